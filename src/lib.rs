@@ -1,0 +1,2 @@
+//! hotline: an IVR and call-flow engine. Pure state machines for SIP, media and flows,
+//! and a thin tokio shell that moves bytes and time between them.
