@@ -1,0 +1,315 @@
+//! The server configuration, `hotline.yaml`: listeners, the RTP port range, where flows and
+//! prompts live, and which flow answers which dialed number. Every key has a working default,
+//! so the shipped file is short. Paths are relative to the config file. This module only reads
+//! and checks the file; it opens no socket.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::duration::parse_duration;
+
+/// A problem with `hotline.yaml` or a command-line override.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{0}")]
+    Value(String),
+}
+
+/// Which SIP transport a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        })
+    }
+}
+
+/// One SIP listener, written `udp:127.0.0.1:5060`, `tcp:[::1]:5060` or `127.0.0.1:5060`
+/// (UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl FromStr for Listen {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (transport, rest) = match s.split_once(':') {
+            Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Transport::Udp, rest),
+            Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Transport::Tcp, rest),
+            _ => (Transport::Udp, s),
+        };
+        let addr = rest.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::Value(format!(
+                "expected a listener like 'udp:0.0.0.0:5060' or 'tcp:[::1]:5060', found '{s}'"
+            ))
+        })?;
+        Ok(Listen { transport, addr })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport.to_string().to_lowercase(), self.addr)
+    }
+}
+
+/// An inclusive range of UDP ports for RTP, written `10000-20000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ConfigError::Value(format!(
+                "expected a port range like '10000-20000', found '{s}'"
+            ))
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let first: u16 = a.trim().parse().map_err(|_| bad())?;
+        let last: u16 = b.trim().parse().map_err(|_| bad())?;
+        if first == 0 || last < first.saturating_add(1) {
+            return Err(ConfigError::Value(format!(
+                "the RTP port range '{s}' must hold at least two ports, from a lower to a higher one"
+            )));
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    sip: RawSip,
+    #[serde(default)]
+    rtp: RawRtp,
+    flows: Option<String>,
+    prompts: Option<String>,
+    #[serde(default)]
+    routes: BTreeMap<String, String>,
+    default_language: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Option<Vec<String>>,
+    user_agent: Option<String>,
+    max_calls: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRtp {
+    ports: Option<String>,
+    public_address: Option<String>,
+    no_media_timeout: Option<String>,
+}
+
+/// The loaded configuration, with defaults filled in and paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (None when every value is a default).
+    pub path: Option<PathBuf>,
+    pub listen: Vec<Listen>,
+    pub user_agent: String,
+    /// New calls beyond this many get 503 with Retry-After.
+    pub max_calls: usize,
+    pub rtp_ports: PortRange,
+    /// The address written into SDP when the host sits behind NAT.
+    pub public_address: Option<IpAddr>,
+    /// A call whose caller sends no RTP for this long is ended.
+    pub no_media_timeout: Duration,
+    pub flows_dir: PathBuf,
+    pub prompts_dir: PathBuf,
+    /// Dialed number (Request-URI user) to flow name; "*" matches any.
+    pub routes: BTreeMap<String, String>,
+    pub default_language: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: None,
+            listen: vec![
+                "udp:0.0.0.0:5060".parse().expect("static listener"),
+                "tcp:0.0.0.0:5060".parse().expect("static listener"),
+            ],
+            user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
+            max_calls: 5000,
+            rtp_ports: PortRange {
+                first: 10000,
+                last: 20000,
+            },
+            public_address: None,
+            no_media_timeout: Duration::from_secs(30),
+            flows_dir: PathBuf::from("flows"),
+            prompts_dir: PathBuf::from("prompts"),
+            routes: BTreeMap::from([("*".to_string(), "main".to_string())]),
+            default_language: "en".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; paths inside it are taken relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str_at(&text, path)
+    }
+
+    /// Parses the text of a config file that lives at `path`.
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawFile = if text.trim().is_empty() {
+            RawFile::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
+        };
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."));
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut cfg = Config {
+            path: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        if let Some(list) = raw.sip.listen {
+            cfg.listen = list
+                .iter()
+                .map(|s| s.parse().map_err(|e: ConfigError| invalid(e.to_string())))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(ua) = raw.sip.user_agent {
+            cfg.user_agent = ua;
+        }
+        if let Some(n) = raw.sip.max_calls {
+            cfg.max_calls = n;
+        }
+        if let Some(p) = raw.rtp.ports {
+            cfg.rtp_ports = p.parse().map_err(|e: ConfigError| invalid(e.to_string()))?;
+        }
+        if let Some(a) = raw.rtp.public_address {
+            cfg.public_address = Some(a.parse().map_err(|_| {
+                invalid(format!(
+                    "rtp.public_address: expected an IP address, found '{a}'"
+                ))
+            })?);
+        }
+        if let Some(t) = raw.rtp.no_media_timeout {
+            cfg.no_media_timeout =
+                parse_duration(&t).map_err(|e| invalid(format!("rtp.no_media_timeout: {e}")))?;
+        }
+        cfg.flows_dir = base.join(raw.flows.unwrap_or_else(|| "flows".into()));
+        cfg.prompts_dir = base.join(raw.prompts.unwrap_or_else(|| "prompts".into()));
+        if !raw.routes.is_empty() {
+            cfg.routes = raw.routes;
+        }
+        if let Some(l) = raw.default_language {
+            cfg.default_language = l;
+        }
+        Ok(cfg)
+    }
+
+    /// The flow that answers a call to `dialed` (the Request-URI user), if any route matches.
+    pub fn route(&self, dialed: &str) -> Option<&str> {
+        self.routes
+            .get(dialed)
+            .or_else(|| self.routes.get("*"))
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_example_parses_with_paths_relative_to_the_file() {
+        let text = r#"
+sip:   { listen: ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"] }
+rtp:   { ports: 10000-20000, public_address: null }
+flows: flows
+prompts: prompts
+routes: { "*": main, "0800123": sales }
+"#;
+        let cfg = Config::from_str_at(text, Path::new("/etc/hotline/hotline.yaml")).unwrap();
+        assert_eq!(cfg.listen.len(), 2);
+        assert_eq!(cfg.listen[1].transport, Transport::Tcp);
+        assert_eq!(cfg.rtp_ports, PortRange { first: 10000, last: 20000 });
+        assert_eq!(cfg.flows_dir, PathBuf::from("/etc/hotline/flows"));
+        assert_eq!(cfg.route("0800123"), Some("sales"));
+        assert_eq!(cfg.route("999"), Some("main"));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = Config::from_str_at("", Path::new("hotline.yaml")).unwrap();
+        assert_eq!(cfg.route("anything"), Some("main"));
+        assert_eq!(cfg.no_media_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.flows_dir, PathBuf::from("./flows"));
+    }
+
+    #[test]
+    fn listeners_and_ranges_are_checked() {
+        assert!("udp:127.0.0.1:5060".parse::<Listen>().is_ok());
+        assert!("tcp:[::1]:5070".parse::<Listen>().is_ok());
+        assert!("127.0.0.1:5060".parse::<Listen>().is_ok());
+        assert!("udp:localhost".parse::<Listen>().is_err());
+        assert!("30000-30999".parse::<PortRange>().is_ok());
+        assert!("300-200".parse::<PortRange>().is_err());
+        assert!("abc".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_str_at("rtp: { prots: 1-2 }", Path::new("h.yaml")).unwrap_err();
+        assert!(err.to_string().contains("prots"), "{err}");
+    }
+}
