@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::duration::parse_duration;
+use crate::flow::duration::parse_duration;
 
 /// A problem with `hotline.yaml` or a command-line override.
 #[derive(Debug, Error)]
@@ -75,7 +75,12 @@ impl FromStr for Listen {
 
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.transport.to_string().to_lowercase(), self.addr)
+        write!(
+            f,
+            "{}:{}",
+            self.transport.to_string().to_lowercase(),
+            self.addr
+        )
     }
 }
 
@@ -133,6 +138,7 @@ struct RawSip {
     listen: Option<Vec<String>>,
     user_agent: Option<String>,
     max_calls: Option<usize>,
+    answer_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -152,6 +158,8 @@ pub struct Config {
     pub user_agent: String,
     /// New calls beyond this many get 503 with Retry-After.
     pub max_calls: usize,
+    /// Ring (180) for this long before answering; zero answers at once.
+    pub answer_after: Duration,
     pub rtp_ports: PortRange,
     /// The address written into SDP when the host sits behind NAT.
     pub public_address: Option<IpAddr>,
@@ -174,6 +182,7 @@ impl Default for Config {
             ],
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
             max_calls: 5000,
+            answer_after: Duration::ZERO,
             rtp_ports: PortRange {
                 first: 10000,
                 last: 20000,
@@ -232,6 +241,10 @@ impl Config {
         if let Some(n) = raw.sip.max_calls {
             cfg.max_calls = n;
         }
+        if let Some(t) = raw.sip.answer_after {
+            cfg.answer_after =
+                parse_duration(&t).map_err(|e| invalid(format!("sip.answer_after: {e}")))?;
+        }
         if let Some(p) = raw.rtp.ports {
             cfg.rtp_ports = p.parse().map_err(|e: ConfigError| invalid(e.to_string()))?;
         }
@@ -282,7 +295,13 @@ routes: { "*": main, "0800123": sales }
         let cfg = Config::from_str_at(text, Path::new("/etc/hotline/hotline.yaml")).unwrap();
         assert_eq!(cfg.listen.len(), 2);
         assert_eq!(cfg.listen[1].transport, Transport::Tcp);
-        assert_eq!(cfg.rtp_ports, PortRange { first: 10000, last: 20000 });
+        assert_eq!(
+            cfg.rtp_ports,
+            PortRange {
+                first: 10000,
+                last: 20000
+            }
+        );
         assert_eq!(cfg.flows_dir, PathBuf::from("/etc/hotline/flows"));
         assert_eq!(cfg.route("0800123"), Some("sales"));
         assert_eq!(cfg.route("999"), Some("main"));

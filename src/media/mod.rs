@@ -1,4 +1,12 @@
-//! Audio: RTP packets, G.711, DTMF, prompts, and the media clock that serves every call.
+//! Audio: RTP packets, G.711, DTMF in and out, tones, prompts, and the media clock that
+//! serves every call's session.
 
+pub mod clock;
+pub mod dtmf;
+pub mod g711;
 pub mod ports;
+pub mod prompt;
 pub mod rtp;
+pub mod session;
+pub mod tone;
+pub mod wav;

@@ -1,5 +1,22 @@
-//! SIP signalling: the message codec, transactions, dialogs, SDP offer/answer and the
-//! sockets. Everything here but `transport` is pure: no sockets, no clock.
+//! SIP signalling: the message codec, transactions, dialogs, SDP offer/answer, the
+//! endpoint that routes messages to calls, and the sockets. Everything here but
+//! `transport` and `endpoint` is pure: no sockets, no clock.
 
+pub mod dialog;
+pub mod endpoint;
+pub mod message;
 pub mod sdp;
 pub mod transaction;
+pub mod transport;
+
+/// The methods we answer, for Allow headers (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// A random token for tags and branches (RFC 3261 §19.3 asks for 32 bits of randomness;
+/// this gives about 5 bits a character).
+pub fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}

@@ -38,31 +38,11 @@ const PTIME_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 /// How much of an offending value an error message quotes.
 const SNIPPET_CHARS: usize = 48;
 
-/// The audio codecs the engine speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// G.711 mu-law, static payload type 0.
-    Pcmu,
-    /// G.711 A-law, static payload type 8.
-    Pcma,
-}
+pub use crate::media::g711::Codec;
 
-impl Codec {
-    /// The RFC 3551 static payload type.
-    pub const fn pt(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-}
-
-/// The rtpmap encoding name of a codec (kept outside `Codec` so that type stays minimal).
+/// The rtpmap encoding name of a codec.
 fn codec_name(codec: Codec) -> &'static str {
-    match codec {
-        Codec::Pcmu => "PCMU",
-        Codec::Pcma => "PCMA",
-    }
+    codec.name()
 }
 
 /// One row of the RFC 3551 static audio payload table (§6, table 4).

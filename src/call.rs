@@ -1,0 +1,730 @@
+//! One call: the task that joins its dialog, its media session and its flow machine. It
+//! answers the INVITE (or refuses it with the right code), turns the flow's actions into
+//! media commands and SIP requests, and feeds back keys, prompt ends, timeouts and the
+//! caller's requests. It ends the call cleanly from either side and leaves its story.
+//!
+//! The decisions belong to the pure parts (the flow machine, the dialog, SDP negotiation);
+//! this task only carries messages between them and the clocks.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::flow::flowset::FlowSet;
+use crate::flow::machine::{Action, Audio, CallContext, Event, FlowMachine, PlayId};
+use crate::media::clock::{MediaEngine, SessionId};
+use crate::media::dtmf::Key;
+use crate::media::ports::PortPool;
+use crate::media::prompt::{Prompt, PromptLibrary};
+use crate::media::session::{MediaEvent, Session, SessionCommand, SessionParams};
+use crate::sip::ALLOW;
+use crate::sip::dialog::{Dialog, DialogError};
+use crate::sip::endpoint::{NewCall, SipHandle, ToCall, our_contact, our_via};
+use crate::sip::message::{ContentType, HeaderName, Method, Request, Response};
+use crate::sip::random_token;
+use crate::sip::sdp::{self, Codec, Negotiated};
+use crate::sip::transaction::TransactionKey;
+use crate::sip::transport::Peer;
+
+/// What every call shares: the engine's parts and its current flows.
+pub struct CallDeps {
+    pub config: Arc<Config>,
+    pub media: MediaEngine,
+    pub ports: PortPool,
+    pub prompts: PromptLibrary,
+    /// Swapped whole on reload; a call keeps the set it started with.
+    pub flows: RwLock<Arc<FlowSet>>,
+}
+
+/// The codecs we answer with, in our order of preference when the caller has none.
+const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
+/// How a call ended, for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    CallerHungUp,
+    FlowHungUp,
+    Cancelled,
+    Refused(u16),
+    NoMedia,
+    AckTimeout,
+}
+
+/// The IP address our SDP and Contact should show to `remote`: the configured public
+/// address, the listener's own address, or the one the kernel would route from.
+pub fn advertised_ip(public: Option<IpAddr>, local: SocketAddr, remote: SocketAddr) -> IpAddr {
+    if let Some(ip) = public {
+        return ip;
+    }
+    if !local.ip().is_unspecified() {
+        return local.ip();
+    }
+    // Connecting a UDP socket sends nothing; it only asks the kernel for the route.
+    let probe = if remote.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    UdpSocket::bind(probe)
+        .and_then(|s| {
+            s.connect(remote)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(local.ip())
+}
+
+/// Reads a key from a SIP INFO body: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (`5`).
+pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> {
+    let ct = content_type?;
+    let text = std::str::from_utf8(body).ok()?;
+    let signal = if ct.is("application", "dtmf-relay") {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| v.trim().to_string())
+        })?
+    } else if ct.is("application", "dtmf") {
+        text.trim().to_string()
+    } else {
+        return None;
+    };
+    let mut chars = signal.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        // RFC 2833-style event numbers ("Signal=11" for #) are seen from some gateways.
+        return signal.parse::<u8>().ok().and_then(Key::from_event_code);
+    }
+    Key::from_char(c)
+}
+
+struct Call {
+    deps: Arc<CallDeps>,
+    sip: SipHandle,
+    peer: Peer,
+    advertised: IpAddr,
+    call_id: String,
+    dialog: Dialog,
+    invite: Request,
+    invite_key: TransactionKey,
+    inbox: mpsc::UnboundedReceiver<ToCall>,
+    media_rx: mpsc::UnboundedReceiver<MediaEvent>,
+    media_tx: mpsc::UnboundedSender<MediaEvent>,
+    session: Option<SessionId>,
+    negotiated: Option<Negotiated>,
+    sdp_session_id: u64,
+    sdp_version: u64,
+    local_rtp_port: u16,
+    flow_name: String,
+    machine: Option<FlowMachine>,
+    outcome: Option<Outcome>,
+    bye_sent: bool,
+    started: Instant,
+}
+
+/// Runs one call to its end.
+pub async fn run(nc: NewCall, deps: Arc<CallDeps>) {
+    let call_id = nc
+        .invite
+        .headers
+        .call_id()
+        .map(str::to_string)
+        .unwrap_or_default();
+    let caller = nc
+        .invite
+        .headers
+        .from_addr()
+        .ok()
+        .and_then(|f| f.uri.user().map(str::to_string))
+        .unwrap_or_default();
+    let dialed = nc.invite.uri.user().unwrap_or_default().to_string();
+    let span = info_span!("call", %call_id, %caller, %dialed);
+    async move {
+        let sip = nc.sip.clone();
+        let cid = call_id.clone();
+        match Call::answer(nc, deps, call_id, caller, dialed).await {
+            Some(mut call) => call.serve().await,
+            None => sip.ended(&cid),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+impl Call {
+    /// Checks the INVITE, negotiates media and sends 200 OK. Returns None when the call was
+    /// refused or cancelled (the response is already sent).
+    async fn answer(
+        nc: NewCall,
+        deps: Arc<CallDeps>,
+        call_id: String,
+        caller: String,
+        dialed: String,
+    ) -> Option<Call> {
+        let inv = &nc.invite;
+        let refuse = |status: u16, reason: &str, extra: &[(&str, String)]| {
+            let mut resp = Response::for_request(inv, status, reason);
+            let _ = resp.headers.ensure_to_tag(&random_token(10));
+            for (n, v) in extra {
+                resp.headers.push(HeaderName::new(n), v.clone());
+            }
+            info!(status, reason, "call refused");
+            nc.sip.respond(&nc.key, nc.peer, &call_id, resp);
+        };
+        // RFC 3261 §8.2.2.3: we support no extensions a caller could require.
+        if let Ok(required) = inv.headers.require()
+            && !required.is_empty()
+        {
+            let list = required.join(", ");
+            refuse(420, "Bad Extension", &[("Unsupported", list)]);
+            return None;
+        }
+        let scheme = inv.uri.scheme().to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
+            refuse(416, "Unsupported URI Scheme", &[]);
+            return None;
+        }
+        let flow_name = match deps.config.route(&dialed) {
+            Some(f) => f.to_string(),
+            None => {
+                refuse(404, "Not Found", &[]);
+                return None;
+            }
+        };
+        let offer = if inv.body.is_empty() {
+            None
+        } else {
+            let ct = inv.headers.content_type().ok().flatten();
+            if !ct.as_ref().is_some_and(|c| c.is("application", "sdp")) {
+                refuse(
+                    415,
+                    "Unsupported Media Type",
+                    &[("Accept", "application/sdp".into())],
+                );
+                return None;
+            }
+            let neg = sdp::parse_offer(&inv.body).and_then(|r| sdp::negotiate(&r, &CODECS));
+            match neg {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let status = e.status_code();
+                    let reason = if status == 488 {
+                        "Not Acceptable Here"
+                    } else {
+                        "Bad Request"
+                    };
+                    let warning = format!("304 hotline \"{}\"", e.to_string().replace('"', "'"));
+                    refuse(status, reason, &[("Warning", warning)]);
+                    return None;
+                }
+            }
+        };
+        let advertised = advertised_ip(deps.config.public_address, nc.peer.local, nc.peer.remote);
+        let bind_ip = nc.peer.local.ip();
+        let rtp_port = match deps.ports.allocate(bind_ip) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "no RTP port");
+                refuse(503, "Service Unavailable", &[("Retry-After", "10".into())]);
+                return None;
+            }
+        };
+        let local_tag = random_token(10);
+        let dialog = match Dialog::uas(inv, &local_tag, rand::random_range(1..10_000)) {
+            Ok(d) => d,
+            Err(e) => {
+                refuse(400, &format!("Bad Request ({e})"), &[]);
+                return None;
+            }
+        };
+        let flows = deps.flows.read().map(|f| f.clone()).unwrap_or_default();
+        let ctx = CallContext {
+            call_id: call_id.clone(),
+            caller,
+            dialed,
+        };
+        let machine = match FlowMachine::new(flows, &flow_name, ctx, Instant::now()) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, flow = %flow_name, "route names a flow that is not loaded");
+                refuse(500, "Server Internal Error", &[]);
+                return None;
+            }
+        };
+
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let mut call = Call {
+            sip: nc.sip.clone(),
+            peer: nc.peer,
+            advertised,
+            call_id,
+            dialog,
+            invite: nc.invite.clone(),
+            invite_key: nc.key.clone(),
+            inbox: nc.inbox,
+            media_rx,
+            media_tx,
+            session: None,
+            negotiated: None,
+            sdp_session_id: rand::random_range(1..u32::MAX as u64),
+            sdp_version: 1,
+            local_rtp_port: rtp_port.port,
+            flow_name,
+            machine: Some(machine),
+            outcome: None,
+            bye_sent: false,
+            started: Instant::now(),
+            deps,
+        };
+
+        // Optionally ring first; a CANCEL during the ring ends the call with 487.
+        let ring = call.deps.config.answer_after;
+        if !ring.is_zero() {
+            call.respond_invite(180, "Ringing", None);
+            let until = tokio::time::Instant::now() + ring;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    m = call.inbox.recv() => match m {
+                        Some(ToCall::Cancelled) | None => {
+                            call.respond_invite(487, "Request Terminated", None);
+                            info!("caller cancelled while ringing");
+                            return None;
+                        }
+                        Some(other) => debug!(?other, "ignored while ringing"),
+                    }
+                }
+            }
+        }
+
+        let body = match &offer {
+            Some(n) => sdp::build_answer(
+                advertised,
+                call.local_rtp_port,
+                n,
+                call.sdp_session_id,
+                call.sdp_version,
+            ),
+            None => sdp::build_offer(
+                advertised,
+                call.local_rtp_port,
+                call.sdp_session_id,
+                call.sdp_version,
+            ),
+        };
+        call.respond_invite(200, "OK", Some(body));
+        info!(flow = %call.flow_name, late_offer = offer.is_none(), "answered");
+        match offer {
+            Some(n) => call.start_media(n, rtp_port),
+            None => {
+                // Late offer: the answer comes in the ACK.
+                let answer = call.wait_for_late_answer().await;
+                match answer {
+                    Some(n) => call.start_media(n, rtp_port),
+                    None => {
+                        call.send_bye();
+                        call.finish().await;
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(call)
+    }
+
+    fn respond_invite(&self, status: u16, reason: &str, sdp_body: Option<Vec<u8>>) {
+        let mut resp = Response::for_request(&self.invite, status, reason);
+        let _ = resp.headers.ensure_to_tag(&self.dialog.local_tag);
+        if status >= 180 {
+            resp.copy_record_route(&self.invite);
+            let contact = our_contact(&self.peer, self.advertised);
+            resp.headers
+                .push(HeaderName::Contact, format!("<{contact}>"));
+        }
+        if (200..300).contains(&status) {
+            resp.headers.push(HeaderName::Allow, ALLOW);
+            resp.headers.push(HeaderName::Supported, "");
+        }
+        if let Some(b) = sdp_body {
+            resp.set_body(&ContentType::new("application", "sdp"), b);
+        }
+        self.sip
+            .respond(&self.invite_key, self.peer, &self.call_id, resp);
+    }
+
+    async fn wait_for_late_answer(&mut self) -> Option<Negotiated> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(32);
+        loop {
+            let m = tokio::select! {
+                m = self.inbox.recv() => m?,
+                _ = tokio::time::sleep_until(deadline) => return None,
+            };
+            match m {
+                ToCall::Ack(ack) => {
+                    let parsed =
+                        sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS));
+                    return match parsed {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            warn!(error = %e, "late-offer ACK without a usable answer");
+                            None
+                        }
+                    };
+                }
+                ToCall::AckTimeout => return None,
+                ToCall::Request { key, req } => self.in_dialog_request(key, req),
+                _ => {}
+            }
+        }
+    }
+
+    fn start_media(&mut self, n: Negotiated, port: crate::media::ports::RtpPort) {
+        let params = SessionParams {
+            codec: n.codec,
+            payload_type: n.pt,
+            telephone_event_pt: n.telephone_event_pt,
+            remote: n.remote_rtp,
+            no_media_timeout: self.deps.config.no_media_timeout,
+            ssrc: rand::random(),
+            initial_seq: rand::random(),
+            initial_timestamp: rand::random(),
+        };
+        let session = Session::new(port, params, self.media_tx.clone(), Instant::now());
+        self.session = Some(self.deps.media.add(session));
+        if n.on_hold() {
+            self.media(SessionCommand::Update {
+                remote: n.remote_rtp,
+                send: false,
+                reset_latch: false,
+            });
+        }
+        self.negotiated = Some(n);
+    }
+
+    fn media(&self, cmd: SessionCommand) {
+        if let Some(id) = self.session {
+            self.deps.media.command(id, cmd);
+        }
+    }
+
+    async fn serve(&mut self) {
+        self.flow_event(Event::Started);
+        while self.outcome.is_none() {
+            let deadline = self.machine.as_ref().and_then(|m| m.poll_timeout());
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = self.inbox.recv() => match m {
+                    Some(m) => self.on_sip(m),
+                    None => self.outcome = Some(Outcome::CallerHungUp),
+                },
+                Some(ev) = self.media_rx.recv() => self.on_media(ev),
+                _ = sleep => {
+                    if let Some(m) = self.machine.as_mut() {
+                        m.handle_timeout(Instant::now());
+                    }
+                    self.run_actions();
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    fn flow_event(&mut self, ev: Event) {
+        if let Some(m) = self.machine.as_mut() {
+            m.handle(Instant::now(), ev);
+        }
+        self.run_actions();
+    }
+
+    fn run_actions(&mut self) {
+        loop {
+            let Some(action) = self.machine.as_mut().and_then(|m| m.poll_action()) else {
+                return;
+            };
+            match action {
+                Action::Play {
+                    id,
+                    audio,
+                    barge_in,
+                } => {
+                    let prompts = self.resolve(&audio);
+                    if prompts.is_empty() {
+                        // Nothing audible: the prompt is over as soon as it began.
+                        if let Some(m) = self.machine.as_mut() {
+                            m.handle(Instant::now(), Event::PromptFinished { id });
+                        }
+                        continue;
+                    }
+                    self.media(SessionCommand::Play {
+                        id: id.0,
+                        prompts,
+                        barge_in,
+                    });
+                }
+                Action::StopPlayback { id } => self.media(SessionCommand::Stop { id: id.0 }),
+                Action::Hangup => {
+                    self.send_bye();
+                    self.outcome.get_or_insert(Outcome::FlowHungUp);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, audio: &[Audio]) -> Vec<Prompt> {
+        let lib = &self.deps.prompts;
+        let mut out = Vec::with_capacity(audio.len());
+        for a in audio {
+            match a {
+                Audio::Prompt(p) => {
+                    let found = lib
+                        .get(&p.language, &p.name)
+                        .or_else(|| lib.get(&p.fallback_language, &p.name));
+                    match found {
+                        Some(pr) => out.push(pr.clone()),
+                        None => warn!(prompt = %p.name, language = %p.language, "prompt missing"),
+                    }
+                }
+                Audio::Silence(d) => out.push(Prompt::silence(*d)),
+                Audio::Say { kind, value, .. } => {
+                    warn!(?kind, %value, "say: is not available yet; skipped");
+                }
+            }
+        }
+        out
+    }
+
+    fn on_media(&mut self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Key { key, source, .. } => {
+                debug!(key = %key.as_char(), ?source, "key");
+                self.flow_event(Event::Key(key.as_char()));
+            }
+            MediaEvent::PlayFinished { id } => {
+                self.flow_event(Event::PromptFinished { id: PlayId(id) })
+            }
+            MediaEvent::NoMedia => {
+                info!("no media from the caller; ending the call");
+                self.send_bye();
+                self.outcome = Some(Outcome::NoMedia);
+            }
+        }
+    }
+
+    fn on_sip(&mut self, m: ToCall) {
+        match m {
+            ToCall::Request { key, req } => self.in_dialog_request(key, req),
+            ToCall::AckTimeout => {
+                info!("no ACK for our 200; ending the call");
+                self.send_bye();
+                self.outcome = Some(Outcome::AckTimeout);
+            }
+            ToCall::Cancelled => {
+                // A CANCEL after our 200 has no effect (§9.2): the caller sends BYE.
+            }
+            ToCall::Ack(_) | ToCall::Response(_) | ToCall::RequestTimeout => {}
+        }
+    }
+
+    fn respond(&self, req: &Request, status: u16, reason: &str) -> Response {
+        let mut resp = Response::for_request(req, status, reason);
+        let _ = resp.headers.ensure_to_tag(&self.dialog.local_tag);
+        resp
+    }
+
+    fn send(&self, key: &TransactionKey, resp: Response) {
+        self.sip.respond(key, self.peer, &self.call_id, resp);
+    }
+
+    fn in_dialog_request(&mut self, key: TransactionKey, req: Request) {
+        match self.dialog.accept_request(&req) {
+            Ok(()) => {}
+            Err(DialogError::CSeqOutOfOrder { .. }) => {
+                let r = self.respond(&req, 500, "Server Internal Error (CSeq out of order)");
+                return self.send(&key, r);
+            }
+            Err(_) => {
+                let r = self.respond(&req, 481, "Call/Transaction Does Not Exist");
+                return self.send(&key, r);
+            }
+        }
+        match req.method {
+            Method::Bye => {
+                let r = self.respond(&req, 200, "OK");
+                self.send(&key, r);
+                info!("caller hung up");
+                self.outcome = Some(Outcome::CallerHungUp);
+            }
+            Method::Invite => self.reinvite(key, req),
+            Method::Info => {
+                let ct = req.headers.content_type().ok().flatten();
+                let status = if req.body.is_empty() {
+                    200
+                } else if let Some(k) = info_key(ct.as_ref(), &req.body) {
+                    self.flow_event(Event::Key(k.as_char()));
+                    200
+                } else {
+                    415
+                };
+                let mut r = self.respond(
+                    &req,
+                    status,
+                    if status == 200 {
+                        "OK"
+                    } else {
+                        "Unsupported Media Type"
+                    },
+                );
+                if status == 415 {
+                    r.headers.push(
+                        HeaderName::new("Accept"),
+                        "application/dtmf-relay, application/dtmf",
+                    );
+                }
+                self.send(&key, r);
+            }
+            Method::Options => {
+                let mut r = self.respond(&req, 200, "OK");
+                r.headers.push(HeaderName::Allow, ALLOW);
+                self.send(&key, r);
+            }
+            Method::Other(_) => {
+                let mut r = self.respond(&req, 501, "Not Implemented");
+                r.headers.push(HeaderName::Allow, ALLOW);
+                self.send(&key, r);
+            }
+            _ => {
+                let mut r = self.respond(&req, 405, "Method Not Allowed");
+                r.headers.push(HeaderName::Allow, ALLOW);
+                self.send(&key, r);
+            }
+        }
+    }
+
+    /// A re-INVITE: hold, unhold, a moved address, or a session refresh without SDP.
+    fn reinvite(&mut self, key: TransactionKey, req: Request) {
+        let answer = if req.body.is_empty() {
+            // Refresh without an offer: we offer what we have (RFC 3261 §14.2).
+            self.negotiated.as_ref().map(|n| {
+                sdp::build_answer(
+                    self.advertised,
+                    self.local_rtp_port,
+                    n,
+                    self.sdp_session_id,
+                    self.sdp_version,
+                )
+            })
+        } else {
+            match sdp::parse_offer(&req.body).and_then(|r| sdp::negotiate(&r, &CODECS)) {
+                Ok(n) => {
+                    self.sdp_version += 1;
+                    let body = sdp::build_answer(
+                        self.advertised,
+                        self.local_rtp_port,
+                        &n,
+                        self.sdp_session_id,
+                        self.sdp_version,
+                    );
+                    let changed = self
+                        .negotiated
+                        .as_ref()
+                        .is_none_or(|old| old.remote_rtp != n.remote_rtp);
+                    let remote = if n.remote_rtp.ip().is_unspecified() || !changed {
+                        self.negotiated
+                            .as_ref()
+                            .map(|o| o.remote_rtp)
+                            .unwrap_or(n.remote_rtp)
+                    } else {
+                        n.remote_rtp
+                    };
+                    info!(hold = n.on_hold(), "re-INVITE");
+                    self.media(SessionCommand::Update {
+                        remote,
+                        send: !n.on_hold(),
+                        reset_latch: changed && !n.remote_rtp.ip().is_unspecified(),
+                    });
+                    self.negotiated = Some(n);
+                    Some(body)
+                }
+                Err(e) => {
+                    // The old session stays (RFC 3261 §14.2).
+                    let mut r = self.respond(&req, e.status_code(), "Not Acceptable Here");
+                    r.headers.push(
+                        HeaderName::new("Warning"),
+                        format!("304 hotline \"{}\"", e.to_string().replace('"', "'")),
+                    );
+                    return self.send(&key, r);
+                }
+            }
+        };
+        let mut r = self.respond(&req, 200, "OK");
+        let contact = our_contact(&self.peer, self.advertised);
+        r.headers.push(HeaderName::Contact, format!("<{contact}>"));
+        r.headers.push(HeaderName::Allow, ALLOW);
+        if let Some(b) = answer {
+            r.set_body(&ContentType::new("application", "sdp"), b);
+        }
+        self.send(&key, r);
+    }
+
+    fn send_bye(&mut self) {
+        if let Some(id) = self.session.take() {
+            self.deps.media.remove(id);
+        }
+        let via = our_via(&self.peer, self.advertised);
+        let bye = self.dialog.request(Method::Bye, via, None);
+        self.sip.request(&self.call_id, self.peer, bye);
+        self.bye_sent = true;
+    }
+
+    /// Tears down what is left and records the call's story.
+    async fn finish(&mut self) {
+        if let Some(id) = self.session.take() {
+            self.deps.media.remove(id);
+        }
+        if let Some(m) = self.machine.as_mut()
+            && self.outcome == Some(Outcome::CallerHungUp)
+        {
+            m.handle(Instant::now(), Event::CallerHangup);
+        }
+        // Our BYE is retransmitted by its transaction; wait for its answer (or timeout) so
+        // the response still finds this call.
+        if self.bye_sent {
+            let until = tokio::time::Instant::now() + Duration::from_secs(40);
+            loop {
+                tokio::select! {
+                    m = self.inbox.recv() => match m {
+                        Some(ToCall::Response(r)) if r.status >= 200 => break,
+                        Some(ToCall::RequestTimeout) | None => break,
+                        Some(ToCall::Request { key, req }) => {
+                            // A BYE crossing ours: answer it.
+                            let r = self.respond(&req, 200, "OK");
+                            self.send(&key, r);
+                        }
+                        Some(_) => {}
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
+        let story = self.machine.as_ref().map(|m| m.story().clone());
+        info!(
+            outcome = ?self.outcome,
+            seconds = self.started.elapsed().as_secs_f32(),
+            story = ?story,
+            "call ended"
+        );
+        self.sip.ended(&self.call_id);
+    }
+}

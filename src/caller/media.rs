@@ -1,0 +1,451 @@
+//! The scripted caller's audio: one RTP socket per call, served by a shared clock thread
+//! (the same one-tick-serves-all design as the engine's media clock, so a load of a thousand
+//! callers costs one wake-up per 20 ms). Every tick it reads what the hotline sent, with the
+//! kernel's arrival timestamps so the measured gaps are the engine's and not this thread's,
+//! and sends one frame: silence, a DTMF tone, or an RFC 4733 event.
+
+use std::collections::VecDeque;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use nix::sys::time::TimeSpec;
+
+use crate::media::dtmf::Key;
+use crate::media::g711::{Codec, FRAME_SAMPLES};
+use crate::media::prompt::Prompt;
+use crate::media::rtp::{RtpSender, TelephoneEvent, parse_rtp};
+use crate::media::tone::dtmf_tone;
+
+/// How a scripted caller presses a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMethod {
+    /// RFC 4733 telephone-events.
+    Rfc4733,
+    /// Dual tones in the audio, as an analogue gateway would send them.
+    Inband,
+}
+
+enum Out {
+    Audio([u8; FRAME_SAMPLES]),
+    Event(TelephoneEvent, bool),
+}
+
+/// One received audio packet.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub seq: u16,
+    pub payload: [u8; FRAME_SAMPLES],
+}
+
+struct State {
+    socket: UdpSocket,
+    remote: Option<SocketAddr>,
+    codec: Codec,
+    pt: u8,
+    te_pt: Option<u8>,
+    sender: RtpSender,
+    out: VecDeque<Out>,
+    keep_audio: bool,
+    audio: Vec<Heard>,
+    /// Inter-arrival gaps of audio packets, in microseconds (kernel timestamps).
+    gaps_us: Vec<u32>,
+    last_arrival: Option<TimeSpec>,
+    /// A frame to look for (the start of an expected prompt) and when it was seen.
+    watch: Option<([u8; FRAME_SAMPLES], Option<Instant>)>,
+    packets_in: u64,
+    packets_out: u64,
+    closed: bool,
+}
+
+/// The caller side of one call's media.
+#[derive(Clone)]
+pub struct CallMedia {
+    state: Arc<Mutex<State>>,
+    pub local: SocketAddr,
+}
+
+/// Figures of one call's reception.
+#[derive(Debug, Default, Clone)]
+pub struct ReceptionStats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub gaps_us: Vec<u32>,
+}
+
+fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CallMedia {
+    /// Binds an RTP socket on `ip` and registers it with the shared caller clock. With
+    /// `keep_audio` every received frame is kept for the test to inspect.
+    pub fn bind(ip: IpAddr, keep_audio: bool) -> std::io::Result<CallMedia> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        socket.set_nonblocking(true)?;
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
+        let local = socket.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            socket,
+            remote: None,
+            codec: Codec::Pcmu,
+            pt: 0,
+            te_pt: None,
+            sender: RtpSender::new(rand::random(), rand::random(), rand::random(), 0),
+            out: VecDeque::new(),
+            keep_audio,
+            audio: Vec::new(),
+            gaps_us: Vec::new(),
+            last_arrival: None,
+            watch: None,
+            packets_in: 0,
+            packets_out: 0,
+            closed: false,
+        }));
+        let _ = clock().send(state.clone());
+        Ok(CallMedia { state, local })
+    }
+
+    /// SDP offering `pts` (static payload types) and, with `dtmf`, telephone-event 101.
+    pub fn offer(&self, pts: &[u8], dtmf: bool) -> String {
+        let ip = self.local.ip();
+        let (net, addr) = match ip {
+            IpAddr::V4(_) => ("IP4", ip.to_string()),
+            IpAddr::V6(_) => ("IP6", ip.to_string()),
+        };
+        let mut fmts: Vec<String> = pts.iter().map(u8::to_string).collect();
+        let mut attrs = String::new();
+        for pt in pts {
+            match pt {
+                0 => attrs.push_str("a=rtpmap:0 PCMU/8000\r\n"),
+                8 => attrs.push_str("a=rtpmap:8 PCMA/8000\r\n"),
+                _ => {}
+            }
+        }
+        if dtmf {
+            fmts.push("101".into());
+            attrs.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n");
+        }
+        format!(
+            "v=0\r\no=caller 1 1 IN {net} {addr}\r\ns=-\r\nc=IN {net} {addr}\r\nt=0 0\r\n\
+m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
+            port = self.local.port(),
+            fmts = fmts.join(" "),
+        )
+    }
+
+    /// Starts sending to the hotline with the negotiated codec.
+    pub fn connect(&self, remote: SocketAddr, codec: Codec, pt: u8, te_pt: Option<u8>) {
+        let mut s = lock(&self.state);
+        s.remote = Some(remote);
+        s.codec = codec;
+        s.pt = pt;
+        s.te_pt = te_pt;
+        s.sender.set_pt(pt);
+    }
+
+    /// Queues a key press (100 ms, then a 60 ms pause).
+    pub fn press(&self, key: Key, method: KeyMethod) {
+        let mut s = lock(&self.state);
+        match (method, s.te_pt) {
+            (KeyMethod::Rfc4733, Some(_)) => {
+                for i in 0..5u16 {
+                    let ev = TelephoneEvent {
+                        event: key.event_code(),
+                        end: i == 4,
+                        volume: 10,
+                        duration: (i + 1) * FRAME_SAMPLES as u16,
+                    };
+                    s.out.push_back(Out::Event(ev, false));
+                }
+                let end = TelephoneEvent {
+                    event: key.event_code(),
+                    end: true,
+                    volume: 10,
+                    duration: 5 * FRAME_SAMPLES as u16,
+                };
+                s.out.push_back(Out::Event(end, false));
+                s.out.push_back(Out::Event(end, true));
+            }
+            _ => {
+                let pcm = dtmf_tone(key, Duration::from_millis(100), -8.0);
+                let codec = s.codec;
+                for chunk in pcm.chunks(FRAME_SAMPLES) {
+                    let mut f = [codec.silence_byte(); FRAME_SAMPLES];
+                    codec.encode_into(chunk, &mut f);
+                    s.out.push_back(Out::Audio(f));
+                }
+            }
+        }
+        let silence = [s.codec.silence_byte(); FRAME_SAMPLES];
+        for _ in 0..3 {
+            s.out.push_back(Out::Audio(silence));
+        }
+    }
+
+    /// Presses each key of `keys` in turn.
+    pub fn press_all(&self, keys: &str, method: KeyMethod) {
+        for c in keys.chars() {
+            if let Some(k) = Key::from_char(c) {
+                self.press(k, method);
+            }
+        }
+    }
+
+    /// Whether the key presses queued so far have all been sent.
+    pub fn keys_sent(&self) -> bool {
+        lock(&self.state).out.is_empty()
+    }
+
+    /// Every audio frame received so far (with `keep_audio`).
+    pub fn heard(&self) -> Vec<Heard> {
+        lock(&self.state).audio.clone()
+    }
+
+    /// Number of audio frames received so far.
+    pub fn heard_len(&self) -> usize {
+        lock(&self.state).audio.len()
+    }
+
+    /// Where `prompt` starts in what was heard at or after frame `from`, if it does.
+    pub fn find_prompt(&self, prompt: &Prompt, from: usize) -> Option<usize> {
+        let s = lock(&self.state);
+        find_frames(
+            &s.audio,
+            prompt,
+            s.codec,
+            from,
+            prompt.frame_count().min(10),
+        )
+    }
+
+    /// How many of `prompt`'s frames were heard in order from frame `at`.
+    pub fn frames_matching(&self, prompt: &Prompt, at: usize) -> usize {
+        let s = lock(&self.state);
+        let codec = s.codec;
+        s.audio
+            .get(at..)
+            .unwrap_or(&[])
+            .iter()
+            .zip(prompt.frames(codec))
+            .take_while(|(h, f)| &h.payload == *f)
+            .count()
+    }
+
+    /// Waits until `prompt` starts (at or after frame `from`); returns where.
+    pub async fn wait_for_prompt(
+        &self,
+        prompt: &Prompt,
+        from: usize,
+        timeout: Duration,
+    ) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.find_prompt(prompt, from) {
+                return Some(i);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `prompt`, started at frame `at`, has been heard to its last frame.
+    pub async fn wait_for_whole_prompt(
+        &self,
+        prompt: &Prompt,
+        at: usize,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.frames_matching(prompt, at);
+            if n >= prompt.frame_count() {
+                return true;
+            }
+            let heard = self.heard_len();
+            // A mismatch before the end means the prompt was cut off.
+            if heard > at + n || Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Watches for the first frame of `prompt` (used by the load tool, which keeps no
+    /// audio); `watch_seen` tells when it arrived.
+    pub fn watch(&self, prompt: &Prompt) {
+        let mut s = lock(&self.state);
+        let codec = s.codec;
+        s.watch = prompt.frame(codec, 0).map(|f| (*f, None));
+    }
+
+    pub fn watch_seen(&self) -> Option<Instant> {
+        lock(&self.state).watch.and_then(|(_, t)| t)
+    }
+
+    pub fn stats(&self) -> ReceptionStats {
+        let s = lock(&self.state);
+        ReceptionStats {
+            packets_in: s.packets_in,
+            packets_out: s.packets_out,
+            gaps_us: s.gaps_us.clone(),
+        }
+    }
+
+    /// Stops sending and leaves the clock.
+    pub fn close(&self) {
+        lock(&self.state).closed = true;
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.closed = true;
+    }
+}
+
+fn find_frames(
+    audio: &[Heard],
+    prompt: &Prompt,
+    codec: Codec,
+    from: usize,
+    need: usize,
+) -> Option<usize> {
+    let first = prompt.frame(codec, 0)?;
+    let need = need.max(1);
+    (from..audio.len()).find(|&i| {
+        &audio[i].payload == first
+            && audio.get(i..i + need).is_some_and(|w| {
+                w.iter()
+                    .zip(prompt.frames(codec))
+                    .all(|(h, f)| &h.payload == f)
+            })
+    })
+}
+
+fn clock() -> &'static Sender<Arc<Mutex<State>>> {
+    static CLOCK: OnceLock<Sender<Arc<Mutex<State>>>> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("caller-media".into())
+            .spawn(move || run_clock(rx))
+            .expect("spawning the caller media thread");
+        tx
+    })
+}
+
+fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
+    let mut calls: Vec<Arc<Mutex<State>>> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut cmsg = nix::cmsg_space!(TimeSpec);
+    let tick = Duration::from_millis(20);
+    let mut next = Instant::now() + tick;
+    loop {
+        while let Ok(s) = rx.try_recv() {
+            calls.push(s);
+        }
+        let now = Instant::now();
+        calls.retain(|c| {
+            let mut s = lock(c);
+            if s.closed || Arc::strong_count(c) == 1 {
+                return false;
+            }
+            receive(&mut s, &mut buf, &mut cmsg, now);
+            send(&mut s, &mut buf);
+            true
+        });
+        let after = Instant::now();
+        if after < next {
+            std::thread::sleep(next - after);
+        } else if after - next > tick * 5 {
+            next = after;
+        }
+        next += tick;
+    }
+}
+
+fn receive(s: &mut State, buf: &mut [u8], cmsg: &mut Vec<u8>, now: Instant) {
+    loop {
+        let fd = s.socket.as_raw_fd();
+        let (len, ts) = {
+            let mut iov = [IoSliceMut::new(buf)];
+            let Ok(msg) =
+                recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut *cmsg), MsgFlags::MSG_DONTWAIT)
+            else {
+                return;
+            };
+            let mut ts = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmTimestampns(t) = c {
+                        ts = Some(t);
+                    }
+                }
+            }
+            (msg.bytes, ts)
+        };
+        let Ok(pkt) = parse_rtp(&buf[..len]) else {
+            continue;
+        };
+        s.packets_in += 1;
+        if pkt.pt != s.pt || pkt.payload.len() != FRAME_SAMPLES {
+            continue;
+        }
+        if let Some(t) = ts {
+            if let Some(prev) = s.last_arrival {
+                let d = t - prev;
+                let us = d.tv_sec() as i64 * 1_000_000 + d.tv_nsec() as i64 / 1000;
+                s.gaps_us.push(us.clamp(0, u32::MAX as i64) as u32);
+            }
+            s.last_arrival = Some(t);
+        }
+        let mut payload = [0u8; FRAME_SAMPLES];
+        payload.copy_from_slice(pkt.payload);
+        if let Some((frame, seen)) = s.watch.as_mut()
+            && seen.is_none()
+            && *frame == payload
+        {
+            *seen = Some(now);
+        }
+        if s.keep_audio {
+            s.audio.push(Heard {
+                seq: pkt.seq,
+                payload,
+            });
+        }
+    }
+}
+
+fn send(s: &mut State, buf: &mut [u8]) {
+    let Some(remote) = s.remote else { return };
+    let len = match s.out.pop_front() {
+        Some(Out::Event(ev, last)) => {
+            let te = s.te_pt.unwrap_or(101);
+            let r = s.sender.telephone_event_packet(te, ev, buf);
+            s.sender.skip(FRAME_SAMPLES as u32);
+            if last {
+                s.sender.finish_event();
+            }
+            r
+        }
+        Some(Out::Audio(f)) => s.sender.next_packet(&f, buf),
+        None => {
+            let f = [s.codec.silence_byte(); FRAME_SAMPLES];
+            s.sender.next_packet(&f, buf)
+        }
+    };
+    if let Ok(len) = len
+        && s.socket.send_to(&buf[..len], remote).is_ok()
+    {
+        s.packets_out += 1;
+    }
+}

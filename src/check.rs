@@ -1,0 +1,105 @@
+//! Loading everything a hotline needs before it answers a call (prompts, then flows checked
+//! against those prompts) and reporting every problem at once, compiler style. `hotline
+//! check` prints the report; `hotline serve` refuses to start on errors.
+
+use std::path::Path;
+
+use crate::config::Config;
+use crate::flow::diagnostic::{Diagnostic, Severity};
+use crate::flow::flowset::FlowSet;
+use crate::flow::load::load_flows_dir;
+use crate::flow::machine::DEFAULT_GOODBYE_PROMPT;
+use crate::media::prompt::PromptLibrary;
+
+/// Every problem found, in the order found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors() > 0
+    }
+
+    pub fn summary(&self) -> String {
+        match (self.errors(), self.warnings()) {
+            (0, 0) => "no problems found".to_string(),
+            (e, w) => format!("{e} error(s), {w} warning(s)"),
+        }
+    }
+}
+
+/// What a successful load gives the server.
+pub struct Loaded {
+    pub prompts: PromptLibrary,
+    pub flows: FlowSet,
+    pub report: Report,
+}
+
+/// Loads the prompts and flows the configuration names, and checks the routes.
+pub fn load_all(config: &Config) -> Loaded {
+    let mut report = Report::default();
+    let (prompts, prompt_errors) =
+        PromptLibrary::load_dir(&config.prompts_dir, &config.default_language);
+    for e in prompt_errors {
+        report
+            .diagnostics
+            .push(Diagnostic::error(&e.path, e.kind.to_string()));
+    }
+    if prompts
+        .get(&config.default_language, DEFAULT_GOODBYE_PROMPT)
+        .is_none()
+    {
+        report.diagnostics.push(Diagnostic::warning(
+            &config.prompts_dir,
+            format!(
+                "no '{DEFAULT_GOODBYE_PROMPT}' prompt in language '{}': callers whose flow runs out hear silence before the hang-up",
+                config.default_language
+            ),
+        ));
+    }
+    let exists = |lang: &str, name: &str| prompts.get_exact(lang, name).is_some();
+    let (flows, flow_diags) = load_flows_dir(&config.flows_dir, &exists);
+    report.diagnostics.extend(flow_diags);
+    let config_file = config
+        .path
+        .clone()
+        .unwrap_or_else(|| Path::new("hotline.yaml").to_path_buf());
+    for (dialed, flow) in &config.routes {
+        if flows.id(flow).is_none() {
+            let mut d = Diagnostic::error(
+                &config_file,
+                format!("route '{dialed}' names flow '{flow}', which is not loaded"),
+            );
+            let names = flows.names();
+            d.help = Some(if names.is_empty() {
+                format!("no flow loaded from {}", config.flows_dir.display())
+            } else {
+                format!("loaded flows: {}", names.join(", "))
+            });
+            report.diagnostics.push(d);
+        }
+    }
+    Loaded {
+        prompts,
+        flows,
+        report,
+    }
+}
+
+/// The report `hotline check` prints.
+pub fn check(config: &Config) -> Report {
+    load_all(config).report
+}

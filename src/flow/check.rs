@@ -1,0 +1,1213 @@
+//! The checks that need more than one value of a flow file, and its compilation.
+//!
+//! Owns what `hotline check` says about a single parsed flow: one action per step, keys
+//! used with the wrong action, references to missing steps, menu keys, names of prompts,
+//! variables and languages, unreachable steps and loops that never wait for the caller.
+//! A flow with no error compiles to a `CompiledFlow`. It does not read files and does not
+//! know other flows or the prompts on disk: `link` does that for a whole set.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::time::Duration;
+
+use super::diagnostic::{Diagnostic, did_you_mean_help};
+use super::flowset::{
+    AudioItem, CollectStep, CompiledFlow, CompiledStep, ConfirmStep, FlowId, HANGUP_STEP, HttpStep,
+    MenuOption, MenuStep, QueueStep, RecordStep, StepAction, StepId, Target,
+};
+use super::model::{
+    self, ActionKind, HttpMethod, HumanDuration, Location, PlayItem, PlaySpec, Spanned,
+};
+
+/// The call's language when a flow does not say.
+pub const DEFAULT_LANGUAGE: &str = "en";
+/// Menu and collect wait this long for the first key when neither they nor `defaults` say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failures tolerated before `on_failure` when neither the step nor `defaults` say
+/// (so three tries in all).
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_INTER_DIGIT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_RECORD_MAX: Duration = Duration::from_secs(120);
+/// More retries than this keeps a lost caller in a menu for minutes.
+pub const MAX_RETRIES: u32 = 10;
+/// The longest entry a collect reads; also its `max_digits` when none is given.
+pub const MAX_COLLECT_DIGITS: u32 = 64;
+/// Variables the engine sets itself.
+pub const RESERVED_VARIABLES: [&str; 5] = ["caller", "dialed", "language", "now", "call_id"];
+/// Compiled patterns are limited so a flow file cannot make the engine build a huge automaton.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// A flow that passed its own checks, with what `link` still has to check across flows.
+pub(crate) struct CheckedFlow {
+    pub source: String,
+    pub compiled: CompiledFlow,
+    pub gotos: Vec<GotoUse>,
+    pub prompts: Vec<PromptUse>,
+    /// The default language and every language a step or menu option switches to.
+    pub languages: BTreeSet<String>,
+}
+
+pub(crate) struct GotoUse {
+    pub step: StepId,
+    pub flow: String,
+    pub at: Location,
+}
+
+pub(crate) struct PromptUse {
+    pub name: String,
+    pub at: Location,
+}
+
+/// Checks one parsed flow. Returns the compiled flow when there is no error; the
+/// diagnostics (errors and warnings) either way.
+pub(crate) fn check_flow(
+    name: &str,
+    file: &Path,
+    source: &str,
+    flow: &model::Flow,
+) -> (Option<CheckedFlow>, Vec<Diagnostic>) {
+    let mut cx = Ctx {
+        file,
+        src: source,
+        diags: Vec::new(),
+        names: flow
+            .steps
+            .value
+            .iter()
+            .map(|(k, _)| k.value.as_str())
+            .collect(),
+        prompts: Vec::new(),
+        languages: BTreeSet::new(),
+        gotos: Vec::new(),
+        timeout: DEFAULT_TIMEOUT,
+        retries: DEFAULT_RETRIES,
+    };
+
+    let language = cx.flow_defaults(flow);
+    cx.languages.insert(language.clone());
+
+    if flow.steps.value.is_empty() {
+        cx.error(
+            flow.steps.referenced,
+            "a flow needs at least one step",
+            None,
+        );
+    }
+    cx.step_names(flow);
+
+    let start = match &flow.start {
+        Some(s) if s.value == HANGUP_STEP => {
+            cx.error(
+                s.referenced,
+                "a flow cannot start with the built-in 'hangup' step",
+                None,
+            );
+            StepId(0)
+        }
+        Some(s) => match cx.resolve(s) {
+            Target::Step(id) => id,
+            Target::Hangup => StepId(0),
+        },
+        None => StepId(0),
+    };
+
+    let global_keys = cx.global_keys(flow);
+
+    let mut steps = Vec::with_capacity(flow.steps.value.len());
+    for (index, (key, step)) in flow.steps.value.iter().enumerate() {
+        if let Some(action) = cx.step(StepId(index), key, &step.value) {
+            steps.push(CompiledStep {
+                name: key.value.clone(),
+                line: u32::try_from(key.referenced.line()).unwrap_or(0),
+                tags: cx.tags(&step.value),
+                action,
+            });
+        }
+    }
+
+    let has_errors = cx.diags.iter().any(Diagnostic::is_error);
+    if !has_errors && steps.len() == flow.steps.value.len() {
+        let compiled = CompiledFlow {
+            name: name.to_owned(),
+            file: file.to_path_buf(),
+            description: flow.description.as_ref().map(|d| d.value.clone()),
+            start,
+            language,
+            timeout: cx.timeout,
+            retries: cx.retries,
+            global_keys,
+            steps,
+        };
+        cx.graph(flow, &compiled);
+        if !cx.diags.iter().any(Diagnostic::is_error) {
+            let Ctx {
+                diags,
+                prompts,
+                languages,
+                gotos,
+                ..
+            } = cx;
+            let checked = CheckedFlow {
+                source: source.to_owned(),
+                compiled,
+                gotos,
+                prompts,
+                languages,
+            };
+            return (Some(checked), diags);
+        }
+    }
+    (None, cx.diags)
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+    diags: Vec<Diagnostic>,
+    names: Vec<&'a str>,
+    prompts: Vec<PromptUse>,
+    languages: BTreeSet<String>,
+    gotos: Vec<GotoUse>,
+    timeout: Duration,
+    retries: u32,
+}
+
+impl<'a> Ctx<'a> {
+    fn error(&mut self, at: Location, message: impl Into<String>, help: Option<String>) {
+        let d = Diagnostic::error(self.file, message)
+            .at_location(self.src, at)
+            .with_optional_help(help);
+        self.diags.push(d);
+    }
+
+    fn warning(&mut self, at: Location, message: impl Into<String>, help: Option<String>) {
+        let d = Diagnostic::warning(self.file, message)
+            .at_location(self.src, at)
+            .with_optional_help(help);
+        self.diags.push(d);
+    }
+
+    /// An error pointing at `key:` written before the value at `value_at`, so the marker
+    /// sits under the key the message names.
+    fn error_at_key(
+        &mut self,
+        value_at: Location,
+        key: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) {
+        let d = Diagnostic::error(self.file, message);
+        let d = match key_position(self.src, value_at, key) {
+            Some((line, column)) => d.at(
+                self.src,
+                line,
+                column,
+                u32::try_from(key.chars().count()).unwrap_or(1),
+            ),
+            None => d.at_location(self.src, value_at),
+        };
+        self.diags.push(d.with_optional_help(help));
+    }
+
+    // ---------------------------------------------------------------- flow level
+
+    fn flow_defaults(&mut self, flow: &model::Flow) -> String {
+        let Some(d) = &flow.defaults else {
+            return DEFAULT_LANGUAGE.to_owned();
+        };
+        if let Some(t) = &d.value.timeout {
+            self.timeout = self.positive(t, "timeout");
+        }
+        if let Some(r) = &d.value.retries {
+            self.retries = self.retries_value(r);
+        }
+        match &d.value.language {
+            Some(l) => self.language_code(l),
+            None => DEFAULT_LANGUAGE.to_owned(),
+        }
+    }
+
+    fn step_names(&mut self, flow: &model::Flow) {
+        for (key, _) in flow.steps.value.iter() {
+            let name = key.value.as_str();
+            if name == HANGUP_STEP {
+                self.error(
+                    key.referenced,
+                    "'hangup' is the name of the built-in step that ends the call",
+                    Some("give this step another name, e.g. 'goodbye'".to_owned()),
+                );
+            } else if name.trim().is_empty() || name.trim() != name {
+                self.error(
+                    key.referenced,
+                    format!("'{name}' is not a usable step name"),
+                    Some("step names must not be empty or start or end with spaces".to_owned()),
+                );
+            }
+        }
+    }
+
+    fn global_keys(&mut self, flow: &model::Flow) -> Vec<(char, Target)> {
+        let Some(g) = &flow.global_keys else {
+            return Vec::new();
+        };
+        let mut seen: HashMap<char, Location> = HashMap::new();
+        let mut out = Vec::new();
+        for (key, target) in g.value.iter() {
+            let k = key.value.as_char();
+            if let Some(first) = seen.insert(k, key.referenced) {
+                self.error(
+                    key.referenced,
+                    format!("duplicate global key '{k}'"),
+                    Some(format!("'{k}' is already defined on line {}", first.line())),
+                );
+            }
+            let t = self.resolve(target);
+            out.push((k, t));
+        }
+        out
+    }
+
+    // ---------------------------------------------------------------- values
+
+    /// Resolves a step reference; reports a missing step with the closest name.
+    fn resolve(&mut self, r: &Spanned<String>) -> Target {
+        if r.value == HANGUP_STEP {
+            return Target::Hangup;
+        }
+        if let Some(i) = self.names.iter().position(|n| *n == r.value) {
+            return Target::Step(StepId(i));
+        }
+        let candidates: Vec<&str> = self
+            .names
+            .iter()
+            .copied()
+            .chain(std::iter::once(HANGUP_STEP))
+            .collect();
+        let help = did_you_mean_help(&r.value, candidates);
+        self.error(r.referenced, format!("no step named '{}'", r.value), help);
+        Target::Hangup
+    }
+
+    fn resolve_opt(&mut self, r: Option<&Spanned<String>>) -> Option<Target> {
+        r.map(|r| self.resolve(r))
+    }
+
+    fn positive(&mut self, d: &Spanned<HumanDuration>, what: &str) -> Duration {
+        if d.value.0.is_zero() {
+            self.error(
+                d.referenced,
+                format!("'{what}' must be longer than 0s"),
+                Some("a zero wait ends before the caller can do anything".to_owned()),
+            );
+        }
+        d.value.0
+    }
+
+    fn duration_or(
+        &mut self,
+        d: Option<&Spanned<HumanDuration>>,
+        default: Duration,
+        what: &str,
+    ) -> Duration {
+        d.map_or(default, |d| self.positive(d, what))
+    }
+
+    fn retries_value(&mut self, r: &Spanned<u32>) -> u32 {
+        if r.value > MAX_RETRIES {
+            self.error(
+                r.referenced,
+                format!("'retries' is at most {MAX_RETRIES}, found {}", r.value),
+                Some("a caller who failed this often needs another way: use on_failure".to_owned()),
+            );
+        }
+        r.value.min(MAX_RETRIES)
+    }
+
+    fn retries_or_default(&mut self, r: Option<&Spanned<u32>>) -> u32 {
+        r.map_or(self.retries, |r| self.retries_value(r))
+    }
+
+    fn language_code(&mut self, l: &Spanned<String>) -> String {
+        if !is_language_code(&l.value) {
+            self.error(
+                l.referenced,
+                format!("'{}' is not a language code", l.value),
+                Some(
+                    "use a code like en, de or pt-BR: prompts come from prompts/<code>/".to_owned(),
+                ),
+            );
+        }
+        l.value.clone()
+    }
+
+    fn var_name(&mut self, v: &Spanned<String>) -> String {
+        let name = v.value.as_str();
+        if RESERVED_VARIABLES.contains(&name) {
+            self.error(
+                v.referenced,
+                format!("'{name}' is set by the engine and cannot be assigned"),
+                Some("choose another variable name".to_owned()),
+            );
+        } else if !is_identifier(name) {
+            self.error(
+                v.referenced,
+                format!("'{name}' is not a usable variable name"),
+                Some("use letters, digits and '_', starting with a letter or '_'".to_owned()),
+            );
+        }
+        v.value.clone()
+    }
+
+    fn prompt_name(&mut self, name: &str, at: Location) {
+        if is_prompt_name(name) {
+            self.prompts.push(PromptUse {
+                name: name.to_owned(),
+                at,
+            });
+            return;
+        }
+        let help = if let Some(stem) = name.strip_suffix(".wav") {
+            format!("leave out '.wav': write '{stem}'")
+        } else {
+            "prompt names use letters, digits, '_', '-' and '/' for sub-folders of prompts/<language>/"
+                .to_owned()
+        };
+        self.error(
+            at,
+            format!("'{name}' is not a usable prompt name"),
+            Some(help),
+        );
+    }
+
+    fn audio(&mut self, spec: &Spanned<PlaySpec>) -> Vec<AudioItem> {
+        let items = spec.value.items(spec.referenced);
+        if items.is_empty() {
+            self.error(spec.referenced, "an empty list plays nothing", None);
+        }
+        items
+            .into_iter()
+            .map(|(at, item)| match item {
+                PlayItem::Prompt(p) => {
+                    self.prompt_name(p, at);
+                    AudioItem::Prompt(p.clone())
+                }
+                PlayItem::Say { kind, value } => AudioItem::Say {
+                    kind: *kind,
+                    value: value.clone(),
+                },
+                PlayItem::Silence(d) => AudioItem::Silence(*d),
+            })
+            .collect()
+    }
+
+    fn audio_opt(&mut self, spec: Option<&Spanned<PlaySpec>>) -> Vec<AudioItem> {
+        spec.map(|s| self.audio(s)).unwrap_or_default()
+    }
+
+    fn tags(&mut self, step: &model::Step) -> Vec<(String, model::TagValue)> {
+        let Some(tag) = &step.tag else {
+            return Vec::new();
+        };
+        tag.value
+            .iter()
+            .map(|(k, v)| {
+                if !is_identifier(&k.value) {
+                    self.error(
+                        k.referenced,
+                        format!("'{}' is not a usable tag name", k.value),
+                        Some(
+                            "use letters, digits and '_', starting with a letter or '_'".to_owned(),
+                        ),
+                    );
+                }
+                (k.value.clone(), v.value.clone())
+            })
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- steps
+
+    /// Checks one step and compiles its action; `None` when the step has no single action.
+    fn step(
+        &mut self,
+        id: StepId,
+        key: &Spanned<String>,
+        step: &model::Step,
+    ) -> Option<StepAction> {
+        let actions = step.actions();
+        let kind = match actions.as_slice() {
+            [] => {
+                let list: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+                self.error(
+                    key.referenced,
+                    format!("step '{}' has no action", key.value),
+                    Some(format!("add one of: {}", list.join(", "))),
+                );
+                return None;
+            }
+            [(kind, _)] => *kind,
+            [(first, _), (second, at), ..] => {
+                self.error_at_key(
+                    *at,
+                    second.as_str(),
+                    format!(
+                        "step '{}' has more than one action: '{first}' and '{second}'",
+                        key.value
+                    ),
+                    Some(
+                        "a step does one thing: split it into two steps joined by 'next'"
+                            .to_owned(),
+                    ),
+                );
+                return None;
+            }
+        };
+
+        for (ckey, owner, at) in step.companions() {
+            if owner != kind {
+                let help = if matches!(kind, ActionKind::Menu | ActionKind::Collect)
+                    && matches!(ckey, "timeout" | "on_failure")
+                {
+                    format!("move it inside '{kind}:'")
+                } else {
+                    format!("'{ckey}' is used with '{owner}'")
+                };
+                self.error_at_key(
+                    at,
+                    ckey,
+                    format!("'{ckey}' does not belong in {} step", a_kind(kind)),
+                    Some(help),
+                );
+            }
+        }
+
+        let next = step.next.as_ref();
+        let no_next = |cx: &mut Self, why: &str| {
+            if let Some(n) = next {
+                cx.error_at_key(
+                    n.referenced,
+                    "next",
+                    format!("{} step does not use 'next'", a_kind(kind)),
+                    Some(why.to_owned()),
+                );
+            }
+        };
+
+        let action = match kind {
+            ActionKind::Play => {
+                let spec = step.play.as_ref()?;
+                StepAction::Play {
+                    audio: self.audio(spec),
+                    barge_in: step.barge_in.as_ref().is_none_or(|b| b.value),
+                    next: self.resolve_opt(next),
+                }
+            }
+            ActionKind::Menu => {
+                no_next(
+                    self,
+                    "each option says where to go; add 'on_failure' for callers who choose nothing",
+                );
+                let m = step.menu.as_ref()?;
+                StepAction::Menu(Box::new(self.menu(&m.value)))
+            }
+            ActionKind::Collect => {
+                let c = step.collect.as_ref()?;
+                let next = self.inner_next(next, c.value.next.as_ref(), kind);
+                StepAction::Collect(Box::new(self.collect(&c.value, next)))
+            }
+            ActionKind::Set => {
+                let set = step.set.as_ref()?;
+                if set.value.is_empty() {
+                    self.error(set.referenced, "'set' needs at least one variable", None);
+                }
+                let vars = set
+                    .value
+                    .iter()
+                    .map(|(k, v)| (self.var_name(k), v.value.0.clone()))
+                    .collect();
+                StepAction::Set {
+                    vars,
+                    next: self.resolve_opt(next),
+                }
+            }
+            ActionKind::Branch => {
+                no_next(self, "use 'when' and 'else' inside 'branch:'");
+                let b = step.branch.as_ref()?;
+                if b.value.when.value.is_empty() {
+                    self.error(
+                        b.value.when.referenced,
+                        "'when' needs at least one condition",
+                        Some("for example when: [{ if: 'result.status == \"shipped\"', next: shipped }]".to_owned()),
+                    );
+                }
+                let when = b
+                    .value
+                    .when
+                    .value
+                    .iter()
+                    .map(|w| {
+                        if w.value.if_.value.0.trim().is_empty() {
+                            self.error(w.value.if_.referenced, "an empty condition", None);
+                        }
+                        (w.value.if_.value.0.clone(), self.resolve(&w.value.next))
+                    })
+                    .collect();
+                StepAction::Branch {
+                    when,
+                    otherwise: self.resolve_opt(b.value.else_.as_ref()),
+                }
+            }
+            ActionKind::Hours => {
+                no_next(self, "use 'open' and 'closed'");
+                let h = step.hours.as_ref()?;
+                self.not_blank(h, "a schedule name from hotline.yaml");
+                let open = self.required_beside(step.open.as_ref(), h.referenced, "hours", "open");
+                let closed =
+                    self.required_beside(step.closed.as_ref(), h.referenced, "hours", "closed");
+                StepAction::Hours {
+                    schedule: h.value.clone(),
+                    open,
+                    closed,
+                    holiday: self.resolve_opt(step.holiday.as_ref()),
+                }
+            }
+            ActionKind::Language => {
+                let l = step.language.as_ref()?;
+                let code = self.language_code(l);
+                self.languages.insert(code.clone());
+                StepAction::Language {
+                    code,
+                    next: self.resolve_opt(next),
+                }
+            }
+            ActionKind::Http => {
+                let h = step.http.as_ref()?;
+                let next = self.inner_next(next, h.value.next.as_ref(), kind);
+                StepAction::Http(Box::new(self.http(&h.value, next)))
+            }
+            ActionKind::Record => {
+                let r = step.record.as_ref()?;
+                let next = self.inner_next(next, r.value.next.as_ref(), kind);
+                StepAction::Record(Box::new(self.record(&r.value, next)))
+            }
+            ActionKind::Queue => {
+                no_next(
+                    self,
+                    "use 'after' (the agent hung up first) and 'on_timeout'",
+                );
+                let q = step.queue.as_ref()?;
+                self.not_blank(q, "a queue name from hotline.yaml");
+                let skills = step
+                    .skills
+                    .as_ref()
+                    .map(|s| s.value.iter().map(|k| k.value.clone()).collect())
+                    .unwrap_or_default();
+                StepAction::Queue(Box::new(QueueStep {
+                    queue: q.value.clone(),
+                    priority: step.priority.as_ref().map_or(0, |p| p.value),
+                    skills,
+                    on_timeout: self.resolve_opt(step.on_timeout.as_ref()),
+                    after: self.resolve_opt(step.after.as_ref()),
+                }))
+            }
+            ActionKind::Transfer => {
+                no_next(
+                    self,
+                    "the call leaves the flow when the transfer succeeds; use 'on_failure'",
+                );
+                let t = step.transfer.as_ref()?;
+                let uri = t.value.trim();
+                if !(uri.starts_with("sip:") || uri.starts_with("sips:") || uri.starts_with("tel:"))
+                {
+                    self.error(
+                        t.referenced,
+                        format!("expected a SIP address like sip:desk@example.com, found '{uri}'"),
+                        None,
+                    );
+                }
+                StepAction::Transfer {
+                    uri: uri.to_owned(),
+                    timeout: step.timeout.as_ref().map(|d| self.positive(d, "timeout")),
+                    on_failure: self.resolve_opt(step.on_failure.as_ref()),
+                }
+            }
+            ActionKind::Goto => {
+                let g = step.goto.as_ref()?;
+                self.not_blank(g, "a flow name");
+                let returns = step.return_.as_ref().is_some_and(|r| r.value);
+                let return_to = match (returns, next) {
+                    (true, Some(n)) => Some(self.resolve(n)),
+                    (true, None) => {
+                        let at = step.return_.as_ref().map_or(g.referenced, |r| r.referenced);
+                        self.error_at_key(
+                            at,
+                            "return",
+                            "'return: true' needs a 'next' step to come back to",
+                            None,
+                        );
+                        None
+                    }
+                    (false, Some(n)) => {
+                        self.error_at_key(
+                            n.referenced,
+                            "next",
+                            "'next' after a goto is only used with 'return: true'",
+                            Some(format!(
+                                "add 'return: true' to come back here when flow '{}' ends",
+                                g.value
+                            )),
+                        );
+                        None
+                    }
+                    (false, None) => None,
+                };
+                self.gotos.push(GotoUse {
+                    step: id,
+                    flow: g.value.clone(),
+                    at: g.referenced,
+                });
+                StepAction::Goto {
+                    flow: FlowId(usize::MAX),
+                    return_to,
+                }
+            }
+            ActionKind::Hangup => {
+                no_next(self, "a hangup step ends the call");
+                let h = step.hangup.as_ref()?;
+                let audio = match &h.value.prompt {
+                    Some(p) => self.audio(&Spanned::new(p.clone(), h.referenced, h.defined)),
+                    None => Vec::new(),
+                };
+                StepAction::Hangup { audio }
+            }
+        };
+        Some(action)
+    }
+
+    fn not_blank(&mut self, s: &Spanned<String>, expected: &str) {
+        if s.value.trim().is_empty() {
+            self.error(
+                s.referenced,
+                format!("expected {expected}, found nothing"),
+                None,
+            );
+        }
+    }
+
+    fn required_beside(
+        &mut self,
+        r: Option<&Spanned<String>>,
+        action_at: Location,
+        action: &str,
+        key: &str,
+    ) -> Target {
+        match r {
+            Some(r) => self.resolve(r),
+            None => {
+                self.error_at_key(
+                    action_at,
+                    action,
+                    format!("{} step needs '{key}'", a_kind_str(action)),
+                    Some(format!("add '{key}: STEP' beside '{action}:'")),
+                );
+                Target::Hangup
+            }
+        }
+    }
+
+    /// `next` may be written beside the action or inside it, not both.
+    fn inner_next(
+        &mut self,
+        outer: Option<&Spanned<String>>,
+        inner: Option<&Spanned<String>>,
+        kind: ActionKind,
+    ) -> Option<Target> {
+        match (outer, inner) {
+            (Some(o), Some(_)) => {
+                self.error_at_key(
+                    o.referenced,
+                    "next",
+                    "'next' is given twice",
+                    Some(format!("keep the one inside '{kind}:'")),
+                );
+                None
+            }
+            (Some(n), None) | (None, Some(n)) => Some(self.resolve(n)),
+            (None, None) => None,
+        }
+    }
+
+    fn menu(&mut self, m: &model::Menu) -> MenuStep {
+        let prompt = self.audio(&m.prompt);
+        if m.options.value.is_empty() {
+            self.error(
+                m.options.referenced,
+                "a menu needs at least one option",
+                Some("for example options: { \"1\": sales, \"2\": support }".to_owned()),
+            );
+        }
+        let mut seen: HashMap<char, Location> = HashMap::new();
+        let mut options = Vec::new();
+        for (key, choice) in m.options.value.iter() {
+            let k = key.value.as_char();
+            if let Some(first) = seen.insert(k, key.referenced) {
+                self.error(
+                    key.referenced,
+                    format!("duplicate menu key '{k}'"),
+                    Some(format!(
+                        "'{k}' is already an option on line {}",
+                        first.line()
+                    )),
+                );
+            }
+            let (name, at) = choice.value.target(choice.referenced);
+            let target = self.resolve(&Spanned::new(name.to_owned(), at, at));
+            let language = choice.value.language().map(|l| {
+                let code = self.language_code(l);
+                self.languages.insert(code.clone());
+                code
+            });
+            options.push(MenuOption {
+                key: k,
+                language,
+                target,
+            });
+        }
+        let repeat_key = m.repeat_key.as_ref().map(|r| {
+            let k = r.value.as_char();
+            if seen.contains_key(&k) {
+                self.error(
+                    r.referenced,
+                    format!("'{k}' is both the repeat key and an option of this menu"),
+                    None,
+                );
+            }
+            k
+        });
+        MenuStep {
+            prompt,
+            options,
+            timeout: self.duration_or(m.timeout.as_ref(), self.timeout, "timeout"),
+            retries: self.retries_or_default(m.retries.as_ref()),
+            no_input: self.audio_opt(m.no_input.as_ref()),
+            invalid: self.audio_opt(m.invalid.as_ref()),
+            on_failure: self.resolve_opt(m.on_failure.as_ref()),
+            repeat_key,
+        }
+    }
+
+    fn collect(&mut self, c: &model::Collect, next: Option<Target>) -> CollectStep {
+        let prompt = self.audio(&c.prompt);
+        let into = self.var_name(&c.into);
+        let min_digits = c.min_digits.as_ref().map_or(1, |m| {
+            if m.value == 0 {
+                self.error(m.referenced, "'min_digits' must be at least 1", None);
+            }
+            m.value
+        });
+        let max_digits = c.max_digits.as_ref().map_or(MAX_COLLECT_DIGITS, |m| {
+            if m.value == 0 || m.value > MAX_COLLECT_DIGITS {
+                self.error(
+                    m.referenced,
+                    format!(
+                        "'max_digits' must be between 1 and {MAX_COLLECT_DIGITS}, found {}",
+                        m.value
+                    ),
+                    None,
+                );
+            }
+            m.value
+        });
+        if let (Some(min), Some(max)) = (&c.min_digits, &c.max_digits)
+            && min.value > max.value
+        {
+            self.error(
+                min.referenced,
+                format!(
+                    "'min_digits' ({}) is more than 'max_digits' ({})",
+                    min.value, max.value
+                ),
+                None,
+            );
+        }
+        let terminator = c.terminator.as_ref().map(|t| {
+            if t.value.is_digit() {
+                self.error(
+                    t.referenced,
+                    format!("the terminator must be * or #, found '{}'", t.value),
+                    Some("a digit cannot both be part of the number and end it".to_owned()),
+                );
+            }
+            t.value.as_char()
+        });
+        let pattern = c.pattern.as_ref().and_then(|p| {
+            match regex::RegexBuilder::new(&p.value)
+                .size_limit(PATTERN_SIZE_LIMIT)
+                .build()
+            {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let detail = e.to_string();
+                    let last = detail.lines().last().unwrap_or("").trim();
+                    let last = last.strip_prefix("error: ").unwrap_or(last).to_owned();
+                    self.error(
+                        p.referenced,
+                        format!("'pattern' is not a valid regular expression: {last}"),
+                        Some("for example '^[0-9]{6,10}$'".to_owned()),
+                    );
+                    None
+                }
+            }
+        });
+        let confirm = c.confirm.as_ref().map(|cf| {
+            let yes = cf.value.yes.as_ref().map_or('1', |k| k.value.as_char());
+            let no = cf.value.no.as_ref().map_or('2', |k| k.value.as_char());
+            if yes == no {
+                self.error(
+                    cf.referenced,
+                    format!("'yes' and 'no' of 'confirm' are both '{yes}'"),
+                    None,
+                );
+            }
+            ConfirmStep {
+                prompt: self.audio(&cf.value.prompt),
+                yes,
+                no,
+            }
+        });
+        CollectStep {
+            prompt,
+            into,
+            min_digits,
+            max_digits,
+            terminator,
+            timeout: self.duration_or(c.timeout.as_ref(), self.timeout, "timeout"),
+            inter_digit_timeout: self.duration_or(
+                c.inter_digit_timeout.as_ref(),
+                DEFAULT_INTER_DIGIT_TIMEOUT,
+                "inter_digit_timeout",
+            ),
+            pattern,
+            no_input: self.audio_opt(c.no_input.as_ref()),
+            invalid: self.audio_opt(c.invalid.as_ref()),
+            retries: self.retries_or_default(c.retries.as_ref()),
+            confirm,
+            next,
+            on_failure: self.resolve_opt(c.on_failure.as_ref()),
+        }
+    }
+
+    fn http(&mut self, h: &model::Http, next: Option<Target>) -> HttpStep {
+        let url = h.url.value.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.error(
+                h.url.referenced,
+                format!("expected a URL starting with http:// or https://, found '{url}'"),
+                None,
+            );
+        }
+        HttpStep {
+            method: h.method.as_ref().map_or(HttpMethod::Get, |m| m.value),
+            url: url.to_owned(),
+            headers: h
+                .headers
+                .as_ref()
+                .map(|hs| {
+                    hs.value
+                        .iter()
+                        .map(|(k, v)| (k.value.clone(), v.value.0.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            body: h.body.as_ref().map(|b| b.value.clone()),
+            timeout: self.duration_or(h.timeout.as_ref(), DEFAULT_HTTP_TIMEOUT, "timeout"),
+            into: h.into.as_ref().map(|i| self.var_name(i)),
+            next,
+            on_error: self.resolve_opt(h.on_error.as_ref()),
+        }
+    }
+
+    fn record(&mut self, r: &model::Record, next: Option<Target>) -> RecordStep {
+        RecordStep {
+            prompt: self.audio_opt(r.prompt.as_ref()),
+            max_duration: self.duration_or(
+                r.max_duration.as_ref(),
+                DEFAULT_RECORD_MAX,
+                "max_duration",
+            ),
+            silence_timeout: r
+                .silence_timeout
+                .as_ref()
+                .map(|d| self.positive(d, "silence_timeout")),
+            terminator: r.terminator.as_ref().map(|t| t.value.as_char()),
+            beep: r.beep.as_ref().is_none_or(|b| b.value),
+            into: r.into.as_ref().map(|i| self.var_name(i)),
+            next,
+        }
+    }
+
+    // ---------------------------------------------------------------- graph
+
+    /// Unreachable steps (warnings) and loops that never wait for the caller (errors).
+    fn graph(&mut self, flow: &model::Flow, compiled: &CompiledFlow) {
+        let n = compiled.steps.len();
+        let globals: Vec<usize> = compiled
+            .global_keys
+            .iter()
+            .filter_map(|(_, t)| step_index(*t))
+            .collect();
+        let edges: Vec<Vec<usize>> = compiled
+            .steps
+            .iter()
+            .map(|s| {
+                let mut e: Vec<usize> = s
+                    .action
+                    .successors()
+                    .into_iter()
+                    .filter_map(step_index)
+                    .collect();
+                if matches!(s.action, StepAction::Menu(_) | StepAction::Collect(_)) {
+                    e.extend(&globals);
+                }
+                e
+            })
+            .collect();
+
+        let mut reached = vec![false; n];
+        let mut queue = VecDeque::from([compiled.start.0]);
+        while let Some(i) = queue.pop_front() {
+            if let Some(r) = reached.get_mut(i)
+                && !*r
+            {
+                *r = true;
+                queue.extend(edges.get(i).into_iter().flatten().copied());
+            }
+        }
+        for (i, (key, _)) in flow.steps.value.iter().enumerate() {
+            if !reached.get(i).copied().unwrap_or(true) {
+                self.warning(
+                    key.referenced,
+                    format!("step '{}' is never reached", key.value),
+                    Some("no step, option or global key leads to it from the start".to_owned()),
+                );
+            }
+        }
+
+        // A goto with `return: true` is treated as waiting: the other flow usually asks
+        // the caller something, and the interpreter's own guard stops the rare loop that
+        // does not.
+        let spins: Vec<bool> = compiled
+            .steps
+            .iter()
+            .map(|s| !s.action.waits_for_caller() && !matches!(s.action, StepAction::Goto { .. }))
+            .collect();
+        let spin_edges: Vec<Vec<usize>> = edges
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if spins.get(i).copied().unwrap_or(false) {
+                    e.iter()
+                        .copied()
+                        .filter(|j| spins.get(*j).copied().unwrap_or(false))
+                        .collect()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let mut reported: HashSet<usize> = HashSet::new();
+        for start in 0..n {
+            if reported.contains(&start) {
+                continue;
+            }
+            if let Some(cycle) = shortest_cycle(&spin_edges, start) {
+                reported.extend(cycle.iter().copied());
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .chain(cycle.first())
+                    .filter_map(|i| compiled.steps.get(*i).map(|s| s.name.as_str()))
+                    .collect();
+                if let Some((key, _)) = flow.steps.value.entries.get(start) {
+                    self.error(
+                        key.referenced,
+                        format!(
+                            "these steps loop forever without waiting for the caller: {}",
+                            names.join(" → ")
+                        ),
+                        Some(
+                            "put a menu or collect in the loop, or end it with 'next: hangup'"
+                                .to_owned(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// "a 'menu'", "an 'hours'": the article admins would say.
+fn a_kind(kind: ActionKind) -> String {
+    a_kind_str(kind.as_str())
+}
+
+fn a_kind_str(kind: &str) -> String {
+    let an = matches!(kind, "hours" | "http") || kind.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} '{kind}'", if an { "an" } else { "a" })
+}
+
+fn step_index(t: Target) -> Option<usize> {
+    match t {
+        Target::Step(s) => Some(s.0),
+        Target::Hangup => None,
+    }
+}
+
+/// The shortest path from `start` back to itself, as the list of steps on it.
+fn shortest_cycle(edges: &[Vec<usize>], start: usize) -> Option<Vec<usize>> {
+    let mut parent: HashMap<usize, usize> = HashMap::new();
+    let mut queue = VecDeque::new();
+    for &s in edges.get(start)? {
+        if s == start {
+            return Some(vec![start]);
+        }
+        if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(s) {
+            e.insert(start);
+            queue.push_back(s);
+        }
+    }
+    while let Some(i) = queue.pop_front() {
+        for &j in edges.get(i).into_iter().flatten() {
+            if j == start {
+                let mut path = vec![i];
+                let mut cur = i;
+                while let Some(&p) = parent.get(&cur) {
+                    if p == start {
+                        break;
+                    }
+                    path.push(p);
+                    cur = p;
+                }
+                path.push(start);
+                path.reverse();
+                return Some(path);
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(j) {
+                e.insert(i);
+                queue.push_back(j);
+            }
+        }
+    }
+    None
+}
+
+/// Finds `key:` on the value's line (before it) or on the few lines above, so errors about
+/// a key can point at the key rather than its value.
+pub(crate) fn key_position(src: &str, value_at: Location, key: &str) -> Option<(u32, u32)> {
+    let line = usize::try_from(value_at.line()).ok()?;
+    let col = usize::try_from(value_at.column()).ok()?;
+    let lines: Vec<&str> = src.lines().collect();
+    for back in 0..4 {
+        let ln = line.checked_sub(back)?;
+        let text: Vec<char> = lines.get(ln.checked_sub(1)?)?.chars().collect();
+        let limit = if back == 0 {
+            col.saturating_sub(1)
+        } else {
+            text.len()
+        };
+        let key_chars: Vec<char> = key.chars().collect();
+        let mut found = None;
+        for i in 0..limit.min(text.len()) {
+            if text.get(i..i + key_chars.len()) != Some(key_chars.as_slice()) {
+                continue;
+            }
+            let before_ok = i == 0
+                || text
+                    .get(i - 1)
+                    .is_some_and(|c| c.is_whitespace() || matches!(c, '{' | ',' | '"' | '\''));
+            let after = text.get(i + key_chars.len()..).unwrap_or(&[]);
+            let after_ok = after
+                .iter()
+                .find(|c| !c.is_whitespace() && !matches!(c, '"' | '\''))
+                == Some(&':');
+            if before_ok && after_ok {
+                found = Some(i);
+            }
+        }
+        if let Some(i) = found {
+            let column = u32::try_from(i + 1).ok()?;
+            return Some((u32::try_from(ln).ok()?, column));
+        }
+    }
+    None
+}
+
+pub(crate) fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `en`, `de`, `pt-BR`, `zh_Hant`: used as a folder name, so nothing that could climb out.
+pub(crate) fn is_language_code(s: &str) -> bool {
+    let mut parts = s.split(['-', '_']);
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    first_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// A prompt name is a path below prompts/<language>/ without the extension; it must not
+/// be able to climb out of that folder.
+pub(crate) fn is_prompt_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().count() <= 100
+        && s.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_become_paths_cannot_climb_out() {
+        for ok in ["en", "de", "pt-BR", "zh_Hant", "gsw"] {
+            assert!(is_language_code(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "e",
+            "english",
+            "../de",
+            "de/",
+            "de-",
+            "d e",
+            "de-toolongsubtag",
+        ] {
+            assert!(!is_language_code(bad), "{bad}");
+        }
+        for ok in ["welcome", "menus/main_menu", "grüße", "order-2"] {
+            assert!(is_prompt_name(ok), "{ok}");
+        }
+        for bad in ["", "../x", "/abs", "a//b", "a/", "x.wav", "a b"] {
+            assert!(!is_prompt_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn variable_names_are_identifiers() {
+        assert!(is_identifier("order"));
+        assert!(is_identifier("_x1"));
+        assert!(!is_identifier("1x"));
+        assert!(!is_identifier("a-b"));
+        assert!(!is_identifier(""));
+    }
+}

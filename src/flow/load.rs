@@ -1,0 +1,642 @@
+//! Reading flow files: YAML parsing with limits, parser errors turned into diagnostics,
+//! and the checks across a whole set of flows (goto targets, prompts in every language).
+//!
+//! Owns file access for flows and the `FlowSet` build. The checks of a single flow are
+//! `check`'s; what a prompt file is, is the caller's (through `PromptCheck`), so this
+//! module never touches audio.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Error as YamlError;
+
+use super::check::{CheckedFlow, check_flow};
+use super::diagnostic::{Diagnostic, did_you_mean_help, has_errors};
+use super::flowset::{FlowId, FlowSet, StepAction};
+use super::model::{self, HELP_MARKER, Location};
+
+/// Flow files larger than this are refused before parsing: a real flow is a few KiB.
+pub const MAX_FLOW_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Tells whether a prompt exists for a language (`prompts/<language>/<name>.wav`).
+pub trait PromptCheck {
+    fn prompt_exists(&self, language: &str, name: &str) -> bool;
+}
+
+impl<F: Fn(&str, &str) -> bool> PromptCheck for F {
+    fn prompt_exists(&self, language: &str, name: &str) -> bool {
+        self(language, name)
+    }
+}
+
+/// A `PromptCheck` that accepts every prompt, for tools that do not look at audio.
+pub struct AnyPrompt;
+
+impl PromptCheck for AnyPrompt {
+    fn prompt_exists(&self, _language: &str, _name: &str) -> bool {
+        true
+    }
+}
+
+/// One flow file's text, named as other flows and routes refer to it (its file stem).
+#[derive(Debug, Clone)]
+pub struct FlowSource {
+    pub name: String,
+    pub file: PathBuf,
+    pub text: String,
+}
+
+/// A flow that passed the checks that need only its own file.
+#[derive(Debug, Clone)]
+pub struct LoadedFlow {
+    pub name: String,
+    pub flow: model::Flow,
+    pub warnings: Vec<Diagnostic>,
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    // Generous for hand-written flows (hundreds of steps), tight enough that an alias
+    // bomb or a pathological nesting fails in milliseconds.
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_events: 200_000,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_depth: 32,
+            max_nodes: 100_000,
+            max_total_scalar_bytes: 1024 * 1024,
+            max_merge_keys: 1_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 20_000,
+            max_replay_stack_depth: 16,
+            max_alias_expansions_per_anchor: 500,
+        },
+    }
+}
+
+/// Parses one flow file's text into the model: YAML syntax, key names and value types.
+/// Stops at the first such problem (the parser cannot go on after it), except for keys
+/// YAML silently swallows (`#` and `*` unquoted), which are all reported.
+pub fn parse_flow(file: &Path, text: &str) -> Result<model::Flow, Vec<Diagnostic>> {
+    if text.len() as u64 > MAX_FLOW_FILE_BYTES {
+        return Err(vec![too_large(file, text.len() as u64)]);
+    }
+    let mut diags = lint_special_keys(file, text);
+    match serde_saphyr::from_str_with_options::<model::Flow>(text, yaml_options()) {
+        Ok(flow) if diags.is_empty() => Ok(flow),
+        Ok(_) => Err(diags),
+        Err(e) => {
+            let d = yaml_error(file, text, &e);
+            if !diags.iter().any(|l| l.line == d.line) {
+                diags.push(d);
+            }
+            Err(diags)
+        }
+    }
+}
+
+/// Reads and checks one flow file on its own (goto targets and prompts are not checked:
+/// that needs the other flows and the prompts, see `load_flows_dir`).
+pub fn load_flow(path: &Path) -> Result<LoadedFlow, Vec<Diagnostic>> {
+    let source = read_flow_file(path).map_err(|d| vec![d])?;
+    let flow = parse_flow(&source.file, &source.text)?;
+    let (checked, diags) = check_flow(&source.name, &source.file, &source.text, &flow);
+    match checked {
+        Some(_) if !has_errors(&diags) => Ok(LoadedFlow {
+            name: source.name,
+            flow,
+            warnings: diags,
+        }),
+        _ => Err(diags),
+    }
+}
+
+/// Loads every `*.yaml` / `*.yml` file directly in `dir` (not its sub-folders, where flow
+/// tests live) and checks them together. The set holds every flow without errors whose
+/// gotos lead to flows in the set; with errors, callers keep their running set.
+pub fn load_flows_dir(dir: &Path, prompts: &dyn PromptCheck) -> (FlowSet, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                dir,
+                format!("cannot read the flow folder: {e}"),
+            ));
+            return (FlowSet::empty(), diags);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| x == "yaml" || x == "yml")
+        })
+        .collect();
+    paths.sort();
+    let mut sources = Vec::new();
+    for p in paths {
+        match read_flow_file(&p) {
+            Ok(s) => sources.push(s),
+            Err(d) => diags.push(d),
+        }
+    }
+    let (set, more) = compile_flows(sources, prompts);
+    diags.extend(more);
+    sort_diagnostics(&mut diags);
+    (set, diags)
+}
+
+/// Checks and compiles flows given as text (what `load_flows_dir` does after reading).
+pub fn compile_flows(
+    sources: Vec<FlowSource>,
+    prompts: &dyn PromptCheck,
+) -> (FlowSet, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut checked: Vec<CheckedFlow> = Vec::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+
+    for src in sources {
+        if let Some(first) = names.get(&src.name) {
+            diags.push(
+                Diagnostic::error(&src.file, format!("a second flow named '{}'", src.name))
+                    .with_help(format!("'{}' is already named so", first.display())),
+            );
+            continue;
+        }
+        names.insert(src.name.clone(), src.file.clone());
+        let flow = match parse_flow(&src.file, &src.text) {
+            Ok(f) => f,
+            Err(d) => {
+                diags.extend(d);
+                failed.insert(src.name);
+                continue;
+            }
+        };
+        let (c, d) = check_flow(&src.name, &src.file, &src.text, &flow);
+        diags.extend(d);
+        match c {
+            Some(c) => checked.push(c),
+            None => {
+                failed.insert(src.name);
+            }
+        }
+    }
+
+    // Gotos to flows that do not exist.
+    for c in &checked {
+        for g in &c.gotos {
+            if !names.contains_key(&g.flow) {
+                let help = did_you_mean_help(&g.flow, names.keys().map(String::as_str));
+                diags.push(
+                    Diagnostic::error(&c.compiled.file, format!("no flow named '{}'", g.flow))
+                        .at_location(&c.source, g.at)
+                        .with_optional_help(help),
+                );
+                failed.insert(c.compiled.name.clone());
+            }
+        }
+    }
+
+    // Prompts, in every language callers can be in.
+    let languages: BTreeSet<&str> = checked
+        .iter()
+        .flat_map(|c| c.languages.iter().map(String::as_str))
+        .collect();
+    for c in &checked {
+        let before = diags.len();
+        check_prompts(c, &languages, prompts, &mut diags);
+        if has_errors(diags.get(before..).unwrap_or(&[])) {
+            failed.insert(c.compiled.name.clone());
+        }
+    }
+
+    // A flow whose goto leads to a failed flow cannot run either.
+    loop {
+        let mut changed = false;
+        for c in &checked {
+            if !failed.contains(&c.compiled.name)
+                && c.gotos.iter().any(|g| failed.contains(&g.flow))
+            {
+                failed.insert(c.compiled.name.clone());
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    let mut good: Vec<CheckedFlow> = checked
+        .into_iter()
+        .filter(|c| !failed.contains(&c.compiled.name))
+        .collect();
+    good.sort_by(|a, b| a.compiled.name.cmp(&b.compiled.name));
+    let by_name: HashMap<String, FlowId> = good
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.compiled.name.clone(), FlowId(i)))
+        .collect();
+    let mut flows = Vec::with_capacity(good.len());
+    for mut c in good {
+        for g in &c.gotos {
+            if let (Some(id), Some(step)) =
+                (by_name.get(&g.flow), c.compiled.steps.get_mut(g.step.0))
+                && let StepAction::Goto { flow, .. } = &mut step.action
+            {
+                *flow = *id;
+            }
+        }
+        flows.push(c.compiled);
+    }
+    sort_diagnostics(&mut diags);
+    (FlowSet { flows, by_name }, diags)
+}
+
+fn check_prompts(
+    c: &CheckedFlow,
+    languages: &BTreeSet<&str>,
+    prompts: &dyn PromptCheck,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let default = c.compiled.language.as_str();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    for p in &c.prompts {
+        if !done.insert(p.name.as_str()) {
+            continue;
+        }
+        let missing: Vec<&str> = languages
+            .iter()
+            .copied()
+            .filter(|l| !prompts.prompt_exists(l, &p.name))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let file = &c.compiled.file;
+        if missing.contains(&default) {
+            let others: Vec<&str> = missing.iter().copied().filter(|l| *l != default).collect();
+            let message = if others.is_empty() {
+                format!("prompt '{}' not found for language '{default}'", p.name)
+            } else {
+                format!(
+                    "prompt '{}' not found for languages {}",
+                    p.name,
+                    quoted_list(&missing)
+                )
+            };
+            diags.push(
+                Diagnostic::error(file, message)
+                    .at_location(&c.source, p.at)
+                    .with_help(format!("record prompts/{default}/{}.wav", p.name)),
+            );
+        } else {
+            let message = format!(
+                "prompt '{}' not found for {} {}",
+                p.name,
+                if missing.len() == 1 {
+                    "language"
+                } else {
+                    "languages"
+                },
+                quoted_list(&missing)
+            );
+            diags.push(
+                Diagnostic::warning(file, message)
+                    .at_location(&c.source, p.at)
+                    .with_help(format!(
+                        "callers in {} hear the '{default}' recording",
+                        quoted_list(&missing)
+                    )),
+            );
+        }
+    }
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sort_diagnostics(diags: &mut [Diagnostic]) {
+    diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+}
+
+fn too_large(file: &Path, len: u64) -> Diagnostic {
+    Diagnostic::error(
+        file,
+        format!(
+            "the file is {len} bytes; a flow file may have at most {MAX_FLOW_FILE_BYTES} bytes"
+        ),
+    )
+    .with_help("split it into several flows joined by 'goto'")
+}
+
+/// Reads a flow file with the size limit applied before and while reading.
+pub fn read_flow_file(path: &Path) -> Result<FlowSource, Diagnostic> {
+    let name = match path.file_stem().and_then(|s| s.to_str()) {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => {
+            return Err(Diagnostic::error(
+                path,
+                "the file name does not give a usable flow name",
+            ));
+        }
+    };
+    let cannot = |e: std::io::Error| Diagnostic::error(path, format!("cannot read the file: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    if len > MAX_FLOW_FILE_BYTES {
+        return Err(too_large(path, len));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FLOW_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FLOW_FILE_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Diagnostic::error(path, "the file is not UTF-8 text"))?;
+    Ok(FlowSource {
+        name,
+        file: path.to_path_buf(),
+        text,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Parser errors
+// ---------------------------------------------------------------------------------------
+
+/// Turns a YAML/serde error into a diagnostic that says what was expected and found.
+fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
+    let mut inner = err.without_snippet();
+    if let YamlError::AliasError { error, .. } = inner {
+        inner = error.without_snippet();
+    }
+    let loc = inner.location().or_else(|| err.location());
+    let found = || loc.map_or_else(|| "something else".to_owned(), |l| found_at(src, l));
+    // "for 'next'" when the value sits right after its key on the line.
+    let for_key = loc
+        .and_then(|l| key_before(src, l))
+        .map_or_else(String::new, |k| format!(" for '{k}'"));
+    let (message, help): (String, Option<String>) = match inner {
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => (
+            format!("unknown key '{field}'"),
+            did_you_mean_help(field, expected.iter().copied())
+                .or_else(|| Some(format!("expected one of: {}", expected.join(", ")))),
+        ),
+        YamlError::SerdeUnknownVariant {
+            variant, expected, ..
+        } => (
+            format!("unknown value '{variant}'"),
+            did_you_mean_help(variant, expected.iter().copied())
+                .or_else(|| Some(format!("expected one of: {}", expected.join(", ")))),
+        ),
+        YamlError::SerdeMissingField { field, .. } => {
+            (format!("missing key '{field}'"), missing_help(field))
+        }
+        YamlError::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        }
+        | YamlError::SerdeInvalidValue {
+            unexpected,
+            expected,
+            ..
+        } => (
+            format!("expected {}{for_key}, found {}", friendly(expected), unexpected),
+            None,
+        ),
+        YamlError::InvalidScalar { ty, .. } => (
+            format!("expected {}{for_key}, found {}", friendly(ty), found()),
+            None,
+        ),
+        YamlError::Unexpected { expected, .. } => (
+            format!("expected {}{for_key}, found {}", friendly(expected), found()),
+            None,
+        ),
+        YamlError::NullIntoString { .. } => (
+            match loc.and_then(|l| key_before(src, l)) {
+                Some(k) => format!("'{k}' needs a value"),
+                None => "this key needs a value".to_owned(),
+            },
+            Some("write the value after the colon, or remove the key".to_owned()),
+        ),
+        YamlError::DuplicateMappingKey { key, .. } => (
+            match key {
+                Some(k) => format!("duplicate key '{k}'"),
+                None => "duplicate key".to_owned(),
+            },
+            Some("each key may appear only once in a mapping".to_owned()),
+        ),
+        YamlError::UnknownAnchor { .. } => (
+            "'*' starts a YAML alias, and no anchor has this name".to_owned(),
+            Some("to mean the key *, quote it: \"*\"".to_owned()),
+        ),
+        YamlError::MultipleDocuments { .. } => (
+            "a flow file holds one YAML document; this is a second one".to_owned(),
+            Some("remove the '---' line, or put the second flow in its own file".to_owned()),
+        ),
+        YamlError::Budget { .. } => (
+            "the file goes beyond the limits of a flow file (too many or too deeply nested entries)"
+                .to_owned(),
+            Some("split it into several flows joined by 'goto'".to_owned()),
+        ),
+        YamlError::AliasReplayLimitExceeded { .. }
+        | YamlError::AliasExpansionLimitExceeded { .. }
+        | YamlError::AliasReplayStackDepthExceeded { .. }
+        | YamlError::AliasReplayCounterOverflow { .. } => (
+            "YAML aliases (*name) expand to too much for a flow file".to_owned(),
+            Some("write the repeated parts out, or share them with 'goto'".to_owned()),
+        ),
+        YamlError::Message { msg, .. } => match msg.split_once(HELP_MARKER) {
+            Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
+            None => (msg.clone(), None),
+        },
+        YamlError::ExternalMessage { msg, .. } => (
+            format!("YAML syntax: {msg}"),
+            Some("check the indentation and quoting of this line and the lines above".to_owned()),
+        ),
+        YamlError::Eof { .. } => ("the file ends too early".to_owned(), None),
+        other => (strip_position(&other.to_string()), None),
+    };
+    let d = Diagnostic::error(file, message).with_optional_help(help);
+    match loc {
+        Some(l) if l.line() > 0 => d.at_location(src, l),
+        _ => d,
+    }
+}
+
+/// serde-saphyr appends " at line L, column C"; diagnostics show the position themselves.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg.get(..i).unwrap_or(msg).to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Plain words for the type names serde reports.
+fn friendly(expected: &str) -> String {
+    let e = expected.trim();
+    let s = match e {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "bool" | "a boolean" | "boolean" => "true or false",
+        "string scalar" | "a string" | "string" | "str" => "a text value",
+        "struct Flow" => "a flow (a mapping with 'steps')",
+        "struct Step" => "a step (a mapping with one action such as 'play' or 'menu')",
+        "struct Menu" => "a menu (a mapping with 'prompt' and 'options')",
+        "struct Collect" => "a collect (a mapping with 'prompt' and 'into')",
+        "struct Defaults" => "a mapping like { language: en, timeout: 5s, retries: 2 }",
+        "struct Branch" => "a mapping with 'when' and 'else'",
+        "struct When" => "a mapping like { if: CONDITION, next: STEP }",
+        "struct Http" => "a mapping with 'url'",
+        "struct Record" => "a mapping with the recording's settings",
+        "struct Confirm" => "a mapping with 'prompt'",
+        _ if e.contains("mapping") || e.starts_with("struct ") || e == "a map" => {
+            "a mapping (key: value lines)"
+        }
+        _ if e.contains("sequence") => "a list",
+        _ => return e.to_owned(),
+    };
+    s.to_owned()
+}
+
+/// Help for a required key that is missing.
+fn missing_help(field: &str) -> Option<String> {
+    let h = match field {
+        "steps" => "a flow lists its steps under 'steps:'",
+        "options" => "a menu needs 'options': which key leads to which step",
+        "prompt" => "add 'prompt:' with what the caller hears",
+        "into" => "a collect needs 'into': the variable that receives the digits",
+        "next" => "add 'next:' with the step to continue with",
+        "url" => "an http step needs 'url'",
+        "when" => "a branch needs 'when:', a list of { if: CONDITION, next: STEP }",
+        "if" => "each 'when' entry needs 'if' and 'next'",
+        _ => return None,
+    };
+    Some(h.to_owned())
+}
+
+/// The key written just before a position on its line (`next:` in `next: [a, b]`).
+fn key_before(src: &str, loc: Location) -> Option<String> {
+    let line = src
+        .lines()
+        .nth(usize::try_from(loc.line()).ok()?.checked_sub(1)?)?;
+    let col = usize::try_from(loc.column()).ok()?.checked_sub(1)?;
+    // The position is the value's, or (for an empty value) the colon's.
+    let upto = |n: usize| line.chars().take(n).collect::<String>();
+    let (a, b) = (upto(col), upto(col + 1));
+    let before = a
+        .trim_end()
+        .strip_suffix(':')
+        .or_else(|| b.trim_end().strip_suffix(':'))?;
+    let key = before
+        .rsplit(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '-'))
+        .next()?
+        .trim_matches(|c| c == '"' || c == '\'');
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// Describes the value written at a position: "a list", "a mapping", "nothing" or 'text'.
+fn found_at(src: &str, loc: Location) -> String {
+    let line_no = usize::try_from(loc.line()).unwrap_or(0);
+    let col = usize::try_from(loc.column()).unwrap_or(1).max(1);
+    let Some(line) = line_no.checked_sub(1).and_then(|i| src.lines().nth(i)) else {
+        return "nothing".to_owned();
+    };
+    let rest: String = line.chars().skip(col - 1).collect();
+    let rest = match rest.find(" #") {
+        Some(i) => rest.get(..i).unwrap_or(&rest).to_owned(),
+        None => rest,
+    };
+    let t = rest.trim();
+    if t.is_empty() || t.starts_with('#') {
+        "nothing".to_owned()
+    } else if t.starts_with('[') || t == "-" || t.starts_with("- ") {
+        "a list".to_owned()
+    } else if t.starts_with('{') || t.ends_with(':') || t.contains(": ") {
+        "a mapping".to_owned()
+    } else {
+        let short: String = t.chars().take(40).collect();
+        format!("'{short}'")
+    }
+}
+
+/// YAML reads an unquoted `#` as a comment and `*` as an alias, so `#: operator` in a
+/// menu silently vanishes and `terminator: #` silently becomes empty. Both are surely
+/// meant as keys; say so before the parser's confusing consequence.
+fn lint_special_keys(file: &Path, src: &str) -> Vec<Diagnostic> {
+    const KEY_VALUED: [&str; 4] = ["terminator", "repeat_key", "yes", "no"];
+    let mut out = Vec::new();
+    for (i, line) in src.lines().enumerate() {
+        let line_no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+        let t = line.trim_start();
+        let column = u32::try_from(indent + 1).unwrap_or(u32::MAX);
+        for special in ['#', '*'] {
+            let key_form = format!("{special}:");
+            if t.starts_with(&key_form) {
+                out.push(special_key(file, src, line_no, column, special));
+            }
+        }
+        for key in KEY_VALUED {
+            let Some(after) = t
+                .strip_prefix(key)
+                .and_then(|a| a.trim_start().strip_prefix(':'))
+            else {
+                continue;
+            };
+            let value = after.trim_start();
+            let special = if value.starts_with('#') && after.starts_with(char::is_whitespace) {
+                Some('#')
+            } else if value == "*" || value.starts_with("* ") {
+                Some('*')
+            } else {
+                None
+            };
+            if let Some(special) = special {
+                let value_col = line.chars().count() - value.chars().count() + 1;
+                let what = if special == '#' {
+                    "starts a comment"
+                } else {
+                    "starts an alias"
+                };
+                out.push(
+                    Diagnostic::error(
+                        file,
+                        format!("'{special}' {what} in YAML, so '{key}' has no value"),
+                    )
+                    .at(src, line_no, u32::try_from(value_col).unwrap_or(1), 1)
+                    .with_help(format!("quote it: {key}: \"{special}\"")),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn special_key(file: &Path, src: &str, line: u32, column: u32, special: char) -> Diagnostic {
+    let what = if special == '#' {
+        "starts a comment in YAML, so this line is ignored"
+    } else {
+        "starts an alias in YAML"
+    };
+    Diagnostic::error(file, format!("'{special}' {what}"))
+        .at(src, line, column, 1)
+        .with_help(format!("quote the key: \"{special}\": ..."))
+}

@@ -1,0 +1,214 @@
+//! A call's story as data: the steps it went through, the keys pressed and where they
+//! went, what was played, the tags and how it ended.
+//!
+//! Owns the record types only. The interpreter writes them as the call moves; call
+//! records, `simulate` and flow tests read them. Nothing here does IO.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::machine::PlayId;
+
+/// Everything that happened in a call, in order, with times relative to its start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallStory {
+    pub call_id: String,
+    /// The flow the call started in.
+    pub flow: String,
+    pub entries: Vec<StoryEntry>,
+    /// The call's tags (last value wins per name), in the order first set.
+    pub tags: Vec<(String, String)>,
+    /// Set once, when the call's end is decided.
+    pub outcome: Option<Outcome>,
+}
+
+impl CallStory {
+    /// The steps entered, as "flow/step" names.
+    pub fn path(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                StoryEvent::StepEntered { flow, step } => Some(format!("{flow}/{step}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The names of the prompts played, in order (say items as `say:KIND:VALUE`).
+    pub fn prompts_played(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                StoryEvent::Played { items, .. } => Some(items.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoryEntry {
+    /// Time since the call started.
+    pub at: Duration,
+    pub event: StoryEvent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoryEvent {
+    StepEntered {
+        flow: String,
+        step: String,
+    },
+    /// A `play` step was passed over because the caller had already typed ahead.
+    SkippedForTypeAhead {
+        step: String,
+    },
+    Played {
+        id: PlayId,
+        items: Vec<String>,
+    },
+    PlaybackStopped {
+        id: PlayId,
+    },
+    /// A key: when pressed (`typed_ahead: false`) or when a buffered key was used later.
+    Key {
+        key: char,
+        went: KeyUse,
+        typed_ahead: bool,
+    },
+    TypeAheadDiscarded {
+        keys: String,
+    },
+    NoInput {
+        step: String,
+        failures: u32,
+    },
+    Invalid {
+        step: String,
+        input: String,
+        failures: u32,
+    },
+    /// Retries exhausted; the call goes to `on_failure` or the built-in goodbye.
+    StepFailed {
+        step: String,
+    },
+    VariableSet {
+        name: String,
+        value: String,
+    },
+    LanguageChanged {
+        language: String,
+    },
+    Tagged {
+        name: String,
+        value: String,
+    },
+    FlowEntered {
+        flow: String,
+        returns: bool,
+    },
+    FlowReturned {
+        to: String,
+    },
+    TemplateFailed {
+        template: String,
+        error: String,
+    },
+    CallerHungUp,
+    Ended {
+        outcome: Outcome,
+    },
+}
+
+/// Where a key went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyUse {
+    /// Kept for the next menu or collect.
+    Buffered,
+    /// Chose this menu option (the step it leads to).
+    Option {
+        to: String,
+    },
+    Repeat,
+    /// A global key, to this step.
+    Global {
+        to: String,
+    },
+    Digit,
+    Terminator,
+    ConfirmYes,
+    ConfirmNo,
+    /// Not an option here: counted as a failure.
+    Invalid,
+    /// Nothing listens now (e.g. during the goodbye), or not a telephone key.
+    Ignored,
+    /// The type-ahead buffer was full.
+    Dropped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    NoInput,
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailReason {
+    /// `retries` used up in a step without `on_failure`.
+    RetriesExhausted { step: String, last: FailureKind },
+    /// A step kind the interpreter cannot run yet.
+    Unsupported { step: String, kind: String },
+    /// Too many steps in a row without the caller's part.
+    RunawayLoop { step: String },
+    /// Too many `goto ... return: true` inside each other.
+    GotoTooDeep { step: String },
+    /// Timeout after timeout: nobody seems to be on the line.
+    NoCaller { step: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The caller hung up.
+    CallerHungUp,
+    /// The flow ended the call (`next: hangup` or a `hangup` step).
+    FlowHungUp,
+    /// The flow ran out of steps; the built-in goodbye was played.
+    FlowEnded,
+    /// Something went wrong; the built-in goodbye was played.
+    Failed(FailReason),
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::CallerHungUp => f.write_str("hangup by caller"),
+            Outcome::FlowHungUp => f.write_str("hangup by flow"),
+            Outcome::FlowEnded => f.write_str("flow ended"),
+            Outcome::Failed(r) => match r {
+                FailReason::RetriesExhausted { step, .. } => {
+                    write!(f, "failure: retries exhausted in '{step}'")
+                }
+                FailReason::Unsupported { step, kind } => {
+                    write!(f, "failure: '{step}' is a '{kind}' step, not supported yet")
+                }
+                FailReason::RunawayLoop { step } => {
+                    write!(f, "failure: steps loop without the caller at '{step}'")
+                }
+                FailReason::GotoTooDeep { step } => {
+                    write!(f, "failure: too many nested goto at '{step}'")
+                }
+                FailReason::NoCaller { step } => {
+                    write!(f, "failure: no input from the caller, last at '{step}'")
+                }
+            },
+        }
+    }
+}

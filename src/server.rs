@@ -1,0 +1,128 @@
+//! The running hotline: loads prompts and flows, opens the listeners, starts the media
+//! clock and the SIP endpoint, and creates a call task for every accepted INVITE.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::call::{self, CallDeps};
+use crate::check;
+use crate::config::{Config, Transport};
+use crate::media::clock::MediaEngine;
+use crate::media::ports::PortPool;
+use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
+use crate::sip::transaction::TimerConfig;
+use crate::sip::transport::{TransportStats, Transports};
+
+pub struct Server {
+    endpoint: Option<Endpoint>,
+    pub deps: Arc<CallDeps>,
+    pub local_addrs: Vec<(Transport, SocketAddr)>,
+    pub endpoint_stats: Arc<EndpointStats>,
+    pub transport_stats: Arc<TransportStats>,
+}
+
+impl Server {
+    /// Loads everything and binds the listeners; a configuration with errors is refused
+    /// with every diagnostic, before any socket is opened.
+    pub async fn start(config: Config, media_workers: usize) -> anyhow::Result<Server> {
+        let loaded = check::load_all(&config);
+        for d in &loaded.report.diagnostics {
+            warn!("{d}");
+        }
+        if loaded.report.has_errors() {
+            anyhow::bail!(
+                "the configuration has errors ({}); run `hotline check` for details",
+                loaded.report.summary()
+            );
+        }
+        let config = Arc::new(config);
+        let media = MediaEngine::start(media_workers).context("starting the media clock")?;
+        let deps = Arc::new(CallDeps {
+            ports: PortPool::new(config.rtp_ports),
+            media,
+            prompts: loaded.prompts,
+            flows: RwLock::new(Arc::new(loaded.flows)),
+            config: config.clone(),
+        });
+        let (in_tx, in_rx) = mpsc::channel(4096);
+        let transports = Transports::bind(&config.listen, in_tx)
+            .await
+            .context("opening the SIP listeners")?;
+        let local_addrs = transports.local_addrs();
+        for (t, a) in &local_addrs {
+            info!(transport = %t, address = %a, "listening for SIP");
+        }
+        let transport_stats = transports.stats.clone();
+        let d2 = deps.clone();
+        let new_call = Box::new(move |nc| {
+            tokio::spawn(call::run(nc, d2.clone()));
+        });
+        let endpoint = Endpoint::new(
+            EndpointConfig {
+                user_agent: config.user_agent.clone(),
+                max_calls: config.max_calls,
+                timers: TimerConfig::default(),
+            },
+            transports,
+            in_rx,
+            new_call,
+        );
+        let endpoint_stats = endpoint.stats();
+        info!(
+            rtp_ports = %config.rtp_ports,
+            flows = deps.flows.read().map(|f| f.len()).unwrap_or(0),
+            prompts = deps.prompts.len(),
+            "hotline ready"
+        );
+        Ok(Server {
+            endpoint: Some(endpoint),
+            deps,
+            local_addrs,
+            endpoint_stats,
+            transport_stats,
+        })
+    }
+
+    /// The first bound address of a transport (tests bind port 0 and ask).
+    pub fn addr(&self, t: Transport) -> Option<SocketAddr> {
+        self.local_addrs
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map(|(_, a)| *a)
+    }
+
+    /// Serves until the listeners close.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        if let Some(ep) = self.endpoint.take() {
+            ep.run().await;
+        }
+        Ok(())
+    }
+
+    /// Starts serving in the background (for tests and the load tool).
+    pub fn spawn(mut self) -> RunningServer {
+        let ep = self.endpoint.take();
+        let task = tokio::spawn(async move {
+            if let Some(ep) = ep {
+                ep.run().await;
+            }
+        });
+        RunningServer { server: self, task }
+    }
+}
+
+/// A server serving in the background; dropping it stops it.
+pub struct RunningServer {
+    pub server: Server,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,344 @@
+//! SIP over UDP and TCP: the only place SIP touches a socket. Datagrams and stream frames
+//! are parsed here, so a malformed message is answered (400 with the reason) or dropped and
+//! counted right at the edge; what reaches the endpoint is always a parsed message. Sending
+//! is by destination: UDP to an address, TCP over the connection that address opened.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::config::{Listen, Transport};
+use crate::sip::message::{
+    self, Frame, Limits, Message, StreamFramer, error_response, validate_request, validate_response,
+};
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub remote: SocketAddr,
+    /// The local address of the listener it arrived on (or will leave from).
+    pub local: SocketAddr,
+}
+
+/// A parsed message and where it came from.
+#[derive(Debug)]
+pub struct Inbound {
+    pub peer: Peer,
+    pub message: Message,
+}
+
+/// Counters of what the edge refused; visible in logs and the admin API.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    pub received: AtomicU64,
+    pub answered_400: AtomicU64,
+    pub dropped_garbage: AtomicU64,
+    pub keepalives: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+/// An idle TCP connection is closed after this long (AST-2016-005: idle connections must
+/// not pile up).
+const TCP_IDLE: Duration = Duration::from_secs(300);
+/// A cap on open TCP connections, so a flood of idle connects cannot exhaust descriptors.
+const MAX_TCP_CONNECTIONS: usize = 4096;
+
+type ConnTable = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>>;
+
+/// The open listeners. Cheap to clone.
+#[derive(Clone)]
+pub struct Transports {
+    udp: Arc<Vec<(SocketAddr, Arc<UdpSocket>)>>,
+    tcp_local: Arc<Vec<SocketAddr>>,
+    conns: ConnTable,
+    pub stats: Arc<TransportStats>,
+    limits: Limits,
+}
+
+impl Transports {
+    /// Binds every listener and starts its receive task; parsed messages go to `inbound`.
+    pub async fn bind(
+        listen: &[Listen],
+        inbound: mpsc::Sender<Inbound>,
+    ) -> std::io::Result<Transports> {
+        let stats = Arc::new(TransportStats::default());
+        let limits = Limits::default();
+        let conns: ConnTable = Arc::new(Mutex::new(HashMap::new()));
+        let mut udp = Vec::new();
+        let mut tcp_local = Vec::new();
+        for l in listen {
+            match l.transport {
+                Transport::Udp => {
+                    let sock = Arc::new(UdpSocket::bind(l.addr).await?);
+                    let local = sock.local_addr()?;
+                    udp.push((local, sock.clone()));
+                    tokio::spawn(udp_loop(
+                        sock,
+                        local,
+                        inbound.clone(),
+                        stats.clone(),
+                        limits,
+                    ));
+                }
+                Transport::Tcp => {
+                    let listener = TcpListener::bind(l.addr).await?;
+                    let local = listener.local_addr()?;
+                    tcp_local.push(local);
+                    tokio::spawn(tcp_accept(
+                        listener,
+                        local,
+                        inbound.clone(),
+                        conns.clone(),
+                        stats.clone(),
+                        limits,
+                    ));
+                }
+            }
+        }
+        Ok(Transports {
+            udp: Arc::new(udp),
+            tcp_local: Arc::new(tcp_local),
+            conns,
+            stats,
+            limits,
+        })
+    }
+
+    /// The bound addresses, in the order they were configured per transport.
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        let mut v: Vec<_> = self.udp.iter().map(|(a, _)| (Transport::Udp, *a)).collect();
+        v.extend(self.tcp_local.iter().map(|a| (Transport::Tcp, *a)));
+        v
+    }
+
+    /// Sends `bytes` to `peer`. UDP leaves from the listener the peer talked to; TCP uses the
+    /// peer's open connection. Failures are counted, and reported to the caller so that a
+    /// transaction can see a transport error.
+    pub async fn send(&self, peer: &Peer, bytes: Bytes) -> bool {
+        let ok = match peer.transport {
+            Transport::Udp => {
+                let sock = self
+                    .udp
+                    .iter()
+                    .find(|(a, _)| *a == peer.local)
+                    .or_else(|| self.udp.first())
+                    .map(|(_, s)| s.clone());
+                match sock {
+                    Some(s) => s.send_to(&bytes, peer.remote).await.is_ok(),
+                    None => false,
+                }
+            }
+            Transport::Tcp => {
+                let tx = self
+                    .conns
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&peer.remote).cloned());
+                match tx {
+                    Some(tx) => tx.send(bytes).await.is_ok(),
+                    None => false,
+                }
+            }
+        };
+        if !ok {
+            self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            debug!(remote = %peer.remote, transport = %peer.transport, "send failed");
+        }
+        ok
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+}
+
+/// Parses one message; answers or counts what cannot be parsed. Returns the message when it
+/// should go on to the endpoint, and the bytes of an error response to send back otherwise.
+fn accept(
+    data: &[u8],
+    limits: &Limits,
+    stats: &TransportStats,
+) -> Result<Message, Option<Vec<u8>>> {
+    stats.received.fetch_add(1, Ordering::Relaxed);
+    let err = match message::parse(data, limits) {
+        Ok(Message::Request(req)) => match validate_request(&req) {
+            Ok(()) => return Ok(Message::Request(req)),
+            Err(e) => e,
+        },
+        Ok(Message::Response(resp)) => match validate_response(&resp) {
+            Ok(()) => return Ok(Message::Response(resp)),
+            Err(_) => {
+                stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+                return Err(None);
+            }
+        },
+        Err(e) => e,
+    };
+    match error_response(data, limits, &err, &crate::sip::random_token(10)) {
+        Some(resp) => {
+            stats.answered_400.fetch_add(1, Ordering::Relaxed);
+            debug!(status = resp.status, reason = %resp.reason, "refused a malformed request");
+            Err(Some(resp.to_bytes()))
+        }
+        None => {
+            stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+            Err(None)
+        }
+    }
+}
+
+async fn udp_loop(
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    stats: Arc<TransportStats>,
+    limits: Limits,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (len, remote) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            // ICMP port unreachable from an earlier send shows up here; keep serving.
+            Err(_) => continue,
+        };
+        let data = &buf[..len];
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            // Keep-alive (RFC 5626 CRLF or a NAT pinger's empty datagram): nothing to say.
+            stats.keepalives.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        match accept(data, &limits, &stats) {
+            Ok(message) => {
+                let peer = Peer {
+                    transport: Transport::Udp,
+                    remote,
+                    local,
+                };
+                if inbound.send(Inbound { peer, message }).await.is_err() {
+                    return;
+                }
+            }
+            Err(Some(answer)) => {
+                let _ = sock.send_to(&answer, remote).await;
+            }
+            Err(None) => {}
+        }
+    }
+}
+
+async fn tcp_accept(
+    listener: TcpListener,
+    local: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    conns: ConnTable,
+    stats: Arc<TransportStats>,
+    limits: Limits,
+) {
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else {
+            continue;
+        };
+        let full = conns
+            .lock()
+            .map(|c| c.len() >= MAX_TCP_CONNECTIONS)
+            .unwrap_or(true);
+        if full {
+            warn!(%remote, "too many TCP connections; refusing");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(tcp_conn(
+            stream,
+            local,
+            remote,
+            inbound.clone(),
+            conns.clone(),
+            stats.clone(),
+            limits,
+        ));
+    }
+}
+
+async fn tcp_conn(
+    stream: TcpStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    conns: ConnTable,
+    stats: Arc<TransportStats>,
+    limits: Limits,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    if let Ok(mut c) = conns.lock() {
+        c.insert(remote, tx.clone());
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = Peer {
+        transport: Transport::Tcp,
+        remote,
+        local,
+    };
+    let mut framer = StreamFramer::new(limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = match tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.pop() {
+                Ok(None) => break,
+                Ok(Some(Frame::Message(bytes))) => match accept(&bytes, &limits, &stats) {
+                    Ok(message) => {
+                        if inbound.send(Inbound { peer, message }).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    Err(Some(answer)) => {
+                        let _ = tx.send(Bytes::from(answer)).await;
+                    }
+                    Err(None) => {}
+                },
+                Ok(Some(Frame::Ping)) => {
+                    // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a CRLF pong.
+                    stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(Bytes::from_static(b"\r\n")).await;
+                }
+                Ok(Some(Frame::Pong)) => {
+                    stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // A stream we cannot frame cannot be resynchronised: close it.
+                    debug!(%remote, error = %e, "closing TCP connection");
+                    stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
+                    break 'conn;
+                }
+            }
+        }
+    }
+    if let Ok(mut c) = conns.lock()
+        && c.get(&remote).is_some_and(|t| t.same_channel(&tx))
+    {
+        c.remove(&remote);
+    }
+    drop(tx);
+    let _ = writer.await;
+}
