@@ -139,6 +139,7 @@ struct RawSip {
     user_agent: Option<String>,
     max_calls: Option<usize>,
     answer_after: Option<String>,
+    t1: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,6 +161,8 @@ pub struct Config {
     pub max_calls: usize,
     /// Ring (180) for this long before answering; zero answers at once.
     pub answer_after: Duration,
+    /// RFC 3261 T1, the round-trip estimate all SIP retransmission timers derive from.
+    pub t1: Duration,
     pub rtp_ports: PortRange,
     /// The address written into SDP when the host sits behind NAT.
     pub public_address: Option<IpAddr>,
@@ -183,6 +186,7 @@ impl Default for Config {
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
             max_calls: 5000,
             answer_after: Duration::ZERO,
+            t1: Duration::from_millis(500),
             rtp_ports: PortRange {
                 first: 10000,
                 last: 20000,
@@ -244,6 +248,14 @@ impl Config {
         if let Some(t) = raw.sip.answer_after {
             cfg.answer_after =
                 parse_duration(&t).map_err(|e| invalid(format!("sip.answer_after: {e}")))?;
+        }
+        if let Some(t) = raw.sip.t1 {
+            cfg.t1 = parse_duration(&t).map_err(|e| invalid(format!("sip.t1: {e}")))?;
+            if cfg.t1 < Duration::from_millis(1) || cfg.t1 > Duration::from_secs(60) {
+                return Err(invalid(format!(
+                    "sip.t1: expected between 1ms and 60s, found '{t}'"
+                )));
+            }
         }
         if let Some(p) = raw.rtp.ports {
             cfg.rtp_ports = p.parse().map_err(|e: ConfigError| invalid(e.to_string()))?;

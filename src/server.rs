@@ -65,7 +65,11 @@ impl Server {
             EndpointConfig {
                 user_agent: config.user_agent.clone(),
                 max_calls: config.max_calls,
-                timers: TimerConfig::default(),
+                timers: TimerConfig {
+                    t1: config.t1,
+                    t2: TimerConfig::default().t2.max(config.t1),
+                    ..TimerConfig::default()
+                },
             },
             transports,
             in_rx,

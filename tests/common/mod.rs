@@ -1,0 +1,67 @@
+//! Shared by the integration tests: a real hotline serving the sample flows on loopback,
+//! and the sample prompts for comparing what a caller hears.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use hotline::config::{Config, Listen, PortRange, Transport};
+use hotline::media::prompt::{Prompt, PromptLibrary};
+use hotline::server::{RunningServer, Server};
+
+pub const SECOND: Duration = Duration::from_secs(1);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// RTP ranges below the kernel's ephemeral ports, a different one per server in a process.
+fn next_rtp_range() -> PortRange {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 40;
+    let pid_offset = (std::process::id() % 4) as u16 * 2000;
+    let first = 21000 + pid_offset + slot * 40;
+    PortRange {
+        first,
+        last: first + 39,
+    }
+}
+
+/// A server on 127.0.0.1 (UDP and TCP, ports chosen by the kernel) serving the sample.
+pub async fn server(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut cfg = Config {
+        listen: vec![
+            "udp:127.0.0.1:0".parse::<Listen>().unwrap(),
+            "tcp:127.0.0.1:0".parse::<Listen>().unwrap(),
+        ],
+        rtp_ports: next_rtp_range(),
+        flows_dir: repo().join("flows"),
+        prompts_dir: repo().join("prompts"),
+        ..Config::default()
+    };
+    adjust(&mut cfg);
+    Server::start(cfg, 1).await.expect("server starts").spawn()
+}
+
+pub fn addr(s: &RunningServer, t: Transport) -> SocketAddr {
+    s.server.addr(t).expect("listener bound")
+}
+
+pub fn prompts() -> &'static PromptLibrary {
+    static LIB: std::sync::OnceLock<PromptLibrary> = std::sync::OnceLock::new();
+    LIB.get_or_init(|| {
+        let (lib, errors) = PromptLibrary::load_dir(&repo().join("prompts"), "en");
+        assert!(errors.is_empty(), "{errors:?}");
+        lib
+    })
+}
+
+pub fn prompt(lang: &str, name: &str) -> Prompt {
+    prompts()
+        .get_exact(lang, name)
+        .unwrap_or_else(|| panic!("prompt {lang}/{name}"))
+        .clone()
+}
