@@ -403,7 +403,7 @@ fn receive(s: &mut State, buf: &mut [u8], cmsg: &mut Vec<u8>, now: Instant) {
         if let Some(t) = ts {
             if let Some(prev) = s.last_arrival {
                 let d = t - prev;
-                let us = d.tv_sec() as i64 * 1_000_000 + d.tv_nsec() as i64 / 1000;
+                let us = d.tv_sec() * 1_000_000 + d.tv_nsec() / 1000;
                 s.gaps_us.push(us.clamp(0, u32::MAX as i64) as u32);
             }
             s.last_arrival = Some(t);
