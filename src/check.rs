@@ -99,7 +99,59 @@ pub fn load_all(config: &Config) -> Loaded {
     }
 }
 
-/// The report `hotline check` prints.
+/// The report `hotline check` prints for the configuration as a whole.
 pub fn check(config: &Config) -> Report {
     load_all(config).report
+}
+
+/// Checks the given paths: a configuration file (everything it names), a folder of flows,
+/// or single flow files (checked together, with the configuration's prompts). A path that
+/// cannot be read is itself a problem in the report.
+pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
+    use crate::flow::load::{compile_flows, read_flow_file};
+    let mut report = Report::default();
+    let mut flow_files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let c = Config {
+                flows_dir: p.clone(),
+                ..config.clone()
+            };
+            report.diagnostics.extend(load_all(&c).report.diagnostics);
+        } else if is_server_config(p) {
+            match Config::load(p) {
+                Ok(c) => report.diagnostics.extend(load_all(&c).report.diagnostics),
+                Err(e) => report.diagnostics.push(Diagnostic::error(p, e.to_string())),
+            }
+        } else {
+            flow_files.push(p.clone());
+        }
+    }
+    if !flow_files.is_empty() {
+        let (prompts, _) = PromptLibrary::load_dir(&config.prompts_dir, &config.default_language);
+        let exists = |lang: &str, name: &str| prompts.get_exact(lang, name).is_some();
+        let mut sources = Vec::new();
+        for f in &flow_files {
+            match read_flow_file(f) {
+                Ok(src) => sources.push(src),
+                Err(d) => report.diagnostics.push(d),
+            }
+        }
+        let (_, diags) = compile_flows(sources, &exists);
+        report.diagnostics.extend(diags);
+    }
+    report
+}
+
+/// A server configuration is recognised by its top-level keys, so that `hotline check
+/// staging.yaml flows/main.yaml` does the right thing with each.
+fn is_server_config(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    text.lines().any(|l| {
+        ["sip:", "rtp:", "routes:", "prompts:", "flows:"]
+            .iter()
+            .any(|k| l.starts_with(k))
+    })
 }

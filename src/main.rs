@@ -40,9 +40,11 @@ enum Command {
         media_workers: usize,
     },
     /// Load the configuration, every flow and prompt, and report every problem found.
+    /// With PATHS: check those configuration files, flow folders or flow files instead.
     Check {
         #[command(flatten)]
         cfg: ConfigArgs,
+        paths: Vec<PathBuf>,
     },
     /// Place many concurrent calls against a running hotline and measure it.
     Load(hotline::load::LoadArgs),
@@ -105,9 +107,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { cfg } => {
-            let config = load_config(&cfg.config)?;
-            let report = hotline::check::check(&config);
+        Command::Check { cfg, paths } => {
+            let config = if cfg.config.exists() || paths.is_empty() {
+                load_config(&cfg.config)?
+            } else {
+                Config::default()
+            };
+            let report = if paths.is_empty() {
+                hotline::check::check(&config)
+            } else {
+                hotline::check::check_paths(&config, &paths)
+            };
             for d in &report.diagnostics {
                 eprintln!("{d}\n");
             }

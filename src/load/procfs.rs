@@ -1,0 +1,219 @@
+//! What the load tool reads from Linux's /proc: a process's CPU time (whole and per thread,
+//! grouped by thread name) and its resident memory; and the open-files limit it raises for
+//! itself. Parsing is pure and tested; the readers only open files. It must not interpret
+//! the figures (that is the report's job).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// CPU time of a process at one moment, in clock ticks (`CLK_TCK`).
+#[derive(Debug, Clone)]
+pub struct CpuSnapshot {
+    pub at: Instant,
+    /// utime + stime of the whole process (threads that ended included).
+    pub total: u64,
+    /// utime + stime summed over the live threads sharing a name.
+    pub threads: BTreeMap<String, u64>,
+}
+
+impl CpuSnapshot {
+    /// Reads `/proc/<pid>` (or `/proc/self` when `pid` is None); None once the process is gone.
+    pub fn read(pid: Option<u32>) -> Option<CpuSnapshot> {
+        let dir = proc_dir(pid);
+        let at = Instant::now();
+        let (_, total) = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
+        let mut threads = BTreeMap::new();
+        if let Ok(tasks) = std::fs::read_dir(dir.join("task")) {
+            for t in tasks.flatten() {
+                let Ok(text) = std::fs::read_to_string(t.path().join("stat")) else {
+                    continue; // the thread ended between the listing and the read
+                };
+                if let Some((name, ticks)) = parse_stat(&text) {
+                    *threads.entry(name).or_insert(0) += ticks;
+                }
+            }
+        }
+        Some(CpuSnapshot { at, total, threads })
+    }
+
+    /// CPU used between `earlier` and `self`, as a percentage of one core, for the whole
+    /// process and per thread name.
+    pub fn since(&self, earlier: &CpuSnapshot) -> CpuUse {
+        let secs = self.at.saturating_duration_since(earlier.at).as_secs_f64();
+        let tick = clock_ticks_per_second() as f64;
+        let pct = |d: u64| {
+            if secs > 0.0 {
+                d as f64 / tick / secs * 100.0
+            } else {
+                0.0
+            }
+        };
+        let threads = self
+            .threads
+            .iter()
+            .map(|(name, &t)| {
+                let before = earlier.threads.get(name).copied().unwrap_or(0);
+                (name.clone(), pct(t.saturating_sub(before)))
+            })
+            .filter(|(_, p)| *p > 0.0)
+            .collect();
+        CpuUse {
+            seconds: secs,
+            total_pct: pct(self.total.saturating_sub(earlier.total)),
+            threads,
+        }
+    }
+}
+
+/// CPU used over a window.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CpuUse {
+    /// Length of the window.
+    pub seconds: f64,
+    /// Percent of one core.
+    pub total_pct: f64,
+    /// Percent of one core per thread name (threads that used none are left out).
+    pub threads: BTreeMap<String, f64>,
+}
+
+/// Resident memory of a process, in KiB: now (`VmRSS`) and its high-water mark (`VmHWM`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+impl Memory {
+    pub fn read(pid: Option<u32>) -> Option<Memory> {
+        parse_status(&std::fs::read_to_string(proc_dir(pid).join("status")).ok()?)
+    }
+}
+
+fn proc_dir(pid: Option<u32>) -> std::path::PathBuf {
+    match pid {
+        Some(p) => Path::new("/proc").join(p.to_string()),
+        None => Path::new("/proc/self").to_path_buf(),
+    }
+}
+
+/// The thread or process name and utime + stime from a `/proc/.../stat` line. The name sits
+/// in parentheses and may itself hold spaces and parentheses, so the fields are counted
+/// from the last `)`.
+pub fn parse_stat(text: &str) -> Option<(String, u64)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?.to_string();
+    let mut fields = text.get(close + 1..)?.split_ascii_whitespace();
+    // After the name: state (field 3) ... utime (field 14), stime (field 15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((name, utime.saturating_add(stime)))
+}
+
+/// `VmRSS` and `VmHWM` from a `/proc/.../status` text.
+pub fn parse_status(text: &str) -> Option<Memory> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_ascii_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    Some(Memory {
+        rss_kib: field("VmRSS:")?,
+        hwm_kib: field("VmHWM:").unwrap_or(0),
+    })
+}
+
+/// The kernel's unit for /proc CPU times.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let n = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    if n > 0 { n as u64 } else { 100 }
+}
+
+/// Raises this process's soft limit on open files towards `wanted` (never above the hard
+/// limit) and returns the soft limit in force afterwards. A child spawned later inherits it.
+pub fn raise_open_files(wanted: u64) -> std::io::Result<u64> {
+    let mut lim = nix::libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur >= wanted {
+        return Ok(lim.rlim_cur);
+    }
+    let new = nix::libc::rlimit {
+        rlim_cur: wanted.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &new) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(new.rlim_cur)
+}
+
+/// The kernel's ephemeral port range (where sockets bound to port 0 land).
+pub fn ephemeral_ports() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_ascii_whitespace().map(|n| n.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// The machine, for the report: CPU model and the number of CPUs online.
+pub fn machine() -> (String, usize) {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (model, cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_a_tricky_name() {
+        let line = "4242 (tokio (w) 1) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    1234 567 0 0 20 0 9 0 100 2000000 500 18446744073709551615";
+        assert_eq!(parse_stat(line), Some(("tokio (w) 1".into(), 1801)));
+    }
+
+    #[test]
+    fn stat_truncated_is_none() {
+        assert_eq!(parse_stat("12 (x) S 1 2 3"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn status_fields() {
+        let text = "Name:\thotline\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t5\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Memory {
+                rss_kib: 10240,
+                hwm_kib: 20480
+            })
+        );
+        assert_eq!(parse_status("Name: x\n"), None);
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let a = CpuSnapshot::read(None).expect("own stat");
+        assert!(!a.threads.is_empty());
+        let m = Memory::read(None).expect("own status");
+        assert!(m.rss_kib > 0);
+    }
+}
