@@ -323,6 +323,12 @@ CSeq: 1 {method}\r\nContact: <sip:a@{local}>\r\n{extra}Content-Length: {len}\r\n
             false,
         ),
     ];
+    let mut cases = cases.to_vec();
+    let mailto = ask("OPTIONS", "", "", false);
+    let mailto_text = mailto
+        .2
+        .replacen("OPTIONS sip:hotline@", "OPTIONS mailto:hotline@", 1);
+    cases.push(((mailto.0, mailto.1, mailto_text), 416, false));
     for ((call_id, method, text), status, allow) in cases {
         phone.send_raw(text.as_bytes()).await.unwrap();
         let r = phone
@@ -565,4 +571,37 @@ async fn silent_media_ends_the_call() {
         .expect_bye(10 * SECOND)
         .await
         .expect("BYE after the no-media timeout");
+}
+
+/// IPv6: signalling and media on [::1], SDP with IN IP6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_call() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine; skipping");
+        return;
+    }
+    let srv = server(|c| {
+        c.listen = vec!["udp:[::1]:0".parse().unwrap()];
+    })
+    .await;
+    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+        .await
+        .unwrap();
+    let media = CallMedia::bind("::1".parse().unwrap(), true).unwrap();
+    let mut call = phone
+        .call("hotline", &media, Offer::Default)
+        .await
+        .expect("answered over IPv6");
+    assert!(String::from_utf8_lossy(&call.answer.body).contains("IN IP6 ::1"));
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    media
+        .wait_for_prompt(&prompt("en", "welcome"), 0, 5 * SECOND)
+        .await
+        .expect("welcome over IPv6");
+    phone.hang_up(&mut call).await.unwrap();
 }
