@@ -104,6 +104,13 @@ pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> 
     Key::from_char(c)
 }
 
+type PendingWrite = (
+    u64,
+    std::path::PathBuf,
+    Duration,
+    tokio::task::JoinHandle<Result<(), hound::Error>>,
+);
+
 struct Call {
     deps: Arc<CallDeps>,
     sip: SipHandle,
@@ -125,6 +132,10 @@ struct Call {
     machine: Option<FlowMachine>,
     outcome: Option<Outcome>,
     bye_sent: bool,
+    /// The recording in progress: its id and file name stem.
+    recording: Option<(u64, String)>,
+    /// Recordings being written: id, path, duration, the writing task.
+    pending_writes: Vec<PendingWrite>,
     started: Instant,
 }
 
@@ -279,6 +290,8 @@ impl Call {
             machine: Some(machine),
             outcome: None,
             bye_sent: false,
+            recording: None,
+            pending_writes: Vec::new(),
             started: Instant::now(),
             deps,
         };
@@ -514,12 +527,28 @@ impl Call {
             MediaEvent::PlayFinished { id } => {
                 self.flow_event(Event::PromptFinished { id: PlayId(id) })
             }
+            MediaEvent::Recorded(rec) => self.recorded(rec),
             MediaEvent::NoMedia => {
                 info!("no media from the caller; ending the call");
                 self.send_bye();
                 self.outcome = Some(Outcome::NoMedia);
             }
         }
+    }
+
+    /// Writes a finished recording to the recordings folder, off the async workers.
+    fn recorded(&mut self, rec: crate::media::recorder::Recording) {
+        let Some((id, name)) = self.recording.take().filter(|(id, _)| *id == rec.id) else {
+            return;
+        };
+        let path = self.deps.config.recordings_dir.join(format!("{name}.wav"));
+        let duration = rec.duration();
+        info!(path = %path.display(), ?duration, reason = ?rec.reason, "recording finished");
+        let p2 = path.clone();
+        let write = tokio::task::spawn_blocking(move || {
+            crate::media::recorder::write_wav(&p2, &rec.samples)
+        });
+        self.pending_writes.push((id, path, duration, write));
     }
 
     fn on_sip(&mut self, m: ToCall) {
@@ -679,17 +708,38 @@ impl Call {
     }
 
     fn send_bye(&mut self) {
-        if let Some(id) = self.session.take() {
-            self.deps.media.remove(id);
-        }
         let via = our_via(&self.peer, self.advertised);
         let bye = self.dialog.request(Method::Bye, via, None);
         self.sip.request(&self.call_id, self.peer, bye);
         self.bye_sent = true;
     }
 
+    /// Ends a recording in progress and collects it, so a caller who hangs up mid-message
+    /// still leaves a whole file.
+    async fn stop_recording(&mut self) {
+        let Some((id, _)) = self.recording.clone() else {
+            return;
+        };
+        self.media(SessionCommand::StopRecording { id });
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            tokio::select! {
+                ev = self.media_rx.recv() => match ev {
+                    Some(MediaEvent::Recorded(rec)) => {
+                        self.recorded(rec);
+                        return;
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(until) => return,
+            }
+        }
+    }
+
     /// Tears down what is left and records the call's story.
     async fn finish(&mut self) {
+        self.stop_recording().await;
         if let Some(id) = self.session.take() {
             self.deps.media.remove(id);
         }
@@ -716,6 +766,13 @@ impl Call {
                     },
                     _ = tokio::time::sleep_until(until) => break,
                 }
+            }
+        }
+        for (_, path, _, write) in self.pending_writes.drain(..) {
+            match write.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(path = %path.display(), error = %e, "recording not saved"),
+                Err(e) => warn!(path = %path.display(), error = %e, "recording not saved"),
             }
         }
         let story = self.machine.as_ref().map(|m| m.story().clone());

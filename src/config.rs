@@ -127,6 +127,7 @@ struct RawFile {
     rtp: RawRtp,
     flows: Option<String>,
     prompts: Option<String>,
+    recordings: Option<String>,
     #[serde(default)]
     routes: BTreeMap<String, String>,
     default_language: Option<String>,
@@ -170,6 +171,8 @@ pub struct Config {
     pub no_media_timeout: Duration,
     pub flows_dir: PathBuf,
     pub prompts_dir: PathBuf,
+    /// Where `record` steps write their WAV files.
+    pub recordings_dir: PathBuf,
     /// Dialed number (Request-URI user) to flow name; "*" matches any.
     pub routes: BTreeMap<String, String>,
     pub default_language: String,
@@ -195,6 +198,7 @@ impl Default for Config {
             no_media_timeout: Duration::from_secs(30),
             flows_dir: PathBuf::from("flows"),
             prompts_dir: PathBuf::from("prompts"),
+            recordings_dir: PathBuf::from("recordings"),
             routes: BTreeMap::from([("*".to_string(), "main".to_string())]),
             default_language: "en".to_string(),
         }
@@ -273,6 +277,7 @@ impl Config {
         }
         cfg.flows_dir = base.join(raw.flows.unwrap_or_else(|| "flows".into()));
         cfg.prompts_dir = base.join(raw.prompts.unwrap_or_else(|| "prompts".into()));
+        cfg.recordings_dir = base.join(raw.recordings.unwrap_or_else(|| "recordings".into()));
         if !raw.routes.is_empty() {
             cfg.routes = raw.routes;
         }

@@ -52,7 +52,9 @@ impl Engine {
         let exe = std::env::current_exe().context("finding the hotline binary")?;
         let log = std::fs::File::create(&opts.log)
             .with_context(|| format!("creating the engine log {}", opts.log.display()))?;
-        let log2 = log.try_clone().context("duplicating the engine log handle")?;
+        let log2 = log
+            .try_clone()
+            .context("duplicating the engine log handle")?;
         // Relative paths in the configuration are resolved from its own directory, but the
         // engine is started there too so that its log names familiar paths.
         let dir = opts
@@ -100,7 +102,9 @@ impl Engine {
 
     /// Whether the child has ended (never true for an attached engine).
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Asks with OPTIONS until the engine answers 200, the child dies or `timeout` passes.

@@ -77,6 +77,48 @@ pub struct CpuUse {
     pub threads: BTreeMap<String, f64>,
 }
 
+/// The whole machine's CPU time at one moment (first line of `/proc/stat`), in ticks:
+/// what every process together used, so that the report can show how much of the machine
+/// was busy with other work during a measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineCpu {
+    pub busy: u64,
+    pub total: u64,
+}
+
+impl MachineCpu {
+    pub fn read() -> Option<MachineCpu> {
+        parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// Busy time between `earlier` and `self` as a percentage of one core (so a fully busy
+    /// two-core machine shows 200).
+    pub fn busy_pct_since(&self, earlier: &MachineCpu, cpus: usize) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * 100.0 * cpus as f64
+    }
+}
+
+/// The aggregate `cpu` line of `/proc/stat`: busy is everything but idle and iowait.
+pub fn parse_proc_stat(text: &str) -> Option<MachineCpu> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let nums: Vec<u64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .map_while(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    let total: u64 = nums.iter().take(8).sum();
+    let idle = nums.get(3)? + nums.get(4).copied().unwrap_or(0);
+    Some(MachineCpu {
+        busy: total.saturating_sub(idle),
+        total,
+    })
+}
+
 /// Resident memory of a process, in KiB: now (`VmRSS`) and its high-water mark (`VmHWM`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
@@ -207,6 +249,14 @@ mod tests {
             })
         );
         assert_eq!(parse_status("Name: x\n"), None);
+    }
+
+    #[test]
+    fn proc_stat_busy_excludes_idle_and_iowait() {
+        let text = "cpu  100 5 50 1000 20 3 7 0 0 0\ncpu0 50 2 25 500 10 1 3 0 0 0\n";
+        let m = parse_proc_stat(text).expect("cpu line");
+        assert_eq!((m.busy, m.total), (165, 1185));
+        assert!(parse_proc_stat("intr 1 2 3\n").is_none());
     }
 
     #[test]

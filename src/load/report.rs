@@ -124,6 +124,8 @@ pub struct Summary {
     pub target: String,
     pub spawned_engine: bool,
     pub media_workers: Option<usize>,
+    /// SCHED_FIFO priority of the media threads, when asked for.
+    pub realtime: Option<i32>,
     pub calls: usize,
     pub rate_per_s: f64,
     pub hold_s: f64,
@@ -153,6 +155,12 @@ pub struct Summary {
     pub engine_rss_per_call_kib: Option<f64>,
     pub engine_hwm_kib: Option<u64>,
     pub tool_cpu: Option<CpuUse>,
+    /// The whole machine's busy time in the window, % of one core (all processes).
+    pub machine_busy_pct: Option<f64>,
+    /// What other processes (neither the engine nor the load tool) used, % of one core.
+    pub others_cpu_pct: Option<f64>,
+    pub cpus: usize,
+    pub cpu_model: String,
     pub max_p99_gap_ms: f64,
     pub passed: bool,
     pub verdicts: Vec<String>,
@@ -196,7 +204,7 @@ impl Summary {
         };
         let _ = writeln!(
             t,
-            "hotline load: {} calls at {}/s, {} s each, against {}{}",
+            "hotline load: {} calls at {}/s, {} s each, against {}{}{}",
             self.calls,
             self.rate_per_s,
             self.hold_s,
@@ -204,7 +212,10 @@ impl Summary {
             match (self.spawned_engine, self.media_workers) {
                 (true, Some(w)) => format!(" (spawned, {w} media worker(s))"),
                 _ => " (attached)".into(),
-            }
+            },
+            self.realtime
+                .map(|p| format!(", media threads SCHED_FIFO {p}"))
+                .unwrap_or_default()
         );
         row(
             &mut t,
@@ -218,7 +229,11 @@ impl Summary {
             row(&mut t, "  failure", format!("{n} x {why}"));
         }
         if self.welcome_missing > 0 {
-            row(&mut t, "welcome not heard", self.welcome_missing.to_string());
+            row(
+                &mut t,
+                "welcome not heard",
+                self.welcome_missing.to_string(),
+            );
         }
         row(
             &mut t,
@@ -287,8 +302,16 @@ impl Summary {
             "engine RSS peak / idle",
             format!(
                 "{} / {} ({} per call; high-water {})",
-                opt(self.engine_rss_peak_kib.map(|k| k as f64 / 1024.0), " MiB", 1),
-                opt(self.engine_rss_idle_kib.map(|k| k as f64 / 1024.0), " MiB", 1),
+                opt(
+                    self.engine_rss_peak_kib.map(|k| k as f64 / 1024.0),
+                    " MiB",
+                    1
+                ),
+                opt(
+                    self.engine_rss_idle_kib.map(|k| k as f64 / 1024.0),
+                    " MiB",
+                    1
+                ),
                 opt(self.engine_rss_per_call_kib, " KiB", 1),
                 opt(self.engine_hwm_kib.map(|k| k as f64 / 1024.0), " MiB", 1),
             ),
@@ -303,6 +326,17 @@ impl Summary {
                 row(&mut t, &format!("  thread {name}"), format!("{pct:.1} %"));
             }
         }
+        row(
+            &mut t,
+            "machine busy / others",
+            format!(
+                "{} / {} of {} cores ({})",
+                opt(self.machine_busy_pct, " %", 1),
+                opt(self.others_cpu_pct, " %", 1),
+                self.cpus,
+                self.cpu_model
+            ),
+        );
         let _ = writeln!(
             t,
             "result: {}",

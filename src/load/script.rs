@@ -115,7 +115,9 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
     let dialled = Instant::now();
     let established = async {
         let mut phone = Phone::new(Transport::Udp, script.target).await?;
-        let est = phone.call(&script.user, &media, Offer::Codecs(vec![0])).await?;
+        let est = phone
+            .call(&script.user, &media, Offer::Codecs(vec![0]))
+            .await?;
         Ok::<_, crate::caller::CallerError>((phone, est))
     };
     let outcome = tokio::time::timeout(script.setup_timeout, established).await;
@@ -139,7 +141,12 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
     let listening = Instant::now();
     let end = listening + script.hold;
     progress.note_end(end);
-    media.connect(est.remote_rtp, est.codec, est.payload_type, est.telephone_event_pt);
+    media.connect(
+        est.remote_rtp,
+        est.codec,
+        est.payload_type,
+        est.telephone_event_pt,
+    );
 
     if est.telephone_event_pt.is_none() {
         r.failure = Some("the answer has no telephone-event".into());

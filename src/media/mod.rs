@@ -6,6 +6,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod ports;
 pub mod prompt;
+pub mod recorder;
 pub mod rtp;
 pub mod session;
 pub mod tone;

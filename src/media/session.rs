@@ -13,6 +13,7 @@ use crate::media::dtmf::{InbandDetector, Key, Rfc4733Receiver};
 use crate::media::g711::Codec;
 use crate::media::ports::RtpPort;
 use crate::media::prompt::Prompt;
+use crate::media::recorder::{Recorder, Recording, StopReason};
 use crate::media::rtp::{
     LatchConfig, LatchVerdict, RtpReceiver, RtpSender, SymmetricLatch, TelephoneEvent, parse_rtp,
 };
@@ -42,6 +43,8 @@ pub enum MediaEvent {
     PlayFinished { id: u64 },
     /// Nothing arrived from the caller for the configured time.
     NoMedia,
+    /// A recording ended (by its limits, the terminator key, or `StopRecording`).
+    Recorded(Recording),
 }
 
 /// What a call asks of its session.
@@ -56,6 +59,15 @@ pub enum SessionCommand {
     Stop { id: u64 },
     /// A key to send to the far end as RFC 4733 events.
     SendKey(Key),
+    /// Starts recording what the caller says.
+    Record {
+        id: u64,
+        max_duration: Duration,
+        silence_timeout: Option<Duration>,
+        terminator: Option<Key>,
+    },
+    /// Ends recording `id` now; the session answers with `MediaEvent::Recorded`.
+    StopRecording { id: u64 },
     /// A re-INVITE moved the far end, or put it on hold (`send == false`).
     Update {
         remote: SocketAddr,
@@ -113,6 +125,9 @@ pub struct Session {
     pcm: [i16; FRAME_SAMPLES],
     /// A key being sent as RFC 4733: the key and how many packets of it went out.
     sending_key: Option<(Key, u16)>,
+    recorder: Option<Recorder>,
+    /// Audio frames that arrived in the current tick (a recording fills gaps with silence).
+    frames_this_tick: u32,
 }
 
 /// A key we send lasts this many frames (100 ms), then three end packets follow.
@@ -148,6 +163,8 @@ impl Session {
             stats: SessionStats::default(),
             pcm: [0; FRAME_SAMPLES],
             sending_key: None,
+            recorder: None,
+            frames_this_tick: 0,
             params,
         }
     }
@@ -176,6 +193,19 @@ impl Session {
                 }
             }
             SessionCommand::SendKey(key) => self.sending_key = Some((key, 0)),
+            SessionCommand::Record {
+                id,
+                max_duration,
+                silence_timeout,
+                terminator,
+            } => {
+                self.recorder = Some(Recorder::new(id, max_duration, silence_timeout, terminator));
+            }
+            SessionCommand::StopRecording { id } => {
+                if self.recorder.as_ref().is_some_and(|r| r.id() == id) {
+                    self.finish_recording(StopReason::Stopped);
+                }
+            }
             SessionCommand::Update {
                 remote,
                 send,
@@ -193,7 +223,16 @@ impl Session {
 
     /// One media tick: read everything that arrived, then send one frame.
     pub fn tick(&mut self, now: Instant, buf: &mut [u8]) {
+        self.frames_this_tick = 0;
         self.receive(now, buf);
+        if self.frames_this_tick == 0
+            && let Some(r) = self.recorder.as_mut()
+        {
+            // Nothing arrived (silence suppression, loss): the message still takes time.
+            if let Some(reason) = r.push(&[0; FRAME_SAMPLES]) {
+                self.finish_recording(reason);
+            }
+        }
         self.check_liveness(now);
         if self.sending {
             self.send_frame(buf);
@@ -255,6 +294,9 @@ impl Session {
     /// prompt stop within one frame rather than after a round trip through the call task.
     fn key_heard(&mut self, key: Key, source: KeySource) {
         self.stats.keys += 1;
+        if let Some(reason) = self.recorder.as_ref().and_then(|r| r.key(key)) {
+            self.finish_recording(reason);
+        }
         let stopped_play = match &self.playing {
             Some(p) if p.barge_in => {
                 let id = p.id;
@@ -268,6 +310,12 @@ impl Session {
             source,
             stopped_play,
         });
+    }
+
+    fn finish_recording(&mut self, reason: StopReason) {
+        if let Some(r) = self.recorder.take() {
+            let _ = self.events.send(MediaEvent::Recorded(r.finish(reason)));
+        }
     }
 
     fn check_liveness(&mut self, now: Instant) {
