@@ -799,7 +799,9 @@ fn strip_currency_prefix(s: &str) -> Result<Option<(Currency, &str)>, String> {
     if letters == 0 {
         return Ok(None);
     }
-    let (code, rest) = s.split_at(letters);
+    let Some((code, rest)) = s.split_at_checked(letters) else {
+        return Err(CURRENCY_FORMS.to_owned());
+    };
     match currency_code(code) {
         Some(cur) => Ok(Some((cur, rest))),
         None => Err(CURRENCY_FORMS.to_owned()),
@@ -817,7 +819,9 @@ fn strip_currency_suffix(s: &str) -> Result<Option<(Currency, &str)>, String> {
     if letters == 0 {
         return Ok(None);
     }
-    let (rest, code) = s.split_at(s.len() - letters);
+    let Some((rest, code)) = s.split_at_checked(s.len().saturating_sub(letters)) else {
+        return Err(CURRENCY_FORMS.to_owned());
+    };
     match currency_code(code) {
         Some(cur) => Ok(Some((cur, rest))),
         None => Err(CURRENCY_FORMS.to_owned()),
