@@ -510,8 +510,28 @@ impl Call {
                     }
                 }
                 Audio::Silence(d) => out.push(Prompt::silence(*d)),
-                Audio::Say { kind, value, .. } => {
-                    warn!(?kind, %value, "say: is not available yet; skipped");
+                Audio::Say {
+                    language,
+                    kind,
+                    value,
+                } => {
+                    // A language without its own number grammar is spoken in the default one.
+                    let lang = if crate::flow::say::is_supported(language) {
+                        language.as_str()
+                    } else {
+                        lib.default_language()
+                    };
+                    match crate::flow::say::say(*kind, value, lang) {
+                        Ok(names) => {
+                            for n in names {
+                                match lib.get(lang, &n) {
+                                    Some(pr) => out.push(pr.clone()),
+                                    None => warn!(prompt = %n, language = %lang, "say fragment missing"),
+                                }
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "cannot say this value; skipped"),
+                    }
                 }
             }
         }
