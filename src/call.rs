@@ -30,14 +30,46 @@ use crate::sip::sdp::{self, Codec, Negotiated};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::transport::Peer;
 
-/// What every call shares: the engine's parts and its current flows.
-pub struct CallDeps {
+/// What a reload replaces as one: the configuration, the flows and the prompts. A call
+/// takes a snapshot when it starts and keeps it to its end, so editing a flow never changes
+/// a call in progress.
+pub struct Live {
     pub config: Arc<Config>,
+    pub flows: Arc<FlowSet>,
+    pub prompts: PromptLibrary,
+    /// Counts reloads; 1 is the version the server started with.
+    pub version: u64,
+}
+
+/// What every call shares: the engine's parts and the current live version.
+pub struct CallDeps {
     pub media: MediaEngine,
     pub ports: PortPool,
-    pub prompts: PromptLibrary,
-    /// Swapped whole on reload; a call keeps the set it started with.
-    pub flows: RwLock<Arc<FlowSet>>,
+    live: RwLock<Arc<Live>>,
+}
+
+impl CallDeps {
+    pub fn new(media: MediaEngine, ports: PortPool, live: Live) -> CallDeps {
+        CallDeps {
+            media,
+            ports,
+            live: RwLock::new(Arc::new(live)),
+        }
+    }
+
+    /// The current version (what a new call gets).
+    pub fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Makes `live` the version new calls get.
+    pub fn replace(&self, live: Live) {
+        let mut slot = self.live.write().unwrap_or_else(|e| e.into_inner());
+        *slot = Arc::new(live);
+    }
 }
 
 /// The codecs we answer with, in our order of preference when the caller has none.
@@ -113,6 +145,7 @@ type PendingWrite = (
 
 struct Call {
     deps: Arc<CallDeps>,
+    live: Arc<Live>,
     sip: SipHandle,
     peer: Peer,
     advertised: IpAddr,
@@ -178,6 +211,7 @@ impl Call {
         caller: String,
         dialed: String,
     ) -> Option<Call> {
+        let live = deps.live();
         let inv = &nc.invite;
         let refuse = |status: u16, reason: &str, extra: &[(&str, String)]| {
             let mut resp = Response::for_request(inv, status, reason);
@@ -201,7 +235,7 @@ impl Call {
             refuse(416, "Unsupported URI Scheme", &[]);
             return None;
         }
-        let flow_name = match deps.config.route(&dialed) {
+        let flow_name = match live.config.route(&dialed) {
             Some(f) => f.to_string(),
             None => {
                 refuse(404, "Not Found", &[]);
@@ -236,7 +270,7 @@ impl Call {
                 }
             }
         };
-        let advertised = advertised_ip(deps.config.public_address, nc.peer.local, nc.peer.remote);
+        let advertised = advertised_ip(live.config.public_address, nc.peer.local, nc.peer.remote);
         let bind_ip = nc.peer.local.ip();
         let rtp_port = match deps.ports.allocate(bind_ip) {
             Ok(p) => p,
@@ -254,7 +288,7 @@ impl Call {
                 return None;
             }
         };
-        let flows = deps.flows.read().map(|f| f.clone()).unwrap_or_default();
+        let flows = live.flows.clone();
         let ctx = CallContext {
             call_id: call_id.clone(),
             caller,
@@ -294,10 +328,11 @@ impl Call {
             pending_writes: Vec::new(),
             started: Instant::now(),
             deps,
+            live,
         };
 
         // Optionally ring first; a CANCEL during the ring ends the call with 487.
-        let ring = call.deps.config.answer_after;
+        let ring = call.live.config.answer_after;
         if !ring.is_zero() {
             call.respond_invite(180, "Ringing", None);
             let until = tokio::time::Instant::now() + ring;
@@ -403,7 +438,7 @@ impl Call {
             payload_type: n.pt,
             telephone_event_pt: n.telephone_event_pt,
             remote: n.remote_rtp,
-            no_media_timeout: self.deps.config.no_media_timeout,
+            no_media_timeout: self.live.config.no_media_timeout,
             ssrc: rand::random(),
             initial_seq: rand::random(),
             initial_timestamp: rand::random(),
@@ -496,7 +531,7 @@ impl Call {
     }
 
     fn resolve(&self, audio: &[Audio]) -> Vec<Prompt> {
-        let lib = &self.deps.prompts;
+        let lib = &self.live.prompts;
         let mut out = Vec::with_capacity(audio.len());
         for a in audio {
             match a {
@@ -526,7 +561,9 @@ impl Call {
                             for n in names {
                                 match lib.get(lang, &n) {
                                     Some(pr) => out.push(pr.clone()),
-                                    None => warn!(prompt = %n, language = %lang, "say fragment missing"),
+                                    None => {
+                                        warn!(prompt = %n, language = %lang, "say fragment missing")
+                                    }
                                 }
                             }
                         }
@@ -561,7 +598,7 @@ impl Call {
         let Some((id, name)) = self.recording.take().filter(|(id, _)| *id == rec.id) else {
             return;
         };
-        let path = self.deps.config.recordings_dir.join(format!("{name}.wav"));
+        let path = self.live.config.recordings_dir.join(format!("{name}.wav"));
         let duration = rec.duration();
         info!(path = %path.display(), ?duration, reason = ?rec.reason, "recording finished");
         let p2 = path.clone();

@@ -2,13 +2,13 @@
 //! clock and the SIP endpoint, and creates a call task for every accepted INVITE.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::call::{self, CallDeps};
+use crate::call::{self, CallDeps, Live};
 use crate::check;
 use crate::config::{Config, Transport};
 use crate::media::clock::MediaEngine;
@@ -41,13 +41,16 @@ impl Server {
         }
         let config = Arc::new(config);
         let media = MediaEngine::start(media_workers).context("starting the media clock")?;
-        let deps = Arc::new(CallDeps {
-            ports: PortPool::new(config.rtp_ports),
+        let deps = Arc::new(CallDeps::new(
             media,
-            prompts: loaded.prompts,
-            flows: RwLock::new(Arc::new(loaded.flows)),
-            config: config.clone(),
-        });
+            PortPool::new(config.rtp_ports),
+            Live {
+                config: config.clone(),
+                flows: Arc::new(loaded.flows),
+                prompts: loaded.prompts,
+                version: 1,
+            },
+        ));
         let (in_tx, in_rx) = mpsc::channel(4096);
         let transports = Transports::bind(&config.listen, in_tx)
             .await
@@ -78,8 +81,8 @@ impl Server {
         let endpoint_stats = endpoint.stats();
         info!(
             rtp_ports = %config.rtp_ports,
-            flows = deps.flows.read().map(|f| f.len()).unwrap_or(0),
-            prompts = deps.prompts.len(),
+            flows = deps.live().flows.len(),
+            prompts = deps.live().prompts.len(),
             "hotline ready"
         );
         Ok(Server {
@@ -99,8 +102,12 @@ impl Server {
             .map(|(_, a)| *a)
     }
 
-    /// Serves until the listeners close.
+    /// Serves until the listeners close, reloading on file changes and SIGHUP.
     pub async fn run(mut self) -> anyhow::Result<()> {
+        tokio::spawn(crate::reload::watch(
+            self.deps.clone(),
+            std::time::Duration::from_millis(300),
+        ));
         if let Some(ep) = self.endpoint.take() {
             ep.run().await;
         }

@@ -1,0 +1,159 @@
+//! Live reload: editing a flow, a prompt or `hotline.yaml` (or sending SIGHUP) loads
+//! everything again and, if the check finds no errors, makes it what new calls get. Calls in
+//! progress keep the version they started with. A change that fails the check is refused,
+//! its diagnostics are logged, and the running version stays.
+//!
+//! Listeners, the RTP range and the media workers are fixed for the life of the process;
+//! a change to them in the file is logged and takes effect at the next start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::call::{CallDeps, Live};
+use crate::check::{self, Report};
+use crate::config::Config;
+
+/// What a refused reload found.
+#[derive(Debug)]
+pub struct Refused {
+    pub report: Report,
+}
+
+/// Loads everything again from the files the running configuration came from. On success
+/// the new version is live and its number is returned.
+pub fn reload(deps: &CallDeps) -> Result<u64, Refused> {
+    let current = deps.live();
+    let old = &current.config;
+    let mut config = match &old.path {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                let mut report = Report::default();
+                report
+                    .diagnostics
+                    .push(crate::flow::diagnostic::Diagnostic::error(p, e.to_string()));
+                return Err(Refused { report });
+            }
+        },
+        None => (**old).clone(),
+    };
+    // What the process bound at start cannot change under it.
+    if config.listen != old.listen || config.rtp_ports != old.rtp_ports {
+        warn!("listeners and the RTP range take effect at the next start");
+    }
+    config.listen = old.listen.clone();
+    config.rtp_ports = old.rtp_ports;
+    let loaded = check::load_all(&config);
+    if loaded.report.has_errors() {
+        return Err(Refused {
+            report: loaded.report,
+        });
+    }
+    for d in &loaded.report.diagnostics {
+        warn!("{d}");
+    }
+    let version = current.version + 1;
+    deps.replace(Live {
+        config: Arc::new(config),
+        flows: Arc::new(loaded.flows),
+        prompts: loaded.prompts,
+        version,
+    });
+    Ok(version)
+}
+
+/// Reloads and logs the result, for the watcher and SIGHUP.
+pub fn reload_and_log(deps: &CallDeps, why: &str) {
+    match reload(deps) {
+        Ok(v) => info!(
+            version = v,
+            trigger = why,
+            "reloaded flows, prompts and routes"
+        ),
+        Err(r) => {
+            for d in &r.report.diagnostics {
+                error!("{d}");
+            }
+            error!(
+                trigger = why,
+                "reload refused ({}); the running version stays",
+                r.report.summary()
+            );
+        }
+    }
+}
+
+/// The files a configuration depends on.
+fn watched(config: &Config) -> Vec<PathBuf> {
+    let mut v = vec![config.flows_dir.clone(), config.prompts_dir.clone()];
+    if let Some(p) = &config.path {
+        v.push(p.clone());
+    }
+    v
+}
+
+/// Watches the files and SIGHUP until the process ends. Bursts of file events (an editor
+/// writes a file in several steps) are gathered for `settle` before one reload.
+pub async fn watch(deps: Arc<CallDeps>, settle: Duration) {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher =
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && !matches!(ev.kind, notify::EventKind::Access(_))
+            {
+                let _ = tx.send(());
+            }
+        }) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "cannot watch files; reload with SIGHUP");
+                None
+            }
+        };
+    if let Some(w) = watcher.as_mut() {
+        for p in watched(&deps.live().config) {
+            let mode = if p.is_dir() {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            if let Err(e) = w.watch(&p, mode) {
+                warn!(path = %p.display(), error = %e, "cannot watch");
+            }
+        }
+    }
+    let mut hup = hangup_signal();
+    loop {
+        tokio::select! {
+            ev = rx.recv() => {
+                if ev.is_none() {
+                    return;
+                }
+                tokio::time::sleep(settle).await;
+                while rx.try_recv().is_ok() {}
+                reload_and_log(&deps, "file change");
+            }
+            _ = next_hangup(&mut hup) => reload_and_log(&deps, "SIGHUP"),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(unix)]
+async fn next_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
