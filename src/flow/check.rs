@@ -38,6 +38,10 @@ pub const MAX_COLLECT_DIGITS: u32 = 64;
 /// Variables the engine sets itself (`config` holds `vars:` of hotline.yaml).
 pub const RESERVED_VARIABLES: [&str; 6] =
     ["caller", "dialed", "language", "now", "call_id", "config"];
+const TEMPLATE_HELP: &str =
+    "templates use Jinja syntax: {{ order }}, {{ result.eta }}, {% if ... %}...{% endif %}";
+const CONDITION_HELP: &str =
+    "conditions are Jinja expressions, e.g. result.status == \"shipped\" and caller != \"\"";
 /// Compiled patterns are limited so a flow file cannot make the engine build a huge automaton.
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
@@ -725,18 +729,18 @@ impl<'a> Ctx<'a> {
     fn template(&mut self, text: &str, at: Location) {
         match self.templates.add(text) {
             Ok(reads) => self.config_reads(text, at, &reads),
-            Err(e) => self.template_error(text, at, &e),
+            Err(e) => self.template_error(text, at, &e, TEMPLATE_HELP),
         }
     }
 
     fn condition(&mut self, text: &str, at: Location) {
         match self.templates.add_condition(text) {
             Ok(reads) => self.config_reads(text, at, &reads),
-            Err(e) => self.template_error(text, at, &e),
+            Err(e) => self.template_error(text, at, &e, CONDITION_HELP),
         }
     }
 
-    fn template_error(&mut self, text: &str, at: Location, e: &TemplateError) {
+    fn template_error(&mut self, text: &str, at: Location, e: &TemplateError, help: &str) {
         let line_no = e.line.unwrap_or(1);
         let in_line = text.lines().nth(line_no.saturating_sub(1)).unwrap_or("");
         let d = Diagnostic::error(self.file, e.message.clone());
@@ -750,7 +754,6 @@ impl<'a> Ctx<'a> {
             (Some((line, col)), None) => d.at(self.src, line, col, 1),
             (None, _) => d.at_location(self.src, at),
         };
-        let help = "templates use Jinja syntax: {{ variable }}, {{ result.eta }}, {% if ... %}...{% endif %}";
         self.diags.push(d.with_help(help));
     }
 
@@ -1099,7 +1102,9 @@ impl<'a> Ctx<'a> {
 
     fn http(&mut self, h: &model::Http, next: Option<Target>) -> HttpStep {
         let url = h.url.value.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        // A URL may start with a template (`{{ config.crm_url }}/orders`): its scheme is
+        // then known only when the call renders it.
+        if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("{{")) {
             self.error(
                 h.url.referenced,
                 format!("expected a URL starting with http:// or https://, found '{url}'"),

@@ -1085,7 +1085,41 @@ pub struct Record {
 pub fn flow_schema() -> serde_json::Value {
     let mut schema = schemars::schema_for!(Flow);
     schema.insert("title".to_owned(), "hotline flow file".into());
-    schema.to_value()
+    let mut v = schema.to_value();
+    drop_null(&mut v);
+    v
+}
+
+/// Optional keys are Rust `Option`s, which schemars lets be `null`; in a flow file an
+/// empty value is an error ("needs a value"), so the schema must not offer it.
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(m) = v else {
+        if let Value::Array(a) = v {
+            a.iter_mut().for_each(drop_null);
+        }
+        return;
+    };
+    if m.get("default") == Some(&Value::Null) {
+        m.remove("default");
+    }
+    if let Some(Value::Array(types)) = m.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            m.insert("type".to_owned(), only);
+        }
+    }
+    let null = serde_json::json!({ "type": "null" });
+    if let Some(Value::Array(branches)) = m.get("anyOf")
+        && branches.len() == 2
+        && branches.contains(&null)
+        && let Some(Value::Object(other)) = branches.iter().find(|b| **b != null).cloned()
+    {
+        m.remove("anyOf");
+        m.extend(other);
+    }
+    m.values_mut().for_each(drop_null);
 }
 
 /// Keys YAML reads as numbers (`1:`) arrive as numbers; both forms are one key.
