@@ -826,3 +826,42 @@ fn a_flow_folder_holds_yaml_files_only_and_flow_tests_are_not_flows() {
     assert_eq!(set.names(), ["extra", "main"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every ```yaml block of docs/flows.md that is not marked `# fragment` is a whole flow
+/// that loads without a problem, with the sample prompts and the sample hotline.yaml.
+#[test]
+fn every_complete_example_of_the_flow_reference_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/flows.md")).expect("docs/flows.md");
+    let config = hotline::config::Config::load(&root.join("hotline.yaml")).expect("hotline.yaml");
+    let prompts = |language: &str, name: &str| {
+        root.join("prompts")
+            .join(language)
+            .join(format!("{name}.wav"))
+            .is_file()
+    };
+    let mut complete = 0;
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let after = &rest[start + 8..];
+        let end = after.find("```").expect("closed block");
+        let block = &after[..end];
+        rest = &after[end + 3..];
+        if block.starts_with("# fragment") {
+            continue;
+        }
+        complete += 1;
+        let source = FlowSource {
+            name: format!("example{complete}"),
+            file: format!("docs/flows.md#example{complete}").into(),
+            text: block.to_owned(),
+        };
+        let (set, diags) = compile_flows_with(vec![source], &prompts, &config.flow_config());
+        assert!(
+            diags.is_empty() && set.len() == 1,
+            "example {complete}:\n{block}\n{}",
+            diags.iter().map(ToString::to_string).collect::<String>()
+        );
+    }
+    assert!(complete >= 12, "only {complete} complete examples");
+}
