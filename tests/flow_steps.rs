@@ -1102,6 +1102,24 @@ fn back_leaves_a_shared_flow_for_the_menu_that_called_it() {
 }
 
 #[test]
+fn back_into_a_shared_flow_already_left_returns_from_it_again() {
+    let mut c = Call::start(&back_set());
+    c.hears(&["main_menu"]);
+    c.press("9");
+    c.hears(&["shared_menu"]);
+    c.press("1");
+    // The shared flow ends after `leave`: back to main's `next`, the main menu.
+    c.hears(&["left"]);
+    c.hears(&["main_menu"]);
+    c.press("*");
+    c.hears(&["shared_menu"]);
+    c.press("1");
+    c.hears(&["left"]);
+    // The return point came back with the shared menu.
+    assert_eq!(c.heard(), ["main_menu"]);
+}
+
+#[test]
 fn queue_still_ends_the_call_politely() {
     let set = set_of("steps:\n  wait:\n    queue: support\n");
     let mut c = Call::start(&set);

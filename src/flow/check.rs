@@ -2,9 +2,12 @@
 //!
 //! Owns what `hotline check` says about a single parsed flow: one action per step, keys
 //! used with the wrong action, references to missing steps, menu keys, names of prompts,
-//! variables and languages, unreachable steps and loops that never wait for the caller.
-//! A flow with no error compiles to a `CompiledFlow`. It does not read files and does not
-//! know other flows or the prompts on disk: `link` does that for a whole set.
+//! variables and languages, templates and conditions (compiled into the set's
+//! `Templates`, with positions inside the file), schedule names and `config.NAME`
+//! references (when the server configuration is known), transfer targets, unreachable
+//! steps and loops that never wait for the caller. A flow with no error compiles to a
+//! `CompiledFlow`. It does not read files and does not know other flows or the prompts on
+//! disk: `load` does that for a whole set.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;

@@ -317,6 +317,9 @@ enum Phase {
     Ended,
 }
 
+/// A return point of `goto ... return: true`: the calling flow and where it continues.
+type Frame = (FlowId, Target);
+
 /// Where to go after handling something.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Go {
@@ -337,9 +340,9 @@ pub struct FlowMachine {
     flow: FlowId,
     step: StepId,
     /// Return points of `goto ... return: true`, innermost last.
-    frames: Vec<(FlowId, Target)>,
-    /// Menus and collects entered, latest last, with the depth of `frames` then.
-    history: Vec<(FlowId, StepId, usize)>,
+    frames: Vec<Frame>,
+    /// Menus and collects entered, latest last, with the return points then.
+    history: Vec<(FlowId, StepId, Vec<Frame>)>,
     language: String,
     vars: BTreeMap<String, Value>,
     type_ahead: VecDeque<char>,
@@ -979,8 +982,8 @@ impl FlowMachine {
         {
             self.history.pop();
         }
-        let (flow, step, depth) = self.history.pop()?;
-        self.frames.truncate(depth);
+        let (flow, step, frames) = self.history.pop()?;
+        self.frames = frames;
         self.flow = flow;
         let to = self.target_name(Target::Step(step));
         self.key_note(now, key, KeyUse::Back { to }, typed_ahead);
@@ -989,18 +992,17 @@ impl FlowMachine {
 
     /// Notes a menu or collect for `back`.
     fn remember(&mut self, step: StepId) {
-        let entry = (self.flow, step, self.frames.len());
         if self
             .history
             .last()
-            .is_some_and(|(f, s, _)| (*f, *s) == (entry.0, entry.1))
+            .is_some_and(|(f, s, _)| (*f, *s) == (self.flow, step))
         {
             return;
         }
         if self.history.len() >= BACK_HISTORY_LIMIT {
             self.history.remove(0);
         }
-        self.history.push(entry);
+        self.history.push((self.flow, step, self.frames.clone()));
     }
 
     // ------------------------------------------------------------------ collect

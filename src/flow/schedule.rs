@@ -163,39 +163,21 @@ struct RawHoliday {
     name: Option<String>,
 }
 
+/// `schedules.NAME` as written; `Schedule::from_raw` checks it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawSchedule {
     timezone: String,
-    weekly: Vec<(String, OneOrMany)>,
+    #[serde(default)]
+    weekly: std::collections::BTreeMap<String, OneOrMany>,
+    #[serde(default)]
     holidays: Vec<RawHoliday>,
 }
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawScheduleMap::deserialize(d)?;
-        Schedule::from_raw(raw.0).map_err(serde::de::Error::custom)
-    }
-}
-
-/// `weekly` is a mapping whose order matters for messages only; read it as pairs.
-struct RawScheduleMap(RawSchedule);
-
-impl<'de> Deserialize<'de> for RawScheduleMap {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Outer {
-            timezone: String,
-            #[serde(default)]
-            weekly: std::collections::BTreeMap<String, OneOrMany>,
-            #[serde(default)]
-            holidays: Vec<RawHoliday>,
-        }
-        let o = Outer::deserialize(d)?;
-        Ok(RawScheduleMap(RawSchedule {
-            timezone: o.timezone,
-            weekly: o.weekly.into_iter().collect(),
-            holidays: o.holidays,
-        }))
+        let raw = RawSchedule::deserialize(d)?;
+        Schedule::from_raw(raw).map_err(serde::de::Error::custom)
     }
 }
 
