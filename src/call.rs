@@ -15,7 +15,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
 use crate::flow::flowset::FlowSet;
-use crate::flow::machine::{Action, Audio, CallContext, Event, FlowMachine, PlayId};
+use crate::flow::machine::{
+    Action, Audio, CallContext, Event, FlowMachine, HttpFailure, PlayId, RecordEnd, TransferOutcome,
+};
 use crate::media::clock::{MediaEngine, SessionId};
 use crate::media::dtmf::Key;
 use crate::media::ports::PortPool;
@@ -293,6 +295,7 @@ impl Call {
             call_id: call_id.clone(),
             caller,
             dialed,
+            wall_clock_at_start: std::time::SystemTime::now().into(),
         };
         let machine = match FlowMachine::new(flows, &flow_name, ctx, Instant::now()) {
             Ok(m) => m,
@@ -521,12 +524,39 @@ impl Call {
                     });
                 }
                 Action::StopPlayback { id } => self.media(SessionCommand::Stop { id: id.0 }),
+                // Not carried out yet: answered with a failure so the flow's error paths run.
+                Action::Http { id, .. } => {
+                    warn!("http steps are not available yet");
+                    let outcome = Err(HttpFailure::Connect);
+                    self.feed_back(Event::HttpDone { id, outcome });
+                }
+                Action::Record { id, .. } => {
+                    warn!("record steps are not available yet");
+                    self.feed_back(Event::RecordDone {
+                        id,
+                        path: String::new(),
+                        duration: Duration::ZERO,
+                        reason: RecordEnd::Failed,
+                    });
+                }
+                Action::Transfer { id, .. } => {
+                    warn!("transfer steps are not available yet");
+                    let outcome = TransferOutcome::Failed("not available".to_string());
+                    self.feed_back(Event::TransferDone { id, outcome });
+                }
                 Action::Hangup => {
                     self.send_bye();
                     self.outcome.get_or_insert(Outcome::FlowHungUp);
                     return;
                 }
             }
+        }
+    }
+
+    /// Hands the machine an event while its actions are being carried out.
+    fn feed_back(&mut self, ev: Event) {
+        if let Some(m) = self.machine.as_mut() {
+            m.handle(Instant::now(), ev);
         }
     }
 
@@ -545,6 +575,9 @@ impl Call {
                     }
                 }
                 Audio::Silence(d) => out.push(Prompt::silence(*d)),
+                Audio::Tone { freq_hz, duration } => {
+                    out.push(Prompt::tone(f32::from(*freq_hz), *duration, -10.0))
+                }
                 Audio::Say {
                     language,
                     kind,

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::flow::diagnostic::{Diagnostic, Severity};
 use crate::flow::flowset::FlowSet;
-use crate::flow::load::load_flows_dir;
+use crate::flow::load::load_flows_dir_with;
 use crate::flow::machine::DEFAULT_GOODBYE_PROMPT;
 use crate::media::prompt::PromptLibrary;
 
@@ -71,7 +71,8 @@ pub fn load_all(config: &Config) -> Loaded {
         ));
     }
     let exists = |lang: &str, name: &str| prompts.get_exact(lang, name).is_some();
-    let (flows, flow_diags) = load_flows_dir(&config.flows_dir, &exists);
+    let (flows, flow_diags) =
+        load_flows_dir_with(&config.flows_dir, &exists, &config.flow_config());
     report.diagnostics.extend(flow_diags);
     let config_file = config
         .path
@@ -108,7 +109,7 @@ pub fn check(config: &Config) -> Report {
 /// or single flow files (checked together, with the configuration's prompts). A path that
 /// cannot be read is itself a problem in the report.
 pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
-    use crate::flow::load::{compile_flows, read_flow_file};
+    use crate::flow::load::{compile_flows_with, read_flow_file};
     let mut report = Report::default();
     let mut flow_files = Vec::new();
     for p in paths {
@@ -137,7 +138,7 @@ pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
                 Err(d) => report.diagnostics.push(d),
             }
         }
-        let (_, diags) = compile_flows(sources, &exists);
+        let (_, diags) = compile_flows_with(sources, &exists, &config.flow_config());
         report.diagnostics.extend(diags);
     }
     report
@@ -150,8 +151,16 @@ fn is_server_config(path: &Path) -> bool {
         return false;
     };
     text.lines().any(|l| {
-        ["sip:", "rtp:", "routes:", "prompts:", "flows:"]
-            .iter()
-            .any(|k| l.starts_with(k))
+        [
+            "sip:",
+            "rtp:",
+            "routes:",
+            "prompts:",
+            "flows:",
+            "schedules:",
+            "vars:",
+        ]
+        .iter()
+        .any(|k| l.starts_with(k))
     })
 }

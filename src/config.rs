@@ -1,7 +1,8 @@
 //! The server configuration, `hotline.yaml`: listeners, the RTP port range, where flows and
-//! prompts live, and which flow answers which dialed number. Every key has a working default,
-//! so the shipped file is short. Paths are relative to the config file. This module only reads
-//! and checks the file; it opens no socket.
+//! prompts live, which flow answers which dialed number, the opening-hours schedules and the
+//! variables flows see as `config.NAME`. Every key has a working default, so the shipped
+//! file is short. Paths are relative to the config file. This module only reads and checks
+//! the file; it opens no socket.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,7 +14,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::flow::check::is_identifier;
 use crate::flow::duration::parse_duration;
+use crate::flow::load::FlowConfig;
+use crate::flow::schedule::Schedule;
 
 /// A problem with `hotline.yaml` or a command-line override.
 #[derive(Debug, Error)]
@@ -131,6 +135,10 @@ struct RawFile {
     #[serde(default)]
     routes: BTreeMap<String, String>,
     default_language: Option<String>,
+    #[serde(default)]
+    schedules: BTreeMap<String, Schedule>,
+    #[serde(default)]
+    vars: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -176,6 +184,10 @@ pub struct Config {
     /// Dialed number (Request-URI user) to flow name; "*" matches any.
     pub routes: BTreeMap<String, String>,
     pub default_language: String,
+    /// Opening hours by name, for the `hours` steps of flows.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// Values flows read as `config.NAME` in templates.
+    pub vars: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for Config {
@@ -201,6 +213,8 @@ impl Default for Config {
             recordings_dir: PathBuf::from("recordings"),
             routes: BTreeMap::from([("*".to_string(), "main".to_string())]),
             default_language: "en".to_string(),
+            schedules: BTreeMap::new(),
+            vars: BTreeMap::new(),
         }
     }
 }
@@ -284,7 +298,31 @@ impl Config {
         if let Some(l) = raw.default_language {
             cfg.default_language = l;
         }
+        for name in raw.schedules.keys() {
+            if !is_identifier(name) {
+                return Err(invalid(format!(
+                    "schedules: '{name}' is not a usable schedule name (letters, digits and '_')"
+                )));
+            }
+        }
+        cfg.schedules = raw.schedules;
+        for name in raw.vars.keys() {
+            if !is_identifier(name) {
+                return Err(invalid(format!(
+                    "vars: '{name}' is not a usable variable name: flows write config.NAME, so use letters, digits and '_'"
+                )));
+            }
+        }
+        cfg.vars = raw.vars;
         Ok(cfg)
+    }
+
+    /// What flows use from this configuration: schedules and `vars`.
+    pub fn flow_config(&self) -> FlowConfig {
+        FlowConfig {
+            schedules: self.schedules.clone(),
+            vars: self.vars.clone(),
+        }
     }
 
     /// The flow that answers a call to `dialed` (the Request-URI user), if any route matches.
@@ -341,6 +379,64 @@ routes: { "*": main, "0800123": sales }
         assert!("30000-30999".parse::<PortRange>().is_ok());
         assert!("300-200".parse::<PortRange>().is_err());
         assert!("abc".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn schedules_and_vars_are_read_and_checked() {
+        let text = r#"
+schedules:
+  service_hours:
+    timezone: Europe/Berlin
+    weekly: { mon-fri: 08:00-18:00 }
+    holidays: [{ date: 12-25, name: christmas }]
+vars:
+  crm_url: http://127.0.0.1:8081
+  support_queue: { name: support, max_wait: 120 }
+"#;
+        let cfg = Config::from_str_at(text, Path::new("hotline.yaml")).unwrap();
+        let s = &cfg.schedules["service_hours"];
+        assert_eq!(s.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(s.holidays.len(), 1);
+        assert_eq!(
+            cfg.vars["crm_url"],
+            serde_json::json!("http://127.0.0.1:8081")
+        );
+        assert_eq!(
+            cfg.vars["support_queue"]["max_wait"],
+            serde_json::json!(120)
+        );
+        let fc = cfg.flow_config();
+        assert_eq!(fc.schedules.len(), 1);
+        assert_eq!(fc.vars.len(), 2);
+
+        let err = Config::from_str_at(
+            "schedules: { s: { timezone: Mars/Olympus } }",
+            Path::new("h.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected a time zone like Europe/Berlin, found 'Mars/Olympus'"),
+            "{err}"
+        );
+        let err = Config::from_str_at("vars: { crm-url: x }", Path::new("h.yaml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'crm-url' is not a usable variable name"),
+            "{err}"
+        );
+        let err = Config::from_str_at(
+            "schedules: { service-hours: { timezone: UTC } }",
+            Path::new("h.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'service-hours' is not a usable schedule name"),
+            "{err}"
+        );
+        let cfg = Config::from_str_at("", Path::new("hotline.yaml")).unwrap();
+        assert!(cfg.schedules.is_empty() && cfg.vars.is_empty());
     }
 
     #[test]

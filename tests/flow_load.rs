@@ -6,8 +6,8 @@ use std::time::Instant;
 use hotline::flow::diagnostic::{Diagnostic, Severity, has_errors};
 use hotline::flow::flowset::{StepAction, Target};
 use hotline::flow::load::{
-    AnyPrompt, FlowSource, MAX_FLOW_FILE_BYTES, compile_flows, load_flow, load_flows_dir,
-    parse_flow, read_flow_file,
+    AnyPrompt, FlowConfig, FlowSource, MAX_FLOW_FILE_BYTES, compile_flows, compile_flows_with,
+    load_flow, load_flows_dir, parse_flow, read_flow_file,
 };
 
 const E: Severity = Severity::Error;
@@ -57,6 +57,24 @@ const EXPECTED: &[Expected] = &[
         16,
         "unknown value 'digit'",
         Some("did you mean 'digits'?"),
+    ),
+    (
+        "collect_digit_repeat_key",
+        E,
+        7,
+        19,
+        "the repeat key of a collect must be * or #, found '9'",
+        Some("a digit would be part of the entry"),
+    ),
+    (
+        "condition_syntax",
+        E,
+        6,
+        25,
+        "the condition does not parse: unexpected input after expression",
+        Some(
+            "conditions are Jinja expressions, e.g. result.status == \"shipped\" and caller != \"\"",
+        ),
     ),
     (
         "digit_terminator",
@@ -261,6 +279,14 @@ const EXPECTED: &[Expected] = &[
         Some("choose another variable name"),
     ),
     (
+        "step_named_back",
+        E,
+        9,
+        3,
+        "'back' is the name global keys use to return to the previous menu",
+        Some("give this step another name, e.g. 'go_back'"),
+    ),
+    (
         "step_named_hangup",
         E,
         6,
@@ -269,12 +295,48 @@ const EXPECTED: &[Expected] = &[
         Some("give this step another name, e.g. 'goodbye'"),
     ),
     (
+        "template_unclosed",
+        E,
+        5,
+        35,
+        "the template does not parse: unexpected end of input, expected end of variable block",
+        Some(
+            "templates use Jinja syntax: {{ order }}, {{ result.eta }}, {% if ... %}...{% endif %}",
+        ),
+    ),
+    (
+        "template_unknown_filter",
+        E,
+        5,
+        29,
+        "the template cannot run: filter upperr is unknown",
+        Some(
+            "templates use Jinja syntax: {{ order }}, {{ result.eta }}, {% if ... %}...{% endif %}",
+        ),
+    ),
+    (
+        "too_many_invalid",
+        E,
+        7,
+        20,
+        "'max_invalid' is at most 10, found 20",
+        Some("a caller who failed this often needs another way: use on_failure"),
+    ),
+    (
         "too_many_retries",
         E,
         2,
         22,
         "'retries' is at most 10, found 50",
         Some("a caller who failed this often needs another way: use on_failure"),
+    ),
+    (
+        "transfer_template",
+        E,
+        4,
+        15,
+        "a transfer target cannot use templates",
+        Some("write the address out: a caller's input must never choose where a call goes"),
     ),
     (
         "two_actions",
@@ -309,12 +371,28 @@ const EXPECTED: &[Expected] = &[
         Some("did you mean 'play'?"),
     ),
     (
+        "unknown_config_var",
+        E,
+        5,
+        16,
+        "no config variable 'crm_ur'",
+        Some("did you mean 'crm_url'?"),
+    ),
+    (
         "unknown_key",
         E,
         8,
         7,
         "unknown key 'timout'",
         Some("did you mean 'timeout'?"),
+    ),
+    (
+        "unknown_schedule",
+        E,
+        4,
+        12,
+        "no schedule named 'service_hour'",
+        Some("did you mean 'service_hours'?"),
     ),
     (
         "unquoted_hash_key",
@@ -394,8 +472,25 @@ fn tests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
 }
 
+/// The server configuration the broken flows are checked with: one schedule, one variable.
+fn test_config() -> FlowConfig {
+    let mut c = FlowConfig::default();
+    c.schedules.insert(
+        "service_hours".to_owned(),
+        "timezone: Europe/Berlin\nweekly: { mon-fri: 08:00-18:00 }\n"
+            .parse()
+            .expect("schedule"),
+    );
+    c.vars.insert(
+        "crm_url".to_owned(),
+        serde_json::json!("http://127.0.0.1:8081"),
+    );
+    c
+}
+
 /// Loads one broken file next to a valid `shared_menu` flow (a goto target) with a prompt
-/// check where `missing_*` prompts do not exist and `untranslated_*` exist in English only.
+/// check where `missing_*` prompts do not exist and `untranslated_*` exist in English only,
+/// and the schedule and variable of `test_config`.
 fn diagnostics_of(name: &str) -> Vec<Diagnostic> {
     let path = tests_dir()
         .join("broken_flows")
@@ -410,7 +505,7 @@ fn diagnostics_of(name: &str) -> Vec<Diagnostic> {
         !(prompt.starts_with("missing_")
             || (language == "de" && prompt.starts_with("untranslated_")))
     };
-    let (_, diags) = compile_flows(vec![source, shared], &prompts);
+    let (_, diags) = compile_flows_with(vec![source, shared], &prompts, &test_config());
     diags
 }
 
@@ -730,4 +825,43 @@ fn a_flow_folder_holds_yaml_files_only_and_flow_tests_are_not_flows() {
     assert!(diags.is_empty(), "{diags:?}");
     assert_eq!(set.names(), ["extra", "main"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every ```yaml block of docs/flows.md that is not marked `# fragment` is a whole flow
+/// that loads without a problem, with the sample prompts and the sample hotline.yaml.
+#[test]
+fn every_complete_example_of_the_flow_reference_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/flows.md")).expect("docs/flows.md");
+    let config = hotline::config::Config::load(&root.join("hotline.yaml")).expect("hotline.yaml");
+    let prompts = |language: &str, name: &str| {
+        root.join("prompts")
+            .join(language)
+            .join(format!("{name}.wav"))
+            .is_file()
+    };
+    let mut complete = 0;
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let after = &rest[start + 8..];
+        let end = after.find("```").expect("closed block");
+        let block = &after[..end];
+        rest = &after[end + 3..];
+        if block.starts_with("# fragment") {
+            continue;
+        }
+        complete += 1;
+        let source = FlowSource {
+            name: format!("example{complete}"),
+            file: format!("docs/flows.md#example{complete}").into(),
+            text: block.to_owned(),
+        };
+        let (set, diags) = compile_flows_with(vec![source], &prompts, &config.flow_config());
+        assert!(
+            diags.is_empty() && set.len() == 1,
+            "example {complete}:\n{block}\n{}",
+            diags.iter().map(ToString::to_string).collect::<String>()
+        );
+    }
+    assert!(complete >= 12, "only {complete} complete examples");
 }

@@ -56,6 +56,7 @@ impl Call {
             call_id: "call-1".to_owned(),
             caller: "+4930123456".to_owned(),
             dialed: "100".to_owned(),
+            ..CallContext::default()
         };
         let mut m = FlowMachine::new(Arc::clone(set), flow, ctx, t0).expect("flow exists");
         m.handle(t0, Event::Started);
@@ -166,6 +167,7 @@ fn describe(a: &Audio) -> String {
         Audio::Prompt(p) => p.name.clone(),
         Audio::Say { kind, value, .. } => format!("say:{kind:?}:{value}"),
         Audio::Silence(d) => format!("silence:{}ms", d.as_millis()),
+        Audio::Tone { freq_hz, duration } => format!("tone:{freq_hz}:{}ms", duration.as_millis()),
     }
 }
 
@@ -858,7 +860,11 @@ steps:
     c.expect_play();
     c.finish();
     c.press("12");
-    assert_eq!(c.expect_play(), heard(&["is_that_right"], true));
+    // A confirm prompt without a `say` item is followed by the entry, read back.
+    assert_eq!(
+        c.expect_play(),
+        heard(&["is_that_right", "say:Digits:12"], true)
+    );
     c.press("#");
     c.expect_stop();
     assert_eq!(c.expect_play(), heard(&["enter_account"], true));
@@ -1045,12 +1051,8 @@ fn a_step_kind_not_yet_supported_ends_the_call_politely() {
         "main",
         r##"
 steps:
-  lookup:
-    http:
-      url: "http://127.0.0.1:8081/orders/{{ caller }}"
-      next: done
-  done:
-    hangup:
+  wait:
+    queue: support
 "##,
     )]);
     let mut c = Call::start(&set, "main");
@@ -1058,8 +1060,8 @@ steps:
     assert_eq!(
         c.outcome(),
         Some(Outcome::Failed(FailReason::Unsupported {
-            step: "lookup".to_owned(),
-            kind: "http".to_owned()
+            step: "wait".to_owned(),
+            kind: "queue".to_owned()
         }))
     );
 }

@@ -2,9 +2,12 @@
 //!
 //! Owns what `hotline check` says about a single parsed flow: one action per step, keys
 //! used with the wrong action, references to missing steps, menu keys, names of prompts,
-//! variables and languages, unreachable steps and loops that never wait for the caller.
-//! A flow with no error compiles to a `CompiledFlow`. It does not read files and does not
-//! know other flows or the prompts on disk: `link` does that for a whole set.
+//! variables and languages, templates and conditions (compiled into the set's
+//! `Templates`, with positions inside the file), schedule names and `config.NAME`
+//! references (when the server configuration is known), transfer targets, unreachable
+//! steps and loops that never wait for the caller. A flow with no error compiles to a
+//! `CompiledFlow`. It does not read files and does not know other flows or the prompts on
+//! disk: `load` does that for a whole set.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -12,12 +15,14 @@ use std::time::Duration;
 
 use super::diagnostic::{Diagnostic, did_you_mean_help};
 use super::flowset::{
-    AudioItem, CollectStep, CompiledFlow, CompiledStep, ConfirmStep, FlowId, HANGUP_STEP, HttpStep,
-    MenuOption, MenuStep, QueueStep, RecordStep, StepAction, StepId, Target,
+    AudioItem, BACK_TARGET, CollectStep, CompiledFlow, CompiledStep, ConfirmStep, FlowId,
+    HANGUP_STEP, HttpStep, MenuOption, MenuStep, QueueStep, RecordStep, StepAction, StepId, Target,
 };
+use super::load::FlowConfig;
 use super::model::{
     self, ActionKind, HttpMethod, HumanDuration, Location, PlayItem, PlaySpec, Spanned,
 };
+use super::template::{TemplateError, Templates};
 
 /// The call's language when a flow does not say.
 pub const DEFAULT_LANGUAGE: &str = "en";
@@ -33,8 +38,13 @@ pub const DEFAULT_RECORD_MAX: Duration = Duration::from_secs(120);
 pub const MAX_RETRIES: u32 = 10;
 /// The longest entry a collect reads; also its `max_digits` when none is given.
 pub const MAX_COLLECT_DIGITS: u32 = 64;
-/// Variables the engine sets itself.
-pub const RESERVED_VARIABLES: [&str; 5] = ["caller", "dialed", "language", "now", "call_id"];
+/// Variables the engine sets itself (`config` holds `vars:` of hotline.yaml).
+pub const RESERVED_VARIABLES: [&str; 6] =
+    ["caller", "dialed", "language", "now", "call_id", "config"];
+const TEMPLATE_HELP: &str =
+    "templates use Jinja syntax: {{ order }}, {{ result.eta }}, {% if ... %}...{% endif %}";
+const CONDITION_HELP: &str =
+    "conditions are Jinja expressions, e.g. result.status == \"shipped\" and caller != \"\"";
 /// Compiled patterns are limited so a flow file cannot make the engine build a huge automaton.
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
@@ -61,15 +71,21 @@ pub(crate) struct PromptUse {
 
 /// Checks one parsed flow. Returns the compiled flow when there is no error; the
 /// diagnostics (errors and warnings) either way.
+/// Templates are compiled into `templates`; with `config` (the server's configuration),
+/// schedule names and `config.NAME` references are checked too.
 pub(crate) fn check_flow(
     name: &str,
     file: &Path,
     source: &str,
     flow: &model::Flow,
+    templates: &mut Templates,
+    config: Option<&FlowConfig>,
 ) -> (Option<CheckedFlow>, Vec<Diagnostic>) {
     let mut cx = Ctx {
         file,
         src: source,
+        templates,
+        config,
         diags: Vec::new(),
         names: flow
             .steps
@@ -112,7 +128,7 @@ pub(crate) fn check_flow(
         None => StepId(0),
     };
 
-    let global_keys = cx.global_keys(flow);
+    let (global_keys, back_keys) = cx.global_keys(flow);
 
     let mut steps = Vec::with_capacity(flow.steps.value.len());
     for (index, (key, step)) in flow.steps.value.iter().enumerate() {
@@ -137,6 +153,7 @@ pub(crate) fn check_flow(
             timeout: cx.timeout,
             retries: cx.retries,
             global_keys,
+            back_keys,
             steps,
         };
         cx.graph(flow, &compiled);
@@ -164,6 +181,8 @@ pub(crate) fn check_flow(
 struct Ctx<'a> {
     file: &'a Path,
     src: &'a str,
+    templates: &'a mut Templates,
+    config: Option<&'a FlowConfig>,
     diags: Vec<Diagnostic>,
     names: Vec<&'a str>,
     prompts: Vec<PromptUse>,
@@ -237,6 +256,12 @@ impl<'a> Ctx<'a> {
                     "'hangup' is the name of the built-in step that ends the call",
                     Some("give this step another name, e.g. 'goodbye'".to_owned()),
                 );
+            } else if name == BACK_TARGET {
+                self.error(
+                    key.referenced,
+                    "'back' is the name global keys use to return to the previous menu",
+                    Some("give this step another name, e.g. 'go_back'".to_owned()),
+                );
             } else if name.trim().is_empty() || name.trim() != name {
                 self.error(
                     key.referenced,
@@ -247,12 +272,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn global_keys(&mut self, flow: &model::Flow) -> Vec<(char, Target)> {
+    /// The global keys to steps, and those whose target is `back`.
+    fn global_keys(&mut self, flow: &model::Flow) -> (Vec<(char, Target)>, Vec<char>) {
         let Some(g) = &flow.global_keys else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let mut seen: HashMap<char, Location> = HashMap::new();
         let mut out = Vec::new();
+        let mut back = Vec::new();
         for (key, target) in g.value.iter() {
             let k = key.value.as_char();
             if let Some(first) = seen.insert(k, key.referenced) {
@@ -262,10 +289,14 @@ impl<'a> Ctx<'a> {
                     Some(format!("'{k}' is already defined on line {}", first.line())),
                 );
             }
+            if target.value == BACK_TARGET {
+                back.push(k);
+                continue;
+            }
             let t = self.resolve(target);
             out.push((k, t));
         }
-        out
+        (out, back)
     }
 
     // ---------------------------------------------------------------- values
@@ -314,10 +345,15 @@ impl<'a> Ctx<'a> {
     }
 
     fn retries_value(&mut self, r: &Spanned<u32>) -> u32 {
+        self.limit_value(r, "retries")
+    }
+
+    /// `retries`, `max_no_input`, `max_invalid`: at most `MAX_RETRIES`.
+    fn limit_value(&mut self, r: &Spanned<u32>, key: &str) -> u32 {
         if r.value > MAX_RETRIES {
             self.error(
                 r.referenced,
-                format!("'retries' is at most {MAX_RETRIES}, found {}", r.value),
+                format!("'{key}' is at most {MAX_RETRIES}, found {}", r.value),
                 Some("a caller who failed this often needs another way: use on_failure".to_owned()),
             );
         }
@@ -392,10 +428,13 @@ impl<'a> Ctx<'a> {
                     self.prompt_name(p, at);
                     AudioItem::Prompt(p.clone())
                 }
-                PlayItem::Say { kind, value } => AudioItem::Say {
-                    kind: *kind,
-                    value: value.clone(),
-                },
+                PlayItem::Say { kind, value } => {
+                    self.template(value, at);
+                    AudioItem::Say {
+                        kind: *kind,
+                        value: value.clone(),
+                    }
+                }
                 PlayItem::Silence(d) => AudioItem::Silence(*d),
             })
             .collect()
@@ -420,6 +459,9 @@ impl<'a> Ctx<'a> {
                             "use letters, digits and '_', starting with a letter or '_'".to_owned(),
                         ),
                     );
+                }
+                if let model::TagValue::Text(t) = &v.value {
+                    self.template(t, v.referenced);
                 }
                 (k.value.clone(), v.value.clone())
             })
@@ -524,7 +566,10 @@ impl<'a> Ctx<'a> {
                 let vars = set
                     .value
                     .iter()
-                    .map(|(k, v)| (self.var_name(k), v.value.0.clone()))
+                    .map(|(k, v)| {
+                        self.template(&v.value.0, v.referenced);
+                        (self.var_name(k), v.value.0.clone())
+                    })
                     .collect();
                 StepAction::Set {
                     vars,
@@ -547,10 +592,13 @@ impl<'a> Ctx<'a> {
                     .value
                     .iter()
                     .map(|w| {
-                        if w.value.if_.value.0.trim().is_empty() {
-                            self.error(w.value.if_.referenced, "an empty condition", None);
+                        let cond = &w.value.if_;
+                        if cond.value.0.trim().is_empty() {
+                            self.error(cond.referenced, "an empty condition", None);
+                        } else {
+                            self.condition(&cond.value.0, cond.referenced);
                         }
-                        (w.value.if_.value.0.clone(), self.resolve(&w.value.next))
+                        (cond.value.0.clone(), self.resolve(&w.value.next))
                     })
                     .collect();
                 StepAction::Branch {
@@ -562,6 +610,7 @@ impl<'a> Ctx<'a> {
                 no_next(self, "use 'open' and 'closed'");
                 let h = step.hours.as_ref()?;
                 self.not_blank(h, "a schedule name from hotline.yaml");
+                self.schedule_name(h);
                 let open = self.required_beside(step.open.as_ref(), h.referenced, "hours", "open");
                 let closed =
                     self.required_beside(step.closed.as_ref(), h.referenced, "hours", "closed");
@@ -618,14 +667,7 @@ impl<'a> Ctx<'a> {
                 );
                 let t = step.transfer.as_ref()?;
                 let uri = t.value.trim();
-                if !(uri.starts_with("sip:") || uri.starts_with("sips:") || uri.starts_with("tel:"))
-                {
-                    self.error(
-                        t.referenced,
-                        format!("expected a SIP address like sip:desk@example.com, found '{uri}'"),
-                        None,
-                    );
-                }
+                self.transfer_target(uri, t.referenced);
                 StepAction::Transfer {
                     uri: uri.to_owned(),
                     timeout: step.timeout.as_ref().map(|d| self.positive(d, "timeout")),
@@ -683,6 +725,129 @@ impl<'a> Ctx<'a> {
             }
         };
         Some(action)
+    }
+
+    /// Compiles a template written at `at`; reports a template that cannot be used and
+    /// `config.NAME` references to variables hotline.yaml does not define.
+    fn template(&mut self, text: &str, at: Location) {
+        match self.templates.add(text) {
+            Ok(reads) => self.config_reads(text, at, &reads),
+            Err(e) => self.template_error(text, at, &e, TEMPLATE_HELP),
+        }
+    }
+
+    fn condition(&mut self, text: &str, at: Location) {
+        match self.templates.add_condition(text) {
+            Ok(reads) => self.config_reads(text, at, &reads),
+            Err(e) => self.template_error(text, at, &e, CONDITION_HELP),
+        }
+    }
+
+    fn template_error(&mut self, text: &str, at: Location, e: &TemplateError, help: &str) {
+        let line_no = e.line.unwrap_or(1);
+        let in_line = text.lines().nth(line_no.saturating_sub(1)).unwrap_or("");
+        let d = Diagnostic::error(self.file, e.message.clone());
+        let d = match (locate(self.src, at, in_line, line_no), e.column) {
+            (Some((line, col)), Some(c)) => d.at(
+                self.src,
+                line,
+                col.saturating_add(u32::try_from(c).unwrap_or(1).saturating_sub(1)),
+                u32::try_from(e.width).unwrap_or(1),
+            ),
+            (Some((line, col)), None) => d.at(self.src, line, col, 1),
+            (None, _) => d.at_location(self.src, at),
+        };
+        self.diags.push(d.with_help(help));
+    }
+
+    fn config_reads(&mut self, text: &str, at: Location, reads: &[String]) {
+        let Some(config) = self.config else {
+            return;
+        };
+        for path in reads {
+            let mut segs = path.split('.');
+            if segs.next() != Some("config") {
+                continue;
+            }
+            let Some(name) = segs.next() else {
+                continue;
+            };
+            if config.vars.contains_key(name) {
+                continue;
+            }
+            let written = format!("config.{name}");
+            let d = Diagnostic::error(self.file, format!("no config variable '{name}'"));
+            let d = match text
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(&written).map(|b| (i + 1, l, b)))
+            {
+                Some((line_no, l, byte)) => match locate(self.src, at, l, line_no) {
+                    Some((line, col)) => {
+                        let c = l.get(..byte).map_or(0, |p| p.chars().count());
+                        let col = col.saturating_add(u32::try_from(c).unwrap_or(0));
+                        let width = u32::try_from(written.chars().count()).unwrap_or(1);
+                        d.at(self.src, line, col, width)
+                    }
+                    None => d.at_location(self.src, at),
+                },
+                None => d.at_location(self.src, at),
+            };
+            let help = did_you_mean_help(name, config.vars.keys().map(String::as_str))
+                .unwrap_or_else(|| {
+                    "config variables are defined under 'vars:' in hotline.yaml".to_owned()
+                });
+            self.diags.push(d.with_help(help));
+        }
+    }
+
+    fn schedule_name(&mut self, h: &Spanned<String>) {
+        let Some(config) = self.config else {
+            return;
+        };
+        let name = h.value.trim();
+        if name.is_empty() || config.schedules.contains_key(name) {
+            return;
+        }
+        let help = did_you_mean_help(name, config.schedules.keys().map(String::as_str))
+            .unwrap_or_else(|| {
+                "schedules are defined under 'schedules:' in hotline.yaml".to_owned()
+            });
+        self.error(
+            h.referenced,
+            format!("no schedule named '{name}'"),
+            Some(help),
+        );
+    }
+
+    /// A transfer target is a fixed address from the flow file: never a template, so a
+    /// caller's input can never choose where a call goes.
+    fn transfer_target(&mut self, uri: &str, at: Location) {
+        let scheme_ok = ["sip:", "sips:", "tel:"]
+            .iter()
+            .find_map(|p| uri.strip_prefix(p))
+            .is_some_and(|rest| {
+                !rest.is_empty()
+                    && !rest.chars().any(|c| {
+                        c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')
+                    })
+            });
+        if super::template::is_template(uri) {
+            self.error(
+                at,
+                "a transfer target cannot use templates",
+                Some(
+                    "write the address out: a caller's input must never choose where a call goes"
+                        .to_owned(),
+                ),
+            );
+        } else if !scheme_ok {
+            self.error(
+                at,
+                format!("expected a SIP address like sip:desk@example.com, found '{uri}'"),
+                Some("transfer targets start with sip:, sips: or tel:".to_owned()),
+            );
+        }
     }
 
     fn not_blank(&mut self, s: &Spanned<String>, expected: &str) {
@@ -794,6 +959,15 @@ impl<'a> Ctx<'a> {
             invalid: self.audio_opt(m.invalid.as_ref()),
             on_failure: self.resolve_opt(m.on_failure.as_ref()),
             repeat_key,
+            retry_prompt: self.audio_opt(m.retry_prompt.as_ref()),
+            max_no_input: m
+                .max_no_input
+                .as_ref()
+                .map(|r| self.limit_value(r, "max_no_input")),
+            max_invalid: m
+                .max_invalid
+                .as_ref()
+                .map(|r| self.limit_value(r, "max_invalid")),
         }
     }
 
@@ -870,11 +1044,32 @@ impl<'a> Ctx<'a> {
                     None,
                 );
             }
+            let prompt = self.audio(&cf.value.prompt);
+            let read_back = !prompt.iter().any(|a| matches!(a, AudioItem::Say { .. }));
             ConfirmStep {
-                prompt: self.audio(&cf.value.prompt),
+                prompt,
+                read_back,
+                then: self.audio_opt(cf.value.then.as_ref()),
                 yes,
                 no,
             }
+        });
+        let repeat_key = c.repeat_key.as_ref().map(|r| {
+            let k = r.value.as_char();
+            if r.value.is_digit() {
+                self.error(
+                    r.referenced,
+                    format!("the repeat key of a collect must be * or #, found '{k}'"),
+                    Some("a digit would be part of the entry".to_owned()),
+                );
+            } else if terminator == Some(k) {
+                self.error(
+                    r.referenced,
+                    format!("'{k}' is both the repeat key and the terminator"),
+                    None,
+                );
+            }
+            k
         });
         CollectStep {
             prompt,
@@ -895,17 +1090,49 @@ impl<'a> Ctx<'a> {
             confirm,
             next,
             on_failure: self.resolve_opt(c.on_failure.as_ref()),
+            repeat_key,
+            retry_prompt: self.audio_opt(c.retry_prompt.as_ref()),
+            max_no_input: c
+                .max_no_input
+                .as_ref()
+                .map(|r| self.limit_value(r, "max_no_input")),
+            max_invalid: c
+                .max_invalid
+                .as_ref()
+                .map(|r| self.limit_value(r, "max_invalid")),
         }
     }
 
     fn http(&mut self, h: &model::Http, next: Option<Target>) -> HttpStep {
         let url = h.url.value.trim();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        // A URL may start with a template (`{{ config.crm_url }}/orders`): its scheme is
+        // then known only when the call renders it.
+        if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("{{")) {
             self.error(
                 h.url.referenced,
                 format!("expected a URL starting with http:// or https://, found '{url}'"),
                 None,
             );
+        }
+        self.template(url, h.url.referenced);
+        if let Some(hs) = &h.headers {
+            for (k, v) in hs.value.iter() {
+                if !is_header_name(&k.value) {
+                    self.error(
+                        k.referenced,
+                        format!("'{}' is not a usable HTTP header name", k.value),
+                        Some("use letters, digits and '-', e.g. Authorization".to_owned()),
+                    );
+                }
+                self.template(&v.value.0, v.referenced);
+            }
+        }
+        if let Some(b) = &h.body {
+            let mut texts = Vec::new();
+            json_strings(&b.value, &mut texts);
+            for t in texts {
+                self.template(t, b.referenced);
+            }
         }
         HttpStep {
             method: h.method.as_ref().map_or(HttpMethod::Get, |m| m.value),
@@ -1044,6 +1271,49 @@ impl<'a> Ctx<'a> {
             }
         }
     }
+}
+
+/// Where line `line_no` (1-based) of a template written at `at` is in the file: the first
+/// line at or after it holding that text. `None` when the text is not found as written
+/// (escapes in a quoted scalar, a folded block).
+fn locate(src: &str, at: Location, text_line: &str, line_no: usize) -> Option<(u32, u32)> {
+    let first = usize::try_from(at.line()).ok()?.checked_sub(1)?;
+    let needle = text_line.trim_end();
+    if needle.is_empty() {
+        return None;
+    }
+    let start = first + line_no.saturating_sub(1);
+    for (i, l) in src.lines().enumerate().skip(start).take(20) {
+        // On the template's own first line, look from its start only.
+        let from = if i == first {
+            usize::try_from(at.column()).ok()?.saturating_sub(1)
+        } else {
+            0
+        };
+        let offset: usize = l.chars().take(from).map(char::len_utf8).sum();
+        if let Some(b) = l.get(offset..).and_then(|rest| rest.find(needle)) {
+            let col = l.get(..offset + b)?.chars().count() + 1;
+            return Some((u32::try_from(i + 1).ok()?, u32::try_from(col).ok()?));
+        }
+    }
+    None
+}
+
+/// Every string inside a JSON value (an http body's templates).
+fn json_strings<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| json_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// An HTTP header name (RFC 9110 token characters).
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
 }
 
 /// "a 'menu'", "an 'hours'": the article admins would say.

@@ -5,11 +5,13 @@
 //! is valid) and never change afterwards: a `FlowSet` is shared by `Arc` between the calls
 //! that started on it, and a reload builds a new one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{HttpMethod, SayKind, TagValue};
+use super::schedule::Schedule;
+use super::template::Templates;
 
 /// Index of a flow in its `FlowSet`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +35,9 @@ impl StepId {
 
 /// The name of the built-in step that ends the call at once (`next: hangup`).
 pub const HANGUP_STEP: &str = "hangup";
+/// The target of a global key that returns to the menu or collect the caller was in
+/// before the current one.
+pub const BACK_TARGET: &str = "back";
 
 /// Where a step continues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,16 +59,35 @@ pub enum AudioItem {
     Silence(Duration),
 }
 
-/// Every loaded flow by name. Immutable; share it with `Arc`.
+/// Every loaded flow by name, with what they use from the server configuration.
+/// Immutable; share it with `Arc`.
 #[derive(Debug, Default)]
 pub struct FlowSet {
     pub(crate) flows: Vec<CompiledFlow>,
     pub(crate) by_name: HashMap<String, FlowId>,
+    /// Every template and condition of the flows, compiled.
+    pub(crate) templates: Templates,
+    /// `schedules:` of hotline.yaml, for `hours` steps.
+    pub(crate) schedules: BTreeMap<String, Schedule>,
+    /// `vars:` of hotline.yaml, seen by templates as `config.NAME`.
+    pub(crate) config_vars: BTreeMap<String, serde_json::Value>,
 }
 
 impl FlowSet {
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.get(name)
+    }
+
+    pub fn config_vars(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.config_vars
     }
 
     pub fn id(&self, name: &str) -> Option<FlowId> {
@@ -111,6 +135,8 @@ pub struct CompiledFlow {
     pub timeout: Duration,
     pub retries: u32,
     pub global_keys: Vec<(char, Target)>,
+    /// Global keys whose target is `back`.
+    pub back_keys: Vec<char>,
     pub steps: Vec<CompiledStep>,
 }
 
@@ -129,6 +155,10 @@ impl CompiledFlow {
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, t)| *t)
+    }
+
+    pub fn is_back_key(&self, key: char) -> bool {
+        self.back_keys.contains(&key)
     }
 }
 
@@ -282,6 +312,10 @@ pub struct MenuStep {
     pub invalid: Vec<AudioItem>,
     pub on_failure: Option<Target>,
     pub repeat_key: Option<char>,
+    /// Played instead of `prompt` after a failure; empty: `prompt` again.
+    pub retry_prompt: Vec<AudioItem>,
+    pub max_no_input: Option<u32>,
+    pub max_invalid: Option<u32>,
 }
 
 impl MenuStep {
@@ -293,6 +327,11 @@ impl MenuStep {
 #[derive(Debug)]
 pub struct ConfirmStep {
     pub prompt: Vec<AudioItem>,
+    /// Whether the entry is read back (as digits) after `prompt`: when `prompt` has no
+    /// `say` item of its own.
+    pub read_back: bool,
+    /// Played after the read-back.
+    pub then: Vec<AudioItem>,
     pub yes: char,
     pub no: char,
 }
@@ -313,6 +352,11 @@ pub struct CollectStep {
     pub confirm: Option<ConfirmStep>,
     pub next: Option<Target>,
     pub on_failure: Option<Target>,
+    pub repeat_key: Option<char>,
+    /// Played instead of `prompt` after a failure; empty: `prompt` again.
+    pub retry_prompt: Vec<AudioItem>,
+    pub max_no_input: Option<u32>,
+    pub max_invalid: Option<u32>,
 }
 
 #[derive(Debug)]

@@ -3,7 +3,9 @@
 //!
 //! Owns file access for flows and the `FlowSet` build. The checks of a single flow are
 //! `check`'s; what a prompt file is, is the caller's (through `PromptCheck`), so this
-//! module never touches audio.
+//! module never touches audio. What flows use from hotline.yaml (schedules, `vars:`)
+//! comes in as a [`FlowConfig`]; without one, schedule names and `config.NAME`
+//! references are not checked and the set has no schedules.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
@@ -15,6 +17,17 @@ use super::check::{CheckedFlow, check_flow};
 use super::diagnostic::{Diagnostic, did_you_mean_help, has_errors};
 use super::flowset::{FlowId, FlowSet, StepAction};
 use super::model::{self, HELP_MARKER, Location};
+use super::schedule::Schedule;
+use super::template::Templates;
+
+/// What flows use from the server configuration (hotline.yaml).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowConfig {
+    /// `schedules:`, for `hours` steps.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// `vars:`, seen by templates as `config.NAME`.
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
 
 /// Flow files larger than this are refused before parsing: a real flow is a few KiB.
 pub const MAX_FLOW_FILE_BYTES: u64 = 1024 * 1024;
@@ -102,7 +115,15 @@ pub fn parse_flow(file: &Path, text: &str) -> Result<model::Flow, Vec<Diagnostic
 pub fn load_flow(path: &Path) -> Result<LoadedFlow, Vec<Diagnostic>> {
     let source = read_flow_file(path).map_err(|d| vec![d])?;
     let flow = parse_flow(&source.file, &source.text)?;
-    let (checked, diags) = check_flow(&source.name, &source.file, &source.text, &flow);
+    let mut templates = Templates::new();
+    let (checked, diags) = check_flow(
+        &source.name,
+        &source.file,
+        &source.text,
+        &flow,
+        &mut templates,
+        None,
+    );
     match checked {
         Some(_) if !has_errors(&diags) => Ok(LoadedFlow {
             name: source.name,
@@ -116,7 +137,26 @@ pub fn load_flow(path: &Path) -> Result<LoadedFlow, Vec<Diagnostic>> {
 /// Loads every `*.yaml` / `*.yml` file directly in `dir` (not its sub-folders, where flow
 /// tests live) and checks them together. The set holds every flow without errors whose
 /// gotos lead to flows in the set; with errors, callers keep their running set.
+/// Schedules and config variables are not known: see [`load_flows_dir_with`].
 pub fn load_flows_dir(dir: &Path, prompts: &dyn PromptCheck) -> (FlowSet, Vec<Diagnostic>) {
+    load_flows(dir, prompts, None)
+}
+
+/// `load_flows_dir` with what the flows use from hotline.yaml: `hours` steps must name one
+/// of its schedules and `config.NAME` one of its variables.
+pub fn load_flows_dir_with(
+    dir: &Path,
+    prompts: &dyn PromptCheck,
+    config: &FlowConfig,
+) -> (FlowSet, Vec<Diagnostic>) {
+    load_flows(dir, prompts, Some(config))
+}
+
+fn load_flows(
+    dir: &Path,
+    prompts: &dyn PromptCheck,
+    config: Option<&FlowConfig>,
+) -> (FlowSet, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -146,18 +186,37 @@ pub fn load_flows_dir(dir: &Path, prompts: &dyn PromptCheck) -> (FlowSet, Vec<Di
             Err(d) => diags.push(d),
         }
     }
-    let (set, more) = compile_flows(sources, prompts);
+    let (set, more) = compile(sources, prompts, config);
     diags.extend(more);
     sort_diagnostics(&mut diags);
     (set, diags)
 }
 
 /// Checks and compiles flows given as text (what `load_flows_dir` does after reading).
+/// Schedules and config variables are not known: see [`compile_flows_with`].
 pub fn compile_flows(
     sources: Vec<FlowSource>,
     prompts: &dyn PromptCheck,
 ) -> (FlowSet, Vec<Diagnostic>) {
+    compile(sources, prompts, None)
+}
+
+/// `compile_flows` with what the flows use from hotline.yaml.
+pub fn compile_flows_with(
+    sources: Vec<FlowSource>,
+    prompts: &dyn PromptCheck,
+    config: &FlowConfig,
+) -> (FlowSet, Vec<Diagnostic>) {
+    compile(sources, prompts, Some(config))
+}
+
+fn compile(
+    sources: Vec<FlowSource>,
+    prompts: &dyn PromptCheck,
+    config: Option<&FlowConfig>,
+) -> (FlowSet, Vec<Diagnostic>) {
     let mut diags = Vec::new();
+    let mut templates = Templates::new();
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut checked: Vec<CheckedFlow> = Vec::new();
     let mut failed: BTreeSet<String> = BTreeSet::new();
@@ -179,7 +238,14 @@ pub fn compile_flows(
                 continue;
             }
         };
-        let (c, d) = check_flow(&src.name, &src.file, &src.text, &flow);
+        let (c, d) = check_flow(
+            &src.name,
+            &src.file,
+            &src.text,
+            &flow,
+            &mut templates,
+            config,
+        );
         diags.extend(d);
         match c {
             Some(c) => checked.push(c),
@@ -256,7 +322,17 @@ pub fn compile_flows(
         flows.push(c.compiled);
     }
     sort_diagnostics(&mut diags);
-    (FlowSet { flows, by_name }, diags)
+    let (schedules, config_vars) = config
+        .map(|c| (c.schedules.clone(), c.vars.clone()))
+        .unwrap_or_default();
+    let set = FlowSet {
+        flows,
+        by_name,
+        templates,
+        schedules,
+        config_vars,
+    };
+    (set, diags)
 }
 
 fn check_prompts(

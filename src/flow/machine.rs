@@ -1,29 +1,54 @@
 //! The interpreter: one `FlowMachine` per call runs the compiled flows.
 //!
 //! Owns what callers feel: type-ahead, barge-in, timeouts counted from the end of a
-//! prompt, retries and their prompts, global keys, language switches, goto and return,
-//! and the call's story. It is a pure state machine: events and the current time go in,
-//! actions come out; it never sleeps, reads a clock, spawns or does IO. The shell plays
-//! what `Action::Play` asks and reports `Event::PromptFinished` when the last frame of it
-//! was sent, and calls `handle_timeout` at `poll_timeout()`.
+//! prompt, retries and their prompts, global keys (`back` among them), language switches,
+//! goto and return, templates, opening hours, and the call's story. It is a pure state
+//! machine: events and the current time go in, actions come out; it never sleeps, reads a
+//! clock, spawns or does IO. Wall-clock time (for `hours` and `now`) is the call's
+//! `CallContext::wall_clock_at_start` plus the `Instant`s given since, so a test that
+//! drives time by hand is deterministic.
 //!
-//! Step kinds whose execution is not built yet (set, branch, hours, http, record, queue,
-//! transfer) end the call politely with `FailReason::Unsupported`. Their slots are kept
-//! open: `http` will become `Action::HttpRequest` answered by an `Event::HttpResult`,
-//! `queue` an `Action::Enqueue` with queue events, and so on.
+//! # The contract with the shell
+//!
+//! The shell calls `handle(now, event)` and `handle_timeout(now)` at `poll_timeout()`,
+//! then carries out every `poll_action()`:
+//!
+//! | action | the shell does | and reports |
+//! | --- | --- | --- |
+//! | `Play { id, audio, barge_in }` | plays the items in order | `PromptFinished { id }` after the last frame (not after a `StopPlayback`) |
+//! | `StopPlayback { id }` | stops that playback within the frame | nothing |
+//! | `Hangup` | ends the call (BYE) | nothing |
+//! | `Http { id, method, url, headers, body, timeout }` | sends the request; `body` is JSON text (`Content-Type: application/json`); gives up after `timeout` | `HttpDone { id, outcome }`: `Ok(parsed JSON body)` (an empty body is `null`) for a 2xx status, else `Err(Timeout / Connect / Status(code) / BadJson)` |
+//! | `Record { id, max_duration, silence_timeout, terminator, name }` | records the caller into a file named after `name` (unique within the call, safe as a file name); stops at `max_duration`, after `silence_timeout` of silence, at the `terminator` key (not recorded), or when the caller hangs up | `RecordDone { id, path, duration, reason }`; on a hang-up, before `CallerHangup`; `reason: Failed` when nothing could be recorded |
+//! | `Transfer { id, target, timeout }` | calls `target` (a `sip:`, `sips:` or `tel:` URI written in the flow file) and rings it for at most `timeout` | `TransferDone { id, outcome }`; after `Connected` the shell bridges the two legs and owns the call until one side hangs up |
+//!
+//! While an http request runs, keys are kept as type-ahead. While a recording runs, keys
+//! are the shell's (the terminator ends it); the machine ignores them. While a transfer
+//! rings, keys are ignored. Each request is also guarded by the machine's own timer
+//! (its timeout plus [`SHELL_GRACE`]): a shell that never answers cannot hold the call.
+//! Results with an id the machine is not waiting for are ignored.
+//!
+//! The beep of `record: { beep: true }` is an `Audio::Tone` ([`BEEP_HZ`], [`BEEP`]),
+//! played after the prompt, so no recording of it is needed in any language.
+//!
+//! `queue` is not run yet: it ends the call politely with `FailReason::Unsupported`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::flowset::{
-    AudioItem, CollectStep, CompiledFlow, FlowId, FlowSet, MenuStep, StepAction, StepId, Target,
+    AudioItem, CollectStep, CompiledFlow, FlowId, FlowSet, HttpStep, MenuStep, RecordStep,
+    StepAction, StepId, Target,
 };
-use super::model::{DtmfKey, SayKind, TagValue};
+use super::model::{DtmfKey, HttpMethod, SayKind, TagValue};
+use super::schedule::{OpenState, is_open};
 use super::story::{CallStory, FailReason, FailureKind, KeyUse, Outcome, StoryEntry, StoryEvent};
-use super::template;
+use super::template::{Rendered, Scope, Templates};
 
 /// The prompt played when a flow ends without saying goodbye itself, or a caller could
 /// not be helped (no `on_failure`, a step that cannot run). Shipped in every language.
@@ -37,18 +62,34 @@ pub const MAX_GOTO_DEPTH: usize = 16;
 pub const MAX_SILENT_FAILURES: u32 = 25;
 /// Keys kept for later; more are dropped (a stuck key must not grow memory).
 pub const TYPE_AHEAD_LIMIT: usize = 32;
+/// Menus and collects remembered for `back`; older ones are forgotten.
+pub const BACK_HISTORY_LIMIT: usize = 32;
+/// How long a transfer rings when its step gives no `timeout`.
+pub const DEFAULT_TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Added to a request's own timeout before the machine stops waiting for the shell.
+pub const SHELL_GRACE: Duration = Duration::from_secs(5);
+/// The record beep.
+pub const BEEP_HZ: u16 = 1000;
+pub const BEEP: Duration = Duration::from_millis(500);
 
-/// Who is calling whom; becomes the `caller`, `dialed` and `call_id` variables.
+/// Who is calling whom, and when; becomes the `caller`, `dialed`, `call_id` and `now`
+/// variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallContext {
     pub call_id: String,
     pub caller: String,
     pub dialed: String,
+    /// The wall-clock time at the `now` given to `FlowMachine::new`.
+    pub wall_clock_at_start: DateTime<Utc>,
 }
 
 /// Identifies one `Action::Play`, so a late `PromptFinished` of a stopped prompt is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PlayId(pub u64);
+
+/// Identifies one `Http`, `Record` or `Transfer` action and its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
 
 /// A recorded prompt: `prompts/<language>/<name>.wav`, or the fallback language's when the
 /// caller's language lacks it.
@@ -70,6 +111,11 @@ pub enum Audio {
         value: String,
     },
     Silence(Duration),
+    /// A sine tone (the record beep).
+    Tone {
+        freq_hz: u16,
+        duration: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +131,102 @@ pub enum Action {
     StopPlayback { id: PlayId },
     /// End the call.
     Hangup,
+    /// Send an HTTP request; answer with `Event::HttpDone`.
+    Http {
+        id: RequestId,
+        method: HttpMethod,
+        url: String,
+        headers: Vec<(String, String)>,
+        /// JSON text.
+        body: Option<String>,
+        timeout: Duration,
+    },
+    /// Record the caller; answer with `Event::RecordDone`.
+    Record {
+        id: RequestId,
+        max_duration: Duration,
+        silence_timeout: Option<Duration>,
+        terminator: Option<char>,
+        /// A file name stem, unique within the call: `CALLID-STEP-N` with only
+        /// letters, digits, `-` and `_`.
+        name: String,
+    },
+    /// Call `target` and bridge the caller to it; answer with `Event::TransferDone`.
+    Transfer {
+        id: RequestId,
+        target: String,
+        timeout: Duration,
+    },
+}
+
+/// Why an http request gave no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFailure {
+    Timeout,
+    Connect,
+    /// A status outside 200-299.
+    Status(u16),
+    /// A 2xx answer whose body is not JSON.
+    BadJson,
+}
+
+impl fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpFailure::Timeout => f.write_str("timeout"),
+            HttpFailure::Connect => f.write_str("cannot connect"),
+            HttpFailure::Status(s) => write!(f, "status {s}"),
+            HttpFailure::BadJson => f.write_str("the body is not JSON"),
+        }
+    }
+}
+
+/// Why a recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordEnd {
+    /// `max_duration` was reached.
+    Max,
+    /// `silence_timeout` of silence.
+    Silence,
+    /// The caller pressed the terminator.
+    Terminator,
+    /// The caller hung up; the recording is kept.
+    Hangup,
+    /// Nothing could be recorded (the path is empty).
+    Failed,
+}
+
+impl RecordEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordEnd::Max => "max",
+            RecordEnd::Silence => "silence",
+            RecordEnd::Terminator => "terminator",
+            RecordEnd::Hangup => "hangup",
+            RecordEnd::Failed => "failed",
+        }
+    }
+}
+
+/// How a transfer went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// Answered: the shell bridges the call from here on.
+    Connected,
+    Busy,
+    NoAnswer,
+    Failed(String),
+}
+
+impl fmt::Display for TransferOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferOutcome::Connected => f.write_str("connected"),
+            TransferOutcome::Busy => f.write_str("busy"),
+            TransferOutcome::NoAnswer => f.write_str("no answer"),
+            TransferOutcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +239,23 @@ pub enum Event {
     PromptFinished { id: PlayId },
     /// The caller hung up.
     CallerHangup,
+    /// The answer to `Action::Http`.
+    HttpDone {
+        id: RequestId,
+        outcome: Result<Value, HttpFailure>,
+    },
+    /// The end of `Action::Record`.
+    RecordDone {
+        id: RequestId,
+        path: String,
+        duration: Duration,
+        reason: RecordEnd,
+    },
+    /// The result of `Action::Transfer`.
+    TransferDone {
+        id: RequestId,
+        outcome: TransferOutcome,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +275,8 @@ enum AfterPlay {
     Collect,
     /// Wait for the collect's yes/no.
     Confirm,
+    /// Start the recording of a `record` step.
+    Record,
     /// End the call.
     HangUp,
 }
@@ -125,6 +286,14 @@ enum Input {
     Menu,
     Collect,
     Confirm,
+}
+
+/// What the shell is doing for the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Http,
+    Record,
+    Transfer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +308,17 @@ enum Phase {
         deadline: Instant,
         input: Input,
     },
+    /// Waiting for the result of a request to the shell.
+    Busy {
+        id: RequestId,
+        task: Task,
+        deadline: Instant,
+    },
     Ended,
 }
+
+/// A return point of `goto ... return: true`: the calling flow and where it continues.
+type Frame = (FlowId, Target);
 
 /// Where to go after handling something.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,20 +336,29 @@ enum Go {
 pub struct FlowMachine {
     flows: Arc<FlowSet>,
     started_at: Instant,
+    wall_clock_at_start: DateTime<Utc>,
     flow: FlowId,
     step: StepId,
     /// Return points of `goto ... return: true`, innermost last.
-    frames: Vec<(FlowId, Target)>,
+    frames: Vec<Frame>,
+    /// Menus and collects entered, latest last, with the return points then.
+    history: Vec<(FlowId, StepId, Vec<Frame>)>,
     language: String,
     vars: BTreeMap<String, Value>,
     type_ahead: VecDeque<char>,
     phase: Phase,
-    /// Failures in the current menu or collect.
+    /// Failures in the current menu or collect: all, timeouts, wrong entries.
     failures: u32,
+    no_input_failures: u32,
+    invalid_failures: u32,
     digits: String,
     steps_without_input: u32,
     silent_failures: u32,
     next_play: u64,
+    next_request: u64,
+    recordings: u32,
+    /// A recording whose result may still arrive after the caller hung up.
+    pending_record: Option<RequestId>,
     actions: VecDeque<Action>,
     story: CallStory,
 }
@@ -206,18 +393,25 @@ impl FlowMachine {
         Ok(Self {
             flows,
             started_at: now,
+            wall_clock_at_start: ctx.wall_clock_at_start,
             flow: id,
             step: start,
             frames: Vec::new(),
+            history: Vec::new(),
             language,
             vars,
             type_ahead: VecDeque::new(),
             phase: Phase::NotStarted,
             failures: 0,
+            no_input_failures: 0,
+            invalid_failures: 0,
             digits: String::new(),
             steps_without_input: 0,
             silent_failures: 0,
             next_play: 0,
+            next_request: 0,
+            recordings: 0,
+            pending_record: None,
             actions: VecDeque::new(),
             story,
         })
@@ -240,6 +434,31 @@ impl FlowMachine {
                     self.set_outcome(now, Outcome::CallerHungUp);
                 }
             }
+            Event::HttpDone { id, outcome } => {
+                if self.busy_with(id, Task::Http) {
+                    let go = self.http_done(now, outcome);
+                    self.run(now, go);
+                }
+            }
+            Event::RecordDone {
+                id,
+                path,
+                duration,
+                reason,
+            } => {
+                if self.busy_with(id, Task::Record)
+                    || (self.phase == Phase::Ended && self.pending_record == Some(id))
+                {
+                    let go = self.record_done(now, path, duration, reason);
+                    self.run(now, go);
+                }
+            }
+            Event::TransferDone { id, outcome } => {
+                if self.busy_with(id, Task::Transfer) {
+                    let go = self.transfer_done(now, outcome);
+                    self.run(now, go);
+                }
+            }
         }
     }
 
@@ -248,25 +467,32 @@ impl FlowMachine {
         self.actions.pop_front()
     }
 
-    /// When the machine wants `handle_timeout` (no-input and inter-digit timers).
+    /// When the machine wants `handle_timeout` (no-input and inter-digit timers, and the
+    /// guard on requests to the shell).
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Waiting { deadline, .. } => Some(deadline),
+            Phase::Waiting { deadline, .. } | Phase::Busy { deadline, .. } => Some(deadline),
             _ => None,
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Phase::Waiting { deadline, input } = self.phase else {
-            return;
-        };
-        if now < deadline {
-            return;
-        }
-        let go = match input {
-            Input::Menu | Input::Confirm => self.fail(now, FailureKind::NoInput),
-            Input::Collect if self.digits.is_empty() => self.fail(now, FailureKind::NoInput),
-            Input::Collect => self.finish_collect(now),
+        let go = match self.phase {
+            Phase::Waiting { deadline, input } if now >= deadline => match input {
+                Input::Menu | Input::Confirm => self.fail(now, FailureKind::NoInput),
+                Input::Collect if self.digits.is_empty() => self.fail(now, FailureKind::NoInput),
+                Input::Collect => self.finish_collect(now),
+            },
+            Phase::Busy { task, deadline, .. } if now >= deadline => match task {
+                Task::Http => self.http_done(now, Err(HttpFailure::Timeout)),
+                Task::Record => {
+                    self.record_done(now, String::new(), Duration::ZERO, RecordEnd::Failed)
+                }
+                Task::Transfer => {
+                    self.transfer_done(now, TransferOutcome::Failed("no result in time".to_owned()))
+                }
+            },
+            _ => return,
         };
         self.run(now, go);
     }
@@ -293,6 +519,15 @@ impl FlowMachine {
         let f = self.flows.flow(self.flow);
         let step = f.steps.get(self.step.0).map_or("", |s| s.name.as_str());
         (f.name.as_str(), step)
+    }
+
+    /// The wall-clock time at `now`: the call's start plus the time since.
+    pub fn wall_clock(&self, now: Instant) -> DateTime<Utc> {
+        let since = now.saturating_duration_since(self.started_at);
+        chrono::Duration::from_std(since)
+            .ok()
+            .and_then(|d| self.wall_clock_at_start.checked_add_signed(d))
+            .unwrap_or(self.wall_clock_at_start)
     }
 
     // ------------------------------------------------------------------ driving
@@ -323,9 +558,15 @@ impl FlowMachine {
         self.position().1.to_owned()
     }
 
+    fn busy_with(&self, id: RequestId, task: Task) -> bool {
+        matches!(self.phase, Phase::Busy { id: i, task: t, .. } if i == id && t == task)
+    }
+
     fn enter(&mut self, now: Instant, step: StepId) -> Go {
         self.step = step;
         self.failures = 0;
+        self.no_input_failures = 0;
+        self.invalid_failures = 0;
         self.digits.clear();
         self.steps_without_input = self.steps_without_input.saturating_add(1);
         if self.steps_without_input > MAX_STEPS_WITHOUT_INPUT {
@@ -371,6 +612,7 @@ impl FlowMachine {
                 Go::Wait
             }
             StepAction::Menu(m) => {
+                self.remember(step);
                 if let Some(key) = self.type_ahead.pop_front() {
                     return self.menu_key(now, m, key, true);
                 }
@@ -378,15 +620,122 @@ impl FlowMachine {
                 Go::Wait
             }
             StepAction::Collect(c) => {
+                self.remember(step);
                 if self.type_ahead.is_empty() {
                     self.offer(now, &[], &c.prompt, AfterPlay::Collect);
                     return Go::Wait;
                 }
                 self.feed_collect(now, c)
             }
+            StepAction::Set { vars, next } => {
+                for (name, template) in vars {
+                    let r = self.with_scope(now, |t, scope| t.value(template, scope));
+                    if let Some(value) = self.rendered(now, template, r) {
+                        self.set_json_var(now, name, value);
+                    }
+                }
+                Go::To(*next)
+            }
+            StepAction::Branch { when, otherwise } => {
+                for (condition, target) in when {
+                    let r = self.with_scope(now, |t, scope| t.condition(condition, scope));
+                    if self.rendered(now, condition, r) == Some(true) {
+                        let to = self.target_name(*target);
+                        self.note(
+                            now,
+                            StoryEvent::BranchTaken {
+                                condition: Some(condition.clone()),
+                                to,
+                            },
+                        );
+                        return Go::To(Some(*target));
+                    }
+                }
+                let to = otherwise.map_or_else(String::new, |t| self.target_name(t));
+                self.note(
+                    now,
+                    StoryEvent::BranchTaken {
+                        condition: None,
+                        to,
+                    },
+                );
+                Go::To(*otherwise)
+            }
+            StepAction::Hours {
+                schedule,
+                open,
+                closed,
+                holiday,
+            } => {
+                let Some(sch) = flows.schedule(schedule) else {
+                    return Go::Farewell(Outcome::Failed(FailReason::UnknownSchedule {
+                        step: s.name.clone(),
+                        schedule: schedule.clone(),
+                    }));
+                };
+                let at = self.wall_clock(now);
+                let state = is_open(sch, at);
+                let local = at
+                    .with_timezone(&sch.timezone)
+                    .format("%Y-%m-%d %H:%M:%S %Z")
+                    .to_string();
+                self.note(
+                    now,
+                    StoryEvent::HoursChecked {
+                        schedule: schedule.clone(),
+                        state: state.to_string(),
+                        local_time: local,
+                    },
+                );
+                let to = match state {
+                    OpenState::Open => *open,
+                    OpenState::Closed => *closed,
+                    OpenState::Holiday(_) => holiday.unwrap_or(*closed),
+                };
+                Go::To(Some(to))
+            }
             StepAction::Language { code, next } => {
                 self.set_language(now, code);
                 Go::To(*next)
+            }
+            StepAction::Http(h) => self.start_http(now, h),
+            StepAction::Record(r) => {
+                self.discard_type_ahead(now);
+                let mut audio = self.render_audio(now, &r.prompt);
+                if r.beep {
+                    audio.push(Audio::Tone {
+                        freq_hz: BEEP_HZ,
+                        duration: BEEP,
+                    });
+                }
+                if audio.is_empty() {
+                    self.start_record(now, r);
+                } else {
+                    self.play(now, audio, false, AfterPlay::Record);
+                }
+                Go::Wait
+            }
+            StepAction::Transfer { uri, timeout, .. } => {
+                self.discard_type_ahead(now);
+                let id = self.request_id();
+                self.actions.push_back(Action::Transfer {
+                    id,
+                    target: uri.clone(),
+                    timeout: timeout.unwrap_or(DEFAULT_TRANSFER_TIMEOUT),
+                });
+                self.note(
+                    now,
+                    StoryEvent::TransferStarted {
+                        target: uri.clone(),
+                    },
+                );
+                self.busy(
+                    now,
+                    id,
+                    Task::Transfer,
+                    timeout.unwrap_or(DEFAULT_TRANSFER_TIMEOUT),
+                );
+                Go::Wait
             }
             StepAction::Goto { flow, return_to } => {
                 if let Some(back) = return_to {
@@ -418,9 +767,9 @@ impl FlowMachine {
                 }
                 Go::Wait
             }
-            other => Go::Farewell(Outcome::Failed(FailReason::Unsupported {
+            StepAction::Queue(_) => Go::Farewell(Outcome::Failed(FailReason::Unsupported {
                 step: s.name.clone(),
-                kind: other.kind_name().to_owned(),
+                kind: s.action.kind_name().to_owned(),
             })),
         }
     }
@@ -477,8 +826,18 @@ impl FlowMachine {
                 Go::Wait
             }
             Phase::Ended => Go::Wait,
+            Phase::Busy { task, .. } => {
+                if task == Task::Http {
+                    self.buffer_key(now, key);
+                } else {
+                    // The recording's terminator is the shell's; a ringing transfer
+                    // takes no keys.
+                    self.key_note(now, key, KeyUse::Ignored, false);
+                }
+                Go::Wait
+            }
             Phase::Playing { id, barge_in, then } => match then {
-                AfterPlay::HangUp => {
+                AfterPlay::HangUp | AfterPlay::Record => {
                     self.key_note(now, key, KeyUse::Ignored, false);
                     Go::Wait
                 }
@@ -572,6 +931,10 @@ impl FlowMachine {
                 self.wait_for(now, c.timeout, Input::Confirm);
                 Go::Wait
             }
+            (AfterPlay::Record, Some(StepAction::Record(r))) => {
+                self.start_record(now, r);
+                Go::Wait
+            }
             _ => Go::Wait,
         }
     }
@@ -593,13 +956,53 @@ impl FlowMachine {
             self.offer(now, &[], &m.prompt, AfterPlay::Menu);
             return Go::Wait;
         }
-        if let Some(target) = self.flow_def().global_key(key) {
-            let to = self.target_name(target);
-            self.key_note(now, key, KeyUse::Global { to }, typed_ahead);
-            return Go::To(Some(target));
+        if let Some(go) = self.global(now, key, typed_ahead) {
+            return go;
         }
         self.key_note(now, key, KeyUse::Invalid, typed_ahead);
         self.input_failed(now, FailureKind::Invalid, key.to_string())
+    }
+
+    /// A global key (to a step, or `back`), if `key` is one and leads somewhere.
+    fn global(&mut self, now: Instant, key: char, typed_ahead: bool) -> Option<Go> {
+        if let Some(target) = self.flow_def().global_key(key) {
+            let to = self.target_name(target);
+            self.key_note(now, key, KeyUse::Global { to }, typed_ahead);
+            return Some(Go::To(Some(target)));
+        }
+        if !self.flow_def().is_back_key(key) {
+            return None;
+        }
+        // The entries of the step the caller is in are not "back".
+        let here = (self.flow, self.step);
+        while self
+            .history
+            .last()
+            .is_some_and(|(f, s, _)| (*f, *s) == here)
+        {
+            self.history.pop();
+        }
+        let (flow, step, frames) = self.history.pop()?;
+        self.frames = frames;
+        self.flow = flow;
+        let to = self.target_name(Target::Step(step));
+        self.key_note(now, key, KeyUse::Back { to }, typed_ahead);
+        Some(Go::To(Some(Target::Step(step))))
+    }
+
+    /// Notes a menu or collect for `back`.
+    fn remember(&mut self, step: StepId) {
+        if self
+            .history
+            .last()
+            .is_some_and(|(f, s, _)| (*f, *s) == (self.flow, step))
+        {
+            return;
+        }
+        if self.history.len() >= BACK_HISTORY_LIMIT {
+            self.history.remove(0);
+        }
+        self.history.push((self.flow, step, self.frames.clone()));
     }
 
     // ------------------------------------------------------------------ collect
@@ -628,15 +1031,17 @@ impl FlowMachine {
             self.key_note(now, key, KeyUse::Terminator, typed_ahead);
             return self.finish_collect(now);
         }
+        let first = self.digits.is_empty();
+        if first && c.repeat_key == Some(key) {
+            self.key_note(now, key, KeyUse::Repeat, typed_ahead);
+            self.offer(now, &[], &c.prompt, AfterPlay::Collect);
+            return Go::Wait;
+        }
         // A global digit works only as the first key: after that, digits are the entry.
-        let global = self
-            .flow_def()
-            .global_key(key)
-            .filter(|_| !key.is_ascii_digit() || self.digits.is_empty());
-        if let Some(target) = global {
-            let to = self.target_name(target);
-            self.key_note(now, key, KeyUse::Global { to }, typed_ahead);
-            return Go::To(Some(target));
+        if (!key.is_ascii_digit() || first)
+            && let Some(go) = self.global(now, key, typed_ahead)
+        {
+            return go;
         }
         if !key.is_ascii_digit() {
             self.key_note(now, key, KeyUse::Invalid, typed_ahead);
@@ -669,14 +1074,24 @@ impl FlowMachine {
         if !(long_enough && matches) {
             return self.input_failed(now, FailureKind::Invalid, entry);
         }
-        self.set_var(now, &c.into, entry);
+        self.set_var(now, &c.into, entry.clone());
         match &c.confirm {
             None => Go::To(c.next),
             Some(cf) => {
                 if let Some(key) = self.type_ahead.pop_front() {
                     return self.confirm_key(now, c, key, true);
                 }
-                self.offer(now, &[], &cf.prompt, AfterPlay::Confirm);
+                let mut audio = self.render_audio(now, &cf.prompt);
+                if cf.read_back {
+                    audio.push(Audio::Say {
+                        language: self.language.clone(),
+                        kind: SayKind::Digits,
+                        value: entry,
+                    });
+                }
+                audio.extend(self.render_audio(now, &cf.then));
+                self.steps_without_input = 0;
+                self.play(now, audio, true, AfterPlay::Confirm);
                 Go::Wait
             }
         }
@@ -721,15 +1136,19 @@ impl FlowMachine {
     }
 
     /// A timeout or a wrong entry: offer the step again with the matching prompt first,
-    /// or after `retries` such failures go to `on_failure` (or the built-in goodbye).
+    /// or once the failures are used up go to `on_failure` (or the built-in goodbye).
+    /// Timeouts and wrong entries count together against `retries`, or each against its
+    /// own limit when the step sets `max_no_input` or `max_invalid`.
     fn fail(&mut self, now: Instant, kind: FailureKind) -> Go {
         self.failures = self.failures.saturating_add(1);
+        let kind_count = match kind {
+            FailureKind::NoInput => &mut self.no_input_failures,
+            FailureKind::Invalid => &mut self.invalid_failures,
+        };
+        *kind_count = kind_count.saturating_add(1);
         self.digits.clear();
         // Keys typed after a failure were meant for a menu the caller misunderstood.
-        if !self.type_ahead.is_empty() {
-            let keys: String = self.type_ahead.drain(..).collect();
-            self.note(now, StoryEvent::TypeAheadDiscarded { keys });
-        }
+        self.discard_type_ahead(now);
         let step = self.step_name();
         if kind == FailureKind::NoInput {
             self.note(
@@ -748,32 +1167,42 @@ impl FlowMachine {
         let Some(s) = flows.flow(self.flow).steps.get(self.step.0) else {
             return Go::To(None);
         };
-        let (retries, on_failure, extra, prompt, then) = match &s.action {
+        let no_input = kind == FailureKind::NoInput;
+        let (limits, on_failure, extra, prompt, then) = match &s.action {
             StepAction::Menu(m) => (
-                m.retries,
+                (m.retries, m.max_no_input, m.max_invalid),
                 m.on_failure,
-                if kind == FailureKind::NoInput {
-                    &m.no_input
+                if no_input { &m.no_input } else { &m.invalid },
+                if m.retry_prompt.is_empty() {
+                    &m.prompt
                 } else {
-                    &m.invalid
+                    &m.retry_prompt
                 },
-                &m.prompt,
                 AfterPlay::Menu,
             ),
             StepAction::Collect(c) => (
-                c.retries,
+                (c.retries, c.max_no_input, c.max_invalid),
                 c.on_failure,
-                if kind == FailureKind::NoInput {
-                    &c.no_input
+                if no_input { &c.no_input } else { &c.invalid },
+                if c.retry_prompt.is_empty() {
+                    &c.prompt
                 } else {
-                    &c.invalid
+                    &c.retry_prompt
                 },
-                &c.prompt,
                 AfterPlay::Collect,
             ),
             _ => return Go::Wait,
         };
-        if self.failures > retries {
+        let (retries, max_no_input, max_invalid) = limits;
+        let exhausted = if max_no_input.is_some() || max_invalid.is_some() {
+            match kind {
+                FailureKind::NoInput => self.no_input_failures > max_no_input.unwrap_or(retries),
+                FailureKind::Invalid => self.invalid_failures > max_invalid.unwrap_or(retries),
+            }
+        } else {
+            self.failures > retries
+        };
+        if exhausted {
             self.note(now, StoryEvent::StepFailed { step: step.clone() });
             return match on_failure {
                 Some(target) => Go::To(Some(target)),
@@ -785,6 +1214,223 @@ impl FlowMachine {
         }
         self.offer(now, extra, prompt, then);
         Go::Wait
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    fn request_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request = self.next_request.wrapping_add(1);
+        id
+    }
+
+    fn busy(&mut self, now: Instant, id: RequestId, task: Task, timeout: Duration) {
+        let wait = timeout.saturating_add(SHELL_GRACE);
+        let deadline = now.checked_add(wait).unwrap_or(now);
+        self.phase = Phase::Busy { id, task, deadline };
+    }
+
+    fn start_http(&mut self, now: Instant, h: &HttpStep) -> Go {
+        let url = self.with_scope(now, |t, scope| t.render(&h.url, scope));
+        let Some(url) = self.rendered(now, &h.url, url) else {
+            self.note(
+                now,
+                StoryEvent::HttpFinished {
+                    outcome: "the request could not be built".to_owned(),
+                },
+            );
+            return Go::To(h.on_error.or(h.next));
+        };
+        let mut headers = Vec::with_capacity(h.headers.len());
+        for (name, value) in &h.headers {
+            let r = self.with_scope(now, |t, scope| t.render(value, scope));
+            // A header value must not carry a line break into the request.
+            let v = self
+                .rendered(now, value, r)
+                .unwrap_or_default()
+                .replace(['\r', '\n'], " ");
+            headers.push((name.clone(), v));
+        }
+        let body = h.body.as_ref().map(|b| self.render_body(now, b));
+        let id = self.request_id();
+        let method = h.method;
+        self.note(
+            now,
+            StoryEvent::HttpRequested {
+                method: method_name(method).to_owned(),
+                url: url.clone(),
+            },
+        );
+        self.actions.push_back(Action::Http {
+            id,
+            method,
+            url,
+            headers,
+            body,
+            timeout: h.timeout,
+        });
+        self.busy(now, id, Task::Http, h.timeout);
+        Go::Wait
+    }
+
+    /// A text body is rendered as written; a mapping or list becomes JSON whose strings
+    /// are rendered (one `{{ expression }}` keeps its value's type).
+    fn render_body(&mut self, now: Instant, body: &Value) -> String {
+        match body {
+            Value::String(t) => {
+                let r = self.with_scope(now, |tp, scope| tp.render(t, scope));
+                self.rendered(now, t, r).unwrap_or_default()
+            }
+            other => {
+                let filled = self.fill_json(now, other);
+                filled.to_string()
+            }
+        }
+    }
+
+    fn fill_json(&mut self, now: Instant, v: &Value) -> Value {
+        match v {
+            Value::String(t) => {
+                let r = self.with_scope(now, |tp, scope| tp.value(t, scope));
+                self.rendered(now, t, r).unwrap_or(Value::Null)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.fill_json(now, x)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.fill_json(now, x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    fn current_step(&self) -> Option<&StepAction> {
+        self.flow_def().steps.get(self.step.0).map(|s| &s.action)
+    }
+
+    fn http_done(&mut self, now: Instant, outcome: Result<Value, HttpFailure>) -> Go {
+        let flows = Arc::clone(&self.flows);
+        let Some(StepAction::Http(h)) = flows
+            .flow(self.flow)
+            .steps
+            .get(self.step.0)
+            .map(|s| &s.action)
+        else {
+            return Go::Wait;
+        };
+        match outcome {
+            Ok(body) => {
+                self.note(
+                    now,
+                    StoryEvent::HttpFinished {
+                        outcome: "ok".to_owned(),
+                    },
+                );
+                if let Some(into) = &h.into {
+                    self.set_json_var(now, into, body);
+                }
+                Go::To(h.next)
+            }
+            Err(failure) => {
+                self.note(
+                    now,
+                    StoryEvent::HttpFinished {
+                        outcome: failure.to_string(),
+                    },
+                );
+                Go::To(h.on_error.or(h.next))
+            }
+        }
+    }
+
+    fn start_record(&mut self, now: Instant, r: &RecordStep) {
+        let id = self.request_id();
+        self.recordings = self.recordings.saturating_add(1);
+        let name = format!(
+            "{}-{}-{}",
+            file_safe(&self.story.call_id),
+            file_safe(&self.step_name()),
+            self.recordings
+        );
+        self.note(now, StoryEvent::RecordingStarted { name: name.clone() });
+        self.actions.push_back(Action::Record {
+            id,
+            max_duration: r.max_duration,
+            silence_timeout: r.silence_timeout,
+            terminator: r.terminator,
+            name,
+        });
+        self.pending_record = Some(id);
+        self.busy(now, id, Task::Record, r.max_duration);
+    }
+
+    fn record_done(
+        &mut self,
+        now: Instant,
+        path: String,
+        duration: Duration,
+        reason: RecordEnd,
+    ) -> Go {
+        self.pending_record = None;
+        let (into, next) = match self.current_step() {
+            Some(StepAction::Record(r)) => (r.into.clone(), r.next),
+            _ => (None, None),
+        };
+        self.note(
+            now,
+            StoryEvent::RecordingFinished {
+                path: path.clone(),
+                duration,
+                reason: reason.as_str().to_owned(),
+            },
+        );
+        if reason != RecordEnd::Failed
+            && let Some(into) = into
+        {
+            let value = serde_json::json!({
+                "path": path,
+                "duration": duration.as_secs_f64(),
+                "reason": reason.as_str(),
+            });
+            self.set_json_var(now, &into, value);
+        }
+        if self.phase == Phase::Ended {
+            return Go::Wait;
+        }
+        if reason == RecordEnd::Hangup {
+            self.note(now, StoryEvent::CallerHungUp);
+            self.phase = Phase::Ended;
+            self.set_outcome(now, Outcome::CallerHungUp);
+            return Go::Wait;
+        }
+        Go::To(next)
+    }
+
+    fn transfer_done(&mut self, now: Instant, outcome: TransferOutcome) -> Go {
+        let (target, on_failure) = match self.current_step() {
+            Some(StepAction::Transfer {
+                uri, on_failure, ..
+            }) => (uri.clone(), *on_failure),
+            _ => (String::new(), None),
+        };
+        self.note(
+            now,
+            StoryEvent::TransferFinished {
+                outcome: outcome.to_string(),
+            },
+        );
+        if outcome == TransferOutcome::Connected {
+            self.phase = Phase::Ended;
+            self.set_outcome(now, Outcome::Transferred { target });
+            return Go::Wait;
+        }
+        match on_failure {
+            Some(t) => Go::To(Some(t)),
+            None => Go::Farewell(Outcome::Failed(FailReason::TransferFailed {
+                step: self.step_name(),
+                outcome: outcome.to_string(),
+            })),
+        }
     }
 
     // ------------------------------------------------------------------ helpers
@@ -836,11 +1482,61 @@ impl FlowMachine {
         }
     }
 
+    fn discard_type_ahead(&mut self, now: Instant) {
+        if !self.type_ahead.is_empty() {
+            let keys: String = self.type_ahead.drain(..).collect();
+            self.note(now, StoryEvent::TypeAheadDiscarded { keys });
+        }
+    }
+
     fn prompt_ref(&self, name: &str) -> PromptRef {
         PromptRef {
             language: self.language.clone(),
             fallback_language: self.flow_def().language.clone(),
             name: name.to_owned(),
+        }
+    }
+
+    /// Runs `f` with the flow set's templates and the call's variables as they are now.
+    fn with_scope<T>(&self, now: Instant, f: impl FnOnce(&Templates, Scope<'_>) -> T) -> T {
+        let scope = Scope {
+            vars: &self.vars,
+            config: self.flows.config_vars(),
+            now: self.wall_clock(now),
+        };
+        f(self.flows.templates(), scope)
+    }
+
+    /// Notes what a rendering left undefined or why it failed; the value if any.
+    fn rendered<T>(
+        &mut self,
+        now: Instant,
+        template: &str,
+        r: Result<Rendered<T>, String>,
+    ) -> Option<T> {
+        match r {
+            Ok(r) => {
+                if !r.undefined.is_empty() {
+                    self.note(
+                        now,
+                        StoryEvent::TemplateUndefined {
+                            template: template.to_owned(),
+                            variables: r.undefined,
+                        },
+                    );
+                }
+                Some(r.value)
+            }
+            Err(error) => {
+                self.note(
+                    now,
+                    StoryEvent::TemplateFailed {
+                        template: template.to_owned(),
+                        error,
+                    },
+                );
+                None
+            }
         }
     }
 
@@ -850,20 +1546,16 @@ impl FlowMachine {
             match item {
                 AudioItem::Prompt(name) => out.push(Audio::Prompt(self.prompt_ref(name))),
                 AudioItem::Silence(d) => out.push(Audio::Silence(*d)),
-                AudioItem::Say { kind, value } => match template::render(value, &self.vars) {
-                    Ok(value) => out.push(Audio::Say {
-                        language: self.language.clone(),
-                        kind: *kind,
-                        value,
-                    }),
-                    Err(e) => self.note(
-                        now,
-                        StoryEvent::TemplateFailed {
-                            template: value.clone(),
-                            error: e.to_string(),
-                        },
-                    ),
-                },
+                AudioItem::Say { kind, value } => {
+                    let r = self.with_scope(now, |t, scope| t.render(value, scope));
+                    if let Some(v) = self.rendered(now, value, r) {
+                        out.push(Audio::Say {
+                            language: self.language.clone(),
+                            kind: *kind,
+                            value: v,
+                        });
+                    }
+                }
             }
         }
         out
@@ -882,32 +1574,30 @@ impl FlowMachine {
     }
 
     fn set_var(&mut self, now: Instant, name: &str, value: String) {
-        self.vars
-            .insert(name.to_owned(), Value::from(value.clone()));
+        self.set_json_var(now, name, Value::from(value));
+    }
+
+    fn set_json_var(&mut self, now: Instant, name: &str, value: Value) {
+        let shown = match &value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        self.vars.insert(name.to_owned(), value);
         self.note(
             now,
             StoryEvent::VariableSet {
                 name: name.to_owned(),
-                value,
+                value: shown,
             },
         );
     }
 
     fn tag(&mut self, now: Instant, name: &str, value: &TagValue) {
         let value = match value {
-            TagValue::Text(t) => match template::render(t, &self.vars) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.note(
-                        now,
-                        StoryEvent::TemplateFailed {
-                            template: t.clone(),
-                            error: e.to_string(),
-                        },
-                    );
-                    t.clone()
-                }
-            },
+            TagValue::Text(t) => {
+                let r = self.with_scope(now, |tp, scope| tp.render(t, scope));
+                self.rendered(now, t, r).unwrap_or_else(|| t.clone())
+            }
             other => other.to_string(),
         };
         match self.story.tags.iter_mut().find(|(k, _)| k == name) {
@@ -951,10 +1641,44 @@ impl FlowMachine {
     }
 }
 
+fn method_name(m: HttpMethod) -> &'static str {
+    match m {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Delete => "DELETE",
+    }
+}
+
+/// Letters, digits, `-` and `_` only, at most 64 characters: safe in any file name.
+fn file_safe(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        "call".to_owned()
+    } else {
+        out
+    }
+}
+
 fn describe_audio(a: &Audio) -> String {
     match a {
         Audio::Prompt(p) => p.name.clone(),
         Audio::Say { kind, value, .. } => format!("say:{}:{value}", kind.as_str()),
         Audio::Silence(d) => format!("silence:{}", super::duration::DisplayDuration(*d)),
+        Audio::Tone { freq_hz, duration } => format!(
+            "tone:{freq_hz}Hz:{}",
+            super::duration::DisplayDuration(*duration)
+        ),
     }
 }

@@ -8,5 +8,6 @@ pub mod load; // reading flow files; checks across flows
 pub mod machine; // the interpreter: events in, actions out
 pub mod model; // serde types of the flow files
 pub mod say; // numbers, dates, times, money and digits as recorded fragments
+pub mod schedule; // opening hours and holidays, evaluated at an instant
 pub mod story; // a call's story as data
-pub mod template; // `{{ variable }}` substitution
+pub mod template; // Jinja templates and conditions (minijinja)

@@ -8,10 +8,12 @@
 //! Values that YAML lets admins leave empty (`next:`) are read with [`some`], so an empty
 //! value is an error instead of silently meaning "not given".
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_saphyr::{Location, Spanned};
@@ -274,7 +276,7 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Ordered
 // ---------------------------------------------------------------------------------------
 
 /// How `say` speaks a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SayKind {
     Digits,
@@ -405,33 +407,41 @@ impl<'de> Deserialize<'de> for PlaySpec {
 // ---------------------------------------------------------------------------------------
 
 /// One flow file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flow {
     /// Free text for people reading the file and the reports.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub description: Option<Spanned<String>>,
     /// The first step; defaults to the first step in the file.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub start: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Defaults>")]
     pub defaults: Option<Spanned<Defaults>>,
     /// Keys that work in every menu and collect of this flow, to the step they lead to.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<OrderedMap<DtmfKey, String>>")]
     pub global_keys: Option<Spanned<OrderedMap<DtmfKey, String>>>,
     /// The steps by name, in file order.
+    #[schemars(with = "OrderedMap<String, Step>")]
     pub steps: Spanned<OrderedMap<String, Step>>,
 }
 
 /// `defaults: { language: en, timeout: 5s, retries: 3 }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub language: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
     pub retries: Option<Spanned<u32>>,
 }
 
@@ -512,83 +522,109 @@ impl fmt::Display for ActionKind {
 /// One step. Exactly one action key (`play`, `menu`, ...) must be present; the keys that
 /// go with an action written beside it (`barge_in` with `play`, `open` with `hours`, ...)
 /// are only valid with that action. `check` enforces both.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     // --- actions ---
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
     pub play: Option<Spanned<PlaySpec>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Menu>")]
     pub menu: Option<Spanned<Menu>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Collect>")]
     pub collect: Option<Spanned<Collect>>,
     /// Variable name to template.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<OrderedMap<String, Text>>")]
     pub set: Option<Spanned<OrderedMap<String, Text>>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Branch>")]
     pub branch: Option<Spanned<Branch>>,
     /// A schedule name from hotline.yaml.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub hours: Option<Spanned<String>>,
     /// A language code: prompts come from prompts/<code>/ from here on.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub language: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Http>")]
     pub http: Option<Spanned<Http>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Record>")]
     pub record: Option<Spanned<Record>>,
     /// A queue name from hotline.yaml.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub queue: Option<Spanned<String>>,
     /// A SIP address.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub transfer: Option<Spanned<String>>,
     /// Another flow's name.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub goto: Option<Spanned<String>>,
     /// `hangup:`, `hangup: true`, `hangup: goodbye` or `hangup: { prompt: goodbye }`.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HangupSpec>")]
     pub hangup: Option<Spanned<HangupSpec>>,
 
     // --- shared ---
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub next: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<OrderedMap<String, TagValue>>")]
     pub tag: Option<Spanned<OrderedMap<String, TagValue>>>,
 
     // --- written beside their action ---
     /// play: whether a key stops the prompt (default true).
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<bool>")]
     pub barge_in: Option<Spanned<bool>>,
     /// hours: step while open.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub open: Option<Spanned<String>>,
     /// hours: step while closed.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub closed: Option<Spanned<String>>,
     /// hours: step on holidays (default: `closed`).
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub holiday: Option<Spanned<String>>,
     /// queue: higher is served first.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<i32>")]
     pub priority: Option<Spanned<i32>>,
     /// queue: skills an agent needs.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Vec<String>>")]
     pub skills: Option<Spanned<Vec<Spanned<String>>>>,
     /// queue: step when the queue's maximum wait is reached.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub on_timeout: Option<Spanned<String>>,
     /// queue: step when the agent hangs up first.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub after: Option<Spanned<String>>,
     /// transfer: how long to ring.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
     /// transfer: step when the target does not answer.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub on_failure: Option<Spanned<String>>,
     /// goto: come back to `next` when the other flow ends.
     #[serde(default, rename = "return", deserialize_with = "some")]
+    #[schemars(with = "Option<bool>")]
     pub return_: Option<Spanned<bool>>,
 }
 
@@ -759,26 +795,46 @@ impl<'de> Deserialize<'de> for HangupSpec {
 }
 
 /// `menu`: play a prompt, read one key, branch on it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Menu {
+    #[schemars(with = "PlaySpec")]
     pub prompt: Spanned<PlaySpec>,
+    #[schemars(with = "OrderedMap<DtmfKey, MenuChoice>")]
     pub options: Spanned<OrderedMap<DtmfKey, MenuChoice>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
     pub retries: Option<Spanned<u32>>,
     /// Played after a timeout, before the menu is offered again.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
     pub no_input: Option<Spanned<PlaySpec>>,
     /// Played after a key that is not an option, before the menu is offered again.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
     pub invalid: Option<Spanned<PlaySpec>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub on_failure: Option<Spanned<String>>,
     /// A key that plays the menu again (not counted as a failure).
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<DtmfKey>")]
     pub repeat_key: Option<Spanned<DtmfKey>>,
+    /// Played instead of `prompt` when the menu is offered again after a failure.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
+    pub retry_prompt: Option<Spanned<PlaySpec>>,
+    /// Timeouts tolerated before `on_failure`, counted apart from wrong keys.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
+    pub max_no_input: Option<Spanned<u32>>,
+    /// Wrong keys tolerated before `on_failure`, counted apart from timeouts.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
+    pub max_invalid: Option<Spanned<u32>>,
 }
 
 /// A menu option: a step name, or `{ language: de, next: main_menu }`.
@@ -839,69 +895,111 @@ impl<'de> Deserialize<'de> for MenuChoice {
 }
 
 /// `collect`: play a prompt, read several digits into a variable.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Collect {
+    #[schemars(with = "PlaySpec")]
     pub prompt: Spanned<PlaySpec>,
+    #[schemars(with = "String")]
     pub into: Spanned<String>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
     pub min_digits: Option<Spanned<u32>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
     pub max_digits: Option<Spanned<u32>>,
     /// The key that ends the entry early (`*` or `#`); not part of the value.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<DtmfKey>")]
     pub terminator: Option<Spanned<DtmfKey>>,
     /// Wait for the first digit, from the end of the prompt.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
     /// Wait between digits; the entry ends when it passes.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub inter_digit_timeout: Option<Spanned<HumanDuration>>,
     /// A regular expression the whole entry must match.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub pattern: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
     pub no_input: Option<Spanned<PlaySpec>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
     pub invalid: Option<Spanned<PlaySpec>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
     pub retries: Option<Spanned<u32>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<Confirm>")]
     pub confirm: Option<Spanned<Confirm>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub next: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub on_failure: Option<Spanned<String>>,
+    /// A key (`*` or `#`) that plays the prompt again, as the first key of an entry.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<DtmfKey>")]
+    pub repeat_key: Option<Spanned<DtmfKey>>,
+    /// Played instead of `prompt` when the entry is asked for again after a failure.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
+    pub retry_prompt: Option<Spanned<PlaySpec>>,
+    /// Timeouts tolerated before `on_failure`, counted apart from wrong entries.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
+    pub max_no_input: Option<Spanned<u32>>,
+    /// Wrong entries tolerated before `on_failure`, counted apart from timeouts.
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<u32>")]
+    pub max_invalid: Option<Spanned<u32>>,
 }
 
 /// `confirm`: read the entry back and ask the caller to accept it.
-/// `{ prompt: [you_entered, { say: digits, value: "{{ order }}" }, press_1_or_2], yes: "1", no: "2" }`
-#[derive(Debug, Clone, Deserialize)]
+/// `{ prompt: you_entered, then: press_1_or_2 }` plays `you_entered`, the entry as digits,
+/// then `press_1_or_2`. A `prompt` that has a `say` item itself is played as written.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
+    #[schemars(with = "PlaySpec")]
     pub prompt: Spanned<PlaySpec>,
+    /// Played after the entry is read back (the keys to press).
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
+    pub then: Option<Spanned<PlaySpec>>,
     /// Accepts the entry (default `1`).
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<DtmfKey>")]
     pub yes: Option<Spanned<DtmfKey>>,
     /// Asks for the entry again (default `2`).
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<DtmfKey>")]
     pub no: Option<Spanned<DtmfKey>>,
 }
 
 /// `branch`: the first `when` whose condition holds decides; otherwise `else`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Branch {
+    #[schemars(with = "Vec<When>")]
     pub when: Spanned<Vec<Spanned<When>>>,
     #[serde(default, rename = "else", deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub else_: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     #[serde(rename = "if")]
+    #[schemars(with = "Text")]
     pub if_: Spanned<Text>,
+    #[schemars(with = "String")]
     pub next: Spanned<String>,
 }
 
@@ -920,45 +1018,280 @@ pub enum HttpMethod {
 }
 
 /// `http`: a self-service lookup or a notification.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Http {
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HttpMethod>")]
     pub method: Option<Spanned<HttpMethod>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<OrderedMap<String, Text>>")]
     pub headers: Option<Spanned<OrderedMap<String, Text>>>,
     /// A text template, or a mapping sent as JSON (its strings may be templates).
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub body: Option<Spanned<serde_json::Value>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
     /// Variable that receives the parsed JSON body.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub into: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub next: Option<Spanned<String>>,
     /// Step on timeout, non-2xx status or a body that is not JSON.
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub on_error: Option<Spanned<String>>,
 }
 
 /// `record`: voicemail or a spoken comment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<PlaySpec>")]
     pub prompt: Option<Spanned<PlaySpec>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub max_duration: Option<Spanned<HumanDuration>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<HumanDuration>")]
     pub silence_timeout: Option<Spanned<HumanDuration>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<DtmfKey>")]
     pub terminator: Option<Spanned<DtmfKey>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<bool>")]
     pub beep: Option<Spanned<bool>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub into: Option<Spanned<String>>,
     #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
     pub next: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON Schema
+// ---------------------------------------------------------------------------------------
+
+/// A JSON Schema (draft 2020-12) of a flow file, for editors that complete and check keys.
+/// It describes the shape only; `hotline check` checks what needs context.
+pub fn flow_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Flow);
+    schema.insert("title".to_owned(), "hotline flow file".into());
+    let mut v = schema.to_value();
+    drop_null(&mut v);
+    v
+}
+
+/// Optional keys are Rust `Option`s, which schemars lets be `null`; in a flow file an
+/// empty value is an error ("needs a value"), so the schema must not offer it.
+fn drop_null(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(m) = v else {
+        if let Value::Array(a) = v {
+            a.iter_mut().for_each(drop_null);
+        }
+        return;
+    };
+    if m.get("default") == Some(&Value::Null) {
+        m.remove("default");
+    }
+    if let Some(Value::Array(types)) = m.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            m.insert("type".to_owned(), only);
+        }
+    }
+    let null = serde_json::json!({ "type": "null" });
+    if let Some(Value::Array(branches)) = m.get("anyOf")
+        && branches.len() == 2
+        && branches.contains(&null)
+        && let Some(Value::Object(other)) = branches.iter().find(|b| **b != null).cloned()
+    {
+        m.remove("anyOf");
+        m.extend(other);
+    }
+    m.values_mut().for_each(drop_null);
+}
+
+/// Keys YAML reads as numbers (`1:`) arrive as numbers; both forms are one key.
+fn key_schema() -> Schema {
+    json_schema!({
+        "anyOf": [
+            { "type": "string", "pattern": "^[0-9*#]$" },
+            { "type": "integer", "minimum": 0, "maximum": 9 }
+        ],
+        "description": "one telephone key: 0-9, * or # (quote * and #)"
+    })
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^ *([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)? *$",
+            "minLength": 2,
+            "description": "a duration like 5s, 500ms, 2m or 1h30m"
+        })
+    }
+}
+
+impl JsonSchema for DtmfKey {
+    fn schema_name() -> Cow<'static, str> {
+        "Key".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        key_schema()
+    }
+}
+
+impl JsonSchema for Text {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Text".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
+impl JsonSchema for TagValue {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "TagValue".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
+impl<K: JsonSchema, V: JsonSchema> JsonSchema for OrderedMap<K, V> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        format!("Map_of_{}_to_{}", K::schema_name(), V::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let keys = generator.subschema_for::<K>();
+        let values = generator.subschema_for::<V>();
+        json_schema!({
+            "type": "object",
+            "propertyNames": keys,
+            "additionalProperties": values
+        })
+    }
+}
+
+impl JsonSchema for HttpMethod {
+    fn schema_name() -> Cow<'static, str> {
+        "HttpMethod".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "get", "post", "put", "patch", "delete"]
+        })
+    }
+}
+
+impl JsonSchema for PlayItem {
+    fn schema_name() -> Cow<'static, str> {
+        "PlayItem".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let say = generator.subschema_for::<SayKind>();
+        let duration = generator.subschema_for::<HumanDuration>();
+        json_schema!({
+            "anyOf": [
+                { "type": "string", "description": "a prompt name: prompts/<language>/NAME.wav" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "say": say,
+                        "value": { "type": ["string", "number", "boolean"] }
+                    },
+                    "required": ["say", "value"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "properties": { "silence": duration },
+                    "required": ["silence"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for PlaySpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Play".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let item = generator.subschema_for::<PlayItem>();
+        json_schema!({
+            "anyOf": [item.clone(), { "type": "array", "items": item, "minItems": 1 }],
+            "description": "a prompt name, { say: KIND, value: TEMPLATE }, { silence: DURATION }, or a list of them"
+        })
+    }
+}
+
+impl JsonSchema for MenuChoice {
+    fn schema_name() -> Cow<'static, str> {
+        "MenuChoice".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string", "description": "the step this key leads to" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "language": { "type": "string" },
+                        "next": { "type": "string" }
+                    },
+                    "required": ["next"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+impl JsonSchema for HangupSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "Hangup".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let play = generator.subschema_for::<PlaySpec>();
+        json_schema!({
+            "anyOf": [
+                { "type": "null" },
+                { "const": true },
+                play.clone(),
+                {
+                    "type": "object",
+                    "properties": { "prompt": play },
+                    "required": ["prompt"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }

@@ -122,6 +122,47 @@ pub enum StoryEvent {
         template: String,
         error: String,
     },
+    /// A template used variables that are not set; they rendered as empty text.
+    TemplateUndefined {
+        template: String,
+        variables: Vec<String>,
+    },
+    /// A `branch` decided: the condition that held, or `None` for `else` (or nothing).
+    BranchTaken {
+        condition: Option<String>,
+        to: String,
+    },
+    /// An `hours` step asked its schedule.
+    HoursChecked {
+        schedule: String,
+        /// `open`, `closed` or `holiday 'NAME'`.
+        state: String,
+        /// The schedule's local time then, e.g. `2026-11-23 18:00:00 CET`.
+        local_time: String,
+    },
+    HttpRequested {
+        method: String,
+        url: String,
+    },
+    /// `ok`, or why the request gave no usable answer.
+    HttpFinished {
+        outcome: String,
+    },
+    RecordingStarted {
+        /// The file name stem given to the shell.
+        name: String,
+    },
+    RecordingFinished {
+        path: String,
+        duration: Duration,
+        reason: String,
+    },
+    TransferStarted {
+        target: String,
+    },
+    TransferFinished {
+        outcome: String,
+    },
     CallerHungUp,
     Ended {
         outcome: Outcome,
@@ -142,13 +183,18 @@ pub enum KeyUse {
     Global {
         to: String,
     },
+    /// A global `back` key, to the menu or collect the caller was in before.
+    Back {
+        to: String,
+    },
     Digit,
     Terminator,
     ConfirmYes,
     ConfirmNo,
     /// Not an option here: counted as a failure.
     Invalid,
-    /// Nothing listens now (e.g. during the goodbye), or not a telephone key.
+    /// Nothing listens now (e.g. during the goodbye or a recording), or not a
+    /// telephone key.
     Ignored,
     /// The type-ahead buffer was full.
     Dropped,
@@ -172,6 +218,11 @@ pub enum FailReason {
     GotoTooDeep { step: String },
     /// Timeout after timeout: nobody seems to be on the line.
     NoCaller { step: String },
+    /// A transfer that did not connect, in a step without `on_failure`.
+    TransferFailed { step: String, outcome: String },
+    /// An `hours` step whose schedule the flow set does not have (flows loaded without
+    /// the server configuration).
+    UnknownSchedule { step: String, schedule: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +233,8 @@ pub enum Outcome {
     FlowHungUp,
     /// The flow ran out of steps; the built-in goodbye was played.
     FlowEnded,
+    /// A transfer connected; the call went on outside the flow.
+    Transferred { target: String },
     /// Something went wrong; the built-in goodbye was played.
     Failed(FailReason),
 }
@@ -192,6 +245,7 @@ impl fmt::Display for Outcome {
             Outcome::CallerHungUp => f.write_str("hangup by caller"),
             Outcome::FlowHungUp => f.write_str("hangup by flow"),
             Outcome::FlowEnded => f.write_str("flow ended"),
+            Outcome::Transferred { target } => write!(f, "transferred to {target}"),
             Outcome::Failed(r) => match r {
                 FailReason::RetriesExhausted { step, .. } => {
                     write!(f, "failure: retries exhausted in '{step}'")
@@ -207,6 +261,15 @@ impl fmt::Display for Outcome {
                 }
                 FailReason::NoCaller { step } => {
                     write!(f, "failure: no input from the caller, last at '{step}'")
+                }
+                FailReason::TransferFailed { step, outcome } => {
+                    write!(
+                        f,
+                        "failure: the transfer in '{step}' did not connect ({outcome})"
+                    )
+                }
+                FailReason::UnknownSchedule { step, schedule } => {
+                    write!(f, "failure: no schedule '{schedule}' for '{step}'")
                 }
             },
         }

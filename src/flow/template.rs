@@ -1,116 +1,520 @@
-//! Filling `{{ name }}` and `{{ result.eta }}` into text from the call's variables.
+//! Jinja templates and conditions of the flow files, on the `minijinja` engine.
 //!
-//! Owns variable substitution only: the subset of the Jinja syntax that names a variable
-//! or a field of one. Filters, operators and conditions are not evaluated here; such a
-//! template is reported as unsupported rather than guessed at.
+//! Owns the engine's setup (lenient undefined values, no HTML escaping, a fuel limit), the
+//! check of a template or condition at load time (syntax, with the position inside the
+//! text, and unknown filters, tests and functions) and rendering with a call's variables.
+//! It does not know where a template is written in a flow file (the checker maps
+//! positions) nor which variables a call has (the interpreter passes a [`Scope`]).
+//!
+//! Templates are compiled once, when the flows load, into the [`Templates`] of the flow
+//! set, keyed by their text; identical texts share one compiled template. Conditions are
+//! checked at load and compiled again when evaluated: they are short, and a compiled
+//! expression borrows the engine, so it cannot be kept beside it.
+//!
+//! Undefined variables render as empty text and are false in conditions (`result.eta`
+//! with no `result` is empty too); the renderer lists the ones a template used, so the
+//! interpreter can note them in the call's story.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use minijinja::value::{Serde, Value as JinjaValue};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
+/// Instructions one template or condition may run; ends a runaway loop in a template.
+pub const FUEL: u64 = 50_000;
+/// Rendered text longer than this is cut: a template must not fill memory.
+pub const MAX_RENDERED_BYTES: usize = 64 * 1024;
+
+/// A template or condition that cannot be used. `line` and `column` (1-based, characters)
+/// point inside the template's own text when known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error("'{{{{' without a closing '}}}}' in '{0}'")]
-    Unclosed(String),
-    #[error(
-        "cannot evaluate '{{{{ {0} }}}}': only variable names like order or result.eta are supported"
-    )]
-    Unsupported(String),
+#[error("{message}")]
+pub struct TemplateError {
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Characters the problem covers, at least 1.
+    pub width: usize,
 }
 
-/// Renders `template`; a variable that is not set renders as empty text (as in Jinja).
-pub fn render(template: &str, vars: &BTreeMap<String, Value>) -> Result<String, TemplateError> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(rest.get(..open).unwrap_or(""));
-        let after = rest.get(open + 2..).unwrap_or("");
-        let Some(close) = after.find("}}") else {
-            return Err(TemplateError::Unclosed(template.to_owned()));
-        };
-        let expr = after.get(..close).unwrap_or("").trim();
-        if !is_path(expr) {
-            return Err(TemplateError::Unsupported(expr.to_owned()));
-        }
-        if let Some(v) = lookup(vars, expr) {
-            push_value(&mut out, v);
-        }
-        rest = after.get(close + 2..).unwrap_or("");
+/// The variables a template sees: the call's own, `now` and `config`.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Variables set by steps and by the engine (`caller`, `dialed`, `language`, `call_id`).
+    pub vars: &'a BTreeMap<String, Value>,
+    /// `vars:` of hotline.yaml, seen as `config.NAME`.
+    pub config: &'a BTreeMap<String, Value>,
+    /// The wall-clock time now, seen as `now` (RFC 3339, UTC).
+    pub now: DateTime<Utc>,
+}
+
+impl Scope<'_> {
+    fn to_value(self) -> JinjaValue {
+        let mut map: BTreeMap<String, JinjaValue> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), JinjaValue::from(Serde(v))))
+            .collect();
+        map.insert("now".to_owned(), JinjaValue::from(format_now(self.now)));
+        map.insert("config".to_owned(), JinjaValue::from(Serde(self.config)));
+        JinjaValue::from(map)
     }
-    out.push_str(rest);
-    Ok(out)
+
+    /// Whether a dotted path (`result.eta`, `items.0`) names a value in this scope.
+    fn has(&self, path: &str) -> bool {
+        let mut segs = path.split('.');
+        let Some(first) = segs.next() else {
+            return false;
+        };
+        let mut v: &Value = match first {
+            "now" => return segs.next().is_none(),
+            "config" => match segs.next() {
+                None => return true,
+                Some(name) => match self.config.get(name) {
+                    Some(v) => v,
+                    None => return false,
+                },
+            },
+            name => match self.vars.get(name) {
+                Some(v) => v,
+                None => return false,
+            },
+        };
+        for seg in segs {
+            v = match v {
+                Value::Object(m) => match m.get(seg) {
+                    Some(x) => x,
+                    None => return false,
+                },
+                Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                    Some(x) => x,
+                    None => return false,
+                },
+                _ => return false,
+            };
+        }
+        true
+    }
 }
 
-fn is_path(expr: &str) -> bool {
-    !expr.is_empty()
-        && expr.split('.').all(|seg| {
-            let mut chars = seg.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// `now` as templates see it: `2026-11-23T09:00:00Z`. Text in this form sorts in time
+/// order, so `now >= "2026-12-24"` works.
+pub fn format_now(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// What a rendering gave, with the variables it used that were not set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered<T> {
+    pub value: T,
+    pub undefined: Vec<String>,
+}
+
+/// Whether a text holds template syntax at all; plain text needs no engine.
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// The expression of a text that is exactly one `{{ expression }}`, so its value can keep
+/// its type (a number, a list, a mapping) instead of becoming text.
+pub fn single_expression(text: &str) -> Option<&str> {
+    let inner = text
+        .trim()
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim_start_matches('-')
+        .trim_end_matches('-');
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.trim().is_empty()).then_some(inner)
+}
+
+fn new_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Admins write `{{ result.eta }}` before knowing whether the lookup answered; an
+    // undefined value renders as empty text rather than failing the call.
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    // URLs and spoken values are not HTML; a template ending in ".html" must not escape.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(FUEL));
+    env.set_debug(true);
+    env
+}
+
+/// Every template of a flow set, compiled, with the variables each one reads.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    /// Template or condition text to the variable paths it reads (`result.eta`).
+    reads: HashMap<String, Vec<String>>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        Self {
+            env: new_environment(),
+            reads: HashMap::new(),
+        }
+    }
+
+    /// Checks a template and keeps it compiled. Returns the variable paths it reads.
+    pub fn add(&mut self, source: &str) -> Result<Vec<String>, TemplateError> {
+        if let Some(reads) = self.reads.get(source) {
+            return Ok(reads.clone());
+        }
+        let reads = check_template(&self.env, source)?;
+        if is_template(source) {
+            self.env
+                .add_template_owned(source.to_owned(), source.to_owned())
+                .map_err(|e| error_in(source, &e, "the template does not parse"))?;
+        }
+        if let Some(expr) = single_expression(source) {
+            check_expression(&self.env, expr)?;
+        }
+        self.reads.insert(source.to_owned(), reads.clone());
+        Ok(reads)
+    }
+
+    /// Checks a condition (a Jinja expression such as `result.status == "shipped"`).
+    /// Returns the variable paths it reads.
+    pub fn add_condition(&mut self, source: &str) -> Result<Vec<String>, TemplateError> {
+        if let Some(reads) = self.reads.get(source) {
+            return Ok(reads.clone());
+        }
+        let reads = check_expression(&self.env, source)?;
+        self.reads.insert(source.to_owned(), reads.clone());
+        Ok(reads)
+    }
+
+    /// Renders a template added before (plain text is returned as it is).
+    pub fn render(&self, source: &str, scope: Scope<'_>) -> Result<Rendered<String>, String> {
+        if !is_template(source) {
+            return Ok(Rendered {
+                value: source.to_owned(),
+                undefined: Vec::new(),
+            });
+        }
+        let t = self.env.get_template(source).map_err(|e| plain_error(&e))?;
+        let mut text = t.render(scope.to_value()).map_err(|e| plain_error(&e))?;
+        truncate(&mut text);
+        Ok(Rendered {
+            value: text,
+            undefined: self.undefined(source, scope),
         })
-}
-
-fn lookup<'a>(vars: &'a BTreeMap<String, Value>, path: &str) -> Option<&'a Value> {
-    let mut segs = path.split('.');
-    let mut v = vars.get(segs.next()?)?;
-    for seg in segs {
-        v = match v {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
     }
-    Some(v)
+
+    /// A template's value: the value itself when the template is one `{{ expression }}`
+    /// (an undefined one is empty text), else the rendered text.
+    pub fn value(&self, source: &str, scope: Scope<'_>) -> Result<Rendered<Value>, String> {
+        let Some(expr) = single_expression(source) else {
+            return self.render(source, scope).map(|r| Rendered {
+                value: Value::String(r.value),
+                undefined: r.undefined,
+            });
+        };
+        let v = self.eval(expr, scope)?;
+        let value = if v.is_undefined() {
+            Value::String(String::new())
+        } else {
+            serde_json::to_value(&v).map_err(|e| e.to_string())?
+        };
+        Ok(Rendered {
+            value,
+            undefined: self.undefined(source, scope),
+        })
+    }
+
+    /// Whether a condition added before holds.
+    pub fn condition(&self, source: &str, scope: Scope<'_>) -> Result<Rendered<bool>, String> {
+        let v = self.eval(source, scope)?;
+        Ok(Rendered {
+            value: v.is_true(),
+            undefined: self.undefined(source, scope),
+        })
+    }
+
+    fn eval(&self, expr: &str, scope: Scope<'_>) -> Result<JinjaValue, String> {
+        let e = self
+            .env
+            .compile_expression_owned(expr.to_owned())
+            .map_err(|e| plain_error(&e))?;
+        e.eval(scope.to_value()).map_err(|e| plain_error(&e))
+    }
+
+    fn undefined(&self, source: &str, scope: Scope<'_>) -> Vec<String> {
+        self.reads
+            .get(source)
+            .map(|paths| paths.iter().filter(|p| !scope.has(p)).cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
-fn push_value(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => {}
-        Value::String(s) => out.push_str(s),
-        other => out.push_str(&other.to_string()),
+fn truncate(text: &mut String) {
+    if text.len() > MAX_RENDERED_BYTES {
+        let mut end = MAX_RENDERED_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+fn plain_error(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// Parses a template, tries it once with no variables (which finds unknown filters, tests
+/// and functions) and lists the variable paths it reads.
+fn check_template(env: &Environment<'static>, source: &str) -> Result<Vec<String>, TemplateError> {
+    if !is_template(source) {
+        return Ok(Vec::new());
+    }
+    let t = env
+        .template_from_str(source)
+        .map_err(|e| error_in(source, &e, "the template does not parse"))?;
+    if let Err(e) = t.render(JinjaValue::UNDEFINED) {
+        unknown_name(source, &e)?;
+    }
+    Ok(paths(env, t.undeclared_variables(true)))
+}
+
+fn check_expression(
+    env: &Environment<'static>,
+    source: &str,
+) -> Result<Vec<String>, TemplateError> {
+    if source.trim().is_empty() {
+        return Err(TemplateError {
+            message: "the condition is empty".to_owned(),
+            line: None,
+            column: None,
+            width: 1,
+        });
+    }
+    let e = env
+        .compile_expression_owned(source.to_owned())
+        .map_err(|e| error_in(source, &e, "the condition does not parse"))?;
+    if let Err(err) = e.eval(JinjaValue::UNDEFINED) {
+        unknown_name(source, &err)?;
+    }
+    Ok(paths(env, e.undeclared_variables(true)))
+}
+
+/// Turns the engine's "unknown filter/test/function" into a load error; other failures of
+/// a trial with no variables depend on the call's data and are not errors.
+fn unknown_name(source: &str, e: &minijinja::Error) -> Result<(), TemplateError> {
+    match e.kind() {
+        ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction => {
+            Err(error_in(source, e, "the template cannot run"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The variable paths read, without the engine's own globals (`range`, `namespace`...).
+fn paths(env: &Environment<'static>, set: std::collections::HashSet<String>) -> Vec<String> {
+    let globals: Vec<&str> = env.globals().map(|(k, _)| k).collect();
+    let mut v: Vec<String> = set
+        .into_iter()
+        .filter(|p| {
+            let first = p.split('.').next().unwrap_or("");
+            !globals.contains(&first)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A load error with the position inside the template's text.
+fn error_in(source: &str, e: &minijinja::Error, what: &str) -> TemplateError {
+    let detail = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
+    let message = format!("{what}: {detail}");
+    let (line, column, width) = match e.range() {
+        Some(r) => {
+            let start = r.start.min(source.len());
+            let before = source.get(..start).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.get(line_start..).unwrap_or("").chars().count() + 1;
+            let width = source
+                .get(start..r.end.min(source.len()))
+                .map_or(1, |s| s.chars().count().max(1));
+            (Some(line), Some(column), width)
+        }
+        None => (e.line(), None, 1),
+    };
+    TemplateError {
+        message,
+        line,
+        column,
+        width,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
-    fn vars() -> BTreeMap<String, Value> {
+    fn scope_vars() -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
         let mut v = BTreeMap::new();
         v.insert("order".to_owned(), Value::from("12345678"));
         v.insert(
             "result".to_owned(),
-            serde_json::json!({ "eta": "2026-11-25", "items": [3, 4], "ok": true }),
+            serde_json::json!({ "eta": "2026-11-25", "items": [3, 4], "ok": true, "status": "shipped" }),
         );
-        v
+        let mut c = BTreeMap::new();
+        c.insert("support_url".to_owned(), Value::from("http://crm.local"));
+        (v, c)
+    }
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+            .single()
+            .expect("valid")
+    }
+
+    fn render(t: &mut Templates, s: &str) -> Rendered<String> {
+        let (v, c) = scope_vars();
+        t.add(s).expect("valid");
+        t.render(
+            s,
+            Scope {
+                vars: &v,
+                config: &c,
+                now: at(),
+            },
+        )
+        .expect("renders")
     }
 
     #[test]
-    fn fills_variables_and_fields() {
-        let v = vars();
-        assert_eq!(render("no template", &v).as_deref(), Ok("no template"));
-        assert_eq!(render("{{ order }}", &v).as_deref(), Ok("12345678"));
+    fn fills_variables_fields_config_and_now() {
+        let mut t = Templates::new();
+        assert_eq!(render(&mut t, "no template").value, "no template");
+        assert_eq!(render(&mut t, "{{ order }}").value, "12345678");
         assert_eq!(
-            render("eta {{result.eta}}!", &v).as_deref(),
-            Ok("eta 2026-11-25!")
+            render(&mut t, "eta {{result.eta}}!").value,
+            "eta 2026-11-25!"
         );
-        assert_eq!(render("{{ result.items.1 }}", &v).as_deref(), Ok("4"));
-        assert_eq!(render("{{ result.ok }}", &v).as_deref(), Ok("true"));
-        assert_eq!(render("[{{ unknown }}]", &v).as_deref(), Ok("[]"));
+        assert_eq!(render(&mut t, "{{ result.items[1] }}").value, "4");
+        // Jinja prints booleans as Python does.
+        assert_eq!(render(&mut t, "{{ result.ok }}").value, "True");
+        assert_eq!(render(&mut t, "{{ order | length }}").value, "8");
+        assert_eq!(
+            render(&mut t, "{{ config.support_url }}/x.html").value,
+            "http://crm.local/x.html"
+        );
+        assert_eq!(render(&mut t, "{{ now }}").value, "2026-11-23T09:00:00Z");
+        assert_eq!(render(&mut t, "<{{ '&' }}>").value, "<&>");
     }
 
     #[test]
-    fn refuses_what_it_cannot_evaluate() {
-        let v = vars();
-        assert_eq!(
-            render("{{ order | upper }}", &v),
-            Err(TemplateError::Unsupported("order | upper".to_owned()))
+    fn undefined_variables_render_empty_and_are_listed() {
+        let mut t = Templates::new();
+        let r = render(
+            &mut t,
+            "[{{ unknown }}|{{ result.nothing }}|{{ missing.deep.x }}]",
         );
-        assert!(matches!(
-            render("{{ order", &v),
-            Err(TemplateError::Unclosed(_))
-        ));
+        assert_eq!(r.value, "[||]");
+        assert_eq!(r.undefined, ["missing.deep.x", "result.nothing", "unknown"]);
+        let r = render(&mut t, "{% for i in result.items %}{{ i }}{% endfor %}");
+        assert_eq!(r.value, "34");
+        assert!(r.undefined.is_empty(), "{:?}", r.undefined);
+    }
+
+    #[test]
+    fn conditions_and_typed_values() {
+        let mut t = Templates::new();
+        let (v, c) = scope_vars();
+        let scope = Scope {
+            vars: &v,
+            config: &c,
+            now: at(),
+        };
+        for (cond, want) in [
+            ("result.status == \"shipped\"", true),
+            ("result.items | length > 2", false),
+            ("nothing.here", false),
+            ("order is startingwith('123')", true),
+            ("config.support_url and caller is undefined", true),
+        ] {
+            t.add_condition(cond).expect("valid");
+            assert_eq!(
+                t.condition(cond, scope).map(|r| r.value),
+                Ok(want),
+                "{cond}"
+            );
+        }
+        t.add("{{ result.items }}").expect("valid");
+        assert_eq!(
+            t.value("{{ result.items }}", scope).map(|r| r.value),
+            Ok(serde_json::json!([3, 4]))
+        );
+        t.add("n{{ 1 + 1 }}").expect("valid");
+        assert_eq!(
+            t.value("n{{ 1 + 1 }}", scope).map(|r| r.value),
+            Ok(Value::from("n2"))
+        );
+    }
+
+    #[test]
+    fn load_errors_point_inside_the_text() {
+        let mut t = Templates::new();
+        let e = t.add("Hello {{ name").expect_err("unclosed");
+        assert!(
+            e.message.starts_with("the template does not parse: "),
+            "{e:?}"
+        );
+        assert_eq!(e.line, Some(1));
+        let e = t.add("x {{ order | upperr }}").expect_err("unknown filter");
+        assert_eq!(
+            e.message,
+            "the template cannot run: filter upperr is unknown"
+        );
+        let e = t
+            .add_condition("result.status = 'x'")
+            .expect_err("assignment");
+        assert!(
+            e.message.starts_with("the condition does not parse: "),
+            "{e:?}"
+        );
+        assert!(t.add_condition("  ").is_err());
+    }
+
+    #[test]
+    fn a_runaway_loop_runs_out_of_fuel() {
+        let mut t = Templates::new();
+        let s = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        t.add(s).expect("parses");
+        let (v, c) = scope_vars();
+        let r = t.render(
+            s,
+            Scope {
+                vars: &v,
+                config: &c,
+                now: at(),
+            },
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn single_expressions_are_recognised() {
+        assert_eq!(single_expression("{{ a.b }}"), Some(" a.b "));
+        assert_eq!(single_expression(" {{a}} "), Some("a"));
+        assert_eq!(single_expression("{{ a }}{{ b }}"), None);
+        assert_eq!(single_expression("x{{ a }}"), None);
+        assert_eq!(single_expression("{{ }}"), None);
     }
 }
