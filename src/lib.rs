@@ -10,3 +10,4 @@ pub mod load; // the load tool: many scripted calls, measured
 pub mod media; // RTP, G.711, DTMF, prompts, the media clock
 pub mod server; // the running hotline
 pub mod sip; // SIP codec, transactions, dialogs, SDP, endpoint, sockets
+pub mod tools; // simulate, flow tests, graph: the admin's tools beside check

@@ -7,5 +7,6 @@ pub mod flowset; // the compiled flows the interpreter runs
 pub mod load; // reading flow files; checks across flows
 pub mod machine; // the interpreter: events in, actions out
 pub mod model; // serde types of the flow files
+pub mod schema_stub; // stand-in JSON Schema until the generated one
 pub mod story; // a call's story as data
 pub mod template; // `{{ variable }}` substitution

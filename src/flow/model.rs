@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 pub use serde_saphyr::{Location, Spanned};
 
+pub use super::schema_stub::flow_schema;
+
 use super::duration::{DURATION_FORMS, parse_duration};
 
 /// Messages built by the visitors below carry an optional hint after this marker; the
