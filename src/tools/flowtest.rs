@@ -308,7 +308,7 @@ pub fn run_case(
     };
     let mut r = Runner {
         call,
-        heard: VecDeque::new(),
+        observed: VecDeque::new(),
         seen: 0,
         rows: Vec::new(),
     };
@@ -323,14 +323,17 @@ pub fn run_case(
                 let mark = r.rows.len();
                 r.rows.push(Row {
                     expected: item.value.to_line(),
-                    actual: m.actual,
+                    actual: m.actual.clone(),
                 });
                 let rest: Vec<String> = script
                     .iter()
                     .skip(i + 1)
                     .map(|s| s.value.to_line())
                     .collect();
-                let then = r.what_happens_next();
+                let mut then = r.what_happens_next();
+                if then.first() == Some(&m.actual) {
+                    then.remove(0);
+                }
                 let n = rest.len().max(then.len());
                 for k in 0..n {
                     r.rows.push(Row {
@@ -375,8 +378,9 @@ impl Mismatch {
 
 struct Runner {
     call: VirtualCall,
-    /// Prompts heard and not yet matched by a `hears`.
-    heard: VecDeque<String>,
+    /// What the caller noticed and no script item has matched yet, as script lines
+    /// (`hears: welcome`, `queued: support`).
+    observed: VecDeque<String>,
     /// Log entries already looked at.
     seen: usize,
     rows: Vec<Row>,
@@ -454,36 +458,37 @@ impl Runner {
         }
     }
 
-    /// Moves new log entries into `heard`; returns the hand-offs seen among them.
-    fn take_log(&mut self) -> Vec<Happening> {
-        let mut handoffs = Vec::new();
+    /// Moves what the caller notices in new log entries (prompts heard, hand-offs) into
+    /// `observed`, as script lines.
+    fn take_log(&mut self) {
         let log = self.call.log().get(self.seen..).unwrap_or(&[]);
         self.seen += log.len();
         for e in log {
-            match &e.what {
-                Happening::Heard(s) => {
-                    if let Some(n) = s.prompt_name() {
-                        self.heard.push_back(n.to_owned());
-                    }
-                }
-                h @ (Happening::Queued(_) | Happening::Transferred(_)) => handoffs.push(h.clone()),
-                _ => {}
-            }
+            let line = match &e.what {
+                Happening::Heard(s) => match s.prompt_name() {
+                    Some(n) => format!("hears: {n}"),
+                    None => continue,
+                },
+                Happening::Queued(q) => format!("queued: {q}"),
+                Happening::Transferred(t) => format!("transferred: {t}"),
+                _ => continue,
+            };
+            self.observed.push_back(line);
         }
-        handoffs
     }
 
     fn hears(&mut self, name: &str) -> Result<String, Mismatch> {
         loop {
             self.take_log();
-            if let Some(h) = self.heard.pop_front() {
-                if h == name {
-                    return Ok(format!("hears: {h}"));
+            if let Some(line) = self.observed.pop_front() {
+                if line.strip_prefix("hears: ") == Some(name) {
+                    return Ok(line);
                 }
-                return Err(Mismatch::new(
-                    format!("hears: {h}"),
-                    format!("expected to hear '{name}', heard '{h}'"),
-                ));
+                let message = match line.strip_prefix("hears: ") {
+                    Some(h) => format!("expected to hear '{name}', heard '{h}'"),
+                    None => format!("expected to hear '{name}', the call was {line}"),
+                };
+                return Err(Mismatch::new(line, message));
             }
             match self.call.state() {
                 State::Playing => {
@@ -513,10 +518,10 @@ impl Runner {
     fn hangs_up(&mut self) -> Result<String, Mismatch> {
         loop {
             self.take_log();
-            if let Some(h) = self.heard.pop_front() {
+            if let Some(line) = self.observed.pop_front() {
                 return Err(Mismatch::new(
-                    format!("hears: {h}"),
-                    format!("expected the flow to hang up, it plays '{h}' first"),
+                    line.clone(),
+                    format!("expected the flow to hang up, the call goes on ({line})"),
                 )
                 .help("add '- hears: ...' for the prompts before the end"));
             }
@@ -543,24 +548,31 @@ impl Runner {
         }
     }
 
-    /// `queued` and `transferred`: the call is handed on, after prompts that play first.
+    /// `queued` and `transferred`: the call is handed on, after the prompt playing now and
+    /// nothing else.
     fn handed_off(&mut self, item: &ScriptItem, kind: &str, to: &str) -> Result<String, Mismatch> {
+        let want = item.to_line();
         loop {
-            for h in self.take_log() {
-                let line = match (&h, kind) {
-                    (Happening::Queued(q), "queue") => format!("queued: {q}"),
-                    (Happening::Transferred(t), "transfer") => format!("transferred: {t}"),
-                    (Happening::Queued(q), _) => format!("queued: {q}"),
-                    (Happening::Transferred(t), _) => format!("transferred: {t}"),
-                    _ => continue,
-                };
-                if line == item.to_line() {
+            self.take_log();
+            let unsupported = matches!(
+                self.call.outcome(),
+                Some(Outcome::Failed(FailReason::Unsupported { kind: k, .. })) if k == kind
+            );
+            let not_yet = || {
+                format!(
+                    "'{want}' is not supported yet: this version of the interpreter cannot run {kind} steps"
+                )
+            };
+            if let Some(line) = self.observed.pop_front() {
+                if line == want {
                     return Ok(line);
                 }
-                return Err(Mismatch::new(
-                    line.clone(),
-                    format!("expected '{}', the call was {line}", item.to_line()),
-                ));
+                let message = if unsupported {
+                    not_yet()
+                } else {
+                    format!("expected '{want}', the call goes on ({line})")
+                };
+                return Err(Mismatch::new(line, message));
             }
             match self.call.state() {
                 State::Playing => {
@@ -575,25 +587,12 @@ impl Runner {
                     ));
                 }
                 State::Ended => {
-                    let unsupported = matches!(
-                        self.call.outcome(),
-                        Some(Outcome::Failed(FailReason::Unsupported { kind: k, .. })) if k == kind
-                    );
-                    let m = Mismatch::new(
-                        self.ended_line(),
-                        format!("expected the call to {kind} to '{to}', the call has ended"),
-                    );
-                    return Err(if unsupported {
-                        Mismatch {
-                            message: format!(
-                                "'{}' is not supported yet: this version of the interpreter cannot run {kind} steps",
-                                item.to_line()
-                            ),
-                            ..m
-                        }
+                    let message = if unsupported {
+                        not_yet()
                     } else {
-                        m
-                    });
+                        format!("expected the call to {kind} to '{to}', the call has ended")
+                    };
+                    return Err(Mismatch::new(self.ended_line(), message));
                 }
             }
         }
@@ -611,7 +610,7 @@ impl Runner {
         let mut lines: Vec<String> = Vec::new();
         play_until_wait(&mut self.call);
         self.take_log();
-        lines.extend(self.heard.drain(..).map(|h| format!("hears: {h}")));
+        lines.extend(self.observed.drain(..));
         match self.call.state() {
             State::Waiting { step, .. } => lines.push(format!("(waits for a key in '{step}')")),
             State::Ended => lines.push(self.ended_line()),

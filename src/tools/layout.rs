@@ -6,7 +6,7 @@
 //! It knows nothing of flows or SVG. Self-loops are left to the drawing.
 
 /// Vertical space between layers.
-pub const LAYER_GAP: f64 = 70.0;
+pub const LAYER_GAP: f64 = 80.0;
 /// Horizontal space between neighbours in a layer.
 pub const NODE_GAP: f64 = 28.0;
 /// Width a long edge takes where it crosses a layer.

@@ -93,8 +93,19 @@ pub fn svg(g: &Graph) -> String {
         r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
     );
 
-    // Edges under the boxes, their labels over everything.
+    // Edges under the boxes, their labels over everything, each where it covers no other
+    // label or box.
     let mut labels = String::new();
+    let mut taken: Vec<Rect> = l
+        .nodes
+        .iter()
+        .map(|n| Rect {
+            x: n.x - n.w / 2.0,
+            y: n.y - n.h / 2.0,
+            w: n.w,
+            h: n.h,
+        })
+        .collect();
     for (i, e) in g.edges.iter().enumerate() {
         let (colour, marker, dash) = match e.style {
             EdgeStyle::Normal => (EDGE_COLOUR, "arrow", ""),
@@ -117,15 +128,8 @@ pub fn svg(g: &Graph) -> String {
             path_d(p)
         );
         if !e.label.is_empty() {
-            let (x1, y1) = p[0];
-            let (x2, y2) = p[1];
-            label(
-                &mut labels,
-                &e.label,
-                (x1 + x2) / 2.0,
-                (y1 + y2) / 2.0,
-                colour,
-            );
+            let (x, y) = label_spot(&e.label, p[0], p[1], &mut taken);
+            label(&mut labels, &e.label, x, y, colour);
         }
     }
     for (i, node_loops) in loops.iter().enumerate() {
@@ -142,6 +146,46 @@ pub fn svg(g: &Graph) -> String {
     out.push_str(&labels);
     out.push_str("</svg>\n");
     out
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+}
+
+impl Rect {
+    fn overlaps(&self, o: &Rect) -> bool {
+        self.x < o.x + o.w && o.x < self.x + self.w && self.y < o.y + o.h && o.y < self.y + self.h
+    }
+}
+
+/// Where on the edge's first segment its label goes: the middle if free, else the first
+/// free spot nearer an end; the spot is then taken.
+fn label_spot(text: &str, a: (f64, f64), b: (f64, f64), taken: &mut Vec<Rect>) -> (f64, f64) {
+    let w = text_width(text, LABEL_CHAR) + 6.0;
+    let at = |t: f64| {
+        let my = (a.1 + b.1) / 2.0;
+        let u = 1.0 - t;
+        let x = u * u * u * a.0 + 3.0 * u * u * t * a.0 + 3.0 * u * t * t * b.0 + t * t * t * b.0;
+        let y = u * u * u * a.1 + 3.0 * u * u * t * my + 3.0 * u * t * t * my + t * t * t * b.1;
+        (x, y)
+    };
+    let rect = |(x, y): (f64, f64)| Rect {
+        x: x - w / 2.0,
+        y: y - 7.0,
+        w,
+        h: 14.0,
+    };
+    let spot = [0.5, 0.35, 0.65, 0.25, 0.75, 0.2, 0.8]
+        .into_iter()
+        .map(at)
+        .find(|&p| !taken.iter().any(|r| r.overlaps(&rect(p))))
+        .unwrap_or_else(|| at(0.5));
+    taken.push(rect(spot));
+    spot
 }
 
 /// A smooth path through the points: vertical tangents at each point.
