@@ -207,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test { cfg, paths } => {
             let config = config_or_default(&cfg.config)?;
             let run = hotline::tools::flowtest::run_paths(&config, &paths);
-            print!("{}", run.render());
+            tools::print(&run.render())?;
             Ok(if run.success() {
                 ExitCode::SUCCESS
             } else {

@@ -76,14 +76,17 @@ pub fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<ExitCode
         World::default(),
         Instant::now(),
     )?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     let terminal = std::io::stdin().is_terminal();
     let language = call.machine().language().to_owned();
-    writeln!(out, "call to flow '{}' (language {language})", args.flow)?;
+    let header = format!("call to flow '{}' (language {language})\n", args.flow);
     if let Some(groups) = groups {
-        out.write_all(simulate_keys(&mut call, &groups, args.times).as_bytes())?;
-    } else if terminal && !args.fast {
+        print(&(header + &simulate_keys(&mut call, &groups, args.times)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(header.as_bytes())?;
+    if terminal && !args.fast {
         writeln!(
             out,
             "(type keys 0-9 * # and Enter, at any time; q or Ctrl-D hangs up)"
@@ -162,7 +165,7 @@ pub fn graph(config: &Config, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
         }
-        None => std::io::stdout().write_all(text.as_bytes())?,
+        None => print(&text)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,7 +173,17 @@ pub fn graph(config: &Config, args: &GraphArgs) -> anyhow::Result<ExitCode> {
 /// Runs `hotline schema`: the JSON Schema of flow files on stdout.
 pub fn schema() -> anyhow::Result<ExitCode> {
     let schema = crate::flow::model::flow_schema();
-    let text = serde_json::to_string_pretty(&schema)?;
-    println!("{text}");
+    let mut text = serde_json::to_string_pretty(&schema)?;
+    text.push('\n');
+    print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }

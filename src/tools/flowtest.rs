@@ -221,7 +221,7 @@ pub fn run_file(
     let mut out = Vec::with_capacity(tf.cases.len());
     for case in &tf.cases {
         if let Some(at) = &case.value.at
-            && let Err(e) = check_timestamp(&at.value.0)
+            && let Err(e) = check_timestamp(&at.value)
         {
             return Err(Diagnostic::error(file, e)
                 .at_location(text, at.referenced)
@@ -264,7 +264,7 @@ pub fn world_of(case: &TestCase) -> World {
         .collect();
     World {
         http,
-        at: case.at.as_ref().map(|a| a.value.0.clone()),
+        at: case.at.as_ref().map(|a| a.value.clone()),
     }
 }
 
@@ -280,11 +280,11 @@ pub fn run_case(
         caller: case
             .caller
             .as_ref()
-            .map_or_else(String::new, |c| c.value.0.clone()),
+            .map_or_else(String::new, |c| c.value.clone()),
         dialed: case
             .dialed
             .as_ref()
-            .map_or_else(String::new, |c| c.value.0.clone()),
+            .map_or_else(String::new, |c| c.value.clone()),
     };
     let call = match VirtualCall::start(
         Arc::clone(flows),

@@ -443,3 +443,126 @@ impl VirtualCall {
         self.log.push(LogEntry { at, what });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
+    use crate::media::prompt::Prompt;
+
+    const FLOW: &str = r#"
+steps:
+  hello:
+    play: [one_second, { silence: 500ms }, { say: digits, value: "{{ caller }}" }, two_seconds]
+    next: menu
+  menu:
+    menu:
+      prompt: two_seconds
+      options: { "1": bye }
+      timeout: 3s
+  bye:
+    hangup: one_second
+"#;
+
+    fn call() -> (VirtualCall, Instant) {
+        let (set, diags) = compile_flows(
+            vec![FlowSource {
+                name: "t".into(),
+                file: "t.yaml".into(),
+                text: FLOW.into(),
+            }],
+            &AnyPrompt,
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let prompts = PromptLibrary::from_prompts(
+            "en",
+            [
+                (
+                    "en".to_owned(),
+                    Prompt::from_samples("one_second", vec![0; 8000]),
+                ),
+                (
+                    "en".to_owned(),
+                    Prompt::from_samples("two_seconds", vec![0; 16000]),
+                ),
+            ],
+        );
+        let t0 = Instant::now();
+        let ctx = CallContext {
+            caller: "42".into(),
+            ..CallContext::default()
+        };
+        let c = VirtualCall::start(Arc::new(set), prompts, "t", ctx, World::default(), t0).unwrap();
+        (c, t0)
+    }
+
+    fn heard(c: &VirtualCall) -> Vec<(u128, String)> {
+        c.log()
+            .iter()
+            .filter_map(|e| match &e.what {
+                Happening::Heard(s) => Some((
+                    e.at.as_millis(),
+                    match s {
+                        Sound::Prompt { name, .. } => name.clone(),
+                        Sound::Say { value, .. } => format!("say {value}"),
+                        Sound::Silence(d) => format!("silence {}", d.as_millis()),
+                    },
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sounds_start_when_the_ones_before_end() {
+        let (mut c, t0) = call();
+        assert_eq!(c.state(), State::Playing);
+        c.advance_to(t0 + Duration::from_secs(9));
+        assert_eq!(
+            heard(&c),
+            vec![
+                (0, "one_second".to_owned()),
+                (1000, "silence 500".to_owned()),
+                (1500, "say 42".to_owned()),
+                (2500, "two_seconds".to_owned()),
+                (4500, "two_seconds".to_owned()),
+            ]
+        );
+        // The menu prompt ended at 6.5 s; its timeout counts from there.
+        assert_eq!(
+            c.state(),
+            State::Waiting {
+                step: "menu".into(),
+                deadline: t0 + Duration::from_millis(9500)
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_during_a_menu_prompt_stops_it_and_answers() {
+        let (mut c, t0) = call();
+        c.advance_to(t0 + Duration::from_secs(5));
+        c.press('1');
+        assert!(c.log().iter().any(|e| e.what == Happening::PromptStopped));
+        assert_eq!(c.state(), State::Playing);
+        assert!(c.step() && c.is_ended());
+        assert_eq!(c.elapsed(), Duration::from_secs(6));
+        assert_eq!(c.outcome(), Some(&Outcome::FlowHungUp));
+        assert_eq!(c.next_event_at(), None);
+        assert!(!c.step());
+    }
+
+    #[test]
+    fn the_caller_hangs_up() {
+        let (mut c, _) = call();
+        c.hang_up();
+        assert!(c.is_ended());
+        assert_eq!(c.outcome(), Some(&Outcome::CallerHungUp));
+        assert!(
+            c.log()
+                .iter()
+                .any(|e| e.what == Happening::Story(StoryEvent::CallerHungUp))
+        );
+        assert_eq!(c.state(), State::Ended);
+    }
+}

@@ -32,15 +32,16 @@ pub struct TestFile {
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: Spanned<String>,
-    /// The calling number (the `caller` variable).
+    /// The calling number (the `caller` variable). Read as written: `+4930123456`
+    /// unquoted keeps its `+`.
     #[serde(default)]
-    pub caller: Option<Spanned<Text>>,
+    pub caller: Option<Spanned<String>>,
     /// The dialed number (the `dialed` variable).
     #[serde(default)]
-    pub dialed: Option<Spanned<Text>>,
+    pub dialed: Option<Spanned<String>>,
     /// The wall-clock time of the call, for `hours`: `2026-11-23T10:00:00+01:00`.
     #[serde(default)]
-    pub at: Option<Spanned<Text>>,
+    pub at: Option<Spanned<String>>,
     /// Answers of `http` steps, by step name.
     #[serde(default)]
     pub http: Option<Spanned<OrderedMap<String, HttpStubSpec>>>,
@@ -262,8 +263,8 @@ cases:
         )
         .unwrap();
         let c = &f.cases[0].value;
-        assert_eq!(c.caller.as_ref().unwrap().value.0, "+4930123456");
-        assert_eq!(c.at.as_ref().unwrap().value.0, "2026-11-23T10:00:00+01:00");
+        assert_eq!(c.caller.as_ref().unwrap().value, "+4930123456");
+        assert_eq!(c.at.as_ref().unwrap().value, "2026-11-23T10:00:00+01:00");
         let stub = &c.http.as_ref().unwrap().value.entries[0];
         assert_eq!(stub.0.value, "lookup_order");
         assert_eq!(stub.1.value.body.as_ref().unwrap()["eta"], "2026-11-25");
