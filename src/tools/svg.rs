@@ -56,12 +56,10 @@ pub fn svg(g: &Graph) -> String {
         .enumerate()
         .map(|(i, n)| {
             let (w, h) = node_size(&n.title, &n.detail, n.kind);
+            let n_loops = loops[i].len() as f64;
             let right = loops[i]
                 .iter()
-                .enumerate()
-                .map(|(k, (label, _))| {
-                    LOOP_STEP * (k as f64 + 1.0) + 6.0 + text_width(label, LABEL_CHAR)
-                })
+                .map(|(label, _)| LOOP_STEP * n_loops * 1.6 + 10.0 + text_width(label, LABEL_CHAR))
                 .fold(0.0_f64, f64::max);
             Size { w, h, right }
         })
@@ -135,7 +133,14 @@ pub fn svg(g: &Graph) -> String {
     for (i, node_loops) in loops.iter().enumerate() {
         let Some(nd) = l.nodes.get(i) else { continue };
         for (k, (text, style)) in node_loops.iter().enumerate() {
-            self_loop(&mut out, &mut labels, *nd, k, text, *style);
+            self_loop(
+                &mut out,
+                &mut labels,
+                *nd,
+                (k, node_loops.len()),
+                text,
+                *style,
+            );
         }
     }
     for (i, n) in g.nodes.iter().enumerate() {
@@ -215,7 +220,7 @@ fn self_loop(
     out: &mut String,
     labels: &mut String,
     nd: Placed,
-    k: usize,
+    (k, of): (usize, usize),
     text: &str,
     style: EdgeStyle,
 ) {
@@ -239,14 +244,11 @@ fn self_loop(
         right + reach * 1.6,
     );
     if !text.is_empty() {
+        // Labels stacked beside the outermost loop, one line each.
         let w = text_width(text, LABEL_CHAR);
-        label(
-            labels,
-            text,
-            right + reach * 1.2 + 4.0 + w / 2.0,
-            nd.y,
-            colour,
-        );
+        let x = right + LOOP_STEP * of as f64 * 1.2 + 6.0 + w / 2.0;
+        let y = nd.y + (k as f64 - (of as f64 - 1.0) / 2.0) * 15.0;
+        label(labels, text, x, y, colour);
     }
 }
 
