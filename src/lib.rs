@@ -11,4 +11,5 @@ pub mod media; // RTP, G.711, DTMF, prompts, the media clock
 pub mod reload; // live reload of flows, prompts and routes
 pub mod server; // the running hotline
 pub mod sip; // SIP codec, transactions, dialogs, SDP, endpoint, sockets
+pub mod tools; // simulate, flow tests, graph: the admin's tools beside check
 pub mod webhook; // the IO of the http step: one request, JSON back

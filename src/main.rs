@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use hotline::config::{Config, Listen, PortRange};
+use hotline::tools::cli as tools;
 
 #[derive(Parser)]
 #[command(name = "hotline", version, about = "IVR and call-flow engine")]
@@ -48,6 +49,51 @@ enum Command {
     },
     /// Place many concurrent calls against a running hotline and measure it.
     Load(hotline::load::LoadArgs),
+    /// Call a flow in the terminal: print what the caller hears, press keys.
+    Simulate {
+        /// The flow to call (its file name in the flows folder, without .yaml).
+        flow: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Keys to press, in comma-separated groups: each group at the next point where the
+        /// flow waits for a key; `>` first presses it during the prompt instead (barge-in);
+        /// an empty group lets the timeout pass. Runs on a virtual clock.
+        #[arg(long)]
+        keys: Option<String>,
+        /// Prompts take no time; at each wait, type the keys to press (empty: time out).
+        #[arg(long)]
+        fast: bool,
+        /// Start the call in this language instead of the flow's default.
+        #[arg(long)]
+        language: Option<String>,
+        /// The calling number (the `caller` variable).
+        #[arg(long, default_value = "")]
+        caller: String,
+        /// Show the call's clock before each line.
+        #[arg(long)]
+        times: bool,
+    },
+    /// Run flow tests (scripted callers) and report them; exit 1 on a failure.
+    Test {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Test files or folders of them (default: the `tests` folder beside the flows).
+        paths: Vec<PathBuf>,
+    },
+    /// Draw a flow: its steps and where each key and outcome leads.
+    Graph {
+        /// The flow to draw.
+        flow: String,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: hotline::tools::graph::GraphFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of flow files, for editors that complete and check YAML.
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +121,16 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
             "no configuration at {} (pass --config FILE)",
             path.display()
         )
+    }
+}
+
+/// The configuration file if there is one; the defaults (flows/, prompts/ here) if the
+/// default file is absent.
+fn config_or_default(path: &std::path::Path) -> anyhow::Result<Config> {
+    if path.exists() || path != std::path::Path::new("hotline.yaml") {
+        load_config(path)
+    } else {
+        Ok(Config::default())
     }
 }
 
@@ -128,6 +184,53 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Simulate {
+            flow,
+            cfg,
+            keys,
+            fast,
+            language,
+            caller,
+            times,
+        } => {
+            let config = config_or_default(&cfg.config)?;
+            let opts = tools::SimulateArgs {
+                flow,
+                keys,
+                fast,
+                language,
+                caller,
+                times,
+            };
+            tools::simulate(&config, &opts)
+        }
+        Command::Test { cfg, paths } => {
+            let config = config_or_default(&cfg.config)?;
+            let run = hotline::tools::flowtest::run_paths(&config, &paths);
+            tools::print(&run.render())?;
+            Ok(if run.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Graph {
+            flow,
+            cfg,
+            format,
+            output,
+        } => {
+            let config = config_or_default(&cfg.config)?;
+            tools::graph(
+                &config,
+                &tools::GraphArgs {
+                    flow,
+                    format,
+                    output,
+                },
+            )
+        }
+        Command::Schema => tools::schema(),
         Command::Load(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

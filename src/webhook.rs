@@ -49,7 +49,10 @@ pub fn client() -> reqwest::Client {
 
 /// Performs `req`. A 2xx answer whose body is empty gives `null`; any other 2xx body must
 /// be JSON.
-pub async fn perform(client: &reqwest::Client, req: &Request) -> Result<serde_json::Value, Failure> {
+pub async fn perform(
+    client: &reqwest::Client,
+    req: &Request,
+) -> Result<serde_json::Value, Failure> {
     let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| Failure::Invalid(format!("unknown method '{}'", req.method)))?;
     let url = reqwest::Url::parse(&req.url)
@@ -86,7 +89,9 @@ pub async fn perform(client: &reqwest::Client, req: &Request) -> Result<serde_js
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(Failure::BadJson(format!("answer larger than {MAX_BODY} bytes")));
+            return Err(Failure::BadJson(format!(
+                "answer larger than {MAX_BODY} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -331,6 +332,60 @@ fn find_frames(
     })
 }
 
+/// How the shared caller clock keeps up, for the load tool: if serving every call takes
+/// longer than a tick, key presses and prompt detection run late (the gap figures do not
+/// suffer: they come from kernel timestamps).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallerClockStats {
+    /// Calls served in the last tick.
+    pub calls: u64,
+    pub ticks: u64,
+    /// Ticks that started more than 5 ms after their due time.
+    pub late_ticks: u64,
+    pub max_lateness_us: u64,
+    /// Time spent serving calls, summed over all ticks.
+    pub busy_us: u64,
+    /// The longest single tick.
+    pub max_tick_us: u64,
+}
+
+struct ClockCounters {
+    calls: AtomicU64,
+    ticks: AtomicU64,
+    late_ticks: AtomicU64,
+    max_lateness_us: AtomicU64,
+    busy_us: AtomicU64,
+    max_tick_us: AtomicU64,
+}
+
+static COUNTERS: ClockCounters = ClockCounters {
+    calls: AtomicU64::new(0),
+    ticks: AtomicU64::new(0),
+    late_ticks: AtomicU64::new(0),
+    max_lateness_us: AtomicU64::new(0),
+    busy_us: AtomicU64::new(0),
+    max_tick_us: AtomicU64::new(0),
+};
+
+/// The shared caller clock's figures since the process started.
+pub fn clock_stats() -> CallerClockStats {
+    let c = &COUNTERS;
+    CallerClockStats {
+        calls: c.calls.load(Ordering::Relaxed),
+        ticks: c.ticks.load(Ordering::Relaxed),
+        late_ticks: c.late_ticks.load(Ordering::Relaxed),
+        max_lateness_us: c.max_lateness_us.load(Ordering::Relaxed),
+        busy_us: c.busy_us.load(Ordering::Relaxed),
+        max_tick_us: c.max_tick_us.load(Ordering::Relaxed),
+    }
+}
+
+/// Starts the shared caller clock now rather than with the first call (so that its thread
+/// can be found, e.g. to raise its priority, before the calls start).
+pub fn start_clock() {
+    clock();
+}
+
 fn clock() -> &'static Sender<Arc<Mutex<State>>> {
     static CLOCK: OnceLock<Sender<Arc<Mutex<State>>>> = OnceLock::new();
     CLOCK.get_or_init(|| {
@@ -354,6 +409,12 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
             calls.push(s);
         }
         let now = Instant::now();
+        let due = next - tick;
+        let late = micros(now.saturating_duration_since(due));
+        if late > 5_000 {
+            COUNTERS.late_ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        COUNTERS.max_lateness_us.fetch_max(late, Ordering::Relaxed);
         calls.retain(|c| {
             let mut s = lock(c);
             if s.closed || Arc::strong_count(c) == 1 {
@@ -364,6 +425,11 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
             true
         });
         let after = Instant::now();
+        let work = micros(after.saturating_duration_since(now));
+        COUNTERS.calls.store(calls.len() as u64, Ordering::Relaxed);
+        COUNTERS.ticks.fetch_add(1, Ordering::Relaxed);
+        COUNTERS.busy_us.fetch_add(work, Ordering::Relaxed);
+        COUNTERS.max_tick_us.fetch_max(work, Ordering::Relaxed);
         if after < next {
             std::thread::sleep(next - after);
         } else if after - next > tick * 5 {
@@ -371,6 +437,10 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
         }
         next += tick;
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn receive(s: &mut State, buf: &mut [u8], cmsg: &mut Vec<u8>, now: Instant) {

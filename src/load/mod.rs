@@ -27,6 +27,7 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::caller::media::clock_stats;
 use crate::config::{Config, PortRange};
 use crate::media::dtmf::Key;
 use crate::media::g711::Codec;
@@ -293,14 +294,15 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
             .context("--realtime needs the engine's process (--engine-pid with --target)")?;
         let n = sched::realtime_threads(Some(pid), "media-", prio)
             .context("setting the engine's media threads to SCHED_FIFO")?;
-        // The callers' media thread starts with the first call; start it now to set it.
-        drop(crate::caller::media::CallMedia::bind(
-            Ipv4Addr::LOCALHOST.into(),
-            false,
-        )?);
+        crate::caller::media::start_clock();
         let m = sched::realtime_threads(None, "caller-media", prio)
             .context("setting the callers' media thread to SCHED_FIFO")?;
-        info!(engine_threads = n, caller_threads = m, prio, "real-time media threads");
+        info!(
+            engine_threads = n,
+            caller_threads = m,
+            prio,
+            "real-time media threads"
+        );
     }
 
     let script = Arc::new(Script {
@@ -401,9 +403,12 @@ async fn conduct(
         && end > Instant::now() + Duration::from_millis(500)
     {
         let up_before = progress.up.load(Ordering::Acquire);
+        let softirq = procfs::softirq_threads();
+        let s0 = procfs::total_run_ns(&softirq);
         let m0 = MachineCpu::read();
         let e0 = pid.and_then(|p| CpuSnapshot::read(Some(p)));
         let t0 = CpuSnapshot::read(None);
+        let c0 = clock_stats();
         while Instant::now() < end {
             sample_rss(&mut peak_rss);
             let left = end.saturating_duration_since(Instant::now());
@@ -413,11 +418,15 @@ async fn conduct(
         let e1 = pid.and_then(|p| CpuSnapshot::read(Some(p)));
         let t1 = CpuSnapshot::read(None);
         let m1 = MachineCpu::read();
+        let s1 = procfs::total_run_ns(&softirq);
+        let c1 = clock_stats();
         let up_after = progress.up.load(Ordering::Acquire);
         window = Some((
             e0.zip(e1).map(|(a, b)| b.since(&a)),
             t0.zip(t1).map(|(a, b)| b.since(&a)),
             m0.zip(m1).map(|(a, b)| b.busy_pct_since(&a, cpus)),
+            s1.saturating_sub(s0),
+            (c0, c1),
             up_before.min(up_after),
         ));
         info!(
@@ -430,6 +439,7 @@ async fn conduct(
 
     let (results, unfinished) = ramp_task.await.context("the call ramp")?;
     let hwm = pid.and_then(|p| Memory::read(Some(p))).map(|m| m.hwm_kib);
+    let clock = clock_stats();
 
     let mut s = Summary {
         target: engine.sip.to_string(),
@@ -478,12 +488,25 @@ async fn conduct(
     s.gaps_over_40ms = gaps.count_at_least(40_000);
     s.key_latency = Spread::from(&keys);
     s.setup_latency = Spread::from(&setup);
-    if let Some((engine_cpu, tool_cpu, machine, up)) = window {
+    if let Some((engine_cpu, tool_cpu, machine, softirq_ns, (c0, c1), up)) = window {
+        let ticks = c1.ticks.saturating_sub(c0.ticks);
+        if ticks > 0 {
+            s.caller_tick_mean_ms =
+                Some(c1.busy_us.saturating_sub(c0.busy_us) as f64 / ticks as f64 / 1000.0);
+        }
+        s.caller_late_ticks = Some(c1.late_ticks.saturating_sub(c0.late_ticks));
         s.concurrent_in_window = up;
         s.machine_busy_pct = machine;
+        let secs = engine_cpu
+            .as_ref()
+            .or(tool_cpu.as_ref())
+            .map_or(0.0, |c| c.seconds);
+        let softirq_pct = (secs > 0.0).then(|| softirq_ns as f64 / 1e9 / secs * 100.0);
+        s.softirq_threads_pct = softirq_pct;
         s.others_cpu_pct = machine.map(|m| {
             let ours = engine_cpu.as_ref().map_or(0.0, |c| c.total_pct)
-                + tool_cpu.as_ref().map_or(0.0, |c| c.total_pct);
+                + tool_cpu.as_ref().map_or(0.0, |c| c.total_pct)
+                + softirq_pct.unwrap_or(0.0);
             (m - ours).max(0.0)
         });
         s.window_s = engine_cpu
@@ -502,6 +525,8 @@ async fn conduct(
     s.engine_rss_peak_kib = peak_rss;
     s.engine_rss_idle_kib = idle.map(|m| m.rss_kib);
     s.engine_hwm_kib = hwm;
+    s.caller_tick_max_ms = Some(clock.max_tick_us as f64 / 1000.0);
+    s.caller_max_lateness_ms = Some(clock.max_lateness_us as f64 / 1000.0);
     Ok(s)
 }
 

@@ -7,13 +7,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// CPU time of a process at one moment, in clock ticks (`CLK_TCK`).
+/// CPU time of a process at one moment, two ways: the kernel's tick-sampled utime + stime
+/// (`/proc/<pid>/stat`, in `CLK_TCK` units), and the scheduler's exact run time per thread
+/// (`/proc/<pid>/task/<tid>/schedstat`, in ns). Tick sampling can miss a thread that wakes
+/// every 20 ms, works a few ms and sleeps again in step with the timer tick, which is
+/// exactly what a media clock does; the scheduler's figure has no such blind spot.
 #[derive(Debug, Clone)]
 pub struct CpuSnapshot {
     pub at: Instant,
-    /// utime + stime of the whole process (threads that ended included).
-    pub total: u64,
-    /// utime + stime summed over the live threads sharing a name.
+    /// utime + stime of the whole process (threads that ended included), in ticks.
+    pub stat_ticks: u64,
+    /// Scheduler run time of the live threads, in ns.
+    pub run_ns: u64,
+    /// Scheduler run time summed over the live threads sharing a name, in ns.
     pub threads: BTreeMap<String, u64>,
 }
 
@@ -22,45 +28,62 @@ impl CpuSnapshot {
     pub fn read(pid: Option<u32>) -> Option<CpuSnapshot> {
         let dir = proc_dir(pid);
         let at = Instant::now();
-        let (_, total) = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
+        let (_, stat_ticks) = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
         let mut threads = BTreeMap::new();
+        let mut run_ns = 0u64;
         if let Ok(tasks) = std::fs::read_dir(dir.join("task")) {
             for t in tasks.flatten() {
-                let Ok(text) = std::fs::read_to_string(t.path().join("stat")) else {
-                    continue; // the thread ended between the listing and the read
+                // A thread may end between the listing and the reads.
+                let Ok(name) = std::fs::read_to_string(t.path().join("comm")) else {
+                    continue;
                 };
-                if let Some((name, ticks)) = parse_stat(&text) {
-                    *threads.entry(name).or_insert(0) += ticks;
-                }
+                let Some(ns) = std::fs::read_to_string(t.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| parse_schedstat(&s))
+                else {
+                    continue;
+                };
+                run_ns = run_ns.saturating_add(ns);
+                let e = threads.entry(name.trim_end().to_string()).or_insert(0u64);
+                *e = e.saturating_add(ns);
             }
         }
-        Some(CpuSnapshot { at, total, threads })
+        Some(CpuSnapshot {
+            at,
+            stat_ticks,
+            run_ns,
+            threads,
+        })
     }
 
     /// CPU used between `earlier` and `self`, as a percentage of one core, for the whole
     /// process and per thread name.
     pub fn since(&self, earlier: &CpuSnapshot) -> CpuUse {
         let secs = self.at.saturating_duration_since(earlier.at).as_secs_f64();
-        let tick = clock_ticks_per_second() as f64;
-        let pct = |d: u64| {
+        let of_window = |seconds_used: f64| {
             if secs > 0.0 {
-                d as f64 / tick / secs * 100.0
+                seconds_used / secs * 100.0
             } else {
                 0.0
             }
         };
+        let ns_pct = |d: u64| of_window(d as f64 / 1e9);
         let threads = self
             .threads
             .iter()
             .map(|(name, &t)| {
                 let before = earlier.threads.get(name).copied().unwrap_or(0);
-                (name.clone(), pct(t.saturating_sub(before)))
+                (name.clone(), ns_pct(t.saturating_sub(before)))
             })
-            .filter(|(_, p)| *p > 0.0)
+            .filter(|(_, p)| *p >= 0.05)
             .collect();
         CpuUse {
             seconds: secs,
-            total_pct: pct(self.total.saturating_sub(earlier.total)),
+            total_pct: ns_pct(self.run_ns.saturating_sub(earlier.run_ns)),
+            stat_pct: of_window(
+                self.stat_ticks.saturating_sub(earlier.stat_ticks) as f64
+                    / clock_ticks_per_second() as f64,
+            ),
             threads,
         }
     }
@@ -71,10 +94,17 @@ impl CpuSnapshot {
 pub struct CpuUse {
     /// Length of the window.
     pub seconds: f64,
-    /// Percent of one core.
+    /// Percent of one core, from the scheduler's run time of the live threads.
     pub total_pct: f64,
-    /// Percent of one core per thread name (threads that used none are left out).
+    /// Percent of one core, from utime + stime (tick-sampled).
+    pub stat_pct: f64,
+    /// Percent of one core per thread name (scheduler run time; idle threads left out).
     pub threads: BTreeMap<String, f64>,
+}
+
+/// The first field of `/proc/.../schedstat`: time spent on a CPU, in ns.
+pub fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().next()?.parse().ok()
 }
 
 /// The whole machine's CPU time at one moment (first line of `/proc/stat`), in ticks:
@@ -167,6 +197,30 @@ pub fn parse_status(text: &str) -> Option<Memory> {
     })
 }
 
+/// The kernel's softirq threads (`ksoftirqd/N`). Loopback traffic is normally processed in
+/// the sending thread, but under load the kernel hands it to these, and then that part of
+/// the engine's and the callers' network cost shows up here instead.
+pub fn softirq_threads() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
+
+/// Scheduler run time of `pids` (single-threaded), in ns; vanished ones count as zero.
+pub fn total_run_ns(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/schedstat")).ok())
+        .filter_map(|t| parse_schedstat(&t))
+        .sum()
+}
+
 /// The kernel's unit for /proc CPU times.
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
@@ -236,6 +290,15 @@ mod tests {
     fn stat_truncated_is_none() {
         assert_eq!(parse_stat("12 (x) S 1 2 3"), None);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn schedstat_run_time() {
+        assert_eq!(
+            parse_schedstat("7398582407 57686641 597\n"),
+            Some(7_398_582_407)
+        );
+        assert_eq!(parse_schedstat(""), None);
     }
 
     #[test]

@@ -155,8 +155,16 @@ pub struct Summary {
     pub engine_rss_per_call_kib: Option<f64>,
     pub engine_hwm_kib: Option<u64>,
     pub tool_cpu: Option<CpuUse>,
+    /// The callers' media clock: mean work per tick in the window, the longest tick and the
+    /// worst lateness of the run, and ticks more than 5 ms late in the window.
+    pub caller_tick_mean_ms: Option<f64>,
+    pub caller_tick_max_ms: Option<f64>,
+    pub caller_max_lateness_ms: Option<f64>,
+    pub caller_late_ticks: Option<u64>,
     /// The whole machine's busy time in the window, % of one core (all processes).
     pub machine_busy_pct: Option<f64>,
+    /// The kernel's softirq threads, % of one core.
+    pub softirq_threads_pct: Option<f64>,
     /// What other processes (neither the engine nor the load tool) used, % of one core.
     pub others_cpu_pct: Option<f64>,
     pub cpus: usize,
@@ -287,9 +295,10 @@ impl Summary {
             &mut t,
             "engine CPU",
             format!(
-                "{} of one core, {} per call",
+                "{} of one core, {} per call (utime+stime: {})",
                 opt(self.engine_cpu.as_ref().map(|c| c.total_pct), " %", 1),
-                opt(self.engine_cpu_per_call_pct, " %", 4)
+                opt(self.engine_cpu_per_call_pct, " %", 4),
+                opt(self.engine_cpu.as_ref().map(|c| c.stat_pct), " %", 1),
             ),
         );
         if let Some(c) = &self.engine_cpu {
@@ -319,7 +328,11 @@ impl Summary {
         row(
             &mut t,
             "load tool CPU",
-            opt(self.tool_cpu.as_ref().map(|c| c.total_pct), " %", 1),
+            format!(
+                "{} (utime+stime: {})",
+                opt(self.tool_cpu.as_ref().map(|c| c.total_pct), " %", 1),
+                opt(self.tool_cpu.as_ref().map(|c| c.stat_pct), " %", 1),
+            ),
         );
         if let Some(c) = &self.tool_cpu {
             for (name, pct) in &c.threads {
@@ -328,10 +341,23 @@ impl Summary {
         }
         row(
             &mut t,
-            "machine busy / others",
+            "caller clock tick",
             format!(
-                "{} / {} of {} cores ({})",
+                "mean {} max {} of 20 ms; late ticks {} (worst {})",
+                opt(self.caller_tick_mean_ms, " ms", 2),
+                opt(self.caller_tick_max_ms, " ms", 1),
+                self.caller_late_ticks
+                    .map_or_else(|| "n/a".into(), |n| n.to_string()),
+                opt(self.caller_max_lateness_ms, " ms", 1),
+            ),
+        );
+        row(
+            &mut t,
+            "machine busy / ksoftirqd / others",
+            format!(
+                "{} / {} / {} of {} cores ({})",
                 opt(self.machine_busy_pct, " %", 1),
+                opt(self.softirq_threads_pct, " %", 1),
                 opt(self.others_cpu_pct, " %", 1),
                 self.cpus,
                 self.cpu_model

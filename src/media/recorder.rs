@@ -57,7 +57,9 @@ impl Recorder {
         silence_timeout: Option<Duration>,
         terminator: Option<Key>,
     ) -> Recorder {
-        let max_samples = (max_duration.as_millis() as usize).saturating_mul(RATE / 1000).max(1);
+        let max_samples = (max_duration.as_millis() as usize)
+            .saturating_mul(RATE / 1000)
+            .max(1);
         let silence_limit = silence_timeout
             .map(|d| (d.as_millis() as usize).saturating_mul(RATE / 1000).max(1))
             .unwrap_or(usize::MAX);
@@ -82,7 +84,10 @@ impl Recorder {
         let take = pcm.len().min(room);
         self.samples.extend_from_slice(&pcm[..take]);
         if take > 0 {
-            let energy: f64 = pcm[..take].iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+            let energy: f64 = pcm[..take]
+                .iter()
+                .map(|&s| f64::from(s) * f64::from(s))
+                .sum();
             let rms = (energy / take as f64).sqrt();
             if rms < SILENCE_RMS {
                 self.silent_run += take;
@@ -107,7 +112,8 @@ impl Recorder {
     pub fn finish(mut self, reason: StopReason) -> Recording {
         if reason == StopReason::Silence {
             let cut = self.silent_run.saturating_sub(TAIL_KEPT);
-            self.samples.truncate(self.samples.len().saturating_sub(cut));
+            self.samples
+                .truncate(self.samples.len().saturating_sub(cut));
         }
         Recording {
             id: self.id,
@@ -145,7 +151,9 @@ mod tests {
     use super::*;
 
     fn speech(n: usize) -> Vec<i16> {
-        (0..n).map(|i| if i % 8 < 4 { 3000 } else { -3000 }).collect()
+        (0..n)
+            .map(|i| if i % 8 < 4 { 3000 } else { -3000 })
+            .collect()
     }
 
     #[test]
@@ -163,7 +171,12 @@ mod tests {
 
     #[test]
     fn silence_after_speech_stops_and_is_trimmed() {
-        let mut r = Recorder::new(2, Duration::from_secs(60), Some(Duration::from_secs(2)), None);
+        let mut r = Recorder::new(
+            2,
+            Duration::from_secs(60),
+            Some(Duration::from_secs(2)),
+            None,
+        );
         for _ in 0..50 {
             assert_eq!(r.push(&speech(160)), None);
         }

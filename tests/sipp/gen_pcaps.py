@@ -50,7 +50,8 @@ DTMF_ROWS = (697.0, 770.0, 852.0, 941.0)
 DTMF_COLS = (1209.0, 1336.0, 1477.0, 1633.0)
 DTMF_LAYOUT = ("123A", "456B", "789C", "*0#D")
 # RFC 4733 section 3.2 event codes.
-EVENT_CODES = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
+EVENT_CODES = {str(d): d for d in range(10)}
+EVENT_CODES.update({"*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15})
 
 
 # ---------------------------------------------------------------- G.711 mu-law
@@ -98,6 +99,36 @@ def dbm0_amplitude(level_dbm0):
     return 22700.0 * 10 ** (level_dbm0 / 20.0)
 
 
+SPEECH_LOOP_SECONDS = 10  # whole periods of the pitch glide and the syllable rhythm
+_speech_loop = []
+
+
+def speech_loop():
+    """Ten seconds of a speech-like sound, made once and then repeated: a voice gliding
+    between 100 and 220 Hz with harmonics shaped by formants near 500 and 1500 Hz, in
+    syllables of 400 ms with every fourth one silent, at about -20 dBm0, over faint noise."""
+    if not _speech_loop:
+        rng = random.Random(4733)
+        phase = 0.0
+        level = dbm0_amplitude(-20.0) * 0.5
+        for n in range(SPEECH_LOOP_SECONDS * SAMPLE_RATE):
+            t = n / SAMPLE_RATE
+            f0 = 160.0 + 60.0 * math.sin(2 * math.pi * 0.7 * t)
+            phase += 2 * math.pi * f0 / SAMPLE_RATE
+            syllable = 0.5 - 0.5 * math.cos(2 * math.pi * 2.5 * t)
+            if int(t * 2.5) % 4 == 3:
+                syllable = 0.0
+            value = 0.0
+            if syllable > 0.0:
+                for h in range(1, 12):
+                    freq = f0 * h
+                    gain = 1.0 / (1.0 + ((freq - 500.0) / 250.0) ** 2)
+                    gain += 0.5 / (1.0 + ((freq - 1500.0) / 300.0) ** 2)
+                    value += gain * math.sin(h * phase)
+            _speech_loop.append(level * syllable * value + rng.gauss(0.0, 20.0))
+    return _speech_loop
+
+
 class Background:
     """Endless caller sound, produced 20 ms at a time; seeded, so files are reproducible."""
 
@@ -105,36 +136,18 @@ class Background:
         self.kind = kind
         self.rng = random.Random(seed)
         self.n = 0
-        self.phase = 0.0
 
     def frame(self):
-        out = []
-        for _ in range(FRAME_SAMPLES):
-            out.append(self.sample())
-            self.n += 1
-        return out
-
-    def sample(self):
+        start = self.n
+        self.n += FRAME_SAMPLES
         if self.kind == "silence":
-            return 0.0
+            return [0.0] * FRAME_SAMPLES
         if self.kind == "noise":
             # Line noise around -55 dBm0.
-            return self.rng.gauss(0.0, dbm0_amplitude(-55.0) / math.sqrt(2))
-        # "speech": a gliding 100-220 Hz voice with a few harmonics shaped by two formants,
-        # in syllables of about 200 ms with short pauses, at about -20 dBm0.
-        t = self.n / SAMPLE_RATE
-        f0 = 160.0 + 60.0 * math.sin(2 * math.pi * 0.7 * t)
-        self.phase += 2 * math.pi * f0 / SAMPLE_RATE
-        syllable = 0.5 - 0.5 * math.cos(2 * math.pi * 2.5 * t)
-        if (int(t * 2.5) % 4) == 3:
-            syllable = 0.0
-        value = 0.0
-        for h in range(1, 12):
-            freq = f0 * h
-            # Formants near 500 Hz and 1500 Hz.
-            gain = 1.0 / (1.0 + ((freq - 500.0) / 250.0) ** 2) + 0.5 / (1.0 + ((freq - 1500.0) / 300.0) ** 2)
-            value += gain * math.sin(h * self.phase)
-        return dbm0_amplitude(-20.0) * 0.5 * syllable * value + self.rng.gauss(0.0, 20.0)
+            sigma = dbm0_amplitude(-55.0) / math.sqrt(2)
+            return [self.rng.gauss(0.0, sigma) for _ in range(FRAME_SAMPLES)]
+        loop = speech_loop()
+        return [loop[(start + i) % len(loop)] for i in range(FRAME_SAMPLES)]
 
 
 def dtmf_frame(key, index):
@@ -144,8 +157,10 @@ def dtmf_frame(key, index):
     lo, hi = DTMF_ROWS[row], DTMF_COLS[col]
     amp = dbm0_amplitude(-7.0)
     start = index * FRAME_SAMPLES
+    w_lo = 2 * math.pi * lo / SAMPLE_RATE
+    w_hi = 2 * math.pi * hi / SAMPLE_RATE
     return [
-        amp * (math.sin(2 * math.pi * lo * (start + i) / SAMPLE_RATE) + math.sin(2 * math.pi * hi * (start + i) / SAMPLE_RATE))
+        amp * (math.sin(w_lo * (start + i)) + math.sin(w_hi * (start + i)))
         for i in range(FRAME_SAMPLES)
     ]
 
@@ -168,7 +183,8 @@ class RtpStream:
         return (self.ts0 + self.tick * FRAME_SAMPLES) & 0xFFFFFFFF
 
     def emit(self, pt, marker, ts, payload):
-        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, self.seq & 0xFFFF, ts, self.ssrc)
+        second = (0x80 if marker else 0) | pt
+        header = struct.pack("!BBHII", 0x80, second, self.seq & 0xFFFF, ts, self.ssrc)
         self.packets.append((self.tick * FRAME_SECONDS, header + payload))
         self.seq += 1
         self.tick += 1
@@ -237,7 +253,10 @@ def frame_udp(payload, ident, src=(127, 0, 0, 1), dst=(127, 0, 0, 1), sport=6000
     udp_wo_sum = struct.pack("!HHHH", sport, dport, udp_len, 0) + payload
     udp_sum = ip_checksum(pseudo + udp_wo_sum) or 0xFFFF
     udp = struct.pack("!HHHH", sport, dport, udp_len, udp_sum) + payload
-    ip_wo_sum = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, ident & 0xFFFF, 0x4000, 64, 17, 0, src_b, dst_b)
+    # IPv4: version 4, 20-byte header, don't fragment, TTL 64, protocol 17 (UDP).
+    ip_wo_sum = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, ident & 0xFFFF, 0x4000, 64, 17, 0, src_b, dst_b
+    )
     ip = ip_wo_sum[:10] + struct.pack("!H", ip_checksum(ip_wo_sum)) + ip_wo_sum[12:]
     eth = bytes.fromhex("020000000002") + bytes.fromhex("020000000001") + struct.pack("!H", 0x0800)
     return eth + ip + udp
@@ -249,7 +268,8 @@ def write_pcap(path, stream, epoch=1_700_000_000):
         for i, (t, rtp) in enumerate(stream.packets):
             frame = frame_udp(rtp, i + 1)
             usec_total = int(round(t * 1_000_000))
-            f.write(struct.pack("<IIII", epoch + usec_total // 1_000_000, usec_total % 1_000_000, len(frame), len(frame)))
+            sec, usec = divmod(usec_total, 1_000_000)
+            f.write(struct.pack("<IIII", epoch + sec, usec, len(frame), len(frame)))
             f.write(frame)
 
 
@@ -264,10 +284,17 @@ STANDARD = {
     # question, then 0 (an advisor) during the main menu; keep talking until the hotline
     # hangs up after "advisors busy" and "goodbye" (about 18 s in).
     "menu_1_0.pcap": (40.0, [(7.0, "1"), (10.0, "0")], False, "noise"),
-    "menu_1_0_inband.pcap": (40.0, [(7.0, "1"), (10.0, "0")], True, "noise"),
+    # The same walk in-band, over a speech-like sound, so a detector that mistakes voice
+    # for keys (talk-off) sends the call elsewhere.
+    "menu_1_0_inband.pcap": (40.0, [(7.0, "1"), (10.0, "0")], True, "speech"),
     # Order status: 2 (Deutsch), 2 (order status), the order number 123456#, then, during
     # "anything else?", 2 (no, goodbye).
-    "order_2_2_123456#_2.pcap": (60.0, [(7.0, "2"), (10.0, "2"), (12.0, "123456#"), (26.0, "2")], False, "speech"),
+    "order_2_2_123456#_2.pcap": (
+        60.0,
+        [(7.0, "2"), (10.0, "2"), (12.0, "123456#"), (26.0, "2")],
+        False,
+        "speech",
+    ),
     # The caller who only listens: 5 s of line noise.
     "listen.pcap": (5.0, [], False, "noise"),
 }
@@ -289,7 +316,10 @@ def describe(name, stream, spec):
     seconds, keys, inband, background = spec
     where = ", ".join("%s at %.2fs" % (k, t) for t, k in keys) or "no keys"
     mode = "in-band" if inband else "RFC 4733"
-    return "%-28s %5.1fs %-8s %-9s %4d packets; %s" % (name, seconds, background, mode, len(stream.packets), where)
+    count = len(stream.packets)
+    return "%-28s %5.1fs %-8s %-9s %4d packets; %s" % (
+        name, seconds, background, mode, count, where
+    )
 
 
 def self_check():

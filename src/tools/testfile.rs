@@ -1,0 +1,294 @@
+//! The flow test file format (`flows/tests/*.yaml`): a flow, and cases that each script a
+//! caller (`hears`, `press`, `silence`) and check the outcome (`tagged`, `hangs_up`,
+//! `queued`, `transferred`, `language`).
+//!
+//! Owns the serde types and their checks that need nothing but one value; every script
+//! item keeps its position so a failure points at its line. Running the cases is
+//! `flowtest`'s job.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+use crate::flow::diagnostic::Diagnostic;
+use crate::flow::duration::DisplayDuration;
+use crate::flow::model::{HELP_MARKER, HumanDuration, OrderedMap, Spanned, TagValue, Text};
+
+/// Test files larger than this are refused: a test file is a few KiB.
+pub const MAX_TEST_FILE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// The flow every case calls.
+    pub flow: Spanned<String>,
+    pub cases: Vec<Spanned<TestCase>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: Spanned<String>,
+    /// The calling number (the `caller` variable). Read as written: `+4930123456`
+    /// unquoted keeps its `+`.
+    #[serde(default)]
+    pub caller: Option<Spanned<String>>,
+    /// The dialed number (the `dialed` variable).
+    #[serde(default)]
+    pub dialed: Option<Spanned<String>>,
+    /// The wall-clock time of the call, for `hours`: `2026-11-23T10:00:00+01:00`.
+    #[serde(default)]
+    pub at: Option<Spanned<String>>,
+    /// Answers of `http` steps, by step name.
+    #[serde(default)]
+    pub http: Option<Spanned<OrderedMap<String, HttpStubSpec>>>,
+    pub script: Spanned<Vec<Spanned<ScriptItem>>>,
+}
+
+/// `{ status: 200, body: { eta: "2026-11-25" }, delay: 500ms }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStubSpec {
+    /// Default 200.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Default: no body (JSON `null`).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// How long the server takes to answer (default: at once).
+    #[serde(default)]
+    pub delay: Option<HumanDuration>,
+}
+
+/// One line of a case's script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptItem {
+    /// The next prompt played has this name.
+    Hears(String),
+    /// These keys are pressed now (during the prompt playing, if one is).
+    Press(String),
+    /// This much time passes without a key.
+    Silence(Duration),
+    /// The call's tags include these (values compared as text).
+    Tagged(Vec<(String, String)>),
+    /// The caller's language is now this.
+    Language(String),
+    /// With `true`: the flow ends the call, after the prompt playing now and nothing else.
+    /// With `false`: the call is still going.
+    HangsUp(bool),
+    /// The call is handed to this queue.
+    Queued(String),
+    /// The call is transferred to this address.
+    Transferred(String),
+}
+
+impl ScriptItem {
+    /// The item as written in a script, for the expected side of a report.
+    pub fn to_line(&self) -> String {
+        match self {
+            ScriptItem::Hears(p) => format!("hears: {p}"),
+            ScriptItem::Press(k) => format!("press: {k}"),
+            ScriptItem::Silence(d) => format!("silence: {}", DisplayDuration(*d)),
+            ScriptItem::Tagged(tags) => format!("tagged: {}", tags_line(tags)),
+            ScriptItem::Language(l) => format!("language: {l}"),
+            ScriptItem::HangsUp(b) => format!("hangs_up: {b}"),
+            ScriptItem::Queued(q) => format!("queued: {q}"),
+            ScriptItem::Transferred(t) => format!("transferred: {t}"),
+        }
+    }
+}
+
+/// `{ k: v, k2: v2 }`
+pub fn tags_line(tags: &[(String, String)]) -> String {
+    let inner: Vec<String> = tags.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!("{{ {} }}", inner.join(", "))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptFields {
+    hears: Option<String>,
+    /// `Some(None)`: the key is there with nothing after it (`press: #`, a comment).
+    #[serde(default, deserialize_with = "present")]
+    press: Option<Option<Text>>,
+    silence: Option<HumanDuration>,
+    tagged: Option<OrderedMap<String, TagValue>>,
+    language: Option<String>,
+    hangs_up: Option<bool>,
+    queued: Option<String>,
+    transferred: Option<String>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Text>>, D::Error> {
+    Option::<Text>::deserialize(d).map(Some)
+}
+
+fn with_help<E: de::Error>(message: &str, help: &str) -> E {
+    E::custom(format!("{message}{HELP_MARKER}{help}"))
+}
+
+impl<'de> Deserialize<'de> for ScriptItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ScriptItem;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "one of hears, press, silence, tagged, language, hangs_up, queued, transferred",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ScriptItem, A::Error> {
+                let f = ScriptFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let mut items = Vec::new();
+                if let Some(p) = f.hears {
+                    items.push(ScriptItem::Hears(p));
+                }
+                if let Some(k) = f.press {
+                    let keys: String = k
+                        .map(|t| t.0)
+                        .unwrap_or_default()
+                        .chars()
+                        .filter(|c| !c.is_whitespace())
+                        .collect();
+                    if keys.is_empty() {
+                        return Err(with_help(
+                            "'press' needs keys",
+                            "quote # and * (press: \"#\"): unquoted, # starts a comment",
+                        ));
+                    }
+                    if let Some(bad) = keys.chars().find(|c| !matches!(c, '0'..='9' | '*' | '#')) {
+                        return Err(<A::Error as de::Error>::custom(format!(
+                            "expected keys 0-9, * or # for 'press', found '{bad}'"
+                        )));
+                    }
+                    items.push(ScriptItem::Press(keys));
+                }
+                if let Some(s) = f.silence {
+                    items.push(ScriptItem::Silence(s.0));
+                }
+                if let Some(t) = f.tagged {
+                    items.push(ScriptItem::Tagged(
+                        t.entries
+                            .into_iter()
+                            .map(|(k, v)| (k.value, v.value.to_string()))
+                            .collect(),
+                    ));
+                }
+                if let Some(l) = f.language {
+                    items.push(ScriptItem::Language(l));
+                }
+                if let Some(b) = f.hangs_up {
+                    items.push(ScriptItem::HangsUp(b));
+                }
+                if let Some(q) = f.queued {
+                    items.push(ScriptItem::Queued(q));
+                }
+                if let Some(t) = f.transferred {
+                    items.push(ScriptItem::Transferred(t));
+                }
+                match items.len() {
+                    1 => Ok(items.remove(0)),
+                    0 => Err(with_help(
+                        "a script item needs one key",
+                        "for example - hears: welcome, - press: \"1\", - silence: 6s",
+                    )),
+                    _ => Err(with_help(
+                        "one script item does one thing; this one has several keys",
+                        "write each on its own '- ' line, in the order they happen",
+                    )),
+                }
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parses a test file's text; a problem is a diagnostic at its line.
+pub fn parse_test_file(file: &Path, text: &str) -> Result<TestFile, Diagnostic> {
+    if text.len() > MAX_TEST_FILE_BYTES {
+        return Err(Diagnostic::error(
+            file,
+            format!(
+                "the file is {} bytes; a test file may have at most {MAX_TEST_FILE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    serde_saphyr::from_str::<TestFile>(text).map_err(|e| {
+        let inner = e.without_snippet();
+        let message = match inner {
+            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+            other => other.to_string(),
+        };
+        let (message, help) = match message.split_once(HELP_MARKER) {
+            Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
+            None => (message, None),
+        };
+        let d = Diagnostic::error(file, message).with_optional_help(help);
+        match inner.location().or_else(|| e.location()) {
+            Some(loc) => d.at_location(text, loc),
+            None => d,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TestFile, Diagnostic> {
+        parse_test_file(Path::new("t.yaml"), text)
+    }
+
+    #[test]
+    fn a_case_parses_with_positions() {
+        let f = parse(
+            r#"flow: main
+cases:
+  - name: order status
+    caller: +4930123456
+    at: 2026-11-23T10:00:00+01:00
+    http:
+      lookup_order: { status: 200, body: { eta: "2026-11-25" } }
+    script:
+      - hears: welcome
+      - press: 12345678#
+      - silence: 6s
+      - tagged: { reason: order_status, resolved: true }
+      - hangs_up: true
+"#,
+        )
+        .unwrap();
+        let c = &f.cases[0].value;
+        assert_eq!(c.caller.as_ref().unwrap().value, "+4930123456");
+        assert_eq!(c.at.as_ref().unwrap().value, "2026-11-23T10:00:00+01:00");
+        let stub = &c.http.as_ref().unwrap().value.entries[0];
+        assert_eq!(stub.0.value, "lookup_order");
+        assert_eq!(stub.1.value.body.as_ref().unwrap()["eta"], "2026-11-25");
+        let s = &c.script.value;
+        assert_eq!(s[1].value, ScriptItem::Press("12345678#".into()));
+        assert_eq!(s[1].referenced.line(), 10);
+        assert_eq!(s[2].value, ScriptItem::Silence(Duration::from_secs(6)));
+        assert_eq!(
+            s[3].value.to_line(),
+            "tagged: { reason: order_status, resolved: true }"
+        );
+    }
+
+    #[test]
+    fn bad_items_point_at_their_line() {
+        let d = parse("flow: main\ncases:\n  - name: x\n    script:\n      - hears: a\n        press: \"1\"\n").unwrap_err();
+        assert!(d.message.contains("one thing"), "{d}");
+        let d =
+            parse("flow: main\ncases:\n  - name: x\n    script:\n      - press: #\n").unwrap_err();
+        assert!(d.message.contains("needs keys"), "{d}");
+        assert_eq!(d.line, 5);
+        let d =
+            parse("flow: main\ncases:\n  - name: x\n    script:\n      - hear: a\n").unwrap_err();
+        assert!(d.message.contains("hear"), "{d}");
+        assert_eq!(d.line, 5);
+    }
+}
