@@ -16,7 +16,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::Config;
 use crate::flow::flowset::FlowSet;
 use crate::flow::machine::{
-    Action, Audio, CallContext, Event, FlowMachine, HttpFailure, PlayId, RecordEnd, TransferOutcome,
+    Action, Audio, CallContext, Event, FlowMachine, HttpFailure, PlayId, RecordEnd, RequestId,
+    TransferOutcome,
 };
 use crate::media::clock::{MediaEngine, SessionId};
 use crate::media::dtmf::Key;
@@ -47,6 +48,8 @@ pub struct Live {
 pub struct CallDeps {
     pub media: MediaEngine,
     pub ports: PortPool,
+    /// The HTTP client every `http` step shares (one connection pool).
+    pub http: reqwest::Client,
     live: RwLock<Arc<Live>>,
 }
 
@@ -55,6 +58,7 @@ impl CallDeps {
         CallDeps {
             media,
             ports,
+            http: crate::webhook::client(),
             live: RwLock::new(Arc::new(live)),
         }
     }
@@ -138,13 +142,6 @@ pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> 
     Key::from_char(c)
 }
 
-type PendingWrite = (
-    u64,
-    std::path::PathBuf,
-    Duration,
-    tokio::task::JoinHandle<Result<(), hound::Error>>,
-);
-
 struct Call {
     deps: Arc<CallDeps>,
     live: Arc<Live>,
@@ -169,8 +166,11 @@ struct Call {
     bye_sent: bool,
     /// The recording in progress: its id and file name stem.
     recording: Option<(u64, String)>,
-    /// Recordings being written: id, path, duration, the writing task.
-    pending_writes: Vec<PendingWrite>,
+    /// Recordings being written; the call waits for them before it ends.
+    pending_writes: Vec<tokio::task::JoinHandle<()>>,
+    /// Results of IO the call started (HTTP answers, saved recordings) for the machine.
+    io_tx: mpsc::UnboundedSender<Event>,
+    io_rx: mpsc::UnboundedReceiver<Event>,
     started: Instant,
 }
 
@@ -307,6 +307,7 @@ impl Call {
         };
 
         let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let (io_tx, io_rx) = mpsc::unbounded_channel();
         let mut call = Call {
             sip: nc.sip.clone(),
             peer: nc.peer,
@@ -329,6 +330,8 @@ impl Call {
             bye_sent: false,
             recording: None,
             pending_writes: Vec::new(),
+            io_tx,
+            io_rx,
             started: Instant::now(),
             deps,
             live,
@@ -480,6 +483,7 @@ impl Call {
                     None => self.outcome = Some(Outcome::CallerHungUp),
                 },
                 Some(ev) = self.media_rx.recv() => self.on_media(ev),
+                Some(ev) = self.io_rx.recv() => self.flow_event(ev),
                 _ = sleep => {
                     if let Some(m) = self.machine.as_mut() {
                         m.handle_timeout(Instant::now());
@@ -525,18 +529,52 @@ impl Call {
                 }
                 Action::StopPlayback { id } => self.media(SessionCommand::Stop { id: id.0 }),
                 // Not carried out yet: answered with a failure so the flow's error paths run.
-                Action::Http { id, .. } => {
-                    warn!("http steps are not available yet");
-                    let outcome = Err(HttpFailure::Connect);
-                    self.feed_back(Event::HttpDone { id, outcome });
+                Action::Http {
+                    id,
+                    method,
+                    url,
+                    headers,
+                    body,
+                    timeout,
+                } => {
+                    let req = crate::webhook::Request {
+                        method: format!("{method:?}").to_ascii_uppercase(),
+                        url,
+                        headers,
+                        body,
+                        timeout,
+                    };
+                    let client = self.deps.http.clone();
+                    let tx = self.io_tx.clone();
+                    // On its own task: a slow service delays this call only, and the caller
+                    // can still hang up meanwhile.
+                    tokio::spawn(async move {
+                        let outcome = crate::webhook::perform(&client, &req).await.map_err(|e| {
+                            debug!(error = %e, url = %req.url, "http step failed");
+                            match e {
+                                crate::webhook::Failure::Timeout(_) => HttpFailure::Timeout,
+                                crate::webhook::Failure::Status(s) => HttpFailure::Status(s),
+                                crate::webhook::Failure::BadJson(_) => HttpFailure::BadJson,
+                                crate::webhook::Failure::Connect(_)
+                                | crate::webhook::Failure::Invalid(_) => HttpFailure::Connect,
+                            }
+                        });
+                        let _ = tx.send(Event::HttpDone { id, outcome });
+                    });
                 }
-                Action::Record { id, .. } => {
-                    warn!("record steps are not available yet");
-                    self.feed_back(Event::RecordDone {
-                        id,
-                        path: String::new(),
-                        duration: Duration::ZERO,
-                        reason: RecordEnd::Failed,
+                Action::Record {
+                    id,
+                    max_duration,
+                    silence_timeout,
+                    terminator,
+                    name,
+                } => {
+                    self.recording = Some((id.0, name));
+                    self.media(SessionCommand::Record {
+                        id: id.0,
+                        max_duration,
+                        silence_timeout,
+                        terminator: terminator.and_then(Key::from_char),
                     });
                 }
                 Action::Transfer { id, .. } => {
@@ -626,19 +664,47 @@ impl Call {
         }
     }
 
-    /// Writes a finished recording to the recordings folder, off the async workers.
+    /// Writes a finished recording to the recordings folder off the async workers, then
+    /// tells the machine where it is.
     fn recorded(&mut self, rec: crate::media::recorder::Recording) {
+        use crate::media::recorder::StopReason;
         let Some((id, name)) = self.recording.take().filter(|(id, _)| *id == rec.id) else {
             return;
         };
         let path = self.live.config.recordings_dir.join(format!("{name}.wav"));
         let duration = rec.duration();
-        info!(path = %path.display(), ?duration, reason = ?rec.reason, "recording finished");
-        let p2 = path.clone();
-        let write = tokio::task::spawn_blocking(move || {
-            crate::media::recorder::write_wav(&p2, &rec.samples)
-        });
-        self.pending_writes.push((id, path, duration, write));
+        let reason = match rec.reason {
+            StopReason::MaxDuration => RecordEnd::Max,
+            StopReason::Silence => RecordEnd::Silence,
+            StopReason::Terminator => RecordEnd::Terminator,
+            StopReason::Stopped => RecordEnd::Hangup,
+        };
+        info!(path = %path.display(), ?duration, ?reason, "recording finished");
+        let tx = self.io_tx.clone();
+        self.pending_writes.push(tokio::spawn(async move {
+            let p2 = path.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                crate::media::recorder::write_wav(&p2, &rec.samples)
+            })
+            .await;
+            let reason = match written {
+                Ok(Ok(())) => reason,
+                Ok(Err(e)) => {
+                    warn!(path = %path.display(), error = %e, "recording not saved");
+                    RecordEnd::Failed
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "recording not saved");
+                    RecordEnd::Failed
+                }
+            };
+            let _ = tx.send(Event::RecordDone {
+                id: RequestId(id),
+                path: path.display().to_string(),
+                duration,
+                reason,
+            });
+        }));
     }
 
     fn on_sip(&mut self, m: ToCall) {
@@ -858,11 +924,13 @@ impl Call {
                 }
             }
         }
-        for (_, path, _, write) in self.pending_writes.drain(..) {
-            match write.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(path = %path.display(), error = %e, "recording not saved"),
-                Err(e) => warn!(path = %path.display(), error = %e, "recording not saved"),
+        for write in self.pending_writes.drain(..) {
+            let _ = write.await;
+        }
+        // What the IO reported meanwhile still belongs in the call's story.
+        while let Ok(ev) = self.io_rx.try_recv() {
+            if let Some(m) = self.machine.as_mut() {
+                m.handle(Instant::now(), ev);
             }
         }
         let story = self.machine.as_ref().map(|m| m.story().clone());

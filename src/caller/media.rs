@@ -17,6 +17,7 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
 use nix::sys::time::TimeSpec;
+use nix::time::{ClockId, clock_gettime};
 
 use crate::media::dtmf::Key;
 use crate::media::g711::{Codec, FRAME_SAMPLES};
@@ -187,6 +188,17 @@ m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
         let silence = [s.codec.silence_byte(); FRAME_SAMPLES];
         for _ in 0..3 {
             s.out.push_back(Out::Audio(silence));
+        }
+    }
+
+    /// Queues 8 kHz audio to send (what the caller says), after anything already queued.
+    pub fn say_pcm(&self, pcm: &[i16]) {
+        let mut s = lock(&self.state);
+        let codec = s.codec;
+        for chunk in pcm.chunks(FRAME_SAMPLES) {
+            let mut f = [codec.silence_byte(); FRAME_SAMPLES];
+            codec.encode_into(chunk, &mut f);
+            s.out.push_back(Out::Audio(f));
         }
     }
 
@@ -415,12 +427,15 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
             COUNTERS.late_ticks.fetch_add(1, Ordering::Relaxed);
         }
         COUNTERS.max_lateness_us.fetch_max(late, Ordering::Relaxed);
+        let fresh_after = clock_gettime(ClockId::CLOCK_REALTIME)
+            .ok()
+            .map(|t| t - TimeSpec::from_duration(tick));
         calls.retain(|c| {
             let mut s = lock(c);
             if s.closed || Arc::strong_count(c) == 1 {
                 return false;
             }
-            receive(&mut s, &mut buf, &mut cmsg, now);
+            receive(&mut s, &mut buf, &mut cmsg, now, fresh_after);
             send(&mut s, &mut buf);
             true
         });
@@ -443,7 +458,18 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn receive(s: &mut State, buf: &mut [u8], cmsg: &mut Vec<u8>, now: Instant) {
+/// Reads what the hotline sent. A hotline sends one packet per 20 ms, so a packet that
+/// arrived less than a tick before this tick began (`fresh_after`) is the newest there is:
+/// reading on would almost always cost a system call that only says "nothing more". Older
+/// packets mean a backlog (a burst, or this thread ran late), which is drained to the end.
+/// Without kernel timestamps every socket is drained to the end.
+fn receive(
+    s: &mut State,
+    buf: &mut [u8],
+    cmsg: &mut Vec<u8>,
+    now: Instant,
+    fresh_after: Option<TimeSpec>,
+) {
     loop {
         let fd = s.socket.as_raw_fd();
         let (len, ts) = {
@@ -463,6 +489,7 @@ fn receive(s: &mut State, buf: &mut [u8], cmsg: &mut Vec<u8>, now: Instant) {
             }
             (msg.bytes, ts)
         };
+        let newest = matches!((ts, fresh_after), (Some(t), Some(f)) if t > f);
         let Ok(pkt) = parse_rtp(&buf[..len]) else {
             continue;
         };
@@ -491,6 +518,9 @@ fn receive(s: &mut State, buf: &mut [u8], cmsg: &mut Vec<u8>, now: Instant) {
                 seq: pkt.seq,
                 payload,
             });
+        }
+        if newest {
+            return;
         }
     }
 }

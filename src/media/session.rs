@@ -278,6 +278,12 @@ impl Session {
                     .map(|k| (k, KeySource::Rfc4733))
             } else if pkt.pt == self.params.payload_type {
                 let n = self.params.codec.decode_into(pkt.payload, &mut self.pcm);
+                self.frames_this_tick += 1;
+                if let Some(r) = self.recorder.as_mut()
+                    && let Some(reason) = r.push(&self.pcm[..n])
+                {
+                    self.finish_recording(reason);
+                }
                 self.inband
                     .push_frame(&self.pcm[..n])
                     .map(|k| (k, KeySource::Inband))
