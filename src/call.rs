@@ -346,7 +346,14 @@ impl Call {
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => break,
                     m = call.inbox.recv() => match m {
-                        Some(ToCall::Cancelled) | None => {
+                        Some(ToCall::Cancel { key, req }) => {
+                            let ok = call.respond(&req, 200, "OK");
+                            call.send(&key, ok);
+                            call.respond_invite(487, "Request Terminated", None);
+                            info!("caller cancelled while ringing");
+                            return None;
+                        }
+                        None => {
                             call.respond_invite(487, "Request Terminated", None);
                             info!("caller cancelled while ringing");
                             return None;
@@ -715,8 +722,11 @@ impl Call {
                 self.send_bye();
                 self.outcome = Some(Outcome::AckTimeout);
             }
-            ToCall::Cancelled => {
-                // A CANCEL after our 200 has no effect (§9.2): the caller sends BYE.
+            ToCall::Cancel { key, req } => {
+                // A CANCEL after our 200 is answered but has no effect (§9.2): the caller
+                // sends BYE.
+                let ok = self.respond(&req, 200, "OK");
+                self.send(&key, ok);
             }
             ToCall::Ack(_) | ToCall::Response(_) | ToCall::RequestTimeout => {}
         }

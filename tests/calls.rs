@@ -223,11 +223,20 @@ Call-ID: cancel-1@test\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
         .await
         .unwrap();
     assert_eq!(ok.status, 200);
+    let tag = |r: &hotline::sip::message::Response| {
+        r.headers.to_addr().unwrap().tag().map(str::to_string)
+    };
+    assert_eq!(
+        tag(&ok),
+        tag(&ringing),
+        "one To tag for the whole exchange (§9.2)"
+    );
     let terminated = phone
         .response("cancel-1@test", &Method::Invite, 300, 5 * SECOND)
         .await
         .unwrap();
     assert_eq!(terminated.status, 487);
+    assert_eq!(tag(&terminated), tag(&ringing));
     let ack = phone.ack_text("hotline", "cancel-1@test", "t1", &terminated, 1, "", true);
     phone.send_raw(ack.as_bytes()).await.unwrap();
 }

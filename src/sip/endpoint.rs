@@ -32,8 +32,9 @@ use crate::sip::{ALLOW, random_token};
 pub enum ToCall {
     /// The ACK for our 2xx (it may carry the SDP answer of a late offer).
     Ack(Request),
-    /// The caller cancelled the INVITE before we answered; the CANCEL is already answered.
-    Cancelled,
+    /// The caller sent CANCEL for our INVITE transaction; the call answers it (with its own
+    /// To tag, RFC 3261 §9.2) and, if it had not answered yet, ends the INVITE with 487.
+    Cancel { key: TransactionKey, req: Request },
     /// A request inside the dialog; answer it with [`SipHandle::respond`].
     Request { key: TransactionKey, req: Request },
     /// A response to a request the call sent.
@@ -458,8 +459,13 @@ impl Endpoint {
                     .and_then(|k| self.invites.get(&k).cloned());
                 match found {
                     Some(id) => {
-                        self.answer(&key, &msg, 200, "OK");
-                        self.to_call(&id, ToCall::Cancelled);
+                        let cancel = ToCall::Cancel {
+                            key: key.clone(),
+                            req: req.clone(),
+                        };
+                        if !self.to_call(&id, cancel) {
+                            self.answer(&key, &msg, 200, "OK");
+                        }
                     }
                     None => self.answer(&key, &msg, 481, "Call/Transaction Does Not Exist"),
                 }
