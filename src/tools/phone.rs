@@ -561,6 +561,7 @@ steps:
                         Sound::Prompt { name, .. } => name.clone(),
                         Sound::Say { value, .. } => format!("say {value}"),
                         Sound::Silence(d) => format!("silence {}", d.as_millis()),
+                        Sound::Tone { freq_hz } => format!("tone {freq_hz}"),
                     },
                 )),
                 _ => None,
