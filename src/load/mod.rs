@@ -111,7 +111,7 @@ pub struct LoadArgs {
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
-    if !v.is_finite() || v < 0.0 || v > 86_400.0 {
+    if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
         anyhow::bail!("--{name} must be between 0 and 86400 seconds, found {v}");
     }
     Ok(Duration::from_secs_f64(v))
@@ -256,7 +256,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
         Some(t) => Engine::attach(t, args.engine_pid),
         None => {
             let range = args.rtp_ports;
-            let pairs = (usize::from(range.last) - usize::from(range.first) + 1) / 2;
+            // The engine hands out the even ports of the range (the odd one above is RTCP's).
+            let first_even = range.first.saturating_add(range.first % 2);
+            let pairs = (first_even..range.last).step_by(2).count();
             if pairs < args.calls {
                 anyhow::bail!(
                     "--rtp-ports {range} holds {pairs} calls (two ports each); {} wanted",
@@ -480,7 +482,7 @@ async fn conduct(
     }
     s.calls_failed = failures.values().sum();
     let mut f: Vec<(String, usize)> = failures.into_iter().collect();
-    f.sort_by(|a, b| b.1.cmp(&a.1));
+    f.sort_by_key(|x| std::cmp::Reverse(x.1));
     f.truncate(6);
     s.failures = f;
     s.gap = Spread::from(&gaps);

@@ -7,20 +7,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// CPU time of a process at one moment, two ways: the kernel's tick-sampled utime + stime
-/// (`/proc/<pid>/stat`, in `CLK_TCK` units), and the scheduler's exact run time per thread
-/// (`/proc/<pid>/task/<tid>/schedstat`, in ns). Tick sampling can miss a thread that wakes
-/// every 20 ms, works a few ms and sleeps again in step with the timer tick, which is
-/// exactly what a media clock does; the scheduler's figure has no such blind spot.
+/// CPU time of a process at one moment, two ways: utime + stime of the whole process
+/// (`/proc/<pid>/stat`, in `CLK_TCK` units, threads that ended included) and the scheduler's
+/// run time of each live thread (`/proc/<pid>/task/<tid>/schedstat`, in ns), which gives
+/// the per-thread split at full resolution. Over a window in which no thread ends, the two
+/// totals agree: the kernel scales utime + stime to the exact run time.
 #[derive(Debug, Clone)]
 pub struct CpuSnapshot {
     pub at: Instant,
     /// utime + stime of the whole process (threads that ended included), in ticks.
     pub stat_ticks: u64,
-    /// Scheduler run time of the live threads, in ns.
-    pub run_ns: u64,
-    /// Scheduler run time summed over the live threads sharing a name, in ns.
-    pub threads: BTreeMap<String, u64>,
+    /// Each live thread by id: its name and scheduler run time in ns.
+    pub threads: BTreeMap<u32, (String, u64)>,
 }
 
 impl CpuSnapshot {
@@ -30,9 +28,11 @@ impl CpuSnapshot {
         let at = Instant::now();
         let (_, stat_ticks) = parse_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)?;
         let mut threads = BTreeMap::new();
-        let mut run_ns = 0u64;
         if let Ok(tasks) = std::fs::read_dir(dir.join("task")) {
             for t in tasks.flatten() {
+                let Some(tid) = t.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
                 // A thread may end between the listing and the reads.
                 let Ok(name) = std::fs::read_to_string(t.path().join("comm")) else {
                     continue;
@@ -43,15 +43,12 @@ impl CpuSnapshot {
                 else {
                     continue;
                 };
-                run_ns = run_ns.saturating_add(ns);
-                let e = threads.entry(name.trim_end().to_string()).or_insert(0u64);
-                *e = e.saturating_add(ns);
+                threads.insert(tid, (name.trim_end().to_string(), ns));
             }
         }
         Some(CpuSnapshot {
             at,
             stat_ticks,
-            run_ns,
             threads,
         })
     }
@@ -68,18 +65,25 @@ impl CpuSnapshot {
             }
         };
         let ns_pct = |d: u64| of_window(d as f64 / 1e9);
-        let threads = self
-            .threads
-            .iter()
-            .map(|(name, &t)| {
-                let before = earlier.threads.get(name).copied().unwrap_or(0);
-                (name.clone(), ns_pct(t.saturating_sub(before)))
-            })
+        // Per thread id, so that a thread ending in the window does not take the time of
+        // the others with it; a thread born in the window counts from zero.
+        let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total = 0u64;
+        for (tid, (name, ns)) in &self.threads {
+            let before = earlier.threads.get(tid).map_or(0, |(_, b)| *b);
+            let d = ns.saturating_sub(before);
+            total = total.saturating_add(d);
+            let e = by_name.entry(name.clone()).or_insert(0);
+            *e = e.saturating_add(d);
+        }
+        let threads = by_name
+            .into_iter()
+            .map(|(name, d)| (name, ns_pct(d)))
             .filter(|(_, p)| *p >= 0.05)
             .collect();
         CpuUse {
             seconds: secs,
-            total_pct: ns_pct(self.run_ns.saturating_sub(earlier.run_ns)),
+            total_pct: ns_pct(total),
             stat_pct: of_window(
                 self.stat_ticks.saturating_sub(earlier.stat_ticks) as f64
                     / clock_ticks_per_second() as f64,
@@ -107,46 +111,48 @@ pub fn parse_schedstat(text: &str) -> Option<u64> {
     text.split_ascii_whitespace().next()?.parse().ok()
 }
 
-/// The whole machine's CPU time at one moment (first line of `/proc/stat`), in ticks:
-/// what every process together used, so that the report can show how much of the machine
-/// was busy with other work during a measurement.
+/// The whole machine's idle time at one moment (first line of `/proc/stat`, idle + iowait,
+/// in `CLK_TCK` units), so that the report can show how busy the machine was with all
+/// work during a measurement. Busy time is derived from idle time and the wall clock: the
+/// kernel measures idle time exactly, while its user and system counters are sampled at
+/// timer ticks and miss threads that wake every 20 ms and sleep again between two ticks.
 #[derive(Debug, Clone, Copy)]
 pub struct MachineCpu {
-    pub busy: u64,
-    pub total: u64,
+    pub at: Instant,
+    pub idle_ticks: u64,
 }
 
 impl MachineCpu {
     pub fn read() -> Option<MachineCpu> {
-        parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+        let at = Instant::now();
+        let idle_ticks = parse_proc_stat_idle(&std::fs::read_to_string("/proc/stat").ok()?)?;
+        Some(MachineCpu { at, idle_ticks })
     }
 
     /// Busy time between `earlier` and `self` as a percentage of one core (so a fully busy
     /// two-core machine shows 200).
     pub fn busy_pct_since(&self, earlier: &MachineCpu, cpus: usize) -> f64 {
-        let total = self.total.saturating_sub(earlier.total);
-        if total == 0 {
+        let secs = self.at.saturating_duration_since(earlier.at).as_secs_f64();
+        if secs <= 0.0 {
             return 0.0;
         }
-        self.busy.saturating_sub(earlier.busy) as f64 / total as f64 * 100.0 * cpus as f64
+        let idle = self.idle_ticks.saturating_sub(earlier.idle_ticks) as f64
+            / clock_ticks_per_second() as f64;
+        ((cpus as f64 * secs - idle) / secs * 100.0).clamp(0.0, cpus as f64 * 100.0)
     }
 }
 
-/// The aggregate `cpu` line of `/proc/stat`: busy is everything but idle and iowait.
-pub fn parse_proc_stat(text: &str) -> Option<MachineCpu> {
+/// Idle + iowait from the aggregate `cpu` line of `/proc/stat`.
+pub fn parse_proc_stat_idle(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
-    let nums: Vec<u64> = line
+    let mut nums = line
         .split_ascii_whitespace()
         .skip(1)
-        .map_while(|n| n.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
-    let total: u64 = nums.iter().take(8).sum();
-    let idle = nums.get(3)? + nums.get(4).copied().unwrap_or(0);
-    Some(MachineCpu {
-        busy: total.saturating_sub(idle),
-        total,
-    })
+        .map(|n| n.parse::<u64>().ok());
+    // user nice system idle iowait ...
+    let idle = nums.nth(3)??;
+    let iowait = nums.next().flatten().unwrap_or(0);
+    Some(idle.saturating_add(iowait))
 }
 
 /// Resident memory of a process, in KiB: now (`VmRSS`) and its high-water mark (`VmHWM`).
@@ -315,11 +321,44 @@ mod tests {
     }
 
     #[test]
-    fn proc_stat_busy_excludes_idle_and_iowait() {
+    fn proc_stat_idle_includes_iowait() {
         let text = "cpu  100 5 50 1000 20 3 7 0 0 0\ncpu0 50 2 25 500 10 1 3 0 0 0\n";
-        let m = parse_proc_stat(text).expect("cpu line");
-        assert_eq!((m.busy, m.total), (165, 1185));
-        assert!(parse_proc_stat("intr 1 2 3\n").is_none());
+        assert_eq!(parse_proc_stat_idle(text), Some(1020));
+        assert!(parse_proc_stat_idle("intr 1 2 3\n").is_none());
+    }
+
+    #[test]
+    fn a_thread_ending_in_the_window_does_not_hide_the_others() {
+        let t0 = Instant::now();
+        let snap = |at: Instant, threads: &[(u32, &str, u64)]| CpuSnapshot {
+            at,
+            stat_ticks: 0,
+            threads: threads
+                .iter()
+                .map(|&(tid, name, ns)| (tid, (name.to_string(), ns)))
+                .collect(),
+        };
+        let a = snap(
+            t0,
+            &[
+                (1, "main", 0),
+                (2, "media-0", 1_000_000_000),
+                (3, "blocking", 5_000_000_000),
+            ],
+        );
+        let b = snap(
+            t0 + std::time::Duration::from_secs(2),
+            &[
+                (1, "main", 0),
+                (2, "media-0", 2_000_000_000),
+                (4, "new", 100_000_000),
+            ],
+        );
+        let u = b.since(&a);
+        assert!((u.total_pct - 55.0).abs() < 1e-6, "{}", u.total_pct);
+        assert!((u.threads["media-0"] - 50.0).abs() < 1e-6);
+        assert!((u.threads["new"] - 5.0).abs() < 1e-6);
+        assert!(!u.threads.contains_key("main"));
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! Micro-measurements of the media clock's per-call work, to explain the load tool's CPU
+//! figures: what one session costs per 20 ms tick, and its parts (the in-band DTMF
+//! detector on every received frame, an empty receive that ends each drain, one loopback
+//! send). They are tests marked `#[ignore]` so that they run only when asked for:
+//!
+//! ```text
+//! cargo bench --bench media_tick -- --ignored --nocapture --test-threads 1
+//! ```
+//!
+//! Figures print as nanoseconds per operation; nothing is asserted about them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use hotline::config::PortRange;
+use hotline::media::dtmf::goertzel::InbandDetector;
+use hotline::media::g711::Codec;
+use hotline::media::ports::PortPool;
+use hotline::media::rtp::RtpSender;
+use hotline::media::session::{Session, SessionParams};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn per_op(label: &str, n: u64, took: Duration) {
+    println!(
+        "{label:<48} {:>9.0} ns/op  ({n} ops)",
+        took.as_nanos() as f64 / n as f64
+    );
+}
+
+/// Quiet line noise, as a caller's silence really sounds after G.711.
+fn noise_frame() -> [i16; 160] {
+    let mut f = [0i16; 160];
+    let mut x = 12345u32;
+    for s in &mut f {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        *s = ((x >> 16) % 64) as i16 - 32;
+    }
+    f
+}
+
+#[test]
+#[ignore]
+fn inband_detector_per_frame() {
+    let frame = noise_frame();
+    let mut d = InbandDetector::new();
+    let n = 200_000u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(d.push_frame(std::hint::black_box(&frame)));
+    }
+    per_op("InbandDetector::push_frame (160 samples)", n, t.elapsed());
+}
+
+#[test]
+#[ignore]
+fn empty_receive() {
+    let s = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind");
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    let n = 500_000u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = std::hint::black_box(s.recv_from(&mut buf));
+    }
+    per_op("recv_from on an empty socket (EAGAIN)", n, t.elapsed());
+}
+
+#[test]
+#[ignore]
+fn loopback_send_and_receive() {
+    let a = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind");
+    let b = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind");
+    b.set_nonblocking(true).expect("nonblocking");
+    let to = b.local_addr().expect("addr");
+    let pkt = [0x80u8; 172];
+    let mut buf = [0u8; 2048];
+    let rounds = 20_000u64;
+    let (mut send, mut recv) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..10 {
+            let _ = a.send_to(&pkt, to);
+        }
+        send += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..10 {
+            let _ = b.recv_from(&mut buf);
+        }
+        recv += t.elapsed();
+    }
+    per_op("send_to 172 bytes on loopback", rounds * 10, send);
+    per_op("recv_from with a packet waiting", rounds * 10, recv);
+}
+
+/// `calls` sessions, each with a peer that sends one PCMU frame per tick, as the media
+/// clock serves them: the cost of one tick per session.
+fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
+    let pool = PortPool::new(PortRange {
+        first: 40_000,
+        last: 40_000 + 2 * calls as u16 + 200,
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let now = Instant::now();
+    let mut sessions = Vec::new();
+    let mut peers = Vec::new();
+    for i in 0..calls {
+        let peer = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind peer");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let port = pool.allocate(LOCAL).expect("port");
+        let engine_addr = SocketAddr::new(LOCAL, port.port);
+        let params = SessionParams {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            telephone_event_pt: te,
+            remote: peer.local_addr().expect("addr"),
+            no_media_timeout: Duration::from_secs(3600),
+            ssrc: i as u32,
+            initial_seq: 1,
+            initial_timestamp: 0,
+        };
+        sessions.push(Session::new(port, params, tx.clone(), now));
+        let sender = RtpSender::new(7_000 + i as u32, 1, 0, 0);
+        peers.push((peer, engine_addr, sender));
+    }
+    let mut frame = [0u8; 160];
+    Codec::Pcmu.encode_into(&noise_frame(), &mut frame);
+    let mut buf = vec![0u8; 2048];
+    let mut pkt = [0u8; 2048];
+    let mut in_tick = Duration::ZERO;
+    for _ in 0..200 {
+        for (peer, to, sender) in &mut peers {
+            if let Ok(n) = sender.next_packet(&frame, &mut pkt) {
+                let _ = peer.send_to(&pkt[..n], *to);
+            }
+        }
+        let t = Instant::now();
+        let now = Instant::now();
+        for s in &mut sessions {
+            s.tick(now, &mut buf);
+        }
+        in_tick += t.elapsed();
+        for (peer, _, _) in &peers {
+            while peer.recv_from(&mut pkt).is_ok() {}
+        }
+        while rx.try_recv().is_ok() {}
+    }
+    in_tick / (200 * calls as u32)
+}
+
+#[test]
+#[ignore]
+fn session_tick_per_call() {
+    for calls in [100usize, 1000] {
+        let d = session_ticks(calls, Some(101));
+        per_op(
+            &format!("Session::tick, {calls} sessions (recv+detect+send)"),
+            1,
+            d,
+        );
+    }
+}
