@@ -36,7 +36,7 @@ async fn edit_during_a_call() {
     std::fs::write(
         dir.join("hotline.yaml"),
         format!(
-            "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 22900-22999 }}\n\
+            "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 42900-42999 }}\n\
 flows: flows\nprompts: {}\n",
             repo().join("prompts").display()
         ),

@@ -124,7 +124,7 @@ async fn http_lookup_answers_errors_and_a_slow_service() {
         &dir,
         LOOKUP,
         &format!("vars: {{ crm_url: \"http://{web}\" }}\n"),
-        "23100-23199",
+        "43100-43199",
     )
     .await;
     let sip = srv.server.addr(Transport::Udp).unwrap();
@@ -226,7 +226,7 @@ fn loud_seconds(path: &Path) -> f32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voicemail_is_recorded_to_the_terminator_and_on_hang_up() {
     let dir = scratch("record");
-    let srv = serve_flow(&dir, VOICEMAIL, "", "23200-23299").await;
+    let srv = serve_flow(&dir, VOICEMAIL, "", "43200-43299").await;
     let sip = srv.server.addr(Transport::Udp).unwrap();
     let recordings = dir.join("recordings");
 

@@ -23,7 +23,7 @@ fn next_rtp_range() -> PortRange {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::Relaxed) % 40;
     let pid_offset = (std::process::id() % 4) as u16 * 2000;
-    let first = 21000 + pid_offset + slot * 40;
+    let first = 44000 + pid_offset + slot * 40;
     PortRange {
         first,
         last: first + 39,
