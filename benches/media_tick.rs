@@ -97,8 +97,8 @@ fn loopback_send_and_receive() {
 /// clock serves them: the cost of one tick per session.
 fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
     let pool = PortPool::new(PortRange {
-        first: 40_000,
-        last: 40_000 + 2 * calls as u16 + 200,
+        first: 24_000,
+        last: 24_000 + 2 * calls as u16 + 200,
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let now = Instant::now();

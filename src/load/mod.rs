@@ -243,10 +243,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let config =
         Config::load(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let prompts_dir = config.prompts_dir.clone();
-    let (lib, errors) =
-        tokio::task::spawn_blocking(move || PromptLibrary::load_dir(&prompts_dir, "en"))
-            .await
-            .context("loading prompts")?;
+    let default_language = config.default_language.clone();
+    let (lib, errors) = tokio::task::spawn_blocking(move || {
+        PromptLibrary::load_dir(&prompts_dir, &default_language)
+    })
+    .await
+    .context("loading prompts")?;
     for e in &errors {
         warn!("{e}");
     }
