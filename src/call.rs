@@ -86,8 +86,6 @@ const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 pub enum Outcome {
     CallerHungUp,
     FlowHungUp,
-    Cancelled,
-    Refused(u16),
     NoMedia,
     AckTimeout,
 }

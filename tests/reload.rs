@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use common::{SECOND, prompt, repo};
@@ -130,6 +130,5 @@ flows: flows\nprompts: {}\n",
         .wait_for_prompt(&prompt("en", "goodbye"), 0, 5 * SECOND)
         .await
         .expect("C still gets version 2");
-    drop(Arc::clone(&deps));
     let _ = std::fs::remove_dir_all(&dir);
 }
