@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::flow::flowset::FlowSet;
 use crate::flow::machine::{
     Action, Audio, CallContext, Event, FlowMachine, HttpFailure, PlayId, RecordEnd, RequestId,
     TransferOutcome,
 };
+use crate::leg::{Dial, Leg, LegNews};
 use crate::media::clock::{MediaEngine, SessionId};
 use crate::media::dtmf::Key;
 use crate::media::ports::PortPool;
@@ -51,6 +52,8 @@ pub struct CallDeps {
     /// The HTTP client every `http` step shares (one connection pool).
     pub http: reqwest::Client,
     live: RwLock<Arc<Live>>,
+    /// The SIP listeners, once bound (outgoing legs leave from one of them).
+    listeners: std::sync::OnceLock<Vec<(Transport, SocketAddr)>>,
 }
 
 impl CallDeps {
@@ -60,7 +63,17 @@ impl CallDeps {
             ports,
             http: crate::webhook::client(),
             live: RwLock::new(Arc::new(live)),
+            listeners: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records where the engine listens, for outgoing legs.
+    pub fn set_listeners(&self, listeners: Vec<(Transport, SocketAddr)>) {
+        let _ = self.listeners.set(listeners);
+    }
+
+    pub fn listeners(&self) -> &[(Transport, SocketAddr)] {
+        self.listeners.get().map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The current version (what a new call gets).
@@ -88,7 +101,13 @@ pub enum Outcome {
     FlowHungUp,
     NoMedia,
     AckTimeout,
+    /// A transfer target or agent the caller was bridged to hung up.
+    FarEndHungUp,
 }
+
+/// The play id of the ringback tone a caller hears while a transfer rings; the flow
+/// machine never sees it.
+const RINGBACK_PLAY: u64 = u64::MAX - 1;
 
 /// The IP address our SDP and Contact should show to `remote`: the configured public
 /// address, the listener's own address, or the one the kernel would route from.
@@ -170,6 +189,19 @@ struct Call {
     io_tx: mpsc::UnboundedSender<Event>,
     io_rx: mpsc::UnboundedReceiver<Event>,
     started: Instant,
+    caller: String,
+    caller_display: Option<String>,
+    /// A transfer the flow asked for, placed by the serve loop (it may need a DNS lookup).
+    pending_transfer: Option<(RequestId, String, Duration)>,
+    /// The leg a transfer is ringing or bridged to, with the transfer's id.
+    leg: Option<(RequestId, Leg)>,
+    /// When an unanswered transfer gives up.
+    leg_deadline: Option<Instant>,
+    /// Legs hung up whose last answers are awaited.
+    old_legs: Vec<Leg>,
+    leg_media_tx: mpsc::UnboundedSender<MediaEvent>,
+    leg_media_rx: mpsc::UnboundedReceiver<MediaEvent>,
+    bridged: bool,
 }
 
 /// Runs one call to its end.
@@ -281,6 +313,11 @@ impl Call {
             }
         };
         let local_tag = random_token(10);
+        let caller_display = inv
+            .headers
+            .from_addr()
+            .ok()
+            .and_then(|f| f.display_name.clone());
         let dialog = match Dialog::uas(inv, &local_tag, rand::random_range(1..10_000)) {
             Ok(d) => d,
             Err(e) => {
@@ -291,7 +328,7 @@ impl Call {
         let flows = live.flows.clone();
         let ctx = CallContext {
             call_id: call_id.clone(),
-            caller,
+            caller: caller.clone(),
             dialed,
             wall_clock_at_start: std::time::SystemTime::now().into(),
         };
@@ -306,7 +343,17 @@ impl Call {
 
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let (io_tx, io_rx) = mpsc::unbounded_channel();
+        let (leg_media_tx, leg_media_rx) = mpsc::unbounded_channel();
         let mut call = Call {
+            caller,
+            caller_display,
+            pending_transfer: None,
+            leg: None,
+            leg_deadline: None,
+            old_legs: Vec::new(),
+            leg_media_tx,
+            leg_media_rx,
+            bridged: false,
             sip: nc.sip.clone(),
             peer: nc.peer,
             advertised,
@@ -475,6 +522,10 @@ impl Call {
     async fn serve(&mut self) {
         self.flow_event(Event::Started);
         while self.outcome.is_none() {
+            if let Some((id, target, timeout)) = self.pending_transfer.take() {
+                self.start_transfer(id, target, timeout).await;
+                continue;
+            }
             let deadline = self.machine.as_ref().and_then(|m| m.poll_timeout());
             let sleep = async {
                 match deadline {
@@ -482,7 +533,16 @@ impl Call {
                     None => std::future::pending().await,
                 }
             };
+            let ring_deadline = self.leg_deadline;
+            let ring_over = async {
+                match ring_deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(ev) = self.leg_media_rx.recv() => self.on_leg_media(ev),
+                _ = ring_over => self.transfer_not_answered(),
                 m = self.inbox.recv() => match m {
                     Some(m) => self.on_sip(m),
                     None => self.outcome = Some(Outcome::CallerHungUp),
@@ -582,10 +642,12 @@ impl Call {
                         terminator: terminator.and_then(Key::from_char),
                     });
                 }
-                Action::Transfer { id, .. } => {
-                    warn!("transfer steps are not available yet");
-                    let outcome = TransferOutcome::Failed("not available".to_string());
-                    self.feed_back(Event::TransferDone { id, outcome });
+                Action::Transfer {
+                    id,
+                    target,
+                    timeout,
+                } => {
+                    self.pending_transfer = Some((id, target, timeout));
                 }
                 Action::Hangup => {
                     self.send_bye();
@@ -593,13 +655,6 @@ impl Call {
                     return;
                 }
             }
-        }
-    }
-
-    /// Hands the machine an event while its actions are being carried out.
-    fn feed_back(&mut self, ev: Event) {
-        if let Some(m) = self.machine.as_mut() {
-            m.handle(Instant::now(), ev);
         }
     }
 
@@ -653,10 +708,13 @@ impl Call {
 
     fn on_media(&mut self, ev: MediaEvent) {
         match ev {
+            // Keys while bridged belong to the far end (the media clock relays them).
+            MediaEvent::Key { .. } if self.bridged => {}
             MediaEvent::Key { key, source, .. } => {
                 debug!(key = %key.as_char(), ?source, "key");
                 self.flow_event(Event::Key(key.as_char()));
             }
+            MediaEvent::PlayFinished { id } if id == RINGBACK_PLAY => {}
             MediaEvent::PlayFinished { id } => {
                 self.flow_event(Event::PromptFinished { id: PlayId(id) })
             }
@@ -726,7 +784,153 @@ impl Call {
                 let ok = self.respond(&req, 200, "OK");
                 self.send(&key, ok);
             }
+            ToCall::Leg { call_id, msg } => self.on_leg_sip(&call_id, *msg),
             ToCall::Ack(_) | ToCall::Response(_) | ToCall::RequestTimeout => {}
+        }
+    }
+
+    /// Places the transfer's leg and lets the caller hear ringback meanwhile.
+    async fn start_transfer(&mut self, id: RequestId, target: String, timeout: Duration) {
+        let dial = Dial {
+            target: &target,
+            caller_user: &self.caller,
+            caller_display: self.caller_display.as_deref(),
+            listeners: self.deps.listeners(),
+            prefer: Some(self.peer),
+            public_address: self.live.config.public_address,
+            no_media_timeout: self.live.config.no_media_timeout,
+        };
+        match Leg::place(&self.deps, &self.sip, &self.call_id, dial).await {
+            Ok(leg) => {
+                info!(%target, leg = %leg.call_id, "transferring");
+                self.leg = Some((id, leg));
+                self.leg_deadline = Some(Instant::now() + timeout);
+                self.media(SessionCommand::Play {
+                    id: RINGBACK_PLAY,
+                    prompts: ringback(timeout),
+                    barge_in: false,
+                });
+            }
+            Err(e) => {
+                warn!(%target, error = %e, "transfer not placed");
+                let outcome = TransferOutcome::Failed(e.to_string());
+                self.flow_event(Event::TransferDone { id, outcome });
+            }
+        }
+    }
+
+    fn on_leg_sip(&mut self, leg_id: &str, msg: ToCall) {
+        let beside = self.session;
+        if let Some((id, leg)) = self.leg.as_mut().filter(|(_, l)| l.call_id == leg_id) {
+            let id = *id;
+            if let Some(news) = leg.on_sip(&self.deps, msg, beside, &self.leg_media_tx) {
+                self.leg_news(id, news);
+            }
+            return;
+        }
+        if let Some(leg) = self.old_legs.iter_mut().find(|l| l.call_id == leg_id) {
+            leg.on_sip(&self.deps, msg, None, &self.leg_media_tx);
+            if !leg.closing {
+                leg.close(&self.deps);
+                self.old_legs.retain(|l| l.call_id != leg_id);
+            }
+        }
+    }
+
+    fn leg_news(&mut self, id: RequestId, news: LegNews) {
+        match news {
+            LegNews::Ringing => debug!("transfer target rings"),
+            LegNews::Answered => {
+                self.leg_deadline = None;
+                self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
+                if let (Some(a), Some(b)) = (
+                    self.session,
+                    self.leg.as_ref().and_then(|(_, l)| l.session()),
+                ) {
+                    self.deps.media.bridge(a, b);
+                }
+                self.bridged = true;
+                info!("transfer answered; bridged");
+                self.flow_event(Event::TransferDone {
+                    id,
+                    outcome: TransferOutcome::Connected,
+                });
+            }
+            LegNews::Failed(f) => {
+                self.leg_deadline = None;
+                self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
+                info!(why = %f, "transfer failed");
+                self.retire_leg();
+                let outcome = match f {
+                    crate::sip::uac::LegFailure::Busy => TransferOutcome::Busy,
+                    crate::sip::uac::LegFailure::NoAnswer => TransferOutcome::NoAnswer,
+                    other => TransferOutcome::Failed(other.to_string()),
+                };
+                self.flow_event(Event::TransferDone { id, outcome });
+            }
+            LegNews::HungUp => {
+                info!("transfer target hung up; ending the call");
+                self.end_bridge();
+                self.retire_leg();
+                self.send_bye();
+                self.outcome = Some(Outcome::FarEndHungUp);
+            }
+        }
+    }
+
+    /// The target did not answer within the step's timeout: CANCEL it.
+    fn transfer_not_answered(&mut self) {
+        self.leg_deadline = None;
+        let Some((id, mut leg)) = self.leg.take() else {
+            return;
+        };
+        leg.hang_up();
+        self.leg = Some((id, leg));
+        self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
+        self.retire_leg();
+        info!("transfer target did not answer in time");
+        self.flow_event(Event::TransferDone {
+            id,
+            outcome: TransferOutcome::NoAnswer,
+        });
+    }
+
+    fn on_leg_media(&mut self, ev: MediaEvent) {
+        if let MediaEvent::NoMedia = ev
+            && self.bridged
+        {
+            info!("no media from the transfer target; ending the call");
+            self.end_bridge();
+            self.hang_up_leg();
+            self.send_bye();
+            self.outcome = Some(Outcome::NoMedia);
+        }
+    }
+
+    fn end_bridge(&mut self) {
+        if self.bridged {
+            if let Some(a) = self.session {
+                self.deps.media.unbridge(a);
+            }
+            self.bridged = false;
+        }
+    }
+
+    /// Hangs up the current leg (if any) and keeps it until its last answer arrives.
+    fn hang_up_leg(&mut self) {
+        if let Some((_, leg)) = self.leg.as_mut() {
+            leg.hang_up();
+        }
+        self.retire_leg();
+    }
+
+    fn retire_leg(&mut self) {
+        if let Some((_, mut leg)) = self.leg.take() {
+            if leg.closing {
+                self.old_legs.push(leg);
+            } else {
+                leg.close(&self.deps);
+            }
         }
     }
 
@@ -904,6 +1108,8 @@ impl Call {
     /// Tears down what is left and records the call's story.
     async fn finish(&mut self) {
         self.stop_recording().await;
+        self.end_bridge();
+        self.hang_up_leg();
         if let Some(id) = self.session.take() {
             self.deps.media.remove(id);
         }
@@ -914,13 +1120,16 @@ impl Call {
         }
         // Our BYE is retransmitted by its transaction; wait for its answer (or timeout) so
         // the response still finds this call.
-        if self.bye_sent {
+        if self.bye_sent || !self.old_legs.is_empty() {
             let until = tokio::time::Instant::now() + Duration::from_secs(40);
-            loop {
+            let mut bye_pending = self.bye_sent;
+            while bye_pending || !self.old_legs.is_empty() {
                 tokio::select! {
                     m = self.inbox.recv() => match m {
-                        Some(ToCall::Response(r)) if r.status >= 200 => break,
-                        Some(ToCall::RequestTimeout) | None => break,
+                        Some(ToCall::Response(r)) if r.status >= 200 => bye_pending = false,
+                        Some(ToCall::RequestTimeout) => bye_pending = false,
+                        None => break,
+                        Some(ToCall::Leg { call_id, msg }) => self.on_leg_sip(&call_id, *msg),
                         Some(ToCall::Request { key, req }) => {
                             // A BYE crossing ours: answer it.
                             let r = self.respond(&req, 200, "OK");
@@ -931,6 +1140,9 @@ impl Call {
                     _ = tokio::time::sleep_until(until) => break,
                 }
             }
+        }
+        for mut leg in self.old_legs.drain(..) {
+            leg.close(&self.deps);
         }
         for write in self.pending_writes.drain(..) {
             let _ = write.await;
@@ -950,4 +1162,15 @@ impl Call {
         );
         self.sip.ended(&self.call_id);
     }
+}
+
+/// A ringback cadence (425 Hz, one second on, four off) long enough for `timeout`.
+fn ringback(timeout: Duration) -> Vec<Prompt> {
+    let cycles = (timeout.as_secs() / 5 + 1).min(120);
+    let mut out = Vec::with_capacity(cycles as usize * 2);
+    for _ in 0..cycles {
+        out.push(Prompt::tone(425.0, Duration::from_secs(1), -13.0));
+        out.push(Prompt::silence(Duration::from_secs(4)));
+    }
+    out
 }

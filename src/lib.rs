@@ -6,6 +6,7 @@ pub mod caller; // a scripted caller for tests and load
 pub mod check; // load everything and report every problem
 pub mod config; // hotline.yaml
 pub mod flow; // the call-flow language: model, loading, interpreter
+pub mod leg; // an outgoing call leg (transfer, agent offer) and its media
 pub mod load; // the load tool: many scripted calls, measured
 pub mod media; // RTP, G.711, DTMF, prompts, the media clock
 pub mod reload; // live reload of flows, prompts and routes

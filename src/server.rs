@@ -56,6 +56,7 @@ impl Server {
             .await
             .context("opening the SIP listeners")?;
         let local_addrs = transports.local_addrs();
+        deps.set_listeners(local_addrs.clone());
         for (t, a) in &local_addrs {
             info!(transport = %t, address = %a, "listening for SIP");
         }

@@ -64,6 +64,9 @@ struct State {
     packets_in: u64,
     packets_out: u64,
     closed: bool,
+    /// Keys received as RFC 4733 events, in order.
+    keys_heard: Vec<char>,
+    last_event_ts: Option<u32>,
 }
 
 /// The caller side of one call's media.
@@ -109,6 +112,8 @@ impl CallMedia {
             packets_in: 0,
             packets_out: 0,
             closed: false,
+            keys_heard: Vec::new(),
+            last_event_ts: None,
         }));
         let _ = clock().send(state.clone());
         Ok(CallMedia { state, local })
@@ -219,6 +224,11 @@ m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
     /// Every audio frame received so far (with `keep_audio`).
     pub fn heard(&self) -> Vec<Heard> {
         lock(&self.state).audio.clone()
+    }
+
+    /// Keys the far end sent as RFC 4733 events, in order.
+    pub fn keys_heard(&self) -> Vec<char> {
+        lock(&self.state).keys_heard.clone()
     }
 
     /// Number of audio frames received so far.
@@ -494,6 +504,17 @@ fn receive(
             continue;
         };
         s.packets_in += 1;
+        if Some(pkt.pt) == s.te_pt {
+            // One key per event (RFC 4733 keeps the timestamp for all packets of an event).
+            if let Some(&code) = pkt.payload.first()
+                && s.last_event_ts != Some(pkt.timestamp)
+                && let Some(k) = Key::from_event_code(code)
+            {
+                s.last_event_ts = Some(pkt.timestamp);
+                s.keys_heard.push(k.as_char());
+            }
+            continue;
+        }
         if pkt.pt != s.pt || pkt.payload.len() != FRAME_SAMPLES {
             continue;
         }

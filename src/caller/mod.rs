@@ -6,6 +6,7 @@
 //! It is a test instrument, not a softphone: it trusts the server to be on loopback, keeps
 //! one call per `Phone`, and answers only what a caller of an IVR has to answer (BYE).
 
+pub mod answerer;
 pub mod media;
 
 use std::collections::VecDeque;

@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::media::bridge::relay;
 use crate::media::session::{Session, SessionCommand};
 
 /// The media clock's period.
@@ -21,9 +22,16 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// Identifies a session inside the media engine.
 pub type SessionId = u64;
 
+const WORKER_BITS: u32 = 8;
+const WORKER_MASK: u64 = (1 << WORKER_BITS) - 1;
+
 enum Command {
     Add(SessionId, Box<Session>),
     Remove(SessionId),
+    /// Relays audio both ways between two sessions of this worker.
+    Bridge(SessionId, SessionId),
+    /// Ends the bridge the session is in.
+    Unbridge(SessionId),
     Session(SessionId, SessionCommand),
     Shutdown,
 }
@@ -95,16 +103,41 @@ impl MediaEngine {
         })
     }
 
+    /// A session id carries its worker in the low bits, so a session added beside another
+    /// lands on the same worker (bridged sessions must share one).
     fn worker(&self, id: SessionId) -> &Worker {
-        let n = self.inner.workers.len() as u64;
-        &self.inner.workers[(id % n) as usize]
+        let n = self.inner.workers.len();
+        &self.inner.workers[(id & WORKER_MASK) as usize % n]
     }
 
     /// Hands a session to a worker; it starts sending at the next tick.
     pub fn add(&self, session: Session) -> SessionId {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let seq = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let worker = seq % self.inner.workers.len() as u64;
+        self.add_on(worker, seq, session)
+    }
+
+    /// Hands a session to the worker that serves `beside`, so the two can be bridged.
+    pub fn add_beside(&self, beside: SessionId, session: Session) -> SessionId {
+        let seq = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.add_on(beside & WORKER_MASK, seq, session)
+    }
+
+    fn add_on(&self, worker: u64, seq: u64, session: Session) -> SessionId {
+        let id = (seq << WORKER_BITS) | worker;
         let _ = self.worker(id).tx.send(Command::Add(id, Box::new(session)));
         id
+    }
+
+    /// Relays audio (and RFC 4733 keys) both ways between `a` and `b`, which must have been
+    /// added beside each other. A prompt played on either side is heard instead of the
+    /// other side's audio while it plays.
+    pub fn bridge(&self, a: SessionId, b: SessionId) {
+        let _ = self.worker(a).tx.send(Command::Bridge(a, b));
+    }
+
+    pub fn unbridge(&self, a: SessionId) {
+        let _ = self.worker(a).tx.send(Command::Unbridge(a));
     }
 
     pub fn command(&self, id: SessionId, cmd: SessionCommand) {
@@ -131,6 +164,7 @@ impl MediaEngine {
 
 fn run(rx: Receiver<Command>, stats: Arc<ClockStats>) {
     let mut sessions: HashMap<SessionId, Box<Session>> = HashMap::new();
+    let mut bridges: Vec<(SessionId, SessionId)> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let mut next = Instant::now() + TICK;
     loop {
@@ -141,8 +175,19 @@ fn run(rx: Receiver<Command>, stats: Arc<ClockStats>) {
                     sessions.insert(id, s);
                 }
                 Ok(Command::Remove(id)) => {
+                    unbridge(&mut sessions, &mut bridges, id);
                     sessions.remove(&id);
                 }
+                Ok(Command::Bridge(a, b)) => {
+                    unbridge(&mut sessions, &mut bridges, a);
+                    unbridge(&mut sessions, &mut bridges, b);
+                    if let [Some(x), Some(y)] = sessions.get_disjoint_mut([&a, &b]) {
+                        x.set_bridged(true);
+                        y.set_bridged(true);
+                        bridges.push((a, b));
+                    }
+                }
+                Ok(Command::Unbridge(a)) => unbridge(&mut sessions, &mut bridges, a),
                 Ok(Command::Session(id, cmd)) => {
                     if let Some(s) = sessions.get_mut(&id) {
                         s.command(cmd, Instant::now());
@@ -155,7 +200,15 @@ fn run(rx: Receiver<Command>, stats: Arc<ClockStats>) {
         stats.sessions.store(sessions.len(), Ordering::Relaxed);
         let now = Instant::now();
         for s in sessions.values_mut() {
-            s.tick(now, &mut buf);
+            s.receive_phase(now, &mut buf);
+        }
+        for (a, b) in &bridges {
+            if let [Some(x), Some(y)] = sessions.get_disjoint_mut([a, b]) {
+                relay_pair(x, y);
+            }
+        }
+        for s in sessions.values_mut() {
+            s.send_phase(&mut buf);
         }
         stats.ticks.fetch_add(1, Ordering::Relaxed);
 
@@ -177,5 +230,38 @@ fn run(rx: Receiver<Command>, stats: Arc<ClockStats>) {
             std::thread::sleep(next - after);
         }
         next += TICK;
+    }
+}
+
+/// Removes the bridge `id` is in, if any, and stops both sides relaying.
+fn unbridge(
+    sessions: &mut HashMap<SessionId, Box<Session>>,
+    bridges: &mut Vec<(SessionId, SessionId)>,
+    id: SessionId,
+) {
+    bridges.retain(|&(a, b)| {
+        if a != id && b != id {
+            return true;
+        }
+        for s in [a, b] {
+            if let Some(s) = sessions.get_mut(&s) {
+                s.set_bridged(false);
+            }
+        }
+        false
+    });
+}
+
+fn relay_pair(x: &mut Session, y: &mut Session) {
+    let (Some(bx), Some(by)) = (x.bridge_buffers(), y.bridge_buffers()) else {
+        return;
+    };
+    let to_y = relay(bx, by);
+    let to_x = relay(by, bx);
+    if let Some(k) = to_y {
+        y.send_key(k);
+    }
+    if let Some(k) = to_x {
+        x.send_key(k);
     }
 }

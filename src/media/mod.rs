@@ -1,6 +1,7 @@
 //! Audio: RTP packets, G.711, DTMF in and out, tones, prompts, and the media clock that
 //! serves every call's session.
 
+pub mod bridge;
 pub mod clock;
 pub mod dtmf;
 pub mod g711;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::media::bridge::BridgeBuffers;
 use crate::media::dtmf::{InbandDetector, Key, Rfc4733Receiver};
 use crate::media::g711::Codec;
 use crate::media::ports::RtpPort;
@@ -128,6 +129,8 @@ pub struct Session {
     recorder: Option<Recorder>,
     /// Audio frames that arrived in the current tick (a recording fills gaps with silence).
     frames_this_tick: u32,
+    /// Set while this session is bridged to another (see `media::bridge`).
+    bridge: Option<Box<BridgeBuffers>>,
 }
 
 /// A key we send lasts this many frames (100 ms), then three end packets follow.
@@ -165,6 +168,7 @@ impl Session {
             sending_key: None,
             recorder: None,
             frames_this_tick: 0,
+            bridge: None,
             params,
         }
     }
@@ -223,6 +227,26 @@ impl Session {
 
     /// One media tick: read everything that arrived, then send one frame.
     pub fn tick(&mut self, now: Instant, buf: &mut [u8]) {
+        self.receive_phase(now, buf);
+        self.send_phase(buf);
+    }
+
+    /// Starts or stops relaying audio to and from a bridged peer.
+    pub fn set_bridged(&mut self, on: bool) {
+        self.bridge = on.then(Box::default);
+    }
+
+    pub fn bridge_buffers(&mut self) -> Option<&mut BridgeBuffers> {
+        self.bridge.as_deref_mut()
+    }
+
+    /// Sends `key` to the far end as RFC 4733 events.
+    pub fn send_key(&mut self, key: Key) {
+        self.sending_key = Some((key, 0));
+    }
+
+    /// The first half of a tick: what arrived, keys, recording, liveness.
+    pub fn receive_phase(&mut self, now: Instant, buf: &mut [u8]) {
         self.frames_this_tick = 0;
         self.receive(now, buf);
         if self.frames_this_tick == 0
@@ -234,6 +258,10 @@ impl Session {
             }
         }
         self.check_liveness(now);
+    }
+
+    /// The second half of a tick: one frame out (or a held caller's silence skipped).
+    pub fn send_phase(&mut self, buf: &mut [u8]) {
         if self.sending {
             self.send_frame(buf);
         } else {
@@ -279,6 +307,9 @@ impl Session {
             } else if pkt.pt == self.params.payload_type {
                 let n = self.params.codec.decode_into(pkt.payload, &mut self.pcm);
                 self.frames_this_tick += 1;
+                if let Some(b) = self.bridge.as_mut() {
+                    b.heard.push(&self.pcm[..n]);
+                }
                 if let Some(r) = self.recorder.as_mut()
                     && let Some(reason) = r.push(&self.pcm[..n])
                 {
@@ -291,6 +322,11 @@ impl Session {
                 None
             };
             if let Some((key, source)) = key {
+                if source == KeySource::Rfc4733
+                    && let Some(b) = self.bridge.as_mut()
+                {
+                    b.heard_key = Some(key);
+                }
                 self.key_heard(key, source);
             }
         }
@@ -346,7 +382,14 @@ impl Session {
         let codec = self.params.codec;
         let silence = silence_frame(codec);
         let mut finished = None;
+        let mut relayed = [0u8; FRAME_SAMPLES];
         let mut frame: &[u8; FRAME_SAMPLES] = &silence;
+        if self.playing.is_none()
+            && let Some(pcm) = self.bridge.as_mut().and_then(|b| b.next_frame())
+        {
+            codec.encode_into(pcm, &mut relayed);
+            frame = &relayed;
+        }
         if let Some(p) = self.playing.as_mut() {
             while let Some(prompt) = p.prompts.front() {
                 if p.frame < prompt.frame_count() {

@@ -1,9 +1,12 @@
-//! A SIP dialog as the answering side sees it (RFC 3261 §12): the identifiers (Call-ID and
-//! both tags), the route set, the far end's target, and both CSeq spaces. It builds the
-//! requests we send inside the dialog (BYE, re-INVITE later) and checks the ones we receive.
+//! A SIP dialog (RFC 3261 §12), from either side: the one we answered (a caller's INVITE)
+//! or the one we placed (a transfer or an agent leg). It holds the identifiers (Call-ID
+//! and both tags), the route set, the far end's target, and both CSeq spaces; it builds
+//! the requests we send inside the dialog (BYE, ACK) and checks the ones we receive.
 //! Pure: no sockets, no clock, no randomness of its own (tags and branches are passed in).
 
-use crate::sip::message::{CSeq, HeaderError, HeaderName, Method, NameAddr, Request, Uri, Via};
+use crate::sip::message::{
+    CSeq, HeaderError, HeaderName, Method, NameAddr, Request, Response, Uri, Via,
+};
 
 /// Why an in-dialog request is refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,6 +62,40 @@ impl Dialog {
         })
     }
 
+    /// The dialog a UAC creates from the INVITE it sent and a 2xx that answered it
+    /// (§12.1.2): the route set is the 2xx's Record-Route reversed, the target its Contact.
+    pub fn uac(invite: &Request, answer: &Response) -> Result<Dialog, HeaderError> {
+        let h = &invite.headers;
+        let from = h.from_addr()?;
+        let to = answer.headers.to_addr()?;
+        let remote_target = match answer.headers.contact()? {
+            Some(c) => c.uri,
+            None => invite.uri.clone(),
+        };
+        let mut route_set = answer.headers.record_route()?;
+        route_set.reverse();
+        Ok(Dialog {
+            call_id: h.call_id()?.to_string(),
+            local_tag: from.tag().unwrap_or_default().to_string(),
+            remote_tag: to.tag().map(str::to_string),
+            local: from,
+            remote: to,
+            remote_target,
+            route_set,
+            local_cseq: h.cseq()?.seq,
+            // The far end has sent nothing in this dialog yet; any first CSeq is fine.
+            remote_cseq: 0,
+        })
+    }
+
+    /// The ACK for a 2xx to our INVITE number `cseq` (§13.2.2.4): a request of the dialog
+    /// with the INVITE's CSeq number, outside any transaction.
+    pub fn ack(&self, cseq: u32, via: Via) -> Request {
+        let mut req = Request::new(Method::Ack, self.remote_target.clone());
+        self.fill(&mut req, via, cseq);
+        req
+    }
+
     /// Checks that `req` belongs to this dialog and its CSeq moves forward (§12.2.2).
     /// ACK and CANCEL reuse the INVITE's number and are not checked for order.
     pub fn accept_request(&mut self, req: &Request) -> Result<(), DialogError> {
@@ -90,28 +127,26 @@ impl Dialog {
         // Loose routing (the usual case, `;lr` on the first route): the Request-URI is the
         // remote target and the route set goes in Route. Strict routing is long obsolete;
         // we treat every route set as loose.
-        let mut req = Request::new(method.clone(), self.remote_target.clone());
+        let mut req = Request::new(method, self.remote_target.clone());
+        self.fill(&mut req, via, self.local_cseq);
+        if let Some(c) = contact {
+            req.headers.push(HeaderName::Contact, format!("<{c}>"));
+        }
+        req
+    }
+
+    fn fill(&self, req: &mut Request, via: Via, seq: u32) {
+        let method = req.method.clone();
         let h = &mut req.headers;
         h.push(HeaderName::Via, via.to_string());
         h.push(HeaderName::MaxForwards, "70");
         h.push(HeaderName::From, self.local.to_string());
         h.push(HeaderName::To, self.remote.to_string());
         h.push(HeaderName::CallId, self.call_id.clone());
-        h.push(
-            HeaderName::CSeq,
-            CSeq {
-                seq: self.local_cseq,
-                method,
-            }
-            .to_string(),
-        );
+        h.push(HeaderName::CSeq, CSeq { seq, method }.to_string());
         for r in &self.route_set {
             h.push(HeaderName::Route, r.to_string());
         }
-        if let Some(c) = contact {
-            h.push(HeaderName::Contact, format!("<{c}>"));
-        }
-        req
     }
 
     pub fn local_cseq(&self) -> u32 {

@@ -43,6 +43,8 @@ pub enum ToCall {
     RequestTimeout,
     /// Our 2xx was never acknowledged (64*T1); the call should end with BYE.
     AckTimeout,
+    /// Something for one of the call's outgoing legs (see [`SipHandle::open_leg`]).
+    Leg { call_id: String, msg: Box<ToCall> },
 }
 
 enum FromCall {
@@ -59,6 +61,17 @@ enum FromCall {
     },
     Ended {
         call_id: String,
+    },
+    OpenLeg {
+        leg: String,
+        owner: String,
+    },
+    CloseLeg {
+        leg: String,
+    },
+    Ack {
+        peer: Peer,
+        req: Request,
     },
 }
 
@@ -86,6 +99,26 @@ impl SipHandle {
             peer,
             req,
         });
+    }
+
+    /// Routes what arrives for Call-ID `leg` (an INVITE the call places) to the inbox of
+    /// call `owner`, wrapped in [`ToCall::Leg`].
+    pub fn open_leg(&self, leg: &str, owner: &str) {
+        let _ = self.tx.send(FromCall::OpenLeg {
+            leg: leg.to_string(),
+            owner: owner.to_string(),
+        });
+    }
+
+    pub fn close_leg(&self, leg: &str) {
+        let _ = self.tx.send(FromCall::CloseLeg {
+            leg: leg.to_string(),
+        });
+    }
+
+    /// Sends the ACK for a 2xx as it is: it belongs to no transaction (RFC 3261 §17.1.1.3).
+    pub fn ack(&self, peer: Peer, req: Request) {
+        let _ = self.tx.send(FromCall::Ack { peer, req });
     }
 
     pub fn ended(&self, call_id: &str) {
@@ -172,6 +205,8 @@ pub struct Endpoint {
     handle: SipHandle,
     /// Call-ID to the call's inbox.
     calls: HashMap<String, mpsc::UnboundedSender<ToCall>>,
+    /// Call-IDs of the INVITEs calls placed, to the Call-ID of the call that placed them.
+    legs: HashMap<String, String>,
     /// Our INVITE server transactions, for CANCEL.
     invites: HashMap<TransactionKey, String>,
     /// Requests the calls sent, for routing their responses.
@@ -221,6 +256,26 @@ fn response_key(resp: &Response) -> Option<TransactionKey> {
     Some(TransactionKey::client(via.branch()?, cseq.method.as_str()))
 }
 
+/// The ACK the INVITE client transaction sends for a non-2xx final response.
+fn non_2xx_ack(invite: &Out, resp: &Out) -> Out {
+    let (Message::Request(inv), Message::Response(r)) = (&invite.message, &resp.message) else {
+        return resp.clone();
+    };
+    match crate::sip::uac::ack_for_non_2xx(inv, r) {
+        Ok(ack) => {
+            let bytes = Bytes::from(ack.to_bytes());
+            Arc::new(SipMsg {
+                peer: invite.peer,
+                message: Message::Request(ack),
+                bytes,
+            })
+        }
+        // Our own INVITE always has these headers; a response without a usable To is
+        // acknowledged by nothing, and the far end's retransmissions time out.
+        Err(_) => resp.clone(),
+    }
+}
+
 fn call_id_of(m: &Message) -> Option<String> {
     m.headers().call_id().ok().map(str::to_string)
 }
@@ -241,6 +296,7 @@ impl Endpoint {
             from_calls,
             handle: SipHandle { tx },
             calls: HashMap::new(),
+            legs: HashMap::new(),
             invites: HashMap::new(),
             clients: HashMap::new(),
             acks_pending: HashMap::new(),
@@ -311,9 +367,21 @@ impl Endpoint {
     }
 
     fn to_call(&self, call_id: &str, msg: ToCall) -> bool {
-        self.calls
-            .get(call_id)
-            .is_some_and(|tx| tx.send(msg).is_ok())
+        if let Some(tx) = self.calls.get(call_id) {
+            return tx.send(msg).is_ok();
+        }
+        let Some(owner) = self.legs.get(call_id) else {
+            return false;
+        };
+        let msg = ToCall::Leg {
+            call_id: call_id.to_string(),
+            msg: Box::new(msg),
+        };
+        self.calls.get(owner).is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    fn is_known(&self, call_id: &str) -> bool {
+        self.calls.contains_key(call_id) || self.legs.contains_key(call_id)
     }
 
     fn drain_outputs(&mut self) {
@@ -326,7 +394,9 @@ impl Endpoint {
                     let Some(call_id) = self.clients.get(&key).cloned() else {
                         continue;
                     };
-                    if status >= 200 {
+                    // An INVITE's 2xx may come again (our ACK was lost): keep routing them
+                    // until the transaction ends (RFC 6026's Accepted state).
+                    if status >= 300 || (status >= 200 && !key.is_invite()) {
                         self.clients.remove(&key);
                     }
                     if let Message::Response(r) = &msg.message {
@@ -376,11 +446,9 @@ impl Endpoint {
                     message: Message::Response(resp),
                     bytes: Bytes::new(),
                 });
-                // We send no INVITEs yet, so no ACK for a non-2xx is ever built; the closure
-                // answers with the response itself, which the table would never transmit.
                 let _ = self
                     .table
-                    .handle_response(now, key, status, msg, |_req, r| r.clone());
+                    .handle_response(now, key, status, msg, non_2xx_ack);
             }
         }
     }
@@ -470,10 +538,8 @@ impl Endpoint {
                     None => self.answer(&key, &msg, 481, "Call/Transaction Does Not Exist"),
                 }
             }
-            _ if has_to_tag
-                || self.calls.contains_key(&call_id) && req.method != Method::Invite =>
-            {
-                if self.calls.contains_key(&call_id) {
+            _ if has_to_tag || self.is_known(&call_id) && req.method != Method::Invite => {
+                if self.is_known(&call_id) {
                     self.to_call(
                         &call_id,
                         ToCall::Request {
@@ -501,8 +567,9 @@ impl Endpoint {
         let Message::Request(req) = &msg.message else {
             return;
         };
-        if self.calls.contains_key(&call_id) {
-            // Same Call-ID, new transaction, no To tag: a merged or looped request (§8.2.2.2).
+        if self.is_known(&call_id) {
+            // Same Call-ID, new transaction, no To tag: a merged or looped request (§8.2.2.2),
+            // or an INVITE we placed that came back to us.
             self.answer(&key, msg, 482, "Loop Detected");
             return;
         }
@@ -596,8 +663,25 @@ impl Endpoint {
                     }
                 }
             }
+            FromCall::OpenLeg { leg, owner } => {
+                self.legs.insert(leg, owner);
+            }
+            FromCall::CloseLeg { leg } => {
+                self.legs.remove(&leg);
+            }
+            FromCall::Ack { peer, mut req } => {
+                req.headers
+                    .push(HeaderName::new("User-Agent"), self.cfg.user_agent.clone());
+                let bytes = Bytes::from(req.to_bytes());
+                self.sends.push(Arc::new(SipMsg {
+                    peer,
+                    message: Message::Request(req),
+                    bytes,
+                }));
+            }
             FromCall::Ended { call_id } => {
                 self.calls.remove(&call_id);
+                self.legs.retain(|_, owner| *owner != call_id);
                 self.acks_pending.remove(&call_id);
                 self.invites.retain(|_, v| *v != call_id);
                 self.stats

@@ -8,6 +8,7 @@ pub mod message;
 pub mod sdp;
 pub mod transaction;
 pub mod transport;
+pub mod uac;
 
 /// The methods we answer, for Allow headers (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";

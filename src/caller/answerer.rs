@@ -1,0 +1,316 @@
+//! A scripted answering phone: the far end of a transfer or an agent's desk phone, for
+//! tests and the load tool. It receives the INVITEs the hotline places, rings, answers,
+//! refuses or lets them ring out, and then talks and listens through a `CallMedia`, so a
+//! test can check the audio that crosses a bridge sample by sample.
+//!
+//! Like `Phone` it is a test instrument over UDP on loopback, not a softphone: one call
+//! at a time per answerer, and only the requests a called phone must answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use crate::caller::{CallMedia, CallerError};
+use crate::media::g711::Codec;
+use crate::sip::message::{
+    self, ContentType, HeaderName, Limits, Message, Method, Request, Response,
+};
+use crate::sip::random_token;
+use crate::sip::sdp;
+
+/// An INVITE that reached the answerer, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub invite: Request,
+    pub source: SocketAddr,
+    pub to_tag: String,
+}
+
+/// A call the answerer accepted.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub incoming: Incoming,
+    pub remote_rtp: SocketAddr,
+    pub codec: Codec,
+    cseq: u32,
+}
+
+pub struct Answerer {
+    sock: UdpSocket,
+    pub local: SocketAddr,
+    buf: Vec<u8>,
+    /// Messages read while waiting for something else.
+    backlog: Vec<(Message, SocketAddr)>,
+}
+
+impl Answerer {
+    pub async fn bind(ip: IpAddr) -> Result<Answerer, CallerError> {
+        let sock = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let local = sock.local_addr()?;
+        Ok(Answerer {
+            sock,
+            local,
+            buf: vec![0; 65_536],
+            backlog: Vec::new(),
+        })
+    }
+
+    /// The SIP URI that reaches this phone as `user`.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.local)
+    }
+
+    async fn recv_any(&mut self, deadline: Instant) -> Option<(Message, SocketAddr)> {
+        loop {
+            let (n, from) =
+                match tokio::time::timeout_at(deadline, self.sock.recv_from(&mut self.buf)).await {
+                    Ok(Ok(x)) => x,
+                    Ok(Err(_)) => continue,
+                    Err(_) => return None,
+                };
+            if let Ok(m) = message::parse(&self.buf[..n], &Limits::default()) {
+                return Some((m, from));
+            }
+        }
+    }
+
+    /// The next message matching `want`; others are kept for later calls.
+    async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        want: impl Fn(&Message) -> bool,
+    ) -> Result<(Message, SocketAddr), CallerError> {
+        if let Some(i) = self.backlog.iter().position(|(m, _)| want(m)) {
+            return Ok(self.backlog.remove(i));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some((m, from)) = self.recv_any(deadline).await else {
+                return Err(CallerError::Timeout(what.into()));
+            };
+            if want(&m) {
+                return Ok((m, from));
+            }
+            // Retransmissions of what was already handled are noise; keep the rest.
+            if self.backlog.len() < 64 {
+                self.backlog.push((m, from));
+            }
+        }
+    }
+
+    async fn send_to(&self, bytes: Vec<u8>, to: SocketAddr) -> Result<(), CallerError> {
+        self.sock.send_to(&bytes, to).await?;
+        Ok(())
+    }
+
+    /// Waits for an INVITE and answers 100 Trying.
+    pub async fn next_invite(&mut self, timeout: Duration) -> Result<Incoming, CallerError> {
+        let (m, source) = self
+            .wait_for(
+                timeout,
+                "an INVITE",
+                |m| matches!(m, Message::Request(r) if r.method == Method::Invite),
+            )
+            .await?;
+        let Message::Request(invite) = m else {
+            return Err(CallerError::Unexpected("not a request".into()));
+        };
+        let inc = Incoming {
+            invite,
+            source,
+            to_tag: random_token(8),
+        };
+        let trying = Response::for_request(&inc.invite, 100, "Trying");
+        self.send_to(trying.to_bytes(), source).await?;
+        Ok(inc)
+    }
+
+    fn response(&self, inc: &Incoming, status: u16, reason: &str) -> Response {
+        let mut r = Response::for_request(&inc.invite, status, reason);
+        let _ = r.headers.ensure_to_tag(&inc.to_tag);
+        if (180..300).contains(&status) {
+            r.headers
+                .push(HeaderName::Contact, format!("<sip:agent@{}>", self.local));
+        }
+        r
+    }
+
+    /// 180 Ringing.
+    pub async fn ring(&mut self, inc: &Incoming) -> Result<(), CallerError> {
+        let r = self.response(inc, 180, "Ringing");
+        self.send_to(r.to_bytes(), inc.source).await
+    }
+
+    /// Refuses with `status` (486 busy, 603 decline...) and waits for the ACK.
+    pub async fn refuse(
+        &mut self,
+        inc: &Incoming,
+        status: u16,
+        reason: &str,
+    ) -> Result<(), CallerError> {
+        let r = self.response(inc, status, reason);
+        self.send_to(r.to_bytes(), inc.source).await?;
+        let call_id = call_id(&inc.invite);
+        self.wait_for(Duration::from_secs(10), "the ACK of our refusal", |m| {
+            is_request(m, Method::Ack, &call_id)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Waits for the CANCEL of a ringing call, answers it 200 and the INVITE 487, and
+    /// waits for the ACK of the 487.
+    pub async fn expect_cancel(
+        &mut self,
+        inc: &Incoming,
+        timeout: Duration,
+    ) -> Result<Request, CallerError> {
+        let call_id = call_id(&inc.invite);
+        let (m, from) = self
+            .wait_for(timeout, "a CANCEL", |m| {
+                is_request(m, Method::Cancel, &call_id)
+            })
+            .await?;
+        let Message::Request(cancel) = m else {
+            return Err(CallerError::Unexpected("not a request".into()));
+        };
+        let ok = Response::for_request(&cancel, 200, "OK");
+        self.send_to(ok.to_bytes(), from).await?;
+        let terminated = self.response(inc, 487, "Request Terminated");
+        self.send_to(terminated.to_bytes(), inc.source).await?;
+        self.wait_for(Duration::from_secs(10), "the ACK of our 487", |m| {
+            is_request(m, Method::Ack, &call_id)
+        })
+        .await?;
+        Ok(cancel)
+    }
+
+    /// Answers with 200 and an SDP answer from `media`, waits for the ACK, and starts
+    /// `media` sending to the hotline.
+    pub async fn accept(
+        &mut self,
+        inc: &Incoming,
+        media: &CallMedia,
+    ) -> Result<Answered, CallerError> {
+        self.accept_with(inc, media, &[Codec::Pcmu, Codec::Pcma])
+            .await
+    }
+
+    /// Like `accept`, choosing the first codec of `codecs` the hotline offered.
+    pub async fn accept_with(
+        &mut self,
+        inc: &Incoming,
+        media: &CallMedia,
+        codecs: &[Codec],
+    ) -> Result<Answered, CallerError> {
+        let mut offer =
+            sdp::parse_offer(&inc.invite.body).map_err(|e| CallerError::Sdp(e.to_string()))?;
+        // Our preference, not the offerer's order.
+        for m in &mut offer.media {
+            if let Some(a) = m.audio.as_mut() {
+                a.codecs
+                    .sort_by_key(|(_, c)| codecs.iter().position(|x| x == c));
+            }
+        }
+        let neg = sdp::negotiate(&offer, codecs).map_err(|e| CallerError::Sdp(e.to_string()))?;
+        let mut r = self.response(inc, 200, "OK");
+        r.set_body(
+            &ContentType::new("application", "sdp"),
+            media.offer(&[neg.pt], true).into_bytes(),
+        );
+        self.send_to(r.to_bytes(), inc.source).await?;
+        let call_id = call_id(&inc.invite);
+        self.wait_for(Duration::from_secs(10), "the ACK of our 200", |m| {
+            is_request(m, Method::Ack, &call_id)
+        })
+        .await?;
+        media.connect(neg.remote_rtp, neg.codec, neg.pt, neg.telephone_event_pt);
+        Ok(Answered {
+            incoming: inc.clone(),
+            remote_rtp: neg.remote_rtp,
+            codec: neg.codec,
+            cseq: 1,
+        })
+    }
+
+    /// Hangs up an answered call: BYE to the hotline's Contact, and its 200.
+    pub async fn hang_up(&mut self, call: &mut Answered) -> Result<Response, CallerError> {
+        let inv = &call.incoming.invite;
+        let target = inv
+            .headers
+            .contact()
+            .ok()
+            .flatten()
+            .map(|c| c.uri.to_string())
+            .unwrap_or_else(|| inv.uri.to_string());
+        let from = inv
+            .headers
+            .from_addr()
+            .map_err(|e| CallerError::Unexpected(e.to_string()))?;
+        let to = inv
+            .headers
+            .to_addr()
+            .map_err(|e| CallerError::Unexpected(e.to_string()))?;
+        call.cseq += 1;
+        let bye = format!(
+            "BYE {target} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: {to};tag={tag}\r\n\
+To: {from}\r\n\
+Call-ID: {cid}\r\n\
+CSeq: {cseq} BYE\r\n\
+Content-Length: 0\r\n\r\n",
+            local = self.local,
+            branch = random_token(12),
+            tag = call.incoming.to_tag,
+            cid = call_id(inv),
+            cseq = call.cseq,
+        );
+        self.send_to(bye.into_bytes(), call.incoming.source).await?;
+        let cid = call_id(inv);
+        let (m, _) = self
+            .wait_for(Duration::from_secs(10), "the 200 for our BYE", |m| {
+                matches!(m, Message::Response(r) if r.status >= 200
+                    && r.headers.call_id().is_ok_and(|c| c == cid)
+                    && r.headers.cseq().is_ok_and(|c| c.method == Method::Bye))
+            })
+            .await?;
+        match m {
+            Message::Response(r) => Ok(r),
+            Message::Request(_) => Err(CallerError::Unexpected("not a response".into())),
+        }
+    }
+
+    /// Waits for the hotline's BYE on an answered call and answers it 200.
+    pub async fn expect_bye(
+        &mut self,
+        call: &Answered,
+        timeout: Duration,
+    ) -> Result<Request, CallerError> {
+        let cid = call_id(&call.incoming.invite);
+        let (m, from) = self
+            .wait_for(timeout, "the hotline's BYE", |m| {
+                is_request(m, Method::Bye, &cid)
+            })
+            .await?;
+        let Message::Request(bye) = m else {
+            return Err(CallerError::Unexpected("not a request".into()));
+        };
+        let ok = Response::for_request(&bye, 200, "OK");
+        self.send_to(ok.to_bytes(), from).await?;
+        Ok(bye)
+    }
+}
+
+fn call_id(req: &Request) -> String {
+    req.headers.call_id().unwrap_or_default().to_string()
+}
+
+fn is_request(m: &Message, method: Method, call_id: &str) -> bool {
+    matches!(m, Message::Request(r) if r.method == method
+        && r.headers.call_id().is_ok_and(|c| c == call_id))
+}
