@@ -149,6 +149,7 @@ struct RawSip {
     max_calls: Option<usize>,
     answer_after: Option<String>,
     t1: Option<String>,
+    realm: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -172,6 +173,8 @@ pub struct Config {
     pub answer_after: Duration,
     /// RFC 3261 T1, the round-trip estimate all SIP retransmission timers derive from.
     pub t1: Duration,
+    /// The digest realm agents' phones authenticate in (hashed secrets depend on it).
+    pub realm: String,
     pub rtp_ports: PortRange,
     /// The address written into SDP when the host sits behind NAT.
     pub public_address: Option<IpAddr>,
@@ -202,6 +205,7 @@ impl Default for Config {
             max_calls: 5000,
             answer_after: Duration::ZERO,
             t1: Duration::from_millis(500),
+            realm: "hotline".to_string(),
             rtp_ports: PortRange {
                 first: 10000,
                 last: 20000,
@@ -274,6 +278,14 @@ impl Config {
                     "sip.t1: expected between 1ms and 60s, found '{t}'"
                 )));
             }
+        }
+        if let Some(r) = raw.sip.realm {
+            if r.is_empty() || r.chars().any(|c| c.is_control()) {
+                return Err(invalid(format!(
+                    "sip.realm: expected a non-empty name without control characters, found '{r}'"
+                )));
+            }
+            cfg.realm = r;
         }
         if let Some(p) = raw.rtp.ports {
             cfg.rtp_ports = p.parse().map_err(|e: ConfigError| invalid(e.to_string()))?;
