@@ -101,6 +101,7 @@ impl Server {
                 },
                 registrar: RegistrarConfig {
                     realm: config.realm.clone(),
+                    algorithms: config.digest_algorithms.clone(),
                     credentials,
                     ..RegistrarConfig::default()
                 },

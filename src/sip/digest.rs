@@ -639,6 +639,9 @@ impl Default for NonceConfig {
     }
 }
 
+/// What a 401 offers unless configured otherwise: SHA-256 first, MD5 for older phones.
+pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
 /// What [`DigestAuth::verify`] concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -731,19 +734,26 @@ impl DigestAuth {
         s
     }
 
-    /// The challenges for a 401, strongest first (RFC 8760 §2.4): SHA-256, then MD5, both
-    /// with one fresh nonce and `qop="auth"`.
-    pub fn challenges(&mut self, now: u64, stale: bool) -> [Challenge; 2] {
+    /// The challenges for a 401, one per algorithm in the order given (strongest first,
+    /// RFC 8760 §2.4), all with one fresh nonce and `qop="auth"`.
+    pub fn challenges(
+        &mut self,
+        now: u64,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Vec<Challenge> {
         let nonce = self.nonce(now);
-        let ch = |algorithm| Challenge {
-            realm: self.realm.clone(),
-            nonce: nonce.clone(),
-            algorithm,
-            qop_auth: true,
-            stale,
-            opaque: None,
-        };
-        [ch(Algorithm::Sha256), ch(Algorithm::Md5)]
+        algorithms
+            .iter()
+            .map(|&algorithm| Challenge {
+                realm: self.realm.clone(),
+                nonce: nonce.clone(),
+                algorithm,
+                qop_auth: true,
+                stale,
+                opaque: None,
+            })
+            .collect()
     }
 
     fn check_nonce(&self, nonce: &str, now: u64) -> NonceState {
@@ -861,6 +871,10 @@ mod tests {
 
     const KEY: [u8; 32] = [7; 32];
 
+    fn two(v: Vec<Challenge>) -> [Challenge; 2] {
+        v.try_into().unwrap()
+    }
+
     fn uri(s: &str) -> Uri {
         Uri::parse(s).unwrap()
     }
@@ -957,7 +971,8 @@ mod tests {
     fn refuses_malformed_values() {
         let ok = r#"Digest username="a", realm="r", nonce="n", uri="sip:x", response="6629fae49393a05397450978507c4ef1""#;
         assert!(Authorization::parse(ok).is_ok());
-        let cases: &[(&str, fn(&DigestError) -> bool)] = &[
+        type Check = fn(&DigestError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, DigestError::Syntax { .. })),
             ("Digest", |e| matches!(e, DigestError::Syntax { .. })),
             ("Digest ", |e| matches!(e, DigestError::MissingParam(_))),
@@ -1056,7 +1071,7 @@ mod tests {
     #[test]
     fn challenges_print_and_read_back() {
         let mut auth = DigestAuth::new("hot\"line", KEY, NonceConfig::default());
-        let [sha, md5] = auth.challenges(10, true);
+        let [sha, md5] = two(auth.challenges(10, true, &DEFAULT_ALGORITHMS));
         assert_eq!(sha.algorithm, Algorithm::Sha256);
         assert_eq!(md5.algorithm, Algorithm::Md5);
         let text = sha.to_string();
@@ -1078,7 +1093,7 @@ mod tests {
         password: &str,
         nc: u32,
     ) -> Authorization {
-        let [sha, md5] = auth.challenges(now, false);
+        let [sha, md5] = two(auth.challenges(now, false, &DEFAULT_ALGORITHMS));
         let ch = if alg.base() == Algorithm::Sha256 {
             sha
         } else {
@@ -1165,7 +1180,7 @@ mod tests {
             (Algorithm::Md5, Verdict::Authenticated),
             (Algorithm::Sha256, Verdict::Forbidden),
         ] {
-            let [sha, md5] = auth.challenges(0, false);
+            let [sha, md5] = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS));
             let mut ch = if alg == Algorithm::Md5 { md5 } else { sha };
             ch.qop_auth = false;
             let a = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "", 0);
@@ -1180,7 +1195,7 @@ mod tests {
         let mut auth = DigestAuth::new("hotline", KEY, NonceConfig::default());
         let pw = Secret::Password("secret".into());
         for alg in [Algorithm::Md5Sess, Algorithm::Sha256Sess] {
-            let mut ch = auth.challenges(0, false)[0].clone();
+            let mut ch = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS))[0].clone();
             ch.algorithm = alg;
             let a =
                 Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
@@ -1258,7 +1273,7 @@ mod tests {
         let mut auth = DigestAuth::new("hotline", KEY, NonceConfig::default());
         let ruri = uri("sip:hotline");
         let pw = Secret::Password("secret".into());
-        let [sha, _] = auth.challenges(0, false);
+        let [sha, _] = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS));
         let at = |nc| {
             Authorization::answer(&sha, "alice", "secret", "REGISTER", "sip:hotline", "cn", nc)
         };
@@ -1279,7 +1294,7 @@ mod tests {
             Verdict::Replayed
         );
         // Another phone holding another nonce of the same second starts at 1.
-        let [sha2, _] = auth.challenges(0, false);
+        let [sha2, _] = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS));
         let a = Authorization::answer(&sha2, "bob", "pw", "REGISTER", "sip:hotline", "c", 1);
         assert_eq!(
             auth.verify(

@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use crate::sip::digest::{Authorization, DigestAuth, DigestError, NonceConfig, Secret, Verdict};
+use crate::sip::digest::{
+    Algorithm, Authorization, DEFAULT_ALGORITHMS, DigestAuth, DigestError, NonceConfig, Secret,
+    Verdict,
+};
 use crate::sip::message::{Contacts, HeaderName, Request, Response, Uri};
 use crate::sip::transport::Peer;
 
@@ -93,6 +96,9 @@ pub struct RegistrarConfig {
     /// The digest realm; hashed secrets must have been computed with it.
     pub realm: String,
     pub credentials: Arc<dyn CredentialStore>,
+    /// The algorithms a 401 offers, in order of preference. Answers with any other (or
+    /// its `-sess` form) are challenged again.
+    pub algorithms: Vec<Algorithm>,
     /// Shorter registrations get 423 Interval Too Brief (seconds).
     pub min_expires: u32,
     /// Longer ones are cut to this (seconds).
@@ -109,6 +115,7 @@ impl Default for RegistrarConfig {
         RegistrarConfig {
             realm: "hotline".to_string(),
             credentials: Arc::new(Credentials::new()),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
@@ -224,7 +231,7 @@ impl Registrar {
     fn challenge(&mut self, req: &Request, now: Instant, stale: bool) -> Response {
         let mut resp = Response::for_request(req, 401, "Unauthorized");
         let secs = self.secs(now);
-        for ch in self.auth.challenges(secs, stale) {
+        for ch in self.auth.challenges(secs, stale, &self.cfg.algorithms) {
             resp.headers
                 .push(HeaderName::WwwAuthenticate, ch.to_string());
         }
@@ -247,6 +254,9 @@ impl Registrar {
                 return (refuse(req, 400, &reason), Vec::new());
             }
         };
+        if !self.cfg.algorithms.contains(&auth.algorithm.base()) {
+            return (self.challenge(req, now, false), Vec::new());
+        }
         let secret = self.cfg.credentials.secret(&auth.username);
         let verdict = self.auth.verify(
             self.secs(now),
@@ -723,6 +733,34 @@ mod tests {
         let (resp, _) = r.handle_register(t0, &request(&reg("mallory", 1), None), peer(1));
         assert_eq!(resp.status, 401);
         assert_eq!(resp.headers.count(HeaderName::WwwAuthenticate), 2);
+    }
+
+    #[test]
+    fn only_offered_algorithms_are_accepted() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        r.cfg.algorithms = vec![Algorithm::Md5];
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 1), None), peer(1));
+        assert_eq!(resp.headers.count(HeaderName::WwwAuthenticate), 1);
+        let ch = Challenge::parse(
+            resp.headers
+                .get(HeaderName::WwwAuthenticate)
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ch.algorithm, Algorithm::Md5);
+        let mut sha = ch.clone();
+        sha.algorithm = Algorithm::Sha256;
+        let a = Authorization::answer(&sha, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let (resp, _) =
+            r.handle_register(t0, &request(&reg("alice", 2), Some(a.to_string())), peer(1));
+        assert_eq!(resp.status, 401);
+        let a = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let (resp, _) =
+            r.handle_register(t0, &request(&reg("alice", 3), Some(a.to_string())), peer(1));
+        assert_eq!(resp.status, 200);
     }
 
     #[test]
