@@ -18,6 +18,7 @@ use crate::flow::check::is_identifier;
 use crate::flow::duration::parse_duration;
 use crate::flow::load::FlowConfig;
 use crate::flow::schedule::Schedule;
+use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 
 /// A problem with `hotline.yaml` or a command-line override.
 #[derive(Debug, Error)]
@@ -149,6 +150,8 @@ struct RawSip {
     max_calls: Option<usize>,
     answer_after: Option<String>,
     t1: Option<String>,
+    realm: Option<String>,
+    digest_algorithms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -172,6 +175,10 @@ pub struct Config {
     pub answer_after: Duration,
     /// RFC 3261 T1, the round-trip estimate all SIP retransmission timers derive from.
     pub t1: Duration,
+    /// The digest realm agents' phones authenticate in (hashed secrets depend on it).
+    pub realm: String,
+    /// The digest algorithms a registering phone is challenged with, preferred first.
+    pub digest_algorithms: Vec<Algorithm>,
     pub rtp_ports: PortRange,
     /// The address written into SDP when the host sits behind NAT.
     pub public_address: Option<IpAddr>,
@@ -202,6 +209,8 @@ impl Default for Config {
             max_calls: 5000,
             answer_after: Duration::ZERO,
             t1: Duration::from_millis(500),
+            realm: "hotline".to_string(),
+            digest_algorithms: DEFAULT_ALGORITHMS.to_vec(),
             rtp_ports: PortRange {
                 first: 10000,
                 last: 20000,
@@ -274,6 +283,36 @@ impl Config {
                     "sip.t1: expected between 1ms and 60s, found '{t}'"
                 )));
             }
+        }
+        if let Some(r) = raw.sip.realm {
+            if r.is_empty() || r.chars().any(|c| c.is_control()) {
+                return Err(invalid(format!(
+                    "sip.realm: expected a non-empty name without control characters, found '{r}'"
+                )));
+            }
+            cfg.realm = r;
+        }
+        if let Some(list) = raw.sip.digest_algorithms {
+            let mut algs = Vec::new();
+            for a in &list {
+                let alg = match Algorithm::parse(a) {
+                    Ok(alg @ (Algorithm::Md5 | Algorithm::Sha256)) => alg,
+                    _ => {
+                        return Err(invalid(format!(
+                            "sip.digest_algorithms: expected SHA-256 or MD5, found '{a}'"
+                        )));
+                    }
+                };
+                if !algs.contains(&alg) {
+                    algs.push(alg);
+                }
+            }
+            if algs.is_empty() {
+                return Err(invalid(
+                    "sip.digest_algorithms: expected at least one of SHA-256 and MD5".to_string(),
+                ));
+            }
+            cfg.digest_algorithms = algs;
         }
         if let Some(p) = raw.rtp.ports {
             cfg.rtp_ports = p.parse().map_err(|e: ConfigError| invalid(e.to_string()))?;

@@ -1,11 +1,13 @@
 //! The running hotline: loads prompts and flows, opens the listeners, starts the media
 //! clock and the SIP endpoint, and creates a call task for every accepted INVITE.
+//! Agents' phones register with the endpoint's registrar, using the credentials
+//! [`credentials_from_config`] reads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 use crate::call::{self, CallDeps, Live};
@@ -14,6 +16,9 @@ use crate::config::{Config, Transport};
 use crate::media::clock::MediaEngine;
 use crate::media::ports::PortPool;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
+use crate::sip::registrar::{
+    CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations,
+};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{TransportStats, Transports};
 
@@ -23,12 +28,33 @@ pub struct Server {
     pub local_addrs: Vec<(Transport, SocketAddr)>,
     pub endpoint_stats: Arc<EndpointStats>,
     pub transport_stats: Arc<TransportStats>,
+    /// Who is registered where (agents' phones).
+    pub registrations: Registrations,
+    /// Registrations coming and going; `subscribe()` for a receiver.
+    pub registrar_events: broadcast::Sender<RegistrarEvent>,
+}
+
+/// The users that may register, from the configuration.
+pub fn credentials_from_config(_config: &Config) -> Credentials {
+    // The configuration has no agents yet, so nobody can register.
+    Credentials::new()
 }
 
 impl Server {
     /// Loads everything and binds the listeners; a configuration with errors is refused
     /// with every diagnostic, before any socket is opened.
     pub async fn start(config: Config, media_workers: usize) -> anyhow::Result<Server> {
+        let credentials = Arc::new(credentials_from_config(&config));
+        Self::start_with_credentials(config, media_workers, credentials).await
+    }
+
+    /// Like [`Server::start`], with the registrar's users given rather than read from the
+    /// configuration (tests, embedding).
+    pub async fn start_with_credentials(
+        config: Config,
+        media_workers: usize,
+        credentials: Arc<dyn CredentialStore>,
+    ) -> anyhow::Result<Server> {
         let loaded = check::load_all(&config);
         for d in &loaded.report.diagnostics {
             warn!("{d}");
@@ -74,12 +100,20 @@ impl Server {
                     t2: TimerConfig::default().t2.max(config.t1),
                     ..TimerConfig::default()
                 },
+                registrar: RegistrarConfig {
+                    realm: config.realm.clone(),
+                    algorithms: config.digest_algorithms.clone(),
+                    credentials,
+                    ..RegistrarConfig::default()
+                },
             },
             transports,
             in_rx,
             new_call,
         );
         let endpoint_stats = endpoint.stats();
+        let registrations = endpoint.registrations();
+        let registrar_events = endpoint.registrar_events();
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -92,6 +126,8 @@ impl Server {
             local_addrs,
             endpoint_stats,
             transport_stats,
+            registrations,
+            registrar_events,
         })
     }
 

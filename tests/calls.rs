@@ -323,7 +323,7 @@ CSeq: 1 {method}\r\nContact: <sip:a@{local}>\r\n{extra}Content-Length: {len}\r\n
     let cases = [
         (ask("OPTIONS", "", "", false), 200, true),
         (ask("BYE", "", "", true), 481, false),
-        (ask("REGISTER", "", "", false), 405, true),
+        (ask("SUBSCRIBE", "", "", false), 405, true),
         (ask("FOOBAR", "", "", false), 501, true),
         (ask("INVITE", "Require: 100rel\r\n", "", false), 420, false),
         (

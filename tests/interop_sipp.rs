@@ -632,6 +632,20 @@ fn options_is_answered_with_allow_over_udp_and_tcp() {
     case.sipp(&Run::one("options.xml", Transport::Tcp));
 }
 
+/// SIPp logs in as an agent with digest authentication and logs out again, over UDP and
+/// TCP. SIPp 3.6 computes MD5 only and reads only the first challenge, so the hotline is
+/// set to offer MD5 alone. Needs the `agents:` section of hotline.yaml to define alice.
+#[test]
+#[ignore = "needs agents: in hotline.yaml (credentials_from_config) to define alice"]
+fn agent_registers_with_digest_auth_and_unregisters() {
+    let config = "sip: { digest_algorithms: [MD5] }\nagents: { alice: { password: secret } }";
+    let Some(case) = Case::start("register_auth", Some(config)) else {
+        return;
+    };
+    case.sipp(&Run::one("register_auth.xml", Transport::Udp));
+    case.sipp(&Run::one("register_auth.xml", Transport::Tcp));
+}
+
 #[test]
 fn requests_for_unknown_dialogs_get_481() {
     let Some(case) = Case::start("unknown_dialog", None) else {

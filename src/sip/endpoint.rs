@@ -1,7 +1,8 @@
 //! The SIP endpoint: one task that owns the transaction table and routes what arrives.
 //! New INVITEs become calls (or a 503 when the engine is full); in-dialog requests and
 //! responses go to their call's inbox; requests outside any dialog that need no call
-//! (OPTIONS, stray BYE, unsupported methods) are answered here. Calls send through it, so
+//! (OPTIONS, stray BYE, unsupported methods) are answered here, and REGISTER goes to the
+//! registrar it owns. Calls send through it, so
 //! every message we send passes through a transaction and is retransmitted by the rules.
 //!
 //! It holds no call state beyond the routing maps; what a call is doing is the call's.
@@ -20,6 +21,7 @@ use crate::config::Transport as ListenTransport;
 use crate::sip::message::{
     HeaderName, Host, Message, Method, Request, Response, Transport, Uri, Via,
 };
+use crate::sip::registrar::{RegistrarConfig, RegistrarEvent, RegistrarService, Registrations};
 use crate::sip::transaction::{
     Output, Reliability, RequestKeyFields, TimerConfig, TransactionKey, TransactionTable,
     Uas2xxAction, Uas2xxRetransmitter,
@@ -186,6 +188,7 @@ pub struct EndpointConfig {
     pub user_agent: String,
     pub max_calls: usize,
     pub timers: TimerConfig,
+    pub registrar: RegistrarConfig,
 }
 
 /// Live numbers the admin API, logs and tests read.
@@ -216,6 +219,7 @@ pub struct Endpoint {
     sends: Vec<Out>,
     new_call: Box<dyn FnMut(NewCall) + Send>,
     stats: Arc<EndpointStats>,
+    registrar: RegistrarService,
 }
 
 fn reliability(peer: &Peer) -> Reliability {
@@ -288,6 +292,8 @@ impl Endpoint {
         new_call: Box<dyn FnMut(NewCall) + Send>,
     ) -> Endpoint {
         let (tx, from_calls) = mpsc::unbounded_channel();
+        let registrar =
+            RegistrarService::new(cfg.registrar.clone(), rand::random(), Instant::now());
         Endpoint {
             table: TransactionTable::new(cfg.timers),
             cfg,
@@ -303,11 +309,22 @@ impl Endpoint {
             sends: Vec::new(),
             new_call,
             stats: Arc::new(EndpointStats::default()),
+            registrar,
         }
     }
 
     pub fn stats(&self) -> Arc<EndpointStats> {
         self.stats.clone()
+    }
+
+    /// The registered agents' contacts, for whoever offers them calls.
+    pub fn registrations(&self) -> Registrations {
+        self.registrar.registrations()
+    }
+
+    /// Registrar events; `subscribe()` on it for a receiver.
+    pub fn registrar_events(&self) -> tokio::sync::broadcast::Sender<RegistrarEvent> {
+        self.registrar.events()
     }
 
     /// Runs until every listener is gone.
@@ -342,14 +359,15 @@ impl Endpoint {
             .values()
             .filter_map(|r| r.poll_timeout())
             .min();
-        match (t, a) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        }
+        [t, a, self.registrar.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_timeout(&mut self, now: Instant) {
         self.table.handle_timeout(now);
+        self.registrar.handle_timeout(now);
         let mut gave_up = Vec::new();
         for (call_id, r) in self.acks_pending.iter_mut() {
             if r.poll_timeout().is_some_and(|d| d <= now) {
@@ -555,6 +573,15 @@ impl Endpoint {
             }
             Method::Invite => self.on_invite(key, &msg, call_id),
             Method::Options => self.answer(&key, &msg, 200, "OK"),
+            Method::Register => {
+                let mut resp = self
+                    .registrar
+                    .handle_register(Instant::now(), req, msg.peer);
+                let _ = resp.headers.ensure_to_tag(&random_token(10));
+                resp.headers
+                    .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
+                self.send_response(&key, msg.peer, resp);
+            }
             Method::Bye | Method::Info | Method::Update | Method::Prack => {
                 self.answer(&key, &msg, 481, "Call/Transaction Does Not Exist")
             }

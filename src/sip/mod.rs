@@ -1,17 +1,20 @@
 //! SIP signalling: the message codec, transactions, dialogs, SDP offer/answer, the
-//! endpoint that routes messages to calls, and the sockets. Everything here but
+//! endpoint that routes messages to calls, the registrar agents log in with, and the
+//! sockets. Everything here but
 //! `transport` and `endpoint` is pure: no sockets, no clock.
 
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod message;
+pub mod registrar;
 pub mod sdp;
 pub mod transaction;
 pub mod transport;
 pub mod uac;
 
 /// The methods we answer, for Allow headers (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 /// A random token for tags and branches (RFC 3261 §19.3 asks for 32 bits of randomness;
 /// this gives about 5 bits a character).

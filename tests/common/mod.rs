@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use hotline::config::{Config, Listen, PortRange, Transport};
 use hotline::media::prompt::{Prompt, PromptLibrary};
-use hotline::server::{RunningServer, Server};
+use hotline::server::{RunningServer, Server, credentials_from_config};
+use hotline::sip::registrar::CredentialStore;
 
 pub const SECOND: Duration = Duration::from_secs(1);
 
@@ -32,6 +33,14 @@ fn next_rtp_range() -> PortRange {
 
 /// A server on 127.0.0.1 (UDP and TCP, ports chosen by the kernel) serving the sample.
 pub async fn server(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    server_with_credentials(adjust, None).await
+}
+
+/// [`server`] with the registrar's users given (`None`: those of the configuration).
+pub async fn server_with_credentials(
+    adjust: impl FnOnce(&mut Config),
+    credentials: Option<std::sync::Arc<dyn CredentialStore>>,
+) -> RunningServer {
     let mut cfg = Config {
         listen: vec![
             "udp:127.0.0.1:0".parse::<Listen>().unwrap(),
@@ -43,7 +52,12 @@ pub async fn server(adjust: impl FnOnce(&mut Config)) -> RunningServer {
         ..Config::default()
     };
     adjust(&mut cfg);
-    Server::start(cfg, 1).await.expect("server starts").spawn()
+    let credentials =
+        credentials.unwrap_or_else(|| std::sync::Arc::new(credentials_from_config(&cfg)));
+    Server::start_with_credentials(cfg, 1, credentials)
+        .await
+        .expect("server starts")
+        .spawn()
 }
 
 pub fn addr(s: &RunningServer, t: Transport) -> SocketAddr {

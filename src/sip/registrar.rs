@@ -1,0 +1,1049 @@
+//! The registrar (RFC 3261 §10.3): agents' phones log in with REGISTER and digest
+//! authentication, and what they registered is where calls for them go.
+//!
+//! [`Registrar`] is pure: it takes a REGISTER, the address it came from and the time, and
+//! returns the response and what changed ([`RegistrarEvent`]); bindings expire through
+//! `poll_timeout`/`handle_timeout`. It never reads a clock or touches a socket.
+//! [`RegistrarService`] is the thin shell the endpoint owns: it publishes the bindings to a
+//! shared [`Registrations`] view and the events to a broadcast channel for the queues and
+//! the admin API.
+//!
+//! Rules:
+//! - Every REGISTER must carry a valid digest answer; without one it is challenged (SHA-256
+//!   then MD5). Unknown users are challenged like everyone else and refused with 403 after
+//!   their answer, so the registrar does not tell who exists.
+//! - A user registers only their own address: the To user must be the authenticated user.
+//! - Per binding, a REGISTER with the same Call-ID and a CSeq not above the stored one is
+//!   out of order; the whole request then fails with 500 and changes nothing.
+//! - Expiry per contact (`;expires=`), else the Expires header, else the default; below the
+//!   minimum is refused with 423 and Min-Expires; above the maximum is cut to it.
+//! - A user may hold several contacts up to a maximum; beyond it the least recently
+//!   refreshed binding is dropped (a rebooted phone's old binding must not lock it out).
+//! - Each binding keeps the address the REGISTER came from: calls are sent there (the phone
+//!   may sit behind NAT), with the Contact URI as Request-URI.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::sip::digest::{
+    Algorithm, Authorization, DEFAULT_ALGORITHMS, DigestAuth, DigestError, NonceConfig, Secret,
+    Verdict,
+};
+use crate::sip::message::{Contacts, HeaderName, Request, Response, Uri};
+use crate::sip::transport::Peer;
+
+/// Where the registrar looks users up. Implement it over whatever holds the agents (the
+/// configuration, a reloadable store); [`Credentials`] is the plain map.
+pub trait CredentialStore: Send + Sync + fmt::Debug {
+    /// The user's secret, `None` if there is no such user.
+    fn secret(&self, user: &str) -> Option<Secret>;
+}
+
+/// User name to secret.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    users: HashMap<String, Secret>,
+}
+
+impl Credentials {
+    pub fn new() -> Credentials {
+        Credentials::default()
+    }
+
+    pub fn insert(&mut self, user: impl Into<String>, secret: Secret) {
+        self.users.insert(user.into(), secret);
+    }
+
+    /// Builder form of [`Credentials::insert`].
+    pub fn with(mut self, user: impl Into<String>, secret: Secret) -> Credentials {
+        self.insert(user, secret);
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    /// Names the users only; secrets are never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.users.keys().collect();
+        names.sort();
+        f.debug_struct("Credentials")
+            .field("users", &names)
+            .finish()
+    }
+}
+
+impl CredentialStore for Credentials {
+    fn secret(&self, user: &str) -> Option<Secret> {
+        self.users.get(user).cloned()
+    }
+}
+
+/// Settings of the registrar.
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig {
+    /// The digest realm; hashed secrets must have been computed with it.
+    pub realm: String,
+    pub credentials: Arc<dyn CredentialStore>,
+    /// The algorithms a 401 offers, in order of preference. Answers with any other (or
+    /// its `-sess` form) are challenged again.
+    pub algorithms: Vec<Algorithm>,
+    /// Shorter registrations get 423 Interval Too Brief (seconds).
+    pub min_expires: u32,
+    /// Longer ones are cut to this (seconds).
+    pub max_expires: u32,
+    /// When the REGISTER names no expiry (seconds).
+    pub default_expires: u32,
+    /// Contacts one user may hold at once.
+    pub max_contacts: usize,
+    pub nonce: NonceConfig,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            realm: "hotline".to_string(),
+            credentials: Arc::new(Credentials::new()),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            max_contacts: 5,
+            nonce: NonceConfig::default(),
+        }
+    }
+}
+
+/// One registered contact of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI: the Request-URI of calls offered to it.
+    pub contact: Uri,
+    /// Where the REGISTER came from: where calls are sent (NAT-safe).
+    pub source: Peer,
+    pub expires_at: Instant,
+    /// When it was last registered or refreshed.
+    pub updated_at: Instant,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+impl Binding {
+    /// Time left at `now` (zero once expired).
+    pub fn expires_in(&self, now: Instant) -> Duration {
+        self.expires_at.saturating_duration_since(now)
+    }
+}
+
+/// What a REGISTER or the passing of time changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrarEvent {
+    /// A contact was added or refreshed.
+    Registered {
+        user: String,
+        contact: Uri,
+        source: Peer,
+        expires_at: Instant,
+    },
+    /// The phone removed it (Expires 0, `Contact: *`), or it made room for a newer one.
+    Unregistered { user: String, contact: Uri },
+    /// It was not refreshed in time.
+    Expired { user: String, contact: Uri },
+}
+
+impl RegistrarEvent {
+    pub fn user(&self) -> &str {
+        match self {
+            RegistrarEvent::Registered { user, .. }
+            | RegistrarEvent::Unregistered { user, .. }
+            | RegistrarEvent::Expired { user, .. } => user,
+        }
+    }
+}
+
+/// Whether two Contact URIs name the same binding: scheme, user, host (any case), port and
+/// transport. Other parameters vary between refreshes of one phone.
+fn same_contact(a: &Uri, b: &Uri) -> bool {
+    match (a.as_sip(), b.as_sip()) {
+        (Some(x), Some(y)) => {
+            x.secure == y.secure
+                && x.user == y.user
+                && x.host.to_string().eq_ignore_ascii_case(&y.host.to_string())
+                && x.port == y.port
+                && x.params.value("transport").map(str::to_ascii_lowercase)
+                    == y.params.value("transport").map(str::to_ascii_lowercase)
+        }
+        _ => a.to_string() == b.to_string(),
+    }
+}
+
+/// The registrar's state: bindings per user and the digest verifier.
+#[derive(Debug)]
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    auth: DigestAuth,
+    /// Nonce times are seconds since this instant.
+    epoch: Instant,
+    bindings: BTreeMap<String, Vec<Binding>>,
+}
+
+/// A failed REGISTER: status, reason, and for 423 the Min-Expires.
+fn refuse(req: &Request, status: u16, reason: &str) -> Response {
+    Response::for_request(req, status, reason)
+}
+
+impl Registrar {
+    /// `key` signs nonces (give it 32 random bytes); `now` is the epoch of nonce times.
+    pub fn new(cfg: RegistrarConfig, key: [u8; 32], now: Instant) -> Registrar {
+        Registrar {
+            auth: DigestAuth::new(&cfg.realm, key, cfg.nonce),
+            cfg,
+            epoch: now,
+            bindings: BTreeMap::new(),
+        }
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.cfg.realm
+    }
+
+    /// Replaces the user list (after a configuration reload). Bindings stay until they
+    /// expire or are refreshed, when the new list applies.
+    pub fn set_credentials(&mut self, credentials: Arc<dyn CredentialStore>) {
+        self.cfg.credentials = credentials;
+    }
+
+    fn secs(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    fn challenge(&mut self, req: &Request, now: Instant, stale: bool) -> Response {
+        let mut resp = Response::for_request(req, 401, "Unauthorized");
+        let secs = self.secs(now);
+        for ch in self.auth.challenges(secs, stale, &self.cfg.algorithms) {
+            resp.headers
+                .push(HeaderName::WwwAuthenticate, ch.to_string());
+        }
+        resp
+    }
+
+    /// Answers a REGISTER that came from `source`. The response has no To tag and no
+    /// Server header yet: the sender adds them.
+    pub fn handle_register(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: Peer,
+    ) -> (Response, Vec<RegistrarEvent>) {
+        let auth = match self.pick_authorization(req) {
+            Ok(Some(a)) => a,
+            Ok(None) => return (self.challenge(req, now, false), Vec::new()),
+            Err(e) => {
+                let reason = format!("Bad Request (Authorization: {e})");
+                return (refuse(req, 400, &reason), Vec::new());
+            }
+        };
+        if !self.cfg.algorithms.contains(&auth.algorithm.base()) {
+            return (self.challenge(req, now, false), Vec::new());
+        }
+        let secret = self.cfg.credentials.secret(&auth.username);
+        let verdict = self.auth.verify(
+            self.secs(now),
+            req.method.as_str(),
+            &req.uri,
+            &auth,
+            secret.as_ref(),
+        );
+        match verdict {
+            Verdict::Authenticated => {}
+            Verdict::Stale => return (self.challenge(req, now, true), Vec::new()),
+            Verdict::BadNonce | Verdict::Replayed => {
+                return (self.challenge(req, now, false), Vec::new());
+            }
+            Verdict::Forbidden => return (refuse(req, 403, "Forbidden"), Vec::new()),
+            Verdict::UriMismatch => {
+                return (
+                    refuse(req, 400, "Bad Request (digest uri is not the Request-URI)"),
+                    Vec::new(),
+                );
+            }
+        }
+        let to_user = req
+            .headers
+            .to_addr()
+            .ok()
+            .and_then(|t| t.uri.user().map(str::to_string));
+        if to_user.as_deref() != Some(auth.username.as_str()) {
+            return (
+                refuse(req, 403, "Forbidden (To is not the authenticated user)"),
+                Vec::new(),
+            );
+        }
+        self.apply(now, req, source, auth.username)
+    }
+
+    /// The first Digest answer for our realm. `Ok(None)`: none, so challenge. An error
+    /// only when no line was readable at all (a line for another realm means the phone
+    /// simply has not answered our challenge yet).
+    fn pick_authorization(&self, req: &Request) -> Result<Option<Authorization>, DigestError> {
+        let mut first_error = None;
+        let mut other_realm = false;
+        for v in req.headers.get_all(HeaderName::Authorization) {
+            let parsed = v
+                .as_str()
+                .ok_or(DigestError::NotUtf8)
+                .and_then(Authorization::parse);
+            match parsed {
+                Ok(a) if a.realm == self.cfg.realm => return Ok(Some(a)),
+                Ok(_) => other_realm = true,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if !other_realm => Err(e),
+            _ => Ok(None),
+        }
+    }
+
+    /// The binding changes of an authenticated REGISTER, all or nothing.
+    fn apply(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        source: Peer,
+        user: String,
+    ) -> (Response, Vec<RegistrarEvent>) {
+        let (Ok(call_id), Ok(cseq)) = (req.headers.call_id(), req.headers.cseq()) else {
+            return (refuse(req, 400, "Bad Request"), Vec::new());
+        };
+        let contacts = match req.headers.contacts() {
+            Ok(c) => c,
+            Err(e) => {
+                return (refuse(req, 400, &format!("Bad Request ({e})")), Vec::new());
+            }
+        };
+        // A malformed or too large Expires header counts as absent (RFC 4475 §3.1.2.4).
+        let header_expires = req.headers.expires().ok().flatten();
+        let existing = self.bindings.get(&user).cloned().unwrap_or_default();
+        let out_of_order = |b: &Binding| b.call_id == call_id && cseq.seq <= b.cseq;
+        let mut events = Vec::new();
+        let mut list = existing;
+        match contacts {
+            Contacts::Wildcard => {
+                if header_expires != Some(0) {
+                    return (
+                        refuse(req, 400, "Bad Request (Contact: * needs Expires: 0)"),
+                        Vec::new(),
+                    );
+                }
+                if list.iter().any(out_of_order) {
+                    return (refuse(req, 500, "Request Out Of Order"), Vec::new());
+                }
+                for b in list.drain(..) {
+                    events.push(RegistrarEvent::Unregistered {
+                        user: user.clone(),
+                        contact: b.contact,
+                    });
+                }
+            }
+            Contacts::List(addrs) => {
+                let mut changes = Vec::with_capacity(addrs.len());
+                for a in &addrs {
+                    let expires = a
+                        .params
+                        .value("expires")
+                        .map(|v| v.trim().parse::<u32>().unwrap_or(self.cfg.default_expires))
+                        .or(header_expires)
+                        .unwrap_or(self.cfg.default_expires);
+                    if expires != 0 && expires < self.cfg.min_expires {
+                        let mut resp = refuse(req, 423, "Interval Too Brief");
+                        resp.headers
+                            .push(HeaderName::MinExpires, self.cfg.min_expires);
+                        return (resp, Vec::new());
+                    }
+                    if list
+                        .iter()
+                        .any(|b| same_contact(&b.contact, &a.uri) && out_of_order(b))
+                    {
+                        return (refuse(req, 500, "Request Out Of Order"), Vec::new());
+                    }
+                    changes.push((a.uri.clone(), expires.min(self.cfg.max_expires)));
+                }
+                for (uri, expires) in changes {
+                    let at = list.iter().position(|b| same_contact(&b.contact, &uri));
+                    if expires == 0 {
+                        if let Some(i) = at {
+                            let b = list.remove(i);
+                            events.push(RegistrarEvent::Unregistered {
+                                user: user.clone(),
+                                contact: b.contact,
+                            });
+                        }
+                        continue;
+                    }
+                    let binding = Binding {
+                        contact: uri.clone(),
+                        source,
+                        expires_at: now + Duration::from_secs(expires.into()),
+                        updated_at: now,
+                        call_id: call_id.to_string(),
+                        cseq: cseq.seq,
+                    };
+                    events.push(RegistrarEvent::Registered {
+                        user: user.clone(),
+                        contact: uri,
+                        source,
+                        expires_at: binding.expires_at,
+                    });
+                    match at {
+                        // Refreshed bindings move to the end: the list stays in refresh order.
+                        Some(i) => {
+                            list.remove(i);
+                            list.push(binding);
+                        }
+                        None => list.push(binding),
+                    }
+                }
+                while list.len() > self.cfg.max_contacts.max(1) {
+                    let b = list.remove(0);
+                    events.push(RegistrarEvent::Unregistered {
+                        user: user.clone(),
+                        contact: b.contact,
+                    });
+                }
+            }
+        }
+        let mut resp = Response::for_request(req, 200, "OK");
+        for b in &list {
+            resp.headers.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={}", b.contact, b.expires_in(now).as_secs()),
+            );
+        }
+        if list.is_empty() {
+            self.bindings.remove(&user);
+        } else {
+            self.bindings.insert(user, list);
+        }
+        (resp, events)
+    }
+
+    /// When the next binding expires.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.bindings
+            .values()
+            .flat_map(|l| l.iter().map(|b| b.expires_at))
+            .min()
+    }
+
+    /// Removes the bindings that expired by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<RegistrarEvent> {
+        let mut events = Vec::new();
+        self.bindings.retain(|user, list| {
+            list.retain(|b| {
+                let live = b.expires_at > now;
+                if !live {
+                    events.push(RegistrarEvent::Expired {
+                        user: user.clone(),
+                        contact: b.contact.clone(),
+                    });
+                }
+                live
+            });
+            !list.is_empty()
+        });
+        events
+    }
+
+    /// The user's live contacts, most recently refreshed first.
+    pub fn contacts(&self, user: &str, now: Instant) -> Vec<Binding> {
+        live(self.bindings.get(user).map(Vec::as_slice), now)
+    }
+
+    /// Every user's live contacts (for the admin API).
+    pub fn snapshot(&self, now: Instant) -> BTreeMap<String, Vec<Binding>> {
+        snapshot(&self.bindings, now)
+    }
+}
+
+fn live(list: Option<&[Binding]>, now: Instant) -> Vec<Binding> {
+    list.unwrap_or_default()
+        .iter()
+        .rev()
+        .filter(|b| b.expires_at > now)
+        .cloned()
+        .collect()
+}
+
+fn snapshot(all: &BTreeMap<String, Vec<Binding>>, now: Instant) -> BTreeMap<String, Vec<Binding>> {
+    all.iter()
+        .map(|(u, l)| (u.clone(), live(Some(l), now)))
+        .filter(|(_, l)| !l.is_empty())
+        .collect()
+}
+
+/// A cheap, shared, read-only view of the bindings for other tasks (queues offering
+/// calls, the admin API). Reads never wait for the registrar beyond a short copy.
+#[derive(Debug, Clone, Default)]
+pub struct Registrations {
+    inner: Arc<RwLock<BTreeMap<String, Vec<Binding>>>>,
+}
+
+impl Registrations {
+    /// The user's live contacts at `now`, most recently refreshed first.
+    pub fn contacts(&self, user: &str, now: Instant) -> Vec<Binding> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        live(map.get(user).map(Vec::as_slice), now)
+    }
+
+    /// Whether the user has a live contact at `now`.
+    pub fn is_registered(&self, user: &str, now: Instant) -> bool {
+        !self.contacts(user, now).is_empty()
+    }
+
+    /// Every user's live contacts at `now`.
+    pub fn snapshot(&self, now: Instant) -> BTreeMap<String, Vec<Binding>> {
+        let map = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        snapshot(&map, now)
+    }
+
+    /// Copies `user`'s bindings from the registrar.
+    fn publish(&self, registrar: &Registrar, user: &str) {
+        let mut map = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match registrar.bindings.get(user) {
+            Some(l) => {
+                map.insert(user.to_string(), l.clone());
+            }
+            None => {
+                map.remove(user);
+            }
+        }
+    }
+}
+
+/// Events buffered per subscriber; a subscriber that falls further behind is told it
+/// lagged and should re-read [`Registrations`].
+const EVENT_BUFFER: usize = 1024;
+
+/// The registrar as the endpoint runs it: the pure [`Registrar`] plus the shared view and
+/// the event channel.
+#[derive(Debug)]
+pub struct RegistrarService {
+    registrar: Registrar,
+    registrations: Registrations,
+    events: broadcast::Sender<RegistrarEvent>,
+}
+
+impl RegistrarService {
+    pub fn new(cfg: RegistrarConfig, key: [u8; 32], now: Instant) -> RegistrarService {
+        RegistrarService {
+            registrar: Registrar::new(cfg, key, now),
+            registrations: Registrations::default(),
+            events: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+
+    pub fn registrations(&self) -> Registrations {
+        self.registrations.clone()
+    }
+
+    /// The sender side of the events; call `subscribe()` on it for a receiver.
+    pub fn events(&self) -> broadcast::Sender<RegistrarEvent> {
+        self.events.clone()
+    }
+
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    pub fn registrar_mut(&mut self) -> &mut Registrar {
+        &mut self.registrar
+    }
+
+    pub fn handle_register(&mut self, now: Instant, req: &Request, source: Peer) -> Response {
+        let (resp, events) = self.registrar.handle_register(now, req, source);
+        self.publish(events);
+        resp
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.registrar.poll_timeout()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.registrar.poll_timeout().is_some_and(|t| t <= now) {
+            let events = self.registrar.handle_timeout(now);
+            self.publish(events);
+        }
+    }
+
+    fn publish(&self, events: Vec<RegistrarEvent>) {
+        let mut done: Vec<&str> = Vec::new();
+        for e in &events {
+            if !done.contains(&e.user()) {
+                self.registrations.publish(&self.registrar, e.user());
+                done.push(e.user());
+            }
+        }
+        for e in events {
+            // No subscriber is not an error: nobody needs to hear it.
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Transport as ListenTransport;
+    use crate::sip::digest::{Algorithm, Challenge};
+    use crate::sip::message::{Message, parse};
+
+    const KEY: [u8; 32] = [3; 32];
+
+    fn peer(port: u16) -> Peer {
+        Peer {
+            transport: ListenTransport::Udp,
+            remote: format!("192.0.2.7:{port}").parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+        }
+    }
+
+    fn registrar(now: Instant) -> Registrar {
+        let creds = Credentials::new()
+            .with("alice", Secret::Password("secret".into()))
+            .with(
+                "bob",
+                Secret::hashed(None, Some(&Algorithm::Sha256.ha1("bob", "hotline", "pw"))).unwrap(),
+            );
+        Registrar::new(
+            RegistrarConfig {
+                credentials: Arc::new(creds),
+                max_contacts: 2,
+                ..RegistrarConfig::default()
+            },
+            KEY,
+            now,
+        )
+    }
+
+    struct Reg<'a> {
+        user: &'a str,
+        auth_user: &'a str,
+        password: &'a str,
+        call_id: &'a str,
+        cseq: u32,
+        contacts: &'a [&'a str],
+        expires: Option<u32>,
+        alg: Algorithm,
+    }
+
+    fn reg<'a>(user: &'a str, cseq: u32) -> Reg<'a> {
+        Reg {
+            user,
+            auth_user: user,
+            password: if user == "bob" { "pw" } else { "secret" },
+            call_id: "c1",
+            cseq,
+            contacts: &["<sip:phone@10.0.0.5:5062>"],
+            expires: None,
+            alg: Algorithm::Sha256,
+        }
+    }
+
+    fn request(r: &Reg, auth: Option<String>) -> Request {
+        let mut text = format!(
+            "REGISTER sip:hotline SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK{cseq}\r\n\
+             From: <sip:{u}@hotline>;tag=f\r\nTo: <sip:{u}@hotline>\r\nCall-ID: {cid}\r\n\
+             CSeq: {cseq} REGISTER\r\n",
+            u = r.user,
+            cid = r.call_id,
+            cseq = r.cseq
+        );
+        for c in r.contacts {
+            text.push_str(&format!("Contact: {c}\r\n"));
+        }
+        if let Some(e) = r.expires {
+            text.push_str(&format!("Expires: {e}\r\n"));
+        }
+        if let Some(a) = auth {
+            text.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        match parse(text.as_bytes(), &Default::default()).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    /// Challenge, then answer: the final response and events.
+    fn register(
+        reg_: &mut Registrar,
+        now: Instant,
+        r: &Reg,
+        from: Peer,
+    ) -> (Response, Vec<RegistrarEvent>) {
+        let (resp, ev) = reg_.handle_register(now, &request(r, None), from);
+        assert_eq!(resp.status, 401);
+        assert!(ev.is_empty());
+        let chs: Vec<Challenge> = resp
+            .headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap())
+            .collect();
+        let ch = chs.iter().find(|c| c.algorithm == r.alg).unwrap();
+        let a = Authorization::answer(
+            ch,
+            r.auth_user,
+            r.password,
+            "REGISTER",
+            "sip:hotline",
+            "cn",
+            1,
+        );
+        reg_.handle_register(now, &request(r, Some(a.to_string())), from)
+    }
+
+    #[test]
+    fn challenge_offers_sha256_then_md5() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 1), None), peer(1));
+        assert_eq!(resp.status, 401);
+        let algs: Vec<Algorithm> = resp
+            .headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap().algorithm)
+            .collect();
+        assert_eq!(algs, [Algorithm::Sha256, Algorithm::Md5]);
+        // Unknown users get the same challenge.
+        let (resp, _) = r.handle_register(t0, &request(&reg("mallory", 1), None), peer(1));
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.headers.count(HeaderName::WwwAuthenticate), 2);
+    }
+
+    #[test]
+    fn only_offered_algorithms_are_accepted() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        r.cfg.algorithms = vec![Algorithm::Md5];
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 1), None), peer(1));
+        assert_eq!(resp.headers.count(HeaderName::WwwAuthenticate), 1);
+        let ch = Challenge::parse(
+            resp.headers
+                .get(HeaderName::WwwAuthenticate)
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(ch.algorithm, Algorithm::Md5);
+        let mut sha = ch.clone();
+        sha.algorithm = Algorithm::Sha256;
+        let a = Authorization::answer(&sha, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let (resp, _) =
+            r.handle_register(t0, &request(&reg("alice", 2), Some(a.to_string())), peer(1));
+        assert_eq!(resp.status, 401);
+        let a = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let (resp, _) =
+            r.handle_register(t0, &request(&reg("alice", 3), Some(a.to_string())), peer(1));
+        assert_eq!(resp.status, 200);
+    }
+
+    #[test]
+    fn register_refresh_and_lookup() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let (resp, ev) = register(&mut r, t0, &reg("alice", 1), peer(40000));
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.headers.get(HeaderName::Contact).unwrap().as_str(),
+            Some("<sip:phone@10.0.0.5:5062>;expires=3600")
+        );
+        assert!(matches!(&ev[..], [RegistrarEvent::Registered { user, .. }] if user == "alice"));
+        let c = r.contacts("alice", t0);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].contact.to_string(), "sip:phone@10.0.0.5:5062");
+        // NAT: the binding remembers where the REGISTER came from.
+        assert_eq!(c[0].source, peer(40000));
+        // A refresh with a new source port updates the binding, not adds one.
+        let mut refresh = reg("alice", 3);
+        refresh.expires = Some(120);
+        refresh.alg = Algorithm::Md5;
+        let (resp, _) = register(&mut r, t0 + Duration::from_secs(10), &refresh, peer(40001));
+        assert_eq!(resp.status, 200);
+        let c = r.contacts("alice", t0);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].source, peer(40001));
+        assert_eq!(c[0].expires_at, t0 + Duration::from_secs(130));
+        assert!(r.contacts("bob", t0).is_empty());
+        // Hashed secrets work too.
+        let (resp, _) = register(&mut r, t0, &reg("bob", 1), peer(2));
+        assert_eq!(resp.status, 200);
+        assert_eq!(r.snapshot(t0).len(), 2);
+    }
+
+    #[test]
+    fn wrong_password_unknown_user_and_foreign_aor_are_forbidden() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut bad = reg("alice", 1);
+        bad.password = "guess";
+        assert_eq!(register(&mut r, t0, &bad, peer(1)).0.status, 403);
+        assert_eq!(
+            register(&mut r, t0, &reg("mallory", 1), peer(1)).0.status,
+            403
+        );
+        // Bob proves his password but tries to register Alice's address.
+        let mut foreign = reg("alice", 1);
+        foreign.auth_user = "bob";
+        foreign.password = "pw";
+        let (resp, ev) = register(&mut r, t0, &foreign, peer(1));
+        assert_eq!(resp.status, 403);
+        assert!(ev.is_empty());
+        // Bob has only a SHA-256 HA1: his MD5 answer cannot be checked.
+        let mut md5 = reg("bob", 1);
+        md5.alg = Algorithm::Md5;
+        assert_eq!(register(&mut r, t0, &md5, peer(1)).0.status, 403);
+        assert!(r.snapshot(t0).is_empty());
+    }
+
+    #[test]
+    fn malformed_authorization_is_400_and_other_realms_are_challenged() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let req = request(&reg("alice", 1), Some("Digest username=\"alice".into()));
+        let (resp, _) = r.handle_register(t0, &req, peer(1));
+        assert_eq!(resp.status, 400);
+        assert!(resp.reason.contains("closing"), "{}", resp.reason);
+        let other = r#"Digest username="alice", realm="elsewhere", nonce="n", uri="sip:hotline", response="6629fae49393a05397450978507c4ef1""#;
+        let (resp, _) =
+            r.handle_register(t0, &request(&reg("alice", 1), Some(other.into())), peer(1));
+        assert_eq!(resp.status, 401);
+    }
+
+    #[test]
+    fn stale_nonce_gets_stale_challenge() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 1), None), peer(1));
+        let ch = Challenge::parse(
+            resp.headers
+                .get(HeaderName::WwwAuthenticate)
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let a = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let later = t0 + Duration::from_secs(301);
+        let (resp, _) = r.handle_register(
+            later,
+            &request(&reg("alice", 2), Some(a.to_string())),
+            peer(1),
+        );
+        assert_eq!(resp.status, 401);
+        let ch = Challenge::parse(
+            resp.headers
+                .get(HeaderName::WwwAuthenticate)
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(ch.stale);
+        // Reusing the nonce with a higher count works while fresh; a replay is challenged.
+        let a1 = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let a2 = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 2);
+        let ok = |r: &mut Registrar, cseq, a: &Authorization| {
+            r.handle_register(
+                later,
+                &request(&reg("alice", cseq), Some(a.to_string())),
+                peer(1),
+            )
+            .0
+            .status
+        };
+        assert_eq!(ok(&mut r, 3, &a1), 200);
+        assert_eq!(ok(&mut r, 4, &a2), 200);
+        assert_eq!(ok(&mut r, 5, &a2), 401);
+    }
+
+    #[test]
+    fn expiry_rules() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut brief = reg("alice", 1);
+        brief.expires = Some(30);
+        let (resp, ev) = register(&mut r, t0, &brief, peer(1));
+        assert_eq!(resp.status, 423);
+        assert_eq!(
+            resp.headers.get(HeaderName::MinExpires).unwrap().as_str(),
+            Some("60")
+        );
+        assert!(ev.is_empty());
+        // The contact parameter wins over the header; the maximum caps it.
+        let mut long = reg("alice", 2);
+        long.contacts = &["<sip:a@10.0.0.5>;expires=99999"];
+        long.expires = Some(30);
+        let (resp, _) = register(&mut r, t0, &long, peer(1));
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            r.contacts("alice", t0)[0].expires_at,
+            t0 + Duration::from_secs(3600)
+        );
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(3600)));
+        assert!(r.handle_timeout(t0 + Duration::from_secs(3599)).is_empty());
+        assert_eq!(r.contacts("alice", t0 + Duration::from_secs(3600)).len(), 0);
+        let ev = r.handle_timeout(t0 + Duration::from_secs(3600));
+        assert!(matches!(&ev[..], [RegistrarEvent::Expired { user, .. }] if user == "alice"));
+        assert!(r.snapshot(t0).is_empty());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unregister_one_and_all() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut two = reg("alice", 1);
+        two.contacts = &["<sip:a@10.0.0.5>", "<sip:b@10.0.0.6>"];
+        assert_eq!(register(&mut r, t0, &two, peer(1)).0.status, 200);
+        assert_eq!(r.contacts("alice", t0).len(), 2);
+        let mut one = reg("alice", 2);
+        one.contacts = &["<sip:a@10.0.0.5>"];
+        one.expires = Some(0);
+        let (resp, ev) = register(&mut r, t0, &one, peer(1));
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.headers.count(HeaderName::Contact), 1);
+        assert!(
+            matches!(&ev[..], [RegistrarEvent::Unregistered { contact, .. }] if contact.to_string() == "sip:a@10.0.0.5")
+        );
+        // A REGISTER without Contact lists the bindings.
+        let mut query = reg("alice", 3);
+        query.contacts = &[];
+        let (resp, ev) = register(&mut r, t0, &query, peer(1));
+        assert_eq!(resp.status, 200);
+        assert!(ev.is_empty());
+        assert_eq!(
+            resp.headers.get(HeaderName::Contact).unwrap().as_str(),
+            Some("<sip:b@10.0.0.6>;expires=3600")
+        );
+        // `*` needs Expires: 0.
+        let mut star = reg("alice", 4);
+        star.contacts = &["*"];
+        assert_eq!(register(&mut r, t0, &star, peer(1)).0.status, 400);
+        star.cseq = 5;
+        star.expires = Some(0);
+        let (resp, ev) = register(&mut r, t0, &star, peer(1));
+        assert_eq!(resp.status, 200);
+        assert_eq!(ev.len(), 1);
+        assert!(r.snapshot(t0).is_empty());
+    }
+
+    #[test]
+    fn out_of_order_cseq_changes_nothing() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        assert_eq!(
+            register(&mut r, t0, &reg("alice", 10), peer(1)).0.status,
+            200
+        );
+        let mut old = reg("alice", 9);
+        old.expires = Some(0);
+        let (resp, ev) = register(&mut r, t0, &old, peer(1));
+        assert_eq!(resp.status, 500);
+        assert!(ev.is_empty());
+        assert_eq!(r.contacts("alice", t0).len(), 1);
+        // Another Call-ID (the phone rebooted) may use any CSeq.
+        let mut rebooted = reg("alice", 1);
+        rebooted.call_id = "c2";
+        rebooted.expires = Some(0);
+        assert_eq!(register(&mut r, t0, &rebooted, peer(1)).0.status, 200);
+        assert!(r.contacts("alice", t0).is_empty());
+    }
+
+    #[test]
+    fn contact_limit_drops_the_stalest() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        for (i, c) in ["<sip:a@10.0.0.1>", "<sip:b@10.0.0.2>", "<sip:c@10.0.0.3>"]
+            .iter()
+            .enumerate()
+        {
+            let mut x = reg("alice", 1);
+            x.call_id = ["c1", "c2", "c3"][i];
+            x.contacts = std::slice::from_ref(c);
+            let (resp, ev) = register(&mut r, t0 + Duration::from_secs(i as u64), &x, peer(1));
+            assert_eq!(resp.status, 200);
+            if i == 2 {
+                assert!(
+                    matches!(&ev[1], RegistrarEvent::Unregistered { contact, .. } if contact.to_string() == "sip:a@10.0.0.1")
+                );
+            }
+        }
+        let users: Vec<String> = r
+            .contacts("alice", t0)
+            .iter()
+            .map(|b| b.contact.to_string())
+            .collect();
+        assert_eq!(users, ["sip:c@10.0.0.3", "sip:b@10.0.0.2"]);
+    }
+
+    #[test]
+    fn service_publishes_view_and_events() {
+        let t0 = Instant::now();
+        let creds = Credentials::new().with("alice", Secret::Password("secret".into()));
+        let mut s = RegistrarService::new(
+            RegistrarConfig {
+                credentials: Arc::new(creds),
+                ..RegistrarConfig::default()
+            },
+            KEY,
+            t0,
+        );
+        let view = s.registrations();
+        let mut rx = s.events().subscribe();
+        let r = reg("alice", 1);
+        let resp = s.handle_register(t0, &request(&r, None), peer(1));
+        let ch = Challenge::parse(
+            resp.headers
+                .get(HeaderName::WwwAuthenticate)
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let a = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        let resp = s.handle_register(t0, &request(&r, Some(a.to_string())), peer(1));
+        assert_eq!(resp.status, 200);
+        assert!(view.is_registered("alice", t0));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(RegistrarEvent::Registered { .. })
+        ));
+        s.handle_timeout(t0 + Duration::from_secs(3600));
+        assert!(!view.is_registered("alice", t0));
+        assert!(view.snapshot(t0).is_empty());
+        assert!(matches!(rx.try_recv(), Ok(RegistrarEvent::Expired { .. })));
+        assert!(
+            format!(
+                "{creds:?}",
+                creds = Credentials::new().with("x", Secret::Password("p".into()))
+            )
+            .contains("\"x\"")
+        );
+    }
+}
