@@ -582,6 +582,18 @@ impl Call {
                         terminator: terminator.and_then(Key::from_char),
                     });
                 }
+                Action::Queue { id, queue, .. } => {
+                    warn!(%queue, "agent queues are not connected to calls yet");
+                    let outcome = crate::flow::machine::QueueOutcome::Failed(
+                        "queues are not available".to_string(),
+                    );
+                    self.feed_back(Event::QueueDone {
+                        id,
+                        outcome,
+                        waited: Duration::ZERO,
+                    });
+                }
+                Action::LeaveQueue { .. } => {}
                 Action::Transfer { id, .. } => {
                     warn!("transfer steps are not available yet");
                     let outcome = TransferOutcome::Failed("not available".to_string());

@@ -265,6 +265,7 @@ pub fn world_of(case: &TestCase) -> World {
     World {
         http,
         at: case.at.as_ref().map(|a| a.value.clone()),
+        queue: case.queue.as_ref().map(|q| q.value.0.clone()),
     }
 }
 
