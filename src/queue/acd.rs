@@ -35,7 +35,7 @@ use super::config::{
 use super::ewt::{HandleTimes, estimate};
 use super::stats::{QueueStats, StatsSnapshot};
 use super::store::{CallbackId, CallbackStore, StoreError, StoredCallback};
-use super::strategy::{Candidate, choose};
+use super::strategy::{Candidate, Strategy, choose};
 
 /// Why a caller left the line for the queue step's `on_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -852,7 +852,9 @@ impl Acd {
                 .collect()
         };
         match &entry.kind {
-            Kind::Caller(w) if !w.offers.is_empty() => None,
+            // One offer at a time, except that `ring_all` also rings agents that free up
+            // while the others ring.
+            Kind::Caller(w) if !w.offers.is_empty() && q.cfg.strategy != Strategy::RingAll => None,
             Kind::Caller(w) => {
                 let untried: Vec<&Agent> = eligible
                     .iter()

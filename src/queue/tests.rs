@@ -902,3 +902,136 @@ fn unknown_names_are_errors_not_panics() {
         "the queue offers no callback"
     );
 }
+
+/// A store that refuses every write: the ACD must say so and keep serving.
+struct BrokenStore;
+
+impl CallbackStore for BrokenStore {
+    fn load(&mut self) -> Result<Vec<super::store::StoredCallback>, super::store::StoreError> {
+        Ok(Vec::new())
+    }
+    fn add(
+        &mut self,
+        _: &super::store::StoredCallback,
+    ) -> Result<super::store::CallbackId, super::store::StoreError> {
+        Err(super::store::StoreError::Damaged {
+            path: "broken".into(),
+            what: "read-only".into(),
+        })
+    }
+    fn set_attempts(
+        &mut self,
+        _: super::store::CallbackId,
+        _: u32,
+    ) -> Result<(), super::store::StoreError> {
+        Ok(())
+    }
+    fn remove(&mut self, _: super::store::CallbackId) -> Result<(), super::store::StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_callback_that_cannot_be_stored_is_refused_and_the_caller_keeps_waiting() {
+    let mut w = world_with(
+        r#"
+agents:
+  alice: { password: "x", queues: { support: 0 } }
+queues:
+  support: { callback: { key: "1", offer_after_wait: 1m } }
+"#,
+        Box::new(BrokenStore),
+    );
+    w.join("c1", "support");
+    let err = w
+        .acd
+        .handle(
+            w.now,
+            Input::CallbackRequested {
+                call: "c1".into(),
+                number: None,
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_eq!(w.acd.position("c1"), Some(1));
+}
+
+#[test]
+fn an_unanswered_callback_is_given_up_after_its_attempts() {
+    let mut w = world(
+        r#"
+agents:
+  alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
+queues:
+  support: { callback: { key: "1", offer_after_wait: 1m, attempts: 2, retry_after: 1m } }
+"#,
+    );
+    w.command("alice", AgentCommand::Pause { reason: "x".into() });
+    w.join("c1", "support");
+    w.input(Input::CallbackRequested {
+        call: "c1".into(),
+        number: Some("+4930999".into()),
+    });
+    w.command("alice", AgentCommand::Resume);
+    let Some(Action::PlaceCallback { id, .. }) = w.said().pop() else {
+        panic!("a callback is placed");
+    };
+    w.input(Input::CallbackFailed { id });
+    assert!(w.said().is_empty(), "not before retry_after");
+    w.advance(secs(60));
+    assert!(matches!(&w.said()[..], [Action::PlaceCallback { .. }]));
+    w.input(Input::CallbackFailed { id });
+    assert_eq!(
+        w.said(),
+        [Action::CallbackGivenUp {
+            id,
+            number: "+4930999".into(),
+            queue: "support".into()
+        }]
+    );
+    assert!(w.acd.snapshot(w.now).queues[0].waiting.is_empty());
+}
+
+#[test]
+fn periodic_announcements_carry_the_prompt_and_ring_all_timeouts_are_misses_for_all() {
+    let mut w = world(
+        r#"
+agents:
+  alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
+  bob:   { uri: "sip:bob@192.0.2.2", queues: { support: 0 } }
+queues:
+  support: { strategy: ring_all, ring_timeout: 10s, announce_every: 20s, announce_prompt: still_waiting }
+"#,
+    );
+    w.command("alice", AgentCommand::Pause { reason: "x".into() });
+    w.command("bob", AgentCommand::Pause { reason: "x".into() });
+    w.join("c1", "support");
+    // At joining: the position only, no prompt.
+    assert!(matches!(
+        &w.said()[..],
+        [Action::Announce {
+            prompt: None,
+            position: Some(1),
+            ..
+        }]
+    ));
+    w.advance(secs(20));
+    // Periodic: the prompt; the position did not change, so it is not said again.
+    assert_eq!(
+        w.said(),
+        [Action::Announce {
+            call: "c1".into(),
+            queue: "support".into(),
+            prompt: Some("still_waiting".into()),
+            position: None,
+            ewt: None
+        }]
+    );
+    w.command("alice", AgentCommand::Resume);
+    w.command("bob", AgentCommand::Resume);
+    assert_eq!(World::offered(&w.said(), "c1"), ["alice", "bob"]);
+    w.advance(secs(10));
+    assert_eq!(w.acd.agent("alice").unwrap().misses(), 1);
+    assert_eq!(w.acd.agent("bob").unwrap().misses(), 1);
+}
