@@ -260,10 +260,15 @@ impl Acd {
         self.queues.get(queue)?.index_of(call).map(|i| i + 1)
     }
 
+    /// The next thing for the shell to do, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
+    /// Takes one input at `now`, then offers waiting callers to agents that are free and
+    /// makes the announcements due. An error means the input named something the ACD
+    /// does not know (a late answer to a cancelled offer, a call that already left...):
+    /// nothing changed because of it, and the shell should end any leg it concerns.
     pub fn handle(&mut self, now: Instant, input: Input) -> Result<(), AcdError> {
         let result = self.apply(now, input);
         self.dispatch(now);

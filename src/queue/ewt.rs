@@ -72,9 +72,23 @@ pub fn estimate(aht: Option<Duration>, position: usize, agents: usize) -> Option
     Some(aht.saturating_mul(pos) / agents)
 }
 
+/// The estimate as callers hear it: whole minutes, rounded up, at least one ("about 4
+/// minutes"), so a caller is never promised less than the estimate.
+pub fn spoken_minutes(ewt: Duration) -> u64 {
+    ewt.as_secs().div_ceil(60).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spoken_minutes_round_up() {
+        assert_eq!(spoken_minutes(Duration::from_secs(0)), 1);
+        assert_eq!(spoken_minutes(Duration::from_secs(60)), 1);
+        assert_eq!(spoken_minutes(Duration::from_secs(61)), 2);
+        assert_eq!(spoken_minutes(Duration::from_secs(235)), 4);
+    }
 
     #[test]
     fn the_window_keeps_the_last_calls() {

@@ -61,7 +61,8 @@ pub enum Input {
         call: String,
     },
     /// The caller pressed the callback key: it leaves the line, its place is kept, and it
-    /// will be called at `number` (default: the number it joined with).
+    /// will be called at `number` (default: the number it joined with). From then on the
+    /// call is no longer the ACD's: its hang-up is not reported (it would be an error).
     CallbackRequested {
         call: String,
         number: Option<String>,
