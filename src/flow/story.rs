@@ -225,8 +225,6 @@ pub enum FailureKind {
 pub enum FailReason {
     /// `retries` used up in a step without `on_failure`.
     RetriesExhausted { step: String, last: FailureKind },
-    /// A step kind the interpreter cannot run yet.
-    Unsupported { step: String, kind: String },
     /// Too many steps in a row without the caller's part.
     RunawayLoop { step: String },
     /// Too many `goto ... return: true` inside each other.
@@ -287,9 +285,6 @@ impl fmt::Display for Outcome {
             Outcome::Failed(r) => match r {
                 FailReason::RetriesExhausted { step, .. } => {
                     write!(f, "failure: retries exhausted in '{step}'")
-                }
-                FailReason::Unsupported { step, kind } => {
-                    write!(f, "failure: '{step}' is a '{kind}' step, not supported yet")
                 }
                 FailReason::RunawayLoop { step } => {
                     write!(f, "failure: steps loop without the caller at '{step}'")
