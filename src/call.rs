@@ -649,6 +649,23 @@ impl Call {
                 } => {
                     self.pending_transfer = Some((id, target, timeout));
                 }
+                Action::Queue { id, queue, .. } => {
+                    warn!(%queue, "agent queues are not connected to calls yet");
+                    let outcome = crate::flow::machine::QueueOutcome::Failed(
+                        "queues are not available".to_string(),
+                    );
+                    if let Some(m) = self.machine.as_mut() {
+                        m.handle(
+                            Instant::now(),
+                            Event::QueueDone {
+                                id,
+                                outcome,
+                                waited: Duration::ZERO,
+                            },
+                        );
+                    }
+                }
+                Action::LeaveQueue { .. } => {}
                 Action::Hangup => {
                     self.send_bye();
                     self.outcome.get_or_insert(Outcome::FlowHungUp);

@@ -18,6 +18,7 @@ use crate::flow::check::is_identifier;
 use crate::flow::duration::parse_duration;
 use crate::flow::load::FlowConfig;
 use crate::flow::schedule::Schedule;
+use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 
 /// A problem with `hotline.yaml` or a command-line override.
@@ -140,6 +141,10 @@ struct RawFile {
     schedules: BTreeMap<String, Schedule>,
     #[serde(default)]
     vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    queues: QueuesConfig,
+    #[serde(default)]
+    agents: AgentsConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -195,6 +200,10 @@ pub struct Config {
     pub schedules: BTreeMap<String, Schedule>,
     /// Values flows read as `config.NAME` in templates.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// Agent queues by name (see docs/queues.md).
+    pub queues: QueuesConfig,
+    /// Agents by name, which is also the user name they register with.
+    pub agents: AgentsConfig,
 }
 
 impl Default for Config {
@@ -224,6 +233,8 @@ impl Default for Config {
             default_language: "en".to_string(),
             schedules: BTreeMap::new(),
             vars: BTreeMap::new(),
+            queues: QueuesConfig::new(),
+            agents: AgentsConfig::new(),
         }
     }
 }
@@ -353,6 +364,12 @@ impl Config {
             }
         }
         cfg.vars = raw.vars;
+        let problems = crate::queue::config::check(&raw.queues, &raw.agents);
+        if !problems.is_empty() {
+            return Err(invalid(problems.join("; ")));
+        }
+        cfg.queues = raw.queues;
+        cfg.agents = raw.agents;
         Ok(cfg)
     }
 
@@ -476,6 +493,35 @@ vars:
         );
         let cfg = Config::from_str_at("", Path::new("hotline.yaml")).unwrap();
         assert!(cfg.schedules.is_empty() && cfg.vars.is_empty());
+    }
+
+    #[test]
+    fn queues_and_agents_are_read_and_checked() {
+        let text = r#"
+queues:
+  support: { strategy: round_robin, max_wait: 5m }
+agents:
+  alice: { password: s3cret, queues: { support: 0 } }
+"#;
+        let cfg = Config::from_str_at(text, Path::new("h.yaml")).unwrap();
+        assert_eq!(
+            cfg.queues["support"].max_wait,
+            Some(Duration::from_secs(300))
+        );
+        assert!(cfg.agents["alice"].registers());
+        let err = Config::from_str_at(
+            "agents: { bob: { uri: \"sip:bob@192.0.2.1\", queues: { sales: 0 } } }",
+            Path::new("h.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("agents.bob.queues: no queue named 'sales'"),
+            "{err}"
+        );
+        let err = Config::from_str_at("queues: { q: { strategy: random } }", Path::new("h.yaml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("random"), "{err}");
     }
 
     #[test]

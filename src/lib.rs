@@ -9,6 +9,7 @@ pub mod flow; // the call-flow language: model, loading, interpreter
 pub mod leg; // an outgoing call leg (transfer, agent offer) and its media
 pub mod load; // the load tool: many scripted calls, measured
 pub mod media; // RTP, G.711, DTMF, prompts, the media clock
+pub mod queue; // agent queues (ACD): lines, agents, strategies, callbacks
 pub mod reload; // live reload of flows, prompts and routes
 pub mod server; // the running hotline
 pub mod sip; // SIP codec, transactions, dialogs, SDP, endpoint, sockets

@@ -1045,27 +1045,6 @@ steps:
     ));
 }
 
-#[test]
-fn a_step_kind_not_yet_supported_ends_the_call_politely() {
-    let set = set_of(&[(
-        "main",
-        r##"
-steps:
-  wait:
-    queue: support
-"##,
-    )]);
-    let mut c = Call::start(&set, "main");
-    c.expect_default_goodbye();
-    assert_eq!(
-        c.outcome(),
-        Some(Outcome::Failed(FailReason::Unsupported {
-            step: "wait".to_owned(),
-            kind: "queue".to_owned()
-        }))
-    );
-}
-
 // ------------------------------------------------------------------ the story
 
 #[test]

@@ -1118,17 +1118,3 @@ fn back_into_a_shared_flow_already_left_returns_from_it_again() {
     // The return point came back with the shared menu.
     assert_eq!(c.heard(), ["main_menu"]);
 }
-
-#[test]
-fn queue_still_ends_the_call_politely() {
-    let set = set_of("steps:\n  wait:\n    queue: support\n");
-    let mut c = Call::start(&set);
-    c.expect_default_goodbye();
-    assert_eq!(
-        c.outcome(),
-        Some(Outcome::Failed(FailReason::Unsupported {
-            step: "wait".to_owned(),
-            kind: "queue".to_owned()
-        }))
-    );
-}

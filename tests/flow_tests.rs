@@ -63,28 +63,17 @@ ok    this one passes  (tests/flow_tests/failing.yaml:32)
     assert_eq!(run.render(), expected);
 }
 
-/// `queued` is parsed and checked; until the interpreter runs queue steps the case fails
-/// saying so, after the built-in goodbye the interpreter plays instead.
+/// Queue steps run on the simulated queue, whose outcome each case scripts.
 #[test]
-fn a_queue_check_says_it_is_not_supported_yet() {
+fn queue_outcomes_are_scripted_per_case() {
     let config = Config {
         flows_dir: PathBuf::from("tests/flow_tests/flows"),
         prompts_dir: PathBuf::from("prompts"),
         ..Config::default()
     };
     let run = run_paths(&config, &[PathBuf::from("tests/flow_tests/desk.yaml")]);
-    assert_eq!((run.passed(), run.failed()), (0, 1), "{}", run.render());
-    let out = run.render();
-    assert!(
-        out.contains(
-            "desk.yaml:10:9: 'queued: support' is not supported yet: this version of the interpreter cannot run queue steps"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("  > queued: support | hears: goodbye_default"),
-        "{out}"
-    );
+    assert!(run.success(), "{}", run.render());
+    assert_eq!(run.passed(), 4, "{}", run.render());
 }
 
 #[test]

@@ -652,12 +652,20 @@ impl<'a> Ctx<'a> {
                     .as_ref()
                     .map(|s| s.value.iter().map(|k| k.value.clone()).collect())
                     .unwrap_or_default();
+                let keys = step.keys.as_ref().map_or_else(Vec::new, |k| {
+                    k.value
+                        .iter()
+                        .map(|(key, to)| (key.value.as_char(), self.resolve(to)))
+                        .collect()
+                });
                 StepAction::Queue(Box::new(QueueStep {
                     queue: q.value.clone(),
                     priority: step.priority.as_ref().map_or(0, |p| p.value),
                     skills,
                     on_timeout: self.resolve_opt(step.on_timeout.as_ref()),
                     after: self.resolve_opt(step.after.as_ref()),
+                    keys,
+                    on_callback: self.resolve_opt(step.on_callback.as_ref()),
                 }))
             }
             ActionKind::Transfer => {

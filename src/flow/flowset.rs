@@ -286,6 +286,8 @@ impl StepAction {
             StepAction::Queue(q) => {
                 v.extend(q.on_timeout);
                 v.extend(q.after);
+                v.extend(q.keys.iter().map(|(_, t)| *t));
+                v.extend(q.on_callback);
             }
             StepAction::Transfer { on_failure, .. } => v.extend(*on_failure),
             StepAction::Goto { return_to, .. } => v.extend(*return_to),
@@ -389,4 +391,14 @@ pub struct QueueStep {
     pub skills: Vec<String>,
     pub on_timeout: Option<Target>,
     pub after: Option<Target>,
+    /// Keys that take the caller out of the line, in file order.
+    pub keys: Vec<(char, Target)>,
+    pub on_callback: Option<Target>,
+}
+
+impl QueueStep {
+    /// Where `key` leads while the caller waits, if anywhere.
+    pub fn key(&self, key: char) -> Option<Target> {
+        self.keys.iter().find(|(k, _)| *k == key).map(|(_, t)| *t)
+    }
 }

@@ -21,6 +21,8 @@
 //! | `Http { id, method, url, headers, body, timeout }` | sends the request; `body` is JSON text (`Content-Type: application/json`); gives up after `timeout` | `HttpDone { id, outcome }`: `Ok(parsed JSON body)` (an empty body is `null`) for a 2xx status, else `Err(Timeout / Connect / Status(code) / BadJson)` |
 //! | `Record { id, max_duration, silence_timeout, terminator, name }` | records the caller into a file named after `name` (unique within the call, safe as a file name); stops at `max_duration`, after `silence_timeout` of silence, at the `terminator` key (not recorded), or when the caller hangs up | `RecordDone { id, path, duration, reason }`; on a hang-up, before `CallerHangup`; `reason: Failed` when nothing could be recorded |
 //! | `Transfer { id, target, timeout }` | calls `target` (a `sip:`, `sips:` or `tel:` URI written in the flow file) and rings it for at most `timeout` | `TransferDone { id, outcome }`; after `Connected` the shell bridges the two legs and owns the call until one side hangs up |
+//! | `Queue { id, queue, priority, skills }` | puts the caller in that agent queue (hold music, announcements, offers to agents) | `QueueConnected { id, agent }` when an agent answers, then `QueueDone { id, outcome, waited }` when the caller's part in the queue is over |
+//! | `LeaveQueue { id }` | takes the caller out of the line at once (a key of the step's `keys`); the flow continues with the actions that follow | nothing |
 //!
 //! While an http request runs, keys are kept as type-ahead. While a recording runs, keys
 //! are the shell's (the terminator ends it); the machine ignores them. While a transfer
@@ -31,7 +33,11 @@
 //! The beep of `record: { beep: true }` is an `Audio::Tone` ([`BEEP_HZ`], [`BEEP`]),
 //! played after the prompt, so no recording of it is needed in any language.
 //!
-//! `queue` is not run yet: it ends the call politely with `FailReason::Unsupported`.
+//! While the caller waits in a queue, keys of the step's `keys` leave the line; other keys
+//! are ignored (the shell handles the queue's callback key before the machine sees it).
+//! A queue has no guard timer: the queue's own `max_wait` bounds the wait, and the
+//! shell answers `QueueDone` for every way out (agent, caller, overflow, callback, failure).
+//! After `QueueConnected` keys are the conversation's and are ignored.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -157,6 +163,46 @@ pub enum Action {
         target: String,
         timeout: Duration,
     },
+    /// Put the caller in an agent queue; answer with `Event::QueueConnected` (if an agent
+    /// answers) and `Event::QueueDone`.
+    Queue {
+        id: RequestId,
+        queue: String,
+        /// Higher is served first.
+        priority: i32,
+        /// Skills the agent must have.
+        skills: Vec<String>,
+    },
+    /// The caller pressed a key of the queue step: take it out of the line now.
+    LeaveQueue { id: RequestId },
+}
+
+/// How a caller's time in a queue ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueOutcome {
+    /// An agent answered and hung up first (or transferred the call on): the flow
+    /// continues at `after`.
+    AgentHungUp { agent: String },
+    /// The caller hung up, waiting or talking: the call is over.
+    CallerHungUp,
+    /// The queue sent the caller on (`max_wait`, `full`, `no_agents`): `on_timeout`.
+    Overflow { reason: String },
+    /// The caller asked to be called back: `on_callback`, or goodbye.
+    Callback,
+    /// The caller could not be queued (an unknown queue...): `on_timeout`.
+    Failed(String),
+}
+
+impl QueueOutcome {
+    pub fn as_str(&self) -> &str {
+        match self {
+            QueueOutcome::AgentHungUp { .. } => "agent_hung_up",
+            QueueOutcome::CallerHungUp => "caller_hung_up",
+            QueueOutcome::Overflow { reason } => reason,
+            QueueOutcome::Callback => "callback",
+            QueueOutcome::Failed(_) => "failed",
+        }
+    }
 }
 
 /// Why an http request gave no usable answer.
@@ -256,6 +302,15 @@ pub enum Event {
         id: RequestId,
         outcome: TransferOutcome,
     },
+    /// An agent answered the caller of `Action::Queue`; they are bridged.
+    QueueConnected { id: RequestId, agent: String },
+    /// The caller's time in the queue of `Action::Queue` is over.
+    QueueDone {
+        id: RequestId,
+        outcome: QueueOutcome,
+        /// How long the caller waited before an agent answered or it left the line.
+        waited: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -314,7 +369,19 @@ enum Phase {
         task: Task,
         deadline: Instant,
     },
+    /// In an agent queue (`connected` once an agent answered).
+    Queued {
+        id: RequestId,
+        connected: bool,
+    },
     Ended,
+}
+
+/// What the flow knows of the caller's time in a queue.
+#[derive(Debug, Clone, Default)]
+struct QueueFacts {
+    queue: String,
+    agent: Option<String>,
 }
 
 /// A return point of `goto ... return: true`: the calling flow and where it continues.
@@ -359,6 +426,8 @@ pub struct FlowMachine {
     recordings: u32,
     /// A recording whose result may still arrive after the caller hung up.
     pending_record: Option<RequestId>,
+    /// The queue the caller is in (or was in last) and the agent who answered.
+    queue_facts: QueueFacts,
     actions: VecDeque<Action>,
     story: CallStory,
 }
@@ -412,6 +481,7 @@ impl FlowMachine {
             next_request: 0,
             recordings: 0,
             pending_record: None,
+            queue_facts: QueueFacts::default(),
             actions: VecDeque::new(),
             story,
         })
@@ -456,6 +526,36 @@ impl FlowMachine {
             Event::TransferDone { id, outcome } => {
                 if self.busy_with(id, Task::Transfer) {
                     let go = self.transfer_done(now, outcome);
+                    self.run(now, go);
+                }
+            }
+            Event::QueueConnected { id, agent } => {
+                if self.phase
+                    == (Phase::Queued {
+                        id,
+                        connected: false,
+                    })
+                {
+                    self.phase = Phase::Queued {
+                        id,
+                        connected: true,
+                    };
+                    self.note(
+                        now,
+                        StoryEvent::QueueAnswered {
+                            agent: agent.clone(),
+                        },
+                    );
+                    self.queue_facts.agent = Some(agent);
+                }
+            }
+            Event::QueueDone {
+                id,
+                outcome,
+                waited,
+            } => {
+                if matches!(self.phase, Phase::Queued { id: i, .. } if i == id) {
+                    let go = self.queue_done(now, outcome, waited);
                     self.run(now, go);
                 }
             }
@@ -767,10 +867,32 @@ impl FlowMachine {
                 }
                 Go::Wait
             }
-            StepAction::Queue(_) => Go::Farewell(Outcome::Failed(FailReason::Unsupported {
-                step: s.name.clone(),
-                kind: s.action.kind_name().to_owned(),
-            })),
+            StepAction::Queue(q) => {
+                self.discard_type_ahead(now);
+                self.steps_without_input = 0;
+                let id = self.request_id();
+                self.queue_facts = QueueFacts {
+                    queue: q.queue.clone(),
+                    agent: None,
+                };
+                self.note(
+                    now,
+                    StoryEvent::QueueJoined {
+                        queue: q.queue.clone(),
+                    },
+                );
+                self.actions.push_back(Action::Queue {
+                    id,
+                    queue: q.queue.clone(),
+                    priority: q.priority,
+                    skills: q.skills.clone(),
+                });
+                self.phase = Phase::Queued {
+                    id,
+                    connected: false,
+                };
+                Go::Wait
+            }
         }
     }
 
@@ -826,6 +948,7 @@ impl FlowMachine {
                 Go::Wait
             }
             Phase::Ended => Go::Wait,
+            Phase::Queued { id, connected } => self.queue_key(now, id, connected, key),
             Phase::Busy { task, .. } => {
                 if task == Task::Http {
                     self.buffer_key(now, key);
@@ -1431,6 +1554,93 @@ impl FlowMachine {
                 outcome: outcome.to_string(),
             })),
         }
+    }
+
+    /// A key while queued: a key of the step's `keys` leaves the line for its step.
+    fn queue_key(&mut self, now: Instant, id: RequestId, connected: bool, key: char) -> Go {
+        let target = match self.current_step() {
+            Some(StepAction::Queue(q)) if !connected => q.key(key),
+            _ => None,
+        };
+        let Some(target) = target else {
+            self.key_note(now, key, KeyUse::Ignored, false);
+            return Go::Wait;
+        };
+        let to = self.target_name(target);
+        self.key_note(now, key, KeyUse::Option { to }, false);
+        self.actions.push_back(Action::LeaveQueue { id });
+        // The shell knows the wait; the flow records that the caller chose to leave.
+        self.finish_queue(now, &format!("left with key {key}"), None);
+        Go::To(Some(target))
+    }
+
+    fn queue_done(&mut self, now: Instant, outcome: QueueOutcome, waited: Duration) -> Go {
+        let (on_timeout, after, on_callback) = match self.current_step() {
+            Some(StepAction::Queue(q)) => (q.on_timeout, q.after, q.on_callback),
+            _ => (None, None, None),
+        };
+        if let QueueOutcome::AgentHungUp { agent } = &outcome {
+            self.queue_facts.agent = Some(agent.clone());
+        }
+        self.finish_queue(now, outcome.as_str(), Some(waited));
+        let queue = self.queue_facts.queue.clone();
+        match outcome {
+            QueueOutcome::AgentHungUp { agent } => match after {
+                Some(t) => Go::To(Some(t)),
+                None => {
+                    self.hang_up(now, Outcome::Answered { queue, agent });
+                    Go::Wait
+                }
+            },
+            QueueOutcome::CallerHungUp => {
+                self.note(now, StoryEvent::CallerHungUp);
+                self.phase = Phase::Ended;
+                self.set_outcome(now, Outcome::CallerHungUp);
+                Go::Wait
+            }
+            QueueOutcome::Callback => match on_callback {
+                Some(t) => {
+                    self.set_outcome(now, Outcome::CallbackRequested { queue });
+                    Go::To(Some(t))
+                }
+                None => Go::Farewell(Outcome::CallbackRequested { queue }),
+            },
+            QueueOutcome::Overflow { reason } => match on_timeout {
+                Some(t) => Go::To(Some(t)),
+                None => Go::Farewell(Outcome::Failed(FailReason::QueueOverflow {
+                    step: self.step_name(),
+                    queue,
+                    reason,
+                })),
+            },
+            QueueOutcome::Failed(why) => match on_timeout {
+                Some(t) => Go::To(Some(t)),
+                None => Go::Farewell(Outcome::Failed(FailReason::QueueFailed {
+                    step: self.step_name(),
+                    queue,
+                    why,
+                })),
+            },
+        }
+    }
+
+    /// Notes how the caller's time in the queue ended and keeps the facts in the `queue`
+    /// variable (`queue.name`, `queue.outcome`, `queue.wait` in whole seconds, `queue.agent`).
+    fn finish_queue(&mut self, now: Instant, outcome: &str, waited: Option<Duration>) {
+        self.note(
+            now,
+            StoryEvent::QueueFinished {
+                outcome: outcome.to_owned(),
+                waited,
+            },
+        );
+        let value = serde_json::json!({
+            "name": self.queue_facts.queue,
+            "outcome": outcome,
+            "wait": waited.map(|w| w.as_secs()),
+            "agent": self.queue_facts.agent,
+        });
+        self.set_json_var(now, "queue", value);
     }
 
     // ------------------------------------------------------------------ helpers

@@ -614,6 +614,14 @@ pub struct Step {
     #[serde(default, deserialize_with = "some")]
     #[schemars(with = "Option<String>")]
     pub after: Option<Spanned<String>>,
+    /// queue: keys that take the caller out of the line to a step (`"2": voicemail`).
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<OrderedMap<DtmfKey, String>>")]
+    pub keys: Option<Spanned<OrderedMap<DtmfKey, String>>>,
+    /// queue: step after the caller asked to be called back (default: goodbye).
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<String>")]
+    pub on_callback: Option<Spanned<String>>,
     /// transfer: how long to ring.
     #[serde(default, deserialize_with = "some")]
     #[schemars(with = "Option<HumanDuration>")]
@@ -718,6 +726,16 @@ impl Step {
             "after",
             ActionKind::Queue,
             self.after.as_ref().map(|s| s.referenced),
+        );
+        add(
+            "keys",
+            ActionKind::Queue,
+            self.keys.as_ref().map(|s| s.referenced),
+        );
+        add(
+            "on_callback",
+            ActionKind::Queue,
+            self.on_callback.as_ref().map(|s| s.referenced),
         );
         add(
             "timeout",

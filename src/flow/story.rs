@@ -163,6 +163,21 @@ pub enum StoryEvent {
     TransferFinished {
         outcome: String,
     },
+    /// The caller was put in an agent queue.
+    QueueJoined {
+        queue: String,
+    },
+    /// An agent answered the queued caller.
+    QueueAnswered {
+        agent: String,
+    },
+    /// The caller's time in the queue ended: `agent_hung_up`, `caller_hung_up`,
+    /// `max_wait`, `full`, `no_agents`, `callback`, `failed` or `left with key K`.
+    QueueFinished {
+        outcome: String,
+        /// The wait as the queue measured it (not known when the caller left with a key).
+        waited: Option<Duration>,
+    },
     CallerHungUp,
     Ended {
         outcome: Outcome,
@@ -210,8 +225,6 @@ pub enum FailureKind {
 pub enum FailReason {
     /// `retries` used up in a step without `on_failure`.
     RetriesExhausted { step: String, last: FailureKind },
-    /// A step kind the interpreter cannot run yet.
-    Unsupported { step: String, kind: String },
     /// Too many steps in a row without the caller's part.
     RunawayLoop { step: String },
     /// Too many `goto ... return: true` inside each other.
@@ -223,6 +236,19 @@ pub enum FailReason {
     /// An `hours` step whose schedule the flow set does not have (flows loaded without
     /// the server configuration).
     UnknownSchedule { step: String, schedule: String },
+    /// The queue sent the caller on (`max_wait`, `full`, `no_agents`) in a step without
+    /// `on_timeout`.
+    QueueOverflow {
+        step: String,
+        queue: String,
+        reason: String,
+    },
+    /// The caller could not be queued, in a step without `on_timeout`.
+    QueueFailed {
+        step: String,
+        queue: String,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +261,10 @@ pub enum Outcome {
     FlowEnded,
     /// A transfer connected; the call went on outside the flow.
     Transferred { target: String },
+    /// An agent of the queue answered and hung up first; the flow had no `after` step.
+    Answered { queue: String, agent: String },
+    /// The caller asked the queue to call back.
+    CallbackRequested { queue: String },
     /// Something went wrong; the built-in goodbye was played.
     Failed(FailReason),
 }
@@ -246,12 +276,15 @@ impl fmt::Display for Outcome {
             Outcome::FlowHungUp => f.write_str("hangup by flow"),
             Outcome::FlowEnded => f.write_str("flow ended"),
             Outcome::Transferred { target } => write!(f, "transferred to {target}"),
+            Outcome::Answered { queue, agent } => {
+                write!(f, "answered by {agent} in queue {queue}")
+            }
+            Outcome::CallbackRequested { queue } => {
+                write!(f, "callback requested in queue {queue}")
+            }
             Outcome::Failed(r) => match r {
                 FailReason::RetriesExhausted { step, .. } => {
                     write!(f, "failure: retries exhausted in '{step}'")
-                }
-                FailReason::Unsupported { step, kind } => {
-                    write!(f, "failure: '{step}' is a '{kind}' step, not supported yet")
                 }
                 FailReason::RunawayLoop { step } => {
                     write!(f, "failure: steps loop without the caller at '{step}'")
@@ -270,6 +303,20 @@ impl fmt::Display for Outcome {
                 }
                 FailReason::UnknownSchedule { step, schedule } => {
                     write!(f, "failure: no schedule '{schedule}' for '{step}'")
+                }
+                FailReason::QueueOverflow {
+                    step,
+                    queue,
+                    reason,
+                } => write!(
+                    f,
+                    "failure: queue '{queue}' sent the caller on ({reason}) in '{step}', which has no on_timeout"
+                ),
+                FailReason::QueueFailed { step, queue, why } => {
+                    write!(
+                        f,
+                        "failure: could not queue in '{queue}' at '{step}': {why}"
+                    )
                 }
             },
         }

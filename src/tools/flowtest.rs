@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::flowset::FlowSet;
 use crate::flow::machine::CallContext;
-use crate::flow::story::{FailReason, Outcome};
+use crate::flow::story::Outcome;
 use crate::media::prompt::PromptLibrary;
 
 use super::phone::{Happening, HttpStub, State, VirtualCall, World};
@@ -265,6 +265,7 @@ pub fn world_of(case: &TestCase) -> World {
     World {
         http,
         at: case.at.as_ref().map(|a| a.value.clone()),
+        queue: case.queue.as_ref().map(|q| q.value.0.clone()),
     }
 }
 
@@ -556,24 +557,11 @@ impl Runner {
         let want = item.to_line();
         loop {
             self.take_log();
-            let unsupported = matches!(
-                self.call.outcome(),
-                Some(Outcome::Failed(FailReason::Unsupported { kind: k, .. })) if k == kind
-            );
-            let not_yet = || {
-                format!(
-                    "'{want}' is not supported yet: this version of the interpreter cannot run {kind} steps"
-                )
-            };
             if let Some(line) = self.observed.pop_front() {
                 if line == want {
                     return Ok(line);
                 }
-                let message = if unsupported {
-                    not_yet()
-                } else {
-                    format!("expected '{want}', the call goes on ({line})")
-                };
+                let message = format!("expected '{want}', the call goes on ({line})");
                 return Err(Mismatch::new(line, message));
             }
             match self.call.state() {
@@ -589,11 +577,8 @@ impl Runner {
                     ));
                 }
                 State::Ended => {
-                    let message = if unsupported {
-                        not_yet()
-                    } else {
-                        format!("expected the call to {kind} to '{to}', the call has ended")
-                    };
+                    let message =
+                        format!("expected the call to {kind} to '{to}', the call has ended");
                     return Err(Mismatch::new(self.ended_line(), message));
                 }
             }

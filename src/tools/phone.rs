@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::flow::flowset::FlowSet;
 use crate::flow::machine::{
     Action, Audio, CallContext, Event, FlowMachine, HttpFailure, MachineError, PlayId, PromptRef,
-    RecordEnd, TransferOutcome,
+    QueueOutcome, RecordEnd, TransferOutcome,
 };
 use crate::flow::model::SayKind;
 use crate::flow::story::{Outcome, StoryEvent};
@@ -95,13 +95,59 @@ pub struct HttpStub {
     pub delay: Duration,
 }
 
-/// What the world outside the flow answers: stubbed HTTP replies by step name and the
-/// wall clock for `hours`. Used by [`VirtualCall::act`] as the interpreter gains those actions.
+/// How the simulated agent queue answers every `queue` step of a call, at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueAnswer {
+    pub outcome: QueueOutcome,
+    /// The wait reported to the flow (`queue.wait`).
+    pub waited: Duration,
+}
+
+/// The words a flow test uses for a queue's answer.
+pub const QUEUE_ANSWERS: &str =
+    "answered, caller_hangs_up, max_wait, full, no_agents, callback or failed";
+
+impl QueueAnswer {
+    /// The answer named `word` (see [`QUEUE_ANSWERS`]); `agent` answers for `answered`.
+    pub fn from_word(word: &str, agent: &str, waited: Duration) -> Option<QueueAnswer> {
+        let outcome = match word {
+            "answered" => QueueOutcome::AgentHungUp {
+                agent: agent.to_owned(),
+            },
+            "caller_hangs_up" => QueueOutcome::CallerHungUp,
+            "max_wait" | "full" | "no_agents" => QueueOutcome::Overflow {
+                reason: word.to_owned(),
+            },
+            "callback" => QueueOutcome::Callback,
+            "failed" => QueueOutcome::Failed("failed in the test".to_owned()),
+            _ => return None,
+        };
+        Some(QueueAnswer { outcome, waited })
+    }
+}
+
+impl Default for QueueAnswer {
+    /// An agent named `agent` answers at once and hangs up first.
+    fn default() -> Self {
+        QueueAnswer {
+            outcome: QueueOutcome::AgentHungUp {
+                agent: "agent".to_owned(),
+            },
+            waited: Duration::ZERO,
+        }
+    }
+}
+
+/// What the world outside the flow answers: stubbed HTTP replies by step name, the
+/// agent queue and the wall clock for `hours`. Used by [`VirtualCall::act`] as the
+/// interpreter gains those actions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct World {
     pub http: BTreeMap<String, HttpStub>,
     /// The wall-clock time of the call, RFC 3339 (`2026-11-23T10:00:00+01:00`).
     pub at: Option<String>,
+    /// How queues answer; by default an agent answers at once and hangs up first.
+    pub queue: Option<QueueAnswer>,
 }
 
 impl World {
@@ -408,6 +454,31 @@ impl VirtualCall {
                     },
                 );
             }
+            Action::Queue { id, queue, .. } => {
+                self.playback = None;
+                self.push(Happening::Queued(queue));
+                let answer = self.world.queue.clone().unwrap_or_default();
+                let now = self.now;
+                if let QueueOutcome::AgentHungUp { agent } = &answer.outcome {
+                    let agent = agent.clone();
+                    self.machine
+                        .handle(now, Event::QueueConnected { id, agent });
+                }
+                let hung_up = answer.outcome == QueueOutcome::CallerHungUp;
+                self.machine.handle(
+                    now,
+                    Event::QueueDone {
+                        id,
+                        outcome: answer.outcome,
+                        waited: answer.waited,
+                    },
+                );
+                if hung_up {
+                    self.ended = true;
+                }
+            }
+            // The simulated queue answers at once, so the caller is never still waiting.
+            Action::LeaveQueue { .. } => {}
             Action::Transfer { id, target, .. } => {
                 self.playback = None;
                 self.push(Happening::Transferred(target));

@@ -496,7 +496,13 @@ fn describe_story(event: &StoryEvent, start_flow: &str) -> Option<String> {
         ),
         StoryEvent::TransferStarted { target } => format!("transfer: {target}"),
         StoryEvent::TransferFinished { outcome } => format!("transfer: {outcome}"),
+        StoryEvent::QueueAnswered { agent } => format!("agent answers: {agent}"),
+        StoryEvent::QueueFinished { outcome, waited } => match waited {
+            Some(w) => format!("queue: {outcome} after {}", DisplayDuration(*w)),
+            None => format!("queue: {outcome}"),
+        },
         StoryEvent::Played { .. }
+        | StoryEvent::QueueJoined { .. }
         | StoryEvent::PlaybackStopped { .. }
         | StoryEvent::Ended { .. } => {
             return None;

@@ -16,6 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::duration::DisplayDuration;
 use crate::flow::model::{HELP_MARKER, HumanDuration, OrderedMap, Spanned, TagValue, Text};
+use crate::tools::phone::{QUEUE_ANSWERS, QueueAnswer};
 
 /// Test files larger than this are refused: a test file is a few KiB.
 pub const MAX_TEST_FILE_BYTES: usize = 1024 * 1024;
@@ -45,6 +46,10 @@ pub struct TestCase {
     /// Answers of `http` steps, by step name.
     #[serde(default)]
     pub http: Option<Spanned<OrderedMap<String, HttpStubSpec>>>,
+    /// How queue steps end: `queue: callback`, or
+    /// `{ outcome: answered, agent: alice, wait: 30s }`.
+    #[serde(default)]
+    pub queue: Option<Spanned<QueueSpec>>,
     pub script: Spanned<Vec<Spanned<ScriptItem>>>,
 }
 
@@ -61,6 +66,54 @@ pub struct HttpStubSpec {
     /// How long the server takes to answer (default: at once).
     #[serde(default)]
     pub delay: Option<HumanDuration>,
+}
+
+/// The answer of the simulated agent queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec(pub QueueAnswer);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueSpecFields {
+    outcome: String,
+    agent: Option<String>,
+    wait: Option<HumanDuration>,
+}
+
+impl<'de> Deserialize<'de> for QueueSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = QueueSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(
+                    f,
+                    "{QUEUE_ANSWERS}, or {{ outcome: ..., agent: ..., wait: ... }}"
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<QueueSpec, E> {
+                answer::<E>(s, None, None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<QueueSpec, A::Error> {
+                let f = QueueSpecFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                answer::<A::Error>(&f.outcome, f.agent.as_deref(), f.wait.map(|w| w.0))
+            }
+        }
+        fn answer<E: de::Error>(
+            word: &str,
+            agent: Option<&str>,
+            wait: Option<Duration>,
+        ) -> Result<QueueSpec, E> {
+            QueueAnswer::from_word(word, agent.unwrap_or("agent"), wait.unwrap_or_default())
+                .map(QueueSpec)
+                .ok_or_else(|| {
+                    E::custom(format!(
+                        "expected a queue outcome ({QUEUE_ANSWERS}), found '{word}'"
+                    ))
+                })
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One line of a case's script.

@@ -1,0 +1,165 @@
+//! Callback requests in the line: a caller's place kept when it asks to be called back,
+//! the call back when the place reaches an agent, retries and giving up. Writes go to the
+//! `CallbackStore`; a failed write other than the request itself is reported, not fatal.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use super::{Acd, AcdError, Action, Entry, Kind, Pending, Place, Waiter};
+use crate::queue::store::{CallbackId, StoredCallback};
+
+impl Acd {
+    pub(super) fn callback_requested(
+        &mut self,
+        now: Instant,
+        call: String,
+        number: Option<String>,
+    ) -> Result<(), AcdError> {
+        let Some(Place::Waiting { queue }) = self.calls.get(&call).cloned() else {
+            return Err(AcdError::UnknownCall { call });
+        };
+        let q = self
+            .queues
+            .get(&queue)
+            .ok_or_else(|| AcdError::UnknownCall { call: call.clone() })?;
+        if q.cfg.callback.is_none() {
+            return Err(AcdError::NoCallback { queue });
+        }
+        let i = q
+            .index_of(&call)
+            .ok_or_else(|| AcdError::UnknownCall { call: call.clone() })?;
+        let Some(entry) = q.line.get(i) else {
+            return Err(AcdError::UnknownCall { call });
+        };
+        let Kind::Caller(w) = &entry.kind else {
+            return Err(AcdError::UnknownCall { call });
+        };
+        if w.from_callback.is_some() {
+            return Err(AcdError::NoCallback { queue });
+        }
+        let number = number.unwrap_or_else(|| w.caller.clone());
+        if number.trim().is_empty() {
+            return Err(AcdError::NoNumber { call });
+        }
+        let stored = StoredCallback {
+            id: CallbackId(0),
+            queue: queue.clone(),
+            number: number.clone(),
+            priority: entry.priority,
+            skills: entry.skills.clone(),
+            waited: now.saturating_duration_since(entry.joined),
+            attempts: 0,
+            place: entry.seq,
+        };
+        let id = self.store.add(&stored)?;
+        // Out of the line as a caller, back in at the same place as a request.
+        let Some(mut entry) = self.take_at(now, &queue, &call) else {
+            return Err(AcdError::UnknownCall { call });
+        };
+        entry.kind = Kind::Callback(Pending {
+            id,
+            number,
+            attempts: 0,
+            dialing: false,
+            retry_at: None,
+        });
+        if let Some(q) = self.queues.get_mut(&queue) {
+            q.stats.callback();
+            q.insert(entry);
+        }
+        Ok(())
+    }
+
+    pub(super) fn find_callback(&self, id: CallbackId) -> Option<(String, usize)> {
+        self.queues.iter().find_map(|(name, q)| {
+            q.line
+                .iter()
+                .position(|e| matches!(&e.kind, Kind::Callback(p) if p.id == id))
+                .map(|i| (name.clone(), i))
+        })
+    }
+
+    pub(super) fn callback_answered(
+        &mut self,
+        id: CallbackId,
+        call: String,
+    ) -> Result<(), AcdError> {
+        if self.calls.contains_key(&call) {
+            return Err(AcdError::AlreadyQueued { call });
+        }
+        let (queue, i) = self
+            .find_callback(id)
+            .ok_or(AcdError::UnknownCallback { id })?;
+        let Some(q) = self.queues.get_mut(&queue) else {
+            return Err(AcdError::UnknownCallback { id });
+        };
+        let Some(entry) = q.line.get_mut(i) else {
+            return Err(AcdError::UnknownCallback { id });
+        };
+        let Kind::Callback(p) = &entry.kind else {
+            return Err(AcdError::UnknownCallback { id });
+        };
+        let caller = p.number.clone();
+        entry.kind = Kind::Caller(Box::new(Waiter {
+            call: call.clone(),
+            caller,
+            offers: Vec::new(),
+            tried: BTreeSet::new(),
+            announced_position: None,
+            announcements: 0,
+            next_announce: None,
+            deadline: None,
+            callback_offered: false,
+            from_callback: Some(id),
+        }));
+        self.calls.insert(call, Place::Waiting { queue });
+        Ok(())
+    }
+
+    pub(super) fn callback_failed(&mut self, now: Instant, id: CallbackId) -> Result<(), AcdError> {
+        let (queue, i) = self
+            .find_callback(id)
+            .ok_or(AcdError::UnknownCallback { id })?;
+        let Some(q) = self.queues.get_mut(&queue) else {
+            return Err(AcdError::UnknownCallback { id });
+        };
+        let (max, retry) = q
+            .cfg
+            .callback
+            .as_ref()
+            .map_or((1, Duration::ZERO), |c| (c.attempts, c.retry_after));
+        let Some(Entry {
+            kind: Kind::Callback(p),
+            ..
+        }) = q.line.get_mut(i)
+        else {
+            return Err(AcdError::UnknownCallback { id });
+        };
+        p.attempts = p.attempts.saturating_add(1);
+        p.dialing = false;
+        let attempts = p.attempts;
+        if attempts >= max {
+            let number = p.number.clone();
+            q.line.remove(i);
+            self.forget_callback(id);
+            self.actions
+                .push_back(Action::CallbackGivenUp { id, number, queue });
+        } else {
+            p.retry_at = now.checked_add(retry);
+            if let Err(e) = self.store.set_attempts(id, attempts) {
+                self.actions.push_back(Action::StoreFailed {
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn forget_callback(&mut self, id: CallbackId) {
+        if let Err(e) = self.store.remove(id) {
+            self.actions.push_back(Action::StoreFailed {
+                message: e.to_string(),
+            });
+        }
+    }
+}

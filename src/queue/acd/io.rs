@@ -1,0 +1,192 @@
+//! What goes in and out of the ACD: inputs from the shell, actions for it, errors.
+//!
+//! Owns the vocabulary only; the `Acd` gives it meaning. See `acd`'s module comment for
+//! which action the shell answers with which input.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::queue::agent::AgentCommand;
+use crate::queue::store::{CallbackId, StoreError};
+
+/// Why a caller left the line for the queue step's `on_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowReason {
+    /// Waited `max_wait`.
+    MaxWait,
+    /// The line held `max_callers` already.
+    Full,
+    /// No agent of the queue is logged in and the queue says `when_empty: leave`.
+    NoAgents,
+}
+
+impl OverflowReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverflowReason::MaxWait => "max_wait",
+            OverflowReason::Full => "full",
+            OverflowReason::NoAgents => "no_agents",
+        }
+    }
+}
+
+/// Why an agent's leg did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferFailure {
+    Busy,
+    Declined,
+    /// Unreachable, a transport error, a SIP error response.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A caller enters a queue. `caller` is the number to call back.
+    Join {
+        call: String,
+        queue: String,
+        priority: i32,
+        skills: Vec<String>,
+        caller: String,
+    },
+    /// The caller hung up or left with a key: out of the line at once (abandoned), or,
+    /// when talking to an agent, the call is over (the agent goes to wrap-up).
+    CallerLeft {
+        call: String,
+    },
+    /// The agent's leg ended (hang-up or transfer): the call is over, the agent wraps up.
+    AgentLeft {
+        call: String,
+    },
+    /// The caller pressed the callback key: it leaves the line, its place is kept, and it
+    /// will be called at `number` (default: the number it joined with). From then on the
+    /// call is no longer the ACD's: its hang-up is not reported (it would be an error).
+    CallbackRequested {
+        call: String,
+        number: Option<String>,
+    },
+    /// The call placed for `PlaceCallback` was answered; `call` is its id from now on.
+    CallbackAnswered {
+        id: CallbackId,
+        call: String,
+    },
+    /// The call placed for `PlaceCallback` was not answered.
+    CallbackFailed {
+        id: CallbackId,
+    },
+    /// A REGISTER of the agent: reachable at `contact` for `expires` (zero unregisters).
+    /// A new contact replaces the old one.
+    AgentRegistered {
+        agent: String,
+        contact: String,
+        expires: Duration,
+    },
+    AgentUnregistered {
+        agent: String,
+    },
+    /// From the admin API or a feature code.
+    Agent {
+        agent: String,
+        command: AgentCommand,
+    },
+    OfferAnswered {
+        call: String,
+        agent: String,
+    },
+    OfferFailed {
+        call: String,
+        agent: String,
+        reason: OfferFailure,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ring `agent` at `contact` for `call`. `ring_all` gives several at once.
+    Offer {
+        call: String,
+        agent: String,
+        contact: String,
+        queue: String,
+    },
+    /// Stop ringing: another agent answered, the caller left, or the ring timed out.
+    CancelOffer { call: String, agent: String },
+    /// Bridge the caller and the agent now, interrupting hold music or an announcement.
+    Connect {
+        call: String,
+        agent: String,
+        queue: String,
+        waited: Duration,
+    },
+    /// Tell the caller (over the hold music): `prompt`, then its position, then the
+    /// estimated wait. Each part is given only when it is to be said.
+    Announce {
+        call: String,
+        queue: String,
+        prompt: Option<String>,
+        position: Option<usize>,
+        ewt: Option<Duration>,
+    },
+    /// The estimated wait is long: tell the caller it may press `key` to be called back.
+    OfferCallback { call: String, key: char },
+    /// A callback request reached the front and an agent is free: call the caller.
+    PlaceCallback {
+        id: CallbackId,
+        number: String,
+        queue: String,
+    },
+    /// The callback attempts are used up; the request is dropped.
+    CallbackGivenUp {
+        id: CallbackId,
+        number: String,
+        queue: String,
+    },
+    /// The caller leaves the line for the queue step's `on_timeout`.
+    Overflow {
+        call: String,
+        queue: String,
+        reason: OverflowReason,
+        waited: Duration,
+    },
+    /// The caller left the line before an agent answered, after waiting this long.
+    Abandoned {
+        call: String,
+        queue: String,
+        waited: Duration,
+    },
+    AgentStateChanged {
+        agent: String,
+        state: &'static str,
+        reason: Option<String>,
+    },
+    /// The callback store failed; the entry is still served from memory.
+    StoreFailed { message: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcdError {
+    #[error("no queue named '{queue}' (queues: {known})")]
+    UnknownQueue { queue: String, known: String },
+    #[error("no agent named '{agent}'")]
+    UnknownAgent { agent: String },
+    #[error("call '{call}' is not in a queue or with an agent")]
+    UnknownCall { call: String },
+    #[error("call '{call}' is in a queue already")]
+    AlreadyQueued { call: String },
+    #[error("call '{call}' is not being offered to agent '{agent}'")]
+    NotOffered { call: String, agent: String },
+    #[error("agent '{agent}' is logged out")]
+    NotLoggedIn { agent: String },
+    #[error("agent '{agent}' cannot be reached: it has no registration and no fixed uri")]
+    Unreachable { agent: String },
+    #[error("queue '{queue}' offers no callback")]
+    NoCallback { queue: String },
+    #[error("call '{call}' has no number to call back")]
+    NoNumber { call: String },
+    #[error("no callback request {}", id.0)]
+    UnknownCallback { id: CallbackId },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

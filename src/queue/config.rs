@@ -1,0 +1,505 @@
+//! The `queues:` and `agents:` sections of `hotline.yaml`: serde types with their
+//! defaults, and [`check`], which finds what needs both sections at once (an agent serving
+//! a queue that does not exist, a zero ring timeout, a secret in the wrong form).
+//!
+//! Owns the shape of the configuration only. It must not hold live state (who is logged
+//! in, who waits): that is the `Acd`'s, which is built from these values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::Deserializer;
+use serde::{Deserialize, Serialize};
+
+use crate::flow::model::{DtmfKey, HumanDuration};
+
+/// Handled calls remembered per queue for the estimated wait.
+pub const DEFAULT_EWT_WINDOW: usize = 20;
+
+/// How a queue picks the agent for the caller at the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The available agent whose last call ended longest ago.
+    #[default]
+    LongestIdle,
+    /// Agents in turn, in the configured order, starting after the last one offered.
+    RoundRobin,
+    /// The available agent who has answered the fewest calls since the engine started.
+    FewestCalls,
+    /// Every available agent rings at once; the first to answer takes the call.
+    RingAll,
+    /// The lowest penalty first (among agents with the skills the caller needs), then
+    /// longest idle.
+    Skills,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::LongestIdle => "longest_idle",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::FewestCalls => "fewest_calls",
+            Strategy::RingAll => "ring_all",
+            Strategy::Skills => "skills",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a periodic announcement tells the caller (after `announce_prompt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnounceItem {
+    /// "You are caller number 3."
+    Position,
+    /// "Your expected wait is about 4 minutes."
+    Wait,
+}
+
+/// What happens to a caller who arrives when no agent of the queue is logged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenEmpty {
+    /// Wait anyway: an agent may log in.
+    #[default]
+    Join,
+    /// Go to the queue step's `on_timeout` at once (and so do the waiting callers when
+    /// the last agent logs out).
+    Leave,
+}
+
+/// "Keep my place, call me back".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// The key the caller presses to be called back.
+    #[serde(serialize_with = "ser_key")]
+    pub key: DtmfKey,
+    /// Offer the callback when the estimated wait is longer than this.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub offer_after_wait: Duration,
+    /// Calls to the caller before the request is given up.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The pause before calling again after an unanswered callback.
+    #[serde(
+        default = "default_retry_after",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub retry_after: Duration,
+}
+
+/// One queue of `queues:`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// The prompt looped while the caller waits.
+    #[serde(default)]
+    pub music: Option<String>,
+    /// A periodic announcement every this long (none when absent).
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub announce_every: Option<Duration>,
+    /// What the periodic announcement says.
+    #[serde(default = "default_announce")]
+    pub announce: Vec<AnnounceItem>,
+    /// A prompt played first in each periodic announcement.
+    #[serde(default)]
+    pub announce_prompt: Option<String>,
+    /// A caller waiting this long goes to `on_timeout`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub max_wait: Option<Duration>,
+    /// Callers beyond this many go to `on_timeout` at once.
+    #[serde(default)]
+    pub max_callers: Option<usize>,
+    #[serde(default)]
+    pub when_empty: WhenEmpty,
+    /// How long one agent rings before the next is tried.
+    #[serde(
+        default = "default_ring_timeout",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub ring_timeout: Duration,
+    /// Missed offers in a row before an agent is paused ("missed calls"); 0 never.
+    #[serde(default = "default_max_misses")]
+    pub max_misses: u32,
+    /// After-call work: the agent is offered no call, from any queue, this long.
+    #[serde(
+        default,
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub wrap_up: Duration,
+    /// The service level counts calls answered within this long.
+    #[serde(
+        default = "default_service_level",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub service_level: Duration,
+    #[serde(default)]
+    pub callback: Option<CallbackConfig>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            strategy: Strategy::default(),
+            music: None,
+            announce_every: None,
+            announce: default_announce(),
+            announce_prompt: None,
+            max_wait: None,
+            max_callers: None,
+            when_empty: WhenEmpty::default(),
+            ring_timeout: default_ring_timeout(),
+            max_misses: default_max_misses(),
+            wrap_up: Duration::ZERO,
+            service_level: default_service_level(),
+            callback: None,
+        }
+    }
+}
+
+/// A secret from the configuration; never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// One agent of `agents:`. The map key is the agent's name, which is also the user name
+/// it registers with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The digest password of REGISTER, in clear.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// The digest HA1 (`MD5(name:realm:password)`, hex) instead of the password.
+    #[serde(default)]
+    pub ha1_md5: Option<Secret>,
+    /// The digest HA1 with SHA-256 (hex).
+    #[serde(default)]
+    pub ha1_sha256: Option<Secret>,
+    /// A fixed address: the agent is reachable there without registering.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Queue name to penalty: lower is preferred by the `skills` strategy.
+    pub queues: BTreeMap<String, u32>,
+    /// What the agent can do, for queue steps that ask for `skills`.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// Overrides the wrap-up of the queues for this agent.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub wrap_up: Option<Duration>,
+}
+
+impl AgentConfig {
+    /// Whether the agent logs in by registering (it has a secret).
+    pub fn registers(&self) -> bool {
+        self.password.is_some() || self.ha1_md5.is_some() || self.ha1_sha256.is_some()
+    }
+}
+
+/// `queues:` by name.
+pub type QueuesConfig = BTreeMap<String, QueueConfig>;
+/// `agents:` by name.
+pub type AgentsConfig = BTreeMap<String, AgentConfig>;
+
+/// Every problem of the two sections together, as messages naming the agent or queue and
+/// saying what was expected; empty when they are usable.
+pub fn check(queues: &QueuesConfig, agents: &AgentsConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, q) in queues {
+        let at = format!("queues.{name}");
+        if !is_name(name) {
+            out.push(format!(
+                "{at}: '{name}' is not a usable queue name (letters, digits, '_', '-' and '.')"
+            ));
+        }
+        if q.ring_timeout.is_zero() {
+            out.push(format!(
+                "{at}.ring_timeout: expected a positive duration such as 15s, found 0s"
+            ));
+        }
+        if q.announce_every.is_some_and(|d| d < Duration::from_secs(1)) {
+            out.push(format!(
+                "{at}.announce_every: expected at least 1s between announcements"
+            ));
+        }
+        if q.max_wait.is_some_and(|d| d.is_zero()) {
+            out.push(format!(
+                "{at}.max_wait: expected a positive duration, found 0s (leave it out for no limit)"
+            ));
+        }
+        if q.max_callers == Some(0) {
+            out.push(format!(
+                "{at}.max_callers: expected at least 1, found 0 (leave it out for no limit)"
+            ));
+        }
+        if q.announce.is_empty() && q.announce_every.is_some() && q.announce_prompt.is_none() {
+            out.push(format!(
+                "{at}.announce_every: the announcement says nothing; add 'announce' or 'announce_prompt'"
+            ));
+        }
+        for prompt in [&q.music, &q.announce_prompt].into_iter().flatten() {
+            if prompt.trim().is_empty() || prompt.contains(['/', '\\']) || prompt.contains("..") {
+                out.push(format!(
+                    "{at}: expected a prompt name (no '/' or '..'), found '{prompt}'"
+                ));
+            }
+        }
+        if let Some(cb) = &q.callback {
+            if cb.attempts == 0 {
+                out.push(format!(
+                    "{at}.callback.attempts: expected at least 1, found 0"
+                ));
+            }
+            if cb.retry_after.is_zero() {
+                out.push(format!(
+                    "{at}.callback.retry_after: expected a positive duration, found 0s"
+                ));
+            }
+        }
+    }
+    for (name, a) in agents {
+        let at = format!("agents.{name}");
+        if !is_name(name) {
+            out.push(format!(
+                "{at}: '{name}' is not a usable agent name: it is the SIP user name (letters, digits, '_', '-' and '.')"
+            ));
+        }
+        if !a.registers() && a.uri.is_none() {
+            out.push(format!(
+                "{at}: the agent cannot be reached: give 'password' (or 'ha1_md5'/'ha1_sha256') to register, or a fixed 'uri'"
+            ));
+        }
+        if let Some(uri) = &a.uri {
+            let lower = uri.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) || uri.len() < 5 {
+                out.push(format!(
+                    "{at}.uri: expected a SIP address like 'sip:carol@192.0.2.10:5060', found '{uri}'"
+                ));
+            }
+        }
+        for (key, len, secret) in [
+            ("ha1_md5", 32, &a.ha1_md5),
+            ("ha1_sha256", 64, &a.ha1_sha256),
+        ] {
+            if let Some(s) = secret
+                && (s.0.len() != len || !s.0.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                out.push(format!(
+                    "{at}.{key}: expected {len} hexadecimal characters, found {} characters",
+                    s.0.len()
+                ));
+            }
+        }
+        if a.password.as_ref().is_some_and(|p| p.0.is_empty()) {
+            out.push(format!("{at}.password: expected a password, found nothing"));
+        }
+        if a.queues.is_empty() {
+            out.push(format!(
+                "{at}.queues: the agent serves no queue; expected a mapping like {{ support: 0 }}"
+            ));
+        }
+        for q in a.queues.keys() {
+            if !queues.contains_key(q) {
+                let known: Vec<&str> = queues.keys().map(String::as_str).collect();
+                let hint = match closest(q, &known) {
+                    Some(c) => format!(" (did you mean '{c}'?)"),
+                    None if known.is_empty() => " (no queue is configured)".to_owned(),
+                    None => format!(" (queues: {})", known.join(", ")),
+                };
+                out.push(format!("{at}.queues: no queue named '{q}'{hint}"));
+            }
+        }
+    }
+    out
+}
+
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(name, k), *k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// Queue and agent names appear in SIP user parts, URLs of the admin API and logs.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn default_announce() -> Vec<AnnounceItem> {
+    vec![AnnounceItem::Position, AnnounceItem::Wait]
+}
+fn default_ring_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_max_misses() -> u32 {
+    3
+}
+fn default_service_level() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_retry_after() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    HumanDuration::deserialize(d).map(|h| h.0)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<HumanDuration>::deserialize(d).map(|o| o.map(|h| h.0))
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::flow::duration::DisplayDuration(*d).to_string())
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_key<S: serde::Serializer>(k: &DtmfKey, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_char(k.as_char())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Both {
+        #[serde(default)]
+        queues: QueuesConfig,
+        #[serde(default)]
+        agents: AgentsConfig,
+    }
+
+    fn parse(text: &str) -> Result<Both, String> {
+        serde_saphyr::from_str::<Both>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let b = parse(
+            r#"
+agents:
+  alice: { password: "s3cret", queues: { support: 0, sales: 5 }, skills: [billing] }
+  bob:   { ha1_md5: "0123456789abcdef0123456789abcdef", queues: { support: 0 } }
+  carol: { uri: "sip:carol@127.0.0.1:5070", queues: { support: 1 }, wrap_up: 30s }
+queues:
+  support:
+    strategy: skills
+    music: hold_music
+    announce_every: 30s
+    announce: [position, wait]
+    announce_prompt: still_waiting
+    max_wait: 10m
+    max_callers: 50
+    when_empty: leave
+    ring_timeout: 15s
+    max_misses: 3
+    wrap_up: 10s
+    service_level: 20s
+    callback: { key: "1", offer_after_wait: 2m }
+  sales: {}
+"#,
+        )
+        .unwrap();
+        assert!(check(&b.queues, &b.agents).is_empty());
+        let s = &b.queues["support"];
+        assert_eq!(s.strategy, Strategy::Skills);
+        assert_eq!(s.max_wait, Some(Duration::from_secs(600)));
+        assert_eq!(s.when_empty, WhenEmpty::Leave);
+        let cb = s.callback.as_ref().unwrap();
+        assert_eq!(cb.key.as_char(), '1');
+        assert_eq!(cb.attempts, 3);
+        let sales = &b.queues["sales"];
+        assert_eq!(sales, &QueueConfig::default());
+        assert_eq!(b.agents["carol"].wrap_up, Some(Duration::from_secs(30)));
+        assert!(!b.agents["carol"].registers());
+        assert!(b.agents["alice"].registers());
+        assert_eq!(
+            format!("{:?}", b.agents["alice"].password),
+            "Some(Secret(..))"
+        );
+    }
+
+    #[test]
+    fn unknown_strategy_is_a_serde_error_with_its_line() {
+        let err = parse("queues:\n  support:\n    strategy: random\n").unwrap_err();
+        assert!(err.contains("random"), "{err}");
+        assert!(err.contains("line 3") || err.contains("3:"), "{err}");
+        let err = parse("queues:\n  support:\n    ring_timeout: 15\n").unwrap_err();
+        assert!(err.contains("add a unit"), "{err}");
+        let err = parse("queues:\n  support:\n    ringtimeout: 15s\n").unwrap_err();
+        assert!(err.contains("ringtimeout"), "{err}");
+    }
+
+    #[test]
+    fn check_reports_every_problem() {
+        let b = parse(
+            r#"
+agents:
+  alice: { password: "x", queues: { suport: 0 } }
+  bob: { queues: { support: 0 } }
+  carol: { uri: "http://x", ha1_md5: "abc", queues: {} }
+queues:
+  support: { ring_timeout: 0s, max_callers: 0, callback: { key: "1", offer_after_wait: 1m, attempts: 0 } }
+"#,
+        )
+        .unwrap();
+        let problems = check(&b.queues, &b.agents);
+        let all = problems.join("\n");
+        for want in [
+            "queues.support.ring_timeout: expected a positive duration",
+            "queues.support.max_callers",
+            "queues.support.callback.attempts",
+            "agents.alice.queues: no queue named 'suport' (did you mean 'support'?)",
+            "agents.bob: the agent cannot be reached",
+            "agents.carol.uri: expected a SIP address",
+            "agents.carol.ha1_md5: expected 32 hexadecimal characters, found 3",
+            "agents.carol.queues: the agent serves no queue",
+        ] {
+            assert!(all.contains(want), "missing '{want}' in:\n{all}");
+        }
+        assert_eq!(problems.len(), 8, "{all}");
+    }
+}
