@@ -16,6 +16,7 @@ use crate::media::ports::PortPool;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{TransportStats, Transports};
+use crate::tools::demo_shop::DemoShop;
 
 pub struct Server {
     endpoint: Option<Endpoint>,
@@ -23,6 +24,8 @@ pub struct Server {
     pub local_addrs: Vec<(Transport, SocketAddr)>,
     pub endpoint_stats: Arc<EndpointStats>,
     pub transport_stats: Arc<TransportStats>,
+    /// The demonstration order service of `demo_shop:`, stopped with the server.
+    pub demo_shop: Option<DemoShop>,
 }
 
 impl Server {
@@ -79,6 +82,7 @@ impl Server {
             new_call,
         );
         let endpoint_stats = endpoint.stats();
+        let demo_shop = start_demo_shop(&config).await;
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -91,6 +95,7 @@ impl Server {
             local_addrs,
             endpoint_stats,
             transport_stats,
+            demo_shop,
         })
     }
 
@@ -123,6 +128,22 @@ impl Server {
             }
         });
         RunningServer { server: self, task }
+    }
+}
+
+/// The demonstration order service, when configured. A port already taken is only a
+/// warning: calls are served all the same, and the sample's lookups go to `on_error`.
+async fn start_demo_shop(config: &Config) -> Option<DemoShop> {
+    let listen = config.demo_shop?.listen;
+    match DemoShop::start(listen).await {
+        Ok(shop) => {
+            info!(address = %shop.addr(), "demo shop (demonstration order service) listening");
+            Some(shop)
+        }
+        Err(e) => {
+            warn!(address = %listen, error = %e, "cannot start the demo shop; serving calls without it");
+            None
+        }
     }
 }
 
