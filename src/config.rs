@@ -1,6 +1,7 @@
 //! The server configuration, `hotline.yaml`: listeners, the RTP port range, where flows and
 //! prompts live, which flow answers which dialed number, the opening-hours schedules and the
-//! variables flows see as `config.NAME`. Every key has a working default, so the shipped
+//! variables flows see as `config.NAME`, and whether `serve` runs the sample's demonstration
+//! order service. Every key has a working default, so the shipped
 //! file is short. Paths are relative to the config file. This module only reads and checks
 //! the file; it opens no socket.
 
@@ -145,6 +146,13 @@ struct RawFile {
     queues: QueuesConfig,
     #[serde(default)]
     agents: AgentsConfig,
+    demo_shop: Option<RawDemoShop>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDemoShop {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -204,6 +212,15 @@ pub struct Config {
     pub queues: QueuesConfig,
     /// Agents by name, which is also the user name they register with.
     pub agents: AgentsConfig,
+    /// Where `serve` also runs the demonstration order service; None: it does not.
+    pub demo_shop: Option<DemoShopConfig>,
+}
+
+/// `demo_shop: { listen: "127.0.0.1:8081" }`: the sample's made-up order service, served
+/// beside the hotline for demonstration only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoShopConfig {
+    pub listen: SocketAddr,
 }
 
 impl Default for Config {
@@ -235,6 +252,7 @@ impl Default for Config {
             vars: BTreeMap::new(),
             queues: QueuesConfig::new(),
             agents: AgentsConfig::new(),
+            demo_shop: None,
         }
     }
 }
@@ -370,6 +388,17 @@ impl Config {
         }
         cfg.queues = raw.queues;
         cfg.agents = raw.agents;
+        if let Some(shop) = raw.demo_shop {
+            let listen = shop
+                .listen
+                .unwrap_or_else(|| crate::tools::demo_shop::DEFAULT_LISTEN.to_owned());
+            let listen = listen.parse().map_err(|_| {
+                invalid(format!(
+                    "demo_shop.listen: expected an address like '127.0.0.1:8081', found '{listen}'"
+                ))
+            })?;
+            cfg.demo_shop = Some(DemoShopConfig { listen });
+        }
         Ok(cfg)
     }
 
@@ -522,6 +551,35 @@ agents:
         let err = Config::from_str_at("queues: { q: { strategy: random } }", Path::new("h.yaml"))
             .unwrap_err();
         assert!(err.to_string().contains("random"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_shop_is_off_unless_configured() {
+        let cfg = Config::from_str_at("", Path::new("hotline.yaml")).unwrap();
+        assert_eq!(cfg.demo_shop, None);
+        let cfg = Config::from_str_at(
+            "demo_shop: { listen: \"127.0.0.1:9000\" }",
+            Path::new("h.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.demo_shop.map(|d| d.listen.port()),
+            Some(9000),
+            "the given address"
+        );
+        let cfg = Config::from_str_at("demo_shop: {}", Path::new("h.yaml")).unwrap();
+        assert_eq!(
+            cfg.demo_shop.map(|d| d.listen.to_string()),
+            Some("127.0.0.1:8081".to_owned())
+        );
+        let err =
+            Config::from_str_at("demo_shop: { listen: shop }", Path::new("h.yaml")).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "demo_shop.listen: expected an address like '127.0.0.1:8081', found 'shop'"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The `hotline` command: serve the hotline, check flow files, place load. Argument parsing
-//! and process setup only; everything else lives in the library.
+//! The `hotline` command: serve the hotline, check flow files, place load, run the demo
+//! shop. Argument parsing and process setup only; everything else lives in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +94,13 @@ enum Command {
     },
     /// Print the JSON Schema of flow files, for editors that complete and check YAML.
     Schema,
+    /// Run the demonstration order service the sample hotline looks orders up in
+    /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
+    DemoShop {
+        /// The address to listen on.
+        #[arg(long, default_value = hotline::tools::demo_shop::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -231,6 +238,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Schema => tools::schema(),
+        Command::DemoShop { listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen}"))?;
+                tracing::info!(address = %listen, "demo shop listening: GET /orders/NUMBER");
+                tokio::select! {
+                    r = hotline::tools::demo_shop::serve(listener) => r.context("serving")?,
+                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                }
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Load(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

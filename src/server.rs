@@ -15,12 +15,14 @@ use crate::check;
 use crate::config::{Config, Transport};
 use crate::media::clock::MediaEngine;
 use crate::media::ports::PortPool;
+use crate::sip::digest::Secret;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
 use crate::sip::registrar::{
     CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations,
 };
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{TransportStats, Transports};
+use crate::tools::demo_shop::DemoShop;
 
 pub struct Server {
     endpoint: Option<Endpoint>,
@@ -32,12 +34,32 @@ pub struct Server {
     pub registrations: Registrations,
     /// Registrations coming and going; `subscribe()` for a receiver.
     pub registrar_events: broadcast::Sender<RegistrarEvent>,
+    /// The demonstration order service of `demo_shop:`, stopped with the server.
+    pub demo_shop: Option<DemoShop>,
 }
 
-/// The users that may register, from the configuration.
-pub fn credentials_from_config(_config: &Config) -> Credentials {
-    // The configuration has no agents yet, so nobody can register.
-    Credentials::new()
+/// The users that may register: the agents with a password or hashed secrets. An agent
+/// whose hashes are not valid hex is left out (and logged), never let in without a check.
+pub fn credentials_from_config(config: &Config) -> Credentials {
+    let mut creds = Credentials::new();
+    for (name, a) in &config.agents {
+        let secret = match (&a.password, &a.ha1_md5, &a.ha1_sha256) {
+            (Some(p), _, _) => Secret::Password(p.0.clone()),
+            (None, None, None) => continue,
+            (None, md5, sha) => match Secret::hashed(
+                md5.as_ref().map(|s| s.0.as_str()),
+                sha.as_ref().map(|s| s.0.as_str()),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(agent = %name, error = %e, "agent cannot register");
+                    continue;
+                }
+            },
+        };
+        creds.insert(name, secret);
+    }
+    creds
 }
 
 impl Server {
@@ -114,6 +136,7 @@ impl Server {
         let endpoint_stats = endpoint.stats();
         let registrations = endpoint.registrations();
         let registrar_events = endpoint.registrar_events();
+        let demo_shop = start_demo_shop(&config).await;
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -128,6 +151,7 @@ impl Server {
             transport_stats,
             registrations,
             registrar_events,
+            demo_shop,
         })
     }
 
@@ -160,6 +184,22 @@ impl Server {
             }
         });
         RunningServer { server: self, task }
+    }
+}
+
+/// The demonstration order service, when configured. A port already taken is only a
+/// warning: calls are served all the same, and the sample's lookups go to `on_error`.
+async fn start_demo_shop(config: &Config) -> Option<DemoShop> {
+    let listen = config.demo_shop?.listen;
+    match DemoShop::start(listen).await {
+        Ok(shop) => {
+            info!(address = %shop.addr(), "demo shop (demonstration order service) listening");
+            Some(shop)
+        }
+        Err(e) => {
+            warn!(address = %listen, error = %e, "cannot start the demo shop; serving calls without it");
+            None
+        }
     }
 }
 

@@ -33,12 +33,18 @@ async fn edit_during_a_call() {
     std::fs::create_dir_all(dir.join("flows")).unwrap();
     let original = std::fs::read_to_string(repo().join("flows/main.yaml")).unwrap();
     std::fs::write(dir.join("flows/main.yaml"), &original).unwrap();
+    std::fs::copy(
+        repo().join("flows/survey.yaml"),
+        dir.join("flows/survey.yaml"),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("hotline.yaml"),
         format!(
             "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 42900-42999 }}\n\
-flows: flows\nprompts: {}\n",
-            repo().join("prompts").display()
+flows: flows\nprompts: {}\n{}",
+            repo().join("prompts").display(),
+            common::SAMPLE_TEST_CONFIG
         ),
     )
     .unwrap();

@@ -11,15 +11,23 @@ use hotline::flow::machine::CallContext;
 use hotline::tools::phone::{VirtualCall, World};
 use hotline::tools::simulate::{Input, parse_keys, run_realtime, simulate_keys};
 
+/// A call on a Monday morning, when the sample's opening hours say open.
 fn call() -> VirtualCall {
     let config = Config::load(Path::new("hotline.yaml")).unwrap();
     let loaded = hotline::check::load_all(&config);
+    let world = World {
+        at: Some("2026-11-23T10:00:00+01:00".to_owned()),
+        ..World::default()
+    };
     VirtualCall::start(
         Arc::new(loaded.flows),
         loaded.prompts,
         "main",
-        CallContext::default(),
-        World::default(),
+        CallContext {
+            wall_clock_at_start: world.wall_clock(),
+            ..CallContext::default()
+        },
+        world,
         Instant::now(),
     )
     .unwrap()
@@ -37,6 +45,8 @@ fn keys_pressed_where_the_flow_waits() {
   hears: For English, press 1. Für Deutsch drücken Sie 2.
   press: 1
   language: en
+  step: opening_hours
+  hours: service_hours is open at 2026-11-23 10:00:10 CET
   step: main_menu
   hears: For questions before a purchase, press 1. For an order you have already placed, press 2. For repairs and returns, press 3. To speak to an advisor, press 0. To hear these options again, press 9.
   press: 0
@@ -59,7 +69,7 @@ fn keys_during_prompts_barge_in_and_type_ahead() {
     let out = run(">2,>1", true);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[2], " 0:01.0  press: 2", "{out}");
-    assert!(out.contains(" 0:01.0  (the key stops the prompt)\n 0:01.0  step: choose_language\n 0:01.0  (typed-ahead key 2: option to 'main_menu')\n 0:01.0  language: de\n"), "{out}");
+    assert!(out.contains(" 0:01.0  (the key stops the prompt)\n 0:01.0  step: choose_language\n 0:01.0  (typed-ahead key 2: option to 'opening_hours')\n 0:01.0  language: de\n"), "{out}");
     assert!(out.contains(" 0:02.0  press: 1\n 0:02.0  (the key stops the prompt)\n 0:02.0  step: before_purchase\n"), "{out}");
     // After the last key the silent caller meets the retries and the goodbye.
     assert!(out.contains("(gives up on 'before_purchase')"), "{out}");
@@ -74,10 +84,14 @@ fn an_empty_group_lets_the_timeout_pass() {
     let out = run("1,,2,12345678#", false);
     assert!(out.contains("  (no input in 'main_menu', failure 1)\n  hears: Sorry, we did not receive your choice.\n"), "{out}");
     assert!(
-        out.contains("  press: 12345678#\n  set: order = 12345678\n  step: order_noted\n"),
+        out.contains("  press: 12345678#\n  set: order = 12345678\n  step: lookup_order\n"),
         "{out}"
     );
-    assert!(out.contains("tags: reason=order_status\n"), "{out}");
+    // The simulated lookup has no service to ask: the order is not found.
+    assert!(
+        out.contains("  step: order_not_found\n  tag: reason = order_status\n"),
+        "{out}"
+    );
 }
 
 #[test]

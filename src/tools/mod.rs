@@ -3,6 +3,7 @@
 //! on a virtual phone, and never open a socket.
 
 pub mod cli; // the bodies of the simulate, test, graph and schema subcommands
+pub mod demo_shop; // the demonstration order service the sample hotline looks orders up in
 pub mod flowtest; // running flow tests and reporting them
 pub mod graph; // a flow as nodes and edges; mermaid and dot text
 pub mod layout; // layered layout of a graph, for the SVG

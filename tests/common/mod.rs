@@ -31,6 +31,14 @@ fn next_rtp_range() -> PortRange {
     }
 }
 
+/// What the sample's flows need from hotline.yaml, fixed for tests: `service_hours` open
+/// at every hour (so the main menu answers whenever the test runs) and a `shop_url` where
+/// nothing listens (an order lookup fails at once).
+pub const SAMPLE_TEST_CONFIG: &str = "schedules:
+  service_hours: { timezone: Europe/Berlin, weekly: { mon-sun: 00:00-24:00 } }
+vars: { shop_url: \"http://127.0.0.1:9\", crm_url: \"http://127.0.0.1:9\" }
+";
+
 /// A server on 127.0.0.1 (UDP and TCP, ports chosen by the kernel) serving the sample.
 pub async fn server(adjust: impl FnOnce(&mut Config)) -> RunningServer {
     server_with_credentials(adjust, None).await
@@ -41,6 +49,8 @@ pub async fn server_with_credentials(
     adjust: impl FnOnce(&mut Config),
     credentials: Option<std::sync::Arc<dyn CredentialStore>>,
 ) -> RunningServer {
+    let sample = Config::from_str_at(SAMPLE_TEST_CONFIG, &repo().join("hotline.yaml"))
+        .expect("the test configuration");
     let mut cfg = Config {
         listen: vec![
             "udp:127.0.0.1:0".parse::<Listen>().unwrap(),
@@ -49,6 +59,8 @@ pub async fn server_with_credentials(
         rtp_ports: next_rtp_range(),
         flows_dir: repo().join("flows"),
         prompts_dir: repo().join("prompts"),
+        schedules: sample.schedules,
+        vars: sample.vars,
         ..Config::default()
     };
     adjust(&mut cfg);
