@@ -23,6 +23,8 @@ pub struct Server {
     pub local_addrs: Vec<(Transport, SocketAddr)>,
     pub endpoint_stats: Arc<EndpointStats>,
     pub transport_stats: Arc<TransportStats>,
+    /// The admin API, when configured and its address could be bound.
+    pub admin: Option<crate::admin::AdminServer>,
 }
 
 impl Server {
@@ -49,6 +51,7 @@ impl Server {
                 flows: Arc::new(loaded.flows),
                 prompts: loaded.prompts,
                 version: 1,
+                loaded_at: std::time::SystemTime::now(),
             },
         ));
         let (in_tx, in_rx) = mpsc::channel(4096);
@@ -79,6 +82,7 @@ impl Server {
             new_call,
         );
         let endpoint_stats = endpoint.stats();
+        let admin = start_admin(&config, &deps).await;
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -91,7 +95,13 @@ impl Server {
             local_addrs,
             endpoint_stats,
             transport_stats,
+            admin,
         })
+    }
+
+    /// Where the admin API listens (tests bind port 0 and ask).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The first bound address of a transport (tests bind port 0 and ask).
@@ -135,5 +145,18 @@ pub struct RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Starts the admin API if configured. Calls matter more than the admin's view of them, so
+/// an address that cannot be bound is logged and the hotline answers calls without it.
+async fn start_admin(config: &Config, deps: &Arc<CallDeps>) -> Option<crate::admin::AdminServer> {
+    let admin = config.admin.as_ref()?;
+    match crate::admin::start(admin, deps.clone()).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(address = %admin.listen, error = %e, "cannot start the admin API");
+            None
+        }
     }
 }

@@ -68,7 +68,7 @@ pub struct LoadedFlow {
     pub warnings: Vec<Diagnostic>,
 }
 
-fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
     // Generous for hand-written flows (hundreds of steps), tight enough that an alias
     // bomb or a pathological nesting fails in milliseconds.
     serde_saphyr::options! {
@@ -455,7 +455,7 @@ pub fn read_flow_file(path: &Path) -> Result<FlowSource, Diagnostic> {
 // ---------------------------------------------------------------------------------------
 
 /// Turns a YAML/serde error into a diagnostic that says what was expected and found.
-fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
+pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
     let mut inner = err.without_snippet();
     if let YamlError::AliasError { error, .. } = inner {
         inner = error.without_snippet();
