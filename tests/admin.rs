@@ -254,6 +254,30 @@ async fn calls_impact_reload_and_refusal() {
     let flows: json::Flows = get(admin, "/flows").await;
     assert_eq!(flows.version, 2);
 
+    // Files that cannot be good are refused quickly, and the server keeps serving.
+    let bomb = std::fs::read_to_string(repo().join("tests/flows_bad/alias_bomb.yaml"))
+        .expect("alias bomb");
+    std::fs::write(&flow_file, bomb).expect("bomb");
+    let huge = dir.0.join("flows/huge.yaml");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(50 * 1024 * 1024))
+        .expect("sparse 50 MB");
+    let started = Instant::now();
+    let (status, body) = post_reload(admin).await;
+    assert!(started.elapsed() < 5 * SECOND, "took {:?}", started.elapsed());
+    assert_eq!(status, 422, "{body}");
+    let text = body["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("YAML aliases (*name) expand to too much for a flow file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the file is 52428800 bytes; a flow file may have at most"),
+        "{text}"
+    );
+    std::fs::remove_file(&huge).expect("remove");
+    std::fs::write(&flow_file, &edited).expect("restore");
+
     // A new call is served by version 2 (the broken edit never went live).
     let mut phone2 = Phone::new(Transport::Udp, sip).await.expect("phone");
     let media2 = CallMedia::bind(LOCALHOST, true).expect("media");

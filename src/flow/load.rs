@@ -543,6 +543,21 @@ pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic 
             Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
             None => (msg.clone(), None),
         },
+        // The parser points just past the tab and speaks of "contexts".
+        YamlError::ExternalMessage { msg, .. } if msg.contains("tab") => {
+            let d = Diagnostic::error(
+                file,
+                "a tab in the indentation: YAML indents with spaces only",
+            )
+            .with_help("replace the tab with spaces");
+            return match loc.and_then(|l| first_tab(src, l)) {
+                Some((line, column)) => d.at(src, line, column, 1),
+                None => match loc {
+                    Some(l) if l.line() > 0 => d.at_location(src, l),
+                    _ => d,
+                },
+            };
+        }
         YamlError::ExternalMessage { msg, .. } => (
             format!("YAML syntax: {msg}"),
             Some("check the indentation and quoting of this line and the lines above".to_owned()),
@@ -555,6 +570,18 @@ pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic 
         Some(l) if l.line() > 0 => d.at_location(src, l),
         _ => d,
     }
+}
+
+/// The first tab in the leading whitespace of the line at `loc` (or of the first line
+/// before it that has one), as a 1-based line and column.
+fn first_tab(src: &str, loc: Location) -> Option<(u32, u32)> {
+    let upto = usize::try_from(loc.line()).ok()?;
+    let lines: Vec<&str> = src.lines().take(upto).collect();
+    lines.iter().enumerate().rev().find_map(|(i, l)| {
+        let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+        let col = indent.chars().position(|c| c == '\t')?;
+        Some((u32::try_from(i + 1).ok()?, u32::try_from(col + 1).ok()?))
+    })
 }
 
 /// serde-saphyr appends " at line L, column C"; diagnostics show the position themselves.

@@ -258,13 +258,19 @@ pub fn check_test_file(file: &Path, text: &str, flows: &FlowSet) -> Vec<Diagnost
             if pool.is_empty() {
                 format!("the flows have no {what}")
             } else {
-                format!(
-                    "the flows have: {}",
-                    pool.iter().copied().collect::<Vec<_>>().join(", ")
-                )
+                let mut names: Vec<&str> = pool.iter().copied().take(12).collect();
+                if pool.len() > names.len() {
+                    names.push("...");
+                }
+                format!("the flows have: {}", names.join(", "))
             }
         });
-        Diagnostic::error(file, format!("no {what} named '{name}'"))
+        let message = if what == "prompt" {
+            format!("no step plays a prompt named '{name}'")
+        } else {
+            format!("no {what} named '{name}'")
+        };
+        Diagnostic::error(file, message)
             .at_location(text, at)
             .with_help(help)
     };
@@ -292,7 +298,7 @@ pub fn check_test_file(file: &Path, text: &str, flows: &FlowSet) -> Vec<Diagnost
         for item in &c.script.value {
             let d = match &item.value {
                 ScriptItem::Hears(p) if !known.prompts.contains(p.as_str()) => {
-                    unknown("prompt played", p, item.referenced, &known.prompts)
+                    unknown("prompt", p, item.referenced, &known.prompts)
                 }
                 ScriptItem::Queued(q) if !known.queues.contains(q.as_str()) => {
                     unknown("queue", q, item.referenced, &known.queues)
