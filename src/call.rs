@@ -42,6 +42,7 @@ pub struct Live {
     pub prompts: PromptLibrary,
     /// Counts reloads; 1 is the version the server started with.
     pub version: u64,
+    /// When this version went live.
     pub loaded_at: std::time::SystemTime,
 }
 

@@ -264,7 +264,11 @@ async fn calls_impact_reload_and_refusal() {
         .expect("sparse 50 MB");
     let started = Instant::now();
     let (status, body) = post_reload(admin).await;
-    assert!(started.elapsed() < 5 * SECOND, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < 5 * SECOND,
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(status, 422, "{body}");
     let text = body["text"].as_str().unwrap_or_default();
     assert!(
