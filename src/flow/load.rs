@@ -535,10 +535,22 @@ pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic 
         YamlError::AliasReplayLimitExceeded { .. }
         | YamlError::AliasExpansionLimitExceeded { .. }
         | YamlError::AliasReplayStackDepthExceeded { .. }
-        | YamlError::AliasReplayCounterOverflow { .. } => (
-            "YAML aliases (*name) expand to too much for a flow file".to_owned(),
-            Some("write the repeated parts out, or share them with 'goto'".to_owned()),
-        ),
+        | YamlError::AliasReplayCounterOverflow { .. } => {
+            // The parser stops inside some replayed node; no one alias is to blame, so
+            // point at the first one, where the expansion starts.
+            let d = Diagnostic::error(
+                file,
+                "YAML aliases (*name) expand to too much for a flow file",
+            )
+            .with_help("write the repeated parts out, or share them with 'goto'");
+            return match first_alias(src) {
+                Some((line, column, width)) => d.at(src, line, column, width),
+                None => match loc {
+                    Some(l) if l.line() > 0 => d.at_location(src, l),
+                    _ => d,
+                },
+            };
+        }
         YamlError::Message { msg, .. } => match msg.split_once(HELP_MARKER) {
             Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
             None => (msg.clone(), None),
@@ -570,6 +582,38 @@ pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic 
         Some(l) if l.line() > 0 => d.at_location(src, l),
         _ => d,
     }
+}
+
+/// The first alias (`*name` after a space, `[`, `{` or `,`) in the text: 1-based line,
+/// column and width.
+fn first_alias(src: &str) -> Option<(u32, u32, u32)> {
+    for (i, line) in src.lines().enumerate() {
+        let chars: Vec<char> = line.chars().collect();
+        for (j, c) in chars.iter().enumerate() {
+            if *c == '#' && (j == 0 || chars.get(j - 1).is_some_and(|p| p.is_whitespace())) {
+                break;
+            }
+            let starts = *c == '*'
+                && (j == 0 || chars.get(j - 1).is_some_and(|p| " \t[{,".contains(*p)))
+                && chars
+                    .get(j + 1)
+                    .is_some_and(|n| n.is_alphanumeric() || *n == '_');
+            if starts {
+                let width = chars
+                    .iter()
+                    .skip(j + 1)
+                    .take_while(|n| n.is_alphanumeric() || matches!(n, '_' | '-'))
+                    .count()
+                    + 1;
+                return Some((
+                    u32::try_from(i + 1).ok()?,
+                    u32::try_from(j + 1).ok()?,
+                    u32::try_from(width).ok()?,
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The first tab in the leading whitespace of the line at `loc` (or of the first line
