@@ -43,6 +43,8 @@ pub struct Live {
     pub prompts: PromptLibrary,
     /// Counts reloads; 1 is the version the server started with.
     pub version: u64,
+    /// When this version went live.
+    pub loaded_at: std::time::SystemTime,
 }
 
 /// What every call shares: the engine's parts and the current live version.
@@ -51,6 +53,8 @@ pub struct CallDeps {
     pub ports: PortPool,
     /// The HTTP client every `http` step shares (one connection pool).
     pub http: reqwest::Client,
+    /// The calls in progress, for the admin.
+    pub registry: Arc<crate::registry::Registry>,
     live: RwLock<Arc<Live>>,
     /// The SIP listeners, once bound (outgoing legs leave from one of them).
     listeners: std::sync::OnceLock<Vec<(Transport, SocketAddr)>>,
@@ -62,6 +66,7 @@ impl CallDeps {
             media,
             ports,
             http: crate::webhook::client(),
+            registry: crate::registry::Registry::new(),
             live: RwLock::new(Arc::new(live)),
             listeners: std::sync::OnceLock::new(),
         }
@@ -202,6 +207,8 @@ struct Call {
     leg_media_tx: mpsc::UnboundedSender<MediaEvent>,
     leg_media_rx: mpsc::UnboundedReceiver<MediaEvent>,
     bridged: bool,
+    /// Lists the call for the admin until the call is dropped.
+    registration: crate::registry::Registration,
 }
 
 /// Runs one call to its end.
@@ -325,6 +332,15 @@ impl Call {
                 return None;
             }
         };
+        let registration = deps.registry.register(crate::registry::NewLiveCall {
+            call_id: call_id.clone(),
+            caller: caller.clone(),
+            dialed: dialed.clone(),
+            flow: flow_name.clone(),
+            version: live.version,
+            flows: live.flows.clone(),
+            started_at: std::time::SystemTime::now(),
+        });
         let flows = live.flows.clone();
         let ctx = CallContext {
             call_id: call_id.clone(),
@@ -378,6 +394,7 @@ impl Call {
             io_tx,
             io_rx,
             started: Instant::now(),
+            registration,
             deps,
             live,
         };
@@ -568,6 +585,10 @@ impl Call {
     }
 
     fn run_actions(&mut self) {
+        if let Some(m) = &self.machine {
+            let (flow, step) = m.position();
+            self.registration.set_position(flow, step);
+        }
         loop {
             let Some(action) = self.machine.as_mut().and_then(|m| m.poll_action()) else {
                 return;

@@ -33,6 +33,11 @@ impl Report {
         self.errors() > 0
     }
 
+    /// Whether `hotline check` exits 1: on errors, and with `--deny-warnings` on warnings.
+    pub fn fails(&self, deny_warnings: bool) -> bool {
+        self.has_errors() || (deny_warnings && self.warnings() > 0)
+    }
+
     pub fn summary(&self) -> String {
         match (self.errors(), self.warnings()) {
             (0, 0) => "no problems found".to_string(),
@@ -100,9 +105,34 @@ pub fn load_all(config: &Config) -> Loaded {
     }
 }
 
-/// The report `hotline check` prints for the configuration as a whole.
+/// The report `hotline check` prints for the configuration as a whole: everything the
+/// server loads, and the flow tests (checked against the flows, not run).
 pub fn check(config: &Config) -> Report {
-    load_all(config).report
+    check_all(config).report
+}
+
+/// `check`, keeping what was loaded (for `hotline check --impact`).
+pub fn check_all(config: &Config) -> Loaded {
+    let mut loaded = load_all(config);
+    if let Some(dir) = &config.tests_dir {
+        let mut diags = if dir.is_dir() {
+            crate::tools::flowtest::check_tests_dir(dir, &loaded.flows)
+        } else {
+            let at = config
+                .path
+                .clone()
+                .unwrap_or_else(|| Path::new("hotline.yaml").to_path_buf());
+            vec![
+                Diagnostic::error(
+                    &at,
+                    format!("the flow test folder {} does not exist", dir.display()),
+                )
+                .with_help("fix 'tests:' or remove it (the default is the 'tests' folder beside the flows)"),
+            ]
+        };
+        loaded.report.diagnostics.append(&mut diags);
+    }
+    loaded
 }
 
 /// Checks the given paths: a configuration file (everything it names), a folder of flows,
@@ -121,7 +151,7 @@ pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
             report.diagnostics.extend(load_all(&c).report.diagnostics);
         } else if is_server_config(p) {
             match Config::load(p) {
-                Ok(c) => report.diagnostics.extend(load_all(&c).report.diagnostics),
+                Ok(c) => report.diagnostics.extend(check(&c).diagnostics),
                 Err(e) => report.diagnostics.push(Diagnostic::error(p, e.to_string())),
             }
         } else {
@@ -159,6 +189,8 @@ fn is_server_config(path: &Path) -> bool {
             "flows:",
             "schedules:",
             "vars:",
+            "admin:",
+            "tests:",
         ]
         .iter()
         .any(|k| l.starts_with(k))

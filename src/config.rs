@@ -147,6 +147,8 @@ struct RawFile {
     #[serde(default)]
     agents: AgentsConfig,
     demo_shop: Option<RawDemoShop>,
+    admin: Option<RawAdmin>,
+    tests: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,6 +156,25 @@ struct RawFile {
 struct RawDemoShop {
     listen: Option<String>,
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token: Option<String>,
+}
+
+/// The admin HTTP API (`admin:` in hotline.yaml); absent: no admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Default 127.0.0.1:8080. Any other than a loopback address needs `token`.
+    pub listen: SocketAddr,
+    /// When set, every request must carry `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+}
+
+/// Where the admin API listens when `admin:` names no address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +235,11 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Where `serve` also runs the demonstration order service; None: it does not.
     pub demo_shop: Option<DemoShopConfig>,
+    /// The admin HTTP API, when configured.
+    pub admin: Option<AdminConfig>,
+    /// The flow tests `hotline check` checks and `hotline test` runs: `tests:`, or
+    /// `<flows>/tests` when that folder exists.
+    pub tests_dir: Option<PathBuf>,
 }
 
 /// `demo_shop: { listen: "127.0.0.1:8081" }`: the sample's made-up order service, served
@@ -253,6 +279,8 @@ impl Default for Config {
             queues: QueuesConfig::new(),
             agents: AgentsConfig::new(),
             demo_shop: None,
+            admin: None,
+            tests_dir: None,
         }
     }
 }
@@ -399,6 +427,13 @@ impl Config {
             })?;
             cfg.demo_shop = Some(DemoShopConfig { listen });
         }
+        if let Some(a) = raw.admin {
+            cfg.admin = Some(admin_config(a).map_err(invalid)?);
+        }
+        cfg.tests_dir = match raw.tests {
+            Some(t) => Some(base.join(t)),
+            None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
+        };
         Ok(cfg)
     }
 
@@ -417,6 +452,20 @@ impl Config {
             .or_else(|| self.routes.get("*"))
             .map(String::as_str)
     }
+}
+
+fn admin_config(raw: RawAdmin) -> Result<AdminConfig, String> {
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        format!("admin.listen: expected an address like 127.0.0.1:8080, found '{listen_text}'")
+    })?;
+    let token = raw.token.filter(|t| !t.is_empty());
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(format!(
+            "admin.listen: {listen} is reachable from other hosts, so the admin API needs a 'token' (admin: {{ listen: \"{listen}\", token: \"...\" }}), or listen on 127.0.0.1"
+        ));
+    }
+    Ok(AdminConfig { listen, token })
 }
 
 #[cfg(test)]
@@ -580,6 +629,40 @@ agents:
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn admin_binds_loopback_by_default_and_elsewhere_only_with_a_token() {
+        let cfg = Config::from_str_at("admin: {}", Path::new("h.yaml")).unwrap();
+        let admin = cfg.admin.unwrap();
+        assert_eq!(admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(admin.token, None);
+        assert!(
+            Config::from_str_at("", Path::new("h.yaml"))
+                .unwrap()
+                .admin
+                .is_none()
+        );
+        let err = Config::from_str_at("admin: { listen: 0.0.0.0:8080 }", Path::new("h.yaml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("needs a 'token'"), "{err}");
+        let cfg = Config::from_str_at(
+            "admin: { listen: \"[::]:9000\", token: s3cret }",
+            Path::new("h.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.admin.unwrap().token.as_deref(), Some("s3cret"));
+        let cfg =
+            Config::from_str_at("admin: { listen: \"[::1]:9000\" }", Path::new("h.yaml")).unwrap();
+        assert!(cfg.admin.is_some());
+    }
+
+    #[test]
+    fn the_tests_folder_defaults_to_the_one_beside_the_flows_if_any() {
+        let cfg = Config::from_str_at("tests: checks", Path::new("/etc/hotline/h.yaml")).unwrap();
+        assert_eq!(cfg.tests_dir, Some(PathBuf::from("/etc/hotline/checks")));
+        let cfg = Config::from_str_at("flows: nowhere", Path::new("/etc/hotline/h.yaml")).unwrap();
+        assert_eq!(cfg.tests_dir, None);
     }
 
     #[test]

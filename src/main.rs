@@ -46,6 +46,17 @@ enum Command {
         #[command(flatten)]
         cfg: ConfigArgs,
         paths: Vec<PathBuf>,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Also ask the running hotline (its admin API) which calls in progress sit on
+        /// steps the files on disk remove or change. Reloads nothing.
+        #[arg(long)]
+        impact: bool,
+        /// The running hotline's admin API for --impact (default: from the configuration's
+        /// admin.listen). The token comes from admin.token or HOTLINE_ADMIN_TOKEN.
+        #[arg(long, value_name = "URL", requires = "impact")]
+        admin: Option<String>,
     },
     /// Place many concurrent calls against a running hotline and measure it.
     Load(hotline::load::LoadArgs),
@@ -141,6 +152,43 @@ fn config_or_default(path: &std::path::Path) -> anyhow::Result<Config> {
     }
 }
 
+/// `hotline check --impact`: the check of the files on disk, then what they would change
+/// for the calls in progress on the running hotline.
+fn check_impact(
+    config: &Config,
+    admin: Option<String>,
+    deny_warnings: bool,
+) -> anyhow::Result<ExitCode> {
+    use hotline::admin::impact_client;
+    let loaded = hotline::check::check_all(config);
+    for d in &loaded.report.diagnostics {
+        eprintln!("{d}\n");
+    }
+    eprintln!("{}", loaded.report.summary());
+    if loaded.report.has_errors() {
+        eprintln!("impact: not computed: a reload of these files would be refused");
+        return Ok(ExitCode::from(1));
+    }
+    let url = admin
+        .or_else(|| impact_client::default_url(config))
+        .context("no admin API to ask: pass --admin URL or configure admin.listen")?;
+    let token = std::env::var("HOTLINE_ADMIN_TOKEN")
+        .ok()
+        .or_else(|| config.admin.as_ref().and_then(|a| a.token.clone()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (flows, calls) = rt.block_on(impact_client::fetch(&url, token.as_deref()))?;
+    let impact = impact_client::Impact::compare(&flows, &calls, &loaded.flows);
+    print!("{}", impact.render());
+    Ok(if loaded.report.fails(deny_warnings) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
@@ -170,12 +218,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { cfg, paths } => {
-            let config = if cfg.config.exists() || paths.is_empty() {
+        Command::Check {
+            cfg,
+            paths,
+            deny_warnings,
+            impact,
+            admin,
+        } => {
+            let config = if cfg.config.exists() || paths.is_empty() || impact {
                 load_config(&cfg.config)?
             } else {
                 Config::default()
             };
+            if impact {
+                return check_impact(&config, admin, deny_warnings);
+            }
             let report = if paths.is_empty() {
                 hotline::check::check(&config)
             } else {
@@ -185,7 +242,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("{d}\n");
             }
             eprintln!("{}", report.summary());
-            Ok(if report.has_errors() {
+            if deny_warnings && !report.has_errors() && report.warnings() > 0 {
+                eprintln!("warnings are denied (--deny-warnings)");
+            }
+            Ok(if report.fails(deny_warnings) {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

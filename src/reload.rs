@@ -7,7 +7,7 @@
 //! a change to them in the file is logged and takes effect at the next start.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,17 +16,51 @@ use tracing::{error, info, warn};
 use crate::call::{CallDeps, Live};
 use crate::check::{self, Report};
 use crate::config::Config;
+use crate::impact::{self, Affected, StepDiff};
 
 /// What a refused reload found.
 #[derive(Debug)]
 pub struct Refused {
     pub report: Report,
+    /// The version that stays live.
+    pub running: u64,
 }
 
+/// A reload that went live.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub previous: u64,
+    pub version: u64,
+    /// Steps of the previous version the new one removes or changes.
+    pub changed_steps: Vec<StepDiff>,
+    /// Calls in progress on such steps (they finish on the version they started with).
+    pub affected: Vec<Affected>,
+    /// Warnings of the check (errors refuse the reload).
+    pub report: Report,
+}
+
+impl Reloaded {
+    /// `reload: version 4 → 5; 2 calls in progress sit on changed steps: ...`
+    pub fn log_line(&self) -> String {
+        format!(
+            "reload: version {} → {}; {}",
+            self.previous,
+            self.version,
+            impact::summary(&self.affected)
+        )
+    }
+}
+
+/// Reloads from the watcher, SIGHUP and the admin API never interleave, so version
+/// numbers are never given twice.
+static RELOADING: Mutex<()> = Mutex::new(());
+
 /// Loads everything again from the files the running configuration came from. On success
-/// the new version is live and its number is returned.
-pub fn reload(deps: &CallDeps) -> Result<u64, Refused> {
+/// the new version is live; the result says what it changed for the calls in progress.
+pub fn reload(deps: &CallDeps) -> Result<Reloaded, Refused> {
+    let _one_at_a_time = RELOADING.lock().unwrap_or_else(|e| e.into_inner());
     let current = deps.live();
+    let running = current.version;
     let old = &current.config;
     let mut config = match &old.path {
         Some(p) => match Config::load(p) {
@@ -36,7 +70,7 @@ pub fn reload(deps: &CallDeps) -> Result<u64, Refused> {
                 report
                     .diagnostics
                     .push(crate::flow::diagnostic::Diagnostic::error(p, e.to_string()));
-                return Err(Refused { report });
+                return Err(Refused { report, running });
             }
         },
         None => (**old).clone(),
@@ -47,44 +81,73 @@ pub fn reload(deps: &CallDeps) -> Result<u64, Refused> {
     }
     config.listen = old.listen.clone();
     config.rtp_ports = old.rtp_ports;
+    // The admin API listens where the process started it.
+    if config.admin != old.admin {
+        warn!("the admin API's address and token take effect at the next start");
+    }
+    config.admin = old.admin.clone();
     let loaded = check::load_all(&config);
     if loaded.report.has_errors() {
         return Err(Refused {
             report: loaded.report,
+            running,
         });
     }
-    for d in &loaded.report.diagnostics {
-        warn!("{d}");
-    }
-    let version = current.version + 1;
+    let new_signatures = impact::signatures(&loaded.flows);
+    let changed_steps = impact::diff(&impact::signatures(&current.flows), &new_signatures);
+    let affected = impact::affected(
+        &impact::positions(&deps.registry.snapshot()),
+        &new_signatures,
+    );
+    let version = running.saturating_add(1);
     deps.replace(Live {
         config: Arc::new(config),
         flows: Arc::new(loaded.flows),
         prompts: loaded.prompts,
         version,
+        loaded_at: std::time::SystemTime::now(),
     });
-    Ok(version)
+    Ok(Reloaded {
+        previous: running,
+        version,
+        changed_steps,
+        affected,
+        report: loaded.report,
+    })
 }
 
 /// Reloads and logs the result, for the watcher and SIGHUP.
 pub fn reload_and_log(deps: &CallDeps, why: &str) {
     match reload(deps) {
-        Ok(v) => info!(
-            version = v,
-            trigger = why,
-            "reloaded flows, prompts and routes"
-        ),
-        Err(r) => {
-            for d in &r.report.diagnostics {
-                error!("{d}");
-            }
-            error!(
-                trigger = why,
-                "reload refused ({}); the running version stays",
-                r.report.summary()
-            );
-        }
+        Ok(r) => log_reloaded(&r, why),
+        Err(r) => log_refused(&r, why),
     }
+}
+
+/// Logs a reload that went live: its warnings, and the calls on changed steps.
+pub fn log_reloaded(r: &Reloaded, why: &str) {
+    for d in &r.report.diagnostics {
+        warn!("{d}");
+    }
+    info!(
+        version = r.version,
+        trigger = why,
+        "reloaded flows, prompts and routes"
+    );
+    info!("{}", r.log_line());
+}
+
+/// Logs a refused reload with its diagnostics.
+pub fn log_refused(r: &Refused, why: &str) {
+    for d in &r.report.diagnostics {
+        error!("{d}");
+    }
+    error!(
+        trigger = why,
+        version = r.running,
+        "reload refused ({}); the running version stays",
+        r.report.summary()
+    );
 }
 
 /// The files a configuration depends on.

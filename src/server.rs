@@ -36,6 +36,8 @@ pub struct Server {
     pub registrar_events: broadcast::Sender<RegistrarEvent>,
     /// The demonstration order service of `demo_shop:`, stopped with the server.
     pub demo_shop: Option<DemoShop>,
+    /// The admin API, when configured and its address could be bound.
+    pub admin: Option<crate::admin::AdminServer>,
 }
 
 /// The users that may register: the agents with a password or hashed secrets. An agent
@@ -97,6 +99,7 @@ impl Server {
                 flows: Arc::new(loaded.flows),
                 prompts: loaded.prompts,
                 version: 1,
+                loaded_at: std::time::SystemTime::now(),
             },
         ));
         let (in_tx, in_rx) = mpsc::channel(4096);
@@ -137,6 +140,7 @@ impl Server {
         let registrations = endpoint.registrations();
         let registrar_events = endpoint.registrar_events();
         let demo_shop = start_demo_shop(&config).await;
+        let admin = start_admin(&config, &deps).await;
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -152,7 +156,13 @@ impl Server {
             registrations,
             registrar_events,
             demo_shop,
+            admin,
         })
+    }
+
+    /// Where the admin API listens (tests bind port 0 and ask).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The first bound address of a transport (tests bind port 0 and ask).
@@ -212,5 +222,18 @@ pub struct RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Starts the admin API if configured. Calls matter more than the admin's view of them, so
+/// an address that cannot be bound is logged and the hotline answers calls without it.
+async fn start_admin(config: &Config, deps: &Arc<CallDeps>) -> Option<crate::admin::AdminServer> {
+    let admin = config.admin.as_ref()?;
+    match crate::admin::start(admin, deps.clone()).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(address = %admin.listen, error = %e, "cannot start the admin API");
+            None
+        }
     }
 }

@@ -68,7 +68,7 @@ pub struct LoadedFlow {
     pub warnings: Vec<Diagnostic>,
 }
 
-fn yaml_options() -> serde_saphyr::Options {
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
     // Generous for hand-written flows (hundreds of steps), tight enough that an alias
     // bomb or a pathological nesting fails in milliseconds.
     serde_saphyr::options! {
@@ -455,7 +455,7 @@ pub fn read_flow_file(path: &Path) -> Result<FlowSource, Diagnostic> {
 // ---------------------------------------------------------------------------------------
 
 /// Turns a YAML/serde error into a diagnostic that says what was expected and found.
-fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
+pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
     let mut inner = err.without_snippet();
     if let YamlError::AliasError { error, .. } = inner {
         inner = error.without_snippet();
@@ -535,14 +535,41 @@ fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
         YamlError::AliasReplayLimitExceeded { .. }
         | YamlError::AliasExpansionLimitExceeded { .. }
         | YamlError::AliasReplayStackDepthExceeded { .. }
-        | YamlError::AliasReplayCounterOverflow { .. } => (
-            "YAML aliases (*name) expand to too much for a flow file".to_owned(),
-            Some("write the repeated parts out, or share them with 'goto'".to_owned()),
-        ),
+        | YamlError::AliasReplayCounterOverflow { .. } => {
+            // The parser stops inside some replayed node; no one alias is to blame, so
+            // point at the first one, where the expansion starts.
+            let d = Diagnostic::error(
+                file,
+                "YAML aliases (*name) expand to too much for a flow file",
+            )
+            .with_help("write the repeated parts out, or share them with 'goto'");
+            return match first_alias(src) {
+                Some((line, column, width)) => d.at(src, line, column, width),
+                None => match loc {
+                    Some(l) if l.line() > 0 => d.at_location(src, l),
+                    _ => d,
+                },
+            };
+        }
         YamlError::Message { msg, .. } => match msg.split_once(HELP_MARKER) {
             Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
             None => (msg.clone(), None),
         },
+        // The parser points just past the tab and speaks of "contexts".
+        YamlError::ExternalMessage { msg, .. } if msg.contains("tab") => {
+            let d = Diagnostic::error(
+                file,
+                "a tab in the indentation: YAML indents with spaces only",
+            )
+            .with_help("replace the tab with spaces");
+            return match loc.and_then(|l| first_tab(src, l)) {
+                Some((line, column)) => d.at(src, line, column, 1),
+                None => match loc {
+                    Some(l) if l.line() > 0 => d.at_location(src, l),
+                    _ => d,
+                },
+            };
+        }
         YamlError::ExternalMessage { msg, .. } => (
             format!("YAML syntax: {msg}"),
             Some("check the indentation and quoting of this line and the lines above".to_owned()),
@@ -555,6 +582,50 @@ fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
         Some(l) if l.line() > 0 => d.at_location(src, l),
         _ => d,
     }
+}
+
+/// The first alias (`*name` after a space, `[`, `{` or `,`) in the text: 1-based line,
+/// column and width.
+fn first_alias(src: &str) -> Option<(u32, u32, u32)> {
+    for (i, line) in src.lines().enumerate() {
+        let chars: Vec<char> = line.chars().collect();
+        for (j, c) in chars.iter().enumerate() {
+            if *c == '#' && (j == 0 || chars.get(j - 1).is_some_and(|p| p.is_whitespace())) {
+                break;
+            }
+            let starts = *c == '*'
+                && (j == 0 || chars.get(j - 1).is_some_and(|p| " \t[{,".contains(*p)))
+                && chars
+                    .get(j + 1)
+                    .is_some_and(|n| n.is_alphanumeric() || *n == '_');
+            if starts {
+                let width = chars
+                    .iter()
+                    .skip(j + 1)
+                    .take_while(|n| n.is_alphanumeric() || matches!(n, '_' | '-'))
+                    .count()
+                    + 1;
+                return Some((
+                    u32::try_from(i + 1).ok()?,
+                    u32::try_from(j + 1).ok()?,
+                    u32::try_from(width).ok()?,
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The first tab in the leading whitespace of the line at `loc` (or of the first line
+/// before it that has one), as a 1-based line and column.
+fn first_tab(src: &str, loc: Location) -> Option<(u32, u32)> {
+    let upto = usize::try_from(loc.line()).ok()?;
+    let lines: Vec<&str> = src.lines().take(upto).collect();
+    lines.iter().enumerate().rev().find_map(|(i, l)| {
+        let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+        let col = indent.chars().position(|c| c == '\t')?;
+        Some((u32::try_from(i + 1).ok()?, u32::try_from(col + 1).ok()?))
+    })
 }
 
 /// serde-saphyr appends " at line L, column C"; diagnostics show the position themselves.

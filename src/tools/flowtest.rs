@@ -114,10 +114,14 @@ impl TestRun {
 }
 
 /// Runs the test files found at `paths` (files, or folders of `*.yaml`), with the flows
-/// and prompts `config` names; no paths means the `tests` folder beside the flows.
+/// and prompts `config` names; no paths means the configured `tests:` folder (by default
+/// the `tests` folder beside the flows).
 pub fn run_paths(config: &Config, paths: &[PathBuf]) -> TestRun {
     let mut run = TestRun::default();
-    let tests = config.flows_dir.join("tests");
+    let tests = config
+        .tests_dir
+        .clone()
+        .unwrap_or_else(|| config.flows_dir.join("tests"));
     // `./flows/tests` reads better as `flows/tests` in reports.
     let default = [tests
         .strip_prefix(".")
@@ -195,6 +199,182 @@ fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Checks the flow test files in `dir` (every `*.yaml`) against the loaded flows without
+/// running them, for `hotline check`: see [`check_test_file`].
+pub fn check_tests_dir(dir: &Path, flows: &FlowSet) -> Vec<Diagnostic> {
+    let files = match yaml_files(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            return vec![Diagnostic::error(
+                dir,
+                format!("cannot read the flow test folder: {e}"),
+            )];
+        }
+    };
+    let mut out = Vec::new();
+    for file in files {
+        match crate::flow::load::read_flow_file(&file) {
+            Ok(src) => out.extend(check_test_file(&file, &src.text, flows)),
+            // The same limits as flow files: size, UTF-8.
+            Err(d) => out.push(d),
+        }
+    }
+    out
+}
+
+/// Checks one flow test file without running it: it parses, its flow is loaded, and what
+/// its cases name exists in the flows: `http` stubs name http steps, `hears` prompts some
+/// step plays, `tagged` tags some step sets, `queued` queues some step uses, `at` is a
+/// timestamp. Every problem is reported, each at its line.
+pub fn check_test_file(file: &Path, text: &str, flows: &FlowSet) -> Vec<Diagnostic> {
+    use crate::flow::diagnostic::did_you_mean_help;
+    let tf = match parse_test_file(file, text) {
+        Ok(tf) => tf,
+        Err(d) => return vec![d],
+    };
+    let mut out = Vec::new();
+    let flow = tf.flow.value.as_str();
+    if flows.id(flow).is_none() {
+        let names = flows.names();
+        let help = did_you_mean_help(flow, names.iter().copied()).unwrap_or_else(|| {
+            if names.is_empty() {
+                "no flow is loaded".to_owned()
+            } else {
+                format!("loaded flows: {}", names.join(", "))
+            }
+        });
+        out.push(
+            Diagnostic::error(file, format!("flow '{flow}' is not loaded"))
+                .at_location(text, tf.flow.referenced)
+                .with_help(help),
+        );
+        return out;
+    }
+    let known = Known::of(flows);
+    let unknown = |what: &str, name: &str, at, pool: &std::collections::BTreeSet<&str>| {
+        let help = did_you_mean_help(name, pool.iter().copied()).unwrap_or_else(|| {
+            if pool.is_empty() {
+                format!("the flows have no {what}")
+            } else {
+                let mut names: Vec<&str> = pool.iter().copied().take(12).collect();
+                if pool.len() > names.len() {
+                    names.push("...");
+                }
+                format!("the flows have: {}", names.join(", "))
+            }
+        });
+        let message = if what == "prompt" {
+            format!("no step plays a prompt named '{name}'")
+        } else {
+            format!("no {what} named '{name}'")
+        };
+        Diagnostic::error(file, message)
+            .at_location(text, at)
+            .with_help(help)
+    };
+    for case in &tf.cases {
+        let c = &case.value;
+        if let Some(at) = &c.at
+            && let Err(e) = check_timestamp(&at.value)
+        {
+            out.push(
+                Diagnostic::error(file, e)
+                    .at_location(text, at.referenced)
+                    .with_help("write it as 2026-11-23T10:00:00+01:00"),
+            );
+        }
+        for (step, _) in c.http.iter().flat_map(|m| m.value.entries.iter()) {
+            if !known.http_steps.contains(step.value.as_str()) {
+                out.push(unknown(
+                    "http step",
+                    &step.value,
+                    step.referenced,
+                    &known.http_steps,
+                ));
+            }
+        }
+        for item in &c.script.value {
+            let d = match &item.value {
+                ScriptItem::Hears(p) if !known.prompts.contains(p.as_str()) => {
+                    unknown("prompt", p, item.referenced, &known.prompts)
+                }
+                ScriptItem::Queued(q) if !known.queues.contains(q.as_str()) => {
+                    unknown("queue", q, item.referenced, &known.queues)
+                }
+                ScriptItem::Tagged(tags) => {
+                    match tags.iter().find(|(k, _)| !known.tags.contains(k.as_str())) {
+                        Some((k, _)) => unknown("tag", k, item.referenced, &known.tags),
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// What the loaded flows can do, by name, for the checks of flow tests.
+struct Known<'a> {
+    http_steps: std::collections::BTreeSet<&'a str>,
+    prompts: std::collections::BTreeSet<&'a str>,
+    tags: std::collections::BTreeSet<&'a str>,
+    queues: std::collections::BTreeSet<&'a str>,
+}
+
+impl<'a> Known<'a> {
+    fn of(flows: &'a FlowSet) -> Self {
+        use crate::flow::flowset::{AudioItem, StepAction};
+        let mut k = Known {
+            http_steps: Default::default(),
+            prompts: [crate::flow::machine::DEFAULT_GOODBYE_PROMPT].into(),
+            tags: Default::default(),
+            queues: Default::default(),
+        };
+        for step in flows.flows().flat_map(|f| f.steps.iter()) {
+            k.tags.extend(step.tags.iter().map(|(t, _)| t.as_str()));
+            let mut audio: Vec<&'a [AudioItem]> = Vec::new();
+            match &step.action {
+                StepAction::Play { audio: a, .. } | StepAction::Hangup { audio: a } => {
+                    audio.push(a)
+                }
+                StepAction::Menu(m) => audio.extend([
+                    &m.prompt[..],
+                    &m.no_input[..],
+                    &m.invalid[..],
+                    &m.retry_prompt[..],
+                ]),
+                StepAction::Collect(c) => {
+                    audio.extend([
+                        &c.prompt[..],
+                        &c.no_input[..],
+                        &c.invalid[..],
+                        &c.retry_prompt[..],
+                    ]);
+                    if let Some(conf) = &c.confirm {
+                        audio.extend([&conf.prompt[..], &conf.then[..]]);
+                    }
+                }
+                StepAction::Record(r) => audio.push(&r.prompt),
+                StepAction::Http(_) => {
+                    k.http_steps.insert(step.name.as_str());
+                }
+                StepAction::Queue(q) => {
+                    k.queues.insert(q.queue.as_str());
+                }
+                _ => {}
+            }
+            for item in audio.into_iter().flatten() {
+                if let AudioItem::Prompt(p) = item {
+                    k.prompts.insert(p.as_str());
+                }
+            }
+        }
+        k
+    }
 }
 
 /// Runs every case of one test file's text against loaded flows.

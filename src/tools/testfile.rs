@@ -270,22 +270,10 @@ pub fn parse_test_file(file: &Path, text: &str) -> Result<TestFile, Diagnostic> 
             ),
         ));
     }
-    serde_saphyr::from_str::<TestFile>(text).map_err(|e| {
-        let inner = e.without_snippet();
-        let message = match inner {
-            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
-            other => other.to_string(),
-        };
-        let (message, help) = match message.split_once(HELP_MARKER) {
-            Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
-            None => (message, None),
-        };
-        let d = Diagnostic::error(file, message).with_optional_help(help);
-        match inner.location().or_else(|| e.location()) {
-            Some(loc) => d.at_location(text, loc),
-            None => d,
-        }
-    })
+    // The limits and the messages of flow files: an alias bomb fails in milliseconds
+    // here too, and a misspelt key gets a "did you mean".
+    serde_saphyr::from_str_with_options::<TestFile>(text, crate::flow::load::yaml_options())
+        .map_err(|e| crate::flow::load::yaml_error(file, text, &e))
 }
 
 #[cfg(test)]
