@@ -58,6 +58,8 @@ pub struct CallDeps {
     live: RwLock<Arc<Live>>,
     /// The SIP listeners, once bound (outgoing legs leave from one of them).
     listeners: std::sync::OnceLock<Vec<(Transport, SocketAddr)>>,
+    /// The agent queues, when configured.
+    acd: std::sync::OnceLock<crate::queue::service::AcdHandle>,
 }
 
 impl CallDeps {
@@ -69,7 +71,16 @@ impl CallDeps {
             registry: crate::registry::Registry::new(),
             live: RwLock::new(Arc::new(live)),
             listeners: std::sync::OnceLock::new(),
+            acd: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_acd(&self, acd: crate::queue::service::AcdHandle) {
+        let _ = self.acd.set(acd);
+    }
+
+    pub fn acd(&self) -> Option<&crate::queue::service::AcdHandle> {
+        self.acd.get()
     }
 
     /// Records where the engine listens, for outgoing legs.

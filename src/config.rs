@@ -135,6 +135,7 @@ struct RawFile {
     flows: Option<String>,
     prompts: Option<String>,
     recordings: Option<String>,
+    data: Option<String>,
     #[serde(default)]
     routes: BTreeMap<String, String>,
     default_language: Option<String>,
@@ -222,6 +223,8 @@ pub struct Config {
     pub prompts_dir: PathBuf,
     /// Where `record` steps write their WAV files.
     pub recordings_dir: PathBuf,
+    /// Where the engine keeps state that must survive a restart (callback requests).
+    pub data_dir: PathBuf,
     /// Dialed number (Request-URI user) to flow name; "*" matches any.
     pub routes: BTreeMap<String, String>,
     pub default_language: String,
@@ -272,6 +275,7 @@ impl Default for Config {
             flows_dir: PathBuf::from("flows"),
             prompts_dir: PathBuf::from("prompts"),
             recordings_dir: PathBuf::from("recordings"),
+            data_dir: PathBuf::from("data"),
             routes: BTreeMap::from([("*".to_string(), "main".to_string())]),
             default_language: "en".to_string(),
             schedules: BTreeMap::new(),
@@ -388,6 +392,7 @@ impl Config {
         cfg.flows_dir = base.join(raw.flows.unwrap_or_else(|| "flows".into()));
         cfg.prompts_dir = base.join(raw.prompts.unwrap_or_else(|| "prompts".into()));
         cfg.recordings_dir = base.join(raw.recordings.unwrap_or_else(|| "recordings".into()));
+        cfg.data_dir = base.join(raw.data.unwrap_or_else(|| "data".into()));
         if !raw.routes.is_empty() {
             cfg.routes = raw.routes;
         }

@@ -139,6 +139,9 @@ impl Server {
         let endpoint_stats = endpoint.stats();
         let registrations = endpoint.registrations();
         let registrar_events = endpoint.registrar_events();
+        if let Some(acd) = start_acd(&config, &registrations, &registrar_events)? {
+            deps.set_acd(acd);
+        }
         let demo_shop = start_demo_shop(&config).await;
         let admin = start_admin(&config, &deps).await;
         info!(
@@ -236,4 +239,47 @@ async fn start_admin(config: &Config, deps: &Arc<CallDeps>) -> Option<crate::adm
             None
         }
     }
+}
+
+/// Starts the agent queues when any are configured. Callback requests are kept in SQLite
+/// under the data folder when a queue offers callbacks (so they survive a restart), in
+/// memory otherwise.
+fn start_acd(
+    config: &Config,
+    registrations: &Registrations,
+    registrar_events: &broadcast::Sender<RegistrarEvent>,
+) -> anyhow::Result<Option<crate::queue::service::AcdHandle>> {
+    use crate::queue::{Acd, CallbackStore, MemoryStore, SqliteStore};
+    if config.queues.is_empty() {
+        return Ok(None);
+    }
+    let durable = config.queues.values().any(|q| q.callback.is_some());
+    let store: Box<dyn CallbackStore> = if durable {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let path = crate::queue::service::store_path(&config.data_dir);
+        Box::new(
+            SqliteStore::open(&path)
+                .with_context(|| format!("opening the callback store {}", path.display()))?,
+        )
+    } else {
+        Box::new(MemoryStore::new())
+    };
+    let acd = Acd::new(
+        &config.queues,
+        &config.agents,
+        store,
+        std::time::Instant::now(),
+    )
+    .context("starting the agent queues")?;
+    info!(
+        queues = config.queues.len(),
+        agents = config.agents.len(),
+        "agent queues ready"
+    );
+    Ok(Some(crate::queue::service::spawn(
+        acd,
+        registrations.clone(),
+        registrar_events.subscribe(),
+    )))
 }

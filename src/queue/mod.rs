@@ -10,6 +10,7 @@ pub mod acd; // the line, offers, announcements, callbacks: inputs in, actions o
 pub mod agent; // one agent's state and reachability; feature codes
 pub mod config; // the queues: and agents: sections of hotline.yaml
 pub mod ewt; // handle-time window and the estimated wait formula
+pub mod service; // the ACD's tokio task: routes actions to calls
 pub mod stats; // per-queue figures: service level, ASA, AHT
 pub mod store; // durable callback requests (SQLite, memory)
 pub mod strategy; // which free agent gets the caller

@@ -1,0 +1,372 @@
+//! The ACD's task: the thin tokio shell around [`Acd`]. It owns the pure core, feeds it
+//! what calls, the registrar and the admin report, wakes it at its deadlines, and routes
+//! its actions to the call each concerns (through the channel the call gave when it
+//! joined). It places no calls and plays nothing itself: calls do, as the news say.
+//!
+//! One task for every queue keeps the ACD's decisions in one order without locks; the
+//! per-call work (legs, media) stays in the call tasks.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::queue::acd::{Acd, Action, Input, OverflowReason, Snapshot};
+use crate::queue::agent::AgentCommand;
+use crate::sip::registrar::{RegistrarEvent, Registrations};
+use crate::sip::transport::Peer;
+
+/// What the ACD tells a queued call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueNews {
+    /// Ring this agent: `contact` is the Request-URI, `via` where to send it (the
+    /// registration's source, for phones behind NAT), when known.
+    Offer {
+        agent: String,
+        contact: String,
+        via: Option<Peer>,
+    },
+    CancelOffer {
+        agent: String,
+    },
+    /// Bridge to the agent's answered leg now.
+    Connect {
+        agent: String,
+        waited: Duration,
+    },
+    /// Say this over the hold music.
+    Announce {
+        prompt: Option<String>,
+        position: Option<usize>,
+        ewt: Option<Duration>,
+    },
+    /// Tell the caller it may press `key` to be called back.
+    OfferCallback {
+        key: char,
+    },
+    /// Leave the line for the step's `on_timeout`.
+    Overflow {
+        reason: OverflowReason,
+        waited: Duration,
+    },
+}
+
+enum Msg {
+    Join {
+        input: Input,
+        news: mpsc::UnboundedSender<QueueNews>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Input(Input),
+    Command {
+        agent: String,
+        command: AgentCommand,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// A cheap handle on the ACD task.
+#[derive(Clone)]
+pub struct AcdHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl AcdHandle {
+    /// Puts `call` in `queue`; its news arrive on `news`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn join(
+        &self,
+        call: &str,
+        queue: &str,
+        priority: i32,
+        skills: Vec<String>,
+        caller: &str,
+        news: mpsc::UnboundedSender<QueueNews>,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let input = Input::Join {
+            call: call.to_string(),
+            queue: queue.to_string(),
+            priority,
+            skills,
+            caller: caller.to_string(),
+        };
+        self.tx
+            .send(Msg::Join { input, news, reply })
+            .map_err(|_| "the queue service has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the queue service has stopped".to_string())?
+    }
+
+    /// Reports something (a leg answered, a side hung up...). Errors are logged there.
+    pub fn input(&self, input: Input) {
+        let _ = self.tx.send(Msg::Input(input));
+    }
+
+    /// Login, logout, pause or resume an agent (admin API, feature codes).
+    pub async fn command(&self, agent: &str, command: AgentCommand) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Command {
+                agent: agent.to_string(),
+                command,
+                reply,
+            })
+            .map_err(|_| "the queue service has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the queue service has stopped".to_string())?
+    }
+
+    /// The live state of every queue and agent.
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Snapshot(tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+struct Service {
+    acd: Acd,
+    calls: HashMap<String, mpsc::UnboundedSender<QueueNews>>,
+    registrations: Registrations,
+}
+
+/// Starts the ACD task. Registrations of agents' phones come from `registrar`.
+pub fn spawn(
+    acd: Acd,
+    registrations: Registrations,
+    registrar: broadcast::Receiver<RegistrarEvent>,
+) -> AcdHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let svc = Service {
+        acd,
+        calls: HashMap::new(),
+        registrations,
+    };
+    tokio::spawn(svc.run(rx, registrar));
+    AcdHandle { tx }
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut registrar: broadcast::Receiver<RegistrarEvent>,
+    ) {
+        loop {
+            let deadline = self.acd.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => self.on_msg(m),
+                    None => return,
+                },
+                ev = registrar.recv() => match ev {
+                    Ok(ev) => self.on_registration(ev),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(missed = n, "queue service missed registrations");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        // No registrar (tests without one): carry on without it.
+                        registrar = broadcast::channel(1).1;
+                    }
+                },
+                _ = sleep => self.acd.handle_timeout(Instant::now()),
+            }
+            self.drain();
+        }
+    }
+
+    fn on_msg(&mut self, m: Msg) {
+        let now = Instant::now();
+        match m {
+            Msg::Join { input, news, reply } => {
+                let call = match &input {
+                    Input::Join { call, .. } => call.clone(),
+                    _ => String::new(),
+                };
+                self.calls.insert(call.clone(), news);
+                let r = self.acd.handle(now, input).map_err(|e| e.to_string());
+                if r.is_err() {
+                    self.calls.remove(&call);
+                }
+                let _ = reply.send(r);
+            }
+            Msg::Input(input) => {
+                let ends = match &input {
+                    Input::CallerLeft { call }
+                    | Input::AgentLeft { call }
+                    | Input::CallbackRequested { call, .. } => Some(call.clone()),
+                    _ => None,
+                };
+                if let Err(e) = self.acd.handle(now, input) {
+                    debug!(error = %e, "queue input not applied");
+                }
+                if let Some(call) = ends {
+                    self.calls.remove(&call);
+                }
+            }
+            Msg::Command {
+                agent,
+                command,
+                reply,
+            } => {
+                let r = self
+                    .acd
+                    .handle(
+                        now,
+                        Input::Agent {
+                            agent: agent.clone(),
+                            command: command.clone(),
+                        },
+                    )
+                    .map_err(|e| e.to_string());
+                info!(%agent, ?command, ok = r.is_ok(), "agent command");
+                let _ = reply.send(r);
+            }
+            Msg::Snapshot(tx) => {
+                let _ = tx.send(self.acd.snapshot(now));
+            }
+        }
+    }
+
+    fn on_registration(&mut self, ev: RegistrarEvent) {
+        let now = Instant::now();
+        let user = ev.user().to_string();
+        if self.acd.agent(&user).is_none() {
+            return;
+        }
+        // The newest live binding is the one calls go to.
+        let input = match self.registrations.contacts(&user, now).first() {
+            Some(b) => Input::AgentRegistered {
+                agent: user,
+                contact: b.contact.to_string(),
+                expires: b.expires_at.saturating_duration_since(now),
+            },
+            None => Input::AgentUnregistered { agent: user },
+        };
+        if let Err(e) = self.acd.handle(now, input) {
+            debug!(error = %e, "registration not applied");
+        }
+    }
+
+    fn send(&mut self, call: &str, news: QueueNews) {
+        let gone = match self.calls.get(call) {
+            Some(tx) => tx.send(news).is_err(),
+            None => true,
+        };
+        if gone {
+            debug!(%call, "queue news for a call that is gone");
+        }
+    }
+
+    /// Where to send an offer to `agent` at `contact`: the source of its registration.
+    fn via(&self, agent: &str, contact: &str) -> Option<Peer> {
+        self.registrations
+            .contacts(agent, Instant::now())
+            .into_iter()
+            .find(|b| b.contact.to_string() == contact)
+            .map(|b| b.source)
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.acd.poll_action() {
+            match a {
+                Action::Offer {
+                    call,
+                    agent,
+                    contact,
+                    queue,
+                } => {
+                    info!(%call, %agent, %queue, "offering the call");
+                    let via = self.via(&agent, &contact);
+                    self.send(
+                        &call,
+                        QueueNews::Offer {
+                            agent,
+                            contact,
+                            via,
+                        },
+                    );
+                }
+                Action::CancelOffer { call, agent } => {
+                    self.send(&call, QueueNews::CancelOffer { agent })
+                }
+                Action::Connect {
+                    call,
+                    agent,
+                    queue,
+                    waited,
+                } => {
+                    info!(%call, %agent, %queue, waited = ?waited, "caller connected to agent");
+                    self.send(&call, QueueNews::Connect { agent, waited });
+                }
+                Action::Announce {
+                    call,
+                    prompt,
+                    position,
+                    ewt,
+                    ..
+                } => self.send(
+                    &call,
+                    QueueNews::Announce {
+                        prompt,
+                        position,
+                        ewt,
+                    },
+                ),
+                Action::OfferCallback { call, key } => {
+                    self.send(&call, QueueNews::OfferCallback { key })
+                }
+                Action::Overflow {
+                    call,
+                    queue,
+                    reason,
+                    waited,
+                } => {
+                    info!(%call, %queue, reason = reason.as_str(), "caller leaves the queue");
+                    self.send(&call, QueueNews::Overflow { reason, waited });
+                    self.calls.remove(&call);
+                }
+                Action::Abandoned {
+                    call,
+                    queue,
+                    waited,
+                } => info!(%call, %queue, waited = ?waited, "caller abandoned the queue"),
+                Action::AgentStateChanged {
+                    agent,
+                    state,
+                    reason,
+                } => info!(%agent, state, reason = reason.as_deref().unwrap_or(""), "agent state"),
+                Action::PlaceCallback { id, number, queue } => {
+                    // Calling a caller back needs an outbound route to callers' numbers
+                    // (a trunk), which the engine does not have yet: the request is
+                    // reported failed so the ACD retries it and in the end gives it up.
+                    warn!(id = id.0, %number, %queue, "no outbound route for callbacks; not placed");
+                    if let Err(e) = self
+                        .acd
+                        .handle(Instant::now(), Input::CallbackFailed { id })
+                    {
+                        debug!(error = %e, "callback failure not applied");
+                    }
+                }
+                Action::CallbackGivenUp { id, number, queue } => {
+                    warn!(id = id.0, %number, %queue, "callback request given up")
+                }
+                Action::StoreFailed { message } => warn!(%message, "callback store failed"),
+            }
+        }
+    }
+}
+
+/// Where the callback store lives when queues offer callbacks.
+pub fn store_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("callbacks.sqlite")
+}
