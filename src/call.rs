@@ -17,9 +17,11 @@ use crate::config::{Config, Transport};
 use crate::flow::flowset::FlowSet;
 use crate::flow::machine::{
     Action, Audio, CallContext, Event, FlowMachine, HttpFailure, PlayId, RecordEnd, RequestId,
-    TransferOutcome,
 };
-use crate::leg::{Dial, Leg, LegNews};
+use crate::leg::Leg;
+
+mod legs; // transfer and agent legs, the bridge
+mod queue; // the call's time in an agent queue
 use crate::media::clock::{MediaEngine, SessionId};
 use crate::media::dtmf::Key;
 use crate::media::ports::PortPool;
@@ -209,15 +211,21 @@ struct Call {
     caller_display: Option<String>,
     /// A transfer the flow asked for, placed by the serve loop (it may need a DNS lookup).
     pending_transfer: Option<(RequestId, String, Duration)>,
-    /// The leg a transfer is ringing or bridged to, with the transfer's id.
-    leg: Option<(RequestId, Leg)>,
+    /// The legs the call placed (a transfer's, or agents' during a queue).
+    legs: Vec<(legs::LegRole, Leg)>,
     /// When an unanswered transfer gives up.
     leg_deadline: Option<Instant>,
     /// Legs hung up whose last answers are awaited.
     old_legs: Vec<Leg>,
     leg_media_tx: mpsc::UnboundedSender<MediaEvent>,
     leg_media_rx: mpsc::UnboundedReceiver<MediaEvent>,
-    bridged: bool,
+    /// The leg the caller is bridged to.
+    bridged_to: Option<legs::LegRole>,
+    /// A queue step the flow asked for, joined by the serve loop.
+    pending_queue: Option<(RequestId, String, i32, Vec<String>)>,
+    queued: Option<queue::Queued>,
+    queue_tx: mpsc::UnboundedSender<crate::queue::service::QueueNews>,
+    queue_rx: mpsc::UnboundedReceiver<crate::queue::service::QueueNews>,
     /// Lists the call for the admin until the call is dropped.
     registration: crate::registry::Registration,
 }
@@ -371,16 +379,21 @@ impl Call {
         let (media_tx, media_rx) = mpsc::unbounded_channel();
         let (io_tx, io_rx) = mpsc::unbounded_channel();
         let (leg_media_tx, leg_media_rx) = mpsc::unbounded_channel();
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let mut call = Call {
             caller,
             caller_display,
             pending_transfer: None,
-            leg: None,
+            legs: Vec::new(),
             leg_deadline: None,
             old_legs: Vec::new(),
             leg_media_tx,
             leg_media_rx,
-            bridged: false,
+            bridged_to: None,
+            pending_queue: None,
+            queued: None,
+            queue_tx,
+            queue_rx,
             sip: nc.sip.clone(),
             peer: nc.peer,
             advertised,
@@ -554,6 +567,10 @@ impl Call {
                 self.start_transfer(id, target, timeout).await;
                 continue;
             }
+            if let Some((id, queue, priority, skills)) = self.pending_queue.take() {
+                self.join_queue(id, queue, priority, skills).await;
+                continue;
+            }
             let deadline = self.machine.as_ref().and_then(|m| m.poll_timeout());
             let sleep = async {
                 match deadline {
@@ -570,6 +587,7 @@ impl Call {
             };
             tokio::select! {
                 Some(ev) = self.leg_media_rx.recv() => self.on_leg_media(ev),
+                Some(news) = self.queue_rx.recv() => self.on_queue_news(news).await,
                 _ = ring_over => self.transfer_not_answered(),
                 m = self.inbox.recv() => match m {
                     Some(m) => self.on_sip(m),
@@ -681,23 +699,15 @@ impl Call {
                 } => {
                     self.pending_transfer = Some((id, target, timeout));
                 }
-                Action::Queue { id, queue, .. } => {
-                    warn!(%queue, "agent queues are not connected to calls yet");
-                    let outcome = crate::flow::machine::QueueOutcome::Failed(
-                        "queues are not available".to_string(),
-                    );
-                    if let Some(m) = self.machine.as_mut() {
-                        m.handle(
-                            Instant::now(),
-                            Event::QueueDone {
-                                id,
-                                outcome,
-                                waited: Duration::ZERO,
-                            },
-                        );
-                    }
+                Action::Queue {
+                    id,
+                    queue,
+                    priority,
+                    skills,
+                } => {
+                    self.pending_queue = Some((id, queue, priority, skills));
                 }
-                Action::LeaveQueue { .. } => {}
+                Action::LeaveQueue { .. } => self.leave_line(),
                 Action::Hangup => {
                     self.send_bye();
                     self.outcome.get_or_insert(Outcome::FlowHungUp);
@@ -758,12 +768,16 @@ impl Call {
     fn on_media(&mut self, ev: MediaEvent) {
         match ev {
             // Keys while bridged belong to the far end (the media clock relays them).
-            MediaEvent::Key { .. } if self.bridged => {}
+            MediaEvent::Key { .. } if self.bridged_to.is_some() => {}
             MediaEvent::Key { key, source, .. } => {
                 debug!(key = %key.as_char(), ?source, "key");
+                if self.queue_key(key.as_char()) {
+                    return;
+                }
                 self.flow_event(Event::Key(key.as_char()));
             }
             MediaEvent::PlayFinished { id } if id == RINGBACK_PLAY => {}
+            MediaEvent::PlayFinished { id } if self.queue_play_finished(id) => {}
             MediaEvent::PlayFinished { id } => {
                 self.flow_event(Event::PromptFinished { id: PlayId(id) })
             }
@@ -835,151 +849,6 @@ impl Call {
             }
             ToCall::Leg { call_id, msg } => self.on_leg_sip(&call_id, *msg),
             ToCall::Ack(_) | ToCall::Response(_) | ToCall::RequestTimeout => {}
-        }
-    }
-
-    /// Places the transfer's leg and lets the caller hear ringback meanwhile.
-    async fn start_transfer(&mut self, id: RequestId, target: String, timeout: Duration) {
-        let dial = Dial {
-            target: &target,
-            caller_user: &self.caller,
-            caller_display: self.caller_display.as_deref(),
-            listeners: self.deps.listeners(),
-            prefer: Some(self.peer),
-            public_address: self.live.config.public_address,
-            no_media_timeout: self.live.config.no_media_timeout,
-        };
-        match Leg::place(&self.deps, &self.sip, &self.call_id, dial).await {
-            Ok(leg) => {
-                info!(%target, leg = %leg.call_id, "transferring");
-                self.leg = Some((id, leg));
-                self.leg_deadline = Some(Instant::now() + timeout);
-                self.media(SessionCommand::Play {
-                    id: RINGBACK_PLAY,
-                    prompts: ringback(timeout),
-                    barge_in: false,
-                });
-            }
-            Err(e) => {
-                warn!(%target, error = %e, "transfer not placed");
-                let outcome = TransferOutcome::Failed(e.to_string());
-                self.flow_event(Event::TransferDone { id, outcome });
-            }
-        }
-    }
-
-    fn on_leg_sip(&mut self, leg_id: &str, msg: ToCall) {
-        let beside = self.session;
-        if let Some((id, leg)) = self.leg.as_mut().filter(|(_, l)| l.call_id == leg_id) {
-            let id = *id;
-            if let Some(news) = leg.on_sip(&self.deps, msg, beside, &self.leg_media_tx) {
-                self.leg_news(id, news);
-            }
-            return;
-        }
-        if let Some(leg) = self.old_legs.iter_mut().find(|l| l.call_id == leg_id) {
-            leg.on_sip(&self.deps, msg, None, &self.leg_media_tx);
-            if !leg.closing {
-                leg.close(&self.deps);
-                self.old_legs.retain(|l| l.call_id != leg_id);
-            }
-        }
-    }
-
-    fn leg_news(&mut self, id: RequestId, news: LegNews) {
-        match news {
-            LegNews::Ringing => debug!("transfer target rings"),
-            LegNews::Answered => {
-                self.leg_deadline = None;
-                self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
-                if let (Some(a), Some(b)) = (
-                    self.session,
-                    self.leg.as_ref().and_then(|(_, l)| l.session()),
-                ) {
-                    self.deps.media.bridge(a, b);
-                }
-                self.bridged = true;
-                info!("transfer answered; bridged");
-                self.flow_event(Event::TransferDone {
-                    id,
-                    outcome: TransferOutcome::Connected,
-                });
-            }
-            LegNews::Failed(f) => {
-                self.leg_deadline = None;
-                self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
-                info!(why = %f, "transfer failed");
-                self.retire_leg();
-                let outcome = match f {
-                    crate::sip::uac::LegFailure::Busy => TransferOutcome::Busy,
-                    crate::sip::uac::LegFailure::NoAnswer => TransferOutcome::NoAnswer,
-                    other => TransferOutcome::Failed(other.to_string()),
-                };
-                self.flow_event(Event::TransferDone { id, outcome });
-            }
-            LegNews::HungUp => {
-                info!("transfer target hung up; ending the call");
-                self.end_bridge();
-                self.retire_leg();
-                self.send_bye();
-                self.outcome = Some(Outcome::FarEndHungUp);
-            }
-        }
-    }
-
-    /// The target did not answer within the step's timeout: CANCEL it.
-    fn transfer_not_answered(&mut self) {
-        self.leg_deadline = None;
-        let Some((id, mut leg)) = self.leg.take() else {
-            return;
-        };
-        leg.hang_up();
-        self.leg = Some((id, leg));
-        self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
-        self.retire_leg();
-        info!("transfer target did not answer in time");
-        self.flow_event(Event::TransferDone {
-            id,
-            outcome: TransferOutcome::NoAnswer,
-        });
-    }
-
-    fn on_leg_media(&mut self, ev: MediaEvent) {
-        if let MediaEvent::NoMedia = ev
-            && self.bridged
-        {
-            info!("no media from the transfer target; ending the call");
-            self.end_bridge();
-            self.hang_up_leg();
-            self.send_bye();
-            self.outcome = Some(Outcome::NoMedia);
-        }
-    }
-
-    fn end_bridge(&mut self) {
-        if self.bridged {
-            if let Some(a) = self.session {
-                self.deps.media.unbridge(a);
-            }
-            self.bridged = false;
-        }
-    }
-
-    /// Hangs up the current leg (if any) and keeps it until its last answer arrives.
-    fn hang_up_leg(&mut self) {
-        if let Some((_, leg)) = self.leg.as_mut() {
-            leg.hang_up();
-        }
-        self.retire_leg();
-    }
-
-    fn retire_leg(&mut self) {
-        if let Some((_, mut leg)) = self.leg.take() {
-            if leg.closing {
-                self.old_legs.push(leg);
-            } else {
-                leg.close(&self.deps);
-            }
         }
     }
 
@@ -1157,8 +1026,9 @@ impl Call {
     /// Tears down what is left and records the call's story.
     async fn finish(&mut self) {
         self.stop_recording().await;
+        self.queue_caller_gone();
         self.end_bridge();
-        self.hang_up_leg();
+        self.hang_up_all_legs();
         if let Some(id) = self.session.take() {
             self.deps.media.remove(id);
         }
@@ -1211,15 +1081,4 @@ impl Call {
         );
         self.sip.ended(&self.call_id);
     }
-}
-
-/// A ringback cadence (425 Hz, one second on, four off) long enough for `timeout`.
-fn ringback(timeout: Duration) -> Vec<Prompt> {
-    let cycles = (timeout.as_secs() / 5 + 1).min(120);
-    let mut out = Vec::with_capacity(cycles as usize * 2);
-    for _ in 0..cycles {
-        out.push(Prompt::tone(425.0, Duration::from_secs(1), -13.0));
-        out.push(Prompt::silence(Duration::from_secs(4)));
-    }
-    out
 }

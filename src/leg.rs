@@ -65,6 +65,9 @@ pub struct Dial<'a> {
     pub listeners: &'a [(ListenTransport, SocketAddr)],
     /// The listener the caller came in on; preferred when it is UDP.
     pub prefer: Option<Peer>,
+    /// Where to send, when known (an agent's registration: NAT-safe, and over the
+    /// phone's own TCP connection if it registered over TCP).
+    pub via: Option<Peer>,
     pub public_address: Option<IpAddr>,
     pub no_media_timeout: Duration,
 }
@@ -131,6 +134,9 @@ impl Leg {
         dial: Dial<'_>,
     ) -> Result<Leg, PlaceError> {
         let uri = Uri::parse(dial.target).map_err(|_| PlaceError::BadTarget(dial.target.into()))?;
+        if let Some(peer) = dial.via {
+            return Leg::start(deps, sip, owner, dial, uri, peer);
+        }
         let remote = resolve(&uri).await?;
         let local = match dial.prefer {
             Some(p)
@@ -151,6 +157,18 @@ impl Leg {
             remote,
             local,
         };
+        Leg::start(deps, sip, owner, dial, uri, peer)
+    }
+
+    fn start(
+        deps: &Arc<CallDeps>,
+        sip: &SipHandle,
+        owner: &str,
+        dial: Dial<'_>,
+        uri: Uri,
+        peer: Peer,
+    ) -> Result<Leg, PlaceError> {
+        let (local, remote) = (peer.local, peer.remote);
         let advertised = crate::call::advertised_ip(dial.public_address, local, remote);
         let port = deps
             .ports

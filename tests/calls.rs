@@ -402,9 +402,15 @@ Content-Length: 0\r\n\r\n"
     phone.send_raw(bad_to.as_bytes()).await.unwrap();
     phone.send_raw(bad_cseq.as_bytes()).await.unwrap();
     // Among everything that came back, the two well-aimed ones got a 400 naming the fault.
-    let mut reasons = Vec::new();
-    while let Some(m) = phone.recv(SECOND).await {
-        if let Message::Response(r) = m
+    // On a loaded machine the answers may pause; wait for the two until a generous
+    // deadline rather than stopping at the first quiet second.
+    let mut reasons: Vec<String> = Vec::new();
+    let until = tokio::time::Instant::now() + 30 * SECOND;
+    let found = |reasons: &[String]| {
+        reasons.iter().any(|r| r.contains("To")) && reasons.iter().any(|r| r.contains("CSeq"))
+    };
+    while !found(&reasons) && tokio::time::Instant::now() < until {
+        if let Some(Message::Response(r)) = phone.recv(SECOND).await
             && r.status == 400
         {
             reasons.push(r.reason.clone());

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::caller::{CallMedia, CallerError};
 use crate::media::g711::Codec;
+use crate::sip::digest::{Authorization, Challenge};
 use crate::sip::message::{
     self, ContentType, HeaderName, Limits, Message, Method, Request, Response,
 };
@@ -104,6 +105,77 @@ impl Answerer {
     async fn send_to(&self, bytes: Vec<u8>, to: SocketAddr) -> Result<(), CallerError> {
         self.sock.send_to(&bytes, to).await?;
         Ok(())
+    }
+
+    /// Registers as `user` at the hotline `server` with digest authentication (the first
+    /// challenge offered), for `expires` seconds. Returns the final status.
+    pub async fn register(
+        &mut self,
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+        expires: u32,
+    ) -> Result<u16, CallerError> {
+        let call_id = format!("reg-{}", random_token(12));
+        let uri = "sip:hotline";
+        let local = self.local;
+        let text = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER {uri} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:{user}@hotline>;tag={tag}\r\n\
+To: <sip:{user}@hotline>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} REGISTER\r\n\
+Contact: <sip:{user}@{local}>\r\n\
+Expires: {expires}\r\n\
+{auth}Content-Length: 0\r\n\r\n",
+                branch = random_token(12),
+                tag = random_token(6),
+            )
+        };
+        let is_answer = |cseq: u32| {
+            let cid = call_id.clone();
+            move |m: &Message| {
+                matches!(m, Message::Response(r) if r.status >= 200
+                    && r.headers.call_id().is_ok_and(|c| c == cid)
+                    && r.headers.cseq().is_ok_and(|c| c.seq == cseq))
+            }
+        };
+        self.send_to(text(1, "").into_bytes(), server).await?;
+        let (m, _) = self
+            .wait_for(
+                Duration::from_secs(10),
+                "the REGISTER challenge",
+                is_answer(1),
+            )
+            .await?;
+        let Message::Response(challenge) = m else {
+            return Err(CallerError::Unexpected("not a response".into()));
+        };
+        if challenge.status != 401 {
+            return Ok(challenge.status);
+        }
+        let header = challenge
+            .headers
+            .get(HeaderName::new("WWW-Authenticate"))
+            .map(|v| v.to_str_lossy().into_owned())
+            .ok_or_else(|| CallerError::Unexpected("401 without a challenge".into()))?;
+        let ch = Challenge::parse(&header).map_err(|e| CallerError::Unexpected(e.to_string()))?;
+        let auth = Authorization::answer(&ch, user, password, "REGISTER", uri, "0a4f113b", 1);
+        self.send_to(
+            text(2, &format!("Authorization: {auth}\r\n")).into_bytes(),
+            server,
+        )
+        .await?;
+        let (m, _) = self
+            .wait_for(Duration::from_secs(10), "the REGISTER answer", is_answer(2))
+            .await?;
+        match m {
+            Message::Response(r) => Ok(r.status),
+            Message::Request(_) => Err(CallerError::Unexpected("not a response".into())),
+        }
     }
 
     /// Waits for an INVITE and answers 100 Trying.

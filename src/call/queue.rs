@@ -1,0 +1,332 @@
+//! The call's time in an agent queue: joins the ACD, loops the queue's music, says the
+//! announcements the ACD asks for, rings the agents it names (legs), connects the caller
+//! the moment an agent is chosen, and tells the flow how it ended. The ACD decides; this
+//! carries out its news for one call.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::Call;
+use super::legs::LegRole;
+use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
+use crate::flow::model::SayKind;
+use crate::media::session::SessionCommand;
+use crate::queue::acd::Input;
+use crate::queue::ewt::spoken_minutes;
+use crate::queue::service::QueueNews;
+
+/// Play ids the flow machine never sees.
+const MUSIC_PLAY: u64 = u64::MAX - 2;
+const ANNOUNCE_PLAY: u64 = u64::MAX - 3;
+
+/// Prompts an announcement is made of, around the numbers.
+const POSITION_PROMPT: &str = "queue_position";
+const WAIT_PROMPT: &str = "queue_wait";
+const MINUTES_PROMPT: &str = "queue_minutes";
+const CALLBACK_PROMPT: &str = "queue_callback_offer";
+
+/// A caller in a queue.
+pub(super) struct Queued {
+    id: RequestId,
+    queue: String,
+    joined: Instant,
+    /// The agent the caller is talking to.
+    agent: Option<String>,
+    /// Pressing this asks for a callback (offered by the ACD).
+    callback_key: Option<char>,
+}
+
+impl Call {
+    /// Puts the caller in `queue` (the flow's `queue` step).
+    pub(super) async fn join_queue(
+        &mut self,
+        id: RequestId,
+        queue: String,
+        priority: i32,
+        skills: Vec<String>,
+    ) {
+        let joined = match self.deps.acd() {
+            None => Err("no queues are configured".to_string()),
+            Some(acd) => {
+                acd.join(
+                    &self.call_id,
+                    &queue,
+                    priority,
+                    skills,
+                    &self.caller,
+                    self.queue_tx.clone(),
+                )
+                .await
+            }
+        };
+        if let Err(why) = joined {
+            warn!(%queue, %why, "caller not queued");
+            self.flow_event(Event::QueueDone {
+                id,
+                outcome: QueueOutcome::Failed(why),
+                waited: Duration::ZERO,
+            });
+            return;
+        }
+        info!(%queue, "caller queued");
+        self.queued = Some(Queued {
+            id,
+            queue,
+            joined: Instant::now(),
+            agent: None,
+            callback_key: None,
+        });
+        self.play_music();
+    }
+
+    pub(super) async fn on_queue_news(&mut self, news: QueueNews) {
+        let Some(q) = self.queued.as_ref() else {
+            return;
+        };
+        let (id, connected) = (q.id, q.agent.is_some());
+        match news {
+            QueueNews::Offer {
+                agent,
+                contact,
+                via,
+            } => {
+                let role = LegRole::Agent(agent.clone());
+                if let Err(e) = self.place_leg(role, &contact, via).await {
+                    warn!(%agent, %contact, error = %e, "offer not placed");
+                    if let Some(acd) = self.deps.acd() {
+                        acd.input(Input::OfferFailed {
+                            call: self.call_id.clone(),
+                            agent,
+                            reason: crate::queue::acd::OfferFailure::Error,
+                        });
+                    }
+                }
+            }
+            QueueNews::CancelOffer { agent } => self.hang_up_leg(&LegRole::Agent(agent)),
+            QueueNews::Connect { agent, waited } => {
+                // At once, whatever plays: the agent must not hear dead air.
+                self.media(SessionCommand::Stop { id: MUSIC_PLAY });
+                self.media(SessionCommand::Stop { id: ANNOUNCE_PLAY });
+                if !self.bridge_to(&LegRole::Agent(agent.clone())) {
+                    warn!(%agent, "connected to an agent whose leg is gone");
+                }
+                info!(%agent, waited = ?waited, "talking to an agent");
+                if let Some(q) = self.queued.as_mut() {
+                    q.agent = Some(agent.clone());
+                }
+                self.flow_event(Event::QueueConnected { id, agent });
+            }
+            QueueNews::Announce {
+                prompt,
+                position,
+                ewt,
+            } if !connected => {
+                let audio = self.announcement(prompt, position, ewt);
+                self.media(SessionCommand::Play {
+                    id: ANNOUNCE_PLAY,
+                    prompts: audio,
+                    barge_in: false,
+                });
+            }
+            QueueNews::OfferCallback { key } if !connected => {
+                if let Some(q) = self.queued.as_mut() {
+                    q.callback_key = Some(key);
+                }
+                let audio = self.queue_prompts(vec![self.prompt_ref(CALLBACK_PROMPT)]);
+                self.media(SessionCommand::Play {
+                    id: ANNOUNCE_PLAY,
+                    prompts: audio,
+                    barge_in: false,
+                });
+            }
+            QueueNews::Overflow { reason, waited } => {
+                self.leave_line();
+                self.flow_event(Event::QueueDone {
+                    id,
+                    outcome: QueueOutcome::Overflow {
+                        reason: reason.as_str().to_string(),
+                    },
+                    waited,
+                });
+            }
+            QueueNews::Announce { .. } | QueueNews::OfferCallback { .. } => {}
+        }
+    }
+
+    /// The music ended or an announcement did: play the music (again) while waiting.
+    /// Returns whether `id` was one of the queue's plays.
+    pub(super) fn queue_play_finished(&mut self, id: u64) -> bool {
+        if id != MUSIC_PLAY && id != ANNOUNCE_PLAY {
+            return false;
+        }
+        if self.queued.as_ref().is_some_and(|q| q.agent.is_none()) {
+            self.play_music();
+        }
+        true
+    }
+
+    /// A key while waiting: the callback key is the queue's; others go to the flow.
+    pub(super) fn queue_key(&mut self, key: char) -> bool {
+        let Some(q) = self.queued.as_ref() else {
+            return false;
+        };
+        if q.agent.is_some() {
+            // Talking to the agent: keys are relayed to the agent's phone.
+            return true;
+        }
+        if q.callback_key != Some(key) {
+            return false;
+        }
+        let (id, waited) = (q.id, q.joined.elapsed());
+        if let Some(acd) = self.deps.acd() {
+            acd.input(Input::CallbackRequested {
+                call: self.call_id.clone(),
+                number: None,
+            });
+        }
+        info!("caller asked to be called back");
+        self.stop_waiting();
+        self.flow_event(Event::QueueDone {
+            id,
+            outcome: QueueOutcome::Callback,
+            waited,
+        });
+        true
+    }
+
+    /// The flow took the caller out of the line (a key of the step's `keys`).
+    pub(super) fn leave_line(&mut self) {
+        if self.queued.is_none() {
+            return;
+        }
+        if let Some(acd) = self.deps.acd() {
+            acd.input(Input::CallerLeft {
+                call: self.call_id.clone(),
+            });
+        }
+        self.stop_waiting();
+    }
+
+    /// The agent hung up first: the flow goes on at the step's `after`.
+    pub(super) fn agent_hung_up(&mut self, agent: String) {
+        let Some(q) = self.queued.take() else {
+            return;
+        };
+        info!(%agent, "the agent hung up");
+        self.flow_event(Event::QueueDone {
+            id: q.id,
+            outcome: QueueOutcome::AgentHungUp { agent },
+            waited: Duration::ZERO,
+        });
+    }
+
+    /// The caller hung up (or the call ended otherwise) while queued or talking.
+    pub(super) fn queue_caller_gone(&mut self) {
+        if self.queued.is_none() {
+            return;
+        }
+        if let Some(acd) = self.deps.acd() {
+            acd.input(Input::CallerLeft {
+                call: self.call_id.clone(),
+            });
+        }
+        self.stop_waiting();
+    }
+
+    fn stop_waiting(&mut self) {
+        self.queued = None;
+        self.media(SessionCommand::Stop { id: MUSIC_PLAY });
+        self.media(SessionCommand::Stop { id: ANNOUNCE_PLAY });
+        let agents: Vec<LegRole> = self
+            .legs
+            .iter()
+            .filter(|(r, _)| matches!(r, LegRole::Agent(_)))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in agents {
+            self.hang_up_leg(&r);
+        }
+    }
+
+    fn play_music(&mut self) {
+        let Some(q) = self.queued.as_ref() else {
+            return;
+        };
+        let music = self
+            .live
+            .config
+            .queues
+            .get(&q.queue)
+            .and_then(|c| c.music.clone());
+        let prompts = match music {
+            Some(name) => self.queue_prompts(vec![self.prompt_ref(&name)]),
+            None => Vec::new(),
+        };
+        // No music configured (or missing): quiet waiting, checked again every minute.
+        let prompts = if prompts.is_empty() {
+            vec![crate::media::prompt::Prompt::silence(Duration::from_secs(
+                60,
+            ))]
+        } else {
+            prompts
+        };
+        self.media(SessionCommand::Play {
+            id: MUSIC_PLAY,
+            prompts,
+            barge_in: false,
+        });
+    }
+
+    fn prompt_ref(&self, name: &str) -> Audio {
+        let language = self
+            .machine
+            .as_ref()
+            .map(|m| m.language().to_string())
+            .unwrap_or_else(|| self.live.prompts.default_language().to_string());
+        Audio::Prompt(PromptRef {
+            language,
+            fallback_language: self.live.prompts.default_language().to_string(),
+            name: name.to_string(),
+        })
+    }
+
+    fn say_number(&self, n: u64) -> Audio {
+        let language = match self.prompt_ref("") {
+            Audio::Prompt(p) => p.language,
+            _ => String::new(),
+        };
+        Audio::Say {
+            language,
+            kind: SayKind::Number,
+            value: n.to_string(),
+        }
+    }
+
+    fn queue_prompts(&self, audio: Vec<Audio>) -> Vec<crate::media::prompt::Prompt> {
+        self.resolve(&audio)
+    }
+
+    /// "[prompt] You are caller number 3. Your expected wait is about 4 minutes."
+    fn announcement(
+        &self,
+        prompt: Option<String>,
+        position: Option<usize>,
+        ewt: Option<Duration>,
+    ) -> Vec<crate::media::prompt::Prompt> {
+        let mut audio = Vec::new();
+        if let Some(p) = prompt {
+            audio.push(self.prompt_ref(&p));
+        }
+        if let Some(pos) = position {
+            audio.push(self.prompt_ref(POSITION_PROMPT));
+            audio.push(self.say_number(pos as u64));
+        }
+        if let Some(ewt) = ewt {
+            audio.push(self.prompt_ref(WAIT_PROMPT));
+            audio.push(self.say_number(spoken_minutes(ewt)));
+            audio.push(self.prompt_ref(MINUTES_PROMPT));
+        }
+        self.queue_prompts(audio)
+    }
+}

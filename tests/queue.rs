@@ -1,0 +1,255 @@
+//! Agent queues on live calls: agents register with digest authentication, the caller
+//! waits with hold music, the ACD offers the call to an agent (a second SIP leg), a ring
+//! with no answer moves on to the next agent, the answering agent is bridged to the
+//! caller (audio checked sample by sample both ways), and each side's hang-up does what a
+//! contact centre expects. Real server on loopback, the project's caller, and scripted
+//! answering phones as the agents.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{SECOND, prompt, repo};
+use hotline::caller::answerer::{Answerer, Incoming};
+use hotline::caller::{CallMedia, Established, Offer, Phone};
+use hotline::config::{Config, Transport};
+use hotline::media::g711::{Codec, FRAME_SAMPLES};
+use hotline::server::{RunningServer, Server};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+const FLOW: &str = "start: q
+steps:
+  q:
+    queue: support
+    on_timeout: sorry
+    after: thanks
+  sorry:
+    play: advisors_busy
+    next: hangup
+  thanks:
+    play: survey_thanks
+    next: hangup
+";
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hotline-queue-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("flows")).unwrap();
+    d
+}
+
+async fn serve(dir: &Path, rtp: &str, queue: &str) -> RunningServer {
+    std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+    std::fs::write(
+        dir.join("hotline.yaml"),
+        format!(
+            "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: {rtp} }}\nflows: flows\n\
+prompts: {}\ndata: data\n\
+queues:\n  support: {queue}\n\
+agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n  \
+bob: {{ password: bob-secret, queues: {{ support: 0 }} }}\n",
+            repo().join("prompts").display()
+        ),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
+    Server::start(cfg, 1).await.unwrap().spawn()
+}
+
+async fn agents(server: SocketAddr) -> (Answerer, Answerer) {
+    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    let mut bob = Answerer::bind(LOCALHOST).await.unwrap();
+    assert_eq!(
+        alice
+            .register(server, "alice", "alice-secret", 300)
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        bob.register(server, "bob", "bob-secret", 300)
+            .await
+            .unwrap(),
+        200
+    );
+    (alice, bob)
+}
+
+async fn call(server: SocketAddr) -> (Phone, CallMedia, Established) {
+    let mut phone = Phone::new(Transport::Udp, server).await.unwrap();
+    let media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    (phone, media, call)
+}
+
+/// The first offer to reach either agent: which one (0 alice, 1 bob) and the INVITE.
+async fn first_offer(alice: &mut Answerer, bob: &mut Answerer) -> (usize, Incoming) {
+    tokio::select! {
+        i = alice.next_invite(20 * SECOND) => (0, i.unwrap()),
+        i = bob.next_invite(20 * SECOND) => (1, i.unwrap()),
+    }
+}
+
+fn sweep(frames: usize, base: f32) -> Vec<i16> {
+    (0..frames * FRAME_SAMPLES)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            (8000.0 * (2.0 * std::f32::consts::PI * (base + 400.0 * t) * t).sin()) as i16
+        })
+        .collect()
+}
+
+fn decoded(frames: &[[u8; FRAME_SAMPLES]]) -> Vec<[i16; FRAME_SAMPLES]> {
+    frames
+        .iter()
+        .map(|f| {
+            let mut pcm = [0i16; FRAME_SAMPLES];
+            Codec::Pcmu.decode_into(f, &mut pcm);
+            pcm
+        })
+        .collect()
+}
+
+/// How many frames of `pcm` were heard in order, sample for sample.
+fn heard_run(m: &CallMedia, pcm: &[i16]) -> usize {
+    let sent: Vec<[u8; FRAME_SAMPLES]> = pcm
+        .chunks(FRAME_SAMPLES)
+        .map(|c| {
+            let mut f = [0u8; FRAME_SAMPLES];
+            Codec::Pcmu.encode_into(c, &mut f);
+            f
+        })
+        .collect();
+    let heard: Vec<[u8; FRAME_SAMPLES]> = m.heard().into_iter().map(|h| h.payload).collect();
+    let (heard, sent) = (decoded(&heard), decoded(&sent));
+    let Some(start) = heard.iter().position(|h| sent.contains(h)) else {
+        return 0;
+    };
+    let Some(first) = sent.iter().position(|s| *s == heard[start]) else {
+        return 0;
+    };
+    heard[start..]
+        .iter()
+        .zip(&sent[first..])
+        .take_while(|(h, s)| h == s)
+        .count()
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_no_answer_moves_on_then_the_agent_talks_and_hangs_up_first() {
+    let dir = scratch("main");
+    let srv = serve(
+        &dir,
+        "46200-46239",
+        "{ strategy: longest_idle, music: hold_music, ring_timeout: 2s, wrap_up: 1s }",
+    )
+    .await;
+    let addr = common::addr(&srv, Transport::Udp);
+    let (mut alice, mut bob) = agents(addr).await;
+    let (mut phone, media, _call) = call(addr).await;
+
+    // Hold music while the first agent rings.
+    let music = prompt("en", "hold_music");
+    assert!(
+        media
+            .wait_for_prompt(&music, 0, 10 * SECOND)
+            .await
+            .is_some(),
+        "the caller hears the queue's music"
+    );
+
+    // The first agent offered lets it ring: after the ring timeout it is cancelled and
+    // the other agent is offered the call.
+    let (first, offer) = first_offer(&mut alice, &mut bob).await;
+    let text = String::from_utf8_lossy(&offer.invite.to_bytes()).into_owned();
+    assert!(
+        text.contains("P-Asserted-Identity: <sip:+4930123456@"),
+        "{text}"
+    );
+    let (ringer, other) = if first == 0 {
+        (&mut alice, &mut bob)
+    } else {
+        (&mut bob, &mut alice)
+    };
+    ringer.ring(&offer).await.unwrap();
+    ringer.expect_cancel(&offer, 15 * SECOND).await.unwrap();
+    let offer2 = other.next_invite(15 * SECOND).await.unwrap();
+    let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let mut talking = other.accept(&offer2, &agent_media).await.unwrap();
+
+    // Caller and agent hear each other.
+    let words = sweep(50, 300.0);
+    media.say_pcm(&words);
+    wait_until("the caller at the agent", 10 * SECOND, || {
+        heard_run(&agent_media, &words) >= 45
+    })
+    .await;
+    let reply = sweep(50, 900.0);
+    agent_media.say_pcm(&reply);
+    wait_until("the agent at the caller", 10 * SECOND, || {
+        heard_run(&media, &reply) >= 45
+    })
+    .await;
+
+    // The agent hangs up first: the caller goes on to the step's `after`.
+    let from = media.heard_len();
+    other.hang_up(&mut talking).await.unwrap();
+    assert!(
+        media
+            .wait_for_prompt(&prompt("en", "survey_thanks"), from, 10 * SECOND)
+            .await
+            .is_some(),
+        "after the agent hangs up the caller reaches the `after` step"
+    );
+    phone.expect_bye(20 * SECOND).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_hangs_up_while_an_agent_rings_cancels_the_agents_leg() {
+    let dir = scratch("cancel");
+    let srv = serve(&dir, "46240-46279", "{ ring_timeout: 20s }").await;
+    let addr = common::addr(&srv, Transport::Udp);
+    let (mut alice, mut bob) = agents(addr).await;
+    let (mut phone, _media, mut call) = call(addr).await;
+    let (first, offer) = first_offer(&mut alice, &mut bob).await;
+    let agent = if first == 0 { &mut alice } else { &mut bob };
+    agent.ring(&offer).await.unwrap();
+    phone.hang_up(&mut call).await.unwrap();
+    agent.expect_cancel(&offer, 10 * SECOND).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_agent_logged_in_a_leave_queue_sends_the_caller_on_at_once() {
+    let dir = scratch("empty");
+    let srv = serve(&dir, "46280-46299", "{ when_empty: leave }").await;
+    let addr = common::addr(&srv, Transport::Udp);
+    let (mut phone, media, _call) = call(addr).await;
+    assert!(
+        media
+            .wait_for_prompt(&prompt("en", "advisors_busy"), 0, 10 * SECOND)
+            .await
+            .is_some(),
+        "no agent registered: on_timeout at once"
+    );
+    phone.expect_bye(20 * SECOND).await.unwrap();
+}
