@@ -253,3 +253,69 @@ async fn with_no_agent_logged_in_a_leave_queue_sends_the_caller_on_at_once() {
     );
     phone.expect_bye(20 * SECOND).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_third_caller_waiting_hears_its_position() {
+    let dir = scratch("position");
+    let srv = serve(
+        &dir,
+        "46300-46339",
+        "{ music: hold_music, announce_every: 20s, announce: [position] }",
+    )
+    .await;
+    let addr = common::addr(&srv, Transport::Udp);
+    // No agent is logged in; the callers join anyway (the default) and wait in order.
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        calls.push(call(addr).await);
+    }
+    let position = prompt("en", "queue_position");
+    let three = hotline::flow::say::say(hotline::flow::model::SayKind::Number, "3", "en").unwrap();
+    let three = prompt("en", &three[0]);
+    let two = hotline::flow::say::say(hotline::flow::model::SayKind::Number, "2", "en").unwrap();
+    let two = prompt("en", &two[0]);
+    for (media, number) in [(&calls[2].1, &three), (&calls[1].1, &two)] {
+        let at = media
+            .wait_for_prompt(&position, 0, 10 * SECOND)
+            .await
+            .expect("a position announcement");
+        let n = media
+            .wait_for_prompt(number, at, 10 * SECOND)
+            .await
+            .expect("the position");
+        assert!(
+            n >= at + position.frame_count() - 1,
+            "the number follows the words"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrap_up_holds_the_next_call_back_from_the_agent() {
+    let dir = scratch("wrapup");
+    let srv = serve(&dir, "46340-46379", "{ ring_timeout: 20s, wrap_up: 3s }").await;
+    let addr = common::addr(&srv, Transport::Udp);
+    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    assert_eq!(
+        alice
+            .register(addr, "alice", "alice-secret", 300)
+            .await
+            .unwrap(),
+        200
+    );
+    let (_p1, _m1, _c1) = call(addr).await;
+    let offer = alice.next_invite(10 * SECOND).await.unwrap();
+    let agent_media = CallMedia::bind(LOCALHOST, false).unwrap();
+    let mut talking = alice.accept(&offer, &agent_media).await.unwrap();
+    // A second caller waits while alice talks.
+    let (_p2, _m2, _c2) = call(addr).await;
+    alice.hang_up(&mut talking).await.unwrap();
+    let hung_up = tokio::time::Instant::now();
+    // The next offer comes only after the wrap-up (never before: a lower bound).
+    let _next = alice.next_invite(20 * SECOND).await.unwrap();
+    let waited = hung_up.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "offered again after {waited:?}, within the 3 s wrap-up"
+    );
+}

@@ -162,18 +162,15 @@ impl Call {
                 });
             }
             LegNews::HungUp => {
+                // Only an answered leg can hang up, and an answer the ACD took is a
+                // connection there, even if its Connect has not reached this call yet
+                // (then Connect finds the leg gone and ends the conversation at once).
                 let connected = self.bridged_to.as_ref() == Some(&role);
                 self.retire_leg(&role);
+                acd.input(Input::AgentLeft { call });
                 if connected {
                     self.end_bridge();
-                    acd.input(Input::AgentLeft { call });
                     self.agent_hung_up(agent);
-                } else {
-                    acd.input(Input::OfferFailed {
-                        call,
-                        agent,
-                        reason: OfferFailure::Error,
-                    });
                 }
             }
         }

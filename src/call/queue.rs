@@ -108,14 +108,21 @@ impl Call {
                 // At once, whatever plays: the agent must not hear dead air.
                 self.media(SessionCommand::Stop { id: MUSIC_PLAY });
                 self.media(SessionCommand::Stop { id: ANNOUNCE_PLAY });
-                if !self.bridge_to(&LegRole::Agent(agent.clone())) {
-                    warn!(%agent, "connected to an agent whose leg is gone");
-                }
+                let bridged = self.bridge_to(&LegRole::Agent(agent.clone()));
                 info!(%agent, waited = ?waited, "talking to an agent");
                 if let Some(q) = self.queued.as_mut() {
                     q.agent = Some(agent.clone());
                 }
-                self.flow_event(Event::QueueConnected { id, agent });
+                self.flow_event(Event::QueueConnected {
+                    id,
+                    agent: agent.clone(),
+                });
+                if !bridged {
+                    // The agent answered and hung up before this call heard of the
+                    // connection (the ACD was told then).
+                    info!(%agent, "the agent's leg ended before the connection");
+                    self.agent_hung_up(agent);
+                }
             }
             QueueNews::Announce {
                 prompt,
