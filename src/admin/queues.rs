@@ -46,6 +46,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// A request the API cannot carry out: its status and what to say.
+#[derive(Debug, PartialEq)]
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 fn no_queues() -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -125,7 +135,7 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// The command an action and its body ask for.
-fn parse_command(action: &str, body: &[u8]) -> Result<AgentCommand, Response> {
+fn parse_command(action: &str, body: &[u8]) -> Result<AgentCommand, Refusal> {
     match action {
         "login" => Ok(AgentCommand::Login),
         "logout" => Ok(AgentCommand::Logout),
@@ -135,7 +145,7 @@ fn parse_command(action: &str, body: &[u8]) -> Result<AgentCommand, Response> {
                 PauseBody::default()
             } else {
                 serde_json::from_slice(body).map_err(|e| {
-                    error(
+                    Refusal(
                         StatusCode::BAD_REQUEST,
                         format!("expected an empty body or {{\"reason\": \"...\"}}: {e}"),
                     )
@@ -147,14 +157,14 @@ fn parse_command(action: &str, body: &[u8]) -> Result<AgentCommand, Response> {
                 .filter(|r| !r.is_empty())
                 .unwrap_or_else(|| DEFAULT_PAUSE_REASON.to_owned());
             if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
-                return Err(error(
+                return Err(Refusal(
                     StatusCode::BAD_REQUEST,
                     format!("a pause reason is one line of at most {MAX_REASON_CHARS} characters"),
                 ));
             }
             Ok(AgentCommand::Pause { reason })
         }
-        other => Err(error(
+        other => Err(Refusal(
             StatusCode::NOT_FOUND,
             format!("no agent action '{other}' (actions: login, logout, pause, resume)"),
         )),
@@ -171,7 +181,7 @@ async fn command(
     };
     let cmd = match parse_command(&action, &body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let result = acd.command(&name, cmd).await;
     // The snapshot tells an unknown agent (404) from a refusal (409), and shows the
@@ -192,8 +202,8 @@ async fn command(
 mod tests {
     use super::*;
 
-    fn status(r: Result<AgentCommand, Response>) -> Result<AgentCommand, StatusCode> {
-        r.map_err(|r| r.status())
+    fn status(r: Result<AgentCommand, Refusal>) -> Result<AgentCommand, StatusCode> {
+        r.map_err(|r| r.0)
     }
 
     #[test]
