@@ -62,6 +62,8 @@ pub struct CallDeps {
     listeners: std::sync::OnceLock<Vec<(Transport, SocketAddr)>>,
     /// The agent queues, when configured.
     acd: std::sync::OnceLock<crate::queue::service::AcdHandle>,
+    /// The registrar's bindings (feature codes check where an agent's phone is).
+    registrations: std::sync::OnceLock<crate::sip::registrar::Registrations>,
 }
 
 impl CallDeps {
@@ -74,7 +76,16 @@ impl CallDeps {
             live: RwLock::new(Arc::new(live)),
             listeners: std::sync::OnceLock::new(),
             acd: std::sync::OnceLock::new(),
+            registrations: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_registrations(&self, r: crate::sip::registrar::Registrations) {
+        let _ = self.registrations.set(r);
+    }
+
+    pub fn registrations(&self) -> Option<&crate::sip::registrar::Registrations> {
+        self.registrations.get()
     }
 
     pub fn set_acd(&self, acd: crate::queue::service::AcdHandle) {
@@ -291,6 +302,10 @@ impl Call {
         let scheme = inv.uri.scheme().to_ascii_lowercase();
         if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
             refuse(416, "Unsupported URI Scheme", &[]);
+            return None;
+        }
+        if let Some(command) = crate::feature::command_for(&deps, &dialed) {
+            crate::feature::serve(nc, deps, call_id, caller, command).await;
             return None;
         }
         let flow_name = match live.config.route(&dialed) {

@@ -6,6 +6,7 @@ pub mod call; // one call: joins dialog, media session and flow machine
 pub mod caller; // a scripted caller for tests and load
 pub mod check; // load everything and report every problem
 pub mod config; // hotline.yaml
+pub mod feature; // feature codes from agents' phones: *41 pause, *42 resume...
 pub mod flow; // the call-flow language: model, loading, interpreter
 pub mod impact; // which calls in progress a new version's changed steps concern
 pub mod leg; // an outgoing call leg (transfer, agent offer) and its media

@@ -138,6 +138,7 @@ impl Server {
         );
         let endpoint_stats = endpoint.stats();
         let registrations = endpoint.registrations();
+        deps.set_registrations(registrations.clone());
         let registrar_events = endpoint.registrar_events();
         if let Some(acd) = start_acd(&config, &registrations, &registrar_events)? {
             deps.set_acd(acd);

@@ -32,13 +32,16 @@ fn setup(tag: &str) -> (TempDir, Config) {
     let dir = std::env::temp_dir().join(format!("hotline-admin-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("flows")).expect("temp dir");
-    std::fs::copy(repo().join("flows/main.yaml"), dir.join("flows/main.yaml")).expect("copy");
+    for f in ["main.yaml", "survey.yaml"] {
+        std::fs::copy(repo().join("flows").join(f), dir.join("flows").join(f)).expect("copy");
+    }
     std::fs::write(
         dir.join("hotline.yaml"),
         format!(
             "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 43100-43199 }}\n\
-flows: flows\nprompts: {}\nadmin: {{ listen: \"127.0.0.1:0\", token: {TOKEN} }}\n",
-            repo().join("prompts").display()
+flows: flows\nprompts: {}\nadmin: {{ listen: \"127.0.0.1:0\", token: {TOKEN} }}\n{}",
+            repo().join("prompts").display(),
+            common::SAMPLE_TEST_CONFIG
         ),
     )
     .expect("hotline.yaml");
@@ -146,7 +149,7 @@ async fn calls_impact_reload_and_refusal() {
             .iter()
             .map(|f| f.name.as_str())
             .collect::<Vec<_>>(),
-        ["main"]
+        ["main", "survey"]
     );
     assert!(flows.flows[0].steps.contains_key("main_menu"));
     assert!(!flows.loaded_at.is_empty());
@@ -332,7 +335,7 @@ async fn without_a_token_loopback_needs_none() {
     assert_eq!(health.version, 1);
     // An unknown path is a plain 404.
     let r = client()
-        .get(format!("http://{admin}/queues"))
+        .get(format!("http://{admin}/nothing"))
         .send()
         .await
         .expect("request");

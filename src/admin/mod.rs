@@ -1,15 +1,16 @@
 //! The admin HTTP API: a small JSON API on its own listener (loopback by default) for the
-//! people who run the hotline: health, the calls in progress, the running flows, reload.
+//! people who run the hotline: health, the calls in progress, the running flows, reload,
+//! and the agent queues (waiting callers, agents, figures; agent login, pause...).
 //!
 //! Owns the router, its composition from parts, the bearer-token check and the listener
 //! task. It decides nothing about calls or flows: handlers read the registry and the live
 //! version and call the same reload as SIGHUP. Other modules add endpoints by handing
-//! their own [`Part`] to [`build`] (e.g. queues: `admin::build(state, [admin::core(),
-//! queue::admin_part()])`).
+//! their own [`Part`] to [`build`], as [`queues`] does.
 
 mod endpoints;
 pub mod impact_client;
 pub mod json;
+pub mod queues;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,9 +50,10 @@ pub fn build(state: Shared, parts: impl IntoIterator<Item = Part>) -> Router {
         .with_state(state)
 }
 
-/// The API with the endpoints of this module: health, calls, flows, reload.
+/// The API with the endpoints of this module: health, calls, flows, reload, queues and
+/// agents.
 pub fn router(state: Shared) -> Router {
-    build(state, [core()])
+    build(state, [core(), queues::part()])
 }
 
 async fn authorize(State(state): State<Shared>, req: Request, next: Next) -> Response {

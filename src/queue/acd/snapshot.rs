@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Acd, Kind};
-use crate::queue::agent::AgentState;
+use crate::queue::agent::{AfterCall, AgentState};
 use crate::queue::ewt::estimate;
 use crate::queue::stats::{QueueStats, StatsSnapshot};
 
@@ -79,6 +79,7 @@ impl Acd {
                 QueueSnapshot {
                     name: name.clone(),
                     strategy: q.cfg.strategy.as_str(),
+                    service_level_secs: q.cfg.service_level.as_secs_f64(),
                     estimated_wait_secs: estimate(
                         q.handle_times.average(),
                         q.line.len().saturating_add(1),
@@ -115,6 +116,10 @@ impl Acd {
                     call,
                     wrap_up_left_secs: until,
                     contact: a.contact(now).map(str::to_owned),
+                    after_call: a.after_call.as_ref().map(|c| match c {
+                        AfterCall::Pause(_) => "pause",
+                        AfterCall::Logout => "logout",
+                    }),
                     queues: a.queues.clone(),
                     answered: a.answered(),
                     misses: a.misses(),
@@ -141,6 +146,9 @@ pub struct Snapshot {
 pub struct QueueSnapshot {
     pub name: String,
     pub strategy: &'static str,
+    /// The service level's threshold: `stats.service_level_percent` counts the callers
+    /// answered within this many seconds (the queue's `service_level`).
+    pub service_level_secs: f64,
     /// What a caller joining now could expect.
     pub estimated_wait_secs: Option<f64>,
     pub waiting: Vec<WaitingSnapshot>,
@@ -182,7 +190,95 @@ pub struct AgentSnapshot {
     pub call: Option<String>,
     pub wrap_up_left_secs: Option<f64>,
     pub contact: Option<String>,
+    /// What the agent asked for during its call, done when the call ends: `pause` or
+    /// `logout`.
+    pub after_call: Option<&'static str>,
     pub queues: BTreeMap<String, u32>,
     pub answered: u64,
     pub misses: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::queue::acd::{Acd, Input};
+    use crate::queue::agent::AgentCommand;
+    use crate::queue::config::{AgentsConfig, QueuesConfig};
+    use crate::queue::store::MemoryStore;
+
+    fn acd(now: Instant) -> Acd {
+        #[derive(serde::Deserialize)]
+        struct Both {
+            queues: QueuesConfig,
+            agents: AgentsConfig,
+        }
+        let b: Both = serde_saphyr::from_str(
+            "queues: { support: { service_level: 30s } }\n\
+             agents: { alice: { uri: \"sip:alice@192.0.2.1\", queues: { support: 0 } } }\n",
+        )
+        .expect("config");
+        Acd::new(&b.queues, &b.agents, Box::new(MemoryStore::new()), now).expect("acd")
+    }
+
+    /// Every figure the admin API promises is in the JSON, with the configured threshold.
+    #[test]
+    fn figures_threshold_and_asked_after_call() {
+        let t0 = Instant::now();
+        let mut acd = acd(t0);
+        let snap = serde_json::to_value(acd.snapshot(t0)).expect("json");
+        let q = &snap["queues"][0];
+        assert_eq!(q["service_level_secs"], 30.0);
+        for figure in [
+            "offered",
+            "answered",
+            "abandoned",
+            "service_level_percent",
+            "average_speed_of_answer_secs",
+            "average_handling_time_secs",
+            "longest_wait_secs",
+        ] {
+            assert!(q["stats"].get(figure).is_some(), "{figure} missing: {q}");
+        }
+        assert_eq!(snap["agents"][0]["after_call"], serde_json::Value::Null);
+
+        // Alice takes a call, then asks for a pause: it waits for the call's end.
+        acd.handle(
+            t0,
+            Input::Join {
+                call: "c1".into(),
+                queue: "support".into(),
+                priority: 0,
+                skills: vec![],
+                caller: "+491".into(),
+            },
+        )
+        .expect("join");
+        let t1 = t0 + Duration::from_secs(4);
+        acd.handle(
+            t1,
+            Input::OfferAnswered {
+                call: "c1".into(),
+                agent: "alice".into(),
+            },
+        )
+        .expect("answered");
+        acd.handle(
+            t1,
+            Input::Agent {
+                agent: "alice".into(),
+                command: AgentCommand::Pause {
+                    reason: "lunch".into(),
+                },
+            },
+        )
+        .expect("pause");
+        let snap = acd.snapshot(t1);
+        let alice = &snap.agents[0];
+        assert_eq!((alice.state, alice.after_call), ("on_call", Some("pause")));
+        let stats = &snap.queues[0].stats;
+        assert_eq!((stats.offered, stats.answered), (1, 1));
+        assert_eq!(stats.service_level_percent, Some(100.0));
+        assert_eq!(stats.average_speed_of_answer_secs, Some(4.0));
+    }
 }
