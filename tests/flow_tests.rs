@@ -53,10 +53,10 @@ FAIL  expects a tag the call does not have  (tests/flow_tests/failing.yaml:23)
     press: 1                     | press: 1
     hears: main_menu             | hears: main_menu
     press: 0                     | press: 0
-    hears: advisors_busy         | hears: advisors_busy
+    queued: support              | queued: support
   > tagged: { reason: shipping } | tagged: { reason: advisor }
-                                 | hears: goodbye
-                                 | (call ended: hangup by flow)
+                                 | hears: survey_rating
+                                 | (waits for a key in 'rating')
 ok    this one passes  (tests/flow_tests/failing.yaml:32)
 1 passed, 3 failed
 ";

@@ -53,13 +53,32 @@ fn keys_pressed_where_the_flow_waits() {
   (key 0: global key to 'advisor')
   step: advisor
   tag: reason = advisor
-  hears: All our advisors are busy at the moment. Please call again later.
+  queued: support
+  agent answers: agent
+  queue: agent_hung_up after 0s
+  set: queue = {\"agent\":\"agent\",\"name\":\"support\",\"outcome\":\"agent_hung_up\",\"wait\":0}
+  step: survey
+  goto: survey
+  step: survey/rating
+  hears: Before you go: how satisfied were you with our service today? Press 1 for not satisfied at all, up to 5 for very satisfied.
+  press: 2
+  set: survey_score = 2
+  step: survey/rated
+  tag: survey_score = 2
+  set: satisfaction = 2
+  step: survey/comment_offer
+  hears: Thank you. To leave a comment after the tone, press 1. Otherwise, press 2 or simply hang up.
+  press: 3
+  (invalid entry '3' in 'comment_offer', failure 1)
+  (gives up on 'comment_offer')
+  step: survey/thanks
+  hears: Thank you for your feedback.
+  back in: main
   step: goodbye
   hears: Thank you for calling Acme. Goodbye.
   hangs up
-keys not used (the call had ended): 2,3
-tags: reason=advisor
-outcome: hangup by flow, after 33.4s
+tags: reason=advisor, survey_score=2
+outcome: hangup by flow, after 47.5s
 ";
     assert_eq!(run("1,0,2,3", false), expected);
 }
