@@ -1041,7 +1041,7 @@ impl Call {
     /// Tears down what is left and records the call's story.
     async fn finish(&mut self) {
         self.stop_recording().await;
-        self.queue_caller_gone();
+        self.leave_line();
         self.end_bridge();
         self.hang_up_all_legs();
         if let Some(id) = self.session.take() {

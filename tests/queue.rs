@@ -11,11 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::bridge::{heard_run, sweep, wait_until};
 use common::{SECOND, prompt, repo};
 use hotline::caller::answerer::{Answerer, Incoming};
 use hotline::caller::{CallMedia, Established, Offer, Phone};
 use hotline::config::{Config, Transport};
-use hotline::media::g711::{Codec, FRAME_SAMPLES};
 use hotline::server::{RunningServer, Server};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -96,65 +96,6 @@ async fn first_offer(alice: &mut Answerer, bob: &mut Answerer) -> (usize, Incomi
     tokio::select! {
         i = alice.next_invite(20 * SECOND) => (0, i.unwrap()),
         i = bob.next_invite(20 * SECOND) => (1, i.unwrap()),
-    }
-}
-
-fn sweep(frames: usize, base: f32) -> Vec<i16> {
-    (0..frames * FRAME_SAMPLES)
-        .map(|i| {
-            let t = i as f32 / 8000.0;
-            (8000.0 * (2.0 * std::f32::consts::PI * (base + 400.0 * t) * t).sin()) as i16
-        })
-        .collect()
-}
-
-fn decoded(frames: &[[u8; FRAME_SAMPLES]]) -> Vec<[i16; FRAME_SAMPLES]> {
-    frames
-        .iter()
-        .map(|f| {
-            let mut pcm = [0i16; FRAME_SAMPLES];
-            Codec::Pcmu.decode_into(f, &mut pcm);
-            pcm
-        })
-        .collect()
-}
-
-/// How many frames of `pcm` were heard in order, sample for sample.
-fn heard_run(m: &CallMedia, pcm: &[i16]) -> usize {
-    let sent: Vec<[u8; FRAME_SAMPLES]> = pcm
-        .chunks(FRAME_SAMPLES)
-        .map(|c| {
-            let mut f = [0u8; FRAME_SAMPLES];
-            Codec::Pcmu.encode_into(c, &mut f);
-            f
-        })
-        .collect();
-    let heard: Vec<[u8; FRAME_SAMPLES]> = m.heard().into_iter().map(|h| h.payload).collect();
-    let (heard, sent) = (decoded(&heard), decoded(&sent));
-    // The longest stretch heard in order from any starting frame: a frame lost to a
-    // stalled machine shortens a stretch but does not hide the rest.
-    let mut best = 0;
-    for (i, h) in heard.iter().enumerate() {
-        for (j, _) in sent.iter().enumerate().filter(|(_, s)| *s == h) {
-            let run = heard[i..]
-                .iter()
-                .zip(&sent[j..])
-                .take_while(|(h, s)| h == s)
-                .count();
-            best = best.max(run);
-        }
-    }
-    best
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let until = tokio::time::Instant::now() + timeout;
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

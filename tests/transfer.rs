@@ -8,13 +8,13 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use common::bridge::{decoded, encode, longest_run, payloads, sweep, wait_until};
 use common::{SECOND, prompt, repo};
 use hotline::caller::answerer::{Answered, Answerer, Incoming};
 use hotline::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
 use hotline::config::{Config, Transport};
-use hotline::media::g711::{Codec, FRAME_SAMPLES};
+use hotline::media::g711::Codec;
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
 
@@ -79,74 +79,6 @@ async fn call_until_desk_rings(name: &str, timeout: &str, rtp: &str) -> Setup {
         desk,
         incoming,
     }
-}
-
-/// A recognisable sound: a sweep, different in every frame.
-fn sweep(frames: usize, base: f32) -> Vec<i16> {
-    (0..frames * FRAME_SAMPLES)
-        .map(|i| {
-            let t = i as f32 / 8000.0;
-            let f = base + 400.0 * t;
-            (8000.0 * (2.0 * std::f32::consts::PI * f * t).sin()) as i16
-        })
-        .collect()
-}
-
-fn encode(pcm: &[i16], codec: Codec) -> Vec<[u8; FRAME_SAMPLES]> {
-    pcm.chunks(FRAME_SAMPLES)
-        .map(|c| {
-            let mut f = [0u8; FRAME_SAMPLES];
-            codec.encode_into(c, &mut f);
-            f
-        })
-        .collect()
-}
-
-/// The longest run of `sent` frames heard in order, sample for sample. (Bytes may differ:
-/// μ-law has two codes for zero, and the bridge decodes and encodes again.)
-fn longest_run(heard: &[[u8; FRAME_SAMPLES]], sent: &[[u8; FRAME_SAMPLES]]) -> usize {
-    let heard = decoded(heard, Codec::Pcmu);
-    let sent = decoded(sent, Codec::Pcmu);
-    // The longest stretch heard in order from any starting frame: a frame lost to a
-    // stalled machine shortens a stretch but does not hide the rest.
-    let mut best = 0;
-    for (i, h) in heard.iter().enumerate() {
-        for (j, _) in sent.iter().enumerate().filter(|(_, s)| *s == h) {
-            let run = heard[i..]
-                .iter()
-                .zip(&sent[j..])
-                .take_while(|(h, s)| h == s)
-                .count();
-            best = best.max(run);
-        }
-    }
-    best
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let until = tokio::time::Instant::now() + timeout;
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn decoded(frames: &[[u8; FRAME_SAMPLES]], codec: Codec) -> Vec<[i16; FRAME_SAMPLES]> {
-    frames
-        .iter()
-        .map(|f| {
-            let mut pcm = [0i16; FRAME_SAMPLES];
-            codec.decode_into(f, &mut pcm);
-            pcm
-        })
-        .collect()
-}
-
-fn payloads(m: &CallMedia) -> Vec<[u8; FRAME_SAMPLES]> {
-    m.heard().into_iter().map(|h| h.payload).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

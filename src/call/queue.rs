@@ -148,7 +148,8 @@ impl Call {
                 });
             }
             QueueNews::Overflow { reason, waited } => {
-                self.leave_line();
+                // The ACD has taken the caller out of the line already.
+                self.stop_waiting();
                 self.flow_event(Event::QueueDone {
                     id,
                     outcome: QueueOutcome::Overflow {
@@ -202,7 +203,8 @@ impl Call {
         true
     }
 
-    /// The flow took the caller out of the line (a key of the step's `keys`).
+    /// The caller leaves the line: the flow took it out (a key of the step's `keys`), or
+    /// the call ended while queued or talking.
     pub(super) fn leave_line(&mut self) {
         if self.queued.is_none() {
             return;
@@ -226,19 +228,6 @@ impl Call {
             outcome: QueueOutcome::AgentHungUp { agent },
             waited: Duration::ZERO,
         });
-    }
-
-    /// The caller hung up (or the call ended otherwise) while queued or talking.
-    pub(super) fn queue_caller_gone(&mut self) {
-        if self.queued.is_none() {
-            return;
-        }
-        if let Some(acd) = self.deps.acd() {
-            acd.input(Input::CallerLeft {
-                call: self.call_id.clone(),
-            });
-        }
-        self.stop_waiting();
     }
 
     fn stop_waiting(&mut self) {
