@@ -2,6 +2,8 @@
 //! loopback and SIPp, a third-party SIP tester, places calls from the scenarios in
 //! `tests/sipp/` (menu walks with RFC 4733 and in-band keys, hang-ups from either side,
 //! CANCEL while ringing, OPTIONS, refusals, a burst of concurrent calls) over UDP and TCP.
+//! SIPp also plays an agent's phone: it logs in, answers the call the queue offers it and
+//! hangs up, while the project's own caller waits in the queue.
 //!
 //! This file only starts processes and judges their results: SIPp checks the SIP exchange
 //! (any unexpected or missing message fails its call, so the exit status says it all) and,
@@ -760,9 +762,15 @@ agents: { alice: { password: secret, queues: { support: 0 } } }\n";
             Err("alice never became available".to_string())
         };
         // SIPp's verdict first: when it failed, its logs explain the caller's trouble.
-        let ran = agent
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let ran = match agent.join() {
+            Ok(ran) => ran,
+            Err(sipp_failed) => {
+                if let Err(e) = &caller {
+                    eprintln!("{test}: and the caller: {e}");
+                }
+                std::panic::resume_unwind(sipp_failed)
+            }
+        };
         (ran, caller)
     });
     if !ran {
