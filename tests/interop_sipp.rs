@@ -2,6 +2,8 @@
 //! loopback and SIPp, a third-party SIP tester, places calls from the scenarios in
 //! `tests/sipp/` (menu walks with RFC 4733 and in-band keys, hang-ups from either side,
 //! CANCEL while ringing, OPTIONS, refusals, a burst of concurrent calls) over UDP and TCP.
+//! SIPp also plays an agent's phone: it logs in, answers the call the queue offers it and
+//! hangs up, while the project's own caller waits in the queue.
 //!
 //! This file only starts processes and judges their results: SIPp checks the SIP exchange
 //! (any unexpected or missing message fails its call, so the exit status says it all) and,
@@ -16,6 +18,8 @@
 
 // SIPp is a Unix tool, and each run links the pcap files into its folder with symlinks.
 #![cfg(unix)]
+
+mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -213,17 +217,19 @@ struct Hotline {
 
 impl Hotline {
     /// Starts the sample hotline. `extra_config` (YAML lines) makes a config of its own in
-    /// `dir`, pointing at the repository's flows and prompts; without it the repository's
-    /// `hotline.yaml` is used. Returns once the hotline answers OPTIONS. Another process
-    /// may take a port between the check and the hotline's bind: then a new block is tried.
-    fn start(dir: &Path, extra_config: Option<&str>) -> Hotline {
+    /// `dir`, pointing at the repository's prompts and at `flows` (the repository's flows
+    /// when None); without it the repository's `hotline.yaml` is used. Returns once the
+    /// hotline answers OPTIONS. Another process may take a port between the check and the
+    /// hotline's bind: then a new block is tried.
+    fn start(dir: &Path, extra_config: Option<&str>, flows: Option<&Path>) -> Hotline {
         let config = match extra_config {
             None => Path::new(REPO).join("hotline.yaml"),
             Some(extra) => {
                 let path = dir.join("hotline.yaml");
+                let repo_flows = Path::new(REPO).join("flows");
                 let text = format!(
                     "flows: {}\nprompts: {}\n{extra}\n",
-                    yaml_quote(&Path::new(REPO).join("flows")),
+                    yaml_quote(flows.unwrap_or(&repo_flows)),
                     yaml_quote(&Path::new(REPO).join("prompts")),
                 );
                 fs::write(&path, text)
@@ -314,6 +320,20 @@ impl Hotline {
         ))
     }
 
+    /// Waits up to `timeout` for a line of the log that `wanted` accepts.
+    fn wait_for_log(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log_text().lines().map(strip_ansi).any(|l| wanted(&l)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -384,6 +404,9 @@ struct Run<'a> {
     /// Calls started per second (-r), and most at once (-l).
     rate: u32,
     limit: u32,
+    /// The scenario for requests outside SIPp's own calls (-oocsf): the INVITE an agent's
+    /// phone is offered comes with a Call-ID SIPp did not make.
+    out_of_call: Option<&'a str>,
 }
 
 impl Run<'_> {
@@ -394,6 +417,7 @@ impl Run<'_> {
             calls: 1,
             rate: 1,
             limit: 1,
+            out_of_call: None,
         }
     }
 }
@@ -437,6 +461,10 @@ fn sipp(hotline: &Hotline, dir: &Path, run: &Run) -> bool {
         .stderr(fs::File::create(work.join("stderr.log")).expect("sipp stderr"));
     if run.transport == Transport::Tcp {
         cmd.args(["-t", "t1"]);
+    }
+    if let Some(ooc) = run.out_of_call {
+        cmd.arg("-oocsf")
+            .arg(Path::new(REPO).join("tests/sipp").join(ooc));
     }
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting sipp: {e}"));
     // SIPp stops itself at -timeout; this is only the backstop for a hung SIPp.
@@ -548,7 +576,20 @@ impl Case {
             return None;
         }
         let dir = Scratch::new(test);
-        let hotline = Hotline::start(&dir.0, extra_config);
+        let hotline = Hotline::start(&dir.0, extra_config, None);
+        Some(Case { hotline, dir })
+    }
+
+    /// [`Case::start`] with a flows folder of the test's own, holding `main.yaml` alone.
+    fn start_with_flow(test: &str, extra_config: &str, main_flow: &str) -> Option<Case> {
+        if !sipp_ready(test) {
+            return None;
+        }
+        let dir = Scratch::new(test);
+        let flows = dir.0.join("flows");
+        fs::create_dir_all(&flows).expect("flows folder");
+        fs::write(flows.join("main.yaml"), main_flow).expect("writing the flow");
+        let hotline = Hotline::start(&dir.0, Some(extra_config), Some(&flows));
         Some(Case { hotline, dir })
     }
 
@@ -679,6 +720,180 @@ agents: {{ alice: {{ password: secret, queues: {{ support: 0 }} }} }}\n",
     case.sipp(&Run::one("register_auth.xml", Transport::Tcp));
 }
 
+/// A queue with the sample's prompts: the caller waits for an agent and, once the agent
+/// hangs up, hears the survey's thanks.
+const AGENT_FLOW: &str = "start: q
+steps:
+  q:
+    queue: support
+    on_timeout: sorry
+    after: thanks
+  sorry:
+    play: advisors_busy
+    next: hangup
+  thanks:
+    play: survey_thanks
+    next: hangup
+";
+
+/// SIPp is alice's phone (agent_login.xml logs in with MD5 digest authentication, see
+/// [`agent_registers_with_digest_auth_and_unregisters`]; agent_uas.xml answers the offer).
+/// Once alice is available the project's own caller calls in and is queued; the hotline
+/// offers the call to alice, SIPp answers and talks 4 s (its RTP must reach the caller
+/// through the bridge) and hangs up, and the caller goes on to the step's `after`.
+fn agent_answers_the_offered_call(test: &str, transport: Transport) {
+    let config = "sip: { digest_algorithms: [MD5] }\n\
+queues: { support: { ring_timeout: 10s } }\n\
+agents: { alice: { password: secret, queues: { support: 0 } } }\n";
+    let Some(case) = Case::start_with_flow(test, config, AGENT_FLOW) else {
+        return;
+    };
+    let mut run = Run::one("agent_login.xml", transport);
+    run.out_of_call = Some("agent_uas.xml");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime for the caller");
+    let (ran, caller) = std::thread::scope(|s| {
+        let agent = s.spawn(|| case.sipp(&run));
+        let available = case.hotline.wait_for_log(Duration::from_secs(30), |l| {
+            l.contains("agent state") && l.contains("alice") && l.contains("available")
+        });
+        let caller = if available {
+            rt.block_on(caller_reaches_the_agent(case.hotline.ports.sip))
+        } else {
+            Err("alice never became available".to_string())
+        };
+        // SIPp's verdict first: when it failed, its logs explain the caller's trouble.
+        let ran = match agent.join() {
+            Ok(ran) => ran,
+            Err(sipp_failed) => {
+                if let Err(e) = &caller {
+                    eprintln!("{test}: and the caller: {e}");
+                }
+                std::panic::resume_unwind(sipp_failed)
+            }
+        };
+        (ran, caller)
+    });
+    if !ran {
+        return;
+    }
+    if let Err(e) = caller {
+        panic!(
+            "{test}: {e}\n--- hotline log ---\n{}",
+            case.hotline.log_text()
+        );
+    }
+}
+
+/// Calls the hotline as a caller over UDP and checks what the caller hears: the agent's
+/// RTP (listen.pcap), then, after the agent's BYE, the `after` step's prompt; then the
+/// hotline's BYE.
+async fn caller_reaches_the_agent(sip_port: u16) -> Result<(), String> {
+    use hotline::caller::{CallMedia, Offer, Phone};
+    let server = SocketAddr::from((Ipv4Addr::LOCALHOST, sip_port));
+    let mut phone = Phone::new(hotline::config::Transport::Udp, server)
+        .await
+        .map_err(|e| format!("the caller's phone: {e}"))?;
+    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true)
+        .map_err(|e| format!("the caller's RTP socket: {e}"))?;
+    let call = phone
+        .call("hotline", &media, Offer::Default)
+        .await
+        .map_err(|e| format!("the call: {e}"))?;
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    let thanks = common::prompt("en", "survey_thanks");
+    let Some(at) = media
+        .wait_for_prompt(&thanks, 0, Duration::from_secs(60))
+        .await
+    else {
+        return Err(format!(
+            "the caller never heard the `after` step's prompt ({} frames heard)",
+            media.heard_len()
+        ));
+    };
+    let agent = pcap_frames(&pcap_dir().join("listen.pcap"));
+    let heard = media.heard();
+    let from_agent = heard
+        .get(..at)
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| agent.contains(&pcmu_decoded(&h.payload)))
+        .count();
+    // SIPp talks 4 s (200 frames) before its BYE; most of it must come through.
+    if from_agent < 100 {
+        return Err(format!(
+            "the caller heard {from_agent} frames of the agent's RTP before the `after` \
+             prompt, expected at least 100"
+        ));
+    }
+    if let Some(last) = heard
+        .iter()
+        .rposition(|h| agent.contains(&pcmu_decoded(&h.payload)))
+        && last > at
+    {
+        return Err(format!(
+            "the agent's RTP still reached the caller (frame {last}) after the `after` \
+             prompt began (frame {at})"
+        ));
+    }
+    phone
+        .expect_bye(Duration::from_secs(30))
+        .await
+        .map_err(|e| format!("the hotline's BYE after the `after` step: {e}"))?;
+    Ok(())
+}
+
+/// The decoded PCMU frames of an RTP stream written by gen_pcaps.py (little-endian pcap,
+/// Ethernet/IPv4/UDP, 12-byte RTP headers). Decoded, because a bridge may re-encode and
+/// G.711 has two codes for silence.
+fn pcap_frames(path: &Path) -> Vec<Vec<i16>> {
+    const FRAME_HEADERS: usize = 14 + 20 + 8 + 12;
+    let data = fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while let Some(header) = data.get(at..at + 16) {
+        let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let Some(frame) = data.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        // PCMU (payload type 0) only: the stream has no events when it has no keys.
+        if frame
+            .get(FRAME_HEADERS - 11)
+            .is_some_and(|pt| pt & 0x7f == 0)
+            && let Some(payload) = frame.get(FRAME_HEADERS..)
+        {
+            frames.push(pcmu_decoded(payload));
+        }
+        at += 16 + len;
+    }
+    assert!(!frames.is_empty(), "no PCMU frames in {}", path.display());
+    frames
+}
+
+fn pcmu_decoded(payload: &[u8]) -> Vec<i16> {
+    use hotline::media::g711::{Codec, FRAME_SAMPLES};
+    if payload.len() != FRAME_SAMPLES {
+        return Vec::new();
+    }
+    let mut pcm = vec![0i16; FRAME_SAMPLES];
+    Codec::Pcmu.decode_into(payload, &mut pcm);
+    pcm
+}
+
+#[test]
+fn agent_on_sipp_over_udp_answers_the_queued_call_and_hangs_up() {
+    agent_answers_the_offered_call("agent_uas_udp", Transport::Udp);
+}
+
+#[test]
+fn agent_on_sipp_over_tcp_answers_the_queued_call_and_hangs_up() {
+    agent_answers_the_offered_call("agent_uas_tcp", Transport::Tcp);
+}
+
 #[test]
 fn requests_for_unknown_dialogs_get_481() {
     let Some(case) = Case::start("unknown_dialog", Some(&sample_config(NO_SHOP))) else {
@@ -715,6 +930,7 @@ fn twenty_concurrent_callers_all_get_through() {
         calls: 20,
         rate: 20,
         limit: 20,
+        out_of_call: None,
     };
     if !case.sipp(&run) {
         return;
