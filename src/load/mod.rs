@@ -11,6 +11,7 @@
 
 pub mod engine;
 pub mod procfs;
+pub mod queue;
 pub mod report;
 pub mod sched;
 pub mod script;
@@ -108,6 +109,15 @@ pub struct LoadArgs {
     /// Seconds to wait for the engine to answer OPTIONS.
     #[arg(long, default_value_t = 20.0)]
     pub ready_timeout: f64,
+    /// Queue mode: this many agents (`agent1`..) register with an engine the tool starts
+    /// with a one-queue configuration of its own, and every call goes through the queue to
+    /// an agent, who answers at once; both sides talk for `--hold` seconds across the
+    /// bridge. Without it the calls follow the menu script.
+    #[arg(long, conflicts_with = "target")]
+    pub agents: Option<usize>,
+    /// The queue's strategy in queue mode (longest_idle, round_robin or fewest_calls).
+    #[arg(long, default_value = "round_robin", requires = "agents")]
+    pub strategy: String,
 }
 
 fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -198,6 +208,9 @@ fn script_prompts(
 
 /// Runs the load; returns whether every check held.
 pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
+    if let Some(agents) = args.agents {
+        return queue::run(&args, agents).await;
+    }
     if args.calls == 0 {
         anyhow::bail!("--calls must be at least 1");
     }
