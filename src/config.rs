@@ -447,6 +447,9 @@ impl Config {
         FlowConfig {
             schedules: self.schedules.clone(),
             vars: self.vars.clone(),
+            // Without any queue, queue steps are not checked by name: such a flow is being
+            // written before its queues, and its callers go to `on_timeout` meanwhile.
+            queues: (!self.queues.is_empty()).then(|| self.queues.keys().cloned().collect()),
         }
     }
 

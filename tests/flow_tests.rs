@@ -66,11 +66,14 @@ ok    this one passes  (tests/flow_tests/failing.yaml:32)
 /// Queue steps run on the simulated queue, whose outcome each case scripts.
 #[test]
 fn queue_outcomes_are_scripted_per_case() {
-    let config = Config {
+    let mut config = Config {
         flows_dir: PathBuf::from("tests/flow_tests/flows"),
         prompts_dir: PathBuf::from("prompts"),
         ..Config::default()
     };
+    config
+        .queues
+        .insert("support".to_owned(), hotline::queue::QueueConfig::default());
     let run = run_paths(&config, &[PathBuf::from("tests/flow_tests/desk.yaml")]);
     assert!(run.success(), "{}", run.render());
     assert_eq!(run.passed(), 4, "{}", run.render());

@@ -557,6 +557,8 @@ const MENU_TO_ADVISOR: &[&str] = &[
     "opening_hours",
     "main_menu",
     "advisor",
+    // No advisor is logged in: the queue sends the caller on to the message.
+    "advisors_busy",
     "goodbye",
 ];
 

@@ -647,6 +647,7 @@ impl<'a> Ctx<'a> {
                 );
                 let q = step.queue.as_ref()?;
                 self.not_blank(q, "a queue name from hotline.yaml");
+                self.queue_name(q);
                 let skills = step
                     .skills
                     .as_ref()
@@ -826,6 +827,19 @@ impl<'a> Ctx<'a> {
             format!("no schedule named '{name}'"),
             Some(help),
         );
+    }
+
+    fn queue_name(&mut self, q: &Spanned<String>) {
+        let Some(queues) = self.config.and_then(|c| c.queues.as_ref()) else {
+            return;
+        };
+        let name = q.value.trim();
+        if name.is_empty() || queues.contains(name) {
+            return;
+        }
+        let help = did_you_mean_help(name, queues.iter().map(String::as_str))
+            .unwrap_or_else(|| "queues are defined under 'queues:' in hotline.yaml".to_owned());
+        self.error(q.referenced, format!("no queue named '{name}'"), Some(help));
     }
 
     /// A transfer target is a fixed address from the flow file: never a template, so a

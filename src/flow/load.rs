@@ -27,6 +27,8 @@ pub struct FlowConfig {
     pub schedules: BTreeMap<String, Schedule>,
     /// `vars:`, seen by templates as `config.NAME`.
     pub vars: BTreeMap<String, serde_json::Value>,
+    /// The names of `queues:`, for `queue` steps; None: queue names are not checked.
+    pub queues: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Flow files larger than this are refused before parsing: a real flow is a few KiB.
