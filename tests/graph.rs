@@ -205,3 +205,44 @@ fn check_text(t: &str) {
         rest = &after[end + 1..];
     }
 }
+
+/// Every way out of a queue step is an edge: the agent hanging up, the timeout, the keys
+/// that leave the line, and a callback request.
+#[test]
+fn a_queue_step_shows_every_way_out() {
+    let flow = r#"
+start: q
+steps:
+  q:
+    queue: support
+    on_timeout: busy
+    after: thanks
+    keys: { "2": busy }
+    on_callback: noted
+  busy:
+    hangup: advisors_busy
+  thanks:
+    hangup: goodbye
+  noted:
+    hangup: goodbye
+"#;
+    let src = FlowSource {
+        name: "q".to_owned(),
+        file: PathBuf::from("q.yaml"),
+        text: flow.to_owned(),
+    };
+    let (set, diags) = compile_flows(vec![src], &AnyPrompt);
+    assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+    let text = render(
+        &build(&set, set.get("q").expect("loaded")),
+        GraphFormat::Mermaid,
+    );
+    for edge in [
+        "-.->|\"timeout\"|",
+        "-->|\"after the agent\"|",
+        "-->|\"2 (leaves the line)\"|",
+        "-->|\"callback\"|",
+    ] {
+        assert!(text.contains(edge), "{edge} missing in\n{text}");
+    }
+}

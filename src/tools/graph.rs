@@ -249,6 +249,12 @@ pub fn step_edges(flows: &FlowSet, action: &StepAction) -> Vec<(String, To, Edge
             if let Some(t) = q.after {
                 v.push(("after the agent".to_owned(), To::Target(t), Normal));
             }
+            for (key, t) in &q.keys {
+                v.push((format!("{key} (leaves the line)"), To::Target(*t), Normal));
+            }
+            if let Some(t) = q.on_callback {
+                v.push(("callback".to_owned(), To::Target(t), Normal));
+            }
         }
         StepAction::Transfer { on_failure, .. } => {
             if let Some(t) = on_failure {
