@@ -17,7 +17,6 @@ pub mod sched;
 pub mod script;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -340,15 +339,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let mut summary = outcome?;
     summary.judge();
 
-    let table = summary.table();
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        eprint!("{table}");
-        writeln!(out, "{}", summary.json())?;
-    } else {
-        write!(out, "{table}")?;
-    }
-    out.flush()?;
+    report::print(&summary.table(), args.json.then(|| summary.json()))?;
     Ok(summary.passed)
 }
 

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,7 +27,8 @@ use tracing::{info, warn};
 use super::LoadArgs;
 use super::engine::{Engine, SpawnOptions};
 use super::procfs::{self, CpuSnapshot, CpuUse, MachineCpu, Memory};
-use super::report::{Histogram, Spread};
+use super::report::{Histogram, Spread, opt, row};
+use super::script::{bye_failure, short};
 use crate::caller::answerer::Answerer;
 use crate::caller::media::clock_stats;
 use crate::caller::{CallMedia, Offer, Phone};
@@ -211,13 +211,6 @@ impl QueueSummary {
 
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let opt = |v: Option<f64>, unit: &str, prec: usize| match v {
-            Some(x) => format!("{x:.prec$}{unit}"),
-            None => "n/a".into(),
-        };
-        let row = |t: &mut String, k: &str, v: String| {
-            let _ = writeln!(t, "  {k:<28} {v}");
-        };
         let gap = |g: &Spread| {
             format!(
                 "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms  (n={})",
@@ -509,15 +502,7 @@ pub async fn run(args: &LoadArgs, agents: usize) -> anyhow::Result<bool> {
     s.strategy = strategy;
     s.judge();
 
-    let table = s.table();
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        eprint!("{table}");
-        writeln!(out, "{}", s.json())?;
-    } else {
-        write!(out, "{table}")?;
-    }
-    out.flush()?;
+    super::report::print(&s.table(), args.json.then(|| s.json()))?;
     Ok(s.passed)
 }
 
@@ -992,28 +977,13 @@ async fn caller(
     }
     let bye = tokio::time::timeout(Duration::from_secs(12), phone.hang_up(&mut est)).await;
     progress.up.fetch_sub(1, Ordering::AcqRel);
-    match bye {
-        Ok(Ok(resp)) if resp.status == 200 => {}
-        Ok(Ok(resp)) => {
-            r.failure
-                .get_or_insert_with(|| format!("BYE answered {}", resp.status));
-        }
-        Ok(Err(e)) => {
-            r.failure
-                .get_or_insert_with(|| format!("BYE: {}", short(&e.to_string())));
-        }
-        Err(_) => {
-            r.failure.get_or_insert_with(|| "BYE: no answer".into());
-        }
+    if let Some(f) = bye_failure(bye) {
+        r.failure.get_or_insert(f);
     }
     r
 }
 
 /// Keeps failure reasons short, so that equal failures count together in the report.
-fn short(msg: &str) -> String {
-    msg.chars().take(120).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

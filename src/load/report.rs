@@ -203,13 +203,6 @@ impl Summary {
     /// The human-readable report.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let opt = |v: Option<f64>, unit: &str, prec: usize| match v {
-            Some(x) => format!("{x:.prec$}{unit}"),
-            None => "n/a".into(),
-        };
-        let row = |t: &mut String, k: &str, v: String| {
-            let _ = writeln!(t, "  {k:<28} {v}");
-        };
         let _ = writeln!(
             t,
             "hotline load: {} calls at {}/s, {} s each, against {}{}{}",
@@ -374,6 +367,34 @@ impl Summary {
         );
         t
     }
+}
+
+/// A figure that may be missing, with its unit: `12.3 ms` or `n/a`.
+pub(super) fn opt(v: Option<f64>, unit: &str, prec: usize) -> String {
+    match v {
+        Some(x) => format!("{x:.prec$}{unit}"),
+        None => "n/a".into(),
+    }
+}
+
+/// One line of a report table.
+pub(super) fn row(t: &mut String, k: &str, v: String) {
+    let _ = writeln!(t, "  {k:<28} {v}");
+}
+
+/// Prints a run's report: the table, or with `json` the JSON on stdout and the table on
+/// stderr (so a script can read one and a person the other).
+pub(super) fn print(table: &str, json: Option<String>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match json {
+        Some(j) => {
+            eprint!("{table}");
+            writeln!(out, "{j}")?;
+        }
+        None => write!(out, "{table}")?,
+    }
+    out.flush()
 }
 
 #[cfg(test)]

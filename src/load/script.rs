@@ -126,7 +126,7 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             media.close();
-            r.failure = Some(format!("set-up: {}", generalise(&e.to_string())));
+            r.failure = Some(format!("set-up: {}", short(&e.to_string())));
             return r;
         }
         Err(_) => {
@@ -163,19 +163,8 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
     }
     let bye = tokio::time::timeout(Duration::from_secs(12), phone.hang_up(&mut est)).await;
     progress.up.fetch_sub(1, Ordering::AcqRel);
-    match bye {
-        Ok(Ok(resp)) if resp.status == 200 => {}
-        Ok(Ok(resp)) => {
-            r.failure
-                .get_or_insert_with(|| format!("BYE answered {}", resp.status));
-        }
-        Ok(Err(e)) => {
-            r.failure
-                .get_or_insert_with(|| format!("BYE: {}", generalise(&e.to_string())));
-        }
-        Err(_) => {
-            r.failure.get_or_insert_with(|| "BYE: no answer".into());
-        }
+    if let Some(f) = bye_failure(bye) {
+        r.failure.get_or_insert(f);
     }
     r
 }
@@ -261,8 +250,24 @@ fn micros(d: Duration) -> u32 {
 
 /// Keeps failure reasons short, so that equal failures count together in the report (the
 /// caller's errors name the request, not the call).
-fn generalise(msg: &str) -> String {
+/// An error message cut to a length that groups alike failures in the report.
+pub(super) fn short(msg: &str) -> String {
     msg.chars().take(120).collect()
+}
+
+/// What went wrong with a scripted caller's hang-up, if anything.
+pub(super) fn bye_failure(
+    bye: Result<
+        Result<crate::sip::message::Response, crate::caller::CallerError>,
+        tokio::time::error::Elapsed,
+    >,
+) -> Option<String> {
+    match bye {
+        Ok(Ok(resp)) if resp.status == 200 => None,
+        Ok(Ok(resp)) => Some(format!("BYE answered {}", resp.status)),
+        Ok(Err(e)) => Some(format!("BYE: {}", short(&e.to_string()))),
+        Err(_) => Some("BYE: no answer".into()),
+    }
 }
 
 #[cfg(test)]
