@@ -86,7 +86,6 @@ pub struct Leg {
     owner: String,
     /// Our BYE or CANCEL went out and its answer is awaited.
     pub closing: bool,
-    pub placed_at: Instant,
 }
 
 /// Finds where a SIP URI's requests go: its host and port (5060 by default), IP literals
@@ -212,7 +211,6 @@ impl Leg {
             sip: sip.clone(),
             owner: owner.to_string(),
             closing: false,
-            placed_at: Instant::now(),
         })
     }
 
@@ -242,7 +240,7 @@ impl Leg {
                 }
                 self.uac
                     .on_timeout()
-                    .map(|e| self.news(deps, e, beside, media_tx, &[]))
+                    .map(|e| self.news(deps, e, beside, media_tx))
             }
             ToCall::Request { key, req } => self.on_request(key, req),
             ToCall::Cancel { key, req } => {
@@ -277,7 +275,7 @@ impl Leg {
         let ev = self.uac.on_response(resp, || our_via(&peer, adv), &mut out);
         self.send_outputs(out);
         let ev = ev?;
-        Some(self.news(deps, ev, beside, media_tx, &resp.body))
+        Some(self.news(deps, ev, beside, media_tx))
     }
 
     fn news(
@@ -286,7 +284,6 @@ impl Leg {
         ev: LegEvent,
         beside: Option<SessionId>,
         media_tx: &UnboundedSender<MediaEvent>,
-        _body: &[u8],
     ) -> LegNews {
         match ev {
             LegEvent::Ringing => LegNews::Ringing,

@@ -722,22 +722,6 @@ agents: {{ alice: {{ password: secret, queues: {{ support: 0 }} }} }}\n",
     case.sipp(&Run::one("register_auth.xml", Transport::Tcp));
 }
 
-/// A queue with the sample's prompts: the caller waits for an agent and, once the agent
-/// hangs up, hears the survey's thanks.
-const AGENT_FLOW: &str = "start: q
-steps:
-  q:
-    queue: support
-    on_timeout: sorry
-    after: thanks
-  sorry:
-    play: advisors_busy
-    next: hangup
-  thanks:
-    play: survey_thanks
-    next: hangup
-";
-
 /// SIPp is alice's phone (agent_login.xml logs in with MD5 digest authentication, see
 /// [`agent_registers_with_digest_auth_and_unregisters`]; agent_uas.xml answers the offer).
 /// Once alice is available the project's own caller calls in and is queued; the hotline
@@ -747,7 +731,7 @@ fn agent_answers_the_offered_call(test: &str, transport: Transport) {
     let config = "sip: { digest_algorithms: [MD5] }\n\
 queues: { support: { ring_timeout: 10s } }\n\
 agents: { alice: { password: secret, queues: { support: 0 } } }\n";
-    let Some(case) = Case::start_with_flow(test, config, AGENT_FLOW) else {
+    let Some(case) = Case::start_with_flow(test, config, common::QUEUE_FLOW) else {
         return;
     };
     let mut run = Run::one("agent_login.xml", transport);

@@ -20,20 +20,6 @@ use hotline::server::{RunningServer, Server};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-const FLOW: &str = "start: q
-steps:
-  q:
-    queue: support
-    on_timeout: sorry
-    after: thanks
-  sorry:
-    play: advisors_busy
-    next: hangup
-  thanks:
-    play: survey_thanks
-    next: hangup
-";
-
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hotline-queue-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -42,7 +28,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 async fn serve(dir: &Path, rtp: &str, queue: &str) -> RunningServer {
-    std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+    std::fs::write(dir.join("flows/main.yaml"), common::QUEUE_FLOW).unwrap();
     std::fs::write(
         dir.join("hotline.yaml"),
         format!(

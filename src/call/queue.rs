@@ -140,7 +140,7 @@ impl Call {
                 if let Some(q) = self.queued.as_mut() {
                     q.callback_key = Some(key);
                 }
-                let audio = self.queue_prompts(vec![self.prompt_ref(CALLBACK_PROMPT)]);
+                let audio = self.resolve(&[self.prompt_ref(CALLBACK_PROMPT)]);
                 self.media(SessionCommand::Play {
                     id: ANNOUNCE_PLAY,
                     prompts: audio,
@@ -256,7 +256,7 @@ impl Call {
             .get(&q.queue)
             .and_then(|c| c.music.clone());
         let prompts = match music {
-            Some(name) => self.queue_prompts(vec![self.prompt_ref(&name)]),
+            Some(name) => self.resolve(&[self.prompt_ref(&name)]),
             None => Vec::new(),
         };
         // No music configured (or missing): quiet waiting, checked again every minute.
@@ -274,33 +274,28 @@ impl Call {
         });
     }
 
-    fn prompt_ref(&self, name: &str) -> Audio {
-        let language = self
-            .machine
+    /// The caller's prompt language (the flow's, else the library's default).
+    fn language(&self) -> String {
+        self.machine
             .as_ref()
             .map(|m| m.language().to_string())
-            .unwrap_or_else(|| self.live.prompts.default_language().to_string());
+            .unwrap_or_else(|| self.live.prompts.default_language().to_string())
+    }
+
+    fn prompt_ref(&self, name: &str) -> Audio {
         Audio::Prompt(PromptRef {
-            language,
+            language: self.language(),
             fallback_language: self.live.prompts.default_language().to_string(),
             name: name.to_string(),
         })
     }
 
     fn say_number(&self, n: u64) -> Audio {
-        let language = match self.prompt_ref("") {
-            Audio::Prompt(p) => p.language,
-            _ => String::new(),
-        };
         Audio::Say {
-            language,
+            language: self.language(),
             kind: SayKind::Number,
             value: n.to_string(),
         }
-    }
-
-    fn queue_prompts(&self, audio: Vec<Audio>) -> Vec<crate::media::prompt::Prompt> {
-        self.resolve(&audio)
     }
 
     /// "[prompt] You are caller number 3. Your expected wait is about 4 minutes."
@@ -323,6 +318,6 @@ impl Call {
             audio.push(self.say_number(spoken_minutes(ewt)));
             audio.push(self.prompt_ref(MINUTES_PROMPT));
         }
-        self.queue_prompts(audio)
+        self.resolve(&audio)
     }
 }

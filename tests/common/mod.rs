@@ -93,3 +93,19 @@ pub fn prompt(lang: &str, name: &str) -> Prompt {
         .unwrap_or_else(|| panic!("prompt {lang}/{name}"))
         .clone()
 }
+
+/// A flow that puts the caller in the `support` queue: `advisors_busy` when the queue sends
+/// the caller on, `survey_thanks` once the agent hangs up first.
+pub const QUEUE_FLOW: &str = "start: q
+steps:
+  q:
+    queue: support
+    on_timeout: sorry
+    after: thanks
+  sorry:
+    play: advisors_busy
+    next: hangup
+  thanks:
+    play: survey_thanks
+    next: hangup
+";
