@@ -20,6 +20,7 @@ use crate::flow::machine::{
 };
 use crate::leg::Leg;
 
+mod callback; // calling back a caller who asked to keep their place in a queue
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
 use crate::media::clock::{MediaEngine, SessionId};
@@ -35,6 +36,7 @@ use crate::sip::random_token;
 use crate::sip::sdp::{self, Codec, Negotiated};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::transport::Peer;
+pub use callback::call_back;
 
 /// What a reload replaces as one: the configuration, the flows and the prompts. A call
 /// takes a snapshot when it starts and keeps it to its end, so editing a flow never changes
@@ -64,6 +66,8 @@ pub struct CallDeps {
     acd: std::sync::OnceLock<crate::queue::service::AcdHandle>,
     /// The registrar's bindings (feature codes check where an agent's phone is).
     registrations: std::sync::OnceLock<crate::sip::registrar::Registrations>,
+    /// The endpoint, for calls the engine places itself (call backs).
+    sip: std::sync::OnceLock<SipHandle>,
 }
 
 impl CallDeps {
@@ -77,7 +81,16 @@ impl CallDeps {
             listeners: std::sync::OnceLock::new(),
             acd: std::sync::OnceLock::new(),
             registrations: std::sync::OnceLock::new(),
+            sip: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_sip(&self, sip: SipHandle) {
+        let _ = self.sip.set(sip);
+    }
+
+    pub fn sip(&self) -> Option<&SipHandle> {
+        self.sip.get()
     }
 
     pub fn set_registrations(&self, r: crate::sip::registrar::Registrations) {
@@ -188,6 +201,42 @@ pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> 
     Key::from_char(c)
 }
 
+/// How the call began. One per call, made once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Origin {
+    /// The caller called: its INVITE, which the call answers.
+    Called {
+        invite: Request,
+        key: TransactionKey,
+    },
+    /// hotline called the caller back (see `callback`).
+    CalledBack(callback::CalledBack),
+}
+
+/// What a call is made of when it starts; the rest of [`Call`] starts empty.
+struct Start {
+    deps: Arc<CallDeps>,
+    live: Arc<Live>,
+    sip: SipHandle,
+    peer: Peer,
+    advertised: IpAddr,
+    call_id: String,
+    dialog: Dialog,
+    origin: Origin,
+    inbox: mpsc::UnboundedReceiver<ToCall>,
+    media: (
+        mpsc::UnboundedSender<MediaEvent>,
+        mpsc::UnboundedReceiver<MediaEvent>,
+    ),
+    caller: String,
+    caller_display: Option<String>,
+    local_rtp_port: u16,
+    sdp_session_id: u64,
+    flow_name: String,
+    machine: Option<FlowMachine>,
+    registration: crate::registry::Registration,
+}
+
 struct Call {
     deps: Arc<CallDeps>,
     live: Arc<Live>,
@@ -196,8 +245,7 @@ struct Call {
     advertised: IpAddr,
     call_id: String,
     dialog: Dialog,
-    invite: Request,
-    invite_key: TransactionKey,
+    origin: Origin,
     inbox: mpsc::UnboundedReceiver<ToCall>,
     media_rx: mpsc::UnboundedReceiver<MediaEvent>,
     media_tx: mpsc::UnboundedSender<MediaEvent>,
@@ -271,6 +319,54 @@ pub async fn run(nc: NewCall, deps: Arc<CallDeps>) {
 }
 
 impl Call {
+    fn new(s: Start) -> Call {
+        let (media_tx, media_rx) = s.media;
+        let (io_tx, io_rx) = mpsc::unbounded_channel();
+        let (leg_media_tx, leg_media_rx) = mpsc::unbounded_channel();
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        Call {
+            deps: s.deps,
+            live: s.live,
+            sip: s.sip,
+            peer: s.peer,
+            advertised: s.advertised,
+            call_id: s.call_id,
+            dialog: s.dialog,
+            origin: s.origin,
+            inbox: s.inbox,
+            media_rx,
+            media_tx,
+            session: None,
+            negotiated: None,
+            sdp_session_id: s.sdp_session_id,
+            sdp_version: 1,
+            local_rtp_port: s.local_rtp_port,
+            flow_name: s.flow_name,
+            machine: s.machine,
+            outcome: None,
+            bye_sent: false,
+            recording: None,
+            pending_writes: Vec::new(),
+            io_tx,
+            io_rx,
+            started: Instant::now(),
+            caller: s.caller,
+            caller_display: s.caller_display,
+            pending_transfer: None,
+            legs: Vec::new(),
+            leg_deadline: None,
+            old_legs: Vec::new(),
+            leg_media_tx,
+            leg_media_rx,
+            bridged_to: None,
+            pending_queue: None,
+            queued: None,
+            queue_tx,
+            queue_rx,
+            registration: s.registration,
+        }
+    }
+
     /// Checks the INVITE, negotiates media and sends 200 OK. Returns None when the call was
     /// refused or cancelled (the response is already sent).
     async fn answer(
@@ -391,52 +487,28 @@ impl Call {
             }
         };
 
-        let (media_tx, media_rx) = mpsc::unbounded_channel();
-        let (io_tx, io_rx) = mpsc::unbounded_channel();
-        let (leg_media_tx, leg_media_rx) = mpsc::unbounded_channel();
-        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
-        let mut call = Call {
-            caller,
-            caller_display,
-            pending_transfer: None,
-            legs: Vec::new(),
-            leg_deadline: None,
-            old_legs: Vec::new(),
-            leg_media_tx,
-            leg_media_rx,
-            bridged_to: None,
-            pending_queue: None,
-            queued: None,
-            queue_tx,
-            queue_rx,
+        let mut call = Call::new(Start {
             sip: nc.sip.clone(),
             peer: nc.peer,
             advertised,
             call_id,
             dialog,
-            invite: nc.invite.clone(),
-            invite_key: nc.key.clone(),
+            origin: Origin::Called {
+                invite: nc.invite.clone(),
+                key: nc.key.clone(),
+            },
             inbox: nc.inbox,
-            media_rx,
-            media_tx,
-            session: None,
-            negotiated: None,
-            sdp_session_id: rand::random_range(1..u32::MAX as u64),
-            sdp_version: 1,
+            media: mpsc::unbounded_channel(),
+            caller,
+            caller_display,
             local_rtp_port: rtp_port.port,
+            sdp_session_id: rand::random_range(1..u32::MAX as u64),
             flow_name,
             machine: Some(machine),
-            outcome: None,
-            bye_sent: false,
-            recording: None,
-            pending_writes: Vec::new(),
-            io_tx,
-            io_rx,
-            started: Instant::now(),
             registration,
             deps,
             live,
-        };
+        });
 
         // Optionally ring first; a CANCEL during the ring ends the call with 487.
         let ring = call.live.config.answer_after;
@@ -501,10 +573,13 @@ impl Call {
     }
 
     fn respond_invite(&self, status: u16, reason: &str, sdp_body: Option<Vec<u8>>) {
-        let mut resp = Response::for_request(&self.invite, status, reason);
+        let Origin::Called { invite, key } = &self.origin else {
+            return;
+        };
+        let mut resp = Response::for_request(invite, status, reason);
         let _ = resp.headers.ensure_to_tag(&self.dialog.local_tag);
         if status >= 180 {
-            resp.copy_record_route(&self.invite);
+            resp.copy_record_route(invite);
             let contact = our_contact(&self.peer, self.advertised);
             resp.headers
                 .push(HeaderName::Contact, format!("<{contact}>"));
@@ -516,8 +591,7 @@ impl Call {
         if let Some(b) = sdp_body {
             resp.set_body(&ContentType::new("application", "sdp"), b);
         }
-        self.sip
-            .respond(&self.invite_key, self.peer, &self.call_id, resp);
+        self.sip.respond(key, self.peer, &self.call_id, resp);
     }
 
     async fn wait_for_late_answer(&mut self) -> Option<Negotiated> {
@@ -792,6 +866,7 @@ impl Call {
                 self.flow_event(Event::Key(key.as_char()));
             }
             MediaEvent::PlayFinished { id } if id == RINGBACK_PLAY => {}
+            MediaEvent::PlayFinished { id } if id == callback::INTRO_PLAY => self.intro_finished(),
             MediaEvent::PlayFinished { id } if self.queue_play_finished(id) => {}
             MediaEvent::PlayFinished { id } => {
                 self.flow_event(Event::PromptFinished { id: PlayId(id) })
@@ -863,7 +938,8 @@ impl Call {
                 self.send(&key, ok);
             }
             ToCall::Leg { call_id, msg } => self.on_leg_sip(&call_id, *msg),
-            ToCall::Ack(_) | ToCall::Response(_) | ToCall::RequestTimeout => {}
+            ToCall::Response(r) => self.called_back_response(r),
+            ToCall::Ack(_) | ToCall::RequestTimeout => {}
         }
     }
 
@@ -1041,6 +1117,7 @@ impl Call {
     /// Tears down what is left and records the call's story.
     async fn finish(&mut self) {
         self.stop_recording().await;
+        self.called_back_ends();
         self.leave_line();
         self.end_bridge();
         self.hang_up_all_legs();
@@ -1060,7 +1137,12 @@ impl Call {
             while bye_pending || !self.old_legs.is_empty() {
                 tokio::select! {
                     m = self.inbox.recv() => match m {
-                        Some(ToCall::Response(r)) if r.status >= 200 => bye_pending = false,
+                        Some(ToCall::Response(r))
+                            if r.status >= 200
+                                && r.headers.cseq().is_ok_and(|c| c.method == Method::Bye) =>
+                        {
+                            bye_pending = false
+                        }
                         Some(ToCall::RequestTimeout) => bye_pending = false,
                         None => break,
                         Some(ToCall::Leg { call_id, msg }) => self.on_leg_sip(&call_id, *msg),

@@ -18,10 +18,11 @@ use crate::config::Transport as ListenTransport;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, Session, SessionParams};
+use crate::sip::dialog::Dialog;
 use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
 use crate::sip::message::{HeaderName, Host, Method, NameAddr, Request, Response, Uri};
 use crate::sip::random_token;
-use crate::sip::sdp::{self, Codec};
+use crate::sip::sdp::{self, Codec, Negotiated};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::transport::Peer;
 use crate::sip::uac::{InviteParams, LegEvent, LegFailure, LegOutput, LegState, OutgoingInvite};
@@ -58,6 +59,9 @@ pub enum LegNews {
 /// Where and how to call.
 pub struct Dial<'a> {
     pub target: &'a str,
+    /// The leg's Call-ID; a fresh one when `None`. A call back is placed with its own id
+    /// as owner and Call-ID, so what arrives for it reaches its inbox unwrapped.
+    pub call_id: Option<&'a str>,
     /// The caller, shown to the far end in From and P-Asserted-Identity.
     pub caller_user: &'a str,
     pub caller_display: Option<&'a str>,
@@ -72,6 +76,17 @@ pub struct Dial<'a> {
     pub no_media_timeout: Duration,
 }
 
+/// An answered leg's parts, for a call that makes the leg its own (see [`Leg::adopt`]).
+pub struct Adopted {
+    pub dialog: Dialog,
+    pub session: SessionId,
+    pub negotiated: Option<Negotiated>,
+    pub peer: Peer,
+    pub advertised: IpAddr,
+    pub local_rtp_port: u16,
+    pub sdp_session_id: u64,
+}
+
 pub struct Leg {
     pub call_id: String,
     uac: OutgoingInvite,
@@ -80,6 +95,7 @@ pub struct Leg {
     port: Option<RtpPort>,
     local_rtp_port: u16,
     session: Option<SessionId>,
+    negotiated: Option<Negotiated>,
     sdp_session_id: u64,
     no_media_timeout: Duration,
     sip: SipHandle,
@@ -175,7 +191,9 @@ impl Leg {
             .map_err(|e| PlaceError::NoPort(e.to_string()))?;
         let local_rtp_port = port.port;
         let sdp_session_id = rand::random_range(1..u32::MAX as u64);
-        let call_id = format!("{}@hotline", random_token(20));
+        let call_id = dial
+            .call_id
+            .map_or_else(|| format!("{}@hotline", random_token(20)), str::to_string);
         let mut from_uri = Uri::sip(Some(dial.caller_user), Host::from(advertised), None);
         if dial.caller_user.is_empty() {
             from_uri = Uri::sip(Some("anonymous"), Host::from(advertised), None);
@@ -195,7 +213,9 @@ impl Leg {
             sdp: sdp::build_offer(advertised, local_rtp_port, sdp_session_id, 1),
             headers: vec![("P-Asserted-Identity".into(), format!("<{from_uri}>"))],
         });
-        sip.open_leg(&call_id, owner);
+        if call_id != owner {
+            sip.open_leg(&call_id, owner);
+        }
         sip.request(&call_id, peer, invite);
         info!(leg = %call_id, target = %dial.target, %remote, "leg placed");
         Ok(Leg {
@@ -206,11 +226,27 @@ impl Leg {
             port: Some(port),
             local_rtp_port,
             session: None,
+            negotiated: None,
             sdp_session_id,
             no_media_timeout: dial.no_media_timeout,
             sip: sip.clone(),
             owner: owner.to_string(),
             closing: false,
+        })
+    }
+
+    /// Hands an answered leg's dialog and media to a call that carries on with them as
+    /// its own (a call back); the leg keeps its INVITE client, to acknowledge a repeated
+    /// 2xx. `None` before the answer or if it was taken already.
+    pub fn adopt(&mut self) -> Option<Adopted> {
+        Some(Adopted {
+            dialog: self.uac.dialog()?.clone(),
+            session: self.session.take()?,
+            negotiated: self.negotiated.clone(),
+            peer: self.peer,
+            advertised: self.advertised,
+            local_rtp_port: self.local_rtp_port,
+            sdp_session_id: self.sdp_session_id,
         })
     }
 
@@ -322,11 +358,12 @@ impl Leg {
                     initial_timestamp: rand::random(),
                 };
                 let session = Session::new(port, params, media_tx.clone(), Instant::now());
+                self.negotiated = Some(neg);
                 self.session = Some(match beside {
                     Some(b) => deps.media.add_beside(b, session),
                     None => deps.media.add(session),
                 });
-                debug!(leg = %self.call_id, codec = ?neg.codec, remote = %neg.remote_rtp, "leg answered");
+                debug!(leg = %self.call_id, "leg answered");
                 LegNews::Answered
             }
         }

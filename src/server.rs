@@ -140,7 +140,16 @@ impl Server {
         let registrations = endpoint.registrations();
         deps.set_registrations(registrations.clone());
         let registrar_events = endpoint.registrar_events();
-        if let Some(acd) = start_acd(&config, &registrations, &registrar_events)? {
+        deps.set_sip(endpoint.handle());
+        // Call backs are calls like any other; weak, so the queue task does not keep the
+        // engine alive.
+        let weak = Arc::downgrade(&deps);
+        let dialer: crate::queue::service::Dialer = Box::new(move |request| {
+            if let Some(deps) = weak.upgrade() {
+                tokio::spawn(call::call_back(deps, request));
+            }
+        });
+        if let Some(acd) = start_acd(&config, &registrations, &registrar_events, dialer)? {
             deps.set_acd(acd);
         }
         let demo_shop = start_demo_shop(&config).await;
@@ -225,6 +234,10 @@ pub struct RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
+        // The queues first: they must not act on the calls the stop ends.
+        if let Some(acd) = self.server.deps.acd() {
+            acd.stop();
+        }
         self.task.abort();
     }
 }
@@ -249,6 +262,7 @@ fn start_acd(
     config: &Config,
     registrations: &Registrations,
     registrar_events: &broadcast::Sender<RegistrarEvent>,
+    dialer: crate::queue::service::Dialer,
 ) -> anyhow::Result<Option<crate::queue::service::AcdHandle>> {
     use crate::queue::{Acd, CallbackStore, MemoryStore, SqliteStore};
     if config.queues.is_empty() {
@@ -282,5 +296,6 @@ fn start_acd(
         acd,
         registrations.clone(),
         registrar_events.subscribe(),
+        Some(dialer),
     )))
 }

@@ -36,6 +36,7 @@ impl Call {
     ) -> Result<(), crate::leg::PlaceError> {
         let dial = Dial {
             target,
+            call_id: None,
             caller_user: &self.caller,
             caller_display: self.caller_display.as_deref(),
             listeners: self.deps.listeners(),

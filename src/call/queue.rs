@@ -13,6 +13,7 @@ use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
 use crate::flow::model::SayKind;
 use crate::media::session::SessionCommand;
 use crate::queue::acd::Input;
+use crate::queue::config::dialable;
 use crate::queue::ewt::spoken_minutes;
 use crate::queue::service::QueueNews;
 
@@ -35,6 +36,10 @@ pub(super) struct Queued {
     agent: Option<String>,
     /// Pressing this asks for a callback (offered by the ACD).
     callback_key: Option<char>,
+    /// An announcement is playing (the music resumes after it).
+    announcing: bool,
+    /// The callback offer waits for the announcement playing to end.
+    offer_next: bool,
 }
 
 impl Call {
@@ -46,9 +51,13 @@ impl Call {
         priority: i32,
         skills: Vec<String>,
     ) {
-        let joined = match self.deps.acd() {
-            None => Err("no queues are configured".to_string()),
-            Some(acd) => {
+        let joined = match (self.deps.acd(), self.callback_to_rejoin()) {
+            (None, _) => Err("no queues are configured".to_string()),
+            (Some(acd), Some(request)) => {
+                acd.rejoin(request, &self.call_id, self.queue_tx.clone())
+                    .await
+            }
+            (Some(acd), None) => {
                 acd.join(
                     &self.call_id,
                     &queue,
@@ -62,13 +71,10 @@ impl Call {
         };
         if let Err(why) = joined {
             warn!(%queue, %why, "caller not queued");
-            self.flow_event(Event::QueueDone {
-                id,
-                outcome: QueueOutcome::Failed(why),
-                waited: Duration::ZERO,
-            });
+            self.queue_done(id, QueueOutcome::Failed(why), Duration::ZERO);
             return;
         }
+        self.callback_rejoined();
         info!(%queue, "caller queued");
         self.queued = Some(Queued {
             id,
@@ -76,6 +82,8 @@ impl Call {
             joined: Instant::now(),
             agent: None,
             callback_key: None,
+            announcing: false,
+            offer_next: false,
         });
         self.play_music();
     }
@@ -130,33 +138,29 @@ impl Call {
                 ewt,
             } if !connected => {
                 let audio = self.announcement(prompt, position, ewt);
-                self.media(SessionCommand::Play {
-                    id: ANNOUNCE_PLAY,
-                    prompts: audio,
-                    barge_in: false,
-                });
+                self.announce(audio);
             }
             QueueNews::OfferCallback { key } if !connected => {
-                if let Some(q) = self.queued.as_mut() {
-                    q.callback_key = Some(key);
+                if !dialable(&self.caller) {
+                    info!(caller = %self.caller, "no callback offered: the caller's number cannot be dialled");
+                    return;
                 }
-                let audio = self.resolve(&[self.prompt_ref(CALLBACK_PROMPT)]);
-                self.media(SessionCommand::Play {
-                    id: ANNOUNCE_PLAY,
-                    prompts: audio,
-                    barge_in: false,
-                });
+                let Some(q) = self.queued.as_mut() else {
+                    return;
+                };
+                q.callback_key = Some(key);
+                // After the announcement that says the wait, not over it.
+                if q.announcing {
+                    q.offer_next = true;
+                } else {
+                    self.offer_callback();
+                }
             }
             QueueNews::Overflow { reason, waited } => {
                 // The ACD has taken the caller out of the line already.
                 self.stop_waiting();
-                self.flow_event(Event::QueueDone {
-                    id,
-                    outcome: QueueOutcome::Overflow {
-                        reason: reason.as_str().to_string(),
-                    },
-                    waited,
-                });
+                let reason = reason.as_str().to_string();
+                self.queue_done(id, QueueOutcome::Overflow { reason }, waited);
             }
             QueueNews::Announce { .. } | QueueNews::OfferCallback { .. } => {}
         }
@@ -168,10 +172,36 @@ impl Call {
         if id != MUSIC_PLAY && id != ANNOUNCE_PLAY {
             return false;
         }
-        if self.queued.as_ref().is_some_and(|q| q.agent.is_none()) {
-            self.play_music();
+        let Some(q) = self.queued.as_mut().filter(|q| q.agent.is_none()) else {
+            return true;
+        };
+        if id == ANNOUNCE_PLAY {
+            q.announcing = false;
+            if std::mem::take(&mut q.offer_next) {
+                self.offer_callback();
+                return true;
+            }
         }
+        self.play_music();
         true
+    }
+
+    /// Says `audio` over (instead of) the music.
+    fn announce(&mut self, audio: Vec<crate::media::prompt::Prompt>) {
+        if let Some(q) = self.queued.as_mut() {
+            q.announcing = true;
+        }
+        self.media(SessionCommand::Play {
+            id: ANNOUNCE_PLAY,
+            prompts: audio,
+            barge_in: false,
+        });
+    }
+
+    /// "To keep your place in line and be called back, press 1."
+    fn offer_callback(&mut self) {
+        let audio = self.resolve(&[self.prompt_ref(CALLBACK_PROMPT)]);
+        self.announce(audio);
     }
 
     /// A key while waiting: the callback key is the queue's; others go to the flow.
@@ -195,11 +225,7 @@ impl Call {
         }
         info!("caller asked to be called back");
         self.stop_waiting();
-        self.flow_event(Event::QueueDone {
-            id,
-            outcome: QueueOutcome::Callback,
-            waited,
-        });
+        self.queue_done(id, QueueOutcome::Callback, waited);
         true
     }
 
@@ -223,10 +249,21 @@ impl Call {
             return;
         };
         info!(%agent, "the agent hung up");
+        let outcome = QueueOutcome::AgentHungUp { agent };
+        self.queue_done(q.id, outcome, Duration::ZERO);
+    }
+
+    /// The time in line is over: the flow goes on (a call back, which runs no flow,
+    /// ends).
+    fn queue_done(&mut self, id: RequestId, outcome: QueueOutcome, waited: Duration) {
+        if self.machine.is_none() {
+            self.call_back_over(&format!("{outcome:?}"));
+            return;
+        }
         self.flow_event(Event::QueueDone {
-            id: q.id,
-            outcome: QueueOutcome::AgentHungUp { agent },
-            waited: Duration::ZERO,
+            id,
+            outcome,
+            waited,
         });
     }
 
@@ -282,7 +319,7 @@ impl Call {
             .unwrap_or_else(|| self.live.prompts.default_language().to_string())
     }
 
-    fn prompt_ref(&self, name: &str) -> Audio {
+    pub(super) fn prompt_ref(&self, name: &str) -> Audio {
         Audio::Prompt(PromptRef {
             language: self.language(),
             fallback_language: self.live.prompts.default_language().to_string(),

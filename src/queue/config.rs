@@ -95,6 +95,39 @@ pub struct CallbackConfig {
         serialize_with = "ser_duration"
     )]
     pub retry_after: Duration,
+    /// Where callers' numbers are called: a SIP URI with `{number}` where the number
+    /// goes, usually the trunk or gateway to the telephone network
+    /// (`sip:{number}@gateway.example.net`).
+    pub dial: String,
+    /// The number shown to the caller called back (From and P-Asserted-Identity): the
+    /// hotline's own number, so the caller recognises it.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// How long the caller's phone rings before the attempt counts as unanswered.
+    #[serde(
+        default = "default_callback_ring",
+        deserialize_with = "de_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub ring_timeout: Duration,
+}
+
+impl CallbackConfig {
+    /// The URI that calls `number` (which must be [`dialable`]).
+    pub fn target(&self, number: &str) -> String {
+        self.dial.replace(NUMBER_SLOT, number)
+    }
+}
+
+/// Where the number goes in `callback.dial`.
+pub const NUMBER_SLOT: &str = "{number}";
+
+/// Whether a caller's number may be called back: an optional `+` and 3 to 20 digits. A
+/// From user is whatever the caller's phone sent; anything else (a name, a URI trick, a
+/// `;` parameter) is never put into a dialled URI.
+pub fn dialable(number: &str) -> bool {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One queue of `queues:`.
@@ -283,6 +316,33 @@ pub fn check(queues: &QueuesConfig, agents: &AgentsConfig) -> Vec<String> {
                     "{at}.callback.retry_after: expected a positive duration, found 0s"
                 ));
             }
+            if cb.ring_timeout.is_zero() {
+                out.push(format!(
+                    "{at}.callback.ring_timeout: expected a positive duration such as 30s, found 0s"
+                ));
+            }
+            let example = cb.target("+15550100");
+            let lower = cb.dial.to_ascii_lowercase();
+            if !cb.dial.contains(NUMBER_SLOT) {
+                out.push(format!(
+                    "{at}.callback.dial: expected '{NUMBER_SLOT}' where the caller's number goes, as in 'sip:{NUMBER_SLOT}@gateway.example.net', found '{}'",
+                    cb.dial
+                ));
+            } else if !lower.starts_with("sip:")
+                || crate::sip::message::Uri::parse(&example).is_err()
+            {
+                out.push(format!(
+                    "{at}.callback.dial: expected a SIP URI like 'sip:{NUMBER_SLOT}@gateway.example.net' (TLS 'sips:' is not supported for calls out), found '{}'",
+                    cb.dial
+                ));
+            }
+            if let Some(id) = &cb.caller_id
+                && !dialable(id)
+            {
+                out.push(format!(
+                    "{at}.callback.caller_id: expected a number like '+18005550100', found '{id}'"
+                ));
+            }
         }
     }
     for (name, a) in agents {
@@ -377,6 +437,10 @@ fn default_retry_after() -> Duration {
     Duration::from_secs(120)
 }
 
+fn default_callback_ring() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     HumanDuration::deserialize(d).map(|h| h.0)
 }
@@ -438,7 +502,7 @@ queues:
     max_misses: 3
     wrap_up: 10s
     service_level: 20s
-    callback: { key: "1", offer_after_wait: 2m }
+    callback: { key: "1", offer_after_wait: 2m, dial: "sip:{number}@127.0.0.1:5080", caller_id: "+18005550100" }
   sales: {}
 "#,
         )
@@ -451,6 +515,8 @@ queues:
         let cb = s.callback.as_ref().unwrap();
         assert_eq!(cb.key.as_char(), '1');
         assert_eq!(cb.attempts, 3);
+        assert_eq!(cb.ring_timeout, Duration::from_secs(30));
+        assert_eq!(cb.target("+4930111"), "sip:+4930111@127.0.0.1:5080");
         let sales = &b.queues["sales"];
         assert_eq!(sales, &QueueConfig::default());
         assert_eq!(b.agents["carol"].wrap_up, Some(Duration::from_secs(30)));
@@ -482,7 +548,8 @@ agents:
   bob: { queues: { support: 0 } }
   carol: { uri: "http://x", ha1_md5: "abc", queues: {} }
 queues:
-  support: { ring_timeout: 0s, max_callers: 0, callback: { key: "1", offer_after_wait: 1m, attempts: 0 } }
+  support: { ring_timeout: 0s, max_callers: 0, callback: { key: "1", offer_after_wait: 1m, attempts: 0, dial: "sip:gw.example.net", caller_id: "hotline" } }
+  sales: { callback: { key: "1", offer_after_wait: 1m, dial: "tel:{number}" } }
 "#,
         )
         .unwrap();
@@ -492,6 +559,9 @@ queues:
             "queues.support.ring_timeout: expected a positive duration",
             "queues.support.max_callers",
             "queues.support.callback.attempts",
+            "queues.support.callback.dial: expected '{number}'",
+            "queues.support.callback.caller_id: expected a number",
+            "queues.sales.callback.dial: expected a SIP URI",
             "agents.alice.queues: no queue named 'suport' (did you mean 'support'?)",
             "agents.bob: the agent cannot be reached",
             "agents.carol.uri: expected a SIP address",
@@ -500,6 +570,25 @@ queues:
         ] {
             assert!(all.contains(want), "missing '{want}' in:\n{all}");
         }
-        assert_eq!(problems.len(), 8, "{all}");
+        assert_eq!(problems.len(), 11, "{all}");
+    }
+
+    #[test]
+    fn only_plain_numbers_are_dialable() {
+        for ok in ["+4930123456", "5550100", "112"] {
+            assert!(dialable(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "12",
+            "alice",
+            "+49 30",
+            "123;user=x",
+            "1@evil",
+            "+123456789012345678901",
+        ] {
+            assert!(!dialable(bad), "{bad}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The ACD's task: the thin tokio shell around [`Acd`]. It owns the pure core, feeds it
 //! what calls, the registrar and the admin report, wakes it at its deadlines, and routes
 //! its actions to the call each concerns (through the channel the call gave when it
-//! joined). It places no calls and plays nothing itself: calls do, as the news say.
+//! joined). It places no calls and plays nothing itself: calls do, as the news say, and a
+//! call back is started through the [`Dialer`] it is given.
 //!
 //! One task for every queue keeps the ACD's decisions in one order without locks; the
 //! per-call work (legs, media) stays in the call tasks.
@@ -14,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::queue::acd::{Acd, Action, Input, OverflowReason, Snapshot};
 use crate::queue::agent::AgentCommand;
+use crate::queue::store::CallbackId;
 use crate::sip::registrar::{RegistrarEvent, Registrations};
 use crate::sip::transport::Peer;
 
@@ -52,6 +54,18 @@ pub enum QueueNews {
     },
 }
 
+/// A callback request to call now (the ACD holds an agent for it meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackDial {
+    pub id: CallbackId,
+    pub number: String,
+    pub queue: String,
+}
+
+/// Starts a call back; its outcome comes back as `CallbackAnswered` (through
+/// [`AcdHandle::rejoin`]) or `CallbackFailed`.
+pub type Dialer = Box<dyn Fn(CallbackDial) + Send>;
+
 enum Msg {
     Join {
         input: Input,
@@ -65,6 +79,7 @@ enum Msg {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Snapshot(oneshot::Sender<Snapshot>),
+    Stop,
 }
 
 /// A cheap handle on the ACD task.
@@ -85,7 +100,6 @@ impl AcdHandle {
         caller: &str,
         news: mpsc::UnboundedSender<QueueNews>,
     ) -> Result<(), String> {
-        let (reply, rx) = oneshot::channel();
         let input = Input::Join {
             call: call.to_string(),
             queue: queue.to_string(),
@@ -93,6 +107,30 @@ impl AcdHandle {
             skills,
             caller: caller.to_string(),
         };
+        self.enter(input, news).await
+    }
+
+    /// Puts the caller called back for request `id` back in line at its place, as
+    /// `call`; its news arrive on `news`.
+    pub async fn rejoin(
+        &self,
+        id: CallbackId,
+        call: &str,
+        news: mpsc::UnboundedSender<QueueNews>,
+    ) -> Result<(), String> {
+        let input = Input::CallbackAnswered {
+            id,
+            call: call.to_string(),
+        };
+        self.enter(input, news).await
+    }
+
+    async fn enter(
+        &self,
+        input: Input,
+        news: mpsc::UnboundedSender<QueueNews>,
+    ) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Join { input, news, reply })
             .map_err(|_| "the queue service has stopped".to_string())?;
@@ -119,6 +157,12 @@ impl AcdHandle {
             .map_err(|_| "the queue service has stopped".to_string())?
     }
 
+    /// Stops the task: nothing more is decided, dialled or written (the engine is
+    /// stopping; what is stored stays for the next start).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+
     /// The live state of every queue and agent.
     pub async fn snapshot(&self) -> Option<Snapshot> {
         let (tx, rx) = oneshot::channel();
@@ -131,19 +175,23 @@ struct Service {
     acd: Acd,
     calls: HashMap<String, mpsc::UnboundedSender<QueueNews>>,
     registrations: Registrations,
+    dialer: Option<Dialer>,
 }
 
-/// Starts the ACD task. Registrations of agents' phones come from `registrar`.
+/// Starts the ACD task. Registrations of agents' phones come from `registrar`; call
+/// backs are placed through `dialer` (without one, every attempt counts as unanswered).
 pub fn spawn(
     acd: Acd,
     registrations: Registrations,
     registrar: broadcast::Receiver<RegistrarEvent>,
+    dialer: Option<Dialer>,
 ) -> AcdHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let svc = Service {
         acd,
         calls: HashMap::new(),
         registrations,
+        dialer,
     };
     tokio::spawn(svc.run(rx, registrar));
     AcdHandle { tx }
@@ -165,8 +213,8 @@ impl Service {
             };
             tokio::select! {
                 m = rx.recv() => match m {
+                    Some(Msg::Stop) | None => return,
                     Some(m) => self.on_msg(m),
-                    None => return,
                 },
                 ev = registrar.recv() => match ev {
                     Ok(ev) => self.on_registration(ev),
@@ -189,7 +237,7 @@ impl Service {
         match m {
             Msg::Join { input, news, reply } => {
                 let call = match &input {
-                    Input::Join { call, .. } => call.clone(),
+                    Input::Join { call, .. } | Input::CallbackAnswered { call, .. } => call.clone(),
                     _ => String::new(),
                 };
                 self.calls.insert(call.clone(), news);
@@ -234,6 +282,7 @@ impl Service {
             Msg::Snapshot(tx) => {
                 let _ = tx.send(self.acd.snapshot(now));
             }
+            Msg::Stop => {}
         }
     }
 
@@ -346,15 +395,18 @@ impl Service {
                     reason,
                 } => info!(%agent, state, reason = reason.as_deref().unwrap_or(""), "agent state"),
                 Action::PlaceCallback { id, number, queue } => {
-                    // Calling a caller back needs an outbound route to callers' numbers
-                    // (a trunk), which the engine does not have yet: the request is
-                    // reported failed so the ACD retries it and in the end gives it up.
-                    warn!(id = id.0, %number, %queue, "no outbound route for callbacks; not placed");
-                    if let Err(e) = self
-                        .acd
-                        .handle(Instant::now(), Input::CallbackFailed { id })
-                    {
-                        debug!(error = %e, "callback failure not applied");
+                    info!(id = id.0, %number, %queue, "calling back");
+                    match &self.dialer {
+                        Some(dial) => dial(CallbackDial { id, number, queue }),
+                        None => {
+                            warn!(id = id.0, "no way to call out; callback not placed");
+                            if let Err(e) = self
+                                .acd
+                                .handle(Instant::now(), Input::CallbackFailed { id })
+                            {
+                                debug!(error = %e, "callback failure not applied");
+                            }
+                        }
                     }
                 }
                 Action::CallbackGivenUp { id, number, queue } => {

@@ -482,7 +482,7 @@ fn callback_keeps_the_place_and_calls_back_at_the_front() {
 agents:
   alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
 queues:
-  support: { announce: [wait], callback: { key: "1", offer_after_wait: 1m }, wrap_up: 0s }
+  support: { announce: [wait], callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@127.0.0.1:5080" }, wrap_up: 0s }
 "#,
     );
     // One handled call of 100s gives an AHT for the estimate.
@@ -554,7 +554,7 @@ fn callbacks_survive_a_restart() {
 agents:
   alice: { password: "x", queues: { support: 0 } }
 queues:
-  support: { callback: { key: "1", offer_after_wait: 1m } }
+  support: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@127.0.0.1:5080" } }
 "#;
     {
         let mut w = world_with(text, Box::new(SqliteStore::open(&path).unwrap()));
@@ -938,7 +938,7 @@ fn a_callback_that_cannot_be_stored_is_refused_and_the_caller_keeps_waiting() {
 agents:
   alice: { password: "x", queues: { support: 0 } }
 queues:
-  support: { callback: { key: "1", offer_after_wait: 1m } }
+  support: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@127.0.0.1:5080" } }
 "#,
         Box::new(BrokenStore),
     );
@@ -964,7 +964,7 @@ fn an_unanswered_callback_is_given_up_after_its_attempts() {
 agents:
   alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
 queues:
-  support: { callback: { key: "1", offer_after_wait: 1m, attempts: 2, retry_after: 1m } }
+  support: { callback: { key: "1", offer_after_wait: 1m, attempts: 2, retry_after: 1m, dial: "sip:{number}@127.0.0.1:5080" } }
 "#,
     );
     w.command("alice", AgentCommand::Pause { reason: "x".into() });

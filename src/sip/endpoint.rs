@@ -64,6 +64,10 @@ enum FromCall {
     Ended {
         call_id: String,
     },
+    Originate {
+        call_id: String,
+        inbox: mpsc::UnboundedSender<ToCall>,
+    },
     OpenLeg {
         leg: String,
         owner: String,
@@ -121,6 +125,18 @@ impl SipHandle {
     /// Sends the ACK for a 2xx as it is: it belongs to no transaction (RFC 3261 §17.1.1.3).
     pub fn ack(&self, peer: Peer, req: Request) {
         let _ = self.tx.send(FromCall::Ack { peer, req });
+    }
+
+    /// Opens an inbox for a call the engine places itself (a call back): what arrives
+    /// for Call-ID `call_id` comes there, as for a call that came in. End it with
+    /// [`SipHandle::ended`].
+    pub fn originate(&self, call_id: &str) -> mpsc::UnboundedReceiver<ToCall> {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(FromCall::Originate {
+            call_id: call_id.to_string(),
+            inbox,
+        });
+        rx
     }
 
     pub fn ended(&self, call_id: &str) {
@@ -311,6 +327,11 @@ impl Endpoint {
             stats: Arc::new(EndpointStats::default()),
             registrar,
         }
+    }
+
+    /// A handle for calls the engine places itself.
+    pub fn handle(&self) -> SipHandle {
+        self.handle.clone()
     }
 
     pub fn stats(&self) -> Arc<EndpointStats> {
@@ -689,6 +710,12 @@ impl Endpoint {
                         self.to_call(&call_id, ToCall::RequestTimeout);
                     }
                 }
+            }
+            FromCall::Originate { call_id, inbox } => {
+                self.calls.insert(call_id, inbox);
+                self.stats
+                    .active_calls
+                    .store(self.calls.len(), Ordering::Relaxed);
             }
             FromCall::OpenLeg { leg, owner } => {
                 self.legs.insert(leg, owner);

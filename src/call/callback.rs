@@ -1,0 +1,297 @@
+//! Calling back a caller who asked to keep their place in a queue. The ACD decides when
+//! (the request reached the front and an agent is held for it); this places the call to
+//! the caller's number through the queue's `callback.dial` route, and once the caller
+//! answers, says who is calling, puts the call back in line at its place and carries on
+//! as a queued call: the agent is offered, bridged, and either side's hang-up ends both.
+//!
+//! A call back runs no flow. Its story is the queue's: rung, answered or not, connected,
+//! who hung up. What it reports to the ACD: `CallbackAnswered` (through
+//! [`AcdHandle::rejoin`](crate::queue::service::AcdHandle::rejoin)) once the caller has
+//! heard the introduction, `CallbackFailed` when the caller did not answer (or hung up
+//! before being back in line), so that the ACD retries or gives up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{Call, CallDeps, Origin, Outcome, Start};
+use crate::flow::machine::RequestId;
+use crate::leg::{Dial, Leg, LegNews};
+use crate::media::session::{MediaEvent, SessionCommand};
+use crate::queue::acd::Input;
+use crate::queue::config::dialable;
+use crate::queue::service::CallbackDial;
+use crate::queue::store::CallbackId;
+use crate::sip::endpoint::{SipHandle, ToCall};
+use crate::sip::message::Method;
+use crate::sip::random_token;
+
+/// The play id of the introduction ("this is your call back"); the flow never sees it.
+pub(super) const INTRO_PLAY: u64 = u64::MAX - 4;
+
+/// Said to the caller who answers, before the call is back in line.
+const INTRO_PROMPT: &str = "queue_callback_intro";
+
+/// How long a cancelled or refused attempt may take to finish its SIP exchange.
+const CLOSING: Duration = Duration::from_secs(5);
+
+/// What a call back keeps of its beginning.
+pub(super) struct CalledBack {
+    /// The leg that placed the call: it acknowledges a repeated 2xx.
+    leg: Leg,
+    id: CallbackId,
+    queue: String,
+    /// The ACD was told the caller answered (the call is back in line).
+    rejoined: bool,
+}
+
+/// Calls back for `request` and serves the call to its end.
+pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
+    let span = info_span!(
+        "callback",
+        id = request.id.0,
+        number = %request.number,
+        queue = %request.queue
+    );
+    async move {
+        if let Some(mut call) = Call::call_back(deps, request).await {
+            call.serve().await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Tells the ACD that the attempt came to nothing (it retries later or gives up).
+fn attempt_failed(deps: &CallDeps, id: CallbackId, why: &str) {
+    info!(why, "callback attempt failed");
+    if let Some(acd) = deps.acd() {
+        acd.input(Input::CallbackFailed { id });
+    }
+}
+
+impl Call {
+    /// Places the call and waits for the answer (the queue's `callback.ring_timeout`).
+    /// Returns the answered call, introduction playing; `None` when nobody answered
+    /// (the ACD has been told).
+    async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) -> Option<Call> {
+        let CallbackDial { id, number, queue } = request;
+        let live = deps.live();
+        let Some(cfg) = live
+            .config
+            .queues
+            .get(&queue)
+            .and_then(|q| q.callback.clone())
+        else {
+            attempt_failed(&deps, id, "the queue no longer offers callbacks");
+            return None;
+        };
+        if !dialable(&number) {
+            attempt_failed(&deps, id, "the number cannot be dialled");
+            return None;
+        }
+        let Some(sip) = deps.sip().cloned() else {
+            attempt_failed(&deps, id, "the SIP endpoint is not running");
+            return None;
+        };
+        let call_id = format!("{}@hotline", random_token(20));
+        let mut inbox = sip.originate(&call_id);
+        let media = mpsc::unbounded_channel();
+        let target = cfg.target(&number);
+        let caller_id = cfg.caller_id.clone().unwrap_or_default();
+        let dial = Dial {
+            target: &target,
+            call_id: Some(&call_id),
+            caller_user: &caller_id,
+            caller_display: None,
+            listeners: deps.listeners(),
+            prefer: None,
+            via: None,
+            public_address: live.config.public_address,
+            no_media_timeout: live.config.no_media_timeout,
+        };
+        let mut leg = match Leg::place(&deps, &sip, &call_id, dial).await {
+            Ok(leg) => leg,
+            Err(e) => {
+                warn!(%target, error = %e, "call back not placed");
+                sip.ended(&call_id);
+                attempt_failed(&deps, id, "not placed");
+                return None;
+            }
+        };
+        info!(%target, "calling the caller back");
+        let rings_until = tokio::time::Instant::now() + cfg.ring_timeout;
+        loop {
+            let msg = tokio::select! {
+                m = inbox.recv() => m,
+                _ = tokio::time::sleep_until(rings_until) => {
+                    leg.hang_up();
+                    close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+                    attempt_failed(&deps, id, "no answer in time");
+                    return None;
+                }
+            };
+            let Some(msg) = msg else {
+                attempt_failed(&deps, id, "the endpoint stopped");
+                return None;
+            };
+            match leg.on_sip(&deps, msg, None, &media.0) {
+                Some(LegNews::Answered) => break,
+                Some(LegNews::Failed(why)) => {
+                    close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+                    attempt_failed(&deps, id, &why.to_string());
+                    return None;
+                }
+                Some(LegNews::HungUp) => {
+                    close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+                    attempt_failed(&deps, id, "hung up at once");
+                    return None;
+                }
+                Some(LegNews::Ringing) => debug!("the caller's phone rings"),
+                None => {}
+            }
+        }
+        let Some(answered) = leg.adopt() else {
+            leg.hang_up();
+            close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+            attempt_failed(&deps, id, "answered without media");
+            return None;
+        };
+        info!("the caller answered the call back");
+        let registration = deps.registry.register(crate::registry::NewLiveCall {
+            call_id: call_id.clone(),
+            caller: number.clone(),
+            dialed: target,
+            flow: String::new(),
+            version: live.version,
+            flows: live.flows.clone(),
+            started_at: std::time::SystemTime::now(),
+        });
+        let mut call = Call::new(Start {
+            deps,
+            live,
+            sip,
+            peer: answered.peer,
+            advertised: answered.advertised,
+            call_id,
+            dialog: answered.dialog,
+            origin: Origin::CalledBack(CalledBack {
+                leg,
+                id,
+                queue,
+                rejoined: false,
+            }),
+            inbox,
+            media,
+            caller: number,
+            caller_display: None,
+            local_rtp_port: answered.local_rtp_port,
+            sdp_session_id: answered.sdp_session_id,
+            flow_name: String::new(),
+            machine: None,
+            registration,
+        });
+        call.session = Some(answered.session);
+        call.negotiated = answered.negotiated;
+        let intro = call.resolve(&[call.prompt_ref(INTRO_PROMPT)]);
+        if intro.is_empty() {
+            call.intro_finished();
+        } else {
+            call.media(SessionCommand::Play {
+                id: INTRO_PLAY,
+                prompts: intro,
+                barge_in: false,
+            });
+        }
+        Some(call)
+    }
+
+    /// The introduction is over: back in line (the serve loop joins).
+    pub(super) fn intro_finished(&mut self) {
+        if let Origin::CalledBack(cb) = &self.origin {
+            self.pending_queue = Some((RequestId(0), cb.queue.clone(), 0, Vec::new()));
+        }
+    }
+
+    /// The request this call answers, when it is a call back not yet back in line.
+    pub(super) fn callback_to_rejoin(&self) -> Option<CallbackId> {
+        match &self.origin {
+            Origin::CalledBack(cb) if !cb.rejoined => Some(cb.id),
+            _ => None,
+        }
+    }
+
+    pub(super) fn callback_rejoined(&mut self) {
+        if let Origin::CalledBack(cb) = &mut self.origin {
+            cb.rejoined = true;
+        }
+    }
+
+    /// A response for a call back's INVITE (a repeated 2xx) goes to its leg, which
+    /// acknowledges it again.
+    pub(super) fn called_back_response(&mut self, resp: crate::sip::message::Response) {
+        let Origin::CalledBack(cb) = &mut self.origin else {
+            return;
+        };
+        if resp
+            .headers
+            .cseq()
+            .is_ok_and(|c| c.method == Method::Invite)
+        {
+            let _ = cb
+                .leg
+                .on_sip(&self.deps, ToCall::Response(resp), None, &self.media_tx);
+        }
+    }
+
+    /// A call back ends: if the caller never got back in line, the attempt failed.
+    pub(super) fn called_back_ends(&mut self) {
+        let Origin::CalledBack(cb) = &mut self.origin else {
+            return;
+        };
+        if !cb.rejoined {
+            cb.rejoined = true;
+            attempt_failed(
+                &self.deps,
+                cb.id,
+                "the caller hung up before reaching the line",
+            );
+        }
+        cb.leg.close(&self.deps);
+    }
+
+    /// The time in line is the whole of a call back: when it is over, so is the call.
+    pub(super) fn call_back_over(&mut self, why: &str) {
+        info!(why, "call back over");
+        if self.outcome.is_none() {
+            self.send_bye();
+            self.outcome = Some(Outcome::FarEndHungUp);
+        }
+    }
+}
+
+/// Waits (briefly) for a given-up attempt's last answers, then frees it.
+async fn close_attempt(
+    deps: &CallDeps,
+    sip: &SipHandle,
+    leg: &mut Leg,
+    inbox: &mut mpsc::UnboundedReceiver<ToCall>,
+    media_tx: &mpsc::UnboundedSender<MediaEvent>,
+) {
+    let until = tokio::time::Instant::now() + CLOSING;
+    while leg.closing {
+        tokio::select! {
+            m = inbox.recv() => match m {
+                Some(m) => {
+                    let _ = leg.on_sip(deps, m, None, media_tx);
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(until) => break,
+        }
+    }
+    leg.close(deps);
+    sip.ended(&leg.call_id);
+}

@@ -1,0 +1,271 @@
+//! "Keep my place, call me back" on live calls. A caller waiting behind a busy agent hears
+//! its position and expected wait, is offered a callback, presses the key and hangs up;
+//! when the agent frees up, hotline calls the caller's number through the queue's
+//! `callback.dial` route (a scripted phone on loopback plays the telephone network),
+//! introduces the call, and connects the agent, audio checked both ways. The request is
+//! kept in SQLite: a second server on the same data folder calls back after a restart,
+//! and an unanswered attempt is tried again.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::bridge::{heard_run, sweep, wait_until};
+use common::{SECOND, prompt, repo};
+use hotline::caller::answerer::{Answered, Answerer, Incoming};
+use hotline::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
+use hotline::config::{Config, Transport};
+use hotline::flow::model::SayKind;
+use hotline::media::dtmf::Key;
+use hotline::server::{RunningServer, Server};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The number the test callers call from (the project's phone sends it in From).
+const CALLER_NUMBER: &str = "+4930123456";
+/// The hotline's number, shown to the caller called back.
+const HOTLINE_NUMBER: &str = "+18005550100";
+
+const FLOW: &str = "start: q
+steps:
+  q:
+    queue: support
+    on_timeout: sorry
+    on_callback: noted
+    after: thanks
+  sorry:
+    play: advisors_busy
+    next: hangup
+  noted:
+    play: goodbye
+    next: hangup
+  thanks:
+    play: survey_thanks
+    next: hangup
+";
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hotline-callback-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("flows")).unwrap();
+    d
+}
+
+/// A hotline whose `support` queue calls back through `network` (the callers' side).
+async fn serve(dir: &Path, rtp: &str, network: SocketAddr) -> RunningServer {
+    std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+    std::fs::write(
+        dir.join("hotline.yaml"),
+        format!(
+            "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: {rtp} }}\nflows: flows\n\
+prompts: {}\ndata: data\n\
+queues:\n  support:\n    music: hold_music\n    announce: [position, wait]\n    \
+ring_timeout: 20s\n    callback:\n      key: \"1\"\n      offer_after_wait: 0s\n      \
+dial: \"sip:{{number}}@{network}\"\n      caller_id: \"{HOTLINE_NUMBER}\"\n      \
+ring_timeout: 20s\n      attempts: 3\n      retry_after: 1s\n\
+agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
+            repo().join("prompts").display()
+        ),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
+    Server::start(cfg, 1).await.unwrap().spawn()
+}
+
+async fn agent(server: SocketAddr) -> Answerer {
+    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    let status = alice
+        .register(server, "alice", "alice-secret", 300)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    alice
+}
+
+async fn call(server: SocketAddr) -> (Phone, CallMedia, Established) {
+    let mut phone = Phone::new(Transport::Udp, server).await.unwrap();
+    let media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    (phone, media, call)
+}
+
+/// What stays up while the callback request waits: the agent talking to a second caller.
+struct Busy {
+    _caller: (Phone, CallMedia, Established),
+    talking: Answered,
+}
+
+/// One call handled by alice (so the queue has a handling time to estimate from), a
+/// second caller talking to her, and a third who hears its position and expected wait,
+/// is offered the callback, presses 1, hears the confirmation and is hung up on.
+async fn request_a_callback(addr: SocketAddr, alice: &mut Answerer) -> Busy {
+    let (_p1, m1, _c1) = call(addr).await;
+    let offer = alice.next_invite(20 * SECOND).await.unwrap();
+    let agent_media = CallMedia::bind(LOCALHOST, false).unwrap();
+    let mut first = alice.accept(&offer, &agent_media).await.unwrap();
+    alice.hang_up(&mut first).await.unwrap();
+    assert!(
+        m1.wait_for_prompt(&prompt("en", "survey_thanks"), 0, 10 * SECOND)
+            .await
+            .is_some(),
+        "the first caller was served"
+    );
+
+    let second = call(addr).await;
+    let offer = alice.next_invite(20 * SECOND).await.unwrap();
+    let talking = alice.accept(&offer, &agent_media).await.unwrap();
+
+    let (mut phone, media, _c3) = call(addr).await;
+    // "You are caller number 1. Your expected wait is about 1 minute." (one agent, a
+    // handling time of a few seconds), then the callback offer.
+    let one = hotline::flow::say::say(SayKind::Number, "1", "en").unwrap();
+    let mut at = 0;
+    for name in [
+        "queue_position",
+        &one[0],
+        "queue_wait",
+        &one[0],
+        "queue_minutes",
+    ] {
+        at = media
+            .wait_for_prompt(&prompt("en", name), at, 15 * SECOND)
+            .await
+            .unwrap_or_else(|| panic!("the third caller hears '{name}' in order"));
+    }
+    media
+        .wait_for_prompt(&prompt("en", "queue_callback_offer"), at, 15 * SECOND)
+        .await
+        .expect("the callback is offered");
+    let from = media.heard_len();
+    media.press(Key::from_char('1').unwrap(), KeyMethod::Rfc4733);
+    assert!(
+        media
+            .wait_for_prompt(&prompt("en", "goodbye"), from, 10 * SECOND)
+            .await
+            .is_some(),
+        "the flow's on_callback step confirms"
+    );
+    phone.expect_bye(20 * SECOND).await.unwrap();
+    Busy {
+        _caller: second,
+        talking,
+    }
+}
+
+/// The call back as it reaches the caller's phone: from the hotline's number, to the
+/// caller's.
+fn check_call_back(inc: &Incoming) {
+    let text = String::from_utf8_lossy(&inc.invite.to_bytes()).into_owned();
+    assert!(
+        text.starts_with(&format!("INVITE sip:{CALLER_NUMBER}@")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("P-Asserted-Identity: <sip:{HOTLINE_NUMBER}@")),
+        "{text}"
+    );
+}
+
+/// The caller answers the call back, hears the introduction, and alice is offered the
+/// call with the caller's number; caller and agent hear each other.
+async fn answer_and_talk(
+    network: &mut Answerer,
+    call_back: &Incoming,
+    alice: &mut Answerer,
+) -> (Answered, Answered) {
+    let caller_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let caller = network.accept(call_back, &caller_media).await.unwrap();
+    assert!(
+        caller_media
+            .wait_for_prompt(&prompt("en", "queue_callback_intro"), 0, 15 * SECOND)
+            .await
+            .is_some(),
+        "the caller hears who calls and why"
+    );
+    let offer = alice.next_invite(30 * SECOND).await.unwrap();
+    let text = String::from_utf8_lossy(&offer.invite.to_bytes()).into_owned();
+    assert!(
+        text.contains(&format!("P-Asserted-Identity: <sip:{CALLER_NUMBER}@")),
+        "the agent sees the caller's number: {text}"
+    );
+    let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let agent = alice.accept(&offer, &agent_media).await.unwrap();
+
+    let words = sweep(50, 300.0);
+    caller_media.say_pcm(&words);
+    wait_until("the caller at the agent", 10 * SECOND, || {
+        heard_run(&agent_media, &words) >= 30
+    })
+    .await;
+    let reply = sweep(50, 900.0);
+    agent_media.say_pcm(&reply);
+    wait_until("the agent at the caller", 10 * SECOND, || {
+        heard_run(&caller_media, &reply) >= 30
+    })
+    .await;
+    (caller, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
+    let dir = scratch("main");
+    let mut network = Answerer::bind(LOCALHOST).await.unwrap();
+    let srv = serve(&dir, "46400-46459", network.local).await;
+    let addr = common::addr(&srv, Transport::Udp);
+    let mut alice = agent(addr).await;
+    let mut busy = request_a_callback(addr, &mut alice).await;
+
+    // Nothing is dialled while alice is busy: the request waits at its place.
+    assert!(network.next_invite(2 * SECOND).await.is_err());
+    alice.hang_up(&mut busy.talking).await.unwrap();
+
+    let call_back = network.next_invite(20 * SECOND).await.unwrap();
+    check_call_back(&call_back);
+    let (caller, mut agent) = answer_and_talk(&mut network, &call_back, &mut alice).await;
+
+    // The agent hangs up: so does the call back.
+    alice.hang_up(&mut agent).await.unwrap();
+    network.expect_bye(&caller, 20 * SECOND).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
+    let dir = scratch("restart");
+    let mut network = Answerer::bind(LOCALHOST).await.unwrap();
+    {
+        let srv = serve(&dir, "46460-46519", network.local).await;
+        let addr = common::addr(&srv, Transport::Udp);
+        let mut alice = agent(addr).await;
+        let _busy = request_a_callback(addr, &mut alice).await;
+        // The engine stops with the request still waiting.
+    }
+    assert!(dir.join("data/callbacks.sqlite").exists());
+
+    let srv = serve(&dir, "46520-46579", network.local).await;
+    let addr = common::addr(&srv, Transport::Udp);
+    // Nobody can take the call yet: nothing is dialled.
+    assert!(network.next_invite(2 * SECOND).await.is_err());
+    let mut alice = agent(addr).await;
+
+    // The first attempt is refused (busy); the next comes after `retry_after`.
+    let first = network.next_invite(20 * SECOND).await.unwrap();
+    check_call_back(&first);
+    network.refuse(&first, 486, "Busy Here").await.unwrap();
+    let refused = tokio::time::Instant::now();
+    let again = network.next_invite(20 * SECOND).await.unwrap();
+    assert!(refused.elapsed() >= Duration::from_millis(900));
+    check_call_back(&again);
+    let (mut caller, agent) = answer_and_talk(&mut network, &again, &mut alice).await;
+
+    // The caller hangs up: the agent's leg ends too.
+    network.hang_up(&mut caller).await.unwrap();
+    alice.expect_bye(&agent, 20 * SECOND).await.unwrap();
+}
