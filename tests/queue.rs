@@ -28,6 +28,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 async fn serve(dir: &Path, rtp: &str, queue: &str) -> RunningServer {
+    serve_with(dir, rtp, queue, "").await
+}
+
+/// Like `serve`, with `more` agents (YAML lines, each indented by two spaces).
+async fn serve_with(dir: &Path, rtp: &str, queue: &str, more: &str) -> RunningServer {
     std::fs::write(dir.join("flows/main.yaml"), common::QUEUE_FLOW).unwrap();
     std::fs::write(
         dir.join("hotline.yaml"),
@@ -36,7 +41,7 @@ async fn serve(dir: &Path, rtp: &str, queue: &str) -> RunningServer {
 prompts: {}\ndata: data\n\
 queues:\n  support: {queue}\n\
 agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n  \
-bob: {{ password: bob-secret, queues: {{ support: 0 }} }}\n",
+bob: {{ password: bob-secret, queues: {{ support: 0 }} }}\n{more}",
             repo().join("prompts").display()
         ),
     )
@@ -248,4 +253,45 @@ async fn wrap_up_holds_the_next_call_back_from_the_agent() {
         waited >= Duration::from_millis(2900),
         "offered again after {waited:?}, within the 3 s wrap-up"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_at_a_fixed_address_is_offered_the_call_without_registering() {
+    let dir = scratch("fixed");
+    let mut carol = Answerer::bind(LOCALHOST).await.unwrap();
+    let more = format!(
+        "  carol: {{ uri: \"{}\", queues: {{ support: 0 }} }}\n",
+        carol.uri("carol")
+    );
+    // alice and bob never register: carol, at her fixed address, is the only agent.
+    let srv = serve_with(&dir, "46380-46399", "{ ring_timeout: 20s }", &more).await;
+    let addr = common::addr(&srv, Transport::Udp);
+    let (mut phone, media, mut call) = call(addr).await;
+    let offer = carol.next_invite(20 * SECOND).await.unwrap();
+    assert!(
+        offer
+            .invite
+            .uri
+            .to_string()
+            .starts_with("sip:carol@127.0.0.1:"),
+        "{}",
+        offer.invite.uri
+    );
+    let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let talking = carol.accept(&offer, &agent_media).await.unwrap();
+    let words = sweep(50, 300.0);
+    media.say_pcm(&words);
+    wait_until("the caller at the agent", 10 * SECOND, || {
+        heard_run(&agent_media, &words) >= 30
+    })
+    .await;
+    let reply = sweep(50, 900.0);
+    agent_media.say_pcm(&reply);
+    wait_until("the agent at the caller", 10 * SECOND, || {
+        heard_run(&media, &reply) >= 30
+    })
+    .await;
+    // The caller hangs up: the agent's leg is hung up too.
+    phone.hang_up(&mut call).await.unwrap();
+    carol.expect_bye(&talking, 20 * SECOND).await.unwrap();
 }
