@@ -68,6 +68,9 @@ pub struct CallDeps {
     registrations: std::sync::OnceLock<crate::sip::registrar::Registrations>,
     /// The endpoint, for calls the engine places itself (call backs).
     sip: std::sync::OnceLock<SipHandle>,
+    /// The registrar's users, when they come from the configuration (a reload replaces
+    /// them).
+    credentials: std::sync::OnceLock<Arc<crate::sip::registrar::SharedCredentials>>,
 }
 
 impl CallDeps {
@@ -82,7 +85,16 @@ impl CallDeps {
             acd: std::sync::OnceLock::new(),
             registrations: std::sync::OnceLock::new(),
             sip: std::sync::OnceLock::new(),
+            credentials: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_credentials(&self, c: Arc<crate::sip::registrar::SharedCredentials>) {
+        let _ = self.credentials.set(c);
+    }
+
+    pub fn credentials(&self) -> Option<&crate::sip::registrar::SharedCredentials> {
+        self.credentials.get().map(|c| &**c)
     }
 
     pub fn set_sip(&self, sip: SipHandle) {

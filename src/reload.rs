@@ -37,6 +37,8 @@ pub struct Reloaded {
     pub affected: Vec<Affected>,
     /// Warnings of the check (errors refuse the reload).
     pub report: Report,
+    /// What changed in the queues and agents ("agent dave added"), taken at once.
+    pub queue_changes: Vec<String>,
 }
 
 impl Reloaded {
@@ -93,6 +95,17 @@ pub fn reload(deps: &CallDeps) -> Result<Reloaded, Refused> {
             running,
         });
     }
+    let queue_changes = match take_queues(deps, old, &config) {
+        Ok(c) => c,
+        Err(message) => {
+            let mut report = loaded.report;
+            let file = config.path.clone().unwrap_or_default();
+            report
+                .diagnostics
+                .push(crate::flow::diagnostic::Diagnostic::error(&file, message));
+            return Err(Refused { report, running });
+        }
+    };
     let new_signatures = impact::signatures(&loaded.flows);
     let changed_steps = impact::diff(&impact::signatures(&current.flows), &new_signatures);
     let affected = impact::affected(
@@ -113,7 +126,38 @@ pub fn reload(deps: &CallDeps) -> Result<Reloaded, Refused> {
         changed_steps,
         affected,
         report: loaded.report,
+        queue_changes,
     })
+}
+
+/// Hands edited `queues:` and `agents:` to the running queues (which refuse a change
+/// that would lose a caller or an agent's call) and the agents' secrets to the registrar.
+fn take_queues(deps: &CallDeps, old: &Config, new: &Config) -> Result<Vec<String>, String> {
+    if new.queues == old.queues && new.agents == old.agents {
+        return Ok(Vec::new());
+    }
+    let offers_callbacks = |c: &Config| c.queues.values().any(|q| q.callback.is_some());
+    if offers_callbacks(new) && !offers_callbacks(old) {
+        return Err(
+            "callback: callback requests are kept on disk from the next start; \
+restart to offer callbacks"
+                .into(),
+        );
+    }
+    let changes = match deps.acd() {
+        Some(acd) => acd.reconfigure_blocking(new.queues.clone(), new.agents.clone())?,
+        None if new.queues.is_empty() => Vec::new(),
+        None => {
+            return Err(
+                "queues: the engine started without queues; the first queues take effect at the next start"
+                    .into(),
+            );
+        }
+    };
+    if let Some(c) = deps.credentials() {
+        c.replace(crate::server::credentials_from_config(new));
+    }
+    Ok(changes)
 }
 
 /// Reloads and logs the result, for the watcher and SIGHUP.
@@ -126,6 +170,9 @@ pub fn reload_and_log(deps: &CallDeps, why: &str) {
 
 /// Logs a reload that went live: its warnings, and the calls on changed steps.
 pub fn log_reloaded(r: &Reloaded, why: &str) {
+    for change in &r.queue_changes {
+        info!(%change, "queues and agents");
+    }
     for d in &r.report.diagnostics {
         warn!("{d}");
     }
@@ -148,6 +195,15 @@ pub fn log_refused(r: &Refused, why: &str) {
         "reload refused ({}); the running version stays",
         r.report.summary()
     );
+}
+
+/// Reloads on a blocking thread: loading prompts is slow, and the queues answer the
+/// reload over a channel.
+async fn reload_off_the_runtime(deps: &Arc<CallDeps>, why: &'static str) {
+    let deps = deps.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || reload_and_log(&deps, why)).await {
+        error!(error = %e, "reload failed");
+    }
 }
 
 /// The files a configuration depends on.
@@ -199,9 +255,9 @@ pub async fn watch(deps: Arc<CallDeps>, settle: Duration) {
                 }
                 tokio::time::sleep(settle).await;
                 while rx.try_recv().is_ok() {}
-                reload_and_log(&deps, "file change");
+                reload_off_the_runtime(&deps, "file change").await;
             }
-            _ = next_hangup(&mut hup) => reload_and_log(&deps, "SIGHUP"),
+            _ = next_hangup(&mut hup) => reload_off_the_runtime(&deps, "SIGHUP").await,
         }
     }
 }

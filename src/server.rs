@@ -18,7 +18,7 @@ use crate::media::ports::PortPool;
 use crate::sip::digest::Secret;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
 use crate::sip::registrar::{
-    CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations,
+    CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations, SharedCredentials,
 };
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{TransportStats, Transports};
@@ -68,8 +68,12 @@ impl Server {
     /// Loads everything and binds the listeners; a configuration with errors is refused
     /// with every diagnostic, before any socket is opened.
     pub async fn start(config: Config, media_workers: usize) -> anyhow::Result<Server> {
-        let credentials = Arc::new(credentials_from_config(&config));
-        Self::start_with_credentials(config, media_workers, credentials).await
+        let credentials = Arc::new(SharedCredentials::new(credentials_from_config(&config)));
+        let server =
+            Self::start_with_credentials(config, media_workers, credentials.clone()).await?;
+        // A reload of the configuration replaces them.
+        server.deps.set_credentials(credentials);
+        Ok(server)
     }
 
     /// Like [`Server::start`], with the registrar's users given rather than read from the

@@ -96,6 +96,7 @@ async fn reload(State(s): State<Shared>) -> Response {
                     .iter()
                     .map(DiagnosticInfo::from)
                     .collect(),
+                queue_changes: r.queue_changes.clone(),
                 log: r.log_line(),
             })
             .into_response()

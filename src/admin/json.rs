@@ -86,6 +86,9 @@ pub struct Reloaded {
     pub changed_steps: Vec<StepDiff>,
     pub affected_calls: Vec<Affected>,
     pub warnings: Vec<DiagnosticInfo>,
+    /// What changed in the queues and agents ("agent dave added").
+    #[serde(default)]
+    pub queue_changes: Vec<String>,
     /// The line the reload log shows.
     pub log: String,
 }

@@ -38,9 +38,11 @@ use super::strategy::{Candidate, Strategy, choose};
 mod agents; // commands, registrations, when_empty: leave
 mod callbacks; // callback requests keeping their place
 mod io; // inputs, actions, errors
+mod reconfigure; // an edited hotline.yaml taken while calls wait
 mod snapshot; // the live state for the admin API
 
 pub use io::{AcdError, Action, Input, OfferFailure, OverflowReason};
+pub use reconfigure::Refusal;
 pub use snapshot::{AgentSnapshot, QueueAgentSnapshot, QueueSnapshot, Snapshot, WaitingSnapshot};
 
 #[derive(Debug, Clone)]
@@ -103,6 +105,16 @@ struct Queue {
 }
 
 impl Queue {
+    fn new(cfg: &QueueConfig) -> Queue {
+        Queue {
+            cfg: cfg.clone(),
+            line: Vec::new(),
+            stats: QueueStats::default(),
+            handle_times: HandleTimes::new(DEFAULT_EWT_WINDOW),
+            last_offered: None,
+        }
+    }
+
     fn insert(&mut self, entry: Entry) -> usize {
         let at = self.line.partition_point(|e| {
             (-i64::from(e.priority), e.seq) < (-i64::from(entry.priority), entry.seq)
@@ -171,18 +183,7 @@ impl Acd {
     ) -> Result<Self, AcdError> {
         let queues: BTreeMap<String, Queue> = queues
             .iter()
-            .map(|(name, cfg)| {
-                (
-                    name.clone(),
-                    Queue {
-                        cfg: cfg.clone(),
-                        line: Vec::new(),
-                        stats: QueueStats::default(),
-                        handle_times: HandleTimes::new(DEFAULT_EWT_WINDOW),
-                        last_offered: None,
-                    },
-                )
-            })
+            .map(|(name, cfg)| (name.clone(), Queue::new(cfg)))
             .collect();
         let agents = agents
             .iter()

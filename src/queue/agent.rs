@@ -187,6 +187,22 @@ impl Agent {
         true
     }
 
+    /// Takes an edited configuration, keeping the state, the registration and the
+    /// figures. An agent reachable only through the `uri` that was removed is logged out.
+    pub(crate) fn reconfigure(&mut self, cfg: &AgentConfig, now: Instant) {
+        self.queues = cfg.queues.clone();
+        self.skills = cfg.skills.iter().cloned().collect();
+        self.wrap_up = cfg.wrap_up;
+        let had_uri = self.fixed_uri.is_some();
+        self.fixed_uri = cfg.uri.clone();
+        if self.contact(now).is_none() && self.state == AgentState::Available {
+            self.set_state(now, AgentState::LoggedOut);
+        } else if !had_uri && cfg.uri.is_some() && self.state == AgentState::LoggedOut {
+            // A fixed address is a login, as at start.
+            self.set_state(now, AgentState::Available);
+        }
+    }
+
     pub(crate) fn register(&mut self, contact: String, expires: Instant) {
         self.registration = Some((contact, expires));
     }

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::queue::acd::{Acd, Action, Input, OverflowReason, Snapshot};
 use crate::queue::agent::AgentCommand;
+use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::queue::store::CallbackId;
 use crate::sip::registrar::{RegistrarEvent, Registrations};
 use crate::sip::transport::Peer;
@@ -79,6 +80,11 @@ enum Msg {
         reply: oneshot::Sender<Result<(), String>>,
     },
     Snapshot(oneshot::Sender<Snapshot>),
+    Reconfigure {
+        queues: QueuesConfig,
+        agents: AgentsConfig,
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
     Stop,
 }
 
@@ -154,6 +160,25 @@ impl AcdHandle {
             })
             .map_err(|_| "the queue service has stopped".to_string())?;
         rx.await
+            .map_err(|_| "the queue service has stopped".to_string())?
+    }
+
+    /// Takes edited `queues:` and `agents:` (checked already), or says why not; for
+    /// the reload, which runs on a blocking thread (never call it from async code).
+    pub fn reconfigure_blocking(
+        &self,
+        queues: QueuesConfig,
+        agents: AgentsConfig,
+    ) -> Result<Vec<String>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Reconfigure {
+                queues,
+                agents,
+                reply,
+            })
+            .map_err(|_| "the queue service has stopped".to_string())?;
+        rx.blocking_recv()
             .map_err(|_| "the queue service has stopped".to_string())?
     }
 
@@ -281,6 +306,17 @@ impl Service {
             }
             Msg::Snapshot(tx) => {
                 let _ = tx.send(self.acd.snapshot(now));
+            }
+            Msg::Reconfigure {
+                queues,
+                agents,
+                reply,
+            } => {
+                let r = self
+                    .acd
+                    .reconfigure(now, &queues, &agents)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(r);
             }
             Msg::Stop => {}
         }

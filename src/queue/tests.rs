@@ -1035,3 +1035,114 @@ queues:
     assert_eq!(w.acd.agent("alice").unwrap().misses(), 1);
     assert_eq!(w.acd.agent("bob").unwrap().misses(), 1);
 }
+
+// ---------------------------------------------------------------- reconfiguration
+
+const ONE_AGENT: &str = r#"
+agents:
+  alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
+queues:
+  support: { ring_timeout: 20s }
+  sales: {}
+"#;
+
+impl World {
+    fn reconfigure(&mut self, text: &str) -> Result<Vec<String>, super::acd::Refusal> {
+        let (q, a) = config(text);
+        self.acd.reconfigure(self.now, &q, &a)
+    }
+}
+
+#[test]
+fn an_agent_added_by_a_reload_takes_the_waiting_caller() {
+    let mut w = world(ONE_AGENT);
+    w.join("c1", "support");
+    assert_eq!(World::offered(&w.said(), "c1"), ["alice"]);
+    w.answer("c1", "alice");
+    w.join("c2", "support");
+    w.said();
+    let changes = w
+        .reconfigure(
+            r#"
+agents:
+  alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
+  bob:   { uri: "sip:bob@192.0.2.2", queues: { support: 0 } }
+queues:
+  support: { ring_timeout: 20s, wrap_up: 5s }
+  sales: {}
+"#,
+        )
+        .unwrap();
+    assert_eq!(changes, ["queue support changed", "agent bob added"]);
+    // bob is offered the waiting caller at once; alice is still on her call.
+    assert_eq!(World::offered(&w.said(), "c2"), ["bob"]);
+    assert_eq!(w.state("alice"), "on_call");
+    // The edited wrap-up applies to the next call's end.
+    w.agent_hangs_up("c1");
+    assert_eq!(w.state("alice"), "wrap_up");
+}
+
+#[test]
+fn a_reload_that_would_lose_someone_is_refused_and_changes_nothing() {
+    let mut w = world(ONE_AGENT);
+    w.join("c1", "support");
+    w.said();
+    // alice rings: she cannot be removed, nor can the queue the caller waits in.
+    let err = w
+        .reconfigure("agents:\n  bob: { uri: \"sip:bob@192.0.2.2\", queues: { support: 0 } }\nqueues:\n  support: {}\n")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("agents.alice: cannot remove the agent while it is ringing"),
+        "{err}"
+    );
+    let err = w
+        .reconfigure("agents:\n  alice: { uri: \"sip:alice@192.0.2.1\", queues: { sales: 0 } }\nqueues:\n  sales: {}\n")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("queues.support: cannot remove the queue while 1 caller"),
+        "{err}"
+    );
+    assert_eq!(w.state("alice"), "ringing");
+    assert!(w.acd.queue_config("support").is_some());
+    // An empty queue goes; the caller is still offered to alice.
+    let changes = w
+        .reconfigure("agents:\n  alice: { uri: \"sip:alice@192.0.2.1\", queues: { support: 0 } }\nqueues:\n  support: { ring_timeout: 20s }\n")
+        .unwrap();
+    assert_eq!(changes, ["queue sales removed"]);
+    assert!(w.acd.queue_config("sales").is_none());
+    w.answer("c1", "alice");
+    assert_eq!(w.state("alice"), "on_call");
+}
+
+#[test]
+fn callbacks_cannot_be_switched_off_while_requests_wait() {
+    let text = r#"
+agents:
+  alice: { uri: "sip:alice@192.0.2.1", queues: { support: 0 } }
+queues:
+  support: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@127.0.0.1:5080" } }
+"#;
+    let mut w = world(text);
+    w.command("alice", AgentCommand::Pause { reason: "x".into() });
+    w.join("c1", "support");
+    w.input(Input::CallbackRequested {
+        call: "c1".into(),
+        number: Some("+4930111".into()),
+    });
+    w.said();
+    let err = w
+        .reconfigure("agents:\n  alice: { uri: \"sip:alice@192.0.2.1\", queues: { support: 0 } }\nqueues:\n  support: {}\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("1 request(s) wait"), "{err}");
+    // An idle agent can be removed; a fixed address removed logs an agent out.
+    let changes = w
+        .reconfigure(&text.replace(
+            "alice: { uri: \"sip:alice@192.0.2.1\",",
+            "alice: { password: x,",
+        ))
+        .unwrap();
+    assert_eq!(changes, ["agent alice changed"]);
+    assert_eq!(w.state("alice"), "paused");
+}

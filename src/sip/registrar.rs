@@ -90,6 +90,29 @@ impl CredentialStore for Credentials {
     }
 }
 
+/// Credentials a reload of the configuration replaces while the registrar runs.
+#[derive(Debug, Default)]
+pub struct SharedCredentials(std::sync::RwLock<Credentials>);
+
+impl SharedCredentials {
+    pub fn new(c: Credentials) -> SharedCredentials {
+        SharedCredentials(std::sync::RwLock::new(c))
+    }
+
+    pub fn replace(&self, c: Credentials) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = c;
+    }
+}
+
+impl CredentialStore for SharedCredentials {
+    fn secret(&self, user: &str) -> Option<Secret> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .secret(user)
+    }
+}
+
 /// Settings of the registrar.
 #[derive(Debug, Clone)]
 pub struct RegistrarConfig {
