@@ -12,10 +12,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::bridge::{heard_run, sweep, wait_until};
+use common::bridge::hear_each_other;
 use common::{SECOND, prompt, repo};
 use hotline::caller::answerer::{Answered, Answerer, Incoming};
-use hotline::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
+use hotline::caller::{CallMedia, Established, KeyMethod, Phone};
 use hotline::config::{Config, Transport};
 use hotline::flow::model::SayKind;
 use hotline::media::dtmf::Key;
@@ -84,19 +84,6 @@ async fn agent(server: SocketAddr) -> Answerer {
     alice
 }
 
-async fn call(server: SocketAddr) -> (Phone, CallMedia, Established) {
-    let mut phone = Phone::new(Transport::Udp, server).await.unwrap();
-    let media = CallMedia::bind(LOCALHOST, true).unwrap();
-    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
-    (phone, media, call)
-}
-
 /// What stays up while the callback request waits: the agent talking to a second caller.
 struct Busy {
     _caller: (Phone, CallMedia, Established),
@@ -107,7 +94,7 @@ struct Busy {
 /// second caller talking to her, and a third who hears its position and expected wait,
 /// is offered the callback, presses 1, hears the confirmation and is hung up on.
 async fn request_a_callback(addr: SocketAddr, alice: &mut Answerer) -> Busy {
-    let (_p1, m1, _c1) = call(addr).await;
+    let (_p1, m1, _c1) = common::call(addr, "hotline").await;
     let offer = alice.next_invite(20 * SECOND).await.unwrap();
     let agent_media = CallMedia::bind(LOCALHOST, false).unwrap();
     let mut first = alice.accept(&offer, &agent_media).await.unwrap();
@@ -119,11 +106,11 @@ async fn request_a_callback(addr: SocketAddr, alice: &mut Answerer) -> Busy {
         "the first caller was served"
     );
 
-    let second = call(addr).await;
+    let second = common::call(addr, "hotline").await;
     let offer = alice.next_invite(20 * SECOND).await.unwrap();
     let talking = alice.accept(&offer, &agent_media).await.unwrap();
 
-    let (mut phone, media, _c3) = call(addr).await;
+    let (mut phone, media, _c3) = common::call(addr, "hotline").await;
     // "You are caller number 1. Your expected wait is about 1 minute." (one agent, a
     // handling time of a few seconds), then the callback offer.
     let one = hotline::flow::say::say(SayKind::Number, "1", "en").unwrap();
@@ -199,18 +186,7 @@ async fn answer_and_talk(
     let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
     let agent = alice.accept(&offer, &agent_media).await.unwrap();
 
-    let words = sweep(50, 300.0);
-    caller_media.say_pcm(&words);
-    wait_until("the caller at the agent", 10 * SECOND, || {
-        heard_run(&agent_media, &words) >= 30
-    })
-    .await;
-    let reply = sweep(50, 900.0);
-    agent_media.say_pcm(&reply);
-    wait_until("the agent at the caller", 10 * SECOND, || {
-        heard_run(&caller_media, &reply) >= 30
-    })
-    .await;
+    hear_each_other(&caller_media, &agent_media).await;
     (caller, agent)
 }
 

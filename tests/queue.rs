@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::bridge::{heard_run, sweep, wait_until};
+use common::bridge::hear_each_other;
 use common::{SECOND, prompt, repo};
+use hotline::caller::CallMedia;
 use hotline::caller::answerer::{Answerer, Incoming};
-use hotline::caller::{CallMedia, Established, Offer, Phone};
 use hotline::config::{Config, Transport};
 use hotline::server::{RunningServer, Server};
 
@@ -69,19 +69,6 @@ async fn agents(server: SocketAddr) -> (Answerer, Answerer) {
     (alice, bob)
 }
 
-async fn call(server: SocketAddr) -> (Phone, CallMedia, Established) {
-    let mut phone = Phone::new(Transport::Udp, server).await.unwrap();
-    let media = CallMedia::bind(LOCALHOST, true).unwrap();
-    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
-    (phone, media, call)
-}
-
 /// The first offer to reach either agent: which one (0 alice, 1 bob) and the INVITE.
 async fn first_offer(alice: &mut Answerer, bob: &mut Answerer) -> (usize, Incoming) {
     tokio::select! {
@@ -101,7 +88,7 @@ async fn ring_no_answer_moves_on_then_the_agent_talks_and_hangs_up_first() {
     .await;
     let addr = common::addr(&srv, Transport::Udp);
     let (mut alice, mut bob) = agents(addr).await;
-    let (mut phone, media, _call) = call(addr).await;
+    let (mut phone, media, _call) = common::call(addr, "hotline").await;
 
     // Hold music while the first agent rings.
     let music = prompt("en", "hold_music");
@@ -133,18 +120,7 @@ async fn ring_no_answer_moves_on_then_the_agent_talks_and_hangs_up_first() {
     let mut talking = other.accept(&offer2, &agent_media).await.unwrap();
 
     // Caller and agent hear each other.
-    let words = sweep(50, 300.0);
-    media.say_pcm(&words);
-    wait_until("the caller at the agent", 10 * SECOND, || {
-        heard_run(&agent_media, &words) >= 30
-    })
-    .await;
-    let reply = sweep(50, 900.0);
-    agent_media.say_pcm(&reply);
-    wait_until("the agent at the caller", 10 * SECOND, || {
-        heard_run(&media, &reply) >= 30
-    })
-    .await;
+    hear_each_other(&media, &agent_media).await;
 
     // The agent hangs up first: the caller goes on to the step's `after`.
     let from = media.heard_len();
@@ -165,7 +141,7 @@ async fn a_caller_who_hangs_up_while_an_agent_rings_cancels_the_agents_leg() {
     let srv = serve(&dir, "46240-46279", "{ ring_timeout: 20s }").await;
     let addr = common::addr(&srv, Transport::Udp);
     let (mut alice, mut bob) = agents(addr).await;
-    let (mut phone, _media, mut call) = call(addr).await;
+    let (mut phone, _media, mut call) = common::call(addr, "hotline").await;
     let (first, offer) = first_offer(&mut alice, &mut bob).await;
     let agent = if first == 0 { &mut alice } else { &mut bob };
     agent.ring(&offer).await.unwrap();
@@ -178,7 +154,7 @@ async fn with_no_agent_logged_in_a_leave_queue_sends_the_caller_on_at_once() {
     let dir = scratch("empty");
     let srv = serve(&dir, "46280-46299", "{ when_empty: leave }").await;
     let addr = common::addr(&srv, Transport::Udp);
-    let (mut phone, media, _call) = call(addr).await;
+    let (mut phone, media, _call) = common::call(addr, "hotline").await;
     assert!(
         media
             .wait_for_prompt(&prompt("en", "advisors_busy"), 0, 10 * SECOND)
@@ -202,7 +178,7 @@ async fn the_third_caller_waiting_hears_its_position() {
     // No agent is logged in; the callers join anyway (the default) and wait in order.
     let mut calls = Vec::new();
     for _ in 0..3 {
-        calls.push(call(addr).await);
+        calls.push(common::call(addr, "hotline").await);
     }
     let position = prompt("en", "queue_position");
     let three = hotline::flow::say::say(hotline::flow::model::SayKind::Number, "3", "en").unwrap();
@@ -238,12 +214,12 @@ async fn wrap_up_holds_the_next_call_back_from_the_agent() {
             .unwrap(),
         200
     );
-    let (_p1, _m1, _c1) = call(addr).await;
+    let (_p1, _m1, _c1) = common::call(addr, "hotline").await;
     let offer = alice.next_invite(10 * SECOND).await.unwrap();
     let agent_media = CallMedia::bind(LOCALHOST, false).unwrap();
     let mut talking = alice.accept(&offer, &agent_media).await.unwrap();
     // A second caller waits while alice talks.
-    let (_p2, _m2, _c2) = call(addr).await;
+    let (_p2, _m2, _c2) = common::call(addr, "hotline").await;
     alice.hang_up(&mut talking).await.unwrap();
     let hung_up = tokio::time::Instant::now();
     // The next offer comes only after the wrap-up (never before: a lower bound).
@@ -266,7 +242,7 @@ async fn an_agent_at_a_fixed_address_is_offered_the_call_without_registering() {
     // alice and bob never register: carol, at her fixed address, is the only agent.
     let srv = serve_with(&dir, "46380-46399", "{ ring_timeout: 20s }", &more).await;
     let addr = common::addr(&srv, Transport::Udp);
-    let (mut phone, media, mut call) = call(addr).await;
+    let (mut phone, media, mut call) = common::call(addr, "hotline").await;
     let offer = carol.next_invite(20 * SECOND).await.unwrap();
     assert!(
         offer
@@ -279,18 +255,7 @@ async fn an_agent_at_a_fixed_address_is_offered_the_call_without_registering() {
     );
     let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
     let talking = carol.accept(&offer, &agent_media).await.unwrap();
-    let words = sweep(50, 300.0);
-    media.say_pcm(&words);
-    wait_until("the caller at the agent", 10 * SECOND, || {
-        heard_run(&agent_media, &words) >= 30
-    })
-    .await;
-    let reply = sweep(50, 900.0);
-    agent_media.say_pcm(&reply);
-    wait_until("the agent at the caller", 10 * SECOND, || {
-        heard_run(&media, &reply) >= 30
-    })
-    .await;
+    hear_each_other(&media, &agent_media).await;
     // The caller hangs up: the agent's leg is hung up too.
     phone.hang_up(&mut call).await.unwrap();
     carol.expect_bye(&talking, 20 * SECOND).await.unwrap();

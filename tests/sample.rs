@@ -6,18 +6,15 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{SECOND, prompt, prompts, repo};
-use hotline::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
+use hotline::caller::{CallMedia, KeyMethod};
 use hotline::config::{Config, Transport};
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
 use hotline::tools::demo_shop::DemoShop;
-
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 const ALWAYS_OPEN: &str = "{ timezone: Europe/Berlin, weekly: { mon-sun: 00:00-24:00 } }";
 const NEVER_OPEN: &str = "{ timezone: Europe/Berlin }";
@@ -47,17 +44,6 @@ vars: {{ shop_url: \"{shop}\", crm_url: \"{shop}\" }}\n",
     Server::start(cfg, 1).await.expect("server starts").spawn()
 }
 
-async fn call(sip: SocketAddr) -> (Phone, CallMedia, Established) {
-    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
-    let media = CallMedia::bind(LOCALHOST, true).unwrap();
-    let c = phone
-        .call("hotline", &media, Offer::Default)
-        .await
-        .expect("call answered");
-    media.connect(c.remote_rtp, c.codec, c.payload_type, c.telephone_event_pt);
-    (phone, media, c)
-}
-
 fn fragment(lang: &str, name: &str) -> Prompt {
     prompts()
         .get_exact(lang, &format!("say/{name}"))
@@ -83,7 +69,8 @@ async fn a_shipped_order_is_read_out_from_the_demo_shop() {
         .unwrap();
     let dir = scratch("open");
     let srv = serve_sample(&dir, ALWAYS_OPEN, &shop.url(), "43400-43499").await;
-    let (mut phone, media, _call) = call(srv.server.addr(Transport::Udp).unwrap()).await;
+    let (mut phone, media, _call) =
+        common::call(srv.server.addr(Transport::Udp).unwrap(), "hotline").await;
 
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
@@ -158,7 +145,8 @@ async fn out_of_hours_the_caller_leaves_a_voicemail() {
     let dir = scratch("closed");
     // No shop: the closed path never looks anything up.
     let srv = serve_sample(&dir, NEVER_OPEN, "http://127.0.0.1:9", "43500-43599").await;
-    let (mut phone, media, _call) = call(srv.server.addr(Transport::Udp).unwrap()).await;
+    let (mut phone, media, _call) =
+        common::call(srv.server.addr(Transport::Udp).unwrap(), "hotline").await;
 
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);

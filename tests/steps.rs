@@ -5,18 +5,16 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{SECOND, prompt, repo};
-use hotline::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
+use hotline::caller::KeyMethod;
 use hotline::config::{Config, Transport};
 use hotline::server::{RunningServer, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hotline-{name}-{}", std::process::id()));
@@ -108,14 +106,6 @@ steps:
     hangup: advisors_busy
 "#;
 
-async fn call(sip: SocketAddr, dialed: &str) -> (Phone, CallMedia, Established) {
-    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
-    let media = CallMedia::bind(LOCALHOST, true).unwrap();
-    let c = phone.call(dialed, &media, Offer::Default).await.unwrap();
-    media.connect(c.remote_rtp, c.codec, c.payload_type, c.telephone_event_pt);
-    (phone, media, c)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_lookup_answers_errors_and_a_slow_service() {
     let (web, seen) = web_service().await;
@@ -130,8 +120,8 @@ async fn http_lookup_answers_errors_and_a_slow_service() {
     let sip = srv.server.addr(Transport::Udp).unwrap();
 
     // The slow lookup first: while it waits, another call must be served at once.
-    let (mut slow_phone, slow_media, _) = call(sip, "slow").await;
-    let (mut ok_phone, ok_media, _) = call(sip, "ok").await;
+    let (mut slow_phone, slow_media, _) = common::call(sip, "slow").await;
+    let (mut ok_phone, ok_media, _) = common::call(sip, "ok").await;
     let noted = ok_media
         .wait_for_prompt(&prompt("en", "order_noted"), 0, 3 * SECOND)
         .await
@@ -153,7 +143,7 @@ async fn http_lookup_answers_errors_and_a_slow_service() {
         .expect("a lookup that times out goes to on_error");
     slow_phone.expect_bye(15 * SECOND).await.unwrap();
 
-    let (mut fail_phone, fail_media, _) = call(sip, "fail").await;
+    let (mut fail_phone, fail_media, _) = common::call(sip, "fail").await;
     fail_media
         .wait_for_prompt(&prompt("en", "advisors_busy"), 0, 5 * SECOND)
         .await
@@ -231,7 +221,7 @@ async fn voicemail_is_recorded_to_the_terminator_and_on_hang_up() {
     let recordings = dir.join("recordings");
 
     // Speak for two seconds after the beep, then press #.
-    let (mut phone, media, _) = call(sip, "voicemail").await;
+    let (mut phone, media, _) = common::call(sip, "voicemail").await;
     let p = media
         .wait_for_prompt(&prompt("en", "please_choose"), 0, 5 * SECOND)
         .await
@@ -261,7 +251,7 @@ async fn voicemail_is_recorded_to_the_terminator_and_on_hang_up() {
     std::fs::remove_file(&file).unwrap();
 
     // Hang up in the middle of the message: it is kept, whole and playable.
-    let (mut phone, media, mut est) = call(sip, "voicemail").await;
+    let (mut phone, media, mut est) = common::call(sip, "voicemail").await;
     let p = media
         .wait_for_prompt(&prompt("en", "please_choose"), 0, 5 * SECOND)
         .await

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::bridge::{decoded, encode, longest_run, payloads, sweep, wait_until};
 use common::{SECOND, prompt, repo};
 use hotline::caller::answerer::{Answered, Answerer, Incoming};
-use hotline::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
+use hotline::caller::{CallMedia, Established, KeyMethod, Phone};
 use hotline::config::{Config, Transport};
 use hotline::media::g711::Codec;
 use hotline::media::prompt::Prompt;
@@ -60,15 +60,7 @@ async fn call_until_desk_rings(name: &str, timeout: &str, rtp: &str) -> Setup {
     let desk = Answerer::bind(LOCALHOST).await.unwrap();
     let server = serve(&scratch(name), &desk.uri("desk"), timeout, rtp).await;
     let addr = common::addr(&server, Transport::Udp);
-    let mut phone = Phone::new(Transport::Udp, addr).await.unwrap();
-    let media = CallMedia::bind(LOCALHOST, true).unwrap();
-    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
+    let (phone, media, call) = common::call(addr, "hotline").await;
     let mut desk = desk;
     let incoming = desk.next_invite(10 * SECOND).await.unwrap();
     Setup {

@@ -79,3 +79,24 @@ pub async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Each side says a sweep and the other hears at least 30 frames of it in order, sample for
+/// sample: the two are bridged both ways.
+pub async fn hear_each_other(a: &CallMedia, b: &CallMedia) {
+    let words = sweep(50, 300.0);
+    a.say_pcm(&words);
+    wait_until(
+        "the first side at the second",
+        Duration::from_secs(10),
+        || heard_run(b, &words) >= 30,
+    )
+    .await;
+    let reply = sweep(50, 900.0);
+    b.say_pcm(&reply);
+    wait_until(
+        "the second side at the first",
+        Duration::from_secs(10),
+        || heard_run(a, &reply) >= 30,
+    )
+    .await;
+}

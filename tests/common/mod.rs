@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
+use hotline::caller::{CallMedia, Established, Offer, Phone};
 use hotline::config::{Config, Listen, PortRange, Transport};
 use hotline::media::prompt::{Prompt, PromptLibrary};
 use hotline::server::{RunningServer, Server, credentials_from_config};
@@ -109,3 +110,15 @@ steps:
     play: survey_thanks
     next: hangup
 ";
+
+/// A caller on UDP from loopback calls `dialed` at `sip`; its media sends to the hotline.
+pub async fn call(sip: SocketAddr, dialed: &str) -> (Phone, CallMedia, Established) {
+    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
+    let media = CallMedia::bind(std::net::Ipv4Addr::LOCALHOST.into(), true).unwrap();
+    let c = phone
+        .call(dialed, &media, Offer::Default)
+        .await
+        .expect("call answered");
+    media.connect(c.remote_rtp, c.codec, c.payload_type, c.telephone_event_pt);
+    (phone, media, c)
+}
