@@ -98,10 +98,39 @@ pub fn load_all(config: &Config) -> Loaded {
             report.diagnostics.push(d);
         }
     }
+    check_queue_prompts(config, &config_file, &prompts, &mut report);
     Loaded {
         prompts,
         flows,
         report,
+    }
+}
+
+/// A queue's prompts in the default language: one the configuration names and that is
+/// missing is an error (the caller would wait in silence); one the engine says for
+/// announcements or callbacks is a warning (that part is skipped).
+fn check_queue_prompts(config: &Config, file: &Path, prompts: &PromptLibrary, report: &mut Report) {
+    let lang = &config.default_language;
+    for (name, q) in &config.queues {
+        let (named, builtin) = q.prompts();
+        for p in named {
+            if prompts.get_exact(lang, p).is_none() {
+                report.diagnostics.push(Diagnostic::error(
+                    file,
+                    format!("queues.{name}: no prompt '{p}' in language '{lang}'"),
+                ));
+            }
+        }
+        for p in builtin {
+            if prompts.get_exact(lang, p).is_none() {
+                report.diagnostics.push(Diagnostic::warning(
+                    file,
+                    format!(
+                        "queues.{name}: no prompt '{p}' in language '{lang}': callers in this queue hear that part of its announcements as nothing"
+                    ),
+                ));
+            }
+        }
     }
 }
 
@@ -195,4 +224,72 @@ fn is_server_config(path: &Path) -> bool {
         .iter()
         .any(|k| l.starts_with(k))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queues_prompts_are_checked_in_the_default_language() {
+        let dir = std::env::temp_dir().join(format!("hotline-check-queue-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("flows")).unwrap();
+        std::fs::create_dir_all(dir.join("prompts/en")).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts/en");
+        for p in ["goodbye", "queue_position"] {
+            std::fs::copy(
+                repo.join(format!("{p}.wav")),
+                dir.join(format!("prompts/en/{p}.wav")),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            dir.join("flows/main.yaml"),
+            "start: bye\nsteps:\n  bye:\n    play: goodbye\n    next: hangup\n",
+        )
+        .unwrap();
+        let text = r#"
+flows: flows
+prompts: prompts
+queues:
+  support:
+    music: no_such_music
+    announce: [position, wait]
+    callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@127.0.0.1" }
+agents:
+  alice: { password: x, queues: { support: 0 } }
+"#;
+        let config = Config::from_str_at(text, &dir.join("hotline.yaml")).unwrap();
+        let report = load_all(&config).report;
+        let about_queues: Vec<(Severity, String)> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.message.starts_with("queues.support"))
+            .map(|d| (d.severity, d.message.clone()))
+            .collect();
+        let errors: Vec<&str> = about_queues
+            .iter()
+            .filter(|(s, _)| *s == Severity::Error)
+            .map(|(_, m)| m.as_str())
+            .collect();
+        assert_eq!(
+            errors,
+            ["queues.support: no prompt 'no_such_music' in language 'en'"]
+        );
+        let warned: Vec<&str> = about_queues
+            .iter()
+            .filter(|(s, _)| *s == Severity::Warning)
+            .filter_map(|(_, m)| m.split('\'').nth(1))
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                "queue_wait",
+                "queue_minutes",
+                "queue_callback_offer",
+                "queue_callback_intro"
+            ]
+        );
+    }
 }

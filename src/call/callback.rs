@@ -31,8 +31,8 @@ use crate::sip::random_token;
 /// The play id of the introduction ("this is your call back"); the flow never sees it.
 pub(super) const INTRO_PLAY: u64 = u64::MAX - 4;
 
-/// Said to the caller who answers, before the call is back in line.
-const INTRO_PROMPT: &str = "queue_callback_intro";
+// Said to the caller who answers, before the call is back in line.
+use crate::queue::config::prompts::CALLBACK_INTRO as INTRO_PROMPT;
 
 /// How long a cancelled or refused attempt may take to finish its SIP exchange.
 const CLOSING: Duration = Duration::from_secs(5);

@@ -21,11 +21,10 @@ use crate::queue::service::QueueNews;
 const MUSIC_PLAY: u64 = u64::MAX - 2;
 const ANNOUNCE_PLAY: u64 = u64::MAX - 3;
 
-/// Prompts an announcement is made of, around the numbers.
-const POSITION_PROMPT: &str = "queue_position";
-const WAIT_PROMPT: &str = "queue_wait";
-const MINUTES_PROMPT: &str = "queue_minutes";
-const CALLBACK_PROMPT: &str = "queue_callback_offer";
+use crate::queue::config::prompts::{
+    CALLBACK_OFFER as CALLBACK_PROMPT, MINUTES as MINUTES_PROMPT, POSITION as POSITION_PROMPT,
+    WAIT as WAIT_PROMPT,
+};
 
 /// A caller in a queue.
 pub(super) struct Queued {

@@ -14,6 +14,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::flow::model::{DtmfKey, HumanDuration};
 
+/// The prompts the engine says itself around a queue's numbers and callbacks (each
+/// language has its own recording).
+pub mod prompts {
+    /// "You are caller number …"
+    pub const POSITION: &str = "queue_position";
+    /// "Your expected wait is about …"
+    pub const WAIT: &str = "queue_wait";
+    /// "… minutes."
+    pub const MINUTES: &str = "queue_minutes";
+    /// "To keep your place in line and be called back, press 1."
+    pub const CALLBACK_OFFER: &str = "queue_callback_offer";
+    /// "This is the call back you asked for; please hold."
+    pub const CALLBACK_INTRO: &str = "queue_callback_intro";
+}
+
+impl QueueConfig {
+    /// The prompts this queue plays: those its configuration names (`music`,
+    /// `announce_prompt`), then those the engine says for what it is set to do.
+    pub fn prompts(&self) -> (Vec<&str>, Vec<&'static str>) {
+        let named = [&self.music, &self.announce_prompt]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut builtin = Vec::new();
+        if self.announce.contains(&AnnounceItem::Position) {
+            builtin.push(prompts::POSITION);
+        }
+        if self.announce.contains(&AnnounceItem::Wait) {
+            builtin.extend([prompts::WAIT, prompts::MINUTES]);
+        }
+        if self.callback.is_some() {
+            builtin.extend([prompts::CALLBACK_OFFER, prompts::CALLBACK_INTRO]);
+        }
+        (named, builtin)
+    }
+}
+
 /// Handled calls remembered per queue for the estimated wait.
 pub const DEFAULT_EWT_WINDOW: usize = 20;
 
