@@ -192,6 +192,7 @@ async fn answer_and_talk(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
+    common::logs();
     let dir = scratch("main");
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     let srv = serve(&dir, "46400-46459", network.local).await;
@@ -214,6 +215,7 @@ async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
+    common::logs();
     let dir = scratch("restart");
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     {

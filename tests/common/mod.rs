@@ -122,3 +122,12 @@ pub async fn call(sip: SocketAddr, dialed: &str) -> (Phone, CallMedia, Establish
     media.connect(c.remote_rtp, c.codec, c.payload_type, c.telephone_event_pt);
     (phone, media, c)
 }
+
+/// Shows the engine's log in a failing test's output, at the level `RUST_LOG` says
+/// (nothing unless it is set).
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
