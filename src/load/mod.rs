@@ -362,7 +362,17 @@ async fn conduct(
     let ramp_task = {
         let script = script.clone();
         let progress = progress.clone();
-        tokio::spawn(ramp_calls(calls, rate, start, deadline, script, progress))
+        tokio::spawn(ramp_tasks(
+            calls,
+            rate,
+            start,
+            deadline,
+            move |i| script::place(i, script.clone(), progress.clone()),
+            |why| CallResult {
+                failure: Some(format!("call task failed: {why}")),
+                ..CallResult::default()
+            },
+        ))
     };
 
     let mut peak_rss: Option<u64> = None;
@@ -538,40 +548,39 @@ async fn conduct(
     Ok(s)
 }
 
-/// Starts call `i` at `start + i / rate` and gathers the results; calls still running at
-/// `deadline` are aborted and counted.
-async fn ramp_calls(
+/// Starts `start_one(i)` at `start + i / rate` for each of `calls` and gathers the
+/// results (a task that panicked gives `failed(why)`); tasks still running at `deadline`
+/// are aborted and counted. Calls (call mode) and callers (queue mode) ramp alike.
+pub(crate) async fn ramp_tasks<R, Fut>(
     calls: usize,
     rate: f64,
     start: Instant,
     deadline: Instant,
-    script: Arc<Script>,
-    progress: Arc<Progress>,
-) -> (Vec<CallResult>, usize) {
+    mut start_one: impl FnMut(usize) -> Fut,
+    failed: impl Fn(String) -> R,
+) -> (Vec<R>, usize)
+where
+    R: Send + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
     let mut set = JoinSet::new();
     let mut results = Vec::with_capacity(calls);
     for i in 0..calls {
         let at = start + Duration::from_secs_f64(i as f64 / rate);
-        // Gather finished calls while waiting, so the set stays small on long runs.
+        // Gather finished tasks while waiting, so the set stays small on long runs.
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => break,
                 Some(Ok(r)) = set.join_next(), if !set.is_empty() => results.push(r),
             }
         }
-        set.spawn(script::place(i, script.clone(), progress.clone()));
+        set.spawn(start_one(i));
     }
     let dl = tokio::time::Instant::from_std(deadline);
     loop {
         match tokio::time::timeout_at(dl, set.join_next()).await {
             Ok(Some(Ok(r))) => results.push(r),
-            Ok(Some(Err(e))) => {
-                let r = CallResult {
-                    failure: Some(format!("call task failed: {e}")),
-                    ..CallResult::default()
-                };
-                results.push(r);
-            }
+            Ok(Some(Err(e))) => results.push(failed(e.to_string())),
             Ok(None) => break,
             Err(_) => {
                 let left = set.len();

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use super::LoadArgs;
 use super::engine::{Engine, SpawnOptions};
 use super::procfs::{self, CpuSnapshot, CpuUse, MachineCpu, Memory};
-use super::report::{Histogram, Spread, opt, row};
+use super::report::{Histogram, Spread, opt, packets_row, row};
 use super::script::{bye_failure, short};
 use crate::caller::answerer::Answerer;
 use crate::caller::media::clock_stats;
@@ -277,19 +277,7 @@ impl QueueSummary {
             format!("{:.3} ms", self.gap_mean_ms),
         );
         row(&mut t, "gaps >= 40 ms", self.gaps_over_40ms.to_string());
-        let ratio = if self.packets_expected > 0 {
-            self.packets_received as f64 / self.packets_expected as f64 * 100.0
-        } else {
-            0.0
-        };
-        row(
-            &mut t,
-            "packets received/expected",
-            format!(
-                "{} / {} ({ratio:.3} %)",
-                self.packets_received, self.packets_expected
-            ),
-        );
+        packets_row(&mut t, self.packets_received, self.packets_expected);
         row(
             &mut t,
             "engine CPU",
@@ -579,16 +567,18 @@ async fn conduct(
     let start = Instant::now();
     // Bounded however the engine behaves: set-up (40 s), the hold, BYE (12 s), slack.
     let deadline = start + ramp + hold + Duration::from_secs(70);
-    let ramp_task = tokio::spawn(ramp_callers(
+    let user = Arc::new(args.user.clone());
+    let (reg, prog) = (registry.clone(), progress.clone());
+    let ramp_task = tokio::spawn(super::ramp_tasks(
         calls,
         args.rate,
         start,
         deadline,
-        server,
-        args.user.clone(),
-        hold,
-        registry.clone(),
-        progress.clone(),
+        move |_| caller(server, user.clone(), hold, reg.clone(), prog.clone()),
+        |why| CallerResult {
+            failure: Some(format!("caller task failed: {why}")),
+            ..CallerResult::default()
+        },
     ));
 
     let mut peak_rss: Option<u64> = None;
@@ -867,56 +857,6 @@ async fn agent_loop(
 
 /// Starts caller `i` at `start + i / rate`; callers still running at `deadline` are
 /// aborted and counted.
-#[allow(clippy::too_many_arguments)]
-async fn ramp_callers(
-    calls: usize,
-    rate: f64,
-    start: Instant,
-    deadline: Instant,
-    server: SocketAddr,
-    user: String,
-    hold: Duration,
-    registry: Arc<Registry>,
-    progress: Arc<Progress>,
-) -> (Vec<CallerResult>, usize) {
-    let mut set = JoinSet::new();
-    let mut results = Vec::with_capacity(calls);
-    let user = Arc::new(user);
-    for i in 0..calls {
-        let at = start + Duration::from_secs_f64(i as f64 / rate);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => break,
-                Some(Ok(r)) = set.join_next(), if !set.is_empty() => results.push(r),
-            }
-        }
-        set.spawn(caller(
-            server,
-            user.clone(),
-            hold,
-            registry.clone(),
-            progress.clone(),
-        ));
-    }
-    let dl = tokio::time::Instant::from_std(deadline);
-    loop {
-        match tokio::time::timeout_at(dl, set.join_next()).await {
-            Ok(Some(Ok(r))) => results.push(r),
-            Ok(Some(Err(e))) => results.push(CallerResult {
-                failure: Some(format!("caller task failed: {e}")),
-                ..CallerResult::default()
-            }),
-            Ok(None) => break,
-            Err(_) => {
-                let left = set.len();
-                set.abort_all();
-                return (results, left);
-            }
-        }
-    }
-    (results, 0)
-}
-
 /// One caller: dial, get answered by the queue's flow, talk (silence, one frame per 20 ms)
 /// for the hold time, hang up.
 async fn caller(

@@ -263,19 +263,7 @@ impl Summary {
             ),
         );
         row(&mut t, "gaps >= 40 ms", self.gaps_over_40ms.to_string());
-        let ratio = if self.packets_expected > 0 {
-            self.packets_received as f64 / self.packets_expected as f64 * 100.0
-        } else {
-            0.0
-        };
-        row(
-            &mut t,
-            "packets received/expected",
-            format!(
-                "{} / {} ({ratio:.3} %)",
-                self.packets_received, self.packets_expected
-            ),
-        );
+        packets_row(&mut t, self.packets_received, self.packets_expected);
         row(
             &mut t,
             "steady-state window",
@@ -375,6 +363,20 @@ pub(super) fn opt(v: Option<f64>, unit: &str, prec: usize) -> String {
         Some(x) => format!("{x:.prec$}{unit}"),
         None => "n/a".into(),
     }
+}
+
+/// "packets received/expected: 9990 / 10000 (99.900 %)".
+pub(super) fn packets_row(t: &mut String, received: u64, expected: u64) {
+    let ratio = if expected > 0 {
+        received as f64 / expected as f64 * 100.0
+    } else {
+        0.0
+    };
+    row(
+        t,
+        "packets received/expected",
+        format!("{received} / {expected} ({ratio:.3} %)"),
+    );
 }
 
 /// One line of a report table.
