@@ -2,6 +2,10 @@
 //! are parsed here, so a malformed message is answered (400 with the reason) or dropped and
 //! counted right at the edge; what reaches the endpoint is always a parsed message. Sending
 //! is by destination: UDP to an address, TCP over the connection that address opened.
+//!
+//! Each TCP connection has its own writer task behind a bounded buffer that senders fill
+//! with `try_send`: a peer that stops reading fills its buffer and is disconnected (and
+//! counted), so no sender ever waits on one slow peer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,10 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use thiserror::Error;
+
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 use crate::config::{Listen, Transport};
@@ -44,6 +50,21 @@ pub struct TransportStats {
     pub dropped_garbage: AtomicU64,
     pub keepalives: AtomicU64,
     pub send_errors: AtomicU64,
+    /// TCP peers disconnected because they stopped reading (their write buffer filled).
+    pub tcp_slow_closed: AtomicU64,
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, Error)]
+pub enum SendError {
+    #[error("no {transport} listener to send from")]
+    NoListener { transport: Transport },
+    #[error("no open TCP connection to {0}")]
+    NoConnection(SocketAddr),
+    #[error("the TCP peer {0} is not reading: its write buffer is full, the connection is closed")]
+    SlowPeer(SocketAddr),
+    #[error("send failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// An idle TCP connection is closed after this long (AST-2016-005: idle connections must
@@ -51,8 +72,32 @@ pub struct TransportStats {
 const TCP_IDLE: Duration = Duration::from_secs(300);
 /// A cap on open TCP connections, so a flood of idle connects cannot exhaust descriptors.
 const MAX_TCP_CONNECTIONS: usize = 4096;
+/// Messages waiting for one TCP connection's writer. The kernel's socket buffers absorb
+/// bursts first, so this fills only when the peer has stopped reading for a long while.
+const TCP_WRITE_BUFFER: usize = 256;
+/// How long a closing connection's writer may take to flush what is queued.
+const TCP_FLUSH: Duration = Duration::from_secs(5);
 
-type ConnTable = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>>;
+/// One open TCP connection as senders see it.
+#[derive(Clone)]
+struct Conn {
+    tx: mpsc::Sender<Bytes>,
+    /// Tells the connection's tasks to close it now.
+    close: Arc<Notify>,
+}
+
+impl Conn {
+    /// Queues `bytes` without waiting; a full buffer closes the connection.
+    fn push(&self, bytes: Bytes) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+        let r = self.tx.try_send(bytes);
+        if matches!(r, Err(mpsc::error::TrySendError::Full(_))) {
+            self.close.notify_one();
+        }
+        r
+    }
+}
+
+type ConnTable = Arc<Mutex<HashMap<SocketAddr, Conn>>>;
 
 /// The open listeners. Cheap to clone.
 #[derive(Clone)]
@@ -121,10 +166,11 @@ impl Transports {
     }
 
     /// Sends `bytes` to `peer`. UDP leaves from the listener the peer talked to; TCP uses the
-    /// peer's open connection. Failures are counted, and reported to the caller so that a
-    /// transaction can see a transport error.
-    pub async fn send(&self, peer: &Peer, bytes: Bytes) -> bool {
-        let ok = match peer.transport {
+    /// peer's open connection and never waits: a peer whose write buffer is full is
+    /// disconnected. Failures are counted and returned, so that a transaction can see a
+    /// transport error.
+    pub async fn send(&self, peer: &Peer, bytes: Bytes) -> Result<(), SendError> {
+        let r = match peer.transport {
             Transport::Udp => {
                 let sock = self
                     .udp
@@ -133,27 +179,39 @@ impl Transports {
                     .or_else(|| self.udp.first())
                     .map(|(_, s)| s.clone());
                 match sock {
-                    Some(s) => s.send_to(&bytes, peer.remote).await.is_ok(),
-                    None => false,
+                    Some(s) => s
+                        .send_to(&bytes, peer.remote)
+                        .await
+                        .map(|_| ())
+                        .map_err(SendError::from),
+                    None => Err(SendError::NoListener {
+                        transport: Transport::Udp,
+                    }),
                 }
             }
-            Transport::Tcp => {
-                let tx = self
-                    .conns
-                    .lock()
-                    .ok()
-                    .and_then(|c| c.get(&peer.remote).cloned());
-                match tx {
-                    Some(tx) => tx.send(bytes).await.is_ok(),
-                    None => false,
-                }
-            }
+            Transport::Tcp => self.send_tcp(peer.remote, bytes),
         };
-        if !ok {
+        if r.is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            debug!(remote = %peer.remote, transport = %peer.transport, "send failed");
         }
-        ok
+        r
+    }
+
+    fn send_tcp(&self, remote: SocketAddr, bytes: Bytes) -> Result<(), SendError> {
+        let conn = self.conns.lock().ok().and_then(|c| c.get(&remote).cloned());
+        let Some(conn) = conn else {
+            return Err(SendError::NoConnection(remote));
+        };
+        match conn.push(bytes) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                forget(&self.conns, remote, &conn.tx);
+                self.stats.tcp_slow_closed.fetch_add(1, Ordering::Relaxed);
+                warn!(%remote, "TCP peer stopped reading; connection closed");
+                Err(SendError::SlowPeer(remote))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NoConnection(remote)),
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -269,6 +327,15 @@ async fn tcp_accept(
     }
 }
 
+/// Removes `remote`'s entry if it is still the connection `tx` feeds.
+fn forget(conns: &ConnTable, remote: SocketAddr, tx: &mpsc::Sender<Bytes>) {
+    if let Ok(mut c) = conns.lock()
+        && c.get(&remote).is_some_and(|t| t.tx.same_channel(tx))
+    {
+        c.remove(&remote);
+    }
+}
+
 async fn tcp_conn(
     stream: TcpStream,
     local: SocketAddr,
@@ -279,11 +346,15 @@ async fn tcp_conn(
     limits: Limits,
 ) {
     let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(TCP_WRITE_BUFFER);
+    let conn = Conn {
+        tx,
+        close: Arc::new(Notify::new()),
+    };
     if let Ok(mut c) = conns.lock() {
-        c.insert(remote, tx.clone());
+        c.insert(remote, conn.clone());
     }
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
                 break;
@@ -297,33 +368,42 @@ async fn tcp_conn(
     };
     let mut framer = StreamFramer::new(limits);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut closed_by_us = false;
     'conn: loop {
-        let n = match tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => n,
+        let n = tokio::select! {
+            r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            },
+            _ = conn.close.notified() => {
+                closed_by_us = true;
+                break;
+            }
         };
         framer.push(&buf[..n]);
         loop {
-            match framer.pop() {
+            let answer = match framer.pop() {
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => match accept(&bytes, &limits, &stats) {
                     Ok(message) => {
+                        // Waits only for the endpoint (shared by every peer), never for
+                        // this peer's writer.
                         if inbound.send(Inbound { peer, message }).await.is_err() {
                             break 'conn;
                         }
+                        continue;
                     }
-                    Err(Some(answer)) => {
-                        let _ = tx.send(Bytes::from(answer)).await;
-                    }
-                    Err(None) => {}
+                    Err(Some(answer)) => Bytes::from(answer),
+                    Err(None) => continue,
                 },
                 Ok(Some(Frame::Ping)) => {
                     // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a CRLF pong.
                     stats.keepalives.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(Bytes::from_static(b"\r\n")).await;
+                    Bytes::from_static(b"\r\n")
                 }
                 Ok(Some(Frame::Pong)) => {
                     stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
                 Err(e) => {
                     // A stream we cannot frame cannot be resynchronised: close it.
@@ -331,14 +411,22 @@ async fn tcp_conn(
                     stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
                     break 'conn;
                 }
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = conn.push(answer) {
+                stats.tcp_slow_closed.fetch_add(1, Ordering::Relaxed);
+                warn!(%remote, "TCP peer stopped reading; connection closed");
+                closed_by_us = true;
+                break 'conn;
             }
         }
     }
-    if let Ok(mut c) = conns.lock()
-        && c.get(&remote).is_some_and(|t| t.same_channel(&tx))
-    {
-        c.remove(&remote);
+    forget(&conns, remote, &conn.tx);
+    drop(conn);
+    if closed_by_us {
+        // The writer may be stuck in a write the peer will never read: stop it, which
+        // closes the socket.
+        writer.abort();
+    } else if tokio::time::timeout(TCP_FLUSH, &mut writer).await.is_err() {
+        writer.abort();
     }
-    drop(tx);
-    let _ = writer.await;
 }

@@ -1,0 +1,825 @@
+//! The SIP endpoint's routing policy as a pure state machine: which call gets what.
+//!
+//! It owns the transaction table, the routing maps (Call-ID to call, a call's outgoing legs
+//! to the call that placed them, INVITE server transactions for CANCEL, client transactions
+//! to the call that started them), merged-request detection (482), the stateless answers to
+//! what belongs to no call (OPTIONS, 481, 405, 501, 503 when `max_calls` is reached) and,
+//! as a separate piece, the 2xx retransmission of answered INVITEs ([`AnsweredInvites`]).
+//!
+//! Inputs go in with the current time (`handle_inbound`, `handle_call`, `handle_send_error`,
+//! `handle_undeliverable`, `answer_register`, `handle_timeout`); [`Output`]s are polled out
+//! (`poll_output`), and `poll_timeout` says when to wake it. It must not touch a socket, a
+//! channel or a clock, nor draw random numbers: To tags and Retry-After spreads come from
+//! the [`Tokens`] it is given. REGISTER is handed out ([`Output::Register`]) for the
+//! registrar and its answer comes back through `answer_register`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::answered::{AnsweredEvent, AnsweredInvites};
+use crate::config::Transport as ListenTransport;
+use crate::sip::ALLOW;
+use crate::sip::message::{HeaderName, Message, Method, Request, Response};
+use crate::sip::transaction::{
+    Output as TableOutput, Reliability, RequestKeyFields, Role, TimerConfig, TransactionError,
+    TransactionKey, TransactionTable,
+};
+use crate::sip::transport::Peer;
+
+/// What the endpoint tells a call.
+#[derive(Debug)]
+pub enum ToCall {
+    /// The ACK for our 2xx (it may carry the SDP answer of a late offer).
+    Ack(Request),
+    /// The caller sent CANCEL for our INVITE transaction; the call answers it (with its own
+    /// To tag, RFC 3261 §9.2) and, if it had not answered yet, ends the INVITE with 487.
+    Cancel { key: TransactionKey, req: Request },
+    /// A request inside the dialog; answer it with `SipHandle::respond`.
+    Request { key: TransactionKey, req: Request },
+    /// A response to a request the call sent.
+    Response(Response),
+    /// A request the call sent got no final response in time, or could not be sent at all
+    /// (RFC 3261 §17.1.4; see [`EndpointCore::handle_send_error`]).
+    RequestTimeout,
+    /// Our 2xx was never acknowledged (64*T1); the call should end with BYE.
+    AckTimeout,
+    /// Something for one of the call's outgoing legs (see `SipHandle::open_leg`).
+    Leg { call_id: String, msg: Box<ToCall> },
+}
+
+/// A message as the transaction layer keeps it: parsed, with the peer it came from or goes
+/// to, and for outgoing messages the bytes (printed once, resent as they are).
+#[derive(Debug)]
+pub struct SipMsg {
+    pub peer: Peer,
+    pub message: Message,
+    pub bytes: Bytes,
+}
+
+type Out = Arc<SipMsg>;
+
+/// What a call asks of the endpoint.
+#[derive(Debug)]
+pub enum CallCommand {
+    /// Answer the server transaction `key` (a 2xx to an INVITE starts its retransmission).
+    Respond {
+        key: TransactionKey,
+        peer: Peer,
+        resp: Response,
+        call_id: String,
+    },
+    /// Send a request through a new client transaction (its top Via carries the branch).
+    Request {
+        call_id: String,
+        peer: Peer,
+        req: Request,
+    },
+    /// Send the ACK of a 2xx as it is: it belongs to no transaction (§17.1.1.3).
+    Ack {
+        peer: Peer,
+        req: Request,
+    },
+    /// Route what arrives for Call-ID `leg` to call `owner`, wrapped in [`ToCall::Leg`].
+    OpenLeg {
+        leg: String,
+        owner: String,
+    },
+    CloseLeg {
+        leg: String,
+    },
+    /// A call the engine places itself: what arrives for `call_id` is for it.
+    Originate {
+        call_id: String,
+    },
+    /// The call is over: forget its routes and stop retransmitting its 2xx.
+    Ended {
+        call_id: String,
+    },
+}
+
+/// Where a transmitted message came from, so that a failed send can find its way back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A transaction sent it (a request, its retransmission, a response, the ACK of a
+    /// non-2xx): a failure is that transaction's transport error (§17.1.4, §17.2.4).
+    Transaction { role: Role, key: TransactionKey },
+    /// Sent outside any transaction: the ACK of a 2xx, a retransmitted 2xx, a stateless
+    /// answer. A failure is only counted.
+    Direct,
+}
+
+/// Bytes to hand to the transport.
+#[derive(Debug)]
+pub struct Transmit {
+    pub msg: Arc<SipMsg>,
+    pub origin: Origin,
+}
+
+/// What the core asks of its shell.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `msg.bytes` to `msg.peer`; report a failure with `handle_send_error`.
+    Transmit(Transmit),
+    /// Put `msg` in the inbox of call `call_id` (a leg's messages already name the call
+    /// that placed it); report a closed inbox with `handle_undeliverable`.
+    ToCall { call_id: String, msg: ToCall },
+    /// A new INVITE was accepted (100 Trying is already out): create call `call_id`.
+    NewCall {
+        call_id: String,
+        invite: Request,
+        key: TransactionKey,
+        peer: Peer,
+    },
+    /// A REGISTER for the registrar; its answer comes back through `answer_register`.
+    Register {
+        key: TransactionKey,
+        peer: Peer,
+        req: Request,
+    },
+}
+
+/// The randomness the core needs, drawn by the shell (tests give a predictable one).
+pub trait Tokens: Send {
+    /// A random token of `len` characters, for a To tag (RFC 3261 §19.3).
+    fn token(&mut self, len: usize) -> String;
+    /// A number from 0 to `n - 1`.
+    fn below(&mut self, n: u32) -> u32;
+}
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub user_agent: String,
+    pub max_calls: usize,
+    pub timers: TimerConfig,
+}
+
+/// Counters the shell publishes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoreCounters {
+    pub active_calls: usize,
+    pub calls_total: usize,
+    pub rejected_busy: usize,
+    /// Requests (and ACKs) that could not be handed to the transport.
+    pub requests_unsent: usize,
+    /// Responses that could not be handed to the transport.
+    pub responses_unsent: usize,
+}
+
+/// A request that carried no To tag, as RFC 3261 §8.2.2.2 compares them: From tag,
+/// Call-ID and CSeq (number and method).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MergeKey {
+    from_tag: String,
+    call_id: String,
+    seq: u32,
+    method: String,
+}
+
+/// The endpoint's routing policy. See the module documentation.
+pub struct EndpointCore {
+    cfg: CoreConfig,
+    tokens: Box<dyn Tokens>,
+    table: TransactionTable<Out>,
+    /// The calls, by Call-ID.
+    calls: HashSet<String>,
+    /// Call-IDs of the INVITEs calls placed, to the Call-ID of the call that placed them.
+    legs: HashMap<String, String>,
+    /// Our INVITE server transactions, for CANCEL.
+    invites: HashMap<TransactionKey, String>,
+    /// Requests the calls sent, for routing their responses.
+    clients: HashMap<TransactionKey, String>,
+    /// Live server transactions of requests without a To tag, for merged requests.
+    merge_index: HashMap<MergeKey, TransactionKey>,
+    merge_keys: HashMap<TransactionKey, MergeKey>,
+    /// Where the requests handed to calls came from, until their transaction ends: a call
+    /// that vanished cannot answer them, so the core does.
+    handed: HashMap<TransactionKey, Peer>,
+    answered: AnsweredInvites<Out>,
+    outputs: VecDeque<Output>,
+    counters: CoreCounters,
+    /// Reused for every timeout of the 2xx retransmitter.
+    due: Vec<AnsweredEvent<Out>>,
+}
+
+fn reliability(peer: &Peer) -> Reliability {
+    match peer.transport {
+        ListenTransport::Udp => Reliability::Unreliable,
+        ListenTransport::Tcp => Reliability::Reliable,
+    }
+}
+
+/// The transaction key of a request, per RFC 3261 §17.2.3 (with the RFC 2543 fallback).
+pub fn request_key(req: &Request) -> Option<TransactionKey> {
+    let h = &req.headers;
+    let via = h.top_via().ok()?;
+    let top_via_raw = h.get(HeaderName::Via)?.to_str_lossy();
+    let from = h.from_addr().ok()?;
+    let to = h.to_addr().ok()?;
+    let cseq = h.cseq().ok()?;
+    let uri = req.uri.to_string();
+    let host = via.host.to_string();
+    let fields = RequestKeyFields {
+        method: req.method.as_str(),
+        branch: via.branch(),
+        sent_by_host: &host,
+        sent_by_port: via.port,
+        request_uri: &uri,
+        to_tag: to.tag(),
+        from_tag: from.tag(),
+        call_id: h.call_id().ok()?,
+        cseq: cseq.seq,
+        top_via: &top_via_raw,
+    };
+    Some(TransactionKey::for_request(&fields))
+}
+
+fn response_key(resp: &Response) -> Option<TransactionKey> {
+    let via = resp.headers.top_via().ok()?;
+    let cseq = resp.headers.cseq().ok()?;
+    Some(TransactionKey::client(via.branch()?, cseq.method.as_str()))
+}
+
+fn merge_key(req: &Request) -> Option<MergeKey> {
+    let h = &req.headers;
+    let cseq = h.cseq().ok()?;
+    Some(MergeKey {
+        from_tag: h.from_addr().ok()?.tag()?.to_string(),
+        call_id: h.call_id().ok()?.to_string(),
+        seq: cseq.seq,
+        method: cseq.method.as_str().to_string(),
+    })
+}
+
+/// The ACK the INVITE client transaction sends for a non-2xx final response.
+fn non_2xx_ack(invite: &Out, resp: &Out) -> Out {
+    let (Message::Request(inv), Message::Response(r)) = (&invite.message, &resp.message) else {
+        return resp.clone();
+    };
+    match crate::sip::uac::ack_for_non_2xx(inv, r) {
+        Ok(ack) => {
+            let bytes = Bytes::from(ack.to_bytes());
+            Arc::new(SipMsg {
+                peer: invite.peer,
+                message: Message::Request(ack),
+                bytes,
+            })
+        }
+        // Our own INVITE always has these headers; a response without a usable To is
+        // acknowledged by nothing, and the far end's retransmissions time out.
+        Err(_) => resp.clone(),
+    }
+}
+
+fn call_id_of(m: &Message) -> Option<String> {
+    m.headers().call_id().ok().map(str::to_string)
+}
+
+fn printed(peer: Peer, message: Message) -> Out {
+    let bytes = Bytes::from(match &message {
+        Message::Request(r) => r.to_bytes(),
+        Message::Response(r) => r.to_bytes(),
+    });
+    Arc::new(SipMsg {
+        peer,
+        message,
+        bytes,
+    })
+}
+
+impl EndpointCore {
+    pub fn new(cfg: CoreConfig, tokens: Box<dyn Tokens>) -> EndpointCore {
+        EndpointCore {
+            table: TransactionTable::new(cfg.timers),
+            answered: AnsweredInvites::new(cfg.timers),
+            cfg,
+            tokens,
+            calls: HashSet::new(),
+            legs: HashMap::new(),
+            invites: HashMap::new(),
+            clients: HashMap::new(),
+            merge_index: HashMap::new(),
+            merge_keys: HashMap::new(),
+            handed: HashMap::new(),
+            outputs: VecDeque::new(),
+            counters: CoreCounters::default(),
+            due: Vec::new(),
+        }
+    }
+
+    /// Caps the live transactions (a request beyond it is answered 503 statelessly).
+    pub fn with_max_transactions(mut self, limit: usize) -> Self {
+        self.table = TransactionTable::new(self.cfg.timers).with_max_transactions(limit);
+        self
+    }
+
+    pub fn counters(&self) -> CoreCounters {
+        self.counters
+    }
+
+    /// Number of live transactions.
+    pub fn transactions(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The next thing for the shell to do, oldest first.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest moment `handle_timeout` has work to do.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        [self.table.poll_timeout(), self.answered.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Fires the transaction timers and the 2xx retransmissions due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.table.handle_timeout(now);
+        self.drain_table(now);
+        let mut due = std::mem::take(&mut self.due);
+        self.answered.handle_timeout(now, &mut due);
+        for e in due.drain(..) {
+            match e {
+                AnsweredEvent::Retransmit(msg) => self.transmit(msg, Origin::Direct),
+                AnsweredEvent::AckTimeout(call_id) => {
+                    self.to_call(&call_id, ToCall::AckTimeout);
+                }
+            }
+        }
+        self.due = due;
+    }
+
+    /// A parsed message arrived from `peer`.
+    pub fn handle_inbound(&mut self, now: Instant, peer: Peer, message: Message) {
+        match message {
+            Message::Request(req) => {
+                let Some(key) = request_key(&req) else {
+                    return;
+                };
+                let msg = Arc::new(SipMsg {
+                    peer,
+                    message: Message::Request(req),
+                    bytes: Bytes::new(),
+                });
+                let result =
+                    self.table
+                        .handle_request(now, key.clone(), msg.clone(), reliability(&peer));
+                match result {
+                    Ok(()) => {}
+                    Err(TransactionError::TableFull { limit }) => {
+                        // §17 gives no transaction to a request we cannot keep: answer it
+                        // statelessly so the sender backs off instead of retrying at once.
+                        warn!(limit, "transaction table full; answering 503");
+                        if !key.is_ack() {
+                            let resp = self.answer_for(&msg, 503, "Service Unavailable");
+                            if let Some(resp) = resp {
+                                self.counters.rejected_busy += 1;
+                                self.transmit(
+                                    printed(peer, Message::Response(resp)),
+                                    Origin::Direct,
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "transaction table refused a request"),
+                }
+            }
+            Message::Response(resp) => {
+                let Some(key) = response_key(&resp) else {
+                    return;
+                };
+                let status = resp.status;
+                let msg = Arc::new(SipMsg {
+                    peer,
+                    message: Message::Response(resp),
+                    bytes: Bytes::new(),
+                });
+                if let Err(e) = self
+                    .table
+                    .handle_response(now, key, status, msg, non_2xx_ack)
+                {
+                    debug!(error = %e, "response refused");
+                }
+            }
+        }
+        self.drain_table(now);
+    }
+
+    /// A call asks for something.
+    pub fn handle_call(&mut self, now: Instant, cmd: CallCommand) {
+        match cmd {
+            CallCommand::Respond {
+                key,
+                peer,
+                mut resp,
+                call_id,
+            } => {
+                if !resp.headers.contains(HeaderName::new("Server")) {
+                    resp.headers
+                        .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
+                }
+                let is_invite_2xx = key.is_invite() && (200..300).contains(&resp.status);
+                let status = resp.status;
+                let out = printed(peer, Message::Response(resp));
+                if is_invite_2xx {
+                    self.answered.answered(now, call_id, out.clone());
+                }
+                if let Err(e) = self.table.send_response(now, &key, status, out) {
+                    debug!(error = %e, status, "call's response not sent");
+                }
+            }
+            CallCommand::Request {
+                call_id,
+                peer,
+                mut req,
+            } => {
+                req.headers
+                    .push(HeaderName::new("User-Agent"), self.cfg.user_agent.clone());
+                let Some(branch) = req
+                    .headers
+                    .top_via()
+                    .ok()
+                    .and_then(|v| v.branch().map(str::to_string))
+                else {
+                    return;
+                };
+                let key = TransactionKey::client(&branch, req.method.as_str());
+                let out = printed(peer, Message::Request(req));
+                match self
+                    .table
+                    .start_client(now, key.clone(), out, reliability(&peer))
+                {
+                    Ok(()) => {
+                        self.clients.insert(key, call_id);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "request not sent");
+                        self.to_call(&call_id, ToCall::RequestTimeout);
+                    }
+                }
+            }
+            CallCommand::Ack { peer, mut req } => {
+                req.headers
+                    .push(HeaderName::new("User-Agent"), self.cfg.user_agent.clone());
+                self.transmit(printed(peer, Message::Request(req)), Origin::Direct);
+            }
+            CallCommand::OpenLeg { leg, owner } => {
+                self.legs.insert(leg, owner);
+            }
+            CallCommand::CloseLeg { leg } => {
+                self.legs.remove(&leg);
+            }
+            CallCommand::Originate { call_id } => {
+                self.calls.insert(call_id);
+                self.counters.active_calls = self.calls.len();
+            }
+            CallCommand::Ended { call_id } => self.forget_call(&call_id),
+        }
+        self.drain_table(now);
+    }
+
+    /// The transport could not send a message an [`Output::Transmit`] carried.
+    ///
+    /// For a client transaction this reaches `TransactionTable::transport_error`, and the
+    /// call is told [`ToCall::RequestTimeout`]: RFC 3261 §17.1.4 asks the TU to treat it as
+    /// a 503, and in this engine a request that failed without a final answer from the far
+    /// end has one path in every call (a leg gives up, a BYE counts as done) whether it
+    /// timed out or never left; a made-up 503 would have to pretend to be the far end's
+    /// answer (To tag, dialog matching). For a server transaction the response is counted
+    /// and logged: over UDP §18.2.2 leaves nothing worth trying (the address is the one the
+    /// request came from), and over TCP the connection is gone with the caller.
+    pub fn handle_send_error(&mut self, now: Instant, transmit: &Transmit) {
+        match &transmit.origin {
+            Origin::Transaction { role, key } => {
+                self.table.transport_error(*role, key);
+                self.drain_table(now);
+            }
+            Origin::Direct => match transmit.msg.message {
+                Message::Response(ref r) => {
+                    self.counters.responses_unsent += 1;
+                    debug!(status = r.status, remote = %transmit.msg.peer.remote, "response not sent");
+                }
+                Message::Request(ref r) => {
+                    self.counters.requests_unsent += 1;
+                    debug!(method = %r.method, remote = %transmit.msg.peer.remote, "request not sent");
+                }
+            },
+        }
+    }
+
+    /// The inbox of call `call_id` is closed (the call task is gone without saying so):
+    /// forget the call, and answer what it can no longer answer.
+    pub fn handle_undeliverable(&mut self, now: Instant, call_id: &str, msg: ToCall) {
+        debug!(call_id, "call's inbox is closed");
+        self.forget_call(call_id);
+        let (key, req, status, reason) = match msg {
+            // The INVITE is over with its call; the CANCEL itself succeeded (§9.2).
+            ToCall::Cancel { key, req } => (key, req, 200, "OK"),
+            ToCall::Request { key, req } if req.method != Method::Ack => {
+                (key, req, 481, "Call/Transaction Does Not Exist")
+            }
+            _ => return,
+        };
+        let Some(peer) = self.handed.get(&key).copied() else {
+            return;
+        };
+        if let Some(resp) = self.answer_request(&req, status, reason) {
+            self.send_response(now, &key, peer, resp);
+        }
+        self.drain_table(now);
+    }
+
+    /// The registrar's answer to the REGISTER of [`Output::Register`].
+    pub fn answer_register(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        peer: Peer,
+        mut resp: Response,
+    ) {
+        let tag = self.tokens.token(10);
+        let _ = resp.headers.ensure_to_tag(&tag);
+        resp.headers
+            .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
+        let status = resp.status;
+        if let Err(e) =
+            self.table
+                .send_response(now, key, status, printed(peer, Message::Response(resp)))
+        {
+            debug!(error = %e, status, "REGISTER answer not sent");
+        }
+        self.drain_table(now);
+    }
+
+    fn forget_call(&mut self, call_id: &str) {
+        self.calls.remove(call_id);
+        self.legs.retain(|_, owner| owner != call_id);
+        self.answered.forget(call_id);
+        self.invites.retain(|_, v| v != call_id);
+        self.counters.active_calls = self.calls.len();
+    }
+
+    fn transmit(&mut self, msg: Out, origin: Origin) {
+        self.outputs
+            .push_back(Output::Transmit(Transmit { msg, origin }));
+    }
+
+    fn to_call(&mut self, call_id: &str, msg: ToCall) -> bool {
+        if self.calls.contains(call_id) {
+            self.outputs.push_back(Output::ToCall {
+                call_id: call_id.to_string(),
+                msg,
+            });
+            return true;
+        }
+        let Some(owner) = self.legs.get(call_id) else {
+            return false;
+        };
+        if !self.calls.contains(owner) {
+            return false;
+        }
+        let msg = ToCall::Leg {
+            call_id: call_id.to_string(),
+            msg: Box::new(msg),
+        };
+        self.outputs.push_back(Output::ToCall {
+            call_id: owner.clone(),
+            msg,
+        });
+        true
+    }
+
+    fn is_known(&self, call_id: &str) -> bool {
+        self.calls.contains(call_id) || self.legs.contains_key(call_id)
+    }
+
+    /// Turns what the transaction table asks for into outputs and routing.
+    fn drain_table(&mut self, now: Instant) {
+        while let Some(o) = self.table.poll_output() {
+            match o {
+                TableOutput::Transmit { role, key, msg } => {
+                    self.transmit(msg, Origin::Transaction { role, key })
+                }
+                TableOutput::RequestToTu { key, msg } => self.on_new_request(now, key, msg),
+                TableOutput::AckToTu { msg, .. } => self.on_ack(&msg),
+                TableOutput::ResponseToTu { key, msg, status } => {
+                    let Some(call_id) = self.clients.get(&key).cloned() else {
+                        continue;
+                    };
+                    // An INVITE's 2xx may come again (our ACK was lost): keep routing them
+                    // until the transaction ends (RFC 6026's Accepted state).
+                    if status >= 300 || (status >= 200 && !key.is_invite()) {
+                        self.clients.remove(&key);
+                    }
+                    if let Message::Response(r) = &msg.message {
+                        self.to_call(&call_id, ToCall::Response(r.clone()));
+                    }
+                }
+                TableOutput::StrayResponse { status, .. } => {
+                    debug!(status, "response matching no transaction");
+                }
+                TableOutput::Timeout { key, .. } => {
+                    if let Some(call_id) = self.clients.remove(&key) {
+                        self.to_call(&call_id, ToCall::RequestTimeout);
+                    }
+                }
+                TableOutput::TransportError { role, key } => match role {
+                    Role::Client => {
+                        self.counters.requests_unsent += 1;
+                        debug!(%key, "request could not be sent");
+                        if let Some(call_id) = self.clients.remove(&key) {
+                            self.to_call(&call_id, ToCall::RequestTimeout);
+                        }
+                    }
+                    Role::Server => {
+                        self.counters.responses_unsent += 1;
+                        debug!(%key, "response could not be sent");
+                    }
+                },
+                TableOutput::Terminated { key, .. } => {
+                    self.invites.remove(&key);
+                    self.clients.remove(&key);
+                    self.handed.remove(&key);
+                    if let Some(m) = self.merge_keys.remove(&key) {
+                        self.merge_index.remove(&m);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_ack(&mut self, msg: &SipMsg) {
+        let Message::Request(req) = &msg.message else {
+            return;
+        };
+        let Some(call_id) = call_id_of(&msg.message) else {
+            return;
+        };
+        self.answered.acked(&call_id);
+        self.to_call(&call_id, ToCall::Ack(req.clone()));
+    }
+
+    /// The answer to a request the core gives itself (it belongs to no call).
+    fn answer_request(&mut self, req: &Request, status: u16, reason: &str) -> Option<Response> {
+        let mut resp = Response::for_request(req, status, reason);
+        let tag = self.tokens.token(10);
+        let _ = resp.headers.ensure_to_tag(&tag);
+        resp.headers
+            .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
+        if matches!(status, 200 | 405 | 501) {
+            resp.headers.push(HeaderName::Allow, ALLOW);
+        }
+        if status == 200 && req.method == Method::Options {
+            resp.headers
+                .push(HeaderName::new("Accept"), "application/sdp");
+            resp.headers.push(HeaderName::Supported, "");
+            resp.headers.push(HeaderName::new("Accept-Language"), "en");
+        }
+        if status == 503 {
+            // Spread the retries of rejected callers over time (RFC 3261 §21.5.4).
+            let secs = 5 + self.tokens.below(25);
+            resp.headers
+                .push(HeaderName::new("Retry-After"), secs.to_string());
+        }
+        Some(resp)
+    }
+
+    fn answer_for(&mut self, msg: &SipMsg, status: u16, reason: &str) -> Option<Response> {
+        let Message::Request(req) = &msg.message else {
+            return None;
+        };
+        self.answer_request(req, status, reason)
+    }
+
+    /// Answers the server transaction `key` right here.
+    fn answer(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        msg: &SipMsg,
+        status: u16,
+        reason: &str,
+    ) {
+        if let Some(resp) = self.answer_for(msg, status, reason) {
+            self.send_response(now, key, msg.peer, resp);
+        }
+    }
+
+    fn send_response(&mut self, now: Instant, key: &TransactionKey, peer: Peer, resp: Response) {
+        let status = resp.status;
+        let out = printed(peer, Message::Response(resp));
+        if let Err(e) = self.table.send_response(now, key, status, out) {
+            debug!(error = %e, status, "response not sent");
+        }
+    }
+
+    fn on_new_request(&mut self, now: Instant, key: TransactionKey, msg: Out) {
+        let Message::Request(req) = &msg.message else {
+            return;
+        };
+        let Some(call_id) = call_id_of(&msg.message) else {
+            return;
+        };
+        let has_to_tag = req
+            .headers
+            .to_addr()
+            .ok()
+            .and_then(|t| t.tag().map(|_| ()))
+            .is_some();
+        if !has_to_tag && let Some(m) = merge_key(req) {
+            // §8.2.2.2: the same request reached us twice by different paths (a forking
+            // proxy): answer the later copy 482, the first one goes on.
+            if self.merge_index.get(&m).is_some_and(|k| *k != key) {
+                self.answer(now, &key, &msg, 482, "Loop Detected");
+                return;
+            }
+            self.merge_index.insert(m.clone(), key.clone());
+            self.merge_keys.insert(key.clone(), m);
+        }
+        match req.method {
+            Method::Cancel => {
+                let found = key
+                    .invite_key_for_cancel()
+                    .and_then(|k| self.invites.get(&k).cloned());
+                match found {
+                    Some(id) => {
+                        let cancel = ToCall::Cancel {
+                            key: key.clone(),
+                            req: req.clone(),
+                        };
+                        if self.to_call(&id, cancel) {
+                            self.handed.insert(key, msg.peer);
+                        } else {
+                            self.answer(now, &key, &msg, 200, "OK");
+                        }
+                    }
+                    None => self.answer(now, &key, &msg, 481, "Call/Transaction Does Not Exist"),
+                }
+            }
+            _ if has_to_tag || self.is_known(&call_id) && req.method != Method::Invite => {
+                if self.is_known(&call_id) {
+                    let request = ToCall::Request {
+                        key: key.clone(),
+                        req: req.clone(),
+                    };
+                    if self.to_call(&call_id, request) && !key.is_ack() {
+                        self.handed.insert(key, msg.peer);
+                    }
+                } else if req.method == Method::Options {
+                    self.answer(now, &key, &msg, 200, "OK");
+                } else {
+                    self.answer(now, &key, &msg, 481, "Call/Transaction Does Not Exist");
+                }
+            }
+            Method::Invite => self.on_invite(now, key, &msg, call_id),
+            Method::Options => self.answer(now, &key, &msg, 200, "OK"),
+            Method::Register => self.outputs.push_back(Output::Register {
+                key,
+                peer: msg.peer,
+                req: req.clone(),
+            }),
+            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+                self.answer(now, &key, &msg, 481, "Call/Transaction Does Not Exist")
+            }
+            Method::Other(_) => self.answer(now, &key, &msg, 501, "Not Implemented"),
+            _ => self.answer(now, &key, &msg, 405, "Method Not Allowed"),
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, key: TransactionKey, msg: &Out, call_id: String) {
+        let Message::Request(req) = &msg.message else {
+            return;
+        };
+        if self.is_known(&call_id) {
+            // Same Call-ID, new transaction, no To tag: a merged or looped request (§8.2.2.2),
+            // or an INVITE we placed that came back to us.
+            self.answer(now, &key, msg, 482, "Loop Detected");
+            return;
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            self.counters.rejected_busy += 1;
+            self.answer(now, &key, msg, 503, "Service Unavailable");
+            return;
+        }
+        // 100 Trying at once, so the caller's INVITE retransmissions stop (§17.2.1).
+        let trying = Response::for_request(req, 100, "Trying");
+        self.send_response(now, &key, msg.peer, trying);
+        self.calls.insert(call_id.clone());
+        self.invites.insert(key.clone(), call_id.clone());
+        self.counters.active_calls = self.calls.len();
+        self.counters.calls_total += 1;
+        self.outputs.push_back(Output::NewCall {
+            call_id,
+            invite: req.clone(),
+            key,
+            peer: msg.peer,
+        });
+    }
+}

@@ -1,0 +1,363 @@
+//! The SIP endpoint's tokio shell: one task that moves messages between the transports,
+//! the calls' inboxes and the pure [`EndpointCore`], which decides everything (transactions,
+//! routing, CANCEL, 481/482/503, out-of-dialog answers, 2xx retransmission). The shell also
+//! runs the registrar service the core hands REGISTER to, and feeds send failures and
+//! closed inboxes back into the core.
+//!
+//! It must not make routing decisions of its own, and must never wait on one peer: sends
+//! to a TCP peer never block (see `transport`), so a peer that stops reading cannot stall
+//! signalling for everyone else.
+
+pub mod answered;
+pub mod core;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::config::Transport as ListenTransport;
+use crate::sip::message::{Host, Request, Response, Transport, Uri, Via};
+use crate::sip::random_token;
+use crate::sip::registrar::{RegistrarConfig, RegistrarEvent, RegistrarService, Registrations};
+use crate::sip::transaction::{TimerConfig, TransactionKey};
+use crate::sip::transport::{Inbound, Peer, Transports};
+
+pub use self::core::{
+    CallCommand, CoreConfig, CoreCounters, EndpointCore, Origin, Output, SipMsg, ToCall, Tokens,
+    Transmit, request_key,
+};
+
+/// What calls send to the shell: commands for the core, and inboxes of calls the engine
+/// places itself (the core knows nothing of channels).
+enum FromCall {
+    Command(CallCommand),
+    Originate {
+        call_id: String,
+        inbox: mpsc::UnboundedSender<ToCall>,
+    },
+}
+
+/// What a call needs to talk SIP: send responses and requests, and build Vias and Contacts
+/// for the listener its INVITE came in on.
+#[derive(Clone)]
+pub struct SipHandle {
+    tx: mpsc::UnboundedSender<FromCall>,
+}
+
+impl SipHandle {
+    fn command(&self, c: CallCommand) {
+        // A closed channel means the endpoint stopped; the call is ending with it.
+        let _ = self.tx.send(FromCall::Command(c));
+    }
+
+    pub fn respond(&self, key: &TransactionKey, peer: Peer, call_id: &str, resp: Response) {
+        self.command(CallCommand::Respond {
+            key: key.clone(),
+            peer,
+            resp,
+            call_id: call_id.to_string(),
+        });
+    }
+
+    /// Sends a request (it must carry exactly one Via, ours, with a fresh branch).
+    pub fn request(&self, call_id: &str, peer: Peer, req: Request) {
+        self.command(CallCommand::Request {
+            call_id: call_id.to_string(),
+            peer,
+            req,
+        });
+    }
+
+    /// Routes what arrives for Call-ID `leg` (an INVITE the call places) to the inbox of
+    /// call `owner`, wrapped in [`ToCall::Leg`].
+    pub fn open_leg(&self, leg: &str, owner: &str) {
+        self.command(CallCommand::OpenLeg {
+            leg: leg.to_string(),
+            owner: owner.to_string(),
+        });
+    }
+
+    pub fn close_leg(&self, leg: &str) {
+        self.command(CallCommand::CloseLeg {
+            leg: leg.to_string(),
+        });
+    }
+
+    /// Sends the ACK for a 2xx as it is: it belongs to no transaction (RFC 3261 §17.1.1.3).
+    pub fn ack(&self, peer: Peer, req: Request) {
+        self.command(CallCommand::Ack { peer, req });
+    }
+
+    /// Opens an inbox for a call the engine places itself (a call back): what arrives
+    /// for Call-ID `call_id` comes there, as for a call that came in. End it with
+    /// [`SipHandle::ended`].
+    pub fn originate(&self, call_id: &str) -> mpsc::UnboundedReceiver<ToCall> {
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let _ = self.tx.send(FromCall::Originate {
+            call_id: call_id.to_string(),
+            inbox,
+        });
+        rx
+    }
+
+    pub fn ended(&self, call_id: &str) {
+        self.command(CallCommand::Ended {
+            call_id: call_id.to_string(),
+        });
+    }
+}
+
+/// A new call, handed to whoever creates calls.
+pub struct NewCall {
+    pub invite: Request,
+    pub key: TransactionKey,
+    pub peer: Peer,
+    pub inbox: mpsc::UnboundedReceiver<ToCall>,
+    pub sip: SipHandle,
+}
+
+/// Builds our Via for a request leaving through `peer`'s listener.
+pub fn our_via(peer: &Peer, advertised: IpAddr) -> Via {
+    let transport = match peer.transport {
+        ListenTransport::Udp => Transport::Udp,
+        ListenTransport::Tcp => Transport::Tcp,
+    };
+    let branch = format!("{}{}", crate::sip::message::MAGIC_COOKIE, random_token(16));
+    let mut via = Via::new(
+        transport,
+        Host::from(advertised),
+        Some(peer.local.port()),
+        &branch,
+    );
+    via.params.set("rport", None);
+    via
+}
+
+/// Our Contact URI for a call that arrived through `peer`'s listener.
+pub fn our_contact(peer: &Peer, advertised: IpAddr) -> Uri {
+    let mut uri = Uri::sip(
+        Some("hotline"),
+        Host::from(advertised),
+        Some(peer.local.port()),
+    );
+    if peer.transport == ListenTransport::Tcp
+        && let Uri::Sip(s) = &mut uri
+    {
+        s.params.set("transport", Some("tcp"));
+    }
+    uri
+}
+
+/// Settings of the endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub user_agent: String,
+    pub max_calls: usize,
+    pub timers: TimerConfig,
+    pub registrar: RegistrarConfig,
+}
+
+/// Live numbers the admin API, logs and tests read.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    pub active_calls: AtomicUsize,
+    pub calls_total: AtomicUsize,
+    pub rejected_busy: AtomicUsize,
+    /// Requests (and ACKs) the transport could not send.
+    pub requests_unsent: AtomicUsize,
+    /// Responses the transport could not send.
+    pub responses_unsent: AtomicUsize,
+}
+
+impl EndpointStats {
+    fn publish(&self, c: &CoreCounters) {
+        self.active_calls.store(c.active_calls, Ordering::Relaxed);
+        self.calls_total.store(c.calls_total, Ordering::Relaxed);
+        self.rejected_busy.store(c.rejected_busy, Ordering::Relaxed);
+        self.requests_unsent
+            .store(c.requests_unsent, Ordering::Relaxed);
+        self.responses_unsent
+            .store(c.responses_unsent, Ordering::Relaxed);
+    }
+}
+
+/// The core's randomness, from the thread's generator.
+struct RandomTokens;
+
+impl Tokens for RandomTokens {
+    fn token(&mut self, len: usize) -> String {
+        random_token(len)
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        rand::random_range(0..n.max(1))
+    }
+}
+
+/// The endpoint task: the core, the sockets, the calls' inboxes and the registrar.
+pub struct Endpoint {
+    core: EndpointCore,
+    transports: Transports,
+    inbound: mpsc::Receiver<Inbound>,
+    from_calls: mpsc::UnboundedReceiver<FromCall>,
+    handle: SipHandle,
+    /// Call-ID to the call's inbox; the core names calls, the shell delivers.
+    inboxes: HashMap<String, mpsc::UnboundedSender<ToCall>>,
+    new_call: Box<dyn FnMut(NewCall) + Send>,
+    stats: Arc<EndpointStats>,
+    registrar: RegistrarService,
+}
+
+impl Endpoint {
+    pub fn new(
+        cfg: EndpointConfig,
+        transports: Transports,
+        inbound: mpsc::Receiver<Inbound>,
+        new_call: Box<dyn FnMut(NewCall) + Send>,
+    ) -> Endpoint {
+        let (tx, from_calls) = mpsc::unbounded_channel();
+        let registrar =
+            RegistrarService::new(cfg.registrar.clone(), rand::random(), Instant::now());
+        let core = EndpointCore::new(
+            CoreConfig {
+                user_agent: cfg.user_agent,
+                max_calls: cfg.max_calls,
+                timers: cfg.timers,
+            },
+            Box::new(RandomTokens),
+        );
+        Endpoint {
+            core,
+            transports,
+            inbound,
+            from_calls,
+            handle: SipHandle { tx },
+            inboxes: HashMap::new(),
+            new_call,
+            stats: Arc::new(EndpointStats::default()),
+            registrar,
+        }
+    }
+
+    /// A handle for calls the engine places itself.
+    pub fn handle(&self) -> SipHandle {
+        self.handle.clone()
+    }
+
+    pub fn stats(&self) -> Arc<EndpointStats> {
+        self.stats.clone()
+    }
+
+    /// The registered agents' contacts, for whoever offers them calls.
+    pub fn registrations(&self) -> Registrations {
+        self.registrar.registrations()
+    }
+
+    /// Registrar events; `subscribe()` on it for a receiver.
+    pub fn registrar_events(&self) -> tokio::sync::broadcast::Sender<RegistrarEvent> {
+        self.registrar.events()
+    }
+
+    /// Runs until every listener is gone.
+    pub async fn run(mut self) {
+        loop {
+            let deadline = [self.core.poll_timeout(), self.registrar.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = self.inbound.recv() => match m {
+                    Some(m) => self.core.handle_inbound(Instant::now(), m.peer, m.message),
+                    None => return,
+                },
+                Some(c) = self.from_calls.recv() => self.on_call(c),
+                _ = sleep => {
+                    let now = Instant::now();
+                    self.core.handle_timeout(now);
+                    self.registrar.handle_timeout(now);
+                }
+            }
+            self.carry_out().await;
+            self.stats.publish(&self.core.counters());
+        }
+    }
+
+    fn on_call(&mut self, c: FromCall) {
+        let now = Instant::now();
+        match c {
+            FromCall::Command(cmd) => {
+                if let CallCommand::Ended { call_id } = &cmd {
+                    self.inboxes.remove(call_id);
+                }
+                self.core.handle_call(now, cmd);
+            }
+            FromCall::Originate { call_id, inbox } => {
+                self.inboxes.insert(call_id.clone(), inbox);
+                self.core
+                    .handle_call(now, CallCommand::Originate { call_id });
+            }
+        }
+    }
+
+    /// Does what the core asks until it asks for nothing more. Only UDP sends are awaited
+    /// (a datagram socket is writable again at once); TCP sends never wait.
+    async fn carry_out(&mut self) {
+        while let Some(o) = self.core.poll_output() {
+            match o {
+                Output::Transmit(t) => {
+                    let sent = self.transports.send(&t.msg.peer, t.msg.bytes.clone()).await;
+                    if let Err(e) = sent {
+                        debug!(error = %e, remote = %t.msg.peer.remote, "send failed");
+                        self.core.handle_send_error(Instant::now(), &t);
+                    }
+                }
+                Output::ToCall { call_id, msg } => {
+                    let refused = match self.inboxes.get(&call_id) {
+                        Some(inbox) => inbox.send(msg).err().map(|e| e.0),
+                        None => Some(msg),
+                    };
+                    if let Some(msg) = refused {
+                        self.inboxes.remove(&call_id);
+                        self.core
+                            .handle_undeliverable(Instant::now(), &call_id, msg);
+                    }
+                }
+                Output::NewCall {
+                    call_id,
+                    invite,
+                    key,
+                    peer,
+                } => {
+                    let (tx, inbox) = mpsc::unbounded_channel();
+                    self.inboxes.insert(call_id, tx);
+                    (self.new_call)(NewCall {
+                        invite,
+                        key,
+                        peer,
+                        inbox,
+                        sip: self.handle.clone(),
+                    });
+                }
+                Output::Register { key, peer, req } => {
+                    let now = Instant::now();
+                    let resp = self.registrar.handle_register(now, &req, peer);
+                    self.core.answer_register(now, &key, peer, resp);
+                }
+            }
+        }
+    }
+}
