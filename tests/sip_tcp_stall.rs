@@ -7,7 +7,6 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use common::{SECOND, addr, server};
 use hotline::caller::{CallMedia, Offer, Phone};

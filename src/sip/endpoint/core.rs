@@ -349,7 +349,7 @@ impl EndpointCore {
             match e {
                 AnsweredEvent::Retransmit(msg) => self.transmit(msg, Origin::Direct),
                 AnsweredEvent::AckTimeout(call_id) => {
-                    self.to_call(&call_id, ToCall::AckTimeout);
+                    self.deliver(&call_id, ToCall::AckTimeout);
                 }
             }
         }
@@ -461,7 +461,7 @@ impl EndpointCore {
                     }
                     Err(e) => {
                         warn!(error = %e, "request not sent");
-                        self.to_call(&call_id, ToCall::RequestTimeout);
+                        self.deliver(&call_id, ToCall::RequestTimeout);
                     }
                 }
             }
@@ -571,7 +571,7 @@ impl EndpointCore {
             .push_back(Output::Transmit(Transmit { msg, origin }));
     }
 
-    fn to_call(&mut self, call_id: &str, msg: ToCall) -> bool {
+    fn deliver(&mut self, call_id: &str, msg: ToCall) -> bool {
         if self.calls.contains(call_id) {
             self.outputs.push_back(Output::ToCall {
                 call_id: call_id.to_string(),
@@ -619,7 +619,7 @@ impl EndpointCore {
                         self.clients.remove(&key);
                     }
                     if let Message::Response(r) = &msg.message {
-                        self.to_call(&call_id, ToCall::Response(r.clone()));
+                        self.deliver(&call_id, ToCall::Response(r.clone()));
                     }
                 }
                 TableOutput::StrayResponse { status, .. } => {
@@ -627,7 +627,7 @@ impl EndpointCore {
                 }
                 TableOutput::Timeout { key, .. } => {
                     if let Some(call_id) = self.clients.remove(&key) {
-                        self.to_call(&call_id, ToCall::RequestTimeout);
+                        self.deliver(&call_id, ToCall::RequestTimeout);
                     }
                 }
                 TableOutput::TransportError { role, key } => match role {
@@ -635,7 +635,7 @@ impl EndpointCore {
                         self.counters.requests_unsent += 1;
                         debug!(%key, "request could not be sent");
                         if let Some(call_id) = self.clients.remove(&key) {
-                            self.to_call(&call_id, ToCall::RequestTimeout);
+                            self.deliver(&call_id, ToCall::RequestTimeout);
                         }
                     }
                     Role::Server => {
@@ -663,7 +663,7 @@ impl EndpointCore {
             return;
         };
         self.answered.acked(&call_id);
-        self.to_call(&call_id, ToCall::Ack(req.clone()));
+        self.deliver(&call_id, ToCall::Ack(req.clone()));
     }
 
     /// The answer to a request the core gives itself (it belongs to no call).
@@ -754,7 +754,7 @@ impl EndpointCore {
                             key: key.clone(),
                             req: req.clone(),
                         };
-                        if self.to_call(&id, cancel) {
+                        if self.deliver(&id, cancel) {
                             self.handed.insert(key, msg.peer);
                         } else {
                             self.answer(now, &key, &msg, 200, "OK");
@@ -769,7 +769,7 @@ impl EndpointCore {
                         key: key.clone(),
                         req: req.clone(),
                     };
-                    if self.to_call(&call_id, request) && !key.is_ack() {
+                    if self.deliver(&call_id, request) && !key.is_ack() {
                         self.handed.insert(key, msg.peer);
                     }
                 } else if req.method == Method::Options {

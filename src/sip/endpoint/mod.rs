@@ -36,7 +36,9 @@ pub use self::core::{
 };
 
 /// What calls send to the shell: commands for the core, and inboxes of calls the engine
-/// places itself (the core knows nothing of channels).
+/// places itself (the core knows nothing of channels). Commands are nearly every message,
+/// so they stay unboxed.
+#[allow(clippy::large_enum_variant)]
 enum FromCall {
     Command(CallCommand),
     Originate {
