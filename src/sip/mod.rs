@@ -1,7 +1,7 @@
 //! SIP signalling: the message codec, transactions, dialogs, SDP offer/answer, the
 //! endpoint that routes messages to calls, the registrar agents log in with, and the
 //! sockets. Everything here but
-//! `transport` and `endpoint` is pure: no sockets, no clock.
+//! `transport` and the endpoint's task (`endpoint/mod.rs`) is pure: no sockets, no clock.
 
 pub mod dialog;
 pub mod digest;
