@@ -465,6 +465,9 @@ impl Clock {
     }
 
     fn tick(&mut self, now: Instant) {
+        // A held frame whose release this thread woke too late for (a busy machine) goes
+        // now, late, rather than being dropped by the session's next tick.
+        self.release_held(now);
         self.receive(now);
         for s in self.sessions.values_mut() {
             s.session.tick(now);
