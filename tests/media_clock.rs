@@ -37,7 +37,8 @@ fn receive(peer: &UdpSocket) -> Packet {
 }
 
 fn next_event(rx: &mpsc::Receiver<MediaEvent>) -> MediaEvent {
-    rx.recv_timeout(WAIT).expect("an event from the media worker")
+    rx.recv_timeout(WAIT)
+        .expect("an event from the media worker")
 }
 
 #[test]

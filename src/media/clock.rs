@@ -404,11 +404,11 @@ impl Clock {
                 std::thread::sleep(deadline - now);
                 continue;
             }
-            let n = match self.wake.wait(&mut woke, EpollTimeout::NONE) {
-                Ok(n) => n,
-                // EINTR: look at the time and the queue again.
-                Err(_) => 0,
-            };
+            // EINTR counts as nothing reported: look at the time and the queue again.
+            let n = self
+                .wake
+                .wait(&mut woke, EpollTimeout::NONE)
+                .unwrap_or_default();
             for e in &woke[..n] {
                 match e.data() {
                     WAKE_TOKEN => self.waker.clear(),
