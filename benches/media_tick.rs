@@ -1,6 +1,6 @@
 //! Micro-measurements of the media clock's per-call work, to explain the load tool's CPU
-//! figures: what one session costs per 20 ms tick, and its parts (the in-band DTMF
-//! detector on every received frame, an empty receive that ends each drain, one loopback
+//! figures: what one session costs per 20 ms tick, and its parts (the pure session alone,
+//! the in-band DTMF detector on every received frame, an empty receive, one loopback
 //! send). They are tests marked `#[ignore]` so that they run only when asked for:
 //!
 //! ```text
@@ -93,14 +93,14 @@ fn loopback_send_and_receive() {
     per_op("recv_from with a packet waiting", rounds * 10, recv);
 }
 
-/// `calls` sessions, each with a peer that sends one PCMU frame per tick, as the media
-/// clock serves them: the cost of one tick per session.
+/// `calls` sessions, each with a peer that sends one PCMU frame per tick, served as a media
+/// worker serves them (read what arrived, tick, send the frame owed): the cost of one tick
+/// per session, sockets included.
 fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
     let pool = PortPool::new(PortRange {
         first: 24_000,
         last: 24_000 + 2 * calls as u16 + 200,
     });
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let now = Instant::now();
     let mut sessions = Vec::new();
     let mut peers = Vec::new();
@@ -119,7 +119,7 @@ fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
             initial_seq: 1,
             initial_timestamp: 0,
         };
-        sessions.push(Session::new(port, params, tx.clone(), now));
+        sessions.push((port, Session::new(params, now)));
         let sender = RtpSender::new(7_000 + i as u32, 1, 0, 0);
         peers.push((peer, engine_addr, sender));
     }
@@ -136,16 +136,63 @@ fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
         }
         let t = Instant::now();
         let now = Instant::now();
-        for s in &mut sessions {
-            s.tick(now, &mut buf);
+        for (port, s) in &mut sessions {
+            if let Ok((n, from)) = port.socket.recv_from(&mut buf) {
+                s.handle_packet(now, from, &buf[..n]);
+            }
+            s.tick(now);
+            if let Some(tx) = s.poll_transmit(now, &mut buf) {
+                let _ = port.socket.send_to(&buf[..tx.len], tx.destination);
+            }
         }
         in_tick += t.elapsed();
         for (peer, _, _) in &peers {
             while peer.recv_from(&mut pkt).is_ok() {}
         }
-        while rx.try_recv().is_ok() {}
+        for (_, s) in &mut sessions {
+            while s.poll_event().is_some() {}
+        }
     }
     in_tick / (200 * calls as u32)
+}
+
+/// The session alone, without sockets: what the pure state machine costs per tick.
+#[test]
+#[ignore]
+fn pure_session_tick() {
+    let remote = SocketAddr::new(LOCAL, 40_000);
+    let params = SessionParams {
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_pt: Some(101),
+        remote,
+        no_media_timeout: Duration::from_secs(3600),
+        ssrc: 1,
+        initial_seq: 1,
+        initial_timestamp: 0,
+    };
+    let mut now = Instant::now();
+    let mut s = Session::new(params, now);
+    let mut sender = RtpSender::new(7_000, 1, 0, 0);
+    let mut frame = [0u8; 160];
+    Codec::Pcmu.encode_into(&noise_frame(), &mut frame);
+    let mut pkt = [0u8; 2048];
+    let mut out = [0u8; 2048];
+    let n = 200_000u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        now += Duration::from_millis(20);
+        if let Ok(len) = sender.next_packet(&frame, &mut pkt) {
+            s.handle_packet(now, remote, &pkt[..len]);
+        }
+        s.tick(now);
+        std::hint::black_box(s.poll_transmit(now, &mut out));
+    }
+    per_op(
+        "Session: handle_packet + tick + poll_transmit",
+        n,
+        t.elapsed(),
+    );
 }
 
 #[test]
@@ -154,7 +201,7 @@ fn session_tick_per_call() {
     for calls in [100usize, 1000] {
         let d = session_ticks(calls, Some(101));
         per_op(
-            &format!("Session::tick, {calls} sessions (recv+detect+send)"),
+            &format!("one tick per session, {calls} sessions (recv+detect+send)"),
             1,
             d,
         );

@@ -643,8 +643,8 @@ impl Call {
             initial_seq: rand::random(),
             initial_timestamp: rand::random(),
         };
-        let session = Session::new(port, params, self.media_tx.clone(), Instant::now());
-        self.session = Some(self.deps.media.add(session));
+        let session = Session::new(params, Instant::now());
+        self.session = Some(self.deps.media.add(port, session, self.media_tx.clone()));
         if n.on_hold() {
             self.media(SessionCommand::Update {
                 remote: n.remote_rtp,

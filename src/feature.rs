@@ -234,7 +234,7 @@ async fn play(
     };
     let id = deps
         .media
-        .add(Session::new(port, params, tx, Instant::now()));
+        .add(port, Session::new(params, Instant::now()), tx);
     deps.media.command(
         id,
         SessionCommand::Play {

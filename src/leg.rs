@@ -357,11 +357,11 @@ impl Leg {
                     initial_seq: rand::random(),
                     initial_timestamp: rand::random(),
                 };
-                let session = Session::new(port, params, media_tx.clone(), Instant::now());
+                let session = Session::new(params, Instant::now());
                 self.negotiated = Some(neg);
                 self.session = Some(match beside {
-                    Some(b) => deps.media.add_beside(b, session),
-                    None => deps.media.add(session),
+                    Some(b) => deps.media.add_beside(b, port, session, media_tx.clone()),
+                    None => deps.media.add(port, session, media_tx.clone()),
                 });
                 debug!(leg = %self.call_id, "leg answered");
                 LegNews::Answered

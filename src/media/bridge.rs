@@ -10,7 +10,7 @@
 //! delay grow.
 
 use crate::media::dtmf::Key;
-use crate::media::session::FRAME_SAMPLES;
+use crate::media::g711::FRAME_SAMPLES;
 
 /// Frames a ring holds (100 ms).
 const RING_FRAMES: usize = 5;

@@ -1,20 +1,37 @@
-//! The media clock: one OS thread per media worker that wakes every 20 ms and serves every
-//! session it holds (drain what arrived, send one frame). Ten thousand calls cost one
-//! wake-up per tick, not one timer each. Calls talk to it through a command queue that is
-//! drained at the start of each tick; it talks back through each session's event channel.
+//! The media clock: one OS thread per media worker that owns the RTP sockets of the sessions
+//! it serves and drives those pure sessions (`media::session`) every 20 ms. Ten thousand
+//! calls cost one wake-up per tick, not one timer each.
 //!
-//! The clock never blocks on a call and never allocates per packet; what it does per session
-//! per tick is a recv loop that ends in EWOULDBLOCK and one send.
+//! Each tick the worker asks epoll which sockets have data and reads only those, hands the
+//! datagrams to their sessions, ticks every session, moves bridged audio, then sends the
+//! one packet each session owes. The worker also wakes when a command arrives (an eventfd
+//! in the same wait), so the call's answer to a key (its next `Play`) goes out in the tick
+//! that heard the key: a session holds that tick's frame for a moment (see
+//! `session::ANSWER_WAIT`) instead of sending silence and then the prompt a tick later.
+//! Events go back to each call through the sink given when its session was added.
+//!
+//! The worker never blocks on a call and never allocates per packet. It must not decide
+//! anything about media itself: what to send and when a frame is owed is the session's.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
 use crate::media::bridge::relay;
-use crate::media::session::{Session, SessionCommand};
+use crate::media::ports::RtpPort;
+use crate::media::session::{MediaEvent, Session, SessionCommand};
 
 /// The media clock's period.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -25,8 +42,85 @@ pub type SessionId = u64;
 const WORKER_BITS: u32 = 8;
 const WORKER_MASK: u64 = (1 << WORKER_BITS) - 1;
 
+/// Epoll tokens of the worker's own descriptors; session ids start above them.
+const WAKE_TOKEN: u64 = 0;
+const TIMER_TOKEN: u64 = 1;
+
+/// A datagram burst larger than this is left for the next tick, so one flooded socket
+/// cannot stall the clock.
+const MAX_READS_PER_SOCKET: usize = 64;
+
+/// Where a session's events go: the call that owns it. Called on the media thread, so it
+/// must not block.
+pub struct EventSink(Box<dyn FnMut(MediaEvent) + Send>);
+
+impl EventSink {
+    pub fn new(f: impl FnMut(MediaEvent) + Send + 'static) -> Self {
+        EventSink(Box::new(f))
+    }
+
+    fn emit(&mut self, ev: MediaEvent) {
+        (self.0)(ev)
+    }
+}
+
+impl From<UnboundedSender<MediaEvent>> for EventSink {
+    fn from(tx: UnboundedSender<MediaEvent>) -> Self {
+        EventSink::new(move |ev| {
+            // A call that has gone no longer cares.
+            let _ = tx.send(ev);
+        })
+    }
+}
+
+/// A session with what the worker needs to serve it.
+struct Served {
+    session: Session,
+    port: RtpPort,
+    sink: EventSink,
+}
+
+impl Served {
+    fn deliver(&mut self) {
+        while let Some(ev) = self.session.poll_event() {
+            self.sink.emit(ev);
+        }
+    }
+
+    /// Sends the packet the session owes now, if any.
+    fn transmit(&mut self, now: Instant, buf: &mut [u8]) {
+        if let Some(t) = self.session.poll_transmit(now, buf)
+            && let Some(pkt) = buf.get(..t.len)
+        {
+            // A send that fails (buffer full, ICMP error pending) loses one frame; the
+            // next tick tries again.
+            let _ = self.port.socket.send_to(pkt, t.destination);
+        }
+    }
+
+    /// Reads what is waiting on the socket: one datagram, or all of them when `drain`.
+    fn receive(&mut self, now: Instant, buf: &mut [u8], drain: bool) {
+        for _ in 0..MAX_READS_PER_SOCKET {
+            match self.port.socket.recv_from(buf) {
+                Ok((len, from)) => {
+                    if let Some(data) = buf.get(..len) {
+                        self.session.handle_packet(now, from, data);
+                    }
+                    if !drain {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                // ICMP errors surface here on Linux and say nothing about our caller; the
+                // error is consumed, so reading on is safe.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 enum Command {
-    Add(SessionId, Box<Session>),
+    Add(SessionId, Box<Served>),
     Remove(SessionId),
     /// Relays audio both ways between two sessions of this worker.
     Bridge(SessionId, SessionId),
@@ -47,9 +141,39 @@ pub struct ClockStats {
     pub max_lateness_us: AtomicU64,
 }
 
+/// Wakes a worker out of its wait. Many commands between two wake-ups cost one write.
+struct Waker {
+    fd: EventFd,
+    pending: AtomicBool,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let _ = self.fd.write(1);
+        }
+    }
+
+    /// Called by the worker before it drains its queue, so a command queued after the
+    /// drain wakes it again.
+    fn clear(&self) {
+        self.pending.store(false, Ordering::Release);
+        let _ = self.fd.read();
+    }
+}
+
 struct Worker {
     tx: Sender<Command>,
+    waker: Arc<Waker>,
     handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn send(&self, cmd: Command) {
+        if self.tx.send(cmd).is_ok() {
+            self.waker.wake();
+        }
+    }
 }
 
 /// A handle on the media workers. Cheap to clone; the workers stop when `shutdown` is called
@@ -68,7 +192,7 @@ struct EngineInner {
 impl Drop for EngineInner {
     fn drop(&mut self) {
         for w in &mut self.workers {
-            let _ = w.tx.send(Command::Shutdown);
+            w.send(Command::Shutdown);
             if let Some(h) = w.handle.take() {
                 let _ = h.join();
             }
@@ -83,13 +207,22 @@ impl MediaEngine {
         let mut stats = Vec::new();
         for i in 0..workers.max(1) {
             let (tx, rx) = mpsc::channel();
+            let waker = Arc::new(Waker {
+                fd: EventFd::from_value_and_flags(
+                    0,
+                    EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+                )?,
+                pending: AtomicBool::new(false),
+            });
+            let clock = Clock::new(rx, waker.clone())?;
             let st = Arc::new(ClockStats::default());
             let st2 = st.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || run(rx, st2))?;
+                .spawn(move || clock.run(&st2))?;
             ws.push(Worker {
                 tx,
+                waker,
                 handle: Some(handle),
             });
             stats.push(st);
@@ -110,22 +243,41 @@ impl MediaEngine {
         &self.inner.workers[(id & WORKER_MASK) as usize % n]
     }
 
-    /// Hands a session to a worker; it starts sending at the next tick.
-    pub fn add(&self, session: Session) -> SessionId {
+    /// Hands a session and its RTP port to a worker; it starts sending at the next tick.
+    /// Its events go to `sink`.
+    pub fn add(&self, port: RtpPort, session: Session, sink: impl Into<EventSink>) -> SessionId {
         let seq = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let worker = seq % self.inner.workers.len() as u64;
-        self.add_on(worker, seq, session)
+        self.add_on(worker, seq, port, session, sink.into())
     }
 
     /// Hands a session to the worker that serves `beside`, so the two can be bridged.
-    pub fn add_beside(&self, beside: SessionId, session: Session) -> SessionId {
+    pub fn add_beside(
+        &self,
+        beside: SessionId,
+        port: RtpPort,
+        session: Session,
+        sink: impl Into<EventSink>,
+    ) -> SessionId {
         let seq = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        self.add_on(beside & WORKER_MASK, seq, session)
+        self.add_on(beside & WORKER_MASK, seq, port, session, sink.into())
     }
 
-    fn add_on(&self, worker: u64, seq: u64, session: Session) -> SessionId {
+    fn add_on(
+        &self,
+        worker: u64,
+        seq: u64,
+        port: RtpPort,
+        session: Session,
+        sink: EventSink,
+    ) -> SessionId {
         let id = (seq << WORKER_BITS) | worker;
-        let _ = self.worker(id).tx.send(Command::Add(id, Box::new(session)));
+        let served = Box::new(Served {
+            session,
+            port,
+            sink,
+        });
+        self.worker(id).send(Command::Add(id, served));
         id
     }
 
@@ -133,20 +285,20 @@ impl MediaEngine {
     /// added beside each other. A prompt played on either side is heard instead of the
     /// other side's audio while it plays.
     pub fn bridge(&self, a: SessionId, b: SessionId) {
-        let _ = self.worker(a).tx.send(Command::Bridge(a, b));
+        self.worker(a).send(Command::Bridge(a, b));
     }
 
     pub fn unbridge(&self, a: SessionId) {
-        let _ = self.worker(a).tx.send(Command::Unbridge(a));
+        self.worker(a).send(Command::Unbridge(a));
     }
 
     pub fn command(&self, id: SessionId, cmd: SessionCommand) {
-        let _ = self.worker(id).tx.send(Command::Session(id, cmd));
+        self.worker(id).send(Command::Session(id, cmd));
     }
 
     /// Removes the session; its RTP port goes back to the pool.
     pub fn remove(&self, id: SessionId) {
-        let _ = self.worker(id).tx.send(Command::Remove(id));
+        self.worker(id).send(Command::Remove(id));
     }
 
     pub fn stats(&self) -> &[Arc<ClockStats>] {
@@ -162,94 +314,238 @@ impl MediaEngine {
     }
 }
 
-fn run(rx: Receiver<Command>, stats: Arc<ClockStats>) {
-    let mut sessions: HashMap<SessionId, Box<Session>> = HashMap::new();
-    let mut bridges: Vec<(SessionId, SessionId)> = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let mut next = Instant::now() + TICK;
-    loop {
-        // Commands first, so a Play or Stop issued during the last period takes effect now.
-        loop {
-            match rx.try_recv() {
-                Ok(Command::Add(id, s)) => {
-                    sessions.insert(id, s);
-                }
-                Ok(Command::Remove(id)) => {
-                    unbridge(&mut sessions, &mut bridges, id);
-                    sessions.remove(&id);
-                }
-                Ok(Command::Bridge(a, b)) => {
-                    unbridge(&mut sessions, &mut bridges, a);
-                    unbridge(&mut sessions, &mut bridges, b);
-                    if let [Some(x), Some(y)] = sessions.get_disjoint_mut([&a, &b]) {
-                        x.set_bridged(true);
-                        y.set_bridged(true);
-                        bridges.push((a, b));
-                    }
-                }
-                Ok(Command::Unbridge(a)) => unbridge(&mut sessions, &mut bridges, a),
-                Ok(Command::Session(id, cmd)) => {
-                    if let Some(s) = sessions.get_mut(&id) {
-                        s.command(cmd, Instant::now());
-                    }
-                }
-                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => break,
-            }
-        }
-        stats.sessions.store(sessions.len(), Ordering::Relaxed);
-        let now = Instant::now();
-        for s in sessions.values_mut() {
-            s.receive_phase(now, &mut buf);
-        }
-        for (a, b) in &bridges {
-            if let [Some(x), Some(y)] = sessions.get_disjoint_mut([a, b]) {
-                relay_pair(x, y);
-            }
-        }
-        for s in sessions.values_mut() {
-            s.send_phase(&mut buf);
-        }
-        stats.ticks.fetch_add(1, Ordering::Relaxed);
-
-        // Absolute deadlines: the clock does not drift with the work done in a tick. If a
-        // tick ran long, the next starts at once (a short burst) rather than skipping frames,
-        // because skipped frames would be heard as gaps.
-        let after = Instant::now();
-        if after > next {
-            let late = after.duration_since(next);
-            stats.late_ticks.fetch_add(1, Ordering::Relaxed);
-            stats
-                .max_lateness_us
-                .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
-            if late > TICK * 5 {
-                // Far behind (the machine stalled): resynchronise instead of bursting.
-                next = after;
-            }
-        } else {
-            std::thread::sleep(next - after);
-        }
-        next += TICK;
-    }
+/// One worker's state, moved onto its thread.
+struct Clock {
+    rx: Receiver<Command>,
+    waker: Arc<Waker>,
+    /// Waits for a command or the timer; never for a socket, so packets cost no wake-up.
+    wake: Epoll,
+    timer: TimerFd,
+    /// Every session socket; asked once per tick which have data.
+    sockets: Epoll,
+    ready: Vec<EpollEvent>,
+    sessions: HashMap<SessionId, Served>,
+    bridges: Vec<(SessionId, SessionId)>,
+    /// Sessions whose frame of this tick waits for the call's answer to a key.
+    held: Vec<SessionId>,
+    buf: Vec<u8>,
 }
 
-/// Removes the bridge `id` is in, if any, and stops both sides relaying.
-fn unbridge(
-    sessions: &mut HashMap<SessionId, Box<Session>>,
-    bridges: &mut Vec<(SessionId, SessionId)>,
-    id: SessionId,
-) {
-    bridges.retain(|&(a, b)| {
-        if a != id && b != id {
-            return true;
-        }
-        for s in [a, b] {
-            if let Some(s) = sessions.get_mut(&s) {
-                s.set_bridged(false);
+impl Clock {
+    fn new(rx: Receiver<Command>, waker: Arc<Waker>) -> std::io::Result<Self> {
+        let wake = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        wake.add(
+            waker.fd.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+        )?;
+        wake.add(
+            timer.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TIMER_TOKEN),
+        )?;
+        Ok(Clock {
+            rx,
+            waker,
+            wake,
+            timer,
+            sockets: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            ready: vec![EpollEvent::empty(); 64],
+            sessions: HashMap::new(),
+            bridges: Vec::new(),
+            held: Vec::new(),
+            buf: vec![0u8; 2048],
+        })
+    }
+
+    fn run(mut self, stats: &ClockStats) {
+        let mut next = Instant::now() + TICK;
+        let mut woke = [EpollEvent::empty(); 2];
+        loop {
+            if !self.commands() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= next {
+                stats.sessions.store(self.sessions.len(), Ordering::Relaxed);
+                self.tick(now);
+                stats.ticks.fetch_add(1, Ordering::Relaxed);
+                // Absolute deadlines: the clock does not drift with the work done in a tick.
+                // If a tick ran long, the next starts at once (a short burst) rather than
+                // skipping frames, because skipped frames would be heard as gaps.
+                next += TICK;
+                let after = Instant::now();
+                if after > next {
+                    let late = after.duration_since(next);
+                    stats.late_ticks.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .max_lateness_us
+                        .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+                    if late > TICK * 5 {
+                        // Far behind (the machine stalled): resynchronise instead of bursting.
+                        next = after;
+                    }
+                }
+            }
+            let now = Instant::now();
+            self.release_held(now);
+            let deadline = self.held_deadline().map_or(next, |h| h.min(next));
+            if deadline <= now {
+                continue;
+            }
+            let wait = TimeSpec::from(deadline - now);
+            if self
+                .timer
+                .set(Expiration::OneShot(wait), TimerSetTimeFlags::empty())
+                .is_err()
+            {
+                std::thread::sleep(deadline - now);
+                continue;
+            }
+            // EINTR counts as nothing reported: look at the time and the queue again.
+            let n = self
+                .wake
+                .wait(&mut woke, EpollTimeout::NONE)
+                .unwrap_or_default();
+            for e in &woke[..n] {
+                match e.data() {
+                    WAKE_TOKEN => self.waker.clear(),
+                    _ => {
+                        let mut expirations = [0u8; 8];
+                        let _ = nix::unistd::read(&self.timer, &mut expirations);
+                    }
+                }
             }
         }
-        false
-    });
+    }
+
+    /// Applies every queued command. Returns false when the worker must stop.
+    fn commands(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Command::Add(id, s)) => {
+                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, id);
+                    if let Err(e) = self.sockets.add(s.port.socket.as_fd(), ev) {
+                        warn!(port = s.port.port, error = %e, "RTP socket not watched; its audio is not heard");
+                    }
+                    self.sessions.insert(id, *s);
+                }
+                Ok(Command::Remove(id)) => {
+                    self.unbridge(id);
+                    if let Some(s) = self.sessions.remove(&id) {
+                        let _ = self.sockets.delete(s.port.socket.as_fd());
+                    }
+                }
+                Ok(Command::Bridge(a, b)) => {
+                    self.unbridge(a);
+                    self.unbridge(b);
+                    if let [Some(x), Some(y)] = self.sessions.get_disjoint_mut([&a, &b]) {
+                        x.session.set_bridged(true);
+                        y.session.set_bridged(true);
+                        self.bridges.push((a, b));
+                    }
+                }
+                Ok(Command::Unbridge(a)) => self.unbridge(a),
+                Ok(Command::Session(id, cmd)) => {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        let now = Instant::now();
+                        s.session.command(cmd, now);
+                        // The answer to a key: the held frame (now the new prompt's first)
+                        // goes at once.
+                        s.transmit(now, &mut self.buf);
+                        s.deliver();
+                    }
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        // A held frame whose release this thread woke too late for (a busy machine) goes
+        // now, late, rather than being dropped by the session's next tick.
+        self.release_held(now);
+        self.receive(now);
+        for s in self.sessions.values_mut() {
+            s.session.tick(now);
+        }
+        for (a, b) in &self.bridges {
+            if let [Some(x), Some(y)] = self.sessions.get_disjoint_mut([a, b]) {
+                relay_pair(&mut x.session, &mut y.session);
+            }
+        }
+        self.held.clear();
+        for (id, s) in self.sessions.iter_mut() {
+            s.transmit(now, &mut self.buf);
+            if s.session.poll_timeout().is_some() {
+                self.held.push(*id);
+            }
+            s.deliver();
+        }
+    }
+
+    /// Reads the sockets that have data. The first pass takes one datagram from each, which
+    /// is nearly always all there is (one frame per tick); a socket still readable in the
+    /// second pass had a burst and is drained. Idle sockets cost nothing.
+    fn receive(&mut self, now: Instant) {
+        let want = self.sessions.len().max(64);
+        if self.ready.len() < want {
+            self.ready.resize(want, EpollEvent::empty());
+        }
+        for drain in [false, true] {
+            let n = match self.sockets.wait(&mut self.ready, EpollTimeout::ZERO) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            if n == 0 {
+                return;
+            }
+            for e in &self.ready[..n] {
+                if let Some(s) = self.sessions.get_mut(&e.data()) {
+                    s.receive(now, &mut self.buf, drain);
+                }
+            }
+        }
+    }
+
+    /// Sends the held frames whose wait is over.
+    fn release_held(&mut self, now: Instant) {
+        let (sessions, buf) = (&mut self.sessions, &mut self.buf);
+        self.held.retain(|id| {
+            let Some(s) = sessions.get_mut(id) else {
+                return false;
+            };
+            s.transmit(now, buf);
+            s.deliver();
+            s.session.poll_timeout().is_some()
+        });
+    }
+
+    fn held_deadline(&self) -> Option<Instant> {
+        self.held
+            .iter()
+            .filter_map(|id| self.sessions.get(id)?.session.poll_timeout())
+            .min()
+    }
+
+    /// Removes the bridge `id` is in, if any, and stops both sides relaying.
+    fn unbridge(&mut self, id: SessionId) {
+        let sessions = &mut self.sessions;
+        self.bridges.retain(|&(a, b)| {
+            if a != id && b != id {
+                return true;
+            }
+            for s in [a, b] {
+                if let Some(s) = sessions.get_mut(&s) {
+                    s.session.set_bridged(false);
+                }
+            }
+            false
+        });
+    }
 }
 
 fn relay_pair(x: &mut Session, y: &mut Session) {

@@ -1,26 +1,23 @@
-//! One call's media as seen by the media clock: what plays, what is heard. Each tick the
-//! clock first drains what the caller sent (keys, latching, liveness), then sends one frame.
+//! One call's media as a pure state machine: what plays, what is heard. The media clock
+//! feeds it the packets that arrived (`handle_packet`), marks each 20 ms tick (`tick`), takes
+//! the one packet a tick owes (`poll_transmit`, into the clock's buffer, with its
+//! destination) and the events for the call (`poll_event`). It owns no socket, no channel,
+//! no timer and reads no clock: time comes in as `now`, so tests drive it with a fake clock.
 //! Prompt frames are shared, pre-encoded slices; nothing here decodes a prompt or allocates
-//! per packet. The session owns no timer: the clock that serves every session drives it.
+//! per packet.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedSender;
-
 use crate::media::bridge::BridgeBuffers;
 use crate::media::dtmf::{InbandDetector, Key, Rfc4733Receiver};
-use crate::media::g711::Codec;
-use crate::media::ports::RtpPort;
+use crate::media::g711::{Codec, FRAME_SAMPLES};
 use crate::media::prompt::Prompt;
 use crate::media::recorder::{Recorder, Recording, StopReason};
 use crate::media::rtp::{
     LatchConfig, LatchVerdict, RtpReceiver, RtpSender, SymmetricLatch, TelephoneEvent, parse_rtp,
 };
-
-/// Samples in one 20 ms frame at 8 kHz.
-pub const FRAME_SAMPLES: usize = 160;
 
 /// Where a key came from; kept in the call's story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +105,15 @@ pub struct SessionStats {
     pub keys: u64,
 }
 
+/// One packet the session wants sent: the first `len` bytes of the buffer given to
+/// [`Session::poll_transmit`], to `destination`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub len: usize,
+}
+
 pub struct Session {
-    port: RtpPort,
     params: SessionParams,
     sender: RtpSender,
     latch: SymmetricLatch,
@@ -121,14 +125,20 @@ pub struct Session {
     sending: bool,
     last_rx: Instant,
     no_media_reported: bool,
-    events: UnboundedSender<MediaEvent>,
+    events: VecDeque<MediaEvent>,
     pub stats: SessionStats,
     pcm: [i16; FRAME_SAMPLES],
     /// A key being sent as RFC 4733: the key and how many packets of it went out.
     sending_key: Option<(Key, u16)>,
     recorder: Option<Recorder>,
-    /// Audio frames that arrived in the current tick (a recording fills gaps with silence).
+    /// Audio frames that arrived since the last tick (a recording fills gaps with silence).
     frames_this_tick: u32,
+    /// A key was heard since the last tick.
+    key_this_tick: bool,
+    /// The current tick's frame has not been taken yet.
+    frame_due: bool,
+    /// The current tick's frame waits until then for the call's answer to a key.
+    hold_until: Option<Instant>,
     /// Set while this session is bridged to another (see `media::bridge`).
     bridge: Option<Box<BridgeBuffers>>,
 }
@@ -136,13 +146,13 @@ pub struct Session {
 /// A key we send lasts this many frames (100 ms), then three end packets follow.
 const KEY_FRAMES: u16 = 5;
 
+/// How long the frame of a tick that heard a key waits for the call's answer (usually the
+/// next prompt). The answer then starts in this tick instead of the next, and the session
+/// still sends exactly one frame per tick; the held frame is only late, never doubled.
+pub const ANSWER_WAIT: Duration = Duration::from_millis(10);
+
 impl Session {
-    pub fn new(
-        port: RtpPort,
-        params: SessionParams,
-        events: UnboundedSender<MediaEvent>,
-        now: Instant,
-    ) -> Self {
+    pub fn new(params: SessionParams, now: Instant) -> Self {
         let sender = RtpSender::new(
             params.ssrc,
             params.initial_seq,
@@ -151,7 +161,6 @@ impl Session {
         );
         let latch = SymmetricLatch::new(params.remote, now, LatchConfig::default());
         Session {
-            port,
             sender,
             latch,
             receiver: RtpReceiver::new(now, 8000, Some(params.payload_type)),
@@ -162,22 +171,25 @@ impl Session {
             sending: true,
             last_rx: now,
             no_media_reported: false,
-            events,
+            events: VecDeque::new(),
             stats: SessionStats::default(),
             pcm: [0; FRAME_SAMPLES],
             sending_key: None,
             recorder: None,
             frames_this_tick: 0,
+            key_this_tick: false,
+            frame_due: false,
+            hold_until: None,
             bridge: None,
             params,
         }
     }
 
-    pub fn local_port(&self) -> u16 {
-        self.port.port
-    }
-
     pub fn command(&mut self, cmd: SessionCommand, now: Instant) {
+        // Anything but a Stop is the call's answer: a frame held for it may go now.
+        if !matches!(cmd, SessionCommand::Stop { .. }) {
+            self.hold_until = None;
+        }
         match cmd {
             SessionCommand::Play {
                 id,
@@ -225,10 +237,122 @@ impl Session {
         }
     }
 
-    /// One media tick: read everything that arrived, then send one frame.
-    pub fn tick(&mut self, now: Instant, buf: &mut [u8]) {
-        self.receive_phase(now, buf);
-        self.send_phase(buf);
+    /// One datagram that arrived from `from`. Malformed or foreign input is counted and
+    /// dropped; nothing here panics on what the network sends.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let pkt = match parse_rtp(data) {
+            Ok(p) => p,
+            Err(e) => {
+                self.receiver.on_error(&e);
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if self.latch.handle_packet(from, pkt.ssrc, now) == LatchVerdict::DropForeign {
+            self.stats.foreign_dropped += 1;
+            return;
+        }
+        if self.last_ssrc != Some(pkt.ssrc) {
+            // A new source restarts event numbering; old timestamps mean nothing now.
+            self.last_ssrc = Some(pkt.ssrc);
+            self.rfc4733.reset();
+        }
+        self.stats.packets_in += 1;
+        self.last_rx = now;
+        if !self.receiver.on_packet(&pkt, now).is_fresh() {
+            return;
+        }
+        let key = if Some(pkt.pt) == self.params.telephone_event_pt {
+            self.rfc4733
+                .handle(now, pkt.timestamp, pkt.marker, pkt.payload)
+                .map(|k| (k, KeySource::Rfc4733))
+        } else if pkt.pt == self.params.payload_type {
+            let n = self.params.codec.decode_into(pkt.payload, &mut self.pcm);
+            self.frames_this_tick += 1;
+            if let Some(b) = self.bridge.as_mut() {
+                b.heard.push(&self.pcm[..n]);
+            }
+            if let Some(r) = self.recorder.as_mut()
+                && let Some(reason) = r.push(&self.pcm[..n])
+            {
+                self.finish_recording(reason);
+            }
+            self.inband
+                .push_frame(&self.pcm[..n])
+                .map(|k| (k, KeySource::Inband))
+        } else {
+            None
+        };
+        if let Some((key, source)) = key {
+            if source == KeySource::Rfc4733
+                && let Some(b) = self.bridge.as_mut()
+            {
+                b.heard_key = Some(key);
+            }
+            self.key_heard(key, source);
+        }
+    }
+
+    /// Marks a 20 ms tick, after the packets that arrived before it were handled: a
+    /// recording hears silence if nothing came, liveness is checked, and one frame becomes
+    /// due (taken by `poll_transmit`). A frame of the last tick still not taken is dropped,
+    /// so a late caller never makes the session burst.
+    pub fn tick(&mut self, now: Instant) {
+        if self.frames_this_tick == 0
+            && let Some(r) = self.recorder.as_mut()
+        {
+            // Nothing arrived (silence suppression, loss): the message still takes time.
+            if let Some(reason) = r.push(&[0; FRAME_SAMPLES]) {
+                self.finish_recording(reason);
+            }
+        }
+        self.frames_this_tick = 0;
+        self.check_liveness(now);
+        if self.frame_due {
+            self.sender.skip(FRAME_SAMPLES as u32);
+        }
+        self.frame_due = true;
+        self.hold_until = self
+            .key_this_tick
+            .then(|| now.checked_add(ANSWER_WAIT))
+            .flatten();
+        self.key_this_tick = false;
+    }
+
+    /// The packet this tick owes, written into `buf`, or `None` when there is none yet
+    /// (already taken, held for the call's answer to a key until `poll_timeout`, on hold, or
+    /// no address to send to). A held caller's frame is skipped in the RTP clock, so the
+    /// timestamps stay true when sending resumes.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if !self.frame_due || self.hold_until.is_some_and(|t| now < t) {
+            return None;
+        }
+        self.frame_due = false;
+        self.hold_until = None;
+        if !self.sending {
+            self.sender.skip(FRAME_SAMPLES as u32);
+            return None;
+        }
+        let remote = self.latch.remote();
+        let len = self.next_frame(buf)?;
+        if remote.ip().is_unspecified() || remote.port() == 0 {
+            return None;
+        }
+        self.stats.packets_out += 1;
+        Some(Transmit {
+            destination: remote,
+            len,
+        })
+    }
+
+    /// When a held frame must go even if the call has not answered.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.hold_until.filter(|_| self.frame_due)
+    }
+
+    /// The next event for the call.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
     }
 
     /// Starts or stops relaying audio to and from a bridged peer.
@@ -245,97 +369,11 @@ impl Session {
         self.sending_key = Some((key, 0));
     }
 
-    /// The first half of a tick: what arrived, keys, recording, liveness.
-    pub fn receive_phase(&mut self, now: Instant, buf: &mut [u8]) {
-        self.frames_this_tick = 0;
-        self.receive(now, buf);
-        if self.frames_this_tick == 0
-            && let Some(r) = self.recorder.as_mut()
-        {
-            // Nothing arrived (silence suppression, loss): the message still takes time.
-            if let Some(reason) = r.push(&[0; FRAME_SAMPLES]) {
-                self.finish_recording(reason);
-            }
-        }
-        self.check_liveness(now);
-    }
-
-    /// The second half of a tick: one frame out (or a held caller's silence skipped).
-    pub fn send_phase(&mut self, buf: &mut [u8]) {
-        if self.sending {
-            self.send_frame(buf);
-        } else {
-            self.sender.skip(FRAME_SAMPLES as u32);
-        }
-    }
-
-    fn receive(&mut self, now: Instant, buf: &mut [u8]) {
-        loop {
-            let (len, src) = match self.port.socket.recv_from(buf) {
-                Ok(x) => x,
-                // WouldBlock ends the drain; ICMP errors surface here on Linux and say
-                // nothing about our caller. Either way there is nothing more to read now.
-                Err(_) => return,
-            };
-            let Some(data) = buf.get(..len) else { return };
-            let pkt = match parse_rtp(data) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.receiver.on_error(&e);
-                    self.stats.malformed += 1;
-                    continue;
-                }
-            };
-            if self.latch.handle_packet(src, pkt.ssrc, now) == LatchVerdict::DropForeign {
-                self.stats.foreign_dropped += 1;
-                continue;
-            }
-            if self.last_ssrc != Some(pkt.ssrc) {
-                // A new source restarts event numbering; old timestamps mean nothing now.
-                self.last_ssrc = Some(pkt.ssrc);
-                self.rfc4733.reset();
-            }
-            self.stats.packets_in += 1;
-            self.last_rx = now;
-            if !self.receiver.on_packet(&pkt, now).is_fresh() {
-                continue;
-            }
-            let key = if Some(pkt.pt) == self.params.telephone_event_pt {
-                self.rfc4733
-                    .handle(now, pkt.timestamp, pkt.marker, pkt.payload)
-                    .map(|k| (k, KeySource::Rfc4733))
-            } else if pkt.pt == self.params.payload_type {
-                let n = self.params.codec.decode_into(pkt.payload, &mut self.pcm);
-                self.frames_this_tick += 1;
-                if let Some(b) = self.bridge.as_mut() {
-                    b.heard.push(&self.pcm[..n]);
-                }
-                if let Some(r) = self.recorder.as_mut()
-                    && let Some(reason) = r.push(&self.pcm[..n])
-                {
-                    self.finish_recording(reason);
-                }
-                self.inband
-                    .push_frame(&self.pcm[..n])
-                    .map(|k| (k, KeySource::Inband))
-            } else {
-                None
-            };
-            if let Some((key, source)) = key {
-                if source == KeySource::Rfc4733
-                    && let Some(b) = self.bridge.as_mut()
-                {
-                    b.heard_key = Some(key);
-                }
-                self.key_heard(key, source);
-            }
-        }
-    }
-
     /// Barge-in happens here, in the tick that heard the key, so the caller hears the
-    /// prompt stop within one frame rather than after a round trip through the call task.
+    /// prompt stop within one frame rather than after a round trip through the call.
     fn key_heard(&mut self, key: Key, source: KeySource) {
         self.stats.keys += 1;
+        self.key_this_tick = true;
         if let Some(reason) = self.recorder.as_ref().and_then(|r| r.key(key)) {
             self.finish_recording(reason);
         }
@@ -347,7 +385,7 @@ impl Session {
             }
             _ => None,
         };
-        let _ = self.events.send(MediaEvent::Key {
+        self.events.push_back(MediaEvent::Key {
             key,
             source,
             stopped_play,
@@ -356,7 +394,8 @@ impl Session {
 
     fn finish_recording(&mut self, reason: StopReason) {
         if let Some(r) = self.recorder.take() {
-            let _ = self.events.send(MediaEvent::Recorded(r.finish(reason)));
+            self.events
+                .push_back(MediaEvent::Recorded(r.finish(reason)));
         }
     }
 
@@ -366,16 +405,16 @@ impl Session {
         }
         if now.saturating_duration_since(self.last_rx) >= self.params.no_media_timeout {
             self.no_media_reported = true;
-            let _ = self.events.send(MediaEvent::NoMedia);
+            self.events.push_back(MediaEvent::NoMedia);
         }
     }
 
-    fn send_frame(&mut self, buf: &mut [u8]) {
-        let remote = self.latch.remote();
+    /// Builds this tick's packet: a key being sent, else the prompt, else bridged audio,
+    /// else silence. Returns its length.
+    fn next_frame(&mut self, buf: &mut [u8]) -> Option<usize> {
         if let Some((key, sent)) = self.sending_key {
             if let Some(te) = self.params.telephone_event_pt {
-                self.send_key_packet(te, key, sent, remote, buf);
-                return;
+                return self.key_packet(te, key, sent, buf);
             }
             self.sending_key = None;
         }
@@ -413,18 +452,14 @@ impl Session {
             }
         }
         let sent = self.sender.next_packet(frame, buf);
-        if finished.is_some() {
-            self.playing = None;
-        }
-        if let Ok(len) = sent {
-            self.transmit(remote, len, buf);
-        }
         if let Some(id) = finished {
-            let _ = self.events.send(MediaEvent::PlayFinished { id });
+            self.playing = None;
+            self.events.push_back(MediaEvent::PlayFinished { id });
         }
+        sent.ok()
     }
 
-    fn send_key_packet(&mut self, te: u8, key: Key, sent: u16, remote: SocketAddr, buf: &mut [u8]) {
+    fn key_packet(&mut self, te: u8, key: Key, sent: u16, buf: &mut [u8]) -> Option<usize> {
         let end = sent + 1 >= KEY_FRAMES;
         let ev = TelephoneEvent {
             event: key.event_code(),
@@ -432,9 +467,7 @@ impl Session {
             volume: 10,
             duration: (sent.min(KEY_FRAMES - 1) + 1) * FRAME_SAMPLES as u16,
         };
-        if let Ok(len) = self.sender.telephone_event_packet(te, ev, buf) {
-            self.transmit(remote, len, buf);
-        }
+        let len = self.sender.telephone_event_packet(te, ev, buf).ok();
         self.sender.skip(FRAME_SAMPLES as u32);
         if sent + 1 >= KEY_FRAMES + 2 {
             // Start packet, updates, and the end packet three times (RFC 4733 §2.5.1.4).
@@ -443,20 +476,537 @@ impl Session {
         } else {
             self.sending_key = Some((key, sent + 1));
         }
-    }
-
-    fn transmit(&mut self, remote: SocketAddr, len: usize, buf: &[u8]) {
-        if remote.ip().is_unspecified() || remote.port() == 0 {
-            return;
-        }
-        if let Some(pkt) = buf.get(..len)
-            && self.port.socket.send_to(pkt, remote).is_ok()
-        {
-            self.stats.packets_out += 1;
-        }
+        len
     }
 }
 
 fn silence_frame(codec: Codec) -> [u8; FRAME_SAMPLES] {
     [codec.silence_byte(); FRAME_SAMPLES]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::tone::dtmf_tone;
+
+    const TICK: Duration = Duration::from_millis(20);
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn key(c: char) -> Key {
+        Key::from_char(c).unwrap()
+    }
+
+    /// A session on a fake clock with a far end that sends from its SDP address.
+    struct Far {
+        s: Session,
+        now: Instant,
+        from: SocketAddr,
+        rtp: RtpSender,
+        buf: [u8; 2048],
+    }
+
+    /// What came out of one tick.
+    #[derive(Debug)]
+    struct Out {
+        to: SocketAddr,
+        pt: u8,
+        seq: u16,
+        timestamp: u32,
+        payload: Vec<u8>,
+    }
+
+    impl Far {
+        fn new(no_media_timeout: Duration) -> Far {
+            let now = Instant::now();
+            let params = SessionParams {
+                codec: Codec::Pcmu,
+                payload_type: 0,
+                telephone_event_pt: Some(101),
+                remote: addr("127.0.0.1:40000"),
+                no_media_timeout,
+                ssrc: 0x1234,
+                initial_seq: 100,
+                initial_timestamp: 1000,
+            };
+            Far {
+                s: Session::new(params, now),
+                now,
+                from: addr("127.0.0.1:40000"),
+                rtp: RtpSender::new(0x9999, 1, 0, 0),
+                buf: [0; 2048],
+            }
+        }
+
+        fn audio(&mut self, pcm: &[i16]) -> Vec<u8> {
+            let mut frame = [0u8; FRAME_SAMPLES];
+            Codec::Pcmu.encode_into(pcm, &mut frame);
+            let mut b = [0u8; 256];
+            let n = self.rtp.next_packet(&frame, &mut b).unwrap();
+            b[..n].to_vec()
+        }
+
+        fn silence(&mut self) -> Vec<u8> {
+            self.audio(&[0; FRAME_SAMPLES])
+        }
+
+        /// One key press as RFC 4733: start, updates, three end packets, one timestamp.
+        fn key_packets(&mut self, k: Key) -> Vec<Vec<u8>> {
+            let mut out = Vec::new();
+            for i in 0..7u16 {
+                let ev = TelephoneEvent {
+                    event: k.event_code(),
+                    end: i >= 4,
+                    volume: 10,
+                    duration: (i.min(4) + 1) * FRAME_SAMPLES as u16,
+                };
+                let mut b = [0u8; 64];
+                let n = self.rtp.telephone_event_packet(101, ev, &mut b).unwrap();
+                out.push(b[..n].to_vec());
+            }
+            self.rtp.finish_event();
+            out
+        }
+
+        fn hear(&mut self, pkt: &[u8]) {
+            let from = self.from;
+            self.s.handle_packet(self.now, from, pkt);
+        }
+
+        /// Ends the tick at `now` and starts the next one; returns its frame unless held.
+        fn tick(&mut self) -> Option<Out> {
+            self.now += TICK;
+            self.s.tick(self.now);
+            self.take(self.now)
+        }
+
+        fn take(&mut self, at: Instant) -> Option<Out> {
+            let t = self.s.poll_transmit(at, &mut self.buf)?;
+            let p = parse_rtp(&self.buf[..t.len]).unwrap();
+            Some(Out {
+                to: t.destination,
+                pt: p.pt,
+                seq: p.seq,
+                timestamp: p.timestamp,
+                payload: p.payload.to_vec(),
+            })
+        }
+
+        fn events(&mut self) -> Vec<MediaEvent> {
+            std::iter::from_fn(|| self.s.poll_event()).collect()
+        }
+    }
+
+    fn prompt(frames: usize) -> Prompt {
+        // Each frame a different level, so frames can be told apart after G.711.
+        let samples = (0..frames * FRAME_SAMPLES)
+            .map(|i| ((i / FRAME_SAMPLES) as i16 + 1) * 1000)
+            .collect();
+        Prompt::from_samples("p", samples)
+    }
+
+    fn play(id: u64, p: &Prompt, barge_in: bool) -> SessionCommand {
+        SessionCommand::Play {
+            id,
+            prompts: vec![p.clone()],
+            barge_in,
+        }
+    }
+
+    fn is_silence(o: &Out) -> bool {
+        o.payload.iter().all(|&b| b == Codec::Pcmu.silence_byte())
+    }
+
+    #[test]
+    fn a_prompt_comes_out_one_frame_per_tick_in_order() {
+        let mut f = Far::new(Duration::from_secs(60));
+        let p = prompt(3);
+        f.s.command(play(7, &p, false), f.now);
+        let mut outs = Vec::new();
+        for i in 0..4 {
+            let o = f.tick().expect("a frame each tick");
+            // One frame per tick, never two.
+            assert!(f.take(f.now + Duration::from_millis(5)).is_none());
+            if i < 3 {
+                assert_eq!(&o.payload[..], &p.frame(Codec::Pcmu, i).unwrap()[..]);
+            }
+            let ev = f.events();
+            if i == 2 {
+                assert_eq!(ev, vec![MediaEvent::PlayFinished { id: 7 }]);
+            } else {
+                assert!(ev.is_empty(), "{ev:?}");
+            }
+            outs.push(o);
+        }
+        assert!(is_silence(&outs[3]));
+        for w in outs.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+            assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
+        }
+        assert!(
+            outs.iter()
+                .all(|o| o.to == addr("127.0.0.1:40000") && o.pt == 0)
+        );
+        assert_eq!(outs[0].seq, 100);
+        assert_eq!(outs[0].timestamp, 1000);
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_first_tick() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.command(play(1, &prompt(2), false), f.now);
+        assert!(f.take(f.now).is_none());
+    }
+
+    #[test]
+    fn the_session_latches_onto_where_the_caller_really_sends_from() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.from = addr("192.0.2.7:5004"); // behind a NAT: not the SDP address
+        for _ in 0..5 {
+            let pkt = f.silence();
+            f.hear(&pkt);
+        }
+        let o = f.tick().unwrap();
+        assert_eq!(o.to, addr("192.0.2.7:5004"));
+        // Once learned, another source is dropped and counted.
+        f.from = addr("198.51.100.1:9999");
+        let pkt = f.silence();
+        f.hear(&pkt);
+        assert_eq!(f.s.stats.foreign_dropped, 1);
+        assert_eq!(f.tick().unwrap().to, addr("192.0.2.7:5004"));
+        // A re-INVITE that moves the far end learns again.
+        f.s.command(
+            SessionCommand::Update {
+                remote: addr("203.0.113.5:6000"),
+                send: true,
+                reset_latch: true,
+            },
+            f.now,
+        );
+        assert_eq!(f.tick().unwrap().to, addr("203.0.113.5:6000"));
+    }
+
+    #[test]
+    fn an_rfc4733_key_is_reported_once() {
+        let mut f = Far::new(Duration::from_secs(60));
+        let pkts = f.key_packets(key('5'));
+        for pkt in &pkts {
+            f.hear(pkt);
+            f.tick();
+        }
+        for _ in 0..3 {
+            let pkt = f.silence();
+            f.hear(&pkt);
+            f.tick();
+        }
+        let keys: Vec<_> = f
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e, MediaEvent::Key { .. }))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![MediaEvent::Key {
+                key: key('5'),
+                source: KeySource::Rfc4733,
+                stopped_play: None
+            }]
+        );
+        assert_eq!(f.s.stats.keys, 1);
+    }
+
+    #[test]
+    fn an_inband_key_is_reported_once() {
+        let mut f = Far::new(Duration::from_secs(60));
+        let tone = dtmf_tone(key('8'), Duration::from_millis(120), -10.0);
+        let mut frames: Vec<Vec<i16>> = tone.chunks(FRAME_SAMPLES).map(<[i16]>::to_vec).collect();
+        frames.extend(std::iter::repeat_n(vec![0; FRAME_SAMPLES], 5));
+        let mut events = Vec::new();
+        for fr in &frames {
+            let pkt = f.audio(fr);
+            f.hear(&pkt);
+            f.tick();
+            events.extend(f.events());
+        }
+        assert_eq!(
+            events,
+            vec![MediaEvent::Key {
+                key: key('8'),
+                source: KeySource::Inband,
+                stopped_play: None
+            }]
+        );
+    }
+
+    #[test]
+    fn a_key_barges_in_on_a_prompt_in_the_tick_that_heard_it() {
+        let mut f = Far::new(Duration::from_secs(60));
+        let p = prompt(50);
+        f.s.command(play(3, &p, true), f.now);
+        for _ in 0..3 {
+            assert!(!is_silence(&f.tick().unwrap()));
+        }
+        let pkts = f.key_packets(key('1'));
+        f.hear(&pkts[0]);
+        // The tick that heard the key holds its frame for the call's answer...
+        assert!(f.tick().is_none());
+        assert_eq!(
+            f.events(),
+            vec![MediaEvent::Key {
+                key: key('1'),
+                source: KeySource::Rfc4733,
+                stopped_play: Some(3)
+            }]
+        );
+        let wait = f.s.poll_timeout().expect("held");
+        assert_eq!(wait, f.now + ANSWER_WAIT);
+        // ...and with no answer sends silence when the wait is over: the prompt has stopped.
+        assert!(f.take(wait - Duration::from_millis(1)).is_none());
+        let o = f.take(wait).unwrap();
+        assert!(is_silence(&o));
+        assert!(f.s.poll_timeout().is_none());
+        assert!(is_silence(&f.tick().unwrap()));
+    }
+
+    #[test]
+    fn a_key_without_barge_in_leaves_the_prompt_playing() {
+        let mut f = Far::new(Duration::from_secs(60));
+        let p = prompt(10);
+        f.s.command(play(4, &p, false), f.now);
+        f.tick();
+        let pkts = f.key_packets(key('2'));
+        f.hear(&pkts[0]);
+        assert!(f.tick().is_none());
+        assert_eq!(
+            f.events(),
+            vec![MediaEvent::Key {
+                key: key('2'),
+                source: KeySource::Rfc4733,
+                stopped_play: None
+            }]
+        );
+        let o = f.take(f.now + ANSWER_WAIT).unwrap();
+        assert_eq!(&o.payload[..], &p.frame(Codec::Pcmu, 1).unwrap()[..]);
+    }
+
+    #[test]
+    fn the_answer_to_a_key_starts_in_the_same_tick_and_keeps_the_cadence() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.command(play(1, &prompt(50), true), f.now);
+        f.tick();
+        let pkts = f.key_packets(key('3'));
+        f.hear(&pkts[0]);
+        assert!(f.tick().is_none());
+        f.events();
+        let tick_start = f.now;
+        let next = prompt(4);
+        // The call answers 3 ms into the tick.
+        let at = tick_start + Duration::from_millis(3);
+        f.s.command(play(2, &next, true), at);
+        let first = f.take(at).expect("the new prompt's first frame at once");
+        assert_eq!(&first.payload[..], &next.frame(Codec::Pcmu, 0).unwrap()[..]);
+        // No second frame in this tick, then one per tick.
+        assert!(f.take(at + Duration::from_millis(10)).is_none());
+        let second = f.tick().unwrap();
+        assert_eq!(
+            &second.payload[..],
+            &next.frame(Codec::Pcmu, 1).unwrap()[..]
+        );
+        assert_eq!(second.seq, first.seq.wrapping_add(1));
+        assert_eq!(second.timestamp, first.timestamp.wrapping_add(160));
+    }
+
+    #[test]
+    fn a_stop_is_not_an_answer() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.tick();
+        let pkts = f.key_packets(key('4'));
+        f.hear(&pkts[0]);
+        assert!(f.tick().is_none());
+        f.s.command(SessionCommand::Stop { id: 99 }, f.now);
+        assert!(f.take(f.now).is_none());
+        assert!(f.s.poll_timeout().is_some());
+    }
+
+    #[test]
+    fn silence_from_the_caller_ends_in_one_no_media_event() {
+        let mut f = Far::new(Duration::from_millis(100));
+        let mut events = Vec::new();
+        for _ in 0..4 {
+            let pkt = f.silence();
+            f.hear(&pkt);
+            f.tick();
+        }
+        events.extend(f.events());
+        assert!(events.is_empty());
+        for _ in 0..20 {
+            f.tick();
+            events.extend(f.events());
+        }
+        assert_eq!(events, vec![MediaEvent::NoMedia]);
+    }
+
+    #[test]
+    fn a_caller_on_hold_is_not_dead_and_hears_nothing() {
+        let mut f = Far::new(Duration::from_millis(100));
+        let p = prompt(20);
+        f.s.command(play(1, &p, false), f.now);
+        let before = f.tick().unwrap();
+        f.s.command(
+            SessionCommand::Update {
+                remote: addr("127.0.0.1:40000"),
+                send: false,
+                reset_latch: false,
+            },
+            f.now,
+        );
+        for _ in 0..20 {
+            assert!(f.tick().is_none(), "nothing is sent on hold");
+            assert!(f.take(f.now + TICK / 2).is_none());
+        }
+        assert!(f.events().is_empty(), "silence on hold is not a dead call");
+        f.s.command(
+            SessionCommand::Update {
+                remote: addr("127.0.0.1:40000"),
+                send: true,
+                reset_latch: false,
+            },
+            f.now,
+        );
+        let after = f.tick().unwrap();
+        // The prompt resumes where it was, and the RTP clock counted the time on hold.
+        assert_eq!(&after.payload[..], &p.frame(Codec::Pcmu, 1).unwrap()[..]);
+        assert_eq!(after.seq, before.seq.wrapping_add(1));
+        assert_eq!(after.timestamp, before.timestamp.wrapping_add(21 * 160));
+    }
+
+    fn record(id: u64, silence: Option<Duration>, terminator: Option<Key>) -> SessionCommand {
+        SessionCommand::Record {
+            id,
+            max_duration: Duration::from_secs(30),
+            silence_timeout: silence,
+            terminator,
+        }
+    }
+
+    #[test]
+    fn a_recording_ends_after_the_silence_timeout() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.command(record(5, Some(Duration::from_millis(200)), None), f.now);
+        let loud = vec![4000i16; FRAME_SAMPLES];
+        for _ in 0..10 {
+            let pkt = f.audio(&loud);
+            f.hear(&pkt);
+            f.tick();
+        }
+        assert!(f.events().is_empty());
+        // The caller goes quiet; no packets at all count as silence too.
+        let mut events = Vec::new();
+        for _ in 0..12 {
+            f.tick();
+            events.extend(f.events());
+        }
+        match &events[..] {
+            [MediaEvent::Recorded(r)] => {
+                assert_eq!(r.id, 5);
+                assert_eq!(r.reason, StopReason::Silence);
+                assert!(r.samples.len() >= 10 * FRAME_SAMPLES);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_terminator_key_ends_a_recording() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.command(record(6, None, Some(key('#'))), f.now);
+        for _ in 0..5 {
+            let pkt = f.audio(&[3000; FRAME_SAMPLES]);
+            f.hear(&pkt);
+            f.tick();
+        }
+        let pkts = f.key_packets(key('#'));
+        f.hear(&pkts[0]);
+        f.tick();
+        let events = f.events();
+        assert!(matches!(
+            &events[..],
+            [MediaEvent::Recorded(r), MediaEvent::Key { .. }]
+                if r.id == 6 && r.reason == StopReason::Terminator
+                    && r.samples.len() == 5 * FRAME_SAMPLES
+        ));
+        // StopRecording after the end is a no-op.
+        f.s.command(SessionCommand::StopRecording { id: 6 }, f.now);
+        assert!(f.events().is_empty());
+    }
+
+    #[test]
+    fn stop_recording_answers_with_what_was_heard() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.command(record(8, None, None), f.now);
+        for _ in 0..3 {
+            let pkt = f.audio(&[2000; FRAME_SAMPLES]);
+            f.hear(&pkt);
+            f.tick();
+        }
+        f.s.command(SessionCommand::StopRecording { id: 8 }, f.now);
+        assert!(matches!(
+            &f.events()[..],
+            [MediaEvent::Recorded(r)] if r.reason == StopReason::Stopped && r.samples.len() == 3 * FRAME_SAMPLES
+        ));
+    }
+
+    #[test]
+    fn send_key_goes_out_as_rfc4733_then_audio_resumes() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.tick();
+        f.s.command(SessionCommand::SendKey(key('9')), f.now);
+        let outs: Vec<Out> = (0..8).map(|_| f.tick().unwrap()).collect();
+        let events: Vec<_> = outs[..7]
+            .iter()
+            .map(|o| {
+                assert_eq!(o.pt, 101);
+                crate::media::dtmf::TelephoneEvent::parse(&o.payload).unwrap()
+            })
+            .collect();
+        assert!(events.iter().all(|e| e.event == 9));
+        assert_eq!(events.iter().filter(|e| e.end).count(), 3);
+        assert!(events[6].end && !events[0].end);
+        // One event: every packet carries the start timestamp.
+        assert!(outs[..7].iter().all(|o| o.timestamp == outs[0].timestamp));
+        assert_eq!(outs[7].pt, 0);
+        assert_eq!(outs[7].timestamp, outs[0].timestamp.wrapping_add(7 * 160));
+    }
+
+    #[test]
+    fn garbage_from_the_network_is_counted_not_fatal() {
+        let mut f = Far::new(Duration::from_secs(60));
+        for pkt in [
+            &[][..],
+            &[0x80][..],
+            &[0xff; 12][..],
+            &[0x80, 0, 0, 1, 0, 0][..],
+        ] {
+            f.hear(pkt);
+        }
+        assert_eq!(f.s.stats.malformed, 4);
+        assert!(f.tick().is_some());
+    }
+
+    #[test]
+    fn a_bridged_session_hands_on_what_it_heard() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.set_bridged(true);
+        let pkt = f.audio(&[1000; FRAME_SAMPLES]);
+        f.hear(&pkt);
+        let b = f.s.bridge_buffers().unwrap();
+        assert_eq!(b.heard.len(), 1);
+        b.to_send.push(&[3000; FRAME_SAMPLES]);
+        let o = f.tick().unwrap();
+        let mut want = [0u8; FRAME_SAMPLES];
+        Codec::Pcmu.encode_into(&[3000; FRAME_SAMPLES], &mut want);
+        assert_eq!(&o.payload[..], &want[..]);
+    }
 }
