@@ -252,6 +252,11 @@ impl Uas {
         matches!(self.state, UasState::Refused | UasState::Terminated)
     }
 
+    /// True while our BYE is out or waits for the ACK before it may go.
+    pub fn is_closing(&self) -> bool {
+        self.state == UasState::Closing || self.hang_up_pending
+    }
+
     pub fn dialog(&self) -> Option<&Dialog> {
         self.dialog.as_ref()
     }
@@ -521,6 +526,10 @@ impl Uas {
     }
 
     fn on_cancel(&mut self, key: TransactionKey, req: Request) {
+        if self.invite.is_none() {
+            // Nobody may cancel an INVITE we did not receive.
+            return self.respond(key, &req, 481, "Call/Transaction Does Not Exist");
+        }
         // The CANCEL's own response carries the tag of the INVITE's responses (§9.2).
         self.respond(key, &req, 200, "OK");
         if matches!(self.state, UasState::Checked | UasState::Ringing) {
