@@ -21,14 +21,15 @@ use crate::flow::machine::{
 use crate::leg::Leg;
 
 mod callback; // calling back a caller who asked to keep their place in a queue
+pub mod core; // the call as one pure state machine (not yet what the call task runs)
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
 pub(crate) mod uas_shell; // carries the caller's dialog (a `sip::uas::Uas`) to the endpoint
 use crate::media::clock::{MediaEngine, SessionId};
 use crate::media::dtmf::Key;
 use crate::media::ports::PortPool;
-use crate::media::prompt::{Prompt, PromptLibrary};
 use crate::media::ports::RtpPort;
+use crate::media::prompt::{Prompt, PromptLibrary};
 use crate::media::session::{MediaEvent, Session, SessionCommand, SessionParams};
 use crate::sip::endpoint::{NewCall, SipHandle, ToCall, our_contact};
 use crate::sip::random_token;

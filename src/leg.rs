@@ -303,7 +303,10 @@ impl Leg {
                 self.closing = false;
             }
             if let Some(side) = self.side.as_mut() {
-                side.handle(Instant::now(), crate::sip::uas::UasInput::Response(resp.clone()));
+                side.handle(
+                    Instant::now(),
+                    crate::sip::uas::UasInput::Response(resp.clone()),
+                );
             }
             return None;
         }
