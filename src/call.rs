@@ -37,7 +37,7 @@ use crate::sip::sdp::Negotiated;
 use crate::sip::transport::Peer;
 use crate::sip::uas::{AnswerParams, Ending, LocalMedia, Route, Uas, UasEvent};
 pub use callback::call_back;
-use uas_shell::{Next, UasShell};
+use uas_shell::{Addressed, Next, UasShell};
 
 /// What a reload replaces as one: the configuration, the flows and the prompts. A call
 /// takes a snapshot when it starts and keeps it to its end, so editing a flow never changes
@@ -831,15 +831,15 @@ impl Call {
 
     fn on_sip(&mut self, m: ToCall) {
         match UasShell::input(m) {
-            Ok(input) => {
+            Addressed::Dialog(input) => {
                 let evs = self.side.handle(Instant::now(), input);
                 for ev in evs {
                     self.on_uas_event(ev);
                 }
             }
-            Err(ToCall::Leg { call_id, msg }) => self.on_leg_sip(&call_id, *msg),
-            Err(ToCall::Response(r)) => self.called_back_response(r),
-            Err(other) => debug!(?other, "ignored"),
+            Addressed::Owner(ToCall::Leg { call_id, msg }) => self.on_leg_sip(&call_id, *msg),
+            Addressed::Owner(ToCall::Response(r)) => self.called_back_response(r),
+            Addressed::Owner(other) => debug!(?other, "ignored"),
         }
     }
 

@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use crate::call::CallDeps;
-use crate::call::uas_shell::UasShell;
+use crate::call::uas_shell::{Addressed, UasShell};
 use crate::config::Transport as ListenTransport;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
@@ -390,7 +390,9 @@ impl Leg {
             }
             return None;
         };
-        let input = UasShell::input(m).ok()?;
+        let Addressed::Dialog(input) = UasShell::input(m) else {
+            return None;
+        };
         let mut news = None;
         for ev in side.handle(Instant::now(), input) {
             match ev {

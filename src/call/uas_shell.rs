@@ -28,6 +28,14 @@ pub(crate) enum Next {
     Gone,
 }
 
+/// Whose an endpoint's message is.
+pub(crate) enum Addressed {
+    /// The dialog's (its UAS answers it).
+    Dialog(UasInput),
+    /// The owner's.
+    Owner(ToCall),
+}
+
 pub(crate) struct UasShell {
     pub uas: Uas,
     sip: SipHandle,
@@ -49,22 +57,22 @@ impl UasShell {
 
     /// What of the endpoint's message is the dialog's. A response to an INVITE is not (the
     /// dialog sends none; a call back's leg does).
-    pub fn input(m: ToCall) -> Result<UasInput, ToCall> {
+    pub fn input(m: ToCall) -> Addressed {
         match m {
-            ToCall::Request { key, req } => Ok(UasInput::Request { key, req }),
-            ToCall::Cancel { key, req } => Ok(UasInput::Cancel { key, req }),
-            ToCall::Ack(a) => Ok(UasInput::Ack(a)),
-            ToCall::AckTimeout => Ok(UasInput::AckTimeout),
+            ToCall::Request { key, req } => Addressed::Dialog(UasInput::Request { key, req }),
+            ToCall::Cancel { key, req } => Addressed::Dialog(UasInput::Cancel { key, req }),
+            ToCall::Ack(a) => Addressed::Dialog(UasInput::Ack(a)),
+            ToCall::AckTimeout => Addressed::Dialog(UasInput::AckTimeout),
             ToCall::Response(r)
                 if !r
                     .headers
                     .cseq()
                     .is_ok_and(|c| c.method == crate::sip::message::Method::Invite) =>
             {
-                Ok(UasInput::Response(r))
+                Addressed::Dialog(UasInput::Response(r))
             }
-            ToCall::RequestTimeout => Ok(UasInput::RequestTimeout),
-            other => Err(other),
+            ToCall::RequestTimeout => Addressed::Dialog(UasInput::RequestTimeout),
+            other => Addressed::Owner(other),
         }
     }
 
@@ -124,8 +132,8 @@ impl UasShell {
             m = inbox.recv() => match m {
                 None => Next::Gone,
                 Some(m) => match UasShell::input(m) {
-                    Ok(input) => Next::Events(self.handle(Instant::now(), input)),
-                    Err(other) => Next::Other(other),
+                    Addressed::Dialog(input) => Next::Events(self.handle(Instant::now(), input)),
+                    Addressed::Owner(other) => Next::Other(other),
                 },
             },
             _ = timer => Next::Events(self.handle_timeout(Instant::now())),
