@@ -21,22 +21,23 @@ use crate::flow::machine::{
 use crate::leg::Leg;
 
 mod callback; // calling back a caller who asked to keep their place in a queue
+pub mod core; // the call as one pure state machine (not yet what the call task runs)
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
+pub(crate) mod uas_shell; // carries the caller's dialog (a `sip::uas::Uas`) to the endpoint
 use crate::media::clock::{MediaEngine, SessionId};
 use crate::media::dtmf::Key;
 use crate::media::ports::PortPool;
+use crate::media::ports::RtpPort;
 use crate::media::prompt::{Prompt, PromptLibrary};
 use crate::media::session::{MediaEvent, Session, SessionCommand, SessionParams};
-use crate::sip::ALLOW;
-use crate::sip::dialog::{Dialog, DialogError};
-use crate::sip::endpoint::{NewCall, SipHandle, ToCall, our_contact, our_via};
-use crate::sip::message::{ContentType, HeaderName, Method, Request, Response};
+use crate::sip::endpoint::{NewCall, SipHandle, ToCall, our_contact};
 use crate::sip::random_token;
-use crate::sip::sdp::{self, Codec, Negotiated};
-use crate::sip::transaction::TransactionKey;
+use crate::sip::sdp::Negotiated;
 use crate::sip::transport::Peer;
+use crate::sip::uas::{AnswerParams, Ending, LocalMedia, Route, Uas, UasEvent};
 pub use callback::call_back;
+use uas_shell::{Addressed, Next, UasShell};
 
 /// What a reload replaces as one: the configuration, the flows and the prompts. A call
 /// takes a snapshot when it starts and keeps it to its end, so editing a flow never changes
@@ -145,9 +146,6 @@ impl CallDeps {
     }
 }
 
-/// The codecs we answer with, in our order of preference when the caller has none.
-const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
-
 /// How a call ended, for its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -155,6 +153,8 @@ pub enum Outcome {
     FlowHungUp,
     NoMedia,
     AckTimeout,
+    /// The ACK of a late offer brought no usable answer.
+    NoUsableAnswer,
     /// A transfer target or agent the caller was bridged to hung up.
     FarEndHungUp,
 }
@@ -187,40 +187,82 @@ pub fn advertised_ip(public: Option<IpAddr>, local: SocketAddr, remote: SocketAd
         .unwrap_or(local.ip())
 }
 
-/// Reads a key from a SIP INFO body: `application/dtmf-relay` (`Signal=5`) or
-/// `application/dtmf` (`5`).
-pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> {
-    let ct = content_type?;
-    let text = std::str::from_utf8(body).ok()?;
-    let signal = if ct.is("application", "dtmf-relay") {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("signal")
-                .then(|| v.trim().to_string())
-        })?
-    } else if ct.is("application", "dtmf") {
-        text.trim().to_string()
-    } else {
-        return None;
+/// A media session for `n` on `port`, its random starts drawn here, on the media worker
+/// of `beside` when given (so the two can be bridged on the media clock). Every session a
+/// call, a feature code or a leg sets up starts here.
+pub(crate) fn start_session(
+    deps: &CallDeps,
+    port: RtpPort,
+    n: &Negotiated,
+    no_media_timeout: Duration,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    beside: Option<SessionId>,
+) -> SessionId {
+    let params = SessionParams {
+        codec: n.codec,
+        payload_type: n.pt,
+        telephone_event_pt: n.telephone_event_pt,
+        remote: n.remote_rtp,
+        no_media_timeout,
+        ssrc: rand::random(),
+        initial_seq: rand::random(),
+        initial_timestamp: rand::random(),
     };
-    let mut chars = signal.chars();
-    let c = chars.next()?;
-    if chars.next().is_some() {
-        // RFC 2833-style event numbers ("Signal=11" for #) are seen from some gateways.
-        return signal.parse::<u8>().ok().and_then(Key::from_event_code);
+    let session = Session::new(params, Instant::now());
+    let id = match beside {
+        Some(b) => deps.media.add_beside(b, port, session, events),
+        None => deps.media.add(port, session, events),
+    };
+    if n.on_hold() {
+        deps.media.command(
+            id,
+            SessionCommand::Update {
+                remote: n.remote_rtp,
+                send: false,
+                reset_latch: false,
+            },
+        );
     }
-    Key::from_char(c)
+    id
+}
+
+/// The parts of an answer the engine draws or looks up for an INVITE that arrived through
+/// `peer`: our tag, CSeq start and SDP session id, our Contact, and an RTP port (none: 503).
+pub(crate) fn answer_params(
+    deps: &CallDeps,
+    peer: &Peer,
+    advertised: IpAddr,
+    route: Route,
+    ring_for: Duration,
+) -> (AnswerParams, Option<RtpPort>) {
+    let port = match deps.ports.allocate(peer.local.ip()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            warn!(error = %e, "no RTP port");
+            None
+        }
+    };
+    let params = AnswerParams {
+        local_tag: random_token(10),
+        first_cseq: rand::random_range(1..10_000),
+        contact: our_contact(peer, advertised),
+        route,
+        media: port.as_ref().map(|p| LocalMedia {
+            advertised,
+            rtp_port: p.port,
+            sdp_session_id: rand::random_range(1..u64::from(u32::MAX)),
+            sdp_version: 1,
+        }),
+        ring_for,
+    };
+    (params, port)
 }
 
 /// How the call began. One per call, made once: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 enum Origin {
-    /// The caller called: its INVITE, which the call answers.
-    Called {
-        invite: Request,
-        key: TransactionKey,
-    },
+    /// The caller called (the call's UAS answers its INVITE).
+    Called,
     /// hotline called the caller back (see `callback`).
     CalledBack(callback::CalledBack),
 }
@@ -231,9 +273,10 @@ struct Start {
     live: Arc<Live>,
     sip: SipHandle,
     peer: Peer,
-    advertised: IpAddr,
     call_id: String,
-    dialog: Dialog,
+    side: UasShell,
+    /// The RTP port, until the media session takes it.
+    rtp_port: Option<RtpPort>,
     origin: Origin,
     inbox: mpsc::UnboundedReceiver<ToCall>,
     media: (
@@ -242,8 +285,6 @@ struct Start {
     ),
     caller: String,
     caller_display: Option<String>,
-    local_rtp_port: u16,
-    sdp_session_id: u64,
     flow_name: String,
     machine: Option<FlowMachine>,
     registration: crate::registry::Registration,
@@ -254,22 +295,18 @@ struct Call {
     live: Arc<Live>,
     sip: SipHandle,
     peer: Peer,
-    advertised: IpAddr,
     call_id: String,
-    dialog: Dialog,
+    /// The caller's dialog: every SIP answer to the caller is its.
+    side: UasShell,
+    rtp_port: Option<RtpPort>,
     origin: Origin,
     inbox: mpsc::UnboundedReceiver<ToCall>,
     media_rx: mpsc::UnboundedReceiver<MediaEvent>,
     media_tx: mpsc::UnboundedSender<MediaEvent>,
     session: Option<SessionId>,
-    negotiated: Option<Negotiated>,
-    sdp_session_id: u64,
-    sdp_version: u64,
-    local_rtp_port: u16,
     flow_name: String,
     machine: Option<FlowMachine>,
     outcome: Option<Outcome>,
-    bye_sent: bool,
     /// The recording in progress: its id and file name stem.
     recording: Option<(u64, String)>,
     /// Recordings being written; the call waits for them before it ends.
@@ -321,6 +358,11 @@ pub async fn run(nc: NewCall, deps: Arc<CallDeps>) {
     async move {
         let sip = nc.sip.clone();
         let cid = call_id.clone();
+        if let Some(command) = crate::feature::command_for(&deps, &dialed) {
+            crate::feature::serve(nc, deps, call_id, caller, command).await;
+            sip.ended(&cid);
+            return;
+        }
         match Call::answer(nc, deps, call_id, caller, dialed).await {
             Some(mut call) => call.serve().await,
             None => sip.ended(&cid),
@@ -341,22 +383,17 @@ impl Call {
             live: s.live,
             sip: s.sip,
             peer: s.peer,
-            advertised: s.advertised,
             call_id: s.call_id,
-            dialog: s.dialog,
+            side: s.side,
+            rtp_port: s.rtp_port,
             origin: s.origin,
             inbox: s.inbox,
             media_rx,
             media_tx,
             session: None,
-            negotiated: None,
-            sdp_session_id: s.sdp_session_id,
-            sdp_version: 1,
-            local_rtp_port: s.local_rtp_port,
             flow_name: s.flow_name,
             machine: s.machine,
             outcome: None,
-            bye_sent: false,
             recording: None,
             pending_writes: Vec::new(),
             io_tx,
@@ -379,8 +416,9 @@ impl Call {
         }
     }
 
-    /// Checks the INVITE, negotiates media and sends 200 OK. Returns None when the call was
-    /// refused or cancelled (the response is already sent).
+    /// Answers the INVITE through the call's UAS (which refuses it with the right code
+    /// when it must) and waits until media is set up. Returns None when the call was
+    /// refused, cancelled or ended before that (the responses are already sent).
     async fn answer(
         nc: NewCall,
         deps: Arc<CallDeps>,
@@ -389,132 +427,64 @@ impl Call {
         dialed: String,
     ) -> Option<Call> {
         let live = deps.live();
-        let inv = &nc.invite;
-        let refuse = |status: u16, reason: &str, extra: &[(&str, String)]| {
-            let mut resp = Response::for_request(inv, status, reason);
-            let _ = resp.headers.ensure_to_tag(&random_token(10));
-            for (n, v) in extra {
-                resp.headers.push(HeaderName::new(n), v.clone());
-            }
-            info!(status, reason, "call refused");
-            nc.sip.respond(&nc.key, nc.peer, &call_id, resp);
-        };
-        // RFC 3261 §8.2.2.3: we support no extensions a caller could require.
-        if let Ok(required) = inv.headers.require()
-            && !required.is_empty()
-        {
-            let list = required.join(", ");
-            refuse(420, "Bad Extension", &[("Unsupported", list)]);
-            return None;
-        }
-        let scheme = inv.uri.scheme().to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
-            refuse(416, "Unsupported URI Scheme", &[]);
-            return None;
-        }
-        if let Some(command) = crate::feature::command_for(&deps, &dialed) {
-            crate::feature::serve(nc, deps, call_id, caller, command).await;
-            return None;
-        }
-        let flow_name = match live.config.route(&dialed) {
-            Some(f) => f.to_string(),
-            None => {
-                refuse(404, "Not Found", &[]);
-                return None;
-            }
-        };
-        let offer = if inv.body.is_empty() {
-            None
-        } else {
-            let ct = inv.headers.content_type().ok().flatten();
-            if !ct.as_ref().is_some_and(|c| c.is("application", "sdp")) {
-                refuse(
-                    415,
-                    "Unsupported Media Type",
-                    &[("Accept", "application/sdp".into())],
-                );
-                return None;
-            }
-            let neg = sdp::parse_offer(&inv.body).and_then(|r| sdp::negotiate(&r, &CODECS));
-            match neg {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    let status = e.status_code();
-                    let reason = if status == 488 {
-                        "Not Acceptable Here"
-                    } else {
-                        "Bad Request"
-                    };
-                    let warning = format!("304 hotline \"{}\"", e.to_string().replace('"', "'"));
-                    refuse(status, reason, &[("Warning", warning)]);
-                    return None;
-                }
-            }
+        let flow_name = live.config.route(&dialed).map(str::to_string);
+        let route = match flow_name {
+            Some(_) => Route::Found,
+            None => Route::NotFound,
         };
         let advertised = advertised_ip(live.config.public_address, nc.peer.local, nc.peer.remote);
-        let bind_ip = nc.peer.local.ip();
-        let rtp_port = match deps.ports.allocate(bind_ip) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "no RTP port");
-                refuse(503, "Service Unavailable", &[("Retry-After", "10".into())]);
-                return None;
-            }
-        };
-        let local_tag = random_token(10);
-        let caller_display = inv
+        let (params, rtp_port) =
+            answer_params(&deps, &nc.peer, advertised, route, live.config.answer_after);
+        let caller_display = nc
+            .invite
             .headers
             .from_addr()
             .ok()
             .and_then(|f| f.display_name.clone());
-        let dialog = match Dialog::uas(inv, &local_tag, rand::random_range(1..10_000)) {
-            Ok(d) => d,
-            Err(e) => {
-                refuse(400, &format!("Bad Request ({e})"), &[]);
-                return None;
+        let uas = Uas::new(nc.key, nc.invite, params);
+        let mut side = UasShell::new(uas, nc.sip.clone(), nc.peer, advertised, &call_id);
+        for ev in side.flush() {
+            if let UasEvent::Refused { status } = ev {
+                info!(status, "call refused");
             }
-        };
-        let registration = deps.registry.register(crate::registry::NewLiveCall {
-            call_id: call_id.clone(),
-            caller: caller.clone(),
-            dialed: dialed.clone(),
-            flow: flow_name.clone(),
-            version: live.version,
-            flows: live.flows.clone(),
-            started_at: std::time::SystemTime::now(),
-        });
+        }
+        let flow_name = flow_name.filter(|_| !side.uas.is_over())?;
         let flows = live.flows.clone();
         let ctx = CallContext {
             call_id: call_id.clone(),
             caller: caller.clone(),
-            dialed,
+            dialed: dialed.clone(),
             wall_clock_at_start: std::time::SystemTime::now().into(),
         };
         let machine = match FlowMachine::new(flows, &flow_name, ctx, Instant::now()) {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, flow = %flow_name, "route names a flow that is not loaded");
-                refuse(500, "Server Internal Error", &[]);
+                side.refuse(500, "Server Internal Error");
                 return None;
             }
         };
+        let registration = deps.registry.register(crate::registry::NewLiveCall {
+            call_id: call_id.clone(),
+            caller: caller.clone(),
+            dialed,
+            flow: flow_name.clone(),
+            version: live.version,
+            flows: live.flows.clone(),
+            started_at: std::time::SystemTime::now(),
+        });
 
         let mut call = Call::new(Start {
             sip: nc.sip.clone(),
             peer: nc.peer,
-            advertised,
             call_id,
-            dialog,
-            origin: Origin::Called {
-                invite: nc.invite.clone(),
-                key: nc.key.clone(),
-            },
+            side,
+            rtp_port,
+            origin: Origin::Called,
             inbox: nc.inbox,
             media: mpsc::unbounded_channel(),
             caller,
             caller_display,
-            local_rtp_port: rtp_port.port,
-            sdp_session_id: rand::random_range(1..u32::MAX as u64),
             flow_name,
             machine: Some(machine),
             registration,
@@ -522,137 +492,61 @@ impl Call {
             live,
         });
 
-        // Optionally ring first; a CANCEL during the ring ends the call with 487.
-        let ring = call.live.config.answer_after;
-        if !ring.is_zero() {
-            call.respond_invite(180, "Ringing", None);
-            let until = tokio::time::Instant::now() + ring;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(until) => break,
-                    m = call.inbox.recv() => match m {
-                        Some(ToCall::Cancel { key, req }) => {
-                            let ok = call.respond(&req, 200, "OK");
-                            call.send(&key, ok);
-                            call.respond_invite(487, "Request Terminated", None);
-                            info!("caller cancelled while ringing");
-                            return None;
-                        }
-                        None => {
-                            call.respond_invite(487, "Request Terminated", None);
-                            info!("caller cancelled while ringing");
-                            return None;
-                        }
-                        Some(other) => debug!(?other, "ignored while ringing"),
-                    }
+        // Rings first when configured; media starts with the 2xx, or with the ACK that
+        // answers a late offer.
+        let evs = call.side.answer(Instant::now());
+        call.on_answer_events(evs);
+        loop {
+            if call.session.is_some() && call.outcome.is_none() {
+                return Some(call);
+            }
+            if call.side.uas.is_over() || call.outcome.is_some() {
+                if call.outcome.is_some() {
+                    call.finish().await;
+                }
+                return None;
+            }
+            match call.side.next(&mut call.inbox).await {
+                Next::Events(evs) => call.on_answer_events(evs),
+                Next::Other(other) => debug!(?other, "ignored before the answer"),
+                Next::Gone => {
+                    // The endpoint is gone: the caller can no longer be answered.
+                    call.side.refuse(487, "Request Terminated");
+                    call.outcome.get_or_insert(Outcome::CallerHungUp);
                 }
             }
         }
-
-        let body = match &offer {
-            Some(n) => sdp::build_answer(
-                advertised,
-                call.local_rtp_port,
-                n,
-                call.sdp_session_id,
-                call.sdp_version,
-            ),
-            None => sdp::build_offer(
-                advertised,
-                call.local_rtp_port,
-                call.sdp_session_id,
-                call.sdp_version,
-            ),
-        };
-        call.respond_invite(200, "OK", Some(body));
-        info!(flow = %call.flow_name, late_offer = offer.is_none(), "answered");
-        match offer {
-            Some(n) => call.start_media(n, rtp_port),
-            None => {
-                // Late offer: the answer comes in the ACK.
-                let answer = call.wait_for_late_answer().await;
-                match answer {
-                    Some(n) => call.start_media(n, rtp_port),
-                    None => {
-                        call.send_bye();
-                        call.finish().await;
-                        return None;
-                    }
-                }
-            }
-        }
-        Some(call)
     }
 
-    fn respond_invite(&self, status: u16, reason: &str, sdp_body: Option<Vec<u8>>) {
-        let Origin::Called { invite, key } = &self.origin else {
+    /// What the UAS reports before the flow runs (keys wait for the flow to start).
+    fn on_answer_events(&mut self, evs: Vec<UasEvent>) {
+        for ev in evs {
+            match ev {
+                UasEvent::Key(k) => debug!(key = %k.as_char(), "key before the answer; ignored"),
+                UasEvent::Answered => {
+                    info!(flow = %self.flow_name, late_offer = self.side.uas.offer().is_none(), "answered")
+                }
+                UasEvent::Refused { status } => info!(status, "call refused"),
+                UasEvent::Cancelled => info!("caller cancelled while ringing"),
+                other => self.on_uas_event(other),
+            }
+        }
+    }
+
+    /// Sets up the media session the UAS agreed on (once; later changes are updates).
+    fn start_media(&mut self, n: &Negotiated) {
+        let Some(port) = self.rtp_port.take() else {
             return;
         };
-        let mut resp = Response::for_request(invite, status, reason);
-        let _ = resp.headers.ensure_to_tag(&self.dialog.local_tag);
-        if status >= 180 {
-            resp.copy_record_route(invite);
-            let contact = our_contact(&self.peer, self.advertised);
-            resp.headers
-                .push(HeaderName::Contact, format!("<{contact}>"));
-        }
-        if (200..300).contains(&status) {
-            resp.headers.push(HeaderName::Allow, ALLOW);
-            resp.headers.push(HeaderName::Supported, "");
-        }
-        if let Some(b) = sdp_body {
-            resp.set_body(&ContentType::new("application", "sdp"), b);
-        }
-        self.sip.respond(key, self.peer, &self.call_id, resp);
-    }
-
-    async fn wait_for_late_answer(&mut self) -> Option<Negotiated> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(32);
-        loop {
-            let m = tokio::select! {
-                m = self.inbox.recv() => m?,
-                _ = tokio::time::sleep_until(deadline) => return None,
-            };
-            match m {
-                ToCall::Ack(ack) => {
-                    let parsed =
-                        sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS));
-                    return match parsed {
-                        Ok(n) => Some(n),
-                        Err(e) => {
-                            warn!(error = %e, "late-offer ACK without a usable answer");
-                            None
-                        }
-                    };
-                }
-                ToCall::AckTimeout => return None,
-                ToCall::Request { key, req } => self.in_dialog_request(key, req),
-                _ => {}
-            }
-        }
-    }
-
-    fn start_media(&mut self, n: Negotiated, port: crate::media::ports::RtpPort) {
-        let params = SessionParams {
-            codec: n.codec,
-            payload_type: n.pt,
-            telephone_event_pt: n.telephone_event_pt,
-            remote: n.remote_rtp,
-            no_media_timeout: self.live.config.no_media_timeout,
-            ssrc: rand::random(),
-            initial_seq: rand::random(),
-            initial_timestamp: rand::random(),
-        };
-        let session = Session::new(params, Instant::now());
-        self.session = Some(self.deps.media.add(port, session, self.media_tx.clone()));
-        if n.on_hold() {
-            self.media(SessionCommand::Update {
-                remote: n.remote_rtp,
-                send: false,
-                reset_latch: false,
-            });
-        }
-        self.negotiated = Some(n);
+        let id = start_session(
+            &self.deps,
+            port,
+            n,
+            self.live.config.no_media_timeout,
+            self.media_tx.clone(),
+            None,
+        );
+        self.session = Some(id);
     }
 
     fn media(&self, cmd: SessionCommand) {
@@ -936,171 +830,61 @@ impl Call {
     }
 
     fn on_sip(&mut self, m: ToCall) {
-        match m {
-            ToCall::Request { key, req } => self.in_dialog_request(key, req),
-            ToCall::AckTimeout => {
-                info!("no ACK for our 200; ending the call");
-                self.send_bye();
-                self.outcome = Some(Outcome::AckTimeout);
+        match UasShell::input(m) {
+            Addressed::Dialog(input) => {
+                let evs = self.side.handle(Instant::now(), input);
+                for ev in evs {
+                    self.on_uas_event(ev);
+                }
             }
-            ToCall::Cancel { key, req } => {
-                // A CANCEL after our 200 is answered but has no effect (§9.2): the caller
-                // sends BYE.
-                let ok = self.respond(&req, 200, "OK");
-                self.send(&key, ok);
-            }
-            ToCall::Leg { call_id, msg } => self.on_leg_sip(&call_id, *msg),
-            ToCall::Response(r) => self.called_back_response(r),
-            ToCall::Ack(_) | ToCall::RequestTimeout => {}
+            Addressed::Owner(ToCall::Leg { call_id, msg }) => self.on_leg_sip(&call_id, *msg),
+            Addressed::Owner(ToCall::Response(r)) => self.called_back_response(r),
+            Addressed::Owner(other) => debug!(?other, "ignored"),
         }
     }
 
-    fn respond(&self, req: &Request, status: u16, reason: &str) -> Response {
-        let mut resp = Response::for_request(req, status, reason);
-        let _ = resp.headers.ensure_to_tag(&self.dialog.local_tag);
-        resp
-    }
-
-    fn send(&self, key: &TransactionKey, resp: Response) {
-        self.sip.respond(key, self.peer, &self.call_id, resp);
-    }
-
-    fn in_dialog_request(&mut self, key: TransactionKey, req: Request) {
-        match self.dialog.accept_request(&req) {
-            Ok(()) => {}
-            Err(DialogError::CSeqOutOfOrder { .. }) => {
-                let r = self.respond(&req, 500, "Server Internal Error (CSeq out of order)");
-                return self.send(&key, r);
+    /// What the caller's dialog reports once the call runs.
+    fn on_uas_event(&mut self, ev: UasEvent) {
+        match ev {
+            UasEvent::Media(n) => self.start_media(&n),
+            UasEvent::MediaUpdate {
+                remote,
+                send,
+                reset_latch,
+            } => {
+                info!(hold = !send, "re-INVITE");
+                self.media(SessionCommand::Update {
+                    remote,
+                    send,
+                    reset_latch,
+                });
             }
-            Err(_) => {
-                let r = self.respond(&req, 481, "Call/Transaction Does Not Exist");
-                return self.send(&key, r);
-            }
-        }
-        match req.method {
-            Method::Bye => {
-                let r = self.respond(&req, 200, "OK");
-                self.send(&key, r);
+            UasEvent::Key(k) => self.flow_event(Event::Key(k.as_char())),
+            UasEvent::Ended(Ending::RemoteBye) => {
                 info!("caller hung up");
-                self.outcome = Some(Outcome::CallerHungUp);
+                self.outcome.get_or_insert(Outcome::CallerHungUp);
             }
-            Method::Invite => self.reinvite(key, req),
-            Method::Info => {
-                let ct = req.headers.content_type().ok().flatten();
-                let status = if req.body.is_empty() {
-                    200
-                } else if let Some(k) = info_key(ct.as_ref(), &req.body) {
-                    self.flow_event(Event::Key(k.as_char()));
-                    200
-                } else {
-                    415
-                };
-                let mut r = self.respond(
-                    &req,
-                    status,
-                    if status == 200 {
-                        "OK"
-                    } else {
-                        "Unsupported Media Type"
-                    },
-                );
-                if status == 415 {
-                    r.headers.push(
-                        HeaderName::new("Accept"),
-                        "application/dtmf-relay, application/dtmf",
-                    );
-                }
-                self.send(&key, r);
+            UasEvent::Ended(Ending::AckTimeout) => {
+                info!("no ACK for our 200; ending the call");
+                self.outcome.get_or_insert(Outcome::AckTimeout);
             }
-            Method::Options => {
-                let mut r = self.respond(&req, 200, "OK");
-                r.headers.push(HeaderName::Allow, ALLOW);
-                self.send(&key, r);
+            UasEvent::Ended(Ending::NoUsableAnswer) => {
+                warn!("late-offer ACK without a usable answer; ending the call");
+                self.outcome.get_or_insert(Outcome::NoUsableAnswer);
             }
-            Method::Other(_) => {
-                let mut r = self.respond(&req, 501, "Not Implemented");
-                r.headers.push(HeaderName::Allow, ALLOW);
-                self.send(&key, r);
-            }
-            _ => {
-                let mut r = self.respond(&req, 405, "Method Not Allowed");
-                r.headers.push(HeaderName::Allow, ALLOW);
-                self.send(&key, r);
-            }
+            UasEvent::Refused { .. }
+            | UasEvent::Cancelled
+            | UasEvent::Answered
+            | UasEvent::Closed => {}
         }
     }
 
-    /// A re-INVITE: hold, unhold, a moved address, or a session refresh without SDP.
-    fn reinvite(&mut self, key: TransactionKey, req: Request) {
-        let answer = if req.body.is_empty() {
-            // Refresh without an offer: we offer what we have (RFC 3261 §14.2).
-            self.negotiated.as_ref().map(|n| {
-                sdp::build_answer(
-                    self.advertised,
-                    self.local_rtp_port,
-                    n,
-                    self.sdp_session_id,
-                    self.sdp_version,
-                )
-            })
-        } else {
-            match sdp::parse_offer(&req.body).and_then(|r| sdp::negotiate(&r, &CODECS)) {
-                Ok(n) => {
-                    self.sdp_version += 1;
-                    let body = sdp::build_answer(
-                        self.advertised,
-                        self.local_rtp_port,
-                        &n,
-                        self.sdp_session_id,
-                        self.sdp_version,
-                    );
-                    let changed = self
-                        .negotiated
-                        .as_ref()
-                        .is_none_or(|old| old.remote_rtp != n.remote_rtp);
-                    let remote = if n.remote_rtp.ip().is_unspecified() || !changed {
-                        self.negotiated
-                            .as_ref()
-                            .map(|o| o.remote_rtp)
-                            .unwrap_or(n.remote_rtp)
-                    } else {
-                        n.remote_rtp
-                    };
-                    info!(hold = n.on_hold(), "re-INVITE");
-                    self.media(SessionCommand::Update {
-                        remote,
-                        send: !n.on_hold(),
-                        reset_latch: changed && !n.remote_rtp.ip().is_unspecified(),
-                    });
-                    self.negotiated = Some(n);
-                    Some(body)
-                }
-                Err(e) => {
-                    // The old session stays (RFC 3261 §14.2).
-                    let mut r = self.respond(&req, e.status_code(), "Not Acceptable Here");
-                    r.headers.push(
-                        HeaderName::new("Warning"),
-                        format!("304 hotline \"{}\"", e.to_string().replace('"', "'")),
-                    );
-                    return self.send(&key, r);
-                }
-            }
-        };
-        let mut r = self.respond(&req, 200, "OK");
-        let contact = our_contact(&self.peer, self.advertised);
-        r.headers.push(HeaderName::Contact, format!("<{contact}>"));
-        r.headers.push(HeaderName::Allow, ALLOW);
-        if let Some(b) = answer {
-            r.set_body(&ContentType::new("application", "sdp"), b);
-        }
-        self.send(&key, r);
-    }
-
+    /// Hangs up the caller's side (BYE, once the ACK came).
     fn send_bye(&mut self) {
-        let via = our_via(&self.peer, self.advertised);
-        let bye = self.dialog.request(Method::Bye, via, None);
-        self.sip.request(&self.call_id, self.peer, bye);
-        self.bye_sent = true;
+        let evs = self.side.hang_up(Instant::now());
+        for ev in evs {
+            self.on_uas_event(ev);
+        }
     }
 
     /// Ends a recording in progress and collects it, so a caller who hangs up mid-message
@@ -1142,33 +926,23 @@ impl Call {
             m.handle(Instant::now(), Event::CallerHangup);
         }
         // Our BYE is retransmitted by its transaction; wait for its answer (or timeout) so
-        // the response still finds this call.
-        if self.bye_sent || !self.old_legs.is_empty() {
-            let until = tokio::time::Instant::now() + Duration::from_secs(40);
-            let mut bye_pending = self.bye_sent;
-            while bye_pending || !self.old_legs.is_empty() {
-                tokio::select! {
-                    m = self.inbox.recv() => match m {
-                        Some(ToCall::Response(r))
-                            if r.status >= 200
-                                && r.headers.cseq().is_ok_and(|c| c.method == Method::Bye) =>
-                        {
-                            bye_pending = false
-                        }
-                        Some(ToCall::RequestTimeout) => bye_pending = false,
-                        None => break,
-                        Some(ToCall::Leg { call_id, msg }) => self.on_leg_sip(&call_id, *msg),
-                        Some(ToCall::Request { key, req }) => {
-                            // A BYE crossing ours: answer it.
-                            let r = self.respond(&req, 200, "OK");
-                            self.send(&key, r);
-                        }
-                        Some(_) => {}
-                    },
-                    _ = tokio::time::sleep_until(until) => break,
+        // the response still finds this call, and for the last answers of legs hung up.
+        let (deps, old_legs, leg_media_tx) = (&self.deps, &mut self.old_legs, &self.leg_media_tx);
+        let legs_waiting = !old_legs.is_empty();
+        self.side
+            .close(&mut self.inbox, legs_waiting, |m| {
+                if let ToCall::Leg { call_id, msg } = m
+                    && let Some(leg) = old_legs.iter_mut().find(|l| l.call_id == call_id)
+                {
+                    leg.on_sip(deps, *msg, None, leg_media_tx);
+                    if !leg.closing {
+                        leg.close(deps);
+                        old_legs.retain(|l| l.call_id != call_id);
+                    }
                 }
-            }
-        }
+                !old_legs.is_empty()
+            })
+            .await;
         for mut leg in self.old_legs.drain(..) {
             leg.close(&self.deps);
         }

@@ -12,24 +12,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::call::{CallDeps, advertised_ip};
+use crate::call::uas_shell::{Next, UasShell};
+use crate::call::{CallDeps, advertised_ip, answer_params, start_session};
 use crate::media::prompt::Prompt;
-use crate::media::session::{MediaEvent, Session, SessionCommand, SessionParams};
+use crate::media::session::{MediaEvent, SessionCommand};
 use crate::queue::agent::{AgentCommand, feature_code};
-use crate::sip::ALLOW;
-use crate::sip::dialog::Dialog;
-use crate::sip::endpoint::{NewCall, ToCall, our_contact, our_via};
-use crate::sip::message::{ContentType, HeaderName, Host, Method, Response, Uri};
-use crate::sip::random_token;
+use crate::sip::endpoint::NewCall;
+use crate::sip::message::{Host, Uri};
 use crate::sip::registrar::Binding;
-use crate::sip::sdp::{self, Codec, Negotiated};
-
-const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
-
-/// How long the confirmation waits for the ACK of its 200 (64 × T1 with the default T1).
-const ACK_WAIT: Duration = Duration::from_secs(32);
+use crate::sip::sdp::Negotiated;
+use crate::sip::uas::{Route, Uas, UasEvent};
 
 /// The command behind `dialed`, when it is a feature code and there are queues to apply
 /// it to; otherwise the call is routed as usual.
@@ -70,8 +64,10 @@ pub fn refused_tone() -> Prompt {
     Prompt::tone(400.0, Duration::from_millis(700), -10.0)
 }
 
-/// Serves the feature-code INVITE `nc` from `caller` (the From user) to its end. The
-/// caller of this function tells the endpoint the call has ended afterwards.
+/// Serves the feature-code INVITE `nc` from `caller` (the From user) to its end: the
+/// UAS answers it (or refuses it: 403 to anyone but the agent's phone), the command is
+/// applied just before the answer, and the tones are played. The caller of this function
+/// tells the endpoint the call has ended afterwards.
 pub async fn serve(
     mut nc: NewCall,
     deps: Arc<CallDeps>,
@@ -79,11 +75,6 @@ pub async fn serve(
     caller: String,
     command: AgentCommand,
 ) {
-    let refuse = |nc: &NewCall, status: u16, reason: &str| {
-        let mut resp = Response::for_request(&nc.invite, status, reason);
-        let _ = resp.headers.ensure_to_tag(&random_token(10));
-        nc.sip.respond(&nc.key, nc.peer, &call_id, resp);
-    };
     let live = deps.live();
     let now = Instant::now();
     let bindings = deps
@@ -93,47 +84,34 @@ pub async fn serve(
     let agent = live.config.agents.get(&caller);
     let allowed =
         agent.is_some_and(|a| comes_from_agent(nc.peer.remote, &bindings, a.uri.as_deref()));
-    if !allowed {
-        warn!(
-            from = %caller,
-            source = %nc.peer.remote,
-            "feature code refused: not an agent, or not from the agent's phone"
-        );
-        refuse(&nc, 403, "Forbidden");
-        return;
-    }
-
-    // Everything that can fail before the answer is checked before the command is applied.
-    let offer = if nc.invite.body.is_empty() {
-        None
+    let route = if allowed {
+        Route::Found
     } else {
-        match sdp::parse_offer(&nc.invite.body).and_then(|r| sdp::negotiate(&r, &CODECS)) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                debug!(error = %e, "feature code without a usable offer");
-                refuse(&nc, 488, "Not Acceptable Here");
-                return;
+        Route::Forbidden
+    };
+    let advertised = advertised_ip(live.config.public_address, nc.peer.local, nc.peer.remote);
+    let (params, port) = answer_params(&deps, &nc.peer, advertised, route, Duration::ZERO);
+    let uas = Uas::new(nc.key.clone(), nc.invite.clone(), params);
+    let mut side = UasShell::new(uas, nc.sip.clone(), nc.peer, advertised, &call_id);
+    // Everything that can fail before the answer is checked before the command is applied.
+    for ev in side.flush() {
+        if let UasEvent::Refused { status } = ev {
+            if status == 403 {
+                warn!(
+                    from = %caller,
+                    source = %nc.peer.remote,
+                    "feature code refused: not an agent, or not from the agent's phone"
+                );
+            } else {
+                info!(status, "feature code refused");
             }
         }
-    };
-    let local_tag = random_token(10);
-    let mut dialog = match Dialog::uas(&nc.invite, &local_tag, rand::random_range(1..10_000)) {
-        Ok(d) => d,
-        Err(e) => {
-            refuse(&nc, 400, &format!("Bad Request ({e})"));
-            return;
-        }
-    };
-    let rtp_port = match deps.ports.allocate(nc.peer.local.ip()) {
-        Ok(p) => p,
-        Err(e) => {
-            warn!(error = %e, "no RTP port for a feature code");
-            refuse(&nc, 503, "Service Unavailable");
-            return;
-        }
-    };
-    let Some(acd) = deps.acd() else {
-        refuse(&nc, 404, "Not Found");
+    }
+    if side.uas.is_over() {
+        return;
+    }
+    let (Some(acd), Some(port)) = (deps.acd(), port) else {
+        side.refuse(404, "Not Found");
         return;
     };
     let result = acd.command(&caller, command.clone()).await;
@@ -143,25 +121,10 @@ pub async fn serve(
             info!(agent = %caller, ?command, error = %e, "feature code refused by the queues")
         }
     }
-
-    let advertised = advertised_ip(live.config.public_address, nc.peer.local, nc.peer.remote);
-    let session_id = rand::random_range(1..u64::from(u32::MAX));
-    let body = match &offer {
-        Some(n) => sdp::build_answer(advertised, rtp_port.port, n, session_id, 1),
-        None => sdp::build_offer(advertised, rtp_port.port, session_id, 1),
-    };
-    let mut ok = Response::for_request(&nc.invite, 200, "OK");
-    let _ = ok.headers.ensure_to_tag(&local_tag);
-    ok.copy_record_route(&nc.invite);
-    let contact = our_contact(&nc.peer, advertised);
-    ok.headers.push(HeaderName::Contact, format!("<{contact}>"));
-    ok.headers.push(HeaderName::Allow, ALLOW);
-    ok.headers.push(HeaderName::Supported, "");
-    ok.set_body(&ContentType::new("application", "sdp"), body);
-    nc.sip.respond(&nc.key, nc.peer, &call_id, ok);
-
-    let Some(negotiated) = wait_for_ack(&mut nc, &call_id, offer).await else {
-        bye(&mut nc, &mut dialog, advertised, &call_id).await;
+    side.answer(Instant::now());
+    let Some(negotiated) = wait_for_media(&mut side, &mut nc).await else {
+        side.hang_up(Instant::now());
+        side.close(&mut nc.inbox, false, |_| false).await;
         return;
     };
     let tone = if result.is_ok() {
@@ -173,40 +136,33 @@ pub async fn serve(
     } else {
         vec![refused_tone()]
     };
-    let hung_up = play(&deps, &mut nc, &call_id, negotiated, rtp_port, tone).await;
+    let hung_up = play(&deps, &mut side, &mut nc, negotiated, port, tone).await;
     if !hung_up {
-        bye(&mut nc, &mut dialog, advertised, &call_id).await;
+        side.hang_up(Instant::now());
     }
+    side.close(&mut nc.inbox, false, |_| false).await;
 }
 
-/// Waits for the ACK of our 200; returns the media to play to, or None when the call
-/// cannot go on (no ACK, or a late-offer ACK without a usable answer).
-async fn wait_for_ack(
-    nc: &mut NewCall,
-    call_id: &str,
-    offer: Option<Negotiated>,
-) -> Option<Negotiated> {
-    let deadline = tokio::time::Instant::now() + ACK_WAIT;
+/// Waits for the media the UAS agreed on (at once with an offer in the INVITE, with the
+/// ACK for a late offer); None when the call cannot go on.
+async fn wait_for_media(side: &mut UasShell, nc: &mut NewCall) -> Option<Negotiated> {
+    if let Some(n) = side.uas.negotiated() {
+        return Some(n.clone());
+    }
     loop {
-        let m = tokio::select! {
-            m = nc.inbox.recv() => m?,
-            _ = tokio::time::sleep_until(deadline) => return None,
-        };
-        match m {
-            ToCall::Ack(ack) => {
-                return match offer {
-                    Some(n) => Some(n),
-                    None => sdp::parse_offer(&ack.body)
-                        .and_then(|r| sdp::accept_answer(&r, &CODECS))
-                        .ok(),
-                };
+        if side.uas.is_over() || side.uas.is_closing() {
+            return None;
+        }
+        match side.next(&mut nc.inbox).await {
+            Next::Events(evs) => {
+                for ev in evs {
+                    if let UasEvent::Media(n) = ev {
+                        return Some(n);
+                    }
+                }
             }
-            ToCall::AckTimeout => return None,
-            ToCall::Request { key, req } => {
-                let resp = Response::for_request(&req, 200, "OK");
-                nc.sip.respond(&key, nc.peer, call_id, resp);
-            }
-            _ => {}
+            Next::Other(_) => {}
+            Next::Gone => return None,
         }
     }
 }
@@ -214,27 +170,15 @@ async fn wait_for_ack(
 /// Plays `tone` to the phone; true when the phone hung up meanwhile.
 async fn play(
     deps: &CallDeps,
+    side: &mut UasShell,
     nc: &mut NewCall,
-    call_id: &str,
     n: Negotiated,
     port: crate::media::ports::RtpPort,
     tone: Vec<Prompt>,
 ) -> bool {
     let length: Duration = tone.iter().map(Prompt::duration).sum();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let params = SessionParams {
-        codec: n.codec,
-        payload_type: n.pt,
-        telephone_event_pt: n.telephone_event_pt,
-        remote: n.remote_rtp,
-        no_media_timeout: length + Duration::from_secs(10),
-        ssrc: rand::random(),
-        initial_seq: rand::random(),
-        initial_timestamp: rand::random(),
-    };
-    let id = deps
-        .media
-        .add(port, Session::new(params, Instant::now()), tx);
+    let id = start_session(deps, port, &n, length + Duration::from_secs(10), tx, None);
     deps.media.command(
         id,
         SessionCommand::Play {
@@ -245,54 +189,22 @@ async fn play(
     );
     let deadline = tokio::time::Instant::now() + length + Duration::from_secs(2);
     let mut hung_up = false;
-    loop {
+    while !hung_up {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(MediaEvent::PlayFinished { id: 1 }) | None => break,
                 Some(_) => {}
             },
-            m = nc.inbox.recv() => match m {
-                Some(ToCall::Request { key, req }) => {
-                    let resp = Response::for_request(&req, 200, "OK");
-                    nc.sip.respond(&key, nc.peer, call_id, resp);
-                    if req.method == Method::Bye {
-                        hung_up = true;
-                        break;
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    hung_up = true;
-                    break;
-                }
+            next = side.next(&mut nc.inbox) => match next {
+                Next::Events(_) => hung_up = side.uas.is_over() || side.uas.is_closing(),
+                Next::Other(_) => {}
+                Next::Gone => hung_up = true,
             },
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
     deps.media.remove(id);
     hung_up
-}
-
-/// Hangs up and waits for the BYE's final answer, so the response still finds the call.
-async fn bye(nc: &mut NewCall, dialog: &mut Dialog, advertised: IpAddr, call_id: &str) {
-    let req = dialog.request(Method::Bye, our_via(&nc.peer, advertised), None);
-    nc.sip.request(call_id, nc.peer, req);
-    let until = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        tokio::select! {
-            m = nc.inbox.recv() => match m {
-                Some(ToCall::Response(r)) if r.status >= 200 => return,
-                Some(ToCall::RequestTimeout) | None => return,
-                Some(ToCall::Request { key, req }) => {
-                    // A BYE crossing ours.
-                    let resp = Response::for_request(&req, 200, "OK");
-                    nc.sip.respond(&key, nc.peer, call_id, resp);
-                }
-                Some(_) => {}
-            },
-            _ = tokio::time::sleep_until(until) => return,
-        }
-    }
 }
 
 #[cfg(test)]

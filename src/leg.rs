@@ -3,6 +3,10 @@
 //! its RTP port, and once answered its media session on the same media worker as the
 //! caller's, so the two can be bridged on the media clock.
 //!
+//! Once answered, the requests the far end sends in the leg's dialog (BYE, re-INVITE,
+//! INFO) are answered by a `sip::uas::Uas` made from that dialog, as for any call; our BYE
+//! comes from it too.
+//!
 //! The owning call task feeds it what the endpoint routes to the leg (`ToCall::Leg`) and
 //! acts on what it reports; the leg never talks to the caller's side itself.
 
@@ -14,21 +18,19 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use crate::call::CallDeps;
+use crate::call::uas_shell::{Addressed, UasShell};
 use crate::config::Transport as ListenTransport;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
-use crate::media::session::{MediaEvent, Session, SessionParams};
-use crate::sip::dialog::Dialog;
+use crate::media::session::{MediaEvent, SessionCommand};
 use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
-use crate::sip::message::{HeaderName, Host, Method, NameAddr, Request, Response, Uri};
+use crate::sip::message::{Host, Method, NameAddr, Request, Response, Uri};
 use crate::sip::random_token;
-use crate::sip::sdp::{self, Codec, Negotiated};
+use crate::sip::sdp;
 use crate::sip::transaction::TransactionKey;
 use crate::sip::transport::Peer;
 use crate::sip::uac::{InviteParams, LegEvent, LegFailure, LegOutput, LegState, OutgoingInvite};
-
-/// The codecs we offer on a leg.
-const OFFERED: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+use crate::sip::uas::{CODECS, Ending, LocalMedia, Uas, UasEvent, UasState};
 
 /// Why a leg could not be placed at all.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +79,11 @@ pub struct Dial<'a> {
 }
 
 /// An answered leg's parts, for a call that makes the leg its own (see [`Leg::adopt`]).
-pub struct Adopted {
-    pub dialog: Dialog,
+pub(crate) struct Adopted {
+    /// The leg's dialog, served as the call's own.
+    pub side: UasShell,
     pub session: SessionId,
-    pub negotiated: Option<Negotiated>,
     pub peer: Peer,
-    pub advertised: IpAddr,
-    pub local_rtp_port: u16,
-    pub sdp_session_id: u64,
 }
 
 pub struct Leg {
@@ -95,7 +94,8 @@ pub struct Leg {
     port: Option<RtpPort>,
     local_rtp_port: u16,
     session: Option<SessionId>,
-    negotiated: Option<Negotiated>,
+    /// The answered dialog's server side: what the far end sends in it, and our BYE.
+    side: Option<UasShell>,
     sdp_session_id: u64,
     no_media_timeout: Duration,
     sip: SipHandle,
@@ -226,7 +226,7 @@ impl Leg {
             port: Some(port),
             local_rtp_port,
             session: None,
-            negotiated: None,
+            side: None,
             sdp_session_id,
             no_media_timeout: dial.no_media_timeout,
             sip: sip.clone(),
@@ -238,15 +238,14 @@ impl Leg {
     /// Hands an answered leg's dialog and media to a call that carries on with them as
     /// its own (a call back); the leg keeps its INVITE client, to acknowledge a repeated
     /// 2xx. `None` before the answer or if it was taken already.
-    pub fn adopt(&mut self) -> Option<Adopted> {
+    pub(crate) fn adopt(&mut self) -> Option<Adopted> {
+        if self.side.is_none() || self.session.is_none() {
+            return None;
+        }
         Some(Adopted {
-            dialog: self.uac.dialog()?.clone(),
+            side: self.side.take()?,
             session: self.session.take()?,
-            negotiated: self.negotiated.clone(),
             peer: self.peer,
-            advertised: self.advertised,
-            local_rtp_port: self.local_rtp_port,
-            sdp_session_id: self.sdp_session_id,
         })
     }
 
@@ -272,18 +271,17 @@ impl Leg {
             ToCall::RequestTimeout => {
                 if self.closing {
                     self.closing = false;
+                    if let Some(side) = self.side.as_mut() {
+                        side.handle(Instant::now(), crate::sip::uas::UasInput::RequestTimeout);
+                    }
                     return None;
                 }
                 self.uac
                     .on_timeout()
                     .map(|e| self.news(deps, e, beside, media_tx))
             }
-            ToCall::Request { key, req } => self.on_request(key, req),
-            ToCall::Cancel { key, req } => {
-                // Nobody may cancel an INVITE we did not receive.
-                self.reply(&key, &req, 481, "Call/Transaction Does Not Exist");
-                None
-            }
+            ToCall::Request { key, req } => self.on_request(deps, ToCall::Request { key, req }),
+            ToCall::Cancel { key, req } => self.on_request(deps, ToCall::Cancel { key, req }),
             ToCall::Ack(_) | ToCall::AckTimeout | ToCall::Leg { .. } => None,
         }
     }
@@ -303,6 +301,12 @@ impl Leg {
             // The answer to our BYE or CANCEL.
             if resp.status >= 200 {
                 self.closing = false;
+            }
+            if let Some(side) = self.side.as_mut() {
+                side.handle(
+                    Instant::now(),
+                    crate::sip::uas::UasInput::Response(resp.clone()),
+                );
             }
             return None;
         }
@@ -328,7 +332,7 @@ impl Leg {
                 LegNews::Failed(f)
             }
             LegEvent::Answered { sdp: body } => {
-                let neg = sdp::parse_offer(&body).and_then(|r| sdp::accept_answer(&r, &OFFERED));
+                let neg = sdp::parse_offer(&body).and_then(|r| sdp::accept_answer(&r, &CODECS));
                 let (neg, port) = match (neg, self.port.take()) {
                     (Ok(n), Some(p)) => (n, p),
                     (Err(e), _) => {
@@ -347,73 +351,85 @@ impl Leg {
                         });
                     }
                 };
-                let params = SessionParams {
-                    codec: neg.codec,
-                    payload_type: neg.pt,
-                    telephone_event_pt: neg.telephone_event_pt,
-                    remote: neg.remote_rtp,
-                    no_media_timeout: self.no_media_timeout,
-                    ssrc: rand::random(),
-                    initial_seq: rand::random(),
-                    initial_timestamp: rand::random(),
-                };
-                let session = Session::new(params, Instant::now());
-                self.negotiated = Some(neg);
-                self.session = Some(match beside {
-                    Some(b) => deps.media.add_beside(b, port, session, media_tx.clone()),
-                    None => deps.media.add(port, session, media_tx.clone()),
-                });
+                self.session = Some(crate::call::start_session(
+                    deps,
+                    port,
+                    &neg,
+                    self.no_media_timeout,
+                    media_tx.clone(),
+                    beside,
+                ));
+                if let Some(dialog) = self.uac.dialog() {
+                    let media = LocalMedia {
+                        advertised: self.advertised,
+                        rtp_port: self.local_rtp_port,
+                        sdp_session_id: self.sdp_session_id,
+                        sdp_version: 1,
+                    };
+                    let contact = our_contact(&self.peer, self.advertised);
+                    let uas = Uas::in_dialog(dialog.clone(), contact, media, Some(neg));
+                    self.side = Some(UasShell::new(
+                        uas,
+                        self.sip.clone(),
+                        self.peer,
+                        self.advertised,
+                        &self.call_id,
+                    ));
+                }
                 debug!(leg = %self.call_id, "leg answered");
                 LegNews::Answered
             }
         }
     }
 
-    fn on_request(&mut self, key: TransactionKey, req: Request) -> Option<LegNews> {
-        if self.uac.accept_request(&req).is_err() {
-            self.reply(&key, &req, 481, "Call/Transaction Does Not Exist");
+    /// A request in the leg's dialog: its UAS answers it once the leg is answered.
+    fn on_request(&mut self, deps: &CallDeps, m: ToCall) -> Option<LegNews> {
+        let Some(side) = self.side.as_mut() else {
+            if let ToCall::Request { key, req } | ToCall::Cancel { key, req } = m {
+                self.reply(&key, &req, 481, "Call/Transaction Does Not Exist");
+            }
             return None;
+        };
+        let Addressed::Dialog(input) = UasShell::input(m) else {
+            return None;
+        };
+        let mut news = None;
+        for ev in side.handle(Instant::now(), input) {
+            match ev {
+                UasEvent::Ended(Ending::RemoteBye) => {
+                    self.uac.remote_hung_up();
+                    info!(leg = %self.call_id, "far end hung up");
+                    news = Some(LegNews::HungUp);
+                }
+                UasEvent::MediaUpdate {
+                    remote,
+                    send,
+                    reset_latch,
+                } => {
+                    // Hold from the far end: the bridge keeps running, this side just
+                    // stops sending.
+                    if let Some(s) = self.session {
+                        deps.media.command(
+                            s,
+                            SessionCommand::Update {
+                                remote,
+                                send,
+                                reset_latch,
+                            },
+                        );
+                    }
+                }
+                // Keys from the far end travel in its RTP, relayed by the bridge.
+                _ => {}
+            }
         }
-        match req.method {
-            Method::Bye => {
-                self.reply(&key, &req, 200, "OK");
-                self.uac.remote_hung_up();
-                info!(leg = %self.call_id, "far end hung up");
-                Some(LegNews::HungUp)
-            }
-            Method::Invite => {
-                // A refresh or hold from the far end: answer with the same session; the
-                // bridge keeps running (a held phone simply sends nothing).
-                let body =
-                    sdp::build_offer(self.advertised, self.local_rtp_port, self.sdp_session_id, 2);
-                let mut r = self.response(&req, 200, "OK");
-                let contact = our_contact(&self.peer, self.advertised);
-                r.headers.push(HeaderName::Contact, format!("<{contact}>"));
-                r.set_body(
-                    &crate::sip::message::ContentType::new("application", "sdp"),
-                    body,
-                );
-                self.sip.respond(&key, self.peer, &self.call_id, r);
-                None
-            }
-            Method::Ack => None,
-            _ => {
-                self.reply(&key, &req, 200, "OK");
-                None
-            }
-        }
+        news
     }
 
-    fn response(&self, req: &Request, status: u16, reason: &str) -> Response {
-        let mut r = Response::for_request(req, status, reason);
-        if let Some(d) = self.uac.dialog() {
-            let _ = r.headers.ensure_to_tag(&d.local_tag);
-        }
-        r
-    }
-
+    /// A refusal for a request outside any dialog of ours (before the answer).
     fn reply(&self, key: &TransactionKey, req: &Request, status: u16, reason: &str) {
-        let r = self.response(req, status, reason);
+        let mut r = Response::for_request(req, status, reason);
+        let _ = r.headers.ensure_to_tag(&random_token(10));
         self.sip.respond(key, self.peer, &self.call_id, r);
     }
 
@@ -431,6 +447,16 @@ impl Leg {
 
     /// Ends the leg whatever its state: CANCEL while it rings, BYE once answered.
     pub fn hang_up(&mut self) {
+        if let Some(side) = self.side.as_mut()
+            && side.uas.state() == UasState::Confirmed
+        {
+            // Answered: the BYE comes from the dialog's own side, which also answers a
+            // BYE that crosses it; the INVITE client is done with.
+            self.uac.remote_hung_up();
+            side.hang_up(Instant::now());
+            self.closing = true;
+            return;
+        }
         let (peer, adv) = (self.peer, self.advertised);
         if let Some(o) = self.uac.cancel(|| our_via(&peer, adv)) {
             self.send_outputs(vec![o]);

@@ -174,9 +174,9 @@ impl Call {
             live,
             sip,
             peer: answered.peer,
-            advertised: answered.advertised,
             call_id,
-            dialog: answered.dialog,
+            side: answered.side,
+            rtp_port: None,
             origin: Origin::CalledBack(CalledBack {
                 leg,
                 id,
@@ -187,14 +187,11 @@ impl Call {
             media,
             caller: number,
             caller_display: None,
-            local_rtp_port: answered.local_rtp_port,
-            sdp_session_id: answered.sdp_session_id,
             flow_name: String::new(),
             machine: None,
             registration,
         });
         call.session = Some(answered.session);
-        call.negotiated = answered.negotiated;
         let intro = call.resolve(&[call.prompt_ref(INTRO_PROMPT)]);
         if intro.is_empty() {
             call.intro_finished();

@@ -12,6 +12,7 @@ pub mod sdp;
 pub mod transaction;
 pub mod transport;
 pub mod uac;
+pub mod uas;
 
 /// The methods we answer, for Allow headers (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";

@@ -1,0 +1,1671 @@
+//! An INVITE we answer, as the called side sees it (RFC 3261 §13.3), and the dialog it
+//! makes: the checks that refuse a call (420, 416, 403/404, 415, 488, 503), ringing, CANCEL
+//! → 487, the 2xx and its ACK (with the SDP answer of a late offer), and then everything
+//! the far end may send inside the dialog: re-INVITE and UPDATE (hold, a moved address, a
+//! refresh), INFO keys, OPTIONS, BYE, with CSeq order and 481 checked by the dialog. It
+//! also ends the dialog from our side (BYE, crossing BYEs) and says when nothing more will
+//! come. Every call uses it: calls that come in, feature codes, and, through
+//! [`Uas::in_dialog`], the dialogs we created ourselves (call backs, transfer and agent
+//! legs), whose in-dialog requests are served the same way.
+//!
+//! Pure: no sockets, no clock, no randomness. Time is passed in; tags, CSeq starts and SDP
+//! session ids are drawn by the caller. Retransmitting the 2xx belongs to the endpoint,
+//! which reports the ACK or its absence (`Ack`, `AckTimeout`). What this decides comes out
+//! of [`Uas::poll_output`]: responses for server transactions, requests for new client
+//! transactions, and events for the call.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::media::dtmf::Key;
+use crate::sip::ALLOW;
+use crate::sip::dialog::{Dialog, DialogError};
+use crate::sip::message::{ContentType, HeaderName, Method, Request, Response, Uri, Via};
+use crate::sip::sdp::{self, Codec, Negotiated, SdpError};
+use crate::sip::transaction::TransactionKey;
+
+/// The codecs we answer and offer with, in our order of preference.
+pub const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
+/// How long our BYE may go unanswered before the dialog is given up. The client
+/// transaction times out first (64 × T1); this only guards against a lost report.
+pub const BYE_WAIT: Duration = Duration::from_secs(40);
+
+/// What the Retry-After of a 500 for an overlapping INVITE says (RFC 3261 §14.2 asks for
+/// 0 to 10 seconds).
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// Where the call goes, as decided by whoever answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Somewhere to go: answer.
+    Found,
+    /// Nothing answers this number: 404.
+    NotFound,
+    /// The caller may not use this number: 403.
+    Forbidden,
+}
+
+/// Our side of the media, as it appears in our SDP.
+#[derive(Debug, Clone)]
+pub struct LocalMedia {
+    /// The address our SDP and Contact show the far end.
+    pub advertised: IpAddr,
+    pub rtp_port: u16,
+    /// The SDP origin's session id (RFC 4566 §5.2).
+    pub sdp_session_id: u64,
+    /// The last SDP version we sent; each new answer is one higher.
+    pub sdp_version: u64,
+}
+
+/// What answering an INVITE needs besides the INVITE.
+#[derive(Debug, Clone)]
+pub struct AnswerParams {
+    /// Our To tag.
+    pub local_tag: String,
+    /// The first CSeq of requests we send in the dialog.
+    pub first_cseq: u32,
+    /// Our Contact (the dialog's target for the far end).
+    pub contact: Uri,
+    pub route: Route,
+    /// Our media; `None` when no RTP port was free (503).
+    pub media: Option<LocalMedia>,
+    /// How long to ring (180) before answering; zero answers at once.
+    pub ring_for: Duration,
+}
+
+/// What the caller's side of the endpoint reports, for this dialog.
+#[derive(Debug, Clone)]
+pub enum UasInput {
+    /// A request inside the dialog (BYE, re-INVITE, UPDATE, INFO, OPTIONS, others).
+    Request { key: TransactionKey, req: Request },
+    /// CANCEL for the INVITE.
+    Cancel { key: TransactionKey, req: Request },
+    /// The ACK for a 2xx we sent.
+    Ack(Request),
+    /// Our 2xx was never acknowledged.
+    AckTimeout,
+    /// A response to a request we sent (our BYE).
+    Response(Response),
+    /// A request we sent got no final response.
+    RequestTimeout,
+}
+
+/// What the UAS wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UasOutput {
+    /// Answer the server transaction `key`.
+    Respond { key: TransactionKey, resp: Response },
+    /// Send through a new client transaction (our BYE).
+    Request(Request),
+    /// Something the call must know.
+    Event(UasEvent),
+}
+
+/// Why the dialog ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The far end sent BYE.
+    RemoteBye,
+    /// Our 2xx was never acknowledged.
+    AckTimeout,
+    /// The ACK of a late offer had no usable answer.
+    NoUsableAnswer,
+}
+
+/// What the call hears from the UAS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UasEvent {
+    /// The INVITE was refused with this final status (the response is out).
+    Refused { status: u16 },
+    /// The caller cancelled before the answer (200 for the CANCEL, 487 for the INVITE).
+    Cancelled,
+    /// Our 2xx is out.
+    Answered,
+    /// Media to set up: what was negotiated, with the INVITE's offer at once, with a late
+    /// offer once the ACK brings the answer.
+    Media(Negotiated),
+    /// A re-INVITE or UPDATE changed the media: where to send, whether to send at all
+    /// (hold), and whether to learn the source address again.
+    MediaUpdate {
+        remote: SocketAddr,
+        send: bool,
+        reset_latch: bool,
+    },
+    /// A key in a SIP INFO.
+    Key(Key),
+    /// The dialog ended by the far end or by a failed answer; a BYE of ours, when needed,
+    /// is already out (see `Closed`).
+    Ended(Ending),
+    /// Nothing more will come: the dialog is over and our BYE (if any) has its answer or
+    /// was given up on.
+    Closed,
+}
+
+/// Where the answer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UasState {
+    /// Refused with a final response; nothing more.
+    Refused,
+    /// Passed the checks; the answer waits for [`Uas::answer`].
+    Checked,
+    /// 180 sent; the 2xx follows at the deadline.
+    Ringing,
+    /// 2xx sent, ACK awaited.
+    Answered,
+    /// ACK received (or a dialog we created): requests flow both ways.
+    Confirmed,
+    /// Our BYE is out; its answer is awaited.
+    Closing,
+    /// Over.
+    Terminated,
+}
+
+pub struct Uas {
+    state: UasState,
+    local_tag: String,
+    /// `None` when the INVITE was too broken to make a dialog (it is refused at once).
+    dialog: Option<Dialog>,
+    /// The INVITE we answer and its transaction; `None` for a dialog we created.
+    invite: Option<(TransactionKey, Request)>,
+    contact: Uri,
+    media: Option<LocalMedia>,
+    ring_for: Duration,
+    /// The offer the INVITE carried, negotiated; `None` for a late offer.
+    offer: Option<Negotiated>,
+    /// The media as last agreed.
+    negotiated: Option<Negotiated>,
+    /// We sent an offer in a 2xx and its answer is due in the ACK (a late offer or a
+    /// re-INVITE without SDP): another offer now is glare (491).
+    offer_pending: bool,
+    /// The call wants to hang up before our 2xx was acknowledged (§15: not before the ACK).
+    hang_up_pending: bool,
+    /// When ringing ends, or when waiting for our BYE's answer ends.
+    deadline: Option<Instant>,
+    out: VecDeque<UasOutput>,
+}
+
+impl Uas {
+    /// Checks `invite` and prepares its answer. A refused INVITE gets its final response
+    /// at once (see [`Uas::poll_output`]); otherwise the call calls [`Uas::answer`] when
+    /// it is ready (or [`Uas::refuse`] if something of its own fails).
+    pub fn new(key: TransactionKey, invite: Request, p: AnswerParams) -> Uas {
+        let dialog = Dialog::uas(&invite, &p.local_tag, p.first_cseq).ok();
+        let broken = dialog.is_none();
+        let mut uas = Uas {
+            state: UasState::Checked,
+            local_tag: p.local_tag,
+            dialog,
+            invite: Some((key, invite)),
+            contact: p.contact,
+            media: p.media,
+            ring_for: p.ring_for,
+            offer: None,
+            negotiated: None,
+            offer_pending: false,
+            hang_up_pending: false,
+            deadline: None,
+            out: VecDeque::new(),
+        };
+        if broken {
+            uas.refuse(400, "Bad Request (unusable headers)");
+            return uas;
+        }
+        if let Err((status, reason, extra)) = uas.check(p.route) {
+            uas.refuse_with(status, reason, extra);
+        }
+        uas
+    }
+
+    /// A dialog we created (an outgoing INVITE that was answered), served from now on as
+    /// this side of it: its in-dialog requests, and its BYE.
+    pub fn in_dialog(
+        dialog: Dialog,
+        contact: Uri,
+        media: LocalMedia,
+        negotiated: Option<Negotiated>,
+    ) -> Uas {
+        Uas {
+            state: UasState::Confirmed,
+            local_tag: dialog.local_tag.clone(),
+            dialog: Some(dialog),
+            invite: None,
+            contact,
+            media: Some(media),
+            ring_for: Duration::ZERO,
+            offer: None,
+            negotiated,
+            offer_pending: false,
+            hang_up_pending: false,
+            deadline: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn state(&self) -> UasState {
+        self.state
+    }
+
+    /// True once nothing more will happen in this dialog.
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, UasState::Refused | UasState::Terminated)
+    }
+
+    /// True while our BYE is out or waits for the ACK before it may go.
+    pub fn is_closing(&self) -> bool {
+        self.state == UasState::Closing || self.hang_up_pending
+    }
+
+    pub fn dialog(&self) -> Option<&Dialog> {
+        self.dialog.as_ref()
+    }
+
+    /// The media as last agreed.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The INVITE's own offer, once checked (`None` for a late offer).
+    pub fn offer(&self) -> Option<&Negotiated> {
+        self.offer.as_ref()
+    }
+
+    /// The order RFC 3261 §8.2 and the call's needs ask for.
+    fn check(&mut self, route: Route) -> Result<(), Refusal> {
+        let Some((_, inv)) = &self.invite else {
+            return Ok(());
+        };
+        // §8.2.2.3: we support no extension a caller could require.
+        if let Ok(required) = inv.headers.require()
+            && !required.is_empty()
+        {
+            let list = required.join(", ");
+            return Err((420, "Bad Extension", vec![(HeaderName::Unsupported, list)]));
+        }
+        let scheme = inv.uri.scheme().to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
+            return Err((416, "Unsupported URI Scheme", Vec::new()));
+        }
+        match route {
+            Route::Found => {}
+            Route::NotFound => return Err((404, "Not Found", Vec::new())),
+            Route::Forbidden => return Err((403, "Forbidden", Vec::new())),
+        }
+        if !inv.body.is_empty() {
+            let ct = inv.headers.content_type().ok().flatten();
+            if !ct.as_ref().is_some_and(|c| c.is("application", "sdp")) {
+                let accept = vec![(HeaderName::Accept, "application/sdp".to_string())];
+                return Err((415, "Unsupported Media Type", accept));
+            }
+            // §8.2.3: a body we cannot decode is refused the same way.
+            let encoded = inv
+                .headers
+                .get(HeaderName::ContentEncoding)
+                .map(|v| v.to_str_lossy().trim().to_ascii_lowercase())
+                .is_some_and(|e| !e.is_empty() && e != "identity");
+            if encoded {
+                let accept = vec![(HeaderName::new("Accept-Encoding"), "identity".to_string())];
+                return Err((415, "Unsupported Media Type", accept));
+            }
+            match sdp::parse_offer(&inv.body).and_then(|r| sdp::negotiate(&r, &CODECS)) {
+                Ok(n) => self.offer = Some(n),
+                Err(e) => {
+                    let status = e.status_code();
+                    let reason = if status == 488 {
+                        "Not Acceptable Here"
+                    } else {
+                        "Bad Request"
+                    };
+                    return Err((status, reason, vec![warning(&e)]));
+                }
+            }
+        }
+        if self.media.is_none() {
+            let retry = vec![(HeaderName::RetryAfter, "10".to_string())];
+            return Err((503, "Service Unavailable", retry));
+        }
+        Ok(())
+    }
+
+    /// Refuses the INVITE for a reason of the call's own (say, its flow is missing).
+    pub fn refuse(&mut self, status: u16, reason: &str) {
+        self.refuse_with(status, reason, Vec::new());
+    }
+
+    fn refuse_with(&mut self, status: u16, reason: &str, extra: Vec<(HeaderName, String)>) {
+        if !matches!(self.state, UasState::Checked | UasState::Ringing) {
+            return;
+        }
+        let mut resp = self.invite_response(status, reason);
+        for (n, v) in extra {
+            resp.headers.push(n, v);
+        }
+        self.respond_invite(resp);
+        self.state = UasState::Refused;
+        self.deadline = None;
+        self.event(UasEvent::Refused { status });
+    }
+
+    /// Answers the checked INVITE: rings first when asked to, then sends the 2xx.
+    pub fn answer(&mut self, now: Instant) {
+        if self.state != UasState::Checked {
+            return;
+        }
+        if self.ring_for.is_zero() {
+            return self.send_2xx();
+        }
+        let resp = self.invite_response(180, "Ringing");
+        self.respond_invite(resp);
+        self.state = UasState::Ringing;
+        self.deadline = Some(now + self.ring_for);
+    }
+
+    /// Ends the dialog from our side: BYE once answered (after the ACK, §15), a final
+    /// refusal before.
+    pub fn hang_up(&mut self, now: Instant, via: Via) {
+        match self.state {
+            UasState::Checked | UasState::Ringing => {
+                self.refuse(480, "Temporarily Unavailable");
+            }
+            UasState::Answered => self.hang_up_pending = true,
+            UasState::Confirmed => self.send_bye(now, via),
+            UasState::Refused | UasState::Closing | UasState::Terminated => {}
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, via: Via) {
+        let Some(dialog) = self.dialog.as_mut() else {
+            return;
+        };
+        let bye = dialog.request(Method::Bye, via, None);
+        self.out.push_back(UasOutput::Request(bye));
+        self.state = UasState::Closing;
+        self.deadline = Some(now + BYE_WAIT);
+        self.hang_up_pending = false;
+    }
+
+    /// Something the endpoint reported. `via` gives the Via for a BYE we may have to send.
+    pub fn handle(&mut self, now: Instant, input: UasInput, via: impl FnOnce() -> Via) {
+        match input {
+            UasInput::Request { key, req } => self.on_request(key, req),
+            UasInput::Cancel { key, req } => self.on_cancel(key, req),
+            UasInput::Ack(ack) => self.on_ack(now, ack, via),
+            UasInput::AckTimeout => {
+                if self.state == UasState::Answered {
+                    self.event(UasEvent::Ended(Ending::AckTimeout));
+                    self.send_bye(now, via());
+                }
+            }
+            UasInput::Response(resp) => {
+                let is_bye = resp.headers.cseq().is_ok_and(|c| c.method == Method::Bye);
+                if is_bye && resp.status >= 200 && self.state == UasState::Closing {
+                    self.close();
+                }
+            }
+            UasInput::RequestTimeout => {
+                if self.state == UasState::Closing {
+                    self.close();
+                }
+            }
+        }
+    }
+
+    /// When [`Uas::handle_timeout`] wants to be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.deadline.is_none_or(|d| d > now) {
+            return;
+        }
+        self.deadline = None;
+        match self.state {
+            UasState::Ringing => self.send_2xx(),
+            UasState::Closing => self.close(),
+            _ => {}
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<UasOutput> {
+        self.out.pop_front()
+    }
+
+    fn close(&mut self) {
+        self.state = UasState::Terminated;
+        self.deadline = None;
+        self.event(UasEvent::Closed);
+    }
+
+    fn event(&mut self, ev: UasEvent) {
+        self.out.push_back(UasOutput::Event(ev));
+    }
+
+    fn send_2xx(&mut self) {
+        let Some(media) = self.media.clone() else {
+            return;
+        };
+        let body = match &self.offer {
+            Some(n) => sdp::build_answer(
+                media.advertised,
+                media.rtp_port,
+                n,
+                media.sdp_session_id,
+                media.sdp_version,
+            ),
+            None => {
+                // Late offer: we offer, the ACK answers (§13.2.1).
+                self.offer_pending = true;
+                sdp::build_offer(
+                    media.advertised,
+                    media.rtp_port,
+                    media.sdp_session_id,
+                    media.sdp_version,
+                )
+            }
+        };
+        let mut resp = self.invite_response(200, "OK");
+        resp.set_body(&ContentType::new("application", "sdp"), body);
+        self.respond_invite(resp);
+        self.state = UasState::Answered;
+        self.deadline = None;
+        self.event(UasEvent::Answered);
+        if let Some(n) = self.offer.clone() {
+            self.negotiated = Some(n.clone());
+            self.event(UasEvent::Media(n));
+        }
+    }
+
+    /// A response to the INVITE, with our tag; a dialog-making one (≥ 180) carries the
+    /// Record-Route and our Contact (§12.1.1), a 2xx what we allow.
+    fn invite_response(&self, status: u16, reason: &str) -> Response {
+        let mut resp = match &self.invite {
+            Some((_, inv)) => Response::for_request(inv, status, reason),
+            // Unused: only an INVITE we answer has responses of its own.
+            None => Response::for_request(
+                &Request::new(Method::Invite, self.contact.clone()),
+                status,
+                reason,
+            ),
+        };
+        let _ = resp.headers.ensure_to_tag(&self.local_tag);
+        let Some((_, inv)) = &self.invite else {
+            return resp;
+        };
+        if (180..300).contains(&status) {
+            resp.copy_record_route(inv);
+            resp.headers
+                .push(HeaderName::Contact, format!("<{}>", self.contact));
+        }
+        if (200..300).contains(&status) {
+            resp.headers.push(HeaderName::Allow, ALLOW);
+            resp.headers.push(HeaderName::Supported, "");
+        }
+        resp
+    }
+
+    fn respond_invite(&mut self, resp: Response) {
+        if let Some((key, _)) = &self.invite {
+            self.out.push_back(UasOutput::Respond {
+                key: key.clone(),
+                resp,
+            });
+        }
+    }
+
+    fn respond(&mut self, key: TransactionKey, req: &Request, status: u16, reason: &str) {
+        let resp = self.response(req, status, reason);
+        self.out.push_back(UasOutput::Respond { key, resp });
+    }
+
+    fn response(&self, req: &Request, status: u16, reason: &str) -> Response {
+        let mut resp = Response::for_request(req, status, reason);
+        let _ = resp.headers.ensure_to_tag(&self.local_tag);
+        resp
+    }
+
+    fn on_cancel(&mut self, key: TransactionKey, req: Request) {
+        if self.invite.is_none() {
+            // Nobody may cancel an INVITE we did not receive.
+            return self.respond(key, &req, 481, "Call/Transaction Does Not Exist");
+        }
+        // The CANCEL's own response carries the tag of the INVITE's responses (§9.2).
+        self.respond(key, &req, 200, "OK");
+        if matches!(self.state, UasState::Checked | UasState::Ringing) {
+            let resp = self.invite_response(487, "Request Terminated");
+            self.respond_invite(resp);
+            self.state = UasState::Terminated;
+            self.deadline = None;
+            self.event(UasEvent::Cancelled);
+        }
+        // After the 2xx a CANCEL changes nothing: the caller sends BYE.
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: Request, via: impl FnOnce() -> Via) {
+        match self.state {
+            UasState::Answered => {
+                self.state = UasState::Confirmed;
+                if self.offer_pending {
+                    self.offer_pending = false;
+                    match sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS))
+                    {
+                        Ok(n) => {
+                            self.negotiated = Some(n.clone());
+                            self.event(UasEvent::Media(n));
+                        }
+                        Err(_) => {
+                            self.event(UasEvent::Ended(Ending::NoUsableAnswer));
+                            return self.send_bye(now, via());
+                        }
+                    }
+                }
+                if self.hang_up_pending {
+                    self.send_bye(now, via());
+                }
+            }
+            UasState::Confirmed if self.offer_pending => {
+                // The answer to the offer of a re-INVITE without SDP.
+                self.offer_pending = false;
+                if let Ok(n) =
+                    sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS))
+                {
+                    self.apply(n);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, key: TransactionKey, req: Request) {
+        let accepted = match self.dialog.as_mut() {
+            Some(d) => d.accept_request(&req),
+            None => Err(DialogError::NotThisDialog),
+        };
+        match accepted {
+            Ok(()) => {}
+            Err(DialogError::CSeqOutOfOrder { .. }) => {
+                return self.respond(key, &req, 500, "Server Internal Error (CSeq out of order)");
+            }
+            Err(_) => return self.respond(key, &req, 481, "Call/Transaction Does Not Exist"),
+        }
+        if matches!(self.state, UasState::Refused | UasState::Terminated) {
+            return self.respond(key, &req, 481, "Call/Transaction Does Not Exist");
+        }
+        if self.state == UasState::Closing && req.method != Method::Bye {
+            return self.respond(key, &req, 481, "Call/Transaction Does Not Exist");
+        }
+        match req.method {
+            Method::Bye => self.on_bye(key, req),
+            Method::Invite => self.on_reinvite(key, req),
+            Method::Update => self.on_update(key, req),
+            Method::Info => self.on_info(key, req),
+            Method::Options => {
+                let mut r = self.response(&req, 200, "OK");
+                r.headers.push(HeaderName::Allow, ALLOW);
+                r.headers.push(HeaderName::Accept, "application/sdp");
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+            }
+            Method::Other(_) => self.refuse_method(key, &req, 501, "Not Implemented"),
+            _ => self.refuse_method(key, &req, 405, "Method Not Allowed"),
+        }
+    }
+
+    fn refuse_method(&mut self, key: TransactionKey, req: &Request, status: u16, reason: &str) {
+        let mut r = self.response(req, status, reason);
+        r.headers.push(HeaderName::Allow, ALLOW);
+        self.out.push_back(UasOutput::Respond { key, resp: r });
+    }
+
+    fn on_bye(&mut self, key: TransactionKey, req: Request) {
+        self.respond(key, &req, 200, "OK");
+        match self.state {
+            // Crossing BYEs: ours still waits for its answer.
+            UasState::Closing => {}
+            UasState::Checked | UasState::Ringing => {
+                // A BYE in the early dialog ends the INVITE too (§15).
+                let resp = self.invite_response(487, "Request Terminated");
+                self.respond_invite(resp);
+                self.state = UasState::Terminated;
+                self.deadline = None;
+                self.event(UasEvent::Cancelled);
+            }
+            _ => {
+                self.state = UasState::Terminated;
+                self.deadline = None;
+                self.event(UasEvent::Ended(Ending::RemoteBye));
+                self.event(UasEvent::Closed);
+            }
+        }
+    }
+
+    /// A second INVITE while the first has no final answer is refused 500 (§14.2); an
+    /// offer while ours waits for its answer is glare (491).
+    fn overlapping(&mut self, key: &TransactionKey, req: &Request) -> bool {
+        if matches!(self.state, UasState::Checked | UasState::Ringing) {
+            let mut r = self.response(req, 500, "Server Internal Error");
+            r.headers
+                .push(HeaderName::RetryAfter, RETRY_AFTER_SECS.to_string());
+            self.out.push_back(UasOutput::Respond {
+                key: key.clone(),
+                resp: r,
+            });
+            return true;
+        }
+        if self.offer_pending {
+            let r = self.response(req, 491, "Request Pending");
+            self.out.push_back(UasOutput::Respond {
+                key: key.clone(),
+                resp: r,
+            });
+            return true;
+        }
+        false
+    }
+
+    /// A re-INVITE: hold, unhold, a moved address, or a refresh without SDP.
+    fn on_reinvite(&mut self, key: TransactionKey, req: Request) {
+        if self.overlapping(&key, &req) {
+            return;
+        }
+        let Some(media) = self.media.clone() else {
+            return self.respond(key, &req, 488, "Not Acceptable Here");
+        };
+        let body = if req.body.is_empty() {
+            // No offer: we offer what we have, the ACK answers (§14.2).
+            self.offer_pending = true;
+            sdp::build_offer(
+                media.advertised,
+                media.rtp_port,
+                media.sdp_session_id,
+                media.sdp_version,
+            )
+        } else {
+            match self.new_offer(&req.body) {
+                Ok(body) => body,
+                Err(e) => return self.refuse_offer(key, &req, &e),
+            }
+        };
+        let mut r = self.response(&req, 200, "OK");
+        r.headers
+            .push(HeaderName::Contact, format!("<{}>", self.contact));
+        r.headers.push(HeaderName::Allow, ALLOW);
+        r.set_body(&ContentType::new("application", "sdp"), body);
+        self.out.push_back(UasOutput::Respond { key, resp: r });
+    }
+
+    /// UPDATE (RFC 3311): an offer answered in its own 200, or a refresh without one.
+    fn on_update(&mut self, key: TransactionKey, req: Request) {
+        if !req.body.is_empty() && self.overlapping(&key, &req) {
+            return;
+        }
+        let mut r = self.response(&req, 200, "OK");
+        r.headers
+            .push(HeaderName::Contact, format!("<{}>", self.contact));
+        if !req.body.is_empty() {
+            match self.new_offer(&req.body) {
+                Ok(body) => r.set_body(&ContentType::new("application", "sdp"), body),
+                Err(e) => return self.refuse_offer(key, &req, &e),
+            }
+        }
+        self.out.push_back(UasOutput::Respond { key, resp: r });
+    }
+
+    /// Negotiates a new offer and applies it; returns our answer.
+    fn new_offer(&mut self, body: &[u8]) -> Result<Vec<u8>, SdpError> {
+        let n = sdp::parse_offer(body).and_then(|r| sdp::negotiate(&r, &CODECS))?;
+        let Some(media) = self.media.as_mut() else {
+            return Err(SdpError::NoAudio);
+        };
+        media.sdp_version += 1;
+        let answer = sdp::build_answer(
+            media.advertised,
+            media.rtp_port,
+            &n,
+            media.sdp_session_id,
+            media.sdp_version,
+        );
+        self.apply(n);
+        Ok(answer)
+    }
+
+    /// Makes `n` the media; the session follows a new address, or stops sending on hold.
+    fn apply(&mut self, n: Negotiated) {
+        let changed = self
+            .negotiated
+            .as_ref()
+            .is_none_or(|old| old.remote_rtp != n.remote_rtp);
+        // On hold the address may be 0.0.0.0: keep sending (nothing) to the old one.
+        let remote = if n.remote_rtp.ip().is_unspecified() || !changed {
+            self.negotiated
+                .as_ref()
+                .map(|o| o.remote_rtp)
+                .unwrap_or(n.remote_rtp)
+        } else {
+            n.remote_rtp
+        };
+        self.event(UasEvent::MediaUpdate {
+            remote,
+            send: !n.on_hold(),
+            reset_latch: changed && !n.remote_rtp.ip().is_unspecified(),
+        });
+        self.negotiated = Some(n);
+    }
+
+    /// The old session stays (§14.2).
+    fn refuse_offer(&mut self, key: TransactionKey, req: &Request, e: &SdpError) {
+        let mut r = self.response(req, e.status_code(), "Not Acceptable Here");
+        let (n, v) = warning(e);
+        r.headers.push(n, v);
+        self.out.push_back(UasOutput::Respond { key, resp: r });
+    }
+
+    fn on_info(&mut self, key: TransactionKey, req: Request) {
+        let ct = req.headers.content_type().ok().flatten();
+        if req.body.is_empty() {
+            return self.respond(key, &req, 200, "OK");
+        }
+        match info_key(ct.as_ref(), &req.body) {
+            Some(k) => {
+                self.respond(key, &req, 200, "OK");
+                self.event(UasEvent::Key(k));
+            }
+            None => {
+                let mut r = self.response(&req, 415, "Unsupported Media Type");
+                r.headers.push(
+                    HeaderName::Accept,
+                    "application/dtmf-relay, application/dtmf",
+                );
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+            }
+        }
+    }
+}
+
+type Refusal = (u16, &'static str, Vec<(HeaderName, String)>);
+
+fn warning(e: &SdpError) -> (HeaderName, String) {
+    (
+        HeaderName::Warning,
+        format!("304 hotline \"{}\"", e.to_string().replace('"', "'")),
+    )
+}
+
+/// Reads a key from a SIP INFO body: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (`5`).
+pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> {
+    let ct = content_type?;
+    let text = std::str::from_utf8(body).ok()?;
+    let signal = if ct.is("application", "dtmf-relay") {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| v.trim().to_string())
+        })?
+    } else if ct.is("application", "dtmf") {
+        text.trim().to_string()
+    } else {
+        return None;
+    };
+    let mut chars = signal.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        // RFC 2833-style event numbers ("Signal=11" for #) are seen from some gateways.
+        return signal.parse::<u8>().ok().and_then(Key::from_event_code);
+    }
+    Key::from_char(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::{Host, Limits, Message, Transport, parse};
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    fn request(text: &str) -> Request {
+        match parse(text.as_bytes(), &Limits::default()).expect("parses") {
+            Message::Request(r) => r,
+            Message::Response(_) => unreachable!(),
+        }
+    }
+
+    /// An INVITE with `extra` headers and `body` (an SDP offer unless told otherwise).
+    fn invite_with(uri: &str, extra: &str, body: &str) -> Request {
+        let ct = if body.is_empty() || extra.contains("Content-Type") {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        request(&format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-inv\r\n\
+From: <sip:alice@192.0.2.1>;tag=theirs\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: c1\r\n\
+CSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.1:5070>\r\nRecord-Route: <sip:p1;lr>\r\n\
+{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    /// A request inside the dialog (our tag in To).
+    fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Request {
+        request(&format!(
+            "{method} sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-{method}{cseq}\r\n\
+From: <sip:alice@192.0.2.1>;tag=theirs\r\nTo: <sip:100@127.0.0.1>;tag=ours\r\nCall-ID: c1\r\n\
+CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    fn key(name: &str) -> TransactionKey {
+        TransactionKey::client(name, "INVITE")
+    }
+
+    fn via() -> Via {
+        Via::new(
+            Transport::Udp,
+            Host::parse("127.0.0.1").expect("host"),
+            Some(5060),
+            "z9hG4bK-bye",
+        )
+    }
+
+    fn params(ring_for: Duration) -> AnswerParams {
+        AnswerParams {
+            local_tag: "ours".into(),
+            first_cseq: 100,
+            contact: Uri::parse("sip:hotline@127.0.0.1:5060").expect("uri"),
+            route: Route::Found,
+            media: Some(LocalMedia {
+                advertised: "127.0.0.1".parse().expect("ip"),
+                rtp_port: 20000,
+                sdp_session_id: 77,
+                sdp_version: 1,
+            }),
+            ring_for,
+        }
+    }
+
+    fn drain(uas: &mut Uas) -> Vec<UasOutput> {
+        std::iter::from_fn(|| uas.poll_output()).collect()
+    }
+
+    fn responses(out: &[UasOutput]) -> Vec<(String, u16)> {
+        out.iter()
+            .filter_map(|o| match o {
+                UasOutput::Respond { resp, .. } => Some((
+                    resp.headers
+                        .cseq()
+                        .expect("cseq")
+                        .method
+                        .as_str()
+                        .to_string(),
+                    resp.status,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(out: &[UasOutput]) -> Vec<UasEvent> {
+        out.iter()
+            .filter_map(|o| match o {
+                UasOutput::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn response_of(out: &[UasOutput], status: u16) -> Response {
+        out.iter()
+            .find_map(|o| match o {
+                UasOutput::Respond { resp, .. } if resp.status == status => Some(resp.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {status} in {out:?}"))
+    }
+
+    fn text(r: &Response) -> String {
+        String::from_utf8(r.to_bytes()).expect("utf-8")
+    }
+
+    /// An answered, acknowledged call on an offer.
+    fn confirmed(now: Instant) -> Uas {
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@127.0.0.1", "", OFFER),
+            params(Duration::ZERO),
+        );
+        uas.answer(now);
+        uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        drain(&mut uas);
+        assert_eq!(uas.state(), UasState::Confirmed);
+        uas
+    }
+
+    fn refused_with(inv: Request, p: AnswerParams) -> Response {
+        let mut uas = Uas::new(key("inv"), inv, p);
+        assert_eq!(uas.state(), UasState::Refused);
+        assert!(uas.is_over());
+        let out = drain(&mut uas);
+        let [
+            UasOutput::Respond { resp, .. },
+            UasOutput::Event(UasEvent::Refused { status }),
+        ] = out.as_slice()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(resp.status, *status);
+        assert_eq!(resp.headers.to_addr().expect("to").tag(), Some("ours"));
+        resp.clone()
+    }
+
+    #[test]
+    fn an_offer_is_answered_with_200_our_contact_and_the_media_at_once() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@127.0.0.1", "", OFFER),
+            params(Duration::ZERO),
+        );
+        assert_eq!(uas.state(), UasState::Checked);
+        assert!(drain(&mut uas).is_empty(), "nothing before the answer");
+        uas.answer(now);
+        let out = drain(&mut uas);
+        let ok = response_of(&out, 200);
+        let t = text(&ok);
+        assert!(
+            t.contains("Contact: <sip:hotline@127.0.0.1:5060>\r\n"),
+            "{t}"
+        );
+        assert!(t.contains("Record-Route: <sip:p1;lr>\r\n"), "{t}");
+        assert!(t.contains("Allow: "), "{t}");
+        assert!(t.contains("m=audio 20000 RTP/AVP 0"), "{t}");
+        assert_eq!(ok.headers.to_addr().expect("to").tag(), Some("ours"));
+        let ev = events(&out);
+        assert_eq!(ev[0], UasEvent::Answered);
+        assert!(matches!(&ev[1], UasEvent::Media(n) if n.remote_rtp.port() == 4000));
+        assert_eq!(uas.state(), UasState::Answered);
+        uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        assert_eq!(uas.state(), UasState::Confirmed);
+        assert!(drain(&mut uas).is_empty());
+    }
+
+    #[test]
+    fn a_required_extension_is_refused_420_naming_it() {
+        let r = refused_with(
+            invite_with("sip:100@127.0.0.1", "Require: 100rel, timer\r\n", OFFER),
+            params(Duration::ZERO),
+        );
+        assert_eq!(r.status, 420);
+        assert!(text(&r).contains("Unsupported: 100rel, timer\r\n"));
+    }
+
+    #[test]
+    fn an_unknown_uri_scheme_is_refused_416() {
+        let r = refused_with(
+            invite_with("mailto:a@example.com", "", OFFER),
+            params(Duration::ZERO),
+        );
+        assert_eq!(r.status, 416);
+    }
+
+    #[test]
+    fn no_route_is_404_and_a_forbidden_one_403() {
+        let mut p = params(Duration::ZERO);
+        p.route = Route::NotFound;
+        assert_eq!(
+            refused_with(invite_with("sip:9@h", "", OFFER), p.clone()).status,
+            404
+        );
+        p.route = Route::Forbidden;
+        assert_eq!(
+            refused_with(invite_with("sip:*41@h", "", OFFER), p).status,
+            403
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_plain_sdp_is_refused_415() {
+        let r = refused_with(
+            invite_with("sip:100@h", "Content-Type: text/plain\r\n", "hello"),
+            params(Duration::ZERO),
+        );
+        assert_eq!(r.status, 415);
+        assert!(text(&r).contains("Accept: application/sdp\r\n"));
+        let r = refused_with(
+            invite_with("sip:100@h", "Content-Encoding: gzip\r\n", OFFER),
+            params(Duration::ZERO),
+        );
+        assert_eq!(r.status, 415);
+        assert!(text(&r).contains("Accept-Encoding: identity\r\n"));
+    }
+
+    #[test]
+    fn an_offer_without_a_common_codec_is_refused_488_with_a_warning() {
+        let offer = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        let r = refused_with(invite_with("sip:100@h", "", &offer), params(Duration::ZERO));
+        assert_eq!(r.status, 488);
+        assert!(text(&r).contains("Warning: 304 hotline"));
+        let r = refused_with(
+            invite_with("sip:100@h", "", "v=0\r\nnonsense\r\n"),
+            params(Duration::ZERO),
+        );
+        assert_eq!(r.status, 400);
+    }
+
+    #[test]
+    fn no_rtp_port_is_503_with_retry_after() {
+        let mut p = params(Duration::ZERO);
+        p.media = None;
+        let r = refused_with(invite_with("sip:100@h", "", OFFER), p);
+        assert_eq!(r.status, 503);
+        assert!(text(&r).contains("Retry-After: 10\r\n"));
+    }
+
+    #[test]
+    fn the_call_may_refuse_after_the_checks() {
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", OFFER),
+            params(Duration::ZERO),
+        );
+        uas.refuse(500, "Server Internal Error");
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("INVITE".into(), 500)]);
+        uas.answer(Instant::now());
+        assert!(
+            drain(&mut uas).is_empty(),
+            "a refused INVITE is not answered"
+        );
+    }
+
+    #[test]
+    fn it_rings_then_answers_at_the_deadline() {
+        let t0 = Instant::now();
+        let ring = Duration::from_secs(3);
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", OFFER),
+            params(ring),
+        );
+        uas.answer(t0);
+        let out = drain(&mut uas);
+        let ringing = response_of(&out, 180);
+        assert_eq!(ringing.headers.to_addr().expect("to").tag(), Some("ours"));
+        assert_eq!(uas.poll_timeout(), Some(t0 + ring));
+        uas.handle_timeout(t0 + ring - Duration::from_millis(1));
+        assert!(drain(&mut uas).is_empty(), "not before the deadline");
+        uas.handle_timeout(t0 + ring);
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("INVITE".into(), 200)]);
+        assert_eq!(uas.poll_timeout(), None);
+    }
+
+    #[test]
+    fn cancel_while_ringing_is_200_and_487_both_with_our_tag() {
+        let t0 = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", OFFER),
+            params(Duration::from_secs(5)),
+        );
+        uas.answer(t0);
+        drain(&mut uas);
+        let mut cancel = invite_with("sip:100@h", "", "");
+        cancel.method = Method::Cancel;
+        cancel.headers.set(HeaderName::CSeq, "1 CANCEL");
+        uas.handle(
+            t0,
+            UasInput::Cancel {
+                key: key("cancel"),
+                req: cancel,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(
+            responses(&out),
+            vec![("CANCEL".into(), 200), ("INVITE".into(), 487)]
+        );
+        for o in &out {
+            if let UasOutput::Respond { resp, .. } = o {
+                assert_eq!(resp.headers.to_addr().expect("to").tag(), Some("ours"));
+            }
+        }
+        assert_eq!(events(&out), vec![UasEvent::Cancelled]);
+        assert!(uas.is_over());
+        assert_eq!(uas.poll_timeout(), None, "the ring timer is gone");
+    }
+
+    #[test]
+    fn a_cancel_after_the_answer_changes_nothing() {
+        let mut uas = confirmed(Instant::now());
+        let mut cancel = in_dialog("CANCEL", 1, "", "");
+        cancel.headers.set(HeaderName::CSeq, "1 CANCEL");
+        uas.handle(
+            Instant::now(),
+            UasInput::Cancel {
+                key: key("c"),
+                req: cancel,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("CANCEL".into(), 200)]);
+        assert_eq!(uas.state(), UasState::Confirmed);
+    }
+
+    #[test]
+    fn a_late_offer_is_ours_in_the_200_and_the_ack_answers_it() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", ""),
+            params(Duration::ZERO),
+        );
+        uas.answer(now);
+        let out = drain(&mut uas);
+        let ok = response_of(&out, 200);
+        assert!(text(&ok).contains("m=audio 20000 RTP/AVP 0 8"), "we offer");
+        assert_eq!(
+            events(&out),
+            vec![UasEvent::Answered],
+            "no media before the answer"
+        );
+        let ack = in_dialog("ACK", 1, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(now, UasInput::Ack(ack), via);
+        let out = drain(&mut uas);
+        assert!(
+            matches!(events(&out).as_slice(), [UasEvent::Media(n)] if n.remote_rtp.port() == 4000)
+        );
+        assert_eq!(uas.state(), UasState::Confirmed);
+    }
+
+    #[test]
+    fn a_late_offer_ack_without_an_answer_ends_with_bye() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", ""),
+            params(Duration::ZERO),
+        );
+        uas.answer(now);
+        drain(&mut uas);
+        uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        let out = drain(&mut uas);
+        assert_eq!(events(&out), vec![UasEvent::Ended(Ending::NoUsableAnswer)]);
+        assert!(matches!(&out[1], UasOutput::Request(r) if r.method == Method::Bye));
+        assert_eq!(uas.state(), UasState::Closing);
+    }
+
+    #[test]
+    fn no_ack_ends_the_call_with_bye() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", OFFER),
+            params(Duration::ZERO),
+        );
+        uas.answer(now);
+        drain(&mut uas);
+        uas.handle(now, UasInput::AckTimeout, via);
+        let out = drain(&mut uas);
+        assert_eq!(events(&out), vec![UasEvent::Ended(Ending::AckTimeout)]);
+        let UasOutput::Request(bye) = &out[1] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri.to_string(), "sip:alice@192.0.2.1:5070");
+        assert_eq!(bye.headers.cseq().expect("cseq").seq, 101);
+        assert_eq!(bye.headers.from_addr().expect("from").tag(), Some("ours"));
+    }
+
+    #[test]
+    fn a_hang_up_before_the_ack_waits_for_it() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", OFFER),
+            params(Duration::ZERO),
+        );
+        uas.answer(now);
+        drain(&mut uas);
+        uas.hang_up(now, via());
+        assert!(
+            drain(&mut uas).is_empty(),
+            "no BYE before the ACK (RFC 3261 §15)"
+        );
+        uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        let out = drain(&mut uas);
+        assert!(matches!(out.as_slice(), [UasOutput::Request(r)] if r.method == Method::Bye));
+    }
+
+    #[test]
+    fn a_hold_reinvite_gets_a_new_answer_and_stops_sending() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let hold = OFFER.replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
+        let req = in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", &hold);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        let ok = response_of(&out, 200);
+        let t = text(&ok);
+        assert!(t.contains("o=hotline 77 2 IN IP4"), "a new version: {t}");
+        assert!(t.contains("a=recvonly"), "{t}");
+        assert!(t.contains("Contact: <sip:hotline@127.0.0.1:5060>"), "{t}");
+        assert_eq!(
+            events(&out),
+            vec![UasEvent::MediaUpdate {
+                remote: "192.0.2.1:4000".parse().expect("addr"),
+                send: false,
+                reset_latch: false,
+            }]
+        );
+        // Off hold, to a new address: follow it.
+        let moved = OFFER.replace("192.0.2.1\r\nt=", "192.0.2.9\r\nt=");
+        let req = in_dialog("INVITE", 3, "Content-Type: application/sdp\r\n", &moved);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re2"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(
+            events(&out),
+            vec![UasEvent::MediaUpdate {
+                remote: "192.0.2.9:4000".parse().expect("addr"),
+                send: true,
+                reset_latch: true,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_reinvite_with_a_bad_offer_keeps_the_old_session() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let offer = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        let req = in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", &offer);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("INVITE".into(), 488)]);
+        assert!(events(&out).is_empty());
+        assert_eq!(uas.negotiated().expect("kept").remote_rtp.port(), 4000);
+    }
+
+    #[test]
+    fn a_reinvite_without_sdp_is_offered_to_and_a_second_offer_meanwhile_is_glare() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let req = in_dialog("INVITE", 2, "", "");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert!(text(&response_of(&out, 200)).contains("m=audio 20000"));
+        let req = in_dialog("INVITE", 3, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re2"),
+                req,
+            },
+            via,
+        );
+        assert_eq!(responses(&drain(&mut uas)), vec![("INVITE".into(), 491)]);
+        // The ACK answers our offer; then offers are welcome again.
+        let ack = in_dialog("ACK", 2, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(now, UasInput::Ack(ack), via);
+        drain(&mut uas);
+        let req = in_dialog("INVITE", 4, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re3"),
+                req,
+            },
+            via,
+        );
+        assert_eq!(responses(&drain(&mut uas)), vec![("INVITE".into(), 200)]);
+    }
+
+    #[test]
+    fn an_invite_in_the_early_dialog_is_500_with_retry_after() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", OFFER),
+            params(Duration::from_secs(5)),
+        );
+        uas.answer(now);
+        drain(&mut uas);
+        let req = in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        let r = response_of(&out, 500);
+        assert!(text(&r).contains("Retry-After: 5\r\n"));
+        assert_eq!(uas.state(), UasState::Ringing);
+    }
+
+    #[test]
+    fn an_update_with_an_offer_is_answered_in_its_200() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let moved = OFFER.replace("m=audio 4000", "m=audio 4002");
+        let req = in_dialog("UPDATE", 2, "Content-Type: application/sdp\r\n", &moved);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("up"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert!(text(&response_of(&out, 200)).contains("m=audio 20000"));
+        assert!(
+            matches!(events(&out).as_slice(), [UasEvent::MediaUpdate { remote, .. }] if remote.port() == 4002)
+        );
+        let req = in_dialog("UPDATE", 3, "", "");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("up2"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("UPDATE".into(), 200)]);
+        assert!(events(&out).is_empty());
+    }
+
+    #[test]
+    fn info_keys_are_read_from_both_bodies_and_others_are_415() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let cases = [
+            (
+                "application/dtmf-relay",
+                "Signal=5\r\nDuration=160\r\n",
+                Some('5'),
+            ),
+            ("application/dtmf", "#", Some('#')),
+            ("application/dtmf-relay", "Signal=11\r\n", Some('#')),
+        ];
+        for (i, (ct, body, want)) in cases.into_iter().enumerate() {
+            let req = in_dialog(
+                "INFO",
+                2 + i as u32,
+                &format!("Content-Type: {ct}\r\n"),
+                body,
+            );
+            uas.handle(
+                now,
+                UasInput::Request {
+                    key: key("info"),
+                    req,
+                },
+                via,
+            );
+            let out = drain(&mut uas);
+            assert_eq!(responses(&out), vec![("INFO".into(), 200)]);
+            let keys: Vec<char> = events(&out)
+                .into_iter()
+                .filter_map(|e| match e {
+                    UasEvent::Key(k) => Some(k.as_char()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(keys, want.into_iter().collect::<Vec<_>>());
+        }
+        let req = in_dialog("INFO", 9, "Content-Type: text/plain\r\n", "5");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("info"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert!(
+            text(&response_of(&out, 415))
+                .contains("Accept: application/dtmf-relay, application/dtmf")
+        );
+        let req = in_dialog("INFO", 10, "", "");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("info"),
+                req,
+            },
+            via,
+        );
+        assert_eq!(responses(&drain(&mut uas)), vec![("INFO".into(), 200)]);
+    }
+
+    #[test]
+    fn options_is_200_with_allow_and_other_methods_405_or_501() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("o"),
+                req: in_dialog("OPTIONS", 2, "", ""),
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert!(text(&response_of(&out, 200)).contains("Allow: INVITE"));
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("s"),
+                req: in_dialog("SUBSCRIBE", 3, "", ""),
+            },
+            via,
+        );
+        assert!(text(&response_of(&drain(&mut uas), 405)).contains("Allow: "));
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("x"),
+                req: in_dialog("FROBNICATE", 4, "", ""),
+            },
+            via,
+        );
+        assert!(text(&response_of(&drain(&mut uas), 501)).contains("Allow: "));
+        assert_eq!(uas.state(), UasState::Confirmed);
+    }
+
+    #[test]
+    fn cseq_going_back_is_500_and_another_dialog_481() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("o"),
+                req: in_dialog("OPTIONS", 5, "", ""),
+            },
+            via,
+        );
+        drain(&mut uas);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("b"),
+                req: in_dialog("BYE", 4, "", ""),
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("BYE".into(), 500)]);
+        assert!(
+            events(&out).is_empty(),
+            "an out-of-order BYE does not end the call"
+        );
+        let mut stranger = in_dialog("BYE", 6, "", "");
+        stranger.headers.set_to_tag("other").expect("tag");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("b"),
+                req: stranger,
+            },
+            via,
+        );
+        assert_eq!(responses(&drain(&mut uas)), vec![("BYE".into(), 481)]);
+        assert_eq!(uas.state(), UasState::Confirmed);
+    }
+
+    #[test]
+    fn the_far_ends_bye_ends_and_closes_the_dialog() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("b"),
+                req: in_dialog("BYE", 2, "", ""),
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("BYE".into(), 200)]);
+        assert_eq!(
+            events(&out),
+            vec![UasEvent::Ended(Ending::RemoteBye), UasEvent::Closed]
+        );
+        assert!(uas.is_over());
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("i"),
+                req: in_dialog("INFO", 3, "", ""),
+            },
+            via,
+        );
+        assert_eq!(responses(&drain(&mut uas)), vec![("INFO".into(), 481)]);
+    }
+
+    #[test]
+    fn our_bye_waits_for_its_answer_and_answers_a_crossing_bye() {
+        let t0 = Instant::now();
+        let mut uas = confirmed(t0);
+        uas.hang_up(t0, via());
+        let out = drain(&mut uas);
+        let [UasOutput::Request(bye)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(uas.state(), UasState::Closing);
+        assert_eq!(uas.poll_timeout(), Some(t0 + BYE_WAIT));
+        uas.hang_up(t0, via());
+        assert!(drain(&mut uas).is_empty(), "one BYE");
+        uas.handle(
+            t0,
+            UasInput::Request {
+                key: key("b"),
+                req: in_dialog("BYE", 2, "", ""),
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("BYE".into(), 200)]);
+        assert!(
+            events(&out).is_empty(),
+            "still waiting for our BYE's answer"
+        );
+        let ok = Response::for_request(bye, 200, "OK");
+        uas.handle(t0, UasInput::Response(ok), via);
+        assert_eq!(events(&drain(&mut uas)), vec![UasEvent::Closed]);
+        assert!(uas.is_over());
+    }
+
+    #[test]
+    fn an_unanswered_bye_is_given_up_on() {
+        let t0 = Instant::now();
+        let mut uas = confirmed(t0);
+        uas.hang_up(t0, via());
+        drain(&mut uas);
+        uas.handle_timeout(t0 + BYE_WAIT);
+        assert_eq!(events(&drain(&mut uas)), vec![UasEvent::Closed]);
+        let mut other = confirmed(t0);
+        other.hang_up(t0, via());
+        drain(&mut other);
+        other.handle(t0, UasInput::RequestTimeout, via);
+        assert_eq!(events(&drain(&mut other)), vec![UasEvent::Closed]);
+    }
+
+    #[test]
+    fn a_dialog_we_created_is_served_the_same_way() {
+        let now = Instant::now();
+        // The dialog of an INVITE we sent, as the far end's 2xx made it.
+        let ours = request(
+            "INVITE sip:agent@192.0.2.5 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-o\r\n\
+From: <sip:100@127.0.0.1>;tag=ours\r\nTo: <sip:agent@192.0.2.5>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n",
+        );
+        let mut ok = Response::for_request(&ours, 200, "OK");
+        ok.headers.ensure_to_tag("theirs").expect("tag");
+        let dialog = Dialog::uac(&ours, &ok).expect("dialog");
+        let media = params(Duration::ZERO).media.expect("media");
+        let mut uas = Uas::in_dialog(
+            dialog,
+            Uri::parse("sip:hotline@127.0.0.1").expect("uri"),
+            media,
+            None,
+        );
+        assert_eq!(uas.state(), UasState::Confirmed);
+        let req = in_dialog("INVITE", 1, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert!(text(&response_of(&out, 200)).contains("o=hotline 77 2 "));
+        uas.hang_up(now, via());
+        let out = drain(&mut uas);
+        let [UasOutput::Request(bye)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(bye.headers.cseq().expect("cseq").seq, 2);
+        assert_eq!(bye.uri.to_string(), "sip:agent@192.0.2.5");
+    }
+}
