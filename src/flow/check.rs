@@ -9,7 +9,7 @@
 //! `CompiledFlow`. It does not read files and does not know other flows or the prompts on
 //! disk: `load` does that for a whole set.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,11 +18,22 @@ use super::flowset::{
     AudioItem, BACK_TARGET, CollectStep, CompiledFlow, CompiledStep, ConfirmStep, FlowId,
     HANGUP_STEP, HttpStep, MenuOption, MenuStep, QueueStep, RecordStep, StepAction, StepId, Target,
 };
-use super::load::FlowConfig;
 use super::model::{
     self, ActionKind, HttpMethod, HumanDuration, Location, PlayItem, PlaySpec, Spanned,
 };
+use super::schedule::Schedule;
 use super::template::{TemplateError, Templates};
+
+/// What flows use from the server configuration (hotline.yaml).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowConfig {
+    /// `schedules:`, for `hours` steps.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// `vars:`, seen by templates as `config.NAME`.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The names of `queues:`, for `queue` steps; None: queue names are not checked.
+    pub queues: Option<BTreeSet<String>>,
+}
 
 /// The call's language when a flow does not say.
 pub const DEFAULT_LANGUAGE: &str = "en";

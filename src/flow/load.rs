@@ -13,23 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Error as YamlError;
 
-use super::check::{CheckedFlow, check_flow};
+use super::check::{CheckedFlow, FlowConfig, check_flow};
 use super::diagnostic::{Diagnostic, did_you_mean_help, has_errors};
 use super::flowset::{FlowId, FlowSet, StepAction};
 use super::model::{self, HELP_MARKER, Location};
-use super::schedule::Schedule;
 use super::template::Templates;
-
-/// What flows use from the server configuration (hotline.yaml).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FlowConfig {
-    /// `schedules:`, for `hours` steps.
-    pub schedules: BTreeMap<String, Schedule>,
-    /// `vars:`, seen by templates as `config.NAME`.
-    pub vars: BTreeMap<String, serde_json::Value>,
-    /// The names of `queues:`, for `queue` steps; None: queue names are not checked.
-    pub queues: Option<std::collections::BTreeSet<String>>,
-}
 
 /// Flow files larger than this are refused before parsing: a real flow is a few KiB.
 pub const MAX_FLOW_FILE_BYTES: u64 = 1024 * 1024;
