@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::flow::check::FlowConfig;
 use crate::flow::check::is_identifier;
 use crate::flow::duration::parse_duration;
-use crate::flow::load::FlowConfig;
 use crate::flow::schedule::Schedule;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};

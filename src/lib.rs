@@ -4,14 +4,13 @@
 pub mod admin; // the admin HTTP API: health, calls, flows, reload
 pub mod call; // one call: joins dialog, media session and flow machine
 pub mod caller; // a scripted caller for tests and load
-pub mod check; // load everything and report every problem
 pub mod config; // hotline.yaml
 pub mod feature; // feature codes from agents' phones: *41 pause, *42 resume...
 pub mod flow; // the call-flow language: model, loading, interpreter
-pub mod impact; // which calls in progress a new version's changed steps concern
 pub mod leg; // an outgoing call leg (transfer, agent offer) and its media
 pub mod load; // the load tool: many scripted calls, measured
 pub mod media; // RTP, G.711, DTMF, prompts, the media clock
+pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod queue; // agent queues (ACD): lines, agents, strategies, callbacks
 pub mod registry; // the calls in progress, for the admin
 pub mod reload; // live reload of flows, prompts and routes

@@ -160,7 +160,7 @@ fn check_impact(
     deny_warnings: bool,
 ) -> anyhow::Result<ExitCode> {
     use hotline::admin::impact_client;
-    let loaded = hotline::check::check_all(config);
+    let loaded = hotline::preflight::check_all(config);
     for d in &loaded.report.diagnostics {
         eprintln!("{d}\n");
     }
@@ -234,9 +234,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return check_impact(&config, admin, deny_warnings);
             }
             let report = if paths.is_empty() {
-                hotline::check::check(&config)
+                hotline::preflight::check(&config)
             } else {
-                hotline::check::check_paths(&config, &paths)
+                hotline::preflight::check_paths(&config, &paths)
             };
             for d in &report.diagnostics {
                 eprintln!("{d}\n");

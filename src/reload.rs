@@ -14,9 +14,9 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::call::{CallDeps, Live};
-use crate::check::{self, Report};
 use crate::config::Config;
-use crate::impact::{self, Affected, StepDiff};
+use crate::flow::impact::{self, Affected, StepDiff};
+use crate::preflight::{self, Report};
 
 /// What a refused reload found.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ pub fn reload(deps: &CallDeps) -> Result<Reloaded, Refused> {
         warn!("the admin API's address and token take effect at the next start");
     }
     config.admin = old.admin.clone();
-    let loaded = check::load_all(&config);
+    let loaded = preflight::load_all(&config);
     if loaded.report.has_errors() {
         return Err(Refused {
             report: loaded.report,

@@ -11,10 +11,10 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 use crate::call::{self, CallDeps, Live};
-use crate::check;
 use crate::config::{Config, Transport};
 use crate::media::clock::MediaEngine;
 use crate::media::ports::PortPool;
+use crate::preflight;
 use crate::sip::digest::Secret;
 use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
 use crate::sip::registrar::{
@@ -83,7 +83,7 @@ impl Server {
         media_workers: usize,
         credentials: Arc<dyn CredentialStore>,
     ) -> anyhow::Result<Server> {
-        let loaded = check::load_all(&config);
+        let loaded = preflight::load_all(&config);
         for d in &loaded.report.diagnostics {
             warn!("{d}");
         }

@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use hotline::flow::check::FlowConfig;
 use hotline::flow::diagnostic::{Diagnostic, Severity, has_errors};
 use hotline::flow::flowset::{StepAction, Target};
 use hotline::flow::load::{
-    AnyPrompt, FlowConfig, FlowSource, MAX_FLOW_FILE_BYTES, compile_flows, compile_flows_with,
-    load_flow, load_flows_dir, parse_flow, read_flow_file,
+    AnyPrompt, FlowSource, MAX_FLOW_FILE_BYTES, compile_flows, compile_flows_with, load_flow,
+    load_flows_dir, parse_flow, read_flow_file,
 };
 
 const E: Severity = Severity::Error;

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hotline::flow::check::FlowConfig;
 use hotline::flow::diagnostic::has_errors;
 use hotline::flow::flowset::FlowSet;
-use hotline::flow::load::{AnyPrompt, FlowConfig, FlowSource, compile_flows_with};
+use hotline::flow::load::{AnyPrompt, FlowSource, compile_flows_with};
 use hotline::flow::machine::{
     Action, Audio, CallContext, DEFAULT_GOODBYE_PROMPT, Event, FlowMachine, PlayId, QueueOutcome,
     RequestId,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
+use hotline::flow::check::FlowConfig;
 use hotline::flow::diagnostic::has_errors;
 use hotline::flow::flowset::FlowSet;
-use hotline::flow::load::{AnyPrompt, FlowConfig, FlowSource, compile_flows_with};
+use hotline::flow::load::{AnyPrompt, FlowSource, compile_flows_with};
 use hotline::flow::machine::{
     Action, Audio, BEEP, BEEP_HZ, CallContext, DEFAULT_GOODBYE_PROMPT, DEFAULT_TRANSFER_TIMEOUT,
     Event, FlowMachine, HttpFailure, PlayId, RecordEnd, RequestId, SHELL_GRACE, TransferOutcome,

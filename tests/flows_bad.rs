@@ -18,10 +18,10 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hotline::check::{Report, check_paths};
 use hotline::config::Config;
 use hotline::flow::diagnostic::{Diagnostic, Severity};
 use hotline::flow::load::MAX_FLOW_FILE_BYTES;
+use hotline::preflight::{Report, check_paths};
 
 /// Longer than any check of one file takes, even on a loaded machine.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -362,7 +362,7 @@ fn flow_tests_are_checked_not_run() {
         Some(root.join("cases").as_path())
     );
     let report = bounded("check of flow_tests", move || {
-        hotline::check::check(&config)
+        hotline::preflight::check(&config)
     });
     let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("cases"))
         .expect("cases")

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use hotline::flow::flowset::FlowSet;
 use hotline::flow::load::{AnyPrompt, FlowSource, compile_flows};
-use hotline::tools::graph::{GraphFormat, build, render};
+use hotline::tools::cli::render;
+use hotline::tools::graph::{GraphFormat, build};
 
 const DESK: &str = r##"
 start: menu
@@ -122,7 +123,7 @@ fn svg_is_well_formed_and_names_every_step() {
 #[test]
 fn the_sample_draws_in_every_format() {
     let config = hotline::config::Config::load(std::path::Path::new("hotline.yaml")).unwrap();
-    let loaded = hotline::check::load_all(&config);
+    let loaded = hotline::preflight::load_all(&config);
     let flow = loaded.flows.get("main").unwrap();
     let g = build(&loaded.flows, flow);
     let svg = render(&g, GraphFormat::Svg);

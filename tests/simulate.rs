@@ -14,7 +14,7 @@ use hotline::tools::simulate::{Input, parse_keys, run_realtime, simulate_keys};
 /// A call on a Monday morning, when the sample's opening hours say open.
 fn call() -> VirtualCall {
     let config = Config::load(Path::new("hotline.yaml")).unwrap();
-    let loaded = hotline::check::load_all(&config);
+    let loaded = hotline::preflight::load_all(&config);
     let world = World {
         at: Some("2026-11-23T10:00:00+01:00".to_owned()),
         ..World::default()

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 
 use super::json::{self, CallInfo, DiagnosticInfo, FlowInfo};
 use super::{Part, Shared};
-use crate::impact;
+use crate::flow::impact;
 
 /// This module's endpoints, as a part for [`super::build`].
 pub fn core() -> Part {

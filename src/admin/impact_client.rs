@@ -12,7 +12,7 @@ use anyhow::Context;
 use super::json;
 use crate::config::Config;
 use crate::flow::flowset::FlowSet;
-use crate::impact::{self, Affected, StepDiff};
+use crate::flow::impact::{self, Affected, StepDiff};
 
 /// What the version on disk would change for the running hotline.
 #[derive(Debug, Clone)]

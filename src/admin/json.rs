@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::flow::diagnostic::Diagnostic;
-use crate::impact::{Affected, CallPosition, StepDiff};
+use crate::flow::impact::{Affected, CallPosition, StepDiff};
 
 /// `GET /health`
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,20 +9,31 @@
 //! `CompiledFlow`. It does not read files and does not know other flows or the prompts on
 //! disk: `load` does that for a whole set.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
-use super::diagnostic::{Diagnostic, did_you_mean_help};
+use super::diagnostic::{Diagnostic, did_you_mean, did_you_mean_help};
 use super::flowset::{
     AudioItem, BACK_TARGET, CollectStep, CompiledFlow, CompiledStep, ConfirmStep, FlowId,
     HANGUP_STEP, HttpStep, MenuOption, MenuStep, QueueStep, RecordStep, StepAction, StepId, Target,
 };
-use super::load::FlowConfig;
 use super::model::{
     self, ActionKind, HttpMethod, HumanDuration, Location, PlayItem, PlaySpec, Spanned,
 };
+use super::schedule::Schedule;
 use super::template::{TemplateError, Templates};
+
+/// What flows use from the server configuration (hotline.yaml).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlowConfig {
+    /// `schedules:`, for `hours` steps.
+    pub schedules: BTreeMap<String, Schedule>,
+    /// `vars:`, seen by templates as `config.NAME`.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// The names of `queues:`, for `queue` steps; None: queue names are not checked.
+    pub queues: Option<BTreeSet<String>>,
+}
 
 /// The call's language when a flow does not say.
 pub const DEFAULT_LANGUAGE: &str = "en";
@@ -48,10 +59,16 @@ const CONDITION_HELP: &str =
 /// Compiled patterns are limited so a flow file cannot make the engine build a huge automaton.
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
-/// A flow that passed its own checks, with what `link` still has to check across flows.
+/// A flow after its own checks, with what `load` still has to check across flows (which
+/// it checks for a flow with errors too, so one run reports every problem).
 pub(crate) struct CheckedFlow {
+    pub name: String,
+    pub file: std::path::PathBuf,
     pub source: String,
-    pub compiled: CompiledFlow,
+    /// The flow's default language.
+    pub language: String,
+    /// None when the flow has errors.
+    pub compiled: Option<CompiledFlow>,
     pub gotos: Vec<GotoUse>,
     pub prompts: Vec<PromptUse>,
     /// The default language and every language a step or menu option switches to.
@@ -69,10 +86,13 @@ pub(crate) struct PromptUse {
     pub at: Location,
 }
 
-/// Checks one parsed flow. Returns the compiled flow when there is no error; the
-/// diagnostics (errors and warnings) either way.
+/// Checks one parsed flow. The result holds the compiled flow when there is no error; the
+/// diagnostics (errors and warnings) come either way.
 /// Templates are compiled into `templates`; with `config` (the server's configuration),
-/// schedule names and `config.NAME` references are checked too.
+/// schedule names and `config.NAME` references are checked too. The steps in `broken`
+/// could not be read (the parser already reported why): they are not checked again, and
+/// the step names written in their text count as where they lead, so that the steps
+/// behind them are not reported as never reached.
 pub(crate) fn check_flow(
     name: &str,
     file: &Path,
@@ -80,8 +100,13 @@ pub(crate) fn check_flow(
     flow: &model::Flow,
     templates: &mut Templates,
     config: Option<&FlowConfig>,
-) -> (Option<CheckedFlow>, Vec<Diagnostic>) {
+    broken: &BTreeSet<String>,
+) -> (CheckedFlow, Vec<Diagnostic>) {
     let mut cx = Ctx {
+        unsure: BTreeSet::new(),
+        misnamed: BTreeSet::new(),
+        step: None,
+        missing: Vec::new(),
         file,
         src: source,
         templates,
@@ -130,55 +155,106 @@ pub(crate) fn check_flow(
 
     let (global_keys, back_keys) = cx.global_keys(flow);
 
-    let mut steps = Vec::with_capacity(flow.steps.value.len());
+    let mut compiled_steps: Vec<Option<CompiledStep>> = Vec::with_capacity(flow.steps.value.len());
     for (index, (key, step)) in flow.steps.value.iter().enumerate() {
-        if let Some(action) = cx.step(StepId(index), key, &step.value) {
-            steps.push(CompiledStep {
-                name: key.value.clone(),
-                line: u32::try_from(key.referenced.line()).unwrap_or(0),
-                tags: cx.tags(&step.value),
-                action,
-            });
+        if broken.contains(&key.value) {
+            compiled_steps.push(None);
+            continue;
+        }
+        cx.step = Some(index);
+        let errors_before = cx.diags.iter().filter(|d| d.is_error()).count();
+        let action = cx.step(StepId(index), key, &step.value);
+        if cx.diags.iter().filter(|d| d.is_error()).count() > errors_before {
+            cx.unsure.insert(index);
+        }
+        cx.step = None;
+        compiled_steps.push(action.map(|action| CompiledStep {
+            name: key.value.clone(),
+            line: u32::try_from(key.referenced.line()).unwrap_or(0),
+            tags: cx.tags(&step.value),
+            action,
+        }));
+    }
+    let guesses = cx.missing_steps();
+    let actions: Vec<Option<&StepAction>> = compiled_steps
+        .iter()
+        .map(|s| s.as_ref().map(|s| &s.action))
+        .collect();
+    // Where a step leads is not known for sure when it did not compile or has a key that
+    // was not understood (a misspelt `next`): the step names in its text stand in. A step
+    // the parser could not read may lead anywhere (`next:` left empty names nothing).
+    let unsure: Vec<bool> = flow
+        .steps
+        .value
+        .iter()
+        .zip(&actions)
+        .enumerate()
+        .map(|(i, ((_, step), a))| {
+            a.is_none() || !step.value.unknown.is_empty() || cx.unsure.contains(&i)
+        })
+        .collect();
+    let mut loose = loose_edges(source, flow, &unsure, &cx.names);
+    for (i, (key, _)) in flow.steps.value.iter().enumerate() {
+        if broken.contains(&key.value)
+            && let Some(l) = loose.get_mut(i)
+            && l.is_empty()
+        {
+            *l = (0..flow.steps.value.len()).collect();
         }
     }
+    cx.graph(flow, start.0, &global_keys, &actions, &guesses, &loose);
+    let steps: Vec<CompiledStep> = compiled_steps.into_iter().flatten().collect();
 
+    let checked = |cx: Ctx<'_>, compiled: Option<CompiledFlow>| {
+        let Ctx {
+            diags,
+            prompts,
+            languages,
+            gotos,
+            ..
+        } = cx;
+        (
+            CheckedFlow {
+                name: name.to_owned(),
+                file: file.to_path_buf(),
+                source: source.to_owned(),
+                language: language.clone(),
+                compiled,
+                gotos,
+                prompts,
+                languages,
+            },
+            diags,
+        )
+    };
     let has_errors = cx.diags.iter().any(Diagnostic::is_error);
-    if !has_errors && steps.len() == flow.steps.value.len() {
+    if !has_errors && broken.is_empty() && steps.len() == flow.steps.value.len() {
         let compiled = CompiledFlow {
             name: name.to_owned(),
             file: file.to_path_buf(),
             description: flow.description.as_ref().map(|d| d.value.clone()),
             start,
-            language,
+            language: language.clone(),
             timeout: cx.timeout,
             retries: cx.retries,
             global_keys,
             back_keys,
             steps,
         };
-        cx.graph(flow, &compiled);
-        if !cx.diags.iter().any(Diagnostic::is_error) {
-            let Ctx {
-                diags,
-                prompts,
-                languages,
-                gotos,
-                ..
-            } = cx;
-            let checked = CheckedFlow {
-                source: source.to_owned(),
-                compiled,
-                gotos,
-                prompts,
-                languages,
-            };
-            return (Some(checked), diags);
-        }
+        return checked(cx, Some(compiled));
     }
-    (None, cx.diags)
+    checked(cx, None)
 }
 
 struct Ctx<'a> {
+    /// Steps with an error of their own: where they lead is not known for sure.
+    unsure: BTreeSet<usize>,
+    /// Steps whose name is itself an error: not also "never reached".
+    misnamed: BTreeSet<usize>,
+    /// The index of the step being checked, while one is.
+    step: Option<usize>,
+    /// References to steps that do not exist: (step written in, name, where).
+    missing: Vec<(Option<usize>, String, Location)>,
     file: &'a Path,
     src: &'a str,
     templates: &'a mut Templates,
@@ -248,8 +324,15 @@ impl<'a> Ctx<'a> {
     }
 
     fn step_names(&mut self, flow: &model::Flow) {
-        for (key, _) in flow.steps.value.iter() {
+        for (i, (key, _)) in flow.steps.value.iter().enumerate() {
             let name = key.value.as_str();
+            let misnamed = name == HANGUP_STEP
+                || name == BACK_TARGET
+                || name.trim().is_empty()
+                || name.trim() != name;
+            if misnamed {
+                self.misnamed.insert(i);
+            }
             if name == HANGUP_STEP {
                 self.error(
                     key.referenced,
@@ -309,15 +392,54 @@ impl<'a> Ctx<'a> {
         if let Some(i) = self.names.iter().position(|n| *n == r.value) {
             return Target::Step(StepId(i));
         }
-        let candidates: Vec<&str> = self
-            .names
-            .iter()
-            .copied()
-            .chain(std::iter::once(HANGUP_STEP))
-            .collect();
-        let help = did_you_mean_help(&r.value, candidates);
-        self.error(r.referenced, format!("no step named '{}'", r.value), help);
+        // Reported once per name after every step is read: see `missing_steps`.
+        self.missing
+            .push((self.step, r.value.clone(), r.referenced));
         Target::Hangup
+    }
+
+    /// Reports the references to steps that do not exist, one error per name however often
+    /// it is written (at its first use, naming the other lines); returns the edges they
+    /// were surely meant to be (from the step written in to the step of the closest name),
+    /// so that step is not also "never reached".
+    fn missing_steps(&mut self) -> Vec<(usize, usize)> {
+        let mut guesses = Vec::new();
+        let mut done: BTreeSet<String> = BTreeSet::new();
+        let missing = std::mem::take(&mut self.missing);
+        for (_, name, at) in &missing {
+            if !done.insert(name.clone()) {
+                continue;
+            }
+            let uses: Vec<&(Option<usize>, String, Location)> =
+                missing.iter().filter(|(_, n, _)| n == name).collect();
+            let candidates: Vec<&str> = self
+                .names
+                .iter()
+                .copied()
+                .chain(std::iter::once(HANGUP_STEP))
+                .collect();
+            let guess = did_you_mean(name, candidates.iter().copied());
+            let guess_index = guess.and_then(|g| self.names.iter().position(|n| *n == g));
+            if let Some(g) = guess_index {
+                guesses.extend(uses.iter().filter_map(|(from, _, _)| from.map(|f| (f, g))));
+            }
+            let lines: Vec<String> = uses
+                .iter()
+                .skip(1)
+                .map(|(_, _, l)| l.line().to_string())
+                .collect();
+            let also = match lines.as_slice() {
+                [] => None,
+                [one] => Some(format!("also written on line {one}")),
+                more => Some(format!("also written on lines {}", more.join(", "))),
+            };
+            let help = match (guess.map(|g| format!("did you mean '{g}'?")), also) {
+                (Some(g), Some(a)) => Some(format!("{g} ({a})")),
+                (g, a) => g.or(a),
+            };
+            self.error(*at, format!("no step named '{name}'"), help);
+        }
+        guesses
     }
 
     fn resolve_opt(&mut self, r: Option<&Spanned<String>>) -> Option<Target> {
@@ -477,8 +599,19 @@ impl<'a> Ctx<'a> {
         key: &Spanned<String>,
         step: &model::Step,
     ) -> Option<StepAction> {
+        for k in &step.unknown {
+            let help = did_you_mean_help(&k.value, model::STEP_KEYS.iter().copied())
+                .unwrap_or_else(|| format!("expected one of: {}", model::STEP_KEYS.join(", ")));
+            self.error(
+                k.referenced,
+                format!("unknown key '{}'", k.value),
+                Some(help),
+            );
+        }
         let actions = step.actions();
         let kind = match actions.as_slice() {
+            // An unknown key is most likely the action, misspelt: said already.
+            [] if !step.unknown.is_empty() => return None,
             [] => {
                 let list: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
                 self.error(
@@ -1199,32 +1332,50 @@ impl<'a> Ctx<'a> {
     // ---------------------------------------------------------------- graph
 
     /// Unreachable steps (warnings) and loops that never wait for the caller (errors).
-    fn graph(&mut self, flow: &model::Flow, compiled: &CompiledFlow) {
-        let n = compiled.steps.len();
-        let globals: Vec<usize> = compiled
-            .global_keys
+    /// Steps that did not compile lead where `loose` says (the step names in their text);
+    /// `guesses` are the edges of misspelt references.
+    fn graph(
+        &mut self,
+        flow: &model::Flow,
+        start: usize,
+        global_keys: &[(char, Target)],
+        actions: &[Option<&StepAction>],
+        guesses: &[(usize, usize)],
+        loose: &[Vec<usize>],
+    ) {
+        let n = actions.len();
+        let globals: Vec<usize> = global_keys
             .iter()
             .filter_map(|(_, t)| step_index(*t))
             .collect();
-        let edges: Vec<Vec<usize>> = compiled
-            .steps
+        let mut edges: Vec<Vec<usize>> = actions
             .iter()
-            .map(|s| {
-                let mut e: Vec<usize> = s
-                    .action
-                    .successors()
-                    .into_iter()
-                    .filter_map(step_index)
-                    .collect();
-                if matches!(s.action, StepAction::Menu(_) | StepAction::Collect(_)) {
-                    e.extend(&globals);
+            .map(|a| match a {
+                Some(action) => {
+                    let mut e: Vec<usize> = action
+                        .successors()
+                        .into_iter()
+                        .filter_map(step_index)
+                        .collect();
+                    if matches!(action, StepAction::Menu(_) | StepAction::Collect(_)) {
+                        e.extend(&globals);
+                    }
+                    e
                 }
-                e
+                None => Vec::new(),
             })
             .collect();
+        for (e, more) in edges.iter_mut().zip(loose) {
+            e.extend(more);
+        }
+        for (from, to) in guesses {
+            if let Some(e) = edges.get_mut(*from) {
+                e.push(*to);
+            }
+        }
 
         let mut reached = vec![false; n];
-        let mut queue = VecDeque::from([compiled.start.0]);
+        let mut queue = VecDeque::from([start]);
         while let Some(i) = queue.pop_front() {
             if let Some(r) = reached.get_mut(i)
                 && !*r
@@ -1234,7 +1385,7 @@ impl<'a> Ctx<'a> {
             }
         }
         for (i, (key, _)) in flow.steps.value.iter().enumerate() {
-            if !reached.get(i).copied().unwrap_or(true) {
+            if !reached.get(i).copied().unwrap_or(true) && !self.misnamed.contains(&i) {
                 self.warning(
                     key.referenced,
                     format!("step '{}' is never reached", key.value),
@@ -1246,10 +1397,13 @@ impl<'a> Ctx<'a> {
         // A goto with `return: true` is treated as waiting: the other flow usually asks
         // the caller something, and the interpreter's own guard stops the rare loop that
         // does not.
-        let spins: Vec<bool> = compiled
-            .steps
+        // A step that did not compile is not known to spin.
+        let spins: Vec<bool> = actions
             .iter()
-            .map(|s| !s.action.waits_for_caller() && !matches!(s.action, StepAction::Goto { .. }))
+            .map(|a| {
+                a.as_ref()
+                    .is_some_and(|a| !a.waits_for_caller() && !matches!(a, StepAction::Goto { .. }))
+            })
             .collect();
         let spin_edges: Vec<Vec<usize>> = edges
             .iter()
@@ -1275,7 +1429,7 @@ impl<'a> Ctx<'a> {
                 let names: Vec<&str> = cycle
                     .iter()
                     .chain(cycle.first())
-                    .filter_map(|i| compiled.steps.get(*i).map(|s| s.name.as_str()))
+                    .filter_map(|i| self.names.get(*i).copied())
                     .collect();
                 if let Some((key, _)) = flow.steps.value.entries.get(start) {
                     self.error(
@@ -1293,6 +1447,43 @@ impl<'a> Ctx<'a> {
             }
         }
     }
+}
+
+/// For each `unsure` step, the steps whose names its text mentions (from its key's line to
+/// the next step's): where it would lead, as far as can be told.
+fn loose_edges(src: &str, flow: &model::Flow, unsure: &[bool], names: &[&str]) -> Vec<Vec<usize>> {
+    let lines: Vec<&str> = src.lines().collect();
+    let entries = &flow.steps.value.entries;
+    let line_of = |i: usize| {
+        entries
+            .get(i)
+            .and_then(|(k, _)| usize::try_from(k.referenced.line()).ok())
+    };
+    (0..unsure.len())
+        .map(|i| {
+            if !unsure.get(i).copied().unwrap_or(false) {
+                return Vec::new();
+            }
+            let Some(first) = line_of(i) else {
+                return Vec::new();
+            };
+            let last = line_of(i + 1).map_or(lines.len(), |l| l.saturating_sub(1));
+            let text = lines
+                .get(first.saturating_sub(1)..last.max(first))
+                .unwrap_or_default()
+                .join("\n");
+            let words: BTreeSet<&str> = text
+                .split(|c: char| c.is_whitespace() || ":,[]{}\"'#".contains(c))
+                .filter(|w| !w.is_empty())
+                .collect();
+            names
+                .iter()
+                .enumerate()
+                .filter(|(j, n)| *j != i && words.contains(*n))
+                .map(|(j, _)| j)
+                .collect()
+        })
+        .collect()
 }
 
 /// Where line `line_no` (1-based) of a template written at `at` is in the file: the first

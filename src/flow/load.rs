@@ -13,23 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Error as YamlError;
 
-use super::check::{CheckedFlow, check_flow};
+use super::check::{CheckedFlow, FlowConfig, GotoUse, check_flow, is_language_code};
 use super::diagnostic::{Diagnostic, did_you_mean_help, has_errors};
-use super::flowset::{FlowId, FlowSet, StepAction};
+use super::flowset::{CompiledFlow, FlowId, FlowSet, StepAction};
 use super::model::{self, HELP_MARKER, Location};
-use super::schedule::Schedule;
 use super::template::Templates;
-
-/// What flows use from the server configuration (hotline.yaml).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FlowConfig {
-    /// `schedules:`, for `hours` steps.
-    pub schedules: BTreeMap<String, Schedule>,
-    /// `vars:`, seen by templates as `config.NAME`.
-    pub vars: BTreeMap<String, serde_json::Value>,
-    /// The names of `queues:`, for `queue` steps; None: queue names are not checked.
-    pub queues: Option<std::collections::BTreeSet<String>>,
-}
 
 /// Flow files larger than this are refused before parsing: a real flow is a few KiB.
 pub const MAX_FLOW_FILE_BYTES: u64 = 1024 * 1024;
@@ -92,44 +80,177 @@ pub(crate) fn yaml_options() -> serde_saphyr::Options {
 }
 
 /// Parses one flow file's text into the model: YAML syntax, key names and value types.
-/// Stops at the first such problem (the parser cannot go on after it), except for keys
-/// YAML silently swallows (`#` and `*` unquoted), which are all reported.
+/// Every problem is reported (see [`parse_flow_partly`]); the model only when there is none.
 pub fn parse_flow(file: &Path, text: &str) -> Result<model::Flow, Vec<Diagnostic>> {
+    match parse_flow_partly(file, text) {
+        (Some(p), diags) if p.broken.is_empty() && !has_errors(&diags) => Ok(p.flow),
+        (_, diags) => Err(diags),
+    }
+}
+
+/// A flow file read as far as its problems allow.
+#[derive(Debug)]
+pub struct PartlyParsed {
+    /// The flow, with the broken steps read as empty.
+    pub flow: model::Flow,
+    /// The steps that could not be read (the diagnostics say why).
+    pub broken: BTreeSet<String>,
+}
+
+/// Parses a flow file, going on after a problem inside a step: the parser stops at the
+/// first problem, so the step it is in is read as empty and the file parsed again (every
+/// line keeps its number), once per broken step at most. A problem outside the steps (or
+/// a YAML syntax error the parser cannot place in one) ends the parse without a model.
+/// Keys YAML silently swallows (`#` and `*` unquoted) are reported the same way.
+pub fn parse_flow_partly(file: &Path, text: &str) -> (Option<PartlyParsed>, Vec<Diagnostic>) {
     if text.len() as u64 > MAX_FLOW_FILE_BYTES {
-        return Err(vec![too_large(file, text.len() as u64)]);
+        return (None, vec![too_large(file, text.len() as u64)]);
     }
     let mut diags = lint_special_keys(file, text);
-    match serde_saphyr::from_str_with_options::<model::Flow>(text, yaml_options()) {
-        Ok(flow) if diags.is_empty() => Ok(flow),
-        Ok(_) => Err(diags),
-        Err(e) => {
-            let d = yaml_error(file, text, &e);
-            if !diags.iter().any(|l| l.line == d.line) {
-                diags.push(d);
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut broken: BTreeSet<String> = BTreeSet::new();
+    let blocks = step_blocks(text);
+    let mut outside = false;
+    for d in &diags {
+        match blocks.iter().find(|b| b.contains(d.line)) {
+            Some(b) => {
+                if broken.insert(b.name.clone()) {
+                    b.blank(&mut lines);
+                }
             }
-            Err(diags)
+            None => outside = true,
         }
     }
+    // Each round either ends or empties one more step.
+    for _ in 0..=blocks.len() {
+        let current = lines.join("\n");
+        match serde_saphyr::from_str_with_options::<model::Flow>(&current, yaml_options()) {
+            Ok(flow) if !outside => return (Some(PartlyParsed { flow, broken }), diags),
+            Ok(_) => return (None, diags),
+            Err(e) => {
+                let d = yaml_error(file, text, &e);
+                let line = d.line;
+                if !diags.iter().any(|l| l.line == d.line) {
+                    diags.push(d);
+                }
+                match blocks.iter().find(|b| b.contains(line)) {
+                    Some(b) if line > 0 && broken.insert(b.name.clone()) => b.blank(&mut lines),
+                    _ => return (None, diags),
+                }
+            }
+        }
+    }
+    (None, diags)
+}
+
+/// Where one step is written: its key's line and column, and its last line.
+struct StepBlock {
+    name: String,
+    line: u32,
+    column: u32,
+    last: u32,
+}
+
+impl StepBlock {
+    fn contains(&self, line: u32) -> bool {
+        (self.line..=self.last).contains(&line)
+    }
+
+    /// Rewrites the step as `name: {}`, every line keeping its number.
+    fn blank(&self, lines: &mut [String]) {
+        let first = self.line as usize - 1;
+        if let Some(l) = lines.get_mut(first) {
+            let start = self.column as usize - 1;
+            let chars: Vec<char> = l.chars().collect();
+            let mut i = start;
+            if let Some(q @ ('"' | '\'')) = chars.get(i).copied() {
+                i += 1;
+                while chars.get(i).is_some_and(|c| *c != q) {
+                    i += 1;
+                }
+            }
+            while chars.get(i).is_some_and(|c| *c != ':') {
+                i += 1;
+            }
+            let key: String = chars.iter().take(i + 1).collect();
+            *l = format!("{key} {{}}");
+        }
+        for l in lines.iter_mut().take(self.last as usize).skip(first + 1) {
+            l.clear();
+        }
+    }
+}
+
+/// The steps of a flow file and the lines each spans (a step's lines are those indented
+/// deeper than its key), from a parse that looks at nothing but the step names. Empty when
+/// the steps cannot be told apart (a syntax error, steps written on one line).
+fn step_blocks(text: &str) -> Vec<StepBlock> {
+    #[derive(serde::Deserialize)]
+    struct Skeleton {
+        steps: model::OrderedMap<String, serde::de::IgnoredAny>,
+    }
+    let Ok(sk) = serde_saphyr::from_str_with_options::<Skeleton>(text, yaml_options()) else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (key, _) in sk.steps.iter() {
+        let (Ok(line), Ok(column)) = (
+            u32::try_from(key.referenced.line()),
+            u32::try_from(key.referenced.column()),
+        ) else {
+            return Vec::new();
+        };
+        if line == 0 || column == 0 || out.iter().any(|b: &StepBlock| b.line == line) {
+            return Vec::new();
+        }
+        let indent = column as usize - 1;
+        let mut last = line;
+        for (i, l) in lines.iter().enumerate().skip(line as usize) {
+            let t = l.trim_start();
+            let deeper = l.chars().take_while(|c| *c == ' ').count() > indent;
+            if t.is_empty() || t.starts_with('#') || deeper {
+                if deeper {
+                    last = u32::try_from(i + 1).unwrap_or(last);
+                }
+            } else {
+                break;
+            }
+        }
+        out.push(StepBlock {
+            name: key.value.clone(),
+            line,
+            column,
+            last,
+        });
+    }
+    out
 }
 
 /// Reads and checks one flow file on its own (goto targets and prompts are not checked:
 /// that needs the other flows and the prompts, see `load_flows_dir`).
 pub fn load_flow(path: &Path) -> Result<LoadedFlow, Vec<Diagnostic>> {
     let source = read_flow_file(path).map_err(|d| vec![d])?;
-    let flow = parse_flow(&source.file, &source.text)?;
+    let (parsed, mut diags) = parse_flow_partly(&source.file, &source.text);
+    let Some(parsed) = parsed else {
+        return Err(diags);
+    };
     let mut templates = Templates::new();
-    let (checked, diags) = check_flow(
+    let (checked, more) = check_flow(
         &source.name,
         &source.file,
         &source.text,
-        &flow,
+        &parsed.flow,
         &mut templates,
         None,
+        &parsed.broken,
     );
-    match checked {
+    diags.extend(more);
+    sort_diagnostics(&mut diags);
+    match checked.compiled {
         Some(_) if !has_errors(&diags) => Ok(LoadedFlow {
             name: source.name,
-            flow,
+            flow: parsed.flow,
             warnings: diags,
         }),
         _ => Err(diags),
@@ -232,29 +353,26 @@ fn compile(
             continue;
         }
         names.insert(src.name.clone(), src.file.clone());
-        let flow = match parse_flow(&src.file, &src.text) {
-            Ok(f) => f,
-            Err(d) => {
-                diags.extend(d);
-                failed.insert(src.name);
-                continue;
-            }
+        let (parsed, d) = parse_flow_partly(&src.file, &src.text);
+        diags.extend(d);
+        let Some(parsed) = parsed else {
+            failed.insert(src.name);
+            continue;
         };
         let (c, d) = check_flow(
             &src.name,
             &src.file,
             &src.text,
-            &flow,
+            &parsed.flow,
             &mut templates,
             config,
+            &parsed.broken,
         );
         diags.extend(d);
-        match c {
-            Some(c) => checked.push(c),
-            None => {
-                failed.insert(src.name);
-            }
+        if c.compiled.is_none() || !parsed.broken.is_empty() {
+            failed.insert(src.name);
         }
+        checked.push(c);
     }
 
     // Gotos to flows that do not exist.
@@ -263,25 +381,34 @@ fn compile(
             if !names.contains_key(&g.flow) {
                 let help = did_you_mean_help(&g.flow, names.keys().map(String::as_str));
                 diags.push(
-                    Diagnostic::error(&c.compiled.file, format!("no flow named '{}'", g.flow))
+                    Diagnostic::error(&c.file, format!("no flow named '{}'", g.flow))
                         .at_location(&c.source, g.at)
                         .with_optional_help(help),
                 );
-                failed.insert(c.compiled.name.clone());
+                failed.insert(c.name.clone());
             }
         }
     }
 
-    // Prompts, in every language callers can be in.
+    // Prompts, in every language callers can be in: those of the flows that compiled, and
+    // a flow with errors adds its own (the valid ones) for itself only.
     let languages: BTreeSet<&str> = checked
         .iter()
+        .filter(|c| c.compiled.is_some())
         .flat_map(|c| c.languages.iter().map(String::as_str))
         .collect();
     for c in &checked {
         let before = diags.len();
-        check_prompts(c, &languages, prompts, &mut diags);
+        let mut own = languages.clone();
+        own.extend(
+            c.languages
+                .iter()
+                .map(String::as_str)
+                .filter(|l| is_language_code(l)),
+        );
+        check_prompts(c, &own, prompts, &mut diags);
         if has_errors(diags.get(before..).unwrap_or(&[])) {
-            failed.insert(c.compiled.name.clone());
+            failed.insert(c.name.clone());
         }
     }
 
@@ -289,10 +416,8 @@ fn compile(
     loop {
         let mut changed = false;
         for c in &checked {
-            if !failed.contains(&c.compiled.name)
-                && c.gotos.iter().any(|g| failed.contains(&g.flow))
-            {
-                failed.insert(c.compiled.name.clone());
+            if !failed.contains(&c.name) && c.gotos.iter().any(|g| failed.contains(&g.flow)) {
+                failed.insert(c.name.clone());
                 changed = true;
             }
         }
@@ -301,27 +426,27 @@ fn compile(
         }
     }
 
-    let mut good: Vec<CheckedFlow> = checked
+    let mut good: Vec<(CompiledFlow, Vec<GotoUse>)> = checked
         .into_iter()
-        .filter(|c| !failed.contains(&c.compiled.name))
+        .filter(|c| !failed.contains(&c.name))
+        .filter_map(|c| Some((c.compiled?, c.gotos)))
         .collect();
-    good.sort_by(|a, b| a.compiled.name.cmp(&b.compiled.name));
+    good.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     let by_name: HashMap<String, FlowId> = good
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.compiled.name.clone(), FlowId(i)))
+        .map(|(i, c)| (c.0.name.clone(), FlowId(i)))
         .collect();
     let mut flows = Vec::with_capacity(good.len());
-    for mut c in good {
-        for g in &c.gotos {
-            if let (Some(id), Some(step)) =
-                (by_name.get(&g.flow), c.compiled.steps.get_mut(g.step.0))
+    for (mut compiled, gotos) in good {
+        for g in &gotos {
+            if let (Some(id), Some(step)) = (by_name.get(&g.flow), compiled.steps.get_mut(g.step.0))
                 && let StepAction::Goto { flow, .. } = &mut step.action
             {
                 *flow = *id;
             }
         }
-        flows.push(c.compiled);
+        flows.push(compiled);
     }
     sort_diagnostics(&mut diags);
     let (schedules, config_vars) = config
@@ -343,7 +468,11 @@ fn check_prompts(
     prompts: &dyn PromptCheck,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let default = c.compiled.language.as_str();
+    let default = c.language.as_str();
+    if !is_language_code(default) {
+        // Already an error; every prompt would be "missing" in a language that cannot be.
+        return;
+    }
     let mut done: BTreeSet<&str> = BTreeSet::new();
     for p in &c.prompts {
         if !done.insert(p.name.as_str()) {
@@ -357,7 +486,7 @@ fn check_prompts(
         if missing.is_empty() {
             continue;
         }
-        let file = &c.compiled.file;
+        let file = &c.file;
         if missing.contains(&default) {
             let others: Vec<&str> = missing.iter().copied().filter(|l| *l != default).collect();
             let message = if others.is_empty() {

@@ -53,6 +53,8 @@ use super::flowset::{
 };
 use super::model::{DtmfKey, HttpMethod, SayKind, TagValue};
 use super::schedule::{OpenState, is_open};
+// `PlayId` lives with the story (which records it) and is part of this module's vocabulary.
+pub use super::story::PlayId;
 use super::story::{CallStory, FailReason, FailureKind, KeyUse, Outcome, StoryEntry, StoryEvent};
 use super::template::{Rendered, Scope, Templates};
 
@@ -88,10 +90,6 @@ pub struct CallContext {
     /// The wall-clock time at the `now` given to `FlowMachine::new`.
     pub wall_clock_at_start: DateTime<Utc>,
 }
-
-/// Identifies one `Action::Play`, so a late `PromptFinished` of a stopped prompt is ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PlayId(pub u64);
 
 /// Identifies one `Http`, `Record` or `Transfer` action and its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,6 +4,7 @@ pub mod check; // checks of one flow and its compilation
 pub mod diagnostic; // problems with file:line:col, printed like a compiler's
 pub mod duration; // `5s`, `500ms`, `1h30m`
 pub mod flowset; // the compiled flows the interpreter runs
+pub mod impact; // which calls in progress a new version's changed steps concern
 pub mod load; // reading flow files; checks across flows
 pub mod machine; // the interpreter: events in, actions out
 pub mod model; // serde types of the flow files

@@ -445,59 +445,223 @@ pub struct Defaults {
     pub retries: Option<Spanned<u32>>,
 }
 
-/// The action keys of a step; each step has exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ActionKind {
-    Play,
-    Menu,
-    Collect,
-    Set,
-    Branch,
-    Hours,
-    Language,
-    Http,
-    Record,
-    Queue,
-    Transfer,
-    Goto,
-    Hangup,
+/// Declares the keys of a step from one table: the action keys (one per step), the keys
+/// every step may have, and the keys written beside an action, each with its help text
+/// (the doc comment, which the JSON schema shows), its value type and, where the schema
+/// shows another type than the one read, `as` that type. From it come the `Step` fields,
+/// [`ActionKind`] with its list and names, [`Step::actions`], [`Step::companions`], the
+/// reading of a step and its schema, so a key is added in one place.
+macro_rules! step_keys {
+    (
+        actions {
+            $( $(#[doc = $adoc:literal])* $akey:literal => $afield:ident: $aty:ty $(as $aschema:ty)?, $variant:ident; )*
+        }
+        shared {
+            $( $(#[doc = $sdoc:literal])* $skey:literal => $sfield:ident: $sty:ty $(as $sschema:ty)?; )*
+        }
+        beside {
+            $( $(#[doc = $cdoc:literal])* $ckey:literal => $cfield:ident: $cty:ty $(as $cschema:ty)?, with $owner:ident; )*
+        }
+    ) => {
+        /// The action keys of a step; each step has exactly one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ActionKind {
+            $( $variant, )*
+        }
+
+        const ACTION_COUNT: usize = [$( $akey ),*].len();
+
+        impl ActionKind {
+            pub const ALL: [ActionKind; ACTION_COUNT] = [$( ActionKind::$variant ),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( ActionKind::$variant => $akey, )*
+                }
+            }
+        }
+
+        /// One step. Exactly one action key (`play`, `menu`, ...) must be present; the keys
+        /// that go with an action written beside it (`barge_in` with `play`, `open` with
+        /// `hours`, ...) are only valid with that action. `check` enforces both.
+        #[derive(Debug, Clone, Default)]
+        pub struct Step {
+            $( $(#[doc = $adoc])* pub $afield: Option<Spanned<$aty>>, )*
+            $( $(#[doc = $sdoc])* pub $sfield: Option<Spanned<$sty>>, )*
+            $( $(#[doc = $cdoc])* pub $cfield: Option<Spanned<$cty>>, )*
+            /// Keys that are none of the above, as written (`check` reports them), so the
+            /// rest of the step is still read and checked.
+            pub unknown: Vec<Spanned<String>>,
+        }
+
+        /// Every key a step may have, in the order of the table.
+        pub const STEP_KEYS: &[&str] = &[$( $akey, )* $( $skey, )* $( $ckey, )*];
+
+        impl Step {
+            /// The action keys present, with the position of each value.
+            pub fn actions(&self) -> Vec<(ActionKind, Location)> {
+                let mut v = Vec::new();
+                $( if let Some(s) = &self.$afield { v.push((ActionKind::$variant, s.referenced)); } )*
+                v
+            }
+
+            /// The keys written beside an action, with the action they belong to.
+            pub fn companions(&self) -> Vec<(&'static str, ActionKind, Location)> {
+                let mut v = Vec::new();
+                $( if let Some(s) = &self.$cfield { v.push(($ckey, ActionKind::$owner, s.referenced)); } )*
+                v
+            }
+        }
+
+        impl<'de> Deserialize<'de> for Step {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Step;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        // The words serde's derive uses; the loader turns them into plain ones.
+                        f.write_str("struct Step")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                        let mut step = Step::default();
+                        while let Some(key) = map.next_key::<Spanned<Text>>()? {
+                            match key.value.0.as_str() {
+                                $( $akey => {
+                                    if step.$afield.is_some() {
+                                        return Err(de::Error::duplicate_field($akey));
+                                    }
+                                    step.$afield = Some(map.next_value()?);
+                                } )*
+                                $( $skey => {
+                                    if step.$sfield.is_some() {
+                                        return Err(de::Error::duplicate_field($skey));
+                                    }
+                                    step.$sfield = Some(map.next_value()?);
+                                } )*
+                                $( $ckey => {
+                                    if step.$cfield.is_some() {
+                                        return Err(de::Error::duplicate_field($ckey));
+                                    }
+                                    step.$cfield = Some(map.next_value()?);
+                                } )*
+                                _ => {
+                                    map.next_value::<de::IgnoredAny>()?;
+                                    step.unknown.push(Spanned::new(
+                                        key.value.0,
+                                        key.referenced,
+                                        key.defined,
+                                    ));
+                                }
+                            }
+                        }
+                        Ok(step)
+                    }
+                }
+                d.deserialize_struct("Step", STEP_KEYS, V)
+            }
+        }
+
+        impl JsonSchema for Step {
+            fn schema_name() -> Cow<'static, str> {
+                "Step".into()
+            }
+            fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+                let mut properties = serde_json::Map::new();
+                $( properties.insert(
+                    $akey.to_owned(),
+                    key_schema_of(generator.subschema_for::<step_keys!(@schema $aty $(, $aschema)?)>(), &[$($adoc),*]),
+                ); )*
+                $( properties.insert(
+                    $skey.to_owned(),
+                    key_schema_of(generator.subschema_for::<step_keys!(@schema $sty $(, $sschema)?)>(), &[$($sdoc),*]),
+                ); )*
+                $( properties.insert(
+                    $ckey.to_owned(),
+                    key_schema_of(generator.subschema_for::<step_keys!(@schema $cty $(, $cschema)?)>(), &[$($cdoc),*]),
+                ); )*
+                json_schema!({
+                    "description": "One step. Exactly one action key (`play`, `menu`, ...) must be present; the keys that\ngo with an action written beside it (`barge_in` with `play`, `open` with `hours`, ...)\nare only valid with that action. `check` enforces both.",
+                    "type": "object",
+                    "properties": properties,
+                    "additionalProperties": false
+                })
+            }
+        }
+    };
+    (@schema $ty:ty) => { $ty };
+    (@schema $ty:ty, $schema:ty) => { $schema };
+}
+
+/// A key's schema with its help text, as schemars writes a documented field.
+fn key_schema_of(schema: Schema, doc: &[&str]) -> serde_json::Value {
+    let mut v = schema.to_value();
+    let text = doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join("\n");
+    if !text.is_empty()
+        && let serde_json::Value::Object(m) = &mut v
+    {
+        m.insert("description".to_owned(), text.into());
+    }
+    v
+}
+
+step_keys! {
+    actions {
+        "play" => play: PlaySpec, Play;
+        "menu" => menu: Menu, Menu;
+        "collect" => collect: Collect, Collect;
+        /// Variable name to template.
+        "set" => set: OrderedMap<String, Text>, Set;
+        "branch" => branch: Branch, Branch;
+        /// A schedule name from hotline.yaml.
+        "hours" => hours: String, Hours;
+        /// A language code: prompts come from prompts/<code>/ from here on.
+        "language" => language: String, Language;
+        "http" => http: Http, Http;
+        "record" => record: Record, Record;
+        /// A queue name from hotline.yaml.
+        "queue" => queue: String, Queue;
+        /// A SIP address.
+        "transfer" => transfer: String, Transfer;
+        /// Another flow's name.
+        "goto" => goto: String, Goto;
+        /// `hangup:`, `hangup: true`, `hangup: goodbye` or `hangup: { prompt: goodbye }`.
+        "hangup" => hangup: HangupSpec, Hangup;
+    }
+    shared {
+        "next" => next: String;
+        "tag" => tag: OrderedMap<String, TagValue>;
+    }
+    beside {
+        /// play: whether a key stops the prompt (default true).
+        "barge_in" => barge_in: bool, with Play;
+        /// hours: step while open.
+        "open" => open: String, with Hours;
+        /// hours: step while closed.
+        "closed" => closed: String, with Hours;
+        /// hours: step on holidays (default: `closed`).
+        "holiday" => holiday: String, with Hours;
+        /// queue: higher is served first.
+        "priority" => priority: i32, with Queue;
+        /// queue: skills an agent needs.
+        "skills" => skills: Vec<Spanned<String>> as Vec<String>, with Queue;
+        /// queue: step when the queue's maximum wait is reached.
+        "on_timeout" => on_timeout: String, with Queue;
+        /// queue: step when the agent hangs up first.
+        "after" => after: String, with Queue;
+        /// queue: keys that take the caller out of the line to a step (`"2": voicemail`).
+        "keys" => keys: OrderedMap<DtmfKey, String>, with Queue;
+        /// queue: step after the caller asked to be called back (default: goodbye).
+        "on_callback" => on_callback: String, with Queue;
+        /// transfer: how long to ring.
+        "timeout" => timeout: HumanDuration, with Transfer;
+        /// transfer: step when the target does not answer.
+        "on_failure" => on_failure: String, with Transfer;
+        /// goto: come back to `next` when the other flow ends.
+        "return" => return_: bool, with Goto;
+    }
 }
 
 impl ActionKind {
-    pub const ALL: [ActionKind; 13] = [
-        ActionKind::Play,
-        ActionKind::Menu,
-        ActionKind::Collect,
-        ActionKind::Set,
-        ActionKind::Branch,
-        ActionKind::Hours,
-        ActionKind::Language,
-        ActionKind::Http,
-        ActionKind::Record,
-        ActionKind::Queue,
-        ActionKind::Transfer,
-        ActionKind::Goto,
-        ActionKind::Hangup,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Play => "play",
-            ActionKind::Menu => "menu",
-            ActionKind::Collect => "collect",
-            ActionKind::Set => "set",
-            ActionKind::Branch => "branch",
-            ActionKind::Hours => "hours",
-            ActionKind::Language => "language",
-            ActionKind::Http => "http",
-            ActionKind::Record => "record",
-            ActionKind::Queue => "queue",
-            ActionKind::Transfer => "transfer",
-            ActionKind::Goto => "goto",
-            ActionKind::Hangup => "hangup",
-        }
-    }
-
     /// Whether a step of this kind waits for the caller (or ends the call), so a loop
     /// through it cannot spin.
     pub fn waits_for_caller(self) -> bool {
@@ -516,243 +680,6 @@ impl ActionKind {
 impl fmt::Display for ActionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// One step. Exactly one action key (`play`, `menu`, ...) must be present; the keys that
-/// go with an action written beside it (`barge_in` with `play`, `open` with `hours`, ...)
-/// are only valid with that action. `check` enforces both.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    // --- actions ---
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<PlaySpec>")]
-    pub play: Option<Spanned<PlaySpec>>,
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<Menu>")]
-    pub menu: Option<Spanned<Menu>>,
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<Collect>")]
-    pub collect: Option<Spanned<Collect>>,
-    /// Variable name to template.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<OrderedMap<String, Text>>")]
-    pub set: Option<Spanned<OrderedMap<String, Text>>>,
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<Branch>")]
-    pub branch: Option<Spanned<Branch>>,
-    /// A schedule name from hotline.yaml.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub hours: Option<Spanned<String>>,
-    /// A language code: prompts come from prompts/<code>/ from here on.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub language: Option<Spanned<String>>,
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<Http>")]
-    pub http: Option<Spanned<Http>>,
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<Record>")]
-    pub record: Option<Spanned<Record>>,
-    /// A queue name from hotline.yaml.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub queue: Option<Spanned<String>>,
-    /// A SIP address.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub transfer: Option<Spanned<String>>,
-    /// Another flow's name.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub goto: Option<Spanned<String>>,
-    /// `hangup:`, `hangup: true`, `hangup: goodbye` or `hangup: { prompt: goodbye }`.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<HangupSpec>")]
-    pub hangup: Option<Spanned<HangupSpec>>,
-
-    // --- shared ---
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub next: Option<Spanned<String>>,
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<OrderedMap<String, TagValue>>")]
-    pub tag: Option<Spanned<OrderedMap<String, TagValue>>>,
-
-    // --- written beside their action ---
-    /// play: whether a key stops the prompt (default true).
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<bool>")]
-    pub barge_in: Option<Spanned<bool>>,
-    /// hours: step while open.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub open: Option<Spanned<String>>,
-    /// hours: step while closed.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub closed: Option<Spanned<String>>,
-    /// hours: step on holidays (default: `closed`).
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub holiday: Option<Spanned<String>>,
-    /// queue: higher is served first.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<i32>")]
-    pub priority: Option<Spanned<i32>>,
-    /// queue: skills an agent needs.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<Vec<String>>")]
-    pub skills: Option<Spanned<Vec<Spanned<String>>>>,
-    /// queue: step when the queue's maximum wait is reached.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub on_timeout: Option<Spanned<String>>,
-    /// queue: step when the agent hangs up first.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub after: Option<Spanned<String>>,
-    /// queue: keys that take the caller out of the line to a step (`"2": voicemail`).
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<OrderedMap<DtmfKey, String>>")]
-    pub keys: Option<Spanned<OrderedMap<DtmfKey, String>>>,
-    /// queue: step after the caller asked to be called back (default: goodbye).
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub on_callback: Option<Spanned<String>>,
-    /// transfer: how long to ring.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<HumanDuration>")]
-    pub timeout: Option<Spanned<HumanDuration>>,
-    /// transfer: step when the target does not answer.
-    #[serde(default, deserialize_with = "some")]
-    #[schemars(with = "Option<String>")]
-    pub on_failure: Option<Spanned<String>>,
-    /// goto: come back to `next` when the other flow ends.
-    #[serde(default, rename = "return", deserialize_with = "some")]
-    #[schemars(with = "Option<bool>")]
-    pub return_: Option<Spanned<bool>>,
-}
-
-impl Step {
-    /// The action keys present, with the position of each value.
-    pub fn actions(&self) -> Vec<(ActionKind, Location)> {
-        let mut v = Vec::new();
-        let mut add = |k: ActionKind, at: Option<Location>| {
-            if let Some(at) = at {
-                v.push((k, at));
-            }
-        };
-        add(ActionKind::Play, self.play.as_ref().map(|s| s.referenced));
-        add(ActionKind::Menu, self.menu.as_ref().map(|s| s.referenced));
-        add(
-            ActionKind::Collect,
-            self.collect.as_ref().map(|s| s.referenced),
-        );
-        add(ActionKind::Set, self.set.as_ref().map(|s| s.referenced));
-        add(
-            ActionKind::Branch,
-            self.branch.as_ref().map(|s| s.referenced),
-        );
-        add(ActionKind::Hours, self.hours.as_ref().map(|s| s.referenced));
-        add(
-            ActionKind::Language,
-            self.language.as_ref().map(|s| s.referenced),
-        );
-        add(ActionKind::Http, self.http.as_ref().map(|s| s.referenced));
-        add(
-            ActionKind::Record,
-            self.record.as_ref().map(|s| s.referenced),
-        );
-        add(ActionKind::Queue, self.queue.as_ref().map(|s| s.referenced));
-        add(
-            ActionKind::Transfer,
-            self.transfer.as_ref().map(|s| s.referenced),
-        );
-        add(ActionKind::Goto, self.goto.as_ref().map(|s| s.referenced));
-        add(
-            ActionKind::Hangup,
-            self.hangup.as_ref().map(|s| s.referenced),
-        );
-        v
-    }
-
-    /// The keys written beside an action, with the action they belong to.
-    pub fn companions(&self) -> Vec<(&'static str, ActionKind, Location)> {
-        let mut v = Vec::new();
-        let mut add = |key: &'static str, k: ActionKind, at: Option<Location>| {
-            if let Some(at) = at {
-                v.push((key, k, at));
-            }
-        };
-        add(
-            "barge_in",
-            ActionKind::Play,
-            self.barge_in.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "open",
-            ActionKind::Hours,
-            self.open.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "closed",
-            ActionKind::Hours,
-            self.closed.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "holiday",
-            ActionKind::Hours,
-            self.holiday.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "priority",
-            ActionKind::Queue,
-            self.priority.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "skills",
-            ActionKind::Queue,
-            self.skills.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "on_timeout",
-            ActionKind::Queue,
-            self.on_timeout.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "after",
-            ActionKind::Queue,
-            self.after.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "keys",
-            ActionKind::Queue,
-            self.keys.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "on_callback",
-            ActionKind::Queue,
-            self.on_callback.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "timeout",
-            ActionKind::Transfer,
-            self.timeout.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "on_failure",
-            ActionKind::Transfer,
-            self.on_failure.as_ref().map(|s| s.referenced),
-        );
-        add(
-            "return",
-            ActionKind::Goto,
-            self.return_.as_ref().map(|s| s.referenced),
-        );
-        v
     }
 }
 

@@ -7,7 +7,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::machine::PlayId;
+/// Identifies one `Action::Play` of the interpreter, so a late `PromptFinished` of a stopped
+/// prompt is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlayId(pub u64);
 
 /// Everything that happened in a call, in order, with times relative to its start.
 #[derive(Debug, Clone, Default, PartialEq)]

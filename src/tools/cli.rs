@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::machine::CallContext;
 
-use super::graph::{self, GraphFormat};
+use super::graph::{self, Graph, GraphFormat};
 use super::load_flow;
 use super::phone::{VirtualCall, World};
 use super::simulate::{
@@ -161,7 +161,7 @@ pub fn graph(config: &Config, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let g = graph::build(&loaded.flows, flow);
-    let text = graph::render(&g, args.format);
+    let text = render(&g, args.format);
     match &args.output {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
@@ -186,5 +186,14 @@ pub fn print(text: &str) -> std::io::Result<()> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r,
+    }
+}
+
+/// The graph in the format asked for.
+pub fn render(g: &Graph, format: GraphFormat) -> String {
+    match format {
+        GraphFormat::Mermaid => graph::mermaid(g),
+        GraphFormat::Dot => graph::dot(g),
+        GraphFormat::Svg => super::svg::svg(g),
     }
 }

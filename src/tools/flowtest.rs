@@ -15,18 +15,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::check::load_all;
 use crate::config::Config;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::flowset::FlowSet;
 use crate::flow::machine::CallContext;
 use crate::flow::story::Outcome;
 use crate::media::prompt::PromptLibrary;
+use crate::preflight::load_all;
 
 use super::phone::{Happening, HttpStub, State, VirtualCall, World};
 use super::sidebyside::{self, Row};
 use super::simulate::{play_until_wait, press_keys};
-use super::testfile::{ScriptItem, TestCase, parse_test_file, tags_line};
+use super::testfile::{
+    ScriptItem, TestCase, check_timestamp, parse_test_file, tags_line, yaml_files,
+};
 
 /// What the call is shown doing after a failure, at most this many lines.
 pub const MAX_LINES_AFTER_FAILURE: usize = 12;
@@ -184,197 +186,6 @@ pub fn run_paths(config: &Config, paths: &[PathBuf]) -> TestRun {
         }
     }
     run
-}
-
-fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-        })
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// Checks the flow test files in `dir` (every `*.yaml`) against the loaded flows without
-/// running them, for `hotline check`: see [`check_test_file`].
-pub fn check_tests_dir(dir: &Path, flows: &FlowSet) -> Vec<Diagnostic> {
-    let files = match yaml_files(dir) {
-        Ok(f) => f,
-        Err(e) => {
-            return vec![Diagnostic::error(
-                dir,
-                format!("cannot read the flow test folder: {e}"),
-            )];
-        }
-    };
-    let mut out = Vec::new();
-    for file in files {
-        match crate::flow::load::read_flow_file(&file) {
-            Ok(src) => out.extend(check_test_file(&file, &src.text, flows)),
-            // The same limits as flow files: size, UTF-8.
-            Err(d) => out.push(d),
-        }
-    }
-    out
-}
-
-/// Checks one flow test file without running it: it parses, its flow is loaded, and what
-/// its cases name exists in the flows: `http` stubs name http steps, `hears` prompts some
-/// step plays, `tagged` tags some step sets, `queued` queues some step uses, `at` is a
-/// timestamp. Every problem is reported, each at its line.
-pub fn check_test_file(file: &Path, text: &str, flows: &FlowSet) -> Vec<Diagnostic> {
-    use crate::flow::diagnostic::did_you_mean_help;
-    let tf = match parse_test_file(file, text) {
-        Ok(tf) => tf,
-        Err(d) => return vec![d],
-    };
-    let mut out = Vec::new();
-    let flow = tf.flow.value.as_str();
-    if flows.id(flow).is_none() {
-        let names = flows.names();
-        let help = did_you_mean_help(flow, names.iter().copied()).unwrap_or_else(|| {
-            if names.is_empty() {
-                "no flow is loaded".to_owned()
-            } else {
-                format!("loaded flows: {}", names.join(", "))
-            }
-        });
-        out.push(
-            Diagnostic::error(file, format!("flow '{flow}' is not loaded"))
-                .at_location(text, tf.flow.referenced)
-                .with_help(help),
-        );
-        return out;
-    }
-    let known = Known::of(flows);
-    let unknown = |what: &str, name: &str, at, pool: &std::collections::BTreeSet<&str>| {
-        let help = did_you_mean_help(name, pool.iter().copied()).unwrap_or_else(|| {
-            if pool.is_empty() {
-                format!("the flows have no {what}")
-            } else {
-                let mut names: Vec<&str> = pool.iter().copied().take(12).collect();
-                if pool.len() > names.len() {
-                    names.push("...");
-                }
-                format!("the flows have: {}", names.join(", "))
-            }
-        });
-        let message = if what == "prompt" {
-            format!("no step plays a prompt named '{name}'")
-        } else {
-            format!("no {what} named '{name}'")
-        };
-        Diagnostic::error(file, message)
-            .at_location(text, at)
-            .with_help(help)
-    };
-    for case in &tf.cases {
-        let c = &case.value;
-        if let Some(at) = &c.at
-            && let Err(e) = check_timestamp(&at.value)
-        {
-            out.push(
-                Diagnostic::error(file, e)
-                    .at_location(text, at.referenced)
-                    .with_help("write it as 2026-11-23T10:00:00+01:00"),
-            );
-        }
-        for (step, _) in c.http.iter().flat_map(|m| m.value.entries.iter()) {
-            if !known.http_steps.contains(step.value.as_str()) {
-                out.push(unknown(
-                    "http step",
-                    &step.value,
-                    step.referenced,
-                    &known.http_steps,
-                ));
-            }
-        }
-        for item in &c.script.value {
-            let d = match &item.value {
-                ScriptItem::Hears(p) if !known.prompts.contains(p.as_str()) => {
-                    unknown("prompt", p, item.referenced, &known.prompts)
-                }
-                ScriptItem::Queued(q) if !known.queues.contains(q.as_str()) => {
-                    unknown("queue", q, item.referenced, &known.queues)
-                }
-                ScriptItem::Tagged(tags) => {
-                    match tags.iter().find(|(k, _)| !known.tags.contains(k.as_str())) {
-                        Some((k, _)) => unknown("tag", k, item.referenced, &known.tags),
-                        None => continue,
-                    }
-                }
-                _ => continue,
-            };
-            out.push(d);
-        }
-    }
-    out
-}
-
-/// What the loaded flows can do, by name, for the checks of flow tests.
-struct Known<'a> {
-    http_steps: std::collections::BTreeSet<&'a str>,
-    prompts: std::collections::BTreeSet<&'a str>,
-    tags: std::collections::BTreeSet<&'a str>,
-    queues: std::collections::BTreeSet<&'a str>,
-}
-
-impl<'a> Known<'a> {
-    fn of(flows: &'a FlowSet) -> Self {
-        use crate::flow::flowset::{AudioItem, StepAction};
-        let mut k = Known {
-            http_steps: Default::default(),
-            prompts: [crate::flow::machine::DEFAULT_GOODBYE_PROMPT].into(),
-            tags: Default::default(),
-            queues: Default::default(),
-        };
-        for step in flows.flows().flat_map(|f| f.steps.iter()) {
-            k.tags.extend(step.tags.iter().map(|(t, _)| t.as_str()));
-            let mut audio: Vec<&'a [AudioItem]> = Vec::new();
-            match &step.action {
-                StepAction::Play { audio: a, .. } | StepAction::Hangup { audio: a } => {
-                    audio.push(a)
-                }
-                StepAction::Menu(m) => audio.extend([
-                    &m.prompt[..],
-                    &m.no_input[..],
-                    &m.invalid[..],
-                    &m.retry_prompt[..],
-                ]),
-                StepAction::Collect(c) => {
-                    audio.extend([
-                        &c.prompt[..],
-                        &c.no_input[..],
-                        &c.invalid[..],
-                        &c.retry_prompt[..],
-                    ]);
-                    if let Some(conf) = &c.confirm {
-                        audio.extend([&conf.prompt[..], &conf.then[..]]);
-                    }
-                }
-                StepAction::Record(r) => audio.push(&r.prompt),
-                StepAction::Http(_) => {
-                    k.http_steps.insert(step.name.as_str());
-                }
-                StepAction::Queue(q) => {
-                    k.queues.insert(q.queue.as_str());
-                }
-                _ => {}
-            }
-            for item in audio.into_iter().flatten() {
-                if let AudioItem::Prompt(p) = item {
-                    k.prompts.insert(p.as_str());
-                }
-            }
-        }
-        k
-    }
 }
 
 /// Runs every case of one test file's text against loaded flows.
@@ -788,72 +599,5 @@ impl Runner {
             lines.push("...".to_owned());
         }
         lines
-    }
-}
-
-/// Checks the shape of an RFC 3339 time (`2026-11-23T10:00:00+01:00`, `...Z`).
-pub fn check_timestamp(s: &str) -> Result<(), String> {
-    let bad = || format!("expected a date and time like 2026-11-23T10:00:00+01:00, found '{s}'");
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| {
-        b.get(r)
-            .is_some_and(|x| !x.is_empty() && x.iter().all(u8::is_ascii_digit))
-    };
-    let at = |i: usize, c: u8| b.get(i) == Some(&c);
-    let shape = digits(0..4)
-        && at(4, b'-')
-        && digits(5..7)
-        && at(7, b'-')
-        && digits(8..10)
-        && (at(10, b'T') || at(10, b't') || at(10, b' '))
-        && digits(11..13)
-        && at(13, b':')
-        && digits(14..16)
-        && at(16, b':')
-        && digits(17..19);
-    if !shape {
-        return Err(bad());
-    }
-    let mut i = 19;
-    if at(i, b'.') {
-        i += 1;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-    }
-    let zone_ok = match b.get(i) {
-        Some(b'Z' | b'z') => i + 1 == b.len(),
-        Some(b'+' | b'-') => {
-            digits(i + 1..i + 3) && at(i + 3, b':') && digits(i + 4..i + 6) && i + 6 == b.len()
-        }
-        _ => false,
-    };
-    let field =
-        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok()).unwrap_or(99);
-    let ranges_ok = (1..=12).contains(&field(5..7))
-        && (1..=31).contains(&field(8..10))
-        && field(11..13) <= 23
-        && field(14..16) <= 59
-        && field(17..19) <= 60;
-    if zone_ok && ranges_ok {
-        Ok(())
-    } else {
-        Err(bad())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert!(check_timestamp("2026-11-23T10:00:00+01:00").is_ok());
-        assert!(check_timestamp("2026-11-23T10:00:00Z").is_ok());
-        assert!(check_timestamp("2026-11-23T10:00:00.250-05:00").is_ok());
-        assert!(check_timestamp("2026-11-23").is_err());
-        assert!(check_timestamp("2026-13-23T10:00:00Z").is_err());
-        assert!(check_timestamp("2026-11-23T10:00:00+1").is_err());
-        assert!(check_timestamp("2026-11-23T10:00:00Zjunk").is_err());
     }
 }

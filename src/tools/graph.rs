@@ -5,7 +5,7 @@
 //! `next`, `no input / invalid`, `on_failure`, `open`/`closed`...), which edges are marked
 //! as failures, and the built-in ends (`hangup`, the built-in goodbye, other flows). The
 //! edges come from the compiled `StepAction` data, one arm per step kind in [`step_edges`].
-//! Layout and SVG are `layout`'s and `svg`'s.
+//! Layout and SVG are `layout`'s and `svg`'s; choosing among the formats is `cli`'s.
 
 use std::fmt::Write as _;
 
@@ -337,15 +337,6 @@ fn cut(s: &str) -> String {
     let mut t: String = s.chars().take(MAX_LABEL - 3).collect();
     t.push_str("...");
     t
-}
-
-/// The graph in the format asked for.
-pub fn render(g: &Graph, format: GraphFormat) -> String {
-    match format {
-        GraphFormat::Mermaid => mermaid(g),
-        GraphFormat::Dot => dot(g),
-        GraphFormat::Svg => super::svg::svg(g),
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ pub mod simulate; // `hotline simulate`: drive a call from keys, print what is h
 pub mod svg; // a laid-out graph as SVG
 pub mod testfile; // the flow test file format
 
-use crate::check::{Loaded, load_all};
 use crate::config::Config;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::flowset::FlowSet;
+use crate::preflight::{Loaded, load_all};
 
 /// Loads prompts and flows as the server would; the diagnostics of errors that keep
 /// `flow` from loading, if it is not in the set.

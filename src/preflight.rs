@@ -145,7 +145,7 @@ pub fn check_all(config: &Config) -> Loaded {
     let mut loaded = load_all(config);
     if let Some(dir) = &config.tests_dir {
         let mut diags = if dir.is_dir() {
-            crate::tools::flowtest::check_tests_dir(dir, &loaded.flows)
+            crate::tools::testfile::check_tests_dir(dir, &loaded.flows)
         } else {
             let at = config
                 .path

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::flow::flowset::{CompiledFlow, CompiledStep, FlowSet};
+use super::flowset::{CompiledFlow, CompiledStep, FlowSet};
 
 /// Flow name → step name → fingerprint of the step's definition.
 pub type Signatures = BTreeMap<String, BTreeMap<String, String>>;
