@@ -530,9 +530,8 @@ impl EndpointCore {
         let Some(peer) = self.handed.get(&key).copied() else {
             return;
         };
-        if let Some(resp) = self.answer_request(&req, status, reason) {
-            self.send_response(now, &key, peer, resp);
-        }
+        let resp = self.answer_request(&req, status, reason);
+        self.send_response(now, &key, peer, resp);
         self.drain_table(now);
     }
 
@@ -667,7 +666,7 @@ impl EndpointCore {
     }
 
     /// The answer to a request the core gives itself (it belongs to no call).
-    fn answer_request(&mut self, req: &Request, status: u16, reason: &str) -> Option<Response> {
+    fn answer_request(&mut self, req: &Request, status: u16, reason: &str) -> Response {
         let mut resp = Response::for_request(req, status, reason);
         let tag = self.tokens.token(10);
         let _ = resp.headers.ensure_to_tag(&tag);
@@ -688,14 +687,15 @@ impl EndpointCore {
             resp.headers
                 .push(HeaderName::new("Retry-After"), secs.to_string());
         }
-        Some(resp)
+        resp
     }
 
+    /// The answer to `msg`, if it is a request.
     fn answer_for(&mut self, msg: &SipMsg, status: u16, reason: &str) -> Option<Response> {
         let Message::Request(req) = &msg.message else {
             return None;
         };
-        self.answer_request(req, status, reason)
+        Some(self.answer_request(req, status, reason))
     }
 
     /// Answers the server transaction `key` right here.
