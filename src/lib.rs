@@ -1,20 +1,27 @@
 //! hotline: an IVR and call-flow engine. Pure state machines for SIP, media and flows,
 //! and a thin tokio shell that moves bytes and time between them.
+//!
+//! The modules are listed in the order a call meets them: signalling brings it in, the
+//! call conducts it through its flow, media carries its audio and keys, a queue may hand
+//! it to an agent; around them the engine that is configured, checked and served, and
+//! last the tools that drive it from outside.
 
-pub mod admin; // the admin HTTP API: health, calls, flows, reload
-pub mod call; // one call: joins dialog, media session and flow machine
-pub mod caller; // a scripted caller for tests and load
-pub mod config; // hotline.yaml
+pub mod sip; // SIP codec, transactions, dialogs, UAC/UAS, SDP, endpoint, sockets
+pub mod call; // one call: its UAS, media session, flow machine, queue place and legs
 pub mod feature; // feature codes from agents' phones: *41 pause, *42 resume...
-pub mod flow; // the call-flow language: model, loading, interpreter
 pub mod leg; // an outgoing call leg (transfer, agent offer) and its media
-pub mod load; // the load tool: many scripted calls, measured
+pub mod flow; // the call-flow language: model, loading, checking, interpreter
+pub mod webhook; // the IO of the http step: one request, JSON back
 pub mod media; // RTP, G.711, DTMF, prompts, the media clock
-pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod queue; // agent queues (ACD): lines, agents, strategies, callbacks
 pub mod registry; // the calls in progress, for the admin
-pub mod reload; // live reload of flows, prompts and routes
+
+pub mod config; // hotline.yaml
+pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod server; // the running hotline
-pub mod sip; // SIP codec, transactions, dialogs, SDP, endpoint, sockets
+pub mod reload; // live reload of flows, prompts and routes
+pub mod admin; // the admin HTTP API: health, calls, flows, reload
+
 pub mod tools; // simulate, flow tests, graph: the admin's tools beside check
-pub mod webhook; // the IO of the http step: one request, JSON back
+pub mod caller; // a scripted caller for tests and load
+pub mod load; // the load tool: many scripted calls, measured
