@@ -170,8 +170,8 @@ steps:
     c.press("2");
     c.expect_stop();
     assert_eq!(c.expect_play(), heard(&["two"], false));
-    assert!(c.m().story().entries.iter().any(|e| matches!(
-        &e.event,
+    assert!(c.events().iter().any(|e| matches!(
+        e,
         StoryEvent::SkippedForTypeAhead { step } if step == "news"
     )));
 }
@@ -223,7 +223,7 @@ fn keys_left_after_a_collect_go_on_to_the_next_menu() {
     c.finish();
     assert_eq!(c.expect_play(), heard(&["goodbye"], true));
     assert_eq!(
-        c.m().story().path(),
+        c.path(),
         [
             "main/welcome",
             "main/main_menu",
@@ -289,12 +289,11 @@ fn retries_two_means_three_tries_then_on_failure() {
         c.wait(SECS(5));
     }
     assert_eq!(offers, 3);
-    let failed =
-        c.m().story()
-            .entries
-            .iter()
-            .filter(|e| matches!(e.event, StoryEvent::NoInput { .. }))
-            .count();
+    let failed = c
+        .events()
+        .iter()
+        .filter(|e| matches!(e, StoryEvent::NoInput { .. }))
+        .count();
     assert_eq!(failed, 3);
 }
 
@@ -452,8 +451,8 @@ fn an_invalid_key_discards_the_rest_of_the_type_ahead() {
         c.expect_play(),
         heard(&["invalid_option", "main_menu"], true)
     );
-    assert!(c.m().story().entries.iter().any(|e| matches!(
-        &e.event,
+    assert!(c.events().iter().any(|e| matches!(
+        e,
         StoryEvent::TypeAheadDiscarded { keys } if keys == "1"
     )));
 }
@@ -615,15 +614,14 @@ steps:
     c.finish();
     c.wait(SECS(5));
     assert_eq!(c.expect_play(), heard(&["failed"], false));
-    let invalid: Vec<String> =
-        c.m().story()
-            .entries
-            .iter()
-            .filter_map(|e| match &e.event {
-                StoryEvent::Invalid { input, .. } => Some(input.clone()),
-                _ => None,
-            })
-            .collect();
+    let invalid: Vec<String> = c
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StoryEvent::Invalid { input, .. } => Some(input),
+            _ => None,
+        })
+        .collect();
     assert_eq!(invalid, ["2345"]);
 }
 
@@ -816,7 +814,7 @@ fn goto_with_return_comes_back_and_goto_without_ends_there() {
     // No return point: the sub-flow running out ends the call.
     c.expect_default_goodbye();
     assert_eq!(
-        c.m().story().path(),
+        c.path(),
         [
             "main/hello",
             "main/shared",

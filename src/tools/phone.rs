@@ -645,7 +645,7 @@ steps:
     hangup: one_second
 "#;
 
-    fn call() -> (VirtualCall, Instant) {
+    fn flows() -> Arc<FlowSet> {
         let (set, diags) = compile_flows(
             vec![FlowSource {
                 name: "t".into(),
@@ -655,6 +655,10 @@ steps:
             &AnyPrompt,
         );
         assert!(diags.is_empty(), "{diags:?}");
+        Arc::new(set)
+    }
+
+    fn call() -> (VirtualCall, Instant) {
         let prompts = PromptLibrary::from_prompts(
             "en",
             [
@@ -673,7 +677,7 @@ steps:
             caller: "42".into(),
             ..CallContext::default()
         };
-        let c = VirtualCall::start(Arc::new(set), prompts, "t", ctx, World::default(), t0).unwrap();
+        let c = VirtualCall::start(flows(), prompts, "t", ctx, World::default(), t0).unwrap();
         (c, t0)
     }
 
@@ -746,5 +750,20 @@ steps:
                 .any(|e| e.what == Happening::Story(StoryEvent::CallerHungUp))
         );
         assert_eq!(c.state(), State::Ended);
+    }
+
+    #[test]
+    fn a_scripted_call_leaves_the_actions_to_its_caller() {
+        let t0 = Instant::now();
+        let mut c = VirtualCall::scripted(flows(), "t", CallContext::default(), t0).unwrap();
+        let Some(Action::Play { id, .. }) = c.poll_action() else {
+            panic!("the greeting plays");
+        };
+        assert_eq!(c.poll_action(), None);
+        // Nothing ends a playback but the caller of the module.
+        assert!(!c.step());
+        c.send(Event::PromptFinished { id });
+        assert!(matches!(c.poll_action(), Some(Action::Play { .. })));
+        assert!(c.log().is_empty());
     }
 }

@@ -97,8 +97,8 @@ impl Call {
     }
 
     pub fn start_with(set: &Arc<FlowSet>, flow: &str, ctx: CallContext) -> Call {
-        let phone = VirtualCall::scripted(Arc::clone(set), flow, ctx, Instant::now())
-            .expect("flow exists");
+        let phone =
+            VirtualCall::scripted(Arc::clone(set), flow, ctx, Instant::now()).expect("flow exists");
         Call {
             phone,
             playing: None,
