@@ -7,6 +7,9 @@
 //! log of what happened, and the answers of the outside world to the machine's actions
 //! ([`VirtualCall::act`], the one place that maps an `Action` to a simulated outcome). It is
 //! pure: it never reads a clock, sleeps or prints; times are given to it.
+//!
+//! A [`scripted`](VirtualCall::scripted) call leaves the actions to its caller instead of
+//! answering them: the interpreter's tests check its requests to the shell one by one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
