@@ -1,178 +1,17 @@
 //! What callers feel, tested against the interpreter with a fake clock.
 
+#[path = "common/flow_call.rs"]
+mod flow_call;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hotline::flow::diagnostic::has_errors;
 use hotline::flow::flowset::FlowSet;
-use hotline::flow::load::{AnyPrompt, FlowSource, compile_flows};
-use hotline::flow::machine::{
-    Action, Audio, CallContext, DEFAULT_GOODBYE_PROMPT, Event, FlowMachine, MAX_SILENT_FAILURES,
-    PlayId,
-};
+use hotline::flow::machine::{Audio, CallContext, Event, FlowMachine, MAX_SILENT_FAILURES};
 use hotline::flow::story::{FailReason, FailureKind, KeyUse, Outcome, StoryEvent};
+use serde_json::json;
 
-fn set_of(flows: &[(&str, &str)]) -> Arc<FlowSet> {
-    let sources = flows
-        .iter()
-        .map(|(name, text)| FlowSource {
-            name: (*name).to_owned(),
-            file: format!("flows/{name}.yaml").into(),
-            text: (*text).to_owned(),
-        })
-        .collect();
-    let (set, diags) = compile_flows(sources, &AnyPrompt);
-    let shown: String = diags.iter().map(ToString::to_string).collect();
-    assert!(!has_errors(&diags), "{shown}");
-    Arc::new(set)
-}
-
-/// One scripted call: a fake clock and the machine's actions, read one at a time.
-struct Call {
-    m: FlowMachine,
-    t0: Instant,
-    now: Instant,
-    playing: Option<PlayId>,
-}
-
-/// A Play as the tests look at it.
-#[derive(Debug, PartialEq)]
-struct Heard {
-    names: Vec<String>,
-    barge_in: bool,
-}
-
-fn heard(names: &[&str], barge_in: bool) -> Heard {
-    Heard {
-        names: names.iter().map(|s| (*s).to_owned()).collect(),
-        barge_in,
-    }
-}
-
-impl Call {
-    fn start(set: &Arc<FlowSet>, flow: &str) -> Call {
-        let t0 = Instant::now();
-        let ctx = CallContext {
-            call_id: "call-1".to_owned(),
-            caller: "+4930123456".to_owned(),
-            dialed: "100".to_owned(),
-            ..CallContext::default()
-        };
-        let mut m = FlowMachine::new(Arc::clone(set), flow, ctx, t0).expect("flow exists");
-        m.handle(t0, Event::Started);
-        Call {
-            m,
-            t0,
-            now: t0,
-            playing: None,
-        }
-    }
-
-    fn at(&self) -> Duration {
-        self.now - self.t0
-    }
-
-    /// Lets time pass, firing the machine's timer whenever it is due.
-    fn wait(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.m.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = t;
-            self.m.handle_timeout(t);
-        }
-        self.now = end;
-    }
-
-    fn press(&mut self, keys: &str) {
-        for k in keys.chars() {
-            self.m.handle(self.now, Event::Key(k));
-        }
-    }
-
-    /// The shell sent the last frame of the current playback.
-    fn finish(&mut self) {
-        let id = self.playing.take().expect("something is playing");
-        self.m.handle(self.now, Event::PromptFinished { id });
-    }
-
-    fn next_action(&mut self) -> Option<Action> {
-        let a = self.m.poll_action();
-        if let Some(Action::Play { id, .. }) = &a {
-            self.playing = Some(*id);
-        }
-        a
-    }
-
-    /// The next action must be a Play; returns what it plays.
-    fn expect_play(&mut self) -> Heard {
-        match self.next_action() {
-            Some(Action::Play {
-                audio, barge_in, ..
-            }) => Heard {
-                names: audio.iter().map(describe).collect(),
-                barge_in,
-            },
-            other => panic!("expected a Play at {:?}, got {other:?}", self.at()),
-        }
-    }
-
-    fn expect_play_audio(&mut self) -> Vec<Audio> {
-        match self.next_action() {
-            Some(Action::Play { audio, .. }) => audio,
-            other => panic!("expected a Play, got {other:?}"),
-        }
-    }
-
-    fn expect_stop(&mut self) {
-        let playing = self.playing;
-        match self.next_action() {
-            Some(Action::StopPlayback { id }) => assert_eq!(Some(id), playing),
-            other => panic!("expected StopPlayback, got {other:?}"),
-        }
-    }
-
-    fn expect_hangup(&mut self) {
-        assert_eq!(self.next_action(), Some(Action::Hangup));
-        assert!(self.m.is_ended());
-    }
-
-    fn expect_nothing(&mut self) {
-        assert_eq!(self.next_action(), None);
-    }
-
-    /// Hears the built-in goodbye to its end, then the hangup.
-    fn expect_default_goodbye(&mut self) {
-        assert_eq!(self.expect_play(), heard(&[DEFAULT_GOODBYE_PROMPT], false));
-        self.finish();
-        self.expect_hangup();
-    }
-
-    fn outcome(&self) -> Option<Outcome> {
-        self.m.story().outcome.clone()
-    }
-
-    fn var(&self, name: &str) -> Option<String> {
-        self.m
-            .vars()
-            .get(name)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    }
-}
-
-fn describe(a: &Audio) -> String {
-    match a {
-        Audio::Prompt(p) => p.name.clone(),
-        Audio::Say { kind, value, .. } => format!("say:{kind:?}:{value}"),
-        Audio::Silence(d) => format!("silence:{}ms", d.as_millis()),
-        Audio::Tone { freq_hz, duration } => format!("tone:{freq_hz}:{}ms", duration.as_millis()),
-    }
-}
-
-const SECS: fn(u64) -> Duration = Duration::from_secs;
-const MS: fn(u64) -> Duration = Duration::from_millis;
+use flow_call::{Call, MS, SECS, flow_set, heard};
 
 const SHOP: &str = r##"
 start: welcome
@@ -231,7 +70,7 @@ steps:
 "##;
 
 fn shop() -> Arc<FlowSet> {
-    set_of(&[("main", SHOP)])
+    flow_set(&[("main", SHOP)])
 }
 
 // ------------------------------------------------------------------ type-ahead, barge-in
@@ -246,7 +85,7 @@ fn a_key_during_the_welcome_goes_straight_through_the_next_menu() {
     c.expect_stop();
     assert_eq!(c.expect_play(), heard(&["sales_info"], true));
     c.expect_nothing();
-    let story = c.m.story();
+    let story = c.m().story();
     assert_eq!(
         story.path(),
         ["main/welcome", "main/main_menu", "main/sales"]
@@ -280,7 +119,7 @@ fn a_key_during_the_welcome_goes_straight_through_the_next_menu() {
 
 #[test]
 fn without_barge_in_the_prompt_plays_on_and_the_key_waits_for_the_menu() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -308,7 +147,7 @@ steps:
 
 #[test]
 fn type_ahead_skips_a_following_barge_in_play_step() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -331,8 +170,8 @@ steps:
     c.press("2");
     c.expect_stop();
     assert_eq!(c.expect_play(), heard(&["two"], false));
-    assert!(c.m.story().entries.iter().any(|e| matches!(
-        &e.event,
+    assert!(c.events().iter().any(|e| matches!(
+        e,
         StoryEvent::SkippedForTypeAhead { step } if step == "news"
     )));
 }
@@ -356,7 +195,7 @@ fn shop_with_notice() -> Arc<FlowSet> {
         "    play: welcome\n",
         "    play: welcome\n    barge_in: false\n",
     );
-    set_of(&[("main", &text)])
+    flow_set(&[("main", &text)])
 }
 
 #[test]
@@ -369,9 +208,9 @@ fn keys_typed_ahead_fill_a_collect() {
     // The menu takes 2, the collect takes the rest: neither prompt is played.
     assert_eq!(
         c.expect_play(),
-        heard(&["order_noted", "say:Digits:12345678"], true)
+        heard(&["order_noted", "say:digits:12345678"], true)
     );
-    assert_eq!(c.var("order").as_deref(), Some("12345678"));
+    assert_eq!(c.var("order"), Some(json!("12345678")));
 }
 
 #[test]
@@ -384,7 +223,7 @@ fn keys_left_after_a_collect_go_on_to_the_next_menu() {
     c.finish();
     assert_eq!(c.expect_play(), heard(&["goodbye"], true));
     assert_eq!(
-        c.m.story().path(),
+        c.path(),
         [
             "main/welcome",
             "main/main_menu",
@@ -407,7 +246,7 @@ fn keys_typed_ahead_arrive_one_by_one_when_the_prompt_can_be_interrupted() {
     assert_eq!(c.expect_play(), heard(&["enter_order_number"], true));
     c.expect_stop();
     assert_eq!(c.expect_play().names[0], "order_noted");
-    assert_eq!(c.var("order").as_deref(), Some("12345678"));
+    assert_eq!(c.var("order"), Some(json!("12345678")));
 }
 
 // ------------------------------------------------------------------ timeouts and retries
@@ -419,11 +258,11 @@ fn the_timeout_counts_from_the_end_of_the_prompt() {
     c.finish();
     assert_eq!(c.expect_play(), heard(&["main_menu"], true));
     // A long prompt: no timer while it plays.
-    assert_eq!(c.m.poll_timeout(), None);
+    assert_eq!(c.m().poll_timeout(), None);
     c.wait(SECS(30));
     c.expect_nothing();
     c.finish();
-    assert_eq!(c.m.poll_timeout(), Some(c.now + SECS(5)));
+    assert_eq!(c.m().poll_timeout(), Some(c.now() + SECS(5)));
     c.wait(MS(4_999));
     c.expect_nothing();
     c.wait(MS(1));
@@ -450,12 +289,11 @@ fn retries_two_means_three_tries_then_on_failure() {
         c.wait(SECS(5));
     }
     assert_eq!(offers, 3);
-    let failed =
-        c.m.story()
-            .entries
-            .iter()
-            .filter(|e| matches!(e.event, StoryEvent::NoInput { .. }))
-            .count();
+    let failed = c
+        .events()
+        .iter()
+        .filter(|e| matches!(e, StoryEvent::NoInput { .. }))
+        .count();
     assert_eq!(failed, 3);
 }
 
@@ -481,12 +319,12 @@ fn invalid_and_no_input_play_their_own_prompt_and_count_together() {
     c.press("*");
     // Third failure: retries (2) used up, on_failure is advisor.
     assert_eq!(c.expect_play(), heard(&["advisors_busy"], true));
-    assert_eq!(c.m.story().tag("reason"), Some("advisor"));
+    assert_eq!(c.m().story().tag("reason"), Some("advisor"));
 }
 
 #[test]
 fn without_on_failure_the_caller_hears_a_polite_goodbye() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -522,7 +360,7 @@ steps:
 
 #[test]
 fn a_flow_that_runs_out_says_goodbye_and_hangs_up() {
-    let set = set_of(&[("main", "steps:\n  info:\n    play: info\n")]);
+    let set = flow_set(&[("main", "steps:\n  info:\n    play: info\n")]);
     let mut c = Call::start(&set, "main");
     c.expect_play();
     c.finish();
@@ -548,7 +386,7 @@ fn next_hangup_ends_the_call_at_once() {
 
 #[test]
 fn a_hangup_step_plays_its_prompt_without_barge_in_then_hangs_up() {
-    let set = set_of(&[("main", "steps:\n  bye:\n    hangup: goodbye\n")]);
+    let set = flow_set(&[("main", "steps:\n  bye:\n    hangup: goodbye\n")]);
     let mut c = Call::start(&set, "main");
     assert_eq!(c.expect_play(), heard(&["goodbye"], false));
     c.press("5");
@@ -562,13 +400,13 @@ fn a_hangup_step_plays_its_prompt_without_barge_in_then_hangs_up() {
 fn a_stale_prompt_finished_is_ignored() {
     let mut c = Call::start(&shop(), "main");
     c.expect_play();
-    let welcome = c.playing.expect("welcome plays");
+    let welcome = c.playing().expect("welcome plays");
     c.press("2");
     c.expect_stop();
     c.expect_play(); // enter_order_number
-    c.m.handle(c.now, Event::PromptFinished { id: welcome });
+    c.send(Event::PromptFinished { id: welcome });
     assert_eq!(
-        c.m.poll_timeout(),
+        c.m().poll_timeout(),
         None,
         "the old prompt must not start the timer"
     );
@@ -576,7 +414,7 @@ fn a_stale_prompt_finished_is_ignored() {
 
 #[test]
 fn repeat_key_plays_the_menu_again_without_counting_a_failure() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -613,8 +451,8 @@ fn an_invalid_key_discards_the_rest_of_the_type_ahead() {
         c.expect_play(),
         heard(&["invalid_option", "main_menu"], true)
     );
-    assert!(c.m.story().entries.iter().any(|e| matches!(
-        &e.event,
+    assert!(c.events().iter().any(|e| matches!(
+        e,
         StoryEvent::TypeAheadDiscarded { keys } if keys == "1"
     )));
 }
@@ -634,7 +472,7 @@ fn a_global_key_works_in_a_menu_that_does_not_use_it() {
 
 #[test]
 fn a_menu_option_wins_over_a_global_key() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 global_keys: { "0": operator }
@@ -666,7 +504,7 @@ fn a_global_digit_works_as_the_first_key_of_a_collect_only() {
     c.finish();
     c.press("120");
     c.press("3456#");
-    assert_eq!(c.var("order").as_deref(), Some("1203456"));
+    assert_eq!(c.var("order"), Some(json!("1203456")));
     assert_eq!(c.expect_play().names[0], "order_noted");
 
     let mut c = Call::start(&shop(), "main");
@@ -701,12 +539,12 @@ fn collect_ends_at_the_terminator() {
     c.press("2345678");
     c.expect_nothing();
     c.press("#");
-    assert_eq!(c.var("order").as_deref(), Some("12345678"));
+    assert_eq!(c.var("order"), Some(json!("12345678")));
     assert_eq!(
         c.expect_play(),
-        heard(&["order_noted", "say:Digits:12345678"], true)
+        heard(&["order_noted", "say:digits:12345678"], true)
     );
-    assert_eq!(c.m.story().tag("order"), Some("12345678"));
+    assert_eq!(c.m().story().tag("order"), Some("12345678"));
 }
 
 #[test]
@@ -714,7 +552,7 @@ fn collect_ends_at_max_digits_without_waiting() {
     let mut c = to_collect();
     c.finish();
     c.press("1234567890");
-    assert_eq!(c.var("order").as_deref(), Some("1234567890"));
+    assert_eq!(c.var("order"), Some(json!("1234567890")));
     assert_eq!(c.expect_play().names[0], "order_noted");
 }
 
@@ -728,7 +566,7 @@ fn collect_ends_after_the_inter_digit_timeout() {
     c.wait(MS(2_999));
     c.expect_nothing();
     c.wait(MS(1));
-    assert_eq!(c.var("order").as_deref(), Some("123456"));
+    assert_eq!(c.var("order"), Some(json!("123456")));
     assert_eq!(c.expect_play().names[0], "order_noted");
 }
 
@@ -747,7 +585,7 @@ fn too_short_an_entry_is_invalid() {
 
 #[test]
 fn a_pattern_mismatch_is_invalid_and_retries_end_in_on_failure() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -776,15 +614,14 @@ steps:
     c.finish();
     c.wait(SECS(5));
     assert_eq!(c.expect_play(), heard(&["failed"], false));
-    let invalid: Vec<String> =
-        c.m.story()
-            .entries
-            .iter()
-            .filter_map(|e| match &e.event {
-                StoryEvent::Invalid { input, .. } => Some(input.clone()),
-                _ => None,
-            })
-            .collect();
+    let invalid: Vec<String> = c
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StoryEvent::Invalid { input, .. } => Some(input),
+            _ => None,
+        })
+        .collect();
     assert_eq!(invalid, ["2345"]);
 }
 
@@ -803,7 +640,7 @@ fn collect_waits_for_the_first_digit_from_the_end_of_its_prompt() {
 
 #[test]
 fn confirm_accepts_or_asks_again() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -825,7 +662,7 @@ steps:
     c.press("1234");
     assert_eq!(
         c.expect_play(),
-        heard(&["you_entered", "say:Digits:1234", "press_1_or_2"], true)
+        heard(&["you_entered", "say:digits:1234", "press_1_or_2"], true)
     );
     c.press("2");
     c.expect_stop();
@@ -836,12 +673,12 @@ steps:
     c.finish();
     c.press("1");
     assert_eq!(c.expect_play(), heard(&["done"], false));
-    assert_eq!(c.var("account").as_deref(), Some("4321"));
+    assert_eq!(c.var("account"), Some(json!("4321")));
 }
 
 #[test]
 fn confirm_keys_can_be_chosen() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -863,7 +700,7 @@ steps:
     // A confirm prompt without a `say` item is followed by the entry, read back.
     assert_eq!(
         c.expect_play(),
-        heard(&["is_that_right", "say:Digits:12"], true)
+        heard(&["is_that_right", "say:digits:12"], true)
     );
     c.press("#");
     c.expect_stop();
@@ -874,14 +711,14 @@ steps:
     c.press("9");
     c.expect_stop();
     assert_eq!(c.expect_play(), heard(&["done"], false));
-    assert_eq!(c.var("account").as_deref(), Some("34"));
+    assert_eq!(c.var("account"), Some(json!("34")));
 }
 
 // ------------------------------------------------------------------ language, goto
 
 #[test]
 fn a_language_option_switches_the_prompts_of_the_rest_of_the_call() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 defaults: { language: en }
@@ -929,7 +766,7 @@ steps:
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.m.language(), "de");
+    assert_eq!(c.m().language(), "de");
     c.finish();
     match c.expect_play_audio().as_slice() {
         [Audio::Prompt(p)] => assert_eq!((p.name.as_str(), p.language.as_str()), ("bye", "fr")),
@@ -962,22 +799,22 @@ steps:
 
 #[test]
 fn goto_with_return_comes_back_and_goto_without_ends_there() {
-    let set = set_of(&[("main", WITH_SUB), ("sub", SUB)]);
+    let set = flow_set(&[("main", WITH_SUB), ("sub", SUB)]);
     let mut c = Call::start(&set, "main");
     assert_eq!(c.expect_play().names, ["hello"]);
     c.finish();
     assert_eq!(c.expect_play().names, ["sub_info"]);
-    assert_eq!(c.m.position(), ("sub", "sub_info"));
+    assert_eq!(c.m().position(), ("sub", "sub_info"));
     c.finish();
     assert_eq!(c.expect_play().names, ["after"]);
-    assert_eq!(c.m.position(), ("main", "after"));
+    assert_eq!(c.m().position(), ("main", "after"));
     c.finish();
     assert_eq!(c.expect_play().names, ["sub_info"]);
     c.finish();
     // No return point: the sub-flow running out ends the call.
     c.expect_default_goodbye();
     assert_eq!(
-        c.m.story().path(),
+        c.path(),
         [
             "main/hello",
             "main/shared",
@@ -995,7 +832,7 @@ fn goto_with_return_comes_back_and_goto_without_ends_there() {
 fn a_loop_without_the_caller_is_stopped_at_run_time() {
     // The loop goes through a goto with return, which the checker trusts to wait; with a
     // key typed ahead, the barge-in play in it is skipped and the loop would spin.
-    let set = set_of(&[
+    let set = flow_set(&[
         (
             "main",
             "steps:\n  again:\n    goto: sub\n    return: true\n    next: again\n",
@@ -1015,7 +852,7 @@ fn a_loop_without_the_caller_is_stopped_at_run_time() {
 
 #[test]
 fn an_empty_line_is_not_kept_in_a_menu_forever() {
-    let set = set_of(&[(
+    let set = flow_set(&[(
         "main",
         r##"
 steps:
@@ -1059,12 +896,12 @@ fn the_story_records_steps_keys_prompts_tags_and_the_end() {
     c.expect_stop();
     c.expect_play();
     c.wait(MS(1500));
-    c.m.handle(c.now, Event::CallerHangup);
+    c.send(Event::CallerHangup);
     c.expect_nothing();
-    assert!(c.m.is_ended());
+    assert!(c.m().is_ended());
 
-    let story = c.m.story();
-    assert_eq!(story.call_id, "call-1");
+    let story = c.m().story();
+    assert_eq!(story.call_id, "c1@host");
     assert_eq!(story.flow, "main");
     assert_eq!(story.outcome, Some(Outcome::CallerHungUp));
     assert_eq!(story.tags, [("reason".to_owned(), "sales".to_owned())]);

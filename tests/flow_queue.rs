@@ -1,19 +1,17 @@
 //! The `queue` step of the interpreter with a fake clock: what it asks of the shell,
 //! every way a caller's time in a queue ends, keys while waiting, and the facts kept.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "common/flow_call.rs"]
+mod flow_call;
+
+use std::time::Duration;
 
 use hotline::flow::check::FlowConfig;
-use hotline::flow::diagnostic::has_errors;
-use hotline::flow::flowset::FlowSet;
-use hotline::flow::load::{AnyPrompt, FlowSource, compile_flows_with};
-use hotline::flow::machine::{
-    Action, Audio, CallContext, DEFAULT_GOODBYE_PROMPT, Event, FlowMachine, PlayId, QueueOutcome,
-    RequestId,
-};
+use hotline::flow::machine::{Action, DEFAULT_GOODBYE_PROMPT, Event, QueueOutcome, RequestId};
 use hotline::flow::story::{FailReason, KeyUse, Outcome, StoryEvent};
 use serde_json::json;
+
+use flow_call::{Call, SECS, compile, flow_set_with};
 
 const DESK: &str = r##"
 steps:
@@ -44,54 +42,30 @@ steps:
     queue: support
 "##;
 
-fn compile(text: &str) -> (Arc<FlowSet>, String) {
-    let sources = vec![FlowSource {
-        name: "main".to_owned(),
-        file: "flows/main.yaml".into(),
-        text: text.to_owned(),
-    }];
-    let (set, diags) = compile_flows_with(sources, &AnyPrompt, &FlowConfig::default());
-    let shown: String = diags.iter().map(|d| format!("{d}\n")).collect();
-    (
-        Arc::new(set),
-        if has_errors(&diags) {
-            shown
-        } else {
-            String::new()
-        },
+fn call(text: &str) -> Call {
+    Call::start(
+        &flow_set_with(&[("main", text)], &FlowConfig::default()),
+        "main",
     )
 }
 
-struct Call {
-    m: FlowMachine,
-    now: Instant,
+fn errors_of(text: &str) -> String {
+    compile(&[("main", text)], Some(&FlowConfig::default())).1
 }
 
-impl Call {
-    fn start(text: &str) -> Call {
-        let (set, errors) = compile(text);
-        assert!(errors.is_empty(), "{errors}");
-        let now = Instant::now();
-        let ctx = CallContext {
-            call_id: "c1@host".to_owned(),
-            caller: "+4930123456".to_owned(),
-            ..CallContext::default()
-        };
-        let mut m = FlowMachine::new(set, "main", ctx, now).expect("flow exists");
-        m.handle(now, Event::Started);
-        Call { m, now }
-    }
+/// The queue's side of a test call.
+trait InQueue {
+    /// Plays the greeting, if any, to its end; the queue action that follows.
+    fn queued(&mut self) -> RequestId;
+    /// The queue reports the end of the caller's time in it, `waited` seconds later.
+    fn done(&mut self, id: RequestId, outcome: QueueOutcome, waited: u64);
+}
 
-    fn actions(&mut self) -> Vec<Action> {
-        std::iter::from_fn(|| self.m.poll_action()).collect()
-    }
-
-    /// Plays the greeting to its end; the queue action that follows.
+impl InQueue for Call {
     fn queued(&mut self) -> RequestId {
         let mut acts = self.actions();
-        if let Some(Action::Play { id, .. }) = acts.first() {
-            let id: PlayId = *id;
-            self.m.handle(self.now, Event::PromptFinished { id });
+        if let Some(Action::Play { .. }) = acts.first() {
+            self.finish();
             acts = self.actions();
         }
         match acts.as_slice() {
@@ -101,49 +75,19 @@ impl Call {
     }
 
     fn done(&mut self, id: RequestId, outcome: QueueOutcome, waited: u64) {
-        self.now += Duration::from_secs(waited);
-        self.m.handle(
-            self.now,
-            Event::QueueDone {
-                id,
-                outcome,
-                waited: Duration::from_secs(waited),
-            },
-        );
-    }
-
-    /// The prompt names of the next Play.
-    fn heard(&mut self) -> Vec<String> {
-        match self.actions().first() {
-            Some(Action::Play { audio, .. }) => audio
-                .iter()
-                .map(|a| match a {
-                    Audio::Prompt(p) => p.name.clone(),
-                    other => format!("{other:?}"),
-                })
-                .collect(),
-            other => panic!("expected a Play, got {other:?}"),
-        }
-    }
-
-    fn events(&self) -> Vec<StoryEvent> {
-        self.m
-            .story()
-            .entries
-            .iter()
-            .map(|e| e.event.clone())
-            .collect()
+        self.wait(SECS(waited));
+        self.send(Event::QueueDone {
+            id,
+            outcome,
+            waited: SECS(waited),
+        });
     }
 }
 
 #[test]
 fn a_queue_step_asks_the_shell_with_priority_and_skills_and_sets_no_timer() {
-    let mut c = Call::start(DESK);
-    let mut acts = c.actions();
-    let Some(Action::Play { id, .. }) = acts.pop() else {
-        panic!("greeting");
-    };
-    c.m.handle(c.now, Event::PromptFinished { id });
+    let mut c = call(DESK);
+    c.hears(&["welcome"]);
     assert_eq!(
         c.actions(),
         [Action::Queue {
@@ -154,7 +98,7 @@ fn a_queue_step_asks_the_shell_with_priority_and_skills_and_sets_no_timer() {
         }]
     );
     assert_eq!(
-        c.m.poll_timeout(),
+        c.m().poll_timeout(),
         None,
         "the queue's max_wait bounds the wait"
     );
@@ -165,17 +109,14 @@ fn a_queue_step_asks_the_shell_with_priority_and_skills_and_sets_no_timer() {
 
 #[test]
 fn the_agent_hanging_up_first_leads_to_after_with_the_facts_kept() {
-    let mut c = Call::start(DESK);
+    let mut c = call(DESK);
     let id = c.queued();
-    c.m.handle(
-        c.now,
-        Event::QueueConnected {
-            id,
-            agent: "alice".into(),
-        },
-    );
+    c.send(Event::QueueConnected {
+        id,
+        agent: "alice".into(),
+    });
     // Keys during the conversation are not the flow's.
-    c.m.handle(c.now, Event::Key('2'));
+    c.press("2");
     assert!(c.actions().is_empty());
     c.done(
         id,
@@ -186,7 +127,7 @@ fn the_agent_hanging_up_first_leads_to_after_with_the_facts_kept() {
     );
     assert_eq!(c.heard(), ["survey"]);
     assert_eq!(
-        c.m.vars().get("queue"),
+        c.m().vars().get("queue"),
         Some(
             &json!({ "name": "support", "outcome": "agent_hung_up", "wait": 95, "agent": "alice" })
         )
@@ -203,7 +144,7 @@ fn the_agent_hanging_up_first_leads_to_after_with_the_facts_kept() {
 
 #[test]
 fn without_after_the_call_ends_answered() {
-    let mut c = Call::start(BARE);
+    let mut c = call(BARE);
     let id = c.queued();
     c.done(
         id,
@@ -214,7 +155,7 @@ fn without_after_the_call_ends_answered() {
     );
     assert_eq!(c.actions(), [Action::Hangup]);
     assert_eq!(
-        c.m.story().outcome,
+        c.outcome(),
         Some(Outcome::Answered {
             queue: "support".into(),
             agent: "bob".into()
@@ -224,12 +165,12 @@ fn without_after_the_call_ends_answered() {
 
 #[test]
 fn a_caller_who_hangs_up_ends_the_call() {
-    let mut c = Call::start(DESK);
+    let mut c = call(DESK);
     let id = c.queued();
     c.done(id, QueueOutcome::CallerHungUp, 30);
     assert!(c.actions().is_empty());
-    assert!(c.m.is_ended());
-    assert_eq!(c.m.story().outcome, Some(Outcome::CallerHungUp));
+    assert!(c.m().is_ended());
+    assert_eq!(c.outcome(), Some(Outcome::CallerHungUp));
     // A late second report changes nothing.
     c.done(id, QueueOutcome::Callback, 1);
     assert!(c.actions().is_empty());
@@ -237,7 +178,7 @@ fn a_caller_who_hangs_up_ends_the_call() {
 
 #[test]
 fn overflow_goes_to_on_timeout_or_the_polite_goodbye() {
-    let mut c = Call::start(DESK);
+    let mut c = call(DESK);
     let id = c.queued();
     c.done(
         id,
@@ -248,7 +189,7 @@ fn overflow_goes_to_on_timeout_or_the_polite_goodbye() {
     );
     assert_eq!(c.heard(), ["sorry"]);
 
-    let mut c = Call::start(BARE);
+    let mut c = call(BARE);
     let id = c.queued();
     c.done(
         id,
@@ -259,14 +200,14 @@ fn overflow_goes_to_on_timeout_or_the_polite_goodbye() {
     );
     assert_eq!(c.heard(), [DEFAULT_GOODBYE_PROMPT]);
     assert_eq!(
-        c.m.story().outcome,
+        c.outcome(),
         Some(Outcome::Failed(FailReason::QueueOverflow {
             step: "wait".into(),
             queue: "support".into(),
             reason: "full".into()
         }))
     );
-    let mut c = Call::start(BARE);
+    let mut c = call(BARE);
     let id = c.queued();
     c.done(
         id,
@@ -278,22 +219,22 @@ fn overflow_goes_to_on_timeout_or_the_polite_goodbye() {
 
 #[test]
 fn a_callback_request_goes_to_on_callback_or_says_goodbye() {
-    let mut c = Call::start(DESK);
+    let mut c = call(DESK);
     let id = c.queued();
     c.done(id, QueueOutcome::Callback, 120);
     assert_eq!(c.heard(), ["callback_noted"]);
     assert_eq!(
-        c.m.story().outcome,
+        c.outcome(),
         Some(Outcome::CallbackRequested {
             queue: "support".into()
         })
     );
-    let mut c = Call::start(BARE);
+    let mut c = call(BARE);
     let id = c.queued();
     c.done(id, QueueOutcome::Callback, 120);
     assert_eq!(c.heard(), [DEFAULT_GOODBYE_PROMPT]);
     assert_eq!(
-        c.m.story().outcome,
+        c.outcome(),
         Some(Outcome::CallbackRequested {
             queue: "support".into()
         })
@@ -302,11 +243,11 @@ fn a_callback_request_goes_to_on_callback_or_says_goodbye() {
 
 #[test]
 fn a_key_of_the_step_leaves_the_line_and_others_are_ignored() {
-    let mut c = Call::start(DESK);
+    let mut c = call(DESK);
     let id = c.queued();
-    c.m.handle(c.now, Event::Key('5'));
+    c.press("5");
     assert!(c.actions().is_empty());
-    c.m.handle(c.now, Event::Key('2'));
+    c.press("2");
     let acts = c.actions();
     assert_eq!(acts[0], Action::LeaveQueue { id });
     assert!(matches!(&acts[1], Action::Play { .. }));
@@ -323,15 +264,15 @@ fn a_key_of_the_step_leaves_the_line_and_others_are_ignored() {
         e,
         StoryEvent::Key { key: '2', went: KeyUse::Option { to }, .. } if to == "voicemail"
     )));
-    assert_eq!(c.m.vars()["queue"]["outcome"], "left with key 2");
+    assert_eq!(c.m().vars()["queue"]["outcome"], "left with key 2");
     // The queue's own report of the departure comes too late to matter.
     c.done(id, QueueOutcome::CallerHungUp, 0);
-    assert!(!c.m.is_ended());
+    assert!(!c.m().is_ended());
 }
 
 #[test]
 fn check_refuses_unknown_key_targets_and_next() {
-    let (_, errors) = compile(
+    let errors = errors_of(
         r##"
 steps:
   wait:
@@ -342,7 +283,7 @@ steps:
     );
     assert!(errors.contains("voicemial"), "{errors}");
     assert!(errors.contains("does not use 'next'"), "{errors}");
-    let (_, errors) = compile(
+    let errors = errors_of(
         r##"
 steps:
   wait:
@@ -354,7 +295,7 @@ steps:
         errors.contains("'on_callback' does not belong in a 'play' step"),
         "{errors}"
     );
-    let (_, errors) = compile(
+    let errors = errors_of(
         r##"
 steps:
   wait:

@@ -2,23 +2,24 @@
 //! fake clock: set, branch, hours, http, record, transfer, retry prompts, separate failure
 //! limits, confirm, repeat and back.
 
+#[path = "common/flow_call.rs"]
+mod flow_call;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hotline::flow::check::FlowConfig;
-use hotline::flow::diagnostic::has_errors;
 use hotline::flow::flowset::FlowSet;
-use hotline::flow::load::{AnyPrompt, FlowSource, compile_flows_with};
 use hotline::flow::machine::{
-    Action, Audio, BEEP, BEEP_HZ, CallContext, DEFAULT_GOODBYE_PROMPT, DEFAULT_TRANSFER_TIMEOUT,
-    Event, FlowMachine, HttpFailure, PlayId, RecordEnd, RequestId, SHELL_GRACE, TransferOutcome,
+    Action, BEEP, BEEP_HZ, CallContext, DEFAULT_TRANSFER_TIMEOUT, Event, HttpFailure, RecordEnd,
+    RequestId, SHELL_GRACE, TransferOutcome,
 };
 use hotline::flow::model::HttpMethod;
 use hotline::flow::story::{FailReason, KeyUse, Outcome, StoryEvent};
 use serde_json::{Value, json};
 
-const SECS: fn(u64) -> Duration = Duration::from_secs;
+use flow_call::{Call, SECS, context, flow_set_with};
 
 fn config() -> FlowConfig {
     let mut c = FlowConfig::default();
@@ -35,15 +36,20 @@ fn config() -> FlowConfig {
 }
 
 fn set_of(text: &str) -> Arc<FlowSet> {
-    let sources = vec![FlowSource {
-        name: "main".to_owned(),
-        file: "flows/main.yaml".into(),
-        text: text.to_owned(),
-    }];
-    let (set, diags) = compile_flows_with(sources, &AnyPrompt, &config());
-    let shown: String = diags.iter().map(ToString::to_string).collect();
-    assert!(!has_errors(&diags), "{shown}");
-    Arc::new(set)
+    flow_set_with(&[("main", text)], &config())
+}
+
+/// A call to `main` on a Monday morning.
+fn call(set: &Arc<FlowSet>) -> Call {
+    call_at(set, monday_morning())
+}
+
+fn call_at(set: &Arc<FlowSet>, wall: DateTime<Utc>) -> Call {
+    let ctx = CallContext {
+        wall_clock_at_start: wall,
+        ..context()
+    };
+    Call::start_with(set, "main", ctx)
 }
 
 /// Monday 2026-11-23, 10:00 in Berlin.
@@ -57,135 +63,6 @@ fn berlin(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         .single()
         .expect("unambiguous")
         .with_timezone(&Utc)
-}
-
-struct Call {
-    m: FlowMachine,
-    now: Instant,
-    playing: Option<PlayId>,
-}
-
-impl Call {
-    fn start(set: &Arc<FlowSet>) -> Call {
-        Call::start_at(set, monday_morning())
-    }
-
-    fn start_at(set: &Arc<FlowSet>, wall: DateTime<Utc>) -> Call {
-        let now = Instant::now();
-        let ctx = CallContext {
-            call_id: "c1@host".to_owned(),
-            caller: "+4930123456".to_owned(),
-            dialed: "100".to_owned(),
-            wall_clock_at_start: wall,
-        };
-        let mut m = FlowMachine::new(Arc::clone(set), "main", ctx, now).expect("flow exists");
-        m.handle(now, Event::Started);
-        Call {
-            m,
-            now,
-            playing: None,
-        }
-    }
-
-    fn wait(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.m.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = t;
-            self.m.handle_timeout(t);
-        }
-        self.now = end;
-    }
-
-    fn press(&mut self, keys: &str) {
-        for k in keys.chars() {
-            self.m.handle(self.now, Event::Key(k));
-        }
-    }
-
-    fn send(&mut self, ev: Event) {
-        self.m.handle(self.now, ev);
-    }
-
-    fn finish(&mut self) {
-        let id = self.playing.take().expect("something is playing");
-        self.m.handle(self.now, Event::PromptFinished { id });
-    }
-
-    fn action(&mut self) -> Option<Action> {
-        let a = self.m.poll_action();
-        if let Some(Action::Play { id, .. }) = &a {
-            self.playing = Some(*id);
-        }
-        a
-    }
-
-    /// The next action is a Play: the names of what it plays.
-    fn heard(&mut self) -> Vec<String> {
-        match self.action() {
-            Some(Action::Play { audio, .. }) => audio.iter().map(describe).collect(),
-            other => panic!("expected a Play, got {other:?}"),
-        }
-    }
-
-    /// Hears a prompt to its end.
-    fn hears(&mut self, names: &[&str]) {
-        assert_eq!(self.heard(), names);
-        self.finish();
-    }
-
-    fn expect_stop(&mut self) {
-        assert!(
-            matches!(self.action(), Some(Action::StopPlayback { .. })),
-            "expected a StopPlayback"
-        );
-    }
-
-    fn expect_nothing(&mut self) {
-        assert_eq!(self.action(), None);
-    }
-
-    fn expect_hangup(&mut self) {
-        assert_eq!(self.action(), Some(Action::Hangup));
-        assert!(self.m.is_ended());
-    }
-
-    fn expect_default_goodbye(&mut self) {
-        self.hears(&[DEFAULT_GOODBYE_PROMPT]);
-        self.expect_hangup();
-    }
-
-    fn var(&self, name: &str) -> Option<Value> {
-        self.m.vars().get(name).cloned()
-    }
-
-    fn outcome(&self) -> Option<Outcome> {
-        self.m.story().outcome.clone()
-    }
-
-    fn path(&self) -> Vec<String> {
-        self.m.story().path()
-    }
-
-    fn events(&self) -> Vec<StoryEvent> {
-        self.m
-            .story()
-            .entries
-            .iter()
-            .map(|e| e.event.clone())
-            .collect()
-    }
-}
-
-fn describe(a: &Audio) -> String {
-    match a {
-        Audio::Prompt(p) => p.name.clone(),
-        Audio::Say { kind, value, .. } => format!("say:{}:{value}", kind.as_str()),
-        Audio::Silence(d) => format!("silence:{}ms", d.as_millis()),
-        Audio::Tone { freq_hz, duration } => format!("tone:{freq_hz}:{}ms", duration.as_millis()),
-    }
 }
 
 // ------------------------------------------------------------------ set and branch
@@ -216,7 +93,7 @@ steps:
 
 #[test]
 fn set_keeps_types_of_single_expressions_and_sees_config_and_now() {
-    let mut c = Call::start(&set_of(ROUTING));
+    let mut c = call(&set_of(ROUTING));
     assert_eq!(c.var("greeting"), Some(json!("Hello +4930123456")));
     assert_eq!(c.var("items"), Some(json!([1, 2, 3, 4])));
     assert_eq!(c.var("count"), Some(json!(4)));
@@ -262,7 +139,7 @@ steps:
     next: hangup
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     assert_eq!(c.heard(), ["say:date:2026-11-25"]);
     assert!(c.events().contains(&StoryEvent::BranchTaken {
         condition: None,
@@ -282,7 +159,7 @@ steps:
     hangup: x
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     c.expect_default_goodbye();
     assert_eq!(c.outcome(), Some(Outcome::FlowEnded));
 }
@@ -321,7 +198,7 @@ steps:
 
 /// What a call placed at `wall` hears after the welcome (which takes no time here).
 fn hours_at(wall: DateTime<Utc>) -> Vec<String> {
-    let mut c = Call::start_at(&set_of(HOURS), wall);
+    let mut c = call_at(&set_of(HOURS), wall);
     c.hears(&["welcome"]);
     c.heard()
 }
@@ -330,14 +207,14 @@ fn hours_at(wall: DateTime<Utc>) -> Vec<String> {
 fn hours_decide_at_the_wall_clock_time_of_the_step_to_the_second() {
     // The call starts at 17:59:50; the schedule is asked when the welcome ends.
     let start = berlin(2026, 11, 23, 17, 59, 50);
-    let mut c = Call::start_at(&set_of(HOURS), start);
+    let mut c = call_at(&set_of(HOURS), start);
     assert_eq!(c.heard(), ["welcome"]);
-    c.now += SECS(9);
+    c.wait(SECS(9));
     c.finish();
     assert_eq!(c.heard(), ["open"]); // 17:59:59
-    let mut c = Call::start_at(&set_of(HOURS), start);
+    let mut c = call_at(&set_of(HOURS), start);
     assert_eq!(c.heard(), ["welcome"]);
-    c.now += SECS(10);
+    c.wait(SECS(10));
     c.finish();
     assert_eq!(c.heard(), ["closed"]); // 18:00:00
     assert!(c.events().contains(&StoryEvent::HoursChecked {
@@ -353,14 +230,14 @@ fn hours_decide_at_the_wall_clock_time_of_the_step_to_the_second() {
 #[test]
 fn holidays_go_to_holiday_or_else_to_closed() {
     let with = set_of(HOURS_WITH_HOLIDAY);
-    let mut c = Call::start_at(&with, berlin(2026, 12, 25, 10, 0, 0));
+    let mut c = call_at(&with, berlin(2026, 12, 25, 10, 0, 0));
     assert_eq!(c.heard(), ["holiday"]);
-    let mut c = Call::start_at(&with, berlin(2026, 12, 29, 10, 0, 0));
+    let mut c = call_at(&with, berlin(2026, 12, 29, 10, 0, 0));
     assert_eq!(c.heard(), ["holiday"]);
-    let mut c = Call::start_at(&with, berlin(2026, 12, 31, 10, 0, 0));
+    let mut c = call_at(&with, berlin(2026, 12, 31, 10, 0, 0));
     assert_eq!(c.heard(), ["open"]);
     // Without `holiday:`, a holiday is closed.
-    let mut c = Call::start_at(&set_of(HOURS), berlin(2027, 12, 25, 10, 0, 0));
+    let mut c = call_at(&set_of(HOURS), berlin(2027, 12, 25, 10, 0, 0));
     c.hears(&["welcome"]);
     assert_eq!(c.heard(), ["closed"]);
     assert!(c.events().iter().any(|e| matches!(
@@ -392,7 +269,7 @@ steps:
 "##;
 
 fn start_lookup() -> (Call, RequestId) {
-    let mut c = Call::start(&set_of(LOOKUP));
+    let mut c = call(&set_of(LOOKUP));
     let Some(Action::Http {
         id,
         method,
@@ -421,7 +298,7 @@ fn start_lookup() -> (Call, RequestId) {
     assert_eq!(timeout, SECS(2));
     c.expect_nothing();
     // The machine guards the request with the timeout plus a grace for the shell.
-    assert_eq!(c.m.poll_timeout(), Some(c.now + SECS(2) + SHELL_GRACE));
+    assert_eq!(c.m().poll_timeout(), Some(c.now() + SECS(2) + SHELL_GRACE));
     (c, id)
 }
 
@@ -500,7 +377,7 @@ steps:
     hangup: two
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     let Some(Action::Http { id, body, .. }) = c.action() else {
         panic!("expected an http request");
     };
@@ -525,7 +402,7 @@ steps:
     hangup: bye
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     let Some(Action::Http { id, body, .. }) = c.action() else {
         panic!("expected an http request");
     };
@@ -555,7 +432,7 @@ steps:
 "##;
 
 fn start_recording() -> (Call, RequestId) {
-    let mut c = Call::start(&set_of(VOICEMAIL));
+    let mut c = call(&set_of(VOICEMAIL));
     assert_eq!(
         c.heard(),
         [
@@ -620,7 +497,7 @@ fn a_caller_who_hangs_up_while_recording_leaves_the_message() {
     });
     c.send(Event::CallerHangup);
     c.expect_nothing();
-    assert!(c.m.is_ended());
+    assert!(c.m().is_ended());
     assert_eq!(c.outcome(), Some(Outcome::CallerHungUp));
     assert_eq!(
         c.var("message").map(|m| m["path"].clone()),
@@ -667,7 +544,7 @@ steps:
     record: { beep: false, next: hangup }
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     let Some(Action::Record {
         id,
         max_duration,
@@ -709,7 +586,7 @@ steps:
 "##;
 
 fn transfer_from(key: &str) -> (Call, RequestId, String, Duration) {
-    let mut c = Call::start(&set_of(TRANSFER));
+    let mut c = call(&set_of(TRANSFER));
     c.heard();
     c.press(key);
     c.expect_stop();
@@ -735,7 +612,7 @@ fn a_connected_transfer_ends_the_flow_and_leaves_the_call_to_the_shell() {
         outcome: TransferOutcome::Connected,
     });
     c.expect_nothing();
-    assert!(c.m.is_ended());
+    assert!(c.m().is_ended());
     assert_eq!(
         c.outcome(),
         Some(Outcome::Transferred {
@@ -802,7 +679,7 @@ steps:
     hangup: bye
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     c.hears(&["main_menu"]);
     c.wait(SECS(5));
     c.hears(&["please_choose", "main_menu_short"]);
@@ -832,7 +709,7 @@ steps:
 #[test]
 fn no_input_and_invalid_count_apart_when_their_limits_are_set() {
     // Three wrong keys are tolerated, and a timeout besides.
-    let mut c = Call::start(&set_of(LIMITS));
+    let mut c = call(&set_of(LIMITS));
     c.hears(&["main_menu"]);
     for _ in 0..3 {
         c.press("7");
@@ -844,7 +721,7 @@ fn no_input_and_invalid_count_apart_when_their_limits_are_set() {
     assert_eq!(c.heard(), ["one"]);
 
     // The second timeout is one too many, whatever the wrong keys.
-    let mut c = Call::start(&set_of(LIMITS));
+    let mut c = call(&set_of(LIMITS));
     c.hears(&["main_menu"]);
     c.wait(SECS(5));
     c.hears(&["please_choose", "main_menu"]);
@@ -852,7 +729,7 @@ fn no_input_and_invalid_count_apart_when_their_limits_are_set() {
     assert_eq!(c.heard(), ["bye"]);
 
     // The fourth wrong key too.
-    let mut c = Call::start(&set_of(LIMITS));
+    let mut c = call(&set_of(LIMITS));
     c.hears(&["main_menu"]);
     for _ in 0..3 {
         c.press("7");
@@ -883,14 +760,14 @@ steps:
 "##,
     );
     // Timeouts: retries (1) apply, so two timeouts end it.
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     c.hears(&["enter_order_number"]);
     c.wait(SECS(5));
     c.hears(&["enter_order_number"]);
     c.wait(SECS(5));
     assert_eq!(c.heard(), ["bye"]);
     // Wrong entries: none tolerated.
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     c.hears(&["enter_order_number"]);
     c.press("2345");
     assert_eq!(c.heard(), ["bye"]);
@@ -914,7 +791,7 @@ steps:
     hangup: done
 "##,
     );
-    let mut c = Call::start(&set);
+    let mut c = call(&set);
     c.hears(&["enter_order_number"]);
     for _ in 0..3 {
         c.press("*");
@@ -940,7 +817,7 @@ steps:
 
 #[test]
 fn confirm_reads_the_entry_back_and_accepts_it() {
-    let mut c = Call::start(&set_of(CONFIRM));
+    let mut c = call(&set_of(CONFIRM));
     c.hears(&["enter_account"]);
     c.press("1234");
     c.hears(&["you_entered", "say:digits:1234", "press_1_or_2"]);
@@ -951,7 +828,7 @@ fn confirm_reads_the_entry_back_and_accepts_it() {
 
 #[test]
 fn confirm_re_enters_without_a_failure() {
-    let mut c = Call::start(&set_of(CONFIRM));
+    let mut c = call(&set_of(CONFIRM));
     c.hears(&["enter_account"]);
     c.press("1234");
     assert_eq!(
@@ -1012,26 +889,12 @@ steps:
   leave:
     play: left
 "##;
-    let sources = vec![
-        FlowSource {
-            name: "main".to_owned(),
-            file: "flows/main.yaml".into(),
-            text: BACK.to_owned(),
-        },
-        FlowSource {
-            name: "shared".to_owned(),
-            file: "flows/shared.yaml".into(),
-            text: shared.to_owned(),
-        },
-    ];
-    let (set, diags) = compile_flows_with(sources, &AnyPrompt, &config());
-    assert!(!has_errors(&diags), "{diags:?}");
-    Arc::new(set)
+    flow_set_with(&[("main", BACK), ("shared", shared)], &config())
 }
 
 #[test]
 fn back_returns_to_the_previous_menu() {
-    let mut c = Call::start(&back_set());
+    let mut c = call(&back_set());
     c.hears(&["main_menu"]);
     c.press("1");
     c.hears(&["sales_menu"]);
@@ -1049,7 +912,7 @@ fn back_returns_to_the_previous_menu() {
 
 #[test]
 fn back_works_in_a_collect_as_global_keys_do() {
-    let mut c = Call::start(&back_set());
+    let mut c = call(&back_set());
     c.hears(&["main_menu"]);
     c.press("2");
     c.hears(&["enter_order_number"]);
@@ -1066,7 +929,7 @@ fn back_works_in_a_collect_as_global_keys_do() {
 
 #[test]
 fn back_with_nowhere_to_go_is_a_wrong_key() {
-    let mut c = Call::start(&back_set());
+    let mut c = call(&back_set());
     c.hears(&["main_menu"]);
     c.press("*");
     assert_eq!(c.heard(), ["main_menu"]);
@@ -1079,7 +942,7 @@ fn back_with_nowhere_to_go_is_a_wrong_key() {
 
 #[test]
 fn back_leaves_a_shared_flow_for_the_menu_that_called_it() {
-    let mut c = Call::start(&back_set());
+    let mut c = call(&back_set());
     c.hears(&["main_menu"]);
     c.press("9");
     c.hears(&["shared_menu"]);
@@ -1104,7 +967,7 @@ fn back_leaves_a_shared_flow_for_the_menu_that_called_it() {
 
 #[test]
 fn back_into_a_shared_flow_already_left_returns_from_it_again() {
-    let mut c = Call::start(&back_set());
+    let mut c = call(&back_set());
     c.hears(&["main_menu"]);
     c.press("9");
     c.hears(&["shared_menu"]);

@@ -7,8 +7,11 @@
 //! log of what happened, and the answers of the outside world to the machine's actions
 //! ([`VirtualCall::act`], the one place that maps an `Action` to a simulated outcome). It is
 //! pure: it never reads a clock, sleeps or prints; times are given to it.
+//!
+//! A [`scripted`](VirtualCall::scripted) call leaves the actions to its caller instead of
+//! answering them: the interpreter's tests check its requests to the shell one by one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -202,6 +205,9 @@ pub struct VirtualCall {
     log: Vec<LogEntry>,
     story_seen: usize,
     ended: bool,
+    /// The machine's actions kept for a test that answers them itself
+    /// ([`scripted`](VirtualCall::scripted)); `None` when the simulated world answers.
+    script: Option<VecDeque<Action>>,
 }
 
 impl VirtualCall {
@@ -212,6 +218,41 @@ impl VirtualCall {
         flow: &str,
         ctx: CallContext,
         world: World,
+        now: Instant,
+    ) -> Result<VirtualCall, MachineError> {
+        VirtualCall::answered_by(flows, prompts, flow, ctx, world, None, now)
+    }
+
+    /// A call to `flow` whose actions nobody answers: they wait for
+    /// [`poll_action`](VirtualCall::poll_action), in the machine's order, and the caller
+    /// of this module answers with [`send`](VirtualCall::send). This is how the
+    /// interpreter's requests to the shell are checked one by one. Nothing plays on its
+    /// own (a playback lasts until `PromptFinished` is sent); `advance_to` fires the
+    /// machine's timer; the log holds only the keys pressed.
+    pub fn scripted(
+        flows: Arc<FlowSet>,
+        flow: &str,
+        ctx: CallContext,
+        now: Instant,
+    ) -> Result<VirtualCall, MachineError> {
+        VirtualCall::answered_by(
+            flows,
+            PromptLibrary::default(),
+            flow,
+            ctx,
+            World::default(),
+            Some(VecDeque::new()),
+            now,
+        )
+    }
+
+    fn answered_by(
+        flows: Arc<FlowSet>,
+        prompts: PromptLibrary,
+        flow: &str,
+        ctx: CallContext,
+        world: World,
+        script: Option<VecDeque<Action>>,
         now: Instant,
     ) -> Result<VirtualCall, MachineError> {
         let machine = FlowMachine::new(flows, flow, ctx, now)?;
@@ -225,10 +266,23 @@ impl VirtualCall {
             log: Vec::new(),
             story_seen: 0,
             ended: false,
+            script,
         };
         phone.machine.handle(now, Event::Started);
         phone.pump();
         Ok(phone)
+    }
+
+    /// The next action of a [`scripted`](VirtualCall::scripted) call; always `None` when
+    /// the simulated world answers the actions.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.script.as_mut()?.pop_front()
+    }
+
+    /// Hands `event` to the machine now, as the shell does with its answers.
+    pub fn send(&mut self, event: Event) {
+        self.machine.handle(self.now, event);
+        self.pump();
     }
 
     pub fn now(&self) -> Instant {
@@ -370,6 +424,10 @@ impl VirtualCall {
     /// Takes what the machine did: its story in order (plays and stops become the
     /// playback timeline), then the actions left, until it has nothing more to say.
     fn pump(&mut self) {
+        if let Some(script) = &mut self.script {
+            script.extend(std::iter::from_fn(|| self.machine.poll_action()));
+            return;
+        }
         loop {
             let mut actions: Vec<Action> =
                 std::iter::from_fn(|| self.machine.poll_action()).collect();
@@ -590,7 +648,7 @@ steps:
     hangup: one_second
 "#;
 
-    fn call() -> (VirtualCall, Instant) {
+    fn flows() -> Arc<FlowSet> {
         let (set, diags) = compile_flows(
             vec![FlowSource {
                 name: "t".into(),
@@ -600,6 +658,10 @@ steps:
             &AnyPrompt,
         );
         assert!(diags.is_empty(), "{diags:?}");
+        Arc::new(set)
+    }
+
+    fn call() -> (VirtualCall, Instant) {
         let prompts = PromptLibrary::from_prompts(
             "en",
             [
@@ -618,7 +680,7 @@ steps:
             caller: "42".into(),
             ..CallContext::default()
         };
-        let c = VirtualCall::start(Arc::new(set), prompts, "t", ctx, World::default(), t0).unwrap();
+        let c = VirtualCall::start(flows(), prompts, "t", ctx, World::default(), t0).unwrap();
         (c, t0)
     }
 
@@ -691,5 +753,20 @@ steps:
                 .any(|e| e.what == Happening::Story(StoryEvent::CallerHungUp))
         );
         assert_eq!(c.state(), State::Ended);
+    }
+
+    #[test]
+    fn a_scripted_call_leaves_the_actions_to_its_caller() {
+        let t0 = Instant::now();
+        let mut c = VirtualCall::scripted(flows(), "t", CallContext::default(), t0).unwrap();
+        let Some(Action::Play { id, .. }) = c.poll_action() else {
+            panic!("the greeting plays");
+        };
+        assert_eq!(c.poll_action(), None);
+        // Nothing ends a playback but the caller of the module.
+        assert!(!c.step());
+        c.send(Event::PromptFinished { id });
+        assert!(matches!(c.poll_action(), Some(Action::Play { .. })));
+        assert!(c.log().is_empty());
     }
 }
