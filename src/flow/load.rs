@@ -275,23 +275,10 @@ pub fn load_flows_dir_with(
     load_flows(dir, prompts, Some(config))
 }
 
-fn load_flows(
-    dir: &Path,
-    prompts: &dyn PromptCheck,
-    config: Option<&FlowConfig>,
-) -> (FlowSet, Vec<Diagnostic>) {
-    let mut diags = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diags.push(Diagnostic::error(
-                dir,
-                format!("cannot read the flow folder: {e}"),
-            ));
-            return (FlowSet::empty(), diags);
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
+/// The `*.yaml` / `*.yml` files directly in `dir`, sorted: a flow folder's flows (and a
+/// test folder's test files).
+pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -301,7 +288,26 @@ fn load_flows(
                     .is_some_and(|x| x == "yaml" || x == "yml")
         })
         .collect();
-    paths.sort();
+    v.sort();
+    Ok(v)
+}
+
+fn load_flows(
+    dir: &Path,
+    prompts: &dyn PromptCheck,
+    config: Option<&FlowConfig>,
+) -> (FlowSet, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let paths = match yaml_files(dir) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                dir,
+                format!("cannot read the flow folder: {e}"),
+            ));
+            return (FlowSet::empty(), diags);
+        }
+    };
     let mut sources = Vec::new();
     for p in paths {
         match read_flow_file(&p) {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::flowset::FlowSet;
+use crate::flow::load::yaml_files;
 use crate::flow::machine::CallContext;
 use crate::flow::story::Outcome;
 use crate::media::prompt::PromptLibrary;
@@ -26,9 +27,7 @@ use crate::preflight::load_all;
 use super::phone::{Happening, HttpStub, State, VirtualCall, World};
 use super::sidebyside::{self, Row};
 use super::simulate::{play_until_wait, press_keys};
-use super::testfile::{
-    ScriptItem, TestCase, check_timestamp, parse_test_file, tags_line, yaml_files,
-};
+use super::testfile::{ScriptItem, TestCase, check_timestamp, parse_test_file, tags_line};
 
 /// What the call is shown doing after a failure, at most this many lines.
 pub const MAX_LINES_AFTER_FAILURE: usize = 12;

@@ -8,7 +8,7 @@
 //! `flowtest`'s job.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::duration::DisplayDuration;
 use crate::flow::flowset::FlowSet;
+use crate::flow::load::yaml_files;
 use crate::flow::model::{HELP_MARKER, HumanDuration, OrderedMap, Spanned, TagValue, Text};
 use crate::tools::phone::{QUEUE_ANSWERS, QueueAnswer};
 
@@ -276,22 +277,6 @@ pub fn parse_test_file(file: &Path, text: &str) -> Result<TestFile, Diagnostic> 
     // here too, and a misspelt key gets a "did you mean".
     serde_saphyr::from_str_with_options::<TestFile>(text, crate::flow::load::yaml_options())
         .map_err(|e| crate::flow::load::yaml_error(file, text, &e))
-}
-
-/// The `*.yaml` / `*.yml` files directly in `dir`, sorted.
-pub fn yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-        })
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 /// Checks the flow test files in `dir` (every `*.yaml`) against the loaded flows without
