@@ -326,7 +326,8 @@ mod tests {
     use super::*;
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
-    use crate::sip::message::{Host, Limits, Message, Method, Transport, Uri, parse};
+    use crate::sip::message::{Host, Method, Transport, Uri};
+    use crate::sip::uas::test_requests::{OFFER, in_dialog, request};
     use crate::sip::uas::{AnswerParams, LocalMedia, Route, UasState};
 
     const FLOW: &str = "steps:
@@ -341,15 +342,6 @@ mod tests {
     hangup: thanks
 ";
 
-    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
-
-    fn request(text: &str) -> Request {
-        match parse(text.as_bytes(), &Limits::default()).expect("parses") {
-            Message::Request(r) => r,
-            Message::Response(_) => unreachable!(),
-        }
-    }
-
     fn invite() -> Request {
         request(&format!(
             "INVITE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-inv\r\n\
@@ -357,15 +349,6 @@ From: <sip:alice@192.0.2.1>;tag=theirs\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: c1
 CSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.1:5070>\r\nContent-Type: application/sdp\r\n\
 Content-Length: {}\r\n\r\n{OFFER}",
             OFFER.len()
-        ))
-    }
-
-    fn caller_request(method: &str, cseq: u32, extra: &str, body: &str) -> Request {
-        request(&format!(
-            "{method} sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-{method}{cseq}\r\n\
-From: <sip:alice@192.0.2.1>;tag=theirs\r\nTo: <sip:100@127.0.0.1>;tag=ours\r\nCall-ID: c1\r\n\
-CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
-            body.len()
         ))
     }
 
@@ -463,7 +446,7 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             let mut p = Pair::new(route, Duration::ZERO);
             p.core.answer(p.now);
             p.drain();
-            p.sip(UasInput::Ack(caller_request("ACK", 1, "", "")));
+            p.sip(UasInput::Ack(in_dialog("ACK", 1, "", "")));
             p
         }
     }
@@ -505,10 +488,10 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         assert!(matches!(out[1], CallOutput::Media(MediaCommand::Start(_))));
         let welcome = plays(&out);
         assert_eq!(welcome[0].1, "welcome");
-        p.sip(UasInput::Ack(caller_request("ACK", 1, "", "")));
+        p.sip(UasInput::Ack(in_dialog("ACK", 1, "", "")));
         let out = p.input(CallInput::PlayFinished { id: welcome[0].0 });
         assert_eq!(plays(&out)[0].1, "main_menu");
-        let info = caller_request(
+        let info = in_dialog(
             "INFO",
             2,
             "Content-Type: application/dtmf-relay\r\n",
@@ -588,7 +571,7 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
     fn a_hold_reinvite_stops_sending_and_the_flow_goes_on() {
         let mut p = Pair::answered_and_acked(Route::Found);
         let hold = OFFER.replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
-        let req = caller_request("INVITE", 2, "Content-Type: application/sdp\r\n", &hold);
+        let req = in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", &hold);
         let out = p.sip(UasInput::Request {
             key: key("re"),
             req,
@@ -606,7 +589,7 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         let mut p = Pair::answered_and_acked(Route::Found);
         let out = p.sip(UasInput::Request {
             key: key("bye"),
-            req: caller_request("BYE", 2, "", ""),
+            req: in_dialog("BYE", 2, "", ""),
         });
         assert_eq!(statuses(&out), vec![200]);
         let (outcome, story) = ended(&out).expect("ended");

@@ -817,14 +817,14 @@ pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> 
     Key::from_char(c)
 }
 
+/// Requests a caller sends, for the tests of the UAS and of the calls built on it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sip::message::{Host, Limits, Message, Transport, parse};
+pub(crate) mod test_requests {
+    use crate::sip::message::{Limits, Message, Request, parse};
 
-    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    pub(crate) const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-    fn request(text: &str) -> Request {
+    pub(crate) fn request(text: &str) -> Request {
         match parse(text.as_bytes(), &Limits::default()).expect("parses") {
             Message::Request(r) => r,
             Message::Response(_) => unreachable!(),
@@ -832,7 +832,7 @@ mod tests {
     }
 
     /// An INVITE with `extra` headers and `body` (an SDP offer unless told otherwise).
-    fn invite_with(uri: &str, extra: &str, body: &str) -> Request {
+    pub(crate) fn invite_with(uri: &str, extra: &str, body: &str) -> Request {
         let ct = if body.is_empty() || extra.contains("Content-Type") {
             String::new()
         } else {
@@ -848,7 +848,7 @@ CSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.1:5070>\r\nRecord-Route: <sip:p1;l
     }
 
     /// A request inside the dialog (our tag in To).
-    fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Request {
+    pub(crate) fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Request {
         request(&format!(
             "{method} sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-{method}{cseq}\r\n\
 From: <sip:alice@192.0.2.1>;tag=theirs\r\nTo: <sip:100@127.0.0.1>;tag=ours\r\nCall-ID: c1\r\n\
@@ -856,6 +856,13 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len()
         ))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_requests::{OFFER, in_dialog, invite_with, request};
+    use super::*;
+    use crate::sip::message::{Host, Transport};
 
     fn key(name: &str) -> TransactionKey {
         TransactionKey::client(name, "INVITE")
