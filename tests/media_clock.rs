@@ -41,6 +41,20 @@ fn next_event(rx: &mpsc::Receiver<MediaEvent>) -> MediaEvent {
         .expect("an event from the media worker")
 }
 
+/// A PCMU session with RFC 4733 keys that sends to `peer` and never times out.
+fn pcmu_to(peer: &UdpSocket, ssrc: u32) -> SessionParams {
+    SessionParams {
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_pt: Some(101),
+        remote: peer.local_addr().expect("addr"),
+        no_media_timeout: Duration::from_secs(3600),
+        ssrc,
+        initial_seq: 1,
+        initial_timestamp: 0,
+    }
+}
+
 #[test]
 fn a_worker_serves_a_session_over_its_own_socket() {
     let engine = MediaEngine::start(1).expect("media worker");
@@ -53,16 +67,7 @@ fn a_worker_serves_a_session_over_its_own_socket() {
     let engine_addr = SocketAddr::new(LOCAL, port.port);
     let peer = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind peer");
     peer.set_read_timeout(Some(WAIT)).expect("timeout");
-    let params = SessionParams {
-        codec: Codec::Pcmu,
-        payload_type: 0,
-        telephone_event_pt: Some(101),
-        remote: peer.local_addr().expect("addr"),
-        no_media_timeout: Duration::from_secs(3600),
-        ssrc: 42,
-        initial_seq: 1,
-        initial_timestamp: 0,
-    };
+    let params = pcmu_to(&peer, 42);
     let (tx, rx) = mpsc::channel();
     let sink = EventSink::new(move |ev| {
         let _ = tx.send(ev);
@@ -144,16 +149,7 @@ fn sessions_added_beside_each_other_hear_each_other() {
         let engine_addr = SocketAddr::new(LOCAL, port.port);
         let peer = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind peer");
         peer.set_read_timeout(Some(WAIT)).expect("timeout");
-        let params = SessionParams {
-            codec: Codec::Pcmu,
-            payload_type: 0,
-            telephone_event_pt: Some(101),
-            remote: peer.local_addr().expect("addr"),
-            no_media_timeout: Duration::from_secs(3600),
-            ssrc: i,
-            initial_seq: 1,
-            initial_timestamp: 0,
-        };
+        let params = pcmu_to(&peer, i);
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let session = Session::new(params, Instant::now());
         let id = match ids.first() {

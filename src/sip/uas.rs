@@ -877,6 +877,13 @@ mod tests {
         )
     }
 
+    /// A UAS for `invite` that has been told to answer at `now`.
+    fn answering(now: Instant, invite: Request, ring_for: Duration) -> Uas {
+        let mut uas = Uas::new(key("inv"), invite, params(ring_for));
+        uas.answer(now);
+        uas
+    }
+
     fn params(ring_for: Duration) -> AnswerParams {
         AnswerParams {
             local_tag: "ours".into(),
@@ -938,12 +945,11 @@ mod tests {
 
     /// An answered, acknowledged call on an offer.
     fn confirmed(now: Instant) -> Uas {
-        let mut uas = Uas::new(
-            key("inv"),
+        let mut uas = answering(
+            now,
             invite_with("sip:100@127.0.0.1", "", OFFER),
-            params(Duration::ZERO),
+            Duration::ZERO,
         );
-        uas.answer(now);
         uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
         drain(&mut uas);
         assert_eq!(uas.state(), UasState::Confirmed);
@@ -1166,12 +1172,7 @@ mod tests {
     #[test]
     fn a_late_offer_is_ours_in_the_200_and_the_ack_answers_it() {
         let now = Instant::now();
-        let mut uas = Uas::new(
-            key("inv"),
-            invite_with("sip:100@h", "", ""),
-            params(Duration::ZERO),
-        );
-        uas.answer(now);
+        let mut uas = answering(now, invite_with("sip:100@h", "", ""), Duration::ZERO);
         let out = drain(&mut uas);
         let ok = response_of(&out, 200);
         assert!(text(&ok).contains("m=audio 20000 RTP/AVP 0 8"), "we offer");
@@ -1192,12 +1193,7 @@ mod tests {
     #[test]
     fn a_late_offer_ack_without_an_answer_ends_with_bye() {
         let now = Instant::now();
-        let mut uas = Uas::new(
-            key("inv"),
-            invite_with("sip:100@h", "", ""),
-            params(Duration::ZERO),
-        );
-        uas.answer(now);
+        let mut uas = answering(now, invite_with("sip:100@h", "", ""), Duration::ZERO);
         drain(&mut uas);
         uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
         let out = drain(&mut uas);
@@ -1209,12 +1205,7 @@ mod tests {
     #[test]
     fn no_ack_ends_the_call_with_bye() {
         let now = Instant::now();
-        let mut uas = Uas::new(
-            key("inv"),
-            invite_with("sip:100@h", "", OFFER),
-            params(Duration::ZERO),
-        );
-        uas.answer(now);
+        let mut uas = answering(now, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
         drain(&mut uas);
         uas.handle(now, UasInput::AckTimeout, via);
         let out = drain(&mut uas);
@@ -1231,12 +1222,7 @@ mod tests {
     #[test]
     fn a_hang_up_before_the_ack_waits_for_it() {
         let now = Instant::now();
-        let mut uas = Uas::new(
-            key("inv"),
-            invite_with("sip:100@h", "", OFFER),
-            params(Duration::ZERO),
-        );
-        uas.answer(now);
+        let mut uas = answering(now, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
         drain(&mut uas);
         uas.hang_up(now, via());
         assert!(
@@ -1362,12 +1348,11 @@ mod tests {
     #[test]
     fn an_invite_in_the_early_dialog_is_500_with_retry_after() {
         let now = Instant::now();
-        let mut uas = Uas::new(
-            key("inv"),
+        let mut uas = answering(
+            now,
             invite_with("sip:100@h", "", OFFER),
-            params(Duration::from_secs(5)),
+            Duration::from_secs(5),
         );
-        uas.answer(now);
         drain(&mut uas);
         let req = in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", OFFER);
         uas.handle(

@@ -118,6 +118,39 @@ fn invite(c: &mut EndpointCore, at: Instant, call_id: &str, branch: &str) -> Req
     req
 }
 
+/// A call the engine places itself opens its inbox.
+fn originate(c: &mut EndpointCore, at: Instant, call_id: &str) {
+    c.handle_call(
+        at,
+        CallCommand::Originate {
+            call_id: call_id.into(),
+        },
+    );
+}
+
+/// What arrives for Call-ID `leg` goes to call `owner`.
+fn open_leg(c: &mut EndpointCore, at: Instant, leg: &str, owner: &str) {
+    c.handle_call(
+        at,
+        CallCommand::OpenLeg {
+            leg: leg.into(),
+            owner: owner.into(),
+        },
+    );
+}
+
+/// Call `call_id` sends `req` to the test peer.
+fn call_sends(c: &mut EndpointCore, at: Instant, call_id: &str, req: Request) {
+    c.handle_call(
+        at,
+        CallCommand::Request {
+            call_id: call_id.into(),
+            peer: peer(),
+            req,
+        },
+    );
+}
+
 fn key_of(req: &Request) -> crate::sip::transaction::TransactionKey {
     super::request_key(req).unwrap()
 }
@@ -432,28 +465,10 @@ fn answer(req: &Request, status: u16) -> Message {
 fn a_legs_messages_go_to_the_call_that_placed_it() {
     let clock = Clock::new();
     let mut c = core(10);
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::Originate {
-            call_id: "owner@test".into(),
-        },
-    );
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::OpenLeg {
-            leg: "leg@test".into(),
-            owner: "owner@test".into(),
-        },
-    );
+    originate(&mut c, clock.at(0.0), "owner@test");
+    open_leg(&mut c, clock.at(0.0), "leg@test", "owner@test");
     let inv = leg_invite("leg@test", "leg1", "INVITE");
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::Request {
-            call_id: "leg@test".into(),
-            peer: peer(),
-            req: inv.clone(),
-        },
-    );
+    call_sends(&mut c, clock.at(0.0), "leg@test", inv.clone());
     let out = drain(&mut c);
     assert!(
         matches!(&out[..], [Output::Transmit(t)] if matches!(t.origin, Origin::Transaction { role: Role::Client, .. })),
@@ -504,19 +519,12 @@ fn a_legs_messages_go_to_the_call_that_placed_it() {
 fn a_request_that_cannot_be_sent_fails_the_call_at_once() {
     let clock = Clock::new();
     let mut c = core(10);
-    c.handle_call(
+    originate(&mut c, clock.at(0.0), "c@test");
+    call_sends(
+        &mut c,
         clock.at(0.0),
-        CallCommand::Originate {
-            call_id: "c@test".into(),
-        },
-    );
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::Request {
-            call_id: "c@test".into(),
-            peer: peer(),
-            req: leg_invite("c@test", "bye1", "BYE"),
-        },
+        "c@test",
+        leg_invite("c@test", "bye1", "BYE"),
     );
     let Some(Output::Transmit(t)) = c.poll_output() else {
         panic!("the BYE is transmitted");
@@ -556,19 +564,12 @@ fn a_response_that_cannot_be_sent_is_counted() {
 fn timer_e_retransmits_and_timer_f_times_out() {
     let clock = Clock::new();
     let mut c = core(10);
-    c.handle_call(
+    originate(&mut c, clock.at(0.0), "c@test");
+    call_sends(
+        &mut c,
         clock.at(0.0),
-        CallCommand::Originate {
-            call_id: "c@test".into(),
-        },
-    );
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::Request {
-            call_id: "c@test".into(),
-            peer: peer(),
-            req: leg_invite("c@test", "bye1", "BYE"),
-        },
+        "c@test",
+        leg_invite("c@test", "bye1", "BYE"),
     );
     assert_eq!(drain(&mut c).len(), 1);
     let mut sends = Vec::new();
@@ -595,26 +596,13 @@ fn timer_e_retransmits_and_timer_f_times_out() {
 fn timer_b_times_out_an_unanswered_invite() {
     let clock = Clock::new();
     let mut c = core(10);
-    c.handle_call(
+    originate(&mut c, clock.at(0.0), "owner@test");
+    open_leg(&mut c, clock.at(0.0), "leg@test", "owner@test");
+    call_sends(
+        &mut c,
         clock.at(0.0),
-        CallCommand::Originate {
-            call_id: "owner@test".into(),
-        },
-    );
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::OpenLeg {
-            leg: "leg@test".into(),
-            owner: "owner@test".into(),
-        },
-    );
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::Request {
-            call_id: "leg@test".into(),
-            peer: peer(),
-            req: leg_invite("leg@test", "leg1", "INVITE"),
-        },
+        "leg@test",
+        leg_invite("leg@test", "leg1", "INVITE"),
     );
     drain(&mut c);
     let mut last = None;
