@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, Transport};
 use crate::flow::flowset::FlowSet;
+use crate::mailbox::Mailbox;
 use crate::media::clock::{EventSink, MediaEngine, SessionId};
 use crate::media::ports::{PortPool, RtpPort};
 use crate::media::prompt::PromptLibrary;
-use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, Session, SessionCommand, SessionParams};
 use crate::queue::service::AcdHandle;
 use crate::sip::endpoint::{SipHandle, our_contact};
@@ -236,4 +236,3 @@ pub(crate) fn answer_params(
     };
     (params, port)
 }
-

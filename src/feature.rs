@@ -72,7 +72,11 @@ pub fn confirmation(applied: bool) -> Vec<Audio> {
             freq_hz: BEEP_HZ,
             duration: BEEP,
         };
-        vec![beep.clone(), Audio::Silence(Duration::from_millis(100)), beep]
+        vec![
+            beep.clone(),
+            Audio::Silence(Duration::from_millis(100)),
+            beep,
+        ]
     } else {
         vec![Audio::Tone {
             freq_hz: REFUSED_HZ,

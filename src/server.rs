@@ -70,7 +70,13 @@ impl Server {
     pub async fn start(config: Config, media_workers: usize) -> anyhow::Result<Server> {
         let credentials = Arc::new(SharedCredentials::new(credentials_from_config(&config)));
         // A reload of the configuration replaces them.
-        Self::start_inner(config, media_workers, credentials.clone(), Some(credentials)).await
+        Self::start_inner(
+            config,
+            media_workers,
+            credentials.clone(),
+            Some(credentials),
+        )
+        .await
     }
 
     /// Like [`Server::start`], with the registrar's users given rather than read from the

@@ -238,7 +238,10 @@ impl Call {
     pub(super) fn called_back_response(&mut self, resp: crate::sip::message::Response) {
         let media = self.inbox.media();
         let Origin::CalledBack(cb) = &mut self.origin else {
-            debug!(status = resp.status, "a response to an INVITE of no leg; ignored");
+            debug!(
+                status = resp.status,
+                "a response to an INVITE of no leg; ignored"
+            );
             return;
         };
         if resp

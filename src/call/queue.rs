@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::actor::{Call, Origin};
 use super::core::CallInput;
-use super::legs::LegRole;
+use super::core::LegRole;
 use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
 use crate::flow::model::SayKind;
 use crate::media::session::SessionCommand;
@@ -54,8 +54,7 @@ impl Call {
         let joined = match (self.deps.acd(), self.callback_to_rejoin()) {
             (None, _) => Err("no queues are configured".to_string()),
             (Some(acd), Some(request)) => {
-                acd.rejoin(request, &self.call_id, self.queue_news())
-                    .await
+                acd.rejoin(request, &self.call_id, self.queue_news()).await
             }
             (Some(acd), None) => {
                 acd.join(

@@ -132,11 +132,7 @@ impl AcdHandle {
         self.enter(input, news).await
     }
 
-    async fn enter(
-        &self,
-        input: Input,
-        news: Mailbox<QueueNews>,
-    ) -> Result<(), String> {
+    async fn enter(&self, input: Input, news: Mailbox<QueueNews>) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Join { input, news, reply })
