@@ -22,6 +22,7 @@ use crate::leg::Leg;
 
 mod callback; // calling back a caller who asked to keep their place in a queue
 pub mod core; // the call as one pure state machine (not yet what the call task runs)
+pub mod place; // the caller's place in an agent queue, as one pure state machine
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
 pub(crate) mod uas_shell; // carries the caller's dialog (a `sip::uas::Uas`) to the endpoint
