@@ -35,8 +35,8 @@ pub const MUSIC_PLAY: u64 = u64::MAX - 2;
 /// The play id of announcements and the callback offer; the flow never sees it.
 pub const ANNOUNCE_PLAY: u64 = u64::MAX - 3;
 
-/// A queue without music waits in silence, played again when it ends: long enough not to
-/// cost anything, short enough that a caller never hears the end of a play.
+/// A queue without music waits in silence, played again each time it ends: one play end a
+/// minute per waiting caller costs nothing, and silence has no seam to hear.
 const SILENT_WAIT: Duration = Duration::from_secs(60);
 
 /// What the owner knows when the ACD has taken the caller.
