@@ -28,6 +28,7 @@ use tracing::warn;
 mod actor; // the call's task: one inbox, one sleep, carrying out what the core decides
 mod callback; // calling back a caller who asked to keep their place in a queue
 pub mod core; // the call as one pure state machine
+pub mod place; // the caller's place in an agent queue, as one pure state machine
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
 pub(crate) mod uas_shell; // carries a leg's dialog (a `sip::uas::Uas`) to the endpoint

@@ -3,8 +3,9 @@
 //! [`CallCore`] decides: SIP through the endpoint, media commands to the media clock, HTTP
 //! and recordings as IO whose results come back to the same inbox.
 //!
-//! The call's place in a queue, its outgoing legs and a call back's dialling are still
-//! carried out here (see `queue`, `legs`, `callback`), fed from the same inbox.
+//! What the core asks that waits on the network (placing a leg, joining a queue) is
+//! carried out between messages (see `legs`, `queue`), and a call back's dialling before
+//! its core exists (see `callback`), all fed from the same inbox.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::core::{CallCore, CallInput, CallOutput, LegRole, MediaCommand, RINGBACK_PLAY, Script};
-use super::{CallDeps, Live, Outcome, advertised_ip, answer_params, callback, queue};
+use super::{CallDeps, Live, Outcome, advertised_ip, answer_params, callback};
 use crate::flow::machine::{Action, Audio, CallContext, Event, FlowMachine, HttpFailure};
 use crate::flow::machine::{RecordEnd, RequestId};
 use crate::leg::Leg;
@@ -104,9 +105,14 @@ impl Inbox {
 const LEGS_CLOSE_AT_MOST: Duration = Duration::from_secs(34);
 
 /// What the loop carries out between messages (it may wait on the network).
-enum Pending {
-    Dial(LegRole, String),
-    Flow(Action),
+pub(super) enum Pending {
+    Dial(LegRole, String, Option<Peer>),
+    Join {
+        id: RequestId,
+        queue: String,
+        priority: i32,
+        skills: Vec<String>,
+    },
 }
 
 /// How the call began. One per call, made once: the variants' sizes do not matter.
@@ -160,7 +166,6 @@ pub(super) struct Call {
     pub(super) old_legs: Vec<Leg>,
     /// The leg the caller is bridged to.
     pub(super) bridged_to: Option<LegRole>,
-    pub(super) queued: Option<queue::Queued>,
     /// The call's queue place, legs and call back were let go (the call is ending).
     torn_down: bool,
     /// The core ended the call; its outcome and story.
@@ -230,7 +235,6 @@ impl Call {
             legs: Vec::new(),
             old_legs: Vec::new(),
             bridged_to: None,
-            queued: None,
             torn_down: false,
             ended: None,
             registration: s.registration,
@@ -427,7 +431,7 @@ impl Call {
             CallMsg::Sip(m) => self.on_sip(m),
             CallMsg::Media(ev) => self.on_media(ev),
             CallMsg::LegMedia(ev) => self.on_leg_media(ev),
-            CallMsg::Queue(news) => self.on_queue_news(news).await,
+            CallMsg::Queue(news) => self.input(CallInput::Queue(news)),
             CallMsg::Io(ev) => self.input(CallInput::Io(ev)),
         }
     }
@@ -463,13 +467,9 @@ impl Call {
         match ev {
             MediaEvent::Key { key, source, .. } => {
                 debug!(key = %key.as_char(), ?source, "key");
-                if !self.queue_key(key.as_char()) {
-                    self.input(CallInput::Key(key.as_char()));
-                }
+                self.input(CallInput::Key(key.as_char()));
             }
-            MediaEvent::PlayFinished { id } if id == RINGBACK_PLAY => {}
             MediaEvent::PlayFinished { id } if id == callback::INTRO_PLAY => self.intro_finished(),
-            MediaEvent::PlayFinished { id } if self.queue_play_finished(id) => {}
             MediaEvent::PlayFinished { id } => self.input(CallInput::PlayFinished { id }),
             MediaEvent::Recorded(rec) => self.recorded(rec),
             MediaEvent::NoMedia => {
@@ -489,10 +489,24 @@ impl Call {
                 CallOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
                 CallOutput::Media(cmd) => self.media_command(cmd),
                 CallOutput::Http(a) => self.http(a),
-                CallOutput::Flow(Action::LeaveQueue { .. }) => self.leave_line(),
-                CallOutput::Flow(a) => self.pending.push_back(Pending::Flow(a)),
-                CallOutput::Dial { role, target } => {
-                    self.pending.push_back(Pending::Dial(role, target))
+                CallOutput::JoinQueue {
+                    id,
+                    queue,
+                    priority,
+                    skills,
+                } => self.pending.push_back(Pending::Join {
+                    id,
+                    queue,
+                    priority,
+                    skills,
+                }),
+                CallOutput::Acd(i) => {
+                    if let Some(acd) = self.deps.acd() {
+                        acd.input(i);
+                    }
+                }
+                CallOutput::Dial { role, target, via } => {
+                    self.pending.push_back(Pending::Dial(role, target, via))
                 }
                 CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
                 CallOutput::Bridge { role } => {
@@ -515,29 +529,24 @@ impl Call {
         if self.core.is_ending() && !self.torn_down {
             self.torn_down = true;
             self.called_back_ends();
-            self.leave_line();
             self.end_bridge();
             self.hang_up_all_legs();
         }
     }
 
-    /// A leg to dial or a queue step.
+    /// A leg to dial or a queue to join.
     async fn carry_pending(&mut self, p: Pending) {
         if self.core.is_ending() {
             return;
         }
-        let a = match p {
-            Pending::Dial(role, target) => return self.dial(role, target).await,
-            Pending::Flow(a) => a,
-        };
-        match a {
-            Action::Queue {
+        match p {
+            Pending::Dial(role, target, via) => self.dial(role, target, via).await,
+            Pending::Join {
                 id,
                 queue,
                 priority,
                 skills,
             } => self.join_queue(id, queue, priority, skills).await,
-            other => debug!(?other, "not a step the loop carries out"),
         }
     }
 
@@ -747,9 +756,9 @@ impl Call {
         });
     }
 
-    /// A transfer or queue step for the loop to carry out next.
-    pub(super) fn push_pending(&mut self, a: Action) {
-        self.pending.push_back(Pending::Flow(a));
+    /// Something for the loop to carry out next.
+    pub(super) fn push_pending(&mut self, p: Pending) {
+        self.pending.push_back(p);
     }
 
     /// Where a leg's media events go (the call's inbox).

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::actor::{Call, CallMsg, Inbox, Origin, Start, via_and_branches};
-use super::core::{CallCore, CallInput, Script};
-use super::{CallDeps, Outcome};
-use crate::flow::machine::{Action, RequestId};
+use super::CallDeps;
+use super::actor::{Call, CallMsg, Inbox, Origin, Pending, Start, via_and_branches};
+use super::core::{CallCore, Script};
+use crate::flow::machine::{Audio, PromptRef, RequestId};
 use crate::leg::{Dial, Leg, LegNews};
 use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, SessionCommand};
@@ -193,7 +193,12 @@ impl Call {
             caller_display: None,
             registration: Some(registration),
         });
-        let intro = call.resolve(&[call.prompt_ref(INTRO_PROMPT)]);
+        let lib = &call.live.prompts;
+        let intro = call.resolve(&[Audio::Prompt(PromptRef {
+            language: lib.default_language().to_string(),
+            fallback_language: lib.default_language().to_string(),
+            name: INTRO_PROMPT.to_string(),
+        })]);
         if intro.is_empty() {
             call.intro_finished();
         } else {
@@ -210,7 +215,7 @@ impl Call {
     pub(super) fn intro_finished(&mut self) {
         if let Origin::CalledBack(cb) = &self.origin {
             let queue = cb.queue.clone();
-            self.push_pending(Action::Queue {
+            self.push_pending(Pending::Join {
                 id: RequestId(0),
                 queue,
                 priority: 0,
@@ -269,12 +274,6 @@ impl Call {
             );
         }
         cb.leg.close(&self.deps);
-    }
-
-    /// The time in line is the whole of a call back: when it is over, so is the call.
-    pub(super) fn call_back_over(&mut self, why: &str) {
-        info!(why, "call back over");
-        self.input(CallInput::HangUp(Outcome::FarEndHungUp));
     }
 }
 

@@ -8,22 +8,27 @@
 //! are a prefix drawn by the shell and a counter). It does not resolve prompts (the shell
 //! has the library) and does not hold the outgoing legs themselves: it asks the shell to
 //! dial, hang up and bridge them by role ([`LegRole`]) and hears their news. A transfer is
-//! the core's: ringback, the ring time, bridging, and what the flow is told. The call's
-//! place in a queue is still carried out by the shell: the flow's `Queue` and `LeaveQueue`
-//! come out as [`CallOutput::Flow`], and what they bring back comes in as
-//! [`CallInput::Io`].
+//! the core's (ringback, the ring time, bridging, what the flow is told), and so is the
+//! call's place in a queue ([`QueuePlace`]): the shell only puts the call in line with the
+//! ACD ([`CallOutput::JoinQueue`]) and passes the ACD's news in.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Outcome;
-use crate::flow::machine::{Action, Audio, Event, FlowMachine, PlayId, RequestId, TransferOutcome};
+use super::place::{Handled, PlaceInput, PlaceOutput, PlaceParams, QueuePlace};
+use crate::flow::machine::{
+    Action, Audio, Event, FlowMachine, PlayId, QueueOutcome, RequestId, TransferOutcome,
+};
 use crate::flow::story::CallStory;
 use crate::leg::LegNews;
+use crate::queue::acd::Input as AcdInput;
+use crate::queue::service::QueueNews;
 use crate::sip::message::{Request, Response, Via};
 use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;
+use crate::sip::transport::Peer;
 use crate::sip::uac::LegFailure;
 use crate::sip::uas::{Ending, Uas, UasEvent, UasInput, UasOutput};
 
@@ -62,7 +67,8 @@ pub enum Script {
     Flow(FlowMachine),
     /// These sounds, then hang up (a feature code's confirmation).
     Tones(Vec<Audio>),
-    /// Nothing of its own: the shell keeps it in a queue (a call back).
+    /// Nothing of its own but a place in a queue (a call back); the call ends when its
+    /// time in line does.
     Queue,
 }
 
@@ -90,6 +96,12 @@ pub enum CallInput {
     LegNotPlaced { role: LegRole, why: String },
     /// Nothing arrives any more from the leg the caller is bridged to.
     LegNoMedia,
+    /// The ACD took the caller (after [`CallOutput::JoinQueue`]).
+    Joined(PlaceParams),
+    /// The ACD did not take the caller.
+    NotJoined { id: RequestId, why: String },
+    /// The ACD's news for the call in line.
+    Queue(QueueNews),
 }
 
 /// What the media session should do.
@@ -141,13 +153,22 @@ pub enum CallOutput {
     Media(MediaCommand),
     /// The flow's HTTP step (answer with `CallInput::Io(Event::HttpDone)`).
     Http(Action),
-    /// A flow action the shell carries out (a queue step).
-    Flow(Action),
-    /// Place an outgoing leg for `role` to `target`; its news come back as
-    /// [`CallInput::Leg`] (or [`CallInput::LegNotPlaced`]).
+    /// Put the caller in line with the ACD; answer with [`CallInput::Joined`] or
+    /// [`CallInput::NotJoined`].
+    JoinQueue {
+        id: RequestId,
+        queue: String,
+        priority: i32,
+        skills: Vec<String>,
+    },
+    /// Tell the ACD.
+    Acd(AcdInput),
+    /// Place an outgoing leg for `role` to `target` (sent to `via` when given); its news
+    /// come back as [`CallInput::Leg`] (or [`CallInput::LegNotPlaced`]).
     Dial {
         role: LegRole,
         target: String,
+        via: Option<Peer>,
     },
     /// CANCEL or BYE the leg of `role`.
     HangUpLeg {
@@ -186,6 +207,7 @@ pub struct CallCore {
     recording: Option<u64>,
     recording_until: Option<Instant>,
     transfer: Option<Transfer>,
+    place: Option<QueuePlace>,
     /// The leg the caller is bridged to.
     bridged: Option<LegRole>,
     ended: bool,
@@ -207,6 +229,7 @@ impl CallCore {
             recording: None,
             recording_until: None,
             transfer: None,
+            place: None,
             bridged: None,
             ended: false,
             out: VecDeque::new(),
@@ -282,8 +305,16 @@ impl CallCore {
             }
             // Keys while bridged belong to the far end (the media clock relays them).
             CallInput::Key(_) if self.bridged.is_some() => {}
-            CallInput::Key(k) => self.flow(now, Event::Key(k)),
-            CallInput::PlayFinished { id } => self.play_finished(now, id),
+            CallInput::Key(k) => {
+                if self.to_place(now, PlaceInput::Key(k)) == Handled::NotMine {
+                    self.flow(now, Event::Key(k));
+                }
+            }
+            CallInput::PlayFinished { id } => {
+                if self.to_place(now, PlaceInput::PlayFinished { id }) == Handled::NotMine {
+                    self.play_finished(now, id);
+                }
+            }
             CallInput::NoMedia => {
                 self.outcome.get_or_insert(Outcome::NoMedia);
                 self.hang_up(now);
@@ -306,15 +337,42 @@ impl CallCore {
                 self.outcome.get_or_insert(why);
                 self.hang_up(now);
             }
+            CallInput::Leg {
+                role: LegRole::Agent(agent),
+                news,
+            } => {
+                let _ = self.to_place(now, PlaceInput::AgentLeg { agent, news });
+            }
+            CallInput::LegNotPlaced {
+                role: LegRole::Agent(agent),
+                ..
+            } => {
+                let _ = self.to_place(now, PlaceInput::AgentNotPlaced { agent });
+            }
             CallInput::Leg { role, news } => self.leg_news(now, role, news),
-            CallInput::LegNotPlaced { role, why } => self.leg_news(
-                now,
-                role,
-                LegNews::Failed(LegFailure::Error {
+            CallInput::LegNotPlaced { role, why } => {
+                let failure = LegFailure::Error {
                     status: 0,
                     reason: why,
-                }),
-            ),
+                };
+                self.leg_news(now, role, LegNews::Failed(failure))
+            }
+            CallInput::Joined(params) => {
+                if self.is_ending() {
+                    // The caller hung up while the ACD took them: out again at once.
+                    self.out
+                        .push_back(CallOutput::Acd(AcdInput::CallerLeft { call: params.call }));
+                } else {
+                    self.place = Some(QueuePlace::new(now, params));
+                    self.drain_place(now);
+                }
+            }
+            CallInput::NotJoined { id, why } => {
+                self.queue_done(now, id, QueueOutcome::Failed(why), Duration::ZERO)
+            }
+            CallInput::Queue(news) => {
+                let _ = self.to_place(now, PlaceInput::News(news));
+            }
             CallInput::LegNoMedia => {
                 if self.bridged.take().is_some() {
                     self.out.push_back(CallOutput::Unbridge);
@@ -329,6 +387,95 @@ impl CallCore {
             }
         }
         self.pump(Some(now));
+    }
+
+    /// Hands `input` to the call's place in a queue, if it has one, and carries out what
+    /// the place decided.
+    fn to_place(&mut self, now: Instant, input: PlaceInput) -> Handled {
+        let Some(place) = self.place.as_mut() else {
+            return Handled::NotMine;
+        };
+        let handled = place.handle(now, input);
+        self.drain_place(now);
+        handled
+    }
+
+    fn drain_place(&mut self, now: Instant) {
+        while let Some(o) = self.place.as_mut().and_then(QueuePlace::poll_output) {
+            match o {
+                PlaceOutput::Play { id, audio } => {
+                    self.out.push_back(CallOutput::Media(MediaCommand::Play {
+                        id,
+                        audio,
+                        barge_in: false,
+                    }))
+                }
+                PlaceOutput::Stop { id } => self
+                    .out
+                    .push_back(CallOutput::Media(MediaCommand::Stop { id })),
+                PlaceOutput::Acd(i) => self.out.push_back(CallOutput::Acd(i)),
+                PlaceOutput::DialAgent {
+                    agent,
+                    contact,
+                    via,
+                } => self.out.push_back(CallOutput::Dial {
+                    role: LegRole::Agent(agent),
+                    target: contact,
+                    via,
+                }),
+                PlaceOutput::HangUpAgent { agent } => self.out.push_back(CallOutput::HangUpLeg {
+                    role: LegRole::Agent(agent),
+                }),
+                PlaceOutput::Bridge { agent } => {
+                    let role = LegRole::Agent(agent);
+                    self.bridged = Some(role.clone());
+                    self.out.push_back(CallOutput::Bridge { role });
+                }
+                PlaceOutput::Unbridge => {
+                    self.bridged = None;
+                    self.out.push_back(CallOutput::Unbridge);
+                }
+                PlaceOutput::Flow(Event::QueueDone {
+                    id,
+                    outcome,
+                    waited,
+                }) => self.queue_done(now, id, outcome, waited),
+                PlaceOutput::Flow(ev) => self.flow(now, ev),
+                PlaceOutput::Done => self.place = None,
+            }
+        }
+    }
+
+    /// The time in line is over: the flow goes on; a call back, which runs no flow, ends.
+    fn queue_done(&mut self, now: Instant, id: RequestId, outcome: QueueOutcome, waited: Duration) {
+        if matches!(self.script, Script::Queue) {
+            self.outcome.get_or_insert(Outcome::FarEndHungUp);
+            self.hang_up(now);
+            return;
+        }
+        self.flow(
+            now,
+            Event::QueueDone {
+                id,
+                outcome,
+                waited,
+            },
+        );
+    }
+
+    /// The call is ending: it leaves the line, and the transfer being rung is hung up.
+    fn let_go(&mut self, now: Instant) {
+        if self.place.is_some() {
+            let _ = self.to_place(now, PlaceInput::Leave);
+            self.place = None;
+        }
+        if let Some(t) = self.transfer.take() {
+            let role = LegRole::Transfer(t.id);
+            if self.bridged.take().is_some() {
+                self.out.push_back(CallOutput::Unbridge);
+            }
+            self.out.push_back(CallOutput::HangUpLeg { role });
+        }
     }
 
     /// Whom the caller is bridged to.
@@ -393,7 +540,11 @@ impl CallCore {
             id,
             rings_until: Some(now + ring_for),
         });
-        self.out.push_back(CallOutput::Dial { role, target });
+        self.out.push_back(CallOutput::Dial {
+            role,
+            target,
+            via: None,
+        });
         self.out
             .push_back(CallOutput::Media(MediaCommand::Ringback { ring_for }));
     }
@@ -511,6 +662,12 @@ impl CallCore {
                 break;
             }
         }
+        if self.outcome.is_some()
+            && let Some(now) = now
+            && (self.place.is_some() || self.transfer.is_some())
+        {
+            self.let_go(now);
+        }
         if self.ended || !self.uas.is_over() {
             return;
         }
@@ -626,8 +783,24 @@ impl CallCore {
                     self.start_transfer(now, id, target, timeout)
                 }
             }
-            a @ (Action::Queue { .. } | Action::LeaveQueue { .. }) => {
-                self.out.push_back(CallOutput::Flow(a))
+            Action::Queue {
+                id,
+                queue,
+                priority,
+                skills,
+            } => self.out.push_back(CallOutput::JoinQueue {
+                id,
+                queue,
+                priority,
+                skills,
+            }),
+            Action::LeaveQueue { .. } => {
+                if let Some(now) = now
+                    && self.place.is_some()
+                {
+                    let _ = self.to_place(now, PlaceInput::Leave);
+                    self.place = None;
+                }
             }
         }
     }
@@ -970,7 +1143,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let role = out
             .iter()
             .find_map(|o| match o {
-                CallOutput::Dial { role, target } => {
+                CallOutput::Dial { role, target, .. } => {
                     assert_eq!(target, "sip:desk@192.0.2.9");
                     Some(role.clone())
                 }
@@ -1194,5 +1367,187 @@ Content-Length: {}\r\n\r\n{OFFER}",
         assert_eq!(statuses(&p.out), vec![403]);
         assert!(p.out.contains(&CallOutput::Refused { status: 403 }));
         assert!(ended(&p.out).is_some());
+    }
+
+    const QUEUE: &str = "steps:
+  welcome:
+    play: welcome
+    next: line
+  line:
+    queue: support
+    after: survey
+    on_timeout: sorry
+  survey:
+    menu:
+      prompt: survey_question
+      options: { \"1\": bye, \"2\": bye }
+  bye:
+    hangup: thanks
+  sorry:
+    hangup: thanks
+";
+
+    fn place_params(id: RequestId) -> PlaceParams {
+        PlaceParams {
+            id,
+            queue: "support".into(),
+            call: "c1".into(),
+            language: "en".into(),
+            fallback_language: "en".into(),
+            music: Some("hold_music".into()),
+            dialable: true,
+        }
+    }
+
+    /// A call in line for `support` with its music playing.
+    fn queued(p: Pair) -> Pair {
+        let mut p = Pair::acked(p);
+        let welcome = plays(&p.out)[0].0;
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        let id = out
+            .iter()
+            .find_map(|o| match o {
+                CallOutput::JoinQueue { id, queue, .. } => {
+                    assert_eq!(queue, "support");
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .expect("asks to join");
+        let out = p.input(CallInput::Joined(place_params(id)));
+        assert_eq!(plays(&out), vec![(MUSIC_PLAY, "hold_music".to_string())]);
+        p
+    }
+
+    fn acd(out: &[CallOutput]) -> Vec<AcdInput> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::Acd(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn offer(p: &mut Pair, agent: &str) -> LegRole {
+        let out = p.input(CallInput::Queue(QueueNews::Offer {
+            agent: agent.into(),
+            contact: format!("sip:{agent}@192.0.2.7"),
+            via: None,
+        }));
+        let role = LegRole::Agent(agent.into());
+        assert!(out.contains(&CallOutput::Dial {
+            role: role.clone(),
+            target: format!("sip:{agent}@192.0.2.7"),
+            via: None,
+        }));
+        role
+    }
+
+    #[test]
+    fn queue_then_agent_then_bridge_then_the_survey_after_the_agent_hangs_up() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "alice");
+        let out = p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        assert_eq!(
+            acd(&out),
+            vec![AcdInput::OfferAnswered {
+                call: "c1".into(),
+                agent: "alice".into()
+            }]
+        );
+        let out = p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+        }));
+        assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: MUSIC_PLAY })));
+        assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
+        assert_eq!(p.core.bridged(), Some(&role));
+        // Talking to the agent: keys are relayed by the media, the flow hears none.
+        assert!(p.input(CallInput::Key('1')).is_empty());
+        let out = p.input(CallInput::Leg {
+            role,
+            news: LegNews::HungUp,
+        });
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("survey_question")
+        );
+        assert!(p.core.bridged().is_none());
+        let out = p.input(CallInput::Key('2'));
+        assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
+        assert_eq!(
+            p.core.story().path(),
+            vec!["main/welcome", "main/line", "main/survey", "main/bye"]
+        );
+    }
+
+    #[test]
+    fn a_caller_who_hangs_up_in_line_leaves_it_and_the_ringing_agent_is_hung_up() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "bob");
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert_eq!(statuses(&out), vec![200]);
+        assert_eq!(acd(&out), vec![AcdInput::CallerLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::HangUpLeg { role }));
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::CallerHungUp));
+    }
+
+    #[test]
+    fn the_queues_overflow_sends_the_caller_to_on_timeout_and_a_refused_join_too() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let out = p.input(CallInput::Queue(QueueNews::Overflow {
+            reason: crate::queue::acd::OverflowReason::MaxWait,
+            waited: Duration::from_secs(300),
+        }));
+        assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: MUSIC_PLAY })));
+        assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
+        assert_eq!(
+            p.core.story().path(),
+            vec!["main/welcome", "main/line", "main/sorry"]
+        );
+
+        // The ACD refusing the caller: the flow goes on at once (no music ever played).
+        let mut p = Pair::acked(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let welcome = plays(&p.out)[0].0;
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        let Some(CallOutput::JoinQueue { id, .. }) = out
+            .iter()
+            .find(|o| matches!(o, CallOutput::JoinQueue { .. }))
+        else {
+            panic!("no join: {out:?}");
+        };
+        let out = p.input(CallInput::NotJoined {
+            id: *id,
+            why: "no queues are configured".into(),
+        });
+        assert!(!plays(&out).is_empty(), "the flow went on: {out:?}");
+    }
+
+    #[test]
+    fn a_call_back_ends_when_its_time_in_line_does() {
+        let now = Instant::now();
+        let mut p = Pair::acked(Pair::with_script(
+            Script::Queue,
+            Route::Found,
+            Duration::ZERO,
+            now,
+        ));
+        let out = p.input(CallInput::Joined(place_params(RequestId(0))));
+        assert_eq!(plays(&out), vec![(MUSIC_PLAY, "hold_music".to_string())]);
+        let out = p.input(CallInput::Queue(QueueNews::Overflow {
+            reason: crate::queue::acd::OverflowReason::NoAgents,
+            waited: Duration::from_secs(5),
+        }));
+        let bye = bye(&out).expect("BYE");
+        let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::FarEndHungUp));
     }
 }

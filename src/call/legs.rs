@@ -1,7 +1,7 @@
 //! The call's outgoing legs: a transfer's target, or the agents a queue offers the call
 //! to (several at once with `ring_all`). Places them, routes what the endpoint sends
-//! them, bridges the caller to the one that is connected, and hangs up the rest. What a
-//! transfer's news mean is the core's; an agent's are told to the ACD here.
+//! them, bridges the caller to the one the core names, and hangs them up. What a leg's
+//! news mean (for the flow, the queue place, the ACD) is the core's.
 
 use std::time::Duration;
 
@@ -12,10 +12,8 @@ use super::core::{CallInput, LegRole};
 use crate::leg::{Dial, Leg, LegNews};
 use crate::media::prompt::Prompt;
 use crate::media::session::MediaEvent;
-use crate::queue::acd::{Input, OfferFailure};
 use crate::sip::endpoint::ToCall;
 use crate::sip::transport::Peer;
-use crate::sip::uac::LegFailure;
 
 impl Call {
     /// Places a leg for `role` to `target` (sent to `via` when given).
@@ -42,8 +40,8 @@ impl Call {
     }
 
     /// Places the leg the core asked for; tells it when that fails.
-    pub(super) async fn dial(&mut self, role: LegRole, target: String) {
-        match self.place_leg(role.clone(), &target, None).await {
+    pub(super) async fn dial(&mut self, role: LegRole, target: String, via: Option<Peer>) {
+        match self.place_leg(role.clone(), &target, via).await {
             Ok(()) => info!(%target, ?role, "leg placed"),
             Err(e) => {
                 warn!(%target, error = %e, "leg not placed");
@@ -77,7 +75,7 @@ impl Call {
     fn leg_news(&mut self, role: LegRole, news: LegNews) {
         match role {
             LegRole::Transfer(_) => self.transfer_news(role, news),
-            LegRole::Agent(agent) => self.agent_news(agent, news),
+            LegRole::Agent(_) => self.agent_news(role, news),
         }
     }
 
@@ -98,42 +96,13 @@ impl Call {
         self.input(CallInput::Leg { role, news });
     }
 
-    fn agent_news(&mut self, agent: String, news: LegNews) {
-        let role = LegRole::Agent(agent.clone());
-        let Some(acd) = self.deps.acd().cloned() else {
-            return;
-        };
-        let call = self.call_id.clone();
-        match news {
-            LegNews::Ringing => debug!(%agent, "agent rings"),
-            // The ACD decides whom to connect (another agent may have answered first).
-            LegNews::Answered => acd.input(Input::OfferAnswered { call, agent }),
-            LegNews::Failed(f) => {
-                self.retire_leg(&role);
-                let reason = match f {
-                    LegFailure::Busy => OfferFailure::Busy,
-                    LegFailure::Declined => OfferFailure::Declined,
-                    LegFailure::NoAnswer | LegFailure::Error { .. } => OfferFailure::Error,
-                };
-                acd.input(Input::OfferFailed {
-                    call,
-                    agent,
-                    reason,
-                });
-            }
-            LegNews::HungUp => {
-                // Only an answered leg can hang up, and an answer the ACD took is a
-                // connection there, even if its Connect has not reached this call yet
-                // (then Connect finds the leg gone and ends the conversation at once).
-                let connected = self.bridged_to.as_ref() == Some(&role);
-                self.retire_leg(&role);
-                acd.input(Input::AgentLeft { call });
-                if connected {
-                    self.end_bridge();
-                    self.agent_hung_up(agent);
-                }
-            }
+    fn agent_news(&mut self, role: LegRole, news: LegNews) {
+        match &news {
+            LegNews::Ringing => debug!(?role, "agent rings"),
+            LegNews::Answered => debug!(?role, "agent answered"),
+            LegNews::Failed(_) | LegNews::HungUp => self.retire_leg(&role),
         }
+        self.input(CallInput::Leg { role, news });
     }
 
     /// Bridges the caller's media to the leg of `role` (which has answered).
