@@ -176,7 +176,13 @@ impl Waker {
     /// the worker again (each then waited for the next tick: the lost tick of a key's
     /// answer).
     fn clear(&self) {
+        self.clear_with(|| {});
+    }
+
+    /// `clear`, with `between` run where another thread's `wake` may land.
+    fn clear_with(&self, between: impl FnOnce()) {
         let _ = self.fd.read();
+        between();
         // A swap, not a store: reading the flag a `wake` raised makes that command's
         // send visible to the drain that follows.
         self.pending.swap(false, Ordering::AcqRel);
@@ -681,5 +687,50 @@ fn relay_pair(x: &mut Session, y: &mut Session) {
     }
     if let Some(k) = to_x {
         x.send_key(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waker() -> Waker {
+        Waker {
+            fd: EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .expect("eventfd"),
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    fn readable(w: &Waker) -> bool {
+        // Non-blocking: a read succeeds only when a wake wrote a count.
+        w.fd.read().is_ok()
+    }
+
+    #[test]
+    fn a_wake_during_clear_does_not_silence_later_wakes() {
+        let w = waker();
+        w.wake();
+        // The worker clears while another thread wakes it (that command is drained
+        // right after the clear).
+        w.clear_with(|| w.wake());
+        w.wake();
+        assert!(
+            readable(&w),
+            "a command queued after the drain must wake the worker"
+        );
+    }
+
+    #[test]
+    fn many_wakes_between_two_clears_cost_one_write() {
+        let w = waker();
+        for _ in 0..5 {
+            w.wake();
+        }
+        assert_eq!(w.fd.read().expect("a count"), 1);
+        w.pending.swap(false, Ordering::AcqRel);
+        w.wake();
+        w.clear();
+        assert!(!readable(&w));
     }
 }

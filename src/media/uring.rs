@@ -431,3 +431,121 @@ fn from_sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    fn bind() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind on loopback");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    }
+
+    /// A ring, or `None` where the kernel or a sandbox refuses io_uring (the clock then
+    /// uses `sendto`, which `tests/media_clock.rs` covers).
+    fn ring() -> Option<Uring> {
+        match Uring::new() {
+            Ok(r) => Some(r),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => None,
+            Err(e) => panic!("io_uring set-up failed: {e}"),
+        }
+    }
+
+    #[test]
+    fn one_flush_sends_each_packet_from_its_socket_to_its_peer() {
+        let Some(mut ring) = ring() else { return };
+        let ours: Vec<UdpSocket> = (0..8).map(|_| bind()).collect();
+        let peers: Vec<UdpSocket> = (0..8).map(|_| bind()).collect();
+        for round in 0..3u8 {
+            for (i, (s, p)) in ours.iter().zip(&peers).enumerate() {
+                let payload = [round, i as u8, 0xAB];
+                ring.queue_send(s.as_raw_fd(), p.local_addr().expect("addr"), &payload);
+            }
+            let report = ring.flush_sends().expect("flush");
+            assert_eq!(report, SendReport { sent: 8, failed: 0 });
+            for (i, (s, p)) in ours.iter().zip(&peers).enumerate() {
+                let mut buf = [0u8; 64];
+                let (n, from) = p.recv_from(&mut buf).expect("the packet");
+                assert_eq!(&buf[..n], &[round, i as u8, 0xAB]);
+                assert_eq!(from, s.local_addr().expect("addr"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_send_is_counted_and_the_rest_still_go() {
+        let Some(mut ring) = ring() else { return };
+        let s = bind();
+        let p = bind();
+        ring.queue_send(s.as_raw_fd(), p.local_addr().expect("addr"), b"one");
+        // Port 0 is no destination: the kernel refuses this one packet.
+        ring.queue_send(s.as_raw_fd(), "127.0.0.1:0".parse().expect("addr"), b"lost");
+        ring.queue_send(s.as_raw_fd(), p.local_addr().expect("addr"), b"two");
+        let report = ring.flush_sends().expect("flush");
+        assert_eq!(report, SendReport { sent: 2, failed: 1 });
+        let mut buf = [0u8; 16];
+        let (n, _) = p.recv_from(&mut buf).expect("first");
+        assert_eq!(&buf[..n], b"one");
+        let (n, _) = p.recv_from(&mut buf).expect("second");
+        assert_eq!(&buf[..n], b"two");
+    }
+
+    #[test]
+    fn one_receive_reads_a_datagram_from_each_socket_and_skips_empty_ones() {
+        let Some(mut ring) = ring() else { return };
+        let ours: Vec<UdpSocket> = (0..5).map(|_| bind()).collect();
+        let peer = bind();
+        // Socket 2 gets nothing; socket 4 gets two datagrams.
+        for (i, s) in ours.iter().enumerate() {
+            if i != 2 {
+                peer.send_to(&[i as u8; 3], s.local_addr().expect("addr"))
+                    .expect("send");
+            }
+        }
+        peer.send_to(&[9; 2], ours[4].local_addr().expect("addr"))
+            .expect("send");
+        // Wait until every datagram is queued (loopback delivers at once, but be sure).
+        for (i, s) in ours.iter().enumerate() {
+            if i != 2 {
+                let mut b = [0u8; 4];
+                s.peek_from(&mut b).expect("queued");
+            }
+        }
+        for (i, s) in ours.iter().enumerate() {
+            ring.queue_recv(100 + i as u64, s.as_raw_fd());
+        }
+        ring.receive().expect("receive");
+        let got: Vec<(u64, SocketAddr, Vec<u8>)> = ring
+            .received()
+            .map(|r| (r.token, r.from, r.data.to_vec()))
+            .collect();
+        let from = peer.local_addr().expect("addr");
+        assert_eq!(
+            got,
+            vec![
+                (100, from, vec![0; 3]),
+                (101, from, vec![1; 3]),
+                (103, from, vec![3; 3]),
+                (104, from, vec![4; 3]),
+            ]
+        );
+        ring.clear_recvs();
+        // The second datagram of socket 4 is still there for the next pass.
+        ring.queue_recv(104, ours[4].as_raw_fd());
+        ring.receive().expect("receive");
+        let again: Vec<Vec<u8>> = ring.received().map(|r| r.data.to_vec()).collect();
+        assert_eq!(again, vec![vec![9; 2]]);
+    }
+
+    #[test]
+    fn the_switch_reads_both_names_and_defaults_to_uring() {
+        assert_eq!(MediaIo::parse("sendto"), Some(MediaIo::Sendto));
+        assert_eq!(MediaIo::parse(" URING "), Some(MediaIo::Uring));
+        assert_eq!(MediaIo::parse("epoll"), None);
+    }
+}
