@@ -230,7 +230,7 @@ fn each_session_sends_from_its_port_and_hears_its_peer(io: MediaIo, first_port: 
         let key = Key::from_char(char::from(b'0' + (i % 10) as u8)).expect("key");
         press(peer, *engine_addr, key, 7 + i as u32);
     }
-    let mut heard = vec![None; N];
+    let mut heard = [None; N];
     for _ in 0..N {
         let (i, ev) = rx.recv_timeout(WAIT).expect("a key event");
         match ev {
