@@ -4,7 +4,10 @@
 //!
 //! Each tick the worker asks epoll which sockets have data and reads only those, hands the
 //! datagrams to their sessions, ticks every session, moves bridged audio, then sends the
-//! one packet each session owes. The worker also wakes when a command arrives (an eventfd
+//! one packet each session owes. Reads and sends go through io_uring (`media::uring`):
+//! one system call for the tick's reads and one for its sends, across all the worker's
+//! sockets; `HOTLINE_MEDIA_IO=sendto`, or a kernel without io_uring, gives one system
+//! call per packet instead. The worker also wakes when a command arrives (an eventfd
 //! in the same wait), so the call's answer to a key (its next `Play`) goes out in the tick
 //! that heard the key: a session holds that tick's frame for a moment (see
 //! `session::ANSWER_WAIT`) instead of sending silence and then the prompt a tick later.
