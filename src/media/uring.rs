@@ -37,10 +37,12 @@ impl MediaIo {
 
     /// `HOTLINE_MEDIA_IO` (`sendto` or `uring`); io_uring when unset or not understood.
     pub fn from_env() -> MediaIo {
-        match std::env::var(Self::ENV) {
-            Ok(v) => MediaIo::parse(&v).unwrap_or(MediaIo::Uring),
-            Err(_) => MediaIo::Uring,
-        }
+        MediaIo::from_setting(std::env::var(Self::ENV).ok().as_deref())
+    }
+
+    /// The path a setting asks for; io_uring when there is none or it is not understood.
+    pub fn from_setting(value: Option<&str>) -> MediaIo {
+        value.and_then(MediaIo::parse).unwrap_or(MediaIo::Uring)
     }
 
     pub fn parse(s: &str) -> Option<MediaIo> {
@@ -547,5 +549,8 @@ mod tests {
         assert_eq!(MediaIo::parse("sendto"), Some(MediaIo::Sendto));
         assert_eq!(MediaIo::parse(" URING "), Some(MediaIo::Uring));
         assert_eq!(MediaIo::parse("epoll"), None);
+        assert_eq!(MediaIo::from_setting(None), MediaIo::Uring);
+        assert_eq!(MediaIo::from_setting(Some("epoll")), MediaIo::Uring);
+        assert_eq!(MediaIo::from_setting(Some("sendto")), MediaIo::Sendto);
     }
 }
