@@ -1,9 +1,11 @@
 //! The media clock over real loopback sockets: a worker owns a session's RTP socket, reads
 //! what the far end sends, reports through the sink given with the session, answers
-//! commands, and gives the port back when the session is removed. Timing is not asserted
-//! (the machine may be busy); every wait is bounded.
+//! commands, and gives the port back when the session is removed; with its packets sent
+//! and read through io_uring (a tick's packets in one system call) or one `sendto` each.
+//! Timing is not asserted (the machine may be busy); every wait is bounded.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use hotline::media::ports::PortPool;
 use hotline::media::prompt::Prompt;
 use hotline::media::rtp::{RtpSender, TelephoneEvent, parse_rtp};
 use hotline::media::session::{KeySource, MediaEvent, Session, SessionCommand, SessionParams};
+use hotline::media::uring::{MediaIo, Uring};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const WAIT: Duration = Duration::from_secs(10);
@@ -33,6 +36,24 @@ fn receive(peer: &UdpSocket) -> Packet {
         from,
         pt: p.pt,
         payload: p.payload.to_vec(),
+    }
+}
+
+/// Sends `key` to `to` as the RFC 4733 packets of one press (start, updates, three ends).
+fn press(from: &UdpSocket, to: SocketAddr, key: Key, ssrc: u32) {
+    let mut rtp = RtpSender::new(ssrc, 1, 0, 0);
+    let mut pkt = [0u8; 64];
+    for i in 0..7u16 {
+        let ev = TelephoneEvent {
+            event: key.event_code(),
+            end: i >= 4,
+            volume: 10,
+            duration: (i.min(4) + 1) * FRAME_SAMPLES as u16,
+        };
+        let n = rtp
+            .telephone_event_packet(101, ev, &mut pkt)
+            .expect("event packet");
+        from.send_to(&pkt[..n], to).expect("send key");
     }
 }
 
@@ -87,20 +108,7 @@ fn a_worker_serves_a_session_over_its_own_socket() {
 
     // A key from the far end reaches the sink once, however many packets it spans.
     let key = Key::from_char('5').expect("key");
-    let mut rtp = RtpSender::new(7, 1, 0, 0);
-    let mut pkt = [0u8; 64];
-    for i in 0..7u16 {
-        let ev = TelephoneEvent {
-            event: key.event_code(),
-            end: i >= 4,
-            volume: 10,
-            duration: (i.min(4) + 1) * FRAME_SAMPLES as u16,
-        };
-        let n = rtp
-            .telephone_event_packet(101, ev, &mut pkt)
-            .expect("event packet");
-        peer.send_to(&pkt[..n], engine_addr).expect("send key");
-    }
+    press(&peer, engine_addr, key, 7);
     assert_eq!(
         next_event(&rx),
         MediaEvent::Key {
@@ -175,4 +183,80 @@ fn sessions_added_beside_each_other_hear_each_other() {
         }
     }
     assert!(heard, "bridged audio never crossed");
+}
+
+/// Many sessions on one worker: every far end gets its own session's packets, from that
+/// session's port, and every session hears its own far end.
+fn each_session_sends_from_its_port_and_hears_its_peer(io: MediaIo, first_port: u16) {
+    const N: usize = 24;
+    let engine = MediaEngine::start_with(1, io).expect("media worker");
+    let pool = PortPool::new(PortRange {
+        first: first_port,
+        last: first_port + 2 * N as u16 + 20,
+    });
+    let (tx, rx) = mpsc::channel();
+    let mut calls = Vec::new();
+    for i in 0..N {
+        let port = pool.allocate(LOCAL).expect("RTP port");
+        let engine_addr = SocketAddr::new(LOCAL, port.port);
+        let peer = UdpSocket::bind(SocketAddr::new(LOCAL, 0)).expect("bind peer");
+        peer.set_read_timeout(Some(WAIT)).expect("timeout");
+        let params = pcmu_to(&peer, 1000 + i as u32);
+        let tx = tx.clone();
+        let sink = EventSink::new(move |ev| {
+            let _ = tx.send((i, ev));
+        });
+        engine.add(port, Session::new(params, Instant::now()), sink);
+        calls.push((peer, engine_addr));
+    }
+
+    // Three ticks' packets: each from the right port, with the right session's SSRC.
+    let mut buf = [0u8; 2048];
+    for _ in 0..3 {
+        for (i, (peer, engine_addr)) in calls.iter().enumerate() {
+            let (n, from) = peer.recv_from(&mut buf).expect("a packet from the engine");
+            let p = parse_rtp(&buf[..n]).expect("RTP");
+            assert_eq!(from, *engine_addr, "call {i}: sent from another port");
+            assert_eq!(
+                p.ssrc,
+                1000 + i as u32,
+                "call {i}: another session's packet"
+            );
+        }
+    }
+
+    // One key from each far end, read by the worker and reported to that call only.
+    for (i, (peer, engine_addr)) in calls.iter().enumerate() {
+        let key = Key::from_char(char::from(b'0' + (i % 10) as u8)).expect("key");
+        press(peer, *engine_addr, key, 7 + i as u32);
+    }
+    let mut heard = [None; N];
+    for _ in 0..N {
+        let (i, ev) = rx.recv_timeout(WAIT).expect("a key event");
+        match ev {
+            MediaEvent::Key { key, .. } => {
+                assert!(heard[i].is_none(), "call {i}: the key was reported twice");
+                heard[i] = Some(key.as_char());
+            }
+            other => panic!("call {i}: unexpected {other:?}"),
+        }
+    }
+    for (i, k) in heard.iter().enumerate() {
+        assert_eq!(*k, Some(char::from(b'0' + (i % 10) as u8)), "call {i}");
+    }
+
+    let stats = &engine.stats()[0];
+    let want_ring = io == MediaIo::Uring && Uring::new().is_ok();
+    assert_eq!(stats.uring.load(Ordering::Relaxed), want_ring);
+    assert_eq!(stats.send_errors.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn the_batched_path_sends_each_packet_from_its_sessions_port() {
+    each_session_sends_from_its_port_and_hears_its_peer(MediaIo::Uring, 43_000);
+}
+
+#[test]
+fn the_sendto_path_sends_each_packet_from_its_sessions_port() {
+    each_session_sends_from_its_port_and_hears_its_peer(MediaIo::Sendto, 43_200);
 }

@@ -4,7 +4,10 @@
 //!
 //! Each tick the worker asks epoll which sockets have data and reads only those, hands the
 //! datagrams to their sessions, ticks every session, moves bridged audio, then sends the
-//! one packet each session owes. The worker also wakes when a command arrives (an eventfd
+//! one packet each session owes. Reads and sends go through io_uring (`media::uring`):
+//! one system call for the tick's reads and one for its sends, across all the worker's
+//! sockets; `HOTLINE_MEDIA_IO=sendto`, or a kernel without io_uring, gives one system
+//! call per packet instead. The worker also wakes when a command arrives (an eventfd
 //! in the same wait), so the call's answer to a key (its next `Play`) goes out in the tick
 //! that heard the key: a session holds that tick's frame for a moment (see
 //! `session::ANSWER_WAIT`) instead of sending silence and then the prompt a tick later.
@@ -15,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -27,11 +30,12 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::media::bridge::relay;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, Session, SessionCommand};
+use crate::media::uring::{MediaIo, Uring};
 
 /// The media clock's period.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -87,14 +91,24 @@ impl Served {
         }
     }
 
-    /// Sends the packet the session owes now, if any.
-    fn transmit(&mut self, now: Instant, buf: &mut [u8]) {
+    /// Sends the packet the session owes now, if any, with its own system call.
+    fn transmit(&mut self, now: Instant, buf: &mut [u8], stats: &ClockStats) {
+        if let Some(t) = self.session.poll_transmit(now, buf)
+            && let Some(pkt) = buf.get(..t.len)
+            // A send that fails (buffer full, ICMP error pending) loses one frame; the
+            // next tick tries again.
+            && self.port.socket.send_to(pkt, t.destination).is_err()
+        {
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues the packet the session owes now, if any, for the tick's batched send.
+    fn queue_transmit(&mut self, now: Instant, buf: &mut [u8], ring: &mut Uring) {
         if let Some(t) = self.session.poll_transmit(now, buf)
             && let Some(pkt) = buf.get(..t.len)
         {
-            // A send that fails (buffer full, ICMP error pending) loses one frame; the
-            // next tick tries again.
-            let _ = self.port.socket.send_to(pkt, t.destination);
+            ring.queue_send(self.port.socket.as_raw_fd(), t.destination, pkt);
         }
     }
 
@@ -139,6 +153,10 @@ pub struct ClockStats {
     pub late_ticks: AtomicU64,
     /// Worst lateness seen, in microseconds.
     pub max_lateness_us: AtomicU64,
+    /// RTP packets the kernel refused to send (each is one lost frame).
+    pub send_errors: AtomicU64,
+    /// The worker sends and reads through io_uring (else `sendto`/`recvfrom`).
+    pub uring: AtomicBool,
 }
 
 /// Wakes a worker out of its wait. Many commands between two wake-ups cost one write.
@@ -155,10 +173,22 @@ impl Waker {
     }
 
     /// Called by the worker before it drains its queue, so a command queued after the
-    /// drain wakes it again.
+    /// drain wakes it again. The counter is read *before* the flag is lowered: the other
+    /// order lets a `wake` between the two write a count that this read then swallows,
+    /// leaving the flag raised with nothing to read, so that no later command ever wakes
+    /// the worker again (each then waited for the next tick: the lost tick of a key's
+    /// answer).
     fn clear(&self) {
-        self.pending.store(false, Ordering::Release);
+        self.clear_with(|| {});
+    }
+
+    /// `clear`, with `between` run where another thread's `wake` may land.
+    fn clear_with(&self, between: impl FnOnce()) {
         let _ = self.fd.read();
+        between();
+        // A swap, not a store: reading the flag a `wake` raised makes that command's
+        // send visible to the drain that follows.
+        self.pending.swap(false, Ordering::AcqRel);
     }
 }
 
@@ -201,8 +231,16 @@ impl Drop for EngineInner {
 }
 
 impl MediaEngine {
-    /// Starts `workers` media threads (at least one).
+    /// Starts `workers` media threads (at least one), with the IO path that
+    /// `HOTLINE_MEDIA_IO` asks for (io_uring unless it says `sendto`).
     pub fn start(workers: usize) -> std::io::Result<Self> {
+        Self::start_with(workers, MediaIo::from_env())
+    }
+
+    /// Starts `workers` media threads that move their datagrams with `io`. A worker
+    /// asked for io_uring that cannot set a ring up uses `sendto` (and says so in the log
+    /// and in `ClockStats::uring`).
+    pub fn start_with(workers: usize, io: MediaIo) -> std::io::Result<Self> {
         let mut ws = Vec::new();
         let mut stats = Vec::new();
         for i in 0..workers.max(1) {
@@ -214,12 +252,11 @@ impl MediaEngine {
                 )?,
                 pending: AtomicBool::new(false),
             });
-            let clock = Clock::new(rx, waker.clone())?;
             let st = Arc::new(ClockStats::default());
-            let st2 = st.clone();
+            let clock = Clock::new(rx, waker.clone(), st.clone())?;
             let handle = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || clock.run(&st2))?;
+                .spawn(move || clock.run(io))?;
             ws.push(Worker {
                 tx,
                 waker,
@@ -329,10 +366,20 @@ struct Clock {
     /// Sessions whose frame of this tick waits for the call's answer to a key.
     held: Vec<SessionId>,
     buf: Vec<u8>,
+    /// The tick's sends and reads in one system call each; `None`: one call per packet.
+    ring: Option<Uring>,
+    /// A ring that failed. It is kept, never used again, because the kernel may not be
+    /// done with the buffers its last submission pointed to.
+    failed_ring: Option<Uring>,
+    stats: Arc<ClockStats>,
 }
 
 impl Clock {
-    fn new(rx: Receiver<Command>, waker: Arc<Waker>) -> std::io::Result<Self> {
+    fn new(
+        rx: Receiver<Command>,
+        waker: Arc<Waker>,
+        stats: Arc<ClockStats>,
+    ) -> std::io::Result<Self> {
         let wake = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
@@ -357,10 +404,40 @@ impl Clock {
             bridges: Vec::new(),
             held: Vec::new(),
             buf: vec![0u8; 2048],
+            ring: None,
+            failed_ring: None,
+            stats,
         })
     }
 
-    fn run(mut self, stats: &ClockStats) {
+    /// Sets up the ring on the worker's own thread (the thread that will submit to it).
+    fn choose_io(&mut self, io: MediaIo) {
+        if io == MediaIo::Sendto {
+            info!("media worker sends with sendto ({}=sendto)", MediaIo::ENV);
+            return;
+        }
+        match Uring::new() {
+            Ok(ring) => {
+                self.ring = Some(ring);
+                self.stats.uring.store(true, Ordering::Relaxed);
+            }
+            Err(e) => warn!(
+                error = %e,
+                "io_uring unavailable; the media worker sends with one sendto per packet"
+            ),
+        }
+    }
+
+    /// Stops using a ring that returned an error; the worker carries on with `sendto`.
+    fn ring_failed(&mut self, e: &std::io::Error) {
+        warn!(error = %e, "io_uring failed; the media worker falls back to sendto");
+        self.failed_ring = self.ring.take();
+        self.stats.uring.store(false, Ordering::Relaxed);
+    }
+
+    fn run(mut self, io: MediaIo) {
+        self.choose_io(io);
+        let stats = self.stats.clone();
         let mut next = Instant::now() + TICK;
         let mut woke = [EpollEvent::empty(); 2];
         loop {
@@ -454,7 +531,7 @@ impl Clock {
                         s.session.command(cmd, now);
                         // The answer to a key: the held frame (now the new prompt's first)
                         // goes at once.
-                        s.transmit(now, &mut self.buf);
+                        s.transmit(now, &mut self.buf, &self.stats);
                         s.deliver();
                     }
                 }
@@ -479,11 +556,25 @@ impl Clock {
         }
         self.held.clear();
         for (id, s) in self.sessions.iter_mut() {
-            s.transmit(now, &mut self.buf);
+            match self.ring.as_mut() {
+                Some(ring) => s.queue_transmit(now, &mut self.buf, ring),
+                None => s.transmit(now, &mut self.buf, &self.stats),
+            }
             if s.session.poll_timeout().is_some() {
                 self.held.push(*id);
             }
             s.deliver();
+        }
+        if let Some(ring) = self.ring.as_mut() {
+            // The sockets are the sessions', and no session leaves before this returns.
+            match ring.flush_sends() {
+                Ok(r) => {
+                    self.stats
+                        .send_errors
+                        .fetch_add(r.failed, Ordering::Relaxed);
+                }
+                Err(e) => self.ring_failed(&e),
+            }
         }
     }
 
@@ -494,6 +585,12 @@ impl Clock {
         let want = self.sessions.len().max(64);
         if self.ready.len() < want {
             self.ready.resize(want, EpollEvent::empty());
+        }
+        if self.ring.is_some() {
+            if let Err(e) = self.receive_batched(now) {
+                self.ring_failed(&e);
+            }
+            return;
         }
         for drain in [false, true] {
             let n = match self.sockets.wait(&mut self.ready, EpollTimeout::ZERO) {
@@ -511,14 +608,48 @@ impl Clock {
         }
     }
 
+    /// The batched form of `receive`: each pass reads one datagram from every socket epoll
+    /// reports readable, all in one submission. The first pass is nearly always all there
+    /// is; a socket that had a burst stays readable and is read again in the next pass.
+    /// A socket is read at most `MAX_READS_PER_SOCKET` times per tick.
+    fn receive_batched(&mut self, now: Instant) -> std::io::Result<()> {
+        let Some(ring) = self.ring.as_mut() else {
+            return Ok(());
+        };
+        for _ in 0..MAX_READS_PER_SOCKET {
+            let n = match self.sockets.wait(&mut self.ready, EpollTimeout::ZERO) {
+                Ok(n) => n,
+                Err(_) => return Ok(()),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            ring.clear_recvs();
+            for e in &self.ready[..n] {
+                if let Some(s) = self.sessions.get(&e.data()) {
+                    ring.queue_recv(e.data(), s.port.socket.as_raw_fd());
+                }
+            }
+            // The sockets are the sessions', and no session leaves before this returns.
+            ring.receive()?;
+            for r in ring.received() {
+                if let Some(s) = self.sessions.get_mut(&r.token) {
+                    s.session.handle_packet(now, r.from, r.data);
+                }
+            }
+            ring.clear_recvs();
+        }
+        Ok(())
+    }
+
     /// Sends the held frames whose wait is over.
     fn release_held(&mut self, now: Instant) {
-        let (sessions, buf) = (&mut self.sessions, &mut self.buf);
+        let (sessions, buf, stats) = (&mut self.sessions, &mut self.buf, &self.stats);
         self.held.retain(|id| {
             let Some(s) = sessions.get_mut(id) else {
                 return false;
             };
-            s.transmit(now, buf);
+            s.transmit(now, buf, stats);
             s.deliver();
             s.session.poll_timeout().is_some()
         });
@@ -559,5 +690,50 @@ fn relay_pair(x: &mut Session, y: &mut Session) {
     }
     if let Some(k) = to_x {
         x.send_key(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waker() -> Waker {
+        Waker {
+            fd: EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+                .expect("eventfd"),
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    fn readable(w: &Waker) -> bool {
+        // Non-blocking: a read succeeds only when a wake wrote a count.
+        w.fd.read().is_ok()
+    }
+
+    #[test]
+    fn a_wake_during_clear_does_not_silence_later_wakes() {
+        let w = waker();
+        w.wake();
+        // The worker clears while another thread wakes it (that command is drained
+        // right after the clear).
+        w.clear_with(|| w.wake());
+        w.wake();
+        assert!(
+            readable(&w),
+            "a command queued after the drain must wake the worker"
+        );
+    }
+
+    #[test]
+    fn many_wakes_between_two_clears_cost_one_write() {
+        let w = waker();
+        for _ in 0..5 {
+            w.wake();
+        }
+        assert_eq!(w.fd.read().expect("a count"), 1);
+        w.pending.swap(false, Ordering::AcqRel);
+        w.wake();
+        w.clear();
+        assert!(!readable(&w));
     }
 }

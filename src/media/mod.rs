@@ -11,4 +11,5 @@ pub mod recorder;
 pub mod rtp;
 pub mod session;
 pub mod tone;
+pub mod uring;
 pub mod wav;
