@@ -254,6 +254,7 @@ pub(crate) fn answer_params(
             sdp_version: 1,
         }),
         ring_for,
+        timers: crate::sip::transaction::TimerConfig::with_t1(deps.live().config.t1),
     };
     (params, port)
 }

@@ -27,7 +27,7 @@ use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
 use crate::sip::message::{Host, Method, NameAddr, Request, Response, Uri};
 use crate::sip::random_token;
 use crate::sip::sdp;
-use crate::sip::transaction::TransactionKey;
+use crate::sip::transaction::{TimerConfig, TransactionKey};
 use crate::sip::transport::Peer;
 use crate::sip::uac::{InviteParams, LegEvent, LegFailure, LegOutput, LegState, OutgoingInvite};
 use crate::sip::uas::{CODECS, Ending, LocalMedia, Uas, UasEvent, UasState};
@@ -280,9 +280,15 @@ impl Leg {
                     .on_timeout()
                     .map(|e| self.news(deps, e, beside, media_tx))
             }
-            ToCall::Request { key, req } => self.on_request(deps, ToCall::Request { key, req }),
-            ToCall::Cancel { key, req } => self.on_request(deps, ToCall::Cancel { key, req }),
-            ToCall::Ack(_) | ToCall::AckTimeout | ToCall::Leg { .. } => None,
+            m @ (ToCall::Request { .. } | ToCall::Cancel { .. }) => self.on_request(deps, m),
+            m @ (ToCall::Ack(_) | ToCall::Wake) => {
+                if self.side.is_some() {
+                    self.on_request(deps, m)
+                } else {
+                    None
+                }
+            }
+            ToCall::Leg { .. } => None,
         }
     }
 
@@ -367,7 +373,8 @@ impl Leg {
                         sdp_version: 1,
                     };
                     let contact = our_contact(&self.peer, self.advertised);
-                    let uas = Uas::in_dialog(dialog.clone(), contact, media, Some(neg));
+                    let timers = TimerConfig::with_t1(deps.live().config.t1);
+                    let uas = Uas::in_dialog(dialog.clone(), contact, media, Some(neg), timers);
                     self.side = Some(UasShell::new(
                         uas,
                         self.sip.clone(),

@@ -31,9 +31,21 @@ pub(crate) enum Next {
 /// Whose an endpoint's message is.
 pub(crate) enum Addressed {
     /// The dialog's (its UAS answers it).
-    Dialog(UasInput),
+    Dialog(DialogInput),
     /// The owner's.
     Owner(ToCall),
+}
+
+/// What the dialog is given: a message for its UAS, or the wake-up its timers asked for.
+pub(crate) enum DialogInput {
+    Sip(UasInput),
+    Wake,
+}
+
+impl From<UasInput> for DialogInput {
+    fn from(i: UasInput) -> Self {
+        DialogInput::Sip(i)
+    }
 }
 
 pub(crate) struct UasShell {
@@ -42,6 +54,8 @@ pub(crate) struct UasShell {
     peer: Peer,
     advertised: IpAddr,
     call_id: String,
+    /// The wake-up asked of the endpoint for the UAS's next timer (see `arm`).
+    armed: Option<Instant>,
 }
 
 impl UasShell {
@@ -52,6 +66,7 @@ impl UasShell {
             peer,
             advertised,
             call_id: call_id.to_string(),
+            armed: None,
         }
     }
 
@@ -59,31 +74,44 @@ impl UasShell {
     /// dialog sends none; a call back's leg does).
     pub fn input(m: ToCall) -> Addressed {
         match m {
-            ToCall::Request { key, req } => Addressed::Dialog(UasInput::Request { key, req }),
-            ToCall::Cancel { key, req } => Addressed::Dialog(UasInput::Cancel { key, req }),
-            ToCall::Ack(a) => Addressed::Dialog(UasInput::Ack(a)),
-            ToCall::AckTimeout => Addressed::Dialog(UasInput::AckTimeout),
+            ToCall::Request { key, req } => {
+                Addressed::Dialog(UasInput::Request { key, req }.into())
+            }
+            ToCall::Cancel { key, req } => Addressed::Dialog(UasInput::Cancel { key, req }.into()),
+            ToCall::Ack(a) => Addressed::Dialog(UasInput::Ack(a).into()),
             ToCall::Response(r)
                 if !r
                     .headers
                     .cseq()
                     .is_ok_and(|c| c.method == crate::sip::message::Method::Invite) =>
             {
-                Addressed::Dialog(UasInput::Response(r))
+                Addressed::Dialog(UasInput::Response(r).into())
             }
-            ToCall::RequestTimeout => Addressed::Dialog(UasInput::RequestTimeout),
+            ToCall::RequestTimeout => Addressed::Dialog(UasInput::RequestTimeout.into()),
+            ToCall::Wake => Addressed::Dialog(DialogInput::Wake),
             other => Addressed::Owner(other),
         }
     }
 
-    pub fn handle(&mut self, now: Instant, input: UasInput) -> Vec<UasEvent> {
+    pub fn handle(&mut self, now: Instant, input: impl Into<DialogInput>) -> Vec<UasEvent> {
         let (peer, adv) = (self.peer, self.advertised);
-        self.uas.handle(now, input, || our_via(&peer, adv));
+        match input.into() {
+            DialogInput::Sip(input) => self.uas.handle(now, input, || our_via(&peer, adv)),
+            DialogInput::Wake => {
+                // Whichever wake-up this is, the next one is asked for afresh.
+                self.armed = None;
+                return self.handle_timeout(now);
+            }
+        }
         self.flush()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<UasEvent> {
-        self.uas.handle_timeout(now);
+        if self.armed.is_some_and(|a| a <= now) {
+            self.armed = None;
+        }
+        let (peer, adv) = (self.peer, self.advertised);
+        self.uas.handle_timeout(now, || our_via(&peer, adv));
         self.flush()
     }
 
@@ -111,11 +139,25 @@ impl UasShell {
                 UasOutput::Respond { key, resp } => {
                     self.sip.respond(&key, self.peer, &self.call_id, resp)
                 }
+                UasOutput::Retransmit(resp) => self.sip.send_response(self.peer, resp),
                 UasOutput::Request(req) => self.sip.request(&self.call_id, self.peer, req),
                 UasOutput::Event(e) => events.push(e),
             }
         }
+        self.arm();
         events
+    }
+
+    /// Asks the endpoint for a wake-up at the UAS's next timer, unless one at that moment
+    /// or earlier is pending (it asks for the next itself): the call's own loop waits only
+    /// on its inbox while the flow runs, and the 2xx copies must go out meanwhile.
+    fn arm(&mut self) {
+        if let Some(at) = self.uas.poll_timeout()
+            && self.armed.is_none_or(|a| at < a)
+        {
+            self.sip.wake_at(&self.call_id, at);
+            self.armed = Some(at);
+        }
     }
 
     /// Waits for the next message of the dialog or its next timer, and lets the UAS deal
