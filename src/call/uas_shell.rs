@@ -87,7 +87,7 @@ impl UasShell {
             {
                 Addressed::Dialog(UasInput::Response(r).into())
             }
-            ToCall::RequestTimeout => Addressed::Dialog(UasInput::RequestTimeout.into()),
+            ToCall::RequestTimeout { .. } => Addressed::Dialog(UasInput::RequestTimeout.into()),
             ToCall::Wake => Addressed::Dialog(DialogInput::Wake),
             other => Addressed::Owner(other),
         }

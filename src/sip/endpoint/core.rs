@@ -43,8 +43,9 @@ pub enum ToCall {
     /// A response to a request the call sent.
     Response(Response),
     /// A request the call sent got no final response in time, or could not be sent at all
-    /// (RFC 3261 §17.1.4; see [`EndpointCore::handle_send_error`]).
-    RequestTimeout,
+    /// (RFC 3261 §17.1.4; see [`EndpointCore::handle_send_error`]). `key` is its client
+    /// transaction's: the branch and method of the request.
+    RequestTimeout { key: TransactionKey },
     /// The wake-up the call asked for ([`CallCommand::Wake`]): time to look at its timers.
     Wake,
     /// Something for one of the call's outgoing legs (see `SipHandle::open_leg`).
@@ -454,7 +455,7 @@ impl EndpointCore {
                     }
                     Err(e) => {
                         warn!(error = %e, "request not sent");
-                        self.deliver(&call_id, ToCall::RequestTimeout);
+                        self.deliver(&call_id, ToCall::RequestTimeout { key });
                     }
                 }
             }
@@ -626,7 +627,7 @@ impl EndpointCore {
                 }
                 TableOutput::Timeout { key, .. } => {
                     if let Some(call_id) = self.clients.remove(&key) {
-                        self.deliver(&call_id, ToCall::RequestTimeout);
+                        self.deliver(&call_id, ToCall::RequestTimeout { key });
                     }
                 }
                 TableOutput::TransportError { role, key } => match role {
@@ -634,7 +635,7 @@ impl EndpointCore {
                         self.counters.requests_unsent += 1;
                         debug!(%key, "request could not be sent");
                         if let Some(call_id) = self.clients.remove(&key) {
-                            self.deliver(&call_id, ToCall::RequestTimeout);
+                            self.deliver(&call_id, ToCall::RequestTimeout { key });
                         }
                     }
                     Role::Server => {

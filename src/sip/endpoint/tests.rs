@@ -533,7 +533,7 @@ fn a_request_that_cannot_be_sent_fails_the_call_at_once() {
     c.handle_send_error(clock.at(0.0), &t);
     let out = drain(&mut c);
     assert!(
-        matches!(&out[..], [Output::ToCall { call_id, msg: ToCall::RequestTimeout }] if call_id == "c@test"),
+        matches!(&out[..], [Output::ToCall { call_id, msg: ToCall::RequestTimeout { .. } }] if call_id == "c@test"),
         "{out:?}"
     );
     assert_eq!(c.counters().requests_unsent, 1);
@@ -580,7 +580,7 @@ fn timer_e_retransmits_and_timer_f_times_out() {
             match o {
                 Output::Transmit(_) => sends.push(clock.secs(at)),
                 Output::ToCall {
-                    msg: ToCall::RequestTimeout,
+                    msg: ToCall::RequestTimeout { .. },
                     ..
                 } => timed_out = Some(clock.secs(at)),
                 o => panic!("unexpected {o:?}"),
@@ -615,7 +615,7 @@ fn timer_b_times_out_an_unanswered_invite() {
             } = o
             {
                 assert_eq!(call_id, "owner@test");
-                assert!(matches!(*msg, ToCall::RequestTimeout));
+                assert!(matches!(*msg, ToCall::RequestTimeout { .. }));
                 last = Some(clock.secs(at));
             }
         }
