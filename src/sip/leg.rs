@@ -178,11 +178,6 @@ impl LegCore {
         self.uac.state()
     }
 
-    /// The INVITE we sent.
-    pub fn invite(&self) -> &Request {
-        self.uac.invite()
-    }
-
     /// The answered dialog's server side.
     pub fn uas(&self) -> Option<&Uas> {
         self.uas.as_ref()
