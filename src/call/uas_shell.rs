@@ -37,6 +37,8 @@ pub(crate) enum Addressed {
 }
 
 /// What the dialog is given: a message for its UAS, or the wake-up its timers asked for.
+/// Passed along once and never stored, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum DialogInput {
     Sip(UasInput),
     Wake,

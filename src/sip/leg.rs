@@ -234,11 +234,11 @@ impl LegCore {
     pub fn handle(&mut self, now: Instant, input: LegInput) {
         match input {
             LegInput::Response(resp) => self.on_response(now, resp),
-            LegInput::Request { key, req } => self.to_dialog(now, UasInput::Request { key, req }),
-            LegInput::Cancel { key, req } => self.to_dialog(now, UasInput::Cancel { key, req }),
+            LegInput::Request { key, req } => self.for_dialog(now, UasInput::Request { key, req }),
+            LegInput::Cancel { key, req } => self.for_dialog(now, UasInput::Cancel { key, req }),
             LegInput::Ack(ack) => {
                 if self.uas.is_some() {
-                    self.to_dialog(now, UasInput::Ack(ack));
+                    self.for_dialog(now, UasInput::Ack(ack));
                 }
             }
             LegInput::RequestTimeout { key } => self.on_request_timeout(now, &key),
@@ -297,7 +297,7 @@ impl LegCore {
             _ if branch.as_ref().is_some_and(|b| self.byes.contains(b)) => {
                 self.byes.retain(|b| Some(b) != branch.as_ref());
             }
-            _ => self.to_dialog(now, UasInput::Response(resp)),
+            _ => self.for_dialog(now, UasInput::Response(resp)),
         }
     }
 
@@ -385,13 +385,13 @@ impl LegCore {
         {
             self.byes.retain(|x| Some(x.as_str()) != key.branch());
         } else {
-            self.to_dialog(now, UasInput::RequestTimeout);
+            self.for_dialog(now, UasInput::RequestTimeout);
         }
     }
 
     /// Something for the answered dialog; before the answer (or once the dialog is a
     /// call's) a request is answered 481 here.
-    fn to_dialog(&mut self, now: Instant, input: UasInput) {
+    fn for_dialog(&mut self, now: Instant, input: UasInput) {
         let Some(uas) = self.uas.as_mut() else {
             if let UasInput::Request { key, req } | UasInput::Cancel { key, req } = input {
                 let mut resp = Response::for_request(&req, 481, "Call/Transaction Does Not Exist");
