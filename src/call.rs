@@ -31,7 +31,6 @@ pub mod core; // the call as one pure state machine
 pub mod place; // the caller's place in an agent queue, as one pure state machine
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
-pub(crate) mod uas_shell; // carries a leg's dialog (a `sip::uas::Uas`) to the endpoint
 pub use actor::{CallMsg, Inbox, run};
 pub use callback::call_back;
 
@@ -234,6 +233,7 @@ pub(crate) fn answer_params(
             sdp_version: 1,
         }),
         ring_for,
+        timers: crate::sip::transaction::TimerConfig::with_t1(deps.live().config.t1),
     };
     (params, port)
 }

@@ -1,11 +1,9 @@
 //! An outgoing call leg placed by a call task: the B2BUA's second half, used by `transfer`
-//! (and by agent offers). It owns the leg's SIP side (through `sip::uac`, which decides),
-//! its RTP port, and once answered its media session on the same media worker as the
-//! caller's, so the two can be bridged on the media clock.
-//!
-//! Once answered, the requests the far end sends in the leg's dialog (BYE, re-INVITE,
-//! INFO) are answered by a `sip::uas::Uas` made from that dialog, as for any call; our BYE
-//! comes from it too.
+//! (and by agent offers and call backs). Every SIP decision is the pure
+//! [`LegCore`](crate::sip::leg::LegCore)'s; this shell finds where to send (DNS), takes the
+//! leg's RTP port, sends what the core decides through the endpoint, and once answered
+//! runs its media session on the same media worker as the caller's, so the two can be
+//! bridged on the media clock.
 //!
 //! The owning call task feeds it what the endpoint routes to the leg (`ToCall::Leg`) and
 //! acts on what it reports; the leg never talks to the caller's side itself.
@@ -17,20 +15,19 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::call::CallDeps;
-use crate::call::uas_shell::{Addressed, UasShell};
 use crate::config::Transport as ListenTransport;
 use crate::mailbox::Mailbox;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, SessionCommand};
 use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
-use crate::sip::message::{Host, Method, NameAddr, Request, Response, Uri};
+use crate::sip::leg::{LegCore, LegEvent, LegInput, LegOutput, LegParams};
+use crate::sip::message::{Host, NameAddr, Uri};
 use crate::sip::random_token;
-use crate::sip::sdp;
-use crate::sip::transaction::TransactionKey;
+use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::Peer;
-use crate::sip::uac::{InviteParams, LegEvent, LegFailure, LegOutput, LegState, OutgoingInvite};
-use crate::sip::uas::{CODECS, Ending, LocalMedia, Uas, UasEvent, UasState};
+use crate::sip::uac::{LegFailure, LegState};
+use crate::sip::uas::{LocalMedia, Uas};
 
 /// Why a leg could not be placed at all.
 #[derive(Debug, thiserror::Error)]
@@ -81,26 +78,23 @@ pub struct Dial<'a> {
 /// An answered leg's parts, for a call that makes the leg its own (see [`Leg::adopt`]).
 pub(crate) struct Adopted {
     /// The leg's dialog, served as the call's own.
-    pub side: UasShell,
+    pub uas: Uas,
     pub session: SessionId,
     pub peer: Peer,
 }
 
 pub struct Leg {
     pub call_id: String,
-    uac: OutgoingInvite,
+    core: LegCore,
     peer: Peer,
-    advertised: IpAddr,
     port: Option<RtpPort>,
-    local_rtp_port: u16,
     session: Option<SessionId>,
-    /// The answered dialog's server side: what the far end sends in it, and our BYE.
-    side: Option<UasShell>,
-    sdp_session_id: u64,
     no_media_timeout: Duration,
     sip: SipHandle,
     owner: String,
-    /// Our BYE or CANCEL went out and its answer is awaited.
+    /// The wake-up asked of the endpoint for the core's next timer (see `arm`).
+    armed: Option<Instant>,
+    /// Our BYE or CANCEL went out and the leg's end is awaited.
     pub closing: bool,
 }
 
@@ -189,8 +183,6 @@ impl Leg {
             .ports
             .allocate(local.ip())
             .map_err(|e| PlaceError::NoPort(e.to_string()))?;
-        let local_rtp_port = port.port;
-        let sdp_session_id = rand::random_range(1..u32::MAX as u64);
         let call_id = dial
             .call_id
             .map_or_else(|| format!("{}@hotline", random_token(20)), str::to_string);
@@ -202,55 +194,66 @@ impl Leg {
         if let Some(d) = dial.caller_display.filter(|d| !d.is_empty()) {
             from = from.with_display_name(d);
         }
-        let (uac, invite) = OutgoingInvite::new(InviteParams {
+        // A fresh random branch is the prefix of every branch of the leg.
+        let via = our_via(&peer, advertised);
+        let branch_prefix = via.branch().unwrap_or_default().to_string();
+        let core = LegCore::new(LegParams {
             target: uri,
             from,
             call_id: call_id.clone(),
             local_tag: random_token(10),
-            cseq: 1,
-            via: our_via(&peer, advertised),
+            via,
+            branch_prefix,
             contact: our_contact(&peer, advertised),
-            sdp: sdp::build_offer(advertised, local_rtp_port, sdp_session_id, 1),
+            media: LocalMedia {
+                advertised,
+                rtp_port: port.port,
+                sdp_session_id: rand::random_range(1..u32::MAX as u64),
+                sdp_version: 1,
+            },
             headers: vec![("P-Asserted-Identity".into(), format!("<{from_uri}>"))],
+            timers: TimerConfig::with_t1(deps.live().config.t1),
         });
         if call_id != owner {
             sip.open_leg(&call_id, owner);
         }
-        sip.request(&call_id, peer, invite);
-        info!(leg = %call_id, target = %dial.target, %remote, "leg placed");
-        Ok(Leg {
+        let mut leg = Leg {
             call_id,
-            uac,
+            core,
             peer,
-            advertised,
             port: Some(port),
-            local_rtp_port,
             session: None,
-            side: None,
-            sdp_session_id,
             no_media_timeout: dial.no_media_timeout,
             sip: sip.clone(),
             owner: owner.to_string(),
+            armed: None,
             closing: false,
-        })
+        };
+        for ev in leg.send() {
+            debug!(leg = %leg.call_id, ?ev, "leg event while placing");
+        }
+        info!(leg = %leg.call_id, target = %dial.target, %remote, "leg placed");
+        Ok(leg)
     }
 
     /// Hands an answered leg's dialog and media to a call that carries on with them as
-    /// its own (a call back); the leg keeps its INVITE client, to acknowledge a repeated
+    /// its own (a call back); the leg keeps its INVITE's side, to acknowledge a repeated
     /// 2xx. `None` before the answer or if it was taken already.
     pub(crate) fn adopt(&mut self) -> Option<Adopted> {
-        if self.side.is_none() || self.session.is_none() {
+        if self.session.is_none() || self.core.uas().is_none() {
             return None;
         }
+        let uas = self.core.take_dialog()?;
+        self.closing = false;
         Some(Adopted {
-            side: self.side.take()?,
+            uas,
             session: self.session.take()?,
             peer: self.peer,
         })
     }
 
     pub fn state(&self) -> LegState {
-        self.uac.state()
+        self.core.state()
     }
 
     pub fn session(&self) -> Option<SessionId> {
@@ -266,200 +269,160 @@ impl Leg {
         beside: Option<SessionId>,
         media_tx: &Mailbox<MediaEvent>,
     ) -> Option<LegNews> {
-        match msg {
-            ToCall::Response(resp) => self.on_response(deps, &resp, beside, media_tx),
-            ToCall::RequestTimeout => {
-                if self.closing {
-                    self.closing = false;
-                    if let Some(side) = self.side.as_mut() {
-                        side.handle(Instant::now(), crate::sip::uas::UasInput::RequestTimeout);
-                    }
-                    return None;
-                }
-                self.uac
-                    .on_timeout()
-                    .map(|e| self.news(deps, e, beside, media_tx))
+        let now = Instant::now();
+        let input = match msg {
+            ToCall::Response(resp) => LegInput::Response(resp),
+            ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
+            ToCall::Request { key, req } => LegInput::Request { key, req },
+            ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
+            ToCall::Ack(ack) => LegInput::Ack(ack),
+            ToCall::Wake => {
+                // Whichever wake-up this is, the next one is asked for afresh.
+                self.armed = None;
+                self.core.handle_timeout(now);
+                return self.carry_out(deps, beside, media_tx);
             }
-            ToCall::Request { key, req } => self.on_request(deps, ToCall::Request { key, req }),
-            ToCall::Cancel { key, req } => self.on_request(deps, ToCall::Cancel { key, req }),
-            ToCall::Ack(_) | ToCall::AckTimeout | ToCall::Leg { .. } => None,
-        }
+            ToCall::Leg { .. } => return None,
+        };
+        self.core.handle(now, input);
+        self.carry_out(deps, beside, media_tx)
     }
 
-    fn on_response(
+    /// Sends what the core decided and acts on what it reported; returns the news for the
+    /// call (the last, when there are several).
+    fn carry_out(
         &mut self,
         deps: &CallDeps,
-        resp: &Response,
         beside: Option<SessionId>,
         media_tx: &Mailbox<MediaEvent>,
     ) -> Option<LegNews> {
-        let is_invite = resp
-            .headers
-            .cseq()
-            .is_ok_and(|c| c.method == Method::Invite);
-        if !is_invite {
-            // The answer to our BYE or CANCEL.
-            if resp.status >= 200 {
-                self.closing = false;
-            }
-            if let Some(side) = self.side.as_mut() {
-                side.handle(
-                    Instant::now(),
-                    crate::sip::uas::UasInput::Response(resp.clone()),
-                );
-            }
-            return None;
-        }
-        let mut out = Vec::new();
-        let (peer, adv) = (self.peer, self.advertised);
-        let ev = self.uac.on_response(resp, || our_via(&peer, adv), &mut out);
-        self.send_outputs(out);
-        let ev = ev?;
-        Some(self.news(deps, ev, beside, media_tx))
-    }
-
-    fn news(
-        &mut self,
-        deps: &CallDeps,
-        ev: LegEvent,
-        beside: Option<SessionId>,
-        media_tx: &Mailbox<MediaEvent>,
-    ) -> LegNews {
-        match ev {
-            LegEvent::Ringing => LegNews::Ringing,
-            LegEvent::Failed(f) => {
-                self.port = None;
-                LegNews::Failed(f)
-            }
-            LegEvent::Answered { sdp: body } => {
-                let neg = sdp::parse_offer(&body).and_then(|r| sdp::accept_answer(&r, &CODECS));
-                let (neg, port) = match (neg, self.port.take()) {
-                    (Ok(n), Some(p)) => (n, p),
-                    (Err(e), _) => {
-                        warn!(leg = %self.call_id, error = %e, "answer without usable SDP; hanging up");
-                        self.hang_up();
-                        return LegNews::Failed(LegFailure::Error {
-                            status: 488,
-                            reason: format!("unusable SDP answer: {e}"),
-                        });
-                    }
-                    (Ok(_), None) => {
-                        self.hang_up();
-                        return LegNews::Failed(LegFailure::Error {
-                            status: 500,
-                            reason: "no RTP port".into(),
-                        });
-                    }
-                };
-                self.session = Some(crate::call::start_session(
-                    deps,
-                    port,
-                    &neg,
-                    self.no_media_timeout,
-                    crate::call::media_sink(media_tx.clone()),
-                    beside,
-                ));
-                if let Some(dialog) = self.uac.dialog() {
-                    let media = LocalMedia {
-                        advertised: self.advertised,
-                        rtp_port: self.local_rtp_port,
-                        sdp_session_id: self.sdp_session_id,
-                        sdp_version: 1,
-                    };
-                    let contact = our_contact(&self.peer, self.advertised);
-                    let uas = Uas::in_dialog(dialog.clone(), contact, media, Some(neg));
-                    self.side = Some(UasShell::new(
-                        uas,
-                        self.sip.clone(),
-                        self.peer,
-                        self.advertised,
-                        &self.call_id,
-                    ));
-                }
-                debug!(leg = %self.call_id, "leg answered");
-                LegNews::Answered
-            }
-        }
-    }
-
-    /// A request in the leg's dialog: its UAS answers it once the leg is answered.
-    fn on_request(&mut self, deps: &CallDeps, m: ToCall) -> Option<LegNews> {
-        let Some(side) = self.side.as_mut() else {
-            if let ToCall::Request { key, req } | ToCall::Cancel { key, req } = m {
-                self.reply(&key, &req, 481, "Call/Transaction Does Not Exist");
-            }
-            return None;
-        };
-        let Addressed::Dialog(input) = UasShell::input(m) else {
-            return None;
-        };
         let mut news = None;
-        for ev in side.handle(Instant::now(), input) {
-            match ev {
-                UasEvent::Ended(Ending::RemoteBye) => {
-                    self.uac.remote_hung_up();
-                    info!(leg = %self.call_id, "far end hung up");
-                    news = Some(LegNews::HungUp);
+        // An event may make the core say more (a hang-up for want of a port): loop.
+        loop {
+            let events = self.send();
+            if events.is_empty() {
+                break;
+            }
+            for ev in events {
+                if let Some(n) = self.on_event(deps, ev, beside, media_tx) {
+                    news = Some(n);
                 }
-                UasEvent::MediaUpdate {
-                    remote,
-                    send,
-                    reset_latch,
-                } => {
-                    // Hold from the far end: the bridge keeps running, this side just
-                    // stops sending.
-                    if let Some(s) = self.session {
-                        deps.media.command(
-                            s,
-                            SessionCommand::Update {
-                                remote,
-                                send,
-                                reset_latch,
-                            },
-                        );
-                    }
-                }
-                // Keys from the far end travel in its RTP, relayed by the bridge.
-                _ => {}
             }
         }
         news
     }
 
-    /// A refusal for a request outside any dialog of ours (before the answer).
-    fn reply(&self, key: &TransactionKey, req: &Request, status: u16, reason: &str) {
-        let mut r = Response::for_request(req, status, reason);
-        let _ = r.headers.ensure_to_tag(&random_token(10));
-        self.sip.respond(key, self.peer, &self.call_id, r);
+    fn on_event(
+        &mut self,
+        deps: &CallDeps,
+        ev: LegEvent,
+        beside: Option<SessionId>,
+        media_tx: &Mailbox<MediaEvent>,
+    ) -> Option<LegNews> {
+        match ev {
+            LegEvent::Ringing => Some(LegNews::Ringing),
+            LegEvent::Failed(f) => {
+                if let LegFailure::Error {
+                    status: 488,
+                    reason,
+                } = &f
+                {
+                    warn!(leg = %self.call_id, %reason, "answer without usable SDP; hanging up");
+                }
+                self.port = None;
+                Some(LegNews::Failed(f))
+            }
+            LegEvent::Answered(n) => {
+                let Some(port) = self.port.take() else {
+                    self.hang_up();
+                    return Some(LegNews::Failed(LegFailure::Error {
+                        status: 500,
+                        reason: "no RTP port".into(),
+                    }));
+                };
+                self.session = Some(crate::call::start_session(
+                    deps,
+                    port,
+                    &n,
+                    self.no_media_timeout,
+                    crate::call::media_sink(media_tx.clone()),
+                    beside,
+                ));
+                debug!(leg = %self.call_id, "leg answered");
+                Some(LegNews::Answered)
+            }
+            LegEvent::MediaUpdate {
+                remote,
+                send,
+                reset_latch,
+            } => {
+                // Hold from the far end: the bridge keeps running, this side just stops
+                // sending.
+                if let Some(s) = self.session {
+                    deps.media.command(
+                        s,
+                        SessionCommand::Update {
+                            remote,
+                            send,
+                            reset_latch,
+                        },
+                    );
+                }
+                None
+            }
+            LegEvent::HungUp => {
+                info!(leg = %self.call_id, "far end hung up");
+                Some(LegNews::HungUp)
+            }
+            // Keys from the far end travel in its RTP, relayed by the bridge.
+            LegEvent::Key(k) => {
+                debug!(leg = %self.call_id, key = %k.as_char(), "INFO key on a leg; not relayed");
+                None
+            }
+            LegEvent::Closed => {
+                debug!(leg = %self.call_id, "leg's SIP is over");
+                None
+            }
+        }
     }
 
-    fn send_outputs(&mut self, out: Vec<LegOutput>) {
-        for o in out {
+    /// Sends the core's messages through the endpoint; returns its events. Then notes
+    /// whether the leg is closing and asks for a wake-up at its next timer.
+    fn send(&mut self) -> Vec<LegEvent> {
+        let mut events = Vec::new();
+        while let Some(o) = self.core.poll_output() {
             match o {
+                LegOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
                 LegOutput::Ack(ack) => self.sip.ack(self.peer, ack),
-                LegOutput::Request(r) => {
-                    self.closing = true;
-                    self.sip.request(&self.call_id, self.peer, r);
+                LegOutput::Respond { key, resp } => {
+                    self.sip.respond(&key, self.peer, &self.call_id, resp)
                 }
+                LegOutput::Retransmit(resp) => self.sip.send_response(self.peer, resp),
+                LegOutput::Event(e) => events.push(e),
             }
+        }
+        self.closing = self.core.is_closing();
+        self.arm();
+        events
+    }
+
+    /// Asks the endpoint for a wake-up at the core's next timer, unless one at that moment
+    /// or earlier is pending (it asks for the next itself): the owning call waits only on
+    /// its inbox.
+    fn arm(&mut self) {
+        if let Some(at) = self.core.poll_timeout()
+            && self.armed.is_none_or(|a| at < a)
+        {
+            self.sip.wake_at(&self.call_id, at);
+            self.armed = Some(at);
         }
     }
 
     /// Ends the leg whatever its state: CANCEL while it rings, BYE once answered.
     pub fn hang_up(&mut self) {
-        if let Some(side) = self.side.as_mut()
-            && side.uas.state() == UasState::Confirmed
-        {
-            // Answered: the BYE comes from the dialog's own side, which also answers a
-            // BYE that crosses it; the INVITE client is done with.
-            self.uac.remote_hung_up();
-            side.hang_up(Instant::now());
-            self.closing = true;
-            return;
-        }
-        let (peer, adv) = (self.peer, self.advertised);
-        if let Some(o) = self.uac.cancel(|| our_via(&peer, adv)) {
-            self.send_outputs(vec![o]);
+        self.core.hang_up(Instant::now());
+        for ev in self.send() {
+            debug!(leg = %self.call_id, ?ev, "leg event on hang-up");
         }
     }
 

@@ -130,11 +130,7 @@ impl Server {
             EndpointConfig {
                 user_agent: config.user_agent.clone(),
                 max_calls: config.max_calls,
-                timers: TimerConfig {
-                    t1: config.t1,
-                    t2: TimerConfig::default().t2.max(config.t1),
-                    ..TimerConfig::default()
-                },
+                timers: TimerConfig::with_t1(config.t1),
                 registrar: RegistrarConfig {
                     realm: config.realm.clone(),
                     algorithms: config.digest_algorithms.clone(),

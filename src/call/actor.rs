@@ -448,8 +448,9 @@ impl Call {
             ToCall::Request { key, req } => UasInput::Request { key, req },
             ToCall::Cancel { key, req } => UasInput::Cancel { key, req },
             ToCall::Ack(a) => UasInput::Ack(a),
-            ToCall::AckTimeout => UasInput::AckTimeout,
-            ToCall::RequestTimeout => UasInput::RequestTimeout,
+            ToCall::RequestTimeout { .. } => UasInput::RequestTimeout,
+            // The call sleeps on its own timers; wake-ups are for its legs.
+            ToCall::Wake => return,
             ToCall::Response(r)
                 if r.headers
                     .cseq()
@@ -487,6 +488,7 @@ impl Call {
                     self.sip.respond(&key, self.peer, &self.call_id, resp)
                 }
                 CallOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
+                CallOutput::Retransmit(r) => self.sip.send_response(self.peer, r),
                 CallOutput::Media(cmd) => self.media_command(cmd),
                 CallOutput::Http(a) => self.http(a),
                 CallOutput::JoinQueue {

@@ -172,7 +172,7 @@ impl Call {
             answered.peer.remote,
         );
         let (via, branches) = via_and_branches(&answered.peer, advertised);
-        let mut core = CallCore::new(answered.side.uas, Script::Queue, via, branches);
+        let mut core = CallCore::new(answered.uas, Script::Queue, via, branches);
         core.start(Instant::now());
         let mut call = Call::new(Start {
             deps,

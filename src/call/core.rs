@@ -148,6 +148,8 @@ pub enum CallOutput {
         key: TransactionKey,
         resp: Response,
     },
+    /// Send as it is, outside any transaction (a copy of our 2xx until its ACK).
+    Retransmit(Response),
     /// Send through a new client transaction.
     Request(Request),
     Media(MediaCommand),
@@ -562,7 +564,8 @@ impl CallCore {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.uas.handle_timeout(now);
+        let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
+        self.uas.handle_timeout(now, || branched(via, prefix, n));
         if self.started
             && let Script::Flow(m) = &mut self.script
             && m.poll_timeout().is_some_and(|d| d <= now)
@@ -647,6 +650,7 @@ impl CallCore {
                     UasOutput::Respond { key, resp } => {
                         self.out.push_back(CallOutput::Respond { key, resp })
                     }
+                    UasOutput::Retransmit(r) => self.out.push_back(CallOutput::Retransmit(r)),
                     UasOutput::Request(r) => self.out.push_back(CallOutput::Request(r)),
                     UasOutput::Event(e) => self.on_uas(now, e),
                 }
@@ -903,6 +907,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
                         sdp_version: 1,
                     }),
                     ring_for,
+                    timers: crate::sip::transaction::TimerConfig::default(),
                 },
             );
             let via = Via::new(

@@ -1,11 +1,13 @@
-//! SIP signalling: the message codec, transactions, dialogs, SDP offer/answer, the
-//! endpoint that routes messages to calls, the registrar agents log in with, and the
-//! sockets. Everything here but
-//! `transport` and the endpoint's task (`endpoint/mod.rs`) is pure: no sockets, no clock.
+//! SIP signalling: the message codec, transactions, dialogs, the INVITEs we answer (UAS)
+//! and place (UAC, and the outgoing leg built on both), SDP offer/answer, the endpoint
+//! that routes messages to calls, the registrar agents log in with, and the sockets.
+//! Everything here but `transport` and the endpoint's task (`endpoint/mod.rs`) is pure: no
+//! sockets, no clock.
 
 pub mod dialog;
 pub mod digest;
 pub mod endpoint;
+pub mod leg;
 pub mod message;
 pub mod registrar;
 pub mod sdp;

@@ -31,7 +31,7 @@ pub struct InviteParams {
 
 /// What a response meant for the leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegEvent {
+pub enum InviteEvent {
     /// The far end rings (180/183); reported once.
     Ringing,
     /// Answered; the body is the SDP answer.
@@ -79,7 +79,7 @@ pub enum LegState {
 
 /// Requests the leg wants sent.
 #[derive(Debug, Clone, PartialEq)]
-pub enum LegOutput {
+pub enum InviteOutput {
     /// Through a new client transaction (CANCEL, BYE).
     Request(Request),
     /// Sent as it is, outside any transaction (the ACK for a 2xx, RFC 3261 §13.2.2.4).
@@ -155,8 +155,8 @@ impl OutgoingInvite {
         &mut self,
         resp: &Response,
         mut via: impl FnMut() -> Via,
-        out: &mut Vec<LegOutput>,
-    ) -> Option<LegEvent> {
+        out: &mut Vec<InviteOutput>,
+    ) -> Option<InviteEvent> {
         let is_invite = resp
             .headers
             .cseq()
@@ -165,15 +165,16 @@ impl OutgoingInvite {
             return None;
         }
         match resp.status {
-            100 => None,
-            101..=199 => {
+            100..=199 => {
+                // Any provisional answer, 100 Trying too, means the far end has the
+                // INVITE's transaction: a CANCEL may now follow it (§9.1).
                 if self.cancel_pending {
                     self.cancel_pending = false;
-                    out.push(LegOutput::Request(self.cancel_request()));
+                    out.push(InviteOutput::Request(self.cancel_request()));
                 }
-                if self.state == LegState::Calling {
+                if resp.status > 100 && self.state == LegState::Calling {
                     self.state = LegState::Ringing;
-                    return Some(LegEvent::Ringing);
+                    return Some(InviteEvent::Ringing);
                 }
                 None
             }
@@ -184,7 +185,7 @@ impl OutgoingInvite {
                     self.state = LegState::Ended;
                     let cancelled = self.cancel_pending || resp.status == 487;
                     self.cancel_pending = false;
-                    return Some(LegEvent::Failed(failure_of(resp, cancelled)));
+                    return Some(InviteEvent::Failed(failure_of(resp, cancelled)));
                 }
                 None
             }
@@ -195,8 +196,8 @@ impl OutgoingInvite {
         &mut self,
         resp: &Response,
         via: &mut impl FnMut() -> Via,
-        out: &mut Vec<LegOutput>,
-    ) -> Option<LegEvent> {
+        out: &mut Vec<InviteOutput>,
+    ) -> Option<InviteEvent> {
         let tag = resp
             .headers
             .to_addr()
@@ -207,24 +208,28 @@ impl OutgoingInvite {
             if d.remote_tag == tag {
                 // A repeat of the 2xx: our ACK was lost (§13.2.2.4).
                 if let Some(ack) = &self.ack {
-                    out.push(LegOutput::Ack(ack.clone()));
+                    out.push(InviteOutput::Ack(ack.clone()));
                 }
             } else if let Ok(mut other) = Dialog::uac(&self.invite, resp) {
                 // A second answer from a forked request: acknowledge it and end that one.
-                out.push(LegOutput::Ack(other.ack(cseq, via())));
-                out.push(LegOutput::Request(other.request(Method::Bye, via(), None)));
+                out.push(InviteOutput::Ack(other.ack(cseq, via())));
+                out.push(InviteOutput::Request(other.request(
+                    Method::Bye,
+                    via(),
+                    None,
+                )));
             }
             return None;
         }
         let Ok(dialog) = Dialog::uac(&self.invite, resp) else {
             self.state = LegState::Ended;
-            return Some(LegEvent::Failed(LegFailure::Error {
+            return Some(InviteEvent::Failed(LegFailure::Error {
                 status: resp.status,
                 reason: "unusable answer".into(),
             }));
         };
         let ack = dialog.ack(cseq, via());
-        out.push(LegOutput::Ack(ack.clone()));
+        out.push(InviteOutput::Ack(ack.clone()));
         self.ack = Some(ack);
         self.dialog = Some(dialog);
         if self.cancel_pending || self.state == LegState::Ended {
@@ -232,21 +237,21 @@ impl OutgoingInvite {
             self.cancel_pending = false;
             self.state = LegState::Ended;
             if let Some(bye) = self.bye_request(via()) {
-                out.push(LegOutput::Request(bye));
+                out.push(InviteOutput::Request(bye));
             }
             return None;
         }
         self.state = LegState::Answered;
-        Some(LegEvent::Answered {
+        Some(InviteEvent::Answered {
             sdp: resp.body.to_vec(),
         })
     }
 
     /// The INVITE transaction got no final answer in time.
-    pub fn on_timeout(&mut self) -> Option<LegEvent> {
+    pub fn on_timeout(&mut self) -> Option<InviteEvent> {
         if matches!(self.state, LegState::Calling | LegState::Ringing) {
             self.state = LegState::Ended;
-            return Some(LegEvent::Failed(LegFailure::NoAnswer));
+            return Some(InviteEvent::Failed(LegFailure::NoAnswer));
         }
         None
     }
@@ -254,7 +259,7 @@ impl OutgoingInvite {
     /// Stops a call that has not been answered: CANCEL now if it rings, or as soon as it
     /// does (a CANCEL before any provisional response may overtake the INVITE, §9.1).
     /// Once answered, it is a BYE instead.
-    pub fn cancel(&mut self, via: impl FnOnce() -> Via) -> Option<LegOutput> {
+    pub fn cancel(&mut self, via: impl FnOnce() -> Via) -> Option<InviteOutput> {
         match self.state {
             LegState::Calling => {
                 self.cancel_pending = true;
@@ -263,9 +268,9 @@ impl OutgoingInvite {
             }
             LegState::Ringing => {
                 self.state = LegState::Ended;
-                Some(LegOutput::Request(self.cancel_request()))
+                Some(InviteOutput::Request(self.cancel_request()))
             }
-            LegState::Answered => self.hang_up(via).map(LegOutput::Request),
+            LegState::Answered => self.hang_up(via).map(InviteOutput::Request),
             LegState::Ended => None,
         }
     }
@@ -440,7 +445,7 @@ mod tests {
         let ringing = response(&inv, 180, Some("far"), "");
         assert_eq!(
             leg.on_response(&ringing, || via("x"), &mut out),
-            Some(LegEvent::Ringing)
+            Some(InviteEvent::Ringing)
         );
         assert_eq!(leg.on_response(&ringing, || via("x"), &mut out), None);
         let ok = response(
@@ -450,9 +455,9 @@ mod tests {
             "Contact: <sip:agent@10.0.0.9:5070>\r\nRecord-Route: <sip:p1;lr>\r\nRecord-Route: <sip:p2;lr>\r\n",
         );
         let ev = leg.on_response(&ok, || via("z9hG4bK-ack"), &mut out);
-        assert!(matches!(ev, Some(LegEvent::Answered { .. })));
+        assert!(matches!(ev, Some(InviteEvent::Answered { .. })));
         assert_eq!(leg.state(), LegState::Answered);
-        let [LegOutput::Ack(ack)] = out.as_slice() else {
+        let [InviteOutput::Ack(ack)] = out.as_slice() else {
             panic!("{out:?}")
         };
         let ack = ack.clone();
@@ -469,7 +474,7 @@ mod tests {
         // A repeated 2xx is acknowledged again, with the same ACK.
         out.clear();
         assert_eq!(leg.on_response(&ok, || via("other"), &mut out), None);
-        assert_eq!(out, vec![LegOutput::Ack(ack)]);
+        assert_eq!(out, vec![InviteOutput::Ack(ack)]);
     }
 
     #[test]
@@ -494,7 +499,7 @@ mod tests {
                 || via("x"),
                 &mut out,
             );
-            assert_eq!(ev, Some(LegEvent::Failed(want)));
+            assert_eq!(ev, Some(InviteEvent::Failed(want)));
             assert!(out.is_empty(), "the transaction sends the ACK of a non-2xx");
         }
     }
@@ -505,7 +510,7 @@ mod tests {
         assert_eq!(leg.cancel(|| via("x")), None);
         let mut out = Vec::new();
         leg.on_response(&response(&inv, 180, Some("far"), ""), || via("x"), &mut out);
-        let [LegOutput::Request(cancel)] = out.as_slice() else {
+        let [InviteOutput::Request(cancel)] = out.as_slice() else {
             panic!("{out:?}")
         };
         assert_eq!(cancel.method, Method::Cancel);
@@ -523,19 +528,31 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_cancel_goes_out_on_100_trying() {
+        let (mut leg, inv) = start();
+        assert_eq!(leg.cancel(|| via("x")), None);
+        let mut out = Vec::new();
+        leg.on_response(&response(&inv, 100, None, ""), || via("x"), &mut out);
+        assert!(matches!(out.as_slice(), [InviteOutput::Request(c)] if c.method == Method::Cancel));
+        out.clear();
+        leg.on_response(&response(&inv, 180, Some("far"), ""), || via("x"), &mut out);
+        assert!(out.is_empty(), "one CANCEL");
+    }
+
+    #[test]
     fn an_answer_that_crosses_our_cancel_is_acknowledged_and_hung_up() {
         let (mut leg, inv) = start();
         let mut out = Vec::new();
         leg.on_response(&response(&inv, 180, Some("far"), ""), || via("x"), &mut out);
         assert!(matches!(
             leg.cancel(|| via("x")),
-            Some(LegOutput::Request(_))
+            Some(InviteOutput::Request(_))
         ));
         out.clear();
         let ok = response(&inv, 200, Some("far"), "Contact: <sip:a@10.0.0.9>\r\n");
         assert_eq!(leg.on_response(&ok, || via("y"), &mut out), None);
-        assert!(matches!(&out[0], LegOutput::Ack(_)));
-        assert!(matches!(&out[1], LegOutput::Request(r) if r.method == Method::Bye));
+        assert!(matches!(&out[0], InviteOutput::Ack(_)));
+        assert!(matches!(&out[1], InviteOutput::Request(r) if r.method == Method::Bye));
     }
 
     #[test]
@@ -581,7 +598,7 @@ mod tests {
         let (mut leg, _) = start();
         assert_eq!(
             leg.on_timeout(),
-            Some(LegEvent::Failed(LegFailure::NoAnswer))
+            Some(InviteEvent::Failed(LegFailure::NoAnswer))
         );
         assert_eq!(leg.on_timeout(), None);
     }

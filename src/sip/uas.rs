@@ -8,11 +8,16 @@
 //! [`Uas::in_dialog`], the dialogs we created ourselves (call backs, transfer and agent
 //! legs), whose in-dialog requests are served the same way.
 //!
-//! Pure: no sockets, no clock, no randomness. Time is passed in; tags, CSeq starts and SDP
-//! session ids are drawn by the caller. Retransmitting the 2xx belongs to the endpoint,
-//! which reports the ACK or its absence (`Ack`, `AckTimeout`). What this decides comes out
-//! of [`Uas::poll_output`]: responses for server transactions, requests for new client
-//! transactions, and events for the call.
+//! It is also the UAS core of RFC 3261 §13.3.1.4: every 2xx it sends to an INVITE (the
+//! first answer and the answers to re-INVITEs) is sent again at T1, 2*T1... capped at T2
+//! until the ACK for it comes, outside any transaction; after 64*T1 without that ACK the
+//! dialog is ended with a BYE.
+//!
+//! Pure: no sockets, no clock, no randomness. Time is passed in (and the timers it wants
+//! come out of [`Uas::poll_timeout`]); tags, CSeq starts and SDP session ids are drawn by
+//! the caller. What this decides comes out of [`Uas::poll_output`]: responses for server
+//! transactions, 2xx copies for the transport, requests for new client transactions, and
+//! events for the call.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +28,7 @@ use crate::sip::ALLOW;
 use crate::sip::dialog::{Dialog, DialogError};
 use crate::sip::message::{ContentType, HeaderName, Method, Request, Response, Uri, Via};
 use crate::sip::sdp::{self, Codec, Negotiated, SdpError};
-use crate::sip::transaction::TransactionKey;
+use crate::sip::transaction::{TimerConfig, TransactionKey, Uas2xxAction, Uas2xxRetransmitter};
 
 /// The codecs we answer and offer with, in our order of preference.
 pub const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
@@ -73,6 +78,8 @@ pub struct AnswerParams {
     pub media: Option<LocalMedia>,
     /// How long to ring (180) before answering; zero answers at once.
     pub ring_for: Duration,
+    /// T1 and T2, for retransmitting our 2xx.
+    pub timers: TimerConfig,
 }
 
 /// What the caller's side of the endpoint reports, for this dialog.
@@ -84,8 +91,6 @@ pub enum UasInput {
     Cancel { key: TransactionKey, req: Request },
     /// The ACK for a 2xx we sent.
     Ack(Request),
-    /// Our 2xx was never acknowledged.
-    AckTimeout,
     /// A response to a request we sent (our BYE).
     Response(Response),
     /// A request we sent got no final response.
@@ -97,6 +102,9 @@ pub enum UasInput {
 pub enum UasOutput {
     /// Answer the server transaction `key`.
     Respond { key: TransactionKey, resp: Response },
+    /// Send this 2xx again, straight to the transport: its transaction no longer
+    /// retransmits it (RFC 6026), the UAS core does until the ACK.
+    Retransmit(Response),
     /// Send through a new client transaction (our BYE).
     Request(Request),
     /// Something the call must know.
@@ -183,7 +191,16 @@ pub struct Uas {
     hang_up_pending: bool,
     /// When ringing ends, or when waiting for our BYE's answer ends.
     deadline: Option<Instant>,
+    timers: TimerConfig,
+    /// Our latest 2xx to an INVITE while its ACK is awaited.
+    unacked: Option<Unacked>,
     out: VecDeque<UasOutput>,
+}
+
+/// A 2xx waiting for its ACK: the ACK names the INVITE by its CSeq number.
+struct Unacked {
+    cseq: u32,
+    copies: Uas2xxRetransmitter<Response>,
 }
 
 impl Uas {
@@ -206,6 +223,8 @@ impl Uas {
             offer_pending: false,
             hang_up_pending: false,
             deadline: None,
+            timers: p.timers,
+            unacked: None,
             out: VecDeque::new(),
         };
         if broken {
@@ -225,6 +244,7 @@ impl Uas {
         contact: Uri,
         media: LocalMedia,
         negotiated: Option<Negotiated>,
+        timers: TimerConfig,
     ) -> Uas {
         Uas {
             state: UasState::Confirmed,
@@ -239,6 +259,8 @@ impl Uas {
             offer_pending: false,
             hang_up_pending: false,
             deadline: None,
+            timers,
+            unacked: None,
             out: VecDeque::new(),
         }
     }
@@ -353,7 +375,7 @@ impl Uas {
             return;
         }
         if self.ring_for.is_zero() {
-            return self.send_2xx();
+            return self.send_2xx(now);
         }
         let resp = self.invite_response(180, "Ringing");
         self.respond_invite(resp);
@@ -383,20 +405,16 @@ impl Uas {
         self.state = UasState::Closing;
         self.deadline = Some(now + BYE_WAIT);
         self.hang_up_pending = false;
+        // The dialog is ending: a 2xx still unacknowledged has nothing left to establish.
+        self.unacked = None;
     }
 
     /// Something the endpoint reported. `via` gives the Via for a BYE we may have to send.
     pub fn handle(&mut self, now: Instant, input: UasInput, via: impl FnOnce() -> Via) {
         match input {
-            UasInput::Request { key, req } => self.on_request(key, req),
+            UasInput::Request { key, req } => self.on_request(now, key, req),
             UasInput::Cancel { key, req } => self.on_cancel(key, req),
             UasInput::Ack(ack) => self.on_ack(now, ack, via),
-            UasInput::AckTimeout => {
-                if self.state == UasState::Answered {
-                    self.event(UasEvent::Ended(Ending::AckTimeout));
-                    self.send_bye(now, via());
-                }
-            }
             UasInput::Response(resp) => {
                 let is_bye = resp.headers.cseq().is_ok_and(|c| c.method == Method::Bye);
                 if is_bye && resp.status >= 200 && self.state == UasState::Closing {
@@ -413,19 +431,57 @@ impl Uas {
 
     /// When [`Uas::handle_timeout`] wants to be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        let copies = self.unacked.as_ref().and_then(|u| u.copies.poll_timeout());
+        match (self.deadline, copies) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// Does what is due at `now`: the 2xx after ringing, a copy of an unacknowledged
+    /// 2xx (or, after 64*T1, the BYE that gives up on it; `via` is its Via), the end
+    /// of the wait for our BYE's answer.
+    pub fn handle_timeout(&mut self, now: Instant, via: impl FnOnce() -> Via) {
+        if let Some(u) = self.unacked.as_mut() {
+            match u.copies.handle_timeout(now) {
+                Some(Uas2xxAction::Retransmit(ok)) => self.out.push_back(UasOutput::Retransmit(ok)),
+                Some(Uas2xxAction::GaveUp) => {
+                    self.unacked = None;
+                    self.ack_timeout(now, via);
+                }
+                None => {}
+            }
+        }
         if self.deadline.is_none_or(|d| d > now) {
             return;
         }
         self.deadline = None;
         match self.state {
-            UasState::Ringing => self.send_2xx(),
+            UasState::Ringing => self.send_2xx(now),
             UasState::Closing => self.close(),
             _ => {}
         }
+    }
+
+    /// 64*T1 passed without the ACK of our 2xx (§13.3.1.4 for the first answer, §14.2
+    /// for a re-INVITE's): the dialog is ended with a BYE.
+    fn ack_timeout(&mut self, now: Instant, via: impl FnOnce() -> Via) {
+        if matches!(self.state, UasState::Answered | UasState::Confirmed) {
+            self.event(UasEvent::Ended(Ending::AckTimeout));
+            self.send_bye(now, via());
+        }
+    }
+
+    /// Sends a 2xx to an INVITE (through its server transaction) and keeps it for
+    /// retransmission until the ACK.
+    fn send_invite_2xx(&mut self, now: Instant, key: TransactionKey, resp: Response) {
+        if let Ok(cseq) = resp.headers.cseq() {
+            self.unacked = Some(Unacked {
+                cseq: cseq.seq,
+                copies: Uas2xxRetransmitter::new(now, resp.clone(), &self.timers),
+            });
+        }
+        self.out.push_back(UasOutput::Respond { key, resp });
     }
 
     pub fn poll_output(&mut self) -> Option<UasOutput> {
@@ -435,6 +491,7 @@ impl Uas {
     fn close(&mut self) {
         self.state = UasState::Terminated;
         self.deadline = None;
+        self.unacked = None;
         self.event(UasEvent::Closed);
     }
 
@@ -442,7 +499,7 @@ impl Uas {
         self.out.push_back(UasOutput::Event(ev));
     }
 
-    fn send_2xx(&mut self) {
+    fn send_2xx(&mut self, now: Instant) {
         let Some(media) = self.media.clone() else {
             return;
         };
@@ -467,7 +524,10 @@ impl Uas {
         };
         let mut resp = self.invite_response(200, "OK");
         resp.set_body(&ContentType::new("application", "sdp"), body);
-        self.respond_invite(resp);
+        if let Some((key, _)) = &self.invite {
+            let key = key.clone();
+            self.send_invite_2xx(now, key, resp);
+        }
         self.state = UasState::Answered;
         self.deadline = None;
         self.event(UasEvent::Answered);
@@ -543,6 +603,11 @@ impl Uas {
     }
 
     fn on_ack(&mut self, now: Instant, ack: Request, via: impl FnOnce() -> Via) {
+        let seq = ack.headers.cseq().ok().map(|c| c.seq);
+        if self.unacked.as_ref().is_some_and(|u| Some(u.cseq) == seq) {
+            // A stale ACK (of an earlier INVITE of the dialog) does not stop the copies.
+            self.unacked = None;
+        }
         match self.state {
             UasState::Answered => {
                 self.state = UasState::Confirmed;
@@ -577,7 +642,7 @@ impl Uas {
         }
     }
 
-    fn on_request(&mut self, key: TransactionKey, req: Request) {
+    fn on_request(&mut self, now: Instant, key: TransactionKey, req: Request) {
         let accepted = match self.dialog.as_mut() {
             Some(d) => d.accept_request(&req),
             None => Err(DialogError::NotThisDialog),
@@ -597,7 +662,7 @@ impl Uas {
         }
         match req.method {
             Method::Bye => self.on_bye(key, req),
-            Method::Invite => self.on_reinvite(key, req),
+            Method::Invite => self.on_reinvite(now, key, req),
             Method::Update => self.on_update(key, req),
             Method::Info => self.on_info(key, req),
             Method::Options => {
@@ -633,6 +698,7 @@ impl Uas {
             _ => {
                 self.state = UasState::Terminated;
                 self.deadline = None;
+                self.unacked = None;
                 self.event(UasEvent::Ended(Ending::RemoteBye));
                 self.event(UasEvent::Closed);
             }
@@ -664,7 +730,7 @@ impl Uas {
     }
 
     /// A re-INVITE: hold, unhold, a moved address, or a refresh without SDP.
-    fn on_reinvite(&mut self, key: TransactionKey, req: Request) {
+    fn on_reinvite(&mut self, now: Instant, key: TransactionKey, req: Request) {
         if self.overlapping(&key, &req) {
             return;
         }
@@ -691,7 +757,7 @@ impl Uas {
             .push(HeaderName::Contact, format!("<{}>", self.contact));
         r.headers.push(HeaderName::Allow, ALLOW);
         r.set_body(&ContentType::new("application", "sdp"), body);
-        self.out.push_back(UasOutput::Respond { key, resp: r });
+        self.send_invite_2xx(now, key, r);
     }
 
     /// UPDATE (RFC 3311): an offer answered in its own 200, or a refresh without one.
@@ -897,6 +963,7 @@ mod tests {
                 sdp_version: 1,
             }),
             ring_for,
+            timers: TimerConfig::default(),
         }
     }
 
@@ -1107,12 +1174,16 @@ mod tests {
         let ringing = response_of(&out, 180);
         assert_eq!(ringing.headers.to_addr().expect("to").tag(), Some("ours"));
         assert_eq!(uas.poll_timeout(), Some(t0 + ring));
-        uas.handle_timeout(t0 + ring - Duration::from_millis(1));
+        uas.handle_timeout(t0 + ring - Duration::from_millis(1), via);
         assert!(drain(&mut uas).is_empty(), "not before the deadline");
-        uas.handle_timeout(t0 + ring);
+        uas.handle_timeout(t0 + ring, via);
         let out = drain(&mut uas);
         assert_eq!(responses(&out), vec![("INVITE".into(), 200)]);
-        assert_eq!(uas.poll_timeout(), None);
+        assert_eq!(
+            uas.poll_timeout(),
+            Some(t0 + ring + Duration::from_millis(500)),
+            "only the 2xx's first copy is due"
+        );
     }
 
     #[test]
@@ -1200,23 +1271,6 @@ mod tests {
         assert_eq!(events(&out), vec![UasEvent::Ended(Ending::NoUsableAnswer)]);
         assert!(matches!(&out[1], UasOutput::Request(r) if r.method == Method::Bye));
         assert_eq!(uas.state(), UasState::Closing);
-    }
-
-    #[test]
-    fn no_ack_ends_the_call_with_bye() {
-        let now = Instant::now();
-        let mut uas = answering(now, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
-        drain(&mut uas);
-        uas.handle(now, UasInput::AckTimeout, via);
-        let out = drain(&mut uas);
-        assert_eq!(events(&out), vec![UasEvent::Ended(Ending::AckTimeout)]);
-        let UasOutput::Request(bye) = &out[1] else {
-            panic!("{out:?}")
-        };
-        assert_eq!(bye.method, Method::Bye);
-        assert_eq!(bye.uri.to_string(), "sip:alice@192.0.2.1:5070");
-        assert_eq!(bye.headers.cseq().expect("cseq").seq, 101);
-        assert_eq!(bye.headers.from_addr().expect("from").tag(), Some("ours"));
     }
 
     #[test]
@@ -1612,7 +1666,7 @@ mod tests {
         let mut uas = confirmed(t0);
         uas.hang_up(t0, via());
         drain(&mut uas);
-        uas.handle_timeout(t0 + BYE_WAIT);
+        uas.handle_timeout(t0 + BYE_WAIT, via);
         assert_eq!(events(&drain(&mut uas)), vec![UasEvent::Closed]);
         let mut other = confirmed(t0);
         other.hang_up(t0, via());
@@ -1639,6 +1693,7 @@ Content-Length: 0\r\n\r\n",
             Uri::parse("sip:hotline@127.0.0.1").expect("uri"),
             media,
             None,
+            TimerConfig::default(),
         );
         assert_eq!(uas.state(), UasState::Confirmed);
         let req = in_dialog("INVITE", 1, "Content-Type: application/sdp\r\n", OFFER);
@@ -1659,5 +1714,197 @@ Content-Length: 0\r\n\r\n",
         };
         assert_eq!(bye.headers.cseq().expect("cseq").seq, 2);
         assert_eq!(bye.uri.to_string(), "sip:agent@192.0.2.5");
+    }
+
+    /// What the timers put out until `until` seconds after `t0`, with when.
+    fn run_timers(uas: &mut Uas, t0: Instant, until: f64) -> Vec<(f64, UasOutput)> {
+        let end = t0 + Duration::from_secs_f64(until);
+        let mut seen = Vec::new();
+        while let Some(at) = uas.poll_timeout().filter(|at| *at <= end) {
+            uas.handle_timeout(at, via);
+            for o in drain(uas) {
+                seen.push(((at - t0).as_secs_f64(), o));
+            }
+        }
+        seen
+    }
+
+    /// When the copies of `ok` went out.
+    fn copies_of(seen: &[(f64, UasOutput)], ok: &Response) -> Vec<f64> {
+        seen.iter()
+            .filter_map(|(t, o)| match o {
+                UasOutput::Retransmit(r) => {
+                    assert_eq!(r, ok, "a copy is the 2xx as it was sent");
+                    Some(*t)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn our_2xx_is_sent_again_at_t1_doubling_to_t2_until_the_ack() {
+        let t0 = Instant::now();
+        let mut uas = answering(t0, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
+        let ok = response_of(&drain(&mut uas), 200);
+        assert_eq!(uas.poll_timeout(), Some(t0 + Duration::from_millis(500)));
+        let seen = run_timers(&mut uas, t0, 12.0);
+        assert_eq!(copies_of(&seen, &ok), [0.5, 1.5, 3.5, 7.5, 11.5]);
+        assert_eq!(seen.len(), 5, "nothing but copies: {seen:?}");
+        // An ACK of another INVITE of the dialog does not stop them; the one of ours does.
+        let at = t0 + Duration::from_secs(12);
+        uas.handle(at, UasInput::Ack(in_dialog("ACK", 7, "", "")), via);
+        assert_eq!(uas.poll_timeout(), Some(t0 + Duration::from_secs_f64(15.5)));
+        uas.handle(at, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        assert_eq!(uas.poll_timeout(), None, "no timer left once acknowledged");
+        assert_eq!(uas.state(), UasState::Confirmed);
+        assert!(drain(&mut uas).is_empty());
+    }
+
+    #[test]
+    fn the_copies_start_with_the_2xx_after_ringing_and_follow_the_configured_t1() {
+        let t0 = Instant::now();
+        let mut p = params(Duration::from_secs(2));
+        p.timers = TimerConfig::with_t1(Duration::from_millis(50));
+        let mut uas = Uas::new(key("inv"), invite_with("sip:100@h", "", OFFER), p);
+        uas.answer(t0);
+        assert_eq!(responses(&drain(&mut uas)), vec![("INVITE".into(), 180)]);
+        let seen = run_timers(&mut uas, t0, 2.4);
+        let ok = match &seen[0] {
+            (t, UasOutput::Respond { resp, .. }) if *t == 2.0 && resp.status == 200 => resp.clone(),
+            other => panic!("{other:?}"),
+        };
+        let copies: Vec<f64> = copies_of(&seen, &ok)
+            .into_iter()
+            .map(|t| ((t - 2.0) * 1000.0).round())
+            .collect();
+        assert_eq!(copies, [50.0, 150.0, 350.0]);
+    }
+
+    #[test]
+    fn no_ack_in_64_t1_ends_the_call_with_a_bye() {
+        let t0 = Instant::now();
+        let mut uas = answering(t0, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
+        let ok = response_of(&drain(&mut uas), 200);
+        let seen = run_timers(&mut uas, t0, 32.0);
+        assert_eq!(
+            copies_of(&seen, &ok),
+            [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+        );
+        let last: Vec<&UasOutput> = seen
+            .iter()
+            .filter(|(t, _)| *t == 32.0)
+            .map(|(_, o)| o)
+            .collect();
+        let [
+            UasOutput::Event(UasEvent::Ended(Ending::AckTimeout)),
+            UasOutput::Request(bye),
+        ] = last.as_slice()
+        else {
+            panic!("{last:?}")
+        };
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri.to_string(), "sip:alice@192.0.2.1:5070");
+        assert_eq!(bye.headers.cseq().expect("cseq").seq, 101);
+        assert_eq!(bye.headers.from_addr().expect("from").tag(), Some("ours"));
+        assert_eq!(uas.state(), UasState::Closing);
+        // A late ACK changes nothing; the BYE's answer closes the dialog.
+        uas.handle(
+            t0 + Duration::from_secs(33),
+            UasInput::Ack(in_dialog("ACK", 1, "", "")),
+            via,
+        );
+        assert!(drain(&mut uas).is_empty());
+        let done = Response::for_request(bye, 200, "OK");
+        uas.handle(t0 + Duration::from_secs(33), UasInput::Response(done), via);
+        assert_eq!(events(&drain(&mut uas)), vec![UasEvent::Closed]);
+        assert_eq!(uas.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_hang_up_waiting_for_the_ack_is_a_bye_when_it_never_comes() {
+        let t0 = Instant::now();
+        let mut uas = answering(t0, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
+        drain(&mut uas);
+        uas.hang_up(t0 + Duration::from_secs(1), via());
+        let seen = run_timers(&mut uas, t0, 40.0);
+        let byes: Vec<f64> = seen
+            .iter()
+            .filter_map(|(t, o)| {
+                matches!(o, UasOutput::Request(r) if r.method == Method::Bye).then_some(*t)
+            })
+            .collect();
+        assert_eq!(byes, [32.0], "one BYE, when the ACK is given up on");
+    }
+
+    #[test]
+    fn a_reinvites_2xx_is_sent_again_until_its_own_ack() {
+        let t0 = Instant::now();
+        let mut uas = confirmed(t0);
+        assert_eq!(uas.poll_timeout(), None);
+        let req = in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", OFFER);
+        uas.handle(
+            t0,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        let ok = response_of(&drain(&mut uas), 200);
+        let seen = run_timers(&mut uas, t0, 4.0);
+        assert_eq!(copies_of(&seen, &ok), [0.5, 1.5, 3.5]);
+        // The first INVITE's ACK again (a retransmission) is not this one's.
+        let at = t0 + Duration::from_secs(4);
+        uas.handle(at, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        assert!(uas.poll_timeout().is_some());
+        uas.handle(at, UasInput::Ack(in_dialog("ACK", 2, "", "")), via);
+        assert_eq!(uas.poll_timeout(), None);
+        assert!(drain(&mut uas).is_empty());
+        assert_eq!(uas.state(), UasState::Confirmed);
+    }
+
+    #[test]
+    fn a_reinvites_2xx_never_acknowledged_ends_the_dialog() {
+        let t0 = Instant::now();
+        let mut uas = confirmed(t0);
+        let req = in_dialog("INVITE", 2, "", "");
+        uas.handle(
+            t0,
+            UasInput::Request {
+                key: key("re"),
+                req,
+            },
+            via,
+        );
+        drain(&mut uas);
+        let seen = run_timers(&mut uas, t0, 32.0);
+        assert!(seen.iter().any(|(t, o)| *t == 32.0
+            && matches!(o, UasOutput::Event(UasEvent::Ended(Ending::AckTimeout)))));
+        assert!(
+            seen.iter()
+                .any(|(_, o)| matches!(o, UasOutput::Request(r) if r.method == Method::Bye))
+        );
+        assert_eq!(uas.state(), UasState::Closing);
+    }
+
+    #[test]
+    fn the_far_ends_bye_stops_the_copies() {
+        let t0 = Instant::now();
+        let mut uas = answering(t0, invite_with("sip:100@h", "", OFFER), Duration::ZERO);
+        drain(&mut uas);
+        // The ACK was lost, then the caller hangs up.
+        uas.handle(
+            t0 + Duration::from_secs(1),
+            UasInput::Request {
+                key: key("b"),
+                req: in_dialog("BYE", 2, "", ""),
+            },
+            via,
+        );
+        let out = drain(&mut uas);
+        assert_eq!(responses(&out), vec![("BYE".into(), 200)]);
+        assert_eq!(uas.poll_timeout(), None);
+        assert!(uas.is_over());
     }
 }

@@ -3,8 +3,9 @@
 //! It owns the transaction table, the routing maps (Call-ID to call, a call's outgoing legs
 //! to the call that placed them, INVITE server transactions for CANCEL, client transactions
 //! to the call that started them), merged-request detection (482), the stateless answers to
-//! what belongs to no call (OPTIONS, 481, 405, 501, 503 when `max_calls` is reached) and,
-//! as a separate piece, the 2xx retransmission of answered INVITEs ([`AnsweredInvites`]).
+//! what belongs to no call (OPTIONS, 481, 405, 501, 503 when `max_calls` is reached). The
+//! 2xx retransmission of answered INVITEs is not here: it is the UAS core's (`sip::uas`),
+//! whose copies come back as [`CallCommand::SendResponse`].
 //!
 //! Inputs go in with the current time (`handle_inbound`, `handle_call`, `handle_send_error`,
 //! `handle_undeliverable`, `answer_register`, `handle_timeout`); [`Output`]s are polled out
@@ -20,7 +21,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::answered::{AnsweredEvent, AnsweredInvites};
 use crate::config::Transport as ListenTransport;
 use crate::sip::ALLOW;
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
@@ -43,10 +43,11 @@ pub enum ToCall {
     /// A response to a request the call sent.
     Response(Response),
     /// A request the call sent got no final response in time, or could not be sent at all
-    /// (RFC 3261 §17.1.4; see [`EndpointCore::handle_send_error`]).
-    RequestTimeout,
-    /// Our 2xx was never acknowledged (64*T1); the call should end with BYE.
-    AckTimeout,
+    /// (RFC 3261 §17.1.4; see [`EndpointCore::handle_send_error`]). `key` is its client
+    /// transaction's: the branch and method of the request.
+    RequestTimeout { key: TransactionKey },
+    /// The wake-up the call asked for ([`CallCommand::Wake`]): time to look at its timers.
+    Wake,
     /// Something for one of the call's outgoing legs (see `SipHandle::open_leg`).
     Leg { call_id: String, msg: Box<ToCall> },
 }
@@ -65,7 +66,7 @@ type Out = Arc<SipMsg>;
 /// What a call asks of the endpoint.
 #[derive(Debug)]
 pub enum CallCommand {
-    /// Answer the server transaction `key` (a 2xx to an INVITE starts its retransmission).
+    /// Answer the server transaction `key`.
     Respond {
         key: TransactionKey,
         peer: Peer,
@@ -83,6 +84,17 @@ pub enum CallCommand {
         peer: Peer,
         req: Request,
     },
+    /// Send a response as it is, outside any transaction: the UAS core's copies of its 2xx
+    /// to an INVITE until the ACK (§13.3.1.4).
+    SendResponse {
+        peer: Peer,
+        resp: Response,
+    },
+    /// Hand [`ToCall::Wake`] back to `call_id` (a call, or a leg routed to its owner): the
+    /// shell sends this when a timer the call set comes due.
+    Wake {
+        call_id: String,
+    },
     /// Route what arrives for Call-ID `leg` to call `owner`, wrapped in [`ToCall::Leg`].
     OpenLeg {
         leg: String,
@@ -95,7 +107,7 @@ pub enum CallCommand {
     Originate {
         call_id: String,
     },
-    /// The call is over: forget its routes and stop retransmitting its 2xx.
+    /// The call is over: forget its routes.
     Ended {
         call_id: String,
     },
@@ -107,8 +119,8 @@ pub enum Origin {
     /// A transaction sent it (a request, its retransmission, a response, the ACK of a
     /// non-2xx): a failure is that transaction's transport error (§17.1.4, §17.2.4).
     Transaction { role: Role, key: TransactionKey },
-    /// Sent outside any transaction: the ACK of a 2xx, a retransmitted 2xx, a stateless
-    /// answer. A failure is only counted.
+    /// Sent outside any transaction: the ACK of a 2xx, a call's copy of its 2xx, a
+    /// stateless answer. A failure is only counted.
     Direct,
 }
 
@@ -199,11 +211,8 @@ pub struct EndpointCore {
     /// Where the requests handed to calls came from, until their transaction ends: a call
     /// that vanished cannot answer them, so the core does.
     handed: HashMap<TransactionKey, Peer>,
-    answered: AnsweredInvites<Out>,
     outputs: VecDeque<Output>,
     counters: CoreCounters,
-    /// Reused for every timeout of the 2xx retransmitter.
-    due: Vec<AnsweredEvent<Out>>,
 }
 
 fn reliability(peer: &Peer) -> Reliability {
@@ -295,7 +304,6 @@ impl EndpointCore {
     pub fn new(cfg: CoreConfig, tokens: Box<dyn Tokens>) -> EndpointCore {
         EndpointCore {
             table: TransactionTable::new(cfg.timers),
-            answered: AnsweredInvites::new(cfg.timers),
             cfg,
             tokens,
             calls: HashSet::new(),
@@ -307,7 +315,6 @@ impl EndpointCore {
             handed: HashMap::new(),
             outputs: VecDeque::new(),
             counters: CoreCounters::default(),
-            due: Vec::new(),
         }
     }
 
@@ -333,27 +340,13 @@ impl EndpointCore {
 
     /// The earliest moment `handle_timeout` has work to do.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        [self.table.poll_timeout(), self.answered.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        self.table.poll_timeout()
     }
 
-    /// Fires the transaction timers and the 2xx retransmissions due at `now`.
+    /// Fires the transaction timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.table.handle_timeout(now);
         self.drain_table(now);
-        let mut due = std::mem::take(&mut self.due);
-        self.answered.handle_timeout(now, &mut due);
-        for e in due.drain(..) {
-            match e {
-                AnsweredEvent::Retransmit(msg) => self.transmit(msg, Origin::Direct),
-                AnsweredEvent::AckTimeout(call_id) => {
-                    self.deliver(&call_id, ToCall::AckTimeout);
-                }
-            }
-        }
-        self.due = due;
     }
 
     /// A parsed message arrived from `peer`.
@@ -421,19 +414,20 @@ impl EndpointCore {
                 mut resp,
                 call_id,
             } => {
-                if !resp.headers.contains(HeaderName::new("Server")) {
-                    resp.headers
-                        .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
-                }
-                let is_invite_2xx = key.is_invite() && (200..300).contains(&resp.status);
+                self.sign(&mut resp);
                 let status = resp.status;
                 let out = printed(peer, Message::Response(resp));
-                if is_invite_2xx {
-                    self.answered.answered(now, call_id, out.clone());
-                }
                 if let Err(e) = self.table.send_response(now, &key, status, out) {
-                    debug!(error = %e, status, "call's response not sent");
+                    debug!(error = %e, status, call_id, "call's response not sent");
                 }
+            }
+            CallCommand::SendResponse { peer, mut resp } => {
+                // Signed as the first copy was, so every copy is the same bytes.
+                self.sign(&mut resp);
+                self.transmit(printed(peer, Message::Response(resp)), Origin::Direct);
+            }
+            CallCommand::Wake { call_id } => {
+                self.deliver(&call_id, ToCall::Wake);
             }
             CallCommand::Request {
                 call_id,
@@ -461,7 +455,7 @@ impl EndpointCore {
                     }
                     Err(e) => {
                         warn!(error = %e, "request not sent");
-                        self.deliver(&call_id, ToCall::RequestTimeout);
+                        self.deliver(&call_id, ToCall::RequestTimeout { key });
                     }
                 }
             }
@@ -557,10 +551,17 @@ impl EndpointCore {
         self.drain_table(now);
     }
 
+    /// Our Server header on a call's response, unless the call set one.
+    fn sign(&self, resp: &mut Response) {
+        if !resp.headers.contains(HeaderName::new("Server")) {
+            resp.headers
+                .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
+        }
+    }
+
     fn forget_call(&mut self, call_id: &str) {
         self.calls.remove(call_id);
         self.legs.retain(|_, owner| owner != call_id);
-        self.answered.forget(call_id);
         self.invites.retain(|_, v| v != call_id);
         self.counters.active_calls = self.calls.len();
     }
@@ -626,7 +627,7 @@ impl EndpointCore {
                 }
                 TableOutput::Timeout { key, .. } => {
                     if let Some(call_id) = self.clients.remove(&key) {
-                        self.deliver(&call_id, ToCall::RequestTimeout);
+                        self.deliver(&call_id, ToCall::RequestTimeout { key });
                     }
                 }
                 TableOutput::TransportError { role, key } => match role {
@@ -634,7 +635,7 @@ impl EndpointCore {
                         self.counters.requests_unsent += 1;
                         debug!(%key, "request could not be sent");
                         if let Some(call_id) = self.clients.remove(&key) {
-                            self.deliver(&call_id, ToCall::RequestTimeout);
+                            self.deliver(&call_id, ToCall::RequestTimeout { key });
                         }
                     }
                     Role::Server => {
@@ -661,7 +662,6 @@ impl EndpointCore {
         let Some(call_id) = call_id_of(&msg.message) else {
             return;
         };
-        self.answered.acked(&call_id);
         self.deliver(&call_id, ToCall::Ack(req.clone()));
     }
 

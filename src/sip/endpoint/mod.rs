@@ -1,6 +1,6 @@
 //! The SIP endpoint's tokio shell: one task that moves messages between the transports,
 //! the calls' inboxes and the pure [`EndpointCore`], which decides everything (transactions,
-//! routing, CANCEL, 481/482/503, out-of-dialog answers, 2xx retransmission). The shell also
+//! routing, CANCEL, 481/482/503, out-of-dialog answers). The shell also
 //! runs the registrar service the core hands REGISTER to, and feeds send failures and
 //! closed inboxes back into the core.
 //!
@@ -8,7 +8,6 @@
 //! to a TCP peer never block (see `transport`), so a peer that stops reading cannot stall
 //! signalling for everyone else.
 
-pub mod answered;
 pub mod core;
 
 #[cfg(test)]
@@ -97,6 +96,24 @@ impl SipHandle {
     /// Sends the ACK for a 2xx as it is: it belongs to no transaction (RFC 3261 §17.1.1.3).
     pub fn ack(&self, peer: Peer, req: Request) {
         self.command(CallCommand::Ack { peer, req });
+    }
+
+    /// Sends a response as it is, outside any transaction: a copy of our 2xx to an
+    /// INVITE, which the UAS core repeats until the ACK (RFC 3261 §13.3.1.4).
+    pub fn send_response(&self, peer: Peer, resp: Response) {
+        self.command(CallCommand::SendResponse { peer, resp });
+    }
+
+    /// Delivers [`ToCall::Wake`] for Call-ID `call_id` (a call, or a leg through its
+    /// owner) at `at`. It is how a call task that waits only on its inbox learns that a
+    /// timer of its dialog or leg came due; a wake-up with nothing due does nothing.
+    pub fn wake_at(&self, call_id: &str, at: Instant) {
+        let handle = self.clone();
+        let call_id = call_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            handle.command(CallCommand::Wake { call_id });
+        });
     }
 
     /// Routes what arrives for Call-ID `call_id` (a call the engine places itself, a call

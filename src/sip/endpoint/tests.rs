@@ -533,7 +533,7 @@ fn a_request_that_cannot_be_sent_fails_the_call_at_once() {
     c.handle_send_error(clock.at(0.0), &t);
     let out = drain(&mut c);
     assert!(
-        matches!(&out[..], [Output::ToCall { call_id, msg: ToCall::RequestTimeout }] if call_id == "c@test"),
+        matches!(&out[..], [Output::ToCall { call_id, msg: ToCall::RequestTimeout { .. } }] if call_id == "c@test"),
         "{out:?}"
     );
     assert_eq!(c.counters().requests_unsent, 1);
@@ -580,7 +580,7 @@ fn timer_e_retransmits_and_timer_f_times_out() {
             match o {
                 Output::Transmit(_) => sends.push(clock.secs(at)),
                 Output::ToCall {
-                    msg: ToCall::RequestTimeout,
+                    msg: ToCall::RequestTimeout { .. },
                     ..
                 } => timed_out = Some(clock.secs(at)),
                 o => panic!("unexpected {o:?}"),
@@ -615,7 +615,7 @@ fn timer_b_times_out_an_unanswered_invite() {
             } = o
             {
                 assert_eq!(call_id, "owner@test");
-                assert!(matches!(*msg, ToCall::RequestTimeout));
+                assert!(matches!(*msg, ToCall::RequestTimeout { .. }));
                 last = Some(clock.secs(at));
             }
         }
@@ -624,7 +624,7 @@ fn timer_b_times_out_an_unanswered_invite() {
 }
 
 #[test]
-fn answered_invite_2xx_is_retransmitted_until_acked() {
+fn a_2xx_goes_out_once_and_its_copies_come_from_the_call() {
     let clock = Clock::new();
     let mut c = core(10);
     let inv = invite(&mut c, clock.at(0.0), "a@test", "inv1");
@@ -635,20 +635,41 @@ fn answered_invite_2xx_is_retransmitted_until_acked() {
         CallCommand::Respond {
             key: key_of(&inv),
             peer: peer(),
-            resp: ok,
+            resp: ok.clone(),
             call_id: "a@test".into(),
         },
     );
-    assert_eq!(statuses(&drain(&mut c)), [200]);
-    assert_eq!(c.poll_timeout(), Some(clock.at(1.5)));
-    c.handle_timeout(clock.at(1.5));
     let out = drain(&mut c);
-    assert!(
-        matches!(&out[..], [Output::Transmit(t)] if t.origin == Origin::Direct),
-        "{out:?}"
+    let [Output::Transmit(first)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    // The endpoint keeps no 2xx schedule: only the INVITE transaction's own timer (L)
+    // is left, and it sends nothing.
+    while let Some(at) = c.poll_timeout() {
+        c.handle_timeout(at);
+        assert!(statuses(&drain(&mut c)).is_empty());
+    }
+    // The UAS core's copy goes out as it is, signed as the first, outside any transaction.
+    c.handle_call(
+        clock.at(1.5),
+        CallCommand::SendResponse {
+            peer: peer(),
+            resp: ok,
+        },
     );
-    let ack = request("ACK", "a@test", "ack1", 1, Some("ours"));
-    inbound(&mut c, clock.at(2.0), ack);
+    let out = drain(&mut c);
+    let [Output::Transmit(copy)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(copy.origin, Origin::Direct);
+    assert_eq!(copy.msg.bytes, first.msg.bytes, "the same bytes every time");
+    assert!(String::from_utf8_lossy(&copy.msg.bytes).contains("Server: hotline-test\r\n"));
+    // The ACK goes to the call, whose UAS stops its copies.
+    inbound(
+        &mut c,
+        clock.at(2.0),
+        request("ACK", "a@test", "ack1", 1, Some("ours")),
+    );
     let out = drain(&mut c);
     assert!(
         matches!(
@@ -660,50 +681,32 @@ fn answered_invite_2xx_is_retransmitted_until_acked() {
         ),
         "{out:?}"
     );
-    // Only the INVITE transaction's own timer (L) is left: no more 2xx.
-    while let Some(at) = c.poll_timeout() {
-        c.handle_timeout(at);
-        assert!(statuses(&drain(&mut c)).is_empty());
-    }
 }
 
 #[test]
-fn unacknowledged_2xx_ends_in_ack_timeout() {
+fn a_wake_up_reaches_the_call_or_the_owner_of_the_leg() {
     let clock = Clock::new();
     let mut c = core(10);
-    let inv = invite(&mut c, clock.at(0.0), "a@test", "inv1");
-    let mut ok = Response::for_request(&inv, 200, "OK");
-    ok.headers.ensure_to_tag("ours").unwrap();
-    c.handle_call(
-        clock.at(0.0),
-        CallCommand::Respond {
-            key: key_of(&inv),
-            peer: peer(),
-            resp: ok,
-            call_id: "a@test".into(),
-        },
-    );
-    drain(&mut c);
-    let mut copies = 0;
-    let mut gave_up = None;
-    while let Some(at) = c.poll_timeout() {
-        c.handle_timeout(at);
-        for o in drain(&mut c) {
-            match o {
-                Output::Transmit(_) => copies += 1,
-                Output::ToCall {
-                    msg: ToCall::AckTimeout,
-                    call_id,
-                } => {
-                    assert_eq!(call_id, "a@test");
-                    gave_up = Some(clock.secs(at));
-                }
-                o => panic!("unexpected {o:?}"),
-            }
-        }
+    invite(&mut c, clock.at(0.0), "a@test", "inv1");
+    open_leg(&mut c, clock.at(0.0), "leg@test", "a@test");
+    for id in ["a@test", "leg@test", "gone@test"] {
+        c.handle_call(clock.at(1.0), CallCommand::Wake { call_id: id.into() });
     }
-    assert_eq!(copies, 10, "T1, 2T1, 4T1, then every T2 until 64*T1");
-    assert_eq!(gave_up, Some(32.0));
+    let out = drain(&mut c);
+    assert_eq!(
+        out.len(),
+        2,
+        "nobody to wake for an unknown Call-ID: {out:?}"
+    );
+    assert!(matches!(
+        &out[0],
+        Output::ToCall { call_id, msg: ToCall::Wake } if call_id == "a@test"
+    ));
+    assert!(matches!(
+        &out[1],
+        Output::ToCall { call_id, msg: ToCall::Leg { call_id: leg, msg } }
+            if call_id == "a@test" && leg == "leg@test" && matches!(**msg, ToCall::Wake)
+    ));
 }
 
 #[test]

@@ -71,6 +71,17 @@ const MAX_T1: Duration = Duration::from_secs(60);
 const MAX_T2_T4: Duration = Duration::from_secs(600);
 
 impl TimerConfig {
+    /// The defaults with another T1 (`sip.t1` in the configuration); T2 is raised to T1
+    /// when T1 is the larger.
+    pub fn with_t1(t1: Duration) -> TimerConfig {
+        let d = TimerConfig::default();
+        TimerConfig {
+            t1,
+            t2: d.t2.max(t1),
+            ..d
+        }
+    }
+
     /// Checks the values a configuration file may supply.
     pub fn validate(&self) -> Result<(), TimerConfigError> {
         if self.t1 < MIN_T1 || self.t1 > MAX_T1 {
@@ -169,6 +180,12 @@ impl TimerConfig {
 
     /// The 2xx retransmission give-up time of RFC 3261 §13.3.1.4.
     pub fn uas_2xx_give_up(&self) -> Duration {
+        self.sixty_four_t1()
+    }
+
+    /// How long a UAC waits for the final response of an INVITE it cancelled before it
+    /// considers it cancelled anyway (RFC 3261 §9.1).
+    pub fn cancel_give_up(&self) -> Duration {
         self.sixty_four_t1()
     }
 
