@@ -247,6 +247,12 @@ pub mod test_support {
             at.duration_since(self.origin).as_micros() as f64 / 1e6
         }
     }
+
+    impl Default for Clock {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
 }
 
 #[cfg(test)]
