@@ -14,12 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use crate::call::CallDeps;
 use crate::call::uas_shell::{Addressed, UasShell};
 use crate::config::Transport as ListenTransport;
+use crate::mailbox::Mailbox;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, SessionCommand};
@@ -264,7 +264,7 @@ impl Leg {
         deps: &CallDeps,
         msg: ToCall,
         beside: Option<SessionId>,
-        media_tx: &UnboundedSender<MediaEvent>,
+        media_tx: &Mailbox<MediaEvent>,
     ) -> Option<LegNews> {
         match msg {
             ToCall::Response(resp) => self.on_response(deps, &resp, beside, media_tx),
@@ -291,7 +291,7 @@ impl Leg {
         deps: &CallDeps,
         resp: &Response,
         beside: Option<SessionId>,
-        media_tx: &UnboundedSender<MediaEvent>,
+        media_tx: &Mailbox<MediaEvent>,
     ) -> Option<LegNews> {
         let is_invite = resp
             .headers
@@ -323,7 +323,7 @@ impl Leg {
         deps: &CallDeps,
         ev: LegEvent,
         beside: Option<SessionId>,
-        media_tx: &UnboundedSender<MediaEvent>,
+        media_tx: &Mailbox<MediaEvent>,
     ) -> LegNews {
         match ev {
             LegEvent::Ringing => LegNews::Ringing,
@@ -356,7 +356,7 @@ impl Leg {
                     port,
                     &neg,
                     self.no_media_timeout,
-                    media_tx.clone(),
+                    crate::call::media_sink(media_tx.clone()),
                     beside,
                 ));
                 if let Some(dialog) = self.uac.dialog() {

@@ -8,6 +8,7 @@
 //! it to an agent; around them the engine that is configured, checked and served, and
 //! last the tools that drive it from outside.
 
+pub mod mailbox; // a task's one inbox, posted to in each sender's own message type
 pub mod sip; // SIP codec, transactions, dialogs, UAC/UAS, SDP, endpoint, sockets
 pub mod call; // one call: its UAS, media session, flow machine, queue place and legs
 pub mod feature; // feature codes from agents' phones: *41 pause, *42 resume...

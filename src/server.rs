@@ -4,7 +4,7 @@
 //! [`credentials_from_config`] reads.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
@@ -16,7 +16,7 @@ use crate::media::clock::MediaEngine;
 use crate::media::ports::PortPool;
 use crate::preflight;
 use crate::sip::digest::Secret;
-use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats};
+use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, NewCall};
 use crate::sip::registrar::{
     CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations, SharedCredentials,
 };
@@ -92,11 +92,14 @@ impl Server {
     /// with every diagnostic, before any socket is opened.
     pub async fn start(config: Config, media_workers: usize) -> Result<Server, StartError> {
         let credentials = Arc::new(SharedCredentials::new(credentials_from_config(&config)));
-        let server =
-            Self::start_with_credentials(config, media_workers, credentials.clone()).await?;
         // A reload of the configuration replaces them.
-        server.deps.set_credentials(credentials);
-        Ok(server)
+        Self::start_inner(
+            config,
+            media_workers,
+            credentials.clone(),
+            Some(credentials),
+        )
+        .await
     }
 
     /// Like [`Server::start`], with the registrar's users given rather than read from the
@@ -105,6 +108,15 @@ impl Server {
         config: Config,
         media_workers: usize,
         credentials: Arc<dyn CredentialStore>,
+    ) -> Result<Server, StartError> {
+        Self::start_inner(config, media_workers, credentials, None).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        media_workers: usize,
+        credentials: Arc<dyn CredentialStore>,
+        reloadable: Option<Arc<SharedCredentials>>,
     ) -> Result<Server, StartError> {
         let loaded = preflight::load_all(&config);
         for d in &loaded.report.diagnostics {
@@ -115,30 +127,24 @@ impl Server {
         }
         let config = Arc::new(config);
         let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
-        let deps = Arc::new(CallDeps::new(
-            media,
-            PortPool::new(config.rtp_ports),
-            Live {
-                config: config.clone(),
-                flows: Arc::new(loaded.flows),
-                prompts: loaded.prompts,
-                version: 1,
-                loaded_at: std::time::SystemTime::now(),
-            },
-        ));
         let (in_tx, in_rx) = mpsc::channel(4096);
         let transports = Transports::bind(&config.listen, in_tx)
             .await
             .map_err(StartError::Listeners)?;
         let local_addrs = transports.local_addrs();
-        deps.set_listeners(local_addrs.clone());
         for (t, a) in &local_addrs {
             info!(transport = %t, address = %a, "listening for SIP");
         }
         let transport_stats = transports.stats.clone();
-        let d2 = deps.clone();
+        // Calls are created by one spawner task, which holds the services they share. The
+        // endpoint and the queues only post to it: they run before the services are whole.
+        let (spawn_tx, spawn_rx) = mpsc::unbounded_channel();
+        let incoming = spawn_tx.clone();
         let new_call = Box::new(move |nc| {
-            tokio::spawn(call::run(nc, d2.clone()));
+            let inbox = call::Inbox::new();
+            let mailbox = inbox.sip();
+            let _ = incoming.send(Spawn::Incoming(nc, inbox));
+            mailbox
         });
         let endpoint = Endpoint::new(
             EndpointConfig {
@@ -162,20 +168,30 @@ impl Server {
         );
         let endpoint_stats = endpoint.stats();
         let registrations = endpoint.registrations();
-        deps.set_registrations(registrations.clone());
         let registrar_events = endpoint.registrar_events();
-        deps.set_sip(endpoint.handle());
-        // Call backs are calls like any other; weak, so the queue task does not keep the
-        // engine alive.
-        let weak = Arc::downgrade(&deps);
         let dialer: crate::queue::service::Dialer = Box::new(move |request| {
-            if let Some(deps) = weak.upgrade() {
-                tokio::spawn(call::call_back(deps, request));
-            }
+            let _ = spawn_tx.send(Spawn::CallBack(request));
         });
-        if let Some(acd) = start_acd(&config, &registrations, &registrar_events, dialer)? {
-            deps.set_acd(acd);
-        }
+        let acd = start_acd(&config, &registrations, &registrar_events, dialer)?;
+        let deps = Arc::new(CallDeps::new(
+            media,
+            PortPool::new(config.rtp_ports),
+            Live {
+                config: config.clone(),
+                flows: Arc::new(loaded.flows),
+                prompts: loaded.prompts,
+                version: 1,
+                loaded_at: std::time::SystemTime::now(),
+            },
+            call::Services {
+                listeners: local_addrs.clone(),
+                sip: endpoint.handle(),
+                registrations: registrations.clone(),
+                acd,
+                credentials: reloadable,
+            },
+        ));
+        tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
         let demo_shop = start_demo_shop(&config).await;
         let admin = start_admin(&config, &deps).await;
         info!(
@@ -230,6 +246,26 @@ impl Server {
             }
         });
         RunningServer { server: self, task }
+    }
+}
+
+/// What the spawner starts: a call that came in, or a call back the queues asked for.
+enum Spawn {
+    Incoming(NewCall, call::Inbox),
+    CallBack(crate::queue::service::CallbackDial),
+}
+
+/// Starts every call on its own task. Weak, so that neither the endpoint nor the queue
+/// task keeps the engine alive.
+async fn spawn_calls(mut rx: mpsc::UnboundedReceiver<Spawn>, deps: Weak<CallDeps>) {
+    while let Some(s) = rx.recv().await {
+        let Some(deps) = deps.upgrade() else {
+            return;
+        };
+        match s {
+            Spawn::Incoming(nc, inbox) => tokio::spawn(call::run(nc, inbox, deps)),
+            Spawn::CallBack(request) => tokio::spawn(call::call_back(deps, request)),
+        };
     }
 }
 

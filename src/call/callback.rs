@@ -11,20 +11,22 @@
 //! before being back in line), so that the ACD retries or gives up.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Call, CallDeps, Origin, Outcome, Start};
-use crate::flow::machine::RequestId;
+use super::actor::{Call, CallMsg, Inbox, Origin, Start, via_and_branches};
+use super::core::{CallCore, CallInput, Script};
+use super::{CallDeps, Outcome};
+use crate::flow::machine::{Action, RequestId};
 use crate::leg::{Dial, Leg, LegNews};
+use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, SessionCommand};
 use crate::queue::acd::Input;
 use crate::queue::config::dialable;
 use crate::queue::service::CallbackDial;
 use crate::queue::store::CallbackId;
-use crate::sip::endpoint::{SipHandle, ToCall};
+use crate::sip::endpoint::ToCall;
 use crate::sip::message::Method;
 use crate::sip::random_token;
 
@@ -56,7 +58,7 @@ pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
         queue = %request.queue
     );
     async move {
-        if let Some(mut call) = Call::call_back(deps, request).await {
+        if let Some(call) = Call::call_back(deps, request).await {
             call.serve().await;
         }
     }
@@ -92,13 +94,12 @@ impl Call {
             attempt_failed(&deps, id, "the number cannot be dialled");
             return None;
         }
-        let Some(sip) = deps.sip().cloned() else {
-            attempt_failed(&deps, id, "the SIP endpoint is not running");
-            return None;
-        };
+        let sip = deps.sip().clone();
         let call_id = format!("{}@hotline", random_token(20));
-        let mut inbox = sip.originate(&call_id);
-        let media = mpsc::unbounded_channel();
+        let mut inbox = Inbox::new();
+        sip.originate(&call_id, inbox.sip());
+        // Until the answer, the leg's media is the call's own.
+        let media = inbox.media();
         let target = cfg.target(&number);
         let caller_id = cfg.caller_id.clone().unwrap_or_default();
         let dial = Dial {
@@ -122,30 +123,26 @@ impl Call {
             }
         };
         info!(%target, "calling the caller back");
-        let rings_until = tokio::time::Instant::now() + cfg.ring_timeout;
+        let rings_until = Instant::now() + cfg.ring_timeout;
         loop {
-            let msg = tokio::select! {
-                m = inbox.recv() => m,
-                _ = tokio::time::sleep_until(rings_until) => {
-                    leg.hang_up();
-                    close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
-                    attempt_failed(&deps, id, "no answer in time");
-                    return None;
-                }
-            };
-            let Some(msg) = msg else {
-                attempt_failed(&deps, id, "the endpoint stopped");
+            let Some(msg) = inbox.next(Some(rings_until)).await else {
+                leg.hang_up();
+                close_attempt(&deps, &mut leg, &mut inbox, &media).await;
+                attempt_failed(&deps, id, "no answer in time");
                 return None;
             };
-            match leg.on_sip(&deps, msg, None, &media.0) {
+            let CallMsg::Sip(msg) = msg else {
+                continue;
+            };
+            match leg.on_sip(&deps, msg, None, &media) {
                 Some(LegNews::Answered) => break,
                 Some(LegNews::Failed(why)) => {
-                    close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+                    close_attempt(&deps, &mut leg, &mut inbox, &media).await;
                     attempt_failed(&deps, id, &why.to_string());
                     return None;
                 }
                 Some(LegNews::HungUp) => {
-                    close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+                    close_attempt(&deps, &mut leg, &mut inbox, &media).await;
                     attempt_failed(&deps, id, "hung up at once");
                     return None;
                 }
@@ -155,7 +152,7 @@ impl Call {
         }
         let Some(answered) = leg.adopt() else {
             leg.hang_up();
-            close_attempt(&deps, &sip, &mut leg, &mut inbox, &media.0).await;
+            close_attempt(&deps, &mut leg, &mut inbox, &media).await;
             attempt_failed(&deps, id, "answered without media");
             return None;
         };
@@ -169,29 +166,33 @@ impl Call {
             flows: live.flows.clone(),
             started_at: std::time::SystemTime::now(),
         });
+        let advertised = super::advertised_ip(
+            live.config.public_address,
+            answered.peer.local,
+            answered.peer.remote,
+        );
+        let (via, branches) = via_and_branches(&answered.peer, advertised);
+        let mut core = CallCore::new(answered.side.uas, Script::Queue, via, branches);
+        core.start(Instant::now());
         let mut call = Call::new(Start {
             deps,
             live,
-            sip,
             peer: answered.peer,
             call_id,
-            side: answered.side,
+            core,
+            inbox,
             rtp_port: None,
+            session: Some(answered.session),
             origin: Origin::CalledBack(CalledBack {
                 leg,
                 id,
                 queue,
                 rejoined: false,
             }),
-            inbox,
-            media,
             caller: number,
             caller_display: None,
-            flow_name: String::new(),
-            machine: None,
-            registration,
+            registration: Some(registration),
         });
-        call.session = Some(answered.session);
         let intro = call.resolve(&[call.prompt_ref(INTRO_PROMPT)]);
         if intro.is_empty() {
             call.intro_finished();
@@ -208,7 +209,13 @@ impl Call {
     /// The introduction is over: back in line (the serve loop joins).
     pub(super) fn intro_finished(&mut self) {
         if let Origin::CalledBack(cb) = &self.origin {
-            self.pending_queue = Some((RequestId(0), cb.queue.clone(), 0, Vec::new()));
+            let queue = cb.queue.clone();
+            self.push_pending(Action::Queue {
+                id: RequestId(0),
+                queue,
+                priority: 0,
+                skills: Vec::new(),
+            });
         }
     }
 
@@ -229,7 +236,12 @@ impl Call {
     /// A response for a call back's INVITE (a repeated 2xx) goes to its leg, which
     /// acknowledges it again.
     pub(super) fn called_back_response(&mut self, resp: crate::sip::message::Response) {
+        let media = self.inbox.media();
         let Origin::CalledBack(cb) = &mut self.origin else {
+            debug!(
+                status = resp.status,
+                "a response to an INVITE of no leg; ignored"
+            );
             return;
         };
         if resp
@@ -239,7 +251,7 @@ impl Call {
         {
             let _ = cb
                 .leg
-                .on_sip(&self.deps, ToCall::Response(resp), None, &self.media_tx);
+                .on_sip(&self.deps, ToCall::Response(resp), None, &media);
         }
     }
 
@@ -262,33 +274,27 @@ impl Call {
     /// The time in line is the whole of a call back: when it is over, so is the call.
     pub(super) fn call_back_over(&mut self, why: &str) {
         info!(why, "call back over");
-        if self.outcome.is_none() {
-            self.send_bye();
-            self.outcome = Some(Outcome::FarEndHungUp);
-        }
+        self.input(CallInput::HangUp(Outcome::FarEndHungUp));
     }
 }
 
 /// Waits (briefly) for a given-up attempt's last answers, then frees it.
 async fn close_attempt(
     deps: &CallDeps,
-    sip: &SipHandle,
     leg: &mut Leg,
-    inbox: &mut mpsc::UnboundedReceiver<ToCall>,
-    media_tx: &mpsc::UnboundedSender<MediaEvent>,
+    inbox: &mut Inbox,
+    media: &Mailbox<MediaEvent>,
 ) {
-    let until = tokio::time::Instant::now() + CLOSING;
+    let until = Instant::now() + CLOSING;
     while leg.closing {
-        tokio::select! {
-            m = inbox.recv() => match m {
-                Some(m) => {
-                    let _ = leg.on_sip(deps, m, None, media_tx);
-                }
-                None => break,
-            },
-            _ = tokio::time::sleep_until(until) => break,
+        match inbox.next(Some(until)).await {
+            Some(CallMsg::Sip(m)) => {
+                let _ = leg.on_sip(deps, m, None, media);
+            }
+            Some(_) => {}
+            None => break,
         }
     }
     leg.close(deps);
-    sip.ended(&leg.call_id);
+    deps.sip().ended(&leg.call_id);
 }

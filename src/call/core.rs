@@ -1,13 +1,14 @@
-//! One call as data: its UAS (the caller's dialog) and its flow machine composed into one
-//! state machine, `handle(now, CallInput)` / `poll_output()` / `poll_timeout()`. What the
-//! caller sends, what the media hears and what IO returns go in; SIP messages, media
-//! commands, HTTP requests and the call's end (with its story) come out.
+//! One call as data: its UAS (the caller's dialog) and what the call runs once answered
+//! (its flow machine, or the tones of a feature code) composed into one state machine,
+//! `handle(now, CallInput)` / `poll_output()` / `poll_timeout()`. What the caller sends,
+//! what the media hears and what IO returns go in; SIP messages, media commands, HTTP
+//! requests and the call's end (with its story) come out.
 //!
 //! Pure: no sockets, no tasks, no clock, no randomness (the Via branches of our requests
 //! are a prefix drawn by the shell and a counter). It does not resolve prompts (the shell
-//! has the library) and does not yet own the call's queue place or its outgoing legs: the
-//! flow's `Transfer`, `Queue` and `LeaveQueue` come out as [`CallOutput::Flow`] for the
-//! shell to carry out. The engine's call task does not run on it yet.
+//! has the library). The call's place in a queue and its outgoing legs are carried out by
+//! the shell: the flow's `Transfer`, `Queue` and `LeaveQueue` come out as
+//! [`CallOutput::Flow`], and what they bring back comes in as [`CallInput::Io`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -21,6 +22,24 @@ use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;
 use crate::sip::uas::{Ending, Uas, UasEvent, UasInput, UasOutput};
 
+/// The play id of a feature code's tones (a flow's plays count up from 1 too, but a call
+/// runs one or the other).
+pub const TONES_PLAY: u64 = 1;
+
+/// How long a call whose dialog is over waits for a recording in progress to be stopped
+/// and saved, so that a caller who hangs up mid-message still leaves a whole file.
+pub const RECORDING_GRACE: Duration = Duration::from_secs(5);
+
+/// What the call runs once answered.
+pub enum Script {
+    /// A call flow.
+    Flow(FlowMachine),
+    /// These sounds, then hang up (a feature code's confirmation).
+    Tones(Vec<Audio>),
+    /// Nothing of its own: the shell keeps it in a queue (a call back).
+    Queue,
+}
+
 /// What the call hears.
 #[derive(Debug, Clone)]
 pub enum CallInput {
@@ -32,8 +51,12 @@ pub enum CallInput {
     PlayFinished { id: u64 },
     /// Nothing arrived from the caller for too long.
     NoMedia,
-    /// What IO the call asked for returned (an HTTP answer, a saved recording).
+    /// What IO the call asked for returned (an HTTP answer, a saved recording, a
+    /// transfer's or a queue's end).
     Io(Event),
+    /// The shell ends the call (the far end of a bridge hung up or went silent, a call back
+    /// is over).
+    HangUp(Outcome),
 }
 
 /// What the media session should do.
@@ -62,6 +85,10 @@ pub enum MediaCommand {
         terminator: Option<char>,
         name: String,
     },
+    /// End the recording in progress now (the call is over); what it holds is kept.
+    StopRecording {
+        id: u64,
+    },
 }
 
 /// What the call wants done.
@@ -77,8 +104,14 @@ pub enum CallOutput {
     Media(MediaCommand),
     /// The flow's HTTP step (answer with `CallInput::Io(Event::HttpDone)`).
     Http(Action),
-    /// A flow action the core does not own yet (transfer, queue).
+    /// A flow action the shell carries out (transfer, queue).
     Flow(Action),
+    /// The call was answered (the flow starts with its media).
+    Answered,
+    /// The INVITE was refused with this status, or cancelled (487).
+    Refused {
+        status: u16,
+    },
     /// The call is over; nothing more comes out.
     Ended {
         outcome: Option<Outcome>,
@@ -88,29 +121,35 @@ pub enum CallOutput {
 
 pub struct CallCore {
     uas: Uas,
-    machine: FlowMachine,
+    script: Script,
     /// Our Via without its branch, and the branch prefix the shell drew.
     via: Via,
     branch_prefix: String,
     branches: u64,
     started: bool,
     outcome: Option<Outcome>,
+    /// The recording in progress (its id), and once the dialog is over, until when the
+    /// call waits for it.
+    recording: Option<u64>,
+    recording_until: Option<Instant>,
     ended: bool,
     out: VecDeque<CallOutput>,
 }
 
 impl CallCore {
-    /// A call for the INVITE `uas` was made from, running `machine` once answered. `via`
+    /// A call for the INVITE `uas` was made from, running `script` once answered. `via`
     /// is our Via for requests; each gets the branch `<branch_prefix>-<n>`.
-    pub fn new(uas: Uas, machine: FlowMachine, via: Via, branch_prefix: String) -> CallCore {
+    pub fn new(uas: Uas, script: Script, via: Via, branch_prefix: String) -> CallCore {
         let mut core = CallCore {
             uas,
-            machine,
+            script,
             via,
             branch_prefix,
             branches: 0,
             started: false,
             outcome: None,
+            recording: None,
+            recording_until: None,
             ended: false,
             out: VecDeque::new(),
         };
@@ -124,12 +163,54 @@ impl CallCore {
         self.pump(Some(now));
     }
 
+    /// Refuses the INVITE (before the answer), say when its flow cannot run.
+    pub fn refuse(&mut self, now: Instant, status: u16, reason: &str) {
+        self.uas.refuse(status, reason);
+        self.pump(Some(now));
+    }
+
+    /// Starts the script of a call whose dialog is already up (a call back the caller
+    /// answered) and whose media the shell set up.
+    pub fn start(&mut self, now: Instant) {
+        self.begin(now);
+        self.pump(Some(now));
+    }
+
     pub fn uas(&self) -> &Uas {
         &self.uas
     }
 
-    pub fn story(&self) -> &CallStory {
-        self.machine.story()
+    /// The flow's story so far (empty for a call that runs no flow).
+    pub fn story(&self) -> CallStory {
+        match &self.script {
+            Script::Flow(m) => m.story().clone(),
+            _ => CallStory::default(),
+        }
+    }
+
+    /// Where the flow is: (flow, step).
+    pub fn position(&self) -> Option<(&str, &str)> {
+        match &self.script {
+            Script::Flow(m) => Some(m.position()),
+            _ => None,
+        }
+    }
+
+    /// The caller's language, when the flow chose one.
+    pub fn language(&self) -> Option<&str> {
+        match &self.script {
+            Script::Flow(m) => Some(m.language()),
+            _ => None,
+        }
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
+    /// Whether the call is on its way out (nothing new starts).
+    pub fn is_ending(&self) -> bool {
+        self.outcome.is_some() || self.ended
     }
 
     pub fn handle(&mut self, now: Instant, input: CallInput) {
@@ -142,34 +223,55 @@ impl CallCore {
                 self.uas.handle(now, s, || branched(via, prefix, n));
             }
             CallInput::Key(k) => self.flow(now, Event::Key(k)),
-            CallInput::PlayFinished { id } => {
-                self.flow(now, Event::PromptFinished { id: PlayId(id) })
-            }
+            CallInput::PlayFinished { id } => self.play_finished(now, id),
             CallInput::NoMedia => {
                 self.outcome.get_or_insert(Outcome::NoMedia);
                 self.hang_up(now);
             }
-            CallInput::Io(ev) => self.flow(now, ev),
+            CallInput::Io(ev) => {
+                if let Event::RecordDone { id, .. } = &ev
+                    && self.recording == Some(id.0)
+                {
+                    self.recording = None;
+                    self.recording_until = None;
+                }
+                // What IO reports belongs in the story even after the caller hung up.
+                if self.started
+                    && let Script::Flow(m) = &mut self.script
+                {
+                    m.handle(now, ev);
+                }
+            }
+            CallInput::HangUp(why) => {
+                self.outcome.get_or_insert(why);
+                self.hang_up(now);
+            }
         }
         self.pump(Some(now));
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let flow = if self.started && !self.ended {
-            self.machine.poll_timeout()
-        } else {
-            None
+        let flow = match &self.script {
+            Script::Flow(m) if self.started && !self.ended => m.poll_timeout(),
+            _ => None,
         };
-        match (self.uas.poll_timeout(), flow) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.uas.poll_timeout(), flow, self.recording_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.uas.handle_timeout(now);
-        if self.started && self.machine.poll_timeout().is_some_and(|d| d <= now) {
-            self.machine.handle_timeout(now);
+        if self.started
+            && let Script::Flow(m) = &mut self.script
+            && m.poll_timeout().is_some_and(|d| d <= now)
+        {
+            m.handle_timeout(now);
+        }
+        if self.recording_until.is_some_and(|t| t <= now) {
+            self.recording = None;
+            self.recording_until = None;
         }
         self.pump(Some(now));
     }
@@ -184,8 +286,42 @@ impl CallCore {
     }
 
     fn flow(&mut self, now: Instant, ev: Event) {
-        if self.started && self.outcome.is_none() {
-            self.machine.handle(now, ev);
+        if self.started
+            && self.outcome.is_none()
+            && let Script::Flow(m) = &mut self.script
+        {
+            m.handle(now, ev);
+        }
+    }
+
+    fn play_finished(&mut self, now: Instant, id: u64) {
+        match self.script {
+            Script::Flow(_) => self.flow(now, Event::PromptFinished { id: PlayId(id) }),
+            Script::Tones(_) if id == TONES_PLAY && self.outcome.is_none() => {
+                self.outcome = Some(Outcome::FlowHungUp);
+                self.hang_up(now);
+            }
+            Script::Tones(_) | Script::Queue => {}
+        }
+    }
+
+    /// The call is answered and its media is up: the script starts.
+    fn begin(&mut self, now: Instant) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        match &mut self.script {
+            Script::Flow(m) => m.handle(now, Event::Started),
+            Script::Tones(audio) => {
+                let audio = std::mem::take(audio);
+                self.out.push_back(CallOutput::Media(MediaCommand::Play {
+                    id: TONES_PLAY,
+                    audio,
+                    barge_in: false,
+                }));
+            }
+            Script::Queue => {}
         }
     }
 
@@ -203,7 +339,10 @@ impl CallCore {
                     UasOutput::Event(e) => self.on_uas(now, e),
                 }
             }
-            while let Some(a) = self.machine.poll_action() {
+            while let Some(a) = match &mut self.script {
+                Script::Flow(m) => m.poll_action(),
+                _ => None,
+            } {
                 moved = true;
                 self.on_action(now, a);
             }
@@ -211,9 +350,20 @@ impl CallCore {
                 break;
             }
         }
-        if !self.ended && self.uas.is_over() {
+        if self.ended || !self.uas.is_over() {
+            return;
+        }
+        if let Some(id) = self.recording
+            && self.recording_until.is_none()
+            && let Some(now) = now
+        {
+            self.recording_until = Some(now + RECORDING_GRACE);
+            self.out
+                .push_back(CallOutput::Media(MediaCommand::StopRecording { id }));
+        }
+        if self.recording.is_none() {
             self.ended = true;
-            let story = self.machine.story().clone();
+            let story = self.story();
             self.out.push_back(CallOutput::Ended {
                 outcome: self.outcome,
                 story,
@@ -226,11 +376,8 @@ impl CallCore {
             UasEvent::Media(n) => {
                 self.out
                     .push_back(CallOutput::Media(MediaCommand::Start(n)));
-                if !self.started
-                    && let Some(now) = now
-                {
-                    self.started = true;
-                    self.machine.handle(now, Event::Started);
+                if let Some(now) = now {
+                    self.begin(now);
                 }
             }
             UasEvent::MediaUpdate {
@@ -258,12 +405,15 @@ impl CallCore {
                     if outcome == Outcome::CallerHungUp
                         && self.started
                         && let Some(now) = now
+                        && let Script::Flow(m) = &mut self.script
                     {
-                        self.machine.handle(now, Event::CallerHangup);
+                        m.handle(now, Event::CallerHangup);
                     }
                 }
             }
-            UasEvent::Refused { .. } | UasEvent::Cancelled | UasEvent::Answered => {}
+            UasEvent::Answered => self.out.push_back(CallOutput::Answered),
+            UasEvent::Refused { status } => self.out.push_back(CallOutput::Refused { status }),
+            UasEvent::Cancelled => self.out.push_back(CallOutput::Refused { status: 487 }),
             UasEvent::Closed => {}
         }
     }
@@ -288,13 +438,16 @@ impl CallCore {
                 silence_timeout,
                 terminator,
                 name,
-            } => self.out.push_back(CallOutput::Media(MediaCommand::Record {
-                id,
-                max_duration,
-                silence_timeout,
-                terminator,
-                name,
-            })),
+            } => {
+                self.recording = Some(id);
+                self.out.push_back(CallOutput::Media(MediaCommand::Record {
+                    id,
+                    max_duration,
+                    silence_timeout,
+                    terminator,
+                    name,
+                }))
+            }
             Action::Hangup => {
                 self.outcome.get_or_insert(Outcome::FlowHungUp);
                 if let Some(now) = now {
@@ -406,7 +559,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
                 "z9hG4bK-x",
             );
             let mut pair = Pair {
-                core: CallCore::new(uas, machine, via, "z9hG4bK-call".into()),
+                core: CallCore::new(uas, Script::Flow(machine), via, "z9hG4bK-call".into()),
                 now,
                 out: Vec::new(),
             };
@@ -485,7 +638,10 @@ Content-Length: {}\r\n\r\n{OFFER}",
         p.core.answer(p.now);
         let out = p.drain();
         assert_eq!(statuses(&out), vec![200]);
-        assert!(matches!(out[1], CallOutput::Media(MediaCommand::Start(_))));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, CallOutput::Media(MediaCommand::Start(_))))
+        );
         let welcome = plays(&out);
         assert_eq!(welcome[0].1, "welcome");
         p.sip(UasInput::Ack(in_dialog("ACK", 1, "", "")));

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{Call, Outcome, RINGBACK_PLAY};
+use super::Outcome;
+use super::actor::{Call, RINGBACK_PLAY};
+use super::core::CallInput;
 use crate::flow::machine::{Event, RequestId, TransferOutcome};
 use crate::leg::{Dial, Leg, LegNews};
 use crate::media::prompt::Prompt;
@@ -70,17 +72,15 @@ impl Call {
             Err(e) => {
                 warn!(%target, error = %e, "transfer not placed");
                 let outcome = TransferOutcome::Failed(e.to_string());
-                self.flow_event(Event::TransferDone { id, outcome });
+                self.input(CallInput::Io(Event::TransferDone { id, outcome }));
             }
         }
     }
 
     pub(super) fn on_leg_sip(&mut self, leg_id: &str, msg: ToCall) {
-        let beside = self.session;
+        let (beside, media) = (self.session, self.leg_media());
         if let Some(i) = self.legs.iter().position(|(_, l)| l.call_id == leg_id) {
-            let news = self.legs[i]
-                .1
-                .on_sip(&self.deps, msg, beside, &self.leg_media_tx);
+            let news = self.legs[i].1.on_sip(&self.deps, msg, beside, &media);
             if let Some(news) = news {
                 let role = self.legs[i].0.clone();
                 self.leg_news(role, news);
@@ -88,7 +88,7 @@ impl Call {
             return;
         }
         if let Some(leg) = self.old_legs.iter_mut().find(|l| l.call_id == leg_id) {
-            leg.on_sip(&self.deps, msg, None, &self.leg_media_tx);
+            leg.on_sip(&self.deps, msg, None, &media);
             if !leg.closing {
                 leg.close(&self.deps);
                 self.old_legs.retain(|l| l.call_id != leg_id);
@@ -112,10 +112,10 @@ impl Call {
                 self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
                 self.bridge_to(&role);
                 info!("transfer answered; bridged");
-                self.flow_event(Event::TransferDone {
+                self.input(CallInput::Io(Event::TransferDone {
                     id,
                     outcome: TransferOutcome::Connected,
-                });
+                }));
             }
             LegNews::Failed(f) => {
                 self.leg_deadline = None;
@@ -127,14 +127,13 @@ impl Call {
                     LegFailure::NoAnswer => TransferOutcome::NoAnswer,
                     other => TransferOutcome::Failed(other.to_string()),
                 };
-                self.flow_event(Event::TransferDone { id, outcome });
+                self.input(CallInput::Io(Event::TransferDone { id, outcome }));
             }
             LegNews::HungUp => {
                 info!("transfer target hung up; ending the call");
                 self.end_bridge();
                 self.retire_leg(&role);
-                self.send_bye();
-                self.outcome = Some(Outcome::FarEndHungUp);
+                self.input(CallInput::HangUp(Outcome::FarEndHungUp));
             }
         }
     }
@@ -206,10 +205,10 @@ impl Call {
         self.hang_up_leg(&LegRole::Transfer(id));
         self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
         info!("transfer target did not answer in time");
-        self.flow_event(Event::TransferDone {
+        self.input(CallInput::Io(Event::TransferDone {
             id,
             outcome: TransferOutcome::NoAnswer,
-        });
+        }));
     }
 
     pub(super) fn on_leg_media(&mut self, ev: MediaEvent) {
@@ -219,8 +218,7 @@ impl Call {
             info!("no media from the bridged leg; ending the call");
             self.end_bridge();
             self.hang_up_all_legs();
-            self.send_bye();
-            self.outcome = Some(Outcome::NoMedia);
+            self.input(CallInput::HangUp(Outcome::NoMedia));
         }
     }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::Call;
+use super::actor::{Call, Origin};
+use super::core::CallInput;
 use super::legs::LegRole;
 use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
 use crate::flow::model::SayKind;
@@ -53,8 +54,7 @@ impl Call {
         let joined = match (self.deps.acd(), self.callback_to_rejoin()) {
             (None, _) => Err("no queues are configured".to_string()),
             (Some(acd), Some(request)) => {
-                acd.rejoin(request, &self.call_id, self.queue_tx.clone())
-                    .await
+                acd.rejoin(request, &self.call_id, self.queue_news()).await
             }
             (Some(acd), None) => {
                 acd.join(
@@ -63,7 +63,7 @@ impl Call {
                     priority,
                     skills,
                     &self.caller,
-                    self.queue_tx.clone(),
+                    self.queue_news(),
                 )
                 .await
             }
@@ -120,10 +120,10 @@ impl Call {
                 if let Some(q) = self.queued.as_mut() {
                     q.agent = Some(agent.clone());
                 }
-                self.flow_event(Event::QueueConnected {
+                self.input(CallInput::Io(Event::QueueConnected {
                     id,
                     agent: agent.clone(),
-                });
+                }));
                 if !bridged {
                     // The agent answered and hung up before this call heard of the
                     // connection (the ACD was told then).
@@ -255,15 +255,15 @@ impl Call {
     /// The time in line is over: the flow goes on (a call back, which runs no flow,
     /// ends).
     fn queue_done(&mut self, id: RequestId, outcome: QueueOutcome, waited: Duration) {
-        if self.machine.is_none() {
+        if matches!(self.origin, Origin::CalledBack(_)) {
             self.call_back_over(&format!("{outcome:?}"));
             return;
         }
-        self.flow_event(Event::QueueDone {
+        self.input(CallInput::Io(Event::QueueDone {
             id,
             outcome,
             waited,
-        });
+        }));
     }
 
     fn stop_waiting(&mut self) {
@@ -312,10 +312,10 @@ impl Call {
 
     /// The caller's prompt language (the flow's, else the library's default).
     fn language(&self) -> String {
-        self.machine
-            .as_ref()
-            .map(|m| m.language().to_string())
-            .unwrap_or_else(|| self.live.prompts.default_language().to_string())
+        self.core
+            .language()
+            .unwrap_or_else(|| self.live.prompts.default_language())
+            .to_string()
     }
 
     pub(super) fn prompt_ref(&self, name: &str) -> Audio {

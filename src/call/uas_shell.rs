@@ -1,39 +1,21 @@
 //! The tokio side of a [`Uas`]: feeds it what the endpoint routes to the dialog, sends
 //! the responses and requests it decides through the endpoint, and hands its events to the
-//! owner (a call, a feature code, a leg). It waits for the dialog's next message or timer,
-//! and for the end of a dialog we hang up. It decides nothing: every SIP answer is the
+//! owner (an outgoing leg's answered dialog). It decides nothing: every SIP answer is the
 //! UAS's.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc::UnboundedReceiver;
+use std::time::Instant;
 
 use crate::sip::endpoint::{SipHandle, ToCall, our_via};
 use crate::sip::transport::Peer;
-use crate::sip::uas::{BYE_WAIT, Uas, UasEvent, UasInput, UasOutput};
-
-/// How long closing a dialog may take at most, whatever arrives meanwhile: the ACK our BYE
-/// may wait for (64 × T1 with the default T1) and the BYE's own wait.
-const CLOSE_AT_MOST: Duration = Duration::from_secs(32).saturating_add(BYE_WAIT);
-
-/// What happened next in the dialog.
-pub(crate) enum Next {
-    /// The UAS reported these (perhaps none: it answered a request on its own).
-    Events(Vec<UasEvent>),
-    /// Something for the owner, not for the dialog (a leg's message, a response to an
-    /// INVITE we sent).
-    Other(ToCall),
-    /// The endpoint is gone.
-    Gone,
-}
+use crate::sip::uas::{Uas, UasEvent, UasInput, UasOutput};
 
 /// Whose an endpoint's message is.
 pub(crate) enum Addressed {
     /// The dialog's (its UAS answers it).
     Dialog(UasInput),
-    /// The owner's.
-    Owner(ToCall),
+    /// The owner's (not for the dialog).
+    Owner,
 }
 
 pub(crate) struct UasShell {
@@ -72,28 +54,13 @@ impl UasShell {
                 Addressed::Dialog(UasInput::Response(r))
             }
             ToCall::RequestTimeout => Addressed::Dialog(UasInput::RequestTimeout),
-            other => Addressed::Owner(other),
+            _ => Addressed::Owner,
         }
     }
 
     pub fn handle(&mut self, now: Instant, input: UasInput) -> Vec<UasEvent> {
         let (peer, adv) = (self.peer, self.advertised);
         self.uas.handle(now, input, || our_via(&peer, adv));
-        self.flush()
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<UasEvent> {
-        self.uas.handle_timeout(now);
-        self.flush()
-    }
-
-    pub fn answer(&mut self, now: Instant) -> Vec<UasEvent> {
-        self.uas.answer(now);
-        self.flush()
-    }
-
-    pub fn refuse(&mut self, status: u16, reason: &str) -> Vec<UasEvent> {
-        self.uas.refuse(status, reason);
         self.flush()
     }
 
@@ -116,49 +83,5 @@ impl UasShell {
             }
         }
         events
-    }
-
-    /// Waits for the next message of the dialog or its next timer, and lets the UAS deal
-    /// with it. Cancel-safe: nothing is lost when another branch of a `select!` wins.
-    pub async fn next(&mut self, inbox: &mut UnboundedReceiver<ToCall>) -> Next {
-        let deadline = self.uas.poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            m = inbox.recv() => match m {
-                None => Next::Gone,
-                Some(m) => match UasShell::input(m) {
-                    Addressed::Dialog(input) => Next::Events(self.handle(Instant::now(), input)),
-                    Addressed::Owner(other) => Next::Other(other),
-                },
-            },
-            _ = timer => Next::Events(self.handle_timeout(Instant::now())),
-        }
-    }
-
-    /// Waits until a dialog we hang up is over (our BYE answered or given up on) and, while
-    /// `others_waiting`, for the owner's own business: `other` gets what is not the
-    /// dialog's and says whether the owner still waits.
-    pub async fn close(
-        &mut self,
-        inbox: &mut UnboundedReceiver<ToCall>,
-        mut others_waiting: bool,
-        mut other: impl FnMut(ToCall) -> bool,
-    ) {
-        let until = tokio::time::Instant::now() + CLOSE_AT_MOST;
-        while self.uas.is_closing() || others_waiting {
-            tokio::select! {
-                n = self.next(inbox) => match n {
-                    Next::Events(_) => {}
-                    Next::Other(m) => others_waiting = other(m),
-                    Next::Gone => return,
-                },
-                _ = tokio::time::sleep_until(until) => return,
-            }
-        }
     }
 }

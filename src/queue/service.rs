@@ -1,6 +1,6 @@
 //! The ACD's task: the thin tokio shell around [`Acd`]. It owns the pure core, feeds it
 //! what calls, the registrar and the admin report, wakes it at its deadlines, and routes
-//! its actions to the call each concerns (through the channel the call gave when it
+//! its actions to the call each concerns (through the mailbox the call gave when it
 //! joined). It places no calls and plays nothing itself: calls do, as the news say, and a
 //! call back is started through the [`Dialer`] it is given.
 //!
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::mailbox::Mailbox;
 use crate::queue::acd::{Acd, Action, Input, OverflowReason, Snapshot};
 use crate::queue::agent::AgentCommand;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
@@ -70,7 +71,7 @@ pub type Dialer = Box<dyn Fn(CallbackDial) + Send>;
 enum Msg {
     Join {
         input: Input,
-        news: mpsc::UnboundedSender<QueueNews>,
+        news: Mailbox<QueueNews>,
         reply: oneshot::Sender<Result<(), String>>,
     },
     Input(Input),
@@ -104,7 +105,7 @@ impl AcdHandle {
         priority: i32,
         skills: Vec<String>,
         caller: &str,
-        news: mpsc::UnboundedSender<QueueNews>,
+        news: Mailbox<QueueNews>,
     ) -> Result<(), String> {
         let input = Input::Join {
             call: call.to_string(),
@@ -122,7 +123,7 @@ impl AcdHandle {
         &self,
         id: CallbackId,
         call: &str,
-        news: mpsc::UnboundedSender<QueueNews>,
+        news: Mailbox<QueueNews>,
     ) -> Result<(), String> {
         let input = Input::CallbackAnswered {
             id,
@@ -131,11 +132,7 @@ impl AcdHandle {
         self.enter(input, news).await
     }
 
-    async fn enter(
-        &self,
-        input: Input,
-        news: mpsc::UnboundedSender<QueueNews>,
-    ) -> Result<(), String> {
+    async fn enter(&self, input: Input, news: Mailbox<QueueNews>) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Join { input, news, reply })
@@ -198,7 +195,7 @@ impl AcdHandle {
 
 struct Service {
     acd: Acd,
-    calls: HashMap<String, mpsc::UnboundedSender<QueueNews>>,
+    calls: HashMap<String, Mailbox<QueueNews>>,
     registrations: Registrations,
     dialer: Option<Dialer>,
 }

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::config::Transport as ListenTransport;
+use crate::mailbox::Mailbox;
 use crate::sip::message::{Host, Request, Response, Transport, Uri, Via};
 use crate::sip::random_token;
 use crate::sip::registrar::{RegistrarConfig, RegistrarEvent, RegistrarService, Registrations};
@@ -43,7 +44,7 @@ enum FromCall {
     Command(CallCommand),
     Originate {
         call_id: String,
-        inbox: mpsc::UnboundedSender<ToCall>,
+        inbox: Mailbox<ToCall>,
     },
 }
 
@@ -98,16 +99,13 @@ impl SipHandle {
         self.command(CallCommand::Ack { peer, req });
     }
 
-    /// Opens an inbox for a call the engine places itself (a call back): what arrives
-    /// for Call-ID `call_id` comes there, as for a call that came in. End it with
-    /// [`SipHandle::ended`].
-    pub fn originate(&self, call_id: &str) -> mpsc::UnboundedReceiver<ToCall> {
-        let (inbox, rx) = mpsc::unbounded_channel();
+    /// Routes what arrives for Call-ID `call_id` (a call the engine places itself, a call
+    /// back) to `inbox`, as for a call that came in. End it with [`SipHandle::ended`].
+    pub fn originate(&self, call_id: &str, inbox: Mailbox<ToCall>) {
         let _ = self.tx.send(FromCall::Originate {
             call_id: call_id.to_string(),
             inbox,
         });
-        rx
     }
 
     pub fn ended(&self, call_id: &str) {
@@ -117,12 +115,12 @@ impl SipHandle {
     }
 }
 
-/// A new call, handed to whoever creates calls.
+/// A new call, handed to whoever creates calls; they give back the mailbox of the call's
+/// inbox, where everything that arrives for it from now on is posted.
 pub struct NewCall {
     pub invite: Request,
     pub key: TransactionKey,
     pub peer: Peer,
-    pub inbox: mpsc::UnboundedReceiver<ToCall>,
     pub sip: SipHandle,
 }
 
@@ -212,8 +210,8 @@ pub struct Endpoint {
     from_calls: mpsc::UnboundedReceiver<FromCall>,
     handle: SipHandle,
     /// Call-ID to the call's inbox; the core names calls, the shell delivers.
-    inboxes: HashMap<String, mpsc::UnboundedSender<ToCall>>,
-    new_call: Box<dyn FnMut(NewCall) + Send>,
+    inboxes: HashMap<String, Mailbox<ToCall>>,
+    new_call: Box<dyn FnMut(NewCall) -> Mailbox<ToCall> + Send>,
     stats: Arc<EndpointStats>,
     registrar: RegistrarService,
 }
@@ -223,7 +221,7 @@ impl Endpoint {
         cfg: EndpointConfig,
         transports: Transports,
         inbound: mpsc::Receiver<Inbound>,
-        new_call: Box<dyn FnMut(NewCall) + Send>,
+        new_call: Box<dyn FnMut(NewCall) -> Mailbox<ToCall> + Send>,
     ) -> Endpoint {
         let (tx, from_calls) = mpsc::unbounded_channel();
         let registrar =
@@ -329,7 +327,7 @@ impl Endpoint {
                 }
                 Output::ToCall { call_id, msg } => {
                     let refused = match self.inboxes.get(&call_id) {
-                        Some(inbox) => inbox.send(msg).err().map(|e| e.0),
+                        Some(inbox) => inbox.send(msg).err(),
                         None => Some(msg),
                     };
                     if let Some(msg) = refused {
@@ -344,15 +342,13 @@ impl Endpoint {
                     key,
                     peer,
                 } => {
-                    let (tx, inbox) = mpsc::unbounded_channel();
-                    self.inboxes.insert(call_id, tx);
-                    (self.new_call)(NewCall {
+                    let inbox = (self.new_call)(NewCall {
                         invite,
                         key,
                         peer,
-                        inbox,
                         sip: self.handle.clone(),
                     });
+                    self.inboxes.insert(call_id, inbox);
                 }
                 Output::Register { key, peer, req } => {
                     let now = Instant::now();

@@ -1,0 +1,775 @@
+//! A call's task: one inbox that every source posts to ([`CallMsg`]), one sleep (until the
+//! earliest of the core's timers and the shell's own), and a loop that carries out what the
+//! [`CallCore`] decides: SIP through the endpoint, media commands to the media clock, HTTP
+//! and recordings as IO whose results come back to the same inbox.
+//!
+//! The call's place in a queue, its outgoing legs and a call back's dialling are still
+//! carried out here (see `queue`, `legs`, `callback`), fed from the same inbox.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::core::{CallCore, CallInput, CallOutput, MediaCommand, Script};
+use super::legs::LegRole;
+use super::{CallDeps, Live, Outcome, advertised_ip, answer_params, callback, queue};
+use crate::flow::machine::{Action, Audio, CallContext, Event, FlowMachine, HttpFailure};
+use crate::flow::machine::{RecordEnd, RequestId};
+use crate::leg::Leg;
+use crate::mailbox::Mailbox;
+use crate::media::clock::SessionId;
+use crate::media::dtmf::Key;
+use crate::media::ports::RtpPort;
+use crate::media::prompt::Prompt;
+use crate::media::session::{MediaEvent, SessionCommand};
+use crate::queue::agent::AgentCommand;
+use crate::queue::service::QueueNews;
+use crate::sip::endpoint::{NewCall, SipHandle, ToCall, our_via};
+use crate::sip::message::MAGIC_COOKIE;
+use crate::sip::random_token;
+use crate::sip::transport::Peer;
+use crate::sip::uas::{Route, Uas};
+
+/// Everything a call hears, from every source, in one inbox.
+#[derive(Debug)]
+pub enum CallMsg {
+    /// From the endpoint: the caller's dialog, the legs' messages.
+    Sip(ToCall),
+    /// From the caller's media session.
+    Media(MediaEvent),
+    /// From a leg's media session.
+    LegMedia(MediaEvent),
+    /// From the agent queues.
+    Queue(QueueNews),
+    /// The IO the call started (an HTTP answer, a saved recording).
+    Io(Event),
+}
+
+/// A call's one inbox, and the sender every mailbox of it wraps.
+pub struct Inbox {
+    tx: mpsc::UnboundedSender<CallMsg>,
+    rx: mpsc::UnboundedReceiver<CallMsg>,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inbox {
+    pub fn new() -> Inbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Inbox { tx, rx }
+    }
+
+    /// Where the endpoint posts what arrives for the call.
+    pub fn sip(&self) -> Mailbox<ToCall> {
+        Mailbox::wrapping(self.tx.clone(), CallMsg::Sip)
+    }
+
+    /// Where the caller's media session posts.
+    pub(super) fn media(&self) -> Mailbox<MediaEvent> {
+        Mailbox::wrapping(self.tx.clone(), CallMsg::Media)
+    }
+
+    fn leg_media(&self) -> Mailbox<MediaEvent> {
+        Mailbox::wrapping(self.tx.clone(), CallMsg::LegMedia)
+    }
+
+    fn queue(&self) -> Mailbox<QueueNews> {
+        Mailbox::wrapping(self.tx.clone(), CallMsg::Queue)
+    }
+
+    fn io(&self) -> Mailbox<Event> {
+        Mailbox::wrapping(self.tx.clone(), CallMsg::Io)
+    }
+
+    /// The next message, or None once `deadline` passed first. The call holds a sender of
+    /// its own, so the inbox never closes under it.
+    pub async fn next(&mut self, deadline: Option<Instant>) -> Option<CallMsg> {
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), self.rx.recv())
+                .await
+                .ok()
+                .flatten(),
+            None => self.rx.recv().await,
+        }
+    }
+}
+
+/// The play id of the ringback tone a caller hears while a transfer rings; the flow
+/// machine never sees it.
+pub(super) const RINGBACK_PLAY: u64 = u64::MAX - 1;
+
+/// How long a call that is over waits at most for the last answers of the legs it hung up.
+const LEGS_CLOSE_AT_MOST: Duration = Duration::from_secs(34);
+
+/// How the call began. One per call, made once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Origin {
+    /// The caller called (the call's UAS answers its INVITE).
+    Called,
+    /// hotline called the caller back (see `callback`).
+    CalledBack(callback::CalledBack),
+}
+
+/// What a call is made of when it starts; the rest of [`Call`] starts empty.
+pub(super) struct Start {
+    pub deps: Arc<CallDeps>,
+    pub live: Arc<Live>,
+    pub peer: Peer,
+    pub call_id: String,
+    pub core: CallCore,
+    pub inbox: Inbox,
+    pub rtp_port: Option<RtpPort>,
+    pub session: Option<SessionId>,
+    pub origin: Origin,
+    pub caller: String,
+    pub caller_display: Option<String>,
+    pub registration: Option<crate::registry::Registration>,
+}
+
+pub(super) struct Call {
+    pub(super) deps: Arc<CallDeps>,
+    pub(super) live: Arc<Live>,
+    pub(super) sip: SipHandle,
+    pub(super) peer: Peer,
+    pub(super) call_id: String,
+    pub(super) core: CallCore,
+    pub(super) inbox: Inbox,
+    /// The RTP port, until the media session takes it.
+    rtp_port: Option<RtpPort>,
+    pub(super) session: Option<SessionId>,
+    pub(super) origin: Origin,
+    /// The recording in progress: its id and file name stem.
+    recording: Option<(u64, String)>,
+    started: Instant,
+    pub(super) caller: String,
+    pub(super) caller_display: Option<String>,
+    /// Transfers and queue steps the flow asked for, carried out by the loop (placing a
+    /// leg may need a DNS lookup, joining a queue waits for the ACD's answer).
+    pending: VecDeque<Action>,
+    /// The legs the call placed (a transfer's, or agents' during a queue).
+    pub(super) legs: Vec<(LegRole, Leg)>,
+    /// When an unanswered transfer gives up.
+    pub(super) leg_deadline: Option<Instant>,
+    /// Legs hung up whose last answers are awaited.
+    pub(super) old_legs: Vec<Leg>,
+    /// The leg the caller is bridged to.
+    pub(super) bridged_to: Option<LegRole>,
+    pub(super) queued: Option<queue::Queued>,
+    /// The call's queue place, legs and call back were let go (the call is ending).
+    torn_down: bool,
+    /// The core ended the call; its outcome and story.
+    ended: Option<(Option<Outcome>, crate::flow::story::CallStory)>,
+    /// Lists the call for the admin until the call is dropped.
+    registration: Option<crate::registry::Registration>,
+}
+
+/// Our Via for the call's requests, and the random prefix of its branches.
+pub(super) fn via_and_branches(
+    peer: &Peer,
+    advertised: std::net::IpAddr,
+) -> (crate::sip::message::Via, String) {
+    (
+        our_via(peer, advertised),
+        format!("{MAGIC_COOKIE}{}", random_token(12)),
+    )
+}
+
+/// Runs the call that the INVITE `nc` began, to its end, on `inbox` (whose SIP mailbox
+/// the endpoint already posts to).
+pub async fn run(nc: NewCall, inbox: Inbox, deps: Arc<CallDeps>) {
+    let call_id = nc
+        .invite
+        .headers
+        .call_id()
+        .map(str::to_string)
+        .unwrap_or_default();
+    let caller = nc
+        .invite
+        .headers
+        .from_addr()
+        .ok()
+        .and_then(|f| f.uri.user().map(str::to_string))
+        .unwrap_or_default();
+    let dialed = nc.invite.uri.user().unwrap_or_default().to_string();
+    let span = info_span!("call", %call_id, %caller, %dialed);
+    async move {
+        let call = match crate::feature::command_for(deps.acd().is_some(), &dialed) {
+            Some(command) => Call::feature_code(nc, inbox, deps, call_id, caller, command).await,
+            None => Call::incoming(nc, inbox, deps, call_id, caller, dialed),
+        };
+        call.serve().await;
+    }
+    .instrument(span)
+    .await
+}
+
+impl Call {
+    pub(super) fn new(s: Start) -> Call {
+        Call {
+            sip: s.deps.sip().clone(),
+            deps: s.deps,
+            live: s.live,
+            peer: s.peer,
+            call_id: s.call_id,
+            core: s.core,
+            inbox: s.inbox,
+            rtp_port: s.rtp_port,
+            session: s.session,
+            origin: s.origin,
+            recording: None,
+            started: Instant::now(),
+            caller: s.caller,
+            caller_display: s.caller_display,
+            pending: VecDeque::new(),
+            legs: Vec::new(),
+            leg_deadline: None,
+            old_legs: Vec::new(),
+            bridged_to: None,
+            queued: None,
+            torn_down: false,
+            ended: None,
+            registration: s.registration,
+        }
+    }
+
+    /// A call that dialled in: its UAS checks the INVITE (and refuses it with the right
+    /// code when it must); the call answers once it runs.
+    fn incoming(
+        nc: NewCall,
+        inbox: Inbox,
+        deps: Arc<CallDeps>,
+        call_id: String,
+        caller: String,
+        dialed: String,
+    ) -> Call {
+        let now = Instant::now();
+        let live = deps.live();
+        let flow_name = live.config.route(&dialed).map(str::to_string);
+        let route = match flow_name {
+            Some(_) => Route::Found,
+            None => Route::NotFound,
+        };
+        let advertised = advertised_ip(live.config.public_address, nc.peer.local, nc.peer.remote);
+        let (params, rtp_port) =
+            answer_params(&deps, &nc.peer, advertised, route, live.config.answer_after);
+        let caller_display = nc
+            .invite
+            .headers
+            .from_addr()
+            .ok()
+            .and_then(|f| f.display_name.clone());
+        let uas = Uas::new(nc.key, nc.invite, params);
+        let ctx = CallContext {
+            call_id: call_id.clone(),
+            caller: caller.clone(),
+            dialed: dialed.clone(),
+            wall_clock_at_start: std::time::SystemTime::now().into(),
+        };
+        let machine = flow_name
+            .as_deref()
+            .filter(|_| !uas.is_over())
+            .map(|f| FlowMachine::new(live.flows.clone(), f, ctx, now));
+        let (via, branches) = via_and_branches(&nc.peer, advertised);
+        let (script, broken) = match machine {
+            Some(Ok(m)) => (Script::Flow(m), None),
+            Some(Err(e)) => (Script::Queue, Some(e)),
+            None => (Script::Queue, None),
+        };
+        let mut core = CallCore::new(uas, script, via, branches);
+        let registration = match (&flow_name, broken) {
+            (Some(flow), None) if !core.uas().is_over() => {
+                Some(deps.registry.register(crate::registry::NewLiveCall {
+                    call_id: call_id.clone(),
+                    caller: caller.clone(),
+                    dialed,
+                    flow: flow.clone(),
+                    version: live.version,
+                    flows: live.flows.clone(),
+                    started_at: std::time::SystemTime::now(),
+                }))
+            }
+            (flow, Some(e)) => {
+                warn!(error = %e, flow = ?flow, "route names a flow that is not loaded");
+                core.refuse(now, 500, "Server Internal Error");
+                None
+            }
+            _ => None,
+        };
+        // Rings first when configured; media starts with the 2xx, or with the ACK that
+        // answers a late offer.
+        core.answer(now);
+        Call::new(Start {
+            deps,
+            live,
+            peer: nc.peer,
+            call_id,
+            core,
+            inbox,
+            rtp_port,
+            session: None,
+            origin: Origin::Called,
+            caller,
+            caller_display,
+            registration,
+        })
+    }
+
+    /// A feature code from an agent's phone: the UAS answers it (403 to anyone but the
+    /// agent's phone), the command is applied just before the answer, and the call plays
+    /// the confirmation and hangs up.
+    async fn feature_code(
+        nc: NewCall,
+        inbox: Inbox,
+        deps: Arc<CallDeps>,
+        call_id: String,
+        caller: String,
+        command: AgentCommand,
+    ) -> Call {
+        let live = deps.live();
+        let bindings = deps.registrations().contacts(&caller, Instant::now());
+        let allowed = live.config.agents.get(&caller).is_some_and(|a| {
+            crate::feature::comes_from_agent(nc.peer.remote, &bindings, a.uri.as_deref())
+        });
+        let route = if allowed {
+            Route::Found
+        } else {
+            warn!(
+                from = %caller,
+                source = %nc.peer.remote,
+                "feature code refused: not an agent, or not from the agent's phone"
+            );
+            Route::Forbidden
+        };
+        let advertised = advertised_ip(live.config.public_address, nc.peer.local, nc.peer.remote);
+        let (params, rtp_port) = answer_params(&deps, &nc.peer, advertised, route, Duration::ZERO);
+        let uas = Uas::new(nc.key, nc.invite, params);
+        // Everything that can fail before the answer is checked before the command is
+        // applied.
+        let mut applied = false;
+        if !uas.is_over()
+            && let Some(acd) = deps.acd()
+        {
+            match acd.command(&caller, command.clone()).await {
+                Ok(()) => {
+                    info!(agent = %caller, ?command, "feature code applied");
+                    applied = true;
+                }
+                Err(e) => {
+                    info!(agent = %caller, ?command, error = %e, "feature code refused by the queues")
+                }
+            }
+        }
+        let (via, branches) = via_and_branches(&nc.peer, advertised);
+        let script = Script::Tones(crate::feature::confirmation(applied));
+        let mut core = CallCore::new(uas, script, via, branches);
+        core.answer(Instant::now());
+        Call::new(Start {
+            deps,
+            live,
+            peer: nc.peer,
+            call_id,
+            core,
+            inbox,
+            rtp_port,
+            session: None,
+            origin: Origin::Called,
+            caller,
+            caller_display: None,
+            registration: None,
+        })
+    }
+
+    /// The one loop: carries out what the core decided, waits for the next message or the
+    /// earliest timer, and hands it over, until the call and its legs are over.
+    pub(super) async fn serve(mut self) {
+        let mut legs_until = None;
+        loop {
+            self.carry_out();
+            while let Some(a) = self.pending.pop_front() {
+                self.carry_flow(a).await;
+                self.carry_out();
+            }
+            if self.ended.is_some() {
+                if self.old_legs.is_empty() {
+                    break;
+                }
+                let until = *legs_until.get_or_insert(Instant::now() + LEGS_CLOSE_AT_MOST);
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+            let deadline = [self.core.poll_timeout(), self.leg_deadline, legs_until]
+                .into_iter()
+                .flatten()
+                .min();
+            match self.inbox.next(deadline).await {
+                Some(m) => self.on_message(m).await,
+                None => self.on_timeout(),
+            }
+        }
+        self.finish();
+    }
+
+    fn on_timeout(&mut self) {
+        let now = Instant::now();
+        if self.leg_deadline.is_some_and(|d| d <= now) {
+            self.transfer_not_answered();
+        }
+        if self.core.poll_timeout().is_some_and(|d| d <= now) {
+            self.core.handle_timeout(now);
+        }
+    }
+
+    async fn on_message(&mut self, m: CallMsg) {
+        match m {
+            CallMsg::Sip(m) => self.on_sip(m),
+            CallMsg::Media(ev) => self.on_media(ev),
+            CallMsg::LegMedia(ev) => self.on_leg_media(ev),
+            CallMsg::Queue(news) => self.on_queue_news(news).await,
+            CallMsg::Io(ev) => self.input(CallInput::Io(ev)),
+        }
+    }
+
+    pub(super) fn input(&mut self, i: CallInput) {
+        self.core.handle(Instant::now(), i);
+    }
+
+    /// What the endpoint routed to the call: the caller's dialog's, a leg's, or a call
+    /// back's own INVITE's.
+    fn on_sip(&mut self, m: ToCall) {
+        use crate::sip::uas::UasInput;
+        let input = match m {
+            ToCall::Request { key, req } => UasInput::Request { key, req },
+            ToCall::Cancel { key, req } => UasInput::Cancel { key, req },
+            ToCall::Ack(a) => UasInput::Ack(a),
+            ToCall::AckTimeout => UasInput::AckTimeout,
+            ToCall::RequestTimeout => UasInput::RequestTimeout,
+            ToCall::Response(r)
+                if r.headers
+                    .cseq()
+                    .is_ok_and(|c| c.method == crate::sip::message::Method::Invite) =>
+            {
+                return self.called_back_response(r);
+            }
+            ToCall::Response(r) => UasInput::Response(r),
+            ToCall::Leg { call_id, msg } => return self.on_leg_sip(&call_id, *msg),
+        };
+        self.input(CallInput::Sip(input));
+    }
+
+    fn on_media(&mut self, ev: MediaEvent) {
+        match ev {
+            // Keys while bridged belong to the far end (the media clock relays them).
+            MediaEvent::Key { .. } if self.bridged_to.is_some() => {}
+            MediaEvent::Key { key, source, .. } => {
+                debug!(key = %key.as_char(), ?source, "key");
+                if !self.queue_key(key.as_char()) {
+                    self.input(CallInput::Key(key.as_char()));
+                }
+            }
+            MediaEvent::PlayFinished { id } if id == RINGBACK_PLAY => {}
+            MediaEvent::PlayFinished { id } if id == callback::INTRO_PLAY => self.intro_finished(),
+            MediaEvent::PlayFinished { id } if self.queue_play_finished(id) => {}
+            MediaEvent::PlayFinished { id } => self.input(CallInput::PlayFinished { id }),
+            MediaEvent::Recorded(rec) => self.recorded(rec),
+            MediaEvent::NoMedia => {
+                info!("no media from the caller; ending the call");
+                self.input(CallInput::NoMedia);
+            }
+        }
+    }
+
+    /// Carries out everything the core put out.
+    fn carry_out(&mut self) {
+        while let Some(o) = self.core.poll_output() {
+            match o {
+                CallOutput::Respond { key, resp } => {
+                    self.sip.respond(&key, self.peer, &self.call_id, resp)
+                }
+                CallOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
+                CallOutput::Media(cmd) => self.media_command(cmd),
+                CallOutput::Http(a) => self.http(a),
+                CallOutput::Flow(Action::LeaveQueue { .. }) => self.leave_line(),
+                CallOutput::Flow(a) => self.pending.push_back(a),
+                CallOutput::Answered => {
+                    info!(late_offer = self.core.uas().offer().is_none(), "answered")
+                }
+                CallOutput::Refused { status: 487 } => info!("caller cancelled while ringing"),
+                CallOutput::Refused { status } => info!(status, "call refused"),
+                CallOutput::Ended { outcome, story } => self.ended = Some((outcome, story)),
+            }
+        }
+        if let (Some(r), Some((flow, step))) = (&self.registration, self.core.position()) {
+            r.set_position(flow, step);
+        }
+        if self.core.is_ending() && !self.torn_down {
+            self.torn_down = true;
+            self.called_back_ends();
+            self.leave_line();
+            self.end_bridge();
+            self.hang_up_all_legs();
+        }
+    }
+
+    /// A transfer or a queue step.
+    async fn carry_flow(&mut self, a: Action) {
+        if self.core.is_ending() {
+            return;
+        }
+        match a {
+            Action::Transfer {
+                id,
+                target,
+                timeout,
+            } => self.start_transfer(id, target, timeout).await,
+            Action::Queue {
+                id,
+                queue,
+                priority,
+                skills,
+            } => self.join_queue(id, queue, priority, skills).await,
+            other => debug!(?other, "not a step the loop carries out"),
+        }
+    }
+
+    fn media_command(&mut self, cmd: MediaCommand) {
+        match cmd {
+            MediaCommand::Start(n) => {
+                let Some(port) = self.rtp_port.take() else {
+                    return;
+                };
+                let id = super::start_session(
+                    &self.deps,
+                    port,
+                    &n,
+                    self.live.config.no_media_timeout,
+                    super::media_sink(self.inbox.media()),
+                    None,
+                );
+                self.session = Some(id);
+            }
+            MediaCommand::Play {
+                id,
+                audio,
+                barge_in,
+            } => {
+                let prompts = self.resolve(&audio);
+                if prompts.is_empty() {
+                    // Nothing audible: the prompt is over as soon as it began.
+                    self.input(CallInput::PlayFinished { id });
+                    return;
+                }
+                self.media(SessionCommand::Play {
+                    id,
+                    prompts,
+                    barge_in,
+                });
+            }
+            MediaCommand::Stop { id } => self.media(SessionCommand::Stop { id }),
+            MediaCommand::Update {
+                remote,
+                send,
+                reset_latch,
+            } => {
+                info!(hold = !send, "re-INVITE");
+                self.media(SessionCommand::Update {
+                    remote,
+                    send,
+                    reset_latch,
+                });
+            }
+            MediaCommand::Record {
+                id,
+                max_duration,
+                silence_timeout,
+                terminator,
+                name,
+            } => {
+                self.recording = Some((id, name));
+                self.media(SessionCommand::Record {
+                    id,
+                    max_duration,
+                    silence_timeout,
+                    terminator: terminator.and_then(Key::from_char),
+                });
+            }
+            MediaCommand::StopRecording { id } => self.media(SessionCommand::StopRecording { id }),
+        }
+    }
+
+    pub(super) fn media(&self, cmd: SessionCommand) {
+        if let Some(id) = self.session {
+            self.deps.media.command(id, cmd);
+        }
+    }
+
+    /// The flow's HTTP step, on its own task: a slow service delays this call only, and
+    /// the caller can still hang up meanwhile.
+    fn http(&self, a: Action) {
+        let Action::Http {
+            id,
+            method,
+            url,
+            headers,
+            body,
+            timeout,
+        } = a
+        else {
+            return;
+        };
+        let req = crate::webhook::Request {
+            method: format!("{method:?}").to_ascii_uppercase(),
+            url,
+            headers,
+            body,
+            timeout,
+        };
+        let client = self.deps.http.clone();
+        let io = self.inbox.io();
+        tokio::spawn(async move {
+            let outcome = crate::webhook::perform(&client, &req).await.map_err(|e| {
+                debug!(error = %e, url = %req.url, "http step failed");
+                match e {
+                    crate::webhook::Failure::Timeout(_) => HttpFailure::Timeout,
+                    crate::webhook::Failure::Status(s) => HttpFailure::Status(s),
+                    crate::webhook::Failure::BadJson(_) => HttpFailure::BadJson,
+                    crate::webhook::Failure::Connect(_) | crate::webhook::Failure::Invalid(_) => {
+                        HttpFailure::Connect
+                    }
+                }
+            });
+            let _ = io.send(Event::HttpDone { id, outcome });
+        });
+    }
+
+    pub(super) fn resolve(&self, audio: &[Audio]) -> Vec<Prompt> {
+        let lib = &self.live.prompts;
+        let mut out = Vec::with_capacity(audio.len());
+        for a in audio {
+            match a {
+                Audio::Prompt(p) => {
+                    let found = lib
+                        .get(&p.language, &p.name)
+                        .or_else(|| lib.get(&p.fallback_language, &p.name));
+                    match found {
+                        Some(pr) => out.push(pr.clone()),
+                        None => warn!(prompt = %p.name, language = %p.language, "prompt missing"),
+                    }
+                }
+                Audio::Silence(d) => out.push(Prompt::silence(*d)),
+                Audio::Tone { freq_hz, duration } => {
+                    out.push(Prompt::tone(f32::from(*freq_hz), *duration, -10.0))
+                }
+                Audio::Say {
+                    language,
+                    kind,
+                    value,
+                } => {
+                    // A language without its own number grammar is spoken in the default one.
+                    let lang = if crate::flow::say::is_supported(language) {
+                        language.as_str()
+                    } else {
+                        lib.default_language()
+                    };
+                    match crate::flow::say::say(*kind, value, lang) {
+                        Ok(names) => {
+                            for n in names {
+                                match lib.get(lang, &n) {
+                                    Some(pr) => out.push(pr.clone()),
+                                    None => {
+                                        warn!(prompt = %n, language = %lang, "say fragment missing")
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "cannot say this value; skipped"),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes a finished recording to the recordings folder off the async workers, then
+    /// tells the core where it is.
+    fn recorded(&mut self, rec: crate::media::recorder::Recording) {
+        use crate::media::recorder::StopReason;
+        let Some((id, name)) = self.recording.take().filter(|(id, _)| *id == rec.id) else {
+            return;
+        };
+        let path = self.live.config.recordings_dir.join(format!("{name}.wav"));
+        let duration = rec.duration();
+        let reason = match rec.reason {
+            StopReason::MaxDuration => RecordEnd::Max,
+            StopReason::Silence => RecordEnd::Silence,
+            StopReason::Terminator => RecordEnd::Terminator,
+            StopReason::Stopped => RecordEnd::Hangup,
+        };
+        info!(path = %path.display(), ?duration, ?reason, "recording finished");
+        let io = self.inbox.io();
+        tokio::spawn(async move {
+            let p2 = path.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                crate::media::recorder::write_wav(&p2, &rec.samples)
+            })
+            .await;
+            let reason = match written {
+                Ok(Ok(())) => reason,
+                Ok(Err(e)) => {
+                    warn!(path = %path.display(), error = %e, "recording not saved");
+                    RecordEnd::Failed
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "recording not saved");
+                    RecordEnd::Failed
+                }
+            };
+            let _ = io.send(Event::RecordDone {
+                id: RequestId(id),
+                path: path.display().to_string(),
+                duration,
+                reason,
+            });
+        });
+    }
+
+    /// A transfer or queue step for the loop to carry out next.
+    pub(super) fn push_pending(&mut self, a: Action) {
+        self.pending.push_back(a);
+    }
+
+    /// Where a leg's media events go (the call's inbox).
+    pub(super) fn leg_media(&self) -> Mailbox<MediaEvent> {
+        self.inbox.leg_media()
+    }
+
+    /// Where the queues' news for this call go.
+    pub(super) fn queue_news(&self) -> Mailbox<QueueNews> {
+        self.inbox.queue()
+    }
+
+    /// The call and its legs are over: frees what is left and records the call's story.
+    fn finish(&mut self) {
+        for mut leg in self.old_legs.drain(..) {
+            leg.close(&self.deps);
+        }
+        if let Some(id) = self.session.take() {
+            self.deps.media.remove(id);
+        }
+        let (outcome, story) = self.ended.take().unwrap_or_default();
+        info!(
+            outcome = ?outcome,
+            seconds = self.started.elapsed().as_secs_f32(),
+            story = ?story,
+            "call ended"
+        );
+        self.sip.ended(&self.call_id);
+    }
+}
