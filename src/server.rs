@@ -24,26 +24,27 @@ use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{TransportStats, Transports};
 use crate::tools::demo_shop::DemoShop;
 
-/// Why the hotline could not start; each says which part failed.
+/// Why the hotline could not start: which part failed, with the failure as its source
+/// (the binary prints the whole chain).
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("the configuration has errors ({0}); run `hotline check` for details")]
     Config(String),
-    #[error("starting the media clock: {0}")]
+    #[error("starting the media clock")]
     Media(#[source] std::io::Error),
-    #[error("opening the SIP listeners: {0}")]
+    #[error("opening the SIP listeners")]
     Listeners(#[source] std::io::Error),
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     DataDir {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("opening the callback store {path}: {source}")]
+    #[error("opening the callback store {path}")]
     CallbackStore {
         path: std::path::PathBuf,
         source: crate::queue::store::StoreError,
     },
-    #[error("starting the agent queues: {0}")]
+    #[error("starting the agent queues")]
     Queues(#[source] crate::queue::AcdError),
 }
 

@@ -144,6 +144,7 @@ async fn queues_agents_and_commands() {
     // A caller waits while the only agent is paused: position, number and wait show.
     let acd = srv.server.deps.acd().expect("queues started").clone();
     let (news, _news_rx) = tokio::sync::mpsc::unbounded_channel();
+    let news = hotline::mailbox::Mailbox::wrapping(news, |n| n);
     acd.join("call-1", "support", 0, vec![], "+4930111", news)
         .await
         .expect("joins");

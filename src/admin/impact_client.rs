@@ -99,9 +99,9 @@ pub fn default_url(config: &Config) -> Option<String> {
     Some(format!("http://{ip}:{}", a.port()))
 }
 
-/// A request to the admin API that failed: what was asked, and why.
+/// A request to the admin API that failed: what was asked, with why as its source.
 #[derive(Debug, Error)]
-#[error("{what}: {source}")]
+#[error("{what}")]
 pub struct FetchError {
     pub what: String,
     pub source: reqwest::Error,

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::core::{CallCore, CallInput, CallOutput, MediaCommand, Script};
-use super::legs::LegRole;
+use super::core::{CallCore, CallInput, CallOutput, LegRole, MediaCommand, RINGBACK_PLAY, Script};
 use super::{CallDeps, Live, Outcome, advertised_ip, answer_params, callback, queue};
 use crate::flow::machine::{Action, Audio, CallContext, Event, FlowMachine, HttpFailure};
 use crate::flow::machine::{RecordEnd, RequestId};
@@ -101,12 +100,14 @@ impl Inbox {
     }
 }
 
-/// The play id of the ringback tone a caller hears while a transfer rings; the flow
-/// machine never sees it.
-pub(super) const RINGBACK_PLAY: u64 = u64::MAX - 1;
-
 /// How long a call that is over waits at most for the last answers of the legs it hung up.
 const LEGS_CLOSE_AT_MOST: Duration = Duration::from_secs(34);
+
+/// What the loop carries out between messages (it may wait on the network).
+enum Pending {
+    Dial(LegRole, String),
+    Flow(Action),
+}
 
 /// How the call began. One per call, made once: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
@@ -150,13 +151,11 @@ pub(super) struct Call {
     started: Instant,
     pub(super) caller: String,
     pub(super) caller_display: Option<String>,
-    /// Transfers and queue steps the flow asked for, carried out by the loop (placing a
-    /// leg may need a DNS lookup, joining a queue waits for the ACD's answer).
-    pending: VecDeque<Action>,
+    /// Legs to dial and queue steps, carried out by the loop (placing a leg may need a
+    /// DNS lookup, joining a queue waits for the ACD's answer).
+    pending: VecDeque<Pending>,
     /// The legs the call placed (a transfer's, or agents' during a queue).
     pub(super) legs: Vec<(LegRole, Leg)>,
-    /// When an unanswered transfer gives up.
-    pub(super) leg_deadline: Option<Instant>,
     /// Legs hung up whose last answers are awaited.
     pub(super) old_legs: Vec<Leg>,
     /// The leg the caller is bridged to.
@@ -229,7 +228,6 @@ impl Call {
             caller_display: s.caller_display,
             pending: VecDeque::new(),
             legs: Vec::new(),
-            leg_deadline: None,
             old_legs: Vec::new(),
             bridged_to: None,
             queued: None,
@@ -392,8 +390,8 @@ impl Call {
         let mut legs_until = None;
         loop {
             self.carry_out();
-            while let Some(a) = self.pending.pop_front() {
-                self.carry_flow(a).await;
+            while let Some(p) = self.pending.pop_front() {
+                self.carry_pending(p).await;
                 self.carry_out();
             }
             if self.ended.is_some() {
@@ -405,7 +403,7 @@ impl Call {
                     break;
                 }
             }
-            let deadline = [self.core.poll_timeout(), self.leg_deadline, legs_until]
+            let deadline = [self.core.poll_timeout(), legs_until]
                 .into_iter()
                 .flatten()
                 .min();
@@ -419,9 +417,6 @@ impl Call {
 
     fn on_timeout(&mut self) {
         let now = Instant::now();
-        if self.leg_deadline.is_some_and(|d| d <= now) {
-            self.transfer_not_answered();
-        }
         if self.core.poll_timeout().is_some_and(|d| d <= now) {
             self.core.handle_timeout(now);
         }
@@ -466,8 +461,6 @@ impl Call {
 
     fn on_media(&mut self, ev: MediaEvent) {
         match ev {
-            // Keys while bridged belong to the far end (the media clock relays them).
-            MediaEvent::Key { .. } if self.bridged_to.is_some() => {}
             MediaEvent::Key { key, source, .. } => {
                 debug!(key = %key.as_char(), ?source, "key");
                 if !self.queue_key(key.as_char()) {
@@ -497,7 +490,17 @@ impl Call {
                 CallOutput::Media(cmd) => self.media_command(cmd),
                 CallOutput::Http(a) => self.http(a),
                 CallOutput::Flow(Action::LeaveQueue { .. }) => self.leave_line(),
-                CallOutput::Flow(a) => self.pending.push_back(a),
+                CallOutput::Flow(a) => self.pending.push_back(Pending::Flow(a)),
+                CallOutput::Dial { role, target } => {
+                    self.pending.push_back(Pending::Dial(role, target))
+                }
+                CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
+                CallOutput::Bridge { role } => {
+                    if !self.bridge_to(&role) {
+                        debug!(?role, "nothing to bridge to");
+                    }
+                }
+                CallOutput::Unbridge => self.end_bridge(),
                 CallOutput::Answered => {
                     info!(late_offer = self.core.uas().offer().is_none(), "answered")
                 }
@@ -518,17 +521,16 @@ impl Call {
         }
     }
 
-    /// A transfer or a queue step.
-    async fn carry_flow(&mut self, a: Action) {
+    /// A leg to dial or a queue step.
+    async fn carry_pending(&mut self, p: Pending) {
         if self.core.is_ending() {
             return;
         }
+        let a = match p {
+            Pending::Dial(role, target) => return self.dial(role, target).await,
+            Pending::Flow(a) => a,
+        };
         match a {
-            Action::Transfer {
-                id,
-                target,
-                timeout,
-            } => self.start_transfer(id, target, timeout).await,
             Action::Queue {
                 id,
                 queue,
@@ -600,6 +602,11 @@ impl Call {
                     terminator: terminator.and_then(Key::from_char),
                 });
             }
+            MediaCommand::Ringback { ring_for } => self.media(SessionCommand::Play {
+                id: RINGBACK_PLAY,
+                prompts: super::legs::ringback(ring_for),
+                barge_in: false,
+            }),
             MediaCommand::StopRecording { id } => self.media(SessionCommand::StopRecording { id }),
         }
     }
@@ -742,7 +749,7 @@ impl Call {
 
     /// A transfer or queue step for the loop to carry out next.
     pub(super) fn push_pending(&mut self, a: Action) {
-        self.pending.push_back(a);
+        self.pending.push_back(Pending::Flow(a));
     }
 
     /// Where a leg's media events go (the call's inbox).

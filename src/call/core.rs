@@ -6,21 +6,47 @@
 //!
 //! Pure: no sockets, no tasks, no clock, no randomness (the Via branches of our requests
 //! are a prefix drawn by the shell and a counter). It does not resolve prompts (the shell
-//! has the library). The call's place in a queue and its outgoing legs are carried out by
-//! the shell: the flow's `Transfer`, `Queue` and `LeaveQueue` come out as
-//! [`CallOutput::Flow`], and what they bring back comes in as [`CallInput::Io`].
+//! has the library) and does not hold the outgoing legs themselves: it asks the shell to
+//! dial, hang up and bridge them by role ([`LegRole`]) and hears their news. A transfer is
+//! the core's: ringback, the ring time, bridging, and what the flow is told. The call's
+//! place in a queue is still carried out by the shell: the flow's `Queue` and `LeaveQueue`
+//! come out as [`CallOutput::Flow`], and what they bring back comes in as
+//! [`CallInput::Io`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::Outcome;
-use crate::flow::machine::{Action, Audio, Event, FlowMachine, PlayId, RequestId};
+use crate::flow::machine::{Action, Audio, Event, FlowMachine, PlayId, RequestId, TransferOutcome};
 use crate::flow::story::CallStory;
+use crate::leg::LegNews;
 use crate::sip::message::{Request, Response, Via};
 use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;
+use crate::sip::uac::LegFailure;
 use crate::sip::uas::{Ending, Uas, UasEvent, UasInput, UasOutput};
+
+/// The play id of the ringback tone a caller hears while a transfer rings; the flow
+/// machine never sees it.
+pub const RINGBACK_PLAY: u64 = u64::MAX - 1;
+
+/// Why a leg was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegRole {
+    /// The flow's `transfer` step with this request id.
+    Transfer(RequestId),
+    /// An offer of the queued call to this agent.
+    Agent(String),
+}
+
+/// A transfer in progress: its step, and until when the target may ring (none once
+/// answered).
+#[derive(Debug, Clone, Copy)]
+struct Transfer {
+    id: RequestId,
+    rings_until: Option<Instant>,
+}
 
 /// The play id of a feature code's tones (a flow's plays count up from 1 too, but a call
 /// runs one or the other).
@@ -57,6 +83,13 @@ pub enum CallInput {
     /// The shell ends the call (the far end of a bridge hung up or went silent, a call back
     /// is over).
     HangUp(Outcome),
+    /// News of the leg of `role` (the shell has already let go of a leg that failed or
+    /// hung up).
+    Leg { role: LegRole, news: LegNews },
+    /// The leg of `role` could not be placed at all.
+    LegNotPlaced { role: LegRole, why: String },
+    /// Nothing arrives any more from the leg the caller is bridged to.
+    LegNoMedia,
 }
 
 /// What the media session should do.
@@ -85,6 +118,10 @@ pub enum MediaCommand {
         terminator: Option<char>,
         name: String,
     },
+    /// Let the caller hear ringback (as [`RINGBACK_PLAY`]) for at most `ring_for`.
+    Ringback {
+        ring_for: Duration,
+    },
     /// End the recording in progress now (the call is over); what it holds is kept.
     StopRecording {
         id: u64,
@@ -104,8 +141,24 @@ pub enum CallOutput {
     Media(MediaCommand),
     /// The flow's HTTP step (answer with `CallInput::Io(Event::HttpDone)`).
     Http(Action),
-    /// A flow action the shell carries out (transfer, queue).
+    /// A flow action the shell carries out (a queue step).
     Flow(Action),
+    /// Place an outgoing leg for `role` to `target`; its news come back as
+    /// [`CallInput::Leg`] (or [`CallInput::LegNotPlaced`]).
+    Dial {
+        role: LegRole,
+        target: String,
+    },
+    /// CANCEL or BYE the leg of `role`.
+    HangUpLeg {
+        role: LegRole,
+    },
+    /// Connect the caller's media to the (answered) leg of `role`.
+    Bridge {
+        role: LegRole,
+    },
+    /// Disconnect the bridge.
+    Unbridge,
     /// The call was answered (the flow starts with its media).
     Answered,
     /// The INVITE was refused with this status, or cancelled (487).
@@ -132,6 +185,9 @@ pub struct CallCore {
     /// call waits for it.
     recording: Option<u64>,
     recording_until: Option<Instant>,
+    transfer: Option<Transfer>,
+    /// The leg the caller is bridged to.
+    bridged: Option<LegRole>,
     ended: bool,
     out: VecDeque<CallOutput>,
 }
@@ -150,6 +206,8 @@ impl CallCore {
             outcome: None,
             recording: None,
             recording_until: None,
+            transfer: None,
+            bridged: None,
             ended: false,
             out: VecDeque::new(),
         };
@@ -222,6 +280,8 @@ impl CallCore {
                 let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
                 self.uas.handle(now, s, || branched(via, prefix, n));
             }
+            // Keys while bridged belong to the far end (the media clock relays them).
+            CallInput::Key(_) if self.bridged.is_some() => {}
             CallInput::Key(k) => self.flow(now, Event::Key(k)),
             CallInput::PlayFinished { id } => self.play_finished(now, id),
             CallInput::NoMedia => {
@@ -246,8 +306,96 @@ impl CallCore {
                 self.outcome.get_or_insert(why);
                 self.hang_up(now);
             }
+            CallInput::Leg { role, news } => self.leg_news(now, role, news),
+            CallInput::LegNotPlaced { role, why } => self.leg_news(
+                now,
+                role,
+                LegNews::Failed(LegFailure::Error {
+                    status: 0,
+                    reason: why,
+                }),
+            ),
+            CallInput::LegNoMedia => {
+                if self.bridged.take().is_some() {
+                    self.out.push_back(CallOutput::Unbridge);
+                    if let Some(t) = self.transfer.take() {
+                        self.out.push_back(CallOutput::HangUpLeg {
+                            role: LegRole::Transfer(t.id),
+                        });
+                    }
+                    self.outcome.get_or_insert(Outcome::NoMedia);
+                    self.hang_up(now);
+                }
+            }
         }
         self.pump(Some(now));
+    }
+
+    /// Whom the caller is bridged to.
+    pub fn bridged(&self) -> Option<&LegRole> {
+        self.bridged.as_ref()
+    }
+
+    fn leg_news(&mut self, now: Instant, role: LegRole, news: LegNews) {
+        let LegRole::Transfer(id) = role else {
+            return;
+        };
+        if self.transfer.is_none_or(|t| t.id != id) {
+            return;
+        }
+        match news {
+            LegNews::Ringing => {}
+            LegNews::Answered => {
+                self.transfer = Some(Transfer {
+                    id,
+                    rings_until: None,
+                });
+                self.stop_ringback();
+                self.bridged = Some(role.clone());
+                self.out.push_back(CallOutput::Bridge { role });
+                self.transfer_done(now, id, TransferOutcome::Connected);
+            }
+            LegNews::Failed(f) => {
+                self.transfer = None;
+                self.stop_ringback();
+                let outcome = match f {
+                    LegFailure::Busy => TransferOutcome::Busy,
+                    LegFailure::NoAnswer => TransferOutcome::NoAnswer,
+                    LegFailure::Error { status: 0, reason } => TransferOutcome::Failed(reason),
+                    other => TransferOutcome::Failed(other.to_string()),
+                };
+                self.transfer_done(now, id, outcome);
+            }
+            LegNews::HungUp => {
+                // The target hung up after answering: the call is over.
+                self.transfer = None;
+                if self.bridged.take().is_some() {
+                    self.out.push_back(CallOutput::Unbridge);
+                }
+                self.outcome.get_or_insert(Outcome::FarEndHungUp);
+                self.hang_up(now);
+            }
+        }
+    }
+
+    fn transfer_done(&mut self, now: Instant, id: RequestId, outcome: TransferOutcome) {
+        self.flow(now, Event::TransferDone { id, outcome });
+    }
+
+    fn stop_ringback(&mut self) {
+        self.out
+            .push_back(CallOutput::Media(MediaCommand::Stop { id: RINGBACK_PLAY }));
+    }
+
+    fn start_transfer(&mut self, now: Instant, id: RequestId, target: String, ring_for: Duration) {
+        let role = LegRole::Transfer(id);
+        self.transfer = Some(Transfer {
+            id,
+            rings_until: Some(now + ring_for),
+        });
+        self.out.push_back(CallOutput::Dial { role, target });
+        self.out
+            .push_back(CallOutput::Media(MediaCommand::Ringback { ring_for }));
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -255,7 +403,8 @@ impl CallCore {
             Script::Flow(m) if self.started && !self.ended => m.poll_timeout(),
             _ => None,
         };
-        [self.uas.poll_timeout(), flow, self.recording_until]
+        let rings = self.transfer.and_then(|t| t.rings_until);
+        [self.uas.poll_timeout(), flow, self.recording_until, rings]
             .into_iter()
             .flatten()
             .min()
@@ -272,6 +421,17 @@ impl CallCore {
         if self.recording_until.is_some_and(|t| t <= now) {
             self.recording = None;
             self.recording_until = None;
+        }
+        if let Some(t) = self.transfer
+            && t.rings_until.is_some_and(|u| u <= now)
+        {
+            // The target did not answer in time: CANCEL it.
+            self.transfer = None;
+            self.out.push_back(CallOutput::HangUpLeg {
+                role: LegRole::Transfer(t.id),
+            });
+            self.stop_ringback();
+            self.transfer_done(now, t.id, TransferOutcome::NoAnswer);
         }
         self.pump(Some(now));
     }
@@ -296,6 +456,7 @@ impl CallCore {
 
     fn play_finished(&mut self, now: Instant, id: u64) {
         match self.script {
+            _ if id == RINGBACK_PLAY => {}
             Script::Flow(_) => self.flow(now, Event::PromptFinished { id: PlayId(id) }),
             Script::Tones(_) if id == TONES_PLAY && self.outcome.is_none() => {
                 self.outcome = Some(Outcome::FlowHungUp);
@@ -455,7 +616,17 @@ impl CallCore {
                 }
             }
             a @ Action::Http { .. } => self.out.push_back(CallOutput::Http(a)),
-            a @ (Action::Transfer { .. } | Action::Queue { .. } | Action::LeaveQueue { .. }) => {
+            Action::Transfer {
+                id,
+                target,
+                timeout,
+            } => {
+                // A flow acts only once started, which always comes with a time.
+                if let Some(now) = now {
+                    self.start_transfer(now, id, target, timeout)
+                }
+            }
+            a @ (Action::Queue { .. } | Action::LeaveQueue { .. }) => {
                 self.out.push_back(CallOutput::Flow(a))
             }
         }
@@ -480,6 +651,7 @@ mod tests {
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
     use crate::sip::message::{Host, Method, Transport, Uri};
+    use crate::sip::uac::LegFailure;
     use crate::sip::uas::test_requests::{OFFER, in_dialog, request};
     use crate::sip::uas::{AnswerParams, LocalMedia, Route, UasState};
 
@@ -518,12 +690,16 @@ Content-Length: {}\r\n\r\n{OFFER}",
 
     impl Pair {
         fn new(route: Route, ring_for: Duration) -> Pair {
+            Pair::with_flow(FLOW, route, ring_for)
+        }
+
+        fn with_flow(flow: &str, route: Route, ring_for: Duration) -> Pair {
             let now = Instant::now();
             let (set, diags) = compile_flows(
                 vec![FlowSource {
                     name: "main".into(),
                     file: "flows/main.yaml".into(),
-                    text: FLOW.into(),
+                    text: flow.into(),
                 }],
                 &AnyPrompt,
             );
@@ -535,6 +711,10 @@ Content-Length: {}\r\n\r\n{OFFER}",
                 wall_clock_at_start: std::time::SystemTime::UNIX_EPOCH.into(),
             };
             let machine = FlowMachine::new(Arc::new(set), "main", ctx, now).expect("machine");
+            Pair::with_script(Script::Flow(machine), route, ring_for, now)
+        }
+
+        fn with_script(script: Script, route: Route, ring_for: Duration, now: Instant) -> Pair {
             let uas = Uas::new(
                 key("inv"),
                 invite(),
@@ -559,7 +739,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
                 "z9hG4bK-x",
             );
             let mut pair = Pair {
-                core: CallCore::new(uas, Script::Flow(machine), via, "z9hG4bK-call".into()),
+                core: CallCore::new(uas, script, via, "z9hG4bK-call".into()),
                 now,
                 out: Vec::new(),
             };
@@ -596,7 +776,10 @@ Content-Length: {}\r\n\r\n{OFFER}",
         }
 
         fn answered_and_acked(route: Route) -> Pair {
-            let mut p = Pair::new(route, Duration::ZERO);
+            Pair::acked(Pair::new(route, Duration::ZERO))
+        }
+
+        fn acked(mut p: Pair) -> Pair {
             p.core.answer(p.now);
             p.drain();
             p.sip(UasInput::Ack(in_dialog("ACK", 1, "", "")));
@@ -765,5 +948,251 @@ Content-Length: {}\r\n\r\n{OFFER}",
         );
         let out = p.sip(UasInput::RequestTimeout);
         assert_eq!(ended(&out).expect("ended").0, Some(Outcome::NoMedia));
+    }
+
+    const TRANSFER: &str = "steps:
+  welcome:
+    play: welcome
+    next: desk
+  desk:
+    transfer: \"sip:desk@192.0.2.9\"
+    timeout: 20s
+    on_failure: sorry
+  sorry:
+    hangup: thanks
+";
+
+    /// A call past its welcome, its transfer dialled: the role and what came out.
+    fn transferring() -> (Pair, LegRole, Vec<CallOutput>) {
+        let mut p = Pair::acked(Pair::with_flow(TRANSFER, Route::Found, Duration::ZERO));
+        let welcome = plays(&p.out)[0].0;
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        let role = out
+            .iter()
+            .find_map(|o| match o {
+                CallOutput::Dial { role, target } => {
+                    assert_eq!(target, "sip:desk@192.0.2.9");
+                    Some(role.clone())
+                }
+                _ => None,
+            })
+            .expect("a dial");
+        assert!(out.contains(&CallOutput::Media(MediaCommand::Ringback {
+            ring_for: Duration::from_secs(20)
+        })));
+        (p, role, out)
+    }
+
+    fn ringback_stopped(out: &[CallOutput]) -> bool {
+        out.contains(&CallOutput::Media(MediaCommand::Stop { id: RINGBACK_PLAY }))
+    }
+
+    fn bye(out: &[CallOutput]) -> Option<Request> {
+        out.iter().find_map(|o| match o {
+            CallOutput::Request(r) if r.method == Method::Bye => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_transfer_rings_then_bridges_keys_go_to_the_far_end_and_its_hang_up_ends_the_call() {
+        let (mut p, role, _) = transferring();
+        assert!(
+            p.input(CallInput::Leg {
+                role: role.clone(),
+                news: LegNews::Ringing
+            })
+            .is_empty()
+        );
+        let out = p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        assert!(ringback_stopped(&out));
+        assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
+        assert_eq!(p.core.bridged(), Some(&role));
+        // Keys while bridged are the far end's; the flow hears none.
+        assert!(p.input(CallInput::Key('1')).is_empty());
+        // The ring time no longer runs once answered.
+        assert!(p.advance(Duration::from_secs(60)).is_empty());
+        let out = p.input(CallInput::Leg {
+            role,
+            news: LegNews::HungUp,
+        });
+        assert!(out.contains(&CallOutput::Unbridge));
+        let bye = bye(&out).expect("BYE to the caller");
+        let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        let (outcome, story) = ended(&out).expect("ended");
+        assert_eq!(outcome, Some(Outcome::FarEndHungUp));
+        assert_eq!(story.path(), vec!["main/welcome", "main/desk"]);
+    }
+
+    #[test]
+    fn a_busy_transfer_target_sends_the_caller_to_on_failure() {
+        let (mut p, role, _) = transferring();
+        let out = p.input(CallInput::Leg {
+            role,
+            news: LegNews::Failed(LegFailure::Busy),
+        });
+        assert!(ringback_stopped(&out));
+        assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
+        assert!(p.core.bridged().is_none());
+    }
+
+    #[test]
+    fn an_unanswered_transfer_is_cancelled_after_its_ring_time_on_the_fake_clock() {
+        let (mut p, role, _) = transferring();
+        assert!(p.advance(Duration::from_millis(19_999)).is_empty());
+        let out = p.advance(Duration::from_millis(1));
+        assert!(out.contains(&CallOutput::HangUpLeg { role: role.clone() }));
+        assert!(ringback_stopped(&out));
+        assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
+        // A late answer of the cancelled leg changes nothing.
+        assert!(
+            p.input(CallInput::Leg {
+                role,
+                news: LegNews::Answered
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_transfer_that_cannot_be_placed_goes_to_on_failure() {
+        let (mut p, role, _) = transferring();
+        let out = p.input(CallInput::LegNotPlaced {
+            role,
+            why: "cannot resolve".into(),
+        });
+        assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
+    }
+
+    #[test]
+    fn silence_from_the_bridged_leg_ends_both_sides() {
+        let (mut p, role, _) = transferring();
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        let out = p.input(CallInput::LegNoMedia);
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(out.contains(&CallOutput::HangUpLeg { role }));
+        let bye = bye(&out).expect("BYE to the caller");
+        let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::NoMedia));
+    }
+
+    #[test]
+    fn the_callers_hang_up_during_a_transfer_ends_the_call_at_once() {
+        let (mut p, _, _) = transferring();
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert_eq!(statuses(&out), vec![200]);
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::CallerHungUp));
+    }
+
+    const VOICEMAIL: &str = "steps:
+  message:
+    record:
+      max_duration: 60s
+      into: message
+    next: bye
+  bye:
+    hangup: thanks
+";
+
+    /// A call in the voicemail flow, recording (once the beep before it was heard): the
+    /// recording's id.
+    fn recording() -> (Pair, u64) {
+        let mut p = Pair::acked(Pair::with_flow(VOICEMAIL, Route::Found, Duration::ZERO));
+        for _ in 0..3 {
+            let rec = p.out.iter().find_map(|o| match o {
+                CallOutput::Media(MediaCommand::Record { id, .. }) => Some(*id),
+                _ => None,
+            });
+            if let Some(id) = rec {
+                return (p, id);
+            }
+            let last = plays(&p.out).last().expect("a play before the recording").0;
+            p.input(CallInput::PlayFinished { id: last });
+        }
+        panic!("no recording: {:?}", p.out);
+    }
+
+    #[test]
+    fn a_caller_who_hangs_up_mid_message_leaves_the_recording_before_the_call_ends() {
+        let (mut p, id) = recording();
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert_eq!(statuses(&out), vec![200]);
+        assert!(out.contains(&CallOutput::Media(MediaCommand::StopRecording { id })));
+        assert!(ended(&out).is_none(), "the recording is still being saved");
+        let out = p.input(CallInput::Io(Event::RecordDone {
+            id: RequestId(id),
+            path: "recordings/message-c1.wav".into(),
+            duration: Duration::from_secs(3),
+            reason: crate::flow::machine::RecordEnd::Hangup,
+        }));
+        let (outcome, story) = ended(&out).expect("ended once saved");
+        assert_eq!(outcome, Some(Outcome::CallerHungUp));
+        assert!(
+            format!("{story:?}").contains("message-c1.wav"),
+            "the story keeps the recording: {story:?}"
+        );
+    }
+
+    #[test]
+    fn a_recording_never_saved_ends_the_call_after_the_grace_time() {
+        let (mut p, _) = recording();
+        p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert!(
+            p.advance(RECORDING_GRACE - Duration::from_millis(1))
+                .is_empty()
+        );
+        let out = p.advance(Duration::from_millis(1));
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::CallerHungUp));
+    }
+
+    fn feature_code(route: Route) -> Pair {
+        let tones = vec![Audio::Tone {
+            freq_hz: 880,
+            duration: Duration::from_millis(160),
+        }];
+        Pair::with_script(Script::Tones(tones), route, Duration::ZERO, Instant::now())
+    }
+
+    #[test]
+    fn a_feature_code_plays_its_tones_then_hangs_up() {
+        let mut p = Pair::acked(feature_code(Route::Found));
+        let tones = p
+            .out
+            .iter()
+            .find_map(|o| match o {
+                CallOutput::Media(MediaCommand::Play { id, audio, .. }) => Some((*id, audio.len())),
+                _ => None,
+            })
+            .expect("tones");
+        assert_eq!(tones, (TONES_PLAY, 1));
+        // Keys mean nothing to it.
+        assert!(p.input(CallInput::Key('5')).is_empty());
+        let out = p.input(CallInput::PlayFinished { id: TONES_PLAY });
+        let bye = bye(&out).expect("BYE");
+        let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::FlowHungUp));
+    }
+
+    #[test]
+    fn a_feature_code_from_anyone_but_the_agents_phone_is_403() {
+        let p = feature_code(Route::Forbidden);
+        assert_eq!(statuses(&p.out), vec![403]);
+        assert!(p.out.contains(&CallOutput::Refused { status: 403 }));
+        assert!(ended(&p.out).is_some());
     }
 }

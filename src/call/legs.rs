@@ -1,32 +1,21 @@
 //! The call's outgoing legs: a transfer's target, or the agents a queue offers the call
 //! to (several at once with `ring_all`). Places them, routes what the endpoint sends
 //! them, bridges the caller to the one that is connected, and hangs up the rest. What a
-//! leg's news mean for the flow or the queue is decided here, per the leg's role.
+//! transfer's news mean is the core's; an agent's are told to the ACD here.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::Outcome;
-use super::actor::{Call, RINGBACK_PLAY};
-use super::core::CallInput;
-use crate::flow::machine::{Event, RequestId, TransferOutcome};
+use super::actor::Call;
+use super::core::{CallInput, LegRole};
 use crate::leg::{Dial, Leg, LegNews};
 use crate::media::prompt::Prompt;
-use crate::media::session::{MediaEvent, SessionCommand};
+use crate::media::session::MediaEvent;
 use crate::queue::acd::{Input, OfferFailure};
 use crate::sip::endpoint::ToCall;
 use crate::sip::transport::Peer;
 use crate::sip::uac::LegFailure;
-
-/// Why a leg was placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum LegRole {
-    /// The flow's `transfer` step with this request id.
-    Transfer(RequestId),
-    /// An offer of the queued call to this agent.
-    Agent(String),
-}
 
 impl Call {
     /// Places a leg for `role` to `target` (sent to `via` when given).
@@ -52,27 +41,16 @@ impl Call {
         Ok(())
     }
 
-    /// Places the transfer's leg and lets the caller hear ringback meanwhile.
-    pub(super) async fn start_transfer(
-        &mut self,
-        id: RequestId,
-        target: String,
-        timeout: Duration,
-    ) {
-        match self.place_leg(LegRole::Transfer(id), &target, None).await {
-            Ok(()) => {
-                info!(%target, "transferring");
-                self.leg_deadline = Some(Instant::now() + timeout);
-                self.media(SessionCommand::Play {
-                    id: RINGBACK_PLAY,
-                    prompts: ringback(timeout),
-                    barge_in: false,
-                });
-            }
+    /// Places the leg the core asked for; tells it when that fails.
+    pub(super) async fn dial(&mut self, role: LegRole, target: String) {
+        match self.place_leg(role.clone(), &target, None).await {
+            Ok(()) => info!(%target, ?role, "leg placed"),
             Err(e) => {
-                warn!(%target, error = %e, "transfer not placed");
-                let outcome = TransferOutcome::Failed(e.to_string());
-                self.input(CallInput::Io(Event::TransferDone { id, outcome }));
+                warn!(%target, error = %e, "leg not placed");
+                self.input(CallInput::LegNotPlaced {
+                    role,
+                    why: e.to_string(),
+                });
             }
         }
     }
@@ -98,44 +76,26 @@ impl Call {
 
     fn leg_news(&mut self, role: LegRole, news: LegNews) {
         match role {
-            LegRole::Transfer(id) => self.transfer_news(id, news),
+            LegRole::Transfer(_) => self.transfer_news(role, news),
             LegRole::Agent(agent) => self.agent_news(agent, news),
         }
     }
 
-    fn transfer_news(&mut self, id: RequestId, news: LegNews) {
-        let role = LegRole::Transfer(id);
-        match news {
+    fn transfer_news(&mut self, role: LegRole, news: LegNews) {
+        match &news {
             LegNews::Ringing => debug!("transfer target rings"),
-            LegNews::Answered => {
-                self.leg_deadline = None;
-                self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
-                self.bridge_to(&role);
-                info!("transfer answered; bridged");
-                self.input(CallInput::Io(Event::TransferDone {
-                    id,
-                    outcome: TransferOutcome::Connected,
-                }));
-            }
+            LegNews::Answered => info!("transfer answered"),
             LegNews::Failed(f) => {
-                self.leg_deadline = None;
-                self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
                 info!(why = %f, "transfer failed");
                 self.retire_leg(&role);
-                let outcome = match f {
-                    LegFailure::Busy => TransferOutcome::Busy,
-                    LegFailure::NoAnswer => TransferOutcome::NoAnswer,
-                    other => TransferOutcome::Failed(other.to_string()),
-                };
-                self.input(CallInput::Io(Event::TransferDone { id, outcome }));
             }
             LegNews::HungUp => {
                 info!("transfer target hung up; ending the call");
                 self.end_bridge();
                 self.retire_leg(&role);
-                self.input(CallInput::HangUp(Outcome::FarEndHungUp));
             }
         }
+        self.input(CallInput::Leg { role, news });
     }
 
     fn agent_news(&mut self, agent: String, news: LegNews) {
@@ -193,24 +153,6 @@ impl Call {
         }
     }
 
-    /// The target did not answer within the step's timeout: CANCEL it.
-    pub(super) fn transfer_not_answered(&mut self) {
-        self.leg_deadline = None;
-        let Some(id) = self.legs.iter().find_map(|(r, _)| match r {
-            LegRole::Transfer(id) => Some(*id),
-            LegRole::Agent(_) => None,
-        }) else {
-            return;
-        };
-        self.hang_up_leg(&LegRole::Transfer(id));
-        self.media(SessionCommand::Stop { id: RINGBACK_PLAY });
-        info!("transfer target did not answer in time");
-        self.input(CallInput::Io(Event::TransferDone {
-            id,
-            outcome: TransferOutcome::NoAnswer,
-        }));
-    }
-
     pub(super) fn on_leg_media(&mut self, ev: MediaEvent) {
         if let MediaEvent::NoMedia = ev
             && self.bridged_to.is_some()
@@ -218,7 +160,7 @@ impl Call {
             info!("no media from the bridged leg; ending the call");
             self.end_bridge();
             self.hang_up_all_legs();
-            self.input(CallInput::HangUp(Outcome::NoMedia));
+            self.input(CallInput::LegNoMedia);
         }
     }
 
@@ -262,7 +204,7 @@ impl Call {
 }
 
 /// A ringback cadence (425 Hz, one second on, four off) long enough for `timeout`.
-fn ringback(timeout: Duration) -> Vec<Prompt> {
+pub(super) fn ringback(timeout: Duration) -> Vec<Prompt> {
     let cycles = (timeout.as_secs() / 5 + 1).min(120);
     let mut out = Vec::with_capacity(cycles as usize * 2);
     for _ in 0..cycles {

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::actor::{Call, Origin};
 use super::core::CallInput;
-use super::legs::LegRole;
+use super::core::LegRole;
 use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
 use crate::flow::model::SayKind;
 use crate::media::session::SessionCommand;

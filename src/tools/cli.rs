@@ -44,16 +44,16 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 pub enum ToolError {
     #[error(transparent)]
     Keys(#[from] KeysError),
-    #[error("the flow cannot start: {0}")]
+    #[error("the flow cannot start")]
     Start(#[from] MachineError),
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("the flow schema: {0}")]
+    #[error("the flow schema")]
     Schema(#[from] serde_json::Error),
 }
 

@@ -10,8 +10,9 @@ pub enum LoadError {
     /// The options, the configuration or the prompts do not allow this run.
     #[error("{0}")]
     Invalid(String),
-    /// A step failed: what the tool was doing, and the failure.
-    #[error("{what}: {source}")]
+    /// A step failed: what the tool was doing, with the failure as its source (the
+    /// binary prints the whole chain).
+    #[error("{what}")]
     Step {
         what: String,
         source: Box<dyn Error + Send + Sync>,
