@@ -621,7 +621,8 @@ mod tests {
 
     #[test]
     fn the_sample_prompts_are_recognisable() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        // The sample prompts are the workspace's, two folders up from this crate.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prompts");
         let (lib, _) = PromptLibrary::load_dir(&root, "en");
         let keys = parse_language_keys("1=en,2=de").expect("valid");
         script_prompts(&lib, &keys).expect("sample prompts");

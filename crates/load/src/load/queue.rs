@@ -938,7 +938,7 @@ mod tests {
                 .get_matches_from(["t"]),
         )
         .expect("default options");
-        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prompts");
         let path = dir.join("hotline.yaml");
         std::fs::write(&path, config_text(&args, 3, &prompts, "round_robin")).expect("config");
         let cfg = Config::load(&path).expect("the generated configuration is valid");
