@@ -1,5 +1,7 @@
-//! hotline: an IVR and call-flow engine. Pure state machines for SIP, media and flows,
-//! and a thin tokio shell that moves bytes and time between them.
+//! hotline: an IVR and call-flow engine. Pure state machines for SIP, media and flows
+//! (the `hotline-core` crate, re-exported under the same paths), and the thin tokio
+//! shell here that moves bytes and time between them. The load tool and the scripted
+//! test caller are the `hotline-load` crate.
 //!
 //! The modules are listed in the order a call meets them: signalling brings it in, the
 //! call conducts it through its flow, media carries its audio and keys, a queue may hand
@@ -17,12 +19,10 @@ pub mod media; // RTP, G.711, DTMF, prompts, the media clock
 pub mod queue; // agent queues (ACD): lines, agents, strategies, callbacks
 pub mod registry; // the calls in progress, for the admin
 
-pub mod config; // hotline.yaml
+pub use hotline_core::config; // hotline.yaml (parsed in the core: plain data)
 pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod server; // the running hotline
 pub mod reload; // live reload of flows, prompts and routes
 pub mod admin; // the admin HTTP API: health, calls, flows, reload
 
 pub mod tools; // simulate, flow tests, graph: the admin's tools beside check
-pub mod caller; // a scripted caller for tests and load
-pub mod load; // the load tool: many scripted calls, measured

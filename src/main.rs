@@ -59,7 +59,7 @@ enum Command {
         admin: Option<String>,
     },
     /// Place many concurrent calls against a running hotline and measure it.
-    Load(hotline::load::LoadArgs),
+    Load(hotline_load::load::LoadArgs),
     /// Call a flow in the terminal: print what the caller hears, press keys.
     Simulate {
         /// The flow to call (its file name in the flows folder, without .yaml).
@@ -109,7 +109,7 @@ enum Command {
     /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
     DemoShop {
         /// The address to listen on.
-        #[arg(long, default_value = hotline::tools::demo_shop::DEFAULT_LISTEN)]
+        #[arg(long, default_value = hotline::config::DEMO_SHOP_LISTEN)]
         listen: std::net::SocketAddr,
     },
 }
@@ -211,7 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(async move {
                 let server = hotline::server::Server::start(config, media_workers).await?;
                 tokio::select! {
-                    r = server.run() => r?,
+                    () = server.run() => {}
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
                 }
                 anyhow::Ok(())
@@ -269,7 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 caller,
                 times,
             };
-            tools::simulate(&config, &opts)
+            Ok(tools::simulate(&config, &opts)?)
         }
         Command::Test { cfg, paths } => {
             let config = config_or_default(&cfg.config)?;
@@ -288,16 +288,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output,
         } => {
             let config = config_or_default(&cfg.config)?;
-            tools::graph(
+            Ok(tools::graph(
                 &config,
                 &tools::GraphArgs {
                     flow,
                     format,
                     output,
                 },
-            )
+            )?)
         }
-        Command::Schema => tools::schema(),
+        Command::Schema => Ok(tools::schema()?),
         Command::DemoShop { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -322,7 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let ok = rt.block_on(hotline::load::run(args))?;
+            let ok = rt.block_on(hotline_load::load::run(args))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
-use anyhow::Context;
+use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
@@ -23,6 +23,30 @@ use crate::sip::registrar::{
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::{TransportStats, Transports};
 use crate::tools::demo_shop::DemoShop;
+
+/// Why the hotline could not start: which part failed, with the failure as its source
+/// (the binary prints the whole chain).
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("the configuration has errors ({0}); run `hotline check` for details")]
+    Config(String),
+    #[error("starting the media clock")]
+    Media(#[source] std::io::Error),
+    #[error("opening the SIP listeners")]
+    Listeners(#[source] std::io::Error),
+    #[error("creating {path}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the callback store {path}")]
+    CallbackStore {
+        path: std::path::PathBuf,
+        source: crate::queue::store::StoreError,
+    },
+    #[error("starting the agent queues")]
+    Queues(#[source] crate::queue::AcdError),
+}
 
 pub struct Server {
     endpoint: Option<Endpoint>,
@@ -67,7 +91,7 @@ pub fn credentials_from_config(config: &Config) -> Credentials {
 impl Server {
     /// Loads everything and binds the listeners; a configuration with errors is refused
     /// with every diagnostic, before any socket is opened.
-    pub async fn start(config: Config, media_workers: usize) -> anyhow::Result<Server> {
+    pub async fn start(config: Config, media_workers: usize) -> Result<Server, StartError> {
         let credentials = Arc::new(SharedCredentials::new(credentials_from_config(&config)));
         // A reload of the configuration replaces them.
         Self::start_inner(
@@ -85,7 +109,7 @@ impl Server {
         config: Config,
         media_workers: usize,
         credentials: Arc<dyn CredentialStore>,
-    ) -> anyhow::Result<Server> {
+    ) -> Result<Server, StartError> {
         Self::start_inner(config, media_workers, credentials, None).await
     }
 
@@ -94,23 +118,20 @@ impl Server {
         media_workers: usize,
         credentials: Arc<dyn CredentialStore>,
         reloadable: Option<Arc<SharedCredentials>>,
-    ) -> anyhow::Result<Server> {
+    ) -> Result<Server, StartError> {
         let loaded = preflight::load_all(&config);
         for d in &loaded.report.diagnostics {
             warn!("{d}");
         }
         if loaded.report.has_errors() {
-            anyhow::bail!(
-                "the configuration has errors ({}); run `hotline check` for details",
-                loaded.report.summary()
-            );
+            return Err(StartError::Config(loaded.report.summary()));
         }
         let config = Arc::new(config);
-        let media = MediaEngine::start(media_workers).context("starting the media clock")?;
+        let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
         let (in_tx, in_rx) = mpsc::channel(4096);
         let transports = Transports::bind(&config.listen, in_tx)
             .await
-            .context("opening the SIP listeners")?;
+            .map_err(StartError::Listeners)?;
         let local_addrs = transports.local_addrs();
         for (t, a) in &local_addrs {
             info!(transport = %t, address = %a, "listening for SIP");
@@ -203,7 +224,7 @@ impl Server {
     }
 
     /// Serves until the listeners close, reloading on file changes and SIGHUP.
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    pub async fn run(mut self) {
         tokio::spawn(crate::reload::watch(
             self.deps.clone(),
             std::time::Duration::from_millis(300),
@@ -211,7 +232,6 @@ impl Server {
         if let Some(ep) = self.endpoint.take() {
             ep.run().await;
         }
-        Ok(())
     }
 
     /// Starts serving in the background (for tests and the load tool).
@@ -299,19 +319,21 @@ fn start_acd(
     registrations: &Registrations,
     registrar_events: &broadcast::Sender<RegistrarEvent>,
     dialer: crate::queue::service::Dialer,
-) -> anyhow::Result<Option<crate::queue::service::AcdHandle>> {
+) -> Result<Option<crate::queue::service::AcdHandle>, StartError> {
     use crate::queue::{Acd, CallbackStore, MemoryStore, SqliteStore};
     if config.queues.is_empty() {
         return Ok(None);
     }
     let durable = config.queues.values().any(|q| q.callback.is_some());
     let store: Box<dyn CallbackStore> = if durable {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let path = crate::queue::service::store_path(&config.data_dir);
         Box::new(
             SqliteStore::open(&path)
-                .with_context(|| format!("opening the callback store {}", path.display()))?,
+                .map_err(|source| StartError::CallbackStore { path, source })?,
         )
     } else {
         Box::new(MemoryStore::new())
@@ -322,7 +344,7 @@ fn start_acd(
         store,
         std::time::Instant::now(),
     )
-    .context("starting the agent queues")?;
+    .map_err(StartError::Queues)?;
     info!(
         queues = config.queues.len(),
         agents = config.agents.len(),

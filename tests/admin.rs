@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::{SECOND, prompt, repo};
 use hotline::admin::json;
-use hotline::caller::{CallMedia, KeyMethod, Offer, Phone};
 use hotline::config::{Config, Transport};
 use hotline::server::Server;
+use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const TOKEN: &str = "s3cret-admin-token";

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use common::bridge::hear_each_other;
 use common::{SECOND, prompt, repo};
-use hotline::caller::answerer::{Answered, Answerer, Incoming};
-use hotline::caller::{CallMedia, Established, KeyMethod, Phone};
 use hotline::config::{Config, Transport};
 use hotline::flow::model::SayKind;
 use hotline::media::dtmf::Key;
 use hotline::server::{RunningServer, Server};
+use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
+use hotline_load::caller::{CallMedia, Established, KeyMethod, Phone};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

@@ -8,13 +8,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::{SECOND, addr, prompt, server};
-use hotline::caller::{CallMedia, KeyMethod, Offer, Phone};
 use hotline::config::Transport;
 use hotline::sip::message::{HeaderName, Message, Method};
+use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-async fn place(phone: &mut Phone, offer: Offer) -> (hotline::caller::Established, CallMedia) {
+async fn place(phone: &mut Phone, offer: Offer) -> (hotline_load::caller::Established, CallMedia) {
     let media = CallMedia::bind(LOCALHOST, true).unwrap();
     let call = phone
         .call("hotline", &media, offer)

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{SECOND, addr, server};
-use hotline::caller::{CallMedia, Phone};
 use hotline::config::{Config, Transport};
 use hotline::server::RunningServer;
 use hotline::sip::digest::{Algorithm, Authorization, Challenge};
 use hotline::sip::message::{HeaderName, Method, Response};
+use hotline_load::caller::{CallMedia, Phone};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

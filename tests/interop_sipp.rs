@@ -774,7 +774,7 @@ agents: { alice: { password: secret, queues: { support: 0 } } }\n";
 /// RTP (listen.pcap), then, after the agent's BYE, the `after` step's prompt; then the
 /// hotline's BYE.
 async fn caller_reaches_the_agent(sip_port: u16) -> Result<(), String> {
-    use hotline::caller::{CallMedia, Offer, Phone};
+    use hotline_load::caller::{CallMedia, Offer, Phone};
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, sip_port));
     let mut phone = Phone::new(hotline::config::Transport::Udp, server)
         .await

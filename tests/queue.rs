@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::bridge::hear_each_other;
 use common::{SECOND, prompt, repo};
-use hotline::caller::CallMedia;
-use hotline::caller::answerer::{Answerer, Incoming};
 use hotline::config::{Config, Transport};
 use hotline::server::{RunningServer, Server};
+use hotline_load::caller::CallMedia;
+use hotline_load::caller::answerer::{Answerer, Incoming};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use common::{SECOND, repo};
-use hotline::caller::answerer::Answerer;
-use hotline::caller::{CallMedia, Offer, Phone};
 use hotline::config::{Config, Transport};
 use hotline::server::{RunningServer, Server};
+use hotline_load::caller::answerer::Answerer;
+use hotline_load::caller::{CallMedia, Offer, Phone};
 use serde_json::Value;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{SECOND, addr, server_with_credentials};
-use hotline::caller::Phone;
 use hotline::config::Transport;
 use hotline::server::RunningServer;
 use hotline::sip::digest::{Algorithm, Authorization, Challenge, Secret};
 use hotline::sip::message::{HeaderName, Method, Response};
 use hotline::sip::registrar::{Credentials, RegistrarEvent};
+use hotline_load::caller::Phone;
 
 async fn registrar_server() -> RunningServer {
     let creds = Credentials::new()

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{SECOND, prompt, prompts, repo};
-use hotline::caller::{CallMedia, KeyMethod};
 use hotline::config::{Config, Transport};
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
 use hotline::tools::demo_shop::DemoShop;
+use hotline_load::caller::{CallMedia, KeyMethod};
 
 const ALWAYS_OPEN: &str = "{ timezone: Europe/Berlin, weekly: { mon-sun: 00:00-24:00 } }";
 const NEVER_OPEN: &str = "{ timezone: Europe/Berlin }";

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 
 use common::{SECOND, addr, server};
-use hotline::caller::{CallMedia, Offer, Phone};
 use hotline::config::Transport;
+use hotline_load::caller::{CallMedia, Offer, Phone};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::time::{Instant, timeout};

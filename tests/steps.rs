@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{SECOND, prompt, repo};
-use hotline::caller::KeyMethod;
 use hotline::config::{Config, Transport};
 use hotline::server::{RunningServer, Server};
+use hotline_load::caller::KeyMethod;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn scratch(name: &str) -> PathBuf {

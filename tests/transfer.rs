@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use common::bridge::{decoded, encode, longest_run, payloads, sweep, wait_until};
 use common::{SECOND, prompt, repo};
-use hotline::caller::answerer::{Answered, Answerer, Incoming};
-use hotline::caller::{CallMedia, Established, KeyMethod, Phone};
 use hotline::config::{Config, Transport};
 use hotline::media::g711::Codec;
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
+use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
+use hotline_load::caller::{CallMedia, Established, KeyMethod, Phone};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::Context;
+use thiserror::Error;
 
 use super::json;
 use crate::config::Config;
@@ -99,8 +99,19 @@ pub fn default_url(config: &Config) -> Option<String> {
     Some(format!("http://{ip}:{}", a.port()))
 }
 
+/// A request to the admin API that failed: what was asked, with why as its source.
+#[derive(Debug, Error)]
+#[error("{what}")]
+pub struct FetchError {
+    pub what: String,
+    pub source: reqwest::Error,
+}
+
 /// Fetches `GET /flows` and `GET /calls` from the admin API at `base`.
-pub async fn fetch(base: &str, token: Option<&str>) -> anyhow::Result<(json::Flows, json::Calls)> {
+pub async fn fetch(
+    base: &str,
+    token: Option<&str>,
+) -> Result<(json::Flows, json::Calls), FetchError> {
     let client = crate::webhook::client();
     let base = base.trim_end_matches('/');
     let get = |path: &str| {
@@ -112,25 +123,26 @@ pub async fn fetch(base: &str, token: Option<&str>) -> anyhow::Result<(json::Flo
         }
         req
     };
+    let failed = |what: String| move |source| FetchError { what, source };
     let flows: json::Flows = get("/flows")
         .send()
         .await
-        .with_context(|| {
-            format!("asking {base}/flows (is the hotline running with an admin API?)")
-        })?
+        .map_err(failed(format!(
+            "asking {base}/flows (is the hotline running with an admin API?)"
+        )))?
         .error_for_status()
-        .context("GET /flows")?
+        .map_err(failed("GET /flows".to_owned()))?
         .json()
         .await
-        .context("reading GET /flows")?;
+        .map_err(failed("reading GET /flows".to_owned()))?;
     let calls: json::Calls = get("/calls")
         .send()
         .await
-        .with_context(|| format!("asking {base}/calls"))?
+        .map_err(failed(format!("asking {base}/calls")))?
         .error_for_status()
-        .context("GET /calls")?
+        .map_err(failed("GET /calls".to_owned()))?
         .json()
         .await
-        .context("reading GET /calls")?;
+        .map_err(failed("reading GET /calls".to_owned()))?;
     Ok((flows, calls))
 }

@@ -825,6 +825,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::call::place::MUSIC_PLAY;
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
     use crate::sip::message::{Host, Method, Transport, Uri};

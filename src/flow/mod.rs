@@ -1,14 +1,9 @@
-//! The call-flow language: the YAML model, loading and checking, and the interpreter.
+//! The call-flow language. The language and its machine are `hotline_core::flow`,
+//! re-exported here under their usual paths; what needs the engine's view of the calls
+//! in progress (`impact`) is here.
 
-pub mod check; // checks of one flow and its compilation
-pub mod diagnostic; // problems with file:line:col, printed like a compiler's
-pub mod duration; // `5s`, `500ms`, `1h30m`
-pub mod flowset; // the compiled flows the interpreter runs
+pub use hotline_core::flow::{
+    check, diagnostic, duration, flowset, load, machine, model, say, schedule, story, template,
+};
+
 pub mod impact; // which calls in progress a new version's changed steps concern
-pub mod load; // reading flow files; checks across flows
-pub mod machine; // the interpreter: events in, actions out
-pub mod model; // serde types of the flow files
-pub mod say; // numbers, dates, times, money and digits as recorded fragments
-pub mod schedule; // opening hours and holidays, evaluated at an instant
-pub mod story; // a call's story as data
-pub mod template; // Jinja templates and conditions (minijinja)

@@ -1,15 +1,9 @@
-//! Audio: RTP packets, G.711, DTMF in and out, tones, prompts, and the media clock that
-//! serves every call's session.
+//! Audio: the media clock that serves every call's session and the RTP port pool. The pure
+//! parts (RTP packets, G.711, DTMF, tones, prompts, the session) are `hotline_core::media`,
+//! re-exported here under their usual paths.
 
-pub mod bridge;
+pub use hotline_core::media::{bridge, dtmf, g711, prompt, recorder, rtp, session, tone, wav};
+
 pub mod clock;
-pub mod dtmf;
-pub mod g711;
 pub mod ports;
-pub mod prompt;
-pub mod recorder;
-pub mod rtp;
-pub mod session;
-pub mod tone;
 pub mod uring;
-pub mod wav;

@@ -1,29 +1,18 @@
-//! SIP signalling: the message codec, transactions, dialogs, the INVITEs we answer (UAS)
-//! and place (UAC, and the outgoing leg built on both), SDP offer/answer, the endpoint
-//! that routes messages to calls, the registrar agents log in with, and the sockets.
-//! Everything here but `transport` and the endpoint's task (`endpoint/mod.rs`) is pure: no
-//! sockets, no clock.
+//! SIP signalling: the endpoint that routes messages to calls, the registrar agents log in
+//! with, and the sockets. The pure parts (codec, transactions, dialogs, UAC/UAS, SDP,
+//! digest) are `hotline_core::sip`, re-exported here under their usual paths. Of this
+//! module's own files only `transport`, the endpoint's task (`endpoint/mod.rs`) and the
+//! registrar's task touch sockets; the random tokens are drawn here and passed in.
 
-pub mod dialog;
-pub mod digest;
+pub use hotline_core::sip::{
+    ALLOW, dialog, digest, leg, message, sdp, token, transaction, uac, uas,
+};
+
 pub mod endpoint;
-pub mod leg;
-pub mod message;
 pub mod registrar;
-pub mod sdp;
-pub mod transaction;
 pub mod transport;
-pub mod uac;
-pub mod uas;
 
-/// The methods we answer, for Allow headers (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
-
-/// A random token for tags and branches (RFC 3261 §19.3 asks for 32 bits of randomness;
-/// this gives about 5 bits a character).
+/// A random token for tags and branches.
 pub fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..len)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
+    token(len, |n| rand::random_range(0..n))
 }

@@ -8,18 +8,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use thiserror::Error;
 
 use crate::config::Config;
 use crate::flow::diagnostic::Diagnostic;
-use crate::flow::machine::CallContext;
+use crate::flow::machine::{CallContext, MachineError};
 
 use super::graph::{self, Graph, GraphFormat};
 use super::load_flow;
 use super::phone::{VirtualCall, World};
 use super::simulate::{
-    Next, Printer, drive, parse_group, parse_keys, run_realtime, simulate_keys, start_in_language,
-    stdin_lines,
+    KeysError, Next, Printer, drive, parse_group, parse_keys, run_realtime, simulate_keys,
+    start_in_language, stdin_lines,
 };
 
 /// `hotline simulate` options.
@@ -39,8 +39,26 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
+/// Why a tool could not finish (a flow with errors is not one: it is reported and exits 1).
+#[derive(Debug, Error)]
+pub enum ToolError {
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    #[error("the flow cannot start")]
+    Start(#[from] MachineError),
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("the flow schema")]
+    Schema(#[from] serde_json::Error),
+}
+
 /// Runs `hotline simulate`; exit 1 when the flow does not load.
-pub fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<ExitCode> {
+pub fn simulate(config: &Config, args: &SimulateArgs) -> Result<ExitCode, ToolError> {
     let groups = match &args.keys {
         Some(k) => Some(parse_keys(k)?),
         None => None,
@@ -149,7 +167,7 @@ pub struct GraphArgs {
 }
 
 /// Runs `hotline graph`; exit 1 when the flow does not load.
-pub fn graph(config: &Config, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+pub fn graph(config: &Config, args: &GraphArgs) -> Result<ExitCode, ToolError> {
     let loaded = match load_flow(config, &args.flow) {
         Ok(l) => l,
         Err(diags) => {
@@ -163,16 +181,17 @@ pub fn graph(config: &Config, args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let g = graph::build(&loaded.flows, flow);
     let text = render(&g, args.format);
     match &args.output {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
-        }
+        Some(path) => std::fs::write(path, text).map_err(|source| ToolError::Write {
+            path: path.clone(),
+            source,
+        })?,
         None => print(&text)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `hotline schema`: the JSON Schema of flow files on stdout.
-pub fn schema() -> anyhow::Result<ExitCode> {
+pub fn schema() -> Result<ExitCode, ToolError> {
     let schema = crate::flow::model::flow_schema();
     let mut text = serde_json::to_string_pretty(&schema)?;
     text.push('\n');

@@ -31,9 +31,6 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The address `hotline demo-shop` listens on when given none, and the sample's `shop_url`.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
-
 /// One made-up order, as the service answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DemoOrder {

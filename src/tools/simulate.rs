@@ -90,7 +90,7 @@ pub fn start_in_language(flows: &mut FlowSet, flow: &str, language: &str) -> boo
     let Some(id) = flows.id(flow) else {
         return false;
     };
-    match flows.flows.get_mut(id.index()) {
+    match flows.flow_mut(id) {
         Some(f) => {
             f.language = language.to_owned();
             true

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use hotline::caller::CallMedia;
 use hotline::media::g711::{Codec, FRAME_SAMPLES};
+use hotline_load::caller::CallMedia;
 
 pub type Frame = [u8; FRAME_SAMPLES];
 

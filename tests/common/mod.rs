@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use hotline::caller::{CallMedia, Established, Offer, Phone};
 use hotline::config::{Config, Listen, PortRange, Transport};
 use hotline::media::prompt::{Prompt, PromptLibrary};
 use hotline::server::{RunningServer, Server, credentials_from_config};
 use hotline::sip::registrar::CredentialStore;
+use hotline_load::caller::{CallMedia, Established, Offer, Phone};
 
 pub const SECOND: Duration = Duration::from_secs(1);
 

@@ -10,6 +10,7 @@
 //! own cost stays one thread waking every 20 ms plus one small task per call.
 
 pub mod engine;
+pub mod error;
 pub mod procfs;
 pub mod queue;
 pub mod report;
@@ -23,7 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+pub use error::LoadError;
+use error::{Context, bail};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -119,15 +121,15 @@ pub struct LoadArgs {
     pub strategy: String,
 }
 
-fn seconds(name: &str, v: f64) -> anyhow::Result<Duration> {
+fn seconds(name: &str, v: f64) -> Result<Duration, LoadError> {
     if !v.is_finite() || !(0.0..=86_400.0).contains(&v) {
-        anyhow::bail!("--{name} must be between 0 and 86400 seconds, found {v}");
+        bail!("--{name} must be between 0 and 86400 seconds, found {v}");
     }
     Ok(Duration::from_secs_f64(v))
 }
 
 /// Parses `1=en,2=de`.
-fn parse_language_keys(s: &str) -> anyhow::Result<Vec<(Key, String)>> {
+fn parse_language_keys(s: &str) -> Result<Vec<(Key, String)>, LoadError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, lang) = part
@@ -136,35 +138,35 @@ fn parse_language_keys(s: &str) -> anyhow::Result<Vec<(Key, String)>> {
         let mut chars = k.trim().chars();
         let key = match (chars.next().and_then(Key::from_char), chars.next()) {
             (Some(key), None) => key,
-            _ => anyhow::bail!("expected one keypad key before '=' in '{part}'"),
+            _ => bail!("expected one keypad key before '=' in '{part}'"),
         };
         out.push((key, lang.trim().to_string()));
     }
     if out.is_empty() {
-        anyhow::bail!("--language-keys names no key");
+        bail!("--language-keys names no key");
     }
     Ok(out)
 }
 
 /// A prompt is recognised by its first frame; that frame must not occur anywhere else the
 /// caller could hear it in the meantime, or a key could be judged by the wrong prompt.
-fn check_recognisable(p: &Prompt, others: &[&Prompt]) -> anyhow::Result<()> {
+fn check_recognisable(p: &Prompt, others: &[&Prompt]) -> Result<(), LoadError> {
     let codec = Codec::Pcmu;
     let first = p
         .frame(codec, 0)
         .with_context(|| format!("prompt {} is empty", p.name()))?;
     if *first == [codec.silence_byte(); 160] {
-        anyhow::bail!(
+        bail!(
             "prompt {} starts with digital silence, so its start cannot be heard",
             p.name()
         );
     }
     if p.frames(codec).skip(1).any(|f| f == first) {
-        anyhow::bail!("prompt {}'s first frame recurs inside it", p.name());
+        bail!("prompt {}'s first frame recurs inside it", p.name());
     }
     for o in others {
         if o.frames(codec).any(|f| f == first) {
-            anyhow::bail!(
+            bail!(
                 "prompt {}'s first frame also occurs in {}: it cannot be told apart",
                 p.name(),
                 o.name()
@@ -178,7 +180,7 @@ fn check_recognisable(p: &Prompt, others: &[&Prompt]) -> anyhow::Result<()> {
 fn script_prompts(
     lib: &PromptLibrary,
     keys: &[(Key, String)],
-) -> anyhow::Result<(Prompt, Vec<(Key, Prompt)>)> {
+) -> Result<(Prompt, Vec<(Key, Prompt)>), LoadError> {
     let get = |lang: &str, name: &str| {
         lib.get_exact(lang, name)
             .cloned()
@@ -206,15 +208,15 @@ fn script_prompts(
 }
 
 /// Runs the load; returns whether every check held.
-pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
+pub async fn run(args: LoadArgs) -> Result<bool, LoadError> {
     if let Some(agents) = args.agents {
         return queue::run(&args, agents).await;
     }
     if args.calls == 0 {
-        anyhow::bail!("--calls must be at least 1");
+        bail!("--calls must be at least 1");
     }
     if !args.rate.is_finite() || args.rate <= 0.0 {
-        anyhow::bail!("--rate must be a positive number of calls per second");
+        bail!("--rate must be a positive number of calls per second");
     }
     let hold = seconds("hold", args.hold)?;
     let first_key_after = seconds("first-key-after", args.first_key_after)?;
@@ -224,14 +226,14 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let ready_timeout = seconds("ready-timeout", args.ready_timeout)?;
     let ramp = Duration::from_secs_f64((args.calls - 1) as f64 / args.rate);
     if hold < first_key_after + key_timeout + Duration::from_secs(4) {
-        anyhow::bail!(
+        bail!(
             "--hold {} s leaves no time to press a key and hear the answer; give at least {} s",
             args.hold,
             (first_key_after + key_timeout + Duration::from_secs(4)).as_secs_f64()
         );
     }
     if hold < ramp + warmup + Duration::from_secs(4) {
-        anyhow::bail!(
+        bail!(
             "--hold {} s must exceed the ramp ({:.1} s = calls / rate) plus the warm-up by 4 s, \
              so that all calls are up together for a while; raise --hold or --rate",
             args.hold,
@@ -246,7 +248,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let wanted = (args.calls as u64) * 3 + 512;
     let nofile = procfs::raise_open_files(wanted).context("raising the open-files limit")?;
     if nofile < (args.calls as u64) * 2 + 64 {
-        anyhow::bail!(
+        bail!(
             "the open-files limit is {nofile}, too low for {} calls (raise `ulimit -Hn`)",
             args.calls
         );
@@ -274,7 +276,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
             let first_even = range.first.saturating_add(range.first % 2);
             let pairs = (first_even..range.last).step_by(2).count();
             if pairs < args.calls {
-                anyhow::bail!(
+                bail!(
                     "--rtp-ports {range} holds {pairs} calls (two ports each); {} wanted",
                     args.calls
                 );
@@ -283,7 +285,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
                 && range.first <= hi
                 && lo <= range.last
             {
-                anyhow::bail!(
+                bail!(
                     "--rtp-ports {range} overlaps the kernel's ephemeral ports {lo}-{hi}, \
                      where the callers' own sockets are bound"
                 );
@@ -349,7 +351,7 @@ async fn conduct(
     engine: &mut Engine,
     script: Arc<Script>,
     ramp: Duration,
-) -> anyhow::Result<Summary> {
+) -> Result<Summary, LoadError> {
     let pid = engine.pid;
     let (cpu_model, cpus) = procfs::machine();
     let idle = pid.and_then(|p| Memory::read(Some(p)));
@@ -619,7 +621,8 @@ mod tests {
 
     #[test]
     fn the_sample_prompts_are_recognisable() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        // The sample prompts are the workspace's, two folders up from this crate.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prompts");
         let (lib, _) = PromptLibrary::load_dir(&root, "en");
         let keys = parse_language_keys("1=en,2=de").expect("valid");
         script_prompts(&lib, &keys).expect("sample prompts");

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::load::error::{Context, LoadError, bail};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -371,7 +371,7 @@ fn write_config(
     args: &LoadArgs,
     agents: usize,
     strategy: &str,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
+) -> Result<(PathBuf, PathBuf), LoadError> {
     let base =
         Config::load(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
     let prompts = std::fs::canonicalize(&base.prompts_dir)
@@ -390,23 +390,23 @@ fn write_config(
 }
 
 /// Runs the queue load: `agents` registered agents, `args.calls` callers.
-pub async fn run(args: &LoadArgs, agents: usize) -> anyhow::Result<bool> {
+pub async fn run(args: &LoadArgs, agents: usize) -> Result<bool, LoadError> {
     let calls = args.calls;
     if calls == 0 || agents == 0 {
-        anyhow::bail!("--calls and --agents must be at least 1");
+        bail!("--calls and --agents must be at least 1");
     }
     if !args.rate.is_finite() || args.rate <= 0.0 {
-        anyhow::bail!("--rate must be a positive number of calls per second");
+        bail!("--rate must be a positive number of calls per second");
     }
     let hold = super::seconds("hold", args.hold)?;
     let warmup = super::seconds("warmup", args.warmup)?;
     let ready_timeout = super::seconds("ready-timeout", args.ready_timeout)?;
     if args.target.is_some() {
-        anyhow::bail!("--agents needs an engine the tool starts itself (no --target)");
+        bail!("--agents needs an engine the tool starts itself (no --target)");
     }
     let ramp = Duration::from_secs_f64((calls - 1) as f64 / args.rate);
     if hold < ramp + warmup + Duration::from_secs(4) {
-        anyhow::bail!(
+        bail!(
             "--hold {} s must exceed the ramp ({:.1} s = calls / rate) plus the warm-up by 4 s, \
              so that all pairs are bridged together for a while; raise --hold or --rate",
             args.hold,
@@ -418,9 +418,7 @@ pub async fn run(args: &LoadArgs, agents: usize) -> anyhow::Result<bool> {
         strategy.as_str(),
         "longest_idle" | "round_robin" | "fewest_calls"
     ) {
-        anyhow::bail!(
-            "--strategy must be longest_idle, round_robin or fewest_calls, found '{strategy}'"
-        );
+        bail!("--strategy must be longest_idle, round_robin or fewest_calls, found '{strategy}'");
     }
 
     // Callers and agents hold a SIP and an RTP socket each here; the engine two RTP
@@ -429,7 +427,7 @@ pub async fn run(args: &LoadArgs, agents: usize) -> anyhow::Result<bool> {
     let nofile =
         procfs::raise_open_files(legs * 3 + 1024).context("raising the open-files limit")?;
     if nofile < legs * 2 + 256 {
-        anyhow::bail!(
+        bail!(
             "the open-files limit is {nofile}, too low for {calls} callers and {agents} agents \
              (raise `ulimit -Hn`)"
         );
@@ -438,7 +436,7 @@ pub async fn run(args: &LoadArgs, agents: usize) -> anyhow::Result<bool> {
     let first_even = range.first.saturating_add(range.first % 2);
     let port_pairs = (first_even..range.last).step_by(2).count();
     if port_pairs < calls * 2 {
-        anyhow::bail!(
+        bail!(
             "--rtp-ports {range} holds {port_pairs} legs (two ports each); {} wanted",
             calls * 2
         );
@@ -447,7 +445,7 @@ pub async fn run(args: &LoadArgs, agents: usize) -> anyhow::Result<bool> {
         && range.first <= hi
         && lo <= range.last
     {
-        anyhow::bail!(
+        bail!(
             "--rtp-ports {range} overlaps the kernel's ephemeral ports {lo}-{hi}, \
              where the callers' own sockets are bound"
         );
@@ -502,7 +500,7 @@ async fn conduct(
     hold: Duration,
     warmup: Duration,
     ramp: Duration,
-) -> anyhow::Result<QueueSummary> {
+) -> Result<QueueSummary, LoadError> {
     let pid = engine.pid;
     let server = engine.sip;
     let calls = args.calls;
@@ -560,7 +558,7 @@ async fn conduct(
     }
     info!(registered, agents, "agents registered");
     if registered == 0 {
-        anyhow::bail!("no agent could register; see the engine's log");
+        bail!("no agent could register; see the engine's log");
     }
     let want = calls.min(registered);
 
@@ -940,7 +938,7 @@ mod tests {
                 .get_matches_from(["t"]),
         )
         .expect("default options");
-        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../prompts");
         let path = dir.join("hotline.yaml");
         std::fs::write(&path, config_text(&args, 3, &prompts, "round_robin")).expect("config");
         let cfg = Config::load(&path).expect("the generated configuration is valid");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::load::error::{Context, LoadError, bail};
 use tokio::time::Instant;
 
 use crate::caller::Phone;
@@ -48,7 +48,7 @@ impl Engine {
     }
 
     /// Starts this very binary as `hotline serve`.
-    pub fn spawn(opts: &SpawnOptions) -> anyhow::Result<Engine> {
+    pub fn spawn(opts: &SpawnOptions) -> Result<Engine, LoadError> {
         let exe = std::env::current_exe().context("finding the hotline binary")?;
         let log = std::fs::File::create(&opts.log)
             .with_context(|| format!("creating the engine log {}", opts.log.display()))?;
@@ -109,7 +109,7 @@ impl Engine {
 
     /// Asks with OPTIONS until the engine answers 200, the child dies or `timeout` passes.
     /// Returns how long it took.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, LoadError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut phone = Phone::new(Transport::Udp, self.sip)
@@ -118,7 +118,7 @@ impl Engine {
         let mut cseq = 0u32;
         while Instant::now() < deadline {
             if let Some(status) = self.exited() {
-                anyhow::bail!(
+                bail!(
                     "the engine exited ({status}) before answering; see {}",
                     self.log_name()
                 );
@@ -136,7 +136,7 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::bail!(
+        bail!(
             "no 200 to OPTIONS from {} within {:?}; see {}",
             self.sip,
             timeout,

@@ -245,6 +245,9 @@ pub struct Config {
     pub tests_dir: Option<PathBuf>,
 }
 
+/// The address `hotline demo-shop` listens on when given none, and the sample's `shop_url`.
+pub const DEMO_SHOP_LISTEN: &str = "127.0.0.1:8081";
+
 /// `demo_shop: { listen: "127.0.0.1:8081" }`: the sample's made-up order service, served
 /// beside the hotline for demonstration only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,9 +425,7 @@ impl Config {
         cfg.queues = raw.queues;
         cfg.agents = raw.agents;
         if let Some(shop) = raw.demo_shop {
-            let listen = shop
-                .listen
-                .unwrap_or_else(|| crate::tools::demo_shop::DEFAULT_LISTEN.to_owned());
+            let listen = shop.listen.unwrap_or_else(|| DEMO_SHOP_LISTEN.to_owned());
             let listen = listen.parse().map_err(|_| {
                 invalid(format!(
                     "demo_shop.listen: expected an address like '127.0.0.1:8081', found '{listen}'"

@@ -103,6 +103,11 @@ impl FlowSet {
         &self.flows[id.0]
     }
 
+    /// For tools that adjust a compiled flow before running it (the simulator's language).
+    pub fn flow_mut(&mut self, id: FlowId) -> Option<&mut CompiledFlow> {
+        self.flows.get_mut(id.index())
+    }
+
     pub fn flows(&self) -> impl Iterator<Item = &CompiledFlow> {
         self.flows.iter()
     }

@@ -58,7 +58,7 @@ pub struct LoadedFlow {
     pub warnings: Vec<Diagnostic>,
 }
 
-pub(crate) fn yaml_options() -> serde_saphyr::Options {
+pub fn yaml_options() -> serde_saphyr::Options {
     // Generous for hand-written flows (hundreds of steps), tight enough that an alias
     // bomb or a pathological nesting fails in milliseconds.
     serde_saphyr::options! {
@@ -592,7 +592,7 @@ pub fn read_flow_file(path: &Path) -> Result<FlowSource, Diagnostic> {
 // ---------------------------------------------------------------------------------------
 
 /// Turns a YAML/serde error into a diagnostic that says what was expected and found.
-pub(crate) fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
+pub fn yaml_error(file: &Path, src: &str, err: &YamlError) -> Diagnostic {
     let mut inner = err.without_snippet();
     if let YamlError::AliasError { error, .. } = inner {
         inner = error.without_snippet();

@@ -884,13 +884,13 @@ pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> 
 }
 
 /// Requests a caller sends, for the tests of the UAS and of the calls built on it.
-#[cfg(test)]
-pub(crate) mod test_requests {
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_requests {
     use crate::sip::message::{Limits, Message, Request, parse};
 
-    pub(crate) const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    pub const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-    pub(crate) fn request(text: &str) -> Request {
+    pub fn request(text: &str) -> Request {
         match parse(text.as_bytes(), &Limits::default()).expect("parses") {
             Message::Request(r) => r,
             Message::Response(_) => unreachable!(),
@@ -898,7 +898,7 @@ pub(crate) mod test_requests {
     }
 
     /// An INVITE with `extra` headers and `body` (an SDP offer unless told otherwise).
-    pub(crate) fn invite_with(uri: &str, extra: &str, body: &str) -> Request {
+    pub fn invite_with(uri: &str, extra: &str, body: &str) -> Request {
         let ct = if body.is_empty() || extra.contains("Content-Type") {
             String::new()
         } else {
@@ -914,7 +914,7 @@ CSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.1:5070>\r\nRecord-Route: <sip:p1;l
     }
 
     /// A request inside the dialog (our tag in To).
-    pub(crate) fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Request {
+    pub fn in_dialog(method: &str, cseq: u32, extra: &str, body: &str) -> Request {
         request(&format!(
             "{method} sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK-{method}{cseq}\r\n\
 From: <sip:alice@192.0.2.1>;tag=theirs\r\nTo: <sip:100@127.0.0.1>;tag=ours\r\nCall-ID: c1\r\n\

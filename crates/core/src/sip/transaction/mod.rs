@@ -220,29 +220,37 @@ impl StatusClass {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
     use std::time::{Duration, Instant};
 
     /// A fake clock: instants are offsets in seconds from one fixed origin.
-    pub(crate) struct Clock {
+    pub struct Clock {
         origin: Instant,
     }
 
     impl Clock {
-        pub(crate) fn new() -> Self {
+        // A fake clock still needs one real instant to count from.
+        #[allow(clippy::disallowed_methods)]
+        pub fn new() -> Self {
             Clock {
                 origin: Instant::now(),
             }
         }
 
         /// Rounded to whole microseconds, so schedules compare exactly.
-        pub(crate) fn at(&self, secs: f64) -> Instant {
+        pub fn at(&self, secs: f64) -> Instant {
             self.origin + Duration::from_micros((secs * 1e6).round() as u64)
         }
 
-        pub(crate) fn secs(&self, at: Instant) -> f64 {
+        pub fn secs(&self, at: Instant) -> f64 {
             at.duration_since(self.origin).as_micros() as f64 / 1e6
+        }
+    }
+
+    impl Default for Clock {
+        fn default() -> Self {
+            Self::new()
         }
     }
 }

@@ -1,0 +1,25 @@
+//! SIP signalling without IO: the message codec, transactions, dialogs, the INVITEs we
+//! place (`uac`) and answer (`uas`), SDP offer/answer and digest authentication. The
+//! endpoint that routes messages, the registrar's task and the sockets are the engine's.
+
+pub mod dialog;
+pub mod leg; // an outgoing leg: the INVITE we place and, once answered, its dialog
+pub mod digest;
+pub mod message;
+pub mod sdp;
+pub mod transaction;
+pub mod uac;
+pub mod uas;
+
+/// The methods we answer, for Allow headers (RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+
+/// A token for tags and branches from random draws: `draw(n)` returns a number below `n`.
+/// The caller owns the random source (RFC 3261 §19.3 asks for 32 bits of randomness; this
+/// gives about 5 bits a character).
+pub fn token(len: usize, mut draw: impl FnMut(usize) -> usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len)
+        .map(|_| ALPHABET[draw(ALPHABET.len()) % ALPHABET.len()] as char)
+        .collect()
+}
