@@ -247,6 +247,8 @@ impl Server {
 }
 
 /// What the spawner starts: a call that came in, or a call back the queues asked for.
+/// Each is handed over once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Spawn {
     Incoming(NewCall, call::Inbox),
     CallBack(crate::queue::service::CallbackDial),

@@ -61,7 +61,9 @@ pub const TONES_PLAY: u64 = 1;
 /// and saved, so that a caller who hangs up mid-message still leaves a whole file.
 pub const RECORDING_GRACE: Duration = Duration::from_secs(5);
 
-/// What the call runs once answered.
+/// What the call runs once answered. One per call, made once: the variants' sizes do
+/// not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Script {
     /// A call flow.
     Flow(FlowMachine),
@@ -308,12 +310,12 @@ impl CallCore {
             // Keys while bridged belong to the far end (the media clock relays them).
             CallInput::Key(_) if self.bridged.is_some() => {}
             CallInput::Key(k) => {
-                if self.to_place(now, PlaceInput::Key(k)) == Handled::NotMine {
+                if self.place_input(now, PlaceInput::Key(k)) == Handled::NotMine {
                     self.flow(now, Event::Key(k));
                 }
             }
             CallInput::PlayFinished { id } => {
-                if self.to_place(now, PlaceInput::PlayFinished { id }) == Handled::NotMine {
+                if self.place_input(now, PlaceInput::PlayFinished { id }) == Handled::NotMine {
                     self.play_finished(now, id);
                 }
             }
@@ -343,13 +345,13 @@ impl CallCore {
                 role: LegRole::Agent(agent),
                 news,
             } => {
-                let _ = self.to_place(now, PlaceInput::AgentLeg { agent, news });
+                let _ = self.place_input(now, PlaceInput::AgentLeg { agent, news });
             }
             CallInput::LegNotPlaced {
                 role: LegRole::Agent(agent),
                 ..
             } => {
-                let _ = self.to_place(now, PlaceInput::AgentNotPlaced { agent });
+                let _ = self.place_input(now, PlaceInput::AgentNotPlaced { agent });
             }
             CallInput::Leg { role, news } => self.leg_news(now, role, news),
             CallInput::LegNotPlaced { role, why } => {
@@ -373,7 +375,7 @@ impl CallCore {
                 self.queue_done(now, id, QueueOutcome::Failed(why), Duration::ZERO)
             }
             CallInput::Queue(news) => {
-                let _ = self.to_place(now, PlaceInput::News(news));
+                let _ = self.place_input(now, PlaceInput::News(news));
             }
             CallInput::LegNoMedia => {
                 if self.bridged.take().is_some() {
@@ -393,7 +395,7 @@ impl CallCore {
 
     /// Hands `input` to the call's place in a queue, if it has one, and carries out what
     /// the place decided.
-    fn to_place(&mut self, now: Instant, input: PlaceInput) -> Handled {
+    fn place_input(&mut self, now: Instant, input: PlaceInput) -> Handled {
         let Some(place) = self.place.as_mut() else {
             return Handled::NotMine;
         };
@@ -468,7 +470,7 @@ impl CallCore {
     /// The call is ending: it leaves the line, and the transfer being rung is hung up.
     fn let_go(&mut self, now: Instant) {
         if self.place.is_some() {
-            let _ = self.to_place(now, PlaceInput::Leave);
+            let _ = self.place_input(now, PlaceInput::Leave);
             self.place = None;
         }
         if let Some(t) = self.transfer.take() {
@@ -802,7 +804,7 @@ impl CallCore {
                 if let Some(now) = now
                     && self.place.is_some()
                 {
-                    let _ = self.to_place(now, PlaceInput::Leave);
+                    let _ = self.place_input(now, PlaceInput::Leave);
                     self.place = None;
                 }
             }
