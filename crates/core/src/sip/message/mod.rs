@@ -32,13 +32,13 @@
 //!
 //! Driving it from a transport:
 //! ```no_run
-//! use hotline::sip::message::{parse, validate_request, error_response, Limits, Message};
+//! use hotline_core::sip::message::{parse, validate_request, error_response, Limits, Message};
 //! # fn handle(datagram: &[u8], from: std::net::SocketAddr) {
 //! let limits = Limits::default();
 //! match parse(datagram, &limits) {
 //!     Ok(Message::Request(mut req)) => {
 //!         if let Err(e) = validate_request(&req) {
-//!             let _answer = hotline::sip::message::error_response_for(&req, &e, "tag1");
+//!             let _answer = hotline_core::sip::message::error_response_for(&req, &e, "tag1");
 //!             return;
 //!         }
 //!         let _ = req.headers.stamp_top_via(from);
