@@ -44,16 +44,7 @@ pub enum PlaceError {
     NoPort(String),
 }
 
-/// What the leg reports to its call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegNews {
-    Ringing,
-    /// Answered, and media is set up; bridge it when ready.
-    Answered,
-    Failed(LegFailure),
-    /// The far end hung up after answering.
-    HungUp,
-}
+pub use crate::sip::leg::LegNews;
 
 /// Where and how to call.
 pub struct Dial<'a> {

@@ -22,9 +22,9 @@ use crate::flow::machine::{
     Action, Audio, Event, FlowMachine, PlayId, QueueOutcome, RequestId, TransferOutcome,
 };
 use crate::flow::story::CallStory;
-use crate::leg::LegNews;
 use crate::queue::acd::Input as AcdInput;
 use crate::queue::service::QueueNews;
+use crate::sip::leg::LegNews;
 use crate::sip::message::{Request, Response, Via};
 use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;

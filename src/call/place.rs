@@ -22,11 +22,11 @@ use tracing::{debug, info};
 
 use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
 use crate::flow::model::SayKind;
-use crate::leg::LegNews;
 use crate::queue::acd::{Input, OfferFailure};
 use crate::queue::config::prompts::{CALLBACK_OFFER, MINUTES, POSITION, WAIT};
 use crate::queue::ewt::spoken_minutes;
 use crate::queue::service::QueueNews;
+use crate::sip::leg::LegNews;
 use crate::sip::transport::Peer;
 use crate::sip::uac::LegFailure;
 

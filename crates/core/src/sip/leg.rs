@@ -26,6 +26,18 @@ use crate::sip::uac::{
 };
 use crate::sip::uas::{CODECS, Ending, LocalMedia, Uas, UasEvent, UasInput, UasOutput};
 
+/// What a leg means to the call that placed it, once its shell has set up what the answer
+/// needs (the media session): the call decides what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LegNews {
+    Ringing,
+    /// Answered, and media is set up; bridge it when ready.
+    Answered,
+    Failed(LegFailure),
+    /// The far end hung up after answering.
+    HungUp,
+}
+
 /// What placing a leg needs.
 #[derive(Debug, Clone)]
 pub struct LegParams {
