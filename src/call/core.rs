@@ -354,12 +354,13 @@ impl CallCore {
                 let _ = self.place_input(now, PlaceInput::AgentNotPlaced { agent });
             }
             CallInput::Leg { role, news } => self.leg_news(now, role, news),
-            CallInput::LegNotPlaced { role, why } => {
-                let failure = LegFailure::Error {
-                    status: 0,
-                    reason: why,
-                };
-                self.leg_news(now, role, LegNews::Failed(failure))
+            CallInput::LegNotPlaced {
+                role: LegRole::Transfer(id),
+                why,
+            } => {
+                if self.transfer.is_some_and(|t| t.id == id) {
+                    self.transfer_failed(now, id, TransferOutcome::Failed(why));
+                }
             }
             CallInput::Joined(params) => {
                 if self.is_ending() {
@@ -507,15 +508,12 @@ impl CallCore {
                 self.transfer_done(now, id, TransferOutcome::Connected);
             }
             LegNews::Failed(f) => {
-                self.transfer = None;
-                self.stop_ringback();
                 let outcome = match f {
                     LegFailure::Busy => TransferOutcome::Busy,
                     LegFailure::NoAnswer => TransferOutcome::NoAnswer,
-                    LegFailure::Error { status: 0, reason } => TransferOutcome::Failed(reason),
                     other => TransferOutcome::Failed(other.to_string()),
                 };
-                self.transfer_done(now, id, outcome);
+                self.transfer_failed(now, id, outcome);
             }
             LegNews::HungUp => {
                 // The target hung up after answering: the call is over.
@@ -527,6 +525,13 @@ impl CallCore {
                 self.hang_up(now);
             }
         }
+    }
+
+    /// The transfer did not connect: ringback stops and the flow goes on.
+    fn transfer_failed(&mut self, now: Instant, id: RequestId, outcome: TransferOutcome) {
+        self.transfer = None;
+        self.stop_ringback();
+        self.transfer_done(now, id, outcome);
     }
 
     fn transfer_done(&mut self, now: Instant, id: RequestId, outcome: TransferOutcome) {
@@ -582,12 +587,10 @@ impl CallCore {
             && t.rings_until.is_some_and(|u| u <= now)
         {
             // The target did not answer in time: CANCEL it.
-            self.transfer = None;
             self.out.push_back(CallOutput::HangUpLeg {
                 role: LegRole::Transfer(t.id),
             });
-            self.stop_ringback();
-            self.transfer_done(now, t.id, TransferOutcome::NoAnswer);
+            self.transfer_failed(now, t.id, TransferOutcome::NoAnswer);
         }
         self.pump(Some(now));
     }
