@@ -166,7 +166,7 @@ pub(super) struct Call {
     pub(super) old_legs: Vec<Leg>,
     /// The leg the caller is bridged to.
     pub(super) bridged_to: Option<LegRole>,
-    /// The call's queue place, legs and call back were let go (the call is ending).
+    /// The call back's dialling leg was let go (the call is ending).
     torn_down: bool,
     /// The core ended the call; its outcome and story.
     ended: Option<(Option<Outcome>, crate::flow::story::CallStory)>,
@@ -529,10 +529,9 @@ impl Call {
             r.set_position(flow, step);
         }
         if self.core.is_ending() && !self.torn_down {
+            // The core has already asked for its legs to be hung up and the bridge ended.
             self.torn_down = true;
             self.called_back_ends();
-            self.end_bridge();
-            self.hang_up_all_legs();
         }
     }
 
