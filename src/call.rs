@@ -60,6 +60,8 @@ pub struct Services {
     /// The registrar's users, when they come from the configuration (a reload replaces
     /// them).
     pub credentials: Option<Arc<SharedCredentials>>,
+    /// Where calls send their records (a disabled sink when records are off).
+    pub records: crate::records::RecordSink,
 }
 
 /// What every call shares: the engine's parts and the current live version. Built whole
@@ -97,6 +99,10 @@ impl CallDeps {
 
     pub fn registrations(&self) -> &Registrations {
         &self.services.registrations
+    }
+
+    pub fn records(&self) -> &crate::records::RecordSink {
+        &self.services.records
     }
 
     pub fn acd(&self) -> Option<&AcdHandle> {

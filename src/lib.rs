@@ -18,6 +18,7 @@ pub mod webhook; // the IO of the http step: one request, JSON back
 pub mod media; // RTP, G.711, DTMF, prompts, the media clock
 pub mod queue; // agent queues (ACD): lines, agents, strategies, callbacks
 pub mod registry; // the calls in progress, for the admin
+pub mod records; // call records: what a call leaves behind, on their way to the store
 
 pub use hotline_core::config; // hotline.yaml (parsed in the core: plain data)
 pub mod preflight; // load prompts, flows and routes before serving, and report every problem

@@ -186,6 +186,7 @@ impl Server {
                 registrations: registrations.clone(),
                 acd,
                 credentials: reloadable,
+                records: crate::records::RecordSink::disabled(),
             },
         ));
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));

@@ -88,6 +88,7 @@ async fn agent(server: SocketAddr) -> Answerer {
 struct Busy {
     _caller: (Phone, CallMedia, Established),
     talking: Answered,
+    _talking_media: CallMedia,
 }
 
 /// One call handled by alice (so the queue has a handling time to estimate from), a
@@ -108,7 +109,11 @@ async fn request_a_callback(addr: SocketAddr, alice: &mut Answerer) -> Busy {
 
     let second = common::call(addr, "hotline").await;
     let offer = alice.next_invite(20 * SECOND).await.unwrap();
-    let talking = alice.accept(&offer, &agent_media).await.unwrap();
+    let talking_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let talking = alice.accept(&offer, &talking_media).await.unwrap();
+    // Connected, not just answered: until the ACD has bridged it, the second caller is
+    // still ahead in line and the third would rightly hear "caller number 2".
+    hear_each_other(&second.1, &talking_media).await;
 
     let (mut phone, media, _c3) = common::call(addr, "hotline").await;
     // "You are caller number 1. Your expected wait is about 1 minute." (one agent, a
@@ -144,6 +149,7 @@ async fn request_a_callback(addr: SocketAddr, alice: &mut Answerer) -> Busy {
     Busy {
         _caller: second,
         talking,
+        _talking_media: talking_media,
     }
 }
 

@@ -265,6 +265,13 @@ impl QueuePlace {
                 position,
                 ewt,
             } if waiting => {
+                debug!(
+                    ?prompt,
+                    ?position,
+                    ?ewt,
+                    announcing = self.announcing,
+                    "announcement"
+                );
                 let audio = self.announcement(prompt, position, ewt);
                 if !audio.is_empty() {
                     self.announce(audio);
@@ -276,6 +283,7 @@ impl QueuePlace {
                     return;
                 }
                 self.callback_key = Some(key);
+                debug!(announcing = self.announcing, "callback offer");
                 // After the announcement that says the wait, not over it.
                 if self.announcing {
                     self.offer_next = true;
@@ -349,6 +357,7 @@ impl QueuePlace {
         if self.stage != Stage::Waiting {
             return Handled::Consumed;
         }
+        debug!(id, announcing = self.announcing, "play finished");
         if id == MUSIC_PLAY {
             // The music's end crossed an announcement that replaced it: the music
             // resumes after the announcement, not over it.
