@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use hotline_core::record::{CallEvent, CallOutcome, CallRecord, HungUpBy};
+pub use hotline_core::record::{CallEvent, CallKind, CallOutcome, CallRecord, HungUpBy};
 
 /// What a call tells the records writer.
 #[derive(Debug, Clone)]

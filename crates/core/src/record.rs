@@ -120,12 +120,24 @@ pub struct RecordingRef {
     pub duration_ms: u64,
 }
 
+/// Who placed the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// A caller dialled the hotline.
+    #[default]
+    Inbound,
+    /// The hotline called a caller back for a queue (`dialed` is the caller's number).
+    Callback,
+}
+
 /// One call, as one row. Written when the call starts (with `ended_ms` and `outcome`
 /// empty) and again, whole, when it ends; a row still open at the next start was
 /// interrupted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRecord {
     pub call_id: String,
+    pub kind: CallKind,
     /// The caller's number (the From user part).
     pub caller: String,
     /// The number dialled (the Request-URI user part).
@@ -162,9 +174,27 @@ pub struct CallEvent {
     /// 0, 1, 2... within the call: with `call_id`, the event's key (idempotent writes).
     pub seq: u32,
     pub at_ms: i64,
-    /// A short snake_case name: `step`, `key`, `no_input`, `invalid`, `http`,
-    /// `queue_joined`, `queue_left`, `agent_answered`, `transfer`, `callback_requested`,
-    /// `recording`, `survey`, `tag`, `language`, `ended`...
+    /// What happened, one of the names below, with `detail`'s fields:
+    ///
+    /// | kind | detail |
+    /// |---|---|
+    /// | `step` | `flow`, `step` |
+    /// | `key` | `key`, `went` (`option`, `digit`, `invalid`, `buffered`, `global`, ...) |
+    /// | `no_input` | `step`, `failures` |
+    /// | `invalid` | `step`, `input`, `failures` |
+    /// | `http` | `method`, `url`, `outcome` (`ok` or why not), `latency_ms` |
+    /// | `tag` | `name`, `value` |
+    /// | `language` | `language` |
+    /// | `resolved` | `reason` (the step's `resolved:` mark) |
+    /// | `queue_joined` | `queue` |
+    /// | `queue_left` | `queue`, `outcome` (`agent`, `caller_hung_up`, `max_wait`, `full`, `no_agents`, `callback`, `failed`, `key`), `wait_ms` |
+    /// | `agent_answered` | `queue`, `agent`, `wait_ms` |
+    /// | `agent_ended` | `queue`, `agent`, `talk_ms`, `by` (`agent` or `caller`) |
+    /// | `transfer` | `target`, `outcome` |
+    /// | `callback_requested` | `queue` |
+    /// | `recording` | `path`, `duration_ms` |
+    /// | `survey` | `question`, `score` |
+    /// | `ended` | `outcome`, `hung_up_by` |
     pub kind: String,
     /// The event's fields as a JSON object.
     pub detail: serde_json::Value,
