@@ -105,6 +105,13 @@ enum Command {
     },
     /// Print the JSON Schema of flow files, for editors that complete and check YAML.
     Schema,
+    /// Print a shell completion script, e.g. `hotline completions bash > /etc/bash_completion.d/hotline`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `hotline man | man -l -`.
+    Man,
     /// Run the demonstration order service the sample hotline looks orders up in
     /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
     DemoShop {
@@ -210,9 +217,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             rt.block_on(async move {
                 let server = hotline::server::Server::start(config, media_workers).await?;
+                // Under systemd (Type=notify) the unit is started once calls can come in.
+                if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                    tracing::warn!(error = %e, "cannot tell systemd the hotline is ready");
+                }
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .context("listening for SIGTERM")?;
                 tokio::select! {
                     () = server.run() => {}
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+                    _ = term.recv() => tracing::info!("SIGTERM; stopping"),
                 }
                 anyhow::Ok(())
             })?;
@@ -298,6 +313,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?)
         }
         Command::Schema => Ok(tools::schema()?),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "hotline", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoShop { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
