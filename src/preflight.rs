@@ -197,10 +197,50 @@ pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
                 Err(d) => report.diagnostics.push(d),
             }
         }
+        // A flow's `goto` may name a flow beside it: the files in the same folders are read
+        // as context, and only the named files' problems are reported.
+        for f in context_flows(&flow_files) {
+            if let Ok(src) = read_flow_file(&f) {
+                sources.push(src);
+            }
+        }
         let (_, diags) = compile_flows_with(sources, &exists, &config.flow_config());
-        report.diagnostics.extend(diags);
+        let named: Vec<_> = flow_files.iter().map(|f| same_file_key(f)).collect();
+        report.diagnostics.extend(
+            diags
+                .into_iter()
+                .filter(|d| named.contains(&same_file_key(&d.file))),
+        );
     }
     report
+}
+
+/// The flow files beside `files` (in the same folders) that were not named themselves.
+fn context_flows(files: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    let named: Vec<_> = files.iter().map(|f| same_file_key(f)).collect();
+    let mut dirs: Vec<std::path::PathBuf> = files
+        .iter()
+        .map(|f| match f.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut out = Vec::new();
+    for d in dirs {
+        for f in crate::flow::load::yaml_files(&d).unwrap_or_default() {
+            if !named.contains(&same_file_key(&f)) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// One spelling per file, so that `flows/main.yaml` and `./flows/main.yaml` match.
+fn same_file_key(p: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// A server configuration is recognised by its top-level keys, so that `hotline check
@@ -229,6 +269,50 @@ fn is_server_config(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_flow_file_is_checked_beside_the_flows_it_goes_to() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!("hotline-check-one-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("main.yaml"),
+            "start: ask\nsteps:\n  ask:\n    goto: other\n    next: hangup\n  late:\n    goto: nowhere\n",
+        )
+        .unwrap();
+        // The flow it goes to has problems of its own: they are not the named file's.
+        std::fs::write(
+            dir.join("other.yaml"),
+            "start: a\nsteps:\n  a:\n    plya: x\n",
+        )
+        .unwrap();
+        let config = Config {
+            prompts_dir: repo.join("prompts"),
+            ..Config::default()
+        };
+        let report = check_paths(&config, &[dir.join("main.yaml")]);
+        let messages: Vec<_> = report
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect();
+        assert!(
+            messages.iter().all(|m| !m.contains("'other'")),
+            "the flow beside it is found: {messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("'nowhere'")),
+            "a flow that exists nowhere is still an error: {messages:?}"
+        );
+        assert!(
+            report
+                .diagnostics
+                .iter()
+                .all(|d| d.file.ends_with("main.yaml")),
+            "only the named file's problems: {messages:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_queues_prompts_are_checked_in_the_default_language() {
