@@ -24,6 +24,25 @@ struct ConfigArgs {
     config: PathBuf,
 }
 
+/// A listener moved on the command line, or switched off.
+#[derive(Clone, Copy, Debug)]
+enum Bind {
+    Off,
+    At(std::net::SocketAddr),
+}
+
+impl std::str::FromStr for Bind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Bind::Off);
+        }
+        s.parse()
+            .map(Bind::At)
+            .map_err(|_| format!("expected an address like 127.0.0.1:9080, or off; found '{s}'"))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Answer calls: run the hotline described by the configuration.
@@ -39,6 +58,13 @@ enum Command {
         /// Media worker threads (each serves its calls on one 20 ms clock).
         #[arg(long, default_value_t = 1)]
         media_workers: usize,
+        /// Move the admin API (e.g. 127.0.0.1:9080), or `off`.
+        #[arg(long, value_name = "ADDR|off")]
+        admin: Option<Bind>,
+        /// Move the demonstration order service (e.g. 127.0.0.1:9081), or `off`. The flows
+        /// find it through `vars.shop_url`: change that too.
+        #[arg(long, value_name = "ADDR|off")]
+        demo_shop: Option<Bind>,
     },
     /// Load the configuration, every flow and prompt, and report every problem found.
     /// With PATHS: check those configuration files, flow folders or flow files instead.
@@ -138,6 +164,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--admin` and `--demo-shop` over the configuration, with the configuration's own rule:
+/// an admin API reachable from other hosts needs a token.
+fn move_listeners(
+    config: &mut Config,
+    admin: Option<Bind>,
+    demo_shop: Option<Bind>,
+) -> anyhow::Result<()> {
+    match admin {
+        None => {}
+        Some(Bind::Off) => config.admin = None,
+        Some(Bind::At(listen)) => {
+            let token = config.admin.as_ref().and_then(|a| a.token.clone());
+            if !listen.ip().is_loopback() && token.is_none() {
+                anyhow::bail!(
+                    "--admin {listen} is reachable from other hosts, so the admin API needs \
+                     admin.token in the configuration, or listen on 127.0.0.1"
+                );
+            }
+            config.admin = Some(hotline::config::AdminConfig { listen, token });
+        }
+    }
+    match demo_shop {
+        None => {}
+        Some(Bind::Off) => config.demo_shop = None,
+        Some(Bind::At(listen)) => {
+            config.demo_shop = Some(hotline::config::DemoShopConfig { listen });
+        }
+    }
+    Ok(())
+}
+
+/// RTP ports inside the kernel's ephemeral range collide with the sockets other programs
+/// (and the engine's own HTTP clients) get from port 0: allowed, but said.
+fn warn_about_ephemeral_rtp(range: PortRange) {
+    if let Some((lo, hi)) = hotline_load::load::procfs::ephemeral_ports()
+        && range.first <= hi
+        && lo <= range.last
+    {
+        tracing::warn!(
+            rtp_ports = %range,
+            ephemeral = %format!("{lo}-{hi}"),
+            "the RTP ports overlap the kernel's ephemeral ports: a call can fail to get its \
+             port while another program holds it (choose a range outside, e.g. 10000-20000)"
+        );
+    }
+}
+
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     if path.exists() {
         Config::load(path).map_err(Into::into)
@@ -203,6 +276,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sip,
             rtp_ports,
             media_workers,
+            admin,
+            demo_shop,
         } => {
             let mut config = load_config(&cfg.config)?;
             if !sip.is_empty() {
@@ -211,6 +286,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(r) = rtp_ports {
                 config.rtp_ports = r;
             }
+            move_listeners(&mut config, admin, demo_shop)?;
+            warn_about_ephemeral_rtp(config.rtp_ports);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

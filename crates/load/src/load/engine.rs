@@ -73,6 +73,11 @@ impl Engine {
             .arg(opts.rtp_ports.to_string())
             .arg("--media-workers")
             .arg(opts.media_workers.to_string())
+            // The engine under load needs neither; a sample running beside it keeps its ports.
+            .arg("--admin")
+            .arg("off")
+            .arg("--demo-shop")
+            .arg("off")
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log)
