@@ -47,6 +47,16 @@ pub struct Live {
     pub loaded_at: std::time::SystemTime,
 }
 
+/// The last edit on disk a reload refused, while no later reload has succeeded: the files
+/// say one thing and the running version another, and the admin should know.
+#[derive(Debug, Clone)]
+pub struct RefusedEdits {
+    pub at: std::time::SystemTime,
+    /// The version that stayed live.
+    pub running: u64,
+    pub diagnostics: Vec<crate::flow::diagnostic::Diagnostic>,
+}
+
 /// The engine's services a call uses, all running before the first call.
 pub struct Services {
     /// The SIP listeners (outgoing legs leave from one of them).
@@ -74,6 +84,7 @@ pub struct CallDeps {
     /// The calls in progress, for the admin.
     pub registry: Arc<crate::registry::Registry>,
     live: RwLock<Arc<Live>>,
+    refused: std::sync::Mutex<Option<RefusedEdits>>,
     services: Services,
 }
 
@@ -85,6 +96,7 @@ impl CallDeps {
             http: crate::webhook::client(),
             registry: crate::registry::Registry::new(),
             live: RwLock::new(Arc::new(live)),
+            refused: std::sync::Mutex::new(None),
             services,
         }
     }
@@ -121,10 +133,23 @@ impl CallDeps {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
-    /// Makes `live` the version new calls get.
+    /// Makes `live` the version new calls get; the files and the running version agree again.
     pub fn replace(&self, live: Live) {
         let mut slot = self.live.write().unwrap_or_else(|e| e.into_inner());
         *slot = Arc::new(live);
+        self.set_refused(None);
+    }
+
+    /// The edit on disk the last reload refused, if no reload succeeded since.
+    pub fn refused_edits(&self) -> Option<RefusedEdits> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_refused(&self, refused: Option<RefusedEdits>) {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = refused;
     }
 }
 

@@ -61,6 +61,18 @@ static RELOADING: Mutex<()> = Mutex::new(());
 /// the new version is live; the result says what it changed for the calls in progress.
 pub fn reload(deps: &CallDeps) -> Result<Reloaded, Refused> {
     let _one_at_a_time = RELOADING.lock().unwrap_or_else(|e| e.into_inner());
+    let result = load_and_replace(deps);
+    if let Err(r) = &result {
+        deps.set_refused(Some(crate::call::RefusedEdits {
+            at: std::time::SystemTime::now(),
+            running: r.running,
+            diagnostics: r.report.diagnostics.clone(),
+        }));
+    }
+    result
+}
+
+fn load_and_replace(deps: &CallDeps) -> Result<Reloaded, Refused> {
     let current = deps.live();
     let running = current.version;
     let old = &current.config;

@@ -256,6 +256,18 @@ async fn calls_impact_reload_and_refusal() {
     );
     let flows: json::Flows = get(admin, "/flows").await;
     assert_eq!(flows.version, 2);
+    // Health says the files on disk are not what runs, and why.
+    let health: json::Health = get(admin, "/health").await;
+    assert_eq!(health.status, "edits_refused");
+    let refused = health.refused.expect("the refused edit");
+    assert!(
+        refused
+            .errors
+            .iter()
+            .any(|e| e.message == "no step named 'advisr'"),
+        "{:?}",
+        refused.errors
+    );
 
     // Files that cannot be good are refused quickly, and the server keeps serving.
     let bomb = std::fs::read_to_string(repo().join("tests/flows_bad/alias_bomb.yaml"))
@@ -314,6 +326,13 @@ async fn calls_impact_reload_and_refusal() {
         assert!(Instant::now() < deadline, "the ended call is still listed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The good files load again: health is ok.
+    let (status, body) = post_reload(admin).await;
+    assert_eq!(status, 200, "{body}");
+    let health: json::Health = get(admin, "/health").await;
+    assert_eq!(health.status, "ok");
+    assert!(health.refused.is_none());
     drop(srv);
 }
 

@@ -25,10 +25,28 @@ pub fn core() -> Part {
 }
 
 async fn health(State(s): State<Shared>) -> Json<json::Health> {
+    let refused = s.deps.refused_edits().map(|r| json::RefusedInfo {
+        at: r
+            .at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        errors: r
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == crate::flow::diagnostic::Severity::Error)
+            .map(json::DiagnosticInfo::from)
+            .collect(),
+    });
     Json(json::Health {
-        status: "ok".to_owned(),
+        status: if refused.is_some() {
+            "edits_refused"
+        } else {
+            "ok"
+        }
+        .to_owned(),
         version: s.deps.live().version,
         calls: s.deps.registry.len(),
+        refused,
     })
 }
 

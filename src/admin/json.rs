@@ -13,11 +13,24 @@ use crate::flow::impact::{Affected, CallPosition, StepDiff};
 /// `GET /health`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
+    /// `ok`, or `edits_refused` while the files on disk hold an edit the last reload
+    /// refused (the engine serves the running version meanwhile).
     pub status: String,
     /// The running version (what new calls get).
     pub version: u64,
     /// Calls in progress.
     pub calls: usize,
+    /// The refused edit: when, and its problems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedInfo>,
+}
+
+/// An edit on disk the last reload refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusedInfo {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub errors: Vec<DiagnosticInfo>,
 }
 
 /// `GET /calls`
