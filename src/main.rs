@@ -24,6 +24,13 @@ struct ConfigArgs {
     config: PathBuf,
 }
 
+/// How `hotline test` reports.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TestFormat {
+    Text,
+    Junit,
+}
+
 /// A listener moved on the command line, or switched off.
 #[derive(Clone, Copy, Debug)]
 enum Bind {
@@ -116,6 +123,9 @@ enum Command {
         cfg: ConfigArgs,
         /// Test files or folders of them (default: the `tests` folder beside the flows).
         paths: Vec<PathBuf>,
+        /// `text` for people, `junit` (XML) for CI systems.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TestFormat,
     },
     /// Draw a flow: its steps and where each key and outcome leads.
     Graph {
@@ -363,10 +373,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             Ok(tools::simulate(&config, &opts)?)
         }
-        Command::Test { cfg, paths } => {
+        Command::Test { cfg, paths, format } => {
             let config = config_or_default(&cfg.config)?;
             let run = hotline::tools::flowtest::run_paths(&config, &paths);
-            tools::print(&run.render())?;
+            match format {
+                TestFormat::Text => tools::print(&run.render())?,
+                TestFormat::Junit => tools::print(&hotline::tools::junit::render(&run))?,
+            }
             Ok(if run.success() {
                 ExitCode::SUCCESS
             } else {

@@ -6,6 +6,7 @@ pub mod cli; // the bodies of the simulate, test, graph and schema subcommands
 pub mod demo_shop; // the demonstration order service the sample hotline looks orders up in
 pub mod flowtest; // running flow tests and reporting them
 pub mod graph; // a flow as nodes and edges; mermaid and dot text
+pub mod junit; // a flow test run as JUnit XML, for CI systems
 pub mod layout; // layered layout of a graph, for the SVG
 pub mod phone; // one call on a virtual clock, media simulated from the prompt library
 pub mod sidebyside; // expected and actual transcripts in two columns
