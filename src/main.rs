@@ -11,7 +11,14 @@ use hotline::config::{Config, Listen, PortRange};
 use hotline::tools::cli as tools;
 
 #[derive(Parser)]
-#[command(name = "hotline", version, about = "IVR and call-flow engine")]
+#[command(
+    name = "hotline",
+    version,
+    about = "IVR and call-flow engine",
+    after_help = "Exit status: 0 success; 1 problems found (check: errors, or warnings with \
+                  --deny-warnings; test: a failing case; load: a failed criterion); 2 the command \
+                  could not run (unreadable configuration for serve, a port in use, bad arguments)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,6 +60,9 @@ impl std::str::FromStr for Bind {
 #[derive(Subcommand)]
 enum Command {
     /// Answer calls: run the hotline described by the configuration.
+    #[command(
+        after_help = "Examples:\n  hotline serve\n  hotline serve --config /etc/hotline/hotline.yaml\n  hotline serve --sip udp:127.0.0.1:15060 --rtp-ports 30000-30999 --admin 127.0.0.1:9080 --demo-shop off"
+    )]
     Serve {
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -75,6 +85,9 @@ enum Command {
     },
     /// Load the configuration, every flow and prompt, and report every problem found.
     /// With PATHS: check those configuration files, flow folders or flow files instead.
+    #[command(
+        after_help = "Examples:\n  hotline check\n  hotline check flows/main.yaml\n  hotline check --deny-warnings staging.yaml\n  hotline check --impact"
+    )]
     Check {
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -92,8 +105,14 @@ enum Command {
         admin: Option<String>,
     },
     /// Place many concurrent calls against a running hotline and measure it.
+    #[command(
+        after_help = "Examples:\n  hotline load --calls 1000\n  hotline load --calls 200 --rate 50 --hold 25 --json >> results.jsonl"
+    )]
     Load(hotline_load::load::LoadArgs),
     /// Call a flow in the terminal: print what the caller hears, press keys.
+    #[command(
+        after_help = "Examples:\n  hotline simulate main\n  hotline simulate main --keys \"1,2,>0\"\n  hotline simulate main --fast --language de"
+    )]
     Simulate {
         /// The flow to call (its file name in the flows folder, without .yaml).
         flow: String,
@@ -118,6 +137,9 @@ enum Command {
         times: bool,
     },
     /// Run flow tests (scripted callers) and report them; exit 1 on a failure.
+    #[command(
+        after_help = "Examples:\n  hotline test\n  hotline test flows/tests/hours.yaml\n  hotline test --format junit > flow-tests.xml"
+    )]
     Test {
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -128,6 +150,9 @@ enum Command {
         format: TestFormat,
     },
     /// Draw a flow: its steps and where each key and outcome leads.
+    #[command(
+        after_help = "Examples:\n  hotline graph main\n  hotline graph main --format svg -o main.svg"
+    )]
     Graph {
         /// The flow to draw.
         flow: String,
@@ -140,16 +165,24 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Print the JSON Schema of flow files, for editors that complete and check YAML.
+    #[command(after_help = "Examples:\n  hotline schema > flow.schema.json")]
     Schema,
     /// Print a shell completion script, e.g. `hotline completions bash > /etc/bash_completion.d/hotline`.
+    #[command(
+        after_help = "Examples:\n  hotline completions bash > ~/.local/share/bash-completion/completions/hotline\n  hotline completions zsh > ~/.zfunc/_hotline"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), e.g. `hotline man | man -l -`.
+    #[command(after_help = "Examples:\n  hotline man | man -l -")]
     Man,
     /// Run the demonstration order service the sample hotline looks orders up in
     /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
+    #[command(
+        after_help = "Examples:\n  hotline demo-shop\n  hotline demo-shop --listen 127.0.0.1:9081"
+    )]
     DemoShop {
         /// The address to listen on.
         #[arg(long, default_value = hotline::config::DEMO_SHOP_LISTEN)]
