@@ -22,6 +22,8 @@ pub enum WaitEnd {
     Callback,
     /// The queue could not serve the call, or the call ended for another reason.
     Failed,
+    /// Still waiting: the call has not ended.
+    Waiting,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +165,8 @@ pub fn read(call: &Call<'_>) -> Handling {
     for w in waits {
         let end = if w.answered_after_ms.is_some() {
             WaitEnd::Answered
+        } else if record.outcome.is_none() {
+            WaitEnd::Waiting
         } else if record.outcome == Some(CallOutcome::AbandonedInQueue)
             || record.hung_up_by == Some(HungUpBy::Caller)
         {

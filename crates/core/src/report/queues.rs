@@ -34,6 +34,8 @@ pub struct QueueFigures {
     pub left_for_callback: u64,
     /// Waits that ended any other way (the queue failed, the call failed or was cut).
     pub failed: u64,
+    /// Callers still waiting when the records were read.
+    pub waiting: u64,
     /// `abandoned / (offered - short_abandoned)`.
     pub abandon_rate: Option<f64>,
     /// `answered_in_time / (answered + abandoned + overflowed)`.
@@ -88,6 +90,7 @@ pub fn compute(
                     WaitEnd::Overflowed => f.overflowed += 1,
                     WaitEnd::Callback => f.left_for_callback += 1,
                     WaitEnd::Failed => f.failed += 1,
+                    WaitEnd::Waiting => f.waiting += 1,
                 }
             }
             for q in h
