@@ -5,12 +5,14 @@
 //! Owns the router, its composition from parts, the bearer-token check and the listener
 //! task. It decides nothing about calls or flows: handlers read the registry and the live
 //! version and call the same reload as SIGHUP. Other modules add endpoints by handing
-//! their own [`Part`] to [`build`], as [`queues`] does.
+//! their own [`Part`] to [`build`], as [`queues`] does; [`reports`] brings its own records
+//! source.
 
 mod endpoints;
 pub mod impact_client;
 pub mod json;
 pub mod queues;
+pub mod reports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

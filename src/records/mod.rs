@@ -5,6 +5,8 @@
 //! ([`RecordSink`]). It must not build records from a call's story (the builder does) nor
 //! talk to a database on a call's task (the writer does, on its own thread).
 
+pub mod report_cli;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

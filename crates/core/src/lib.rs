@@ -18,3 +18,4 @@ pub mod media; // RTP packets, G.711, DTMF, tones, prompts, the media session
 pub mod queue; // the ACD: lines, agents, strategies, estimated wait, callback requests
 pub mod config; // hotline.yaml
 pub mod record; // a call's record and events, as the records store keeps them
+pub mod report; // the contact-centre report, computed from call records
