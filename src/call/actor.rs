@@ -650,20 +650,22 @@ impl Call {
         };
         let client = self.deps.http.clone();
         let io = self.inbox.io();
-        tokio::spawn(async move {
-            let outcome = crate::webhook::perform(&client, &req).await.map_err(|e| {
-                debug!(error = %e, url = %req.url, "http step failed");
-                match e {
-                    crate::webhook::Failure::Timeout(_) => HttpFailure::Timeout,
-                    crate::webhook::Failure::Status(s) => HttpFailure::Status(s),
-                    crate::webhook::Failure::BadJson(_) => HttpFailure::BadJson,
-                    crate::webhook::Failure::Connect(_) | crate::webhook::Failure::Invalid(_) => {
-                        HttpFailure::Connect
+        tokio::spawn(
+            async move {
+                let outcome = crate::webhook::perform(&client, &req).await.map_err(|e| {
+                    debug!(error = %e, url = %req.url, "http step failed");
+                    match e {
+                        crate::webhook::Failure::Timeout(_) => HttpFailure::Timeout,
+                        crate::webhook::Failure::Status(s) => HttpFailure::Status(s),
+                        crate::webhook::Failure::BadJson(_) => HttpFailure::BadJson,
+                        crate::webhook::Failure::Connect(_)
+                        | crate::webhook::Failure::Invalid(_) => HttpFailure::Connect,
                     }
-                }
-            });
-            let _ = io.send(Event::HttpDone { id, outcome });
-        });
+                });
+                let _ = io.send(Event::HttpDone { id, outcome });
+            }
+            .in_current_span(),
+        );
     }
 
     pub(super) fn resolve(&self, audio: &[Audio]) -> Vec<Prompt> {
@@ -731,30 +733,33 @@ impl Call {
         };
         info!(path = %path.display(), ?duration, ?reason, "recording finished");
         let io = self.inbox.io();
-        tokio::spawn(async move {
-            let p2 = path.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                crate::media::recorder::write_wav(&p2, &rec.samples)
-            })
-            .await;
-            let reason = match written {
-                Ok(Ok(())) => reason,
-                Ok(Err(e)) => {
-                    warn!(path = %path.display(), error = %e, "recording not saved");
-                    RecordEnd::Failed
-                }
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "recording not saved");
-                    RecordEnd::Failed
-                }
-            };
-            let _ = io.send(Event::RecordDone {
-                id: RequestId(id),
-                path: path.display().to_string(),
-                duration,
-                reason,
-            });
-        });
+        tokio::spawn(
+            async move {
+                let p2 = path.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::media::recorder::write_wav(&p2, &rec.samples)
+                })
+                .await;
+                let reason = match written {
+                    Ok(Ok(())) => reason,
+                    Ok(Err(e)) => {
+                        warn!(path = %path.display(), error = %e, "recording not saved");
+                        RecordEnd::Failed
+                    }
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "recording not saved");
+                        RecordEnd::Failed
+                    }
+                };
+                let _ = io.send(Event::RecordDone {
+                    id: RequestId(id),
+                    path: path.display().to_string(),
+                    duration,
+                    reason,
+                });
+            }
+            .in_current_span(),
+        );
     }
 
     /// Something for the loop to carry out next.

@@ -58,11 +58,13 @@ impl CalledBack {
 
 /// Calls back for `request` and serves the call to its end.
 pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
+    // The call's id is drawn when it is placed (see `Call::call_back`).
     let span = info_span!(
         "callback",
         id = request.id.0,
         number = %request.number,
-        queue = %request.queue
+        queue = %request.queue,
+        call_id = tracing::field::Empty
     );
     async move {
         if let Some(call) = Call::call_back(deps, request).await {
@@ -103,6 +105,7 @@ impl Call {
         }
         let sip = deps.sip().clone();
         let call_id = format!("{}@hotline", random_token(20));
+        tracing::Span::current().record("call_id", call_id.as_str());
         let mut inbox = Inbox::new();
         sip.originate(&call_id, inbox.sip());
         // Until the answer, the leg's media is the call's own.
