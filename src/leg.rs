@@ -6,7 +6,9 @@
 //! bridged on the media clock.
 //!
 //! The owning call task feeds it what the endpoint routes to the leg (`ToCall::Leg`) and
-//! acts on what it reports; the leg never talks to the caller's side itself.
+//! its due timers (the call's one sleep covers the legs' [`Leg::poll_timeout`]), and acts
+//! on what it reports; the leg never talks to the caller's side itself, and never sets a
+//! timer of its own.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -83,8 +85,6 @@ pub struct Leg {
     no_media_timeout: Duration,
     sip: SipHandle,
     owner: String,
-    /// The wake-up asked of the endpoint for the core's next timer (see `arm`).
-    armed: Option<Instant>,
     /// Our BYE or CANCEL went out and the leg's end is awaited.
     pub closing: bool,
 }
@@ -217,7 +217,6 @@ impl Leg {
             no_media_timeout: dial.no_media_timeout,
             sip: sip.clone(),
             owner: owner.to_string(),
-            armed: None,
             closing: false,
         };
         for ev in leg.send() {
@@ -267,15 +266,32 @@ impl Leg {
             ToCall::Request { key, req } => LegInput::Request { key, req },
             ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
             ToCall::Ack(ack) => LegInput::Ack(ack),
-            ToCall::Wake => {
-                // Whichever wake-up this is, the next one is asked for afresh.
-                self.armed = None;
-                self.core.handle_timeout(now);
-                return self.carry_out(deps, beside, media_tx);
-            }
             ToCall::Leg { .. } => return None,
         };
         self.core.handle(now, input);
+        self.carry_out(deps, beside, media_tx)
+    }
+
+    /// When the leg's next SIP timer is due (a copy of a 2xx to the far end's re-INVITE,
+    /// giving up on a cancelled INVITE). The owning call sleeps until the earliest of its
+    /// own timers and its legs', and then calls [`Leg::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    /// The leg's timers that are due at `now` fire; returns the news for the call, as
+    /// [`Leg::on_sip`] does.
+    pub fn handle_timeout(
+        &mut self,
+        deps: &CallDeps,
+        now: Instant,
+        beside: Option<SessionId>,
+        media_tx: &Mailbox<MediaEvent>,
+    ) -> Option<LegNews> {
+        if self.core.poll_timeout().is_none_or(|t| t > now) {
+            return None;
+        }
+        self.core.handle_timeout(now);
         self.carry_out(deps, beside, media_tx)
     }
 
@@ -378,7 +394,7 @@ impl Leg {
     }
 
     /// Sends the core's messages through the endpoint; returns its events. Then notes
-    /// whether the leg is closing and asks for a wake-up at its next timer.
+    /// whether the leg is closing.
     fn send(&mut self) -> Vec<LegEvent> {
         let mut events = Vec::new();
         while let Some(o) = self.core.poll_output() {
@@ -393,20 +409,7 @@ impl Leg {
             }
         }
         self.closing = self.core.is_closing();
-        self.arm();
         events
-    }
-
-    /// Asks the endpoint for a wake-up at the core's next timer, unless one at that moment
-    /// or earlier is pending (it asks for the next itself): the owning call waits only on
-    /// its inbox.
-    fn arm(&mut self) {
-        if let Some(at) = self.core.poll_timeout()
-            && self.armed.is_none_or(|a| at < a)
-        {
-            self.sip.wake_at(&self.call_id, at);
-            self.armed = Some(at);
-        }
     }
 
     /// Ends the leg whatever its state: CANCEL while it rings, BYE once answered.

@@ -21,8 +21,45 @@ use hotline::tools::cli as tools;
                   could not run (unreadable configuration for serve, a port in use, bad arguments)."
 )]
 struct Cli {
+    /// How logs are written. They always go to standard error: standard output is kept
+    /// for what a command prints (`load --json`'s figures, `graph`, `schema`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Lines for people; coloured only when standard error is a terminal (and NO_COLOR
+    /// is not set).
+    Text,
+    /// One JSON object a line, with the fields of the spans it was written in: every line
+    /// of a call carries its `call_id`.
+    Json,
+}
+
+/// Logs to standard error, at the level `RUST_LOG` says (info by default).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            logs.with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init();
+        }
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -201,12 +238,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    init_logs(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -1,17 +1,19 @@
 //! Live reload: editing a flow, a prompt or `hotline.yaml` (or sending SIGHUP) loads
 //! everything again and, if the check finds no errors, makes it what new calls get. Calls in
 //! progress keep the version they started with. A change that fails the check is refused,
-//! its diagnostics are logged, and the running version stays.
+//! its diagnostics are logged, and the running version stays. The watcher watches folders,
+//! not files, so that every save is seen, also by editors that rename a new file over the
+//! old one.
 //!
 //! Listeners, the RTP range and the media workers are fixed for the life of the process;
 //! a change to them in the file is logged and takes effect at the next start.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::call::{CallDeps, Live};
 use crate::config::Config;
@@ -218,25 +220,111 @@ async fn reload_off_the_runtime(deps: &Arc<CallDeps>, why: &'static str) {
     }
 }
 
-/// The files a configuration depends on.
-fn watched(config: &Config) -> Vec<PathBuf> {
-    let mut v = vec![config.flows_dir.clone(), config.prompts_dir.clone()];
-    if let Some(p) = &config.path {
-        v.push(p.clone());
-    }
-    v
+/// What the watcher looks at for a configuration. The folder of `hotline.yaml`, not the
+/// file: an editor that saves by writing a new file and renaming it over the old one (vim,
+/// `sed -i`, configuration-management tools) replaces the file, and a watch on the file
+/// would go with the old one. The flow and prompt folders are watched whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Watched {
+    /// The configuration file, absolute.
+    config: Option<PathBuf>,
+    flows: PathBuf,
+    prompts: PathBuf,
 }
 
-/// Watches the files and SIGHUP until the process ends. Bursts of file events (an editor
-/// writes a file in several steps) are gathered for `settle` before one reload.
+impl Watched {
+    fn of(config: &Config) -> Watched {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        Watched {
+            config: config.path.as_deref().map(absolute),
+            flows: absolute(&config.flows_dir),
+            prompts: absolute(&config.prompts_dir),
+        }
+    }
+
+    /// The folders to watch, and whether with their subfolders.
+    fn folders(&self) -> Vec<(PathBuf, bool)> {
+        let mut v = vec![(self.flows.clone(), true), (self.prompts.clone(), true)];
+        if let Some(parent) = self.config.as_deref().and_then(Path::parent) {
+            v.push((parent.to_path_buf(), false));
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Whether a change at `path` can change what a reload loads: the configuration file,
+    /// a flow file (`.yaml`, `.yml`) or a prompt (`.wav`). Editors' scratch files (hidden,
+    /// backups, swap files, vim's `4913` probe) and everything else beside the
+    /// configuration are not.
+    fn cares_about(&self, path: &Path) -> bool {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        let scratch = name.starts_with('.')
+            || name.ends_with('~')
+            || name.bytes().all(|b| b.is_ascii_digit());
+        if scratch {
+            return false;
+        }
+        if self.config.as_deref() == Some(path) {
+            return true;
+        }
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let ext = ext.as_deref();
+        (path.starts_with(&self.flows) && matches!(ext, Some("yaml" | "yml")))
+            || (path.starts_with(&self.prompts) && ext == Some("wav"))
+    }
+}
+
+/// Moves `watcher` from the folders of `old` to those of `new`.
+fn rewatch(watcher: &mut impl notify::Watcher, old: Option<&Watched>, new: &Watched) {
+    use notify::RecursiveMode;
+    let before = old.map(Watched::folders).unwrap_or_default();
+    let after = new.folders();
+    for (dir, _) in before.iter().filter(|f| !after.contains(f)) {
+        let _ = watcher.unwatch(dir);
+    }
+    for (dir, recursive) in after.iter().filter(|f| !before.contains(f)) {
+        let mode = if *recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        match watcher.watch(dir, mode) {
+            Ok(()) => debug!(folder = %dir.display(), "watching for edits"),
+            Err(e) => {
+                warn!(folder = %dir.display(), error = %e, "cannot watch; reload with SIGHUP")
+            }
+        }
+    }
+}
+
+/// Watches the configuration's files and SIGHUP until the process ends. A burst of file
+/// events (an editor writes a file in several steps, a deployment copies many) is
+/// gathered until `settle` passes without one (at most ten times `settle`), then
+/// reloaded once.
 pub async fn watch(deps: Arc<CallDeps>, settle: Duration) {
-    use notify::{RecursiveMode, Watcher};
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut current = Watched::of(&deps.live().config);
+    // The watcher's thread filters with what is watched now (a reload may move folders).
+    let shared = Arc::new(Mutex::new(current.clone()));
+    let filter = shared.clone();
     let mut watcher =
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res
-                && !matches!(ev.kind, notify::EventKind::Access(_))
-            {
+            let relevant = match res {
+                Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => false,
+                Ok(ev) => {
+                    let w = filter.lock().unwrap_or_else(|e| e.into_inner());
+                    ev.need_rescan() || ev.paths.iter().any(|p| w.cares_about(p))
+                }
+                // Events were lost (a full queue): reload to be sure.
+                Err(_) => true,
+            };
+            if relevant {
                 let _ = tx.send(());
             }
         }) {
@@ -247,16 +335,7 @@ pub async fn watch(deps: Arc<CallDeps>, settle: Duration) {
             }
         };
     if let Some(w) = watcher.as_mut() {
-        for p in watched(&deps.live().config) {
-            let mode = if p.is_dir() {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            if let Err(e) = w.watch(&p, mode) {
-                warn!(path = %p.display(), error = %e, "cannot watch");
-            }
-        }
+        rewatch(w, None, &current);
     }
     let mut hup = hangup_signal();
     loop {
@@ -265,11 +344,33 @@ pub async fn watch(deps: Arc<CallDeps>, settle: Duration) {
                 if ev.is_none() {
                     return;
                 }
-                tokio::time::sleep(settle).await;
-                while rx.try_recv().is_ok() {}
+                settle_down(&mut rx, settle).await;
                 reload_off_the_runtime(&deps, "file change").await;
             }
             _ = next_hangup(&mut hup) => reload_off_the_runtime(&deps, "SIGHUP").await,
+        }
+        let now_watched = Watched::of(&deps.live().config);
+        if now_watched != current {
+            if let Some(w) = watcher.as_mut() {
+                rewatch(w, Some(&current), &now_watched);
+            }
+            *shared.lock().unwrap_or_else(|e| e.into_inner()) = now_watched.clone();
+            current = now_watched;
+        }
+    }
+}
+
+/// Waits until `settle` passes with no further event on `rx`, at most ten times `settle`.
+async fn settle_down(rx: &mut mpsc::UnboundedReceiver<()>, settle: Duration) {
+    let until = tokio::time::Instant::now() + settle * 10;
+    loop {
+        tokio::time::sleep(settle).await;
+        let mut more = false;
+        while rx.try_recv().is_ok() {
+            more = true;
+        }
+        if !more || tokio::time::Instant::now() >= until {
+            return;
         }
     }
 }

@@ -138,3 +138,98 @@ flows: flows\nprompts: {}\n{}",
         .expect("C still gets version 2");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Writes `text` to a new file beside `path` and renames it over `path`, as vim, `sed -i`
+/// and configuration-management tools save.
+fn save_by_rename(path: &std::path::Path, scratch_name: &str, text: &str) {
+    let scratch = path.with_file_name(scratch_name);
+    std::fs::write(&scratch, text).unwrap();
+    std::fs::rename(&scratch, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_that_rename_a_new_file_over_the_old_are_each_reloaded() {
+    let dir = std::env::temp_dir().join(format!("hotline-reload-rename-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    let flow = std::fs::read_to_string(repo().join("flows/main.yaml")).unwrap();
+    std::fs::write(dir.join("flows/main.yaml"), &flow).unwrap();
+    std::fs::copy(
+        repo().join("flows/survey.yaml"),
+        dir.join("flows/survey.yaml"),
+    )
+    .unwrap();
+    let config = format!(
+        "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 42800-42899 }}\n\
+flows: flows\nprompts: {}\n{}",
+        repo().join("prompts").display(),
+        common::SAMPLE_TEST_CONFIG
+    );
+    std::fs::write(dir.join("hotline.yaml"), &config).unwrap();
+    let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
+    let srv = Server::start(cfg, 1).await.unwrap().spawn();
+    let deps = srv.server.deps.clone();
+    tokio::spawn(hotline::reload::watch(
+        deps.clone(),
+        Duration::from_millis(100),
+    ));
+    tokio::time::sleep(SECOND / 2).await; // the watcher is in place
+    let first = deps.live().version;
+    let mut expected = first;
+
+    // hotline.yaml twice: the second save is the one a watch on the file would miss.
+    for save in 0..2 {
+        save_by_rename(
+            &dir.join("hotline.yaml"),
+            "hotline.yaml.new",
+            &format!("{config}# save {save}\n"),
+        );
+        expected += 1;
+        assert!(
+            wait_for_version(&deps, expected).await,
+            "hotline.yaml's save {save} was reloaded"
+        );
+    }
+    // A flow twice, from a hidden scratch file (which alone must not reload).
+    for save in 0..2 {
+        let edited = flow.replacen(
+            "    play: welcome               # in English and German: no language chosen yet\n    next: choose_language",
+            &format!("    play: goodbye    # save {save}\n    next: hangup"),
+            1,
+        );
+        assert_ne!(edited, flow, "the edit applies to the sample");
+        save_by_rename(&dir.join("flows/main.yaml"), ".main.yaml.swp", &edited);
+        expected += 1;
+        assert!(
+            wait_for_version(&deps, expected).await,
+            "the flow's save {save} was reloaded"
+        );
+    }
+    // And the last one is what new callers get.
+    let sip = srv.server.addr(Transport::Udp).unwrap();
+    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
+    let media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    media
+        .wait_for_prompt(&prompt("en", "goodbye"), 0, 5 * SECOND)
+        .await
+        .expect("the renamed flow is live");
+    phone.expect_bye(10 * SECOND).await.expect("and hangs up");
+
+    // Files beside the configuration that are not it (a database, a backup) reload nothing.
+    std::fs::write(dir.join("notes.txt"), "not configuration").unwrap();
+    std::fs::write(dir.join("hotline.yaml~"), &config).unwrap();
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(
+        deps.live().version,
+        expected,
+        "one reload a save, none for other files"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,5 @@
 //! A call's task: one inbox that every source posts to ([`CallMsg`]), one sleep (until the
-//! earliest of the core's timers and the shell's own), and a loop that carries out what the
+//! earliest of the core's timers, its legs' and the shell's own), and a loop that carries out what the
 //! [`CallCore`] decides: SIP through the endpoint, media commands to the media clock, HTTP
 //! and recordings as IO whose results come back to the same inbox.
 //!
@@ -407,7 +407,7 @@ impl Call {
                     break;
                 }
             }
-            let deadline = [self.core.poll_timeout(), legs_until]
+            let deadline = [self.core.poll_timeout(), self.legs_timeout(), legs_until]
                 .into_iter()
                 .flatten()
                 .min();
@@ -419,11 +419,13 @@ impl Call {
         self.finish();
     }
 
+    /// The sleep is over: the core's timers and the legs' that are due fire.
     fn on_timeout(&mut self) {
         let now = Instant::now();
         if self.core.poll_timeout().is_some_and(|d| d <= now) {
             self.core.handle_timeout(now);
         }
+        self.legs_due(now);
     }
 
     async fn on_message(&mut self, m: CallMsg) {
@@ -449,8 +451,6 @@ impl Call {
             ToCall::Cancel { key, req } => UasInput::Cancel { key, req },
             ToCall::Ack(a) => UasInput::Ack(a),
             ToCall::RequestTimeout { .. } => UasInput::RequestTimeout,
-            // The call sleeps on its own timers; wake-ups are for its legs.
-            ToCall::Wake => return,
             ToCall::Response(r)
                 if r.headers
                     .cseq()
@@ -650,20 +650,22 @@ impl Call {
         };
         let client = self.deps.http.clone();
         let io = self.inbox.io();
-        tokio::spawn(async move {
-            let outcome = crate::webhook::perform(&client, &req).await.map_err(|e| {
-                debug!(error = %e, url = %req.url, "http step failed");
-                match e {
-                    crate::webhook::Failure::Timeout(_) => HttpFailure::Timeout,
-                    crate::webhook::Failure::Status(s) => HttpFailure::Status(s),
-                    crate::webhook::Failure::BadJson(_) => HttpFailure::BadJson,
-                    crate::webhook::Failure::Connect(_) | crate::webhook::Failure::Invalid(_) => {
-                        HttpFailure::Connect
+        tokio::spawn(
+            async move {
+                let outcome = crate::webhook::perform(&client, &req).await.map_err(|e| {
+                    debug!(error = %e, url = %req.url, "http step failed");
+                    match e {
+                        crate::webhook::Failure::Timeout(_) => HttpFailure::Timeout,
+                        crate::webhook::Failure::Status(s) => HttpFailure::Status(s),
+                        crate::webhook::Failure::BadJson(_) => HttpFailure::BadJson,
+                        crate::webhook::Failure::Connect(_)
+                        | crate::webhook::Failure::Invalid(_) => HttpFailure::Connect,
                     }
-                }
-            });
-            let _ = io.send(Event::HttpDone { id, outcome });
-        });
+                });
+                let _ = io.send(Event::HttpDone { id, outcome });
+            }
+            .in_current_span(),
+        );
     }
 
     pub(super) fn resolve(&self, audio: &[Audio]) -> Vec<Prompt> {
@@ -731,30 +733,33 @@ impl Call {
         };
         info!(path = %path.display(), ?duration, ?reason, "recording finished");
         let io = self.inbox.io();
-        tokio::spawn(async move {
-            let p2 = path.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                crate::media::recorder::write_wav(&p2, &rec.samples)
-            })
-            .await;
-            let reason = match written {
-                Ok(Ok(())) => reason,
-                Ok(Err(e)) => {
-                    warn!(path = %path.display(), error = %e, "recording not saved");
-                    RecordEnd::Failed
-                }
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "recording not saved");
-                    RecordEnd::Failed
-                }
-            };
-            let _ = io.send(Event::RecordDone {
-                id: RequestId(id),
-                path: path.display().to_string(),
-                duration,
-                reason,
-            });
-        });
+        tokio::spawn(
+            async move {
+                let p2 = path.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::media::recorder::write_wav(&p2, &rec.samples)
+                })
+                .await;
+                let reason = match written {
+                    Ok(Ok(())) => reason,
+                    Ok(Err(e)) => {
+                        warn!(path = %path.display(), error = %e, "recording not saved");
+                        RecordEnd::Failed
+                    }
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "recording not saved");
+                        RecordEnd::Failed
+                    }
+                };
+                let _ = io.send(Event::RecordDone {
+                    id: RequestId(id),
+                    path: path.display().to_string(),
+                    duration,
+                    reason,
+                });
+            }
+            .in_current_span(),
+        );
     }
 
     /// Something for the loop to carry out next.

@@ -49,13 +49,22 @@ pub(super) struct CalledBack {
     rejoined: bool,
 }
 
+impl CalledBack {
+    /// The dialling leg's next timer (see [`Leg::poll_timeout`]).
+    pub(super) fn leg_timeout(&self) -> Option<Instant> {
+        self.leg.poll_timeout()
+    }
+}
+
 /// Calls back for `request` and serves the call to its end.
 pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
+    // The call's id is drawn when it is placed (see `Call::call_back`).
     let span = info_span!(
         "callback",
         id = request.id.0,
         number = %request.number,
-        queue = %request.queue
+        queue = %request.queue,
+        call_id = tracing::field::Empty
     );
     async move {
         if let Some(call) = Call::call_back(deps, request).await {
@@ -96,6 +105,7 @@ impl Call {
         }
         let sip = deps.sip().clone();
         let call_id = format!("{}@hotline", random_token(20));
+        tracing::Span::current().record("call_id", call_id.as_str());
         let mut inbox = Inbox::new();
         sip.originate(&call_id, inbox.sip());
         // Until the answer, the leg's media is the call's own.
@@ -125,16 +135,22 @@ impl Call {
         info!(%target, "calling the caller back");
         let rings_until = Instant::now() + cfg.ring_timeout;
         loop {
-            let Some(msg) = inbox.next(Some(rings_until)).await else {
-                leg.hang_up();
-                close_attempt(&deps, &mut leg, &mut inbox, &media).await;
-                attempt_failed(&deps, id, "no answer in time");
-                return None;
+            // One sleep: until the ring timeout or the leg's next timer.
+            let wake = leg
+                .poll_timeout()
+                .map_or(rings_until, |t| t.min(rings_until));
+            let news = match inbox.next(Some(wake)).await {
+                Some(CallMsg::Sip(msg)) => leg.on_sip(&deps, msg, None, &media),
+                Some(_) => continue,
+                None if Instant::now() >= rings_until => {
+                    leg.hang_up();
+                    close_attempt(&deps, &mut leg, &mut inbox, &media).await;
+                    attempt_failed(&deps, id, "no answer in time");
+                    return None;
+                }
+                None => leg.handle_timeout(&deps, Instant::now(), None, &media),
             };
-            let CallMsg::Sip(msg) = msg else {
-                continue;
-            };
-            match leg.on_sip(&deps, msg, None, &media) {
+            match news {
                 Some(LegNews::Answered) => break,
                 Some(LegNews::Failed(why)) => {
                     close_attempt(&deps, &mut leg, &mut inbox, &media).await;
@@ -260,6 +276,15 @@ impl Call {
         }
     }
 
+    /// The dialling leg's timer is due: it acknowledges, answers or gives up as its core
+    /// decides (its news no longer matter: the call has its dialog).
+    pub(super) fn callback_leg_due(&mut self, now: Instant) {
+        let media = self.inbox.media();
+        if let Origin::CalledBack(cb) = &mut self.origin {
+            let _ = cb.leg.handle_timeout(&self.deps, now, None, &media);
+        }
+    }
+
     /// A call back ends: if the caller never got back in line, the attempt failed.
     pub(super) fn called_back_ends(&mut self) {
         let Origin::CalledBack(cb) = &mut self.origin else {
@@ -286,12 +311,16 @@ async fn close_attempt(
 ) {
     let until = Instant::now() + CLOSING;
     while leg.closing {
-        match inbox.next(Some(until)).await {
+        let wake = leg.poll_timeout().map_or(until, |t| t.min(until));
+        match inbox.next(Some(wake)).await {
             Some(CallMsg::Sip(m)) => {
                 let _ = leg.on_sip(deps, m, None, media);
             }
             Some(_) => {}
-            None => break,
+            None if Instant::now() >= until => break,
+            None => {
+                let _ = leg.handle_timeout(deps, Instant::now(), None, media);
+            }
         }
     }
     leg.close(deps);

@@ -3,11 +3,11 @@
 //! them, bridges the caller to the one the core names, and hangs them up. What a leg's
 //! news mean (for the flow, the queue place, the ACD) is the core's.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::actor::Call;
+use super::actor::{Call, Origin};
 use super::core::{CallInput, LegRole};
 use crate::leg::{Dial, Leg, LegNews};
 use crate::media::prompt::Prompt;
@@ -72,6 +72,58 @@ impl Call {
         }
     }
 
+    /// The earliest timer of the call's legs (those in use, those hung up and awaiting
+    /// their last answers, and a call back's dialling leg): the call sleeps until then at
+    /// the latest.
+    pub(super) fn legs_timeout(&self) -> Option<Instant> {
+        let callback = match &self.origin {
+            Origin::CalledBack(cb) => cb.leg_timeout(),
+            Origin::Called => None,
+        };
+        self.legs
+            .iter()
+            .map(|(_, l)| l)
+            .chain(self.old_legs.iter())
+            .filter_map(Leg::poll_timeout)
+            .chain(callback)
+            .min()
+    }
+
+    /// Hands `now` to every leg whose timer is due, and acts on what they report as on
+    /// their SIP.
+    pub(super) fn legs_due(&mut self, now: Instant) {
+        let (beside, media) = (self.session, self.leg_media());
+        let due: Vec<String> = self
+            .legs
+            .iter()
+            .filter(|(_, l)| l.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(_, l)| l.call_id.clone())
+            .collect();
+        for id in due {
+            // An earlier leg's news may have retired this one.
+            let Some(i) = self.legs.iter().position(|(_, l)| l.call_id == id) else {
+                continue;
+            };
+            if let Some(news) = self.legs[i]
+                .1
+                .handle_timeout(&self.deps, now, beside, &media)
+            {
+                let role = self.legs[i].0.clone();
+                self.leg_news(role, news);
+            }
+        }
+        let deps = self.deps.clone();
+        self.old_legs.retain_mut(|leg| {
+            leg.handle_timeout(&deps, now, None, &media);
+            if leg.closing {
+                return true;
+            }
+            leg.close(&deps);
+            false
+        });
+        self.callback_leg_due(now);
+    }
+
     fn leg_news(&mut self, role: LegRole, news: LegNews) {
         match role {
             LegRole::Transfer(_) => self.transfer_news(role, news),
@@ -89,7 +141,6 @@ impl Call {
             }
             LegNews::HungUp => {
                 info!("transfer target hung up; ending the call");
-                self.end_bridge();
                 self.retire_leg(&role);
             }
         }
@@ -122,13 +173,13 @@ impl Call {
         }
     }
 
+    /// A leg's media session's news. Silence from the bridged leg is the core's to act on
+    /// (it ends the bridge and the call, and names the legs to hang up).
     pub(super) fn on_leg_media(&mut self, ev: MediaEvent) {
-        if let MediaEvent::NoMedia = ev
-            && self.bridged_to.is_some()
-        {
-            info!("no media from the bridged leg; ending the call");
-            self.end_bridge();
-            self.hang_up_all_legs();
+        if let MediaEvent::NoMedia = ev {
+            if self.bridged_to.is_some() {
+                info!("no media from the bridged leg");
+            }
             self.input(CallInput::LegNoMedia);
         }
     }
@@ -147,13 +198,6 @@ impl Call {
             leg.hang_up();
         }
         self.retire_leg(role);
-    }
-
-    pub(super) fn hang_up_all_legs(&mut self) {
-        let roles: Vec<LegRole> = self.legs.iter().map(|(r, _)| r.clone()).collect();
-        for r in roles {
-            self.hang_up_leg(&r);
-        }
     }
 
     fn retire_leg(&mut self, role: &LegRole) {

@@ -46,8 +46,6 @@ pub enum ToCall {
     /// (RFC 3261 §17.1.4; see [`EndpointCore::handle_send_error`]). `key` is its client
     /// transaction's: the branch and method of the request.
     RequestTimeout { key: TransactionKey },
-    /// The wake-up the call asked for ([`CallCommand::Wake`]): time to look at its timers.
-    Wake,
     /// Something for one of the call's outgoing legs (see `SipHandle::open_leg`).
     Leg { call_id: String, msg: Box<ToCall> },
 }
@@ -89,11 +87,6 @@ pub enum CallCommand {
     SendResponse {
         peer: Peer,
         resp: Response,
-    },
-    /// Hand [`ToCall::Wake`] back to `call_id` (a call, or a leg routed to its owner): the
-    /// shell sends this when a timer the call set comes due.
-    Wake {
-        call_id: String,
     },
     /// Route what arrives for Call-ID `leg` to call `owner`, wrapped in [`ToCall::Leg`].
     OpenLeg {
@@ -425,9 +418,6 @@ impl EndpointCore {
                 // Signed as the first copy was, so every copy is the same bytes.
                 self.sign(&mut resp);
                 self.transmit(printed(peer, Message::Response(resp)), Origin::Direct);
-            }
-            CallCommand::Wake { call_id } => {
-                self.deliver(&call_id, ToCall::Wake);
             }
             CallCommand::Request {
                 call_id,

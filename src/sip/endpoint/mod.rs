@@ -104,18 +104,6 @@ impl SipHandle {
         self.command(CallCommand::SendResponse { peer, resp });
     }
 
-    /// Delivers [`ToCall::Wake`] for Call-ID `call_id` (a call, or a leg through its
-    /// owner) at `at`. It is how a call task that waits only on its inbox learns that a
-    /// timer of its dialog or leg came due; a wake-up with nothing due does nothing.
-    pub fn wake_at(&self, call_id: &str, at: Instant) {
-        let handle = self.clone();
-        let call_id = call_id.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at.into()).await;
-            handle.command(CallCommand::Wake { call_id });
-        });
-    }
-
     /// Routes what arrives for Call-ID `call_id` (a call the engine places itself, a call
     /// back) to `inbox`, as for a call that came in. End it with [`SipHandle::ended`].
     pub fn originate(&self, call_id: &str, inbox: Mailbox<ToCall>) {

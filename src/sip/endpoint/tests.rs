@@ -684,32 +684,6 @@ fn a_2xx_goes_out_once_and_its_copies_come_from_the_call() {
 }
 
 #[test]
-fn a_wake_up_reaches_the_call_or_the_owner_of_the_leg() {
-    let clock = Clock::new();
-    let mut c = core(10);
-    invite(&mut c, clock.at(0.0), "a@test", "inv1");
-    open_leg(&mut c, clock.at(0.0), "leg@test", "a@test");
-    for id in ["a@test", "leg@test", "gone@test"] {
-        c.handle_call(clock.at(1.0), CallCommand::Wake { call_id: id.into() });
-    }
-    let out = drain(&mut c);
-    assert_eq!(
-        out.len(),
-        2,
-        "nobody to wake for an unknown Call-ID: {out:?}"
-    );
-    assert!(matches!(
-        &out[0],
-        Output::ToCall { call_id, msg: ToCall::Wake } if call_id == "a@test"
-    ));
-    assert!(matches!(
-        &out[1],
-        Output::ToCall { call_id, msg: ToCall::Leg { call_id: leg, msg } }
-            if call_id == "a@test" && leg == "leg@test" && matches!(**msg, ToCall::Wake)
-    ));
-}
-
-#[test]
 fn a_full_transaction_table_is_answered_503_statelessly() {
     let clock = Clock::new();
     let mut c = core(10).with_max_transactions(1);

@@ -12,7 +12,7 @@ pub mod uac;
 pub mod uas;
 
 /// The methods we answer, for Allow headers (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
 
 /// A token for tags and branches from random draws: `draw(n)` returns a number below `n`.
 /// The caller owns the random source (RFC 3261 §19.3 asks for 32 bits of randomness; this

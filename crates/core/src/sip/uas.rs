@@ -760,10 +760,22 @@ impl Uas {
         self.send_invite_2xx(now, key, r);
     }
 
-    /// UPDATE (RFC 3311): an offer answered in its own 200, or a refresh without one.
+    /// UPDATE (RFC 3311): an offer answered in its own 200, or a refresh without one. An
+    /// offer that crosses one of ours is 491 and one in the early dialog, before we
+    /// answered the INVITE's, 500 with Retry-After (§5.2); an offer we cannot take is
+    /// refused and the old session stays.
     fn on_update(&mut self, key: TransactionKey, req: Request) {
-        if !req.body.is_empty() && self.overlapping(&key, &req) {
-            return;
+        if !req.body.is_empty() {
+            let ct = req.headers.content_type().ok().flatten();
+            if !ct.as_ref().is_some_and(|c| c.is("application", "sdp")) {
+                let mut r = self.response(&req, 415, "Unsupported Media Type");
+                r.headers.push(HeaderName::Accept, "application/sdp");
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+                return;
+            }
+            if self.overlapping(&key, &req) {
+                return;
+            }
         }
         let mut r = self.response(&req, 200, "OK");
         r.headers
@@ -820,7 +832,13 @@ impl Uas {
 
     /// The old session stays (§14.2).
     fn refuse_offer(&mut self, key: TransactionKey, req: &Request, e: &SdpError) {
-        let mut r = self.response(req, e.status_code(), "Not Acceptable Here");
+        let status = e.status_code();
+        let reason = if status == 488 {
+            "Not Acceptable Here"
+        } else {
+            "Bad Request"
+        };
+        let mut r = self.response(req, status, reason);
         let (n, v) = warning(e);
         r.headers.push(n, v);
         self.out.push_back(UasOutput::Respond { key, resp: r });
@@ -1454,6 +1472,89 @@ mod tests {
         let out = drain(&mut uas);
         assert_eq!(responses(&out), vec![("UPDATE".into(), 200)]);
         assert!(events(&out).is_empty());
+    }
+
+    #[test]
+    fn an_update_gets_the_answer_rfc_3311_asks_for() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let sdp = "Content-Type: application/sdp\r\n";
+        let update = |uas: &mut Uas, cseq: u32, extra: &str, body: &str| {
+            let req = in_dialog("UPDATE", cseq, extra, body);
+            uas.handle(
+                now,
+                UasInput::Request {
+                    key: key(&format!("up{cseq}")),
+                    req,
+                },
+                via,
+            );
+            drain(uas)
+        };
+
+        // We say we take UPDATE.
+        let options = in_dialog("OPTIONS", 2, "", "");
+        let opt_key = key("opt");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: opt_key,
+                req: options,
+            },
+            via,
+        );
+        let allow = text(&response_of(&drain(&mut uas), 200));
+        assert!(allow.contains("UPDATE"), "{allow}");
+
+        // An offer answered: 200 with our answer and our Contact (§5.2).
+        let moved = OFFER.replace("m=audio 4000", "m=audio 4002");
+        let out = update(&mut uas, 3, sdp, &moved);
+        let ok = text(&response_of(&out, 200));
+        assert!(ok.contains("m=audio 20000"), "{ok}");
+        assert!(ok.contains("Contact: <sip:hotline@127.0.0.1:5060>"), "{ok}");
+        assert_eq!(events(&out).len(), 1);
+
+        // An offer with no codec we speak: 488 with a Warning, the session stays.
+        let g729 = OFFER
+            .replace("m=audio 4000 RTP/AVP 0 101", "m=audio 4004 RTP/AVP 18")
+            .replace("a=rtpmap:101 telephone-event/8000\r\n", "");
+        let out = update(&mut uas, 4, sdp, &g729);
+        assert_eq!(responses(&out), vec![("UPDATE".into(), 488)]);
+        assert!(text(&response_of(&out, 488)).contains("Warning: 304 "));
+        assert!(events(&out).is_empty(), "no media change: {out:?}");
+
+        // A body that is not SDP: 415 naming what we accept.
+        let out = update(&mut uas, 5, "Content-Type: text/plain\r\n", "hello");
+        assert!(text(&response_of(&out, 415)).contains("Accept: application/sdp"));
+
+        // An offer crossing ours (a re-INVITE without SDP, answered by our offer, not yet
+        // acknowledged): 491.
+        let reinvite = in_dialog("INVITE", 6, "", "");
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key("re6"),
+                req: reinvite,
+            },
+            via,
+        );
+        assert_eq!(responses(&drain(&mut uas)), vec![("INVITE".into(), 200)]);
+        let out = update(&mut uas, 7, sdp, OFFER);
+        assert_eq!(responses(&out), vec![("UPDATE".into(), 491)]);
+        // Without an offer it is only a refresh, answered at once.
+        let out = update(&mut uas, 8, "", "");
+        assert_eq!(responses(&out), vec![("UPDATE".into(), 200)]);
+
+        // In the early dialog, before our answer to the INVITE's offer: 500, Retry-After.
+        let mut early = answering(
+            now,
+            invite_with("sip:100@h", "", OFFER),
+            Duration::from_secs(5),
+        );
+        drain(&mut early);
+        let out = update(&mut early, 2, sdp, OFFER);
+        assert!(text(&response_of(&out, 500)).contains("Retry-After: "));
+        assert_eq!(early.state(), UasState::Ringing);
     }
 
     #[test]
