@@ -111,7 +111,8 @@ impl Drop for Baresip {
 
 /// Writes baresip's configuration folder: the README's account line (with the test's
 /// port and auto answer), audio from `ausine`, no sound card (`aubridge` plays into
-/// nothing), and `sndfile` writing what it hears to `snd`.
+/// nothing), and `sndfile` writing what it hears to `snd`. `ausine` makes 48 kHz stereo only;
+/// baresip resamples it for PCMU.
 fn baresip_config(dir: &Path, modules: &Path, hotline: SocketAddr, snd: &Path) -> u16 {
     fs::create_dir_all(dir).unwrap();
     fs::create_dir_all(snd).unwrap();
@@ -127,6 +128,8 @@ fn baresip_config(dir: &Path, modules: &Path, hotline: SocketAddr, snd: &Path) -
 audio_player\t\taubridge,nowhere\n\
 audio_alert\t\taubridge,nowhere\n\
 audio_source\t\tausine,{tone}\n\
+ausrc_srate\t\t48000\n\
+ausrc_channels\t\t2\n\
 module_path\t\t{modules}\n\
 module\t\t\tg711.so\n\
 module\t\t\tausine.so\n\
