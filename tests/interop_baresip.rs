@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::bridge::{decoded, payloads};
 use hotline::config::{Config, Transport};
-use hotline::media::g711::{Codec, FRAME_SAMPLES};
+use hotline::media::g711::FRAME_SAMPLES;
 use hotline_load::caller::{CallMedia, Offer, Phone};
 
 /// The tone baresip's `ausine` source plays (Hz).
@@ -170,7 +170,7 @@ fn tone_share(pcm: &[i16], hz: f32) -> (f32, f32) {
     (power / (energy * n / 2.0), rms)
 }
 
-/// Whether `frames` hold at least `min` frames (20 ms) of a clear tone at `hz`.
+/// How many of `frames` (20 ms each) hold a clear tone at `hz`.
 fn tone_frames(frames: &[[i16; FRAME_SAMPLES]], hz: f32) -> usize {
     frames
         .iter()
