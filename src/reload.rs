@@ -91,16 +91,16 @@ fn load_and_replace(deps: &CallDeps) -> Result<Reloaded, Refused> {
         },
         None => (**old).clone(),
     };
-    // What the process bound at start cannot change under it.
-    if config.listen != old.listen || config.rtp_ports != old.rtp_ports {
-        warn!("listeners and the RTP range take effect at the next start");
+    // What the process bound or built at start cannot change under it.
+    for key in crate::config::start_only_changes(old, &config) {
+        warn!(
+            key,
+            "{key} is read only at start: the edit takes effect at the next start"
+        );
     }
     config.listen = old.listen.clone();
     config.rtp_ports = old.rtp_ports;
     // The admin API listens where the process started it.
-    if config.admin != old.admin {
-        warn!("the admin API's address and token take effect at the next start");
-    }
     config.admin = old.admin.clone();
     let loaded = preflight::load_all(&config);
     if loaded.report.has_errors() {

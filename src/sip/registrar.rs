@@ -12,6 +12,14 @@
 //! - Every REGISTER must carry a valid digest answer; without one it is challenged (SHA-256
 //!   then MD5). Unknown users are challenged like everyone else and refused with 403 after
 //!   their answer, so the registrar does not tell who exists.
+//! - A phone that comes back without answering a challenge (a new REGISTER of the same
+//!   Call-ID) could not use the algorithms offered first: some phones give up on the first
+//!   challenge they cannot answer instead of picking the next one (RFC 8760 §2.4). Its next
+//!   challenge offers the next algorithms only, and the algorithm it then authenticates
+//!   with is the first it is offered for as long as it keeps that Call-ID. Phones that
+//!   answer the first challenge never see this. See docs/sip.md.
+//! - Failed logins are reported ([`LoginFailure`], without secrets), at most once a minute
+//!   per user, address and reason, with a count of the ones held back.
 //! - A user registers only their own address: the To user must be the authenticated user.
 //! - Per binding, a REGISTER with the same Call-ID and a CSeq not above the stored one is
 //!   out of order; the whole request then fails with 500 and changes nothing.
@@ -24,10 +32,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
+use tracing::{info, warn};
 
 use crate::sip::digest::{
     Algorithm, Authorization, DEFAULT_ALGORITHMS, DigestAuth, DigestError, NonceConfig, Secret,
@@ -211,6 +221,83 @@ fn same_contact(a: &Uri, b: &Uri) -> bool {
     }
 }
 
+/// Why a REGISTER did not log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// The answer named a user the registrar does not know.
+    UnknownUser,
+    /// The answer was computed with another password.
+    WrongPassword,
+    /// The answer used an algorithm that is not offered, or one the user's stored
+    /// secret has no hash for.
+    UnsupportedAlgorithm,
+    /// The phone sent a new REGISTER instead of answering the challenge: it supports
+    /// none of the algorithms offered first (or has no password configured).
+    NoAnswer,
+    /// A right answer to a nonce that expired; the phone is challenged again.
+    StaleNonce,
+    /// A nonce that is not ours (another process, forged) or was already used.
+    BadNonce,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::UnknownUser => "unknown user",
+            FailureReason::WrongPassword => "wrong password",
+            FailureReason::UnsupportedAlgorithm => "unsupported algorithm",
+            FailureReason::NoAnswer => "no answer to the challenge (unsupported algorithm?)",
+            FailureReason::StaleNonce => "stale nonce",
+            FailureReason::BadNonce => "unknown or replayed nonce",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed login, for the log. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFailure {
+    /// The user named in the answer, else the To user.
+    pub user: String,
+    pub source: Peer,
+    pub reason: FailureReason,
+    /// The algorithm the phone answered with, if it answered.
+    pub algorithm: Option<Algorithm>,
+    /// The algorithms the next challenge offers, preferred first.
+    pub next_offer: Vec<Algorithm>,
+    /// Failures with the same user, address and reason held back since the last report.
+    pub held_back: u32,
+}
+
+/// One failed-login report per user, address and reason in this interval.
+const FAILURE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+/// Rate-limit entries kept at most; beyond that the old ones are forgotten.
+const MAX_FAILURE_KEYS: usize = 4096;
+/// Phones (registration Call-IDs) whose challenge history is kept at most.
+const MAX_PHONES: usize = 10_000;
+/// User-Agents learned to need a weaker algorithm, at most.
+const MAX_USER_AGENTS: usize = 256;
+
+/// What the registrar remembers of one phone, keyed by its registration's Call-ID (a
+/// phone keeps one Call-ID for all its registrations until it restarts, RFC 3261 §10.2).
+#[derive(Debug, Clone)]
+struct Phone {
+    /// The To user; another user under the same Call-ID starts afresh.
+    user: String,
+    /// Index into the configured algorithms of the first one the last challenge offered.
+    offer_from: usize,
+    /// CSeq of the REGISTER last challenged without an answer since.
+    challenged_cseq: Option<u32>,
+    /// The algorithm it last answered with correctly.
+    answered: Option<Algorithm>,
+    seen_at: Instant,
+}
+
 /// The registrar's state: bindings per user and the digest verifier.
 #[derive(Debug)]
 pub struct Registrar {
@@ -219,6 +306,21 @@ pub struct Registrar {
     /// Nonce times are seconds since this instant.
     epoch: Instant,
     bindings: BTreeMap<String, Vec<Binding>>,
+    phones: HashMap<String, Phone>,
+    /// User-Agent to the algorithm a phone of that make authenticated with after
+    /// ignoring stronger ones: its next restart is challenged with that one first.
+    user_agents: HashMap<String, Algorithm>,
+    /// When each (user, address, reason) was last reported, and how many were held back.
+    reported: HashMap<(String, IpAddr, FailureReason), (Instant, u32)>,
+    failures: Vec<LoginFailure>,
+}
+
+/// The user of the To header: the address being registered.
+fn to_user(req: &Request) -> Option<String> {
+    req.headers
+        .to_addr()
+        .ok()
+        .and_then(|t| t.uri.user().map(str::to_string))
 }
 
 /// A failed REGISTER: status, reason, and for 423 the Min-Expires.
@@ -234,6 +336,19 @@ impl Registrar {
             cfg,
             epoch: now,
             bindings: BTreeMap::new(),
+            phones: HashMap::new(),
+            user_agents: HashMap::new(),
+            reported: HashMap::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// The next failed login to report (oldest first).
+    pub fn poll_failure(&mut self) -> Option<LoginFailure> {
+        if self.failures.is_empty() {
+            None
+        } else {
+            Some(self.failures.remove(0))
         }
     }
 
@@ -251,10 +366,160 @@ impl Registrar {
         now.saturating_duration_since(self.epoch).as_secs()
     }
 
-    fn challenge(&mut self, req: &Request, now: Instant, stale: bool) -> Response {
+    /// Where the next challenge for this REGISTER starts in the configured algorithms.
+    /// Reports a phone that came back without answering the last one.
+    fn offer_from(&mut self, req: &Request, now: Instant, source: Peer) -> usize {
+        let n = self.cfg.algorithms.len().max(1);
+        let position = |algs: &[Algorithm], a: Algorithm| algs.iter().position(|x| *x == a);
+        let (Ok(call_id), Ok(cseq)) = (req.headers.call_id(), req.headers.cseq()) else {
+            return 0;
+        };
+        let user = to_user(req).unwrap_or_default();
+        let learned = req
+            .headers
+            .get(HeaderName::UserAgent)
+            .and_then(|v| v.as_str())
+            .and_then(|ua| self.user_agents.get(ua))
+            .and_then(|a| position(&self.cfg.algorithms, *a))
+            .unwrap_or(0);
+        let mut unanswered = false;
+        let from = match self.phones.get(call_id) {
+            Some(p) if p.user == user => match (p.answered, p.challenged_cseq) {
+                (Some(a), _) => position(&self.cfg.algorithms, a).unwrap_or(0),
+                (None, Some(c)) if cseq.seq > c => {
+                    unanswered = true;
+                    (p.offer_from + 1) % n
+                }
+                _ => p.offer_from,
+            },
+            _ => learned,
+        };
+        if unanswered {
+            let next = self.offered(from);
+            self.report(
+                now,
+                user.clone(),
+                source,
+                FailureReason::NoAnswer,
+                None,
+                next,
+            );
+        }
+        if !self.phones.contains_key(call_id) && self.phones.len() >= MAX_PHONES {
+            self.forget_oldest_phone();
+        }
+        let phone = self.phones.entry(call_id.to_string()).or_insert(Phone {
+            user: user.clone(),
+            offer_from: from,
+            challenged_cseq: None,
+            answered: None,
+            seen_at: now,
+        });
+        if phone.user != user {
+            phone.user = user;
+            phone.answered = None;
+        }
+        phone.offer_from = from;
+        phone.challenged_cseq = Some(cseq.seq);
+        phone.seen_at = now;
+        from
+    }
+
+    fn forget_oldest_phone(&mut self) {
+        let oldest = self
+            .phones
+            .iter()
+            .min_by_key(|(_, p)| p.seen_at)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = oldest {
+            self.phones.remove(&k);
+        }
+    }
+
+    /// Notes that the phone answered (rightly or not) with `algorithm`.
+    fn answered(&mut self, req: &Request, now: Instant, algorithm: Option<Algorithm>) {
+        let Ok(call_id) = req.headers.call_id() else {
+            return;
+        };
+        if let Some(p) = self.phones.get_mut(call_id) {
+            p.challenged_cseq = None;
+            p.seen_at = now;
+            let Some(a) = algorithm else {
+                return;
+            };
+            p.answered = Some(a);
+            // It authenticated only after being offered weaker algorithms: phones of its
+            // make are challenged that way from their first REGISTER on.
+            if p.offer_from > 0
+                && let Some(ua) = req
+                    .headers
+                    .get(HeaderName::UserAgent)
+                    .and_then(|v| v.as_str())
+                && (self.user_agents.len() < MAX_USER_AGENTS || self.user_agents.contains_key(ua))
+            {
+                self.user_agents.insert(ua.to_string(), a);
+            }
+        }
+    }
+
+    /// Queues a failed login for the log, unless the same one was reported lately.
+    fn report(
+        &mut self,
+        now: Instant,
+        user: String,
+        source: Peer,
+        reason: FailureReason,
+        algorithm: Option<Algorithm>,
+        next_offer: Vec<Algorithm>,
+    ) {
+        if self.reported.len() >= MAX_FAILURE_KEYS {
+            self.reported
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < FAILURE_REPORT_INTERVAL);
+            if self.reported.len() >= MAX_FAILURE_KEYS {
+                self.reported.clear();
+            }
+        }
+        let key = (user.clone(), source.remote.ip(), reason);
+        match self.reported.get_mut(&key) {
+            Some((at, held)) if now.saturating_duration_since(*at) < FAILURE_REPORT_INTERVAL => {
+                *held = held.saturating_add(1);
+            }
+            Some((at, held)) => {
+                let held_back = std::mem::take(held);
+                *at = now;
+                self.failures.push(LoginFailure {
+                    user,
+                    source,
+                    reason,
+                    algorithm,
+                    next_offer,
+                    held_back,
+                });
+            }
+            None => {
+                self.reported.insert(key, (now, 0));
+                self.failures.push(LoginFailure {
+                    user,
+                    source,
+                    reason,
+                    algorithm,
+                    next_offer,
+                    held_back: 0,
+                });
+            }
+        }
+        // Reports nobody polls must not pile up.
+        if self.failures.len() > MAX_FAILURE_KEYS {
+            self.failures.remove(0);
+        }
+    }
+
+    /// A 401 for `req`, offering the algorithms from `from` on.
+    fn challenge(&mut self, req: &Request, now: Instant, stale: bool, from: usize) -> Response {
         let mut resp = Response::for_request(req, 401, "Unauthorized");
         let secs = self.secs(now);
-        for ch in self.auth.challenges(secs, stale, &self.cfg.algorithms) {
+        let algorithms = self.offered(from);
+        for ch in self.auth.challenges(secs, stale, &algorithms) {
             resp.headers
                 .push(HeaderName::WwwAuthenticate, ch.to_string());
         }
@@ -271,14 +536,24 @@ impl Registrar {
     ) -> (Response, Vec<RegistrarEvent>) {
         let auth = match self.pick_authorization(req) {
             Ok(Some(a)) => a,
-            Ok(None) => return (self.challenge(req, now, false), Vec::new()),
+            Ok(None) => {
+                let from = self.offer_from(req, now, source);
+                return (self.challenge(req, now, false, from), Vec::new());
+            }
             Err(e) => {
                 let reason = format!("Bad Request (Authorization: {e})");
                 return (refuse(req, 400, &reason), Vec::new());
             }
         };
-        if !self.cfg.algorithms.contains(&auth.algorithm.base()) {
-            return (self.challenge(req, now, false), Vec::new());
+        let algorithm = auth.algorithm.base();
+        let user = auth.username.clone();
+        if !self.cfg.algorithms.contains(&algorithm) {
+            self.answered(req, now, None);
+            let from = self.offer_from(req, now, source);
+            let next = self.offered(from);
+            let why = FailureReason::UnsupportedAlgorithm;
+            self.report(now, user, source, why, Some(algorithm), next);
+            return (self.challenge(req, now, false, from), Vec::new());
         }
         let secret = self.cfg.credentials.secret(&auth.username);
         let verdict = self.auth.verify(
@@ -288,13 +563,36 @@ impl Registrar {
             &auth,
             secret.as_ref(),
         );
+        let fail = |r: &mut Registrar, why: FailureReason, from: usize| {
+            let next = r.offered(from);
+            r.report(now, user.clone(), source, why, Some(algorithm), next);
+        };
         match verdict {
-            Verdict::Authenticated => {}
-            Verdict::Stale => return (self.challenge(req, now, true), Vec::new()),
-            Verdict::BadNonce | Verdict::Replayed => {
-                return (self.challenge(req, now, false), Vec::new());
+            Verdict::Authenticated => self.answered(req, now, Some(algorithm)),
+            Verdict::Stale => {
+                self.answered(req, now, Some(algorithm));
+                let from = self.offer_from(req, now, source);
+                fail(self, FailureReason::StaleNonce, from);
+                return (self.challenge(req, now, true, from), Vec::new());
             }
-            Verdict::Forbidden => return (refuse(req, 403, "Forbidden"), Vec::new()),
+            Verdict::BadNonce | Verdict::Replayed => {
+                self.answered(req, now, None);
+                let from = self.offer_from(req, now, source);
+                fail(self, FailureReason::BadNonce, from);
+                return (self.challenge(req, now, false, from), Vec::new());
+            }
+            Verdict::Forbidden => {
+                self.answered(req, now, None);
+                let why = match &secret {
+                    None => FailureReason::UnknownUser,
+                    Some(s) if s.ha1(algorithm, &auth.username, &self.cfg.realm).is_none() => {
+                        FailureReason::UnsupportedAlgorithm
+                    }
+                    Some(_) => FailureReason::WrongPassword,
+                };
+                fail(self, why, 0);
+                return (refuse(req, 403, "Forbidden"), Vec::new());
+            }
             Verdict::UriMismatch => {
                 return (
                     refuse(req, 400, "Bad Request (digest uri is not the Request-URI)"),
@@ -302,18 +600,21 @@ impl Registrar {
                 );
             }
         }
-        let to_user = req
-            .headers
-            .to_addr()
-            .ok()
-            .and_then(|t| t.uri.user().map(str::to_string));
-        if to_user.as_deref() != Some(auth.username.as_str()) {
+        if to_user(req).as_deref() != Some(auth.username.as_str()) {
             return (
                 refuse(req, 403, "Forbidden (To is not the authenticated user)"),
                 Vec::new(),
             );
         }
         self.apply(now, req, source, auth.username)
+    }
+
+    /// The algorithms a challenge starting at `from` offers.
+    fn offered(&self, from: usize) -> Vec<Algorithm> {
+        match self.cfg.algorithms.get(from..) {
+            Some(a) if !a.is_empty() => a.to_vec(),
+            _ => self.cfg.algorithms.clone(),
+        }
     }
 
     /// The first Digest answer for our realm. `Ok(None)`: none, so challenge. An error
@@ -599,6 +900,9 @@ impl RegistrarService {
     pub fn handle_register(&mut self, now: Instant, req: &Request, source: Peer) -> Response {
         let (resp, events) = self.registrar.handle_register(now, req, source);
         self.publish(events);
+        while let Some(f) = self.registrar.poll_failure() {
+            log_failure(&f);
+        }
         resp
     }
 
@@ -625,6 +929,28 @@ impl RegistrarService {
             // No subscriber is not an error: nobody needs to hear it.
             let _ = self.events.send(e);
         }
+    }
+}
+
+/// Names the algorithms of a challenge, as phones' logs show them.
+fn algorithm_list(algs: &[Algorithm]) -> String {
+    algs.iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A failed login in the log: a warning, except a stale nonce, which phones that reuse
+/// nonces meet in normal operation.
+fn log_failure(f: &LoginFailure) {
+    let algorithm = f.algorithm.map(Algorithm::as_str).unwrap_or("none");
+    let next_offer = algorithm_list(&f.next_offer);
+    if f.reason == FailureReason::StaleNonce {
+        info!(user = %f.user, source = %f.source.remote, algorithm, held_back = f.held_back,
+            "login needs a fresh nonce: {}", f.reason);
+    } else {
+        warn!(user = %f.user, source = %f.source.remote, transport = %f.source.transport,
+            algorithm, next_offer, held_back = f.held_back, "login failed: {}", f.reason);
     }
 }
 
@@ -1068,5 +1394,181 @@ mod tests {
             )
             .contains("\"x\"")
         );
+    }
+
+    fn offered(resp: &Response) -> Vec<Algorithm> {
+        resp.headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap().algorithm)
+            .collect()
+    }
+
+    fn with_agent(mut req: Request, ua: &str) -> Request {
+        req.headers.push(HeaderName::UserAgent, ua);
+        req
+    }
+
+    /// Answers the challenge in `resp` that uses `alg`.
+    fn answer(resp: &Response, alg: Algorithm, password: &str) -> String {
+        let ch = resp
+            .headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap())
+            .find(|c| c.algorithm == alg)
+            .unwrap();
+        Authorization::answer(&ch, "alice", password, "REGISTER", "sip:hotline", "cn", 1)
+            .to_string()
+    }
+
+    #[test]
+    fn a_phone_that_ignores_the_first_challenge_is_offered_the_next_algorithm() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let old = "baresip v1.0.0 (x86_64/linux)";
+        let send = |r: &mut Registrar, cseq: u32, auth: Option<String>, call_id: &str| {
+            let mut x = reg("alice", cseq);
+            x.call_id = call_id;
+            r.handle_register(t0, &with_agent(request(&x, auth), old), peer(7))
+                .0
+        };
+        let first = send(&mut r, 1, None, "c1");
+        assert_eq!(offered(&first), [Algorithm::Sha256, Algorithm::Md5]);
+        assert_eq!(r.poll_failure(), None);
+        // A retransmission (same CSeq) is not a sign of anything.
+        let again = send(&mut r, 1, None, "c1");
+        assert_eq!(offered(&again), [Algorithm::Sha256, Algorithm::Md5]);
+        // A new REGISTER instead of an answer: the phone could not use SHA-256.
+        let second = send(&mut r, 2, None, "c1");
+        assert_eq!(offered(&second), [Algorithm::Md5]);
+        let f = r.poll_failure().unwrap();
+        assert_eq!(f.reason, FailureReason::NoAnswer);
+        assert_eq!(
+            (f.user.as_str(), f.next_offer.as_slice()),
+            ("alice", &[Algorithm::Md5][..])
+        );
+        let ok = send(
+            &mut r,
+            3,
+            Some(answer(&second, Algorithm::Md5, "secret")),
+            "c1",
+        );
+        assert_eq!(ok.status, 200);
+        // Its refreshes come without an answer (the phone forgets its nonce): MD5 at once.
+        assert_eq!(offered(&send(&mut r, 4, None, "c1")), [Algorithm::Md5]);
+        // The same make restarted (new Call-ID) is challenged the way it can answer.
+        assert_eq!(offered(&send(&mut r, 1, None, "c2")), [Algorithm::Md5]);
+        // Other phones still get SHA-256 first.
+        let mut other = reg("alice", 1);
+        other.call_id = "c3";
+        let (other, _) = r.handle_register(t0, &request(&other, None), peer(8));
+        assert_eq!(offered(&other), [Algorithm::Sha256, Algorithm::Md5]);
+        // A phone that never answers cycles through the offers instead of being locked out.
+        let mut x = reg("alice", 1);
+        x.call_id = "silent";
+        let offers: Vec<Vec<Algorithm>> = (1..=3)
+            .map(|c| {
+                x.cseq = c;
+                offered(&r.handle_register(t0, &request(&x, None), peer(9)).0)
+            })
+            .collect();
+        assert_eq!(
+            offers,
+            [
+                vec![Algorithm::Sha256, Algorithm::Md5],
+                vec![Algorithm::Md5],
+                vec![Algorithm::Sha256, Algorithm::Md5]
+            ]
+        );
+    }
+
+    #[test]
+    fn a_phone_that_answers_sha256_keeps_being_offered_it_first() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let (resp, _) = register(&mut r, t0, &reg("alice", 1), peer(1));
+        assert_eq!(resp.status, 200);
+        // A refresh without an answer, then another REGISTER: SHA-256 stays first, since
+        // the phone proved it answers SHA-256.
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 3), None), peer(1));
+        assert_eq!(offered(&resp), [Algorithm::Sha256, Algorithm::Md5]);
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 4), None), peer(1));
+        assert_eq!(offered(&resp), [Algorithm::Sha256, Algorithm::Md5]);
+    }
+
+    #[test]
+    fn failed_logins_are_reported_with_their_reason_once_a_minute() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut bad = reg("alice", 1);
+        bad.password = "guess";
+        assert_eq!(register(&mut r, t0, &bad, peer(1)).0.status, 403);
+        let f = r.poll_failure().unwrap();
+        assert_eq!(
+            (f.user.as_str(), f.reason, f.algorithm, f.held_back),
+            (
+                "alice",
+                FailureReason::WrongPassword,
+                Some(Algorithm::Sha256),
+                0
+            )
+        );
+        assert_eq!(f.source, peer(1));
+        assert!(!format!("{f:?}").contains("guess"));
+        // The phone retries: held back, then counted in the next report.
+        for s in 2..5 {
+            bad.cseq = s;
+            register(&mut r, t0 + Duration::from_secs(s.into()), &bad, peer(1));
+        }
+        assert_eq!(r.poll_failure(), None);
+        bad.cseq = 9;
+        register(&mut r, t0 + Duration::from_secs(61), &bad, peer(1));
+        assert_eq!(r.poll_failure().unwrap().held_back, 3);
+        assert_eq!(
+            register(&mut r, t0, &reg("mallory", 1), peer(1)).0.status,
+            403
+        );
+        assert_eq!(r.poll_failure().unwrap().reason, FailureReason::UnknownUser);
+        // Bob has only a SHA-256 hash of his password.
+        let mut md5 = reg("bob", 1);
+        md5.alg = Algorithm::Md5;
+        assert_eq!(register(&mut r, t0, &md5, peer(1)).0.status, 403);
+        assert_eq!(
+            r.poll_failure().unwrap().reason,
+            FailureReason::UnsupportedAlgorithm
+        );
+        // An algorithm that is not offered.
+        r.cfg.algorithms = vec![Algorithm::Sha256];
+        let mut sha = reg("alice", 20);
+        sha.call_id = "c9";
+        let (resp, _) = r.handle_register(t0, &request(&sha, None), peer(2));
+        let mut ch = Challenge::parse(
+            resp.headers
+                .get(HeaderName::WwwAuthenticate)
+                .unwrap()
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        ch.algorithm = Algorithm::Md5;
+        let a = Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 1);
+        sha.cseq = 21;
+        let (resp, _) = r.handle_register(t0, &request(&sha, Some(a.to_string())), peer(2));
+        assert_eq!(resp.status, 401);
+        let f = r.poll_failure().unwrap();
+        assert_eq!(
+            (f.reason, f.algorithm),
+            (FailureReason::UnsupportedAlgorithm, Some(Algorithm::Md5))
+        );
+        // A stale nonce is reported too; the right answer to it then succeeds.
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 30), None), peer(3));
+        let a = answer(&resp, Algorithm::Sha256, "secret");
+        let later = t0 + Duration::from_secs(301);
+        let (resp, _) = r.handle_register(later, &request(&reg("alice", 31), Some(a)), peer(3));
+        assert_eq!(resp.status, 401);
+        assert_eq!(r.poll_failure().unwrap().reason, FailureReason::StaleNonce);
+        let a = answer(&resp, Algorithm::Sha256, "secret");
+        let (resp, _) = r.handle_register(later, &request(&reg("alice", 32), Some(a)), peer(3));
+        assert_eq!(resp.status, 200);
+        assert_eq!(r.poll_failure(), None);
     }
 }

@@ -243,6 +243,72 @@ pub struct Config {
     /// The flow tests `hotline check` checks and `hotline test` runs: `tests:`, or
     /// `<flows>/tests` when that folder exists.
     pub tests_dir: Option<PathBuf>,
+    /// The start-only values as the file gave them, before any command-line override
+    /// (None when not read from a file): reloads compare files with files, so a port given
+    /// on the command line is not mistaken for an edit.
+    pub as_loaded: Option<StartOnly>,
+}
+
+/// The values the engine reads once, at start: sockets it binds, services it starts and
+/// what the SIP endpoint and registrar are built with. A reload cannot change them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartOnly {
+    listen: Vec<Listen>,
+    rtp_ports: PortRange,
+    admin: Option<AdminConfig>,
+    demo_shop: Option<DemoShopConfig>,
+    user_agent: String,
+    max_calls: usize,
+    t1: Duration,
+    realm: String,
+    digest_algorithms: Vec<Algorithm>,
+}
+
+impl StartOnly {
+    pub fn of(c: &Config) -> StartOnly {
+        StartOnly {
+            listen: c.listen.clone(),
+            rtp_ports: c.rtp_ports,
+            admin: c.admin.clone(),
+            demo_shop: c.demo_shop,
+            user_agent: c.user_agent.clone(),
+            max_calls: c.max_calls,
+            t1: c.t1,
+            realm: c.realm.clone(),
+            digest_algorithms: c.digest_algorithms.clone(),
+        }
+    }
+
+    /// The keys (as written in hotline.yaml) whose values differ.
+    fn differences(&self, new: &StartOnly) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |changed: bool, key: &'static str| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        check(self.listen != new.listen, "sip.listen");
+        check(self.rtp_ports != new.rtp_ports, "rtp.ports");
+        check(self.admin != new.admin, "admin");
+        check(self.demo_shop != new.demo_shop, "demo_shop");
+        check(self.user_agent != new.user_agent, "sip.user_agent");
+        check(self.max_calls != new.max_calls, "sip.max_calls");
+        check(self.t1 != new.t1, "sip.t1");
+        check(self.realm != new.realm, "sip.realm");
+        check(
+            self.digest_algorithms != new.digest_algorithms,
+            "sip.digest_algorithms",
+        );
+        keys
+    }
+}
+
+/// The start-only keys (see [`StartOnly`]) a reload from `old` to `new` would change, which
+/// therefore wait for the next start. Both sides are compared as their files gave them
+/// when they came from files, so command-line overrides are not reported.
+pub fn start_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let side = |c: &Config| c.as_loaded.clone().unwrap_or_else(|| StartOnly::of(c));
+    side(old).differences(&side(new))
 }
 
 /// The address `hotline demo-shop` listens on when given none, and the sample's `shop_url`.
@@ -288,6 +354,7 @@ impl Default for Config {
             demo_shop: None,
             admin: None,
             tests_dir: None,
+            as_loaded: None,
         }
     }
 }
@@ -440,6 +507,7 @@ impl Config {
             Some(t) => Some(base.join(t)),
             None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
         };
+        cfg.as_loaded = Some(StartOnly::of(&cfg));
         Ok(cfg)
     }
 
@@ -678,5 +746,43 @@ agents:
     fn unknown_keys_are_refused() {
         let err = Config::from_str_at("rtp: { prots: 1-2 }", Path::new("h.yaml")).unwrap_err();
         assert!(err.to_string().contains("prots"), "{err}");
+    }
+
+    #[test]
+    fn start_only_changes_name_the_edited_keys_and_ignore_overrides() {
+        let at = Path::new("h.yaml");
+        let base = "sip: { listen: [\"udp:127.0.0.1:5060\"] }\nroutes: { \"*\": main }\n";
+        let old = Config::from_str_at(base, at).unwrap();
+        // An edit of reloadable keys only: nothing to warn about.
+        let routes = Config::from_str_at(&base.replace("main", "other"), at).unwrap();
+        assert!(start_only_changes(&old, &routes).is_empty());
+        // The command line moved the listener: the file did not change, no warning.
+        let mut overridden = old.clone();
+        overridden.listen = vec!["udp:127.0.0.1:0".parse().unwrap()];
+        let same = Config::from_str_at(base, at).unwrap();
+        assert!(start_only_changes(&overridden, &same).is_empty());
+        let edited = Config::from_str_at(
+            &base.replace(
+                "sip: {",
+                "admin: {}\nsip: { digest_algorithms: [MD5], realm: r,",
+            ),
+            at,
+        )
+        .unwrap();
+        assert_eq!(
+            start_only_changes(&overridden, &edited),
+            ["admin", "sip.realm", "sip.digest_algorithms"]
+        );
+        let ports = Config::from_str_at(&base.replace("5060", "5070"), at).unwrap();
+        assert_eq!(start_only_changes(&old, &ports), ["sip.listen"]);
+        // Configurations built in code compare their live values.
+        let mut a = Config::default();
+        let b = Config::default();
+        assert!(start_only_changes(&a, &b).is_empty());
+        a.rtp_ports = PortRange {
+            first: 30000,
+            last: 30099,
+        };
+        assert_eq!(start_only_changes(&a, &b), ["rtp.ports"]);
     }
 }
