@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod sip; // SIP codec, transactions, dialogs, UAC/UAS, SDP, digest
+pub mod call; // one call as pure state: its core (UAS, flow, transfer, recordings) and queue place
 pub mod flow; // the call-flow language: model, loading, checking, interpreter
 pub mod media; // RTP packets, G.711, DTMF, tones, prompts, the media session
 pub mod queue; // the ACD: lines, agents, strategies, estimated wait, callback requests

@@ -23,12 +23,12 @@ use crate::flow::machine::{
 };
 use crate::flow::story::CallStory;
 use crate::queue::acd::Input as AcdInput;
-use crate::queue::service::QueueNews;
+use crate::queue::news::QueueNews;
 use crate::sip::leg::LegNews;
 use crate::sip::message::{Request, Response, Via};
+use crate::sip::peer::Peer;
 use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;
-use crate::sip::transport::Peer;
 use crate::sip::uac::LegFailure;
 use crate::sip::uas::{Ending, Uas, UasEvent, UasInput, UasOutput};
 
