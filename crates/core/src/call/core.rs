@@ -830,7 +830,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::call::place::MUSIC_PLAY;
+    use crate::call::place::{ANNOUNCE_PLAY, MUSIC_PLAY};
     use crate::flow::flowset::FlowSet;
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
@@ -2020,5 +2020,77 @@ Content-Length: {}\r\n\r\n{OFFER}",
             second.core.story().path(),
             vec!["main/welcome", "main/menu", "main/sales"]
         );
+    }
+
+    // ------------------------------------------------------------- keys in line
+
+    const QUEUE_KEYS: &str = "steps:
+  welcome:
+    play: welcome
+    next: line
+  line:
+    queue: support
+    keys: { \"2\": voicemail }
+    on_callback: noted
+    on_timeout: sorry
+  voicemail:
+    hangup: leave_a_message
+  noted:
+    hangup: we_will_call_back
+  sorry:
+    hangup: thanks
+";
+
+    #[test]
+    fn the_callback_key_offered_in_line_asks_the_acd_and_the_flow_confirms_it() {
+        let mut p = queued(Pair::with_flow(QUEUE_KEYS, Route::Found, Duration::ZERO));
+        // Before the offer the key means nothing to the queue, nor to the flow.
+        assert!(p.input(CallInput::Key('9')).is_empty());
+        let out = p.input(CallInput::Queue(QueueNews::OfferCallback { key: '9' }));
+        let offer = plays(&out);
+        assert_eq!(offer.len(), 1, "{out:?}");
+        assert_eq!(offer[0].0, ANNOUNCE_PLAY);
+        let out = p.input(CallInput::Key('9'));
+        assert_eq!(
+            acd(&out),
+            vec![AcdInput::CallbackRequested {
+                call: "c1".into(),
+                number: None
+            }]
+        );
+        let stopped = stops(&out);
+        assert!(stopped.contains(&MUSIC_PLAY), "{out:?}");
+        assert!(stopped.contains(&ANNOUNCE_PLAY), "{out:?}");
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("we_will_call_back")
+        );
+        assert_eq!(
+            p.core.story().path(),
+            vec!["main/welcome", "main/line", "main/noted"]
+        );
+    }
+
+    #[test]
+    fn a_key_of_the_queue_step_takes_the_caller_out_of_the_line_to_its_step() {
+        let mut p = queued(Pair::with_flow(QUEUE_KEYS, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "carol");
+        let out = p.input(CallInput::Key('2'));
+        assert_eq!(acd(&out), vec![AcdInput::CallerLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::HangUpLeg { role }), "{out:?}");
+        assert!(stops(&out).contains(&MUSIC_PLAY), "{out:?}");
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("leave_a_message")
+        );
+        // Out of the line: the ACD's late news changes nothing.
+        assert!(
+            p.input(CallInput::Queue(QueueNews::Connect {
+                agent: "carol".into(),
+                waited: Duration::from_secs(3),
+            }))
+            .is_empty()
+        );
+        assert!(p.core.bridged().is_none());
     }
 }
