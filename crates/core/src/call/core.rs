@@ -2093,4 +2093,112 @@ Content-Length: {}\r\n\r\n{OFFER}",
         );
         assert!(p.core.bridged().is_none());
     }
+
+    // ------------------------------------------------------------- late offer, lost ACK
+
+    fn flow_script() -> Script {
+        Script::Flow(
+            FlowMachine::new(
+                flow_set(FLOW),
+                "main",
+                CallContext {
+                    call_id: "c1".into(),
+                    caller: "alice".into(),
+                    dialed: "100".into(),
+                    wall_clock_at_start: std::time::SystemTime::UNIX_EPOCH.into(),
+                },
+                Instant::now(),
+            )
+            .expect("machine"),
+        )
+    }
+
+    /// A call whose INVITE came without an offer, answered with ours.
+    fn late_offer() -> Pair {
+        let mut p = Pair::build(
+            invite_with("sip:100@127.0.0.1", "", ""),
+            answer_params(Route::Found, Duration::ZERO),
+            flow_script(),
+            Instant::now(),
+        );
+        p.core.answer(p.now);
+        let out = p.drain();
+        let ok = out
+            .iter()
+            .find_map(|o| match o {
+                CallOutput::Respond { resp, .. } if resp.status == 200 => Some(resp.clone()),
+                _ => None,
+            })
+            .expect("200");
+        assert!(
+            String::from_utf8_lossy(&ok.body).contains("m=audio 20000 RTP/AVP"),
+            "our offer is in the 200"
+        );
+        // No media and no flow before the caller's answer.
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, CallOutput::Media(MediaCommand::Start(_)))),
+            "{out:?}"
+        );
+        assert!(plays(&out).is_empty());
+        p
+    }
+
+    #[test]
+    fn a_late_offer_gets_ours_in_the_200_and_the_flow_starts_with_the_acks_answer() {
+        let mut p = late_offer();
+        let answer = OFFER.replace("m=audio 4000", "m=audio 4200");
+        let out = p.sip(UasInput::Ack(in_dialog(
+            "ACK",
+            1,
+            "Content-Type: application/sdp\r\n",
+            &answer,
+        )));
+        let started = out.iter().find_map(|o| match o {
+            CallOutput::Media(MediaCommand::Start(n)) => Some(n.remote_rtp),
+            _ => None,
+        });
+        assert_eq!(started, Some("192.0.2.1:4200".parse().expect("addr")));
+        assert_eq!(plays(&out)[0].1, "welcome");
+    }
+
+    #[test]
+    fn a_late_offers_ack_without_a_usable_answer_ends_the_call_without_the_flow() {
+        let mut p = late_offer();
+        let useless = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        let mut out = p.sip(UasInput::Ack(in_dialog(
+            "ACK",
+            1,
+            "Content-Type: application/sdp\r\n",
+            &useless,
+        )));
+        if let Some(bye) = bye(&out) {
+            out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        }
+        let (outcome, story) = ended(&out).expect("ended");
+        assert_eq!(outcome, Some(Outcome::NoUsableAnswer));
+        assert!(story.path().is_empty(), "{story:?}");
+        assert!(plays(&p.out).is_empty());
+    }
+
+    #[test]
+    fn an_answer_never_acknowledged_is_sent_again_then_given_up_with_a_bye() {
+        let mut p = Pair::new(Route::Found, Duration::ZERO);
+        p.core.answer(p.now);
+        p.drain();
+        // RFC 3261 §13.3.1.4: the 200 again from T1, doubling to T2, for 64*T1.
+        let out = p.advance(Duration::from_millis(31_900));
+        let copies = out
+            .iter()
+            .filter(|o| matches!(o, CallOutput::Retransmit(r) if r.status == 200))
+            .count();
+        assert!(copies >= 8, "{copies} copies");
+        assert!(bye(&out).is_none(), "too early: {out:?}");
+        let mut out = p.advance(Duration::from_millis(200));
+        let bye = bye(&out).expect("BYE after 64*T1");
+        if ended(&out).is_none() {
+            out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        }
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::AckTimeout));
+    }
 }
