@@ -27,12 +27,14 @@ use tracing::warn;
 
 mod actor; // the call's task: one inbox, one sleep, carrying out what the core decides
 mod callback; // calling back a caller who asked to keep their place in a queue
-pub mod core; // the call as one pure state machine
-pub mod place; // the caller's place in an agent queue, as one pure state machine
 mod legs; // transfer and agent legs, the bridge
 mod queue; // the call's time in an agent queue
 pub use actor::{CallMsg, Inbox, run};
 pub use callback::call_back;
+// The call's pure parts are the core crate's; they keep their paths here.
+pub use hotline_core::call::Outcome; // how a call ended, for its record
+pub use hotline_core::call::core; // the call as one pure state machine
+pub use hotline_core::call::place; // the caller's place in an agent queue, as one pure state machine
 
 /// What a reload replaces as one: the configuration, the flows and the prompts. A call
 /// takes a snapshot when it starts and keeps it to its end, so editing a flow never changes
@@ -151,19 +153,6 @@ impl CallDeps {
     pub fn set_refused(&self, refused: Option<RefusedEdits>) {
         *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = refused;
     }
-}
-
-/// How a call ended, for its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    CallerHungUp,
-    FlowHungUp,
-    NoMedia,
-    AckTimeout,
-    /// The ACK of a late offer brought no usable answer.
-    NoUsableAnswer,
-    /// A transfer target or agent the caller was bridged to hung up.
-    FarEndHungUp,
 }
 
 /// The IP address our SDP and Contact should show to `remote`: the configured public

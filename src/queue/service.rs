@@ -8,53 +8,22 @@
 //! per-call work (legs, media) stays in the call tasks.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::mailbox::Mailbox;
-use crate::queue::acd::{Acd, Action, Input, OverflowReason, Snapshot};
+use crate::queue::acd::{Acd, Action, Input, Snapshot};
 use crate::queue::agent::AgentCommand;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::queue::store::CallbackId;
 use crate::sip::registrar::{RegistrarEvent, Registrations};
 use crate::sip::transport::Peer;
 
-/// What the ACD tells a queued call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum QueueNews {
-    /// Ring this agent: `contact` is the Request-URI, `via` where to send it (the
-    /// registration's source, for phones behind NAT), when known.
-    Offer {
-        agent: String,
-        contact: String,
-        via: Option<Peer>,
-    },
-    CancelOffer {
-        agent: String,
-    },
-    /// Bridge to the agent's answered leg now.
-    Connect {
-        agent: String,
-        waited: Duration,
-    },
-    /// Say this over the hold music.
-    Announce {
-        prompt: Option<String>,
-        position: Option<usize>,
-        ewt: Option<Duration>,
-    },
-    /// Tell the caller it may press `key` to be called back.
-    OfferCallback {
-        key: char,
-    },
-    /// Leave the line for the step's `on_timeout`.
-    Overflow {
-        reason: OverflowReason,
-        waited: Duration,
-    },
-}
+/// What the ACD tells a queued call; the vocabulary is the core's, so a call's pure place
+/// in line can follow it.
+pub use hotline_core::queue::news::QueueNews;
 
 /// A callback request to call now (the ACD holds an agent for it meanwhile).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,14 +26,8 @@ use crate::sip::message::{
     self, Frame, Limits, Message, StreamFramer, error_response, validate_request, validate_response,
 };
 
-/// Where a message came from or goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Peer {
-    pub transport: Transport,
-    pub remote: SocketAddr,
-    /// The local address of the listener it arrived on (or will leave from).
-    pub local: SocketAddr,
-}
+/// Where a message came from or goes to (plain data, the core's, so pure parts can name it).
+pub use hotline_core::sip::peer::Peer;
 
 /// A parsed message and where it came from.
 #[derive(Debug)]

@@ -1,7 +1,9 @@
 //! hotline-core: the pure protocol parts of hotline. SIP (codec, transactions, dialogs,
-//! UAC/UAS, SDP, digest), the call-flow language and its machine, the ACD, and the media
-//! a call carries (G.711, DTMF, tones, prompts, the media session), with the configuration
-//! they are built from.
+//! UAC/UAS, SDP, digest), the call itself (its core, which joins the UAS, the flow
+//! machine, a transfer and its place in a queue), the call-flow language and its machine,
+//! the ACD, and the media a call carries (G.711, DTMF, tones, prompts, the media session),
+//! with the configuration they are built from. The modules are listed in the order a call
+//! meets them.
 //!
 //! Nothing here may open a socket, spawn a thread or task, read the clock or draw a random
 //! number: time (`now: Instant`) and randomness (tags, branches, SSRCs) come in from the
@@ -13,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod sip; // SIP codec, transactions, dialogs, UAC/UAS, SDP, digest
+pub mod call; // one call as pure state: its core (UAS, flow, transfer, recordings) and queue place
 pub mod flow; // the call-flow language: model, loading, checking, interpreter
 pub mod media; // RTP packets, G.711, DTMF, tones, prompts, the media session
 pub mod queue; // the ACD: lines, agents, strategies, estimated wait, callback requests

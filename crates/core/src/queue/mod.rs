@@ -7,6 +7,7 @@ pub mod acd; // the line, offers, announcements, callbacks: inputs in, actions o
 pub mod agent; // one agent's state and reachability; feature codes
 pub mod config; // the queues: and agents: sections of hotline.yaml
 pub mod ewt; // handle-time window and the estimated wait formula
+pub mod news; // what the ACD tells one queued call
 pub mod stats; // per-queue figures: service level, ASA, AHT
 pub mod store; // the callback store's interface, and one in memory
 pub mod strategy; // which free agent gets the caller

@@ -10,6 +10,7 @@ pub mod sdp;
 pub mod transaction;
 pub mod uac;
 pub mod uas;
+pub mod peer; // where a message came from or goes to
 
 /// The methods we answer, for Allow headers (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";

@@ -25,9 +25,9 @@ use crate::flow::model::SayKind;
 use crate::queue::acd::{Input, OfferFailure};
 use crate::queue::config::prompts::{CALLBACK_OFFER, MINUTES, POSITION, WAIT};
 use crate::queue::ewt::spoken_minutes;
-use crate::queue::service::QueueNews;
+use crate::queue::news::QueueNews;
 use crate::sip::leg::LegNews;
-use crate::sip::transport::Peer;
+use crate::sip::peer::Peer;
 use crate::sip::uac::LegFailure;
 
 /// The play id of the hold music; the flow never sees it.

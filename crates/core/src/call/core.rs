@@ -23,12 +23,12 @@ use crate::flow::machine::{
 };
 use crate::flow::story::CallStory;
 use crate::queue::acd::Input as AcdInput;
-use crate::queue::service::QueueNews;
+use crate::queue::news::QueueNews;
 use crate::sip::leg::LegNews;
 use crate::sip::message::{Request, Response, Via};
+use crate::sip::peer::Peer;
 use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TransactionKey;
-use crate::sip::transport::Peer;
 use crate::sip::uac::LegFailure;
 use crate::sip::uas::{Ending, Uas, UasEvent, UasInput, UasOutput};
 
@@ -830,12 +830,14 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::call::place::MUSIC_PLAY;
+    use crate::call::place::{ANNOUNCE_PLAY, MUSIC_PLAY};
+    use crate::flow::flowset::FlowSet;
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
+    use crate::flow::story::{KeyUse, StoryEvent};
     use crate::sip::message::{Host, Method, Transport, Uri};
     use crate::sip::uac::LegFailure;
-    use crate::sip::uas::test_requests::{OFFER, in_dialog, request};
+    use crate::sip::uas::test_requests::{OFFER, in_dialog, invite_with, request};
     use crate::sip::uas::{AnswerParams, LocalMedia, Route, UasState};
 
     const FLOW: &str = "steps:
@@ -864,6 +866,38 @@ Content-Length: {}\r\n\r\n{OFFER}",
         TransactionKey::client(name, "X")
     }
 
+    /// What the engine draws and looks up for an answer, fixed.
+    fn answer_params(route: Route, ring_for: Duration) -> AnswerParams {
+        AnswerParams {
+            local_tag: "ours".into(),
+            first_cseq: 10,
+            contact: Uri::parse("sip:hotline@127.0.0.1:5060").expect("uri"),
+            route,
+            media: Some(LocalMedia {
+                advertised: "127.0.0.1".parse().expect("ip"),
+                rtp_port: 20000,
+                sdp_session_id: 5,
+                sdp_version: 1,
+            }),
+            ring_for,
+            timers: crate::sip::transaction::TimerConfig::default(),
+        }
+    }
+
+    /// `flow` compiled as the flow `main` (every prompt name is taken as present).
+    fn flow_set(flow: &str) -> Arc<FlowSet> {
+        let (set, diags) = compile_flows(
+            vec![FlowSource {
+                name: "main".into(),
+                file: "flows/main.yaml".into(),
+                text: flow.into(),
+            }],
+            &AnyPrompt,
+        );
+        assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
+        Arc::new(set)
+    }
+
     struct Pair {
         core: CallCore,
         now: Instant,
@@ -877,45 +911,30 @@ Content-Length: {}\r\n\r\n{OFFER}",
         }
 
         fn with_flow(flow: &str, route: Route, ring_for: Duration) -> Pair {
+            Pair::with_set(flow_set(flow), route, ring_for)
+        }
+
+        /// A call on the compiled flows `set`: what the engine does with the version
+        /// that is live when the call starts.
+        fn with_set(set: Arc<FlowSet>, route: Route, ring_for: Duration) -> Pair {
             let now = Instant::now();
-            let (set, diags) = compile_flows(
-                vec![FlowSource {
-                    name: "main".into(),
-                    file: "flows/main.yaml".into(),
-                    text: flow.into(),
-                }],
-                &AnyPrompt,
-            );
-            assert!(diags.iter().all(|d| !d.is_error()), "{diags:?}");
             let ctx = CallContext {
                 call_id: "c1".into(),
                 caller: "alice".into(),
                 dialed: "100".into(),
                 wall_clock_at_start: std::time::SystemTime::UNIX_EPOCH.into(),
             };
-            let machine = FlowMachine::new(Arc::new(set), "main", ctx, now).expect("machine");
+            let machine = FlowMachine::new(set, "main", ctx, now).expect("machine");
             Pair::with_script(Script::Flow(machine), route, ring_for, now)
         }
 
         fn with_script(script: Script, route: Route, ring_for: Duration, now: Instant) -> Pair {
-            let uas = Uas::new(
-                key("inv"),
-                invite(),
-                AnswerParams {
-                    local_tag: "ours".into(),
-                    first_cseq: 10,
-                    contact: Uri::parse("sip:hotline@127.0.0.1:5060").expect("uri"),
-                    route,
-                    media: Some(LocalMedia {
-                        advertised: "127.0.0.1".parse().expect("ip"),
-                        rtp_port: 20000,
-                        sdp_session_id: 5,
-                        sdp_version: 1,
-                    }),
-                    ring_for,
-                    timers: crate::sip::transaction::TimerConfig::default(),
-                },
-            );
+            Pair::build(invite(), answer_params(route, ring_for), script, now)
+        }
+
+        /// A call for `invite`, answered with `params`.
+        fn build(invite: Request, params: AnswerParams, script: Script, now: Instant) -> Pair {
+            let uas = Uas::new(key("inv"), invite, params);
             let via = Via::new(
                 Transport::Udp,
                 Host::parse("127.0.0.1").expect("host"),
@@ -1560,5 +1579,626 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let bye = bye(&out).expect("BYE");
         let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
         assert_eq!(ended(&out).expect("ended").0, Some(Outcome::FarEndHungUp));
+    }
+
+    // ------------------------------------------------------------- answer checks
+
+    /// Every check that refuses an INVITE, on the whole call: the status goes out, the
+    /// call ends with no outcome (it never started), no media is set up and no flow runs.
+    #[test]
+    fn each_answer_check_refuses_the_call_before_any_media_or_flow() {
+        let no_codec = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        let no_port = AnswerParams {
+            media: None,
+            ..answer_params(Route::Found, Duration::ZERO)
+        };
+        let found = || answer_params(Route::Found, Duration::ZERO);
+        let cases: Vec<(&str, Request, AnswerParams, u16)> = vec![
+            (
+                "a required extension",
+                invite_with("sip:100@127.0.0.1", "Require: 100rel\r\n", OFFER),
+                found(),
+                420,
+            ),
+            (
+                "a URI scheme we do not serve",
+                invite_with("mailto:a@example.com", "", OFFER),
+                found(),
+                416,
+            ),
+            (
+                "no route",
+                invite_with("sip:9@127.0.0.1", "", OFFER),
+                answer_params(Route::NotFound, Duration::ZERO),
+                404,
+            ),
+            (
+                "a body that is not SDP",
+                invite_with("sip:100@127.0.0.1", "Content-Type: text/plain\r\n", "hi"),
+                found(),
+                415,
+            ),
+            (
+                "no codec in common",
+                invite_with("sip:100@127.0.0.1", "", &no_codec),
+                found(),
+                488,
+            ),
+            (
+                "no RTP port",
+                invite_with("sip:100@127.0.0.1", "", OFFER),
+                no_port,
+                503,
+            ),
+            (
+                // RFC 3261 §8.2: the extension check comes before the others.
+                "a required extension and no codec",
+                invite_with("sip:100@127.0.0.1", "Require: timer\r\n", &no_codec),
+                found(),
+                420,
+            ),
+        ];
+        for (what, invite, params, status) in cases {
+            let script = Script::Flow(
+                FlowMachine::new(
+                    flow_set(FLOW),
+                    "main",
+                    CallContext {
+                        call_id: "c1".into(),
+                        caller: "alice".into(),
+                        dialed: "100".into(),
+                        wall_clock_at_start: std::time::SystemTime::UNIX_EPOCH.into(),
+                    },
+                    Instant::now(),
+                )
+                .expect("machine"),
+            );
+            let mut p = Pair::build(invite, params, script, Instant::now());
+            // The shell answers a call that passed the checks; this one did not.
+            p.core.answer(p.now);
+            p.drain();
+            assert_eq!(statuses(&p.out), vec![status], "{what}");
+            assert!(
+                p.out.contains(&CallOutput::Refused { status }),
+                "{what}: {:?}",
+                p.out
+            );
+            let (outcome, story) = ended(&p.out).unwrap_or_else(|| panic!("{what}: not ended"));
+            assert_eq!(outcome, None, "{what}");
+            assert!(story.entries.is_empty(), "{what}: the flow ran");
+            assert!(
+                !p.out
+                    .iter()
+                    .any(|o| matches!(o, CallOutput::Media(_) | CallOutput::Answered)),
+                "{what}: {:?}",
+                p.out
+            );
+            assert!(p.core.poll_timeout().is_none(), "{what}: a timer is left");
+        }
+    }
+
+    // ------------------------------------------------------------- re-INVITE
+
+    #[test]
+    fn a_held_call_is_taken_off_hold_and_a_caller_who_moves_is_followed() {
+        let mut p = Pair::answered_and_acked(Route::Found);
+        let hold = OFFER.replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
+        let out = p.sip(UasInput::Request {
+            key: key("hold"),
+            req: in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", &hold),
+        });
+        assert_eq!(statuses(&out), vec![200]);
+        p.sip(UasInput::Ack(in_dialog("ACK", 2, "", "")));
+        // Back from hold, from another address and port (the caller's phone moved).
+        let moved = OFFER
+            .replace("c=IN IP4 192.0.2.1", "c=IN IP4 192.0.2.50")
+            .replace("m=audio 4000", "m=audio 4100");
+        let out = p.sip(UasInput::Request {
+            key: key("resume"),
+            req: in_dialog("INVITE", 3, "Content-Type: application/sdp\r\n", &moved),
+        });
+        assert_eq!(statuses(&out), vec![200]);
+        let update = out.iter().find_map(|o| match o {
+            CallOutput::Media(MediaCommand::Update { remote, send, .. }) => Some((*remote, *send)),
+            _ => None,
+        });
+        assert_eq!(
+            update,
+            Some(("192.0.2.50:4100".parse().expect("addr"), true)),
+            "{out:?}"
+        );
+        // The flow was never disturbed: the welcome still plays, then the menu.
+        assert!(plays(&out).is_empty());
+        let welcome = plays(&p.out)[0].0;
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        assert_eq!(plays(&out)[0].1, "main_menu");
+        assert!(ended(&p.out).is_none());
+    }
+
+    // ------------------------------------------------------------- INFO keys
+
+    const INFO_MENUS: &str = "steps:
+  menu:
+    menu:
+      prompt: main_menu
+      options: { \"5\": more }
+  more:
+    menu:
+      prompt: more_menu
+      options: { \"#\": bye }
+  bye:
+    hangup: thanks
+";
+
+    fn info(cseq: u32, content_type: &str, body: &str) -> UasInput {
+        UasInput::Request {
+            key: key(&format!("info{cseq}")),
+            req: in_dialog(
+                "INFO",
+                cseq,
+                &format!("Content-Type: {content_type}\r\n"),
+                body,
+            ),
+        }
+    }
+
+    fn stops(out: &[CallOutput]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::Media(MediaCommand::Stop { id }) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The keys the story kept: (key, where it went, typed ahead).
+    fn story_keys(story: &CallStory) -> Vec<(char, KeyUse, bool)> {
+        story
+            .entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                StoryEvent::Key {
+                    key,
+                    went,
+                    typed_ahead,
+                } => Some((*key, went.clone(), *typed_ahead)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn info_keys_in_either_body_reach_the_flow_and_a_bad_body_is_refused_without_a_key() {
+        let mut p = Pair::acked(Pair::with_flow(INFO_MENUS, Route::Found, Duration::ZERO));
+        let menu = plays(&p.out);
+        assert_eq!(menu.len(), 1);
+        assert_eq!(menu[0].1, "main_menu");
+
+        // Bodies that carry no key: refused, and the flow hears nothing.
+        for (cseq, ct, body) in [
+            (2, "application/dtmf-relay", "Signal=Z\r\nDuration=160\r\n"),
+            (3, "application/dtmf-relay", "Duration=160\r\n"),
+            (4, "application/dtmf", "55"),
+            (5, "text/plain", "5"),
+        ] {
+            let out = p.sip(info(cseq, ct, body));
+            let st = statuses(&out);
+            assert_eq!(st.len(), 1, "{ct} {body:?}: {out:?}");
+            assert!((400..500).contains(&st[0]), "{ct} {body:?}: {st:?}");
+            assert_eq!(out.len(), 1, "{ct} {body:?}: more than the answer: {out:?}");
+        }
+        assert_eq!(p.core.position(), Some(("main", "menu")));
+        assert!(story_keys(&p.core.story()).is_empty());
+
+        // application/dtmf: answered 200, and the key is the menu's answer in the same
+        // handle call (the menu prompt stops, the next one starts).
+        let out = p.sip(info(6, "application/dtmf", "5"));
+        assert_eq!(statuses(&out), vec![200]);
+        assert_eq!(stops(&out), vec![menu[0].0]);
+        assert_eq!(plays(&out)[0].1, "more_menu");
+        assert_eq!(p.core.position(), Some(("main", "more")));
+
+        // application/dtmf-relay, the key as an RFC 4733 event code (11 is #).
+        let out = p.sip(info(
+            7,
+            "application/dtmf-relay",
+            "Signal=11\r\nDuration=100\r\n",
+        ));
+        assert_eq!(statuses(&out), vec![200]);
+        assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
+        assert_eq!(
+            story_keys(&p.core.story()),
+            vec![
+                ('5', KeyUse::Option { to: "more".into() }, false),
+                ('#', KeyUse::Option { to: "bye".into() }, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_info_out_of_order_or_for_another_dialog_gives_no_key() {
+        let mut p = Pair::acked(Pair::with_flow(INFO_MENUS, Route::Found, Duration::ZERO));
+        assert_eq!(
+            statuses(&p.sip(info(5, "application/dtmf", "5"))),
+            vec![200]
+        );
+        assert_eq!(p.core.position(), Some(("main", "more")));
+        // A lower CSeq than the last request of the dialog: 500, no key.
+        let out = p.sip(info(4, "application/dtmf", "#"));
+        assert_eq!(statuses(&out), vec![500]);
+        assert_eq!(p.core.position(), Some(("main", "more")));
+        // Another dialog's INFO (not our tag): 481, no key.
+        let stranger = in_dialog("INFO", 6, "Content-Type: application/dtmf\r\n", "#");
+        let mut stranger = stranger;
+        stranger.headers.set(
+            crate::sip::message::HeaderName::To,
+            "<sip:100@127.0.0.1>;tag=someone-else",
+        );
+        let out = p.sip(UasInput::Request {
+            key: key("stranger"),
+            req: stranger,
+        });
+        assert_eq!(statuses(&out), vec![481]);
+        assert_eq!(p.core.position(), Some(("main", "more")));
+        assert_eq!(story_keys(&p.core.story()).len(), 1);
+    }
+
+    // ------------------------------------------------------------- type-ahead, barge-in
+
+    const TYPE_AHEAD: &str = "steps:
+  welcome:
+    play: welcome
+    next: notice
+  notice:
+    play: notice
+    next: menu
+  menu:
+    menu:
+      prompt: main_menu
+      options: { \"2\": two }
+  two:
+    hangup: thanks
+";
+
+    #[test]
+    fn a_key_during_the_welcome_is_typed_ahead_past_the_notice_and_the_menus_prompt() {
+        let mut p = Pair::acked(Pair::with_flow(TYPE_AHEAD, Route::Found, Duration::ZERO));
+        let welcome = plays(&p.out);
+        assert_eq!(welcome.len(), 1);
+        assert!(p.out.iter().any(|o| matches!(
+            o,
+            CallOutput::Media(MediaCommand::Play { barge_in: true, .. })
+        )));
+        let out = p.input(CallInput::Key('2'));
+        // All in the one handle call: the welcome stops, the notice is passed over (the
+        // key would have interrupted it), the menu takes the key without its prompt, and
+        // option 2's goodbye starts.
+        assert_eq!(stops(&out), vec![welcome[0].0]);
+        assert_eq!(
+            plays(&out).iter().map(|p| p.1.as_str()).collect::<Vec<_>>(),
+            vec!["thanks"]
+        );
+        let story = p.core.story();
+        assert_eq!(
+            story.path(),
+            vec!["main/welcome", "main/notice", "main/menu", "main/two"]
+        );
+        assert!(story.entries.iter().any(|e| matches!(
+            &e.event,
+            StoryEvent::SkippedForTypeAhead { step } if step == "notice"
+        )));
+        assert_eq!(
+            story_keys(&story),
+            vec![
+                ('2', KeyUse::Buffered, false),
+                ('2', KeyUse::Option { to: "two".into() }, true),
+            ]
+        );
+        assert!(!story.prompts_played().iter().any(|n| n == "main_menu"));
+    }
+
+    const NO_BARGE_IN: &str = "steps:
+  welcome:
+    play: welcome
+    barge_in: false
+    next: menu
+  menu:
+    menu:
+      prompt: main_menu
+      options: { \"2\": two }
+  two:
+    hangup: thanks
+";
+
+    #[test]
+    fn without_barge_in_the_prompt_plays_on_and_the_key_waits_for_the_menu() {
+        let mut p = Pair::acked(Pair::with_flow(NO_BARGE_IN, Route::Found, Duration::ZERO));
+        let welcome = plays(&p.out)[0].0;
+        assert!(p.out.iter().any(|o| matches!(
+            o,
+            CallOutput::Media(MediaCommand::Play {
+                barge_in: false,
+                ..
+            })
+        )));
+        // Nothing stops, nothing starts: the welcome plays to its end.
+        assert!(p.input(CallInput::Key('2')).is_empty());
+        assert!(p.advance(Duration::from_secs(30)).is_empty());
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        assert_eq!(
+            plays(&out).iter().map(|p| p.1.as_str()).collect::<Vec<_>>(),
+            vec!["thanks"],
+            "the menu used the waiting key without its prompt"
+        );
+        assert_eq!(
+            p.core.story().path(),
+            vec!["main/welcome", "main/menu", "main/two"]
+        );
+    }
+
+    #[test]
+    fn a_key_barges_into_the_menu_prompt_and_the_next_prompt_starts_in_the_same_call() {
+        let mut p = Pair::answered_and_acked(Route::Found);
+        let welcome = plays(&p.out)[0].0;
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        let menu = plays(&out)[0].0;
+        let out = p.input(CallInput::Key('1'));
+        let stop = out
+            .iter()
+            .position(|o| *o == CallOutput::Media(MediaCommand::Stop { id: menu }))
+            .expect("the menu prompt stops");
+        let next = out
+            .iter()
+            .position(|o| matches!(o, CallOutput::Media(MediaCommand::Play { .. })))
+            .expect("the next prompt starts");
+        assert!(stop < next, "stop before the next play: {out:?}");
+        assert_eq!(plays(&out)[0].1, "thanks");
+        // The goodbye cannot be interrupted: a key changes nothing, it plays on.
+        assert!(p.out.iter().any(|o| matches!(
+            o,
+            CallOutput::Media(MediaCommand::Play { id, barge_in: false, .. }) if *id == plays(&out)[0].0
+        )));
+        assert!(p.input(CallInput::Key('1')).is_empty());
+        assert!(bye(&p.out).is_none());
+    }
+
+    // ------------------------------------------------------------- reload pinning
+
+    const VERSION_1: &str = "steps:
+  welcome:
+    play: welcome
+    next: menu
+  menu:
+    menu:
+      prompt: main_menu
+      options: { \"1\": bye }
+  bye:
+    hangup: thanks
+";
+
+    /// The same flow edited: a new welcome, and option 1 leads somewhere else.
+    const VERSION_2: &str = "steps:
+  welcome:
+    play: welcome_new
+    next: menu
+  menu:
+    menu:
+      prompt: main_menu_new
+      options: { \"1\": sales }
+  sales:
+    hangup: sales_closed
+";
+
+    #[test]
+    fn a_call_keeps_the_flows_it_started_with_and_a_new_call_gets_the_reloaded_ones() {
+        // The engine's slot for the live version, as a reload replaces it.
+        let mut live = flow_set(VERSION_1);
+        let mut first = Pair::acked(Pair::with_set(live.clone(), Route::Found, Duration::ZERO));
+        assert_eq!(plays(&first.out)[0].1, "welcome");
+
+        live = flow_set(VERSION_2);
+        // The reload dropped the engine's hold on version 1: the call still has it.
+        let mut second = Pair::acked(Pair::with_set(live.clone(), Route::Found, Duration::ZERO));
+        assert_eq!(plays(&second.out)[0].1, "welcome_new");
+
+        let welcome = plays(&first.out)[0].0;
+        let out = first.input(CallInput::PlayFinished { id: welcome });
+        assert_eq!(plays(&out)[0].1, "main_menu");
+        let out = first.input(CallInput::Key('1'));
+        assert_eq!(plays(&out)[0].1, "thanks");
+        assert_eq!(
+            first.core.story().path(),
+            vec!["main/welcome", "main/menu", "main/bye"]
+        );
+
+        let welcome = plays(&second.out)[0].0;
+        let out = second.input(CallInput::PlayFinished { id: welcome });
+        assert_eq!(plays(&out)[0].1, "main_menu_new");
+        let out = second.input(CallInput::Key('1'));
+        assert_eq!(plays(&out)[0].1, "sales_closed");
+        assert_eq!(
+            second.core.story().path(),
+            vec!["main/welcome", "main/menu", "main/sales"]
+        );
+    }
+
+    // ------------------------------------------------------------- keys in line
+
+    const QUEUE_KEYS: &str = "steps:
+  welcome:
+    play: welcome
+    next: line
+  line:
+    queue: support
+    keys: { \"2\": voicemail }
+    on_callback: noted
+    on_timeout: sorry
+  voicemail:
+    hangup: leave_a_message
+  noted:
+    hangup: we_will_call_back
+  sorry:
+    hangup: thanks
+";
+
+    #[test]
+    fn the_callback_key_offered_in_line_asks_the_acd_and_the_flow_confirms_it() {
+        let mut p = queued(Pair::with_flow(QUEUE_KEYS, Route::Found, Duration::ZERO));
+        // Before the offer the key means nothing to the queue, nor to the flow.
+        assert!(p.input(CallInput::Key('9')).is_empty());
+        let out = p.input(CallInput::Queue(QueueNews::OfferCallback { key: '9' }));
+        let offer = plays(&out);
+        assert_eq!(offer.len(), 1, "{out:?}");
+        assert_eq!(offer[0].0, ANNOUNCE_PLAY);
+        let out = p.input(CallInput::Key('9'));
+        assert_eq!(
+            acd(&out),
+            vec![AcdInput::CallbackRequested {
+                call: "c1".into(),
+                number: None
+            }]
+        );
+        let stopped = stops(&out);
+        assert!(stopped.contains(&MUSIC_PLAY), "{out:?}");
+        assert!(stopped.contains(&ANNOUNCE_PLAY), "{out:?}");
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("we_will_call_back")
+        );
+        assert_eq!(
+            p.core.story().path(),
+            vec!["main/welcome", "main/line", "main/noted"]
+        );
+    }
+
+    #[test]
+    fn a_key_of_the_queue_step_takes_the_caller_out_of_the_line_to_its_step() {
+        let mut p = queued(Pair::with_flow(QUEUE_KEYS, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "carol");
+        let out = p.input(CallInput::Key('2'));
+        assert_eq!(acd(&out), vec![AcdInput::CallerLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::HangUpLeg { role }), "{out:?}");
+        assert!(stops(&out).contains(&MUSIC_PLAY), "{out:?}");
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("leave_a_message")
+        );
+        // Out of the line: the ACD's late news changes nothing.
+        assert!(
+            p.input(CallInput::Queue(QueueNews::Connect {
+                agent: "carol".into(),
+                waited: Duration::from_secs(3),
+            }))
+            .is_empty()
+        );
+        assert!(p.core.bridged().is_none());
+    }
+
+    // ------------------------------------------------------------- late offer, lost ACK
+
+    fn flow_script() -> Script {
+        Script::Flow(
+            FlowMachine::new(
+                flow_set(FLOW),
+                "main",
+                CallContext {
+                    call_id: "c1".into(),
+                    caller: "alice".into(),
+                    dialed: "100".into(),
+                    wall_clock_at_start: std::time::SystemTime::UNIX_EPOCH.into(),
+                },
+                Instant::now(),
+            )
+            .expect("machine"),
+        )
+    }
+
+    /// A call whose INVITE came without an offer, answered with ours.
+    fn late_offer() -> Pair {
+        let mut p = Pair::build(
+            invite_with("sip:100@127.0.0.1", "", ""),
+            answer_params(Route::Found, Duration::ZERO),
+            flow_script(),
+            Instant::now(),
+        );
+        p.core.answer(p.now);
+        let out = p.drain();
+        let ok = out
+            .iter()
+            .find_map(|o| match o {
+                CallOutput::Respond { resp, .. } if resp.status == 200 => Some(resp.clone()),
+                _ => None,
+            })
+            .expect("200");
+        assert!(
+            String::from_utf8_lossy(&ok.body).contains("m=audio 20000 RTP/AVP"),
+            "our offer is in the 200"
+        );
+        // No media and no flow before the caller's answer.
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, CallOutput::Media(MediaCommand::Start(_)))),
+            "{out:?}"
+        );
+        assert!(plays(&out).is_empty());
+        p
+    }
+
+    #[test]
+    fn a_late_offer_gets_ours_in_the_200_and_the_flow_starts_with_the_acks_answer() {
+        let mut p = late_offer();
+        let answer = OFFER.replace("m=audio 4000", "m=audio 4200");
+        let out = p.sip(UasInput::Ack(in_dialog(
+            "ACK",
+            1,
+            "Content-Type: application/sdp\r\n",
+            &answer,
+        )));
+        let started = out.iter().find_map(|o| match o {
+            CallOutput::Media(MediaCommand::Start(n)) => Some(n.remote_rtp),
+            _ => None,
+        });
+        assert_eq!(started, Some("192.0.2.1:4200".parse().expect("addr")));
+        assert_eq!(plays(&out)[0].1, "welcome");
+    }
+
+    #[test]
+    fn a_late_offers_ack_without_a_usable_answer_ends_the_call_without_the_flow() {
+        let mut p = late_offer();
+        let useless = OFFER.replace("RTP/AVP 0 101", "RTP/AVP 18");
+        let mut out = p.sip(UasInput::Ack(in_dialog(
+            "ACK",
+            1,
+            "Content-Type: application/sdp\r\n",
+            &useless,
+        )));
+        if let Some(bye) = bye(&out) {
+            out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        }
+        let (outcome, story) = ended(&out).expect("ended");
+        assert_eq!(outcome, Some(Outcome::NoUsableAnswer));
+        assert!(story.path().is_empty(), "{story:?}");
+        assert!(plays(&p.out).is_empty());
+    }
+
+    #[test]
+    fn an_answer_never_acknowledged_is_sent_again_then_given_up_with_a_bye() {
+        let mut p = Pair::new(Route::Found, Duration::ZERO);
+        p.core.answer(p.now);
+        p.drain();
+        // RFC 3261 §13.3.1.4: the 200 again from T1, doubling to T2, for 64*T1.
+        let out = p.advance(Duration::from_millis(31_900));
+        let copies = out
+            .iter()
+            .filter(|o| matches!(o, CallOutput::Retransmit(r) if r.status == 200))
+            .count();
+        assert!(copies >= 8, "{copies} copies");
+        assert!(bye(&out).is_none(), "too early: {out:?}");
+        let mut out = p.advance(Duration::from_millis(200));
+        let bye = bye(&out).expect("BYE after 64*T1");
+        if ended(&out).is_none() {
+            out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        }
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::AckTimeout));
     }
 }
