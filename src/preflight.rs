@@ -197,15 +197,26 @@ pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
                 Err(d) => report.diagnostics.push(d),
             }
         }
-        // A flow's `goto` may name a flow beside it: the files in the same folders are read
-        // as context, and only the named files' problems are reported.
-        for f in context_flows(&flow_files) {
-            if let Ok(src) = read_flow_file(&f) {
-                sources.push(src);
+        // A flow's `goto` may name a flow beside it: those flows are read as context (only
+        // they, so that the rest of the folder changes nothing), and only the named files'
+        // problems are reported.
+        let named: Vec<_> = flow_files.iter().map(|f| same_file_key(f)).collect();
+        let mut diags = Vec::new();
+        let mut read = named.clone();
+        for _ in 0..8 {
+            let (_, d) = compile_flows_with(sources.clone(), &exists, &config.flow_config());
+            diags = d;
+            let beside = flows_gone_to_beside(&diags, &flow_files, &read);
+            if beside.is_empty() {
+                break;
+            }
+            for f in beside {
+                if let Ok(src) = read_flow_file(&f) {
+                    sources.push(src);
+                }
+                read.push(same_file_key(&f));
             }
         }
-        let (_, diags) = compile_flows_with(sources, &exists, &config.flow_config());
-        let named: Vec<_> = flow_files.iter().map(|f| same_file_key(f)).collect();
         report.diagnostics.extend(
             diags
                 .into_iter()
@@ -215,23 +226,33 @@ pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
     report
 }
 
-/// The flow files beside `files` (in the same folders) that were not named themselves.
-fn context_flows(files: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
-    let named: Vec<_> = files.iter().map(|f| same_file_key(f)).collect();
-    let mut dirs: Vec<std::path::PathBuf> = files
-        .iter()
-        .map(|f| match f.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    let mut out = Vec::new();
-    for d in dirs {
-        for f in crate::flow::load::yaml_files(&d).unwrap_or_default() {
-            if !named.contains(&same_file_key(&f)) {
-                out.push(f);
+/// The files `flows/NAME.yaml` beside `files` for every "no flow named 'NAME'" in
+/// `diags`, not read yet.
+fn flows_gone_to_beside(
+    diags: &[Diagnostic],
+    files: &[std::path::PathBuf],
+    read: &[std::path::PathBuf],
+) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = Vec::new();
+    for d in diags {
+        let Some(name) = d
+            .message
+            .strip_prefix("no flow named '")
+            .and_then(|m| m.strip_suffix('\''))
+        else {
+            continue;
+        };
+        for f in files {
+            let dir = match f.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            for ext in ["yaml", "yml"] {
+                let candidate = dir.join(format!("{name}.{ext}"));
+                let key = same_file_key(&candidate);
+                if candidate.is_file() && !read.contains(&key) && !out.iter().any(|o| same_file_key(o) == key) {
+                    out.push(candidate);
+                }
             }
         }
     }

@@ -175,21 +175,28 @@ async fn the_third_caller_waiting_hears_its_position() {
     )
     .await;
     let addr = common::addr(&srv, Transport::Udp);
-    // No agent is logged in; the callers join anyway (the default) and wait in order.
-    let mut calls = Vec::new();
-    for _ in 0..3 {
-        calls.push(common::call(addr, "hotline").await);
-    }
+    // No agent is logged in; the callers join anyway (the default) and wait in order. Each
+    // is in line (it hears its position) before the next calls: joining is asynchronous,
+    // and a later call may otherwise overtake an earlier one on a busy machine.
     let position = prompt("en", "queue_position");
+    let mut calls = Vec::new();
+    let mut heard_at = Vec::new();
+    for _ in 0..3 {
+        let call = common::call(addr, "hotline").await;
+        let at = call
+            .1
+            .wait_for_prompt(&position, 0, 20 * SECOND)
+            .await
+            .expect("a position announcement");
+        heard_at.push(at);
+        calls.push(call);
+    }
     let three = hotline::flow::say::say(hotline::flow::model::SayKind::Number, "3", "en").unwrap();
     let three = prompt("en", &three[0]);
     let two = hotline::flow::say::say(hotline::flow::model::SayKind::Number, "2", "en").unwrap();
     let two = prompt("en", &two[0]);
-    for (media, number) in [(&calls[2].1, &three), (&calls[1].1, &two)] {
-        let at = media
-            .wait_for_prompt(&position, 0, 10 * SECOND)
-            .await
-            .expect("a position announcement");
+    for (i, number) in [(2, &three), (1, &two)] {
+        let (media, at) = (&calls[i].1, heard_at[i]);
         let n = media
             .wait_for_prompt(number, at, 10 * SECOND)
             .await
