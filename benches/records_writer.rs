@@ -4,7 +4,7 @@
 //! when asked for:
 //!
 //! ```text
-//! cargo bench --bench records_writer -- --ignored --nocapture --test-threads 1
+//! cargo test --release --bench records_writer -- --ignored --nocapture --test-threads 1
 //! ```
 //!
 //! The time runs from the first message sent to the flush that says all are written.

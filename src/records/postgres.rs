@@ -121,42 +121,57 @@ last_step = excluded.last_step, reason = excluded.reason, tags = excluded.tags, 
 queue = excluded.queue, agent = excluded.agent, wait_ms = excluded.wait_ms, \
 talk_ms = excluded.talk_ms, survey = excluded.survey, recordings = excluded.recordings";
 
-fn upsert(tx: &mut Transaction<'_>, r: &CallRecord, finish: bool) -> Result<(), postgres::Error> {
-    // A Begin never reopens a row that has ended (see `Store`).
-    let sql = if finish {
-        UPSERT_HEAD.to_owned()
-    } else {
-        format!("{UPSERT_HEAD} WHERE calls.ended_ms IS NULL")
-    };
-    let stmt = tx.prepare(&sql)?;
-    let c = Columns::of(r);
-    tx.execute(
-        &stmt,
-        &[
-            &c.call_id,
-            &c.kind,
-            &c.caller,
-            &c.dialed,
-            &c.started_ms,
-            &c.answered_ms,
-            &c.ended_ms,
-            &c.flow,
-            &c.flow_version,
-            &c.language,
-            &c.outcome,
-            &c.hung_up_by,
-            &c.last_step,
-            &c.reason,
-            &c.tags,
-            &c.queue,
-            &c.agent,
-            &c.wait_ms,
-            &c.talk_ms,
-            &c.survey,
-            &c.recordings,
-        ],
-    )?;
-    Ok(())
+/// The two upserts, prepared once per transaction: a Begin never reopens a row that has
+/// ended (see `Store`), a Finish sets the whole row.
+struct Upserts {
+    begin: postgres::Statement,
+    finish: postgres::Statement,
+}
+
+impl Upserts {
+    fn prepare(tx: &mut Transaction<'_>) -> Result<Upserts, postgres::Error> {
+        Ok(Upserts {
+            begin: tx.prepare(&format!("{UPSERT_HEAD} WHERE calls.ended_ms IS NULL"))?,
+            finish: tx.prepare(UPSERT_HEAD)?,
+        })
+    }
+
+    fn run(
+        &self,
+        tx: &mut Transaction<'_>,
+        r: &CallRecord,
+        finish: bool,
+    ) -> Result<(), postgres::Error> {
+        let c = Columns::of(r);
+        let stmt = if finish { &self.finish } else { &self.begin };
+        tx.execute(
+            stmt,
+            &[
+                &c.call_id,
+                &c.kind,
+                &c.caller,
+                &c.dialed,
+                &c.started_ms,
+                &c.answered_ms,
+                &c.ended_ms,
+                &c.flow,
+                &c.flow_version,
+                &c.language,
+                &c.outcome,
+                &c.hung_up_by,
+                &c.last_step,
+                &c.reason,
+                &c.tags,
+                &c.queue,
+                &c.agent,
+                &c.wait_ms,
+                &c.talk_ms,
+                &c.survey,
+                &c.recordings,
+            ],
+        )?;
+        Ok(())
+    }
 }
 
 fn event_rows(store: &str, rows: Vec<Row>) -> Result<Vec<CallEvent>, StoreError> {
@@ -228,11 +243,14 @@ impl Store for PostgresStore {
     fn write(&mut self, batch: &[RecordMsg]) -> Result<(), StoreError> {
         let run = |client: &mut Client| -> Result<(), postgres::Error> {
             let mut tx = client.transaction()?;
-            for m in batch {
-                match m {
-                    RecordMsg::Begin(r) => upsert(&mut tx, r, false)?,
-                    RecordMsg::Finish(r, _) => upsert(&mut tx, r, true)?,
-                    RecordMsg::Events(_) => {}
+            if batch.iter().any(|m| !matches!(m, RecordMsg::Events(_))) {
+                let upserts = Upserts::prepare(&mut tx)?;
+                for m in batch {
+                    match m {
+                        RecordMsg::Begin(r) => upserts.run(&mut tx, r, false)?,
+                        RecordMsg::Finish(r, _) => upserts.run(&mut tx, r, true)?,
+                        RecordMsg::Events(_) => {}
+                    }
                 }
             }
             // All the batch's events in one statement: one round trip, not one per event.
