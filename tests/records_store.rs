@@ -681,3 +681,118 @@ fn url_with_port(url: &str, port: u16) -> String {
     let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     format!("postgres://{user}{password}@127.0.0.1:{port}/{db}?{query}")
 }
+
+// ---------------------------------------------------------------------------------------
+// The engine: start-up order, and `hotline records`
+
+/// What an earlier run left: a call open in the store, and in the spool a call's end and
+/// another call's beginning.
+fn leave_an_earlier_run(dir: &Path) {
+    let mut s = SqliteStore::open(&dir.join("data/hotline.db")).unwrap();
+    s.migrate().unwrap();
+    s.begin(&record("was-open", "+4930111", 1_000)).unwrap();
+    s.append(&events("was-open", 0..2, 1_000)).unwrap();
+    let spool = hotline::records::spool::Spool::new(dir.join("data/records.spool"));
+    spool
+        .append(&[
+            RecordMsg::Finish(
+                finished(record("spooled-end", "+4930222", 2_000), CallOutcome::Agent),
+                events("spooled-end", 0..3, 2_000),
+            ),
+            RecordMsg::Begin(record("spooled-begin", "+4930333", 3_000)),
+        ])
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_replays_the_spool_and_marks_open_calls_before_serving() {
+    let dir = scratch("engine_start");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    leave_an_earlier_run(&dir);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = format!(
+        "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 47000-47039 }}\n\
+flows: {:?}\nprompts: {:?}\n\
+schedules:\n  service_hours: {{ timezone: Europe/Berlin }}\n\
+vars: {{ shop_url: \"http://127.0.0.1:9\", crm_url: \"http://127.0.0.1:9\" }}\n\
+records: {{ store: data/hotline.db, keep: 400d }}\n",
+        repo.join("flows").display().to_string(),
+        repo.join("prompts").display().to_string(),
+    );
+    let config_path = dir.join("hotline.yaml");
+    std::fs::write(&config_path, text).unwrap();
+    let cfg = hotline::config::Config::load(&config_path).unwrap();
+    let server = hotline::server::Server::start(cfg, 1)
+        .await
+        .expect("server starts");
+    assert!(server.deps.records().is_enabled());
+    let started = {
+        let mut s = SqliteStore::open(&dir.join("data/hotline.db")).unwrap();
+        let open = s.call("was-open").unwrap().unwrap();
+        assert_eq!(open.outcome, Some(CallOutcome::Interrupted));
+        assert!(open.ended_ms.unwrap() > 1_000);
+        let begun = s.call("spooled-begin").unwrap().unwrap();
+        assert_eq!(begun.outcome, Some(CallOutcome::Interrupted));
+        let ended = s.call("spooled-end").unwrap().unwrap();
+        assert_eq!(ended.outcome, Some(CallOutcome::Agent));
+        assert_eq!(s.events("spooled-end").unwrap().len(), 3);
+        open.ended_ms.unwrap()
+    };
+    assert!(!dir.join("data/records.spool").exists());
+    // A call of this run, sent as the builder sends it, lands before the stop returns.
+    let sink = server.deps.records().clone();
+    for m in call_messages("this-run", started + 10) {
+        sink.send(m);
+    }
+    drop(server);
+    sink.send(RecordMsg::Events(events("this-run", 20..21, started + 10)));
+
+    // `hotline records` reads the same store.
+    let hotline = env!("CARGO_BIN_EXE_hotline");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(hotline)
+            .arg("records")
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .output()
+            .expect("hotline records runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, table, err) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let order: Vec<usize> = ["was-open", "spooled-end", "spooled-begin", "this-run"]
+        .iter()
+        .map(|id| table.find(id).unwrap_or_else(|| panic!("{id} in\n{table}")))
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "oldest first:\n{table}"
+    );
+    assert!(
+        table.contains("interrupted") && table.contains("4 call(s)"),
+        "{table}"
+    );
+    let (_, only, _) = run(&["--caller", "+4930222", "--format", "json"]);
+    let listed: Vec<CallRecord> = serde_json::from_str(&only).expect("JSON records");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].call_id, "spooled-end");
+    let (code, one, err) = run(&["this-run", "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(doc["call"]["outcome"], "self_service");
+    assert_eq!(doc["events"].as_array().unwrap().len(), 20);
+    let (code, text, _) = run(&["spooled-end"]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("3 event(s)"), "{text}");
+    let (code, _, err) = run(&["no-such-call"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no call 'no-such-call'"), "{err}");
+    // The event sent after the stop waits in the spool for the next start.
+    assert!(dir.join("data/records.spool").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,7 +25,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Any advisory lock number that is ours: migrations hold it so that two engines starting
 /// together migrate one after the other.
-const MIGRATION_LOCK: i64 = 0x686f_746c_696e_65;
+const MIGRATION_LOCK: i64 = 0x0068_6f74_6c69_6e65;
 
 pub struct PostgresStore {
     client: Client,

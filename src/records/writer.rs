@@ -78,7 +78,8 @@ pub struct Startup {
 }
 
 enum Cmd {
-    Msg(RecordMsg),
+    /// Boxed: the queue's slots are allocated up front, 64k of them.
+    Msg(Box<RecordMsg>),
     /// Answered once every message sent before it is written or spooled.
     Flush(mpsc::Sender<()>),
     /// Only wakes the thread; `stop` says why.
@@ -115,11 +116,11 @@ impl Deliver for Queue {
             if *closed {
                 msg
             } else {
-                match self.tx.try_send(Cmd::Msg(msg)) {
+                match self.tx.try_send(Cmd::Msg(Box::new(msg))) {
                     Ok(()) => return,
                     Err(
                         TrySendError::Full(Cmd::Msg(m)) | TrySendError::Disconnected(Cmd::Msg(m)),
-                    ) => m,
+                    ) => *m,
                     Err(_) => return,
                 }
             }
@@ -313,7 +314,7 @@ impl Worker {
         let mut rest = Vec::new();
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Cmd::Msg(m) => rest.push(m),
+                Cmd::Msg(m) => rest.push(*m),
                 Cmd::Flush(a) => {
                     let _ = a.send(());
                 }
@@ -357,7 +358,7 @@ impl Worker {
             }
         };
         match first {
-            Cmd::Msg(m) => batch.push(m),
+            Cmd::Msg(m) => batch.push(*m),
             Cmd::Flush(a) => {
                 acks.push(a);
                 return (batch, acks, false);
@@ -373,7 +374,7 @@ impl Worker {
                 self.rx.recv_timeout(left).ok()
             };
             match next {
-                Some(Cmd::Msg(m)) => batch.push(m),
+                Some(Cmd::Msg(m)) => batch.push(*m),
                 Some(Cmd::Flush(a)) => {
                     acks.push(a);
                     break;
