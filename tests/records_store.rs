@@ -685,21 +685,28 @@ fn url_with_port(url: &str, port: u16) -> String {
 // ---------------------------------------------------------------------------------------
 // The engine: start-up order, and `hotline records`
 
-/// What an earlier run left: a call open in the store, and in the spool a call's end and
-/// another call's beginning.
-fn leave_an_earlier_run(dir: &Path) {
+/// What an earlier run left an hour ago (`base`): a call open in the store, and in the
+/// spool a call's end and another call's beginning. Its oldest call would have gone, were
+/// retention not keeping 400 days.
+fn leave_an_earlier_run(dir: &Path, base: i64) {
     let mut s = SqliteStore::open(&dir.join("data/hotline.db")).unwrap();
     s.migrate().unwrap();
-    s.begin(&record("was-open", "+4930111", 1_000)).unwrap();
-    s.append(&events("was-open", 0..2, 1_000)).unwrap();
+    s.begin(&record("was-open", "+4930111", base + 1_000))
+        .unwrap();
+    s.append(&events("was-open", 0..2, base + 1_000)).unwrap();
+    let ancient = finished(record("ancient", "+1", 1_000), CallOutcome::Agent);
+    s.finish(&ancient, &events("ancient", 0..2, 1_000)).unwrap();
     let spool = hotline::records::spool::Spool::new(dir.join("data/records.spool"));
     spool
         .append(&[
             RecordMsg::Finish(
-                finished(record("spooled-end", "+4930222", 2_000), CallOutcome::Agent),
-                events("spooled-end", 0..3, 2_000),
+                finished(
+                    record("spooled-end", "+4930222", base + 2_000),
+                    CallOutcome::Agent,
+                ),
+                events("spooled-end", 0..3, base + 2_000),
             ),
-            RecordMsg::Begin(record("spooled-begin", "+4930333", 3_000)),
+            RecordMsg::Begin(record("spooled-begin", "+4930333", base + 3_000)),
         ])
         .unwrap();
 }
@@ -708,7 +715,12 @@ fn leave_an_earlier_run(dir: &Path) {
 async fn the_engine_replays_the_spool_and_marks_open_calls_before_serving() {
     let dir = scratch("engine_start");
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    leave_an_earlier_run(&dir);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
+    leave_an_earlier_run(&dir, base);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = format!(
         "sip: {{ listen: [\"udp:127.0.0.1:0\"] }}\nrtp: {{ ports: 47000-47039 }}\n\
@@ -730,12 +742,14 @@ records: {{ store: data/hotline.db, keep: 400d }}\n",
         let mut s = SqliteStore::open(&dir.join("data/hotline.db")).unwrap();
         let open = s.call("was-open").unwrap().unwrap();
         assert_eq!(open.outcome, Some(CallOutcome::Interrupted));
-        assert!(open.ended_ms.unwrap() > 1_000);
+        assert!(open.ended_ms.unwrap() > base + 1_000);
         let begun = s.call("spooled-begin").unwrap().unwrap();
         assert_eq!(begun.outcome, Some(CallOutcome::Interrupted));
         let ended = s.call("spooled-end").unwrap().unwrap();
         assert_eq!(ended.outcome, Some(CallOutcome::Agent));
         assert_eq!(s.events("spooled-end").unwrap().len(), 3);
+        assert_eq!(s.call("ancient").unwrap(), None, "retention ran at start");
+        assert!(s.events("ancient").unwrap().is_empty());
         open.ended_ms.unwrap()
     };
     assert!(!dir.join("data/records.spool").exists());

@@ -289,7 +289,13 @@ const IDLE: Duration = Duration::from_millis(500);
 
 impl Worker {
     fn run(mut self) {
-        self.ensure();
+        if self.ensure() {
+            self.retention();
+        }
+        // A failure has answered already (see `failed`).
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Ok(self.startup));
+        }
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let (batch, acks, closed) = self.collect(stopping);
@@ -483,9 +489,6 @@ impl Worker {
                     return false;
                 }
             }
-        }
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Ok(self.startup));
         }
         true
     }
