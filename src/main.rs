@@ -224,6 +224,27 @@ enum Command {
     /// Print the manual page (roff), e.g. `hotline man | man -l -`.
     #[command(after_help = "Examples:\n  hotline man | man -l -")]
     Man,
+    /// List the recorded calls (oldest first), or with CALL_ID show that call's events.
+    Records {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Show this call: its record and its events in order.
+        call_id: Option<String>,
+        /// Only the newest N calls (default 50 unless --since is given).
+        #[arg(long)]
+        last: Option<usize>,
+        /// Only calls from this number.
+        #[arg(long)]
+        caller: Option<String>,
+        /// Only calls started since: 24h, 7d, 30m ago, or a UTC date (2026-12-01) or time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only calls started before this (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: hotline::records::listing::ListFormat,
+    },
     /// Run the demonstration order service the sample hotline looks orders up in
     /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
     #[command(
@@ -351,6 +372,54 @@ fn check_impact(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `hotline records`: reads the store hotline.yaml names.
+fn records(
+    config: &std::path::Path,
+    call_id: Option<String>,
+    last: Option<usize>,
+    caller: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    format: hotline::records::listing::ListFormat,
+) -> anyhow::Result<ExitCode> {
+    use hotline::records::listing;
+    let config = load_config(config)?;
+    let target = config
+        .records
+        .as_ref()
+        .context("records are off in the configuration (records: off, or no records: key)")?;
+    let mut store = hotline::records::open_store(&target.store)?;
+    if let Some(id) = call_id {
+        return match listing::show(store.as_mut(), &id, format)? {
+            Some(text) => {
+                tools::print(&text)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no call '{id}' in the records");
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let time = |t: Option<String>| -> anyhow::Result<Option<i64>> {
+        t.map(|t| listing::parse_time(&t, now))
+            .transpose()
+            .map_err(Into::into)
+    };
+    let since_ms = time(since)?;
+    let filter = hotline::records::store::CallFilter {
+        since_ms,
+        until_ms: time(until)?,
+        caller,
+        last: last.or(if since_ms.is_none() { Some(50) } else { None }),
+    };
+    tools::print(&listing::list(store.as_mut(), &filter, format)?)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -502,6 +571,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("writing the manual page")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Records {
+            cfg,
+            call_id,
+            last,
+            caller,
+            since,
+            until,
+            format,
+        } => records(&cfg.config, call_id, last, caller, since, until, format),
         Command::DemoShop { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -537,6 +615,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The records store `hotline.yaml` names, read by `hotline report`.
-fn records_source(_config: &Config) -> anyhow::Result<Box<dyn RecordSource>> {
-    anyhow::bail!("this build has no call-records store to read reports from")
+/// The records store hotline.yaml names, to read reports from.
+fn records_source(config: &Config) -> anyhow::Result<Box<dyn RecordSource>> {
+    let target = config
+        .records
+        .as_ref()
+        .context("records are off in the configuration (records: off, or no records: key)")?;
+    let store = hotline::records::open_store(&target.store)?;
+    Ok(Box::new(store))
 }

@@ -1,7 +1,8 @@
 //! The running hotline: loads prompts and flows, opens the listeners, starts the media
 //! clock and the SIP endpoint, and creates a call task for every accepted INVITE.
 //! Agents' phones register with the endpoint's registrar, using the credentials
-//! [`credentials_from_config`] reads.
+//! [`credentials_from_config`] reads. Call records go to the store `records:` names,
+//! through a writer started (and done with what an earlier run left) before the first call.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -46,6 +47,10 @@ pub enum StartError {
     },
     #[error("starting the agent queues")]
     Queues(#[source] crate::queue::AcdError),
+    #[error("opening the records store")]
+    Records(#[source] crate::records::store::StoreError),
+    #[error("starting the records writer")]
+    RecordsWriter(#[source] std::io::Error),
 }
 
 pub struct Server {
@@ -62,6 +67,8 @@ pub struct Server {
     pub demo_shop: Option<DemoShop>,
     /// The admin API, when configured and its address could be bound.
     pub admin: Option<crate::admin::AdminServer>,
+    /// The call-records writer, when records are on; dropping it writes what is queued.
+    pub records: Option<crate::records::writer::Writer>,
 }
 
 /// The users that may register: the agents with a password or hashed secrets. An agent
@@ -127,6 +134,7 @@ impl Server {
             return Err(StartError::Config(loaded.report.summary()));
         }
         let config = Arc::new(config);
+        let records = start_records(&config)?;
         let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
         let (in_tx, in_rx) = mpsc::channel(4096);
         let transports = Transports::bind(&config.listen, in_tx)
@@ -186,7 +194,9 @@ impl Server {
                 registrations: registrations.clone(),
                 acd,
                 credentials: reloadable,
-                records: crate::records::RecordSink::disabled(),
+                records: records
+                    .as_ref()
+                    .map_or_else(crate::records::RecordSink::disabled, |w| w.sink()),
             },
         ));
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
@@ -208,6 +218,7 @@ impl Server {
             registrar_events,
             demo_shop,
             admin,
+            records,
         })
     }
 
@@ -359,4 +370,72 @@ fn start_acd(
         registrar_events.subscribe(),
         Some(dialer),
     )))
+}
+
+/// How long the start waits for the records store's first answer before serving anyway.
+const RECORDS_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts the records writer when `records:` is on, and waits (a bounded time) until it
+/// has replayed the spool and marked the calls an earlier run left open, so that happens
+/// before the first call. An SQLite file that cannot be opened stops the start (the fix
+/// is on this machine); a database server that is down does not: the writer keeps
+/// trying and spools meanwhile.
+fn start_records(config: &Config) -> Result<Option<crate::records::writer::Writer>, StartError> {
+    use crate::config::RecordsStore;
+    use crate::records::writer::{Writer, WriterConfig};
+    let Some(rc) = &config.records else {
+        return Ok(None);
+    };
+    let mut dirs = vec![config.data_dir.clone()];
+    if let RecordsStore::Sqlite(path) = &rc.store
+        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        dirs.push(parent.to_path_buf());
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| StartError::DataDir { path: dir, source })?;
+    }
+    if let RecordsStore::Postgres(url) = &rc.store
+        && let Err(e) = url.parse::<postgres::Config>()
+    {
+        return Err(StartError::Records(
+            crate::records::store::StoreError::Target(format!(
+                "'{}' is not a usable PostgreSQL URL: {e}",
+                crate::records::postgres::redact(url)
+            )),
+        ));
+    }
+    let mut wc = WriterConfig::new(config.data_dir.join("records.spool"));
+    wc.keep = Some(rc.keep);
+    let target = rc.store.clone();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let writer = Writer::start(
+        Box::new(move || crate::records::open_store(&target)),
+        wc,
+        started_ms,
+    )
+    .map_err(StartError::RecordsWriter)?;
+    match writer.wait_ready(RECORDS_READY_WAIT) {
+        Some(Ok(s)) => info!(
+            replayed = s.replayed,
+            interrupted = s.interrupted,
+            "call records ready"
+        ),
+        Some(Err(e)) => {
+            if let RecordsStore::Sqlite(path) = &rc.store {
+                drop(writer);
+                warn!(path = %path.display(), "the records file cannot be used");
+                return Err(StartError::Records(
+                    crate::records::store::StoreError::Target(e),
+                ));
+            }
+            warn!(error = %e, "records store unavailable; calls are served, their records spooled until it answers");
+        }
+        None => warn!("records store slow to answer; calls are served, their records wait"),
+    }
+    Ok(Some(writer))
 }

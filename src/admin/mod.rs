@@ -107,11 +107,23 @@ impl Drop for AdminServer {
 
 /// Binds `config.listen` and serves the API of this module there.
 pub async fn start(config: &AdminConfig, deps: Arc<CallDeps>) -> std::io::Result<AdminServer> {
+    let records = deps.live().config.records.clone();
     let state = Arc::new(AdminState {
         deps,
         token: config.token.clone(),
     });
-    serve(config.listen, router(state)).await
+    let mut parts = vec![core(), queues::part()];
+    // Reports read the records store on a connection of their own.
+    if let Some(r) = records {
+        match tokio::task::spawn_blocking(move || crate::records::open_store(&r.store)).await {
+            Ok(Ok(store)) => parts.push(reports::part(Arc::new(std::sync::Mutex::new(store)))),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "GET /reports is off: the records store cannot be opened")
+            }
+            Err(e) => tracing::warn!(error = %e, "GET /reports is off"),
+        }
+    }
+    serve(config.listen, build(state, parts)).await
 }
 
 /// Binds `listen` and serves `router` there (for an API built from more parts).

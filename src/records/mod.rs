@@ -4,16 +4,33 @@
 //! Owns the message calls send ([`RecordMsg`]) and the handle they send it through
 //! ([`RecordSink`]). It must not build records from a call's story (the builder does) nor
 //! talk to a database on a call's task (the writer does, on its own thread).
+//!
+//! The rooms: `store` (the interface both back ends implement, and the schema),
+//! `sqlite` and `postgres` (the back ends), `spool` (what could not be written, on disk)
+//! `writer` (the thread between the sink and the store) and `listing` (`hotline records`).
+
+pub mod listing;
+pub mod postgres;
+pub mod spool;
+pub mod sqlite;
+pub mod store;
+pub mod writer;
 
 pub mod report_cli;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
+
+use crate::config::RecordsStore;
+
 pub use hotline_core::record::{CallEvent, CallKind, CallOutcome, CallRecord, HungUpBy};
 
-/// What a call tells the records writer.
-#[derive(Debug, Clone)]
+/// What a call tells the records writer. Serialised (as the spool's lines) with the
+/// variant's name in snake case as the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RecordMsg {
     /// The call was answered or refused: its row, still open (no end, no outcome).
     Begin(CallRecord),
@@ -35,10 +52,26 @@ pub trait Deliver: Send + Sync {
     fn deliver(&self, msg: RecordMsg);
 }
 
-/// Counts what went through a sink, for metrics.
+/// Counts what went through a sink, for metrics. Every message sent ends up written or
+/// spooled (and, if even the spool fails, lost: logged and counted, never silent).
 #[derive(Debug, Default)]
 pub struct SinkCounters {
     pub sent: AtomicU64,
+    /// Messages sent and neither written nor spooled yet (a gauge).
+    pub pending: AtomicU64,
+    /// Messages committed to the store (replayed ones included).
+    pub written: AtomicU64,
+    /// Transactions committed (a batch of messages each).
+    pub commits: AtomicU64,
+    /// Failed attempts to reach or write the store.
+    pub errors: AtomicU64,
+    /// Messages put in the spool file (queue full, or the store down too long).
+    pub spooled: AtomicU64,
+    /// Spooled messages later written to the store.
+    pub replayed: AtomicU64,
+    /// Messages neither written nor spooled (the spool file could not be written either),
+    /// and spool lines that could not be read back.
+    pub lost: AtomicU64,
 }
 
 impl RecordSink {
@@ -51,6 +84,15 @@ impl RecordSink {
         RecordSink {
             inner: Some(deliver),
             counters: Arc::default(),
+        }
+    }
+
+    /// A sink whose writer counts into `counters` (the writer's own, so that the admin
+    /// reads one struct).
+    pub fn with_counters(deliver: Arc<dyn Deliver>, counters: Arc<SinkCounters>) -> RecordSink {
+        RecordSink {
+            inner: Some(deliver),
+            counters,
         }
     }
 
@@ -68,4 +110,14 @@ impl RecordSink {
     pub fn counters(&self) -> &SinkCounters {
         &self.counters
     }
+}
+
+/// Opens (or connects to) the store `target` names and brings its schema up to date.
+pub fn open_store(target: &RecordsStore) -> Result<Box<dyn store::Store>, store::StoreError> {
+    let mut s: Box<dyn store::Store> = match target {
+        RecordsStore::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+        RecordsStore::Postgres(url) => Box::new(postgres::PostgresStore::connect(url)?),
+    };
+    s.migrate()?;
+    Ok(s)
 }

@@ -28,6 +28,18 @@ pub trait RecordSource {
     ) -> Result<(Vec<CallRecord>, Vec<CallEvent>), SourceError>;
 }
 
+/// The records store the configuration names is where reports read from.
+impl RecordSource for Box<dyn super::store::Store> {
+    fn records_between(
+        &mut self,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<(Vec<CallRecord>, Vec<CallEvent>), SourceError> {
+        super::store::Store::records_between(self.as_mut(), since_ms, until_ms)
+            .map_err(Into::into)
+    }
+}
+
 /// Records held in memory (tests, and records read from elsewhere).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySource {

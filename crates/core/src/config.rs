@@ -1,7 +1,7 @@
 //! The server configuration, `hotline.yaml`: listeners, the RTP port range, where flows and
 //! prompts live, which flow answers which dialed number, the opening-hours schedules and the
-//! variables flows see as `config.NAME`, and whether `serve` runs the sample's demonstration
-//! order service. Every key has a working default, so the shipped
+//! variables flows see as `config.NAME`, whether `serve` runs the sample's demonstration
+//! order service, and where call records are kept. Every key has a working default, so the shipped
 //! file is short. Paths are relative to the config file. This module only reads and checks
 //! the file; it opens no socket.
 
@@ -150,6 +150,8 @@ struct RawFile {
     demo_shop: Option<RawDemoShop>,
     admin: Option<RawAdmin>,
     tests: Option<String>,
+    /// `off`, or a table (read by hand for precise messages).
+    records: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -247,6 +249,8 @@ pub struct Config {
     /// (None when not read from a file): reloads compare files with files, so a port given
     /// on the command line is not mistaken for an edit.
     pub as_loaded: Option<StartOnly>,
+    /// Where call records are kept; None: they are not (`records: off`, or no `records:`).
+    pub records: Option<RecordsConfig>,
 }
 
 /// The values the engine reads once, at start: sockets it binds, services it starts and
@@ -262,6 +266,7 @@ pub struct StartOnly {
     t1: Duration,
     realm: String,
     digest_algorithms: Vec<Algorithm>,
+    records: Option<RecordsConfig>,
 }
 
 impl StartOnly {
@@ -276,6 +281,7 @@ impl StartOnly {
             t1: c.t1,
             realm: c.realm.clone(),
             digest_algorithms: c.digest_algorithms.clone(),
+            records: c.records.clone(),
         }
     }
 
@@ -299,6 +305,7 @@ impl StartOnly {
             self.digest_algorithms != new.digest_algorithms,
             "sip.digest_algorithms",
         );
+        check(self.records != new.records, "records");
         keys
     }
 }
@@ -310,6 +317,28 @@ pub fn start_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let side = |c: &Config| c.as_loaded.clone().unwrap_or_else(|| StartOnly::of(c));
     side(old).differences(&side(new))
 }
+
+/// `records: { store: data/hotline.db, keep: 400d }`: where every call's record and
+/// events are written, and how long they are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsConfig {
+    pub store: RecordsStore,
+    /// Records of calls started longer ago than this are deleted.
+    pub keep: Duration,
+}
+
+/// The records store: an SQLite file (a path) or a PostgreSQL database (a URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordsStore {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// The SQLite file records go to when `records:` names no store, in the data folder.
+pub const DEFAULT_RECORDS_FILE: &str = "hotline.db";
+
+/// How long records are kept when `records.keep` is not given.
+pub const DEFAULT_RECORDS_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The address `hotline demo-shop` listens on when given none, and the sample's `shop_url`.
 pub const DEMO_SHOP_LISTEN: &str = "127.0.0.1:8081";
@@ -355,6 +384,7 @@ impl Default for Config {
             admin: None,
             tests_dir: None,
             as_loaded: None,
+            records: None,
         }
     }
 }
@@ -503,6 +533,9 @@ impl Config {
         if let Some(a) = raw.admin {
             cfg.admin = Some(admin_config(a).map_err(invalid)?);
         }
+        if let Some(r) = raw.records {
+            cfg.records = records_config(&r, base, &cfg.data_dir).map_err(invalid)?;
+        }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
             None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
@@ -529,6 +562,92 @@ impl Config {
             .or_else(|| self.routes.get("*"))
             .map(String::as_str)
     }
+}
+
+/// `records:`: `off` (or `false`), `on` (or `true`: the defaults), or a table with `store`
+/// and `keep`.
+fn records_config(
+    raw: &serde_json::Value,
+    base: &Path,
+    data_dir: &Path,
+) -> Result<Option<RecordsConfig>, String> {
+    use serde_json::Value;
+    let mut records = RecordsConfig {
+        store: RecordsStore::Sqlite(data_dir.join(DEFAULT_RECORDS_FILE)),
+        keep: DEFAULT_RECORDS_KEEP,
+    };
+    let table = match raw {
+        Value::Bool(false) | Value::Null => return Ok(None),
+        Value::String(s) if s == "off" => return Ok(None),
+        Value::Bool(true) => return Ok(Some(records)),
+        Value::String(s) if s == "on" => return Ok(Some(records)),
+        Value::Object(table) => table,
+        other => {
+            return Err(format!(
+                "records: expected 'off' or a table like {{ store: data/hotline.db, keep: 400d }}, found {other}"
+            ));
+        }
+    };
+    for (key, value) in table {
+        let text = value
+            .as_str()
+            .ok_or_else(|| format!("records.{key}: expected text, found {value}"));
+        match key.as_str() {
+            "store" => {
+                let store = text?;
+                records.store = if store.starts_with("postgres://")
+                    || store.starts_with("postgresql://")
+                {
+                    RecordsStore::Postgres(store.to_owned())
+                } else if store.contains("://") {
+                    return Err(format!(
+                        "records.store: expected a file path or a postgres:// URL, found '{store}'"
+                    ));
+                } else if store.trim().is_empty() {
+                    return Err(
+                        "records.store: expected a file path or a postgres:// URL, found nothing"
+                            .to_owned(),
+                    );
+                } else {
+                    RecordsStore::Sqlite(base.join(store))
+                };
+            }
+            "keep" => records.keep = parse_keep(text?)?,
+            other => {
+                let hint = crate::flow::diagnostic::did_you_mean(other, ["store", "keep"])
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "records: unknown key '{other}'{hint}; expected store or keep"
+                ));
+            }
+        }
+    }
+    Ok(Some(records))
+}
+
+/// `400d`, `12h`, `90m`: a retention period, at least an hour.
+fn parse_keep(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let keep = match t.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(24 * 3600))
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("records.keep: '{t}' is too long"))?,
+        _ => parse_duration(t).map_err(|e| {
+            format!(
+                "records.keep: expected a number of days like 400d (or a duration like 12h), {e}"
+            )
+        })?,
+    };
+    if keep < Duration::from_secs(3600) {
+        return Err(format!(
+            "records.keep: expected at least 1h, found '{t}' (records would be deleted as they are written)"
+        ));
+    }
+    Ok(keep)
 }
 
 fn admin_config(raw: RawAdmin) -> Result<AdminConfig, String> {
@@ -784,5 +903,45 @@ agents:
             last: 30099,
         };
         assert_eq!(start_only_changes(&a, &b), ["rtp.ports"]);
+    }
+
+    #[test]
+    fn records_are_off_unless_configured_and_their_store_is_checked() {
+        let dir = Path::new("/srv/hotline");
+        let at = |text: &str| Config::from_str_at(text, &dir.join("hotline.yaml"));
+        assert_eq!(at("").unwrap().records, None);
+        assert_eq!(at("records: off").unwrap().records, None);
+        assert_eq!(at("records: false").unwrap().records, None);
+        let on = at("records: on").unwrap().records.unwrap();
+        assert_eq!(on.store, RecordsStore::Sqlite(dir.join("data/hotline.db")));
+        assert_eq!(on.keep, DEFAULT_RECORDS_KEEP);
+        let r = at("data: state\nrecords: {}").unwrap().records.unwrap();
+        assert_eq!(r.store, RecordsStore::Sqlite(dir.join("state/hotline.db")));
+        let r = at("records: { store: db/calls.db, keep: 30d }")
+            .unwrap()
+            .records
+            .unwrap();
+        assert_eq!(r.store, RecordsStore::Sqlite(dir.join("db/calls.db")));
+        assert_eq!(r.keep, Duration::from_secs(30 * 24 * 3600));
+        let r = at("records: { store: \"postgres://u:p@db/hotline\", keep: 12h }")
+            .unwrap()
+            .records
+            .unwrap();
+        assert_eq!(
+            r.store,
+            RecordsStore::Postgres("postgres://u:p@db/hotline".into())
+        );
+        assert_eq!(r.keep, Duration::from_secs(12 * 3600));
+        for (text, expected) in [
+            ("records: { stor: x.db }", "did you mean 'store'?"),
+            ("records: { store: \"mysql://db\" }", "postgres:// URL"),
+            ("records: { keep: 400 }", "records.keep"),
+            ("records: { keep: 5m }", "at least 1h"),
+            ("records: { keep: forever }", "400d"),
+            ("records: maybe", "expected 'off'"),
+        ] {
+            let e = at(text).unwrap_err().to_string();
+            assert!(e.contains(expected), "{text}: {e}");
+        }
     }
 }
