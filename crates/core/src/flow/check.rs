@@ -22,6 +22,7 @@ use super::model::{
     self, ActionKind, HttpMethod, HumanDuration, Location, PlayItem, PlaySpec, Spanned,
 };
 use super::schedule::Schedule;
+use super::story::REASON_TAG;
 use super::template::{TemplateError, Templates};
 
 /// What flows use from the server configuration (hotline.yaml).
@@ -121,6 +122,7 @@ pub(crate) fn check_flow(
         prompts: Vec::new(),
         languages: BTreeSet::new(),
         gotos: Vec::new(),
+        reasons: Vec::new(),
         timeout: DEFAULT_TIMEOUT,
         retries: DEFAULT_RETRIES,
     };
@@ -168,13 +170,29 @@ pub(crate) fn check_flow(
             cx.unsure.insert(index);
         }
         cx.step = None;
+        let tags = cx.tags(&step.value);
+        let reason = step
+            .value
+            .reason
+            .as_ref()
+            .map(|r| cx.reason_name(r, "reason"));
+        let resolved = step
+            .value
+            .resolved
+            .as_ref()
+            .map(|r| cx.reason_name(r, "resolved"));
+        let survey = step.value.survey.as_ref().map(|q| cx.question_name(q));
         compiled_steps.push(action.map(|action| CompiledStep {
             name: key.value.clone(),
             line: u32::try_from(key.referenced.line()).unwrap_or(0),
-            tags: cx.tags(&step.value),
+            tags,
+            reason,
+            resolved,
+            survey,
             action,
         }));
     }
+    cx.reason_typos();
     let guesses = cx.missing_steps();
     let actions: Vec<Option<&StepAction>> = compiled_steps
         .iter()
@@ -264,6 +282,8 @@ struct Ctx<'a> {
     prompts: Vec<PromptUse>,
     languages: BTreeSet<String>,
     gotos: Vec<GotoUse>,
+    /// The reasons for calling named (`reason`, `resolved`, menu options), for typos.
+    reasons: Vec<(String, Location)>,
     timeout: Duration,
     retries: u32,
 }
@@ -566,7 +586,92 @@ impl<'a> Ctx<'a> {
         spec.map(|s| self.audio(s)).unwrap_or_default()
     }
 
+    /// The step's tags; `reason: X` is the tag `reason`, set after the others.
     fn tags(&mut self, step: &model::Step) -> Vec<(String, model::TagValue)> {
+        let mut tags = self.tag_list(step);
+        if let Some(r) = &step.reason {
+            if let Some(tag) = step.tag.as_ref().and_then(|t| {
+                t.value
+                    .iter()
+                    .find(|(k, _)| k.value == REASON_TAG)
+                    .map(|(k, _)| k.referenced)
+            }) {
+                self.error(
+                    tag,
+                    "the reason for calling is given twice: in 'tag' and in 'reason'",
+                    Some(format!(
+                        "keep 'reason: {}' and remove 'reason' from 'tag'",
+                        r.value
+                    )),
+                );
+            }
+            tags.push((
+                REASON_TAG.to_owned(),
+                model::TagValue::Text(r.value.clone()),
+            ));
+        }
+        tags
+    }
+
+    /// A reason for calling (`reason:`, `resolved:`, a menu option's `reason`): a name
+    /// the reports count, so a plain identifier.
+    fn reason_name(&mut self, r: &Spanned<String>, key: &str) -> String {
+        if !is_identifier(&r.value) {
+            self.error(
+                r.referenced,
+                format!("'{}' is not a usable {key} name", r.value),
+                Some(
+                    "use letters, digits and '_', starting with a letter or '_' (e.g. order_status)"
+                        .to_owned(),
+                ),
+            );
+        } else {
+            self.reasons.push((r.value.clone(), r.referenced));
+        }
+        r.value.clone()
+    }
+
+    fn question_name(&mut self, q: &Spanned<String>) -> String {
+        if !is_identifier(&q.value) {
+            self.error(
+                q.referenced,
+                format!("'{}' is not a usable survey question name", q.value),
+                Some(
+                    "use letters, digits and '_', starting with a letter or '_' (e.g. satisfaction)"
+                        .to_owned(),
+                ),
+            );
+        }
+        q.value.clone()
+    }
+
+    /// A reason written once that is a near miss of another one is most likely a typo:
+    /// the reports would count it apart.
+    fn reason_typos(&mut self) {
+        let reasons = std::mem::take(&mut self.reasons);
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (r, _) in &reasons {
+            *counts.entry(r.as_str()).or_default() += 1;
+        }
+        for (r, at) in &reasons {
+            if counts.get(r.as_str()) != Some(&1) {
+                continue;
+            }
+            let others = counts
+                .iter()
+                .filter(|(o, n)| **n > 1 && **o != r)
+                .map(|(o, _)| *o);
+            if let Some(guess) = did_you_mean(r, others) {
+                self.warning(
+                    *at,
+                    format!("the reason '{r}' is used only here"),
+                    Some(format!("did you mean '{guess}'?")),
+                );
+            }
+        }
+    }
+
+    fn tag_list(&mut self, step: &model::Step) -> Vec<(String, model::TagValue)> {
         let Some(tag) = &step.tag else {
             return Vec::new();
         };
@@ -655,6 +760,17 @@ impl<'a> Ctx<'a> {
                     Some(help),
                 );
             }
+        }
+
+        if let Some(q) = &step.survey
+            && !matches!(kind, ActionKind::Menu | ActionKind::Collect)
+        {
+            self.error_at_key(
+                q.referenced,
+                "survey",
+                format!("'survey' does not belong in {} step", a_kind(kind)),
+                Some("'survey' is used with 'collect' or 'menu', which read the score".to_owned()),
+            );
         }
 
         let next = step.next.as_ref();
@@ -1088,9 +1204,11 @@ impl<'a> Ctx<'a> {
                 self.languages.insert(code.clone());
                 code
             });
+            let reason = choice.value.reason().map(|r| self.reason_name(r, "reason"));
             options.push(MenuOption {
                 key: k,
                 language,
+                reason,
                 target,
             });
         }
@@ -1324,6 +1442,7 @@ impl<'a> Ctx<'a> {
                 .map(|d| self.positive(d, "silence_timeout")),
             terminator: r.terminator.as_ref().map(|t| t.value.as_char()),
             beep: r.beep.as_ref().is_none_or(|b| b.value),
+            voicemail: r.voicemail.as_ref().is_some_and(|v| v.value),
             into: r.into.as_ref().map(|i| self.var_name(i)),
             next,
         }
