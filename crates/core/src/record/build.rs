@@ -992,11 +992,10 @@ steps:
         let mut r = Run::new();
         r.settle();
         r.press("1");
-        let (rec, events) = r.record(HungUpBy::Caller);
+        let (rec, _) = r.record(HungUpBy::Caller);
         assert_eq!(rec.reason.as_deref(), Some("opening_hours"));
         r.hang_up();
         let (rec, events2) = r.record(HungUpBy::Caller);
-        assert!(events.len() < events2.len());
         assert_eq!(rec.outcome, Some(CallOutcome::SelfService));
         assert_eq!(rec.reason.as_deref(), Some("opening_hours"));
         assert!(kinds(&events2).contains(&"resolved"));
