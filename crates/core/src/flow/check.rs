@@ -1812,4 +1812,116 @@ mod tests {
         assert!(!is_identifier("a-b"));
         assert!(!is_identifier(""));
     }
+
+    fn diagnostics(flow: &str) -> String {
+        let (_, diags) = crate::flow::load::compile_flows(
+            vec![crate::flow::load::FlowSource {
+                name: "main".into(),
+                file: "flows/main.yaml".into(),
+                text: flow.into(),
+            }],
+            &crate::flow::load::AnyPrompt,
+        );
+        diags.iter().map(|d| format!("{d}\n")).collect()
+    }
+
+    const RECORD_KEYS: &str = r#"
+steps:
+  menu:
+    menu:
+      prompt: main_menu
+      options:
+        "1": { next: info, reason: opening_hours }
+        "2": { next: rate, reason: opening_hours }
+    survey: menu_score
+  info:
+    play: opening_hours_info
+    reason: opening_hours
+    resolved: opening_hours
+    next: rate
+  rate:
+    collect: { prompt: survey_rating, into: score, max_digits: 1 }
+    survey: satisfaction
+    next: message
+  message:
+    record: { prompt: leave_a_message, voicemail: true }
+"#;
+
+    #[test]
+    fn the_record_keys_are_accepted_and_compiled() {
+        assert_eq!(diagnostics(RECORD_KEYS), "");
+        let (set, _) = crate::flow::load::compile_flows(
+            vec![crate::flow::load::FlowSource {
+                name: "main".into(),
+                file: "flows/main.yaml".into(),
+                text: RECORD_KEYS.into(),
+            }],
+            &crate::flow::load::AnyPrompt,
+        );
+        let flow = set.flow(set.id("main").expect("main"));
+        let info = &flow.steps[1];
+        assert_eq!(info.resolved.as_deref(), Some("opening_hours"));
+        assert!(
+            info.tags
+                .iter()
+                .any(|(k, v)| k == REASON_TAG && v.to_string() == "opening_hours")
+        );
+        assert_eq!(flow.steps[2].survey.as_deref(), Some("satisfaction"));
+        let StepAction::Menu(m) = &flow.steps[0].action else {
+            panic!("a menu")
+        };
+        assert_eq!(m.options[0].reason.as_deref(), Some("opening_hours"));
+        let StepAction::Record(r) = &flow.steps[3].action else {
+            panic!("a record")
+        };
+        assert!(r.voicemail);
+    }
+
+    #[test]
+    fn the_record_keys_are_checked() {
+        let d = diagnostics(
+            "steps:\n  a:\n    play: x\n    survey: satisfaction\n    next: b\n  b:\n    hangup:\n",
+        );
+        assert!(
+            d.contains("'survey' does not belong in a 'play' step"),
+            "{d}"
+        );
+        assert!(d.contains("'collect' or 'menu'"), "{d}");
+        let d = diagnostics("steps:\n  a:\n    play: x\n    resolved: order status\n");
+        assert!(
+            d.contains("'order status' is not a usable resolved name"),
+            "{d}"
+        );
+        let d = diagnostics("steps:\n  a:\n    play: x\n    reason: ''\n");
+        assert!(d.contains("is not a usable reason name"), "{d}");
+        let d = diagnostics(
+            "steps:\n  a:\n    play: x\n    reason: sales\n    tag: { reason: sales }\n",
+        );
+        assert!(d.contains("the reason for calling is given twice"), "{d}");
+        let d = diagnostics("steps:\n  a:\n    play: x\n    resolve: sales\n");
+        assert!(d.contains("did you mean 'resolved'?"), "{d}");
+        let d = diagnostics(
+            "steps:\n  a:\n    menu:\n      prompt: m\n      options:\n        \"1\": { next: a, reason: x, reasn: y }\n",
+        );
+        assert!(d.contains("reasn"), "{d}");
+        let d = diagnostics("steps:\n  a:\n    record: { voicemail: yes please }\n");
+        assert!(d.contains("voicemail"), "{d}");
+        // A reason written once beside a near twin used elsewhere is most likely a typo.
+        let d = diagnostics(
+            "steps:\n  a:\n    play: x\n    reason: order_status\n    next: b\n  b:\n    play: x\n    reason: order_status\n    next: c\n  c:\n    play: x\n    reason: order_staus\n",
+        );
+        assert!(
+            d.contains("the reason 'order_staus' is used only here"),
+            "{d}"
+        );
+        assert!(d.contains("did you mean 'order_status'?"), "{d}");
+    }
+
+    #[test]
+    fn the_schema_knows_the_record_keys() {
+        let schema = crate::flow::model::flow_schema().to_string();
+        for key in ["\"resolved\"", "\"reason\"", "\"survey\"", "\"voicemail\""] {
+            assert!(schema.contains(key), "{key}");
+        }
+    }
 }
