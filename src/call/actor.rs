@@ -597,7 +597,11 @@ impl Call {
                     info!(status, "call refused");
                     self.record_begin(Some(status));
                 }
-                CallOutput::Ended { outcome, story } => self.ended = Some((outcome, story)),
+                CallOutput::Ended { outcome, story } => {
+                    // Written now: the legs' last answers, awaited below, change nothing.
+                    self.record_finish(outcome, &story);
+                    self.ended = Some((outcome, story));
+                }
             }
         }
         if let (Some(r), Some((flow, step))) = (&self.registration, self.core.position()) {
@@ -862,7 +866,11 @@ impl Call {
             story = ?story,
             "call ended"
         );
-        self.record_finish(outcome, &story);
+        if self.recorder.is_some() {
+            // Over without the core saying so (it always does; this keeps the promise of
+            // one finished record per call).
+            self.record_finish(outcome, &story);
+        }
         self.sip.ended(&self.call_id);
     }
 
