@@ -792,6 +792,8 @@ pub struct Menu {
 }
 
 /// A menu option: a step name, or `{ language: de, reason: sales, next: main_menu }`.
+// Read once per option at load: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MenuChoice {
     Step(String),
