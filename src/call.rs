@@ -88,6 +88,8 @@ pub struct CallDeps {
     live: RwLock<Arc<Live>>,
     refused: std::sync::Mutex<Option<RefusedEdits>>,
     services: Services,
+    /// A sink given after the start (embedding, tests), which new calls use instead.
+    records_instead: std::sync::OnceLock<crate::records::RecordSink>,
 }
 
 impl CallDeps {
@@ -100,6 +102,7 @@ impl CallDeps {
             live: RwLock::new(Arc::new(live)),
             refused: std::sync::Mutex::new(None),
             services,
+            records_instead: std::sync::OnceLock::new(),
         }
     }
 
@@ -116,7 +119,13 @@ impl CallDeps {
     }
 
     pub fn records(&self) -> &crate::records::RecordSink {
-        &self.services.records
+        self.records_instead.get().unwrap_or(&self.services.records)
+    }
+
+    /// Sends the records of calls from now on to `sink` instead (once; false when a sink
+    /// was given already). For embedding and tests, which collect records themselves.
+    pub fn send_records_to(&self, sink: crate::records::RecordSink) -> bool {
+        self.records_instead.set(sink).is_ok()
     }
 
     pub fn acd(&self) -> Option<&AcdHandle> {

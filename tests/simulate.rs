@@ -63,6 +63,7 @@ fn keys_pressed_where_the_flow_waits() {
   hears: Before you go: how satisfied were you with our service today? Press 1 for not satisfied at all, up to 5 for very satisfied.
   press: 2
   set: survey_score = 2
+  survey: satisfaction = 2
   step: survey/rated
   tag: survey_score = 2
   set: satisfaction = 2
@@ -89,7 +90,7 @@ fn keys_during_prompts_barge_in_and_type_ahead() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[2], " 0:01.0  press: 2", "{out}");
     assert!(out.contains(" 0:01.0  (the key stops the prompt)\n 0:01.0  step: choose_language\n 0:01.0  (typed-ahead key 2: option to 'opening_hours')\n 0:01.0  language: de\n"), "{out}");
-    assert!(out.contains(" 0:02.0  press: 1\n 0:02.0  (the key stops the prompt)\n 0:02.0  step: before_purchase\n"), "{out}");
+    assert!(out.contains(" 0:02.0  press: 1\n 0:02.0  (the key stops the prompt)\n 0:02.0  tag: reason = before_purchase\n 0:02.0  step: before_purchase\n"), "{out}");
     // After the last key the silent caller meets the retries and the goodbye.
     assert!(out.contains("(gives up on 'before_purchase')"), "{out}");
     assert!(
@@ -108,7 +109,7 @@ fn an_empty_group_lets_the_timeout_pass() {
     );
     // The simulated lookup has no service to ask: the order is not found.
     assert!(
-        out.contains("  step: order_not_found\n  tag: reason = order_status\n"),
+        out.contains("  step: order_not_found\n  tag: order_status = not_found\n  tag: reason = order_status\n"),
         "{out}"
     );
 }

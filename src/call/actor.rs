@@ -27,11 +27,13 @@ use crate::media::prompt::Prompt;
 use crate::media::session::{MediaEvent, SessionCommand};
 use crate::queue::agent::AgentCommand;
 use crate::queue::service::QueueNews;
+use crate::records::{CallKind, HungUpBy, RecordMsg};
 use crate::sip::endpoint::{NewCall, SipHandle, ToCall, our_via};
 use crate::sip::message::MAGIC_COOKIE;
 use crate::sip::random_token;
 use crate::sip::transport::Peer;
 use crate::sip::uas::{Route, Uas};
+use hotline_core::record::build::{self as record_build, CallFacts};
 
 /// Everything a call hears, from every source, in one inbox.
 #[derive(Debug)]
@@ -172,6 +174,56 @@ pub(super) struct Call {
     ended: Option<(Option<Outcome>, crate::flow::story::CallStory)>,
     /// Lists the call for the admin until the call is dropped.
     registration: Option<crate::registry::Registration>,
+    /// The call's record, for calls that have one (not feature codes).
+    pub(super) recorder: Option<Recorder>,
+}
+
+/// What a call's record needs beside the flow's story, gathered as the call goes.
+pub(super) struct Recorder {
+    pub(super) facts: CallFacts,
+    /// The story's zero.
+    since: Instant,
+    begun: bool,
+    refused: Option<u16>,
+    /// A call back runs no flow: its queue story is told here.
+    story: crate::flow::story::CallStory,
+}
+
+impl Recorder {
+    pub(super) fn new(kind: CallKind, call_id: &str, caller: &str, dialed: &str) -> Recorder {
+        Recorder {
+            facts: CallFacts {
+                call_id: call_id.to_owned(),
+                kind,
+                caller: caller.to_owned(),
+                dialed: dialed.to_owned(),
+                started_ms: wall_ms(),
+                ..CallFacts::default()
+            },
+            since: Instant::now(),
+            begun: false,
+            refused: None,
+            story: crate::flow::story::CallStory {
+                call_id: call_id.to_owned(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A call back's story: something the shell saw happen now.
+    pub(super) fn note(&mut self, event: crate::flow::story::StoryEvent) {
+        self.story.entries.push(crate::flow::story::StoryEntry {
+            at: self.since.elapsed(),
+            event,
+        });
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Our Via for the call's requests, and the random prefix of its branches.
@@ -238,6 +290,7 @@ impl Call {
             torn_down: false,
             ended: None,
             registration: s.registration,
+            recorder: None,
         }
     }
 
@@ -285,6 +338,10 @@ impl Call {
             None => (Script::Queue, None),
         };
         let mut core = CallCore::new(uas, script, via, branches);
+        let mut recorder = Recorder::new(CallKind::Inbound, &call_id, &caller, &dialed);
+        recorder.facts.flow = flow_name.clone().unwrap_or_default();
+        recorder.facts.flow_version = live.version.to_string();
+        recorder.facts.language = core.language().unwrap_or_default().to_owned();
         let registration = match (&flow_name, broken) {
             (Some(flow), None) if !core.uas().is_over() => {
                 Some(deps.registry.register(crate::registry::NewLiveCall {
@@ -307,7 +364,7 @@ impl Call {
         // Rings first when configured; media starts with the 2xx, or with the ACK that
         // answers a late offer.
         core.answer(now);
-        Call::new(Start {
+        let mut call = Call::new(Start {
             deps,
             live,
             peer: nc.peer,
@@ -320,7 +377,9 @@ impl Call {
             caller,
             caller_display,
             registration,
-        })
+        });
+        call.recorder = Some(recorder);
+        call
     }
 
     /// A feature code from an agent's phone: the UAS answers it (403 to anyone but the
@@ -433,7 +492,16 @@ impl Call {
             CallMsg::Sip(m) => self.on_sip(m),
             CallMsg::Media(ev) => self.on_media(ev),
             CallMsg::LegMedia(ev) => self.on_leg_media(ev),
-            CallMsg::Queue(news) => self.input(CallInput::Queue(news)),
+            CallMsg::Queue(news) => {
+                if let (QueueNews::Connect { agent, .. }, Origin::CalledBack(_), Some(r)) =
+                    (&news, &self.origin, &mut self.recorder)
+                {
+                    r.note(crate::flow::story::StoryEvent::QueueAnswered {
+                        agent: agent.clone(),
+                    });
+                }
+                self.input(CallInput::Queue(news))
+            }
             CallMsg::Io(ev) => self.input(CallInput::Io(ev)),
         }
     }
@@ -518,11 +586,22 @@ impl Call {
                 }
                 CallOutput::Unbridge => self.end_bridge(),
                 CallOutput::Answered => {
-                    info!(late_offer = self.core.uas().offer().is_none(), "answered")
+                    info!(late_offer = self.core.uas().offer().is_none(), "answered");
+                    self.record_begin(None);
                 }
-                CallOutput::Refused { status: 487 } => info!("caller cancelled while ringing"),
-                CallOutput::Refused { status } => info!(status, "call refused"),
-                CallOutput::Ended { outcome, story } => self.ended = Some((outcome, story)),
+                CallOutput::Refused { status: 487 } => {
+                    info!("caller cancelled while ringing");
+                    self.record_begin(Some(487));
+                }
+                CallOutput::Refused { status } => {
+                    info!(status, "call refused");
+                    self.record_begin(Some(status));
+                }
+                CallOutput::Ended { outcome, story } => {
+                    // Written now: the legs' last answers, awaited below, change nothing.
+                    self.record_finish(outcome, &story);
+                    self.ended = Some((outcome, story));
+                }
             }
         }
         if let (Some(r), Some((flow, step))) = (&self.registration, self.core.position()) {
@@ -792,6 +871,63 @@ impl Call {
             story = ?story,
             "call ended"
         );
+        if self.recorder.is_some() {
+            // Over without the core saying so (it always does; this keeps the promise of
+            // one finished record per call).
+            self.record_finish(outcome, &story);
+        }
         self.sip.ended(&self.call_id);
+    }
+
+    /// The call was answered (`None`) or refused with `status`: its record opens. Sent
+    /// once; the sink never waits.
+    pub(super) fn record_begin(&mut self, refused: Option<u16>) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        if r.begun {
+            return;
+        }
+        r.begun = true;
+        match refused {
+            None => r.facts.answered_ms = Some(wall_ms()),
+            Some(status) => r.refused = Some(status),
+        }
+        self.deps
+            .records()
+            .send(RecordMsg::Begin(record_build::begin(&r.facts)));
+    }
+
+    /// The call is over: its whole record, built from the story and what the shell saw.
+    fn record_finish(&mut self, outcome: Option<Outcome>, story: &crate::flow::story::CallStory) {
+        if self.recorder.as_ref().is_some_and(|r| !r.begun) {
+            // Over before it was answered or refused (the caller's CANCEL raced us).
+            self.record_begin(Some(487));
+        }
+        let Some(mut r) = self.recorder.take() else {
+            return;
+        };
+        r.facts.ended_ms = wall_ms();
+        let (by, fault) = match (outcome, r.refused) {
+            (Some(Outcome::CallerHungUp), _) | (None, Some(487)) => (HungUpBy::Caller, None),
+            (Some(Outcome::FarEndHungUp), _) => (HungUpBy::Agent, None),
+            (Some(Outcome::FlowHungUp), _) => (HungUpBy::Engine, None),
+            (Some(Outcome::NoMedia), _) => (HungUpBy::Engine, Some("no media".to_owned())),
+            (Some(Outcome::AckTimeout), _) => (HungUpBy::Engine, Some("no ACK".to_owned())),
+            (Some(Outcome::NoUsableAnswer), _) => {
+                (HungUpBy::Engine, Some("no usable answer".to_owned()))
+            }
+            (None, Some(status)) => (HungUpBy::Engine, Some(format!("refused with {status}"))),
+            (None, None) => (HungUpBy::Engine, None),
+        };
+        r.facts.hung_up_by = Some(by);
+        r.facts.fault = fault;
+        let story = if story.entries.is_empty() {
+            &r.story
+        } else {
+            story
+        };
+        let (record, events) = record_build::build(&r.facts, story);
+        self.deps.records().send(RecordMsg::Finish(record, events));
     }
 }

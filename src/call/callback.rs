@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::CallDeps;
-use super::actor::{Call, CallMsg, Inbox, Origin, Pending, Start, via_and_branches};
+use super::actor::{Call, CallMsg, Inbox, Origin, Pending, Recorder, Start, via_and_branches};
 use super::core::{CallCore, Script};
 use crate::flow::machine::{Audio, PromptRef, RequestId};
+use crate::flow::story::StoryEvent;
 use crate::leg::{Dial, Leg, LegNews};
 use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, SessionCommand};
@@ -26,6 +27,7 @@ use crate::queue::acd::Input;
 use crate::queue::config::dialable;
 use crate::queue::service::CallbackDial;
 use crate::queue::store::CallbackId;
+use crate::records::CallKind;
 use crate::sip::endpoint::ToCall;
 use crate::sip::message::Method;
 use crate::sip::random_token;
@@ -190,6 +192,10 @@ impl Call {
         let (via, branches) = via_and_branches(&answered.peer, advertised);
         let mut core = CallCore::new(answered.uas, Script::Queue, via, branches);
         core.start(Instant::now());
+        // A call back is a call of its own in the records, answered from the start.
+        let mut recorder = Recorder::new(CallKind::Callback, &call_id, &number, &number);
+        recorder.facts.flow_version = live.version.to_string();
+        recorder.facts.language = live.prompts.default_language().to_string();
         let mut call = Call::new(Start {
             deps,
             live,
@@ -209,6 +215,8 @@ impl Call {
             caller_display: None,
             registration: Some(registration),
         });
+        call.recorder = Some(recorder);
+        call.record_begin(None);
         let lib = &call.live.prompts;
         let intro = call.resolve(&[Audio::Prompt(PromptRef {
             language: lib.default_language().to_string(),
@@ -251,6 +259,11 @@ impl Call {
     pub(super) fn callback_rejoined(&mut self) {
         if let Origin::CalledBack(cb) = &mut self.origin {
             cb.rejoined = true;
+            if let Some(r) = self.recorder.as_mut() {
+                r.note(StoryEvent::QueueJoined {
+                    queue: cb.queue.clone(),
+                });
+            }
         }
     }
 

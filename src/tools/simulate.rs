@@ -490,10 +490,13 @@ fn describe_story(event: &StoryEvent, start_flow: &str) -> Option<String> {
             path,
             duration,
             reason,
+            ..
         } => format!(
             "recorded: {path} ({}, {reason})",
             DisplayDuration(*duration)
         ),
+        StoryEvent::Resolved { reason } => format!("resolved: {reason}"),
+        StoryEvent::SurveyAnswered { question, score } => format!("survey: {question} = {score}"),
         StoryEvent::TransferStarted { target } => format!("transfer: {target}"),
         StoryEvent::TransferFinished { outcome } => format!("transfer: {outcome}"),
         StoryEvent::QueueAnswered { agent } => format!("agent answers: {agent}"),

@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod build; // a call's record and events from its story and the engine's facts
+
 /// How a call ended, as a contact centre counts it. Every call has exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -179,22 +181,22 @@ pub struct CallEvent {
     /// | kind | detail |
     /// |---|---|
     /// | `step` | `flow`, `step` |
-    /// | `key` | `key`, `went` (`option`, `digit`, `invalid`, `buffered`, `global`, ...) |
+    /// | `key` | `key`, `went` (`option`, `digit`, `invalid`, `buffered`, `global`, ...), `to` (where an option or global key led), `typed_ahead` (true when a buffered key was used) |
     /// | `no_input` | `step`, `failures` |
     /// | `invalid` | `step`, `input`, `failures` |
-    /// | `http` | `method`, `url`, `outcome` (`ok` or why not), `latency_ms` |
+    /// | `http` | `method`, `url`, `outcome` (`ok`, why not, or `unfinished` when the call ended first), `latency_ms` |
     /// | `tag` | `name`, `value` |
     /// | `language` | `language` |
     /// | `resolved` | `reason` (the step's `resolved:` mark) |
     /// | `queue_joined` | `queue` |
-    /// | `queue_left` | `queue`, `outcome` (`agent`, `caller_hung_up`, `max_wait`, `full`, `no_agents`, `callback`, `failed`, `key`), `wait_ms` |
+    /// | `queue_left` | `queue`, `outcome` (`agent`, `caller_hung_up`, `max_wait`, `full`, `no_agents`, `callback`, `failed`, `key` with `key`), `wait_ms` |
     /// | `agent_answered` | `queue`, `agent`, `wait_ms` |
     /// | `agent_ended` | `queue`, `agent`, `talk_ms`, `by` (`agent` or `caller`) |
-    /// | `transfer` | `target`, `outcome` |
+    /// | `transfer` | `target`, `outcome` (`started`, then `connected`, `busy`, `no answer` or `failed: ...`) |
     /// | `callback_requested` | `queue` |
-    /// | `recording` | `path`, `duration_ms` |
+    /// | `recording` | `path`, `duration_ms`, `voicemail` |
     /// | `survey` | `question`, `score` |
-    /// | `ended` | `outcome`, `hung_up_by` |
+    /// | `ended` | `outcome`, `hung_up_by`, `fault` (when an engine or network fault ended the call) |
     pub kind: String,
     /// The event's fields as a JSON object.
     pub detail: serde_json::Value,

@@ -22,6 +22,7 @@ use super::model::{
     self, ActionKind, HttpMethod, HumanDuration, Location, PlayItem, PlaySpec, Spanned,
 };
 use super::schedule::Schedule;
+use super::story::REASON_TAG;
 use super::template::{TemplateError, Templates};
 
 /// What flows use from the server configuration (hotline.yaml).
@@ -121,6 +122,7 @@ pub(crate) fn check_flow(
         prompts: Vec::new(),
         languages: BTreeSet::new(),
         gotos: Vec::new(),
+        reasons: Vec::new(),
         timeout: DEFAULT_TIMEOUT,
         retries: DEFAULT_RETRIES,
     };
@@ -168,13 +170,29 @@ pub(crate) fn check_flow(
             cx.unsure.insert(index);
         }
         cx.step = None;
+        let tags = cx.tags(&step.value);
+        let reason = step
+            .value
+            .reason
+            .as_ref()
+            .map(|r| cx.reason_name(r, "reason"));
+        let resolved = step
+            .value
+            .resolved
+            .as_ref()
+            .map(|r| cx.reason_name(r, "resolved"));
+        let survey = step.value.survey.as_ref().map(|q| cx.question_name(q));
         compiled_steps.push(action.map(|action| CompiledStep {
             name: key.value.clone(),
             line: u32::try_from(key.referenced.line()).unwrap_or(0),
-            tags: cx.tags(&step.value),
+            tags,
+            reason,
+            resolved,
+            survey,
             action,
         }));
     }
+    cx.reason_typos();
     let guesses = cx.missing_steps();
     let actions: Vec<Option<&StepAction>> = compiled_steps
         .iter()
@@ -264,6 +282,8 @@ struct Ctx<'a> {
     prompts: Vec<PromptUse>,
     languages: BTreeSet<String>,
     gotos: Vec<GotoUse>,
+    /// The reasons for calling named (`reason`, `resolved`, menu options), for typos.
+    reasons: Vec<(String, Location)>,
     timeout: Duration,
     retries: u32,
 }
@@ -566,7 +586,92 @@ impl<'a> Ctx<'a> {
         spec.map(|s| self.audio(s)).unwrap_or_default()
     }
 
+    /// The step's tags; `reason: X` is the tag `reason`, set after the others.
     fn tags(&mut self, step: &model::Step) -> Vec<(String, model::TagValue)> {
+        let mut tags = self.tag_list(step);
+        if let Some(r) = &step.reason {
+            if let Some(tag) = step.tag.as_ref().and_then(|t| {
+                t.value
+                    .iter()
+                    .find(|(k, _)| k.value == REASON_TAG)
+                    .map(|(k, _)| k.referenced)
+            }) {
+                self.error(
+                    tag,
+                    "the reason for calling is given twice: in 'tag' and in 'reason'",
+                    Some(format!(
+                        "keep 'reason: {}' and remove 'reason' from 'tag'",
+                        r.value
+                    )),
+                );
+            }
+            tags.push((
+                REASON_TAG.to_owned(),
+                model::TagValue::Text(r.value.clone()),
+            ));
+        }
+        tags
+    }
+
+    /// A reason for calling (`reason:`, `resolved:`, a menu option's `reason`): a name
+    /// the reports count, so a plain identifier.
+    fn reason_name(&mut self, r: &Spanned<String>, key: &str) -> String {
+        if !is_identifier(&r.value) {
+            self.error(
+                r.referenced,
+                format!("'{}' is not a usable {key} name", r.value),
+                Some(
+                    "use letters, digits and '_', starting with a letter or '_' (e.g. order_status)"
+                        .to_owned(),
+                ),
+            );
+        } else {
+            self.reasons.push((r.value.clone(), r.referenced));
+        }
+        r.value.clone()
+    }
+
+    fn question_name(&mut self, q: &Spanned<String>) -> String {
+        if !is_identifier(&q.value) {
+            self.error(
+                q.referenced,
+                format!("'{}' is not a usable survey question name", q.value),
+                Some(
+                    "use letters, digits and '_', starting with a letter or '_' (e.g. satisfaction)"
+                        .to_owned(),
+                ),
+            );
+        }
+        q.value.clone()
+    }
+
+    /// A reason written once that is a near miss of another one is most likely a typo:
+    /// the reports would count it apart.
+    fn reason_typos(&mut self) {
+        let reasons = std::mem::take(&mut self.reasons);
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (r, _) in &reasons {
+            *counts.entry(r.as_str()).or_default() += 1;
+        }
+        for (r, at) in &reasons {
+            if counts.get(r.as_str()) != Some(&1) {
+                continue;
+            }
+            let others = counts
+                .iter()
+                .filter(|(o, n)| **n > 1 && **o != r)
+                .map(|(o, _)| *o);
+            if let Some(guess) = did_you_mean(r, others) {
+                self.warning(
+                    *at,
+                    format!("the reason '{r}' is used only here"),
+                    Some(format!("did you mean '{guess}'?")),
+                );
+            }
+        }
+    }
+
+    fn tag_list(&mut self, step: &model::Step) -> Vec<(String, model::TagValue)> {
         let Some(tag) = &step.tag else {
             return Vec::new();
         };
@@ -655,6 +760,17 @@ impl<'a> Ctx<'a> {
                     Some(help),
                 );
             }
+        }
+
+        if let Some(q) = &step.survey
+            && !matches!(kind, ActionKind::Menu | ActionKind::Collect)
+        {
+            self.error_at_key(
+                q.referenced,
+                "survey",
+                format!("'survey' does not belong in {} step", a_kind(kind)),
+                Some("'survey' is used with 'collect' or 'menu', which read the score".to_owned()),
+            );
         }
 
         let next = step.next.as_ref();
@@ -1088,9 +1204,11 @@ impl<'a> Ctx<'a> {
                 self.languages.insert(code.clone());
                 code
             });
+            let reason = choice.value.reason().map(|r| self.reason_name(r, "reason"));
             options.push(MenuOption {
                 key: k,
                 language,
+                reason,
                 target,
             });
         }
@@ -1324,6 +1442,7 @@ impl<'a> Ctx<'a> {
                 .map(|d| self.positive(d, "silence_timeout")),
             terminator: r.terminator.as_ref().map(|t| t.value.as_char()),
             beep: r.beep.as_ref().is_none_or(|b| b.value),
+            voicemail: r.voicemail.as_ref().is_some_and(|v| v.value),
             into: r.into.as_ref().map(|i| self.var_name(i)),
             next,
         }
@@ -1692,5 +1811,117 @@ mod tests {
         assert!(!is_identifier("1x"));
         assert!(!is_identifier("a-b"));
         assert!(!is_identifier(""));
+    }
+
+    fn diagnostics(flow: &str) -> String {
+        let (_, diags) = crate::flow::load::compile_flows(
+            vec![crate::flow::load::FlowSource {
+                name: "main".into(),
+                file: "flows/main.yaml".into(),
+                text: flow.into(),
+            }],
+            &crate::flow::load::AnyPrompt,
+        );
+        diags.iter().map(|d| format!("{d}\n")).collect()
+    }
+
+    const RECORD_KEYS: &str = r#"
+steps:
+  menu:
+    menu:
+      prompt: main_menu
+      options:
+        "1": { next: info, reason: opening_hours }
+        "2": { next: rate, reason: opening_hours }
+    survey: menu_score
+  info:
+    play: opening_hours_info
+    reason: opening_hours
+    resolved: opening_hours
+    next: rate
+  rate:
+    collect: { prompt: survey_rating, into: score, max_digits: 1 }
+    survey: satisfaction
+    next: message
+  message:
+    record: { prompt: leave_a_message, voicemail: true }
+"#;
+
+    #[test]
+    fn the_record_keys_are_accepted_and_compiled() {
+        assert_eq!(diagnostics(RECORD_KEYS), "");
+        let (set, _) = crate::flow::load::compile_flows(
+            vec![crate::flow::load::FlowSource {
+                name: "main".into(),
+                file: "flows/main.yaml".into(),
+                text: RECORD_KEYS.into(),
+            }],
+            &crate::flow::load::AnyPrompt,
+        );
+        let flow = set.flow(set.id("main").expect("main"));
+        let info = &flow.steps[1];
+        assert_eq!(info.resolved.as_deref(), Some("opening_hours"));
+        assert!(
+            info.tags
+                .iter()
+                .any(|(k, v)| k == REASON_TAG && v.to_string() == "opening_hours")
+        );
+        assert_eq!(flow.steps[2].survey.as_deref(), Some("satisfaction"));
+        let StepAction::Menu(m) = &flow.steps[0].action else {
+            panic!("a menu")
+        };
+        assert_eq!(m.options[0].reason.as_deref(), Some("opening_hours"));
+        let StepAction::Record(r) = &flow.steps[3].action else {
+            panic!("a record")
+        };
+        assert!(r.voicemail);
+    }
+
+    #[test]
+    fn the_record_keys_are_checked() {
+        let d = diagnostics(
+            "steps:\n  a:\n    play: x\n    survey: satisfaction\n    next: b\n  b:\n    hangup:\n",
+        );
+        assert!(
+            d.contains("'survey' does not belong in a 'play' step"),
+            "{d}"
+        );
+        assert!(d.contains("'collect' or 'menu'"), "{d}");
+        let d = diagnostics("steps:\n  a:\n    play: x\n    resolved: order status\n");
+        assert!(
+            d.contains("'order status' is not a usable resolved name"),
+            "{d}"
+        );
+        let d = diagnostics("steps:\n  a:\n    play: x\n    reason: ''\n");
+        assert!(d.contains("is not a usable reason name"), "{d}");
+        let d = diagnostics(
+            "steps:\n  a:\n    play: x\n    reason: sales\n    tag: { reason: sales }\n",
+        );
+        assert!(d.contains("the reason for calling is given twice"), "{d}");
+        let d = diagnostics("steps:\n  a:\n    play: x\n    resolve: sales\n");
+        assert!(d.contains("did you mean 'resolved'?"), "{d}");
+        let d = diagnostics(
+            "steps:\n  a:\n    menu:\n      prompt: m\n      options:\n        \"1\": { next: a, reason: x, reasn: y }\n",
+        );
+        assert!(d.contains("reasn"), "{d}");
+        let d = diagnostics("steps:\n  a:\n    record: { voicemail: yes please }\n");
+        assert!(d.contains("voicemail"), "{d}");
+        // A reason written once beside a near twin used elsewhere is most likely a typo.
+        let d = diagnostics(
+            "steps:\n  a:\n    play: x\n    reason: order_status\n    next: b\n  b:\n    play: x\n    reason: order_status\n    next: c\n  c:\n    play: x\n    reason: order_staus\n",
+        );
+        assert!(
+            d.contains("the reason 'order_staus' is used only here"),
+            "{d}"
+        );
+        assert!(d.contains("did you mean 'order_status'?"), "{d}");
+    }
+
+    #[test]
+    fn the_schema_knows_the_record_keys() {
+        let schema = crate::flow::model::flow_schema().to_string();
+        for key in ["\"resolved\"", "\"reason\"", "\"survey\"", "\"voicemail\""] {
+            assert!(schema.contains(key), "{key}");
+        }
     }
 }

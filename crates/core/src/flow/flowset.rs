@@ -173,6 +173,12 @@ pub struct CompiledStep {
     /// Line of the step's name in its file, for stories and graphs.
     pub line: u32,
     pub tags: Vec<(String, TagValue)>,
+    /// `reason:` (kept as the tag `reason`, among `tags`), for tools that show it.
+    pub reason: Option<String>,
+    /// `resolved:`: entering the step meets the caller's need in self-service.
+    pub resolved: Option<String>,
+    /// `survey:` on a menu or collect: the question whose answer (1-5) is a score.
+    pub survey: Option<String>,
     pub action: StepAction,
 }
 
@@ -306,6 +312,8 @@ impl StepAction {
 pub struct MenuOption {
     pub key: char,
     pub language: Option<String>,
+    /// The reason for calling that choosing the option gives.
+    pub reason: Option<String>,
     pub target: Target,
 }
 
@@ -385,6 +393,8 @@ pub struct RecordStep {
     pub silence_timeout: Option<Duration>,
     pub terminator: Option<char>,
     pub beep: bool,
+    /// The message counts as a voicemail in the call's record.
+    pub voicemail: bool,
     pub into: Option<String>,
     pub next: Option<Target>,
 }

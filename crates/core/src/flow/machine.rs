@@ -55,7 +55,9 @@ use super::model::{DtmfKey, HttpMethod, SayKind, TagValue};
 use super::schedule::{OpenState, is_open};
 // `PlayId` lives with the story (which records it) and is part of this module's vocabulary.
 pub use super::story::PlayId;
-use super::story::{CallStory, FailReason, FailureKind, KeyUse, Outcome, StoryEntry, StoryEvent};
+use super::story::{
+    CallStory, FailReason, FailureKind, KeyUse, Outcome, REASON_TAG, StoryEntry, StoryEvent,
+};
 use super::template::{Rendered, Scope, Templates};
 
 /// The prompt played when a flow ends without saying goodbye itself, or a caller could
@@ -687,6 +689,14 @@ impl FlowMachine {
         for (name, value) in &s.tags {
             self.tag(now, name, value);
         }
+        if let Some(reason) = &s.resolved {
+            self.note(
+                now,
+                StoryEvent::Resolved {
+                    reason: reason.clone(),
+                },
+            );
+        }
         match &s.action {
             StepAction::Play {
                 audio,
@@ -1070,6 +1080,12 @@ impl FlowMachine {
             if let Some(lang) = &option.language {
                 self.set_language(now, lang);
             }
+            if let Some(reason) = &option.reason {
+                self.tag(now, REASON_TAG, &TagValue::Text(reason.clone()));
+            }
+            if let Some(score) = survey_score(&key.to_string()) {
+                self.survey_answered(now, score);
+            }
             return Go::To(Some(option.target));
         }
         if m.repeat_key == Some(key) {
@@ -1192,10 +1208,15 @@ impl FlowMachine {
         let entry = std::mem::take(&mut self.digits);
         let long_enough = entry.len() >= c.min_digits as usize;
         let matches = c.pattern.as_ref().is_none_or(|p| p.is_match(&entry));
-        if !(long_enough && matches) {
+        let survey = self.survey_question().is_some();
+        let score = survey_score(&entry);
+        if !(long_enough && matches) || (survey && score.is_none()) {
             return self.input_failed(now, FailureKind::Invalid, entry);
         }
         self.set_var(now, &c.into, entry.clone());
+        if let Some(score) = score {
+            self.survey_answered(now, score);
+        }
         match &c.confirm {
             None => Go::To(c.next),
             Some(cf) => {
@@ -1429,6 +1450,22 @@ impl FlowMachine {
         self.flow_def().steps.get(self.step.0).map(|s| &s.action)
     }
 
+    /// The survey question the current step asks, if it is one.
+    fn survey_question(&self) -> Option<&str> {
+        self.flow_def()
+            .steps
+            .get(self.step.0)
+            .and_then(|s| s.survey.as_deref())
+    }
+
+    /// Notes the score when the current step is a survey question (the last answer to a
+    /// question asked again is the one that counts).
+    fn survey_answered(&mut self, now: Instant, score: u8) {
+        if let Some(question) = self.survey_question().map(str::to_owned) {
+            self.note(now, StoryEvent::SurveyAnswered { question, score });
+        }
+    }
+
     fn http_done(&mut self, now: Instant, outcome: Result<Value, HttpFailure>) -> Go {
         let flows = Arc::clone(&self.flows);
         let Some(StepAction::Http(h)) = flows
@@ -1493,9 +1530,9 @@ impl FlowMachine {
         reason: RecordEnd,
     ) -> Go {
         self.pending_record = None;
-        let (into, next) = match self.current_step() {
-            Some(StepAction::Record(r)) => (r.into.clone(), r.next),
-            _ => (None, None),
+        let (into, next, voicemail) = match self.current_step() {
+            Some(StepAction::Record(r)) => (r.into.clone(), r.next, r.voicemail),
+            _ => (None, None, false),
         };
         self.note(
             now,
@@ -1503,6 +1540,7 @@ impl FlowMachine {
                 path: path.clone(),
                 duration,
                 reason: reason.as_str().to_owned(),
+                voicemail,
             },
         );
         if reason != RecordEnd::Failed
@@ -1846,6 +1884,14 @@ impl FlowMachine {
     fn note(&mut self, now: Instant, event: StoryEvent) {
         let at = now.saturating_duration_since(self.started_at);
         self.story.entries.push(StoryEntry { at, event });
+    }
+}
+
+/// A survey answer: one key, 1 to 5.
+fn survey_score(entry: &str) -> Option<u8> {
+    match entry.as_bytes() {
+        [d @ b'1'..=b'5'] => Some(d - b'0'),
+        _ => None,
     }
 }
 

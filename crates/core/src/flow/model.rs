@@ -630,6 +630,15 @@ step_keys! {
     shared {
         "next" => next: String;
         "tag" => tag: OrderedMap<String, TagValue>;
+        /// The reason for calling this step stands for (`order_status`): the call's
+        /// reason in its record is the last one reached. The same as `tag: { reason: ... }`.
+        "reason" => reason: String;
+        /// Entering this step meets the caller's need in self-service (`order_status`):
+        /// a call that then ends without an agent, transfer, callback or message counts
+        /// as self-service.
+        "resolved" => resolved: String;
+        /// collect or menu: the question's name; the answer (1 to 5) is kept as a score.
+        "survey" => survey: String;
     }
     beside {
         /// play: whether a key stops the prompt (default true).
@@ -782,12 +791,16 @@ pub struct Menu {
     pub max_invalid: Option<Spanned<u32>>,
 }
 
-/// A menu option: a step name, or `{ language: de, next: main_menu }`.
+/// A menu option: a step name, or `{ language: de, reason: sales, next: main_menu }`.
+// Read once per option at load: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MenuChoice {
     Step(String),
     Switch {
         language: Option<Spanned<String>>,
+        /// The reason for calling that choosing this option gives.
+        reason: Option<Spanned<String>>,
         next: Spanned<String>,
     },
 }
@@ -806,6 +819,12 @@ impl MenuChoice {
             MenuChoice::Switch { language, .. } => language.as_ref(),
         }
     }
+    pub fn reason(&self) -> Option<&Spanned<String>> {
+        match self {
+            MenuChoice::Step(_) => None,
+            MenuChoice::Switch { reason, .. } => reason.as_ref(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -813,6 +832,8 @@ impl MenuChoice {
 struct MenuChoiceFields {
     #[serde(default, deserialize_with = "some")]
     language: Option<Spanned<String>>,
+    #[serde(default, deserialize_with = "some")]
+    reason: Option<Spanned<String>>,
     next: Spanned<String>,
 }
 
@@ -831,6 +852,7 @@ impl<'de> Deserialize<'de> for MenuChoice {
                 let f = MenuChoiceFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(MenuChoice::Switch {
                     language: f.language,
+                    reason: f.reason,
                     next: f.next,
                 })
             }
@@ -1013,6 +1035,11 @@ pub struct Record {
     #[serde(default, deserialize_with = "some")]
     #[schemars(with = "Option<bool>")]
     pub beep: Option<Spanned<bool>>,
+    /// The message is a voicemail: a call that ends after leaving one counts as
+    /// `voicemail` (a spoken survey comment does not).
+    #[serde(default, deserialize_with = "some")]
+    #[schemars(with = "Option<bool>")]
+    pub voicemail: Option<Spanned<bool>>,
     #[serde(default, deserialize_with = "some")]
     #[schemars(with = "Option<String>")]
     pub into: Option<Spanned<String>>,
@@ -1209,6 +1236,7 @@ impl JsonSchema for MenuChoice {
                     "type": "object",
                     "properties": {
                         "language": { "type": "string" },
+                        "reason": { "type": "string", "description": "the reason for calling this option gives" },
                         "next": { "type": "string" }
                     },
                     "required": ["next"],

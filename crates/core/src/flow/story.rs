@@ -7,6 +7,10 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The tag that holds the reason for calling (`reason:` on a step or a menu option, or
+/// `tag: { reason: ... }`): the last value reached is the call's reason.
+pub const REASON_TAG: &str = "reason";
+
 /// Identifies one `Action::Play` of the interpreter, so a late `PromptFinished` of a stopped
 /// prompt is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,6 +163,8 @@ pub enum StoryEvent {
         path: String,
         duration: Duration,
         reason: String,
+        /// Recorded by a step marked `voicemail: true`.
+        voicemail: bool,
     },
     TransferStarted {
         target: String,
@@ -180,6 +186,16 @@ pub enum StoryEvent {
         outcome: String,
         /// The wait as the queue measured it (not known when the caller left with a key).
         waited: Option<Duration>,
+    },
+    /// A step marked `resolved:` was entered: the caller's need is met in self-service.
+    Resolved {
+        reason: String,
+    },
+    /// A survey question (`survey:` on a menu or collect) was answered with a score.
+    SurveyAnswered {
+        question: String,
+        /// 1 to 5.
+        score: u8,
     },
     CallerHungUp,
     Ended {
