@@ -88,8 +88,6 @@ pub struct CallDeps {
     live: RwLock<Arc<Live>>,
     refused: std::sync::Mutex<Option<RefusedEdits>>,
     services: Services,
-    /// A sink given after the start (embedding, tests), which new calls use instead.
-    records_instead: std::sync::OnceLock<crate::records::RecordSink>,
 }
 
 impl CallDeps {
@@ -102,7 +100,6 @@ impl CallDeps {
             live: RwLock::new(Arc::new(live)),
             refused: std::sync::Mutex::new(None),
             services,
-            records_instead: std::sync::OnceLock::new(),
         }
     }
 
@@ -119,13 +116,7 @@ impl CallDeps {
     }
 
     pub fn records(&self) -> &crate::records::RecordSink {
-        self.records_instead.get().unwrap_or(&self.services.records)
-    }
-
-    /// Sends the records of calls from now on to `sink` instead (once; false when a sink
-    /// was given already). For embedding and tests, which collect records themselves.
-    pub fn send_records_to(&self, sink: crate::records::RecordSink) -> bool {
-        self.records_instead.set(sink).is_ok()
+        &self.services.records
     }
 
     pub fn acd(&self) -> Option<&AcdHandle> {

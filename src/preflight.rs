@@ -250,7 +250,10 @@ fn flows_gone_to_beside(
             for ext in ["yaml", "yml"] {
                 let candidate = dir.join(format!("{name}.{ext}"));
                 let key = same_file_key(&candidate);
-                if candidate.is_file() && !read.contains(&key) && !out.iter().any(|o| same_file_key(o) == key) {
+                if candidate.is_file()
+                    && !read.contains(&key)
+                    && !out.iter().any(|o| same_file_key(o) == key)
+                {
                     out.push(candidate);
                 }
             }

@@ -106,6 +106,25 @@ impl Server {
             media_workers,
             credentials.clone(),
             Some(credentials),
+            None,
+        )
+        .await
+    }
+
+    /// Like [`Server::start`], with the calls' records going to `records` (embedding, and
+    /// tests that collect records themselves) instead of the store `records:` names.
+    pub async fn start_with_records(
+        config: Config,
+        media_workers: usize,
+        records: crate::records::RecordSink,
+    ) -> Result<Server, StartError> {
+        let credentials = Arc::new(SharedCredentials::new(credentials_from_config(&config)));
+        Self::start_inner(
+            config,
+            media_workers,
+            credentials.clone(),
+            Some(credentials),
+            Some(records),
         )
         .await
     }
@@ -117,7 +136,7 @@ impl Server {
         media_workers: usize,
         credentials: Arc<dyn CredentialStore>,
     ) -> Result<Server, StartError> {
-        Self::start_inner(config, media_workers, credentials, None).await
+        Self::start_inner(config, media_workers, credentials, None, None).await
     }
 
     async fn start_inner(
@@ -125,6 +144,7 @@ impl Server {
         media_workers: usize,
         credentials: Arc<dyn CredentialStore>,
         reloadable: Option<Arc<SharedCredentials>>,
+        records_sink: Option<crate::records::RecordSink>,
     ) -> Result<Server, StartError> {
         let loaded = preflight::load_all(&config);
         for d in &loaded.report.diagnostics {
@@ -134,7 +154,10 @@ impl Server {
             return Err(StartError::Config(loaded.report.summary()));
         }
         let config = Arc::new(config);
-        let records = start_records(&config)?;
+        let records = match records_sink {
+            Some(_) => None,
+            None => start_records(&config)?,
+        };
         let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
         let (in_tx, in_rx) = mpsc::channel(4096);
         let transports = Transports::bind(&config.listen, in_tx)
@@ -194,9 +217,11 @@ impl Server {
                 registrations: registrations.clone(),
                 acd,
                 credentials: reloadable,
-                records: records
-                    .as_ref()
-                    .map_or_else(crate::records::RecordSink::disabled, |w| w.sink()),
+                records: records_sink.unwrap_or_else(|| {
+                    records
+                        .as_ref()
+                        .map_or_else(crate::records::RecordSink::disabled, |w| w.sink())
+                }),
             },
         ));
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));

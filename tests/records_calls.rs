@@ -90,13 +90,11 @@ recordings: recordings\n{yaml}",
     );
     std::fs::write(dir.join("hotline.yaml"), text).unwrap();
     let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
-    let srv = Server::start(cfg, 1).await.expect("server starts").spawn();
     let collected = Arc::new(Collected::default());
-    assert!(
-        srv.server
-            .deps
-            .send_records_to(RecordSink::new(collected.clone()))
-    );
+    let srv = Server::start_with_records(cfg, 1, RecordSink::new(collected.clone()))
+        .await
+        .expect("server starts")
+        .spawn();
     (srv, collected)
 }
 

@@ -35,8 +35,7 @@ impl RecordSource for Box<dyn super::store::Store> {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<(Vec<CallRecord>, Vec<CallEvent>), SourceError> {
-        super::store::Store::records_between(self.as_mut(), since_ms, until_ms)
-            .map_err(Into::into)
+        super::store::Store::records_between(self.as_mut(), since_ms, until_ms).map_err(Into::into)
     }
 }
 
