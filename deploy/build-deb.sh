@@ -29,9 +29,11 @@ find "$stage/usr/share/hotline" -type f -exec chmod 0644 {} +
 sed -e 's#"udp:0\.0\.0\.0:5060", "tcp:0\.0\.0\.0:5060"#"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"#' \
     -e 's#^flows: flows#flows: /usr/share/hotline/flows#' \
     -e 's#^prompts: prompts#prompts: /usr/share/hotline/prompts#' \
+    -e 's#^records: { store: data/hotline.db#records: { store: /var/lib/hotline/hotline.db#' \
     hotline.yaml > "$stage/etc/hotline/hotline.yaml"
 printf 'data: /var/lib/hotline       # callback requests, messages, records\n' >> "$stage/etc/hotline/hotline.yaml"
-for want in 'udp:127.0.0.1:5060' '/usr/share/hotline/flows' '/usr/share/hotline/prompts'; do
+for want in 'udp:127.0.0.1:5060' '/usr/share/hotline/flows' '/usr/share/hotline/prompts' \
+    'store: /var/lib/hotline/hotline.db'; do
     grep -q "$want" "$stage/etc/hotline/hotline.yaml" ||
         { echo "build-deb: the sample hotline.yaml changed shape; '$want' not set" >&2; exit 1; }
 done
