@@ -337,3 +337,31 @@ steps:
         assert!(check(yaml).is_err(), "{mistake} was accepted");
     }
 }
+
+#[test]
+fn the_schema_beside_the_sample_flows_is_the_current_one() {
+    // flows/flow.schema.json is what editors read through the sample flows'
+    // `# yaml-language-server: $schema=flow.schema.json` line: regenerate it with
+    // `hotline schema > flows/flow.schema.json` when the flow language changes.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("flows/flow.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let current = serde_json::to_value(hotline::flow::model::flow_schema()).unwrap();
+    assert!(
+        on_disk == current,
+        "flows/flow.schema.json is out of date: run `hotline schema > flows/flow.schema.json`"
+    );
+    for entry in std::fs::read_dir(repo.join("flows")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.starts_with("# yaml-language-server: $schema=flow.schema.json\n"),
+                "{} names its schema for editors",
+                path.display()
+            );
+        }
+    }
+}
