@@ -207,15 +207,7 @@ flows: flows\nprompts: {}\n{}",
     }
     // And the last one is what new callers get.
     let sip = srv.server.addr(Transport::Udp).unwrap();
-    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
-    let media = CallMedia::bind(LOCALHOST, true).unwrap();
-    let call = phone.call("hotline", &media, Offer::Default).await.unwrap();
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
+    let (mut phone, media, _call) = common::call(sip, "hotline").await;
     media
         .wait_for_prompt(&prompt("en", "goodbye"), 0, 5 * SECOND)
         .await
