@@ -850,15 +850,25 @@ impl Uas {
             return self.respond(key, &req, 200, "OK");
         }
         match info_key(ct.as_ref(), &req.body) {
-            Some(k) => {
+            Ok(k) => {
                 self.respond(key, &req, 200, "OK");
                 self.event(UasEvent::Key(k));
             }
-            None => {
+            Err(InfoBody::Unsupported) => {
                 let mut r = self.response(&req, 415, "Unsupported Media Type");
                 r.headers.push(
                     HeaderName::Accept,
                     "application/dtmf-relay, application/dtmf",
+                );
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+            }
+            Err(InfoBody::Malformed) => {
+                // A type we read, with a body that names no key: the sender's fault
+                // (RFC 3261 §21.4.1), not a type to negotiate away.
+                let mut r = self.response(&req, 400, "Bad Request");
+                r.headers.push(
+                    HeaderName::Warning,
+                    "399 hotline \"no DTMF key in the body\"",
                 );
                 self.out.push_back(UasOutput::Respond { key, resp: r });
             }
@@ -875,30 +885,45 @@ fn warning(e: &SdpError) -> (HeaderName, String) {
     )
 }
 
+/// Why an INFO body gave no key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InfoBody {
+    /// A content type that carries no keys for us (answered 415 with `Accept`).
+    Unsupported,
+    /// One of our types, but no key can be read from it (answered 400).
+    Malformed,
+}
+
 /// Reads a key from a SIP INFO body: `application/dtmf-relay` (`Signal=5`) or
 /// `application/dtmf` (`5`).
-pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Option<Key> {
-    let ct = content_type?;
-    let text = std::str::from_utf8(body).ok()?;
-    let signal = if ct.is("application", "dtmf-relay") {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("signal")
-                .then(|| v.trim().to_string())
-        })?
-    } else if ct.is("application", "dtmf") {
-        text.trim().to_string()
+pub fn info_key(content_type: Option<&ContentType>, body: &[u8]) -> Result<Key, InfoBody> {
+    let ct = content_type.ok_or(InfoBody::Unsupported)?;
+    let relay = ct.is("application", "dtmf-relay");
+    if !relay && !ct.is("application", "dtmf") {
+        return Err(InfoBody::Unsupported);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| InfoBody::Malformed)?;
+    let signal = if relay {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("signal")
+                    .then(|| v.trim().to_string())
+            })
+            .ok_or(InfoBody::Malformed)?
     } else {
-        return None;
+        text.trim().to_string()
     };
     let mut chars = signal.chars();
-    let c = chars.next()?;
-    if chars.next().is_some() {
+    let c = chars.next().ok_or(InfoBody::Malformed)?;
+    let key = if chars.next().is_some() {
         // RFC 2833-style event numbers ("Signal=11" for #) are seen from some gateways.
-        return signal.parse::<u8>().ok().and_then(Key::from_event_code);
-    }
-    Key::from_char(c)
+        signal.parse::<u8>().ok().and_then(Key::from_event_code)
+    } else {
+        Key::from_char(c)
+    };
+    key.ok_or(InfoBody::Malformed)
 }
 
 /// Requests a caller sends, for the tests of the UAS and of the calls built on it.
@@ -1558,7 +1583,7 @@ mod tests {
     }
 
     #[test]
-    fn info_keys_are_read_from_both_bodies_and_others_are_415() {
+    fn info_keys_are_read_from_both_bodies_unreadable_ones_are_400_and_others_415() {
         let now = Instant::now();
         let mut uas = confirmed(now);
         let cases = [
@@ -1610,7 +1635,36 @@ mod tests {
             text(&response_of(&out, 415))
                 .contains("Accept: application/dtmf-relay, application/dtmf")
         );
-        let req = in_dialog("INFO", 10, "", "");
+        for (i, (ct, body)) in [
+            ("application/dtmf-relay", "Duration=160\r\n"),
+            ("application/dtmf", "Z"),
+            ("application/dtmf", "\u{0}\u{ff}"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let req = in_dialog(
+                "INFO",
+                10 + i as u32,
+                &format!("Content-Type: {ct}\r\n"),
+                body,
+            );
+            uas.handle(
+                now,
+                UasInput::Request {
+                    key: key("info"),
+                    req,
+                },
+                via,
+            );
+            let out = drain(&mut uas);
+            assert!(
+                text(&response_of(&out, 400)).contains("Warning: 399 hotline"),
+                "{ct} {body:?}"
+            );
+            assert!(events(&out).is_empty(), "{ct} {body:?}: {out:?}");
+        }
+        let req = in_dialog("INFO", 20, "", "");
         uas.handle(
             now,
             UasInput::Request {
