@@ -23,11 +23,21 @@ use hotline::tools::cli as tools;
 struct Cli {
     /// How logs are written. They always go to standard error: standard output is kept
     /// for what a command prints (`load --json`'s figures, `graph`, `schema`).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = LOG_FORMAT_ENV,
+        default_value_t = LogFormat::Text
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
+
+/// The environment variable `--log-format` falls back to. Processes a command starts (the
+/// engine `hotline load` runs) inherit it, so they log in the same format.
+const LOG_FORMAT_ENV: &str = "HOTLINE_LOG_FORMAT";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum LogFormat {
@@ -259,6 +269,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    // SAFETY: no other thread exists yet (the runtime and the records writer start later),
+    // so nothing can read the environment while it changes.
+    unsafe { std::env::set_var(LOG_FORMAT_ENV, format) };
     init_logs(cli.log_format);
     match run(cli) {
         Ok(code) => code,

@@ -225,3 +225,62 @@ fn text_logs_go_to_stderr_without_colour_when_redirected() {
     assert!(rest.is_empty(), "nothing on stdout: {rest}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// `hotline load` without `--target` starts its own engine: that engine logs in the load
+/// tool's format too, so one `--log-format json` makes the whole run's logs JSON.
+#[test]
+fn the_engine_load_starts_logs_in_the_load_tools_format() {
+    let dir = scratch("load-engine");
+    fs::write(
+        dir.join("hotline.yaml"),
+        format!(
+            "flows: {}\nprompts: {}\n{}",
+            repo().join("flows").display(),
+            repo().join("prompts").display(),
+            common::SAMPLE_TEST_CONFIG
+        ),
+    )
+    .expect("configuration");
+    // A free loopback port for the engine's SIP, and RTP ports of this process's own.
+    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let rtp_first = 24400 + (std::process::id() % 16) as u16 * 100;
+    let engine_log = dir.join("engine.log");
+    let load = Command::new(HOTLINE)
+        .args(["--log-format", "json", "load", "--json"])
+        .args([
+            "--calls", "1", "--rate", "10", "--hold", "6", "--warmup", "0.5",
+        ])
+        .args(["--first-key-after", "0.5", "--key-timeout", "1"])
+        .args(["--sip-port", &sip_port.to_string()])
+        .args(["--rtp-ports", &format!("{rtp_first}-{}", rtp_first + 99)])
+        .arg("--config")
+        .arg(dir.join("hotline.yaml"))
+        .arg("--engine-log")
+        .arg(&engine_log)
+        .env("RUST_LOG", "info")
+        .env_remove(LOG_FORMAT_ENV)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running hotline load");
+    let engine = fs::read_to_string(&engine_log).unwrap_or_default();
+    assert!(
+        load.status.success() || !engine.is_empty(),
+        "the load run failed before its engine logged:\n{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let lines = json_lines(&engine, "the started engine's log");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.pointer("/fields/message").and_then(Value::as_str)
+                == Some("listening for SIP")),
+        "the engine's own lines are JSON:\n{engine}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// What `--log-format` falls back to; see `src/main.rs`.
+const LOG_FORMAT_ENV: &str = "HOTLINE_LOG_FORMAT";
