@@ -5,6 +5,7 @@
 pub mod dialog;
 pub mod leg; // an outgoing leg: the INVITE we place and, once answered, its dialog
 pub mod digest;
+pub mod guard; // who may talk to a public number: flood and login bans, trusted sources, scanners
 pub mod message;
 pub mod sdp;
 pub mod transaction;
