@@ -189,6 +189,7 @@ impl Server {
                     credentials,
                     ..RegistrarConfig::default()
                 },
+                guard: Default::default(),
             },
             transports,
             in_rx,

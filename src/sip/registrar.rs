@@ -313,6 +313,9 @@ pub struct Registrar {
     /// When each (user, address, reason) was last reported, and how many were held back.
     reported: HashMap<(String, IpAddr, FailureReason), (Instant, u32)>,
     failures: Vec<LoginFailure>,
+    /// Every refused password (wrong, or a user who does not exist), unthrottled, for the
+    /// endpoint's guard: it bans sources that guess.
+    refused: Vec<(IpAddr, String)>,
 }
 
 /// The user of the To header: the address being registered.
@@ -340,10 +343,16 @@ impl Registrar {
             user_agents: HashMap::new(),
             reported: HashMap::new(),
             failures: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
     /// The next failed login to report (oldest first).
+    /// The next refused password: the address it came from and the user it was for.
+    pub fn poll_refused(&mut self) -> Option<(IpAddr, String)> {
+        self.refused.pop()
+    }
+
     pub fn poll_failure(&mut self) -> Option<LoginFailure> {
         if self.failures.is_empty() {
             None
@@ -591,6 +600,9 @@ impl Registrar {
                     Some(_) => FailureReason::WrongPassword,
                 };
                 fail(self, why, 0);
+                if why != FailureReason::UnsupportedAlgorithm {
+                    self.refused.push((source.remote.ip(), user.clone()));
+                }
                 return (refuse(req, 403, "Forbidden"), Vec::new());
             }
             Verdict::UriMismatch => {

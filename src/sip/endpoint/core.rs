@@ -3,7 +3,8 @@
 //! It owns the transaction table, the routing maps (Call-ID to call, a call's outgoing legs
 //! to the call that placed them, INVITE server transactions for CANCEL, client transactions
 //! to the call that started them), merged-request detection (482), the stateless answers to
-//! what belongs to no call (OPTIONS, 481, 405, 501, 503 when `max_calls` is reached). The
+//! what belongs to no call (OPTIONS, 481, 405, 501, 503 when `max_calls` is reached), and
+//! the [`Guard`] that drops requests from banned sources and scanners before any of that. The
 //! 2xx retransmission of answered INVITEs is not here: it is the UAS core's (`sip::uas`),
 //! whose copies come back as [`CallCommand::SendResponse`].
 //!
@@ -23,6 +24,7 @@ use tracing::{debug, warn};
 
 use crate::config::Transport as ListenTransport;
 use crate::sip::ALLOW;
+use crate::sip::guard::{Guard, GuardConfig, GuardEvent, Verdict};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 use crate::sip::transaction::{
     Output as TableOutput, Reliability, RequestKeyFields, Role, TimerConfig, TransactionError,
@@ -161,6 +163,8 @@ pub struct CoreConfig {
     pub user_agent: String,
     pub max_calls: usize,
     pub timers: TimerConfig,
+    /// Who may send requests that belong to no call (`limits.*`).
+    pub guard: GuardConfig,
 }
 
 /// Counters the shell publishes.
@@ -173,6 +177,11 @@ pub struct CoreCounters {
     pub requests_unsent: usize,
     /// Responses that could not be handed to the transport.
     pub responses_unsent: usize,
+    /// Requests dropped without a reply: from a banned source, or a scanner.
+    pub dropped_banned: u64,
+    pub dropped_scanner: u64,
+    /// Sources banned so far.
+    pub bans: u64,
 }
 
 /// A request that carried no To tag, as RFC 3261 §8.2.2.2 compares them: From tag,
@@ -206,6 +215,7 @@ pub struct EndpointCore {
     handed: HashMap<TransactionKey, Peer>,
     outputs: VecDeque<Output>,
     counters: CoreCounters,
+    guard: Guard,
 }
 
 fn reliability(peer: &Peer) -> Reliability {
@@ -297,6 +307,7 @@ impl EndpointCore {
     pub fn new(cfg: CoreConfig, tokens: Box<dyn Tokens>) -> EndpointCore {
         EndpointCore {
             table: TransactionTable::new(cfg.timers),
+            guard: Guard::new(cfg.guard.clone()),
             cfg,
             tokens,
             calls: HashSet::new(),
@@ -318,7 +329,39 @@ impl EndpointCore {
     }
 
     pub fn counters(&self) -> CoreCounters {
-        self.counters
+        let g = self.guard.counters();
+        CoreCounters {
+            dropped_banned: g.dropped_banned,
+            dropped_scanner: g.dropped_scanner,
+            bans: g.bans,
+            ..self.counters
+        }
+    }
+
+    /// A login from `source` for `user` was refused (by the registrar).
+    pub fn auth_failed(&mut self, now: Instant, source: std::net::IpAddr, user: &str) {
+        self.guard.auth_failed(now, source, user);
+        self.log_guard();
+    }
+
+    /// The guard's bans and lifts, as log lines a fail2ban filter can match
+    /// (`source banned source=… reason=…`).
+    fn log_guard(&mut self) {
+        while let Some(e) = self.guard.poll_event() {
+            match e {
+                GuardEvent::Banned {
+                    source,
+                    reason,
+                    user,
+                    until: _,
+                } => {
+                    let secs = self.guard.config().ban.as_secs();
+                    warn!(%source, reason = reason.as_str(), user = user.as_deref(),
+                        for_secs = secs, "source banned");
+                }
+                GuardEvent::Lifted { source } => debug!(%source, "ban lifted"),
+            }
+        }
     }
 
     /// Number of live transactions.
@@ -333,12 +376,17 @@ impl EndpointCore {
 
     /// The earliest moment `handle_timeout` has work to do.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.table.poll_timeout()
+        match (self.table.poll_timeout(), self.guard.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Fires the transaction timers due at `now`.
+    /// Fires the transaction timers due at `now`, and sweeps the guard's windows.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.table.handle_timeout(now);
+        self.guard.handle_timeout(now);
+        self.log_guard();
         self.drain_table(now);
     }
 
@@ -346,6 +394,22 @@ impl EndpointCore {
     pub fn handle_inbound(&mut self, now: Instant, peer: Peer, message: Message) {
         match message {
             Message::Request(req) => {
+                // A call in progress keeps its requests whatever its address has done
+                // since; everything else passes the guard first, and is dropped without a
+                // reply when banned (a reply would tell a scanner something listens).
+                let known = req.headers.call_id().is_ok_and(|id| self.is_known(id));
+                if !known {
+                    let ua = req
+                        .headers
+                        .get(HeaderName::UserAgent)
+                        .and_then(|v| v.as_str());
+                    let verdict = self.guard.check(now, peer.remote.ip(), ua);
+                    self.log_guard();
+                    if verdict != Verdict::Pass {
+                        debug!(source = %peer.remote, ?verdict, method = %req.method, "request dropped");
+                        return;
+                    }
+                }
                 let Some(key) = request_key(&req) else {
                     return;
                 };

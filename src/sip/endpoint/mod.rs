@@ -16,7 +16,7 @@ mod tests;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::config::Transport as ListenTransport;
 use crate::mailbox::Mailbox;
+use crate::sip::guard::GuardConfig;
 use crate::sip::message::{Host, Request, Response, Transport, Uri, Via};
 use crate::sip::random_token;
 use crate::sip::registrar::{RegistrarConfig, RegistrarEvent, RegistrarService, Registrations};
@@ -168,6 +169,8 @@ pub struct EndpointConfig {
     pub max_calls: usize,
     pub timers: TimerConfig,
     pub registrar: RegistrarConfig,
+    /// Flood and login bans, trusted sources, scanners.
+    pub guard: GuardConfig,
 }
 
 /// Live numbers the admin API, logs and tests read.
@@ -180,6 +183,11 @@ pub struct EndpointStats {
     pub requests_unsent: AtomicUsize,
     /// Responses the transport could not send.
     pub responses_unsent: AtomicUsize,
+    /// Requests dropped without a reply: their source was banned, or a scanner sent them.
+    pub dropped_banned: AtomicU64,
+    pub dropped_scanner: AtomicU64,
+    /// Sources banned (for flooding or for failed logins).
+    pub bans: AtomicU64,
 }
 
 impl EndpointStats {
@@ -191,6 +199,11 @@ impl EndpointStats {
             .store(c.requests_unsent, Ordering::Relaxed);
         self.responses_unsent
             .store(c.responses_unsent, Ordering::Relaxed);
+        self.dropped_banned
+            .store(c.dropped_banned, Ordering::Relaxed);
+        self.dropped_scanner
+            .store(c.dropped_scanner, Ordering::Relaxed);
+        self.bans.store(c.bans, Ordering::Relaxed);
     }
 }
 
@@ -236,6 +249,7 @@ impl Endpoint {
                 user_agent: cfg.user_agent,
                 max_calls: cfg.max_calls,
                 timers: cfg.timers,
+                guard: cfg.guard.clone(),
             },
             Box::new(RandomTokens),
         );
@@ -358,6 +372,9 @@ impl Endpoint {
                 Output::Register { key, peer, req } => {
                     let now = Instant::now();
                     let resp = self.registrar.handle_register(now, &req, peer);
+                    while let Some((ip, user)) = self.registrar.registrar_mut().poll_refused() {
+                        self.core.auth_failed(now, ip, &user);
+                    }
                     self.core.answer_register(now, &key, peer, resp);
                 }
             }

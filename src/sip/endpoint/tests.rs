@@ -38,6 +38,7 @@ fn core(max_calls: usize) -> EndpointCore {
             user_agent: "hotline-test".into(),
             max_calls,
             timers: TimerConfig::default(),
+            guard: Default::default(),
         },
         Box::new(Counting(0)),
     )
@@ -704,4 +705,118 @@ fn a_full_transaction_table_is_answered_503_statelessly() {
         "{out:?}"
     );
     assert_eq!(only_response(&out).status, 503);
+}
+
+/// A caller at a public address (not trusted), for the guard's tests.
+fn stranger(port: u16) -> Peer {
+    Peer {
+        remote: SocketAddr::from(([203, 0, 113, 5], port)),
+        ..peer()
+    }
+}
+
+#[test]
+fn a_flooding_source_is_ignored_for_five_minutes_and_its_call_keeps_its_requests() {
+    let clock = Clock::new();
+    let mut c = core(10);
+    let from = stranger(5070);
+    // A call from that address first: admitted.
+    c.handle_inbound(
+        clock.at(0.0),
+        from,
+        Message::Request(request("INVITE", "call@test", "inv", 1, None)),
+    );
+    assert_eq!(new_calls(&drain(&mut c)), ["call@test"]);
+    // Then 15 OPTIONS within the same 2 s are answered (16 requests in all)...
+    for i in 0..15 {
+        let req = request("OPTIONS", &format!("o{i}@test"), &format!("o{i}"), 1, None);
+        c.handle_inbound(clock.at(0.1), from, Message::Request(req));
+        assert_eq!(statuses(&drain(&mut c)), [200], "OPTIONS {i}");
+    }
+    // ...and the 17th bans the address: no reply, and nothing for new INVITEs either.
+    for (i, method) in ["OPTIONS", "INVITE", "REGISTER"].iter().enumerate() {
+        let req = request(method, &format!("x{i}@test"), &format!("x{i}"), 1, None);
+        c.handle_inbound(clock.at(0.2), from, Message::Request(req));
+        assert!(drain(&mut c).is_empty(), "{method} from a banned source");
+    }
+    // The call in progress still gets its BYE.
+    c.handle_inbound(
+        clock.at(1.0),
+        from,
+        Message::Request(request("BYE", "call@test", "bye", 2, Some("ours"))),
+    );
+    let out = drain(&mut c);
+    assert!(
+        matches!(&out[..], [Output::ToCall { call_id, msg: ToCall::Request { .. } }] if call_id == "call@test"),
+        "{out:?}"
+    );
+    // Another address is served meanwhile, and the trusted loopback always.
+    c.handle_inbound(
+        clock.at(1.0),
+        Peer {
+            remote: SocketAddr::from(([203, 0, 113, 6], 5070)),
+            ..peer()
+        },
+        Message::Request(request("OPTIONS", "other@test", "other", 1, None)),
+    );
+    assert_eq!(statuses(&drain(&mut c)), [200]);
+    let counters = c.counters();
+    assert_eq!((counters.bans, counters.dropped_banned), (1, 3));
+    // Five minutes later the guard's sweep lifts the ban.
+    let later = clock.at(300.3);
+    while let Some(t) = c.poll_timeout().filter(|t| *t <= later) {
+        c.handle_timeout(t);
+    }
+    c.handle_timeout(later);
+    drain(&mut c);
+    c.handle_inbound(
+        later,
+        from,
+        Message::Request(request("OPTIONS", "back@test", "back", 1, None)),
+    );
+    assert_eq!(statuses(&drain(&mut c)), [200]);
+}
+
+#[test]
+fn scanners_are_dropped_without_a_reply() {
+    let clock = Clock::new();
+    let mut c = core(10);
+    let mut req = request("OPTIONS", "scan@test", "scan", 1, None);
+    req.headers
+        .push(HeaderName::UserAgent, "friendly-scanner".to_string());
+    c.handle_inbound(clock.at(0.0), stranger(5070), Message::Request(req));
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.counters().dropped_scanner, 1);
+}
+
+#[test]
+fn five_refused_logins_ban_the_guesser() {
+    let clock = Clock::new();
+    let mut c = core(10);
+    let from = stranger(5070);
+    for i in 0..5 {
+        c.handle_inbound(
+            clock.at(0.5 * f64::from(i)),
+            from,
+            Message::Request(request("REGISTER", "r@test", &format!("r{i}"), i + 1, None)),
+        );
+        let Some(Output::Register { key, peer: p, req }) = c.poll_output() else {
+            panic!("REGISTER {i} is handed out");
+        };
+        c.auth_failed(clock.at(0.5 * f64::from(i)), p.remote.ip(), "agent1");
+        c.answer_register(
+            clock.at(0.5 * f64::from(i)),
+            &key,
+            p,
+            Response::for_request(&req, 403, "Forbidden"),
+        );
+        assert_eq!(statuses(&drain(&mut c)), [403]);
+    }
+    c.handle_inbound(
+        clock.at(3.0),
+        from,
+        Message::Request(request("REGISTER", "r@test", "r9", 9, None)),
+    );
+    assert!(drain(&mut c).is_empty(), "the guesser is ignored");
+    assert_eq!(c.counters().bans, 1);
 }
