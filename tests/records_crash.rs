@@ -182,8 +182,8 @@ fn crash_and_restart(name: &str, rtp: &str, records_yaml: &str, open: &dyn Fn() 
         .enable_all()
         .build()
         .unwrap();
-    let run = rt.block_on(first_run_killed(&dir, rtp, records_yaml));
-    check(&dir, &run, open);
+    let mut run = rt.block_on(first_run_killed(&dir, rtp, records_yaml));
+    check(&dir, &mut run, open);
     drop(run);
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
@@ -257,7 +257,7 @@ async fn first_run_killed(dir: &Path, rtp: &str, records_yaml: &str) -> Run {
     }
 }
 
-fn check(dir: &Path, run: &Run, open: &dyn Fn() -> Box<dyn Store>) {
+fn check(dir: &Path, run: &mut Run, open: &dyn Fn() -> Box<dyn Store>) {
     let mut store = open();
     let deadline = Instant::now() + 60 * SECOND;
     let all = loop {
@@ -275,7 +275,6 @@ fn check(dir: &Path, run: &Run, open: &dyn Fn() -> Box<dyn Store>) {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(run.restarted.0.id() > 0);
     let ids: Vec<&str> = all.iter().map(|r| r.call_id.as_str()).collect();
     assert_eq!(
         all.len(),
@@ -332,6 +331,11 @@ fn check(dir: &Path, run: &Run, open: &dyn Fn() -> Box<dyn Store>) {
     assert!(
         std::fs::metadata(&spool).map(|m| m.len()).unwrap_or(0) == 0,
         "the spool was replayed"
+    );
+    assert!(
+        run.restarted.0.try_wait().unwrap().is_none(),
+        "the engine started again keeps serving\n{}",
+        engine_log(dir)
     );
 }
 

@@ -251,7 +251,15 @@ impl OwnPostgres {
     fn new(name: &str) -> Result<OwnPostgres, String> {
         let bin = postgres_bin().ok_or("no PostgreSQL server programs (initdb) found")?;
         let as_postgres = id_of(&["-u"]) == Some(0);
-        let dir = scratch(name);
+        let dir = if as_postgres {
+            // The `postgres` user must reach it, which a TMPDIR under /root would not allow.
+            let d = Path::new("/tmp").join(format!("hotline-outage-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+            d
+        } else {
+            scratch(name)
+        };
         if as_postgres {
             let uid = id_of(&["-u", "postgres"]).ok_or("no postgres user")?;
             let gid = id_of(&["-g", "postgres"]).ok_or("no postgres group")?;
