@@ -1,8 +1,12 @@
 //! The RTP port pool: hands out even UDP ports from the configured range and takes them back
 //! when a call ends. It binds the socket itself, so a port that another program holds is
 //! skipped rather than handed to a call.
+//!
+//! Ports are drawn at random from the free ones, not in sequence: a caller's port says
+//! nothing about the next call's, so nobody can aim RTP at a call about to start. A draw is
+//! O(1) (swap-remove from a list), and one allocation binds at most [`MAX_ATTEMPTS`] ports,
+//! so a range mostly held by other programs costs a refused call, not a long scan.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +20,9 @@ pub enum PortError {
     Exhausted { range: PortRange, tried: usize },
 }
 
+/// Ports one allocation tries to bind before it gives up.
+pub const MAX_ATTEMPTS: usize = 64;
+
 /// A shared pool of even RTP ports (RTCP would take the odd one above, RFC 3550 §11).
 #[derive(Clone)]
 pub struct PortPool {
@@ -24,7 +31,7 @@ pub struct PortPool {
 
 struct Inner {
     range: PortRange,
-    free: VecDeque<u16>,
+    free: Vec<u16>,
 }
 
 /// A bound RTP socket whose port goes back to the pool when dropped.
@@ -37,7 +44,7 @@ pub struct RtpPort {
 impl Drop for RtpPort {
     fn drop(&mut self) {
         if let Ok(mut inner) = self.pool.inner.lock() {
-            inner.free.push_back(self.port);
+            inner.free.push(self.port);
         }
     }
 }
@@ -51,34 +58,35 @@ impl PortPool {
         }
     }
 
-    /// Binds a non-blocking UDP socket on the next free even port at `ip`.
+    /// Binds a non-blocking UDP socket on a free even port at `ip`, drawn at random.
     pub fn allocate(&self, ip: IpAddr) -> Result<RtpPort, PortError> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let range = inner.range;
-        let mut tried = 0;
-        let total = inner.free.len();
-        while tried < total {
-            let Some(port) = inner.free.pop_front() else {
-                break;
-            };
-            tried += 1;
+        let attempts = inner.free.len().min(MAX_ATTEMPTS);
+        // Ports another program holds wait here, so this allocation never draws them twice.
+        let mut busy = Vec::new();
+        let mut found = None;
+        for _ in 0..attempts {
+            let i = rand::random_range(0..inner.free.len());
+            let port = inner.free.swap_remove(i);
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
-                Ok(socket) => {
-                    if socket.set_nonblocking(true).is_err() {
-                        inner.free.push_back(port);
-                        continue;
-                    }
-                    return Ok(RtpPort {
-                        socket,
-                        port,
-                        pool: self.clone(),
-                    });
+                Ok(socket) if socket.set_nonblocking(true).is_ok() => {
+                    found = Some((socket, port));
+                    break;
                 }
-                // Held by someone else: put it at the back and try the next one.
-                Err(_) => inner.free.push_back(port),
+                _ => busy.push(port),
             }
         }
-        Err(PortError::Exhausted { range, tried })
+        let tried = busy.len() + usize::from(found.is_some());
+        inner.free.extend(busy);
+        match found {
+            Some((socket, port)) => Ok(RtpPort {
+                socket,
+                port,
+                pool: self.clone(),
+            }),
+            None => Err(PortError::Exhausted { range, tried }),
+        }
     }
 
     pub fn free_count(&self) -> usize {
@@ -115,5 +123,36 @@ mod tests {
         let a = pool.allocate(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
         assert_eq!(a.port, 41102);
         assert!(pool.allocate(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_err());
+        // The held port stays in the pool for when its holder lets go.
+        assert_eq!(pool.free_count(), 1);
+    }
+
+    #[test]
+    fn ports_are_drawn_at_random_not_in_sequence() {
+        let range = PortRange {
+            first: 41200,
+            last: 41399,
+        };
+        let pool = PortPool::new(range);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let held: Vec<RtpPort> = (0..20).filter_map(|_| pool.allocate(ip).ok()).collect();
+        let ports: Vec<u16> = held.iter().map(|p| p.port).collect();
+        assert!(
+            ports
+                .iter()
+                .all(|p| p % 2 == 0 && range.first <= *p && *p < range.last)
+        );
+        // In sequence, every step would be +2; drawn at random out of 99 ports, 20 draws
+        // that all step by +2 have a chance far below one in a billion.
+        let sequential = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(sequential < 10, "{ports:?}");
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            ports.len(),
+            "a port handed out twice: {ports:?}"
+        );
     }
 }
