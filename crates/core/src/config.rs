@@ -551,7 +551,8 @@ impl Config {
             cfg.admin = Some(admin_config(a).map_err(invalid)?);
         }
         if let Some(r) = raw.records {
-            cfg.records = records_config(&r, base, &cfg.data_dir).map_err(invalid)?;
+            cfg.records = records_config(&r, base, &cfg.data_dir)
+                .map_err(|m| invalid(with_location(text, m)))?;
         }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
@@ -758,6 +759,43 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `message` ("records.webhook.timeout: ...") with where that key is written in `text`
+/// in front, as serde's errors have it ("line 3 column 5: ..."); unchanged when the key
+/// cannot be found (a configuration built in code, flow-style oddities).
+fn with_location(text: &str, message: String) -> String {
+    let dotted: String = message
+        .chars()
+        .take_while(|c| !matches!(c, ':' | ' '))
+        .collect();
+    match locate_key(text, &dotted) {
+        Some((line, column)) => format!("line {line} column {column}: {message}"),
+        None => message,
+    }
+}
+
+/// The line and column (from 1) of the last key of `dotted` (`records.webhook.url`),
+/// each key searched after the one before it, the first at the start of a line.
+fn locate_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
+    let mut at = 0;
+    for (i, key) in dotted.split('.').enumerate() {
+        let found = text[at..].match_indices(key).find(|(k, _)| {
+            let start = at + k;
+            let before = text[..start].chars().next_back();
+            let starts_key = if i == 0 {
+                matches!(before, None | Some('\n'))
+            } else {
+                matches!(before, Some(' ' | '\t' | '{' | ',' | '\n' | '"'))
+            };
+            let after = text[start + key.len()..].trim_start_matches([' ', '"']);
+            starts_key && after.starts_with(':')
+        })?;
+        at += found.0;
+    }
+    let line = text[..at].matches('\n').count() + 1;
+    let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+    Some((line, column))
 }
 
 /// `400d`, `12h`, `90m`: a retention period, at least an hour.
