@@ -470,3 +470,44 @@ async fn the_deliverer_spools_while_the_receiver_is_down_and_replays_when_it_is_
     assert!(!spool.has_messages(), "the spool is empty once delivered");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// How fast the deliverer sends to a receiver on loopback that answers at once (one
+/// request at a time): `cargo test --release --test records_webhook -- --ignored
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_delivery_rate() {
+    let rx = Receiver::on_free_port(200).await;
+    let dir = scratch("rate");
+    let config = hotline::config::WebhookConfig {
+        url: rx.url(),
+        headers: vec![],
+        timeout: 5 * SECOND,
+    };
+    let hook = Webhook::start(
+        Target::from_config(&config).unwrap(),
+        Policy::new(dir.join("webhook.spool")),
+    )
+    .unwrap();
+    let c = hook.counters();
+    let sink = hotline::records::RecordSink::new(hook.deliverer());
+    const N: usize = 5_000;
+    let start = Instant::now();
+    for n in 0..N {
+        sink.send(ended(n));
+    }
+    let queued = start.elapsed();
+    wait_until("all delivered", 120 * SECOND, || {
+        get(&c.delivered) as usize == N
+    })
+    .await;
+    let all = start.elapsed();
+    println!(
+        "{N} documents: handed over in {queued:?} ({:.1} us each), delivered in {all:?} ({:.0}/s)",
+        queued.as_secs_f64() * 1e6 / N as f64,
+        N as f64 / all.as_secs_f64()
+    );
+    assert_eq!(rx.taken_ids().len(), N);
+    hook.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
