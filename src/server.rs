@@ -51,6 +51,10 @@ pub enum StartError {
     Records(#[source] crate::records::store::StoreError),
     #[error("starting the records writer")]
     RecordsWriter(#[source] std::io::Error),
+    #[error("the records webhook")]
+    Webhook(#[source] crate::records::webhook::TargetError),
+    #[error("starting the records webhook")]
+    WebhookThread(#[source] std::io::Error),
 }
 
 pub struct Server {
@@ -69,6 +73,9 @@ pub struct Server {
     pub admin: Option<crate::admin::AdminServer>,
     /// The call-records writer, when records are on; dropping it writes what is queued.
     pub records: Option<crate::records::writer::Writer>,
+    /// The deliverer of `records.webhook`, when configured; dropping it sends or spools
+    /// what waits.
+    pub webhook: Option<crate::records::webhook::Webhook>,
 }
 
 /// The users that may register: the agents with a password or hashed secrets. An agent
@@ -154,9 +161,9 @@ impl Server {
             return Err(StartError::Config(loaded.report.summary()));
         }
         let config = Arc::new(config);
-        let records = match records_sink {
-            Some(_) => None,
-            None => start_records(&config)?,
+        let (records, webhook) = match records_sink {
+            Some(_) => (None, None),
+            None => (start_records(&config)?, start_webhook(&config)?),
         };
         let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
         let (in_tx, in_rx) = mpsc::channel(4096);
@@ -218,11 +225,8 @@ impl Server {
                 registrations: registrations.clone(),
                 acd,
                 credentials: reloadable,
-                records: records_sink.unwrap_or_else(|| {
-                    records
-                        .as_ref()
-                        .map_or_else(crate::records::RecordSink::disabled, |w| w.sink())
-                }),
+                records: records_sink
+                    .unwrap_or_else(|| records_sink_of(records.as_ref(), webhook.as_ref())),
             },
         ));
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
@@ -245,6 +249,7 @@ impl Server {
             demo_shop,
             admin,
             records,
+            webhook,
         })
     }
 
@@ -396,6 +401,42 @@ fn start_acd(
         registrar_events.subscribe(),
         Some(dialer),
     )))
+}
+
+/// Where calls send their records: the store's writer, and beside it the webhook when
+/// there is one (the webhook comes with a store; the writer's counters are the sink's).
+fn records_sink_of(
+    writer: Option<&crate::records::writer::Writer>,
+    webhook: Option<&crate::records::webhook::Webhook>,
+) -> crate::records::RecordSink {
+    use crate::records::{FanOut, RecordSink};
+    match (writer, webhook) {
+        (Some(w), Some(h)) => RecordSink::with_counters(
+            std::sync::Arc::new(FanOut(vec![w.deliverer(), h.deliverer()])),
+            w.counters(),
+        ),
+        (Some(w), None) => w.sink(),
+        (None, Some(h)) => RecordSink::new(h.deliverer()),
+        (None, None) => RecordSink::disabled(),
+    }
+}
+
+/// Starts the deliverer of `records.webhook`, when configured; its spool is
+/// `webhook.spool` in the data folder, beside the store's.
+fn start_webhook(config: &Config) -> Result<Option<crate::records::webhook::Webhook>, StartError> {
+    use crate::records::webhook::{Policy, Target, Webhook};
+    let Some(wc) = config.records.as_ref().and_then(|r| r.webhook.as_ref()) else {
+        return Ok(None);
+    };
+    let target = Target::from_config(wc).map_err(StartError::Webhook)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    info!(url = %target.url, "call records also go to the webhook");
+    Webhook::start(target, Policy::new(config.data_dir.join("webhook.spool")))
+        .map(Some)
+        .map_err(StartError::WebhookThread)
 }
 
 /// How long the start waits for the records store's first answer before serving anyway.

@@ -38,13 +38,18 @@ const MAX_BODY: usize = 1 << 20;
 
 /// The client every call shares (connection pool, TLS roots).
 pub fn client() -> reqwest::Client {
-    // rustls needs a process-wide crypto provider; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .user_agent(concat!("hotline/", env!("CARGO_PKG_VERSION")))
+    client_builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
         .unwrap_or_default()
+}
+
+/// The engine's HTTP client settings (its user agent, TLS through rustls), for the
+/// clients built on them.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // rustls needs a process-wide crypto provider; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().user_agent(concat!("hotline/", env!("CARGO_PKG_VERSION")))
 }
 
 /// Performs `req`. A 2xx answer whose body is empty gives `null`; any other 2xx body must

@@ -156,7 +156,10 @@ pub fn show(
     let events = store.events(call_id)?;
     Ok(Some(match format {
         ListFormat::Json => {
-            let doc = serde_json::json!({ "call": call, "events": events });
+            let doc = super::CallDocument {
+                call: &call,
+                events: &events,
+            };
             let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
             s.push('\n');
             s

@@ -7,13 +7,15 @@
 //!
 //! The rooms: `store` (the interface both back ends implement, and the schema),
 //! `sqlite` and `postgres` (the back ends), `spool` (what could not be written, on disk)
-//! `writer` (the thread between the sink and the store) and `listing` (`hotline records`).
+//! `writer` (the thread between the sink and the store), `webhook` (every ended call POSTed
+//! to a receiver, beside the store) and `listing` (`hotline records`).
 
 pub mod listing;
 pub mod postgres;
 pub mod spool;
 pub mod sqlite;
 pub mod store;
+pub mod webhook;
 pub mod writer;
 
 pub mod report_cli;
@@ -110,6 +112,29 @@ impl RecordSink {
     pub fn counters(&self) -> &SinkCounters {
         &self.counters
     }
+}
+
+/// Hands every message to several deliverers (the store's writer and the webhook), so a
+/// call sends once whatever listens.
+pub struct FanOut(pub Vec<Arc<dyn Deliver>>);
+
+impl Deliver for FanOut {
+    fn deliver(&self, msg: RecordMsg) {
+        if let Some((last, rest)) = self.0.split_last() {
+            for d in rest {
+                d.deliver(msg.clone());
+            }
+            last.deliver(msg);
+        }
+    }
+}
+
+/// One call as a document: its record and its events in order. `hotline records CALL_ID
+/// --format json` prints it and the webhook POSTs it, so both speak one format.
+#[derive(Debug, Serialize)]
+pub struct CallDocument<'a> {
+    pub call: &'a CallRecord,
+    pub events: &'a [CallEvent],
 }
 
 /// Opens (or connects to) the store `target` names and brings its schema up to date.

@@ -107,6 +107,25 @@ impl Spool {
         Ok(out)
     }
 
+    /// Puts `msgs` in place of a file `take` handed out (what is left of it after part was
+    /// delivered), atomically: a crash leaves the old file or the new one, never half of
+    /// one. An empty list removes the file.
+    pub fn replace(path: &Path, msgs: &[RecordMsg]) -> io::Result<()> {
+        if msgs.is_empty() {
+            return Spool::done(path);
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = io::BufWriter::new(File::create(&tmp)?);
+        for m in msgs {
+            serde_json::to_writer(&mut f, m).map_err(io::Error::other)?;
+            f.write_all(b"\n")?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+        std::fs::rename(&tmp, path)
+    }
+
     /// Forgets a file whose messages all reached the store.
     pub fn done(path: &Path) -> io::Result<()> {
         match std::fs::remove_file(path) {

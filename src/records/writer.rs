@@ -197,15 +197,17 @@ impl Writer {
 
     /// The sink calls send through.
     pub fn sink(&self) -> RecordSink {
-        RecordSink::with_counters(
-            Arc::new(Queue {
-                tx: self.tx.clone(),
-                closed: self.closed.clone(),
-                counters: self.counters.clone(),
-                spool: self.spool.clone(),
-            }),
-            self.counters.clone(),
-        )
+        RecordSink::with_counters(self.deliverer(), self.counters.clone())
+    }
+
+    /// The writer's side of a sink, to be combined with other deliverers ([`super::FanOut`]).
+    pub fn deliverer(&self) -> Arc<dyn Deliver> {
+        Arc::new(Queue {
+            tx: self.tx.clone(),
+            closed: self.closed.clone(),
+            counters: self.counters.clone(),
+            spool: self.spool.clone(),
+        })
     }
 
     pub fn counters(&self) -> Arc<SinkCounters> {

@@ -325,7 +325,24 @@ pub struct RecordsConfig {
     pub store: RecordsStore,
     /// Records of calls started longer ago than this are deleted.
     pub keep: Duration,
+    /// Where every ended call is also POSTed as a JSON document; None: nowhere.
+    pub webhook: Option<WebhookConfig>,
 }
+
+/// `records.webhook`: `https://crm.example.com/calls`, or `{ url, headers, timeout }`.
+/// The webhook comes on top of the store, never instead of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// An http or https URL with a host.
+    pub url: String,
+    /// Sent with every request (an `Authorization` token, a tenant...).
+    pub headers: Vec<(String, String)>,
+    /// How long one request may take before it counts as failed (and is retried).
+    pub timeout: Duration,
+}
+
+/// How long one webhook request may take when `records.webhook.timeout` is not given.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The records store: an SQLite file (a path) or a PostgreSQL database (a URL).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,7 +551,8 @@ impl Config {
             cfg.admin = Some(admin_config(a).map_err(invalid)?);
         }
         if let Some(r) = raw.records {
-            cfg.records = records_config(&r, base, &cfg.data_dir).map_err(invalid)?;
+            cfg.records = records_config(&r, base, &cfg.data_dir)
+                .map_err(|m| invalid(with_location(text, m)))?;
         }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
@@ -575,6 +593,7 @@ fn records_config(
     let mut records = RecordsConfig {
         store: RecordsStore::Sqlite(data_dir.join(DEFAULT_RECORDS_FILE)),
         keep: DEFAULT_RECORDS_KEEP,
+        webhook: None,
     };
     let table = match raw {
         Value::Bool(false) | Value::Null => return Ok(None),
@@ -613,17 +632,170 @@ fn records_config(
                 };
             }
             "keep" => records.keep = parse_keep(text?)?,
+            "webhook" => records.webhook = Some(webhook_config(value)?),
             other => {
-                let hint = crate::flow::diagnostic::did_you_mean(other, ["store", "keep"])
-                    .map(|s| format!(" (did you mean '{s}'?)"))
-                    .unwrap_or_default();
+                let hint =
+                    crate::flow::diagnostic::did_you_mean(other, ["store", "keep", "webhook"])
+                        .map(|s| format!(" (did you mean '{s}'?)"))
+                        .unwrap_or_default();
                 return Err(format!(
-                    "records: unknown key '{other}'{hint}; expected store or keep"
+                    "records: unknown key '{other}'{hint}; expected store, keep or webhook"
                 ));
             }
         }
     }
     Ok(Some(records))
+}
+
+/// `records.webhook`: a URL, or a table with `url` and optionally `headers` and `timeout`.
+fn webhook_config(raw: &serde_json::Value) -> Result<WebhookConfig, String> {
+    use serde_json::Value;
+    let mut webhook = WebhookConfig {
+        url: String::new(),
+        headers: Vec::new(),
+        timeout: DEFAULT_WEBHOOK_TIMEOUT,
+    };
+    let table = match raw {
+        Value::String(url) => {
+            webhook.url = check_webhook_url(url)?;
+            return Ok(webhook);
+        }
+        Value::Object(table) => table,
+        other => {
+            return Err(format!(
+                "records.webhook: expected a URL like https://crm.example.com/calls or a table {{ url, headers, timeout }}, found {other}"
+            ));
+        }
+    };
+    let mut url = None;
+    for (key, value) in table {
+        match key.as_str() {
+            "url" => {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| format!("records.webhook.url: expected a URL, found {value}"))?;
+                url = Some(check_webhook_url(text)?);
+            }
+            "headers" => {
+                let Value::Object(headers) = value else {
+                    return Err(format!(
+                        "records.webhook.headers: expected a table like {{ Authorization: \"Bearer ...\" }}, found {value}"
+                    ));
+                };
+                for (name, v) in headers {
+                    let v = v.as_str().ok_or_else(|| {
+                        format!("records.webhook.headers.{name}: expected text, found {v}")
+                    })?;
+                    check_header(name, v)?;
+                    webhook.headers.push((name.clone(), v.to_owned()));
+                }
+            }
+            "timeout" => {
+                let text = value.as_str().ok_or_else(|| {
+                    format!("records.webhook.timeout: expected a duration like 10s, found {value}")
+                })?;
+                webhook.timeout =
+                    parse_duration(text).map_err(|e| format!("records.webhook.timeout: {e}"))?;
+                if webhook.timeout.is_zero() {
+                    return Err("records.webhook.timeout: expected more than 0s".to_owned());
+                }
+            }
+            other => {
+                let hint =
+                    crate::flow::diagnostic::did_you_mean(other, ["url", "headers", "timeout"])
+                        .map(|s| format!(" (did you mean '{s}'?)"))
+                        .unwrap_or_default();
+                return Err(format!(
+                    "records.webhook: unknown key '{other}'{hint}; expected url, headers or timeout"
+                ));
+            }
+        }
+    }
+    webhook.url = url.ok_or("records.webhook: the table needs a url")?;
+    Ok(webhook)
+}
+
+/// An http or https URL with a host and nothing a request line cannot carry.
+fn check_webhook_url(text: &str) -> Result<String, String> {
+    let url = text.trim();
+    let bad = |why: &str| {
+        Err(format!(
+            "records.webhook: expected an http:// or https:// URL like https://crm.example.com/calls, found '{text}' ({why})"
+        ))
+    };
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => rest,
+        Some(_) => return bad("only http and https are allowed"),
+        None => return bad("no scheme"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return bad("no host");
+    }
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']'))
+        && port.parse::<u16>().is_err()
+    {
+        return bad("the port is not a number from 0 to 65535");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("it contains spaces");
+    }
+    Ok(url.to_owned())
+}
+
+/// A header name (an HTTP token) and a value that fits on one header line.
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(format!(
+            "records.webhook.headers: '{name}' is not a header name (letters, digits and -)"
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "records.webhook.headers.{name}: the value must be one line of text"
+        ));
+    }
+    Ok(())
+}
+
+/// `message` ("records.webhook.timeout: ...") with where that key is written in `text`
+/// in front, as serde's errors have it ("line 3 column 5: ..."); unchanged when the key
+/// cannot be found (a configuration built in code, flow-style oddities).
+fn with_location(text: &str, message: String) -> String {
+    let dotted: String = message
+        .chars()
+        .take_while(|c| !matches!(c, ':' | ' '))
+        .collect();
+    match locate_key(text, &dotted) {
+        Some((line, column)) => format!("line {line} column {column}: {message}"),
+        None => message,
+    }
+}
+
+/// The line and column (from 1) of the last key of `dotted` (`records.webhook.url`),
+/// each key searched after the one before it, the first at the start of a line.
+fn locate_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
+    let mut at = 0;
+    for (i, key) in dotted.split('.').enumerate() {
+        let found = text[at..].match_indices(key).find(|(k, _)| {
+            let start = at + k;
+            let before = text[..start].chars().next_back();
+            let starts_key = if i == 0 {
+                matches!(before, None | Some('\n'))
+            } else {
+                matches!(before, Some(' ' | '\t' | '{' | ',' | '\n' | '"'))
+            };
+            let after = text[start + key.len()..].trim_start_matches([' ', '"']);
+            starts_key && after.starts_with(':')
+        })?;
+        at += found.0;
+    }
+    let line = text[..at].matches('\n').count() + 1;
+    let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+    Some((line, column))
 }
 
 /// `400d`, `12h`, `90m`: a retention period, at least an hour.
@@ -932,6 +1104,34 @@ agents:
             RecordsStore::Postgres("postgres://u:p@db/hotline".into())
         );
         assert_eq!(r.keep, Duration::from_secs(12 * 3600));
+        assert_eq!(r.webhook, None);
+        let r = at("records: { webhook: \"https://crm.example.com/calls\" }")
+            .unwrap()
+            .records
+            .unwrap();
+        assert_eq!(r.store, RecordsStore::Sqlite(dir.join("data/hotline.db")));
+        let w = r.webhook.unwrap();
+        assert_eq!(w.url, "https://crm.example.com/calls");
+        assert!(w.headers.is_empty());
+        assert_eq!(w.timeout, DEFAULT_WEBHOOK_TIMEOUT);
+        let w = at(
+            "records:\n  webhook:\n    url: http://[::1]:8099/hook?x=1\n    \
+headers: { Authorization: Bearer abc, X-Tenant: acme }\n    timeout: 3s\n",
+        )
+        .unwrap()
+        .records
+        .unwrap()
+        .webhook
+        .unwrap();
+        assert_eq!(w.url, "http://[::1]:8099/hook?x=1");
+        assert_eq!(
+            w.headers,
+            [
+                ("Authorization".to_owned(), "Bearer abc".to_owned()),
+                ("X-Tenant".to_owned(), "acme".to_owned())
+            ]
+        );
+        assert_eq!(w.timeout, Duration::from_secs(3));
         for (text, expected) in [
             ("records: { stor: x.db }", "did you mean 'store'?"),
             ("records: { store: \"mysql://db\" }", "postgres:// URL"),
@@ -939,6 +1139,32 @@ agents:
             ("records: { keep: 5m }", "at least 1h"),
             ("records: { keep: forever }", "400d"),
             ("records: maybe", "expected 'off'"),
+            (
+                "records: { webhook: \"ftp://crm/calls\" }",
+                "only http and https",
+            ),
+            ("records: { webhook: \"crm.example.com\" }", "no scheme"),
+            ("records: { webhook: \"https:///calls\" }", "no host"),
+            ("records: { webhook: \"http://crm:99999/x\" }", "port"),
+            ("records: { webhook: \"http://crm/a b\" }", "spaces"),
+            ("records: { webhook: 42 }", "expected a URL"),
+            (
+                "records: { webhook: { uri: \"http://crm\" } }",
+                "did you mean 'url'?",
+            ),
+            ("records: { webhook: { timeout: 5s } }", "needs a url"),
+            (
+                "records: { webhook: { url: \"http://crm\", timeout: soon } }",
+                "records.webhook.timeout",
+            ),
+            (
+                "records: { webhook: { url: \"http://crm\", headers: { \"a b\": x } } }",
+                "not a header name",
+            ),
+            (
+                "records: { webhok: \"http://crm\" }",
+                "did you mean 'webhook'?",
+            ),
         ] {
             let e = at(text).unwrap_err().to_string();
             assert!(e.contains(expected), "{text}: {e}");
