@@ -154,6 +154,7 @@ impl Server {
             return Err(StartError::Config(loaded.report.summary()));
         }
         let config = Arc::new(config);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let records = match records_sink {
             Some(_) => None,
             None => start_records(&config)?,
@@ -189,6 +190,7 @@ impl Server {
                     credentials,
                     ..RegistrarConfig::default()
                 },
+                metrics: metrics.clone(),
             },
             transports,
             in_rx,
@@ -200,7 +202,13 @@ impl Server {
         let dialer: crate::queue::service::Dialer = Box::new(move |request| {
             let _ = spawn_tx.send(Spawn::CallBack(request));
         });
-        let acd = start_acd(&config, &registrations, &registrar_events, dialer)?;
+        let acd = start_acd(
+            &config,
+            &registrations,
+            &registrar_events,
+            dialer,
+            metrics.clone(),
+        )?;
         let deps = Arc::new(CallDeps::new(
             media,
             PortPool::new(config.rtp_ports),
@@ -222,6 +230,7 @@ impl Server {
                         .as_ref()
                         .map_or_else(crate::records::RecordSink::disabled, |w| w.sink())
                 }),
+                metrics,
             },
         ));
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
@@ -358,6 +367,7 @@ fn start_acd(
     registrations: &Registrations,
     registrar_events: &broadcast::Sender<RegistrarEvent>,
     dialer: crate::queue::service::Dialer,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Option<crate::queue::service::AcdHandle>, StartError> {
     use crate::queue::{Acd, CallbackStore, MemoryStore, SqliteStore};
     if config.queues.is_empty() {
@@ -394,6 +404,7 @@ fn start_acd(
         registrations.clone(),
         registrar_events.subscribe(),
         Some(dialer),
+        metrics,
     )))
 }
 
