@@ -74,6 +74,8 @@ pub struct Services {
     pub credentials: Option<Arc<SharedCredentials>>,
     /// Where calls send their records (a disabled sink when records are off).
     pub records: crate::records::RecordSink,
+    /// The counters calls move (outcomes, keys); shown by `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What every call shares: the engine's parts and the current live version. Built whole
@@ -117,6 +119,10 @@ impl CallDeps {
 
     pub fn records(&self) -> &crate::records::RecordSink {
         &self.services.records
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.services.metrics
     }
 
     pub fn acd(&self) -> Option<&AcdHandle> {

@@ -24,6 +24,7 @@ pub use hotline_core::config; // hotline.yaml (parsed in the core: plain data)
 pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod server; // the running hotline
 pub mod reload; // live reload of flows, prompts and routes
-pub mod admin; // the admin HTTP API: health, calls, flows, reload
+pub mod admin; // the admin HTTP API: health, calls, flows, reload, metrics
+pub mod metrics; // the Prometheus metrics: counters where events happen, figures read at scrape
 
 pub mod tools; // simulate, flow tests, graph: the admin's tools beside check

@@ -64,6 +64,7 @@ static RELOADING: Mutex<()> = Mutex::new(());
 pub fn reload(deps: &CallDeps) -> Result<Reloaded, Refused> {
     let _one_at_a_time = RELOADING.lock().unwrap_or_else(|e| e.into_inner());
     let result = load_and_replace(deps);
+    deps.metrics().reload(result.is_ok());
     if let Err(r) = &result {
         deps.set_refused(Some(crate::call::RefusedEdits {
             at: std::time::SystemTime::now(),

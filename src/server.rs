@@ -161,6 +161,7 @@ impl Server {
             return Err(StartError::Config(loaded.report.summary()));
         }
         let config = Arc::new(config);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (records, webhook) = match records_sink {
             Some(_) => (None, None),
             None => (start_records(&config)?, start_webhook(&config)?),
@@ -197,6 +198,7 @@ impl Server {
                     ..RegistrarConfig::default()
                 },
                 guard: Default::default(),
+                metrics: metrics.clone(),
             },
             transports,
             in_rx,
@@ -208,7 +210,13 @@ impl Server {
         let dialer: crate::queue::service::Dialer = Box::new(move |request| {
             let _ = spawn_tx.send(Spawn::CallBack(request));
         });
-        let acd = start_acd(&config, &registrations, &registrar_events, dialer)?;
+        let acd = start_acd(
+            &config,
+            &registrations,
+            &registrar_events,
+            dialer,
+            metrics.clone(),
+        )?;
         let deps = Arc::new(CallDeps::new(
             media,
             PortPool::new(config.rtp_ports),
@@ -227,6 +235,7 @@ impl Server {
                 credentials: reloadable,
                 records: records_sink
                     .unwrap_or_else(|| records_sink_of(records.as_ref(), webhook.as_ref())),
+                metrics,
             },
         ));
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
@@ -364,6 +373,7 @@ fn start_acd(
     registrations: &Registrations,
     registrar_events: &broadcast::Sender<RegistrarEvent>,
     dialer: crate::queue::service::Dialer,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Option<crate::queue::service::AcdHandle>, StartError> {
     use crate::queue::{Acd, CallbackStore, MemoryStore, SqliteStore};
     if config.queues.is_empty() {
@@ -400,6 +410,7 @@ fn start_acd(
         registrations.clone(),
         registrar_events.subscribe(),
         Some(dialer),
+        metrics,
     )))
 }
 

@@ -5,12 +5,13 @@
 //! Owns the router, its composition from parts, the bearer-token check and the listener
 //! task. It decides nothing about calls or flows: handlers read the registry and the live
 //! version and call the same reload as SIGHUP. Other modules add endpoints by handing
-//! their own [`Part`] to [`build`], as [`queues`] does; [`reports`] brings its own records
-//! source.
+//! their own [`Part`] to [`build`], as [`queues`] and [`metrics`] do; [`reports`] brings
+//! its own records source.
 
 mod endpoints;
 pub mod impact_client;
 pub mod json;
+pub mod metrics;
 pub mod queues;
 pub mod reports;
 
@@ -52,10 +53,10 @@ pub fn build(state: Shared, parts: impl IntoIterator<Item = Part>) -> Router {
         .with_state(state)
 }
 
-/// The API with the endpoints of this module: health, calls, flows, reload, queues and
-/// agents.
+/// The API with the endpoints of this module: health, calls, flows, reload, queues,
+/// agents and metrics.
 pub fn router(state: Shared) -> Router {
-    build(state, [core(), queues::part()])
+    build(state, [core(), queues::part(), metrics::part()])
 }
 
 async fn authorize(State(state): State<Shared>, req: Request, next: Next) -> Response {
@@ -112,7 +113,7 @@ pub async fn start(config: &AdminConfig, deps: Arc<CallDeps>) -> std::io::Result
         deps,
         token: config.token.clone(),
     });
-    let mut parts = vec![core(), queues::part()];
+    let mut parts = vec![core(), queues::part(), metrics::part()];
     // Reports read the records store on a connection of their own.
     if let Some(r) = records {
         match tokio::task::spawn_blocking(move || crate::records::open_store(&r.store)).await {

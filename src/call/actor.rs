@@ -219,6 +219,12 @@ impl Recorder {
     }
 }
 
+/// An INFO that tells a key (the UAS reads it the same way and hands the key to the flow).
+fn carries_key(req: &crate::sip::message::Request) -> bool {
+    let ct = req.headers.content_type().ok().flatten();
+    crate::sip::uas::info_key(ct.as_ref(), &req.body).is_ok()
+}
+
 /// Milliseconds since the Unix epoch, now.
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
@@ -515,7 +521,14 @@ impl Call {
     fn on_sip(&mut self, m: ToCall) {
         use crate::sip::uas::UasInput;
         let input = match m {
-            ToCall::Request { key, req } => UasInput::Request { key, req },
+            ToCall::Request { key, req } => {
+                if req.method == crate::sip::message::Method::Info && carries_key(&req) {
+                    self.deps
+                        .metrics()
+                        .key(crate::media::session::KeySource::SipInfo);
+                }
+                UasInput::Request { key, req }
+            }
             ToCall::Cancel { key, req } => UasInput::Cancel { key, req },
             ToCall::Ack(a) => UasInput::Ack(a),
             ToCall::RequestTimeout { .. } => UasInput::RequestTimeout,
@@ -536,6 +549,7 @@ impl Call {
         match ev {
             MediaEvent::Key { key, source, .. } => {
                 debug!(key = %key.as_char(), ?source, "key");
+                self.deps.metrics().key(source);
                 self.input(CallInput::Key(key.as_char()));
             }
             MediaEvent::PlayFinished { id } if id == callback::INTRO_PLAY => self.intro_finished(),
@@ -928,6 +942,11 @@ impl Call {
             story
         };
         let (record, events) = record_build::build(&r.facts, story);
+        // Counted here, not by the writer: the outcome is the record's even when records
+        // are off.
+        if let Some(outcome) = record.outcome {
+            self.deps.metrics().call_ended(outcome);
+        }
         self.deps.records().send(RecordMsg::Finish(record, events));
     }
 }

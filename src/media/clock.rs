@@ -82,9 +82,25 @@ struct Served {
     session: Session,
     port: RtpPort,
     sink: EventSink,
+    /// The session's packet counts already added to the worker's [`ClockStats`].
+    counted: (u64, u64),
 }
 
 impl Served {
+    /// The packets received and sent since the last call.
+    fn uncounted(&mut self) -> (u64, u64) {
+        let now = (
+            self.session.stats.packets_in,
+            self.session.stats.packets_out,
+        );
+        let delta = (
+            now.0.saturating_sub(self.counted.0),
+            now.1.saturating_sub(self.counted.1),
+        );
+        self.counted = now;
+        delta
+    }
+
     fn deliver(&mut self) {
         while let Some(ev) = self.session.poll_event() {
             self.sink.emit(ev);
@@ -155,6 +171,12 @@ pub struct ClockStats {
     pub max_lateness_us: AtomicU64,
     /// RTP packets the kernel refused to send (each is one lost frame).
     pub send_errors: AtomicU64,
+    /// RTP packets the sessions accepted (from the latched address) and sent. Added once
+    /// per tick, not per packet.
+    pub packets_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    /// Frames sent late: every session's frame of a tick that started late.
+    pub late_frames: AtomicU64,
     /// The worker sends and reads through io_uring (else `sendto`/`recvfrom`).
     pub uring: AtomicBool,
 }
@@ -313,6 +335,7 @@ impl MediaEngine {
             session,
             port,
             sink,
+            counted: (0, 0),
         });
         self.worker(id).send(Command::Add(id, served));
         id
@@ -458,6 +481,9 @@ impl Clock {
                     let late = after.duration_since(next);
                     stats.late_ticks.fetch_add(1, Ordering::Relaxed);
                     stats
+                        .late_frames
+                        .fetch_add(self.sessions.len() as u64, Ordering::Relaxed);
+                    stats
                         .max_lateness_us
                         .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
                     if late > TICK * 5 {
@@ -511,8 +537,9 @@ impl Clock {
                 }
                 Ok(Command::Remove(id)) => {
                     self.unbridge(id);
-                    if let Some(s) = self.sessions.remove(&id) {
+                    if let Some(mut s) = self.sessions.remove(&id) {
                         let _ = self.sockets.delete(s.port.socket.as_fd());
+                        self.count_packets(s.uncounted());
                     }
                 }
                 Ok(Command::Bridge(a, b)) => {
@@ -555,6 +582,9 @@ impl Clock {
             }
         }
         self.held.clear();
+        // Packets sent outside a tick (an answer to a key, a held frame) are counted in
+        // the next one.
+        let mut packets = (0, 0);
         for (id, s) in self.sessions.iter_mut() {
             match self.ring.as_mut() {
                 Some(ring) => s.queue_transmit(now, &mut self.buf, ring),
@@ -564,7 +594,10 @@ impl Clock {
                 self.held.push(*id);
             }
             s.deliver();
+            let (i, o) = s.uncounted();
+            packets = (packets.0 + i, packets.1 + o);
         }
+        self.count_packets(packets);
         if let Some(ring) = self.ring.as_mut() {
             // The sockets are the sessions', and no session leaves before this returns.
             match ring.flush_sends() {
@@ -575,6 +608,16 @@ impl Clock {
                 }
                 Err(e) => self.ring_failed(&e),
             }
+        }
+    }
+
+    /// Publishes packet counts: one atomic add per direction and tick, not one per packet.
+    fn count_packets(&self, (received, sent): (u64, u64)) {
+        if received > 0 {
+            self.stats.packets_in.fetch_add(received, Ordering::Relaxed);
+        }
+        if sent > 0 {
+            self.stats.packets_out.fetch_add(sent, Ordering::Relaxed);
         }
     }
 

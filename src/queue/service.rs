@@ -8,12 +8,14 @@
 //! per-call work (legs, media) stays in the call tasks.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::mailbox::Mailbox;
+use crate::metrics::Metrics;
 use crate::queue::acd::{Acd, Action, Input, Snapshot};
 use crate::queue::agent::AgentCommand;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
@@ -167,6 +169,8 @@ struct Service {
     calls: HashMap<String, Mailbox<QueueNews>>,
     registrations: Registrations,
     dialer: Option<Dialer>,
+    /// Where a caller's wait is observed when they leave the line.
+    metrics: Arc<Metrics>,
 }
 
 /// Starts the ACD task. Registrations of agents' phones come from `registrar`; call
@@ -176,6 +180,7 @@ pub fn spawn(
     registrations: Registrations,
     registrar: broadcast::Receiver<RegistrarEvent>,
     dialer: Option<Dialer>,
+    metrics: Arc<Metrics>,
 ) -> AcdHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let svc = Service {
@@ -183,6 +188,7 @@ pub fn spawn(
         calls: HashMap::new(),
         registrations,
         dialer,
+        metrics,
     };
     tokio::spawn(svc.run(rx, registrar));
     AcdHandle { tx }
@@ -357,6 +363,7 @@ impl Service {
                     waited,
                 } => {
                     info!(%call, %agent, %queue, waited = ?waited, "caller connected to agent");
+                    self.metrics.queue_left(&queue, waited);
                     self.send(&call, QueueNews::Connect { agent, waited });
                 }
                 Action::Announce {
@@ -383,6 +390,11 @@ impl Service {
                     waited,
                 } => {
                     info!(%call, %queue, reason = reason.as_str(), "caller leaves the queue");
+                    // A caller turned away as they joined (full, no agents) never waited
+                    // on the line: the ACD says so with a wait of exactly zero.
+                    if !waited.is_zero() {
+                        self.metrics.queue_left(&queue, waited);
+                    }
                     self.send(&call, QueueNews::Overflow { reason, waited });
                     self.calls.remove(&call);
                 }
@@ -390,7 +402,10 @@ impl Service {
                     call,
                     queue,
                     waited,
-                } => info!(%call, %queue, waited = ?waited, "caller abandoned the queue"),
+                } => {
+                    info!(%call, %queue, waited = ?waited, "caller abandoned the queue");
+                    self.metrics.queue_left(&queue, waited);
+                }
                 Action::AgentStateChanged {
                     agent,
                     state,

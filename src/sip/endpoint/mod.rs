@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::config::Transport as ListenTransport;
 use crate::mailbox::Mailbox;
+use crate::metrics::Direction;
 use crate::sip::guard::GuardConfig;
 use crate::sip::message::{Host, Request, Response, Transport, Uri, Via};
 use crate::sip::random_token;
@@ -171,6 +172,8 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// Flood and login bans, trusted sources, scanners.
     pub guard: GuardConfig,
+    /// Where the SIP messages that go through the endpoint are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Live numbers the admin API, logs and tests read.
@@ -232,6 +235,7 @@ pub struct Endpoint {
     new_call: Box<dyn FnMut(NewCall) -> Mailbox<ToCall> + Send>,
     stats: Arc<EndpointStats>,
     registrar: RegistrarService,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Endpoint {
@@ -263,6 +267,7 @@ impl Endpoint {
             new_call,
             stats: Arc::new(EndpointStats::default()),
             registrar,
+            metrics: cfg.metrics,
         }
     }
 
@@ -300,7 +305,10 @@ impl Endpoint {
             };
             tokio::select! {
                 m = self.inbound.recv() => match m {
-                    Some(m) => self.core.handle_inbound(Instant::now(), m.peer, m.message),
+                    Some(m) => {
+                        self.metrics.sip_message(&m.message, Direction::Received);
+                        self.core.handle_inbound(Instant::now(), m.peer, m.message)
+                    }
                     None => return,
                 },
                 Some(c) = self.from_calls.recv() => self.on_call(c),
@@ -339,9 +347,12 @@ impl Endpoint {
             match o {
                 Output::Transmit(t) => {
                     let sent = self.transports.send(&t.msg.peer, t.msg.bytes.clone()).await;
-                    if let Err(e) = sent {
-                        debug!(error = %e, remote = %t.msg.peer.remote, "send failed");
-                        self.core.handle_send_error(Instant::now(), &t);
+                    match sent {
+                        Ok(()) => self.metrics.sip_message(&t.msg.message, Direction::Sent),
+                        Err(e) => {
+                            debug!(error = %e, remote = %t.msg.peer.remote, "send failed");
+                            self.core.handle_send_error(Instant::now(), &t);
+                        }
                     }
                 }
                 Output::ToCall { call_id, msg } => {

@@ -1,0 +1,494 @@
+//! The engine's metrics, as `GET /metrics` shows them in the Prometheus text format.
+//!
+//! Owns the metric registry and every metric's name, help text and labels. Events are
+//! counted where they happen, through the [`Metrics`] the server hands to the parts that
+//! see them (the SIP endpoint, a call ending or hearing a key, a reload, the queue task
+//! when a caller leaves the line): an atomic increment each, never per RTP packet.
+//! Figures another part already keeps are read at scrape time from a [`Scrape`]: calls in
+//! progress, the media workers' packet and lateness counts, the records writer's
+//! counters, the queues' snapshot.
+//!
+//! It decides nothing about calls and does no IO; the text is written by the
+//! `prometheus-client` crate, never by hand. It must not reach back into the call or
+//! the admin API (they hand it plain figures).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::media::clock::ClockStats;
+use crate::media::session::KeySource;
+use crate::queue::acd::Snapshot;
+use crate::records::{CallOutcome, SinkCounters};
+use crate::sip::message::{Message, Method};
+
+/// The `Content-Type` of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// The upper bounds of `hotline_queue_wait_seconds`' buckets: around the usual service
+/// level thresholds (20 s, 30 s, 60 s) and up to the long waits a report looks for.
+const WAIT_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0,
+];
+
+/// The agent states the ACD reports (`AgentSnapshot::state`); each is shown, at zero
+/// too, so that a query over a state never finds no series.
+const AGENT_STATES: [&str; 6] = [
+    "logged_out",
+    "available",
+    "ringing",
+    "on_call",
+    "wrap_up",
+    "paused",
+];
+
+/// Which way a message or packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Received,
+    Sent,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Received => "received",
+            Direction::Sent => "sent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResponseLabels {
+    code: u16,
+    direction: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AgentLabels {
+    queue: String,
+    state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+type WaitHistograms = Family<QueueLabels, Histogram, fn() -> Histogram>;
+
+fn wait_histogram() -> Histogram {
+    Histogram::new(WAIT_BUCKETS)
+}
+
+/// The engine's counters and the registry they are shown from. Share it with `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<OutcomeLabels, Counter>,
+    sip_requests: Family<RequestLabels, Counter>,
+    sip_responses: Family<ResponseLabels, Counter>,
+    dtmf_keys: Family<SourceLabels, Counter>,
+    queue_wait: WaitHistograms,
+    reloads: Family<ResultLabels, Counter>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// What a scrape reads from the rest of the engine, as it is at that moment.
+pub struct Scrape<'a> {
+    /// The calls in progress.
+    pub calls_active: usize,
+    /// Every media worker's figures.
+    pub media: &'a [Arc<ClockStats>],
+    /// The records writer's counters (all zero when records are off).
+    pub records: &'a SinkCounters,
+    /// The queues and agents, when queues are configured and the queue task answered.
+    pub queues: Option<&'a Snapshot>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let calls = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "hotline_calls",
+            "Calls ended, by outcome (the outcome their record has, also when records are off)",
+            calls.clone(),
+        );
+        let sip_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "hotline_sip_requests",
+            "SIP requests received and sent by the endpoint, retransmissions included, by method (other: any extension method)",
+            sip_requests.clone(),
+        );
+        let sip_responses = Family::<ResponseLabels, Counter>::default();
+        registry.register(
+            "hotline_sip_responses",
+            "SIP responses received and sent by the endpoint, retransmissions included, by status code",
+            sip_responses.clone(),
+        );
+        let dtmf_keys = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "hotline_dtmf_keys",
+            "Keys callers pressed, by how they came: rfc4733 (RTP events), inband (tones) or info (SIP INFO)",
+            dtmf_keys.clone(),
+        );
+        let queue_wait: WaitHistograms = Family::new_with_constructor(wait_histogram);
+        registry.register(
+            "hotline_queue_wait_seconds",
+            "How long callers waited in a queue, observed when they left the line: answered, abandoned or sent elsewhere",
+            queue_wait.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "hotline_flow_reloads",
+            "Reloads of flows, prompts and configuration, by result: ok or refused",
+            reloads.clone(),
+        );
+        // Every value of a fixed label shows from the start, at zero: a rate over a series
+        // that appears late misses its first increment.
+        for o in CallOutcome::ALL {
+            calls.get_or_create_owned(&OutcomeLabels {
+                outcome: o.as_str(),
+            });
+        }
+        for source in ["rfc4733", "inband", "info"] {
+            dtmf_keys.get_or_create_owned(&SourceLabels { source });
+        }
+        for result in ["ok", "refused"] {
+            reloads.get_or_create_owned(&ResultLabels { result });
+        }
+        Metrics {
+            registry,
+            calls,
+            sip_requests,
+            sip_responses,
+            dtmf_keys,
+            queue_wait,
+            reloads,
+        }
+    }
+
+    /// A SIP message went through the endpoint, one way or the other.
+    pub fn sip_message(&self, message: &Message, direction: Direction) {
+        let direction = direction.as_str();
+        match message {
+            Message::Request(r) => {
+                self.sip_requests
+                    .get_or_create(&RequestLabels {
+                        method: method_label(&r.method),
+                        direction,
+                    })
+                    .inc();
+            }
+            Message::Response(r) => {
+                // The parser keeps codes to three digits; anything else is one series, so
+                // that no peer can make the series grow.
+                let code = if (100..=699).contains(&r.status) {
+                    r.status
+                } else {
+                    0
+                };
+                self.sip_responses
+                    .get_or_create(&ResponseLabels { code, direction })
+                    .inc();
+            }
+        }
+    }
+
+    /// A call ended with `outcome`.
+    pub fn call_ended(&self, outcome: CallOutcome) {
+        self.calls
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// A caller's key reached the call.
+    pub fn key(&self, source: KeySource) {
+        let source = match source {
+            KeySource::Rfc4733 => "rfc4733",
+            KeySource::Inband => "inband",
+            KeySource::SipInfo => "info",
+        };
+        self.dtmf_keys.get_or_create(&SourceLabels { source }).inc();
+    }
+
+    /// A caller left the line of `queue` after `waited` (answered, abandoned, overflowed).
+    pub fn queue_left(&self, queue: &str, waited: Duration) {
+        self.queue_wait
+            .get_or_create(&QueueLabels {
+                queue: queue.to_owned(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// A reload was made live (`ok`) or refused.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Every metric in the Prometheus text format (version 0.0.4).
+    pub fn render(&self, scrape: &Scrape<'_>) -> String {
+        // Every configured queue's histogram shows from the first scrape, empty, rather
+        // than from its first caller on.
+        for q in scrape.queues.iter().flat_map(|s| &s.queues) {
+            let _ = self.queue_wait.get_or_create_owned(&QueueLabels {
+                queue: q.name.clone(),
+            });
+        }
+        let now = scraped(scrape);
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would only cut the text.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_text::encode(&mut out, &now);
+        out
+    }
+}
+
+/// The name a method is counted under. Extension methods share `other`: a peer must not be
+/// able to make new series.
+fn method_label(m: &Method) -> &'static str {
+    match m {
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Register => "REGISTER",
+        Method::Prack => "PRACK",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Notify => "NOTIFY",
+        Method::Publish => "PUBLISH",
+        Method::Info => "INFO",
+        Method::Refer => "REFER",
+        Method::Message => "MESSAGE",
+        Method::Update => "UPDATE",
+        Method::Other(_) => "other",
+    }
+}
+
+fn gauge(v: u64) -> Gauge {
+    let g = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    g
+}
+
+fn counter(v: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(v);
+    c
+}
+
+/// The figures read at scrape time, in a registry of their own made for this scrape.
+fn scraped(s: &Scrape<'_>) -> Registry {
+    let mut r = Registry::default();
+    r.register(
+        "hotline_calls_active",
+        "Calls in progress that run a flow",
+        gauge(s.calls_active as u64),
+    );
+
+    let sum = |f: fn(&ClockStats) -> u64| s.media.iter().map(|w| f(w)).sum::<u64>();
+    let rtp = Family::<DirectionLabels, Counter>::default();
+    for (d, v) in [
+        (
+            Direction::Received,
+            sum(|w| w.packets_in.load(Ordering::Relaxed)),
+        ),
+        (
+            Direction::Sent,
+            sum(|w| w.packets_out.load(Ordering::Relaxed)),
+        ),
+    ] {
+        rtp.get_or_create(&DirectionLabels {
+            direction: d.as_str(),
+        })
+        .inc_by(v);
+    }
+    r.register(
+        "hotline_rtp_packets",
+        "RTP packets of every call and leg: received (from the caller's latched address) and sent",
+        rtp,
+    );
+    r.register(
+        "hotline_rtp_late_frames",
+        "Frames the media clock sent late: every session's frame of a tick that started more than one period (20 ms) late",
+        counter(sum(|w| w.late_frames.load(Ordering::Relaxed))),
+    );
+
+    let rc = s.records;
+    r.register(
+        "hotline_records_pending",
+        "Call-record messages sent by calls and neither written nor spooled yet",
+        gauge(rc.pending.load(Ordering::Relaxed)),
+    );
+    r.register(
+        "hotline_records_written",
+        "Call-record messages committed to the store (replayed ones included)",
+        counter(rc.written.load(Ordering::Relaxed)),
+    );
+    r.register(
+        "hotline_records_spooled",
+        "Call-record messages put in the spool file (queue full, or the store down too long)",
+        counter(rc.spooled.load(Ordering::Relaxed)),
+    );
+    r.register(
+        "hotline_records_lost",
+        "Call-record messages neither written nor spooled, and spool lines that could not be read back",
+        counter(rc.lost.load(Ordering::Relaxed)),
+    );
+    r.register(
+        "hotline_records_errors",
+        "Failed attempts to reach or write the records store",
+        counter(rc.errors.load(Ordering::Relaxed)),
+    );
+
+    if let Some(snap) = s.queues {
+        let waiting = Family::<QueueLabels, Gauge>::default();
+        let agents = Family::<AgentLabels, Gauge>::default();
+        for q in &snap.queues {
+            let on_line = q.waiting.iter().filter(|w| w.call.is_some()).count();
+            waiting
+                .get_or_create(&QueueLabels {
+                    queue: q.name.clone(),
+                })
+                .set(on_line as i64);
+            for state in AGENT_STATES {
+                agents.get_or_create_owned(&AgentLabels {
+                    queue: q.name.clone(),
+                    state: state.to_owned(),
+                });
+            }
+            for a in &q.agents {
+                agents
+                    .get_or_create(&AgentLabels {
+                        queue: q.name.clone(),
+                        state: a.state.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+        r.register(
+            "hotline_queue_waiting",
+            "Callers on the line in each queue (callback requests not included)",
+            waiting,
+        );
+        r.register("hotline_agents", "Agents of each queue, by state", agents);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::{Request, Response};
+
+    fn render(m: &Metrics) -> String {
+        m.render(&Scrape {
+            calls_active: 2,
+            media: &[],
+            records: &SinkCounters::default(),
+            queues: None,
+        })
+    }
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn fixed_labels_show_at_zero_and_counts_move() {
+        let m = Metrics::new();
+        let t = render(&m);
+        assert_eq!(
+            line(&t, "hotline_calls_total{outcome=\"abandoned_in_menu\"}"),
+            Some("hotline_calls_total{outcome=\"abandoned_in_menu\"} 0")
+        );
+        assert_eq!(
+            line(&t, "hotline_calls_active "),
+            Some("hotline_calls_active 2")
+        );
+        m.call_ended(CallOutcome::AbandonedInMenu);
+        m.reload(false);
+        m.key(KeySource::SipInfo);
+        m.queue_left("sales", Duration::from_secs(7));
+        let t = render(&m);
+        assert!(t.contains("hotline_calls_total{outcome=\"abandoned_in_menu\"} 1\n"));
+        assert!(t.contains("hotline_flow_reloads_total{result=\"refused\"} 1\n"));
+        assert!(t.contains("hotline_dtmf_keys_total{source=\"info\"} 1\n"));
+        assert!(t.contains("hotline_queue_wait_seconds_bucket{queue=\"sales\",le=\"5\"} 0\n"));
+        assert!(t.contains("hotline_queue_wait_seconds_bucket{queue=\"sales\",le=\"10\"} 1\n"));
+        assert!(t.contains("hotline_queue_wait_seconds_count{queue=\"sales\"} 1\n"));
+    }
+
+    #[test]
+    fn extension_methods_and_odd_codes_cannot_grow_the_series() {
+        let m = Metrics::new();
+        let uri = crate::sip::message::Uri::parse("sip:a@127.0.0.1").expect("uri");
+        let mut req = Request::new(Method::Invite, uri);
+        for i in 0..50 {
+            req.method = Method::Other(format!("X{i}"));
+            m.sip_message(&Message::Request(req.clone()), Direction::Received);
+        }
+        let mut resp = Response::for_request(&req, 200, "OK");
+        m.sip_message(&Message::Response(resp.clone()), Direction::Sent);
+        resp.status = 999;
+        m.sip_message(&Message::Response(resp), Direction::Sent);
+        let t = render(&m);
+        assert!(
+            t.contains("hotline_sip_requests_total{method=\"other\",direction=\"received\"} 50\n"),
+            "{t}"
+        );
+        assert!(t.contains("hotline_sip_responses_total{code=\"200\",direction=\"sent\"} 1\n"));
+        assert!(t.contains("hotline_sip_responses_total{code=\"0\",direction=\"sent\"} 1\n"));
+        assert_eq!(t.matches("hotline_sip_requests_total{").count(), 1);
+    }
+}
