@@ -1572,6 +1572,66 @@ Content-Length: {}\r\n\r\n{OFFER}",
         );
     }
 
+    /// The story the core tells of agents and hold becomes the record's events: the
+    /// agent rung, the caller's hold while bridged (a re-INVITE), the wrap-up.
+    #[test]
+    fn the_agent_rung_the_callers_hold_and_the_wrap_up_reach_the_story_and_the_record() {
+        use crate::record::build::{CallFacts, build};
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "alice");
+        p.advance(Duration::from_secs(3));
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::from_secs(20),
+        }));
+        p.advance(Duration::from_secs(10));
+        let hold = OFFER.replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
+        p.sip(UasInput::Request {
+            key: key("hold"),
+            req: in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", &hold),
+        });
+        p.sip(UasInput::Ack(in_dialog("ACK", 2, "", "")));
+        p.advance(Duration::from_secs(5));
+        p.sip(UasInput::Request {
+            key: key("resume"),
+            req: in_dialog("INVITE", 3, "Content-Type: application/sdp\r\n", OFFER),
+        });
+        p.sip(UasInput::Ack(in_dialog("ACK", 3, "", "")));
+        p.advance(Duration::from_secs(4));
+        p.input(CallInput::Leg {
+            role,
+            news: LegNews::HungUp,
+        });
+        let facts = CallFacts {
+            call_id: "c1".into(),
+            started_ms: 0,
+            ended_ms: 60_000,
+            ..CallFacts::default()
+        };
+        let (record, events) = build(&facts, &p.core.story());
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        for want in ["agent_ringing", "agent_answered", "hold", "hold_ended"] {
+            assert!(kinds.contains(&want), "{want} in {kinds:?}");
+        }
+        let answered = events.iter().find(|e| e.kind == "agent_answered").unwrap();
+        assert_eq!(answered.detail["ring_ms"], 3000);
+        let held = events.iter().find(|e| e.kind == "hold_ended").unwrap();
+        assert_eq!(held.detail["by"], "caller");
+        assert_eq!(held.detail["hold_ms"], 5000);
+        let ended = events.iter().find(|e| e.kind == "agent_ended").unwrap();
+        // 19 s with alice, 5 of them on hold.
+        assert_eq!(ended.detail["talk_ms"], 14_000);
+        assert_eq!(ended.detail["hold_ms"], 5000);
+        assert_eq!(ended.detail["wrap_up_ms"], 20_000);
+        assert_eq!(ended.detail["by"], "agent");
+        assert_eq!(record.talk_ms, Some(14_000));
+    }
+
     #[test]
     fn a_caller_who_hangs_up_in_line_leaves_it_and_the_ringing_agent_is_hung_up() {
         let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
