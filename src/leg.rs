@@ -375,7 +375,8 @@ impl Leg {
                         },
                     );
                 }
-                None
+                // Whether this is a change of hold is the call's to judge.
+                Some(LegNews::Hold { on: !send })
             }
             LegEvent::HungUp => {
                 info!(leg = %self.call_id, "far end hung up");

@@ -10,6 +10,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::bridge::hear_each_other;
@@ -17,6 +18,7 @@ use common::{SECOND, prompt, repo};
 use hotline::config::{Config, Transport};
 use hotline::flow::model::SayKind;
 use hotline::media::dtmf::Key;
+use hotline::records::{CallKind, CallOutcome, CallRecord, Deliver, RecordMsg, RecordSink};
 use hotline::server::{RunningServer, Server};
 use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
 use hotline_load::caller::{CallMedia, Established, KeyMethod, Phone};
@@ -53,8 +55,47 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// Keeps the finished records the calls send.
+#[derive(Default)]
+struct Records(Mutex<Vec<(CallRecord, Vec<hotline::records::CallEvent>)>>);
+
+impl Deliver for Records {
+    fn deliver(&self, msg: RecordMsg) {
+        if let RecordMsg::Finish(r, e) = msg {
+            self.0.lock().unwrap().push((r, e));
+        }
+    }
+}
+
+impl Records {
+    /// The first finished record that `want` picks, waiting for it up to `within`.
+    async fn find(
+        &self,
+        within: Duration,
+        want: impl Fn(&CallRecord) -> bool,
+    ) -> (CallRecord, Vec<hotline::records::CallEvent>) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(found) = self.0.lock().unwrap().iter().find(|(r, _)| want(r)) {
+                return found.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no such record");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// A hotline whose `support` queue calls back through `network` (the callers' side).
 async fn serve(dir: &Path, rtp: &str, network: SocketAddr) -> RunningServer {
+    serve_recorded(dir, rtp, network).await.0
+}
+
+/// `serve`, with the records the calls send.
+async fn serve_recorded(
+    dir: &Path,
+    rtp: &str,
+    network: SocketAddr,
+) -> (RunningServer, Arc<Records>) {
     std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
     std::fs::write(
         dir.join("hotline.yaml"),
@@ -71,7 +112,12 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
     )
     .unwrap();
     let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
-    Server::start(cfg, 1).await.unwrap().spawn()
+    let records = Arc::new(Records::default());
+    let srv = Server::start_with_records(cfg, 1, RecordSink::new(records.clone()))
+        .await
+        .unwrap()
+        .spawn();
+    (srv, records)
 }
 
 async fn agent(server: SocketAddr) -> Answerer {
@@ -201,7 +247,7 @@ async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
     common::logs();
     let dir = scratch("main");
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
-    let srv = serve(&dir, "46400-46459", network.local).await;
+    let (srv, records) = serve_recorded(&dir, "46400-46459", network.local).await;
     let addr = common::addr(&srv, Transport::Udp);
     let mut alice = agent(addr).await;
     let mut busy = request_a_callback(addr, &mut alice).await;
@@ -217,6 +263,34 @@ async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
     // The agent hangs up: so does the call back.
     alice.hang_up(&mut agent).await.unwrap();
     network.expect_bye(&caller, 20 * SECOND).await.unwrap();
+
+    // The records: the caller who asked, and the call back linked to that call, which
+    // alice answered and ended.
+    let (asked, events) = records
+        .find(20 * SECOND, |r| r.outcome == Some(CallOutcome::Callback))
+        .await;
+    assert!(
+        events.iter().any(|e| e.kind == "callback_requested"),
+        "{events:?}"
+    );
+    let (back, events) = records
+        .find(20 * SECOND, |r| r.kind == CallKind::Callback)
+        .await;
+    assert_eq!(back.outcome, Some(CallOutcome::Agent), "{back:?}");
+    assert_eq!(back.agent.as_deref(), Some("alice"));
+    let placed = events
+        .iter()
+        .find(|e| e.kind == "callback_placed")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(placed.detail["for_call"], asked.call_id.as_str());
+    assert_eq!(placed.detail["queue"], "support");
+    assert_eq!(placed.detail["attempt"], 1);
+    let ended = events
+        .iter()
+        .find(|e| e.kind == "agent_ended")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(ended.detail["by"], "agent");
+    assert!(ended.detail["talk_ms"].as_u64().is_some(), "{ended:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -406,3 +406,83 @@ async fn a_hang_up_while_waiting_is_abandoned_in_queue() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// bob (preferred) lets the queue's ring time run out, alice answers, holds the caller
+/// with a re-INVITE and takes the call back, then the caller hangs up: the record shows
+/// bob's no-answer, alice's ring, hold and talk, and the queue's wrap-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_agent_then_one_who_answers_holds_and_wraps_up() {
+    let dir = scratch("agents");
+    let mut bob = Answerer::bind(LOCALHOST).await.unwrap();
+    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    let more = format!(
+        "queues:\n  support: {{ strategy: skills, ring_timeout: 2s, wrap_up: 7s }}\n\
+agents:\n  bob: {{ uri: \"{}\", queues: {{ support: 0 }} }}\n  \
+alice: {{ uri: \"{}\", queues: {{ support: 5 }} }}\n",
+        bob.uri("bob"),
+        alice.uri("alice")
+    );
+    let (srv, rec) = serve_flow(&dir, "47280-47319", common::QUEUE_FLOW, &more).await;
+    let (mut phone, _media, mut call) =
+        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+    let missed = bob.next_invite(20 * SECOND).await.unwrap();
+    bob.ring(&missed).await.unwrap();
+    bob.expect_cancel(&missed, 20 * SECOND).await.unwrap();
+    let offer = alice.next_invite(20 * SECOND).await.unwrap();
+    alice.ring(&offer).await.unwrap();
+    let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let mut talking = alice.accept(&offer, &agent_media).await.unwrap();
+    tokio::time::sleep(SECOND).await;
+    assert_eq!(
+        alice.hold(&mut talking, &agent_media, true).await.unwrap(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        alice.hold(&mut talking, &agent_media, false).await.unwrap(),
+        200
+    );
+    tokio::time::sleep(SECOND).await;
+    phone.hang_up(&mut call).await.unwrap();
+    alice.expect_bye(&talking, 20 * SECOND).await.unwrap();
+    let (r, events) = rec.finished(20 * SECOND).await;
+    common_fields(&r, &events);
+    assert_eq!(r.outcome, Some(CallOutcome::Agent));
+    assert_eq!(r.agent.as_deref(), Some("alice"));
+    let k = kinds(&events);
+    let ringing: Vec<&CallEvent> = events
+        .iter()
+        .filter(|e| e.kind == "agent_ringing")
+        .collect();
+    assert_eq!(ringing.len(), 2, "{k:?}");
+    assert_eq!(ringing[0].detail["agent"], "bob");
+    assert_eq!(ringing[1].detail["agent"], "alice");
+    let no_answer = event(&events, "agent_no_answer");
+    assert_eq!(no_answer.detail["agent"], "bob");
+    assert_eq!(no_answer.detail["reason"], "ring_timeout");
+    let ring_ms = no_answer.detail["ring_ms"].as_u64().unwrap();
+    assert!((1500..=5000).contains(&ring_ms), "{no_answer:?}");
+    let answered = event(&events, "agent_answered");
+    assert_eq!(answered.detail["agent"], "alice");
+    assert!(
+        answered.detail["ring_ms"].as_u64().is_some(),
+        "{answered:?}"
+    );
+    let hold = event(&events, "hold");
+    assert_eq!(hold.detail["by"], "agent");
+    let held = event(&events, "hold_ended").detail["hold_ms"]
+        .as_u64()
+        .unwrap();
+    assert!((1000..=5000).contains(&held), "{events:?}");
+    let ended = event(&events, "agent_ended");
+    assert_eq!(ended.detail["agent"], "alice");
+    assert_eq!(ended.detail["hold_ms"].as_u64(), Some(held));
+    assert_eq!(ended.detail["wrap_up_ms"], 7000);
+    assert_eq!(ended.detail["by"], "caller");
+    // Talk leaves the hold out: about two seconds of it.
+    let talk = ended.detail["talk_ms"].as_u64().unwrap();
+    assert_eq!(r.talk_ms, Some(talk));
+    assert!((1500..=10_000).contains(&talk), "{ended:?}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -178,15 +178,11 @@ pub(super) struct Call {
     pub(super) recorder: Option<Recorder>,
 }
 
-/// What a call's record needs beside the flow's story, gathered as the call goes.
+/// What a call's record needs beside the core's story, gathered as the call goes.
 pub(super) struct Recorder {
     pub(super) facts: CallFacts,
-    /// The story's zero.
-    since: Instant,
     begun: bool,
     refused: Option<u16>,
-    /// A call back runs no flow: its queue story is told here.
-    story: crate::flow::story::CallStory,
 }
 
 impl Recorder {
@@ -200,22 +196,9 @@ impl Recorder {
                 started_ms: wall_ms(),
                 ..CallFacts::default()
             },
-            since: Instant::now(),
             begun: false,
             refused: None,
-            story: crate::flow::story::CallStory {
-                call_id: call_id.to_owned(),
-                ..Default::default()
-            },
         }
-    }
-
-    /// A call back's story: something the shell saw happen now.
-    pub(super) fn note(&mut self, event: crate::flow::story::StoryEvent) {
-        self.story.entries.push(crate::flow::story::StoryEntry {
-            at: self.since.elapsed(),
-            event,
-        });
     }
 }
 
@@ -498,16 +481,7 @@ impl Call {
             CallMsg::Sip(m) => self.on_sip(m),
             CallMsg::Media(ev) => self.on_media(ev),
             CallMsg::LegMedia(ev) => self.on_leg_media(ev),
-            CallMsg::Queue(news) => {
-                if let (QueueNews::Connect { agent, .. }, Origin::CalledBack(_), Some(r)) =
-                    (&news, &self.origin, &mut self.recorder)
-                {
-                    r.note(crate::flow::story::StoryEvent::QueueAnswered {
-                        agent: agent.clone(),
-                    });
-                }
-                self.input(CallInput::Queue(news))
-            }
+            CallMsg::Queue(news) => self.input(CallInput::Queue(news)),
             CallMsg::Io(ev) => self.input(CallInput::Io(ev)),
         }
     }
@@ -936,11 +910,6 @@ impl Call {
         };
         r.facts.hung_up_by = Some(by);
         r.facts.fault = fault;
-        let story = if story.entries.is_empty() {
-            &r.story
-        } else {
-            story
-        };
         let (record, events) = record_build::build(&r.facts, story);
         // Counted here, not by the writer: the outcome is the record's even when records
         // are off.

@@ -90,7 +90,13 @@ impl Call {
     /// Returns the answered call, introduction playing; `None` when nobody answered
     /// (the ACD has been told).
     async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) -> Option<Call> {
-        let CallbackDial { id, number, queue } = request;
+        let CallbackDial {
+            id,
+            number,
+            queue,
+            for_call,
+            attempt,
+        } = request;
         let live = deps.live();
         let Some(cfg) = live
             .config
@@ -165,7 +171,7 @@ impl Call {
                     return None;
                 }
                 Some(LegNews::Ringing) => debug!("the caller's phone rings"),
-                None => {}
+                Some(LegNews::Hold { .. }) | None => {}
             }
         }
         let Some(answered) = leg.adopt() else {
@@ -191,8 +197,19 @@ impl Call {
         );
         let (via, branches) = via_and_branches(&answered.peer, advertised);
         let mut core = CallCore::new(answered.uas, Script::Queue, via, branches);
-        core.start(Instant::now());
-        // A call back is a call of its own in the records, answered from the start.
+        let now = Instant::now();
+        core.start(now);
+        // A call back is a call of its own in the records, answered from the start and
+        // linked to the call that asked.
+        core.note(
+            now,
+            StoryEvent::CallbackPlaced {
+                queue: queue.clone(),
+                request: id.0,
+                for_call,
+                attempt,
+            },
+        );
         let mut recorder = Recorder::new(CallKind::Callback, &call_id, &number, &number);
         recorder.facts.flow_version = live.version.to_string();
         recorder.facts.language = live.prompts.default_language().to_string();
@@ -259,11 +276,6 @@ impl Call {
     pub(super) fn callback_rejoined(&mut self) {
         if let Origin::CalledBack(cb) = &mut self.origin {
             cb.rejoined = true;
-            if let Some(r) = self.recorder.as_mut() {
-                r.note(StoryEvent::QueueJoined {
-                    queue: cb.queue.clone(),
-                });
-            }
         }
     }
 

@@ -143,6 +143,7 @@ impl Call {
                 info!("transfer target hung up; ending the call");
                 self.retire_leg(&role);
             }
+            LegNews::Hold { on } => debug!(on, "transfer target holds"),
         }
         self.input(CallInput::Leg { role, news });
     }
@@ -151,6 +152,7 @@ impl Call {
         match &news {
             LegNews::Ringing => debug!(?role, "agent rings"),
             LegNews::Answered => debug!(?role, "agent answered"),
+            LegNews::Hold { on } => debug!(?role, on, "agent holds"),
             LegNews::Failed(_) | LegNews::HungUp => self.retire_leg(&role),
         }
         self.input(CallInput::Leg { role, news });

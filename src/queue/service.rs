@@ -33,6 +33,9 @@ pub struct CallbackDial {
     pub id: CallbackId,
     pub number: String,
     pub queue: String,
+    /// The call that asked (empty when not known), and this attempt's number from 1.
+    pub for_call: String,
+    pub attempt: u32,
 }
 
 /// Starts a call back; its outcome comes back as `CallbackAnswered` (through
@@ -353,18 +356,28 @@ impl Service {
                         },
                     );
                 }
-                Action::CancelOffer { call, agent } => {
-                    self.send(&call, QueueNews::CancelOffer { agent })
-                }
+                Action::CancelOffer {
+                    call,
+                    agent,
+                    missed,
+                } => self.send(&call, QueueNews::CancelOffer { agent, missed }),
                 Action::Connect {
                     call,
                     agent,
                     queue,
                     waited,
+                    wrap_up,
                 } => {
                     info!(%call, %agent, %queue, waited = ?waited, "caller connected to agent");
                     self.metrics.queue_left(&queue, waited);
-                    self.send(&call, QueueNews::Connect { agent, waited });
+                    self.send(
+                        &call,
+                        QueueNews::Connect {
+                            agent,
+                            waited,
+                            wrap_up,
+                        },
+                    );
                 }
                 Action::Announce {
                     call,
@@ -411,10 +424,22 @@ impl Service {
                     state,
                     reason,
                 } => info!(%agent, state, reason = reason.as_deref().unwrap_or(""), "agent state"),
-                Action::PlaceCallback { id, number, queue } => {
-                    info!(id = id.0, %number, %queue, "calling back");
+                Action::PlaceCallback {
+                    id,
+                    number,
+                    queue,
+                    for_call,
+                    attempt,
+                } => {
+                    info!(id = id.0, %number, %queue, %for_call, attempt, "calling back");
                     match &self.dialer {
-                        Some(dial) => dial(CallbackDial { id, number, queue }),
+                        Some(dial) => dial(CallbackDial {
+                            id,
+                            number,
+                            queue,
+                            for_call,
+                            attempt,
+                        }),
                         None => {
                             warn!(id = id.0, "no way to call out; callback not placed");
                             if let Err(e) = self

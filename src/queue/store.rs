@@ -45,10 +45,23 @@ impl SqliteStore {
                  skills TEXT NOT NULL,
                  waited_ms INTEGER NOT NULL,
                  attempts INTEGER NOT NULL,
-                 place INTEGER NOT NULL
+                 place INTEGER NOT NULL,
+                 for_call TEXT NOT NULL DEFAULT ''
              );",
         )
         .map_err(err)?;
+        // A file made before the asking call was kept gets the column (its requests keep
+        // an empty link).
+        let has_for_call = conn
+            .prepare("SELECT 1 FROM pragma_table_info('queue_callbacks') WHERE name = 'for_call'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(err)?;
+        if !has_for_call {
+            conn.execute_batch(
+                "ALTER TABLE queue_callbacks ADD COLUMN for_call TEXT NOT NULL DEFAULT ''",
+            )
+            .map_err(err)?;
+        }
         Ok(SqliteStore { conn, path: shown })
     }
 
@@ -65,11 +78,11 @@ impl CallbackStore for SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, queue, number, priority, skills, waited_ms, attempts, place
+                "SELECT id, queue, number, priority, skills, waited_ms, attempts, place, for_call
                  FROM queue_callbacks ORDER BY place, id",
             )
             .map_err(|e| self.err(e))?;
-        type Row = (i64, String, String, i64, String, i64, i64, i64);
+        type Row = (i64, String, String, i64, String, i64, i64, i64, String);
         let rows: Vec<Row> = stmt
             .query_map([], |r| {
                 Ok((
@@ -81,6 +94,7 @@ impl CallbackStore for SqliteStore {
                     r.get(5)?,
                     r.get(6)?,
                     r.get(7)?,
+                    r.get(8)?,
                 ))
             })
             .and_then(|rows| rows.collect())
@@ -92,7 +106,7 @@ impl CallbackStore for SqliteStore {
         };
         rows.into_iter()
             .map(
-                |(id, queue, number, priority, skills, waited_ms, attempts, place)| {
+                |(id, queue, number, priority, skills, waited_ms, attempts, place, for_call)| {
                     let skills: Vec<String> = serde_json::from_str(&skills)
                         .map_err(|e| damaged(format!("entry {id}: skills: {e}")))?;
                     Ok(StoredCallback {
@@ -107,6 +121,7 @@ impl CallbackStore for SqliteStore {
                         waited: Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0)),
                         attempts: u32::try_from(attempts).unwrap_or(0),
                         place: u64::try_from(place).unwrap_or(0),
+                        for_call,
                     })
                 },
             )
@@ -118,8 +133,8 @@ impl CallbackStore for SqliteStore {
         let waited_ms = i64::try_from(entry.waited.as_millis()).unwrap_or(i64::MAX);
         self.conn
             .execute(
-                "INSERT INTO queue_callbacks (queue, number, priority, skills, waited_ms, attempts, place)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO queue_callbacks (queue, number, priority, skills, waited_ms, attempts, place, for_call)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     entry.queue,
                     entry.number,
@@ -127,7 +142,8 @@ impl CallbackStore for SqliteStore {
                     skills,
                     waited_ms,
                     entry.attempts,
-                    i64::try_from(entry.place).unwrap_or(i64::MAX)
+                    i64::try_from(entry.place).unwrap_or(i64::MAX),
+                    entry.for_call
                 ],
             )
             .map_err(|e| self.err(e))?;

@@ -208,11 +208,13 @@ fn ring_all_rings_everyone_and_the_first_answer_wins() {
     let said = w.said();
     assert!(said.contains(&Action::CancelOffer {
         call: "c1".into(),
-        agent: "alice".into()
+        agent: "alice".into(),
+        missed: false,
     }));
     assert!(said.contains(&Action::CancelOffer {
         call: "c1".into(),
-        agent: "carol".into()
+        agent: "carol".into(),
+        missed: false,
     }));
     assert!(matches!(&said[2], Action::Connect { agent, .. } if agent == "bob"));
     assert_eq!(w.state("alice"), "available");
@@ -272,7 +274,8 @@ queues:
         said[0],
         Action::CancelOffer {
             call: "c1".into(),
-            agent: "alice".into()
+            agent: "alice".into(),
+            missed: true,
         }
     );
     assert_eq!(World::offered(&said, "c1"), ["bob"]);
@@ -518,10 +521,19 @@ queues:
     // and alice is held for it.
     w.agent_hangs_up("c1");
     let said = w.said();
-    let Some(Action::PlaceCallback { id, number, queue }) = said.first().cloned() else {
+    let Some(Action::PlaceCallback {
+        id,
+        number,
+        queue,
+        for_call,
+        attempt,
+    }) = said.first().cloned()
+    else {
         panic!("{said:?}");
     };
     assert_eq!((number.as_str(), queue.as_str()), ("+49c2", "support"));
+    // The call back names the call that asked, and counts its attempts.
+    assert_eq!((for_call.as_str(), attempt), ("c2", 1));
     assert!(World::offered(&said, "c3").is_empty());
     // Not answered: tried again later; c3 gets alice meanwhile.
     w.input(Input::CallbackFailed { id });
@@ -531,7 +543,7 @@ queues:
     w.advance(secs(120));
     let said = w.said();
     assert!(
-        matches!(&said[..], [Action::PlaceCallback { .. }]),
+        matches!(&said[..], [Action::PlaceCallback { attempt: 2, .. }]),
         "{said:?}"
     );
     w.input(Input::CallbackAnswered {
@@ -617,7 +629,8 @@ queues:
         [
             Action::CancelOffer {
                 call: "c1".into(),
-                agent: "alice".into()
+                agent: "alice".into(),
+                missed: false,
             },
             Action::Abandoned {
                 call: "c1".into(),
@@ -794,7 +807,8 @@ fn pause_during_a_call_takes_effect_when_it_ends() {
         said[0],
         Action::CancelOffer {
             call: "c2".into(),
-            agent: "bob".into()
+            agent: "bob".into(),
+            missed: false,
         }
     );
     assert_eq!(World::offered(&said, "c2"), ["carol"]);

@@ -500,6 +500,16 @@ fn describe_story(event: &StoryEvent, start_flow: &str) -> Option<String> {
         StoryEvent::TransferStarted { target } => format!("transfer: {target}"),
         StoryEvent::TransferFinished { outcome } => format!("transfer: {outcome}"),
         StoryEvent::QueueAnswered { agent } => format!("agent answers: {agent}"),
+        StoryEvent::AgentRinging { agent } => format!("agent rings: {agent}"),
+        StoryEvent::AgentNoAnswer { agent, reason } => format!("agent {agent}: {reason}"),
+        StoryEvent::Hold { on: true, by } => format!("hold by the {by}"),
+        StoryEvent::Hold { on: false, by } => format!("off hold by the {by}"),
+        StoryEvent::WrapUp { agent, wrap_up } => {
+            format!("wrap-up: {agent} {}", DisplayDuration(*wrap_up))
+        }
+        StoryEvent::CallbackPlaced {
+            queue, for_call, ..
+        } => format!("call back for {for_call} in {queue}"),
         StoryEvent::QueueFinished { outcome, waited } => match waited {
             Some(w) => format!("queue: {outcome} after {}", DisplayDuration(*w)),
             None => format!("queue: {outcome}"),

@@ -164,6 +164,7 @@ pub struct CallRecord {
     pub queue: Option<String>,
     pub agent: Option<String>,
     pub wait_ms: Option<u64>,
+    /// Time talking to agents, hold left out (the events hold the hold and wrap-up).
     pub talk_ms: Option<u64>,
     pub survey: Vec<SurveyAnswer>,
     pub recordings: Vec<RecordingRef>,
@@ -190,10 +191,15 @@ pub struct CallEvent {
     /// | `resolved` | `reason` (the step's `resolved:` mark) |
     /// | `queue_joined` | `queue` |
     /// | `queue_left` | `queue`, `outcome` (`agent`, `caller_hung_up`, `max_wait`, `full`, `no_agents`, `callback`, `failed`, `key` with `key`), `wait_ms` |
-    /// | `agent_answered` | `queue`, `agent`, `wait_ms` |
-    /// | `agent_ended` | `queue`, `agent`, `talk_ms`, `by` (`agent` or `caller`) |
+    /// | `agent_ringing` | `queue`, `agent` (the queue rang this agent for the caller) |
+    /// | `agent_no_answer` | `queue`, `agent`, `reason` (`ring_timeout`, `busy`, `declined`, `no_answer`, `failed`), `ring_ms` |
+    /// | `agent_answered` | `queue`, `agent`, `wait_ms`, `ring_ms` (when the ring was seen) |
+    /// | `hold` | `queue`, `agent`, `by` (`agent` or `caller`: whose re-INVITE held the conversation) |
+    /// | `hold_ended` | `queue`, `agent`, `by`, `hold_ms` (when neither side holds any more: that hold's length) |
+    /// | `agent_ended` | `queue`, `agent`, `talk_ms` (hold left out), `hold_ms`, `wrap_up_ms` (the wrap-up the queue gave the agent, when known), `by` (`agent`, `caller` or `transfer`) |
     /// | `transfer` | `target`, `outcome` (`started`, then `connected`, `busy`, `no answer` or `failed: ...`) |
     /// | `callback_requested` | `queue` |
+    /// | `callback_placed` | `queue`, `request`, `for_call` (the call that asked), `attempt` (from 1): the first event of a call back |
     /// | `recording` | `path`, `duration_ms`, `voicemail` |
     /// | `survey` | `question`, `score` |
     /// | `ended` | `outcome`, `hung_up_by`, `fault` (when an engine or network fault ended the call) |

@@ -21,7 +21,7 @@ use super::place::{Handled, PlaceInput, PlaceOutput, PlaceParams, QueuePlace};
 use crate::flow::machine::{
     Action, Audio, Event, FlowMachine, PlayId, QueueOutcome, RequestId, TransferOutcome,
 };
-use crate::flow::story::CallStory;
+use crate::flow::story::{CallStory, StoryEntry, StoryEvent};
 use crate::queue::acd::Input as AcdInput;
 use crate::queue::news::QueueNews;
 use crate::sip::leg::LegNews;
@@ -215,6 +215,10 @@ pub struct CallCore {
     /// The leg the caller is bridged to.
     bridged: Option<LegRole>,
     ended: bool,
+    /// The story of a call that runs no flow (a call back's time in line), and its zero
+    /// (the script's start); a flow keeps its own.
+    story: CallStory,
+    story_zero: Option<Instant>,
     out: VecDeque<CallOutput>,
 }
 
@@ -236,6 +240,8 @@ impl CallCore {
             place: None,
             bridged: None,
             ended: false,
+            story: CallStory::default(),
+            story_zero: None,
             out: VecDeque::new(),
         };
         core.pump(None);
@@ -265,12 +271,34 @@ impl CallCore {
         &self.uas
     }
 
-    /// The flow's story so far (empty for a call that runs no flow).
+    /// The call's story so far: the flow's, or for a call back its time in line (empty
+    /// for a feature code).
     pub fn story(&self) -> CallStory {
         match &self.script {
             Script::Flow(m) => m.story().clone(),
-            _ => CallStory::default(),
+            _ => self.story.clone(),
         }
+    }
+
+    /// Adds what happened at `now` to the call's story: the flow's when it runs one
+    /// (in its place among the flow's entries), the call's own otherwise.
+    pub fn note(&mut self, now: Instant, event: StoryEvent) {
+        match &mut self.script {
+            Script::Flow(m) => m.add_to_story(now, event),
+            _ => {
+                let zero = *self.story_zero.get_or_insert(now);
+                self.story.entries.push(StoryEntry {
+                    at: now.saturating_duration_since(zero),
+                    event,
+                });
+            }
+        }
+    }
+
+    /// Whether the story is told here rather than by a flow machine (which notes the
+    /// queue's steps itself).
+    fn tells_queue_story(&self) -> bool {
+        matches!(self.script, Script::Queue)
     }
 
     /// Where the flow is: (flow, step).
@@ -368,6 +396,14 @@ impl CallCore {
                     self.out
                         .push_back(CallOutput::Acd(AcdInput::CallerLeft { call: params.call }));
                 } else {
+                    if self.tells_queue_story() {
+                        self.note(
+                            now,
+                            StoryEvent::QueueJoined {
+                                queue: params.queue.clone(),
+                            },
+                        );
+                    }
                     self.place = Some(QueuePlace::new(now, params));
                     self.drain_place(now);
                 }
@@ -445,7 +481,13 @@ impl CallCore {
                     outcome,
                     waited,
                 }) => self.queue_done(now, id, outcome, waited),
+                PlaceOutput::Flow(Event::QueueConnected { agent, .. })
+                    if self.tells_queue_story() =>
+                {
+                    self.note(now, StoryEvent::QueueAnswered { agent })
+                }
                 PlaceOutput::Flow(ev) => self.flow(now, ev),
+                PlaceOutput::Story(ev) => self.note(now, ev),
                 PlaceOutput::Done => self.place = None,
             }
         }
@@ -454,6 +496,13 @@ impl CallCore {
     /// The time in line is over: the flow goes on; a call back, which runs no flow, ends.
     fn queue_done(&mut self, now: Instant, id: RequestId, outcome: QueueOutcome, waited: Duration) {
         if matches!(self.script, Script::Queue) {
+            self.note(
+                now,
+                StoryEvent::QueueFinished {
+                    outcome: outcome.as_str().to_owned(),
+                    waited: Some(waited),
+                },
+            );
             self.outcome.get_or_insert(Outcome::FarEndHungUp);
             self.hang_up(now);
             return;
@@ -496,7 +545,7 @@ impl CallCore {
             return;
         }
         match news {
-            LegNews::Ringing => {}
+            LegNews::Ringing | LegNews::Hold { .. } => {}
             LegNews::Answered => {
                 self.transfer = Some(Transfer {
                     id,
@@ -711,11 +760,17 @@ impl CallCore {
                 remote,
                 send,
                 reset_latch,
-            } => self.out.push_back(CallOutput::Media(MediaCommand::Update {
-                remote,
-                send,
-                reset_latch,
-            })),
+            } => {
+                self.out.push_back(CallOutput::Media(MediaCommand::Update {
+                    remote,
+                    send,
+                    reset_latch,
+                }));
+                // The caller holding the conversation with an agent counts as hold.
+                if let Some(now) = now {
+                    let _ = self.place_input(now, PlaceInput::CallerHold { on: !send });
+                }
+            }
             UasEvent::Key(k) => {
                 if let Some(now) = now {
                     self.flow(now, Event::Key(k.as_char()));
@@ -1491,6 +1546,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let out = p.input(CallInput::Queue(QueueNews::Connect {
             agent: "alice".into(),
             waited: Duration::from_secs(30),
+            wrap_up: Duration::ZERO,
         }));
         assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: MUSIC_PLAY })));
         assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
@@ -1514,6 +1570,66 @@ Content-Length: {}\r\n\r\n{OFFER}",
             p.core.story().path(),
             vec!["main/welcome", "main/line", "main/survey", "main/bye"]
         );
+    }
+
+    /// The story the core tells of agents and hold becomes the record's events: the
+    /// agent rung, the caller's hold while bridged (a re-INVITE), the wrap-up.
+    #[test]
+    fn the_agent_rung_the_callers_hold_and_the_wrap_up_reach_the_story_and_the_record() {
+        use crate::record::build::{CallFacts, build};
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "alice");
+        p.advance(Duration::from_secs(3));
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::from_secs(20),
+        }));
+        p.advance(Duration::from_secs(10));
+        let hold = OFFER.replace("c=IN IP4 192.0.2.1", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
+        p.sip(UasInput::Request {
+            key: key("hold"),
+            req: in_dialog("INVITE", 2, "Content-Type: application/sdp\r\n", &hold),
+        });
+        p.sip(UasInput::Ack(in_dialog("ACK", 2, "", "")));
+        p.advance(Duration::from_secs(5));
+        p.sip(UasInput::Request {
+            key: key("resume"),
+            req: in_dialog("INVITE", 3, "Content-Type: application/sdp\r\n", OFFER),
+        });
+        p.sip(UasInput::Ack(in_dialog("ACK", 3, "", "")));
+        p.advance(Duration::from_secs(4));
+        p.input(CallInput::Leg {
+            role,
+            news: LegNews::HungUp,
+        });
+        let facts = CallFacts {
+            call_id: "c1".into(),
+            started_ms: 0,
+            ended_ms: 60_000,
+            ..CallFacts::default()
+        };
+        let (record, events) = build(&facts, &p.core.story());
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        for want in ["agent_ringing", "agent_answered", "hold", "hold_ended"] {
+            assert!(kinds.contains(&want), "{want} in {kinds:?}");
+        }
+        let answered = events.iter().find(|e| e.kind == "agent_answered").unwrap();
+        assert_eq!(answered.detail["ring_ms"], 3000);
+        let held = events.iter().find(|e| e.kind == "hold_ended").unwrap();
+        assert_eq!(held.detail["by"], "caller");
+        assert_eq!(held.detail["hold_ms"], 5000);
+        let ended = events.iter().find(|e| e.kind == "agent_ended").unwrap();
+        // 19 s with alice, 5 of them on hold.
+        assert_eq!(ended.detail["talk_ms"], 14_000);
+        assert_eq!(ended.detail["hold_ms"], 5000);
+        assert_eq!(ended.detail["wrap_up_ms"], 20_000);
+        assert_eq!(ended.detail["by"], "agent");
+        assert_eq!(record.talk_ms, Some(14_000));
     }
 
     #[test]
@@ -2093,6 +2209,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
             p.input(CallInput::Queue(QueueNews::Connect {
                 agent: "carol".into(),
                 waited: Duration::from_secs(3),
+                wrap_up: Duration::ZERO,
             }))
             .is_empty()
         );

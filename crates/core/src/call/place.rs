@@ -22,6 +22,7 @@ use tracing::{debug, info};
 
 use crate::flow::machine::{Audio, Event, PromptRef, QueueOutcome, RequestId};
 use crate::flow::model::SayKind;
+use crate::flow::story::StoryEvent;
 use crate::queue::acd::{Input, OfferFailure};
 use crate::queue::config::prompts::{CALLBACK_OFFER, MINUTES, POSITION, WAIT};
 use crate::queue::ewt::spoken_minutes;
@@ -70,6 +71,8 @@ pub enum PlaceInput {
     AgentLeg { agent: String, news: LegNews },
     /// The leg for `agent` could not be placed (no route, no port...).
     AgentNotPlaced { agent: String },
+    /// The caller put the call on hold (`on`) or took it off hold (a re-INVITE).
+    CallerHold { on: bool },
     /// The caller leaves the line: the flow's `LeaveQueue`, or the call is ending.
     Leave,
 }
@@ -107,6 +110,9 @@ pub enum PlaceOutput {
     Unbridge,
     /// For the flow machine: `QueueConnected`, then `QueueDone`.
     Flow(Event),
+    /// For the call's story (and so its record): the agents rung and who did not answer,
+    /// hold, the wrap-up.
+    Story(StoryEvent),
     /// The place is over: nothing more comes out; drop it.
     Done,
 }
@@ -121,10 +127,12 @@ struct AgentLeg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stage {
     Waiting,
-    /// Talking to `agent`, who answered after the caller had waited `waited`.
+    /// Talking to `agent`, who answered after the caller had waited `waited` and will
+    /// have `wrap_up` after the call.
     Connected {
         agent: String,
         waited: Duration,
+        wrap_up: Duration,
     },
     Over,
 }
@@ -149,6 +157,8 @@ pub struct QueuePlace {
     offer_next: bool,
     /// Legs placed for offers and not ended, in the order they were dialled.
     legs: Vec<AgentLeg>,
+    /// Which sides hold the conversation with the agent: (agent, caller).
+    held: (bool, bool),
     out: VecDeque<PlaceOutput>,
 }
 
@@ -170,6 +180,7 @@ impl QueuePlace {
             announcing: false,
             offer_next: false,
             legs: Vec::new(),
+            held: (false, false),
             out: VecDeque::new(),
         };
         place.play_music();
@@ -213,11 +224,19 @@ impl QueuePlace {
                     return Handled::NotMine;
                 }
                 info!(%agent, "offer not placed");
+                self.no_answer(&agent, "failed");
                 self.acd(Input::OfferFailed {
                     call: self.call.clone(),
                     agent,
                     reason: OfferFailure::Error,
                 });
+                Handled::Consumed
+            }
+            PlaceInput::CallerHold { on } => {
+                if !matches!(self.stage, Stage::Connected { .. }) {
+                    return Handled::NotMine;
+                }
+                self.hold(false, on);
                 Handled::Consumed
             }
             PlaceInput::Leave => {
@@ -247,19 +266,29 @@ impl QueuePlace {
                     agent: agent.clone(),
                     answered: false,
                 });
+                self.story(StoryEvent::AgentRinging {
+                    agent: agent.clone(),
+                });
                 self.out.push_back(PlaceOutput::DialAgent {
                     agent,
                     contact,
                     via,
                 });
             }
-            QueueNews::CancelOffer { agent } => {
+            QueueNews::CancelOffer { agent, missed } => {
                 // The connected agent is no longer an offer: only a hang-up ends that.
                 if self.agent() != Some(agent.as_str()) && self.forget_leg(&agent).is_some() {
+                    if missed {
+                        self.no_answer(&agent, "ring_timeout");
+                    }
                     self.out.push_back(PlaceOutput::HangUpAgent { agent });
                 }
             }
-            QueueNews::Connect { agent, waited } if waiting => self.connect(agent, waited),
+            QueueNews::Connect {
+                agent,
+                waited,
+                wrap_up,
+            } if waiting => self.connect(agent, waited, wrap_up),
             QueueNews::Announce {
                 prompt,
                 position,
@@ -306,7 +335,7 @@ impl QueuePlace {
     }
 
     /// At once, whatever plays: the agent must not hear dead air.
-    fn connect(&mut self, agent: String, waited: Duration) {
+    fn connect(&mut self, agent: String, waited: Duration, wrap_up: Duration) {
         self.stop_audio();
         let answered = self.legs.iter().any(|l| l.agent == agent && l.answered);
         if answered {
@@ -318,6 +347,7 @@ impl QueuePlace {
         self.stage = Stage::Connected {
             agent: agent.clone(),
             waited,
+            wrap_up,
         };
         self.flow(Event::QueueConnected {
             id: self.id,
@@ -394,11 +424,13 @@ impl QueuePlace {
             LegNews::Failed(f) => {
                 self.legs.remove(i);
                 info!(%agent, why = %f, "offer failed");
-                let reason = match f {
-                    LegFailure::Busy => OfferFailure::Busy,
-                    LegFailure::Declined => OfferFailure::Declined,
-                    LegFailure::NoAnswer | LegFailure::Error { .. } => OfferFailure::Error,
+                let (reason, why) = match f {
+                    LegFailure::Busy => (OfferFailure::Busy, "busy"),
+                    LegFailure::Declined => (OfferFailure::Declined, "declined"),
+                    LegFailure::NoAnswer => (OfferFailure::Error, "no_answer"),
+                    LegFailure::Error { .. } => (OfferFailure::Error, "failed"),
                 };
+                self.no_answer(&agent, why);
                 self.acd(Input::OfferFailed {
                     call,
                     agent,
@@ -414,6 +446,7 @@ impl QueuePlace {
                 if let Stage::Connected {
                     agent: talking,
                     waited,
+                    ..
                 } = &self.stage
                     && *talking == agent
                 {
@@ -423,8 +456,44 @@ impl QueuePlace {
                     self.end(Some((QueueOutcome::AgentHungUp { agent }, waited)));
                 }
             }
+            LegNews::Hold { on } => {
+                if self.agent() == Some(agent.as_str()) {
+                    self.hold(true, on);
+                }
+            }
         }
         Handled::Consumed
+    }
+
+    /// A side of the conversation held it or took it back; the story hears of changes
+    /// only (a re-INVITE that moves the media without holding is not one).
+    fn hold(&mut self, by_agent: bool, on: bool) {
+        let side = if by_agent {
+            &mut self.held.0
+        } else {
+            &mut self.held.1
+        };
+        if *side == on {
+            return;
+        }
+        *side = on;
+        info!(on, by_agent, "hold");
+        self.story(StoryEvent::Hold {
+            on,
+            by: if by_agent { "agent" } else { "caller" }.to_owned(),
+        });
+    }
+
+    /// An agent rang and did not take the call.
+    fn no_answer(&mut self, agent: &str, reason: &str) {
+        self.story(StoryEvent::AgentNoAnswer {
+            agent: agent.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn story(&mut self, event: StoryEvent) {
+        self.out.push_back(PlaceOutput::Story(event));
     }
 
     /// The time in line is over: the waiting audio stops, the bridge ends, every leg
@@ -432,11 +501,13 @@ impl QueuePlace {
     fn end(&mut self, done: Option<(QueueOutcome, Duration)>) {
         match &self.stage {
             Stage::Waiting => self.stop_audio(),
-            Stage::Connected { agent, .. } => {
+            Stage::Connected { agent, wrap_up, .. } => {
                 // Bridged exactly when the agent's leg had answered at `Connect`.
                 if self.legs.iter().any(|l| l.agent == *agent && l.answered) {
                     self.out.push_back(PlaceOutput::Unbridge);
                 }
+                let (agent, wrap_up) = (agent.clone(), *wrap_up);
+                self.story(StoryEvent::WrapUp { agent, wrap_up });
             }
             Stage::Over => return,
         }
@@ -555,6 +626,8 @@ mod tests {
     struct Fake {
         place: QueuePlace,
         now: Instant,
+        /// What the place told the story, kept apart from its other outputs.
+        story: Vec<StoryEvent>,
     }
 
     fn params(music: Option<&str>, dialable: bool) -> PlaceParams {
@@ -576,6 +649,7 @@ mod tests {
             let mut f = Fake {
                 place: QueuePlace::new(start, p),
                 now: start,
+                story: Vec::new(),
             };
             let first = f.drain();
             (f, first)
@@ -586,7 +660,14 @@ mod tests {
         }
 
         fn drain(&mut self) -> Vec<PlaceOutput> {
-            std::iter::from_fn(|| self.place.poll_output()).collect()
+            let mut out = Vec::new();
+            while let Some(o) = self.place.poll_output() {
+                match o {
+                    PlaceOutput::Story(ev) => self.story.push(ev),
+                    o => out.push(o),
+                }
+            }
+            out
         }
 
         fn advance(&mut self, secs: u64) {
@@ -632,6 +713,7 @@ mod tests {
             self.news(QueueNews::Connect {
                 agent: agent.into(),
                 waited: Duration::from_secs(waited),
+                wrap_up: Duration::ZERO,
             })
         }
     }
@@ -1010,6 +1092,7 @@ mod tests {
         let out = f.news(QueueNews::Connect {
             agent: "alice".into(),
             waited: Duration::from_secs(12),
+            wrap_up: Duration::ZERO,
         });
         let mut want = stops().to_vec();
         want.extend([
@@ -1069,6 +1152,7 @@ mod tests {
         let out = f.news(QueueNews::Connect {
             agent: "bob".into(),
             waited: Duration::from_secs(20),
+            wrap_up: Duration::ZERO,
         });
         assert!(out.contains(&PlaceOutput::Bridge {
             agent: "bob".into()
@@ -1139,14 +1223,16 @@ mod tests {
         f.offer("bob");
         assert_eq!(
             f.news(QueueNews::CancelOffer {
-                agent: "alice".into()
+                agent: "alice".into(),
+                missed: false,
             }),
             [hang_up("alice")]
         );
         // Cancelling again, or an agent never offered, does nothing.
         assert!(
             f.news(QueueNews::CancelOffer {
-                agent: "alice".into()
+                agent: "alice".into(),
+                missed: false,
             })
             .is_empty()
         );
@@ -1162,7 +1248,8 @@ mod tests {
         f.talking_to("alice", 5);
         assert!(
             f.news(QueueNews::CancelOffer {
-                agent: "alice".into()
+                agent: "alice".into(),
+                missed: false,
             })
             .is_empty()
         );
@@ -1207,6 +1294,7 @@ mod tests {
             PlaceInput::News(QueueNews::Connect {
                 agent: "alice".into(),
                 waited: Duration::ZERO,
+                wrap_up: Duration::ZERO,
             }),
             PlaceInput::AgentLeg {
                 agent: "alice".into(),
@@ -1216,5 +1304,112 @@ mod tests {
         for input in inputs {
             assert_eq!(f.run(input), (Handled::NotMine, vec![]));
         }
+    }
+
+    fn no_answer(agent: &str, reason: &str) -> StoryEvent {
+        StoryEvent::AgentNoAnswer {
+            agent: agent.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn ringing(agent: &str) -> StoryEvent {
+        StoryEvent::AgentRinging {
+            agent: agent.into(),
+        }
+    }
+
+    #[test]
+    fn the_story_hears_each_agent_rung_and_why_it_did_not_answer() {
+        let mut f = Fake::waiting();
+        for (failure, reason) in [
+            (LegFailure::Busy, "busy"),
+            (LegFailure::Declined, "declined"),
+            (LegFailure::NoAnswer, "no_answer"),
+            (
+                LegFailure::Error {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                },
+                "failed",
+            ),
+        ] {
+            f.offer("alice");
+            f.leg("alice", LegNews::Failed(failure));
+            assert_eq!(
+                std::mem::take(&mut f.story),
+                [ringing("alice"), no_answer("alice", reason)]
+            );
+        }
+        // The queue's ring time ran out: a no-answer. Cancelled because another agent
+        // answered (or the caller left): not one.
+        f.offer("bob");
+        f.news(QueueNews::CancelOffer {
+            agent: "bob".into(),
+            missed: true,
+        });
+        f.offer("carol");
+        f.news(QueueNews::CancelOffer {
+            agent: "carol".into(),
+            missed: false,
+        });
+        f.offer("dave");
+        f.mine(PlaceInput::AgentNotPlaced {
+            agent: "dave".into(),
+        });
+        assert_eq!(
+            f.story,
+            [
+                ringing("bob"),
+                no_answer("bob", "ring_timeout"),
+                ringing("carol"),
+                ringing("dave"),
+                no_answer("dave", "failed"),
+            ]
+        );
+    }
+
+    #[test]
+    fn hold_by_either_side_and_the_wrap_up_reach_the_story_once_each() {
+        let mut f = Fake::waiting();
+        f.offer("alice");
+        f.leg("alice", LegNews::Answered);
+        // Not talking yet: the caller's hold is not the place's.
+        assert_eq!(
+            f.run(PlaceInput::CallerHold { on: true }),
+            (Handled::NotMine, vec![])
+        );
+        f.news(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(5),
+            wrap_up: Duration::from_secs(30),
+        });
+        f.story.clear();
+        f.leg("alice", LegNews::Hold { on: true });
+        // A second re-INVITE that holds again, or one that only moves the media, is no
+        // change.
+        f.leg("alice", LegNews::Hold { on: true });
+        f.mine(PlaceInput::CallerHold { on: false });
+        f.mine(PlaceInput::CallerHold { on: true });
+        f.leg("alice", LegNews::Hold { on: false });
+        f.mine(PlaceInput::CallerHold { on: false });
+        let hold = |on: bool, by: &str| StoryEvent::Hold { on, by: by.into() };
+        assert_eq!(
+            std::mem::take(&mut f.story),
+            [
+                hold(true, "agent"),
+                hold(true, "caller"),
+                hold(false, "agent"),
+                hold(false, "caller"),
+            ]
+        );
+        f.leg("alice", LegNews::HungUp);
+        assert_eq!(
+            f.story,
+            [StoryEvent::WrapUp {
+                agent: "alice".into(),
+                wrap_up: Duration::from_secs(30),
+            }]
+        );
     }
 }

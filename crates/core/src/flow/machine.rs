@@ -601,6 +601,12 @@ impl FlowMachine {
         &self.story
     }
 
+    /// Adds to the story what the call saw beside the flow (the agents rung, a hold),
+    /// in its place among the flow's own entries, even after the flow ended.
+    pub fn add_to_story(&mut self, now: Instant, event: StoryEvent) {
+        self.note(now, event);
+    }
+
     pub fn is_ended(&self) -> bool {
         self.phase == Phase::Ended
     }

@@ -187,6 +187,36 @@ pub enum StoryEvent {
         /// The wait as the queue measured it (not known when the caller left with a key).
         waited: Option<Duration>,
     },
+    /// The queue rang this agent for the caller.
+    AgentRinging {
+        agent: String,
+    },
+    /// The agent rang and did not take the call: `ring_timeout`, `busy`, `declined` or
+    /// `failed` (unreachable, an error answer). The queue goes on to the next agent.
+    AgentNoAnswer {
+        agent: String,
+        reason: String,
+    },
+    /// The conversation with the agent went on hold (`on`) or came back from it; `by` is
+    /// the side whose re-INVITE did it (`agent` or `caller`).
+    Hold {
+        on: bool,
+        by: String,
+    },
+    /// The wrap-up the queue gives the agent after this call (its `wrap_up`, the agent's
+    /// own winning), told when the agent's time with the caller ends.
+    WrapUp {
+        agent: String,
+        wrap_up: Duration,
+    },
+    /// This call is a queue's call back of the caller of `for_call` (the call that asked),
+    /// for request `request`; `attempt` counts from 1.
+    CallbackPlaced {
+        queue: String,
+        request: u64,
+        for_call: String,
+        attempt: u32,
+    },
     /// A step marked `resolved:` was entered: the caller's need is met in self-service.
     Resolved {
         reason: String,

@@ -72,6 +72,8 @@ struct Waiter {
 #[derive(Debug, Clone)]
 struct Pending {
     id: CallbackId,
+    /// The call that asked.
+    for_call: String,
     number: String,
     attempts: u32,
     dialing: bool,
@@ -214,6 +216,7 @@ impl Acd {
                 joined: now.checked_sub(cb.waited).unwrap_or(now),
                 kind: Kind::Callback(Pending {
                     id: cb.id,
+                    for_call: cb.for_call,
                     number: cb.number,
                     attempts: cb.attempts,
                     dialing: false,
@@ -454,6 +457,7 @@ impl Acd {
                 self.actions.push_back(Action::CancelOffer {
                     call: call.to_owned(),
                     agent: o.agent.clone(),
+                    missed: false,
                 });
                 self.release(now, &o.agent, call);
             }
@@ -485,9 +489,15 @@ impl Acd {
             let sl = q.cfg.service_level;
             q.stats.answer(waited, sl);
         }
+        let queue_wrap = self
+            .queues
+            .get(&queue)
+            .map_or(Duration::ZERO, |q| q.cfg.wrap_up);
+        let mut wrap_up = queue_wrap;
         if let Some(a) = self.agents.get_mut(&agent) {
             a.misses = 0;
             a.answered = a.answered.saturating_add(1);
+            wrap_up = a.wrap_up.unwrap_or(queue_wrap);
         }
         self.set_agent(now, &agent, AgentState::OnCall { call: call.clone() });
         if let Kind::Caller(w) = &entry.kind
@@ -508,6 +518,7 @@ impl Acd {
             agent,
             queue,
             waited,
+            wrap_up,
         });
         Ok(())
     }
@@ -737,6 +748,8 @@ impl Acd {
                         id: p.id,
                         number: p.number.clone(),
                         queue: queue.to_owned(),
+                        for_call: p.for_call.clone(),
+                        attempt: p.attempts.saturating_add(1),
                     });
                 }
             }
@@ -948,6 +961,7 @@ impl Acd {
                 self.actions.push_back(Action::CancelOffer {
                     call: call.clone(),
                     agent: agent.clone(),
+                    missed: true,
                 });
                 self.missed(now, &queue, &call, &agent);
             }

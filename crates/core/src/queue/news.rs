@@ -18,13 +18,15 @@ pub enum QueueNews {
         contact: String,
         via: Option<Peer>,
     },
-    CancelOffer {
-        agent: String,
-    },
-    /// Bridge to the agent's answered leg now.
+    /// Stop ringing this agent; `missed` when its ring time ran out (not when another
+    /// agent answered or the caller left).
+    CancelOffer { agent: String, missed: bool },
+    /// Bridge to the agent's answered leg now; the agent will have `wrap_up` after the
+    /// call.
     Connect {
         agent: String,
         waited: Duration,
+        wrap_up: Duration,
     },
     /// Say this over the hold music.
     Announce {
@@ -33,9 +35,7 @@ pub enum QueueNews {
         ewt: Option<Duration>,
     },
     /// Tell the caller it may press `key` to be called back.
-    OfferCallback {
-        key: char,
-    },
+    OfferCallback { key: char },
     /// Leave the line for the step's `on_timeout`.
     Overflow {
         reason: OverflowReason,

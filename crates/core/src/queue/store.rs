@@ -31,6 +31,9 @@ pub struct StoredCallback {
     /// The entry's place in line: entries are served in this order (within a priority).
     /// Places increase across restarts, so new callers come after restored requests.
     pub place: u64,
+    /// The id of the call that asked (its record links the call back to it); empty for
+    /// requests stored before it was kept.
+    pub for_call: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,7 @@ pub mod contract {
             skills: vec!["french".to_owned()],
             waited: Duration::from_secs(waited),
             attempts: 0,
+            for_call: format!("asked-{number}"),
         }
     }
 
@@ -126,6 +130,7 @@ pub mod contract {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].attempts, 2);
         assert_eq!(all[1].skills, ["french"]);
+        assert_eq!(all[1].for_call, "asked-+4930222");
         store.remove(a).unwrap();
         assert_eq!(store.load().unwrap().len(), 1);
     }

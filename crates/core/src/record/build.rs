@@ -22,6 +22,13 @@
 //!
 //! `interrupted` is never built here: the store gives it to calls still open after a
 //! restart.
+//!
+//! An agent's segment runs from the answer to the end of the conversation (either side's
+//! hang-up, the call's end, or a transfer that connected). Its `talk_ms` leaves out the
+//! time on hold (`hold_ms`: from the first side's hold to both sides back), so that
+//! talk + hold + wrap-up is the handling time. `wrap_up_ms` is the wrap-up the queue gave
+//! the agent for the call, known when the conversation ends (the call's record is written
+//! then, while the wrap-up runs; an agent who resumes early is not subtracted).
 
 use std::time::Duration;
 
@@ -93,6 +100,45 @@ struct Visit {
     queue: String,
     joined: Duration,
     answered: Option<(String, Duration)>,
+    /// Agents ringing for the caller, since when.
+    ringing: Vec<(String, Duration)>,
+    /// The sides holding the conversation (`agent`, `caller`), since when it is on hold,
+    /// and the hold before.
+    holding: Vec<String>,
+    hold_since: Option<Duration>,
+    held: Duration,
+    /// The wrap-up the queue gave the answering agent, once told.
+    wrap_up: Option<Duration>,
+}
+
+impl Visit {
+    fn new(queue: &str, joined: Duration) -> Visit {
+        Visit {
+            queue: queue.to_owned(),
+            joined,
+            answered: None,
+            ringing: Vec::new(),
+            holding: Vec::new(),
+            hold_since: None,
+            held: Duration::ZERO,
+            wrap_up: None,
+        }
+    }
+
+    /// How long `agent` has been ringing at `at`, and no longer ringing.
+    fn stop_ringing(&mut self, agent: &str, at: Duration) -> Option<Duration> {
+        let i = self.ringing.iter().position(|(a, _)| a == agent)?;
+        let (_, since) = self.ringing.remove(i);
+        Some(at.saturating_sub(since))
+    }
+
+    /// The hold so far, an open one counted up to `at`.
+    fn hold_at(&self, at: Duration) -> Duration {
+        self.held
+            + self
+                .hold_since
+                .map_or(Duration::ZERO, |s| at.saturating_sub(s))
+    }
 }
 
 struct Builder<'a> {
@@ -218,11 +264,7 @@ impl<'a> Builder<'a> {
             StoryEvent::QueueJoined { queue } => {
                 self.close_visit(at, "failed", None);
                 self.record.queue = Some(queue.clone());
-                self.visit = Some(Visit {
-                    queue: queue.clone(),
-                    joined: at,
-                    answered: None,
-                });
+                self.visit = Some(Visit::new(queue, at));
                 self.push(at, "queue_joined", json!({ "queue": queue }));
             }
             StoryEvent::QueueAnswered { agent } => self.agent_answered(at, agent),
@@ -237,6 +279,10 @@ impl<'a> Builder<'a> {
             StoryEvent::TransferFinished { outcome } => {
                 if outcome == "connected" {
                     self.transferred = true;
+                    // The agent who was talking hands the caller on: their segment ends.
+                    if self.visit.as_ref().is_some_and(|v| v.answered.is_some()) {
+                        self.close_visit(at, "transferred", None);
+                    }
                 }
                 let target = self
                     .events
@@ -296,7 +342,100 @@ impl<'a> Builder<'a> {
                     json!({ "question": question, "score": score }),
                 );
             }
+            StoryEvent::AgentRinging { agent } => {
+                let Some(v) = self.visit.as_mut() else {
+                    return;
+                };
+                v.ringing.retain(|(a, _)| a != agent);
+                v.ringing.push((agent.clone(), at));
+                let queue = v.queue.clone();
+                self.push(
+                    at,
+                    "agent_ringing",
+                    json!({ "queue": queue, "agent": agent }),
+                );
+            }
+            StoryEvent::AgentNoAnswer { agent, reason } => {
+                let Some(v) = self.visit.as_mut() else {
+                    return;
+                };
+                let ring = v.stop_ringing(agent, at).unwrap_or_default();
+                let queue = v.queue.clone();
+                self.push(
+                    at,
+                    "agent_no_answer",
+                    json!({
+                        "queue": queue,
+                        "agent": agent,
+                        "reason": reason,
+                        "ring_ms": millis(ring),
+                    }),
+                );
+            }
+            StoryEvent::Hold { on, by } => self.hold(at, *on, by),
+            StoryEvent::WrapUp { agent, wrap_up } => {
+                if let Some(v) = self.visit.as_mut()
+                    && v.answered.as_ref().is_some_and(|(a, _)| a == agent)
+                {
+                    v.wrap_up = Some(*wrap_up);
+                }
+            }
+            StoryEvent::CallbackPlaced {
+                queue,
+                request,
+                for_call,
+                attempt,
+            } => self.push(
+                at,
+                "callback_placed",
+                json!({
+                    "queue": queue,
+                    "request": request,
+                    "for_call": for_call,
+                    "attempt": attempt,
+                }),
+            ),
             _ => {}
+        }
+    }
+
+    /// A side held the conversation with the agent, or let it go.
+    fn hold(&mut self, at: Duration, on: bool, by: &str) {
+        let Some(v) = self.visit.as_mut() else {
+            return;
+        };
+        let Some((agent, _)) = v.answered.clone() else {
+            return;
+        };
+        let queue = v.queue.clone();
+        let was_held = !v.holding.is_empty();
+        if on {
+            if v.holding.iter().any(|s| s == by) {
+                return;
+            }
+            v.holding.push(by.to_owned());
+            if !was_held {
+                v.hold_since = Some(at);
+            }
+            self.push(
+                at,
+                "hold",
+                json!({ "queue": queue, "agent": agent, "by": by }),
+            );
+        } else {
+            let Some(i) = v.holding.iter().position(|s| s == by) else {
+                return;
+            };
+            v.holding.remove(i);
+            let mut d = json!({ "queue": queue, "agent": agent, "by": by });
+            if v.holding.is_empty()
+                && let Some(since) = v.hold_since.take()
+            {
+                let this = at.saturating_sub(since);
+                v.held += this;
+                d["hold_ms"] = millis(this).into();
+            }
+            self.push(at, "hold_ended", d);
         }
     }
 
@@ -305,6 +444,9 @@ impl<'a> Builder<'a> {
             return;
         };
         v.answered = Some((agent.to_owned(), at));
+        let ring = v.stop_ringing(agent, at);
+        // The others rang for a caller someone else took: not a no-answer.
+        v.ringing.clear();
         let queue = v.queue.clone();
         let wait = at.saturating_sub(v.joined);
         self.answered = true;
@@ -315,11 +457,11 @@ impl<'a> Builder<'a> {
             "queue_left",
             json!({ "queue": queue, "outcome": "agent", "wait_ms": millis(wait) }),
         );
-        self.push(
-            at,
-            "agent_answered",
-            json!({ "queue": queue, "agent": agent, "wait_ms": millis(wait) }),
-        );
+        let mut d = json!({ "queue": queue, "agent": agent, "wait_ms": millis(wait) });
+        if let Some(ring) = ring {
+            d["ring_ms"] = millis(ring).into();
+        }
+        self.push(at, "agent_answered", d);
     }
 
     /// The visit in progress ends at `at` with the queue's `outcome`.
@@ -327,25 +469,27 @@ impl<'a> Builder<'a> {
         let Some(v) = self.visit.take() else {
             return;
         };
-        match v.answered {
+        match &v.answered {
             Some((agent, since)) => {
-                let talk = at.saturating_sub(since);
+                let hold = v.hold_at(at);
+                let talk = at.saturating_sub(*since).saturating_sub(hold);
                 self.talk += talk;
-                let by = if outcome == "agent_hung_up" {
-                    "agent"
-                } else {
-                    "caller"
+                let by = match outcome {
+                    "agent_hung_up" => "agent",
+                    "transferred" => "transfer",
+                    _ => "caller",
                 };
-                self.push(
-                    at,
-                    "agent_ended",
-                    json!({
-                        "queue": v.queue,
-                        "agent": agent,
-                        "talk_ms": millis(talk),
-                        "by": by,
-                    }),
-                );
+                let mut d = json!({
+                    "queue": v.queue,
+                    "agent": agent,
+                    "talk_ms": millis(talk),
+                    "hold_ms": millis(hold),
+                    "by": by,
+                });
+                if let Some(w) = v.wrap_up {
+                    d["wrap_up_ms"] = millis(w).into();
+                }
+                self.push(at, "agent_ended", d);
             }
             None => {
                 let wait = waited.unwrap_or_else(|| at.saturating_sub(v.joined));
@@ -486,7 +630,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::Instant;
 
@@ -497,7 +641,7 @@ mod tests {
 
     const START: i64 = 1_700_000_000_000;
 
-    fn facts(hung_up_by: HungUpBy) -> CallFacts {
+    pub(crate) fn facts(hung_up_by: HungUpBy) -> CallFacts {
         CallFacts {
             call_id: "c1".into(),
             kind: CallKind::Inbound,
@@ -642,7 +786,217 @@ mod tests {
         assert_eq!(events[2].detail["outcome"], "agent");
         assert_eq!(
             events[4].detail,
-            json!({ "queue": "support", "agent": "alice", "talk_ms": 9000, "by": "agent" })
+            json!({ "queue": "support", "agent": "alice", "talk_ms": 9000, "hold_ms": 0, "by": "agent" })
+        );
+    }
+
+    fn at(s: u64, event: StoryEvent) -> (u64, StoryEvent) {
+        (s, event)
+    }
+
+    fn rings(agent: &str) -> StoryEvent {
+        StoryEvent::AgentRinging {
+            agent: agent.into(),
+        }
+    }
+
+    fn hold(on: bool, by: &str) -> StoryEvent {
+        StoryEvent::Hold { on, by: by.into() }
+    }
+
+    /// bob rings 15 s and misses; alice rings 4 s and answers 19 s after joining; hold
+    /// by alice 50-60 s, then caller 70-80 s and alice 75-85 s (one hold, 70-85 s); alice
+    /// hangs up at 100 s with 30 s of wrap-up.
+    pub(crate) fn agent_story() -> CallStory {
+        story(
+            vec![
+                at(1, step("advisor")),
+                at(
+                    1,
+                    StoryEvent::QueueJoined {
+                        queue: "support".into(),
+                    },
+                ),
+                at(1, rings("bob")),
+                at(
+                    16,
+                    StoryEvent::AgentNoAnswer {
+                        agent: "bob".into(),
+                        reason: "ring_timeout".into(),
+                    },
+                ),
+                at(16, rings("alice")),
+                at(
+                    20,
+                    StoryEvent::QueueAnswered {
+                        agent: "alice".into(),
+                    },
+                ),
+                at(50, hold(true, "agent")),
+                at(60, hold(false, "agent")),
+                at(70, hold(true, "caller")),
+                at(75, hold(true, "agent")),
+                at(80, hold(false, "caller")),
+                at(85, hold(false, "agent")),
+                at(
+                    100,
+                    StoryEvent::WrapUp {
+                        agent: "alice".into(),
+                        wrap_up: Duration::from_secs(30),
+                    },
+                ),
+                at(
+                    100,
+                    StoryEvent::QueueFinished {
+                        outcome: "agent_hung_up".into(),
+                        waited: Some(Duration::from_secs(19)),
+                    },
+                ),
+            ],
+            Outcome::FlowHungUp,
+        )
+    }
+
+    #[test]
+    fn an_agent_who_misses_then_one_who_answers_with_hold_and_wrap_up() {
+        let (r, events) = build(&facts(HungUpBy::Agent), &agent_story());
+        assert_eq!(r.outcome, Some(CallOutcome::Agent));
+        assert_eq!(r.agent.as_deref(), Some("alice"));
+        assert_eq!(r.wait_ms, Some(19_000));
+        // 80 s with alice, 25 s of it on hold: 55 s of talk.
+        assert_eq!(r.talk_ms, Some(55_000));
+        assert_eq!(
+            kinds(&events),
+            [
+                "step",
+                "queue_joined",
+                "agent_ringing",
+                "agent_no_answer",
+                "agent_ringing",
+                "queue_left",
+                "agent_answered",
+                "hold",
+                "hold_ended",
+                "hold",
+                "hold",
+                "hold_ended",
+                "hold_ended",
+                "agent_ended",
+                "ended"
+            ]
+        );
+        assert_eq!(
+            events[3].detail,
+            json!({ "queue": "support", "agent": "bob", "reason": "ring_timeout", "ring_ms": 15000 })
+        );
+        assert_eq!(events[3].at_ms, START + 16_000);
+        assert_eq!(
+            events[6].detail,
+            json!({ "queue": "support", "agent": "alice", "wait_ms": 19000, "ring_ms": 4000 })
+        );
+        assert_eq!(
+            events[8].detail,
+            json!({ "queue": "support", "agent": "alice", "by": "agent", "hold_ms": 10000 })
+        );
+        // The caller lets go while alice still holds: the hold goes on.
+        assert_eq!(
+            events[11].detail,
+            json!({ "queue": "support", "agent": "alice", "by": "caller" })
+        );
+        assert_eq!(events[12].detail["hold_ms"], 15000);
+        assert_eq!(
+            events[13].detail,
+            json!({
+                "queue": "support", "agent": "alice", "talk_ms": 55000, "hold_ms": 25000,
+                "wrap_up_ms": 30000, "by": "agent"
+            })
+        );
+    }
+
+    #[test]
+    fn a_hold_still_on_when_the_caller_hangs_up_counts_up_to_the_end() {
+        let mut s = agent_story();
+        // The story up to the caller's hold at 70 s; the caller hangs up, held, at 90 s.
+        s.entries.truncate(9);
+        s.entries.push(StoryEntry {
+            at: Duration::from_secs(90),
+            event: StoryEvent::CallerHungUp,
+        });
+        let mut f = facts(HungUpBy::Caller);
+        f.ended_ms = START + 90_000;
+        let (r, events) = build(&f, &s);
+        let ended = events.iter().find(|e| e.kind == "agent_ended").unwrap();
+        // With alice 20-90 s; held 50-60 s and 70-90 s.
+        assert_eq!(ended.detail["hold_ms"], 30000);
+        assert_eq!(ended.detail["talk_ms"], 40000);
+        assert_eq!(ended.detail["by"], "caller");
+        assert!(ended.detail.get("wrap_up_ms").is_none(), "{events:?}");
+        assert_eq!(r.talk_ms, Some(40_000));
+    }
+
+    #[test]
+    fn a_transfer_that_connects_closes_the_agents_talk_segment_there() {
+        let mut s = agent_story();
+        s.entries.truncate(6); // up to alice's answer at 20 s
+        s.entries.push(StoryEntry {
+            at: Duration::from_secs(40),
+            event: StoryEvent::TransferStarted {
+                target: "sip:desk@x".into(),
+            },
+        });
+        s.entries.push(StoryEntry {
+            at: Duration::from_secs(45),
+            event: StoryEvent::TransferFinished {
+                outcome: "connected".into(),
+            },
+        });
+        let (r, events) = build(&facts(HungUpBy::Caller), &s);
+        assert_eq!(r.outcome, Some(CallOutcome::Transferred));
+        let ended: Vec<_> = events.iter().filter(|e| e.kind == "agent_ended").collect();
+        assert_eq!(ended.len(), 1, "{events:?}");
+        assert_eq!(ended[0].at_ms, START + 45_000);
+        assert_eq!(ended[0].detail["talk_ms"], 25000);
+        assert_eq!(ended[0].detail["by"], "transfer");
+        assert_eq!(r.talk_ms, Some(25_000));
+    }
+
+    #[test]
+    fn a_call_back_names_the_call_that_asked_for_it() {
+        let s = story(
+            vec![
+                at(
+                    0,
+                    StoryEvent::CallbackPlaced {
+                        queue: "support".into(),
+                        request: 7,
+                        for_call: "asked-1".into(),
+                        attempt: 2,
+                    },
+                ),
+                at(
+                    3,
+                    StoryEvent::QueueJoined {
+                        queue: "support".into(),
+                    },
+                ),
+                at(
+                    5,
+                    StoryEvent::QueueAnswered {
+                        agent: "alice".into(),
+                    },
+                ),
+            ],
+            Outcome::CallerHungUp,
+        );
+        let mut f = facts(HungUpBy::Caller);
+        f.kind = CallKind::Callback;
+        let (r, events) = build(&f, &s);
+        assert_eq!(r.kind, CallKind::Callback);
+        assert_eq!(r.outcome, Some(CallOutcome::Agent));
+        assert_eq!(events[0].kind, "callback_placed");
+        assert_eq!(
+            events[0].detail,
+            json!({ "queue": "support", "request": 7, "for_call": "asked-1", "attempt": 2 })
         );
     }
 

@@ -1,9 +1,9 @@
 //! The agents' figures: calls handled, talk, hold and wrap-up, handling time and
 //! occupancy.
 //!
-//! Owns the per-agent sums over the segments `handling` read. Records hold no logged-in or
-//! idle time and no ring-no-answer per agent, so occupancy is measured over the agent's
-//! span of calls and no-answers are not reported (docs/reports.md says why).
+//! Owns the per-agent sums over the segments and no-answers `handling` read. Records hold
+//! no logged-in or idle time, so occupancy is measured over the agent's span of calls
+//! (docs/reports.md says why).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +28,9 @@ pub struct AgentFigures {
     /// Handling time over the span from the agent's first answer to the end of their last
     /// call in the report: the share of that span spent on calls.
     pub occupancy: Option<f64>,
+    /// Times the agent rang for a caller and did not take the call (ring time out, busy,
+    /// declined, unreachable).
+    pub no_answers: u64,
 }
 
 #[derive(Default)]
@@ -38,6 +41,7 @@ struct Sums {
     wrap_up_ms: Option<u64>,
     first_ms: Option<i64>,
     last_ms: Option<i64>,
+    no_answers: u64,
 }
 
 pub fn compute(handling: &[Handling], params: &ReportParams) -> Vec<AgentFigures> {
@@ -56,6 +60,12 @@ pub fn compute(handling: &[Handling], params: &ReportParams) -> Vec<AgentFigures
                 .map_or(seg.answered_ms, |f| f.min(seg.answered_ms)),
         );
         s.last_ms = Some(s.last_ms.map_or(seg.ended_ms(), |l| l.max(seg.ended_ms())));
+    }
+    for n in handling.iter().flat_map(|h| &h.no_answers) {
+        if n.queue.as_deref().is_some_and(|q| !params.wants_queue(q)) {
+            continue;
+        }
+        agents.entry(&n.agent).or_default().no_answers += 1;
     }
     agents
         .into_iter()
@@ -76,6 +86,7 @@ pub fn compute(handling: &[Handling], params: &ReportParams) -> Vec<AgentFigures
                 wrap_up_seconds: s.wrap_up_ms.map(seconds),
                 aht_seconds: mean_seconds(handle_ms, s.calls),
                 occupancy: (span_ms > 0).then(|| (handle_ms as f64 / span_ms as f64).min(1.0)),
+                no_answers: s.no_answers,
             }
         })
         .collect()

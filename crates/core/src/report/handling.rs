@@ -1,5 +1,6 @@
 //! A call's time with the queues and the agents, read from its events: each wait in a
-//! queue and how it ended, each agent's talk segment, each callback asked for.
+//! queue and how it ended, each agent's talk segment, each agent who rang and did not
+//! answer, each callback asked for.
 //!
 //! Owns the pairing of `queue_joined` with `queue_left`, and of `agent_answered` with
 //! `agent_ended`, including calls whose events stop early (a call still in progress, or
@@ -59,10 +60,18 @@ impl Segment {
     }
 }
 
+/// An agent rang for the caller and did not take the call (`agent_no_answer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoAnswer {
+    pub queue: Option<String>,
+    pub agent: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Handling {
     pub waits: Vec<Wait>,
     pub segments: Vec<Segment>,
+    pub no_answers: Vec<NoAnswer>,
     /// The queues the caller asked to be called back from.
     pub callbacks_requested: Vec<String>,
 }
@@ -150,6 +159,14 @@ pub fn read(call: &Call<'_>) -> Handling {
                     hold_ms: number(e, "hold_ms"),
                     wrap_up_ms: number(e, "wrap_up_ms"),
                 });
+            }
+            "agent_no_answer" => {
+                if let Some(agent) = text(e, "agent") {
+                    out.no_answers.push(NoAnswer {
+                        queue: queue.map(str::to_owned),
+                        agent: agent.to_owned(),
+                    });
+                }
             }
             "callback_requested" => {
                 if let Some(queue) = queue {

@@ -205,6 +205,7 @@ pub fn tables(r: &Report) -> Vec<Table> {
             "wrap_up_seconds",
             "aht_seconds",
             "occupancy",
+            "no_answers",
         ],
         rows: r
             .agents
@@ -218,6 +219,7 @@ pub fn tables(r: &Report) -> Vec<Table> {
                     Cell::Seconds(a.wrap_up_seconds),
                     Cell::Seconds(a.aht_seconds),
                     Cell::Rate(a.occupancy),
+                    Cell::Count(a.no_answers),
                 ]
             })
             .collect(),

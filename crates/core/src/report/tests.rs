@@ -893,3 +893,107 @@ fn json_has_the_issue_s_fields() {
     assert_eq!(q["queue"], "support");
     assert_eq!(v["hours"].as_array().unwrap().len(), 24);
 }
+
+/// The record the builder makes of a call where bob misses and alice answers with hold and
+/// wrap-up (see `record::build`'s `agent_story`), and of the call back for another caller
+/// that alice answers, read back by the report.
+#[test]
+fn agent_no_answers_hold_and_wrap_up_from_built_records() {
+    use crate::record::build::{build, tests as built};
+    let facts = built::facts(HungUpBy::Agent);
+    let (r1, e1) = build(&facts, &built::agent_story());
+    // The call back: alice answers 5 s after it joined, talks 40 s, no hold; 10 s wrap-up.
+    let story = crate::flow::story::CallStory {
+        call_id: "cb".into(),
+        entries: [
+            (
+                0,
+                crate::flow::story::StoryEvent::CallbackPlaced {
+                    queue: "support".into(),
+                    request: 1,
+                    for_call: "c0".into(),
+                    attempt: 1,
+                },
+            ),
+            (
+                3,
+                crate::flow::story::StoryEvent::QueueJoined {
+                    queue: "support".into(),
+                },
+            ),
+            (
+                5,
+                crate::flow::story::StoryEvent::AgentRinging {
+                    agent: "alice".into(),
+                },
+            ),
+            (
+                8,
+                crate::flow::story::StoryEvent::QueueAnswered {
+                    agent: "alice".into(),
+                },
+            ),
+            (
+                48,
+                crate::flow::story::StoryEvent::WrapUp {
+                    agent: "alice".into(),
+                    wrap_up: std::time::Duration::from_secs(10),
+                },
+            ),
+            (
+                48,
+                crate::flow::story::StoryEvent::QueueFinished {
+                    outcome: "agent_hung_up".into(),
+                    waited: Some(std::time::Duration::from_secs(5)),
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(s, event)| crate::flow::story::StoryEntry {
+            at: std::time::Duration::from_secs(s),
+            event,
+        })
+        .collect(),
+        ..Default::default()
+    };
+    let mut cb_facts = facts.clone();
+    cb_facts.call_id = "cb".into();
+    cb_facts.kind = CallKind::Callback;
+    cb_facts.started_ms = facts.started_ms + HOUR;
+    cb_facts.ended_ms = cb_facts.started_ms + 48 * SECOND;
+    let (r2, e2) = build(&cb_facts, &story);
+    let records = vec![r1, r2];
+    let events: Vec<CallEvent> = e1.into_iter().chain(e2).collect();
+    let r = Report::compute(&records, &events, &ReportParams::default());
+    let names: Vec<&str> = r.agents.iter().map(|a| a.agent.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let alice = &r.agents[0];
+    // Talk: 55 s (80 s with the caller less 25 s on hold) + 40 s. Hold 25 s. Wrap-up 30 s +
+    // 10 s. AHT: (55 + 25 + 30 + 40 + 10) / 2 = 80 s.
+    assert_eq!(alice.calls_handled, 2);
+    assert_close(Some(alice.talk_seconds), 95.0);
+    assert_close(alice.hold_seconds, 25.0);
+    assert_close(alice.wrap_up_seconds, 40.0);
+    assert_close(alice.aht_seconds, 80.0);
+    assert_eq!(alice.no_answers, 0);
+    // bob rang once and let the ring time run out: no call handled, one no-answer.
+    let bob = &r.agents[1];
+    assert_eq!((bob.calls_handled, bob.no_answers), (0, 1));
+    assert_eq!(bob.aht_seconds, None);
+    let q = &r.queues[0];
+    assert_eq!(q.queue, "support");
+    // Handled: both segments; AHT (110 + 50) / 2 = 80 s. The call back completed.
+    assert_eq!(q.handled, 2);
+    assert_close(q.aht_seconds, 80.0);
+    assert_eq!(q.callbacks_completed, 1);
+    // The no-answers reach every rendering.
+    let agents_csv = csv::table(&r, "agents").unwrap();
+    let mut lines = agents_csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "no_answers").unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!((rows[0][col], rows[1][col]), ("0", "1"));
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["agents"][1]["no_answers"], 1);
+    assert!(text::render(&r).contains("no_answers"));
+}

@@ -36,6 +36,11 @@ pub enum LegNews {
     Failed(LegFailure),
     /// The far end hung up after answering.
     HungUp,
+    /// The answered far end put the call on hold (`on`: a re-INVITE with `sendonly` or
+    /// `inactive`) or took it off hold.
+    Hold {
+        on: bool,
+    },
 }
 
 /// What placing a leg needs.

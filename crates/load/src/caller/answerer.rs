@@ -35,6 +35,8 @@ pub struct Answered {
     pub incoming: Incoming,
     pub remote_rtp: SocketAddr,
     pub codec: Codec,
+    /// The payload type agreed for `codec`.
+    pub pt: u8,
     cseq: u32,
 }
 
@@ -304,8 +306,68 @@ Expires: {expires}\r\n\
             incoming: inc.clone(),
             remote_rtp: neg.remote_rtp,
             codec: neg.codec,
+            pt: neg.pt,
             cseq: 1,
         })
+    }
+
+    /// Puts an answered call on hold (`on`: a re-INVITE offering `sendonly`, as a desk
+    /// phone's hold key does) or takes it off hold (`sendrecv`), and acknowledges the
+    /// hotline's 200. Returns the final status.
+    pub async fn hold(
+        &mut self,
+        call: &mut Answered,
+        media: &CallMedia,
+        on: bool,
+    ) -> Result<u16, CallerError> {
+        let (target, from, to, cid) = in_dialog(call)?;
+        call.cseq += 1;
+        let mut sdp = media.offer(&[call.pt], true);
+        if on {
+            sdp = sdp.replace("a=sendrecv", "a=sendonly");
+        }
+        let local = self.local;
+        let tag = call.incoming.to_tag.clone();
+        let cseq = call.cseq;
+        let head = |method: &str, branch: &str| {
+            format!(
+                "{method} {target} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport\r\n\
+Max-Forwards: 70\r\n\
+From: {to};tag={tag}\r\n\
+To: {from}\r\n\
+Call-ID: {cid}\r\n\
+CSeq: {cseq} {method}\r\n\
+Contact: <sip:agent@{local}>\r\n",
+            )
+        };
+        let invite = format!(
+            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            head("INVITE", &random_token(12)),
+            sdp.len()
+        );
+        self.send_to(invite.into_bytes(), call.incoming.source)
+            .await?;
+        let (m, _) = self
+            .wait_for(
+                Duration::from_secs(10),
+                "the answer to our re-INVITE",
+                |m| {
+                    matches!(m, Message::Response(r) if r.status >= 200
+                    && r.headers.call_id().is_ok_and(|c| c == cid)
+                    && r.headers.cseq().is_ok_and(|c| c.method == Method::Invite && c.seq == cseq))
+                },
+            )
+            .await?;
+        let Message::Response(r) = m else {
+            return Err(CallerError::Unexpected("not a response".into()));
+        };
+        let ack = format!(
+            "{}Content-Length: 0\r\n\r\n",
+            head("ACK", &random_token(12))
+        );
+        self.send_to(ack.into_bytes(), call.incoming.source).await?;
+        Ok(r.status)
     }
 
     /// Hangs up an answered call: BYE to the hotline's Contact, and its 200.
@@ -376,6 +438,28 @@ Content-Length: 0\r\n\r\n",
         self.send_to(ok.to_bytes(), from).await?;
         Ok(bye)
     }
+}
+
+/// An answered call's in-dialog addressing: the hotline's Contact, its From and To, and
+/// the Call-ID.
+fn in_dialog(call: &Answered) -> Result<(String, String, String, String), CallerError> {
+    let inv = &call.incoming.invite;
+    let target = inv
+        .headers
+        .contact()
+        .ok()
+        .flatten()
+        .map(|c| c.uri.to_string())
+        .unwrap_or_else(|| inv.uri.to_string());
+    let from = inv
+        .headers
+        .from_addr()
+        .map_err(|e| CallerError::Unexpected(e.to_string()))?;
+    let to = inv
+        .headers
+        .to_addr()
+        .map_err(|e| CallerError::Unexpected(e.to_string()))?;
+    Ok((target, from.to_string(), to.to_string(), call_id(inv)))
 }
 
 fn call_id(req: &Request) -> String {

@@ -62,6 +62,7 @@ impl Acd {
             self.actions.push_back(Action::CancelOffer {
                 call: call.clone(),
                 agent: agent.to_owned(),
+                missed: false,
             });
         }
         self.release(now, agent, &call);

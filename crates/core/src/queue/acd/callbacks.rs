@@ -50,6 +50,7 @@ impl Acd {
             waited: now.saturating_duration_since(entry.joined),
             attempts: 0,
             place: entry.seq,
+            for_call: call.clone(),
         };
         let id = self.store.add(&stored)?;
         // Out of the line as a caller, back in at the same place as a request.
@@ -58,6 +59,7 @@ impl Acd {
         };
         entry.kind = Kind::Callback(Pending {
             id,
+            for_call: call.clone(),
             number,
             attempts: 0,
             dialing: false,

@@ -111,14 +111,22 @@ pub enum Action {
         contact: String,
         queue: String,
     },
-    /// Stop ringing: another agent answered, the caller left, or the ring timed out.
-    CancelOffer { call: String, agent: String },
+    /// Stop ringing: another agent answered, the caller left, or the ring timed out
+    /// (`missed`: the agent did not answer in the queue's `ring_timeout`).
+    CancelOffer {
+        call: String,
+        agent: String,
+        missed: bool,
+    },
     /// Bridge the caller and the agent now, interrupting hold music or an announcement.
+    /// `wrap_up` is the wrap-up the agent will have after this call (the agent's own, or
+    /// the queue's), which the queue counts in its handle time.
     Connect {
         call: String,
         agent: String,
         queue: String,
         waited: Duration,
+        wrap_up: Duration,
     },
     /// Tell the caller (over the hold music): `prompt`, then its position, then the
     /// estimated wait. Each part is given only when it is to be said.
@@ -132,10 +140,13 @@ pub enum Action {
     /// The estimated wait is long: tell the caller it may press `key` to be called back.
     OfferCallback { call: String, key: char },
     /// A callback request reached the front and an agent is free: call the caller.
+    /// `for_call` is the call that asked; `attempt` counts this call from 1.
     PlaceCallback {
         id: CallbackId,
         number: String,
         queue: String,
+        for_call: String,
+        attempt: u32,
     },
     /// The callback attempts are used up; the request is dropped.
     CallbackGivenUp {
