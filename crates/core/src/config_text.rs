@@ -176,7 +176,7 @@ enum Frame {
     Map {
         path: String,
         /// The key whose value comes next (None: a key comes next).
-        key: Option<Key>,
+        key: Option<Box<Key>>,
         seen: Vec<Key>,
     },
     Seq {
@@ -245,7 +245,7 @@ impl Walker<'_, '_> {
         match self.stack.last_mut() {
             Some(Frame::Map { key, seen, .. }) => {
                 if let Some(k) = key.take() {
-                    seen.push(k);
+                    seen.push(*k);
                 }
             }
             Some(Frame::Seq { index, .. }) => *index += 1,
@@ -292,13 +292,13 @@ impl Walker<'_, '_> {
                 if self.child_path().is_none() {
                     // An alias as a key: keep the alternation.
                     if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
-                        *key = Some(Key {
+                        *key = Some(Box::new(Key {
                             name: String::new(),
                             pos: pos_of(&span),
                             span,
                             file_of: None,
                             edits: Vec::new(),
-                        });
+                        }));
                     }
                     return;
                 }
@@ -318,13 +318,13 @@ impl Walker<'_, '_> {
         let full = join(path, file_of.unwrap_or(name));
         let pos = pos_of(&span);
         self.out.keys.insert(full, pos);
-        *key = Some(Key {
+        *key = Some(Box::new(Key {
             name: name.to_owned(),
             pos,
             span,
             file_of,
             edits: Vec::new(),
-        });
+        }));
     }
 
     fn scalar(&mut self, value: &str, style: ScalarStyle, span: Span) {
