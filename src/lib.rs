@@ -21,6 +21,7 @@ pub mod registry; // the calls in progress, for the admin
 pub mod records; // call records: what a call leaves behind, on their way to the store
 
 pub use hotline_core::config; // hotline.yaml (parsed in the core: plain data)
+pub use hotline_core::config_text; // hotline.yaml before serde: ${NAME} and KEY_file substituted
 pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod server; // the running hotline
 pub mod reload; // live reload of flows, prompts and routes

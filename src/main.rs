@@ -16,9 +16,13 @@ use hotline::tools::cli as tools;
     name = "hotline",
     version,
     about = "IVR and call-flow engine",
-    after_help = "Exit status: 0 success; 1 problems found (check: errors, or warnings with \
-                  --deny-warnings; test: a failing case; load: a failed criterion); 2 the command \
-                  could not run (unreadable configuration for serve, a port in use, bad arguments)."
+    after_help = "Exit status: 0 success; 1 problems found: the configuration or the flows are \
+                  wrong (check, and every command that reads them: serve refuses to start), \
+                  with --deny-warnings a warning, a failing flow test, a failed load criterion; \
+                  2 the command could not run (bad arguments, a configuration file that is \
+                  missing or unreadable, a port in use).\n\nEnvironment: HOTLINE_CONFIG is the \
+                  configuration file when --config is not given; ${NAME} in hotline.yaml's values \
+                  is replaced by the variable NAME."
 )]
 struct Cli {
     /// How logs are written. They always go to standard error: standard output is kept
@@ -75,7 +79,7 @@ fn init_logs(format: LogFormat) {
 #[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// The server configuration.
-    #[arg(long, short, default_value = "hotline.yaml")]
+    #[arg(long, short, env = "HOTLINE_CONFIG", default_value = "hotline.yaml")]
     config: PathBuf,
 }
 
@@ -280,8 +284,22 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            // A wrong configuration is a problem found (1), shown like `check` shows it;
+            // anything else kept the command from running (2).
+            if let Some(hotline::config::ConfigError::Invalid { diagnostics, .. }) =
+                e.downcast_ref::<hotline::config::ConfigError>()
+            {
+                for d in diagnostics {
+                    eprintln!("{d}\n");
+                }
+                eprintln!("{} error(s) in the configuration", diagnostics.len());
+                return ExitCode::from(1);
+            }
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            match e.downcast_ref::<hotline::server::StartError>() {
+                Some(hotline::server::StartError::Config(_)) => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
         }
     }
 }
@@ -487,19 +505,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             impact,
             admin,
         } => {
+            let mut report = hotline::preflight::Report::default();
             let config = if cfg.config.exists() || paths.is_empty() || impact {
-                load_config(&cfg.config)?
+                match load_config(&cfg.config) {
+                    Ok(c) => c,
+                    // Every problem in one run: the configuration's, then (when what
+                    // is broken leaves them meaningful) the flows'.
+                    Err(e) => match e.downcast::<hotline::config::ConfigError>() {
+                        Ok(hotline::config::ConfigError::Invalid {
+                            diagnostics,
+                            partial: Some(partial),
+                            ..
+                        }) if !impact => {
+                            report.diagnostics = diagnostics;
+                            *partial
+                        }
+                        Ok(other) => return Err(other.into()),
+                        Err(other) => return Err(other),
+                    },
+                }
             } else {
                 Config::default()
             };
             if impact {
                 return check_impact(&config, admin, deny_warnings);
             }
-            let report = if paths.is_empty() {
-                hotline::preflight::check(&config)
+            report.diagnostics.extend(if paths.is_empty() {
+                hotline::preflight::check(&config).diagnostics
             } else {
-                hotline::preflight::check_paths(&config, &paths)
-            };
+                hotline::preflight::check_paths(&config, &paths).diagnostics
+            });
             for d in &report.diagnostics {
                 eprintln!("{d}\n");
             }

@@ -2,6 +2,7 @@
 //! against those prompts) and reporting every problem at once, compiler style. `hotline
 //! check` prints the report; `hotline serve` refuses to start on errors.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::config::Config;
@@ -51,6 +52,9 @@ pub struct Loaded {
     pub prompts: PromptLibrary,
     pub flows: FlowSet,
     pub report: Report,
+    /// The flows whose files are there but have errors (so are not loaded): what names
+    /// them (a route, a flow test) is not reported again, the file's own errors say why.
+    pub broken_flows: BTreeSet<String>,
 }
 
 /// Loads the prompts and flows the configuration names, and checks the routes.
@@ -78,46 +82,101 @@ pub fn load_all(config: &Config) -> Loaded {
     let exists = |lang: &str, name: &str| prompts.get_exact(lang, name).is_some();
     let (flows, flow_diags) =
         load_flows_dir_with(&config.flows_dir, &exists, &config.flow_config());
+    let broken_flows: BTreeSet<String> = flow_diags
+        .iter()
+        .filter(|d| d.is_error())
+        .filter_map(|d| d.file.file_stem()?.to_str().map(str::to_owned))
+        .collect();
     report.diagnostics.extend(flow_diags);
     let config_file = config
         .path
         .clone()
         .unwrap_or_else(|| Path::new("hotline.yaml").to_path_buf());
+    let placed = Placed::read(config);
     for (dialed, flow) in &config.routes {
-        if flows.id(flow).is_none() {
-            let mut d = Diagnostic::error(
-                &config_file,
-                format!("route '{dialed}' names flow '{flow}', which is not loaded"),
+        if flows.id(flow).is_none() && !broken_flows.contains(flow) {
+            let mut d = placed.at(
+                &format!("routes.{dialed}"),
+                Diagnostic::error(
+                    &config_file,
+                    format!("route '{dialed}' names flow '{flow}', which is not loaded"),
+                ),
             );
             let names = flows.names();
             d.help = Some(if names.is_empty() {
                 format!("no flow loaded from {}", config.flows_dir.display())
             } else {
-                format!("loaded flows: {}", names.join(", "))
+                crate::flow::diagnostic::did_you_mean_help(flow, names.iter().copied())
+                    .unwrap_or_else(|| format!("loaded flows: {}", names.join(", ")))
             });
             report.diagnostics.push(d);
         }
     }
-    check_queue_prompts(config, &config_file, &prompts, &mut report);
+    check_queue_prompts(config, &config_file, &placed, &prompts, &mut report);
     Loaded {
         prompts,
         flows,
         report,
+        broken_flows,
+    }
+}
+
+/// The configuration file's text and where each of its keys and values is written, for
+/// problems found after it was loaded (None when it did not come from a file, or the file
+/// cannot be read again: the problems are then reported without a position).
+struct Placed(Option<(String, crate::config_text::ConfigText)>);
+
+impl Placed {
+    fn read(config: &Config) -> Placed {
+        let text = config
+            .path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        Placed(text.map(|t| {
+            let positions = crate::config_text::positions(&t);
+            (t, positions)
+        }))
+    }
+
+    /// `d` pointing at the value of `key`, or at the nearest key above it.
+    fn at(&self, key: &str, d: Diagnostic) -> Diagnostic {
+        let Some((text, positions)) = &self.0 else {
+            return d;
+        };
+        let mut path = key;
+        loop {
+            if let Some(p) = positions.value_at(path) {
+                return d.at(text, p.line, p.column, p.width);
+            }
+            match path.rsplit_once('.') {
+                Some((up, _)) => path = up,
+                None => return d,
+            }
+        }
     }
 }
 
 /// A queue's prompts in the default language: one the configuration names and that is
 /// missing is an error (the caller would wait in silence); one the engine says for
 /// announcements or callbacks is a warning (that part is skipped).
-fn check_queue_prompts(config: &Config, file: &Path, prompts: &PromptLibrary, report: &mut Report) {
+fn check_queue_prompts(
+    config: &Config,
+    file: &Path,
+    placed: &Placed,
+    prompts: &PromptLibrary,
+    report: &mut Report,
+) {
     let lang = &config.default_language;
     for (name, q) in &config.queues {
         let (named, builtin) = q.prompts();
         for p in named {
             if prompts.get_exact(lang, p).is_none() {
-                report.diagnostics.push(Diagnostic::error(
-                    file,
-                    format!("queues.{name}: no prompt '{p}' in language '{lang}'"),
+                report.diagnostics.push(placed.at(
+                    &format!("queues.{name}"),
+                    Diagnostic::error(
+                        file,
+                        format!("queues.{name}: no prompt '{p}' in language '{lang}'"),
+                    ),
                 ));
             }
         }
@@ -145,7 +204,9 @@ pub fn check_all(config: &Config) -> Loaded {
     let mut loaded = load_all(config);
     if let Some(dir) = &config.tests_dir {
         let mut diags = if dir.is_dir() {
-            crate::tools::testfile::check_tests_dir(dir, &loaded.flows)
+            let mut d = crate::tools::testfile::check_tests_dir(dir, &loaded.flows);
+            d.retain(|d| !crate::tools::testfile::names_broken_flow(d, &loaded.broken_flows));
+            d
         } else {
             let at = config
                 .path
@@ -181,7 +242,15 @@ pub fn check_paths(config: &Config, paths: &[std::path::PathBuf]) -> Report {
         } else if is_server_config(p) {
             match Config::load(p) {
                 Ok(c) => report.diagnostics.extend(check(&c).diagnostics),
-                Err(e) => report.diagnostics.push(Diagnostic::error(p, e.to_string())),
+                Err(e) => {
+                    report.diagnostics.extend(e.diagnostics(p));
+                    if let crate::config::ConfigError::Invalid {
+                        partial: Some(c), ..
+                    } = e
+                    {
+                        report.diagnostics.extend(check(&c).diagnostics);
+                    }
+                }
             }
         } else {
             flow_files.push(p.clone());

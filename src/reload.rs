@@ -83,10 +83,9 @@ fn load_and_replace(deps: &CallDeps) -> Result<Reloaded, Refused> {
         Some(p) => match Config::load(p) {
             Ok(c) => c,
             Err(e) => {
-                let mut report = Report::default();
-                report
-                    .diagnostics
-                    .push(crate::flow::diagnostic::Diagnostic::error(p, e.to_string()));
+                let report = Report {
+                    diagnostics: e.diagnostics(p),
+                };
                 return Err(Refused { report, running });
             }
         },

@@ -411,3 +411,111 @@ fn the_command_reports_flow_tests_and_fails() {
     assert!(err.contains("help: did you mean 'shop'?\n"), "{err}");
     assert!(err.contains("cases/unknown_prompt.yaml:8:9\n"), "{err}");
 }
+
+/// `flows_bad/configs/`: configuration files, each stating in its header every diagnostic
+/// its load gives, in one run, labelled with the file's name.
+#[test]
+fn configurations_report_every_problem_at_its_place() {
+    let blessing = std::env::var_os("HOTLINE_BLESS").is_some();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir().join("configs"))
+        .expect("configs")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5);
+    let mut failures = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("readable");
+        let diagnostics = match Config::load(path) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.diagnostics(path),
+        };
+        assert!(
+            diagnostics.iter().all(|d| &d.file == path && d.line > 0),
+            "{}: {diagnostics:?}",
+            path.display()
+        );
+        let got: Vec<Expect> = diagnostics.iter().map(Expect::of).collect();
+        if blessing {
+            bless(path, &text, &got);
+            continue;
+        }
+        if got != expectations(&text) {
+            failures.push(format!(
+                "{}:\n{}",
+                path.display(),
+                diagnostics
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<String>()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_command_reports_three_mistakes_of_the_configuration_at_once_and_exits_1() {
+    let config = dir().join("configs/three_mistakes.yaml");
+    let (code, err) = hotline(&["check", "--config", &path_arg(&config)]);
+    assert_eq!(code, 1, "{err}");
+    for at in [":7:3\n", ":9:10\n", ":11:11\n"] {
+        assert!(
+            err.contains(&format!("--> {}{at}", config.display())),
+            "{at}: {err}"
+        );
+    }
+    assert!(err.contains("help: did you mean 'listen'?"), "{err}");
+    assert!(!err.contains("<input>"), "{err}");
+}
+
+/// One step name misspelt in a flow that a route and two flow tests name: one error, at
+/// the misspelling, with the name meant; no route error, no error per test file.
+#[test]
+fn a_misspelt_step_name_is_one_error_at_the_misspelling() {
+    let config = dir().join("misspelt_step/hotline.yaml");
+    let flow = dir().join("misspelt_step/flows/main.yaml");
+    let (code, err) = hotline(&["check", "--config", &path_arg(&config)]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("error: ").count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: no step named 'main_mneu'\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:5:11\n", flow.display())),
+        "{err}"
+    );
+    assert!(err.contains("help: did you mean 'main_menu'?"), "{err}");
+    assert!(err.ends_with("1 error(s), 0 warning(s)\n"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["test", "--config", &path_arg(&config)])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run hotline");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(
+        text.matches("no step named 'main_mneu'").count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("is not loaded"), "{text}");
+}
+
+#[test]
+fn a_route_to_a_flow_that_does_not_exist_is_reported_where_it_is_written() {
+    let config = dir().join("misrouted/hotline.yaml");
+    let (code, err) = hotline(&["check", "--config", &path_arg(&config)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: route '*' names flow 'shpo', which is not loaded\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("--> {}:5:8\n", config.display())),
+        "{err}"
+    );
+    assert!(err.contains("help: did you mean 'shop'?"), "{err}");
+}

@@ -175,12 +175,15 @@ pub fn run_paths(config: &Config, paths: &[PathBuf]) -> TestRun {
         match run_file(&file, &text, &flows, &loaded.prompts) {
             Ok(cases) => run.cases.extend(cases),
             Err(d) => {
-                // The flow did not load: show why, once.
+                // The flow did not load: show why, once; when its file has errors, they
+                // are the whole story for every test of it.
                 if !reported && d.message.contains("not loaded") {
                     run.errors.extend(load_errors.iter().cloned());
                     reported = true;
                 }
-                run.errors.push(d);
+                if !super::testfile::names_broken_flow(&d, &loaded.broken_flows) {
+                    run.errors.push(d);
+                }
             }
         }
     }
@@ -198,15 +201,13 @@ pub fn run_file(
     let flow = tf.flow.value.as_str();
     if flows.id(flow).is_none() {
         let names = flows.names();
-        return Err(
-            Diagnostic::error(file, format!("flow '{flow}' is not loaded"))
-                .at_location(text, tf.flow.referenced)
-                .with_help(if names.is_empty() {
-                    "no flow loaded; run 'hotline check'".to_owned()
-                } else {
-                    format!("loaded flows: {}", names.join(", "))
-                }),
-        );
+        return Err(Diagnostic::error(file, super::testfile::not_loaded(flow))
+            .at_location(text, tf.flow.referenced)
+            .with_help(if names.is_empty() {
+                "no flow loaded; run 'hotline check'".to_owned()
+            } else {
+                format!("loaded flows: {}", names.join(", "))
+            }));
     }
     let mut out = Vec::with_capacity(tf.cases.len());
     for case in &tf.cases {

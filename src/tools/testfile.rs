@@ -281,6 +281,17 @@ pub fn parse_test_file(file: &Path, text: &str) -> Result<TestFile, Diagnostic> 
 
 /// Checks the flow test files in `dir` (every `*.yaml`) against the loaded flows without
 /// running them, for `hotline check`: see [`check_test_file`].
+/// What a test file whose flow is not loaded is told.
+pub fn not_loaded(flow: &str) -> String {
+    format!("flow '{flow}' is not loaded")
+}
+
+/// Whether `d` says a test's flow is not loaded, for one of `broken` (flows whose files have
+/// errors of their own: those errors are the cause, reported once).
+pub fn names_broken_flow(d: &Diagnostic, broken: &std::collections::BTreeSet<String>) -> bool {
+    broken.iter().any(|f| d.message == not_loaded(f))
+}
+
 pub fn check_tests_dir(dir: &Path, flows: &FlowSet) -> Vec<Diagnostic> {
     let files = match yaml_files(dir) {
         Ok(f) => f,
@@ -324,7 +335,7 @@ pub fn check_test_file(file: &Path, text: &str, flows: &FlowSet) -> Vec<Diagnost
             }
         });
         out.push(
-            Diagnostic::error(file, format!("flow '{flow}' is not loaded"))
+            Diagnostic::error(file, not_loaded(flow))
                 .at_location(text, tf.flow.referenced)
                 .with_help(help),
         );

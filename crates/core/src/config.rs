@@ -5,7 +5,7 @@
 //! file is short. Paths are relative to the config file. This module only reads and checks
 //! the file; it opens no socket.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,8 +15,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::config_text::{ConfigText, Sources};
 use crate::flow::check::FlowConfig;
 use crate::flow::check::is_identifier;
+use crate::flow::diagnostic::Diagnostic;
 use crate::flow::duration::parse_duration;
 use crate::flow::schedule::Schedule;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
@@ -30,12 +32,45 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// Every problem found in the file, each at its line and column.
+    #[error("{}", render(diagnostics))]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+        /// The configuration as far as it could be read, when the broken parts leave the
+        /// flows' own check meaningful (they name no flows, prompts, schedules, variables or
+        /// queues): `hotline check` goes on with it, to report every problem in one run.
+        partial: Option<Box<Config>>,
+    },
     #[error("{0}")]
     Value(String),
+}
+
+fn render(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        out.push_str(&d.to_string());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{} error(s) in the configuration",
+        diagnostics.len()
+    ));
+    out
+}
+
+impl ConfigError {
+    /// The problems as diagnostics of `path` (for reports that gather several files').
+    pub fn diagnostics(&self, path: &Path) -> Vec<Diagnostic> {
+        match self {
+            ConfigError::Invalid { diagnostics, .. } => diagnostics.clone(),
+            ConfigError::Read { source, .. } => vec![Diagnostic::error(
+                path,
+                format!("cannot read the configuration: {source}"),
+            )],
+            ConfigError::Value(message) => vec![Diagnostic::error(path, message.clone())],
+        }
+    }
 }
 
 /// Which SIP transport a listener speaks.
@@ -168,12 +203,22 @@ struct RawAdmin {
 }
 
 /// The admin HTTP API (`admin:` in hotline.yaml); absent: no admin API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Default 127.0.0.1:8080. Any other than a loopback address needs `token`.
     pub listen: SocketAddr,
     /// When set, every request must carry `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+}
+
+impl fmt::Debug for AdminConfig {
+    // The token never reaches a log line, even through `{:?}` of the whole configuration.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// Where the admin API listens when `admin:` names no address.
@@ -416,33 +461,58 @@ impl Config {
         Self::from_str_at(&text, path)
     }
 
-    /// Parses the text of a config file that lives at `path`.
+    /// Parses the text of a config file that lives at `path`, with `${NAME}` taken from
+    /// the process's environment and `KEY_file` files read from the disk.
     pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawFile = if text.trim().is_empty() {
-            RawFile::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?
-        };
+        let env = |name: &str| std::env::var(name).ok();
+        let read = |p: &Path| std::fs::read_to_string(p);
+        Self::from_text(
+            text,
+            path,
+            &Sources {
+                env: &env,
+                read: &read,
+            },
+        )
+    }
+
+    /// Parses the text of a config file that lives at `path`, reporting every problem
+    /// found: a key serde rejects empties its top-level section (every line keeping its
+    /// number) and the rest is read again, and the checks after parsing each add theirs.
+    pub fn from_text(text: &str, path: &Path, sources: &Sources) -> Result<Config, ConfigError> {
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| Path::new("."));
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
+        let source = crate::config_text::expand(text, base, sources);
+        let mut found = Found {
+            path,
+            text,
+            source: &source,
+            diagnostics: Vec::new(),
+            broken: BTreeSet::new(),
         };
+        for p in &source.problems {
+            found.at_pos(p.pos, p.message.clone(), p.help.clone());
+        }
+        let raw = found.parse();
         let mut cfg = Config {
             path: Some(path.to_path_buf()),
             ..Config::default()
         };
+        let Some(raw) = raw else {
+            return Err(found.into_error(None));
+        };
+        let p = &mut found;
         if let Some(list) = raw.sip.listen {
-            cfg.listen = list
-                .iter()
-                .map(|s| s.parse().map_err(|e: ConfigError| invalid(e.to_string())))
-                .collect::<Result<_, _>>()?;
+            let mut listen = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                match s.parse() {
+                    Ok(l) => listen.push(l),
+                    Err(e) => p.at(&format!("sip.listen.{i}"), format!("sip.listen: {e}")),
+                }
+            }
+            cfg.listen = listen;
         }
         if let Some(ua) = raw.sip.user_agent {
             cfg.user_agent = ua;
@@ -451,60 +521,77 @@ impl Config {
             cfg.max_calls = n;
         }
         if let Some(t) = raw.sip.answer_after {
-            cfg.answer_after =
-                parse_duration(&t).map_err(|e| invalid(format!("sip.answer_after: {e}")))?;
+            match parse_duration(&t) {
+                Ok(d) => cfg.answer_after = d,
+                Err(e) => p.at("sip.answer_after", format!("sip.answer_after: {e}")),
+            }
         }
         if let Some(t) = raw.sip.t1 {
-            cfg.t1 = parse_duration(&t).map_err(|e| invalid(format!("sip.t1: {e}")))?;
-            if cfg.t1 < Duration::from_millis(1) || cfg.t1 > Duration::from_secs(60) {
-                return Err(invalid(format!(
-                    "sip.t1: expected between 1ms and 60s, found '{t}'"
-                )));
+            match parse_duration(&t) {
+                Ok(d) if d < Duration::from_millis(1) || d > Duration::from_secs(60) => p.at(
+                    "sip.t1",
+                    format!("sip.t1: expected between 1ms and 60s, found '{t}'"),
+                ),
+                Ok(d) => cfg.t1 = d,
+                Err(e) => p.at("sip.t1", format!("sip.t1: {e}")),
             }
         }
         if let Some(r) = raw.sip.realm {
             if r.is_empty() || r.chars().any(|c| c.is_control()) {
-                return Err(invalid(format!(
-                    "sip.realm: expected a non-empty name without control characters, found '{r}'"
-                )));
+                p.at(
+                    "sip.realm",
+                    format!(
+                        "sip.realm: expected a non-empty name without control characters, found '{r}'"
+                    ),
+                );
             }
             cfg.realm = r;
         }
         if let Some(list) = raw.sip.digest_algorithms {
             let mut algs = Vec::new();
-            for a in &list {
-                let alg = match Algorithm::parse(a) {
-                    Ok(alg @ (Algorithm::Md5 | Algorithm::Sha256)) => alg,
-                    _ => {
-                        return Err(invalid(format!(
-                            "sip.digest_algorithms: expected SHA-256 or MD5, found '{a}'"
-                        )));
+            for (i, a) in list.iter().enumerate() {
+                match Algorithm::parse(a) {
+                    Ok(alg @ (Algorithm::Md5 | Algorithm::Sha256)) => {
+                        if !algs.contains(&alg) {
+                            algs.push(alg);
+                        }
                     }
-                };
-                if !algs.contains(&alg) {
-                    algs.push(alg);
+                    _ => p.at(
+                        &format!("sip.digest_algorithms.{i}"),
+                        format!("sip.digest_algorithms: expected SHA-256 or MD5, found '{a}'"),
+                    ),
                 }
             }
-            if algs.is_empty() {
-                return Err(invalid(
+            if list.is_empty() {
+                p.at(
+                    "sip.digest_algorithms",
                     "sip.digest_algorithms: expected at least one of SHA-256 and MD5".to_string(),
-                ));
+                );
             }
-            cfg.digest_algorithms = algs;
+            if !algs.is_empty() {
+                cfg.digest_algorithms = algs;
+            }
         }
-        if let Some(p) = raw.rtp.ports {
-            cfg.rtp_ports = p.parse().map_err(|e: ConfigError| invalid(e.to_string()))?;
+        if let Some(ports) = raw.rtp.ports {
+            match ports.parse() {
+                Ok(r) => cfg.rtp_ports = r,
+                Err(e) => p.at("rtp.ports", format!("rtp.ports: {e}")),
+            }
         }
         if let Some(a) = raw.rtp.public_address {
-            cfg.public_address = Some(a.parse().map_err(|_| {
-                invalid(format!(
-                    "rtp.public_address: expected an IP address, found '{a}'"
-                ))
-            })?);
+            match a.parse() {
+                Ok(ip) => cfg.public_address = Some(ip),
+                Err(_) => p.at(
+                    "rtp.public_address",
+                    format!("rtp.public_address: expected an IP address, found '{a}'"),
+                ),
+            }
         }
         if let Some(t) = raw.rtp.no_media_timeout {
-            cfg.no_media_timeout =
-                parse_duration(&t).map_err(|e| invalid(format!("rtp.no_media_timeout: {e}")))?;
+            match parse_duration(&t) {
+                Ok(d) => cfg.no_media_timeout = d,
+                Err(e) => p.at("rtp.no_media_timeout", format!("rtp.no_media_timeout: {e}")),
+            }
         }
         cfg.flows_dir = base.join(raw.flows.unwrap_or_else(|| "flows".into()));
         cfg.prompts_dir = base.join(raw.prompts.unwrap_or_else(|| "prompts".into()));
@@ -518,48 +605,86 @@ impl Config {
         }
         for name in raw.schedules.keys() {
             if !is_identifier(name) {
-                return Err(invalid(format!(
-                    "schedules: '{name}' is not a usable schedule name (letters, digits and '_')"
-                )));
+                p.at_key(
+                    &format!("schedules.{name}"),
+                    format!(
+                        "schedules: '{name}' is not a usable schedule name (letters, digits and '_')"
+                    ),
+                );
             }
         }
         cfg.schedules = raw.schedules;
         for name in raw.vars.keys() {
             if !is_identifier(name) {
-                return Err(invalid(format!(
-                    "vars: '{name}' is not a usable variable name: flows write config.NAME, so use letters, digits and '_'"
-                )));
+                p.at_key(
+                    &format!("vars.{name}"),
+                    format!(
+                        "vars: '{name}' is not a usable variable name: flows write config.NAME, so use letters, digits and '_'"
+                    ),
+                );
             }
         }
         cfg.vars = raw.vars;
-        let problems = crate::queue::config::check(&raw.queues, &raw.agents);
-        if !problems.is_empty() {
-            return Err(invalid(problems.join("; ")));
+        // With either section unread, the other's references to it would only echo that.
+        if !p.broken.contains("queues") && !p.broken.contains("agents") {
+            for problem in crate::queue::config::check(&raw.queues, &raw.agents) {
+                let key = problem
+                    .split_once(':')
+                    .map_or("queues", |(k, _)| k)
+                    .to_owned();
+                // "no queue named 'x'": at the name itself.
+                let named = problem
+                    .split_once("no queue named '")
+                    .and_then(|(_, rest)| rest.split_once('\''))
+                    .map(|(name, _)| format!("{key}.{name}"));
+                match named {
+                    Some(at) => p.at_key(&at, problem),
+                    None => p.at(&key, problem),
+                }
+            }
         }
         cfg.queues = raw.queues;
         cfg.agents = raw.agents;
         if let Some(shop) = raw.demo_shop {
             let listen = shop.listen.unwrap_or_else(|| DEMO_SHOP_LISTEN.to_owned());
-            let listen = listen.parse().map_err(|_| {
-                invalid(format!(
-                    "demo_shop.listen: expected an address like '127.0.0.1:8081', found '{listen}'"
-                ))
-            })?;
-            cfg.demo_shop = Some(DemoShopConfig { listen });
+            match listen.parse() {
+                Ok(listen) => cfg.demo_shop = Some(DemoShopConfig { listen }),
+                Err(_) => p.at(
+                    "demo_shop.listen",
+                    format!(
+                        "demo_shop.listen: expected an address like '127.0.0.1:8081', found '{listen}'"
+                    ),
+                ),
+            }
         }
         if let Some(a) = raw.admin {
-            cfg.admin = Some(admin_config(a).map_err(invalid)?);
+            match admin_config(a) {
+                Ok(admin) => cfg.admin = Some(admin),
+                Err((key, message)) => p.at(key, message),
+            }
         }
         if let Some(r) = raw.records {
-            cfg.records = records_config(&r, base, &cfg.data_dir)
-                .map_err(|m| invalid(with_location(text, m)))?;
+            match records_config(&r, base, &cfg.data_dir) {
+                Ok(records) => cfg.records = records,
+                Err(message) => {
+                    let key = message
+                        .split_once(':')
+                        .map_or("records", |(k, _)| k)
+                        .to_owned();
+                    p.at(&key, message);
+                }
+            }
         }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
             None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
         };
         cfg.as_loaded = Some(StartOnly::of(&cfg));
-        Ok(cfg)
+        if found.diagnostics.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(found.into_error(Some(cfg)))
+        }
     }
 
     /// What flows use from this configuration: schedules and `vars`.
@@ -761,43 +886,6 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `message` ("records.webhook.timeout: ...") with where that key is written in `text`
-/// in front, as serde's errors have it ("line 3 column 5: ..."); unchanged when the key
-/// cannot be found (a configuration built in code, flow-style oddities).
-fn with_location(text: &str, message: String) -> String {
-    let dotted: String = message
-        .chars()
-        .take_while(|c| !matches!(c, ':' | ' '))
-        .collect();
-    match locate_key(text, &dotted) {
-        Some((line, column)) => format!("line {line} column {column}: {message}"),
-        None => message,
-    }
-}
-
-/// The line and column (from 1) of the last key of `dotted` (`records.webhook.url`),
-/// each key searched after the one before it, the first at the start of a line.
-fn locate_key(text: &str, dotted: &str) -> Option<(usize, usize)> {
-    let mut at = 0;
-    for (i, key) in dotted.split('.').enumerate() {
-        let found = text[at..].match_indices(key).find(|(k, _)| {
-            let start = at + k;
-            let before = text[..start].chars().next_back();
-            let starts_key = if i == 0 {
-                matches!(before, None | Some('\n'))
-            } else {
-                matches!(before, Some(' ' | '\t' | '{' | ',' | '\n' | '"'))
-            };
-            let after = text[start + key.len()..].trim_start_matches([' ', '"']);
-            starts_key && after.starts_with(':')
-        })?;
-        at += found.0;
-    }
-    let line = text[..at].matches('\n').count() + 1;
-    let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
-    Some((line, column))
-}
-
 /// `400d`, `12h`, `90m`: a retention period, at least an hour.
 fn parse_keep(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -822,18 +910,221 @@ fn parse_keep(text: &str) -> Result<Duration, String> {
     Ok(keep)
 }
 
-fn admin_config(raw: RawAdmin) -> Result<AdminConfig, String> {
+fn admin_config(raw: RawAdmin) -> Result<AdminConfig, (&'static str, String)> {
     let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        format!("admin.listen: expected an address like 127.0.0.1:8080, found '{listen_text}'")
+        (
+            "admin.listen",
+            format!("admin.listen: expected an address like 127.0.0.1:8080, found '{listen_text}'"),
+        )
     })?;
     let token = raw.token.filter(|t| !t.is_empty());
     if !listen.ip().is_loopback() && token.is_none() {
-        return Err(format!(
-            "admin.listen: {listen} is reachable from other hosts, so the admin API needs a 'token' (admin: {{ listen: \"{listen}\", token: \"...\" }}), or listen on 127.0.0.1"
+        return Err((
+            "admin.listen",
+            format!(
+                "admin.listen: {listen} is reachable from other hosts, so the admin API needs a 'token' (admin: {{ listen: \"{listen}\", token: \"...\" }}, or token_file, or token: ${{HOTLINE_ADMIN_TOKEN}}), or listen on 127.0.0.1"
+            ),
         ));
     }
     Ok(AdminConfig { listen, token })
+}
+
+/// The top-level keys of the file.
+const SECTIONS: &[&str] = &[
+    "sip",
+    "rtp",
+    "flows",
+    "prompts",
+    "recordings",
+    "data",
+    "routes",
+    "default_language",
+    "schedules",
+    "vars",
+    "queues",
+    "agents",
+    "demo_shop",
+    "admin",
+    "tests",
+    "records",
+];
+
+/// The sections flows depend on: while one of them is broken, checking the flows would
+/// mostly repeat its problem (so would an unknown key, which may be one of them misspelt).
+const FLOW_SECTIONS: &[&str] = &[
+    "flows",
+    "prompts",
+    "schedules",
+    "vars",
+    "queues",
+    "default_language",
+    "tests",
+    "routes",
+];
+
+/// The problems of one file as they are found, with what is needed to place them.
+struct Found<'a> {
+    path: &'a Path,
+    /// The file's own text (diagnostics quote its lines).
+    text: &'a str,
+    source: &'a ConfigText,
+    diagnostics: Vec<Diagnostic>,
+    /// The top-level sections with a problem.
+    broken: BTreeSet<String>,
+}
+
+/// One top-level key of the file and the lines it spans.
+struct Section {
+    name: String,
+    first: u32,
+    last: u32,
+}
+
+/// The top-level keys written in block style, each spanning the lines up to the next.
+/// Empty when the file is written otherwise (`{ ... }` on its first line).
+fn sections(text: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        n = i as u32 + 1;
+        let key_like = line.chars().next().is_some_and(|c| {
+            !c.is_whitespace() && !matches!(c, '#' | '-' | '{' | '}' | '[' | ']' | '.' | '%')
+        });
+        if let (true, Some((key, _))) = (key_like, line.split_once(':')) {
+            if let Some(prev) = out.last_mut() {
+                prev.last = n - 1;
+            }
+            out.push(Section {
+                name: key.trim().trim_matches(['"', '\'']).to_owned(),
+                first: n,
+                last: n,
+            });
+        }
+    }
+    if let Some(prev) = out.last_mut() {
+        prev.last = n.max(prev.first);
+    }
+    out
+}
+
+impl Found<'_> {
+    fn section_of(&self, line: u32) -> String {
+        sections(&self.source.text)
+            .into_iter()
+            .find(|s| (s.first..=s.last).contains(&line))
+            .map_or_else(|| "?".to_owned(), |s| s.name)
+    }
+
+    fn push(&mut self, mut d: Diagnostic) {
+        d.message = self.source.redact(&d.message);
+        d.help = d.help.map(|h| self.source.redact(&h));
+        if !self.diagnostics.contains(&d) {
+            self.diagnostics.push(d);
+        }
+    }
+
+    fn at_pos(&mut self, pos: crate::config_text::Pos, message: String, help: Option<String>) {
+        self.broken.insert(self.section_of(pos.line));
+        let d = Diagnostic::error(self.path, message)
+            .at(self.text, pos.line, pos.column, pos.width)
+            .with_optional_help(help);
+        self.push(d);
+    }
+
+    /// A problem with the value at `key` (or, when that is not written, the nearest key
+    /// above it that is).
+    fn at(&mut self, key: &str, message: String) {
+        self.place(key, message, false);
+    }
+
+    /// A problem with the key `key` itself (a name).
+    fn at_key(&mut self, key: &str, message: String) {
+        self.place(key, message, true);
+    }
+
+    fn place(&mut self, key: &str, message: String, key_itself: bool) {
+        let mut path = key;
+        loop {
+            let pos = if key_itself {
+                self.source.key_at(path)
+            } else {
+                self.source.value_at(path)
+            };
+            if let Some(pos) = pos {
+                return self.at_pos(pos, message, None);
+            }
+            match path.rsplit_once('.') {
+                Some((up, _)) => path = up,
+                None => break,
+            }
+        }
+        self.broken
+            .insert(key.split('.').next().unwrap_or("?").to_owned());
+        self.push(Diagnostic::error(self.path, message));
+    }
+
+    /// Parses the rewritten text, emptying a top-level section at each problem serde
+    /// stops at; None when a problem lies outside every section (YAML syntax, mostly).
+    fn parse(&mut self) -> Option<RawFile> {
+        let text = &self.source.text;
+        if text.trim().is_empty() {
+            return Some(RawFile::default());
+        }
+        let sections = sections(text);
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        // A value the rewrite already reported (an unset variable) is not reported again
+        // for the type serde then finds there.
+        let reported: BTreeSet<u32> = self.diagnostics.iter().map(|d| d.line).collect();
+        let mut emptied = BTreeSet::new();
+        for _ in 0..=sections.len() {
+            let current = lines.join("\n");
+            let err = match serde_saphyr::from_str_with_options::<RawFile>(
+                &current,
+                crate::flow::load::yaml_options(),
+            ) {
+                Ok(raw) => return Some(raw),
+                Err(e) => e,
+            };
+            let mut d = crate::flow::load::yaml_error(self.path, &current, &err);
+            let line = d.line;
+            if line > 0 {
+                let (l, c) = self.source.original(d.line, d.column);
+                let width = d.width;
+                d = d.at(self.text, l, c, width);
+            }
+            if !reported.contains(&line) {
+                self.push(d);
+            }
+            match sections.iter().find(|s| (s.first..=s.last).contains(&line)) {
+                Some(s) if line > 0 && emptied.insert(s.name.clone()) => {
+                    self.broken.insert(s.name.clone());
+                    for l in lines
+                        .iter_mut()
+                        .take(s.last as usize)
+                        .skip(s.first as usize - 1)
+                    {
+                        l.clear();
+                    }
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    fn into_error(mut self, config: Option<Config>) -> ConfigError {
+        self.diagnostics.sort_by_key(|d| (d.line, d.column));
+        let flows_unaffected = self
+            .broken
+            .iter()
+            .all(|s| SECTIONS.contains(&s.as_str()) && !FLOW_SECTIONS.contains(&s.as_str()));
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            diagnostics: self.diagnostics,
+            partial: config.filter(|_| flows_unaffected).map(Box::new),
+        }
+    }
 }
 
 #[cfg(test)]

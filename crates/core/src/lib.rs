@@ -20,5 +20,6 @@ pub mod flow; // the call-flow language: model, loading, checking, interpreter
 pub mod media; // RTP packets, G.711, DTMF, tones, prompts, the media session
 pub mod queue; // the ACD: lines, agents, strategies, estimated wait, callback requests
 pub mod config; // hotline.yaml
+pub mod config_text; // hotline.yaml before serde: ${NAME} and KEY_file substituted, positions kept
 pub mod record; // a call's record and events, as the records store keeps them
 pub mod report; // the contact-centre report, computed from call records

@@ -60,7 +60,7 @@ pub struct LoadArgs {
     pub engine_pid: Option<u32>,
     /// The server configuration (the started engine uses it; its prompts are what the
     /// calls listen for).
-    #[arg(long, short, default_value = "hotline.yaml")]
+    #[arg(long, short, env = "HOTLINE_CONFIG", default_value = "hotline.yaml")]
     pub config: PathBuf,
     /// Loopback SIP port of the engine the tool starts.
     #[arg(long, default_value_t = 25060)]
