@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -125,7 +126,7 @@ impl fmt::Display for PortRange {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
@@ -151,16 +152,18 @@ struct RawFile {
     admin: Option<RawAdmin>,
     tests: Option<String>,
     /// `off`, or a table (read by hand for precise messages).
+    #[serde(default)]
+    #[schemars(schema_with = "records_schema")]
     records: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDemoShop {
     listen: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
@@ -179,7 +182,7 @@ pub struct AdminConfig {
 /// Where the admin API listens when `admin:` names no address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSip {
     listen: Option<Vec<String>>,
@@ -191,7 +194,7 @@ struct RawSip {
     digest_algorithms: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRtp {
     ports: Option<String>,
@@ -662,6 +665,44 @@ fn admin_config(raw: RawAdmin) -> Result<AdminConfig, String> {
         ));
     }
     Ok(AdminConfig { listen, token })
+}
+
+/// A JSON Schema (draft 2020-12) of `hotline.yaml`, for editors that complete and check
+/// keys. It describes the shape only: values stay plain text where `${VAR}` may stand, and
+/// what needs context (an address that parses, a flow that exists) is `hotline check`'s.
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawFile);
+    schema.insert(
+        "title".to_owned(),
+        "hotline configuration (hotline.yaml)".into(),
+    );
+    schema.to_value()
+}
+
+/// `records:` is read by hand (for its messages), so its shape is written here.
+fn records_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "where call records are kept: off, on (the defaults), or a table",
+        "anyOf": [
+            { "type": "null" },
+            { "type": "boolean" },
+            { "type": "string", "enum": ["off", "on"] },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "store": {
+                        "type": "string",
+                        "description": "an SQLite file (relative to this file) or a postgres:// URL"
+                    },
+                    "keep": {
+                        "type": "string",
+                        "description": "how long records are kept: 400d, 12h (at least 1h)"
+                    }
+                }
+            }
+        ]
+    })
 }
 
 #[cfg(test)]
