@@ -307,6 +307,18 @@ fn the_components_come_from_the_handlers_types() {
         json!(["status", "version", "calls"])
     );
     assert_eq!(schemas["ErrorBody"]["required"], json!(["error"]));
+    // The check of real answers can fail: a field the document does not name, a wrong
+    // type or a missing field is an error.
+    let health = jsonschema::draft202012::new(&response_schema(&doc, "/health", "get", 200))
+        .expect("schema");
+    assert!(health.is_valid(&json!({ "status": "ok", "version": 1, "calls": 0 })));
+    for wrong in [
+        json!({ "status": "ok", "version": 1, "calls": 0, "uptime": 5 }),
+        json!({ "status": "ok", "version": "1", "calls": 0 }),
+        json!({ "status": "ok", "calls": 0 }),
+    ] {
+        assert!(!health.is_valid(&wrong), "{wrong}");
+    }
     let params: Vec<&str> = doc["paths"]["/reports"]["get"]["parameters"]
         .as_array()
         .expect("parameters")
