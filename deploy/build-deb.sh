@@ -21,18 +21,19 @@ install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/etc/hotline" \
     "$stage/usr/share/zsh/vendor-completions" "$stage/usr/share/fish/vendor_completions.d"
 
 install -m 0755 "$bin" "$stage/usr/bin/hotline"
-cp -r flows prompts "$stage/usr/share/hotline/"
+cp -r flows prompts schemas "$stage/usr/share/hotline/"
 find "$stage/usr/share/hotline" -type d -exec chmod 0755 {} +
 find "$stage/usr/share/hotline" -type f -exec chmod 0644 {} +
 
 # The sample configuration, at the packaged paths and on loopback.
 sed -e 's#"udp:0\.0\.0\.0:5060", "tcp:0\.0\.0\.0:5060"#"udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"#' \
+    -e 's#\$schema=schemas/#$schema=/usr/share/hotline/schemas/#' \
     -e 's#^flows: flows#flows: /usr/share/hotline/flows#' \
     -e 's#^prompts: prompts#prompts: /usr/share/hotline/prompts#' \
     -e 's#^records: { store: data/hotline.db#records: { store: /var/lib/hotline/hotline.db#' \
     hotline.yaml > "$stage/etc/hotline/hotline.yaml"
 printf 'data: /var/lib/hotline       # callback requests, messages, records\n' >> "$stage/etc/hotline/hotline.yaml"
-for want in 'udp:127.0.0.1:5060' '/usr/share/hotline/flows' '/usr/share/hotline/prompts' \
+for want in 'udp:127.0.0.1:5060' 'schema=/usr/share/hotline/schemas/hotline.schema.json' '/usr/share/hotline/flows' '/usr/share/hotline/prompts' \
     'store: /var/lib/hotline/hotline.db'; do
     grep -q "$want" "$stage/etc/hotline/hotline.yaml" ||
         { echo "build-deb: the sample hotline.yaml changed shape; '$want' not set" >&2; exit 1; }

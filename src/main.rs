@@ -224,9 +224,15 @@ enum Command {
         #[command(flatten)]
         request: report_cli::ReportRequest,
     },
-    /// Print the JSON Schema of flow files, for editors that complete and check YAML.
-    #[command(after_help = "Examples:\n  hotline schema > flow.schema.json")]
-    Schema,
+    /// Print a JSON Schema, for editors that complete and check YAML (flow files by
+    /// default, hotline.yaml, flow test files), or the admin API's OpenAPI document.
+    #[command(
+        after_help = "Examples:\n  hotline schema > schemas/flow.schema.json\n  hotline schema config > schemas/hotline.schema.json\n  hotline schema openapi > schemas/openapi.json"
+    )]
+    Schema {
+        #[arg(value_enum, default_value = "flow")]
+        kind: hotline::tools::schemas::SchemaKind,
+    },
     /// Print a shell completion script, e.g. `hotline completions bash > /etc/bash_completion.d/hotline`.
     #[command(
         after_help = "Examples:\n  hotline completions bash > ~/.local/share/bash-completion/completions/hotline\n  hotline completions zsh > ~/.zfunc/_hotline"
@@ -609,7 +615,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tools::print(&out.body)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema => Ok(tools::schema()?),
+        Command::Schema { kind } => Ok(tools::schema(kind)?),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

@@ -150,7 +150,9 @@ async fn reload(State(s): State<Shared>) -> Response {
         }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": format!("the reload did not finish: {e}") })),
+            Json(json::ErrorBody::new(format!(
+                "the reload did not finish: {e}"
+            ))),
         )
             .into_response(),
     }

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::impact::{Affected, CallPosition, StepDiff};
 
 /// `GET /health`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Health {
     /// `ok`, or `edits_refused` while the files on disk hold an edit the last reload
     /// refused (the engine serves the running version meanwhile).
@@ -26,15 +27,30 @@ pub struct Health {
 }
 
 /// An edit on disk the last reload refused.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RefusedInfo {
     /// Seconds since the Unix epoch.
     pub at: u64,
     pub errors: Vec<DiagnosticInfo>,
 }
 
+/// The body of every refusal and error the API answers (4xx, 5xx).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// What went wrong, and what to do about it where the API knows.
+    pub error: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> Self {
+        ErrorBody {
+            error: error.into(),
+        }
+    }
+}
+
 /// `GET /calls`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Calls {
     /// The running version; calls may be on older ones.
     pub version: u64,
@@ -42,7 +58,7 @@ pub struct Calls {
 }
 
 /// One call in progress.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CallInfo {
     pub call_id: String,
     pub caller: String,
@@ -74,8 +90,14 @@ impl CallInfo {
     }
 }
 
+/// `GET /agents`
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AgentList {
+    pub agents: Vec<crate::queue::acd::AgentSnapshot>,
+}
+
 /// `GET /flows`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Flows {
     pub version: u64,
     /// RFC 3339.
@@ -83,7 +105,7 @@ pub struct Flows {
     pub flows: Vec<FlowInfo>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct FlowInfo {
     pub name: String,
     pub file: String,
@@ -92,7 +114,7 @@ pub struct FlowInfo {
 }
 
 /// `POST /reload`, 200.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Reloaded {
     pub version: u64,
     pub previous: u64,
@@ -107,7 +129,7 @@ pub struct Reloaded {
 }
 
 /// `POST /reload`, 422: the check found errors and the running version stays.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Refused {
     pub error: String,
     /// The version that stays live.
@@ -117,7 +139,7 @@ pub struct Refused {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DiagnosticInfo {
     pub severity: String,
     pub file: String,

@@ -12,6 +12,7 @@ mod endpoints;
 pub mod impact_client;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod queues;
 pub mod reports;
 
@@ -54,9 +55,12 @@ pub fn build(state: Shared, parts: impl IntoIterator<Item = Part>) -> Router {
 }
 
 /// The API with the endpoints of this module: health, calls, flows, reload, queues,
-/// agents and metrics.
+/// agents, metrics and the OpenAPI document.
 pub fn router(state: Shared) -> Router {
-    build(state, [core(), queues::part(), metrics::part()])
+    build(
+        state,
+        [core(), queues::part(), metrics::part(), openapi::part()],
+    )
 }
 
 async fn authorize(State(state): State<Shared>, req: Request, next: Next) -> Response {
@@ -70,9 +74,9 @@ async fn authorize(State(state): State<Shared>, req: Request, next: Next) -> Res
         if !same(given.trim().as_bytes(), token.as_bytes()) {
             let mut r = (
                 StatusCode::UNAUTHORIZED,
-                axum::Json(serde_json::json!({
-                    "error": "missing or wrong token: send 'Authorization: Bearer TOKEN'"
-                })),
+                axum::Json(json::ErrorBody::new(
+                    "missing or wrong token: send 'Authorization: Bearer TOKEN'",
+                )),
             )
                 .into_response();
             r.headers_mut()
@@ -113,7 +117,7 @@ pub async fn start(config: &AdminConfig, deps: Arc<CallDeps>) -> std::io::Result
         deps,
         token: config.token.clone(),
     });
-    let mut parts = vec![core(), queues::part(), metrics::part()];
+    let mut parts = vec![core(), queues::part(), metrics::part(), openapi::part()];
     // Reports read the records store on a connection of their own.
     if let Some(r) = records {
         match tokio::task::spawn_blocking(move || crate::records::open_store(&r.store)).await {

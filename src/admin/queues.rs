@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::json::{AgentList, ErrorBody};
 use super::{Part, Shared};
 use crate::queue::acd::Snapshot;
 use crate::queue::agent::AgentCommand;
@@ -36,14 +37,15 @@ pub fn part() -> Part {
 }
 
 /// The body of `POST /agents/{name}/pause` (optional).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PauseBody {
+pub(super) struct PauseBody {
+    /// Why the agent pauses (one line, at most 100 characters); default `admin`.
     reason: Option<String>,
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (status, Json(ErrorBody::new(message))).into_response()
 }
 
 /// A request the API cannot carry out: its status and what to say.
@@ -101,7 +103,10 @@ async fn queue(State(s): State<Shared>, Path(name): Path<String>) -> Response {
 
 async fn agents(State(s): State<Shared>) -> Response {
     match snapshot(&s).await {
-        Ok((_, snap)) => Json(serde_json::json!({ "agents": snap.agents })).into_response(),
+        Ok((_, snap)) => Json(AgentList {
+            agents: snap.agents,
+        })
+        .into_response(),
         Err(r) => r,
     }
 }

@@ -30,7 +30,7 @@ pub fn part<S: Clone + Send + Sync + 'static>(source: SharedSource) -> Router<S>
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+    (status, Json(super::json::ErrorBody::new(message))).into_response()
 }
 
 async fn reports(

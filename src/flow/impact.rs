@@ -21,7 +21,9 @@ use super::flowset::{CompiledFlow, CompiledStep, FlowSet};
 pub type Signatures = BTreeMap<String, BTreeMap<String, String>>;
 
 /// What a new version does to a step that exists now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StepChange {
     Removed,
@@ -38,7 +40,7 @@ impl fmt::Display for StepChange {
 }
 
 /// A step of the running version that the new version removes or changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepDiff {
     pub flow: String,
     pub step: String,
@@ -46,7 +48,7 @@ pub struct StepDiff {
 }
 
 /// Where a call in progress stands, with the fingerprint of its step in its own version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CallPosition {
     pub call_id: String,
     pub caller: String,
@@ -57,7 +59,7 @@ pub struct CallPosition {
 }
 
 /// A call in progress sitting on a step the new version removes or changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Affected {
     pub call_id: String,
     pub caller: String,

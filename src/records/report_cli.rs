@@ -68,7 +68,7 @@ impl RecordSource for MemorySource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportFormat {
     /// Aligned tables for a terminal.
@@ -80,7 +80,7 @@ pub enum ReportFormat {
 }
 
 /// What is asked: the same words on the command line and in the admin's query string.
-#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Default, Deserialize, clap::Args, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     /// Calls started since: `24h`, `7d`, `2w`, `90m`, a date (`2026-11-01`, midnight in

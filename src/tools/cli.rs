@@ -53,8 +53,6 @@ pub enum ToolError {
     },
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("the flow schema")]
-    Schema(#[from] serde_json::Error),
 }
 
 /// Runs `hotline simulate`; exit 1 when the flow does not load.
@@ -190,12 +188,9 @@ pub fn graph(config: &Config, args: &GraphArgs) -> Result<ExitCode, ToolError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs `hotline schema`: the JSON Schema of flow files on stdout.
-pub fn schema() -> Result<ExitCode, ToolError> {
-    let schema = crate::flow::model::flow_schema();
-    let mut text = serde_json::to_string_pretty(&schema)?;
-    text.push('\n');
-    print(&text)?;
+/// Runs `hotline schema KIND`: that document on stdout.
+pub fn schema(kind: super::schemas::SchemaKind) -> Result<ExitCode, ToolError> {
+    print(&kind.text())?;
     Ok(ExitCode::SUCCESS)
 }
 

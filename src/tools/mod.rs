@@ -9,6 +9,7 @@ pub mod graph; // a flow as nodes and edges; mermaid and dot text
 pub mod junit; // a flow test run as JUnit XML, for CI systems
 pub mod layout; // layered layout of a graph, for the SVG
 pub mod phone; // one call on a virtual clock, media simulated from the prompt library
+pub mod schemas; // the JSON Schemas and the OpenAPI document, and their files
 pub mod sidebyside; // expected and actual transcripts in two columns
 pub mod simulate; // `hotline simulate`: drive a call from keys, print what is heard
 pub mod svg; // a laid-out graph as SVG

@@ -7,10 +7,12 @@
 //! against the loaded flows without running it (for `hotline check`). Running the cases is
 //! `flowtest`'s job.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
@@ -24,40 +26,50 @@ use crate::tools::phone::{QUEUE_ANSWERS, QueueAnswer};
 /// Test files larger than this are refused: a test file is a few KiB.
 pub const MAX_TEST_FILE_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "hotline flow test file")]
 pub struct TestFile {
     /// The flow every case calls.
+    #[schemars(with = "String")]
     pub flow: Spanned<String>,
+    #[schemars(with = "Vec<TestCase>")]
     pub cases: Vec<Spanned<TestCase>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// The calling number (the `caller` variable). Read as written: `+4930123456`
     /// unquoted keeps its `+`.
     #[serde(default)]
+    #[schemars(with = "Option<Text>")]
     pub caller: Option<Spanned<String>>,
     /// The dialed number (the `dialed` variable).
     #[serde(default)]
+    #[schemars(with = "Option<Text>")]
     pub dialed: Option<Spanned<String>>,
     /// The wall-clock time of the call, for `hours`: `2026-11-23T10:00:00+01:00`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub at: Option<Spanned<String>>,
     /// Answers of `http` steps, by step name.
     #[serde(default)]
+    #[schemars(with = "Option<OrderedMap<String, HttpStubSpec>>")]
     pub http: Option<Spanned<OrderedMap<String, HttpStubSpec>>>,
     /// How queue steps end: `queue: callback`, or
     /// `{ outcome: answered, agent: alice, wait: 30s }`.
     #[serde(default)]
+    #[schemars(with = "Option<QueueSpec>")]
     pub queue: Option<Spanned<QueueSpec>>,
+    #[schemars(with = "Vec<ScriptItem>")]
     pub script: Spanned<Vec<Spanned<ScriptItem>>>,
 }
 
 /// `{ status: 200, body: { eta: "2026-11-25" }, delay: 500ms }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpStubSpec {
     /// Default 200.
@@ -75,7 +87,7 @@ pub struct HttpStubSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueSpec(pub QueueAnswer);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct QueueSpecFields {
     outcome: String,
@@ -163,19 +175,95 @@ pub fn tags_line(tags: &[(String, String)]) -> String {
     format!("{{ {} }}", inner.join(", "))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ScriptFields {
+    /// The next prompt played has this name.
     hears: Option<String>,
-    /// `Some(None)`: the key is there with nothing after it (`press: #`, a comment).
+    /// These keys are pressed now (during the prompt playing, if one is); quote # and *.
+    // `Some(None)`: the key is there with nothing after it (`press: #`, a comment).
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<Keys>")]
     press: Option<Option<Text>>,
+    /// This much time passes without a key.
     silence: Option<HumanDuration>,
+    /// The call's tags include these (values compared as text).
     tagged: Option<OrderedMap<String, TagValue>>,
+    /// The caller's language is now this.
     language: Option<String>,
+    /// true: the flow ends the call, after the prompt playing now; false: the call goes on.
     hangs_up: Option<bool>,
+    /// The call is handed to this queue.
     queued: Option<String>,
+    /// The call is transferred to this address.
     transferred: Option<String>,
+}
+
+/// Keys to press, as the schema shows them: YAML reads unquoted digits as a number.
+struct Keys;
+
+impl JsonSchema for Keys {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Keys".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string", "pattern": "^[0-9*#\\s]+$" },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
+// One script line is a map with exactly one of the fields' keys.
+impl JsonSchema for ScriptItem {
+    fn schema_name() -> Cow<'static, str> {
+        "ScriptItem".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = ScriptFields::json_schema(generator);
+        schema.insert("minProperties".to_owned(), 1.into());
+        schema.insert("maxProperties".to_owned(), 1.into());
+        schema
+    }
+}
+
+// A queue answer is a word, or a table with the word as `outcome`.
+impl JsonSchema for QueueSpec {
+    fn schema_name() -> Cow<'static, str> {
+        "QueueAnswer".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let outcome = json_schema!({ "enum": queue_words() });
+        let mut fields = QueueSpecFields::json_schema(generator);
+        if let Some(props) = fields.get_mut("properties").and_then(|p| p.as_object_mut()) {
+            props.insert("outcome".to_owned(), outcome.clone().to_value());
+        }
+        json_schema!({
+            "description": format!("how queue steps end: {QUEUE_ANSWERS}"),
+            "anyOf": [outcome, fields]
+        })
+    }
+}
+
+/// The words of [`QUEUE_ANSWERS`], one by one.
+fn queue_words() -> Vec<&'static str> {
+    QUEUE_ANSWERS
+        .split(", ")
+        .flat_map(|w| w.split(" or "))
+        .collect()
+}
+
+/// A JSON Schema (draft 2020-12) of flow test files, for editors that complete and check
+/// keys; whether the flow, prompts and steps named exist is `hotline check`'s to say.
+pub fn test_file_schema() -> serde_json::Value {
+    let mut v = schemars::schema_for!(TestFile).to_value();
+    crate::flow::model::drop_null(&mut v);
+    v
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Text>>, D::Error> {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -160,7 +161,7 @@ impl fmt::Display for PortRange {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
@@ -186,16 +187,18 @@ struct RawFile {
     admin: Option<RawAdmin>,
     tests: Option<String>,
     /// `off`, or a table (read by hand for precise messages).
+    #[serde(default)]
+    #[schemars(schema_with = "records_schema")]
     records: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawDemoShop {
     listen: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
@@ -224,7 +227,7 @@ impl fmt::Debug for AdminConfig {
 /// Where the admin API listens when `admin:` names no address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawSip {
     listen: Option<Vec<String>>,
@@ -236,7 +239,7 @@ struct RawSip {
     digest_algorithms: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRtp {
     ports: Option<String>,
@@ -1125,6 +1128,97 @@ impl Found<'_> {
             partial: config.filter(|_| flows_unaffected).map(Box::new),
         }
     }
+}
+
+/// A JSON Schema (draft 2020-12) of `hotline.yaml`, for editors that complete and check
+/// keys. It describes the shape only: values stay plain text where `${VAR}` may stand, and
+/// what needs context (an address that parses, a flow that exists) is `hotline check`'s.
+pub fn config_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(RawFile);
+    schema.insert(
+        "title".to_owned(),
+        "hotline configuration (hotline.yaml)".into(),
+    );
+    let mut v = schema.to_value();
+    add_file_keys(&mut v);
+    v
+}
+
+/// Beside every key that may hold a secret, its `KEY_file` twin (read by `config_text`
+/// before the file is parsed, so the parsed types never see it).
+fn add_file_keys(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(props)) = m.get_mut("properties") {
+                let twins: Vec<String> = crate::config_text::FILE_KEYS
+                    .iter()
+                    .filter(|k| props.contains_key(**k))
+                    .map(|k| k.to_string())
+                    .collect();
+                for k in twins {
+                    props.insert(
+                        format!("{k}_file"),
+                        serde_json::json!({
+                            "type": "string",
+                            "description": format!("a file holding the {k} (instead of `{k}`; relative to this file)")
+                        }),
+                    );
+                }
+            }
+            m.values_mut().for_each(add_file_keys);
+        }
+        Value::Array(a) => a.iter_mut().for_each(add_file_keys),
+        _ => {}
+    }
+}
+
+/// `records:` is read by hand (for its messages), so its shape is written here.
+fn records_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "where call records are kept: off, on (the defaults), or a table",
+        "anyOf": [
+            { "type": "null" },
+            { "type": "boolean" },
+            { "type": "string", "enum": ["off", "on"] },
+            {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "store": {
+                        "type": "string",
+                        "description": "an SQLite file (relative to this file) or a postgres:// URL"
+                    },
+                    "keep": {
+                        "type": "string",
+                        "description": "how long records are kept: 400d, 12h (at least 1h)"
+                    },
+                    "webhook": {
+                        "description": "a URL each ended call is POSTed to, or a table { url, headers, timeout }",
+                        "anyOf": [
+                            { "type": "string" },
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["url"],
+                                "properties": {
+                                    "url": { "type": "string" },
+                                    "headers": {
+                                        "type": "object",
+                                        "additionalProperties": { "type": "string" }
+                                    },
+                                    "timeout": {
+                                        "type": "string",
+                                        "description": "how long one request may take: 10s"
+                                    }
+                                }
+                            }
+                        ]
+                    }
+                }
+            }
+        ]
+    })
 }
 
 #[cfg(test)]

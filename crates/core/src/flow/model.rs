@@ -1064,7 +1064,7 @@ pub fn flow_schema() -> serde_json::Value {
 
 /// Optional keys are Rust `Option`s, which schemars lets be `null`; in a flow file an
 /// empty value is an error ("needs a value"), so the schema must not offer it.
-fn drop_null(v: &mut serde_json::Value) {
+pub fn drop_null(v: &mut serde_json::Value) {
     use serde_json::Value;
     let Value::Object(m) = v else {
         if let Value::Array(a) = v {

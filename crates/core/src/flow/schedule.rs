@@ -147,14 +147,14 @@ fn day_index(w: Weekday) -> usize {
 // ---------------------------------------------------------------------------------------
 
 /// One value or a list of them (`sat: 10:00-14:00` or `sat: [10:00-12:00, 13:00-16:00]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawHoliday {
     date: Option<String>,
@@ -164,14 +164,25 @@ struct RawHoliday {
 }
 
 /// `schedules.NAME` as written; `Schedule::from_raw` checks it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Schedule")]
 struct RawSchedule {
     timezone: String,
     #[serde(default)]
     weekly: std::collections::BTreeMap<String, OneOrMany>,
     #[serde(default)]
     holidays: Vec<RawHoliday>,
+}
+
+// A schedule is written as its raw form.
+impl schemars::JsonSchema for Schedule {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        RawSchedule::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        RawSchedule::json_schema(generator)
+    }
 }
 
 impl<'de> Deserialize<'de> for Schedule {

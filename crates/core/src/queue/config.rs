@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +57,7 @@ impl QueueConfig {
 pub const DEFAULT_EWT_WINDOW: usize = 20;
 
 /// How a queue picks the agent for the caller at the front.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// The available agent whose last call ended longest ago.
@@ -92,7 +93,7 @@ impl fmt::Display for Strategy {
 }
 
 /// What a periodic announcement tells the caller (after `announce_prompt`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnnounceItem {
     /// "You are caller number 3."
@@ -102,7 +103,7 @@ pub enum AnnounceItem {
 }
 
 /// What happens to a caller who arrives when no agent of the queue is logged in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenEmpty {
     /// Wait anyway: an agent may log in.
@@ -114,7 +115,7 @@ pub enum WhenEmpty {
 }
 
 /// "Keep my place, call me back".
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackConfig {
     /// The key the caller presses to be called back.
@@ -122,6 +123,7 @@ pub struct CallbackConfig {
     pub key: DtmfKey,
     /// Offer the callback when the estimated wait is longer than this.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "String")]
     pub offer_after_wait: Duration,
     /// Calls to the caller before the request is given up.
     #[serde(default = "default_attempts")]
@@ -132,6 +134,7 @@ pub struct CallbackConfig {
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
+    #[schemars(with = "String")]
     pub retry_after: Duration,
     /// Where callers' numbers are called: a SIP URI with `{number}` where the number
     /// goes, usually the trunk or gateway to the telephone network
@@ -147,6 +150,7 @@ pub struct CallbackConfig {
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
+    #[schemars(with = "String")]
     pub ring_timeout: Duration,
 }
 
@@ -169,7 +173,7 @@ pub fn dialable(number: &str) -> bool {
 }
 
 /// One queue of `queues:`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     #[serde(default)]
@@ -183,6 +187,7 @@ pub struct QueueConfig {
         deserialize_with = "de_opt_duration",
         serialize_with = "ser_opt_duration"
     )]
+    #[schemars(with = "Option<String>")]
     pub announce_every: Option<Duration>,
     /// What the periodic announcement says.
     #[serde(default = "default_announce")]
@@ -196,6 +201,7 @@ pub struct QueueConfig {
         deserialize_with = "de_opt_duration",
         serialize_with = "ser_opt_duration"
     )]
+    #[schemars(with = "Option<String>")]
     pub max_wait: Option<Duration>,
     /// Callers beyond this many go to `on_timeout` at once.
     #[serde(default)]
@@ -208,6 +214,7 @@ pub struct QueueConfig {
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
+    #[schemars(with = "String")]
     pub ring_timeout: Duration,
     /// Missed offers in a row before an agent is paused ("missed calls"); 0 never.
     #[serde(default = "default_max_misses")]
@@ -218,6 +225,7 @@ pub struct QueueConfig {
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
+    #[schemars(with = "String")]
     pub wrap_up: Duration,
     /// The service level counts calls answered within this long.
     #[serde(
@@ -225,6 +233,7 @@ pub struct QueueConfig {
         deserialize_with = "de_duration",
         serialize_with = "ser_duration"
     )]
+    #[schemars(with = "String")]
     pub service_level: Duration,
     #[serde(default)]
     pub callback: Option<CallbackConfig>,
@@ -251,7 +260,7 @@ impl Default for QueueConfig {
 }
 
 /// A secret from the configuration; never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -263,7 +272,7 @@ impl fmt::Debug for Secret {
 
 /// One agent of `agents:`. The map key is the agent's name, which is also the user name
 /// it registers with.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The digest password of REGISTER, in clear.
@@ -285,6 +294,7 @@ pub struct AgentConfig {
     pub skills: Vec<String>,
     /// Overrides the wrap-up of the queues for this agent.
     #[serde(default, deserialize_with = "de_opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub wrap_up: Option<Duration>,
 }
 

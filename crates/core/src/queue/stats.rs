@@ -108,7 +108,7 @@ fn mean(total: Duration, n: u64) -> Option<Duration> {
 }
 
 /// A queue's figures as the admin API shows them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StatsSnapshot {
     pub waiting: usize,
     pub offered: u64,

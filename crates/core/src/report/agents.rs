@@ -14,7 +14,7 @@ use super::params::ReportParams;
 use super::queues::mean_seconds;
 use super::select::seconds;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct AgentFigures {
     pub agent: String,
     /// Talk segments: calls answered, callback calls included.

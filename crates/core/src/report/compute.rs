@@ -22,7 +22,7 @@ use super::tags::{self, TagFigures};
 
 /// The contact-centre report. Rates are fractions (0 to 1); a rate or mean with nothing
 /// to divide by is `None` (`null` in JSON), never 0.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub period: Period,
     /// Every call that started in the period (and passed the filters).
@@ -42,7 +42,7 @@ pub struct Report {
 }
 
 /// What the report covers and the thresholds it used.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Period {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,

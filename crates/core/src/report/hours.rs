@@ -11,7 +11,7 @@ use crate::record::CallOutcome;
 use super::params::ReportParams;
 use super::select::Call;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct HourFigures {
     /// 0 to 23, local time.
     pub hour: u32,

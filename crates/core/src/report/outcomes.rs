@@ -45,6 +45,32 @@ impl Serialize for OutcomeCounts {
     }
 }
 
+// Every outcome is a required count, as `serialize` writes them.
+impl schemars::JsonSchema for OutcomeCounts {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OutcomeCounts".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = CallOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        let properties: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .map(|n| {
+                (
+                    (*n).to_owned(),
+                    serde_json::json!({ "type": "integer", "minimum": 0 }),
+                )
+            })
+            .collect();
+        schemars::json_schema!({
+            "description": "the number of calls that ended with each outcome",
+            "type": "object",
+            "properties": properties,
+            "required": names,
+            "additionalProperties": false
+        })
+    }
+}
+
 /// The outcomes of the calls that ended, and how many have none yet.
 pub fn count(calls: &[Call<'_>]) -> (OutcomeCounts, u64) {
     let mut counts = OutcomeCounts::default();

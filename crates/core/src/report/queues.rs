@@ -16,7 +16,7 @@ use super::handling::{Handling, WaitEnd};
 use super::params::ReportParams;
 use super::select::{Call, ratio, seconds};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueFigures {
     pub queue: String,
     /// Waits that began in the queue (a caller's callback call is not offered again).

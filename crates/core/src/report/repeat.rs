@@ -17,7 +17,7 @@ use super::select::{Call, ratio};
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const WEEK_MS: i64 = 7 * DAY_MS;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RepeatCallers {
     /// Distinct callers with a number.
     pub callers: u64,
@@ -29,7 +29,7 @@ pub struct RepeatCallers {
     pub reasons: Vec<ReasonRepeats>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Repeats {
     /// Callers who called again within the window at least once.
     pub callers: u64,
@@ -39,7 +39,7 @@ pub struct Repeats {
     pub rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ReasonRepeats {
     pub reason: String,
     pub calls: u64,

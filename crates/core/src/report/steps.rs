@@ -17,7 +17,7 @@ use super::select::{Call, text};
 /// are not choices; invalid keys are counted apart.
 const CHOICES: [&str; 4] = ["option", "global", "back", "repeat"];
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StepFigures {
     pub flow: String,
     pub step: String,

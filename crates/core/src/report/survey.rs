@@ -11,14 +11,14 @@ use serde::Serialize;
 use super::params::ReportParams;
 use super::select::{Call, ratio};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SurveyFigures {
     pub overall: Scores,
     pub queues: Vec<GroupScores>,
     pub agents: Vec<GroupScores>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Scores {
     pub responses: u64,
     pub mean_score: Option<f64>,
@@ -27,7 +27,7 @@ pub struct Scores {
 }
 
 /// Scores of one queue or one agent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct GroupScores {
     pub name: String,
     #[serde(flatten)]

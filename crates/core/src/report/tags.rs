@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::select::Call;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TagFigures {
     /// The reasons for calling, most frequent first.
     pub reasons: Vec<ReasonCount>,
@@ -19,13 +19,13 @@ pub struct TagFigures {
     pub values: Vec<TagCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReasonCount {
     pub reason: String,
     pub calls: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TagCount {
     pub name: String,
     pub value: String,

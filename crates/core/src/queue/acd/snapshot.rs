@@ -136,13 +136,13 @@ impl Acd {
 }
 
 /// The live state for the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Snapshot {
     pub queues: Vec<QueueSnapshot>,
     pub agents: Vec<AgentSnapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueSnapshot {
     pub name: String,
     pub strategy: &'static str,
@@ -156,7 +156,7 @@ pub struct QueueSnapshot {
     pub stats: StatsSnapshot,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WaitingSnapshot {
     pub position: usize,
     /// The call id; none for a callback request (the caller is not on the line).
@@ -171,14 +171,14 @@ pub struct WaitingSnapshot {
     pub ringing: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueAgentSnapshot {
     pub name: String,
     pub state: &'static str,
     pub penalty: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct AgentSnapshot {
     pub name: String,
     /// `logged_out`, `available`, `ringing`, `on_call`, `wrap_up` or `paused`.
