@@ -197,7 +197,7 @@ impl Server {
                     credentials,
                     ..RegistrarConfig::default()
                 },
-                guard: Default::default(),
+                guard: config.guard.clone(),
                 metrics: metrics.clone(),
             },
             transports,

@@ -24,6 +24,7 @@ use crate::flow::duration::parse_duration;
 use crate::flow::schedule::Schedule;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
+use crate::sip::guard::GuardConfig;
 
 /// A problem with `hotline.yaml` or a command-line override.
 #[derive(Debug, Error)]
@@ -190,6 +191,28 @@ struct RawFile {
     #[serde(default)]
     #[schemars(schema_with = "records_schema")]
     records: Option<serde_json::Value>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+/// `limits:`: who may talk to the engine (see docs/reliability.md).
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    /// More than this many requests within `window` from one address bans it (16).
+    requests: Option<u32>,
+    /// The window of `requests` (2s).
+    window: Option<String>,
+    /// How long a banned address is ignored (300s).
+    ban: Option<String>,
+    /// Refused passwords from one address within 5 s that ban it (5).
+    failed_logins: Option<u32>,
+    /// Refused passwords for one user within 10 minutes that ban whoever fails next (20).
+    failed_logins_per_user: Option<u32>,
+    /// Addresses and CIDR ranges never limited: trunks, a proxy in front (["127.0.0.1"]).
+    trusted: Option<Vec<String>>,
+    /// User-Agent substrings dropped without a reply (known scanners by default).
+    scanners: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -252,6 +275,8 @@ struct RawRtp {
 pub struct Config {
     /// The file this came from (None when every value is a default).
     pub path: Option<PathBuf>,
+    /// Who may talk to the engine: flood and login bans, trusted sources, scanners.
+    pub guard: GuardConfig,
     pub listen: Vec<Listen>,
     pub user_agent: String,
     /// New calls beyond this many get 503 with Retry-After.
@@ -315,6 +340,7 @@ pub struct StartOnly {
     realm: String,
     digest_algorithms: Vec<Algorithm>,
     records: Option<RecordsConfig>,
+    guard: GuardConfig,
 }
 
 impl StartOnly {
@@ -330,6 +356,7 @@ impl StartOnly {
             realm: c.realm.clone(),
             digest_algorithms: c.digest_algorithms.clone(),
             records: c.records.clone(),
+            guard: c.guard.clone(),
         }
     }
 
@@ -354,6 +381,7 @@ impl StartOnly {
             "sip.digest_algorithms",
         );
         check(self.records != new.records, "records");
+        check(self.guard != new.guard, "limits");
         keys
     }
 }
@@ -419,6 +447,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             path: None,
+            guard: GuardConfig::default(),
             listen: vec![
                 "udp:0.0.0.0:5060".parse().expect("static listener"),
                 "tcp:0.0.0.0:5060".parse().expect("static listener"),
@@ -678,6 +707,7 @@ impl Config {
                 }
             }
         }
+        limits_config(raw.limits, &mut cfg.guard, p);
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
             None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
@@ -889,6 +919,57 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `limits:` over the defaults of the guard.
+fn limits_config(raw: RawLimits, guard: &mut GuardConfig, p: &mut Found<'_>) {
+    let count = |n: u32, key: &str, p: &mut Found<'_>| {
+        if n == 0 {
+            p.at(key, format!("{key}: expected at least 1, found 0"));
+        }
+        n.max(1)
+    };
+    if let Some(n) = raw.requests {
+        guard.requests = count(n, "limits.requests", p);
+    }
+    if let Some(n) = raw.failed_logins {
+        guard.auth_per_source = count(n, "limits.failed_logins", p);
+    }
+    if let Some(n) = raw.failed_logins_per_user {
+        guard.auth_per_user = count(n, "limits.failed_logins_per_user", p);
+    }
+    for (key, text, slot) in [
+        ("limits.window", raw.window, &mut guard.window),
+        ("limits.ban", raw.ban, &mut guard.ban),
+    ] {
+        if let Some(t) = text {
+            match parse_duration(&t) {
+                Ok(d) if d.is_zero() => p.at(key, format!("{key}: expected more than 0s")),
+                Ok(d) => *slot = d,
+                Err(e) => p.at(key, format!("{key}: {e}")),
+            }
+        }
+    }
+    if let Some(list) = raw.trusted {
+        guard.trusted.clear();
+        for (i, t) in list.iter().enumerate() {
+            let net = t
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => guard.trusted.push(n),
+                Err(_) => p.at(
+                    &format!("limits.trusted.{i}"),
+                    format!(
+                        "limits.trusted: expected an address or a CIDR range like '10.0.0.0/8', found '{t}'"
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(list) = raw.scanners {
+        guard.scanners = list.into_iter().filter(|s| !s.trim().is_empty()).collect();
+    }
+}
+
 /// `400d`, `12h`, `90m`: a retention period, at least an hour.
 fn parse_keep(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -951,6 +1032,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "tests",
     "records",
+    "limits",
 ];
 
 /// The sections flows depend on: while one of them is broken, checking the flows would
@@ -1460,6 +1542,42 @@ agents:
             last: 30099,
         };
         assert_eq!(start_only_changes(&a, &b), ["rtp.ports"]);
+    }
+
+    #[test]
+    fn limits_set_the_guard_and_a_bad_trusted_entry_is_placed() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let cfg = Config::from_str_at("", path).unwrap();
+        assert_eq!(cfg.guard, GuardConfig::default());
+        let text = "limits:\n  requests: 40\n  window: 4s\n  ban: 10m\n  failed_logins: 3\n  trusted: [\"127.0.0.1\", \"10.20.0.0/16\", \"::1\"]\n  scanners: [evil-bot]\n";
+        let g = Config::from_str_at(text, path).unwrap().guard;
+        assert_eq!((g.requests, g.auth_per_source), (40, 3));
+        assert_eq!(g.window, Duration::from_secs(4));
+        assert_eq!(g.ban, Duration::from_secs(600));
+        assert_eq!(g.trusted.len(), 3);
+        assert_eq!(g.scanners, vec!["evil-bot".to_string()]);
+        let bad =
+            "limits:\n  trusted: [\"127.0.0.1\", \"10.0.0.0/33\"]\n  requests: 0\n  window: soon\n";
+        let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(bad, path) else {
+            panic!("refused");
+        };
+        let found: Vec<(u32, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].0 == 2 && found[0].1.contains("'10.0.0.0/33'"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].0 == 3 && found[1].1.contains("limits.requests"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].0 == 4 && found[2].1.contains("limits.window"),
+            "{found:?}"
+        );
     }
 
     #[test]

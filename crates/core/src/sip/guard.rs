@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 
 /// The limits; [`Default`] holds the defaults of `limits.*` in `hotline.yaml`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardConfig {
     /// More than `requests` requests within `window` from one address bans it.
     pub requests: u32,
