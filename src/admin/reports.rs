@@ -66,34 +66,9 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
+    use crate::records::report_cli::tests::record;
     use crate::records::report_cli::{MemorySource, SourceError};
-    use crate::records::{CallEvent, CallKind, CallOutcome, CallRecord};
-
-    fn record(id: &str, started_ms: i64, outcome: CallOutcome) -> CallRecord {
-        CallRecord {
-            call_id: id.to_owned(),
-            kind: CallKind::Inbound,
-            caller: "555".to_owned(),
-            dialed: "100".to_owned(),
-            started_ms,
-            answered_ms: Some(started_ms),
-            ended_ms: Some(started_ms + 1000),
-            flow: "main".to_owned(),
-            flow_version: "1".to_owned(),
-            language: "en".to_owned(),
-            outcome: Some(outcome),
-            hung_up_by: None,
-            last_step: None,
-            reason: None,
-            tags: vec![],
-            queue: None,
-            agent: None,
-            wait_ms: None,
-            talk_ms: None,
-            survey: vec![],
-            recordings: vec![],
-        }
-    }
+    use crate::records::{CallEvent, CallOutcome, CallRecord};
 
     struct Down;
     impl RecordSource for Down {

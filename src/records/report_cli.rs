@@ -316,7 +316,7 @@ fn ago_ms(t: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::records::{CallKind, CallOutcome};
 
@@ -329,7 +329,8 @@ mod tests {
             .timestamp_millis()
     }
 
-    fn record(id: &str, started_ms: i64, outcome: CallOutcome) -> CallRecord {
+    /// A one-minute inbound call that ended with `outcome` (also the admin API's tests').
+    pub(crate) fn record(id: &str, started_ms: i64, outcome: CallOutcome) -> CallRecord {
         CallRecord {
             call_id: id.to_owned(),
             kind: CallKind::Inbound,
