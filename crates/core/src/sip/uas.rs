@@ -1586,6 +1586,24 @@ mod tests {
     fn info_keys_are_read_from_both_bodies_unreadable_ones_are_400_and_others_415() {
         let now = Instant::now();
         let mut uas = confirmed(now);
+        // One INFO with this CSeq, Content-Type (none when empty) and body; what came out.
+        let mut info = |cseq: u32, ct: &str, body: &str| {
+            let ct = if ct.is_empty() {
+                String::new()
+            } else {
+                format!("Content-Type: {ct}\r\n")
+            };
+            let req = in_dialog("INFO", cseq, &ct, body);
+            uas.handle(
+                now,
+                UasInput::Request {
+                    key: key("info"),
+                    req,
+                },
+                via,
+            );
+            drain(&mut uas)
+        };
         let cases = [
             (
                 "application/dtmf-relay",
@@ -1596,21 +1614,7 @@ mod tests {
             ("application/dtmf-relay", "Signal=11\r\n", Some('#')),
         ];
         for (i, (ct, body, want)) in cases.into_iter().enumerate() {
-            let req = in_dialog(
-                "INFO",
-                2 + i as u32,
-                &format!("Content-Type: {ct}\r\n"),
-                body,
-            );
-            uas.handle(
-                now,
-                UasInput::Request {
-                    key: key("info"),
-                    req,
-                },
-                via,
-            );
-            let out = drain(&mut uas);
+            let out = info(2 + i as u32, ct, body);
             assert_eq!(responses(&out), vec![("INFO".into(), 200)]);
             let keys: Vec<char> = events(&out)
                 .into_iter()
@@ -1621,16 +1625,7 @@ mod tests {
                 .collect();
             assert_eq!(keys, want.into_iter().collect::<Vec<_>>());
         }
-        let req = in_dialog("INFO", 9, "Content-Type: text/plain\r\n", "5");
-        uas.handle(
-            now,
-            UasInput::Request {
-                key: key("info"),
-                req,
-            },
-            via,
-        );
-        let out = drain(&mut uas);
+        let out = info(9, "text/plain", "5");
         assert!(
             text(&response_of(&out, 415))
                 .contains("Accept: application/dtmf-relay, application/dtmf")
@@ -1643,37 +1638,14 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let req = in_dialog(
-                "INFO",
-                10 + i as u32,
-                &format!("Content-Type: {ct}\r\n"),
-                body,
-            );
-            uas.handle(
-                now,
-                UasInput::Request {
-                    key: key("info"),
-                    req,
-                },
-                via,
-            );
-            let out = drain(&mut uas);
+            let out = info(10 + i as u32, ct, body);
             assert!(
                 text(&response_of(&out, 400)).contains("Warning: 399 hotline"),
                 "{ct} {body:?}"
             );
             assert!(events(&out).is_empty(), "{ct} {body:?}: {out:?}");
         }
-        let req = in_dialog("INFO", 20, "", "");
-        uas.handle(
-            now,
-            UasInput::Request {
-                key: key("info"),
-                req,
-            },
-            via,
-        );
-        assert_eq!(responses(&drain(&mut uas)), vec![("INFO".into(), 200)]);
+        assert_eq!(responses(&info(20, "", "")), vec![("INFO".into(), 200)]);
     }
 
     #[test]
