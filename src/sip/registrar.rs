@@ -350,7 +350,7 @@ impl Registrar {
     /// The next failed login to report (oldest first).
     /// The next refused password: the address it came from and the user it was for.
     pub fn poll_refused(&mut self) -> Option<(IpAddr, String)> {
-        self.refused.pop()
+        (!self.refused.is_empty()).then(|| self.refused.remove(0))
     }
 
     pub fn poll_failure(&mut self) -> Option<LoginFailure> {
@@ -1180,6 +1180,14 @@ mod tests {
         md5.alg = Algorithm::Md5;
         assert_eq!(register(&mut r, t0, &md5, peer(1)).0.status, 403);
         assert!(r.snapshot(t0).is_empty());
+        // The guard hears each refused password, in order: the wrong one and the unknown
+        // user; not the foreign address (a right password) nor the unusable algorithm.
+        let ip = peer(1).remote.ip();
+        let refused: Vec<_> = std::iter::from_fn(|| r.poll_refused()).collect();
+        assert_eq!(
+            refused,
+            vec![(ip, "alice".to_string()), (ip, "mallory".to_string())]
+        );
     }
 
     #[test]
