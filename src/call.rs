@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Transport};
+use crate::config::{Config, Protocol};
 use crate::flow::flowset::FlowSet;
 use crate::mailbox::Mailbox;
 use crate::media::clock::{EventSink, MediaEngine, SessionId};
@@ -62,7 +62,7 @@ pub struct RefusedEdits {
 /// The engine's services a call uses, all running before the first call.
 pub struct Services {
     /// The SIP listeners (outgoing legs leave from one of them).
-    pub listeners: Vec<(Transport, SocketAddr)>,
+    pub listeners: Vec<(Protocol, SocketAddr)>,
     /// The endpoint, for calls the engine places itself (legs, call backs).
     pub sip: SipHandle,
     /// The registrar's bindings (feature codes check where an agent's phone is).
@@ -129,7 +129,7 @@ impl CallDeps {
         self.services.acd.as_ref()
     }
 
-    pub fn listeners(&self) -> &[(Transport, SocketAddr)] {
+    pub fn listeners(&self) -> &[(Protocol, SocketAddr)] {
         &self.services.listeners
     }
 

@@ -90,7 +90,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::config::Transport;
+    use crate::config::Protocol;
     use crate::sip::transport::Peer;
 
     fn binding(source: &str) -> Binding {
@@ -98,7 +98,7 @@ mod tests {
         Binding {
             contact: Uri::parse("sip:alice@192.0.2.7:5062").expect("uri"),
             source: Peer {
-                transport: Transport::Udp,
+                transport: Protocol::Udp,
                 remote: source.parse().expect("addr"),
                 local: "127.0.0.1:5060".parse().expect("addr"),
             },

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::call::CallDeps;
-use crate::config::Transport as ListenTransport;
+use crate::config::Protocol;
 use crate::mailbox::Mailbox;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
@@ -58,7 +58,7 @@ pub struct Dial<'a> {
     pub caller_user: &'a str,
     pub caller_display: Option<&'a str>,
     /// The engine's SIP listeners (the leg leaves from a UDP one).
-    pub listeners: &'a [(ListenTransport, SocketAddr)],
+    pub listeners: &'a [(Protocol, SocketAddr)],
     /// The listener the caller came in on; preferred when it is UDP.
     pub prefer: Option<Peer>,
     /// Where to send, when known (an agent's registration: NAT-safe, and over the
@@ -139,21 +139,19 @@ impl Leg {
         }
         let remote = resolve(&uri).await?;
         let local = match dial.prefer {
-            Some(p)
-                if p.transport == ListenTransport::Udp && p.local.is_ipv4() == remote.is_ipv4() =>
-            {
+            Some(p) if p.transport == Protocol::Udp && p.local.is_ipv4() == remote.is_ipv4() => {
                 p.local
             }
             _ => dial
                 .listeners
                 .iter()
-                .filter(|(t, _)| *t == ListenTransport::Udp)
+                .filter(|(t, _)| *t == Protocol::Udp)
                 .map(|(_, a)| *a)
                 .find(|a| a.is_ipv4() == remote.is_ipv4())
                 .ok_or(PlaceError::NoListener)?,
         };
         let peer = Peer {
-            transport: ListenTransport::Udp,
+            transport: Protocol::Udp,
             remote,
             local,
         };

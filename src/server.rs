@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 use crate::call::{self, CallDeps, Live};
-use crate::config::{Config, Transport};
+use crate::config::{Config, Protocol};
 use crate::media::clock::MediaEngine;
 use crate::media::ports::PortPool;
 use crate::preflight;
@@ -60,7 +60,7 @@ pub enum StartError {
 pub struct Server {
     endpoint: Option<Endpoint>,
     pub deps: Arc<CallDeps>,
-    pub local_addrs: Vec<(Transport, SocketAddr)>,
+    pub local_addrs: Vec<(Protocol, SocketAddr)>,
     pub endpoint_stats: Arc<EndpointStats>,
     pub transport_stats: Arc<TransportStats>,
     /// Who is registered where (agents' phones).
@@ -268,7 +268,7 @@ impl Server {
     }
 
     /// The first bound address of a transport (tests bind port 0 and ask).
-    pub fn addr(&self, t: Transport) -> Option<SocketAddr> {
+    pub fn addr(&self, t: Protocol) -> Option<SocketAddr> {
         self.local_addrs
             .iter()
             .find(|(x, _)| *x == t)

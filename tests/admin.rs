@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{SECOND, prompt, repo};
 use hotline::admin::json;
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::Server;
 use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
 
@@ -115,7 +115,7 @@ async fn calls_impact_reload_and_refusal() {
     let srv = Server::start(cfg, 1).await.expect("server").spawn();
     let admin = srv.server.admin_addr().expect("admin API started");
     assert!(admin.ip().is_loopback());
-    let sip = srv.server.addr(Transport::Udp).expect("sip");
+    let sip = srv.server.addr(Protocol::Udp).expect("sip");
 
     // The token is checked on every request.
     let r = client()
@@ -155,7 +155,7 @@ async fn calls_impact_reload_and_refusal() {
     assert!(!flows.loaded_at.is_empty());
 
     // A call chooses German during the welcome and waits in the main menu.
-    let mut phone = Phone::new(Transport::Udp, sip).await.expect("phone");
+    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("phone");
     let media = CallMedia::bind(LOCALHOST, true).expect("media");
     let mut call = phone
         .call("hotline", &media, Offer::Default)
@@ -298,7 +298,7 @@ async fn calls_impact_reload_and_refusal() {
     std::fs::write(&flow_file, &edited).expect("restore");
 
     // A new call is served by version 2 (the broken edit never went live).
-    let mut phone2 = Phone::new(Transport::Udp, sip).await.expect("phone");
+    let mut phone2 = Phone::new(Protocol::Udp, sip).await.expect("phone");
     let media2 = CallMedia::bind(LOCALHOST, true).expect("media");
     let call2 = phone2
         .call("hotline", &media2, Offer::Default)

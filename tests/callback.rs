@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::bridge::hear_each_other;
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::flow::model::SayKind;
 use hotline::media::dtmf::Key;
 use hotline::records::{CallKind, CallOutcome, CallRecord, Deliver, RecordMsg, RecordSink};
@@ -248,7 +248,7 @@ async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
     let dir = scratch("main");
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     let (srv, records) = serve_recorded(&dir, "46400-46459", network.local).await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     let mut alice = agent(addr).await;
     let mut busy = request_a_callback(addr, &mut alice).await;
 
@@ -300,7 +300,7 @@ async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     {
         let srv = serve(&dir, "46460-46519", network.local).await;
-        let addr = common::addr(&srv, Transport::Udp);
+        let addr = common::addr(&srv, Protocol::Udp);
         let mut alice = agent(addr).await;
         let _busy = request_a_callback(addr, &mut alice).await;
         // The engine stops with the request still waiting.
@@ -308,7 +308,7 @@ async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
     assert!(dir.join("data/callbacks.sqlite").exists());
 
     let srv = serve(&dir, "46520-46579", network.local).await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     // Nobody can take the call yet: nothing is dialled.
     assert!(network.next_invite(2 * SECOND).await.is_err());
     let mut alice = agent(addr).await;

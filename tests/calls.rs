@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::{SECOND, addr, prompt, server};
-use hotline::config::Transport;
+use hotline::config::Protocol;
 use hotline::sip::message::{HeaderName, Message, Method};
 use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
 
@@ -35,7 +35,7 @@ async fn place(phone: &mut Phone, offer: Offer) -> (hotline_load::caller::Establ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_call_walks_the_menu_with_rfc4733_keys() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let (_call, media) = place(&mut phone, Offer::Default).await;
@@ -99,7 +99,7 @@ async fn udp_call_walks_the_menu_with_rfc4733_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_call_with_inband_tones_chooses_german() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Tcp, addr(&srv, Transport::Tcp))
+    let mut phone = Phone::new(Protocol::Tcp, addr(&srv, Protocol::Tcp))
         .await
         .unwrap();
     let (mut call, media) = place(&mut phone, Offer::Default).await;
@@ -121,7 +121,7 @@ async fn tcp_call_with_inband_tones_chooses_german() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_info_keys_are_heard() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let (mut call, media) = place(&mut phone, Offer::Default).await;
@@ -154,7 +154,7 @@ async fn pcma_and_late_offer_calls_hear_the_welcome() {
     let srv = server(|_| {}).await;
     let welcome = prompt("en", "welcome");
     for offer in [Offer::Codecs(vec![8]), Offer::Late] {
-        let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+        let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
             .await
             .unwrap();
         let (mut call, media) = place(&mut phone, offer.clone()).await;
@@ -176,7 +176,7 @@ async fn pcma_and_late_offer_calls_hear_the_welcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_common_codec_is_488() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, false).unwrap();
@@ -191,7 +191,7 @@ async fn no_common_codec_is_488() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_ringing() {
     let srv = server(|c| c.answer_after = 30 * SECOND).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, false).unwrap();
@@ -246,7 +246,7 @@ Call-ID: cancel-1@test\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_ack_retransmits_200_then_byes() {
     let srv = server(|c| c.t1 = Duration::from_millis(50)).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, false).unwrap();
@@ -274,7 +274,7 @@ async fn lost_ack_retransmits_200_then_byes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmitted_invite_is_absorbed() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, false).unwrap();
@@ -301,7 +301,7 @@ async fn retransmitted_invite_is_absorbed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_outside_a_call_get_the_rfc_answers() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let mut n = 0;
@@ -364,7 +364,7 @@ CSeq: 1 {method}\r\nContact: <sip:a@{local}>\r\n{extra}Content-Length: {len}\r\n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_burst_then_still_answers() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let local = phone.local;
@@ -438,7 +438,7 @@ Content-Length: 0\r\n\r\n"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reinvite_hold_and_unhold() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let (mut call, media) = place(&mut phone, Offer::Default).await;
@@ -513,7 +513,7 @@ async fn reinvite_hold_and_unhold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symmetric_rtp_follows_the_caller_and_ignores_strangers() {
     let srv = server(|_| {}).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, true).unwrap();
@@ -576,7 +576,7 @@ async fn symmetric_rtp_follows_the_caller_and_ignores_strangers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_media_ends_the_call() {
     let srv = server(|c| c.no_media_timeout = 2 * SECOND).await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, false).unwrap();
@@ -599,7 +599,7 @@ async fn ipv6_call() {
         c.listen = vec!["udp:[::1]:0".parse().unwrap()];
     })
     .await;
-    let mut phone = Phone::new(Transport::Udp, addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind("::1".parse().unwrap(), true).unwrap();

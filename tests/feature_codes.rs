@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{SECOND, addr, server};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::RunningServer;
 use hotline::sip::digest::{Algorithm, Authorization, Challenge};
 use hotline::sip::message::{HeaderName, Method, Response};
@@ -130,8 +130,8 @@ async fn wait_for_state(srv: &RunningServer, state: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_pauses_and_resumes_from_its_phone() {
     let srv = server(with_queues).await;
-    let sip = addr(&srv, Transport::Udp);
-    let mut phone = Phone::new(Transport::Udp, sip).await.expect("phone");
+    let sip = addr(&srv, Protocol::Udp);
+    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("phone");
     register(&mut phone, "alice", "s3cret").await;
     wait_for_state(&srv, "available").await;
 
@@ -155,7 +155,7 @@ async fn an_agent_pauses_and_resumes_from_its_phone() {
     assert_eq!(alice(&srv).await, ("paused".into(), Some("phone".into())));
 
     // The same From from another address is refused and changes nothing.
-    let mut other = Phone::new(Transport::Udp, sip).await.expect("phone");
+    let mut other = Phone::new(Protocol::Udp, sip).await.expect("phone");
     let media2 = CallMedia::bind(LOCALHOST, false).expect("media");
     let resp = dial(&mut other, "alice", "*42", &media2).await;
     assert_eq!(resp.status, 403);
@@ -179,8 +179,8 @@ async fn an_agent_pauses_and_resumes_from_its_phone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_command_is_one_low_tone() {
     let srv = server(with_queues).await;
-    let sip = addr(&srv, Transport::Udp);
-    let mut phone = Phone::new(Transport::Udp, sip).await.expect("phone");
+    let sip = addr(&srv, Protocol::Udp);
+    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("phone");
     register(&mut phone, "alice", "s3cret").await;
     wait_for_state(&srv, "available").await;
     // Logged out on purpose, then *41: a pause needs a login.

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bridge::{decoded, payloads};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::media::g711::FRAME_SAMPLES;
 use hotline_load::caller::{CallMedia, Offer, Phone};
 
@@ -255,7 +255,7 @@ agents: { alice: { password: \"alice-change-me\", queues: { support: 0 } } }\n",
         cfg.agents = file.agents.clone();
     })
     .await;
-    let sip = common::addr(&srv, Transport::Udp);
+    let sip = common::addr(&srv, Protocol::Udp);
 
     let conf = root.join("baresip");
     let snd = root.join("snd");
@@ -284,7 +284,7 @@ agents: { alice: { password: \"alice-change-me\", queues: { support: 0 } } }\n",
     );
     // The queue's callers wait for an agent (`when_empty: join`), so the call may come
     // before the queues have heard of the registration.
-    let mut phone = Phone::new(Transport::Udp, sip).await.expect("caller");
+    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("caller");
     let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).expect("caller RTP");
     let mut call = phone
         .call("hotline", &media, Offer::Default)

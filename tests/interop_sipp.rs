@@ -390,7 +390,7 @@ fn strip_ansi(line: &str) -> String {
 // ---------------------------------------------------------------- SIPp
 
 #[derive(Clone, Copy, PartialEq)]
-enum Transport {
+enum Protocol {
     Udp,
     Tcp,
 }
@@ -398,7 +398,7 @@ enum Transport {
 /// How SIPp is to place its calls.
 struct Run<'a> {
     scenario: &'a str,
-    transport: Transport,
+    transport: Protocol,
     /// Calls in all (-m).
     calls: u32,
     /// Calls started per second (-r), and most at once (-l).
@@ -410,7 +410,7 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn one(scenario: &str, transport: Transport) -> Run<'_> {
+    fn one(scenario: &str, transport: Protocol) -> Run<'_> {
         Run {
             scenario,
             transport,
@@ -428,8 +428,8 @@ impl Run<'_> {
 fn sipp(hotline: &Hotline, dir: &Path, run: &Run) -> bool {
     let name = run.scenario.trim_end_matches(".xml");
     let tag = match run.transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Tcp => "tcp",
     };
     let work = dir.join(format!("sipp-{name}-{tag}"));
     fs::create_dir_all(&work).expect("sipp folder");
@@ -459,7 +459,7 @@ fn sipp(hotline: &Hotline, dir: &Path, run: &Run) -> bool {
         .stdin(Stdio::null())
         .stdout(fs::File::create(work.join("stdout.log")).expect("sipp stdout"))
         .stderr(fs::File::create(work.join("stderr.log")).expect("sipp stderr"));
-    if run.transport == Transport::Tcp {
+    if run.transport == Protocol::Tcp {
         cmd.args(["-t", "t1"]);
     }
     if let Some(ooc) = run.out_of_call {
@@ -601,7 +601,7 @@ impl Case {
     }
 }
 
-fn menu_walk(test: &str, scenario: &str, transport: Transport) {
+fn menu_walk(test: &str, scenario: &str, transport: Protocol) {
     let Some(case) = Case::start(test, Some(&sample_config(NO_SHOP))) else {
         return;
     };
@@ -617,17 +617,17 @@ fn menu_walk(test: &str, scenario: &str, transport: Transport) {
 
 #[test]
 fn menu_rfc4733_over_udp_reaches_the_advisor_and_the_hotline_hangs_up() {
-    menu_walk("menu_rfc4733_udp", "menu_rfc2833.xml", Transport::Udp);
+    menu_walk("menu_rfc4733_udp", "menu_rfc2833.xml", Protocol::Udp);
 }
 
 #[test]
 fn menu_rfc4733_over_tcp_reaches_the_advisor_and_the_hotline_hangs_up() {
-    menu_walk("menu_rfc4733_tcp", "menu_rfc2833.xml", Transport::Tcp);
+    menu_walk("menu_rfc4733_tcp", "menu_rfc2833.xml", Protocol::Tcp);
 }
 
 #[test]
 fn menu_with_inband_tones_over_speech_reaches_the_advisor() {
-    menu_walk("menu_inband", "menu_inband.xml", Transport::Udp);
+    menu_walk("menu_inband", "menu_inband.xml", Protocol::Udp);
 }
 
 /// The order number goes to a demo shop of the test's own: 123456 is shipped. The "no"
@@ -644,7 +644,7 @@ fn order_status_in_german_collects_the_order_number() {
     let Some(case) = Case::start("order_status", Some(&sample_config(&shop.url()))) else {
         return;
     };
-    if !case.sipp(&Run::one("order_status.xml", Transport::Udp)) {
+    if !case.sipp(&Run::one("order_status.xml", Protocol::Udp)) {
         return;
     }
     assert_story(
@@ -671,7 +671,7 @@ fn order_status_in_german_collects_the_order_number() {
     drop(shop);
 }
 
-fn caller_hangs_up(test: &str, transport: Transport) {
+fn caller_hangs_up(test: &str, transport: Protocol) {
     let Some(case) = Case::start(test, Some(&sample_config(NO_SHOP))) else {
         return;
     };
@@ -688,12 +688,12 @@ fn caller_hangs_up(test: &str, transport: Transport) {
 
 #[test]
 fn caller_hangs_up_over_udp() {
-    caller_hangs_up("caller_hangup_udp", Transport::Udp);
+    caller_hangs_up("caller_hangup_udp", Protocol::Udp);
 }
 
 #[test]
 fn caller_hangs_up_over_tcp() {
-    caller_hangs_up("caller_hangup_tcp", Transport::Tcp);
+    caller_hangs_up("caller_hangup_tcp", Protocol::Tcp);
 }
 
 #[test]
@@ -701,8 +701,8 @@ fn options_is_answered_with_allow_over_udp_and_tcp() {
     let Some(case) = Case::start("options", Some(&sample_config(NO_SHOP))) else {
         return;
     };
-    case.sipp(&Run::one("options.xml", Transport::Udp));
-    case.sipp(&Run::one("options.xml", Transport::Tcp));
+    case.sipp(&Run::one("options.xml", Protocol::Udp));
+    case.sipp(&Run::one("options.xml", Protocol::Tcp));
 }
 
 /// SIPp logs in as an agent with digest authentication and logs out again, over UDP and
@@ -718,8 +718,8 @@ agents: {{ alice: {{ password: secret, queues: {{ support: 0 }} }} }}\n",
     let Some(case) = Case::start("register_auth", Some(&config)) else {
         return;
     };
-    case.sipp(&Run::one("register_auth.xml", Transport::Udp));
-    case.sipp(&Run::one("register_auth.xml", Transport::Tcp));
+    case.sipp(&Run::one("register_auth.xml", Protocol::Udp));
+    case.sipp(&Run::one("register_auth.xml", Protocol::Tcp));
 }
 
 /// SIPp is alice's phone (agent_login.xml logs in with MD5 digest authentication, see
@@ -727,7 +727,7 @@ agents: {{ alice: {{ password: secret, queues: {{ support: 0 }} }} }}\n",
 /// Once alice is available the project's own caller calls in and is queued; the hotline
 /// offers the call to alice, SIPp answers and talks 4 s (its RTP must reach the caller
 /// through the bridge) and hangs up, and the caller goes on to the step's `after`.
-fn agent_answers_the_offered_call(test: &str, transport: Transport) {
+fn agent_answers_the_offered_call(test: &str, transport: Protocol) {
     let config = "sip: { digest_algorithms: [MD5] }\n\
 queues: { support: { ring_timeout: 10s } }\n\
 agents: { alice: { password: secret, queues: { support: 0 } } }\n";
@@ -776,7 +776,7 @@ agents: { alice: { password: secret, queues: { support: 0 } } }\n";
 async fn caller_reaches_the_agent(sip_port: u16) -> Result<(), String> {
     use hotline_load::caller::{CallMedia, Offer, Phone};
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, sip_port));
-    let mut phone = Phone::new(hotline::config::Transport::Udp, server)
+    let mut phone = Phone::new(hotline::config::Protocol::Udp, server)
         .await
         .map_err(|e| format!("the caller's phone: {e}"))?;
     let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true)
@@ -872,12 +872,12 @@ fn pcmu_decoded(payload: &[u8]) -> Vec<i16> {
 
 #[test]
 fn agent_on_sipp_over_udp_answers_the_queued_call_and_hangs_up() {
-    agent_answers_the_offered_call("agent_uas_udp", Transport::Udp);
+    agent_answers_the_offered_call("agent_uas_udp", Protocol::Udp);
 }
 
 #[test]
 fn agent_on_sipp_over_tcp_answers_the_queued_call_and_hangs_up() {
-    agent_answers_the_offered_call("agent_uas_tcp", Transport::Tcp);
+    agent_answers_the_offered_call("agent_uas_tcp", Protocol::Tcp);
 }
 
 #[test]
@@ -885,7 +885,7 @@ fn requests_for_unknown_dialogs_get_481() {
     let Some(case) = Case::start("unknown_dialog", Some(&sample_config(NO_SHOP))) else {
         return;
     };
-    case.sipp(&Run::one("unknown_dialog.xml", Transport::Udp));
+    case.sipp(&Run::one("unknown_dialog.xml", Protocol::Udp));
 }
 
 #[test]
@@ -893,7 +893,7 @@ fn unsupported_and_malformed_requests_are_refused() {
     let Some(case) = Case::start("refusals", Some(&sample_config(NO_SHOP))) else {
         return;
     };
-    case.sipp(&Run::one("refusals.xml", Transport::Udp));
+    case.sipp(&Run::one("refusals.xml", Protocol::Udp));
 }
 
 #[test]
@@ -902,7 +902,7 @@ fn cancel_while_ringing_gets_200_and_487() {
     let Some(case) = Case::start("cancel", Some(&config)) else {
         return;
     };
-    case.sipp(&Run::one("cancel.xml", Transport::Udp));
+    case.sipp(&Run::one("cancel.xml", Protocol::Udp));
 }
 
 #[test]
@@ -912,7 +912,7 @@ fn twenty_concurrent_callers_all_get_through() {
     };
     let run = Run {
         scenario: "load.xml",
-        transport: Transport::Udp,
+        transport: Protocol::Udp,
         calls: 20,
         rate: 20,
         limit: 20,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::Server;
 use hotline::sip::message::Method;
 use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
@@ -157,7 +157,7 @@ async fn metrics_follow_calls_keys_queues_and_reloads() {
     let (dir, cfg) = setup();
     let srv = Server::start(cfg, 1).await.expect("server").spawn();
     let admin = srv.server.admin_addr().expect("admin API");
-    let sip = srv.server.addr(Transport::Udp).expect("sip");
+    let sip = srv.server.addr(Protocol::Udp).expect("sip");
 
     // The token is asked for here as everywhere in the admin API.
     let r = hotline::webhook::client()
@@ -234,7 +234,7 @@ async fn metrics_follow_calls_keys_queues_and_reloads() {
     }
 
     // 0. A number with no route: refused, and counted as failed though it ran no flow.
-    let mut phone = Phone::new(Transport::Udp, sip).await.expect("phone");
+    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("phone");
     let media = CallMedia::bind(LOCALHOST, true).expect("media");
     assert!(phone.call("nowhere", &media, Offer::Default).await.is_err());
     let m = scrape_until(admin, "counted the refused call", |m| {

@@ -175,7 +175,7 @@ async fn every_documented_endpoint_answers_as_the_document_says() {
     };
 
     // A call in progress and a caller waiting, so the lists are not empty.
-    let sip = common::addr(&srv, hotline::config::Transport::Udp);
+    let sip = common::addr(&srv, hotline::config::Protocol::Udp);
     let (_phone, _media, _call) = common::call(sip, "100").await;
     let acd = srv.server.deps.acd().expect("queues started").clone();
     let (news, _news_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::bridge::hear_each_other;
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::{RunningServer, Server};
 use hotline_load::caller::CallMedia;
 use hotline_load::caller::answerer::{Answerer, Incoming};
@@ -86,7 +86,7 @@ async fn ring_no_answer_moves_on_then_the_agent_talks_and_hangs_up_first() {
         "{ strategy: longest_idle, music: hold_music, ring_timeout: 2s, wrap_up: 1s }",
     )
     .await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     let (mut alice, mut bob) = agents(addr).await;
     let (mut phone, media, _call) = common::call(addr, "hotline").await;
 
@@ -139,7 +139,7 @@ async fn ring_no_answer_moves_on_then_the_agent_talks_and_hangs_up_first() {
 async fn a_caller_who_hangs_up_while_an_agent_rings_cancels_the_agents_leg() {
     let dir = scratch("cancel");
     let srv = serve(&dir, "46240-46279", "{ ring_timeout: 20s }").await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     let (mut alice, mut bob) = agents(addr).await;
     let (mut phone, _media, mut call) = common::call(addr, "hotline").await;
     let (first, offer) = first_offer(&mut alice, &mut bob).await;
@@ -153,7 +153,7 @@ async fn a_caller_who_hangs_up_while_an_agent_rings_cancels_the_agents_leg() {
 async fn with_no_agent_logged_in_a_leave_queue_sends_the_caller_on_at_once() {
     let dir = scratch("empty");
     let srv = serve(&dir, "46280-46299", "{ when_empty: leave }").await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     let (mut phone, media, _call) = common::call(addr, "hotline").await;
     assert!(
         media
@@ -174,7 +174,7 @@ async fn the_third_caller_waiting_hears_its_position() {
         "{ music: hold_music, announce_every: 20s, announce: [position] }",
     )
     .await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     // No agent is logged in; the callers join anyway (the default) and wait in order. Each
     // is in line (it hears its position) before the next calls: joining is asynchronous,
     // and a later call may otherwise overtake an earlier one on a busy machine.
@@ -212,7 +212,7 @@ async fn the_third_caller_waiting_hears_its_position() {
 async fn wrap_up_holds_the_next_call_back_from_the_agent() {
     let dir = scratch("wrapup");
     let srv = serve(&dir, "46340-46379", "{ ring_timeout: 20s, wrap_up: 3s }").await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
     assert_eq!(
         alice
@@ -248,7 +248,7 @@ async fn an_agent_at_a_fixed_address_is_offered_the_call_without_registering() {
     );
     // alice and bob never register: carol, at her fixed address, is the only agent.
     let srv = serve_with(&dir, "46380-46399", "{ ring_timeout: 20s }", &more).await;
-    let addr = common::addr(&srv, Transport::Udp);
+    let addr = common::addr(&srv, Protocol::Udp);
     let (mut phone, media, mut call) = common::call(addr, "hotline").await;
     let offer = carol.next_invite(20 * SECOND).await.unwrap();
     assert!(

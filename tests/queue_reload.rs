@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use common::{SECOND, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::{RunningServer, Server};
 use hotline_load::caller::answerer::Answerer;
 use hotline_load::caller::{CallMedia, Offer, Phone};
@@ -93,7 +93,7 @@ async fn an_agent_added_by_a_reload_registers_and_takes_the_waiting_caller() {
     std::fs::write(dir.join("flows/main.yaml"), common::QUEUE_FLOW).unwrap();
     write_config(&dir, BEFORE);
     let srv = start(&dir).await;
-    let sip = common::addr(&srv, Transport::Udp);
+    let sip = common::addr(&srv, Protocol::Udp);
     let admin = srv.server.admin_addr().unwrap();
 
     // dave is nobody yet.
@@ -107,7 +107,7 @@ async fn an_agent_added_by_a_reload_registers_and_takes_the_waiting_caller() {
     assert_eq!(state_of(&agents(admin).await, "dave"), None);
 
     // A caller waits: alice never registered.
-    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
+    let mut phone = Phone::new(Protocol::Udp, sip).await.unwrap();
     let media = CallMedia::bind(LOCALHOST, true).unwrap();
     let mut call = phone.call("hotline", &media, Offer::Default).await.unwrap();
 

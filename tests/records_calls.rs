@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::records::{
     CallEvent, CallKind, CallOutcome, CallRecord, Deliver, RecordMsg, RecordSink,
 };
@@ -170,7 +170,7 @@ async fn an_order_status_told_in_self_service() {
     let dir = scratch("self-service");
     let (srv, rec) = serve_sample(&dir, "47000-47039", ALWAYS_OPEN, &shop.url()).await;
     let (mut phone, media, mut call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
     let m = hears(&media, "main_menu", w, 5 * SECOND).await;
@@ -214,7 +214,7 @@ async fn a_hang_up_in_the_main_menu_is_abandoned_in_menu() {
     let dir = scratch("menu");
     let (srv, rec) = serve_sample(&dir, "47040-47079", ALWAYS_OPEN, "http://127.0.0.1:9").await;
     let (mut phone, media, mut call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
     hears(&media, "main_menu", w, 5 * SECOND).await;
@@ -242,7 +242,7 @@ async fn a_message_left_out_of_hours_is_voicemail() {
     let dir = scratch("voicemail");
     let (srv, rec) = serve_sample(&dir, "47080-47119", NEVER_OPEN, "http://127.0.0.1:9").await;
     let (mut phone, media, _call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
     let l = hears(&media, "leave_a_message", w, 30 * SECOND).await;
@@ -287,7 +287,7 @@ async fn a_refused_call_is_failed() {
         "routes: { \"hotline\": main }\n",
     )
     .await;
-    let mut phone = Phone::new(Transport::Udp, common::addr(&srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, common::addr(&srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, true).unwrap();
@@ -320,7 +320,7 @@ on_failure: sorry\n  sorry:\n    play: advisors_busy\n    next: hangup\n",
     );
     let (srv, rec) = serve_flow(&dir, "47160-47199", &flow, "").await;
     let (mut phone, _media, _call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let incoming = desk.next_invite(10 * SECOND).await.unwrap();
     let desk_media = CallMedia::bind(LOCALHOST, true).unwrap();
     let mut answered = desk.accept(&incoming, &desk_media).await.unwrap();
@@ -355,7 +355,7 @@ async fn a_call_an_agent_answers_is_agent() {
     let mut carol = Answerer::bind(LOCALHOST).await.unwrap();
     let (srv, rec) = serve_queue(&dir, "47200-47239", &carol).await;
     let (mut phone, _media, mut call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let offer = carol.next_invite(20 * SECOND).await.unwrap();
     let agent_media = CallMedia::bind(LOCALHOST, true).unwrap();
     let talking = carol.accept(&offer, &agent_media).await.unwrap();
@@ -391,7 +391,7 @@ async fn a_hang_up_while_waiting_is_abandoned_in_queue() {
     let mut carol = Answerer::bind(LOCALHOST).await.unwrap();
     let (srv, rec) = serve_queue(&dir, "47240-47279", &carol).await;
     let (mut phone, _media, mut call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let _offer = carol.next_invite(20 * SECOND).await.unwrap();
     phone.hang_up(&mut call).await.unwrap();
     let (r, events) = rec.finished(20 * SECOND).await;
@@ -424,7 +424,7 @@ alice: {{ uri: \"{}\", queues: {{ support: 5 }} }}\n",
     );
     let (srv, rec) = serve_flow(&dir, "47280-47319", common::QUEUE_FLOW, &more).await;
     let (mut phone, _media, mut call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let missed = bob.next_invite(20 * SECOND).await.unwrap();
     bob.ring(&missed).await.unwrap();
     bob.expect_cancel(&missed, 20 * SECOND).await.unwrap();

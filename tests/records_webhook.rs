@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use common::{SECOND, repo};
-use hotline::config::{Config, RecordsStore, Transport};
+use hotline::config::{Config, Protocol, RecordsStore};
 use hotline::records::listing::{self, ListFormat};
 use hotline::records::spool::Spool;
 use hotline::records::webhook::{Policy, Target, Webhook, WebhookCounters};
@@ -188,7 +188,7 @@ fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
 
 /// A call to a number nobody answers: refused at once, its record ends `failed`.
 async fn refused_call(srv: &RunningServer) {
-    let mut phone = Phone::new(Transport::Udp, common::addr(srv, Transport::Udp))
+    let mut phone = Phone::new(Protocol::Udp, common::addr(srv, Protocol::Udp))
         .await
         .unwrap();
     let media = CallMedia::bind(LOCALHOST, true).unwrap();
@@ -204,7 +204,7 @@ async fn an_ended_call_is_posted_once_as_hotline_records_shows_it() {
     let dir = scratch("posted");
     let srv = serve(&dir, "47600-47639", &rx.url()).await;
     let (mut phone, media, mut call) =
-        common::call(common::addr(&srv, Transport::Udp), "hotline").await;
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     media
         .wait_for_prompt(&common::prompt("en", "welcome"), 0, 5 * SECOND)
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{SECOND, addr, server_with_credentials};
-use hotline::config::Transport;
+use hotline::config::Protocol;
 use hotline::server::RunningServer;
 use hotline::sip::digest::{Algorithm, Authorization, Challenge, Secret};
 use hotline::sip::message::{HeaderName, Method, Response};
@@ -34,7 +34,7 @@ struct Registering {
 }
 
 impl Registering {
-    async fn new(srv: &RunningServer, t: Transport) -> Registering {
+    async fn new(srv: &RunningServer, t: Protocol) -> Registering {
         let phone = Phone::new(t, addr(srv, t)).await.unwrap();
         let call_id = format!("reg-{}@test", phone.local.port());
         Registering {
@@ -109,7 +109,7 @@ fn challenges(resp: &Response) -> Vec<Challenge> {
 async fn register_with_sha256_and_unregister_over_udp() {
     let srv = registrar_server().await;
     let mut events = srv.server.registrar_events.subscribe();
-    let mut r = Registering::new(&srv, Transport::Udp).await;
+    let mut r = Registering::new(&srv, Protocol::Udp).await;
 
     let first = r.send("alice", 120, None, None).await;
     assert_eq!(first.status, 401);
@@ -186,7 +186,7 @@ async fn register_with_sha256_and_unregister_over_udp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_get_403_after_the_challenge() {
     let srv = registrar_server().await;
-    let mut r = Registering::new(&srv, Transport::Udp).await;
+    let mut r = Registering::new(&srv, Protocol::Udp).await;
     let wrong = r.login("alice", "guess", Algorithm::Sha256, 120).await;
     assert_eq!(wrong.status, 403);
     let unknown = r.login("mallory", "secret", Algorithm::Sha256, 120).await;
@@ -199,12 +199,12 @@ async fn wrong_password_and_unknown_user_get_403_after_the_challenge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_with_a_hashed_secret_over_tcp() {
     let srv = registrar_server().await;
-    let mut r = Registering::new(&srv, Transport::Tcp).await;
+    let mut r = Registering::new(&srv, Protocol::Tcp).await;
     let ok = r.login("bob", "pw", Algorithm::Md5, 300).await;
     assert_eq!(ok.status, 200, "{}", ok.reason);
     let bound = srv.server.registrations.contacts("bob", Instant::now());
     assert_eq!(bound.len(), 1);
-    assert_eq!(bound[0].source.transport, Transport::Tcp);
+    assert_eq!(bound[0].source.transport, Protocol::Tcp);
     let brief = r.login("bob", "pw", Algorithm::Md5, 10).await;
     assert_eq!(brief.status, 423);
     assert_eq!(

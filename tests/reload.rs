@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::Server;
 use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
 
@@ -56,10 +56,10 @@ flows: flows\nprompts: {}\n{}",
         Duration::from_millis(100),
     ));
     tokio::time::sleep(SECOND / 2).await; // the watcher is in place
-    let sip = srv.server.addr(Transport::Udp).unwrap();
+    let sip = srv.server.addr(Protocol::Udp).unwrap();
 
     // Call A starts on version 1.
-    let mut a = Phone::new(Transport::Udp, sip).await.unwrap();
+    let mut a = Phone::new(Protocol::Udp, sip).await.unwrap();
     let media_a = CallMedia::bind(LOCALHOST, true).unwrap();
     let call_a = a.call("hotline", &media_a, Offer::Default).await.unwrap();
     media_a.connect(
@@ -91,7 +91,7 @@ flows: flows\nprompts: {}\n{}",
         .expect("A stays on the version it started with");
 
     // Call B gets version 2.
-    let mut b = Phone::new(Transport::Udp, sip).await.unwrap();
+    let mut b = Phone::new(Protocol::Udp, sip).await.unwrap();
     let media_b = CallMedia::bind(LOCALHOST, true).unwrap();
     let call_b = b.call("hotline", &media_b, Offer::Default).await.unwrap();
     media_b.connect(
@@ -123,7 +123,7 @@ flows: flows\nprompts: {}\n{}",
             .any(|d| d.to_string().contains("hangup_typo")),
         "the refusal names the problem"
     );
-    let mut c = Phone::new(Transport::Udp, sip).await.unwrap();
+    let mut c = Phone::new(Protocol::Udp, sip).await.unwrap();
     let media_c = CallMedia::bind(LOCALHOST, true).unwrap();
     let call_c = c.call("hotline", &media_c, Offer::Default).await.unwrap();
     media_c.connect(
@@ -206,7 +206,7 @@ flows: flows\nprompts: {}\n{}",
         );
     }
     // And the last one is what new callers get.
-    let sip = srv.server.addr(Transport::Udp).unwrap();
+    let sip = srv.server.addr(Protocol::Udp).unwrap();
     let (mut phone, media, _call) = common::call(sip, "hotline").await;
     media
         .wait_for_prompt(&prompt("en", "goodbye"), 0, 5 * SECOND)

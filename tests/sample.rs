@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{SECOND, prompt, prompts, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
 use hotline::tools::demo_shop::DemoShop;
@@ -70,7 +70,7 @@ async fn a_shipped_order_is_read_out_from_the_demo_shop() {
     let dir = scratch("open");
     let srv = serve_sample(&dir, ALWAYS_OPEN, &shop.url(), "43400-43499").await;
     let (mut phone, media, _call) =
-        common::call(srv.server.addr(Transport::Udp).unwrap(), "hotline").await;
+        common::call(srv.server.addr(Protocol::Udp).unwrap(), "hotline").await;
 
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
@@ -146,7 +146,7 @@ async fn out_of_hours_the_caller_leaves_a_voicemail() {
     // No shop: the closed path never looks anything up.
     let srv = serve_sample(&dir, NEVER_OPEN, "http://127.0.0.1:9", "43500-43599").await;
     let (mut phone, media, _call) =
-        common::call(srv.server.addr(Transport::Udp).unwrap(), "hotline").await;
+        common::call(srv.server.addr(Protocol::Udp).unwrap(), "hotline").await;
 
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);

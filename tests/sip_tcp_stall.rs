@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 
 use common::{SECOND, addr, server};
-use hotline::config::Transport;
+use hotline::config::Protocol;
 use hotline_load::caller::{CallMedia, Offer, Phone};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -33,7 +33,7 @@ Call-ID: flood{i}@test\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
 }
 
 /// A caller on `transport` is answered and hangs up with a 200 to its BYE.
-async fn call_and_hang_up(transport: Transport, sip: SocketAddr) {
+async fn call_and_hang_up(transport: Protocol, sip: SocketAddr) {
     let mut phone = Phone::new(transport, sip).await.expect("phone");
     let media = CallMedia::bind(IpAddr::V4(Ipv4Addr::LOCALHOST), false).expect("media");
     let mut call = phone
@@ -51,8 +51,8 @@ async fn call_and_hang_up(transport: Transport, sip: SocketAddr) {
 async fn a_tcp_peer_that_never_reads_stalls_nobody_and_is_disconnected() {
     common::logs();
     let srv = server(|_| {}).await;
-    let tcp = addr(&srv, Transport::Tcp);
-    let udp = addr(&srv, Transport::Udp);
+    let tcp = addr(&srv, Protocol::Tcp);
+    let udp = addr(&srv, Protocol::Udp);
     let stats = srv.server.transport_stats.clone();
 
     // The peer keeps its receive buffer small, so our answers pile up on our side.
@@ -89,8 +89,8 @@ async fn a_tcp_peer_that_never_reads_stalls_nobody_and_is_disconnected() {
     {
         let calls = async {
             tokio::join!(
-                call_and_hang_up(Transport::Udp, udp),
-                call_and_hang_up(Transport::Tcp, tcp),
+                call_and_hang_up(Protocol::Udp, udp),
+                call_and_hang_up(Protocol::Tcp, tcp),
             )
         };
         timeout(30 * SECOND, calls)
@@ -125,7 +125,7 @@ async fn a_tcp_peer_that_never_reads_stalls_nobody_and_is_disconnected() {
     assert!(closed, "the slow peer's connection is closed");
 
     // And the hotline still answers a new caller afterwards.
-    timeout(60 * SECOND, call_and_hang_up(Transport::Tcp, tcp))
+    timeout(60 * SECOND, call_and_hang_up(Protocol::Tcp, tcp))
         .await
         .expect("a call after the flood");
 }

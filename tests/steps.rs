@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::server::{RunningServer, Server};
 use hotline_load::caller::KeyMethod;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,7 +117,7 @@ async fn http_lookup_answers_errors_and_a_slow_service() {
         "43100-43199",
     )
     .await;
-    let sip = srv.server.addr(Transport::Udp).unwrap();
+    let sip = srv.server.addr(Protocol::Udp).unwrap();
 
     // The slow lookup first: while it waits, another call must be served at once.
     let (mut slow_phone, slow_media, _) = common::call(sip, "slow").await;
@@ -217,7 +217,7 @@ fn loud_seconds(path: &Path) -> f32 {
 async fn voicemail_is_recorded_to_the_terminator_and_on_hang_up() {
     let dir = scratch("record");
     let srv = serve_flow(&dir, VOICEMAIL, "", "43200-43299").await;
-    let sip = srv.server.addr(Transport::Udp).unwrap();
+    let sip = srv.server.addr(Protocol::Udp).unwrap();
     let recordings = dir.join("recordings");
 
     // Speak for two seconds after the beep, then press #.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use common::bridge::{decoded, encode, longest_run, payloads, sweep, wait_until};
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Transport};
+use hotline::config::{Config, Protocol};
 use hotline::media::g711::Codec;
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
@@ -59,7 +59,7 @@ struct Setup {
 async fn call_until_desk_rings(name: &str, timeout: &str, rtp: &str) -> Setup {
     let desk = Answerer::bind(LOCALHOST).await.unwrap();
     let server = serve(&scratch(name), &desk.uri("desk"), timeout, rtp).await;
-    let addr = common::addr(&server, Transport::Udp);
+    let addr = common::addr(&server, Protocol::Udp);
     let (phone, media, call) = common::call(addr, "hotline").await;
     let mut desk = desk;
     let incoming = desk.next_invite(10 * SECOND).await.unwrap();

@@ -969,7 +969,7 @@ fn log_failure(f: &LoginFailure) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Transport as ListenTransport;
+    use crate::config::Protocol;
     use crate::sip::digest::{Algorithm, Challenge};
     use crate::sip::message::{Message, parse};
 
@@ -977,7 +977,7 @@ mod tests {
 
     fn peer(port: u16) -> Peer {
         Peer {
-            transport: ListenTransport::Udp,
+            transport: Protocol::Udp,
             remote: format!("192.0.2.7:{port}").parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
         }

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
-use crate::config::{Listen, Transport};
+use crate::config::{Listen, Protocol};
 use crate::sip::message::{
     self, Frame, Limits, Message, StreamFramer, error_response, validate_request, validate_response,
 };
@@ -52,7 +52,7 @@ pub struct TransportStats {
 #[derive(Debug, Error)]
 pub enum SendError {
     #[error("no {transport} listener to send from")]
-    NoListener { transport: Transport },
+    NoListener { transport: Protocol },
     #[error("no open TCP connection to {0}")]
     NoConnection(SocketAddr),
     #[error("the TCP peer {0} is not reading: its write buffer is full, the connection is closed")]
@@ -116,7 +116,7 @@ impl Transports {
         let mut tcp_local = Vec::new();
         for l in listen {
             match l.transport {
-                Transport::Udp => {
+                Protocol::Udp => {
                     let sock = Arc::new(UdpSocket::bind(l.addr).await?);
                     let local = sock.local_addr()?;
                     udp.push((local, sock.clone()));
@@ -128,7 +128,7 @@ impl Transports {
                         limits,
                     ));
                 }
-                Transport::Tcp => {
+                Protocol::Tcp => {
                     let listener = TcpListener::bind(l.addr).await?;
                     let local = listener.local_addr()?;
                     tcp_local.push(local);
@@ -153,9 +153,9 @@ impl Transports {
     }
 
     /// The bound addresses, in the order they were configured per transport.
-    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
-        let mut v: Vec<_> = self.udp.iter().map(|(a, _)| (Transport::Udp, *a)).collect();
-        v.extend(self.tcp_local.iter().map(|a| (Transport::Tcp, *a)));
+    pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        let mut v: Vec<_> = self.udp.iter().map(|(a, _)| (Protocol::Udp, *a)).collect();
+        v.extend(self.tcp_local.iter().map(|a| (Protocol::Tcp, *a)));
         v
     }
 
@@ -165,7 +165,7 @@ impl Transports {
     /// transport error.
     pub async fn send(&self, peer: &Peer, bytes: Bytes) -> Result<(), SendError> {
         let r = match peer.transport {
-            Transport::Udp => {
+            Protocol::Udp => {
                 let sock = self
                     .udp
                     .iter()
@@ -179,11 +179,11 @@ impl Transports {
                         .map(|_| ())
                         .map_err(SendError::from),
                     None => Err(SendError::NoListener {
-                        transport: Transport::Udp,
+                        transport: Protocol::Udp,
                     }),
                 }
             }
-            Transport::Tcp => self.send_tcp(peer.remote, bytes),
+            Protocol::Tcp => self.send_tcp(peer.remote, bytes),
         };
         if r.is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +271,7 @@ async fn udp_loop(
         match accept(data, &limits, &stats) {
             Ok(message) => {
                 let peer = Peer {
-                    transport: Transport::Udp,
+                    transport: Protocol::Udp,
                     remote,
                     local,
                 };
@@ -356,7 +356,7 @@ async fn tcp_conn(
         }
     });
     let peer = Peer {
-        transport: Transport::Tcp,
+        transport: Protocol::Tcp,
         remote,
         local,
     };

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use hotline::config::{Config, Listen, PortRange, Transport};
+use hotline::config::{Config, Listen, PortRange, Protocol};
 use hotline::media::prompt::{Prompt, PromptLibrary};
 use hotline::server::{RunningServer, Server, credentials_from_config};
 use hotline::sip::registrar::CredentialStore;
@@ -75,7 +75,7 @@ pub async fn server_with_credentials(
         .spawn()
 }
 
-pub fn addr(s: &RunningServer, t: Transport) -> SocketAddr {
+pub fn addr(s: &RunningServer, t: Protocol) -> SocketAddr {
     s.server.addr(t).expect("listener bound")
 }
 
@@ -113,7 +113,7 @@ steps:
 
 /// A caller on UDP from loopback calls `dialed` at `sip`; its media sends to the hotline.
 pub async fn call(sip: SocketAddr, dialed: &str) -> (Phone, CallMedia, Established) {
-    let mut phone = Phone::new(Transport::Udp, sip).await.unwrap();
+    let mut phone = Phone::new(Protocol::Udp, sip).await.unwrap();
     let media = CallMedia::bind(std::net::Ipv4Addr::LOCALHOST.into(), true).unwrap();
     let c = phone
         .call(dialed, &media, Offer::Default)

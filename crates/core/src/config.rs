@@ -75,18 +75,19 @@ impl ConfigError {
     }
 }
 
-/// Which SIP transport a listener speaks.
+/// The socket protocol one of our listeners speaks (UDP or TCP). A Via hop can name more
+/// (TLS, WS, ...): that wider set is `sip::message::Transport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
+pub enum Protocol {
     Udp,
     Tcp,
 }
 
-impl fmt::Display for Transport {
+impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Tcp => "TCP",
         })
     }
 }
@@ -95,7 +96,7 @@ impl fmt::Display for Transport {
 /// (UDP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
-    pub transport: Transport,
+    pub transport: Protocol,
     pub addr: SocketAddr,
 }
 
@@ -104,9 +105,9 @@ impl FromStr for Listen {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (transport, rest) = match s.split_once(':') {
-            Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Transport::Udp, rest),
-            Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Transport::Tcp, rest),
-            _ => (Transport::Udp, s),
+            Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Protocol::Udp, rest),
+            Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Protocol::Tcp, rest),
+            _ => (Protocol::Udp, s),
         };
         let addr = rest.parse::<SocketAddr>().map_err(|_| {
             ConfigError::Value(format!(
@@ -1318,7 +1319,7 @@ routes: { "*": main, "0800123": sales }
 "#;
         let cfg = Config::from_str_at(text, Path::new("/etc/hotline/hotline.yaml")).unwrap();
         assert_eq!(cfg.listen.len(), 2);
-        assert_eq!(cfg.listen[1].transport, Transport::Tcp);
+        assert_eq!(cfg.listen[1].transport, Protocol::Tcp);
         assert_eq!(
             cfg.rtp_ports,
             PortRange {

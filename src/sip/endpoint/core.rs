@@ -22,7 +22,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use crate::config::Transport as ListenTransport;
+use crate::config::Protocol;
 use crate::sip::ALLOW;
 use crate::sip::guard::{Guard, GuardConfig, GuardEvent, Verdict};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
@@ -220,8 +220,8 @@ pub struct EndpointCore {
 
 fn reliability(peer: &Peer) -> Reliability {
     match peer.transport {
-        ListenTransport::Udp => Reliability::Unreliable,
-        ListenTransport::Tcp => Reliability::Reliable,
+        Protocol::Udp => Reliability::Unreliable,
+        Protocol::Tcp => Reliability::Reliable,
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::config::Transport as ListenTransport;
+use crate::config::Protocol;
 use crate::mailbox::Mailbox;
 use crate::metrics::Direction;
 use crate::sip::guard::GuardConfig;
@@ -134,8 +134,8 @@ pub struct NewCall {
 /// Builds our Via for a request leaving through `peer`'s listener.
 pub fn our_via(peer: &Peer, advertised: IpAddr) -> Via {
     let transport = match peer.transport {
-        ListenTransport::Udp => Transport::Udp,
-        ListenTransport::Tcp => Transport::Tcp,
+        Protocol::Udp => Transport::Udp,
+        Protocol::Tcp => Transport::Tcp,
     };
     let branch = format!("{}{}", crate::sip::message::MAGIC_COOKIE, random_token(16));
     let mut via = Via::new(
@@ -155,7 +155,7 @@ pub fn our_contact(peer: &Peer, advertised: IpAddr) -> Uri {
         Host::from(advertised),
         Some(peer.local.port()),
     );
-    if peer.transport == ListenTransport::Tcp
+    if peer.transport == Protocol::Tcp
         && let Uri::Sip(s) = &mut uri
     {
         s.params.set("transport", Some("tcp"));

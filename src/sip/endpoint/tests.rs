@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::core::{CallCommand, CoreConfig, EndpointCore, Origin, Output, ToCall, Tokens};
-use crate::config::Transport as ListenTransport;
+use crate::config::Protocol;
 use crate::sip::message::{HeaderName, Limits, Message, Method, Request, Response, parse};
 use crate::sip::transaction::test_support::Clock;
 use crate::sip::transaction::{Role, TimerConfig};
@@ -26,7 +26,7 @@ impl Tokens for Counting {
 
 fn peer() -> Peer {
     Peer {
-        transport: ListenTransport::Udp,
+        transport: Protocol::Udp,
         remote: "127.0.0.1:5070".parse::<SocketAddr>().unwrap(),
         local: "127.0.0.1:5060".parse::<SocketAddr>().unwrap(),
     }

@@ -951,7 +951,7 @@ mod tests {
     fn an_offer_dials_the_agent_and_its_answer_goes_to_the_acd() {
         let mut f = Fake::waiting();
         let via = Peer {
-            transport: crate::config::Transport::Udp,
+            transport: crate::config::Protocol::Udp,
             remote: "192.0.2.9:5060".parse().unwrap(),
             local: "192.0.2.1:5060".parse().unwrap(),
         };

@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 
-use crate::config::Transport;
+use crate::config::Protocol;
 
 /// Where a message came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
-    pub transport: Transport,
+    pub transport: Protocol,
     pub remote: SocketAddr,
     /// The local address of the listener it arrived on (or will leave from).
     pub local: SocketAddr,

@@ -20,7 +20,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use crate::config::Transport;
+use crate::config::Protocol;
 use crate::sip::message::{self, Frame, Limits, Message, Method, Request, Response, StreamFramer};
 use crate::sip::random_token;
 use crate::sip::sdp;
@@ -53,25 +53,25 @@ pub struct Phone {
     sock: Sock,
     pub local: SocketAddr,
     pub server: SocketAddr,
-    pub transport: Transport,
+    pub transport: Protocol,
     inbox: VecDeque<Message>,
     buf: Vec<u8>,
 }
 
 impl Phone {
-    pub async fn new(transport: Transport, server: SocketAddr) -> Result<Phone, CallerError> {
+    pub async fn new(transport: Protocol, server: SocketAddr) -> Result<Phone, CallerError> {
         let any: SocketAddr = if server.is_ipv4() {
             "127.0.0.1:0".parse().expect("static address")
         } else {
             "[::1]:0".parse().expect("static address")
         };
         let (sock, local) = match transport {
-            Transport::Udp => {
+            Protocol::Udp => {
                 let s = UdpSocket::bind(any).await?;
                 let local = s.local_addr()?;
                 (Sock::Udp(s), local)
             }
-            Transport::Tcp => {
+            Protocol::Tcp => {
                 let s = TcpStream::connect(server).await?;
                 s.set_nodelay(true)?;
                 let local = s.local_addr()?;
@@ -187,8 +187,8 @@ impl Phone {
     /// A fresh Via for this phone.
     pub fn via(&self) -> String {
         let t = match self.transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Tcp => "TCP",
         };
         format!(
             "SIP/2.0/{t} {};branch=z9hG4bK{};rport",
@@ -307,8 +307,8 @@ Contact: <sip:caller@{local}{tp}>\r\n\
 
     fn transport_param(&self) -> &'static str {
         match self.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
+            Protocol::Udp => "",
+            Protocol::Tcp => ";transport=tcp",
         }
     }
 

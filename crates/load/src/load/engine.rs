@@ -13,7 +13,7 @@ use crate::load::error::{Context, LoadError, bail};
 use tokio::time::Instant;
 
 use crate::caller::Phone;
-use crate::config::{PortRange, Transport};
+use crate::config::{PortRange, Protocol};
 use crate::sip::message::Method;
 use crate::sip::random_token;
 
@@ -117,7 +117,7 @@ impl Engine {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, LoadError> {
         let start = Instant::now();
         let deadline = start + timeout;
-        let mut phone = Phone::new(Transport::Udp, self.sip)
+        let mut phone = Phone::new(Protocol::Udp, self.sip)
             .await
             .context("opening a SIP socket for the readiness probe")?;
         let mut cseq = 0u32;

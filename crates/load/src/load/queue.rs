@@ -32,7 +32,7 @@ use super::script::{bye_failure, short};
 use crate::caller::answerer::Answerer;
 use crate::caller::media::clock_stats;
 use crate::caller::{CallMedia, Offer, Phone};
-use crate::config::{Config, Transport};
+use crate::config::{Config, Protocol};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The nominal spacing of RTP frames.
@@ -876,7 +876,7 @@ async fn caller(
     };
     let dialled = Instant::now();
     let established = async {
-        let mut phone = Phone::new(Transport::Udp, server).await?;
+        let mut phone = Phone::new(Protocol::Udp, server).await?;
         let est = phone.call(&user, &media, Offer::Codecs(vec![0])).await?;
         Ok::<_, crate::caller::CallerError>((phone, est))
     };

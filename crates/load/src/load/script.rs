@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::report::Histogram;
 use crate::caller::media::CallMedia;
 use crate::caller::{KeyMethod, Offer, Phone};
-use crate::config::Transport;
+use crate::config::Protocol;
 use crate::media::dtmf::Key;
 use crate::media::prompt::Prompt;
 
@@ -114,7 +114,7 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
     media.watch(&script.welcome);
     let dialled = Instant::now();
     let established = async {
-        let mut phone = Phone::new(Transport::Udp, script.target).await?;
+        let mut phone = Phone::new(Protocol::Udp, script.target).await?;
         let est = phone
             .call(&script.user, &media, Offer::Codecs(vec![0]))
             .await?;
