@@ -265,6 +265,15 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: hotline::records::listing::ListFormat,
     },
+    /// The nodes of the cluster (`cluster:` in hotline.yaml) as the shared database sees
+    /// them, and which one leads (docs/cluster.md).
+    #[command(
+        after_help = "Examples:\n  hotline cluster status\n  hotline cluster status --config /etc/hotline/hotline.yaml"
+    )]
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
+    },
     /// Run the demonstration order service the sample hotline looks orders up in
     /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
     #[command(
@@ -274,6 +283,15 @@ enum Command {
         /// The address to listen on.
         #[arg(long, default_value = hotline::config::DEMO_SHOP_LISTEN)]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Each node's state (alive, lost, left), lease age and calls, and the leader.
+    Status {
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
 }
 
@@ -638,6 +656,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             until,
             format,
         } => records(&cfg.config, call_id, last, caller, since, until, format),
+        Command::Cluster {
+            what: ClusterCommand::Status { cfg },
+        } => {
+            let config = load_config(&cfg.config)?;
+            let Some(cluster) = config.cluster else {
+                anyhow::bail!(
+                    "{} has no `cluster:` section: this hotline runs as a single node",
+                    cfg.config.display()
+                );
+            };
+            let mut client =
+                hotline::cluster::connect(&cluster.store).map_err(anyhow::Error::msg)?;
+            let nodes = hotline::cluster::status::read(&mut client, cluster.lease.as_secs_f64())
+                .context("reading the cluster's nodes")?;
+            tools::print(&hotline::cluster::status::render(&nodes))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoShop { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

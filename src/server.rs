@@ -55,6 +55,8 @@ pub enum StartError {
     Webhook(#[source] crate::records::webhook::TargetError),
     #[error("starting the records webhook")]
     WebhookThread(#[source] std::io::Error),
+    #[error("starting the cluster membership")]
+    Cluster(#[source] std::io::Error),
 }
 
 pub struct Server {
@@ -76,6 +78,8 @@ pub struct Server {
     /// The deliverer of `records.webhook`, when configured; dropping it sends or spools
     /// what waits.
     pub webhook: Option<crate::records::webhook::Webhook>,
+    /// This node's membership of a cluster (`cluster:`); dropping it leaves cleanly.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// The users that may register: the agents with a password or hashed secrets. An agent
@@ -241,6 +245,14 @@ impl Server {
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
         let demo_shop = start_demo_shop(&config).await;
         let admin = start_admin(&config, &deps).await;
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let live = Arc::downgrade(&deps);
+                let calls = Arc::new(move || live.upgrade().map_or(0, |d| d.registry.len()));
+                Some(crate::cluster::Cluster::start(c, calls).map_err(StartError::Cluster)?)
+            }
+            None => None,
+        };
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -259,6 +271,7 @@ impl Server {
             admin,
             records,
             webhook,
+            cluster,
         })
     }
 

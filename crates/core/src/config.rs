@@ -194,7 +194,33 @@ struct RawFile {
     records: Option<serde_json::Value>,
     #[serde(default)]
     limits: RawLimits,
+    cluster: Option<RawCluster>,
 }
+
+/// `cluster:`: this node's part in several nodes sharing one PostgreSQL database
+/// (docs/cluster.md).
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    /// This node's name, unique among the nodes (default: the host's name).
+    node: Option<String>,
+    /// The shared database (default: `records.store` when that is a postgres:// URL).
+    store: Option<String>,
+    /// How long a node that stops renewing its lease is still counted alive (default 5s).
+    lease: Option<String>,
+}
+
+/// `cluster:` as the engine uses it; None: a single node (the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node: String,
+    /// A postgres:// URL.
+    pub store: String,
+    pub lease: Duration,
+}
+
+/// How long a node's lease lasts when `cluster.lease` is not given.
+pub const DEFAULT_CLUSTER_LEASE: Duration = Duration::from_secs(5);
 
 /// `limits:`: who may talk to the engine (see docs/reliability.md).
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -325,6 +351,8 @@ pub struct Config {
     pub as_loaded: Option<StartOnly>,
     /// Where call records are kept; None: they are not (`records: off`, or no `records:`).
     pub records: Option<RecordsConfig>,
+    /// This node's part in a cluster; None: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The values the engine reads once, at start: sockets it binds, services it starts and
@@ -342,6 +370,7 @@ pub struct StartOnly {
     digest_algorithms: Vec<Algorithm>,
     records: Option<RecordsConfig>,
     guard: GuardConfig,
+    cluster: Option<ClusterConfig>,
 }
 
 impl StartOnly {
@@ -358,6 +387,7 @@ impl StartOnly {
             digest_algorithms: c.digest_algorithms.clone(),
             records: c.records.clone(),
             guard: c.guard.clone(),
+            cluster: c.cluster.clone(),
         }
     }
 
@@ -382,6 +412,7 @@ impl StartOnly {
             "sip.digest_algorithms",
         );
         check(self.records != new.records, "records");
+        check(self.cluster != new.cluster, "cluster");
         check(self.guard != new.guard, "limits");
         keys
     }
@@ -480,6 +511,7 @@ impl Default for Config {
             tests_dir: None,
             as_loaded: None,
             records: None,
+            cluster: None,
         }
     }
 }
@@ -709,6 +741,9 @@ impl Config {
             }
         }
         limits_config(raw.limits, &mut cfg.guard, p);
+        if let Some(c) = raw.cluster {
+            cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
+        }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
             None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
@@ -920,6 +955,69 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `cluster:`, with its store defaulting to the records' PostgreSQL database.
+fn cluster_config(
+    raw: RawCluster,
+    records: Option<&RecordsConfig>,
+    p: &mut Found<'_>,
+) -> Option<ClusterConfig> {
+    let node = match raw.node {
+        Some(n) if n.trim().is_empty() || n.len() > 64 => {
+            p.at(
+                "cluster.node",
+                "cluster.node: expected a name of 1 to 64 characters".to_owned(),
+            );
+            return None;
+        }
+        Some(n) => n,
+        None => host_name(),
+    };
+    let store = match (raw.store, records.map(|r| &r.store)) {
+        (Some(s), _) if s.starts_with("postgres://") || s.starts_with("postgresql://") => s,
+        (Some(s), _) => {
+            p.at(
+                "cluster.store",
+                format!("cluster.store: expected a postgres:// URL, found '{s}'"),
+            );
+            return None;
+        }
+        (None, Some(RecordsStore::Postgres(url))) => url.clone(),
+        (None, _) => {
+            p.at(
+                "cluster",
+                "cluster: the nodes share a PostgreSQL database: set cluster.store or a postgres:// records.store"
+                    .to_owned(),
+            );
+            return None;
+        }
+    };
+    let lease = match raw.lease.as_deref().map(parse_duration) {
+        None => DEFAULT_CLUSTER_LEASE,
+        Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+        Some(Ok(_)) => {
+            p.at(
+                "cluster.lease",
+                "cluster.lease: expected at least 1s".to_owned(),
+            );
+            return None;
+        }
+        Some(Err(e)) => {
+            p.at("cluster.lease", format!("cluster.lease: {e}"));
+            return None;
+        }
+    };
+    Some(ClusterConfig { node, store, lease })
+}
+
+/// The host's name, for a node that names none (`cluster.node`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "hotline".to_owned())
+}
+
 /// `limits:` over the defaults of the guard.
 fn limits_config(raw: RawLimits, guard: &mut GuardConfig, p: &mut Found<'_>) {
     let count = |n: u32, key: &str, p: &mut Found<'_>| {
@@ -1034,6 +1132,7 @@ const SECTIONS: &[&str] = &[
     "tests",
     "records",
     "limits",
+    "cluster",
 ];
 
 /// The sections flows depend on: while one of them is broken, checking the flows would
@@ -1579,6 +1678,47 @@ agents:
             found[2].0 == 4 && found[2].1.contains("limits.window"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_cluster_takes_the_records_database_unless_it_names_its_own() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let at = |text: &str| Config::from_str_at(text, path);
+        assert_eq!(at("").unwrap().cluster, None);
+        let shared = "records: { store: \"postgres://h@db/hotline\" }\ncluster: { node: a }\n";
+        let c = at(shared).unwrap().cluster.unwrap();
+        assert_eq!(c.node, "a");
+        assert_eq!(c.store, "postgres://h@db/hotline");
+        assert_eq!(c.lease, DEFAULT_CLUSTER_LEASE);
+        let own = "cluster: { node: b, store: \"postgres://h@other/x\", lease: 3s }\n";
+        let c = at(own).unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.store.as_str(), c.lease),
+            ("postgres://h@other/x", Duration::from_secs(3))
+        );
+        for (bad, says) in [
+            ("cluster: { node: a }\n", "set cluster.store"),
+            (
+                "cluster: { node: a, store: data/x.db }\n",
+                "expected a postgres:// URL",
+            ),
+            (
+                "cluster: { store: \"postgres://d/x\", lease: 0s }\n",
+                "at least 1s",
+            ),
+            (
+                "cluster: { store: \"postgres://d/x\", leese: 3s }\n",
+                "unknown key 'leese'",
+            ),
+        ] {
+            let Err(ConfigError::Invalid { diagnostics, .. }) = at(bad) else {
+                panic!("{bad} refused");
+            };
+            assert!(
+                diagnostics.iter().any(|d| d.message.contains(says)),
+                "{bad}: {diagnostics:?}"
+            );
+        }
     }
 
     #[test]
