@@ -43,6 +43,10 @@ impl Default for AdmissionConfig {
     }
 }
 
+// The rate is never NaN (the configuration accepts only numbers above 0), so equality is
+// total and the start-only comparison of configurations can hold this.
+impl Eq for AdmissionConfig {}
+
 /// `limits.max_calls` when not given (see [`AdmissionConfig::max_calls`]).
 pub const DEFAULT_MAX_CALLS: usize = 1500;
 
