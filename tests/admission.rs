@@ -82,7 +82,7 @@ async fn one_call_over_max_calls_gets_503_with_retry_after_while_the_admitted_ca
     let srv = server(|c| c.max_calls = 1).await;
     let sip = addr(&srv, Protocol::Udp);
     let probe = udp_to(sip).await;
-    assert_eq!(options(&probe, "probe-idle").0, 200);
+    assert_eq!(options(&probe, "probe-idle").await.0, 200);
     let (mut phone, media, mut established) = call(sip, "hotline").await;
     media
         .wait_for_prompt(&common::prompt("en", "welcome"), 0, 5 * SECOND)
@@ -124,7 +124,7 @@ async fn one_call_over_max_calls_gets_503_with_retry_after_while_the_admitted_ca
     assert_eq!(bye.status, 200);
     common::bridge::wait_until("the call is over", 10 * SECOND, || srv.active_calls() == 0).await;
     assert_eq!(
-        options(&probe, "probe-free").0,
+        options(&probe, "probe-free").await.0,
         200,
         "OPTIONS once a call ended"
     );
