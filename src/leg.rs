@@ -264,7 +264,8 @@ impl Leg {
             ToCall::Request { key, req } => LegInput::Request { key, req },
             ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
             ToCall::Ack(ack) => LegInput::Ack(ack),
-            ToCall::Leg { .. } => return None,
+            // Never routed to a leg: the call that placed it ends it.
+            ToCall::Leg { .. } | ToCall::Shutdown => return None,
         };
         self.core.handle(now, input);
         self.carry_out(deps, beside, media_tx)

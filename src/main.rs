@@ -513,11 +513,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                         .context("listening for SIGTERM")?;
-                tokio::select! {
-                    () = server.run() => {}
-                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-                    _ = term.recv() => tracing::info!("SIGTERM; stopping"),
+                let drain = server.deps.live().config.drain;
+                let running = server.serve();
+                // The first SIGTERM (or Ctrl-C) drains: calls in progress may finish. The
+                // second ends them at once. Either way the records are written before exit.
+                let mut stop = async move || {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => "interrupt",
+                        _ = term.recv() => "SIGTERM",
+                    }
+                };
+                let first = stop().await;
+                tracing::info!(
+                    signal = first,
+                    "stop requested; draining (send it again to stop at once)"
+                );
+                let cut = async {
+                    let second = stop().await;
+                    tracing::warn!(
+                        signal = second,
+                        "second stop requested; ending the calls now"
+                    );
+                };
+                running.drain(drain, cut).await;
+                if let Some(ep) = running.server.deps.acd() {
+                    ep.stop();
                 }
+                drop(running);
+                tracing::info!("stopped");
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

@@ -29,6 +29,7 @@ use crate::media::clock::ClockStats;
 use crate::media::session::KeySource;
 use crate::queue::acd::Snapshot;
 use crate::records::{CallOutcome, SinkCounters};
+use crate::sip::admission::Refusal;
 use crate::sip::message::{Message, Method};
 
 /// The `Content-Type` of what [`Metrics::render`] writes.
@@ -90,6 +91,11 @@ struct SourceLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -125,6 +131,10 @@ pub struct Metrics {
     dtmf_keys: Family<SourceLabels, Counter>,
     queue_wait: WaitHistograms,
     reloads: Family<ResultLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
+    dropped: Family<ReasonLabels, Counter>,
+    bans: Counter,
+    draining: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -190,6 +200,36 @@ impl Metrics {
             "Reloads of flows, prompts and configuration, by result: ok or refused",
             reloads.clone(),
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_calls_refused",
+            "New calls answered 503 before any call state existed, by reason: max_calls, rate, lateness (the media clock ran late), ports (no RTP port free), draining (the engine is stopping)",
+            refused.clone(),
+        );
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_sip_dropped",
+            "SIP requests dropped without a reply by the guard, by reason: banned (the source is banned), scanner (a scanner's User-Agent)",
+            dropped.clone(),
+        );
+        let bans = Counter::default();
+        registry.register(
+            "hotline_sources_banned",
+            "Source addresses banned, for flooding or for refused logins",
+            bans.clone(),
+        );
+        let draining = Gauge::default();
+        registry.register(
+            "hotline_draining",
+            "1 while the engine stops: new calls and OPTIONS get 503, calls in progress go on",
+            draining.clone(),
+        );
+        for r in Refusal::ALL {
+            refused.get_or_create_owned(&ReasonLabels { reason: r.as_str() });
+        }
+        for reason in ["banned", "scanner"] {
+            dropped.get_or_create_owned(&ReasonLabels { reason });
+        }
         // Every value of a fixed label shows from the start, at zero: a rate over a series
         // that appears late misses its first increment.
         for o in CallOutcome::ALL {
@@ -211,7 +251,41 @@ impl Metrics {
             dtmf_keys,
             queue_wait,
             reloads,
+            refused,
+            dropped,
+            bans,
+            draining,
         }
+    }
+
+    /// `n` more new calls were refused for `reason`.
+    pub fn calls_refused(&self, reason: Refusal, n: u64) {
+        if n > 0 {
+            self.refused
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// `n` more requests were dropped by the guard; `reason` is `banned` or `scanner`.
+    pub fn sip_dropped(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.dropped
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(n);
+        }
+    }
+
+    /// `n` more sources were banned.
+    pub fn sources_banned(&self, n: u64) {
+        self.bans.inc_by(n);
+    }
+
+    /// The engine started (or stopped) draining.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.set(i64::from(draining));
     }
 
     /// A SIP message went through the endpoint, one way or the other.
@@ -467,6 +541,33 @@ mod tests {
         assert!(t.contains("hotline_queue_wait_seconds_bucket{queue=\"sales\",le=\"5\"} 0\n"));
         assert!(t.contains("hotline_queue_wait_seconds_bucket{queue=\"sales\",le=\"10\"} 1\n"));
         assert!(t.contains("hotline_queue_wait_seconds_count{queue=\"sales\"} 1\n"));
+    }
+
+    #[test]
+    fn refusals_drops_bans_and_draining_show() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for r in Refusal::ALL {
+            let line = format!(
+                "hotline_calls_refused_total{{reason=\"{}\"}} 0\n",
+                r.as_str()
+            );
+            assert!(t.contains(&line), "{line} in {t}");
+        }
+        assert!(t.contains("hotline_sip_dropped_total{reason=\"scanner\"} 0\n"));
+        assert!(t.contains("hotline_draining 0\n"));
+        m.calls_refused(Refusal::Rate, 3);
+        m.sip_dropped("banned", 2);
+        m.sources_banned(1);
+        m.set_draining(true);
+        let t = render(&m);
+        assert!(
+            t.contains("hotline_calls_refused_total{reason=\"rate\"} 3\n"),
+            "{t}"
+        );
+        assert!(t.contains("hotline_sip_dropped_total{reason=\"banned\"} 2\n"));
+        assert!(t.contains("hotline_sources_banned_total 1\n"));
+        assert!(t.contains("hotline_draining 1\n"));
     }
 
     #[test]

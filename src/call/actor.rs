@@ -515,6 +515,7 @@ impl Call {
             }
             ToCall::Response(r) => UasInput::Response(r),
             ToCall::Leg { call_id, msg } => return self.on_leg_sip(&call_id, *msg),
+            ToCall::Shutdown => return self.input(CallInput::HangUp(Outcome::Interrupted)),
         };
         self.input(CallInput::Sip(input));
     }
@@ -899,6 +900,10 @@ impl Call {
         let (by, fault) = match (outcome, r.refused) {
             (Some(Outcome::CallerHungUp), _) | (None, Some(487)) => (HungUpBy::Caller, None),
             (Some(Outcome::FarEndHungUp), _) => (HungUpBy::Agent, None),
+            (Some(Outcome::Interrupted), _) => {
+                r.facts.interrupted = true;
+                (HungUpBy::Engine, Some("engine stopped".to_owned()))
+            }
             (Some(Outcome::FlowHungUp), _) => (HungUpBy::Engine, None),
             (Some(Outcome::NoMedia), _) => (HungUpBy::Engine, Some("no media".to_owned())),
             (Some(Outcome::AckTimeout), _) => (HungUpBy::Engine, Some("no ACK".to_owned())),

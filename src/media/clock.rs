@@ -169,6 +169,10 @@ pub struct ClockStats {
     pub late_ticks: AtomicU64,
     /// Worst lateness seen, in microseconds.
     pub max_lateness_us: AtomicU64,
+    /// How late the ticks end, smoothed over the last few (an exponential average with a
+    /// weight of 1/8, about 160 ms), in microseconds: what admission reads, so one stall
+    /// of the machine does not refuse calls but a clock that keeps running late does.
+    pub lateness_us: AtomicU64,
     /// RTP packets the kernel refused to send (each is one lost frame).
     pub send_errors: AtomicU64,
     /// RTP packets the sessions accepted (from the latched address) and sent. Added once
@@ -361,6 +365,19 @@ impl MediaEngine {
         self.worker(id).send(Command::Remove(id));
     }
 
+    /// The worst worker's smoothed lateness (see [`ClockStats::lateness_us`]); a few
+    /// atomic loads.
+    pub fn lateness(&self) -> Duration {
+        let us = self
+            .inner
+            .stats
+            .iter()
+            .map(|s| s.lateness_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        Duration::from_micros(us)
+    }
+
     pub fn stats(&self) -> &[Arc<ClockStats>] {
         &self.inner.stats
     }
@@ -477,6 +494,11 @@ impl Clock {
                 // skipping frames, because skipped frames would be heard as gaps.
                 next += TICK;
                 let after = Instant::now();
+                let sample = after.saturating_duration_since(next).as_micros() as u64;
+                let smoothed = stats.lateness_us.load(Ordering::Relaxed);
+                stats
+                    .lateness_us
+                    .store(smoothed - smoothed / 8 + sample / 8, Ordering::Relaxed);
                 if after > next {
                     let late = after.duration_since(next);
                     stats.late_ticks.fetch_add(1, Ordering::Relaxed);

@@ -23,6 +23,7 @@ use crate::flow::diagnostic::Diagnostic;
 use crate::flow::duration::parse_duration;
 use crate::flow::schedule::Schedule;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
+use crate::sip::admission::{AdmissionConfig, DEFAULT_MAX_CALLS};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 use crate::sip::guard::GuardConfig;
 
@@ -240,6 +241,16 @@ struct RawLimits {
     trusted: Option<Vec<String>>,
     /// User-Agent substrings dropped without a reply (known scanners by default).
     scanners: Option<Vec<String>>,
+    /// Calls in progress beyond which new calls get 503 with Retry-After (1500).
+    max_calls: Option<usize>,
+    /// New calls per second on average, beyond which they get 503 (200).
+    new_calls_per_second: Option<f64>,
+    /// New calls that may arrive at once after a quiet spell (200).
+    burst: Option<u32>,
+    /// The media clock's smoothed lateness beyond which new calls get 503 (10ms).
+    max_media_lateness: Option<String>,
+    /// How long a graceful shutdown waits for calls in progress before ending them (5m).
+    drain: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -304,9 +315,14 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Who may talk to the engine: flood and login bans, trusted sources, scanners.
     pub guard: GuardConfig,
+    /// Which new calls are taken: the rate and the media lateness (`limits.*`); the
+    /// count of calls is `max_calls`.
+    pub admission: AdmissionConfig,
+    /// How long a graceful shutdown waits for calls in progress before ending them.
+    pub drain: Duration,
     pub listen: Vec<Listen>,
     pub user_agent: String,
-    /// New calls beyond this many get 503 with Retry-After.
+    /// New calls beyond this many get 503 with Retry-After (`limits.max_calls`).
     pub max_calls: usize,
     /// Ring (180) for this long before answering; zero answers at once.
     pub answer_after: Duration,
@@ -371,6 +387,7 @@ pub struct StartOnly {
     records: Option<RecordsConfig>,
     guard: GuardConfig,
     cluster: Option<ClusterConfig>,
+    admission: AdmissionConfig,
 }
 
 impl StartOnly {
@@ -388,6 +405,7 @@ impl StartOnly {
             records: c.records.clone(),
             guard: c.guard.clone(),
             cluster: c.cluster.clone(),
+            admission: c.admission.clone(),
         }
     }
 
@@ -404,7 +422,7 @@ impl StartOnly {
         check(self.admin != new.admin, "admin");
         check(self.demo_shop != new.demo_shop, "demo_shop");
         check(self.user_agent != new.user_agent, "sip.user_agent");
-        check(self.max_calls != new.max_calls, "sip.max_calls");
+        check(self.max_calls != new.max_calls, "limits.max_calls");
         check(self.t1 != new.t1, "sip.t1");
         check(self.realm != new.realm, "sip.realm");
         check(
@@ -413,7 +431,10 @@ impl StartOnly {
         );
         check(self.records != new.records, "records");
         check(self.cluster != new.cluster, "cluster");
-        check(self.guard != new.guard, "limits");
+        check(
+            self.guard != new.guard || self.admission != new.admission,
+            "limits",
+        );
         keys
     }
 }
@@ -480,12 +501,14 @@ impl Default for Config {
         Config {
             path: None,
             guard: GuardConfig::default(),
+            admission: AdmissionConfig::default(),
+            drain: DEFAULT_DRAIN,
             listen: vec![
                 "udp:0.0.0.0:5060".parse().expect("static listener"),
                 "tcp:0.0.0.0:5060".parse().expect("static listener"),
             ],
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
-            max_calls: 5000,
+            max_calls: DEFAULT_MAX_CALLS,
             answer_after: Duration::ZERO,
             t1: Duration::from_millis(500),
             realm: "hotline".to_string(),
@@ -565,7 +588,7 @@ impl Config {
             path: Some(path.to_path_buf()),
             ..Config::default()
         };
-        let Some(raw) = raw else {
+        let Some(mut raw) = raw else {
             return Err(found.into_error(None));
         };
         let p = &mut found;
@@ -740,6 +763,8 @@ impl Config {
                 }
             }
         }
+        let sip_max_calls = raw.sip.max_calls.is_some();
+        admission_config(&mut raw.limits, sip_max_calls, &mut cfg, p);
         limits_config(raw.limits, &mut cfg.guard, p);
         if let Some(c) = raw.cluster {
             cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
@@ -1016,6 +1041,60 @@ fn host_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "hotline".to_owned())
+}
+
+/// How long a graceful shutdown waits when `limits.drain` is not given.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(300);
+
+/// `limits:`'s admission keys (taken out of `raw`; the guard's are left for
+/// [`limits_config`]) over the defaults. `sip.max_calls`, the older spelling of
+/// `limits.max_calls`, is still read; both at once is an error.
+fn admission_config(raw: &mut RawLimits, sip_max_calls: bool, cfg: &mut Config, p: &mut Found<'_>) {
+    if let Some(n) = raw.max_calls.take() {
+        if sip_max_calls || n == 0 {
+            let why = if n == 0 {
+                "limits.max_calls: expected at least 1, found 0 (no call could come in)"
+            } else {
+                "limits.max_calls: also given as sip.max_calls; keep one (limits.max_calls)"
+            };
+            p.at("limits.max_calls", why.to_owned());
+        }
+        cfg.max_calls = n.max(1);
+    }
+    if let Some(r) = raw.new_calls_per_second.take() {
+        if r.is_finite() && r > 0.0 {
+            cfg.admission.calls_per_second = r;
+        } else {
+            p.at(
+                "limits.new_calls_per_second",
+                format!("limits.new_calls_per_second: expected a number above 0, found {r}"),
+            );
+        }
+    }
+    if let Some(b) = raw.burst.take() {
+        if b == 0 {
+            p.at(
+                "limits.burst",
+                "limits.burst: expected at least 1, found 0 (no call could come in)".to_owned(),
+            );
+        }
+        cfg.admission.burst = b.max(1);
+    }
+    if let Some(t) = raw.max_media_lateness.take() {
+        match parse_duration(&t) {
+            Ok(d) => cfg.admission.max_lateness = d,
+            Err(e) => p.at(
+                "limits.max_media_lateness",
+                format!("limits.max_media_lateness: {e}"),
+            ),
+        }
+    }
+    if let Some(t) = raw.drain.take() {
+        match parse_duration(&t) {
+            Ok(d) => cfg.drain = d,
+            Err(e) => p.at("limits.drain", format!("limits.drain: {e}")),
+        }
+    }
 }
 
 /// `limits:` over the defaults of the guard.
@@ -1719,6 +1798,55 @@ agents:
                 "{bad}: {diagnostics:?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_set_admission_and_drain_with_placed_diagnostics() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let d = Config::from_str_at("", path).unwrap();
+        assert_eq!(d.admission, AdmissionConfig::default());
+        assert_eq!((d.max_calls, d.drain), (DEFAULT_MAX_CALLS, DEFAULT_DRAIN));
+        let text = "limits:\n  max_calls: 40\n  new_calls_per_second: 2.5\n  burst: 7\n  max_media_lateness: 30ms\n  drain: 90s\n";
+        let c = Config::from_str_at(text, path).unwrap();
+        assert_eq!(c.max_calls, 40);
+        assert_eq!(c.admission.calls_per_second, 2.5);
+        assert_eq!(c.admission.burst, 7);
+        assert_eq!(c.admission.max_lateness, Duration::from_millis(30));
+        assert_eq!(c.drain, Duration::from_secs(90));
+        // The older spelling still works alone.
+        let old = Config::from_str_at("sip: { max_calls: 12 }", path).unwrap();
+        assert_eq!(old.max_calls, 12);
+        let bad = "sip: { max_calls: 12 }\nlimits:\n  max_calls: 10\n  new_calls_per_second: 0\n  burst: 0\n  drain: later\n";
+        let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(bad, path) else {
+            panic!("refused");
+        };
+        let found: Vec<(u32, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].0 == 3 && found[0].1.contains("sip.max_calls"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].0 == 4 && found[1].1.contains("above 0"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].0 == 5 && found[2].1.contains("limits.burst"),
+            "{found:?}"
+        );
+        assert!(
+            found[3].0 == 6 && found[3].1.contains("limits.drain"),
+            "{found:?}"
+        );
+        let mut changed = c.clone();
+        changed.as_loaded = None;
+        changed.admission.burst = 8;
+        let mut before = c.clone();
+        before.as_loaded = None;
+        assert_eq!(start_only_changes(&before, &changed), ["limits"]);
     }
 
     #[test]
