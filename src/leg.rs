@@ -353,6 +353,7 @@ impl Leg {
                     self.no_media_timeout,
                     crate::call::media_sink(media_tx.clone()),
                     beside,
+                    crate::media::session::MediaOrigin::Placed,
                 ));
                 debug!(leg = %self.call_id, "leg answered");
                 Some(LegNews::Answered)

@@ -432,6 +432,31 @@ fn scraped(s: &Scrape<'_>) -> Registry {
         "RTP packets of every call and leg: received (from the caller's latched address) and sent",
         rtp,
     );
+    let rejected = Family::<ReasonLabels, Counter>::default();
+    for (reason, v) in [
+        (
+            "malformed",
+            sum(|w| w.rtp_rejected_malformed.load(Ordering::Relaxed)),
+        ),
+        (
+            "foreign",
+            sum(|w| w.rtp_rejected_foreign.load(Ordering::Relaxed)),
+        ),
+    ] {
+        rejected
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(v);
+    }
+    r.register(
+        "hotline_rtp_rejected",
+        "Datagrams on calls' RTP ports thrown away: not readable RTP (malformed), or from an address that is not the caller's media address (foreign: hijack attempts, strays)",
+        rejected,
+    );
+    r.register(
+        "hotline_keys_dropped",
+        "Keys heard over a call's bound of keys per second (an RFC 4733 event storm), not passed to the flow",
+        counter(sum(|w| w.keys_dropped.load(Ordering::Relaxed))),
+    );
     r.register(
         "hotline_rtp_late_frames",
         "Frames the media clock sent late: every session's frame of a tick that started more than one period (20 ms) late",

@@ -24,7 +24,7 @@ use crate::media::clock::SessionId;
 use crate::media::dtmf::Key;
 use crate::media::ports::RtpPort;
 use crate::media::prompt::Prompt;
-use crate::media::session::{MediaEvent, SessionCommand};
+use crate::media::session::{MediaEvent, MediaOrigin, SessionCommand};
 use crate::queue::agent::AgentCommand;
 use crate::queue::service::QueueNews;
 use crate::records::{CallKind, HungUpBy, RecordMsg};
@@ -494,6 +494,7 @@ impl Call {
     /// back's own INVITE's.
     fn on_sip(&mut self, m: ToCall) {
         use crate::sip::uas::UasInput;
+        let is_ack = matches!(m, ToCall::Ack(_));
         let input = match m {
             ToCall::Request { key, req } => {
                 if req.method == crate::sip::message::Method::Info && carries_key(&req) {
@@ -518,6 +519,10 @@ impl Call {
             ToCall::Shutdown => return self.input(CallInput::HangUp(Outcome::Interrupted)),
         };
         self.input(CallInput::Sip(input));
+        if is_ack {
+            // The caller received our answer where its signalling came from: media may go.
+            self.media(SessionCommand::Confirmed);
+        }
     }
 
     fn on_media(&mut self, ev: MediaEvent) {
@@ -625,6 +630,10 @@ impl Call {
                 let Some(port) = self.rtp_port.take() else {
                     return;
                 };
+                let origin = match self.origin {
+                    Origin::Called => super::caller_media_origin(&self.live, self.peer.remote),
+                    Origin::CalledBack(_) => MediaOrigin::Placed,
+                };
                 let id = super::start_session(
                     &self.deps,
                     port,
@@ -632,8 +641,13 @@ impl Call {
                     self.live.config.no_media_timeout,
                     super::media_sink(self.inbox.media()),
                     None,
+                    origin,
                 );
                 self.session = Some(id);
+                // A late offer's media starts with the ACK that has already arrived.
+                if self.core.uas().state() == crate::sip::uas::UasState::Confirmed {
+                    self.media(SessionCommand::Confirmed);
+                }
             }
             MediaCommand::Play {
                 id,

@@ -51,8 +51,12 @@ const WAKE_TOKEN: u64 = 0;
 const TIMER_TOKEN: u64 = 1;
 
 /// A datagram burst larger than this is left for the next tick, so one flooded socket
-/// cannot stall the clock.
+/// cannot stall the clock (the kernel drops what its buffer cannot hold). A caller sends
+/// one or two packets a tick; 64 absorbs a second of jitter-delayed audio in a few ticks.
 const MAX_READS_PER_SOCKET: usize = 64;
+
+/// How often one session's refused packets are logged (they are counted every tick).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a session's events go: the call that owns it. Called on the media thread, so it
 /// must not block.
@@ -84,6 +88,10 @@ struct Served {
     sink: EventSink,
     /// The session's packet counts already added to the worker's [`ClockStats`].
     counted: (u64, u64),
+    /// The session's refusals (malformed, foreign, keys over the bound) already added.
+    refused: [u64; 3],
+    /// When refusals of this session were last logged.
+    logged_at: Option<Instant>,
 }
 
 impl Served {
@@ -99,6 +107,49 @@ impl Served {
         );
         self.counted = now;
         delta
+    }
+
+    /// Adds the session's new refusals to the worker's counters and logs them, at most
+    /// once per [`REFUSAL_LOG_EVERY`] per session, so a flood costs one line a second.
+    fn publish_refusals(&mut self, now: Instant, stats: &ClockStats) {
+        let st = &self.session.stats;
+        let totals = [st.malformed, st.foreign_dropped, st.keys_dropped];
+        if totals == self.refused {
+            return;
+        }
+        let [m, f, k] = [0, 1, 2].map(|i| totals[i].saturating_sub(self.refused[i]));
+        stats.rtp_rejected_malformed.fetch_add(m, Ordering::Relaxed);
+        stats.rtp_rejected_foreign.fetch_add(f, Ordering::Relaxed);
+        stats.keys_dropped.fetch_add(k, Ordering::Relaxed);
+        if self
+            .logged_at
+            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        let logged = std::mem::replace(&mut self.refused, totals);
+        let [m, f, k] = [0, 1, 2].map(|i| totals[i].saturating_sub(logged[i]));
+        self.logged_at = Some(now);
+        if m + f > 0
+            && let Some((source, reason)) = st.last_rejected
+        {
+            warn!(
+                %source,
+                reason = reason.as_str(),
+                port = self.port.port,
+                malformed = m,
+                foreign = f,
+                "RTP rejected"
+            );
+        }
+        if k > 0 {
+            warn!(
+                port = self.port.port,
+                dropped = k,
+                reason = "key_rate",
+                "keys dropped"
+            );
+        }
     }
 
     fn deliver(&mut self) {
@@ -181,6 +232,13 @@ pub struct ClockStats {
     pub packets_out: AtomicU64,
     /// Frames sent late: every session's frame of a tick that started late.
     pub late_frames: AtomicU64,
+    /// Datagrams on a call's port that were not RTP we can read.
+    pub rtp_rejected_malformed: AtomicU64,
+    /// RTP from an address other than the caller's media address (hijack attempts,
+    /// strays): dropped, never learned.
+    pub rtp_rejected_foreign: AtomicU64,
+    /// Keys over a call's per-second bound (a storm of RFC 4733 events).
+    pub keys_dropped: AtomicU64,
     /// The worker sends and reads through io_uring (else `sendto`/`recvfrom`).
     pub uring: AtomicBool,
 }
@@ -340,6 +398,8 @@ impl MediaEngine {
             port,
             sink,
             counted: (0, 0),
+            refused: [0; 3],
+            logged_at: None,
         });
         self.worker(id).send(Command::Add(id, served));
         id
@@ -562,6 +622,8 @@ impl Clock {
                     if let Some(mut s) = self.sessions.remove(&id) {
                         let _ = self.sockets.delete(s.port.socket.as_fd());
                         self.count_packets(s.uncounted());
+                        s.logged_at = None;
+                        s.publish_refusals(Instant::now(), &self.stats);
                     }
                 }
                 Ok(Command::Bridge(a, b)) => {
@@ -616,6 +678,7 @@ impl Clock {
                 self.held.push(*id);
             }
             s.deliver();
+            s.publish_refusals(now, &self.stats);
             let (i, o) = s.uncounted();
             packets = (packets.0 + i, packets.1 + o);
         }
