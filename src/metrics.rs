@@ -110,6 +110,20 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Why the admin server's door refuses a request (`admin::guard::Refusal`).
+const ADMIN_REFUSALS: [&str; 5] = [
+    "no_host",
+    "foreign_host",
+    "foreign_origin",
+    "body_too_large",
+    "no_token",
+];
+
 type WaitHistograms = Family<QueueLabels, Histogram, fn() -> Histogram>;
 
 fn wait_histogram() -> Histogram {
@@ -125,6 +139,7 @@ pub struct Metrics {
     dtmf_keys: Family<SourceLabels, Counter>,
     queue_wait: WaitHistograms,
     reloads: Family<ResultLabels, Counter>,
+    admin_refused: Family<ReasonLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -190,6 +205,15 @@ impl Metrics {
             "Reloads of flows, prompts and configuration, by result: ok or refused",
             reloads.clone(),
         );
+        let admin_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_admin_refused",
+            "Requests the admin server refused before any handler, by reason: no_host, foreign_host, foreign_origin, body_too_large, no_token",
+            admin_refused.clone(),
+        );
+        for reason in ADMIN_REFUSALS {
+            admin_refused.get_or_create_owned(&ReasonLabels { reason });
+        }
         // Every value of a fixed label shows from the start, at zero: a rate over a series
         // that appears late misses its first increment.
         for o in CallOutcome::ALL {
@@ -211,7 +235,19 @@ impl Metrics {
             dtmf_keys,
             queue_wait,
             reloads,
+            admin_refused,
         }
+    }
+
+    /// The admin server refused a request for `reason` (one of [`ADMIN_REFUSALS`]).
+    pub fn admin_refused(&self, reason: &'static str) {
+        let reason = ADMIN_REFUSALS
+            .into_iter()
+            .find(|r| *r == reason)
+            .unwrap_or("other");
+        self.admin_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// A SIP message went through the endpoint, one way or the other.

@@ -136,6 +136,7 @@ async fn every_documented_endpoint_answers_as_the_document_says() {
         cfg.admin = Some(AdminConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             token: Some(TOKEN.into()),
+            hosts: Vec::new(),
         });
         cfg.records = Some(RecordsConfig {
             store: RecordsStore::Sqlite(store_path),
