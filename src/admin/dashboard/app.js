@@ -174,7 +174,12 @@ async function loadFlows() {
   graphs = await api("/graphs");
   const pick = $("#flow-pick");
   pick.innerHTML = graphs.flows.map(f => `<option>${esc(f.name)}</option>`).join("");
-  pick.onchange = drawFlow;
+  pick.onchange = refreshFlow;
+  await refreshFlow();
+}
+
+// Today's figures again, then the chosen flow with them.
+async function refreshFlow() {
   try {
     const r = await api(`/reports?since=${localDate()}&time_zone=${encodeURIComponent(zone())}`);
     steps = r.steps || [];
