@@ -346,7 +346,16 @@ fn move_listeners(
                      admin.token in the configuration, or listen on 127.0.0.1"
                 );
             }
-            config.admin = Some(hotline::config::AdminConfig { listen, token });
+            let hosts = config
+                .admin
+                .as_ref()
+                .map(|a| a.hosts.clone())
+                .unwrap_or_default();
+            config.admin = Some(hotline::config::AdminConfig {
+                listen,
+                token,
+                hosts,
+            });
         }
     }
     match demo_shop {

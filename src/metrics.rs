@@ -116,6 +116,15 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
+/// Why the admin server's door refuses a request (`admin::guard::Refusal`).
+const ADMIN_REFUSALS: [&str; 5] = [
+    "no_host",
+    "foreign_host",
+    "foreign_origin",
+    "body_too_large",
+    "no_token",
+];
+
 type WaitHistograms = Family<QueueLabels, Histogram, fn() -> Histogram>;
 
 fn wait_histogram() -> Histogram {
@@ -135,6 +144,7 @@ pub struct Metrics {
     dropped: Family<ReasonLabels, Counter>,
     bans: Counter,
     draining: Gauge,
+    admin_refused: Family<ReasonLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -230,6 +240,15 @@ impl Metrics {
         for reason in ["banned", "scanner"] {
             dropped.get_or_create_owned(&ReasonLabels { reason });
         }
+        let admin_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_admin_refused",
+            "Requests the admin server refused before any handler, by reason: no_host, foreign_host, foreign_origin, body_too_large, no_token",
+            admin_refused.clone(),
+        );
+        for reason in ADMIN_REFUSALS {
+            admin_refused.get_or_create_owned(&ReasonLabels { reason });
+        }
         // Every value of a fixed label shows from the start, at zero: a rate over a series
         // that appears late misses its first increment.
         for o in CallOutcome::ALL {
@@ -255,6 +274,7 @@ impl Metrics {
             dropped,
             bans,
             draining,
+            admin_refused,
         }
     }
 
@@ -286,6 +306,17 @@ impl Metrics {
     /// The engine started (or stopped) draining.
     pub fn set_draining(&self, draining: bool) {
         self.draining.set(i64::from(draining));
+    }
+
+    /// The admin server refused a request for `reason` (one of [`ADMIN_REFUSALS`]).
+    pub fn admin_refused(&self, reason: &'static str) {
+        let reason = ADMIN_REFUSALS
+            .into_iter()
+            .find(|r| *r == reason)
+            .unwrap_or("other");
+        self.admin_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// A SIP message went through the endpoint, one way or the other.

@@ -599,7 +599,7 @@ impl Call {
             }
         }
         if let (Some(r), Some((flow, step))) = (&self.registration, self.core.position()) {
-            r.set_position(flow, step);
+            r.set_position(flow, step, self.core.language().unwrap_or_default());
         }
         if self.core.is_ending() && !self.torn_down {
             // The core has already asked for its legs to be hung up and the bridge ended.

@@ -264,6 +264,7 @@ struct RawDemoShop {
 struct RawAdmin {
     listen: Option<String>,
     token: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 /// The admin HTTP API (`admin:` in hotline.yaml); absent: no admin API.
@@ -273,6 +274,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// When set, every request must carry `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// Host names the admin server answers to besides its own address (and `localhost`
+    /// on loopback): a request whose `Host` or `Origin` names another is refused, which
+    /// stops DNS rebinding and other sites' pages.
+    pub hosts: Vec<String>,
 }
 
 impl fmt::Debug for AdminConfig {
@@ -281,6 +286,7 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
@@ -1189,7 +1195,27 @@ fn admin_config(raw: RawAdmin) -> Result<AdminConfig, (&'static str, String)> {
             ),
         ));
     }
-    Ok(AdminConfig { listen, token })
+    let mut hosts = Vec::new();
+    for h in raw.hosts.unwrap_or_default() {
+        let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+        let name_like = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !name_like {
+            return Err((
+                "admin.hosts",
+                format!(
+                    "admin.hosts: expected host names without port or scheme (like hotline.example.org), found '{h}'"
+                ),
+            ));
+        }
+        hosts.push(h);
+    }
+    Ok(AdminConfig {
+        listen,
+        token,
+        hosts,
+    })
 }
 
 /// The top-level keys of the file.
@@ -1669,6 +1695,28 @@ agents:
         let cfg =
             Config::from_str_at("admin: { listen: \"[::1]:9000\" }", Path::new("h.yaml")).unwrap();
         assert!(cfg.admin.is_some());
+    }
+
+    #[test]
+    fn admin_hosts_are_names_without_port() {
+        let cfg = Config::from_str_at(
+            "admin: { hosts: [Hotline.Example.org., wallboard] }",
+            Path::new("h.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.unwrap().hosts,
+            ["hotline.example.org", "wallboard"]
+        );
+        for bad in ["\"http://x\"", "\"x:8080\"", "\"\""] {
+            let err =
+                Config::from_str_at(&format!("admin: {{ hosts: [{bad}] }}"), Path::new("h.yaml"))
+                    .unwrap_err();
+            assert!(
+                err.to_string().contains("admin.hosts: expected host names"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
