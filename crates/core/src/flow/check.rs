@@ -545,6 +545,17 @@ impl<'a> Ctx<'a> {
             });
             return;
         }
+        if crate::paths::climbs_out(name) {
+            self.error(
+                at,
+                format!("'{name}' leads out of the prompts folder"),
+                Some(
+                    "name a prompt inside prompts/<language>/ (e.g. 'menu/main'), without '..' or a leading '/'"
+                        .to_owned(),
+                ),
+            );
+            return;
+        }
         let help = if let Some(stem) = name.strip_suffix(".wav") {
             format!("leave out '.wav': write '{stem}'")
         } else {
