@@ -805,7 +805,8 @@ impl Call {
         let Some((id, name)) = self.recording.take().filter(|(id, _)| *id == rec.id) else {
             return;
         };
-        let path = self.live.config.recordings_dir.join(format!("{name}.wav"));
+        let recordings_dir = self.live.config.recordings_dir.clone();
+        let path = recordings_dir.join(format!("{name}.wav"));
         let duration = rec.duration();
         let reason = match rec.reason {
             StopReason::MaxDuration => RecordEnd::Max,
@@ -817,9 +818,15 @@ impl Call {
         let io = self.inbox.io();
         tokio::spawn(
             async move {
-                let p2 = path.clone();
+                let (dir, file) = (recordings_dir, format!("{name}.wav"));
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::media::recorder::write_wav(&p2, &rec.samples)
+                    // The file and its temporary twin must really be in the folder: a
+                    // symlink planted there must not make us write elsewhere.
+                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                    hotline_core::paths::file_in(&dir, &format!("{file}.part"))
+                        .map_err(|e| e.to_string())?;
+                    let p = hotline_core::paths::file_in(&dir, &file).map_err(|e| e.to_string())?;
+                    crate::media::recorder::write_wav(&p, &rec.samples).map_err(|e| e.to_string())
                 })
                 .await;
                 let reason = match written {
