@@ -214,6 +214,15 @@ struct RawLimits {
     trusted: Option<Vec<String>>,
     /// User-Agent substrings dropped without a reply (known scanners by default).
     scanners: Option<Vec<String>>,
+    /// The largest SIP message accepted, in bytes or like `16KiB` (16KiB).
+    #[schemars(schema_with = "byte_size_schema")]
+    max_message: Option<serde_json::Value>,
+    /// A TCP connection without a complete message for this long is closed (60s).
+    tcp_idle: Option<String>,
+    /// Open TCP connections from one address (32).
+    tcp_per_source: Option<u32>,
+    /// Open TCP connections in all (sized below the open-files limit).
+    tcp_connections: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -325,7 +334,39 @@ pub struct Config {
     pub as_loaded: Option<StartOnly>,
     /// Where call records are kept; None: they are not (`records: off`, or no `records:`).
     pub records: Option<RecordsConfig>,
+    /// How large a message and how many and how idle TCP connections may be.
+    pub connections: ConnectionLimits,
 }
+
+/// `limits.max_message` and `limits.tcp_*`: what one SIP message and the TCP listeners may
+/// take, so that neither memory nor descriptors can be exhausted from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Larger messages are refused: a datagram dropped, a TCP message answered 413 and its
+    /// connection closed.
+    pub max_message: usize,
+    /// A TCP connection that completes no message for this long is closed.
+    pub tcp_idle: Duration,
+    /// Open TCP connections from one address (trusted addresses are exempt).
+    pub tcp_per_source: usize,
+    /// Open TCP connections in all; None: derived from the open-files limit at start.
+    pub tcp_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_message: 16 * 1024,
+            tcp_idle: Duration::from_secs(60),
+            tcp_per_source: 32,
+            tcp_connections: None,
+        }
+    }
+}
+
+/// The bounds of `limits.max_message`: a full Ethernet frame's worth at least, and no more
+/// than the largest datagram.
+const MAX_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 1024..=65_535;
 
 /// The values the engine reads once, at start: sockets it binds, services it starts and
 /// what the SIP endpoint and registrar are built with. A reload cannot change them.
@@ -342,6 +383,7 @@ pub struct StartOnly {
     digest_algorithms: Vec<Algorithm>,
     records: Option<RecordsConfig>,
     guard: GuardConfig,
+    connections: ConnectionLimits,
 }
 
 impl StartOnly {
@@ -358,6 +400,7 @@ impl StartOnly {
             digest_algorithms: c.digest_algorithms.clone(),
             records: c.records.clone(),
             guard: c.guard.clone(),
+            connections: c.connections,
         }
     }
 
@@ -382,7 +425,10 @@ impl StartOnly {
             "sip.digest_algorithms",
         );
         check(self.records != new.records, "records");
-        check(self.guard != new.guard, "limits");
+        check(
+            self.guard != new.guard || self.connections != new.connections,
+            "limits",
+        );
         keys
     }
 }
@@ -480,6 +526,7 @@ impl Default for Config {
             tests_dir: None,
             as_loaded: None,
             records: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -708,6 +755,7 @@ impl Config {
                 }
             }
         }
+        connection_limits(&raw.limits, &mut cfg.connections, p);
         limits_config(raw.limits, &mut cfg.guard, p);
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
@@ -918,6 +966,73 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `limits.max_message` and `limits.tcp_*` over their defaults.
+fn connection_limits(raw: &RawLimits, c: &mut ConnectionLimits, p: &mut Found<'_>) {
+    if let Some(v) = &raw.max_message {
+        match byte_size(v) {
+            Some(n) if MAX_MESSAGE_RANGE.contains(&n) => c.max_message = n,
+            _ => p.at(
+                "limits.max_message",
+                format!(
+                    "limits.max_message: expected a size from 1KiB to 65535 bytes like 16KiB or 16384, found {v}"
+                ),
+            ),
+        }
+    }
+    if let Some(t) = &raw.tcp_idle {
+        match parse_duration(t) {
+            Ok(d) if d.is_zero() => p.at(
+                "limits.tcp_idle",
+                "limits.tcp_idle: expected more than 0s".to_string(),
+            ),
+            Ok(d) => c.tcp_idle = d,
+            Err(e) => p.at("limits.tcp_idle", format!("limits.tcp_idle: {e}")),
+        }
+    }
+    let mut count = |key: &str, value: Option<u32>| match value {
+        Some(0) => {
+            p.at(key, format!("{key}: expected at least 1, found 0"));
+            None
+        }
+        n => n.map(|n| n as usize),
+    };
+    if let Some(n) = count("limits.tcp_per_source", raw.tcp_per_source) {
+        c.tcp_per_source = n;
+    }
+    if let Some(n) = count("limits.tcp_connections", raw.tcp_connections) {
+        c.tcp_connections = Some(n);
+    }
+}
+
+/// `16384`, `16KiB`, `16k`, `64 KB`: a number of bytes (kilo meaning 1024).
+fn byte_size(v: &serde_json::Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).ok();
+    }
+    let t = v.as_str()?.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// `limits.max_message` is read by hand (a number or a text), so its shape is written here.
+fn byte_size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "the largest SIP message accepted: bytes, or like 16KiB (1KiB to 65535 bytes; default 16KiB)",
+        "anyOf": [
+            { "type": "null" },
+            { "type": "integer", "minimum": 1024, "maximum": 65535 },
+            { "type": "string", "pattern": "^[0-9]+ *([kK]([iI]?[bB])?|[bB])?$" }
+        ]
+    })
 }
 
 /// `limits:` over the defaults of the guard.
@@ -1579,6 +1694,46 @@ agents:
             found[2].0 == 4 && found[2].1.contains("limits.window"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_sizes_and_placed_diagnostics() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let c = Config::from_str_at("", path).unwrap().connections;
+        assert_eq!(c, ConnectionLimits::default());
+        assert_eq!(c.max_message, 16 * 1024);
+        assert_eq!(c.tcp_idle, Duration::from_secs(60));
+        assert_eq!((c.tcp_per_source, c.tcp_connections), (32, None));
+        let text = "limits:\n  max_message: 32KiB\n  tcp_idle: 5s\n  tcp_per_source: 4\n  tcp_connections: 100\n";
+        let c = Config::from_str_at(text, path).unwrap().connections;
+        assert_eq!(c.max_message, 32 * 1024);
+        assert_eq!(c.tcp_idle, Duration::from_secs(5));
+        assert_eq!((c.tcp_per_source, c.tcp_connections), (4, Some(100)));
+        let bytes = Config::from_str_at("limits: { max_message: 4000 }", path).unwrap();
+        assert_eq!(bytes.connections.max_message, 4000);
+        let bad = "limits:\n  max_message: 1MiB\n  tcp_idle: 0s\n  tcp_per_source: 0\n  tcp_connections: 0\n";
+        let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(bad, path) else {
+            panic!("refused");
+        };
+        let found: Vec<(u32, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        for (i, key) in [
+            "max_message",
+            "tcp_idle",
+            "tcp_per_source",
+            "tcp_connections",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(found[i].0, i as u32 + 2, "{found:?}");
+            assert!(found[i].1.contains(&format!("limits.{key}")), "{found:?}");
+        }
+        let small = Config::from_str_at("limits: { max_message: 100 }", path);
+        assert!(small.is_err(), "a limit below 1KiB is refused");
     }
 
     #[test]

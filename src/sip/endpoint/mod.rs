@@ -191,6 +191,10 @@ pub struct EndpointStats {
     pub dropped_scanner: AtomicU64,
     /// Sources banned (for flooding or for failed logins).
     pub bans: AtomicU64,
+    /// Live SIP transactions (back to zero once every exchange has ended).
+    pub transactions: AtomicUsize,
+    /// Calls the endpoint delivers messages to (back to zero once every call has ended).
+    pub inboxes: AtomicUsize,
 }
 
 impl EndpointStats {
@@ -320,6 +324,12 @@ impl Endpoint {
             }
             self.carry_out().await;
             self.stats.publish(&self.core.counters());
+            self.stats
+                .transactions
+                .store(self.core.transactions(), Ordering::Relaxed);
+            self.stats
+                .inboxes
+                .store(self.inboxes.len(), Ordering::Relaxed);
         }
     }
 
