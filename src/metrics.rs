@@ -168,6 +168,7 @@ fn refused_status(status: Option<u16>) -> &'static str {
         None => "none",
         Some(400) => "400",
         Some(413) => "413",
+        Some(483) => "483",
         Some(416) => "416",
         Some(505) => "505",
         Some(513) => "513",
@@ -260,7 +261,7 @@ impl Metrics {
         let sip_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "hotline_sip_refused",
-            "SIP messages refused by the transport before the endpoint, by transport, reason (oversize: over limits.max_message; malformed) and the status answered (none: dropped)",
+            "SIP messages refused by the transport before the endpoint, by transport, reason (oversize: over limits.max_message; malformed; max_forwards: Max-Forwards 0) and the status answered (none: dropped)",
             sip_refused.clone(),
         );
         let tcp_closed = Family::<CloseLabels, Counter>::default();
@@ -616,7 +617,10 @@ mod tests {
         let m = Metrics::new();
         let t = render(&m);
         for reason in TcpClose::ALL {
-            let zero = format!("hotline_tcp_closed_total{{reason=\"{}\"}} 0\n", reason.as_str());
+            let zero = format!(
+                "hotline_tcp_closed_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
             assert!(t.contains(&zero), "{zero} in {t}");
         }
         m.tcp_closed(TcpClose::Idle);
@@ -626,7 +630,10 @@ mod tests {
         m.sip_refused("tcp", "malformed", Some(400));
         m.sip_refused("tcp", "malformed", Some(299));
         let t = render(&m);
-        assert!(t.contains("hotline_tcp_closed_total{reason=\"idle\"} 2\n"), "{t}");
+        assert!(
+            t.contains("hotline_tcp_closed_total{reason=\"idle\"} 2\n"),
+            "{t}"
+        );
         assert!(t.contains(
             "hotline_sip_refused_total{transport=\"udp\",reason=\"oversize\",status=\"none\"} 1\n"
         ));

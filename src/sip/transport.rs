@@ -393,6 +393,15 @@ fn accept(
     stats.received.fetch_add(1, Ordering::Relaxed);
     let err = match message::parse(data, &edge.codec) {
         Ok(Message::Request(req)) => match validate_request(&req) {
+            Ok(()) if hops_exhausted(&req) => {
+                let answer = answer_with(&req, 483);
+                edge.metrics
+                    .sip_refused(label(transport), "max_forwards", Some(483));
+                info!(source = %remote.ip(), port = remote.port(), transport = label(transport),
+                    reason = "max_forwards", status = 483, "SIP message refused");
+                stats.answered_400.fetch_add(1, Ordering::Relaxed);
+                return Err(Some(answer.to_bytes()));
+            }
             Ok(()) => return Ok(Message::Request(req)),
             Err(e) => e,
         },
@@ -418,6 +427,23 @@ fn accept(
             Err(None)
         }
     }
+}
+
+/// A new request (no To tag) that may not travel further: Max-Forwards 0 (RFC 3261
+/// §16.3). OPTIONS is the exception, as it probes the hop that answers it; ACK is never
+/// answered.
+fn hops_exhausted(req: &message::Request) -> bool {
+    !matches!(req.method, message::Method::Ack | message::Method::Options)
+        && matches!(req.headers.max_forwards(), Ok(Some(0)))
+        && req.headers.to_addr().is_ok_and(|to| to.tag().is_none())
+}
+
+/// A stateless answer with `status` and its usual reason, for a request that passed
+/// [`validate_request`].
+fn answer_with(req: &message::Request, status: u16) -> message::Response {
+    let mut resp = message::Response::for_request(req, status, message::default_reason(status));
+    let _ = resp.headers.ensure_to_tag(&crate::sip::random_token(10));
+    resp
 }
 
 async fn udp_loop(

@@ -1110,12 +1110,18 @@ mod tests {
             (format!("{v4}\nm=audio 0 RTP/AVP 0"), Err(488)),
             (format!("{v4}\nm=audio 65536 RTP/AVP 0"), Err(400)),
             (format!("{v4}\nm=audio 4000 RTP/AVP 8\na=ptime:0"), Ok(8)),
-            (format!("{v4}\nm=audio 4000 RTP/AVP 8\na=ptime:65535"), Ok(8)),
+            (
+                format!("{v4}\nm=audio 4000 RTP/AVP 8\na=ptime:65535"),
+                Ok(8),
+            ),
             (format!("{v4}\nm=video 4000 RTP/AVP 31"), Err(488)),
             (v4.to_string(), Err(488)),
             (format!("{v4}\nm=audio 4000 RTP/AVP{many}"), Err(400)),
             (format!("{v4}\nm=audio 4000 RTP/AVP{all}"), Ok(0)),
-            ("c=IN IP6 2001:db8::7\nm=audio 4000 RTP/AVP 8".to_string(), Ok(8)),
+            (
+                "c=IN IP6 2001:db8::7\nm=audio 4000 RTP/AVP 8".to_string(),
+                Ok(8),
+            ),
             (format!("{v4}\nm=audio 4000 RTP/AVP 0\0"), Err(400)),
         ];
         for (media, want) in cases {
