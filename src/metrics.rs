@@ -124,6 +124,71 @@ const ADMIN_REFUSALS: [&str; 5] = [
     "body_too_large",
     "no_token",
 ];
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    transport: &'static str,
+    reason: &'static str,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloseLabels {
+    reason: &'static str,
+}
+
+/// Why the SIP transport closed (or refused) a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpClose {
+    /// No complete message within `limits.tcp_idle`.
+    Idle,
+    /// Refused at accept: `limits.tcp_per_source` open from its address.
+    PerSource,
+    /// Refused at accept: `limits.tcp_connections` open in all.
+    Total,
+    /// It sent a message over `limits.max_message` (answered 413 when possible).
+    Oversize,
+    /// It stopped reading and its write buffer filled.
+    Slow,
+    /// Its bytes could not be cut into messages (no Content-Length, a bad one...).
+    Unframable,
+}
+
+impl TcpClose {
+    pub const ALL: [TcpClose; 6] = [
+        TcpClose::Idle,
+        TcpClose::PerSource,
+        TcpClose::Total,
+        TcpClose::Oversize,
+        TcpClose::Slow,
+        TcpClose::Unframable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpClose::Idle => "idle",
+            TcpClose::PerSource => "per_source",
+            TcpClose::Total => "total",
+            TcpClose::Oversize => "oversize",
+            TcpClose::Slow => "slow",
+            TcpClose::Unframable => "unframable",
+        }
+    }
+}
+
+/// The label of a refused message's answer: the codes the transport answers with, `none`
+/// when it sent nothing (a peer must not be able to make new series).
+fn refused_status(status: Option<u16>) -> &'static str {
+    match status {
+        None => "none",
+        Some(400) => "400",
+        Some(413) => "413",
+        Some(483) => "483",
+        Some(416) => "416",
+        Some(505) => "505",
+        Some(513) => "513",
+        Some(_) => "other",
+    }
+}
 
 type WaitHistograms = Family<QueueLabels, Histogram, fn() -> Histogram>;
 
@@ -145,6 +210,8 @@ pub struct Metrics {
     bans: Counter,
     draining: Gauge,
     admin_refused: Family<ReasonLabels, Counter>,
+    sip_refused: Family<RefusedLabels, Counter>,
+    tcp_closed: Family<CloseLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -249,8 +316,37 @@ impl Metrics {
         for reason in ADMIN_REFUSALS {
             admin_refused.get_or_create_owned(&ReasonLabels { reason });
         }
+        let sip_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "hotline_sip_refused",
+            "SIP messages refused by the transport before the endpoint, by transport, reason (oversize: over limits.max_message; malformed; max_forwards: Max-Forwards 0) and the status answered (none: dropped)",
+            sip_refused.clone(),
+        );
+        let tcp_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "hotline_tcp_closed",
+            "SIP TCP connections the engine closed or refused, by reason: idle, per_source, total, oversize, slow, unframable",
+            tcp_closed.clone(),
+        );
         // Every value of a fixed label shows from the start, at zero: a rate over a series
         // that appears late misses its first increment.
+        for reason in TcpClose::ALL {
+            tcp_closed.get_or_create_owned(&CloseLabels {
+                reason: reason.as_str(),
+            });
+        }
+        for (transport, reason, status) in [
+            ("udp", "oversize", "none"),
+            ("tcp", "oversize", "413"),
+            ("udp", "malformed", "400"),
+            ("tcp", "malformed", "400"),
+        ] {
+            sip_refused.get_or_create_owned(&RefusedLabels {
+                transport,
+                reason,
+                status,
+            });
+        }
         for o in CallOutcome::ALL {
             calls.get_or_create_owned(&OutcomeLabels {
                 outcome: o.as_str(),
@@ -275,6 +371,8 @@ impl Metrics {
             bans,
             draining,
             admin_refused,
+            sip_refused,
+            tcp_closed,
         }
     }
 
@@ -316,6 +414,27 @@ impl Metrics {
             .unwrap_or("other");
         self.admin_refused
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The transport refused a message (`reason`: oversize or malformed) on `transport`
+    /// (udp, tcp), answering it with `status` or not at all.
+    pub fn sip_refused(&self, transport: &'static str, reason: &'static str, status: Option<u16>) {
+        self.sip_refused
+            .get_or_create(&RefusedLabels {
+                transport,
+                reason,
+                status: refused_status(status),
+            })
+            .inc();
+    }
+
+    /// The transport closed or refused a TCP connection.
+    pub fn tcp_closed(&self, reason: TcpClose) {
+        self.tcp_closed
+            .get_or_create(&CloseLabels {
+                reason: reason.as_str(),
+            })
             .inc();
     }
 
@@ -647,5 +766,38 @@ mod tests {
         assert!(t.contains("hotline_sip_responses_total{code=\"200\",direction=\"sent\"} 1\n"));
         assert!(t.contains("hotline_sip_responses_total{code=\"0\",direction=\"sent\"} 1\n"));
         assert_eq!(t.matches("hotline_sip_requests_total{").count(), 1);
+    }
+
+    #[test]
+    fn refusals_and_tcp_closes_are_counted_by_reason() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for reason in TcpClose::ALL {
+            let zero = format!(
+                "hotline_tcp_closed_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(t.contains(&zero), "{zero} in {t}");
+        }
+        m.tcp_closed(TcpClose::Idle);
+        m.tcp_closed(TcpClose::Idle);
+        m.sip_refused("udp", "oversize", None);
+        m.sip_refused("tcp", "oversize", Some(413));
+        m.sip_refused("tcp", "malformed", Some(400));
+        m.sip_refused("tcp", "malformed", Some(299));
+        let t = render(&m);
+        assert!(
+            t.contains("hotline_tcp_closed_total{reason=\"idle\"} 2\n"),
+            "{t}"
+        );
+        assert!(t.contains(
+            "hotline_sip_refused_total{transport=\"udp\",reason=\"oversize\",status=\"none\"} 1\n"
+        ));
+        assert!(t.contains(
+            "hotline_sip_refused_total{transport=\"tcp\",reason=\"oversize\",status=\"413\"} 1\n"
+        ));
+        assert!(t.contains(
+            "hotline_sip_refused_total{transport=\"tcp\",reason=\"malformed\",status=\"other\"} 1\n"
+        ));
     }
 }

@@ -27,7 +27,7 @@ use crate::sip::registrar::{
     CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations, SharedCredentials,
 };
 use crate::sip::transaction::TimerConfig;
-use crate::sip::transport::{TransportStats, Transports};
+use crate::sip::transport::{TransportConfig, TransportStats, Transports};
 use crate::tools::demo_shop::DemoShop;
 
 /// Why the hotline could not start: which part failed, with the failure as its source
@@ -180,7 +180,12 @@ impl Server {
         let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
         let ports = PortPool::new(config.rtp_ports);
         let (in_tx, in_rx) = mpsc::channel(4096);
-        let transports = Transports::bind(&config.listen, in_tx)
+        let transport_cfg = TransportConfig {
+            limits: config.connections,
+            guard: config.guard.clone(),
+            metrics: metrics.clone(),
+        };
+        let transports = Transports::bind(&config.listen, transport_cfg, in_tx)
             .await
             .map_err(StartError::Listeners)?;
         let local_addrs = transports.local_addrs();

@@ -251,6 +251,15 @@ struct RawLimits {
     max_media_lateness: Option<String>,
     /// How long a graceful shutdown waits for calls in progress before ending them (5m).
     drain: Option<String>,
+    /// The largest SIP message accepted, in bytes or like `16KiB` (16KiB).
+    #[schemars(schema_with = "byte_size_schema")]
+    max_message: Option<serde_json::Value>,
+    /// A TCP connection without a complete message for this long is closed (60s).
+    tcp_idle: Option<String>,
+    /// Open TCP connections from one address (32).
+    tcp_per_source: Option<u32>,
+    /// Open TCP connections in all (sized below the open-files limit).
+    tcp_connections: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -375,7 +384,39 @@ pub struct Config {
     pub records: Option<RecordsConfig>,
     /// This node's part in a cluster; None: a single node.
     pub cluster: Option<ClusterConfig>,
+    /// How large a message and how many and how idle TCP connections may be.
+    pub connections: ConnectionLimits,
 }
+
+/// `limits.max_message` and `limits.tcp_*`: what one SIP message and the TCP listeners may
+/// take, so that neither memory nor descriptors can be exhausted from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Larger messages are refused: a datagram dropped, a TCP message answered 413 and its
+    /// connection closed.
+    pub max_message: usize,
+    /// A TCP connection that completes no message for this long is closed.
+    pub tcp_idle: Duration,
+    /// Open TCP connections from one address (trusted addresses are exempt).
+    pub tcp_per_source: usize,
+    /// Open TCP connections in all; None: derived from the open-files limit at start.
+    pub tcp_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_message: 16 * 1024,
+            tcp_idle: Duration::from_secs(60),
+            tcp_per_source: 32,
+            tcp_connections: None,
+        }
+    }
+}
+
+/// The bounds of `limits.max_message`: a full Ethernet frame's worth at least, and no more
+/// than the largest datagram.
+const MAX_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 1024..=65_535;
 
 /// The values the engine reads once, at start: sockets it binds, services it starts and
 /// what the SIP endpoint and registrar are built with. A reload cannot change them.
@@ -394,6 +435,7 @@ pub struct StartOnly {
     guard: GuardConfig,
     cluster: Option<ClusterConfig>,
     admission: AdmissionConfig,
+    connections: ConnectionLimits,
 }
 
 impl StartOnly {
@@ -412,6 +454,7 @@ impl StartOnly {
             guard: c.guard.clone(),
             cluster: c.cluster.clone(),
             admission: c.admission.clone(),
+            connections: c.connections,
         }
     }
 
@@ -438,7 +481,9 @@ impl StartOnly {
         check(self.records != new.records, "records");
         check(self.cluster != new.cluster, "cluster");
         check(
-            self.guard != new.guard || self.admission != new.admission,
+            self.guard != new.guard
+                || self.admission != new.admission
+                || self.connections != new.connections,
             "limits",
         );
         keys
@@ -541,6 +586,7 @@ impl Default for Config {
             as_loaded: None,
             records: None,
             cluster: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -771,6 +817,7 @@ impl Config {
         }
         let sip_max_calls = raw.sip.max_calls.is_some();
         admission_config(&mut raw.limits, sip_max_calls, &mut cfg, p);
+        connection_limits(&raw.limits, &mut cfg.connections, p);
         limits_config(raw.limits, &mut cfg.guard, p);
         if let Some(c) = raw.cluster {
             cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
@@ -1101,6 +1148,73 @@ fn admission_config(raw: &mut RawLimits, sip_max_calls: bool, cfg: &mut Config, 
             Err(e) => p.at("limits.drain", format!("limits.drain: {e}")),
         }
     }
+}
+
+/// `limits.max_message` and `limits.tcp_*` over their defaults.
+fn connection_limits(raw: &RawLimits, c: &mut ConnectionLimits, p: &mut Found<'_>) {
+    if let Some(v) = &raw.max_message {
+        match byte_size(v) {
+            Some(n) if MAX_MESSAGE_RANGE.contains(&n) => c.max_message = n,
+            _ => p.at(
+                "limits.max_message",
+                format!(
+                    "limits.max_message: expected a size from 1KiB to 65535 bytes like 16KiB or 16384, found {v}"
+                ),
+            ),
+        }
+    }
+    if let Some(t) = &raw.tcp_idle {
+        match parse_duration(t) {
+            Ok(d) if d.is_zero() => p.at(
+                "limits.tcp_idle",
+                "limits.tcp_idle: expected more than 0s".to_string(),
+            ),
+            Ok(d) => c.tcp_idle = d,
+            Err(e) => p.at("limits.tcp_idle", format!("limits.tcp_idle: {e}")),
+        }
+    }
+    let mut count = |key: &str, value: Option<u32>| match value {
+        Some(0) => {
+            p.at(key, format!("{key}: expected at least 1, found 0"));
+            None
+        }
+        n => n.map(|n| n as usize),
+    };
+    if let Some(n) = count("limits.tcp_per_source", raw.tcp_per_source) {
+        c.tcp_per_source = n;
+    }
+    if let Some(n) = count("limits.tcp_connections", raw.tcp_connections) {
+        c.tcp_connections = Some(n);
+    }
+}
+
+/// `16384`, `16KiB`, `16k`, `64 KB`: a number of bytes (kilo meaning 1024).
+fn byte_size(v: &serde_json::Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).ok();
+    }
+    let t = v.as_str()?.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// `limits.max_message` is read by hand (a number or a text), so its shape is written here.
+fn byte_size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "the largest SIP message accepted: bytes, or like 16KiB (1KiB to 65535 bytes; default 16KiB)",
+        "anyOf": [
+            { "type": "null" },
+            { "type": "integer", "minimum": 1024, "maximum": 65535 },
+            { "type": "string", "pattern": "^[0-9]+ *([kK]([iI]?[bB])?|[bB])?$" }
+        ]
+    })
 }
 
 /// `limits:` over the defaults of the guard.
@@ -1895,6 +2009,46 @@ agents:
         let mut before = c.clone();
         before.as_loaded = None;
         assert_eq!(start_only_changes(&before, &changed), ["limits"]);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_sizes_and_placed_diagnostics() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let c = Config::from_str_at("", path).unwrap().connections;
+        assert_eq!(c, ConnectionLimits::default());
+        assert_eq!(c.max_message, 16 * 1024);
+        assert_eq!(c.tcp_idle, Duration::from_secs(60));
+        assert_eq!((c.tcp_per_source, c.tcp_connections), (32, None));
+        let text = "limits:\n  max_message: 32KiB\n  tcp_idle: 5s\n  tcp_per_source: 4\n  tcp_connections: 100\n";
+        let c = Config::from_str_at(text, path).unwrap().connections;
+        assert_eq!(c.max_message, 32 * 1024);
+        assert_eq!(c.tcp_idle, Duration::from_secs(5));
+        assert_eq!((c.tcp_per_source, c.tcp_connections), (4, Some(100)));
+        let bytes = Config::from_str_at("limits: { max_message: 4000 }", path).unwrap();
+        assert_eq!(bytes.connections.max_message, 4000);
+        let bad = "limits:\n  max_message: 1MiB\n  tcp_idle: 0s\n  tcp_per_source: 0\n  tcp_connections: 0\n";
+        let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(bad, path) else {
+            panic!("refused");
+        };
+        let found: Vec<(u32, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        for (i, key) in [
+            "max_message",
+            "tcp_idle",
+            "tcp_per_source",
+            "tcp_connections",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(found[i].0, i as u32 + 2, "{found:?}");
+            assert!(found[i].1.contains(&format!("limits.{key}")), "{found:?}");
+        }
+        let small = Config::from_str_at("limits: { max_message: 100 }", path);
+        assert!(small.is_err(), "a limit below 1KiB is refused");
     }
 
     #[test]

@@ -252,6 +252,10 @@ pub struct EndpointStats {
     pub refused: [AtomicU64; 5],
     /// The engine is stopping: new calls are refused.
     pub draining: AtomicBool,
+    /// Live SIP transactions (back to zero once every exchange has ended).
+    pub transactions: AtomicUsize,
+    /// Calls the endpoint delivers messages to (back to zero once every call has ended).
+    pub inboxes: AtomicUsize,
 }
 
 impl EndpointStats {
@@ -404,6 +408,12 @@ impl Endpoint {
             }
             self.carry_out().await;
             self.stats.publish(&self.core.counters(), &self.metrics);
+            self.stats
+                .transactions
+                .store(self.core.transactions(), Ordering::Relaxed);
+            self.stats
+                .inboxes
+                .store(self.inboxes.len(), Ordering::Relaxed);
         }
     }
 
