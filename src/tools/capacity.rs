@@ -498,8 +498,10 @@ pub fn render(plan: &Plan, rows: &[Row]) -> String {
             plan.target_share.from.clone()
         } else {
             format!(
-                "{} share, {}",
-                plan.target_share.from, plan.target_wait.from
+                "{} {:.0}%, the wait from {}",
+                plan.target_share.from,
+                plan.target_share.value * 100.0,
+                plan.target_wait.from
             )
         },
     ));
@@ -591,7 +593,7 @@ pub fn render(plan: &Plan, rows: &[Row]) -> String {
         erlang::erlang_c_figures(n, lambda, work.as_secs_f64(), target)
     });
     let mut needs = vec![format!(
-        "{} by Erlang C",
+        "{} agents by Erlang C",
         c_need.map_or(format!("more than {MAX_AGENTS_SEARCHED}"), |n| n
             .to_string())
     )];
@@ -617,7 +619,7 @@ pub fn render(plan: &Plan, rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "{:.0}% in {} needs {} agents",
+        "{:.0}% in {} needs {}",
         share * 100.0,
         DisplayDuration(plan.target_wait.value),
         needs.join(", ")
