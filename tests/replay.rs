@@ -103,7 +103,8 @@ records: {{ store: {:?} }}\n",
     let srv = Server::start(cfg, 1).await.expect("server starts").spawn();
 
     // The caller: 1 during the menu, then 9 after "anything else"; the flow says goodbye.
-    let (_phone, media, _call) = common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
+    let (mut phone, media, _call) =
+        common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
     let w = hears(&media, "welcome", 0).await;
     let m = hears(&media, "main_menu", w).await;
     media.press_all("1", KeyMethod::Rfc4733);
@@ -112,6 +113,10 @@ records: {{ store: {:?} }}\n",
     tokio::time::sleep(Duration::from_millis(300)).await;
     media.press_all("9", KeyMethod::Rfc4733);
     hears(&media, "goodbye", a).await;
+    phone
+        .expect_bye(30 * SECOND)
+        .await
+        .expect("the hotline hangs up");
     let record = finished_call(&db).await;
     drop(srv);
     assert!(
