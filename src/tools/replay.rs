@@ -325,12 +325,22 @@ impl Comparison {
                         format!("'{}' at {:.1}s", l.what, l.at.as_secs_f64())
                     })
                 };
-                let key = self.recorded[..i.min(self.recorded.len())]
+                // The last key the caller had pressed by then, the parting line's own
+                // included: what the complaint is usually about.
+                let upto = (i + 1).min(self.recorded.len());
+                let key = self.recorded[..upto]
                     .iter()
                     .rev()
                     .find(|l| l.what.starts_with("key "))
                     .map_or("before any key".to_owned(), |k| {
-                        format!("after {} at {:.1}s", k.what, k.at.as_secs_f64())
+                        format!(
+                            "at key {} ({:.1}s)",
+                            k.what
+                                .strip_prefix("key ")
+                                .and_then(|w| w.chars().next())
+                                .unwrap_or('?'),
+                            k.at.as_secs_f64()
+                        )
                     });
                 let _ = writeln!(
                     out,
@@ -463,20 +473,34 @@ pub fn replay(
         t0,
     )?;
     for p in &rec.presses {
-        call.advance_to(t0 + p.at);
+        run_until(&mut call, t0 + p.at);
         if call.is_ended() {
             break;
         }
         call.press(p.key);
     }
-    if rec.caller_hung_up {
-        call.advance_to(t0 + rec.ended);
-        call.hang_up();
+    let end = if rec.caller_hung_up {
+        t0 + rec.ended
     } else {
-        call.advance_to(t0 + rec.ended + END_GRACE);
-        call.hang_up();
-    }
+        t0 + rec.ended + END_GRACE
+    };
+    run_until(&mut call, end);
+    call.hang_up();
     Ok(call)
+}
+
+/// Lets the call run until `t`, or until it ends on its way (its clock then stays at the
+/// end, which the replayed record's end time is taken from).
+fn run_until(call: &mut VirtualCall, t: Instant) {
+    while let Some(next) = call.next_event_at() {
+        if next > t {
+            break;
+        }
+        call.step();
+    }
+    if !call.is_ended() {
+        call.advance_to(t);
+    }
 }
 
 /// The replayed call's path, from the events its record would have.
@@ -841,7 +865,7 @@ mod tests {
         let c = Comparison::new(a.clone(), b);
         assert_eq!(c.parts_at, Some(2));
         let text = c.render();
-        assert!(text.contains("after key 1 option -> b at 2.0s"), "{text}");
+        assert!(text.contains("line 3, at key 1 (2.0s)"), "{text}");
         assert!(text.contains("recorded 'step main/b'"), "{text}");
         assert_eq!(Comparison::new(a.clone(), a).parts_at, None);
     }
