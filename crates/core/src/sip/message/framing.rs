@@ -291,11 +291,16 @@ From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: big@test\r\nCSeq: 1 INVITE\r\
     #[test]
     fn a_huge_content_length_is_refused_before_any_body_is_buffered_and_answered_413() {
         let mut f = StreamFramer::new(small());
-        f.push(format!("{HEAD}Content-Length: 18446744073709551615\r\n\r\n").as_bytes());
+        // Past u64: not a length at all.
+        f.push(format!("{HEAD}Content-Length: 18446744073709551616\r\n\r\n").as_bytes());
         assert!(matches!(
             f.pop(),
             Err(FramingError::InvalidContentLength { .. })
         ));
+        // The largest u64: a length, far too large.
+        let mut f = StreamFramer::new(small());
+        f.push(format!("{HEAD}Content-Length: 18446744073709551615\r\n\r\n").as_bytes());
+        assert!(f.pop().unwrap_err().is_too_large());
         let mut f = StreamFramer::new(small());
         f.push(format!("{HEAD}Content-Length: 9000000\r\n\r\nv=0").as_bytes());
         let e = f.pop().unwrap_err();
