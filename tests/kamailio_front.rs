@@ -6,6 +6,9 @@
 //!   and so does a node's own BYE to the caller.
 //! - A node killed with SIGKILL gets no more calls: the next calls are all answered by the
 //!   node that is left (by the proxy's failover and its OPTIONS probes).
+//! - A node stopped with SIGTERM drains: its call in progress goes on to its end through the
+//!   proxy, new calls all go to the other node (the draining node answers INVITE and
+//!   OPTIONS with 503, and the proxy tries the next node), and the node exits by itself.
 //!
 //! Runs when `kamailio` is installed (Debian's `kamailio` package); with
 //! `HOTLINE_REQUIRE_KAMAILIO=1` (set by CI) a missing Kamailio fails instead of skipping.
@@ -128,6 +131,31 @@ impl Node {
 
     fn kill(&mut self) {
         self.process.take();
+    }
+
+    /// Asks the node to stop (SIGTERM): it drains.
+    fn terminate(&self) {
+        let pid = self.process.as_ref().expect("running").0.id();
+        let pid = libc::pid_t::try_from(pid).expect("a pid");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    }
+
+    /// Waits (bounded) for the node's process to exit by itself; its exit status.
+    async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let child = &mut self.process.as_mut().expect("running").0;
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node did not exit within {within:?}\n{}",
+                read(&self.dir.join("engine.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -286,6 +314,64 @@ fn calls_are_spread_over_the_nodes_and_a_killed_node_gets_no_more() {
             hang_up(c, &proxy).await;
         }
         let _ = (&b.dir, &a.dir);
+    });
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_draining_node_finishes_its_call_and_the_proxy_sends_new_calls_elsewhere() {
+    let Some(binary) = kamailio() else {
+        return;
+    };
+    common::logs();
+    let dir = scratch("drain");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = Node::start(dir.join("a"), 45_300..=45_399).await;
+        let mut b = Node::start(dir.join("b"), 45_400..=45_499).await;
+        let proxy = Proxy::start(&binary, dir.clone(), &[&a, &b]).await;
+
+        // Round-robin: of two calls, one is on node b; that one stays up.
+        let first = call_through(&proxy).await;
+        let second = call_through(&proxy).await;
+        let (mut on_b, on_a) = match (b.holds(&first.call), b.holds(&second.call)) {
+            (true, false) => (first, second),
+            (false, true) => (second, first),
+            _ => panic!("two calls, and not one on each node"),
+        };
+        assert!(a.holds(&on_a.call));
+        hang_up(on_a, &proxy).await;
+
+        // Node b is asked to stop while its call goes on.
+        b.terminate();
+        for i in 0..4 {
+            let c = call_through(&proxy).await;
+            assert!(
+                a.holds(&c.call),
+                "new call {i} during node b's drain was not answered by node a: {}",
+                c.call.remote_rtp
+            );
+            hang_up(c, &proxy).await;
+        }
+
+        // The call on b goes on to its end: its key is heard, and b's BYE reaches the caller.
+        on_b.media.press_all("1", KeyMethod::Rfc4733);
+        if let Err(e) = on_b.phone.expect_bye(30 * SECOND).await {
+            panic!(
+                "the draining node's call did not end through the proxy: {e}\n{}\n{}",
+                proxy.log(),
+                read(&b.dir.join("engine.log"))
+            );
+        }
+        on_b.media.close();
+        // With its last call over, node b exits by itself, cleanly.
+        let status = b.exited(Duration::from_secs(60)).await;
+        assert!(status.success(), "node b exited with {status}");
     });
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
