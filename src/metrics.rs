@@ -593,9 +593,7 @@ fn scraped(s: &Scrape<'_>) -> Registry {
             sum(|w| w.rtp_rejected_foreign.load(Ordering::Relaxed)),
         ),
     ] {
-        rejected
-            .get_or_create(&ReasonLabels { reason })
-            .inc_by(v);
+        rejected.get_or_create(&ReasonLabels { reason }).inc_by(v);
     }
     r.register(
         "hotline_rtp_rejected",

@@ -148,18 +148,36 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
         est.telephone_event_pt,
     );
 
-    if est.telephone_event_pt.is_none() {
-        r.failure = Some("the answer has no telephone-event".into());
-    } else {
-        converse(index, &script, &media, listening, end, &mut r).await;
-    }
-
-    sleep_until(end).await;
+    // The script runs until the hold is over; meanwhile the engine's own BYE (a flow that
+    // hangs up) is answered at once, and the call counts as failed: the script expects to
+    // hang up itself.
+    let listen = async {
+        if est.telephone_event_pt.is_none() {
+            r.failure = Some("the answer has no telephone-event".into());
+        } else {
+            converse(index, &script, &media, listening, end, &mut r).await;
+        }
+        sleep_until(end).await;
+    };
+    let hung_up_by_engine = tokio::select! {
+        () = listen => false,
+        bye = phone.expect_bye(end.saturating_duration_since(Instant::now())) => bye.is_ok(),
+    };
     let stats = media.stats();
     media.close();
     steady_gaps(&stats.gaps_us, script.warmup, &mut r);
     if stats.packets_in == 0 && r.failure.is_none() {
         r.failure = Some("no RTP received".into());
+    }
+    if hung_up_by_engine {
+        progress.up.fetch_sub(1, Ordering::AcqRel);
+        r.failure.get_or_insert_with(|| {
+            format!(
+                "the engine hung up after {:.0} s",
+                listening.elapsed().as_secs_f64()
+            )
+        });
+        return r;
     }
     let bye = tokio::time::timeout(Duration::from_secs(12), phone.hang_up(&mut est)).await;
     progress.up.fetch_sub(1, Ordering::AcqRel);
