@@ -27,5 +27,6 @@ pub mod server; // the running hotline
 pub mod reload; // live reload of flows, prompts and routes
 pub mod admin; // the admin HTTP API: health, calls, flows, reload, metrics
 pub mod metrics; // the Prometheus metrics: counters where events happen, figures read at scrape
+pub mod cluster; // this node's lease and leadership among nodes sharing one database
 
 pub mod tools; // simulate, flow tests, graph: the admin's tools beside check

@@ -20,4 +20,6 @@ pub enum Outcome {
     NoUsableAnswer,
     /// A transfer target or agent the caller was bridged to hung up.
     FarEndHungUp,
+    /// The engine stopped and ended the call (a drain that ran out, a second stop).
+    Interrupted,
 }
