@@ -66,6 +66,9 @@ pub struct Dial<'a> {
     pub via: Option<Peer>,
     pub public_address: Option<IpAddr>,
     pub no_media_timeout: Duration,
+    /// Whether the far end may take `caller_user` as vouched for (P-Asserted-Identity):
+    /// only for the hotline's own number, or a caller's that came from a trusted source.
+    pub assert_identity: bool,
 }
 
 /// An answered leg's parts, for a call that makes the leg its own (see [`Leg::adopt`]).
@@ -200,7 +203,11 @@ impl Leg {
                 sdp_session_id: rand::random_range(1..u32::MAX as u64),
                 sdp_version: 1,
             },
-            headers: vec![("P-Asserted-Identity".into(), format!("<{from_uri}>"))],
+            headers: if dial.assert_identity {
+                vec![("P-Asserted-Identity".into(), format!("<{from_uri}>"))]
+            } else {
+                Vec::new()
+            },
             timers: TimerConfig::with_t1(deps.live().config.t1),
         });
         if call_id != owner {

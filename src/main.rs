@@ -385,7 +385,11 @@ fn main() -> ExitCode {
             }
             eprintln!("error: {e:#}");
             match e.downcast_ref::<hotline::server::StartError>() {
-                Some(hotline::server::StartError::Config(_)) => ExitCode::from(1),
+                // Refused configurations exit 1, like `check`; failures to start, 2.
+                Some(
+                    hotline::server::StartError::Config(_)
+                    | hotline::server::StartError::SamplePassword { .. },
+                ) => ExitCode::from(1),
                 _ => ExitCode::from(2),
             }
         }

@@ -205,6 +205,9 @@ pub struct Metrics {
     dtmf_keys: Family<SourceLabels, Counter>,
     queue_wait: WaitHistograms,
     reloads: Family<ResultLabels, Counter>,
+    callback_refusals: Family<ReasonLabels, Counter>,
+    refer_refusals: Counter,
+    auth_failures: Family<ReasonLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
     dropped: Family<ReasonLabels, Counter>,
     bans: Counter,
@@ -213,6 +216,18 @@ pub struct Metrics {
     sip_refused: Family<RefusedLabels, Counter>,
     tcp_closed: Family<CloseLabels, Counter>,
 }
+
+/// The reasons `hotline_callback_refusals` counts, each shown from the start.
+const CALLBACK_REFUSALS: [&str; 3] = ["not_allowed", "already_pending", "daily_cap"];
+/// The reasons `hotline_auth_failures` counts.
+const AUTH_FAILURES: [&str; 6] = [
+    "unknown_user",
+    "wrong_password",
+    "unsupported_algorithm",
+    "no_answer",
+    "stale_nonce",
+    "bad_nonce",
+];
 
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -277,6 +292,30 @@ impl Metrics {
             "Reloads of flows, prompts and configuration, by result: ok or refused",
             reloads.clone(),
         );
+        let callback_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_callback_refusals",
+            "Callbacks not offered or not taken, by reason: not_allowed (the number fails callback.allowed/denied), already_pending (a request for the number waits), daily_cap",
+            callback_refusals.clone(),
+        );
+        let refer_refusals = Counter::default();
+        registry.register(
+            "hotline_refer_refusals",
+            "REFER requests refused: the engine never transfers a call where a peer asks",
+            refer_refusals.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_auth_failures",
+            "Failed digest logins (REGISTER), by reason; unknown_user and wrong_password are guesses",
+            auth_failures.clone(),
+        );
+        for reason in CALLBACK_REFUSALS {
+            callback_refusals.get_or_create_owned(&ReasonLabels { reason });
+        }
+        for reason in AUTH_FAILURES {
+            auth_failures.get_or_create_owned(&ReasonLabels { reason });
+        }
         let refused = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "hotline_calls_refused",
@@ -373,6 +412,27 @@ impl Metrics {
             admin_refused,
             sip_refused,
             tcp_closed,
+            callback_refusals,
+            refer_refusals,
+            auth_failures,
+        }
+    }
+
+    /// A callback was refused (see `CallbackRefusal`); unknown reasons are not counted.
+    pub fn callback_refused(&self, reason: &str) {
+        if let Some(reason) = CALLBACK_REFUSALS.into_iter().find(|r| *r == reason) {
+            self.callback_refusals
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
+        }
+    }
+
+    /// A REGISTER failed to log in; `reason` is one of the registrar's failure reasons.
+    pub fn auth_failed(&self, reason: &str) {
+        if let Some(reason) = AUTH_FAILURES.into_iter().find(|r| *r == reason) {
+            self.auth_failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc();
         }
     }
 
@@ -443,6 +503,11 @@ impl Metrics {
         let direction = direction.as_str();
         match message {
             Message::Request(r) => {
+                // The engine acts on no REFER (in a dialog the call answers 405, outside
+                // one the endpoint does): each one received is one refused.
+                if r.method == Method::Refer && direction == "received" {
+                    self.refer_refusals.inc();
+                }
                 self.sip_requests
                     .get_or_create(&RequestLabels {
                         method: method_label(&r.method),

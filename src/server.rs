@@ -62,6 +62,28 @@ pub enum StartError {
     WebhookThread(#[source] std::io::Error),
     #[error("starting the cluster membership")]
     Cluster(#[source] std::io::Error),
+    #[error(
+        "{key} is the sample hotline.yaml's published password, and SIP listens on {listen}, which other machines can reach: change the password (or listen on 127.0.0.1 only)"
+    )]
+    SamplePassword { key: String, listen: SocketAddr },
+}
+
+/// The registrations file in the data folder.
+pub const REGISTRATIONS_FILE: &str = "registrations.json";
+
+/// A listener other machines can reach while an agent keeps a published sample password:
+/// anyone who read the sample could register as that agent and take its calls.
+fn sample_password_exposed(config: &Config) -> Result<(), StartError> {
+    let Some(key) = crate::queue::config::sample_password(&config.agents) else {
+        return Ok(());
+    };
+    match config.listen.iter().find(|l| !l.addr.ip().is_loopback()) {
+        Some(l) => Err(StartError::SamplePassword {
+            key,
+            listen: l.addr,
+        }),
+        None => Ok(()),
+    }
 }
 
 pub struct Server {
@@ -171,6 +193,7 @@ impl Server {
         if loaded.report.has_errors() {
             return Err(StartError::Config(loaded.report.summary()));
         }
+        sample_password_exposed(&config)?;
         let config = Arc::new(config);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let (records, webhook) = match records_sink {
@@ -212,6 +235,13 @@ impl Server {
                     realm: config.realm.clone(),
                     algorithms: config.digest_algorithms.clone(),
                     credentials,
+                    // Kept beside the callback requests, when there is a hotline.yaml
+                    // whose data folder it is (not for an all-defaults engine).
+                    store: config
+                        .path
+                        .as_ref()
+                        .map(|_| config.data_dir.join(REGISTRATIONS_FILE)),
+                    metrics: Some(metrics.clone()),
                     ..RegistrarConfig::default()
                 },
                 guard: config.guard.clone(),

@@ -105,7 +105,8 @@ prompts: {}\ndata: data\n\
 queues:\n  support:\n    music: hold_music\n    announce: [position, wait]\n    \
 ring_timeout: 20s\n    callback:\n      key: \"1\"\n      offer_after_wait: 0s\n      \
 dial: \"sip:{{number}}@{network}\"\n      caller_id: \"{HOTLINE_NUMBER}\"\n      \
-ring_timeout: 20s\n      attempts: 3\n      retry_after: 1s\n\
+ring_timeout: 20s\n      attempts: 3\n      retry_after: 1s\n      \
+allowed: [\"+49[1-8]X.\"]\n\
 agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
             repo().join("prompts").display()
         ),

@@ -23,8 +23,8 @@ use crate::flow::story::StoryEvent;
 use crate::leg::{Dial, Leg, LegNews};
 use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, SessionCommand};
+use crate::queue::acd::CallbackRefusal;
 use crate::queue::acd::Input;
-use crate::queue::config::dialable;
 use crate::queue::service::CallbackDial;
 use crate::queue::store::CallbackId;
 use crate::records::CallKind;
@@ -107,8 +107,14 @@ impl Call {
             attempt_failed(&deps, id, "the queue no longer offers callbacks");
             return None;
         };
-        if !dialable(&number) {
-            attempt_failed(&deps, id, "the number cannot be dialled");
+        // Checked again at the last moment: the request may be older than the patterns
+        // (restored after a restart, or taken before a reload narrowed them).
+        if !cfg.allows(&number) {
+            warn!(source = %number, reason = CallbackRefusal::NotAllowed.as_str(), %queue,
+                "callback refused");
+            deps.metrics()
+                .callback_refused(CallbackRefusal::NotAllowed.as_str());
+            attempt_failed(&deps, id, "the number may not be called back");
             return None;
         }
         let sip = deps.sip().clone();
@@ -130,6 +136,8 @@ impl Call {
             via: None,
             public_address: live.config.public_address,
             no_media_timeout: live.config.no_media_timeout,
+            // The hotline's own number, from its configuration.
+            assert_identity: true,
         };
         let mut leg = match Leg::place(&deps, &sip, &call_id, dial).await {
             Ok(leg) => leg,

@@ -33,6 +33,15 @@ impl Call {
             via,
             public_address: self.live.config.public_address,
             no_media_timeout: self.live.config.no_media_timeout,
+            // Anyone can write any number in From: it is vouched for only when the call
+            // came from a trusted trunk or proxy (`limits.trusted`).
+            assert_identity: self
+                .live
+                .config
+                .guard
+                .trusted
+                .iter()
+                .any(|n| n.contains(&self.peer.remote.ip())),
         };
         let leg = Leg::place(&self.deps, &self.sip, &self.call_id, dial).await?;
         self.legs.push((role, leg));

@@ -186,13 +186,19 @@ pub fn spawn(
     metrics: Arc<Metrics>,
 ) -> AcdHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let svc = Service {
+    let mut svc = Service {
         acd,
         calls: HashMap::new(),
         registrations,
         dialer,
         metrics,
     };
+    // Registrations restored at start (kept from before a restart) came before anyone
+    // listened to the registrar's events: the agents are reachable at once.
+    let now = Instant::now();
+    for user in svc.registrations.snapshot(now).into_keys() {
+        svc.registration_changed(&user);
+    }
     tokio::spawn(svc.run(rx, registrar));
     AcdHandle { tx }
 }
@@ -298,8 +304,12 @@ impl Service {
     }
 
     fn on_registration(&mut self, ev: RegistrarEvent) {
+        self.registration_changed(ev.user());
+    }
+
+    fn registration_changed(&mut self, user: &str) {
         let now = Instant::now();
-        let user = ev.user().to_string();
+        let user = user.to_string();
         if self.acd.agent(&user).is_none() {
             return;
         }
@@ -395,6 +405,16 @@ impl Service {
                 ),
                 Action::OfferCallback { call, key } => {
                     self.send(&call, QueueNews::OfferCallback { key })
+                }
+                Action::CallbackRefused {
+                    call,
+                    queue,
+                    number,
+                    reason,
+                } => {
+                    warn!(source = %number, reason = reason.as_str(), %queue, %call,
+                        "callback refused");
+                    self.metrics.callback_refused(reason.as_str());
                 }
                 Action::Overflow {
                     call,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::acd::{Acd, Action, Input, OfferFailure, OverflowReason};
+use super::acd::{Acd, Action, CallbackRefusal, Input, OfferFailure, OverflowReason};
 use super::agent::{AgentCommand, MISSED_CALLS_REASON};
 use super::config::{AgentsConfig, QueuesConfig};
 use super::store::{CallbackStore, MemoryStore, SqliteStore};
@@ -36,6 +36,13 @@ fn world_with(text: &str, store: Box<dyn CallbackStore>) -> World {
         acd: Acd::new(&q, &a, store, now).unwrap(),
         now,
     }
+}
+
+/// A national number of its own for each call ("c2" -> "030099050"), one that the
+/// default `callback.allowed` lets through.
+fn caller_number(call: &str) -> String {
+    let digits: String = call.bytes().map(|b| format!("{b:03}")).collect();
+    format!("030{digits}")
 }
 
 fn world(text: &str) -> World {
@@ -77,7 +84,7 @@ impl World {
             queue: queue.into(),
             priority,
             skills: skills.iter().map(|s| s.to_string()).collect(),
-            caller: format!("+49{call}"),
+            caller: caller_number(call),
         });
     }
 
@@ -531,7 +538,10 @@ queues:
     else {
         panic!("{said:?}");
     };
-    assert_eq!((number.as_str(), queue.as_str()), ("+49c2", "support"));
+    assert_eq!(
+        (number.as_str(), queue.as_str()),
+        (caller_number("c2").as_str(), "support")
+    );
     // The call back names the call that asked, and counts its attempts.
     assert_eq!((for_call.as_str(), attempt), ("c2", 1));
     assert!(World::offered(&said, "c3").is_empty());
@@ -576,11 +586,11 @@ queues:
         }
         w.input(Input::CallbackRequested {
             call: "c3".into(),
-            number: Some("+4930333".into()),
+            number: Some("0303330000".into()),
         });
         w.input(Input::CallbackRequested {
             call: "c1".into(),
-            number: Some("+4930111".into()),
+            number: Some("0301110000".into()),
         });
     }
     let mut w = world_with(text, Box::new(SqliteStore::open(&path).unwrap()));
@@ -593,8 +603,8 @@ queues:
     assert_eq!(
         line,
         [
-            ("+4930111", "callback", 30.0),
-            ("+4930333", "callback", 10.0)
+            ("0301110000", "callback", 30.0),
+            ("0303330000", "callback", 10.0)
         ]
     );
     w.input(Input::AgentRegistered {
@@ -604,7 +614,7 @@ queues:
     });
     let said = w.said();
     assert!(
-        matches!(&said[..], [Action::PlaceCallback { number, .. }] if number == "+4930111"),
+        matches!(&said[..], [Action::PlaceCallback { number, .. }] if number == "0301110000"),
         "{said:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -985,7 +995,7 @@ queues:
     w.join("c1", "support");
     w.input(Input::CallbackRequested {
         call: "c1".into(),
-        number: Some("+4930999".into()),
+        number: Some("0309990000".into()),
     });
     w.command("alice", AgentCommand::Resume);
     let Some(Action::PlaceCallback { id, .. }) = w.said().pop() else {
@@ -1000,7 +1010,7 @@ queues:
         w.said(),
         [Action::CallbackGivenUp {
             id,
-            number: "+4930999".into(),
+            number: "0309990000".into(),
             queue: "support".into()
         }]
     );
@@ -1143,7 +1153,7 @@ queues:
     w.join("c1", "support");
     w.input(Input::CallbackRequested {
         call: "c1".into(),
-        number: Some("+4930111".into()),
+        number: Some("0301110000".into()),
     });
     w.said();
     let err = w
@@ -1159,4 +1169,66 @@ queues:
         .unwrap();
     assert_eq!(changes, ["agent alice changed"]);
     assert_eq!(w.state("alice"), "paused");
+}
+
+#[test]
+fn callbacks_only_to_allowed_numbers_one_at_a_time_within_the_daily_cap() {
+    let mut w = world(
+        r#"
+agents:
+  alice: { password: "x", queues: { support: 0 } }
+queues:
+  support: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@127.0.0.1:5080", daily_cap: 2 } }
+"#,
+    );
+    for c in ["c1", "c2", "c3", "c4", "c5", "c6"] {
+        w.join(c, "support");
+    }
+    w.said();
+    let ask = |w: &mut World, call: &str, number: &str| {
+        let r = w.acd.handle(
+            w.now,
+            Input::CallbackRequested {
+                call: call.into(),
+                number: Some(number.into()),
+            },
+        );
+        let refused: Vec<_> = w
+            .said()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::CallbackRefused { number, reason, .. } => Some((number, reason)),
+                _ => None,
+            })
+            .collect();
+        (r.is_ok(), refused)
+    };
+    // The default patterns: national numbers, not international nor premium ones.
+    for number in ["+4930123456", "0044207946000", "0900123456"] {
+        let (ok, refused) = ask(&mut w, "c1", number);
+        assert!(!ok, "{number}");
+        assert_eq!(refused, [(number.to_string(), CallbackRefusal::NotAllowed)]);
+    }
+    assert_eq!(ask(&mut w, "c1", "030123456"), (true, vec![]));
+    // The same number again, from another call: one request at a time.
+    assert_eq!(
+        ask(&mut w, "c2", "030123456"),
+        (
+            false,
+            vec![("030123456".to_string(), CallbackRefusal::AlreadyPending)]
+        )
+    );
+    assert_eq!(ask(&mut w, "c3", "040123456"), (true, vec![]));
+    // Two taken today: the cap.
+    assert_eq!(
+        ask(&mut w, "c4", "050123456"),
+        (
+            false,
+            vec![("050123456".to_string(), CallbackRefusal::DailyCap)]
+        )
+    );
+    // A day later the cap has room again.
+    w.advance(Duration::from_secs(24 * 3600));
+    w.said();
+    assert_eq!(ask(&mut w, "c5", "050123456"), (true, vec![]));
 }

@@ -6,7 +6,8 @@
 //! `poll_timeout`/`handle_timeout`. It never reads a clock or touches a socket.
 //! [`RegistrarService`] is the thin shell the endpoint owns: it publishes the bindings to a
 //! shared [`Registrations`] view and the events to a broadcast channel for the queues and
-//! the admin API.
+//! the admin API, keeps the bindings in a file so that they survive a restart, and writes
+//! the `login failed` line fail2ban reads for every failed login.
 //!
 //! Rules:
 //! - Every REGISTER must carry a valid digest answer; without one it is challenged (SHA-256
@@ -18,8 +19,11 @@
 //!   challenge offers the next algorithms only, and the algorithm it then authenticates
 //!   with is the first it is offered for as long as it keeps that Call-ID. Phones that
 //!   answer the first challenge never see this. See docs/sip.md.
-//! - Failed logins are reported ([`LoginFailure`], without secrets), at most once a minute
-//!   per user, address and reason, with a count of the ones held back.
+//! - Every failed login is reported ([`FailedLogin`]: source, user, reason, never a secret);
+//!   the detailed report ([`LoginFailure`]) at most once a minute per user, address and
+//!   reason, with a count of the ones held back.
+//! - A stale nonce gets the same `401 stale=true` whether the password was right or not,
+//!   and a wrong answer uses its nonce up (see `DigestAuth::verify`).
 //! - A user registers only their own address: the To user must be the authenticated user.
 //! - Per binding, a REGISTER with the same Call-ID and a CSeq not above the stored one is
 //!   out of order; the whole request then fails with 500 and changes nothing.
@@ -32,9 +36,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -141,6 +148,11 @@ pub struct RegistrarConfig {
     /// Contacts one user may hold at once.
     pub max_contacts: usize,
     pub nonce: NonceConfig,
+    /// Where the bindings are kept across restarts (a JSON file, replaced atomically on
+    /// every change); `None`: they are not.
+    pub store: Option<PathBuf>,
+    /// Where failed logins are counted (`hotline_auth_failures`).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for RegistrarConfig {
@@ -154,6 +166,8 @@ impl Default for RegistrarConfig {
             default_expires: 3600,
             max_contacts: 5,
             nonce: NonceConfig::default(),
+            store: None,
+            metrics: None,
         }
     }
 }
@@ -241,6 +255,27 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// A password was tried and was wrong (or the user does not exist): what the guard
+    /// and a fail2ban filter count.
+    pub fn is_guess(self) -> bool {
+        matches!(
+            self,
+            FailureReason::UnknownUser | FailureReason::WrongPassword
+        )
+    }
+
+    /// The reason as one word, for log fields, fail2ban filters and metric labels.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureReason::UnknownUser => "unknown_user",
+            FailureReason::WrongPassword => "wrong_password",
+            FailureReason::UnsupportedAlgorithm => "unsupported_algorithm",
+            FailureReason::NoAnswer => "no_answer",
+            FailureReason::StaleNonce => "stale_nonce",
+            FailureReason::BadNonce => "bad_nonce",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::UnknownUser => "unknown user",
@@ -272,6 +307,15 @@ pub struct LoginFailure {
     pub next_offer: Vec<Algorithm>,
     /// Failures with the same user, address and reason held back since the last report.
     pub held_back: u32,
+}
+
+/// One failed login as fail2ban and the metrics see it: every one, never throttled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedLogin {
+    pub source: IpAddr,
+    /// The user the phone named (anything a guesser sends; log it escaped).
+    pub user: String,
+    pub reason: FailureReason,
 }
 
 /// One failed-login report per user, address and reason in this interval.
@@ -313,6 +357,8 @@ pub struct Registrar {
     /// When each (user, address, reason) was last reported, and how many were held back.
     reported: HashMap<(String, IpAddr, FailureReason), (Instant, u32)>,
     failures: Vec<LoginFailure>,
+    /// Every failed login, unthrottled: one log line each for fail2ban, and the metrics.
+    attempts: Vec<FailedLogin>,
     /// Every refused password (wrong, or a user who does not exist), unthrottled, for the
     /// endpoint's guard: it bans sources that guess.
     refused: Vec<(IpAddr, String)>,
@@ -343,8 +389,14 @@ impl Registrar {
             user_agents: HashMap::new(),
             reported: HashMap::new(),
             failures: Vec::new(),
+            attempts: Vec::new(),
             refused: Vec::new(),
         }
+    }
+
+    /// The next failed login, unthrottled (oldest first).
+    pub fn poll_failed_login(&mut self) -> Option<FailedLogin> {
+        (!self.attempts.is_empty()).then(|| self.attempts.remove(0))
     }
 
     /// The next failed login to report (oldest first).
@@ -488,6 +540,13 @@ impl Registrar {
                 self.reported.clear();
             }
         }
+        if self.attempts.len() < MAX_FAILURE_KEYS {
+            self.attempts.push(FailedLogin {
+                source: source.remote.ip(),
+                user: user.clone(),
+                reason,
+            });
+        }
         let key = (user.clone(), source.remote.ip(), reason);
         match self.reported.get_mut(&key) {
             Some((at, held)) if now.saturating_duration_since(*at) < FAILURE_REPORT_INTERVAL => {
@@ -576,12 +635,31 @@ impl Registrar {
             let next = r.offered(from);
             r.report(now, user.clone(), source, why, Some(algorithm), next);
         };
+        // Why a wrong answer was wrong (also on a stale nonce, where the phone is not told).
+        let wrong = |secret: &Option<Secret>, realm: &str| match secret {
+            None => FailureReason::UnknownUser,
+            Some(s) if s.ha1(algorithm, &auth.username, realm).is_none() => {
+                FailureReason::UnsupportedAlgorithm
+            }
+            Some(_) => FailureReason::WrongPassword,
+        };
         match verdict {
             Verdict::Authenticated => self.answered(req, now, Some(algorithm)),
-            Verdict::Stale => {
+            Verdict::Stale { right: true } => {
                 self.answered(req, now, Some(algorithm));
                 let from = self.offer_from(req, now, source);
                 fail(self, FailureReason::StaleNonce, from);
+                return (self.challenge(req, now, true, from), Vec::new());
+            }
+            Verdict::Stale { right: false } => {
+                // The same 401 stale as for a right answer: an old nonce tests no password.
+                self.answered(req, now, None);
+                let from = self.offer_from(req, now, source);
+                let why = wrong(&secret, &self.cfg.realm);
+                fail(self, why, from);
+                if why != FailureReason::UnsupportedAlgorithm {
+                    self.refused.push((source.remote.ip(), user.clone()));
+                }
                 return (self.challenge(req, now, true, from), Vec::new());
             }
             Verdict::BadNonce | Verdict::Replayed => {
@@ -592,13 +670,7 @@ impl Registrar {
             }
             Verdict::Forbidden => {
                 self.answered(req, now, None);
-                let why = match &secret {
-                    None => FailureReason::UnknownUser,
-                    Some(s) if s.ha1(algorithm, &auth.username, &self.cfg.realm).is_none() => {
-                        FailureReason::UnsupportedAlgorithm
-                    }
-                    Some(_) => FailureReason::WrongPassword,
-                };
+                let why = wrong(&secret, &self.cfg.realm);
                 fail(self, why, 0);
                 if why != FailureReason::UnsupportedAlgorithm {
                     self.refused.push((source.remote.ip(), user.clone()));
@@ -809,6 +881,18 @@ impl Registrar {
         live(self.bindings.get(user).map(Vec::as_slice), now)
     }
 
+    /// Puts back a binding kept from before a restart (already checked: live, and within
+    /// the user's contact limit). A binding of the same contact is replaced.
+    pub fn restore(&mut self, user: &str, binding: Binding) {
+        let list = self.bindings.entry(user.to_string()).or_default();
+        list.retain(|b| !same_contact(&b.contact, &binding.contact));
+        list.push(binding);
+        list.sort_by_key(|b| b.updated_at);
+        while list.len() > self.cfg.max_contacts.max(1) {
+            list.remove(0);
+        }
+    }
+
     /// Every user's live contacts (for the admin API).
     pub fn snapshot(&self, now: Instant) -> BTreeMap<String, Vec<Binding>> {
         snapshot(&self.bindings, now)
@@ -881,14 +965,37 @@ pub struct RegistrarService {
     registrar: Registrar,
     registrations: Registrations,
     events: broadcast::Sender<RegistrarEvent>,
+    store: Option<PathBuf>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl RegistrarService {
+    /// The registrar, with the bindings its store kept from the last run (expired ones
+    /// dropped) already in the shared view.
     pub fn new(cfg: RegistrarConfig, key: [u8; 32], now: Instant) -> RegistrarService {
+        let store = cfg.store.clone();
+        let metrics = cfg.metrics.clone();
+        let mut registrar = Registrar::new(cfg, key, now);
+        let registrations = Registrations::default();
+        if let Some(path) = &store {
+            let restored = stored::load(path, now, SystemTime::now());
+            let users: Vec<String> = restored.iter().map(|(u, _)| u.clone()).collect();
+            for (user, binding) in restored {
+                registrar.restore(&user, binding);
+            }
+            for user in &users {
+                registrations.publish(&registrar, user);
+            }
+            if !users.is_empty() {
+                info!(bindings = users.len(), file = %path.display(), "registrations restored");
+            }
+        }
         RegistrarService {
-            registrar: Registrar::new(cfg, key, now),
-            registrations: Registrations::default(),
+            registrar,
+            registrations,
             events: broadcast::channel(EVENT_BUFFER).0,
+            store,
+            metrics,
         }
     }
 
@@ -912,6 +1019,12 @@ impl RegistrarService {
     pub fn handle_register(&mut self, now: Instant, req: &Request, source: Peer) -> Response {
         let (resp, events) = self.registrar.handle_register(now, req, source);
         self.publish(events);
+        while let Some(f) = self.registrar.poll_failed_login() {
+            log_failed_login(&f);
+            if let Some(m) = &self.metrics {
+                m.auth_failed(f.reason.code());
+            }
+        }
         while let Some(f) = self.registrar.poll_failure() {
             log_failure(&f);
         }
@@ -930,6 +1043,15 @@ impl RegistrarService {
     }
 
     fn publish(&self, events: Vec<RegistrarEvent>) {
+        // Expiries need no write: a stored binding past its time is dropped on loading.
+        if let Some(path) = &self.store
+            && events
+                .iter()
+                .any(|e| !matches!(e, RegistrarEvent::Expired { .. }))
+        {
+            let now = Instant::now();
+            stored::save(path, &self.registrar.snapshot(now), now, SystemTime::now());
+        }
         let mut done: Vec<&str> = Vec::new();
         for e in &events {
             if !done.contains(&e.user()) {
@@ -941,6 +1063,157 @@ impl RegistrarService {
             // No subscriber is not an error: nobody needs to hear it.
             let _ = self.events.send(e);
         }
+    }
+}
+
+/// The line fail2ban reads, for every failed login: `source` comes first and is an
+/// address, so that a crafted user name (printed escaped, in quotes) cannot pose as
+/// another source. The filter in docs/reliability.md matches it.
+pub fn log_failed_login(f: &FailedLogin) {
+    let reason = f.reason.code();
+    if f.reason.is_guess() {
+        warn!(source = %f.source, reason, user = ?f.user, "login failed");
+    } else {
+        // Phones meet these in normal operation (an old nonce, a first challenge in an
+        // algorithm they lack): logged, but not what a ban filter counts.
+        info!(source = %f.source, reason, user = ?f.user, "login failed");
+    }
+}
+
+/// The bindings on disk: what a restart needs to reach the agents' phones at once.
+mod stored {
+    use super::*;
+
+    /// The file's layout; `version` changes when it does.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct File {
+        version: u32,
+        bindings: Vec<Stored>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Stored {
+        user: String,
+        contact: String,
+        /// Where the REGISTER came from and the listener it reached.
+        remote: SocketAddr,
+        local: SocketAddr,
+        /// Seconds since the Unix epoch (an `Instant` means nothing to the next run).
+        expires_at: u64,
+        updated_at: u64,
+        call_id: String,
+        cseq: u32,
+    }
+
+    const VERSION: u32 = 1;
+
+    fn unix(at: Instant, now: Instant, wall: SystemTime) -> u64 {
+        let wall = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let t = if at >= now {
+            wall + (at - now)
+        } else {
+            wall.saturating_sub(now - at)
+        };
+        t.as_secs()
+    }
+
+    /// Writes every UDP binding to `path`: to a temporary file beside it, flushed to disk,
+    /// then renamed over it, so a crash leaves the old file or the new one, never half.
+    /// Bindings over TCP are not kept: their connection does not survive the restart, and
+    /// such phones register again when they reconnect.
+    pub(super) fn save(
+        path: &Path,
+        all: &BTreeMap<String, Vec<Binding>>,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let bindings = all
+            .iter()
+            .flat_map(|(user, list)| list.iter().map(move |b| (user, b)))
+            .filter(|(_, b)| b.source.transport == crate::config::Protocol::Udp)
+            .map(|(user, b)| Stored {
+                user: user.clone(),
+                contact: b.contact.to_string(),
+                remote: b.source.remote,
+                local: b.source.local,
+                expires_at: unix(b.expires_at, now, wall),
+                updated_at: unix(b.updated_at, now, wall),
+                call_id: b.call_id.clone(),
+                cseq: b.cseq,
+            })
+            .collect();
+        let file = File {
+            version: VERSION,
+            bindings,
+        };
+        if let Err(e) = write_atomically(path, &file) {
+            warn!(file = %path.display(), error = %e, "registrations not saved; a restart would forget them");
+        }
+    }
+
+    fn write_atomically(path: &Path, file: &File) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The live bindings `path` holds, with their times moved onto this run's clock. A
+    /// missing file is no binding; an unreadable one is logged and ignored (phones
+    /// register again within their interval).
+    pub(super) fn load(path: &Path, now: Instant, wall: SystemTime) -> Vec<(String, Binding)> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "registrations not restored");
+                return Vec::new();
+            }
+        };
+        let file: File = match serde_json::from_slice(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "registrations not restored: unreadable file");
+                return Vec::new();
+            }
+        };
+        if file.version != VERSION {
+            warn!(file = %path.display(), version = file.version, "registrations not restored: unknown version");
+            return Vec::new();
+        }
+        let wall = wall
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        file.bindings
+            .into_iter()
+            .filter(|s| s.expires_at > wall)
+            .filter_map(|s| {
+                let contact = Uri::parse(&s.contact).ok()?;
+                let back = Duration::from_secs(wall.saturating_sub(s.updated_at));
+                Some((
+                    s.user,
+                    Binding {
+                        contact,
+                        source: Peer {
+                            transport: crate::config::Protocol::Udp,
+                            remote: s.remote,
+                            local: s.local,
+                        },
+                        expires_at: now + Duration::from_secs(s.expires_at - wall),
+                        updated_at: now.checked_sub(back).unwrap_or(now),
+                        call_id: s.call_id,
+                        cseq: s.cseq,
+                    },
+                ))
+            })
+            .collect()
     }
 }
 
@@ -958,11 +1231,11 @@ fn log_failure(f: &LoginFailure) {
     let algorithm = f.algorithm.map(Algorithm::as_str).unwrap_or("none");
     let next_offer = algorithm_list(&f.next_offer);
     if f.reason == FailureReason::StaleNonce {
-        info!(user = %f.user, source = %f.source.remote, algorithm, held_back = f.held_back,
+        info!(user = ?f.user, remote = %f.source.remote, algorithm, held_back = f.held_back,
             "login needs a fresh nonce: {}", f.reason);
     } else {
-        warn!(user = %f.user, source = %f.source.remote, transport = %f.source.transport,
-            algorithm, next_offer, held_back = f.held_back, "login failed: {}", f.reason);
+        info!(user = ?f.user, remote = %f.source.remote, transport = %f.source.transport,
+            algorithm, next_offer, held_back = f.held_back, "login failure details: {}", f.reason);
     }
 }
 
@@ -1188,6 +1461,183 @@ mod tests {
             refused,
             vec![(ip, "alice".to_string()), (ip, "mallory".to_string())]
         );
+    }
+
+    /// What a phone can see of a response: status, reason and header names (values of
+    /// Via, To, Call-ID and CSeq echo its own request).
+    fn visible(resp: &Response) -> (u16, String, Vec<String>) {
+        let names = resp
+            .to_bytes()
+            .split(|b| *b == b'\n')
+            .filter_map(|l| {
+                let l = String::from_utf8_lossy(l).into_owned();
+                l.split_once(':').map(|(n, _)| n.to_string())
+            })
+            .collect();
+        (resp.status, resp.reason.clone(), names)
+    }
+
+    #[test]
+    fn an_unknown_user_is_answered_like_a_wrong_password_and_every_failure_is_logged() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut wrong = reg("alice", 1);
+        wrong.password = "guess";
+        let (a, _) = register(&mut r, t0, &wrong, peer(1));
+        let (b, _) = register(&mut r, t0, &reg("mallory", 1), peer(1));
+        assert_eq!(a.status, 403);
+        assert_eq!(visible(&a), visible(&b));
+        // Every failure, unthrottled (the same one twice too), for fail2ban.
+        let (c, _) = register(&mut r, t0, &wrong, peer(1));
+        assert_eq!(c.status, 403);
+        let failed: Vec<_> = std::iter::from_fn(|| r.poll_failed_login())
+            .map(|f| (f.source, f.user, f.reason.code()))
+            .collect();
+        let ip = peer(1).remote.ip();
+        assert_eq!(
+            failed,
+            [
+                (ip, "alice".to_string(), "wrong_password"),
+                (ip, "mallory".to_string(), "unknown_user"),
+                (ip, "alice".to_string(), "wrong_password"),
+            ]
+        );
+    }
+
+    /// The first challenge's SHA-256 answer for `user` with `password`.
+    fn answer_first(r: &mut Registrar, now: Instant, user: &str, password: &str) -> String {
+        let (resp, _) = r.handle_register(now, &request(&reg(user, 1), None), peer(1));
+        let ch = resp
+            .headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap())
+            .find(|c| c.algorithm == Algorithm::Sha256)
+            .unwrap();
+        Authorization::answer(&ch, user, password, "REGISTER", "sip:hotline", "cn", 1).to_string()
+    }
+
+    #[test]
+    fn a_stale_nonce_does_not_tell_a_right_password_from_a_wrong_one() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let right = answer_first(&mut r, t0, "alice", "secret");
+        let wrong = answer_first(&mut r, t0, "alice", "guess");
+        let unknown = answer_first(&mut r, t0, "mallory", "guess");
+        let later = t0 + Duration::from_secs(301);
+        let mut seen = Vec::new();
+        for (user, a) in [("alice", right), ("alice", wrong), ("mallory", unknown)] {
+            let (resp, ev) = r.handle_register(later, &request(&reg(user, 2), Some(a)), peer(1));
+            assert!(ev.is_empty());
+            let stale = resp
+                .headers
+                .get_all(HeaderName::WwwAuthenticate)
+                .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap().stale)
+                .collect::<Vec<_>>();
+            seen.push((visible(&resp), stale));
+        }
+        assert_eq!(seen[0].0.0, 401);
+        assert!(seen[0].1.iter().all(|s| *s), "{seen:?}");
+        assert_eq!(seen[0], seen[1]);
+        assert_eq!(seen[0], seen[2]);
+        // The guard still hears the wrong passwords.
+        let ip = peer(1).remote.ip();
+        let refused: Vec<_> = std::iter::from_fn(|| r.poll_refused()).collect();
+        assert_eq!(
+            refused,
+            [(ip, "alice".to_string()), (ip, "mallory".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_failed_guess_uses_up_its_nonce() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let (resp, _) = r.handle_register(t0, &request(&reg("alice", 1), None), peer(1));
+        let ch = resp
+            .headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap())
+            .find(|c| c.algorithm == Algorithm::Sha256)
+            .unwrap();
+        let guess =
+            Authorization::answer(&ch, "alice", "guess", "REGISTER", "sip:hotline", "cn", 1);
+        let (resp, _) = r.handle_register(
+            t0,
+            &request(&reg("alice", 2), Some(guess.to_string())),
+            peer(1),
+        );
+        assert_eq!(resp.status, 403);
+        // The right password on the same nonce, with the next count: challenged again,
+        // not registered.
+        let right =
+            Authorization::answer(&ch, "alice", "secret", "REGISTER", "sip:hotline", "cn", 2);
+        let (resp, ev) = r.handle_register(
+            t0,
+            &request(&reg("alice", 3), Some(right.to_string())),
+            peer(1),
+        );
+        assert_eq!(resp.status, 401);
+        assert!(ev.is_empty());
+        // The fresh nonce of that challenge works.
+        let fresh = resp
+            .headers
+            .get_all(HeaderName::WwwAuthenticate)
+            .map(|v| Challenge::parse(v.as_str().unwrap()).unwrap())
+            .find(|c| c.algorithm == Algorithm::Sha256)
+            .unwrap();
+        assert_ne!(fresh.nonce, ch.nonce);
+        let right = Authorization::answer(
+            &fresh,
+            "alice",
+            "secret",
+            "REGISTER",
+            "sip:hotline",
+            "cn",
+            1,
+        );
+        let (resp, ev) = r.handle_register(
+            t0,
+            &request(&reg("alice", 4), Some(right.to_string())),
+            peer(1),
+        );
+        assert_eq!(resp.status, 200);
+        assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn bindings_are_kept_on_disk_and_expired_ones_are_dropped_on_loading() {
+        let dir = std::env::temp_dir().join(format!("hotline-reg-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("registrations.json");
+        let t0 = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut r = registrar(t0);
+        let mut short = reg("bob", 1);
+        short.expires = Some(60);
+        assert_eq!(
+            register(&mut r, t0, &reg("alice", 1), peer(1)).0.status,
+            200
+        );
+        assert_eq!(register(&mut r, t0, &short, peer(2)).0.status, 200);
+        stored::save(&path, &r.snapshot(t0), t0, wall);
+        assert!(!dir.join("registrations.json.tmp").exists());
+        // Two minutes later in another process: bob's binding has expired.
+        let t1 = t0 + Duration::from_secs(5);
+        let back = stored::load(&path, t1, wall + Duration::from_secs(120));
+        assert_eq!(back.len(), 1, "{back:?}");
+        let (user, b) = &back[0];
+        assert_eq!(user, "alice");
+        assert_eq!(b.contact.to_string(), "sip:phone@10.0.0.5:5062");
+        assert_eq!(b.source, peer(1));
+        assert_eq!(b.expires_in(t1), Duration::from_secs(3600 - 120));
+        let mut again = registrar(t1);
+        again.restore(user, b.clone());
+        assert_eq!(again.contacts("alice", t1).len(), 1);
+        // A missing or broken file is no binding.
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(stored::load(&path, t1, wall).is_empty());
+        assert!(stored::load(&dir.join("none.json"), t1, wall).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -146,7 +146,14 @@ pub fn simulate(p: &SimParams, t0: Instant) -> Result<SimFigures, SimError> {
     {
         return Err(SimError::Invalid);
     }
-    let queues: QueuesConfig = BTreeMap::from([(p.queue.clone(), p.config.clone())]);
+    // The callers' numbers are made up: every one may be called back (the daily cap
+    // still holds, as in the engine).
+    let mut config = p.config.clone();
+    if let Some(cb) = &mut config.callback {
+        cb.allowed = vec!["X!".to_string()];
+        cb.denied.clear();
+    }
+    let queues: QueuesConfig = BTreeMap::from([(p.queue.clone(), config)]);
     let agents: AgentsConfig = (1..=p.agents)
         .map(|i| {
             let name = format!("agent{i:03}");
@@ -292,6 +299,8 @@ pub fn simulate(p: &SimParams, t0: Instant) -> Result<SimFigures, SimError> {
                         acd.handle(now, Input::CallbackRequested { call, number: None })?;
                     }
                 }
+                // Not offered (the daily cap): the caller waits on.
+                Action::CallbackRefused { .. } => {}
                 Action::PlaceCallback { id, .. } => {
                     // The caller called back answers; the ACD offers it an agent.
                     let call = format!("callback{}", id.0);
@@ -429,6 +438,9 @@ mod tests {
             dial: "sip:{number}@gateway.invalid".into(),
             caller_id: None,
             ring_timeout: Duration::from_secs(30),
+            allowed: vec![crate::queue::config::DEFAULT_ALLOWED.into()],
+            denied: Vec::new(),
+            daily_cap: 200,
         });
         p.callback_take = 0.5;
         let called_back = simulate(&p, t0).unwrap();

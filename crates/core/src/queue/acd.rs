@@ -41,7 +41,7 @@ mod io; // inputs, actions, errors
 mod reconfigure; // an edited hotline.yaml taken while calls wait
 mod snapshot; // the live state for the admin API
 
-pub use io::{AcdError, Action, Input, OfferFailure, OverflowReason};
+pub use io::{AcdError, Action, CallbackRefusal, Input, OfferFailure, OverflowReason};
 pub use reconfigure::Refusal;
 pub use snapshot::{AgentSnapshot, QueueAgentSnapshot, QueueSnapshot, Snapshot, WaitingSnapshot};
 
@@ -104,6 +104,8 @@ struct Queue {
     handle_times: HandleTimes,
     /// The round-robin cursor.
     last_offered: Option<String>,
+    /// When the callback requests of the last 24 hours were taken (for `daily_cap`).
+    callbacks_taken: VecDeque<Instant>,
 }
 
 impl Queue {
@@ -114,6 +116,7 @@ impl Queue {
             stats: QueueStats::default(),
             handle_times: HandleTimes::new(DEFAULT_EWT_WINDOW),
             last_offered: None,
+            callbacks_taken: VecDeque::new(),
         }
     }
 
@@ -828,6 +831,7 @@ impl Acd {
 
     fn announce(&mut self, now: Instant, queue: &str, call: &str) {
         let serving = self.serving(queue);
+        let refusal = self.callback_refusal(now, queue, call);
         let Some(q) = self.queues.get_mut(queue) else {
             return;
         };
@@ -876,10 +880,19 @@ impl Acd {
             && w.from_callback.is_none()
             && ewt > cb.offer_after_wait
         {
+            // Offered once: a refusal is not asked about again at the next announcement.
             w.callback_offered = true;
-            self.actions.push_back(Action::OfferCallback {
-                call: call.to_owned(),
-                key: cb.key.as_char(),
+            self.actions.push_back(match refusal {
+                None => Action::OfferCallback {
+                    call: call.to_owned(),
+                    key: cb.key.as_char(),
+                },
+                Some(reason) => Action::CallbackRefused {
+                    call: call.to_owned(),
+                    queue: queue.to_owned(),
+                    number: w.caller.clone(),
+                    reason,
+                },
             });
         }
     }

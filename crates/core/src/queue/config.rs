@@ -152,6 +152,18 @@ pub struct CallbackConfig {
     )]
     #[schemars(with = "String")]
     pub ring_timeout: Duration,
+    /// The numbers that may be called back: number patterns (see [`pattern_matches`]).
+    /// A caller's number must match one of them and none of `denied`. The default is
+    /// [`DEFAULT_ALLOWED`]: national numbers in national format only.
+    #[serde(default = "default_allowed")]
+    pub allowed: Vec<String>,
+    /// Numbers never called back even though `allowed` matches (premium-rate ranges).
+    #[serde(default)]
+    pub denied: Vec<String>,
+    /// Callback requests this queue accepts in any 24 hours; beyond it no callback is
+    /// offered, so a flood of calls cannot make the hotline place thousands of calls.
+    #[serde(default = "default_daily_cap")]
+    pub daily_cap: u32,
 }
 
 impl CallbackConfig {
@@ -159,6 +171,151 @@ impl CallbackConfig {
     pub fn target(&self, number: &str) -> String {
         self.dial.replace(NUMBER_SLOT, number)
     }
+
+    /// Whether `number` may be called back: a plain number that one `allowed` pattern
+    /// matches and no `denied` one does.
+    pub fn allows(&self, number: &str) -> bool {
+        dialable(number)
+            && self.allowed.iter().any(|p| pattern_matches(p, number))
+            && !self.denied.iter().any(|p| pattern_matches(p, number))
+    }
+}
+
+/// What `callback.allowed` is when left out: a national number written with the single
+/// trunk prefix `0`, 9 digits or more. Neither `00` (the international prefix in most
+/// of the world) nor `09` (premium rate in Germany, Austria, Switzerland, the United
+/// Kingdom, the Netherlands, Belgium...) nor a `+` (an international number) matches.
+pub const DEFAULT_ALLOWED: &str = "0[1-8]XXXXXX.";
+
+/// The largest `callback.daily_cap` (the ACD keeps one timestamp per accepted request).
+pub const MAX_DAILY_CAP: u32 = 100_000;
+
+/// One position of a number pattern: which characters it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PatternItem {
+    /// One character of this set: bit 0-9 for the digits, 10 for `+`.
+    One(u16),
+    /// One or more further digits (`.`), or any number including none (`!`).
+    Rest { at_least_one: bool },
+}
+
+const PLUS_BIT: u16 = 1 << 10;
+
+fn digit_bits(from: u8, to: u8) -> u16 {
+    (from..=to).fold(0, |bits, d| bits | (1 << d))
+}
+
+/// Reads a number pattern, the dial-plan notation PBX administrators know: digits and
+/// `+` stand for themselves, `X` is any digit, `Z` 1-9, `N` 2-9, `[15-7]` one digit of
+/// a set or range, and a final `.` one or more further digits, a final `!` zero or more.
+/// The whole number must match. Letters are upper or lower case.
+fn parse_pattern(pattern: &str) -> Result<Vec<PatternItem>, String> {
+    let mut items = Vec::new();
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let item = match c.to_ascii_uppercase() {
+            b'0'..=b'9' => PatternItem::One(1 << (c - b'0')),
+            b'+' => PatternItem::One(PLUS_BIT),
+            b'X' => PatternItem::One(digit_bits(0, 9)),
+            b'Z' => PatternItem::One(digit_bits(1, 9)),
+            b'N' => PatternItem::One(digit_bits(2, 9)),
+            b'.' | b'!' => {
+                if i + 1 != bytes.len() {
+                    return Err(format!(
+                        "'{}' may only end a pattern (at position {})",
+                        c as char,
+                        i + 1
+                    ));
+                }
+                PatternItem::Rest {
+                    at_least_one: c == b'.',
+                }
+            }
+            b'[' => {
+                let Some(len) = bytes[i + 1..].iter().position(|&b| b == b']') else {
+                    return Err("'[' without its ']'".to_string());
+                };
+                let set = &bytes[i + 1..i + 1 + len];
+                let mut bits = 0u16;
+                let mut j = 0;
+                while j < set.len() {
+                    let d = set[j];
+                    if !d.is_ascii_digit() {
+                        return Err(format!(
+                            "only digits and ranges like 1-5 go between '[' and ']', found '{}'",
+                            d as char
+                        ));
+                    }
+                    if set.get(j + 1) == Some(&b'-') {
+                        let Some(&e) = set.get(j + 2).filter(|e| e.is_ascii_digit() && **e >= d)
+                        else {
+                            return Err(
+                                "a range between '[' and ']' goes up from digit to digit, like 1-5"
+                                    .to_string(),
+                            );
+                        };
+                        bits |= digit_bits(d - b'0', e - b'0');
+                        j += 3;
+                    } else {
+                        bits |= 1 << (d - b'0');
+                        j += 1;
+                    }
+                }
+                if bits == 0 {
+                    return Err("'[]' matches nothing".to_string());
+                }
+                i += len + 1;
+                PatternItem::One(bits)
+            }
+            _ => {
+                return Err(format!(
+                    "'{}' is not part of a number pattern (digits, '+', X, Z, N, [1-5], and a final '.' or '!')",
+                    c as char
+                ));
+            }
+        };
+        items.push(item);
+        i += 1;
+    }
+    if items.is_empty() {
+        return Err("an empty pattern".to_string());
+    }
+    Ok(items)
+}
+
+/// Whether `pattern` is a valid number pattern; the error says what is wrong.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    parse_pattern(pattern).map(|_| ())
+}
+
+/// Whether the whole of `number` matches `pattern` (see [`parse_pattern`] for the
+/// notation). An invalid pattern matches nothing.
+pub fn pattern_matches(pattern: &str, number: &str) -> bool {
+    let Ok(items) = parse_pattern(pattern) else {
+        return false;
+    };
+    let mut chars = number.bytes();
+    for item in items {
+        match item {
+            PatternItem::One(bits) => {
+                let bit = match chars.next() {
+                    Some(d @ b'0'..=b'9') => 1 << (d - b'0'),
+                    Some(b'+') => PLUS_BIT,
+                    _ => return false,
+                };
+                if bits & bit == 0 {
+                    return false;
+                }
+            }
+            PatternItem::Rest { at_least_one } => {
+                let rest: Vec<u8> = chars.collect();
+                return (!at_least_one || !rest.is_empty()) && rest.iter().all(u8::is_ascii_digit);
+            }
+        }
+    }
+    chars.next().is_none()
 }
 
 /// Where the number goes in `callback.dial`.
@@ -170,6 +327,21 @@ pub const NUMBER_SLOT: &str = "{number}";
 pub fn dialable(number: &str) -> bool {
     let digits = number.strip_prefix('+').unwrap_or(number);
     (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// How the sample hotline.yaml's agent passwords end: they are published, so a hotline
+/// reachable from other machines must not accept them.
+pub const SAMPLE_PASSWORD_SUFFIX: &str = "change-me";
+
+/// The first agent (by name) whose password is a sample one (`alice-change-me`, or
+/// anything else ending in [`SAMPLE_PASSWORD_SUFFIX`]), as its configuration key.
+pub fn sample_password(agents: &AgentsConfig) -> Option<String> {
+    agents.iter().find_map(|(name, a)| match &a.password {
+        Some(Secret(p)) if p.trim().ends_with(SAMPLE_PASSWORD_SUFFIX) => {
+            Some(format!("agents.{name}.password"))
+        }
+        _ => None,
+    })
 }
 
 /// One queue of `queues:`.
@@ -391,6 +563,26 @@ pub fn check(queues: &QueuesConfig, agents: &AgentsConfig) -> Vec<String> {
                     "{at}.callback.caller_id: expected a number like '+18005550100', found '{id}'"
                 ));
             }
+            for (list, patterns) in [("allowed", &cb.allowed), ("denied", &cb.denied)] {
+                for (i, p) in patterns.iter().enumerate() {
+                    if let Err(why) = check_pattern(p) {
+                        out.push(format!(
+                            "{at}.callback.{list}[{i}]: expected a number pattern like '{DEFAULT_ALLOWED}': {why}, found '{p}'"
+                        ));
+                    }
+                }
+            }
+            if cb.allowed.is_empty() {
+                out.push(format!(
+                    "{at}.callback.allowed: no number could be called back; leave the key out for national numbers ('{DEFAULT_ALLOWED}')"
+                ));
+            }
+            if cb.daily_cap == 0 || cb.daily_cap > MAX_DAILY_CAP {
+                out.push(format!(
+                    "{at}.callback.daily_cap: expected 1 to {MAX_DAILY_CAP}, found {}",
+                    cb.daily_cap
+                ));
+            }
         }
     }
     for (name, a) in agents {
@@ -487,6 +679,14 @@ fn default_retry_after() -> Duration {
 
 fn default_callback_ring() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_allowed() -> Vec<String> {
+    vec![DEFAULT_ALLOWED.to_string()]
+}
+
+fn default_daily_cap() -> u32 {
+    200
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -619,6 +819,79 @@ queues:
             assert!(all.contains(want), "missing '{want}' in:\n{all}");
         }
         assert_eq!(problems.len(), 11, "{all}");
+    }
+
+    #[test]
+    fn number_patterns() {
+        for (pattern, number, want) in [
+            ("0[1-8]XXXXXX.", "030123456", true),
+            ("0[1-8]XXXXXX.", "02079460000", true),
+            ("0[1-8]XXXXXX.", "03012345", false),
+            ("0[1-8]XXXXXX.", "0900123456", false),
+            ("0[1-8]XXXXXX.", "00442079460000", false),
+            ("0[1-8]XXXXXX.", "+4930123456", false),
+            ("+49[1-8]X.", "+4930123456", true),
+            ("+49[1-8]X.", "+49900123456", false),
+            ("1NXXNXXXXXX", "12125550100", true),
+            ("1NXXNXXXXXX", "11125550100", false),
+            ("1NXXNXXXXXX", "121255501000", false),
+            ("555!", "555", true),
+            ("555!", "5551", true),
+            ("555.", "555", false),
+            ("z[13-5]", "94", true),
+            ("z[13-5]", "92", false),
+            ("[0-9]", "+", false),
+        ] {
+            assert_eq!(
+                pattern_matches(pattern, number),
+                want,
+                "{pattern} ~ {number}"
+            );
+        }
+        for bad in ["", "0.1", "[1", "[a]", "[5-1]", "0A", "*", "[]"] {
+            assert!(check_pattern(bad).is_err(), "{bad}");
+            assert!(!pattern_matches(bad, "0"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn callback_numbers_default_to_national_ones_with_a_daily_cap() {
+        let b = parse(
+            r#"
+queues:
+  support: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@gw" } }
+  sales: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@gw", allowed: ["+49[1-8]X.", "0X."], denied: ["+49137.", "0[1-3]."], daily_cap: 5 } }
+  bad: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@gw", allowed: ["+49 30.", "0."], denied: ["[9"], daily_cap: 0 } }
+  none: { callback: { key: "1", offer_after_wait: 1m, dial: "sip:{number}@gw", allowed: [] } }
+"#,
+        )
+        .unwrap();
+        let support = b.queues["support"].callback.as_ref().unwrap();
+        assert_eq!(support.daily_cap, 200);
+        assert!(support.allows("030123456"));
+        for refused in ["+4930123456", "0044207946000", "0900123456", "0;x", "110"] {
+            assert!(!support.allows(refused), "{refused}");
+        }
+        let sales = b.queues["sales"].callback.as_ref().unwrap();
+        assert!(sales.allows("+4930123456"));
+        assert!(!sales.allows("+49137123456"));
+        assert!(sales.allows("0412"));
+        assert!(!sales.allows("0312"));
+        let problems = check(&b.queues, &b.agents).join("\n");
+        for want in [
+            "queues.bad.callback.allowed[0]: expected a number pattern like '0[1-8]XXXXXX.': ' ' is not part",
+            "queues.bad.callback.denied[0]: expected a number pattern",
+            "queues.bad.callback.daily_cap: expected 1 to 100000, found 0",
+            "queues.none.callback.allowed: no number could be called back",
+        ] {
+            assert!(problems.contains(want), "missing '{want}' in:\n{problems}");
+        }
+        assert!(
+            !problems.contains("queues.bad.callback.allowed[1]"),
+            "{problems}"
+        );
+        assert!(!problems.contains("queues.sales"), "{problems}");
+        assert!(!problems.contains("queues.support"), "{problems}");
     }
 
     #[test]

@@ -647,18 +647,23 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md
 pub enum Verdict {
     /// The user proved the password.
     Authenticated,
-    /// The answer was right but the nonce is too old (or forgotten): challenge again with
-    /// `stale=true`.
-    Stale,
+    /// The nonce is too old (or forgotten): challenge again with `stale=true`, whether the
+    /// answer was `right` or not, so that an old nonce does not test passwords. `right`
+    /// is for the log and the guard only.
+    Stale { right: bool },
     /// The nonce is not ours (another process, forged, another realm): challenge again.
     BadNonce,
-    /// The nonce-count did not go up: a replayed answer. Challenge again.
+    /// The nonce-count did not go up, or the nonce was used up by a wrong answer: a
+    /// replayed answer, whatever it says. Challenge again.
     Replayed,
     /// Wrong password, unknown user, or no HA1 for the algorithm used.
     Forbidden,
     /// The digest-uri does not name the Request-URI (400).
     UriMismatch,
 }
+
+/// The nonce-count recorded for a nonce a wrong answer used up: no count goes above it.
+const USED_UP: u32 = u32::MAX;
 
 /// Nonce id: issue time in the high 64 bits, sequence number in the low ones, so ids grow
 /// in issue order.
@@ -811,13 +816,20 @@ impl DigestAuth {
         let known = ha1.is_some();
         let ha1 = ha1.unwrap_or_else(|| auth.algorithm.base().hash_hex(b"no such user"));
         let expected = expected_response(auth, &ha1, method);
-        if !(ct_eq(expected.as_bytes(), auth.response.as_bytes()) && known) {
-            return Verdict::Forbidden;
-        }
+        // The same work for every answer; only then does the nonce decide what is said.
+        let right = ct_eq(expected.as_bytes(), auth.response.as_bytes()) && known;
         let id = match state {
             NonceState::Fresh(id) => id,
-            NonceState::Stale | NonceState::Invalid => return Verdict::Stale,
+            NonceState::Stale | NonceState::Invalid => return Verdict::Stale { right },
         };
+        if self.seen.get(&id) == Some(&USED_UP) {
+            return Verdict::Replayed;
+        }
+        if !right {
+            // One guess per nonce: the next one costs a new challenge.
+            self.record(id, USED_UP, now);
+            return Verdict::Forbidden;
+        }
         if auth.qop_auth {
             let Some(nc) = auth.nc_value() else {
                 return Verdict::Forbidden;
@@ -1155,6 +1167,7 @@ mod tests {
             auth.verify(6, "REGISTER", &uri("sip:other"), &a, Some(&pw)),
             Verdict::UriMismatch
         );
+        let a = answer(&mut auth, 5, Algorithm::Md5, "secret", 1);
         // Parameters of the URI do not matter; the host's case does not either.
         assert_eq!(
             auth.verify(
@@ -1169,6 +1182,58 @@ mod tests {
         assert!(Secret::hashed(Some("abc"), None).is_err());
         assert!(Secret::hashed(None, Some(&"g".repeat(64))).is_err());
         assert_eq!(format!("{pw:?}"), "Password(..)");
+    }
+
+    #[test]
+    fn a_wrong_answer_uses_up_its_nonce() {
+        let mut auth = DigestAuth::new("hotline", KEY, NonceConfig::default());
+        let ruri = uri("sip:hotline");
+        let pw = Secret::Password("secret".into());
+        // With qop: the right password on the guessed nonce, even with a higher count, and
+        // another wrong guess, are both replays (401 again), never a 200 or a second 403.
+        let [ch, _] = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS));
+        let answer_with = |password: &str, nc: u32| {
+            let a =
+                Authorization::answer(&ch, "alice", password, "REGISTER", "sip:hotline", "c", nc);
+            Authorization::parse(&a.to_string()).unwrap()
+        };
+        assert_eq!(
+            auth.verify(1, "REGISTER", &ruri, &answer_with("guess", 1), Some(&pw)),
+            Verdict::Forbidden
+        );
+        for a in [answer_with("secret", 2), answer_with("guess2", 3)] {
+            assert_eq!(
+                auth.verify(1, "REGISTER", &ruri, &a, Some(&pw)),
+                Verdict::Replayed
+            );
+        }
+        // An unknown user's guess uses its nonce up the same way.
+        let [ch, _] = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS));
+        let a = Authorization::answer(&ch, "nobody", "x", "REGISTER", "sip:hotline", "c", 1);
+        let a = Authorization::parse(&a.to_string()).unwrap();
+        assert_eq!(
+            auth.verify(1, "REGISTER", &ruri, &a, None),
+            Verdict::Forbidden
+        );
+        assert_eq!(
+            auth.verify(1, "REGISTER", &ruri, &a, None),
+            Verdict::Replayed
+        );
+        // Without qop (RFC 2069 MD5), which has no count, too.
+        let [_, mut ch] = two(auth.challenges(0, false, &DEFAULT_ALGORITHMS));
+        ch.qop_auth = false;
+        let legacy = |password: &str| {
+            let a = Authorization::answer(&ch, "alice", password, "REGISTER", "sip:hotline", "", 0);
+            Authorization::parse(&a.to_string()).unwrap()
+        };
+        assert_eq!(
+            auth.verify(1, "REGISTER", &ruri, &legacy("guess"), Some(&pw)),
+            Verdict::Forbidden
+        );
+        assert_eq!(
+            auth.verify(1, "REGISTER", &ruri, &legacy("secret"), Some(&pw)),
+            Verdict::Replayed
+        );
     }
 
     #[test]
@@ -1223,13 +1288,18 @@ mod tests {
         let a = answer(&mut auth, 100, Algorithm::Sha256, "secret", 1);
         assert_eq!(
             auth.verify(161, "REGISTER", &ruri, &a, Some(&pw)),
-            Verdict::Stale
+            Verdict::Stale { right: true }
         );
-        // A stale nonce with a wrong password is still a wrong password.
+        // A stale nonce with a wrong password gets the same answer: an old nonce must not
+        // tell a right password from a wrong one. Only the log and the guard learn.
         let a = answer(&mut auth, 100, Algorithm::Sha256, "wrong", 1);
         assert_eq!(
             auth.verify(161, "REGISTER", &ruri, &a, Some(&pw)),
-            Verdict::Forbidden
+            Verdict::Stale { right: false }
+        );
+        assert_eq!(
+            auth.verify(161, "REGISTER", &ruri, &a, None),
+            Verdict::Stale { right: false }
         );
         // Issued "in the future": not ours.
         let a = answer(&mut auth, 200, Algorithm::Sha256, "secret", 1);
@@ -1330,7 +1400,7 @@ mod tests {
         // The first nonce was forgotten: its replay is not accepted but called stale.
         assert_eq!(
             auth.verify(1, "REGISTER", &ruri, &answers[0], Some(&pw)),
-            Verdict::Stale
+            Verdict::Stale { right: true }
         );
         assert_eq!(
             auth.verify(1, "REGISTER", &ruri, &answers[9], Some(&pw)),

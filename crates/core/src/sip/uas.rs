@@ -677,6 +677,10 @@ impl Uas {
     }
 
     fn refuse_method(&mut self, key: TransactionKey, req: &Request, status: u16, reason: &str) {
+        if req.method == Method::Refer {
+            // A transfer a peer asks for would make the engine call where it says: never.
+            tracing::warn!(reason = "refer", status, "REFER refused");
+        }
         let mut r = self.response(req, status, reason);
         r.headers.push(HeaderName::Allow, ALLOW);
         self.out.push_back(UasOutput::Respond { key, resp: r });

@@ -1,12 +1,17 @@
 //! Callback requests in the line: a caller's place kept when it asks to be called back,
 //! the call back when the place reaches an agent, retries and giving up. Writes go to the
 //! `CallbackStore`; a failed write other than the request itself is reported, not fatal.
+//! Also which numbers may be called back: the queue's patterns, one pending request per
+//! number, and the daily cap.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::{Acd, AcdError, Action, Entry, Kind, Pending, Place, Waiter};
+use super::{Acd, AcdError, Action, CallbackRefusal, Entry, Kind, Pending, Place, Waiter};
 use crate::queue::store::{CallbackId, StoredCallback};
+
+/// The window of `callback.daily_cap`.
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Acd {
     pub(super) fn callback_requested(
@@ -52,6 +57,15 @@ impl Acd {
             place: entry.seq,
             for_call: call.clone(),
         };
+        if let Some(reason) = self.number_refusal(now, &queue, &number) {
+            self.actions.push_back(Action::CallbackRefused {
+                call: call.clone(),
+                queue,
+                number,
+                reason,
+            });
+            return Err(AcdError::CallbackRefused { call, reason });
+        }
         let id = self.store.add(&stored)?;
         // Out of the line as a caller, back in at the same place as a request.
         let Some(mut entry) = self.take_at(now, &queue, &call) else {
@@ -67,9 +81,61 @@ impl Acd {
         });
         if let Some(q) = self.queues.get_mut(&queue) {
             q.stats.callback();
+            q.callbacks_taken.push_back(now);
             q.insert(entry);
         }
         Ok(())
+    }
+
+    /// Why the caller of `call`, waiting in `queue`, may not be offered a callback now.
+    pub(super) fn callback_refusal(
+        &mut self,
+        now: Instant,
+        queue: &str,
+        call: &str,
+    ) -> Option<CallbackRefusal> {
+        let q = self.queues.get(queue)?;
+        q.cfg.callback.as_ref()?;
+        let i = q.index_of(call)?;
+        let Kind::Caller(w) = &q.line.get(i)?.kind else {
+            return None;
+        };
+        let number = w.caller.clone();
+        self.number_refusal(now, queue, &number)
+    }
+
+    /// Why `number` may not be called back for `queue` now: the queue's patterns, a
+    /// request for it waiting already, the queue's daily cap.
+    fn number_refusal(
+        &mut self,
+        now: Instant,
+        queue: &str,
+        number: &str,
+    ) -> Option<CallbackRefusal> {
+        let pending = self.queues.values().any(|q| {
+            q.line
+                .iter()
+                .any(|e| matches!(&e.kind, Kind::Callback(p) if p.number == number))
+        });
+        let q = self.queues.get_mut(queue)?;
+        let cb = q.cfg.callback.as_ref()?;
+        if !cb.allows(number) {
+            return Some(CallbackRefusal::NotAllowed);
+        }
+        if pending {
+            return Some(CallbackRefusal::AlreadyPending);
+        }
+        while q
+            .callbacks_taken
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= DAY)
+        {
+            q.callbacks_taken.pop_front();
+        }
+        if q.callbacks_taken.len() >= cb.daily_cap as usize {
+            return Some(CallbackRefusal::DailyCap);
+        }
+        None
     }
 
     pub(super) fn find_callback(&self, id: CallbackId) -> Option<(String, usize)> {

@@ -32,6 +32,28 @@ impl OverflowReason {
     }
 }
 
+/// Why a caller is not offered a callback, or its request is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackRefusal {
+    /// The number matches no `callback.allowed` pattern, or a `denied` one.
+    NotAllowed,
+    /// A request for the same number waits already (in any queue).
+    AlreadyPending,
+    /// The queue took `callback.daily_cap` requests in the last 24 hours.
+    DailyCap,
+}
+
+impl CallbackRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackRefusal::NotAllowed => "not_allowed",
+            CallbackRefusal::AlreadyPending => "already_pending",
+            CallbackRefusal::DailyCap => "daily_cap",
+        }
+    }
+}
+
 /// Why an agent's leg did not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferFailure {
@@ -139,6 +161,14 @@ pub enum Action {
     },
     /// The estimated wait is long: tell the caller it may press `key` to be called back.
     OfferCallback { call: String, key: char },
+    /// A callback was not offered to the caller, or its request not taken: the number
+    /// is not to be called (for the log and the metrics; the caller just waits on).
+    CallbackRefused {
+        call: String,
+        queue: String,
+        number: String,
+        reason: CallbackRefusal,
+    },
     /// A callback request reached the front and an agent is free: call the caller.
     /// `for_call` is the call that asked; `attempt` counts this call from 1.
     PlaceCallback {
@@ -194,6 +224,11 @@ pub enum AcdError {
     Unreachable { agent: String },
     #[error("queue '{queue}' offers no callback")]
     NoCallback { queue: String },
+    #[error("no callback for call '{call}': {}", reason.as_str())]
+    CallbackRefused {
+        call: String,
+        reason: CallbackRefusal,
+    },
     #[error("call '{call}' has no number to call back")]
     NoNumber { call: String },
     #[error("no callback request {}", id.0)]
