@@ -302,7 +302,7 @@ fn a_flood_at_one_port_does_not_stall_another_call_on_the_same_worker() {
         let started = Instant::now();
         let mut sent = 0u64;
         while sent < 2_000_000 && started.elapsed() < 2 * SECOND {
-            let n = if sent % 3 == 0 {
+            let n = if sent.is_multiple_of(3) {
                 rtp.next_packet(&giant, &mut buf).unwrap()
             } else {
                 let ev = TelephoneEvent {

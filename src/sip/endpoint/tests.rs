@@ -464,8 +464,7 @@ fn options_answer_503_while_full_and_200_once_a_call_ends() {
             request("OPTIONS", &format!("{branch}@test"), branch, 1, None),
         );
         let out = drain(c);
-        let r = only_response(&out).clone();
-        r
+        only_response(&out).clone()
     };
     assert_eq!(options(&mut c, clock.at(0.0), "o1").status, 200);
     invite(&mut c, clock.at(0.1), "a@test", "inv1");

@@ -78,7 +78,7 @@ pub fn erlang_c_figures(
     handle: f64,
     target: f64,
 ) -> Result<Figures, ErlangError> {
-    if !valid(lambda) || !valid(handle) || !(target.is_finite() && target >= 0.0) {
+    if !(valid(lambda) && valid(handle) && target.is_finite() && target >= 0.0) {
         return Err(ErlangError::Invalid);
     }
     let traffic = lambda * handle;
@@ -108,12 +108,9 @@ pub fn erlang_a_figures(
     patience: f64,
     target: f64,
 ) -> Result<Figures, ErlangError> {
-    if agents == 0
-        || !valid(lambda)
-        || !valid(handle)
-        || !valid(patience)
-        || !(target.is_finite() && target >= 0.0)
-    {
+    let inputs_valid =
+        valid(lambda) && valid(handle) && valid(patience) && target.is_finite() && target >= 0.0;
+    if agents == 0 || !inputs_valid {
         return Err(ErlangError::Invalid);
     }
     let traffic = lambda * handle;

@@ -1461,7 +1461,7 @@ mod tests {
         let mut t = 0u32;
         let end = (pcm.len() / 8) as u32 + 100;
         while t <= end {
-            if t % ptime == 0 && sent < pcm.len() {
+            if t.is_multiple_of(ptime) && sent < pcm.len() {
                 let chunk = &pcm[sent..(sent + per).min(pcm.len())];
                 let mut enc = vec![0u8; chunk.len()];
                 Codec::Pcmu.encode_into(chunk, &mut enc);
@@ -1470,7 +1470,7 @@ mod tests {
                 f.s.handle_packet(start + Duration::from_millis(t.into()), f.from, &b[..n]);
                 sent += chunk.len();
             }
-            if t % 20 == 0 {
+            if t.is_multiple_of(20) {
                 f.now = start + Duration::from_millis(t.into());
                 f.s.tick(f.now);
                 let mut buf = [0u8; 2048];
