@@ -64,8 +64,10 @@ pub enum SendError {
 /// An idle TCP connection is closed after this long (AST-2016-005: idle connections must
 /// not pile up).
 const TCP_IDLE: Duration = Duration::from_secs(300);
-/// A cap on open TCP connections, so a flood of idle connects cannot exhaust descriptors.
-const MAX_TCP_CONNECTIONS: usize = 4096;
+/// A cap on open TCP connections, so a flood of idle connects cannot exhaust descriptors
+/// (lowered to a quarter of the descriptor budget when that is smaller, see
+/// [`crate::fd_limit::size_caps`]).
+pub const MAX_TCP_CONNECTIONS: usize = 4096;
 /// Messages waiting for one TCP connection's writer. The kernel's socket buffers absorb
 /// bursts first, so this fills only when the peer has stopped reading for a long while.
 const TCP_WRITE_BUFFER: usize = 256;
@@ -287,6 +289,19 @@ async fn udp_loop(
     }
 }
 
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// An accept error that belongs to the one connection (it went away before we took it),
+/// not to the listener: the next accept may succeed at once.
+fn accept_error_is_the_connections(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    )
+}
+
 async fn tcp_accept(
     listener: TcpListener,
     local: SocketAddr,
@@ -295,14 +310,25 @@ async fn tcp_accept(
     stats: Arc<TransportStats>,
     limits: Limits,
 ) {
+    // Out of descriptors (EMFILE, ENFILE) or memory, accept fails at once, again and
+    // again: waiting, doubled up to a second, keeps the listener from spinning a core.
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let cap = crate::fd_limit::size_caps(crate::fd_limit::fd_budget(), 0, MAX_TCP_CONNECTIONS).tcp;
     loop {
-        let Ok((stream, remote)) = listener.accept().await else {
-            continue;
+        let (stream, remote) = match listener.accept().await {
+            Ok(a) => {
+                backoff = ACCEPT_BACKOFF_FIRST;
+                a
+            }
+            Err(e) if accept_error_is_the_connections(&e) => continue,
+            Err(e) => {
+                warn!(%local, error = %e, wait_ms = backoff.as_millis() as u64, "TCP accept failed; waiting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
-        let full = conns
-            .lock()
-            .map(|c| c.len() >= MAX_TCP_CONNECTIONS)
-            .unwrap_or(true);
+        let full = conns.lock().map(|c| c.len() >= cap).unwrap_or(true);
         if full {
             warn!(%remote, "too many TCP connections; refusing");
             drop(stream);
