@@ -17,7 +17,7 @@ use hotline::media::dtmf::goertzel::InbandDetector;
 use hotline::media::g711::Codec;
 use hotline::media::ports::PortPool;
 use hotline::media::rtp::RtpSender;
-use hotline::media::session::{Session, SessionParams};
+use hotline::media::session::{MediaOrigin, Session, SessionParams};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -118,6 +118,7 @@ fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
             ssrc: i as u32,
             initial_seq: 1,
             initial_timestamp: 0,
+            origin: MediaOrigin::Placed,
         };
         sessions.push((port, Session::new(params, now)));
         let sender = RtpSender::new(7_000 + i as u32, 1, 0, 0);
@@ -170,6 +171,7 @@ fn pure_session_tick() {
         ssrc: 1,
         initial_seq: 1,
         initial_timestamp: 0,
+        origin: MediaOrigin::Placed,
     };
     let mut now = Instant::now();
     let mut s = Session::new(params, now);

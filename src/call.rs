@@ -16,7 +16,7 @@ use crate::mailbox::Mailbox;
 use crate::media::clock::{EventSink, MediaEngine, SessionId};
 use crate::media::ports::{PortPool, RtpPort};
 use crate::media::prompt::PromptLibrary;
-use crate::media::session::{MediaEvent, Session, SessionCommand, SessionParams};
+use crate::media::session::{MediaEvent, MediaOrigin, Session, SessionCommand, SessionParams};
 use crate::queue::service::AcdHandle;
 use crate::sip::endpoint::{SipHandle, our_contact};
 use crate::sip::random_token;
@@ -229,6 +229,7 @@ pub(crate) fn start_session(
     no_media_timeout: Duration,
     events: EventSink,
     beside: Option<SessionId>,
+    origin: MediaOrigin,
 ) -> SessionId {
     let params = SessionParams {
         codec: n.codec,
@@ -239,6 +240,7 @@ pub(crate) fn start_session(
         ssrc: rand::random(),
         initial_seq: rand::random(),
         initial_timestamp: rand::random(),
+        origin,
     };
     let session = Session::new(params, Instant::now());
     let id = match beside {
@@ -256,6 +258,23 @@ pub(crate) fn start_session(
         );
     }
     id
+}
+
+/// How far a caller's media addresses are believed: a trusted source (`limits.trusted`,
+/// a trunk or a proxy in front) may name any address, anyone else only its own.
+pub(crate) fn caller_media_origin(live: &Live, signalling: SocketAddr) -> MediaOrigin {
+    let ip = crate::media::rtp::canonical_ip(signalling.ip());
+    if live
+        .config
+        .guard
+        .trusted
+        .iter()
+        .any(|net| net.contains(&ip))
+    {
+        MediaOrigin::Trusted
+    } else {
+        MediaOrigin::Untrusted { signalling: ip }
+    }
 }
 
 /// A media session's events posted to a call's inbox.

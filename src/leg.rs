@@ -264,7 +264,8 @@ impl Leg {
             ToCall::Request { key, req } => LegInput::Request { key, req },
             ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
             ToCall::Ack(ack) => LegInput::Ack(ack),
-            ToCall::Leg { .. } => return None,
+            // Never routed to a leg: the call that placed it ends it.
+            ToCall::Leg { .. } | ToCall::Shutdown => return None,
         };
         self.core.handle(now, input);
         self.carry_out(deps, beside, media_tx)
@@ -352,6 +353,7 @@ impl Leg {
                     self.no_media_timeout,
                     crate::call::media_sink(media_tx.clone()),
                     beside,
+                    crate::media::session::MediaOrigin::Placed,
                 ));
                 debug!(leg = %self.call_id, "leg answered");
                 Some(LegNews::Answered)

@@ -28,5 +28,6 @@ pub mod fd_limit; // the open-files limit serve raises, and the descriptor budge
 pub mod reload; // live reload of flows, prompts and routes
 pub mod admin; // the admin HTTP API: health, calls, flows, reload, metrics
 pub mod metrics; // the Prometheus metrics: counters where events happen, figures read at scrape
+pub mod cluster; // this node's lease and leadership among nodes sharing one database
 
 pub mod tools; // simulate, flow tests, graph: the admin's tools beside check

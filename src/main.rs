@@ -265,6 +265,79 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: hotline::records::listing::ListFormat,
     },
+    /// The nodes of the cluster (`cluster:` in hotline.yaml) as the shared database sees
+    /// them, and which one leads (docs/cluster.md).
+    #[command(
+        after_help = "Examples:\n  hotline cluster status\n  hotline cluster status --config /etc/hotline/hotline.yaml"
+    )]
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
+    },
+    /// Run a recorded call's keys, with their timing, against the flows as they are now (or
+    /// another folder of them), and show both paths side by side and where they part.
+    /// Exit 0 when the paths are the same, 1 when they part, 2 when it cannot replay.
+    #[command(
+        after_help = "Examples:\n  hotline replay 8f3a2c@10.0.0.5\n  hotline replay 8f3a2c@10.0.0.5 --flows flows-next/\n  hotline replay 8f3a2c@10.0.0.5 --as-test flows/tests/complaint-1234.yaml"
+    )]
+    Replay {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The call, as `hotline records` lists it.
+        call_id: String,
+        /// Replay against this flow file's folder instead of the configured flows (the
+        /// call starts in the flow it started in, or in this file's flow if that is
+        /// absent there).
+        #[arg(long, value_name = "FILE|DIR")]
+        flow: Option<PathBuf>,
+        /// Also write the recorded call as a flow test file here.
+        #[arg(long, value_name = "FILE")]
+        as_test: Option<PathBuf>,
+    },
+    /// What a number of agents gives a queue: service level, ASA and abandonment by Erlang
+    /// C, Erlang A and a simulation of the queue on the real ACD. Inputs not given come
+    /// from the call records.
+    #[command(
+        after_help = "Examples:\n  hotline capacity --queue support\n  hotline capacity --queue support --agents 8..16 --calls-per-hour 300 --handle-time 4m --patience 90s --target 80/20s"
+    )]
+    Capacity {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// The queue (its name under queues: in hotline.yaml).
+        #[arg(long)]
+        queue: String,
+        /// Agents: a number, or a range FROM..TO for a table (default: around what the
+        /// target needs).
+        #[arg(long, value_name = "N|FROM..TO")]
+        agents: Option<String>,
+        /// Calls arriving per hour (default: from the records, per hour with calls).
+        #[arg(long)]
+        calls_per_hour: Option<f64>,
+        /// An agent's average time per call, talk and hold (default: from the records).
+        /// The queue's wrap-up is added.
+        #[arg(long, value_name = "DURATION")]
+        handle_time: Option<String>,
+        /// How long callers wait on average before giving up, or `none` (default: from
+        /// the records).
+        #[arg(long, value_name = "DURATION|none")]
+        patience: Option<String>,
+        /// The service level target, e.g. 80/20s (default: 80% in the queue's
+        /// service_level).
+        #[arg(long, value_name = "PERCENT/WAIT")]
+        target: Option<String>,
+        /// Percent of callers offered a callback who take it (default: from the records).
+        #[arg(long, value_name = "PERCENT")]
+        callback_take: Option<f64>,
+        /// How far back the records are read (24h, 7d, a date).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Calls simulated per agent count (0: no simulation).
+        #[arg(long, default_value_t = hotline::tools::capacity::DEFAULT_SIM_CALLS)]
+        simulate_calls: u32,
+        /// The simulation's random seed: the same seed gives the same figures.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run the demonstration order service the sample hotline looks orders up in
     /// (GET /orders/NUMBER; made-up orders, for trying the sample only).
     #[command(
@@ -274,6 +347,15 @@ enum Command {
         /// The address to listen on.
         #[arg(long, default_value = hotline::config::DEMO_SHOP_LISTEN)]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Each node's state (alive, lost, left), lease age and calls, and the leader.
+    Status {
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
 }
 
@@ -328,7 +410,16 @@ fn move_listeners(
                      admin.token in the configuration, or listen on 127.0.0.1"
                 );
             }
-            config.admin = Some(hotline::config::AdminConfig { listen, token });
+            let hosts = config
+                .admin
+                .as_ref()
+                .map(|a| a.hosts.clone())
+                .unwrap_or_default();
+            config.admin = Some(hotline::config::AdminConfig {
+                listen,
+                token,
+                hosts,
+            });
         }
     }
     match demo_shop {
@@ -495,14 +586,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let caps = hotline::fd_limit::size_caps(
                 hotline::fd_limit::fd_budget(),
                 config.max_calls,
-                hotline::sip::transport::MAX_TCP_CONNECTIONS,
+                config
+                    .connections
+                    .tcp_connections
+                    .unwrap_or_else(hotline::sip::transport::default_tcp_connections),
             );
             if caps.max_calls < config.max_calls {
                 tracing::warn!(
                     configured = config.max_calls,
                     max_calls = caps.max_calls,
                     tcp_connections = caps.tcp,
-                    "sip.max_calls lowered to fit the open-files limit"
+                    "max_calls lowered to fit the open-files limit"
                 );
                 config.max_calls = caps.max_calls;
             }
@@ -519,11 +613,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                         .context("listening for SIGTERM")?;
-                tokio::select! {
-                    () = server.run() => {}
-                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-                    _ = term.recv() => tracing::info!("SIGTERM; stopping"),
+                let drain = server.deps.live().config.drain;
+                let running = server.serve();
+                // The first SIGTERM (or Ctrl-C) drains: calls in progress may finish. The
+                // second ends them at once. Either way the records are written before exit.
+                let mut stop = async move || {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => "interrupt",
+                        _ = term.recv() => "SIGTERM",
+                    }
+                };
+                let first = stop().await;
+                tracing::info!(
+                    signal = first,
+                    "stop requested; draining (send it again to stop at once)"
+                );
+                let cut = async {
+                    let second = stop().await;
+                    tracing::warn!(
+                        signal = second,
+                        "second stop requested; ending the calls now"
+                    );
+                };
+                running.drain(drain, cut).await;
+                if let Some(ep) = running.server.deps.acd() {
+                    ep.stop();
                 }
+                drop(running);
+                tracing::info!("stopped");
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
@@ -662,6 +779,69 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             until,
             format,
         } => records(&cfg.config, call_id, last, caller, since, until, format),
+        Command::Cluster {
+            what: ClusterCommand::Status { cfg },
+        } => {
+            let config = load_config(&cfg.config)?;
+            let Some(cluster) = config.cluster else {
+                anyhow::bail!(
+                    "{} has no `cluster:` section: this hotline runs as a single node",
+                    cfg.config.display()
+                );
+            };
+            let mut client =
+                hotline::cluster::connect(&cluster.store).map_err(anyhow::Error::msg)?;
+            let nodes = hotline::cluster::status::read(&mut client, cluster.lease.as_secs_f64())
+                .context("reading the cluster's nodes")?;
+            tools::print(&hotline::cluster::status::render(&nodes))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            cfg,
+            call_id,
+            flow,
+            as_test,
+        } => {
+            let config = load_config(&cfg.config)?;
+            let args = hotline::tools::replay::ReplayArgs {
+                call_id,
+                flow,
+                as_test,
+            };
+            Ok(hotline::tools::replay::run(&config, &args))
+        }
+        Command::Capacity {
+            cfg,
+            queue,
+            agents,
+            calls_per_hour,
+            handle_time,
+            patience,
+            target,
+            callback_take,
+            since,
+            simulate_calls,
+            seed,
+        } => {
+            let config = load_config(&cfg.config)?;
+            let args = hotline::tools::capacity::CapacityArgs {
+                queue,
+                agents,
+                calls_per_hour,
+                handle_time,
+                patience,
+                target,
+                callback_take,
+                since,
+                sim_calls: simulate_calls,
+                seed,
+            };
+            let now = report_cli::now_ms();
+            let text =
+                hotline::tools::capacity::run(&config, &args, now, std::time::Instant::now())?;
+            tools::print(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoShop { listen } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

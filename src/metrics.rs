@@ -29,6 +29,7 @@ use crate::media::clock::ClockStats;
 use crate::media::session::KeySource;
 use crate::queue::acd::Snapshot;
 use crate::records::{CallOutcome, SinkCounters};
+use crate::sip::admission::Refusal;
 use crate::sip::message::{Message, Method};
 
 /// The `Content-Type` of what [`Metrics::render`] writes.
@@ -90,11 +91,6 @@ pub struct Resources {
     pub rtp_ports: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
 /// Which way a message or packet went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -134,6 +130,11 @@ struct SourceLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -154,6 +155,80 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
+/// Why the admin server's door refuses a request (`admin::guard::Refusal`).
+const ADMIN_REFUSALS: [&str; 5] = [
+    "no_host",
+    "foreign_host",
+    "foreign_origin",
+    "body_too_large",
+    "no_token",
+];
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    transport: &'static str,
+    reason: &'static str,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloseLabels {
+    reason: &'static str,
+}
+
+/// Why the SIP transport closed (or refused) a TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpClose {
+    /// No complete message within `limits.tcp_idle`.
+    Idle,
+    /// Refused at accept: `limits.tcp_per_source` open from its address.
+    PerSource,
+    /// Refused at accept: `limits.tcp_connections` open in all.
+    Total,
+    /// It sent a message over `limits.max_message` (answered 413 when possible).
+    Oversize,
+    /// It stopped reading and its write buffer filled.
+    Slow,
+    /// Its bytes could not be cut into messages (no Content-Length, a bad one...).
+    Unframable,
+}
+
+impl TcpClose {
+    pub const ALL: [TcpClose; 6] = [
+        TcpClose::Idle,
+        TcpClose::PerSource,
+        TcpClose::Total,
+        TcpClose::Oversize,
+        TcpClose::Slow,
+        TcpClose::Unframable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpClose::Idle => "idle",
+            TcpClose::PerSource => "per_source",
+            TcpClose::Total => "total",
+            TcpClose::Oversize => "oversize",
+            TcpClose::Slow => "slow",
+            TcpClose::Unframable => "unframable",
+        }
+    }
+}
+
+/// The label of a refused message's answer: the codes the transport answers with, `none`
+/// when it sent nothing (a peer must not be able to make new series).
+fn refused_status(status: Option<u16>) -> &'static str {
+    match status {
+        None => "none",
+        Some(400) => "400",
+        Some(413) => "413",
+        Some(483) => "483",
+        Some(416) => "416",
+        Some(505) => "505",
+        Some(513) => "513",
+        Some(_) => "other",
+    }
+}
+
 type WaitHistograms = Family<QueueLabels, Histogram, fn() -> Histogram>;
 
 fn wait_histogram() -> Histogram {
@@ -170,6 +245,13 @@ pub struct Metrics {
     queue_wait: WaitHistograms,
     reloads: Family<ResultLabels, Counter>,
     forced_ends: Family<ReasonLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
+    dropped: Family<ReasonLabels, Counter>,
+    bans: Counter,
+    draining: Gauge,
+    admin_refused: Family<ReasonLabels, Counter>,
+    sip_refused: Family<RefusedLabels, Counter>,
+    tcp_closed: Family<CloseLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -236,8 +318,76 @@ impl Metrics {
             "Reloads of flows, prompts and configuration, by result: ok or refused",
             reloads.clone(),
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_calls_refused",
+            "New calls answered 503 before any call state existed, by reason: max_calls, rate, lateness (the media clock ran late), ports (no RTP port free), draining (the engine is stopping)",
+            refused.clone(),
+        );
+        let dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_sip_dropped",
+            "SIP requests dropped without a reply by the guard, by reason: banned (the source is banned), scanner (a scanner's User-Agent)",
+            dropped.clone(),
+        );
+        let bans = Counter::default();
+        registry.register(
+            "hotline_sources_banned",
+            "Source addresses banned, for flooding or for refused logins",
+            bans.clone(),
+        );
+        let draining = Gauge::default();
+        registry.register(
+            "hotline_draining",
+            "1 while the engine stops: new calls and OPTIONS get 503, calls in progress go on",
+            draining.clone(),
+        );
+        for r in Refusal::ALL {
+            refused.get_or_create_owned(&ReasonLabels { reason: r.as_str() });
+        }
+        for reason in ["banned", "scanner"] {
+            dropped.get_or_create_owned(&ReasonLabels { reason });
+        }
+        let admin_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_admin_refused",
+            "Requests the admin server refused before any handler, by reason: no_host, foreign_host, foreign_origin, body_too_large, no_token",
+            admin_refused.clone(),
+        );
+        for reason in ADMIN_REFUSALS {
+            admin_refused.get_or_create_owned(&ReasonLabels { reason });
+        }
+        let sip_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "hotline_sip_refused",
+            "SIP messages refused by the transport before the endpoint, by transport, reason (oversize: over limits.max_message; malformed; max_forwards: Max-Forwards 0) and the status answered (none: dropped)",
+            sip_refused.clone(),
+        );
+        let tcp_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "hotline_tcp_closed",
+            "SIP TCP connections the engine closed or refused, by reason: idle, per_source, total, oversize, slow, unframable",
+            tcp_closed.clone(),
+        );
         // Every value of a fixed label shows from the start, at zero: a rate over a series
         // that appears late misses its first increment.
+        for reason in TcpClose::ALL {
+            tcp_closed.get_or_create_owned(&CloseLabels {
+                reason: reason.as_str(),
+            });
+        }
+        for (transport, reason, status) in [
+            ("udp", "oversize", "none"),
+            ("tcp", "oversize", "413"),
+            ("udp", "malformed", "400"),
+            ("tcp", "malformed", "400"),
+        ] {
+            sip_refused.get_or_create_owned(&RefusedLabels {
+                transport,
+                reason,
+                status,
+            });
+        }
         for o in CallOutcome::ALL {
             calls.get_or_create_owned(&OutcomeLabels {
                 outcome: o.as_str(),
@@ -267,7 +417,76 @@ impl Metrics {
             queue_wait,
             reloads,
             forced_ends,
+            refused,
+            dropped,
+            bans,
+            draining,
+            admin_refused,
+            sip_refused,
+            tcp_closed,
         }
+    }
+
+    /// `n` more new calls were refused for `reason`.
+    pub fn calls_refused(&self, reason: Refusal, n: u64) {
+        if n > 0 {
+            self.refused
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// `n` more requests were dropped by the guard; `reason` is `banned` or `scanner`.
+    pub fn sip_dropped(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.dropped
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(n);
+        }
+    }
+
+    /// `n` more sources were banned.
+    pub fn sources_banned(&self, n: u64) {
+        self.bans.inc_by(n);
+    }
+
+    /// The engine started (or stopped) draining.
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.set(i64::from(draining));
+    }
+
+    /// The admin server refused a request for `reason` (one of [`ADMIN_REFUSALS`]).
+    pub fn admin_refused(&self, reason: &'static str) {
+        let reason = ADMIN_REFUSALS
+            .into_iter()
+            .find(|r| *r == reason)
+            .unwrap_or("other");
+        self.admin_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The transport refused a message (`reason`: oversize or malformed) on `transport`
+    /// (udp, tcp), answering it with `status` or not at all.
+    pub fn sip_refused(&self, transport: &'static str, reason: &'static str, status: Option<u16>) {
+        self.sip_refused
+            .get_or_create(&RefusedLabels {
+                transport,
+                reason,
+                status: refused_status(status),
+            })
+            .inc();
+    }
+
+    /// The transport closed or refused a TCP connection.
+    pub fn tcp_closed(&self, reason: TcpClose) {
+        self.tcp_closed
+            .get_or_create(&CloseLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// The engine ended a call itself, for `reason`.
@@ -439,6 +658,29 @@ fn scraped(s: &Scrape<'_>) -> Registry {
         "RTP packets of every call and leg: received (from the caller's latched address) and sent",
         rtp,
     );
+    let rejected = Family::<ReasonLabels, Counter>::default();
+    for (reason, v) in [
+        (
+            "malformed",
+            sum(|w| w.rtp_rejected_malformed.load(Ordering::Relaxed)),
+        ),
+        (
+            "foreign",
+            sum(|w| w.rtp_rejected_foreign.load(Ordering::Relaxed)),
+        ),
+    ] {
+        rejected.get_or_create(&ReasonLabels { reason }).inc_by(v);
+    }
+    r.register(
+        "hotline_rtp_rejected",
+        "Datagrams on calls' RTP ports thrown away: not readable RTP (malformed), or from an address that is not the caller's media address (foreign: hijack attempts, strays)",
+        rejected,
+    );
+    r.register(
+        "hotline_keys_dropped",
+        "Keys heard over a call's bound of keys per second (an RFC 4733 event storm), not passed to the flow",
+        counter(sum(|w| w.keys_dropped.load(Ordering::Relaxed))),
+    );
     r.register(
         "hotline_rtp_late_frames",
         "Frames the media clock sent late: every session's frame of a tick that started more than one period (20 ms) late",
@@ -556,6 +798,33 @@ mod tests {
     }
 
     #[test]
+    fn refusals_drops_bans_and_draining_show() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for r in Refusal::ALL {
+            let line = format!(
+                "hotline_calls_refused_total{{reason=\"{}\"}} 0\n",
+                r.as_str()
+            );
+            assert!(t.contains(&line), "{line} in {t}");
+        }
+        assert!(t.contains("hotline_sip_dropped_total{reason=\"scanner\"} 0\n"));
+        assert!(t.contains("hotline_draining 0\n"));
+        m.calls_refused(Refusal::Rate, 3);
+        m.sip_dropped("banned", 2);
+        m.sources_banned(1);
+        m.set_draining(true);
+        let t = render(&m);
+        assert!(
+            t.contains("hotline_calls_refused_total{reason=\"rate\"} 3\n"),
+            "{t}"
+        );
+        assert!(t.contains("hotline_sip_dropped_total{reason=\"banned\"} 2\n"));
+        assert!(t.contains("hotline_sources_banned_total 1\n"));
+        assert!(t.contains("hotline_draining 1\n"));
+    }
+
+    #[test]
     fn forced_ends_count_by_reason_and_resources_are_read_at_scrape_time() {
         let m = Metrics::new();
         let t = render(&m);
@@ -598,5 +867,38 @@ mod tests {
         assert!(t.contains("hotline_sip_responses_total{code=\"200\",direction=\"sent\"} 1\n"));
         assert!(t.contains("hotline_sip_responses_total{code=\"0\",direction=\"sent\"} 1\n"));
         assert_eq!(t.matches("hotline_sip_requests_total{").count(), 1);
+    }
+
+    #[test]
+    fn refusals_and_tcp_closes_are_counted_by_reason() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for reason in TcpClose::ALL {
+            let zero = format!(
+                "hotline_tcp_closed_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(t.contains(&zero), "{zero} in {t}");
+        }
+        m.tcp_closed(TcpClose::Idle);
+        m.tcp_closed(TcpClose::Idle);
+        m.sip_refused("udp", "oversize", None);
+        m.sip_refused("tcp", "oversize", Some(413));
+        m.sip_refused("tcp", "malformed", Some(400));
+        m.sip_refused("tcp", "malformed", Some(299));
+        let t = render(&m);
+        assert!(
+            t.contains("hotline_tcp_closed_total{reason=\"idle\"} 2\n"),
+            "{t}"
+        );
+        assert!(t.contains(
+            "hotline_sip_refused_total{transport=\"udp\",reason=\"oversize\",status=\"none\"} 1\n"
+        ));
+        assert!(t.contains(
+            "hotline_sip_refused_total{transport=\"tcp\",reason=\"oversize\",status=\"413\"} 1\n"
+        ));
+        assert!(t.contains(
+            "hotline_sip_refused_total{transport=\"tcp\",reason=\"malformed\",status=\"other\"} 1\n"
+        ));
     }
 }

@@ -4,7 +4,8 @@
 //! Owns the shared table only. The call task registers itself when it has a flow, moves
 //! its position as the flow moves, and is removed when its `Registration` is dropped, so
 //! no path out of a call can leave a stale entry. It never decides anything about a call
-//! and holds no socket; readers (the admin API, the reload log) take snapshots.
+//! and holds no socket; readers (the admin API, the reload log) take snapshots, and the
+//! dashboard waits on [`Registry::changed`] to push a change as it happens.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,15 +42,31 @@ pub struct LiveCall {
     pub current_flow: String,
     /// The step the call is in now; empty before the first step.
     pub step: String,
+    /// When the call entered `step` (its start before the first step).
+    pub step_since: SystemTime,
+    /// The caller's language as the flow has it now; empty before the first step.
+    pub language: String,
     pub started_at: SystemTime,
     pub flows: Arc<FlowSet>,
 }
 
 /// Every call in progress. Share it with `Arc`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     calls: Mutex<BTreeMap<u64, LiveCall>>,
     next: AtomicU64,
+    /// Counts changes (a call added, moved or gone), so a reader can wait for the next one.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            calls: Mutex::default(),
+            next: AtomicU64::new(0),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
@@ -76,10 +93,13 @@ impl Registry {
                 version: call.version,
                 current_flow: String::new(),
                 step: String::new(),
+                step_since: call.started_at,
+                language: String::new(),
                 started_at: call.started_at,
                 flows: call.flows,
             },
         );
+        self.touch();
         Registration {
             registry: Arc::clone(self),
             slot,
@@ -99,6 +119,15 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A receiver that wakes after each change to the table.
+    pub fn changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn touch(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// A call's entry in the registry; dropping it removes the entry.
@@ -111,13 +140,24 @@ pub struct Registration {
 impl Registration {
     /// Moves the call's position. Called after every event the flow handled, so it
     /// allocates only when the position really changed.
-    pub fn set_position(&self, flow: &str, step: &str) {
+    pub fn set_position(&self, flow: &str, step: &str, language: &str) {
         let mut table = self.registry.table();
-        if let Some(c) = table.get_mut(&self.slot)
-            && (c.step != step || c.current_flow != flow)
-        {
+        let Some(c) = table.get_mut(&self.slot) else {
+            return;
+        };
+        let moved = c.step != step || c.current_flow != flow;
+        if moved {
             flow.clone_into(&mut c.current_flow);
             step.clone_into(&mut c.step);
+            c.step_since = SystemTime::now();
+        }
+        let spoke = c.language != language;
+        if spoke {
+            language.clone_into(&mut c.language);
+        }
+        drop(table);
+        if moved || spoke {
+            self.registry.touch();
         }
     }
 }
@@ -125,6 +165,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.registry.table().remove(&self.slot);
+        self.registry.touch();
     }
 }
 
@@ -148,8 +189,15 @@ mod tests {
     fn calls_are_listed_while_registered_in_age_order() {
         let reg = Registry::new();
         let a = reg.register(new_call("a"));
+        let mut changes = reg.changed();
         let b = reg.register(new_call("b"));
-        b.set_position("main", "main_menu");
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        b.set_position("main", "main_menu", "en");
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        b.set_position("main", "main_menu", "en");
+        assert!(!changes.has_changed().unwrap(), "no move, no change");
         let snap = reg.snapshot();
         let ids: Vec<&str> = snap.iter().map(|c| c.call_id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
@@ -159,6 +207,8 @@ mod tests {
             ("main", "main_menu")
         );
         assert_eq!(snap[1].version, 3);
+        assert_eq!(snap[1].language, "en");
+        assert!(snap[1].step_since > snap[1].started_at);
         drop(a);
         assert_eq!(reg.len(), 1);
         drop(b);

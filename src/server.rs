@@ -3,6 +3,9 @@
 //! Agents' phones register with the endpoint's registrar, using the credentials
 //! [`credentials_from_config`] reads. Call records go to the store `records:` names,
 //! through a writer started (and done with what an earlier run left) before the first call.
+//! A graceful stop ([`RunningServer::drain`]) refuses new calls, lets the calls in progress
+//! end up to `limits.drain`, then ends the rest, so that every call's record is written
+//! before the writer closes.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -17,12 +20,14 @@ use crate::media::clock::MediaEngine;
 use crate::media::ports::PortPool;
 use crate::preflight;
 use crate::sip::digest::Secret;
-use crate::sip::endpoint::{Endpoint, EndpointConfig, EndpointStats, NewCall};
+use crate::sip::endpoint::{
+    Endpoint, EndpointConfig, EndpointControl, EndpointStats, LoadSource, NewCall,
+};
 use crate::sip::registrar::{
     CredentialStore, Credentials, RegistrarConfig, RegistrarEvent, Registrations, SharedCredentials,
 };
 use crate::sip::transaction::TimerConfig;
-use crate::sip::transport::{TransportStats, Transports};
+use crate::sip::transport::{TransportConfig, TransportStats, Transports};
 use crate::tools::demo_shop::DemoShop;
 
 /// Why the hotline could not start: which part failed, with the failure as its source
@@ -55,6 +60,8 @@ pub enum StartError {
     Webhook(#[source] crate::records::webhook::TargetError),
     #[error("starting the records webhook")]
     WebhookThread(#[source] std::io::Error),
+    #[error("starting the cluster membership")]
+    Cluster(#[source] std::io::Error),
 }
 
 pub struct Server {
@@ -62,6 +69,8 @@ pub struct Server {
     pub deps: Arc<CallDeps>,
     pub local_addrs: Vec<(Protocol, SocketAddr)>,
     pub endpoint_stats: Arc<EndpointStats>,
+    /// Drains the endpoint and ends its calls when the server stops.
+    pub control: EndpointControl,
     pub transport_stats: Arc<TransportStats>,
     /// Who is registered where (agents' phones).
     pub registrations: Registrations,
@@ -76,6 +85,8 @@ pub struct Server {
     /// The deliverer of `records.webhook`, when configured; dropping it sends or spools
     /// what waits.
     pub webhook: Option<crate::records::webhook::Webhook>,
+    /// This node's membership of a cluster (`cluster:`); dropping it leaves cleanly.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 /// The users that may register: the agents with a password or hashed secrets. An agent
@@ -167,8 +178,14 @@ impl Server {
             None => (start_records(&config)?, start_webhook(&config)?),
         };
         let media = MediaEngine::start(media_workers).map_err(StartError::Media)?;
+        let ports = PortPool::new(config.rtp_ports);
         let (in_tx, in_rx) = mpsc::channel(4096);
-        let transports = Transports::bind(&config.listen, in_tx)
+        let transport_cfg = TransportConfig {
+            limits: config.connections,
+            guard: config.guard.clone(),
+            metrics: metrics.clone(),
+        };
+        let transports = Transports::bind(&config.listen, transport_cfg, in_tx)
             .await
             .map_err(StartError::Listeners)?;
         let local_addrs = transports.local_addrs();
@@ -198,6 +215,14 @@ impl Server {
                     ..RegistrarConfig::default()
                 },
                 guard: config.guard.clone(),
+                admission: config.admission.clone(),
+                load: {
+                    let (media, ports) = (media.clone(), ports.clone());
+                    LoadSource {
+                        lateness: Box::new(move || media.lateness()),
+                        ports_free: Box::new(move || ports.free_count()),
+                    }
+                },
                 metrics: metrics.clone(),
             },
             transports,
@@ -205,6 +230,7 @@ impl Server {
             new_call,
         );
         let endpoint_stats = endpoint.stats();
+        let control = endpoint.control();
         let registrations = endpoint.registrations();
         let registrar_events = endpoint.registrar_events();
         let dialer: crate::queue::service::Dialer = Box::new(move |request| {
@@ -219,7 +245,7 @@ impl Server {
         )?;
         let deps = Arc::new(CallDeps::new(
             media,
-            PortPool::new(config.rtp_ports),
+            ports,
             Live {
                 config: config.clone(),
                 flows: Arc::new(loaded.flows),
@@ -241,6 +267,14 @@ impl Server {
         tokio::spawn(spawn_calls(spawn_rx, Arc::downgrade(&deps)));
         let demo_shop = start_demo_shop(&config).await;
         let admin = start_admin(&config, &deps).await;
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let live = Arc::downgrade(&deps);
+                let calls = Arc::new(move || live.upgrade().map_or(0, |d| d.registry.len()));
+                Some(crate::cluster::Cluster::start(c, calls).map_err(StartError::Cluster)?)
+            }
+            None => None,
+        };
         info!(
             rtp_ports = %config.rtp_ports,
             flows = deps.live().flows.len(),
@@ -252,6 +286,7 @@ impl Server {
             deps,
             local_addrs,
             endpoint_stats,
+            control,
             transport_stats,
             registrations,
             registrar_events,
@@ -259,6 +294,7 @@ impl Server {
             admin,
             records,
             webhook,
+            cluster,
         })
     }
 
@@ -284,6 +320,16 @@ impl Server {
         if let Some(ep) = self.endpoint.take() {
             ep.run().await;
         }
+    }
+
+    /// Serves in the background, reloading on file changes and SIGHUP, until the
+    /// returned server is drained or dropped (`serve`).
+    pub fn serve(self) -> RunningServer {
+        tokio::spawn(crate::reload::watch(
+            self.deps.clone(),
+            std::time::Duration::from_millis(300),
+        ));
+        self.spawn()
     }
 
     /// Starts serving in the background (for tests and the load tool).
@@ -340,6 +386,84 @@ async fn start_demo_shop(config: &Config) -> Option<DemoShop> {
 pub struct RunningServer {
     pub server: Server,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every call ended by itself.
+    Idle,
+    /// `limits.drain` ran out; the calls left were ended.
+    TimedOut { ended: usize },
+    /// Told to stop at once meanwhile; the calls left were ended.
+    Cut { ended: usize },
+}
+
+/// How long a drain waits at most, once it ended the calls left, for them to be over (their
+/// BYE sent, their records handed to the writer). A BYE's own transaction may take longer
+/// (32 s without an answer); the call's record does not wait for it.
+const ENDED_CALLS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl RunningServer {
+    /// Calls in progress, as the endpoint counts them.
+    pub fn active_calls(&self) -> usize {
+        self.server
+            .endpoint_stats
+            .active_calls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A graceful stop: new calls (and OPTIONS) get 503 from now on, calls in progress go on
+    /// until they end or `limit` passes, or until `cut` completes (a second stop signal);
+    /// then the calls left are ended (BYE, record `interrupted`) and this waits a short
+    /// while for them. Dropping the server afterwards flushes the records.
+    pub async fn drain(
+        &self,
+        limit: std::time::Duration,
+        cut: impl std::future::Future<Output = ()>,
+    ) -> Drained {
+        let calls = self.active_calls();
+        info!(
+            calls,
+            drain_secs = limit.as_secs(),
+            "stopping: new calls are refused; calls in progress may go on"
+        );
+        self.server.control.drain();
+        let deadline = tokio::time::Instant::now() + limit;
+        let idle = async {
+            // Polled, not signalled: the endpoint publishes its count after every event.
+            while self.active_calls() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        let outcome = tokio::select! {
+            () = idle => return self.drained(Drained::Idle),
+            () = tokio::time::sleep_until(deadline) => Drained::TimedOut { ended: self.active_calls() },
+            () = cut => Drained::Cut { ended: self.active_calls() },
+        };
+        warn!(
+            calls = self.active_calls(),
+            ?outcome,
+            "ending the calls still in progress; their records say interrupted"
+        );
+        self.server.control.end_calls();
+        let wait = tokio::time::Instant::now() + ENDED_CALLS_WAIT;
+        while self.active_calls() > 0 && tokio::time::Instant::now() < wait {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if self.active_calls() > 0 {
+            warn!(
+                calls = self.active_calls(),
+                "calls did not end in time; the next start records them as interrupted"
+            );
+        }
+        self.drained(outcome)
+    }
+
+    fn drained(&self, how: Drained) -> Drained {
+        info!(?how, "drained; writing the last records and stopping");
+        how
+    }
 }
 
 impl Drop for RunningServer {

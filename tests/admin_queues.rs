@@ -32,6 +32,7 @@ fn with_admin(cfg: &mut Config) {
     cfg.admin = Some(AdminConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         token: Some(TOKEN.into()),
+        hosts: Vec::new(),
     });
 }
 

@@ -282,7 +282,7 @@ fn start_lookup() -> (Call, RequestId) {
         panic!("expected an http request");
     };
     assert_eq!(method, HttpMethod::Post);
-    assert_eq!(url, "http://127.0.0.1:8081/orders/+4930123456");
+    assert_eq!(url, "http://127.0.0.1:8081/orders/%2B4930123456");
     assert_eq!(
         headers,
         [
@@ -317,7 +317,7 @@ fn http_success_stores_the_json_and_continues() {
     let events = c.events();
     assert!(events.contains(&StoryEvent::HttpRequested {
         method: "POST".to_owned(),
-        url: "http://127.0.0.1:8081/orders/+4930123456".to_owned(),
+        url: "http://127.0.0.1:8081/orders/%2B4930123456".to_owned(),
     }));
     assert!(events.contains(&StoryEvent::HttpFinished {
         outcome: "ok".to_owned()

@@ -16,7 +16,9 @@ use hotline::media::g711::{Codec, FRAME_SAMPLES};
 use hotline::media::ports::PortPool;
 use hotline::media::prompt::Prompt;
 use hotline::media::rtp::{RtpSender, TelephoneEvent, parse_rtp};
-use hotline::media::session::{KeySource, MediaEvent, Session, SessionCommand, SessionParams};
+use hotline::media::session::{
+    KeySource, MediaEvent, MediaOrigin, Session, SessionCommand, SessionParams,
+};
 use hotline::media::uring::{MediaIo, Uring};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -73,6 +75,7 @@ fn pcmu_to(peer: &UdpSocket, ssrc: u32) -> SessionParams {
         ssrc,
         initial_seq: 1,
         initial_timestamp: 0,
+        origin: MediaOrigin::Placed,
     }
 }
 

@@ -31,12 +31,16 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// with named properties get `additionalProperties: false`, so a field the handler writes
 /// and the document does not name fails too.
 fn response_schema(doc: &Value, path: &str, method: &str, status: u16) -> Value {
+    media_schema(doc, path, method, status, "application/json")
+}
+
+fn media_schema(doc: &Value, path: &str, method: &str, status: u16, media: &str) -> Value {
     let response = &doc["paths"][path][method]["responses"][status.to_string()];
     assert!(
         response.is_object(),
         "{method} {path} {status} is not documented"
     );
-    let schema = response["content"]["application/json"]["schema"].clone();
+    let schema = response["content"][media]["schema"].clone();
     assert!(
         !schema.is_null(),
         "{method} {path} {status} has no JSON body"
@@ -129,13 +133,22 @@ async fn every_documented_endpoint_answers_as_the_document_says() {
     let store = std::env::temp_dir().join(format!("hotline-openapi-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&store);
     let store_path = store.clone();
+    let recordings =
+        std::env::temp_dir().join(format!("hotline-openapi-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&recordings);
+    std::fs::create_dir_all(&recordings).expect("recordings dir");
+    let wav = b"RIFF\x24\0\0\0WAVEfmt ".to_vec();
+    std::fs::write(recordings.join("message.wav"), &wav).expect("a recording");
+    let recordings_dir = recordings.clone();
     let srv = server(move |cfg: &mut Config| {
+        cfg.recordings_dir = recordings_dir;
         let q = Config::from_str_at(QUEUES, &common::repo().join("hotline.yaml")).expect("queues");
         cfg.queues = q.queues;
         cfg.agents = q.agents;
         cfg.admin = Some(AdminConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             token: Some(TOKEN.into()),
+            hosts: Vec::new(),
         });
         cfg.records = Some(RecordsConfig {
             store: RecordsStore::Sqlite(store_path),
@@ -230,6 +243,236 @@ async fn every_documented_endpoint_answers_as_the_document_says() {
         .await;
     api.check("get", "/openapi.json", "/openapi.json", None, 200)
         .await;
+
+    // The dashboard's data: the flows' graphs, the records and a recording.
+    let g = api.check("get", "/graphs", "/graphs", None, 200).await;
+    assert!(
+        g["flows"][0]["svg"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("<svg")),
+        "{g}"
+    );
+    {
+        use hotline::records::store::Store;
+        let mut db = hotline::records::sqlite::SqliteStore::open(&store).expect("the store");
+        db.migrate().expect("migrated");
+        let now = hotline::records::report_cli::now_ms();
+        let record = hotline::records::CallRecord {
+            call_id: "rec-1".into(),
+            kind: hotline::records::CallKind::Inbound,
+            caller: "+4930222".into(),
+            dialed: "100".into(),
+            started_ms: now - 60_000,
+            answered_ms: Some(now - 59_900),
+            ended_ms: Some(now - 30_000),
+            flow: "main".into(),
+            flow_version: "1".into(),
+            language: "en".into(),
+            outcome: Some(hotline::records::CallOutcome::Voicemail),
+            hung_up_by: None,
+            last_step: Some("main/message".into()),
+            reason: None,
+            tags: vec![],
+            queue: None,
+            agent: None,
+            wait_ms: None,
+            talk_ms: None,
+            survey: vec![],
+            recordings: vec![
+                hotline_core::record::RecordingRef {
+                    path: recordings.join("message.wav").display().to_string(),
+                    duration_ms: 1500,
+                },
+                hotline_core::record::RecordingRef {
+                    path: recordings.join("../elsewhere.wav").display().to_string(),
+                    duration_ms: 1500,
+                },
+            ],
+        };
+        let event = hotline::records::CallEvent {
+            call_id: "rec-1".into(),
+            seq: 0,
+            at_ms: now - 59_000,
+            kind: "step".into(),
+            detail: json!({ "flow": "main", "step": "message" }),
+        };
+        db.finish(&record, &[event]).expect("written");
+    }
+    let list = api
+        .check(
+            "get",
+            "/records?since=7d&caller=%2B4930222",
+            "/records",
+            None,
+            200,
+        )
+        .await;
+    assert_eq!(list["calls"][0]["call_id"], "rec-1", "{list}");
+    api.check("get", "/records?outcome=happy", "/records", None, 400)
+        .await;
+    let one = api
+        .check("get", "/records/rec-1", "/records/{call_id}", None, 200)
+        .await;
+    assert_eq!(one["events"][0]["kind"], "step", "{one}");
+    assert_eq!(one["recordings"][0]["url"], "/records/rec-1/recordings/0");
+    api.check("get", "/records/nope", "/records/{call_id}", None, 404)
+        .await;
+    let rec = "/records/{call_id}/recordings/{index}";
+    let r = api
+        .client
+        .get(format!("http://{}/records/rec-1/recordings/0", api.admin))
+        .bearer_auth(TOKEN)
+        .timeout(LIMIT)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.bytes().await.expect("body").to_vec(), wav);
+    assert!(doc["paths"][rec]["get"]["responses"]["200"]["content"]["audio/wav"].is_object());
+    api.covered.insert((rec.into(), "get".into()));
+    // Out of the recordings folder, or past the call's recordings: not served.
+    api.check("get", "/records/rec-1/recordings/1", rec, None, 404)
+        .await;
+    api.check("get", "/records/rec-1/recordings/2", rec, None, 404)
+        .await;
+
+    // The live view: one `now` event at once, its data as documented.
+    let mut r = api
+        .client
+        .get(format!("http://{}/live", api.admin))
+        .bearer_auth(TOKEN)
+        .timeout(LIMIT)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = r
+            .chunk()
+            .await
+            .expect("a chunk")
+            .expect("more of the stream");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(r);
+    assert!(text.starts_with("event: now\n"), "{text}");
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    let now: Value = serde_json::from_str(data).expect("JSON");
+    assert_eq!(now["calls"].as_array().map(Vec::len), Some(1), "{now}");
+    assert_eq!(
+        now["queues"][0]["waiting"][0]["caller"], "+4930111",
+        "{now}"
+    );
+    let schema = media_schema(&doc, "/live", "get", 200, "text/event-stream");
+    let validator = jsonschema::draft202012::new(&schema).expect("schema");
+    let errors: Vec<String> = validator.iter_errors(&now).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "the live view does not match the document: {errors:?}"
+    );
+    api.covered.insert(("/live".into(), "get".into()));
+
+    // The page: the login form without the token, the dashboard with it; its files; the
+    // login and logout.
+    let page = |auth: bool| {
+        let req = api
+            .client
+            .get(format!("http://{}/", api.admin))
+            .timeout(LIMIT);
+        if auth { req.bearer_auth(TOKEN) } else { req }
+    };
+    let text = page(false)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert!(text.contains("action=\"/login\""), "{text}");
+    let r = page(true).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.text().await.expect("body").contains("/assets/app.js"));
+    api.covered.insert(("/".into(), "get".into()));
+    for (file, kind) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
+        let r = api
+            .client
+            .get(format!("http://{}/assets/{file}", api.admin))
+            .timeout(LIMIT)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "{file}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    api.covered.insert(("/assets/{file}".into(), "get".into()));
+    // The answers to the forms are redirects, looked at as they are.
+    let plain = hotline::webhook::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let r = plain
+        .post(format!("http://{}/login", api.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .timeout(LIMIT)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(TOKEN), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    api.covered.insert(("/login".into(), "post".into()));
+    let r = api
+        .client
+        .get(format!("http://{}/health", api.admin))
+        .header("cookie", &session)
+        .timeout(LIMIT)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200, "the session cookie stands for the token");
+    let r = plain
+        .post(format!("http://{}/logout", api.admin))
+        .header("cookie", &session)
+        .timeout(LIMIT)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    api.covered.insert(("/logout".into(), "post".into()));
     // The metrics are text, as the document says.
     let r = api
         .client
@@ -274,6 +517,7 @@ async fn every_documented_endpoint_answers_as_the_document_says() {
     assert_eq!(api.covered, documented);
     drop(srv);
     let _ = std::fs::remove_file(&store);
+    let _ = std::fs::remove_dir_all(&recordings);
 }
 
 /// Every route the admin modules register is in the document (a new endpoint needs its

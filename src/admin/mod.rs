@@ -2,28 +2,33 @@
 //! people who run the hotline: health, the calls in progress, the running flows, reload,
 //! and the agent queues (waiting callers, agents, figures; agent login, pause...).
 //!
-//! Owns the router, its composition from parts, the bearer-token check and the listener
-//! task. It decides nothing about calls or flows: handlers read the registry and the live
-//! version and call the same reload as SIGHUP. Other modules add endpoints by handing
-//! their own [`Part`] to [`build`], as [`queues`] and [`metrics`] do; [`reports`] brings
-//! its own records source.
+//! The same listener serves the dashboard ([`dashboard`]): a web page over these routes.
+//!
+//! Owns the router, its composition from parts, and the listener task. Every request
+//! passes [`guard`] first (Host, Origin, body size, token). It decides nothing about
+//! calls or flows: handlers read the registry and the live version and call the same
+//! reload as SIGHUP. Other modules add endpoints by handing their own [`Part`] to
+//! [`build`], as [`queues`] and [`metrics`] do; [`reports`] and [`records`] bring their
+//! own records store.
 
+pub mod dashboard;
 mod endpoints;
+pub mod guard;
 pub mod impact_client;
 pub mod json;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod queues;
+pub mod records;
 pub mod reports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use tracing::{info, warn};
 
 use crate::call::CallDeps;
@@ -34,8 +39,23 @@ pub use self::endpoints::core;
 /// What every admin endpoint can reach.
 pub struct AdminState {
     pub deps: Arc<CallDeps>,
-    /// When set, every request must carry `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    /// Who may come in: the hosts this server answers to and the token.
+    pub door: guard::Door,
+}
+
+impl AdminState {
+    /// The state for a server configured by `config`; the session secret is drawn here.
+    pub fn new(config: &AdminConfig, deps: Arc<CallDeps>) -> AdminState {
+        AdminState {
+            deps,
+            door: guard::Door::new(
+                config.listen,
+                config.token.clone(),
+                &config.hosts,
+                rand::random(),
+            ),
+        }
+    }
 }
 
 pub type Shared = Arc<AdminState>;
@@ -43,59 +63,33 @@ pub type Shared = Arc<AdminState>;
 /// A group of endpoints, still without its state; [`build`] joins parts into the API.
 pub type Part = Router<Shared>;
 
-/// The API from its parts, behind the token check.
+/// The API from its parts, behind the door.
 pub fn build(state: Shared, parts: impl IntoIterator<Item = Part>) -> Router {
     let mut router: Part = Router::new();
     for p in parts {
         router = router.merge(p);
     }
     router
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(DefaultBodyLimit::max(guard::MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }
 
-/// The API with the endpoints of this module: health, calls, flows, reload, queues,
-/// agents, metrics and the OpenAPI document.
+/// The parts every admin server has: the API without the records, and the dashboard.
+fn parts() -> Vec<Part> {
+    vec![
+        core(),
+        queues::part(),
+        metrics::part(),
+        openapi::part(),
+        live::part(),
+        dashboard::part(),
+    ]
+}
+
+/// The API and dashboard without the records routes (those need a store).
 pub fn router(state: Shared) -> Router {
-    build(
-        state,
-        [core(), queues::part(), metrics::part(), openapi::part()],
-    )
-}
-
-async fn authorize(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !same(given.trim().as_bytes(), token.as_bytes()) {
-            let mut r = (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(json::ErrorBody::new(
-                    "missing or wrong token: send 'Authorization: Bearer TOKEN'",
-                )),
-            )
-                .into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
-        }
-    }
-    next.run(req).await
-}
-
-/// Compares without stopping at the first difference, so response times do not tell how
-/// much of a guessed token was right.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, y) in b.iter().enumerate() {
-        let x = a.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
+    build(state, parts())
 }
 
 /// The admin API serving in the background; dropping it stops it.
@@ -110,22 +104,39 @@ impl Drop for AdminServer {
     }
 }
 
-/// Binds `config.listen` and serves the API of this module there.
+/// Binds `config.listen` and serves the API of this module there. Refuses an address
+/// other hosts can reach without a token (the configuration refuses it too; this holds
+/// for any other way of making an [`AdminConfig`]).
 pub async fn start(config: &AdminConfig, deps: Arc<CallDeps>) -> std::io::Result<AdminServer> {
-    let records = deps.live().config.records.clone();
-    let state = Arc::new(AdminState {
-        deps,
-        token: config.token.clone(),
-    });
-    let mut parts = vec![core(), queues::part(), metrics::part(), openapi::part()];
-    // Reports read the records store on a connection of their own.
+    if !config.listen.ip().is_loopback() && config.token.is_none() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "the admin API on {} would be reachable from other hosts without a token (set admin.token)",
+                config.listen
+            ),
+        ));
+    }
+    let live = deps.live();
+    let records = live.config.records.clone();
+    let recordings_dir = live.config.recordings_dir.clone();
+    let state = Arc::new(AdminState::new(config, deps));
+    let mut parts = parts();
+    // Reports and the records routes read the store on a connection of their own.
     if let Some(r) = records {
         match tokio::task::spawn_blocking(move || crate::records::open_store(&r.store)).await {
-            Ok(Ok(store)) => parts.push(reports::part(Arc::new(std::sync::Mutex::new(store)))),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "GET /reports is off: the records store cannot be opened")
+            Ok(Ok(store)) => {
+                let store: records::SharedStore = Arc::new(std::sync::Mutex::new(store));
+                parts.push(reports::part(store.clone()));
+                parts.push(records::part(records::Records {
+                    store,
+                    recordings_dir,
+                }));
             }
-            Err(e) => tracing::warn!(error = %e, "GET /reports is off"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "GET /reports and /records are off: the records store cannot be opened")
+            }
+            Err(e) => tracing::warn!(error = %e, "GET /reports and /records are off"),
         }
     }
     serve(config.listen, build(state, parts)).await
@@ -140,21 +151,10 @@ pub async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<AdminS
     }
     info!(address = %addr, "admin API listening");
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
             warn!(error = %e, "the admin API stopped");
         }
     });
     Ok(AdminServer { addr, task })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(super::same(b"abc", b"abc"));
-        assert!(!super::same(b"abd", b"abc"));
-        assert!(!super::same(b"ab", b"abc"));
-        assert!(!super::same(b"abcd", b"abc"));
-        assert!(!super::same(b"", b"abc"));
-    }
 }

@@ -15,7 +15,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::json;
-use super::{Part, queues};
+use super::{Part, dashboard, live, queues, records};
 use crate::queue::acd::{AgentSnapshot, QueueSnapshot, Snapshot};
 use crate::records::report_cli::ReportRequest;
 use hotline_core::report::Report;
@@ -41,12 +41,21 @@ pub fn document() -> Value {
     let error = out.response::<json::ErrorBody>();
     let pause = request_schema::<queues::PauseBody>();
     let report_params = query_parameters::<ReportRequest>();
+    let now = out.response::<live::Now>();
+    let graphs = out.response::<dashboard::Graphs>();
+    let record_list = out.response::<records::RecordList>();
+    let timeline = out.response::<records::CallTimeline>();
+    let record_params = query_parameters::<records::RecordSearch>();
 
     let ok = |schema: &Value, what: &str| json!({ "description": what, "content": { "application/json": { "schema": schema } } });
     let err = |what: &str| ok(&error, what);
     let unauthorized = err("no token, or a wrong one (when `admin.token` is set)");
     let no_queues = err("no agent queues are configured, or the queue service has stopped");
     let name = |what: &str| json!({ "name": "name", "in": "path", "required": true, "description": what, "schema": { "type": "string" } });
+    let call_id = json!({ "name": "call_id", "in": "path", "required": true, "description": "the call's id in the records", "schema": { "type": "string" } });
+    let html = |what: &str| json!({ "description": what, "content": { "text/html": { "schema": { "type": "string" } } } });
+    let see_other = |what: &str| json!({ "description": what, "headers": { "Location": { "schema": { "type": "string" } } } });
+    let no_records = err("the records store cannot be read");
 
     let paths = json!({
         "/health": { "get": {
@@ -158,6 +167,93 @@ pub fn document() -> Value {
                 "401": unauthorized
             }
         }},
+        "/": { "get": {
+            "operationId": "dashboard",
+            "summary": "The dashboard (docs/dashboard.md); without the token, its login form",
+            "security": [{}],
+            "responses": { "200": html("the dashboard, or the login form when the request shows no token") }
+        }},
+        "/login": { "post": {
+            "operationId": "login",
+            "summary": "Trade the token (form field `token`) for the dashboard's session cookie",
+            "security": [{}],
+            "requestBody": {
+                "required": true,
+                "content": { "application/x-www-form-urlencoded": { "schema": {
+                    "type": "object", "properties": { "token": { "type": "string" } }, "required": ["token"]
+                } } }
+            },
+            "responses": {
+                "303": see_other("to `/`, with `Set-Cookie: hotline_session=...; HttpOnly; SameSite=Strict` when the token is right, to `/?failed` when not")
+            }
+        }},
+        "/logout": { "post": {
+            "operationId": "logout",
+            "summary": "End the dashboard's session (the cookie is cleared)",
+            "responses": { "303": see_other("to `/`"), "401": unauthorized }
+        }},
+        "/assets/{file}": { "get": {
+            "operationId": "asset",
+            "summary": "The dashboard's script and style (public: they hold no data)",
+            "security": [{}],
+            "parameters": [{ "name": "file", "in": "path", "required": true,
+                             "schema": { "type": "string", "enum": ["app.js", "app.css"] } }],
+            "responses": {
+                "200": { "description": "the file",
+                         "content": { "text/javascript": { "schema": { "type": "string" } },
+                                      "text/css": { "schema": { "type": "string" } } } },
+                "404": err("no such file")
+            }
+        }},
+        "/live": { "get": {
+            "operationId": "live",
+            "summary": "The calls in progress, queues and agents as Server-Sent Events: a `now` event at once, then one at each change (and at least every 10 s)",
+            "responses": {
+                "200": { "description": "an event stream; each `now` event's data is this JSON",
+                         "content": { "text/event-stream": { "schema": now } } },
+                "401": unauthorized
+            }
+        }},
+        "/graphs": { "get": {
+            "operationId": "graphs",
+            "summary": "Each running flow drawn as SVG (as `hotline graph --format svg`), with its nodes' step names",
+            "responses": { "200": ok(&graphs, "the flows' graphs"), "401": unauthorized }
+        }},
+        "/records": { "get": {
+            "operationId": "records",
+            "summary": "Search the call records by caller, time and outcome (served when `records` is on)",
+            "parameters": record_params,
+            "responses": {
+                "200": ok(&record_list, "the calls found, oldest first"),
+                "400": err("a parameter that cannot be read"),
+                "401": unauthorized,
+                "503": no_records.clone()
+            }
+        }},
+        "/records/{call_id}": { "get": {
+            "operationId": "record",
+            "summary": "One call's record with its events in order and its recordings",
+            "parameters": [call_id.clone()],
+            "responses": {
+                "200": ok(&timeline, "the call"),
+                "401": unauthorized,
+                "404": err("no such call"),
+                "503": no_records.clone()
+            }
+        }},
+        "/records/{call_id}/recordings/{index}": { "get": {
+            "operationId": "recording",
+            "summary": "One of a call's recordings as WAV, only from the recordings folder",
+            "parameters": [call_id, { "name": "index", "in": "path", "required": true,
+                                      "description": "0 for the call's first recording",
+                                      "schema": { "type": "integer", "minimum": 0 } }],
+            "responses": {
+                "200": { "description": "the recording", "content": { "audio/wav": { "schema": { "type": "string", "format": "binary" } } } },
+                "401": unauthorized,
+                "404": err("no such call or recording, or its file is not in the recordings folder"),
+                "503": no_records
+            }
+        }},
         "/openapi.json": { "get": {
             "operationId": "openapi",
             "summary": "This document",
@@ -174,16 +270,20 @@ pub fn document() -> Value {
         "info": {
             "title": "hotline admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The admin HTTP API of hotline (docs/admin-api.md). Field names are a contract: fields are added, never renamed.",
+            "description": "The admin HTTP API of hotline (docs/admin-api.md) and the dashboard's routes (docs/dashboard.md). Field names are a contract: fields are added, never renamed. Any request may also be refused with 403 (a Host this server does not answer to, or an Origin of another site) or 413 (a body over 16 KiB).",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         // Optional: the token is asked for only when `admin.token` is set.
-        "security": [{}, { "bearer": [] }],
+        "security": [{}, { "bearer": [] }, { "session": [] }],
         "paths": paths,
         "components": {
             "schemas": out.finish(),
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "session": { "type": "apiKey", "in": "cookie", "name": "hotline_session",
+                             "description": "what POST /login hands out for the token" }
+            }
         }
     })
 }

@@ -24,7 +24,7 @@ use crate::media::clock::SessionId;
 use crate::media::dtmf::Key;
 use crate::media::ports::RtpPort;
 use crate::media::prompt::Prompt;
-use crate::media::session::{MediaEvent, SessionCommand};
+use crate::media::session::{MediaEvent, MediaOrigin, SessionCommand};
 use crate::metrics::ForcedEnd;
 use crate::queue::agent::AgentCommand;
 use crate::queue::service::QueueNews;
@@ -518,6 +518,7 @@ impl Call {
     /// back's own INVITE's.
     fn on_sip(&mut self, m: ToCall) {
         use crate::sip::uas::UasInput;
+        let is_ack = matches!(m, ToCall::Ack(_));
         let input = match m {
             ToCall::Request { key, req } => {
                 if req.method == crate::sip::message::Method::Info && carries_key(&req) {
@@ -550,8 +551,13 @@ impl Call {
             }
             ToCall::Response(r) => UasInput::Response(r),
             ToCall::Leg { call_id, msg } => return self.on_leg_sip(&call_id, *msg),
+            ToCall::Shutdown => return self.input(CallInput::HangUp(Outcome::Interrupted)),
         };
         self.input(CallInput::Sip(input));
+        if is_ack {
+            // The caller received our answer where its signalling came from: media may go.
+            self.media(SessionCommand::Confirmed);
+        }
     }
 
     fn on_media(&mut self, ev: MediaEvent) {
@@ -629,7 +635,7 @@ impl Call {
             }
         }
         if let (Some(r), Some((flow, step))) = (&self.registration, self.core.position()) {
-            r.set_position(flow, step);
+            r.set_position(flow, step, self.core.language().unwrap_or_default());
         }
         if self.core.is_ending() && !self.torn_down {
             // The core has already asked for its legs to be hung up and the bridge ended.
@@ -677,6 +683,10 @@ impl Call {
                 let Some(port) = self.rtp_port.take() else {
                     return;
                 };
+                let origin = match self.origin {
+                    Origin::Called => super::caller_media_origin(&self.live, self.peer.remote),
+                    Origin::CalledBack(_) => MediaOrigin::Placed,
+                };
                 let id = super::start_session(
                     &self.deps,
                     port,
@@ -684,8 +694,13 @@ impl Call {
                     self.live.config.no_media_timeout,
                     super::media_sink(self.inbox.media()),
                     None,
+                    origin,
                 );
                 self.session = Some(id);
+                // A late offer's media starts with the ACK that has already arrived.
+                if self.core.uas().state() == crate::sip::uas::UasState::Confirmed {
+                    self.media(SessionCommand::Confirmed);
+                }
             }
             MediaCommand::Play {
                 id,
@@ -843,7 +858,8 @@ impl Call {
         let Some((id, name)) = self.recording.take().filter(|(id, _)| *id == rec.id) else {
             return;
         };
-        let path = self.live.config.recordings_dir.join(format!("{name}.wav"));
+        let recordings_dir = self.live.config.recordings_dir.clone();
+        let path = recordings_dir.join(format!("{name}.wav"));
         let duration = rec.duration();
         let reason = match rec.reason {
             StopReason::MaxDuration => RecordEnd::Max,
@@ -855,9 +871,15 @@ impl Call {
         let io = self.inbox.io();
         tokio::spawn(
             async move {
-                let p2 = path.clone();
+                let (dir, file) = (recordings_dir, format!("{name}.wav"));
                 let written = tokio::task::spawn_blocking(move || {
-                    crate::media::recorder::write_wav(&p2, &rec.samples)
+                    // The file and its temporary twin must really be in the folder: a
+                    // symlink planted there must not make us write elsewhere.
+                    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                    hotline_core::paths::file_in(&dir, &format!("{file}.part"))
+                        .map_err(|e| e.to_string())?;
+                    let p = hotline_core::paths::file_in(&dir, &file).map_err(|e| e.to_string())?;
+                    crate::media::recorder::write_wav(&p, &rec.samples).map_err(|e| e.to_string())
                 })
                 .await;
                 let reason = match written {
@@ -1027,6 +1049,10 @@ impl Call {
         let (by, fault) = match (outcome, r.refused) {
             (Some(Outcome::CallerHungUp), _) | (None, Some(487)) => (HungUpBy::Caller, None),
             (Some(Outcome::FarEndHungUp), _) => (HungUpBy::Agent, None),
+            (Some(Outcome::Interrupted), _) => {
+                r.facts.interrupted = true;
+                (HungUpBy::Engine, Some("engine stopped".to_owned()))
+            }
             (Some(Outcome::FlowHungUp), _) => (HungUpBy::Engine, None),
             (Some(Outcome::NoMedia), _) => (HungUpBy::Engine, Some("no media".to_owned())),
             // The limit is no fault: the record keeps the call's own outcome, and its

@@ -51,8 +51,12 @@ const WAKE_TOKEN: u64 = 0;
 const TIMER_TOKEN: u64 = 1;
 
 /// A datagram burst larger than this is left for the next tick, so one flooded socket
-/// cannot stall the clock.
+/// cannot stall the clock (the kernel drops what its buffer cannot hold). A caller sends
+/// one or two packets a tick; 64 absorbs a second of jitter-delayed audio in a few ticks.
 const MAX_READS_PER_SOCKET: usize = 64;
+
+/// How often one session's refused packets are logged (they are counted every tick).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Where a session's events go: the call that owns it. Called on the media thread, so it
 /// must not block.
@@ -84,6 +88,10 @@ struct Served {
     sink: EventSink,
     /// The session's packet counts already added to the worker's [`ClockStats`].
     counted: (u64, u64),
+    /// The session's refusals (malformed, foreign, keys over the bound) already added.
+    refused: [u64; 3],
+    /// When refusals of this session were last logged.
+    logged_at: Option<Instant>,
 }
 
 impl Served {
@@ -99,6 +107,49 @@ impl Served {
         );
         self.counted = now;
         delta
+    }
+
+    /// Adds the session's new refusals to the worker's counters and logs them, at most
+    /// once per [`REFUSAL_LOG_EVERY`] per session, so a flood costs one line a second.
+    fn publish_refusals(&mut self, now: Instant, stats: &ClockStats) {
+        let st = &self.session.stats;
+        let totals = [st.malformed, st.foreign_dropped, st.keys_dropped];
+        if totals == self.refused {
+            return;
+        }
+        let [m, f, k] = [0, 1, 2].map(|i| totals[i].saturating_sub(self.refused[i]));
+        stats.rtp_rejected_malformed.fetch_add(m, Ordering::Relaxed);
+        stats.rtp_rejected_foreign.fetch_add(f, Ordering::Relaxed);
+        stats.keys_dropped.fetch_add(k, Ordering::Relaxed);
+        if self
+            .logged_at
+            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        let logged = std::mem::replace(&mut self.refused, totals);
+        let [m, f, k] = [0, 1, 2].map(|i| totals[i].saturating_sub(logged[i]));
+        self.logged_at = Some(now);
+        if m + f > 0
+            && let Some((source, reason)) = st.last_rejected
+        {
+            warn!(
+                %source,
+                reason = reason.as_str(),
+                port = self.port.port,
+                malformed = m,
+                foreign = f,
+                "RTP rejected"
+            );
+        }
+        if k > 0 {
+            warn!(
+                port = self.port.port,
+                dropped = k,
+                reason = "key_rate",
+                "keys dropped"
+            );
+        }
     }
 
     fn deliver(&mut self) {
@@ -169,6 +220,10 @@ pub struct ClockStats {
     pub late_ticks: AtomicU64,
     /// Worst lateness seen, in microseconds.
     pub max_lateness_us: AtomicU64,
+    /// How late the ticks end, smoothed over the last few (an exponential average with a
+    /// weight of 1/8, about 160 ms), in microseconds: what admission reads, so one stall
+    /// of the machine does not refuse calls but a clock that keeps running late does.
+    pub lateness_us: AtomicU64,
     /// RTP packets the kernel refused to send (each is one lost frame).
     pub send_errors: AtomicU64,
     /// RTP packets the sessions accepted (from the latched address) and sent. Added once
@@ -177,6 +232,13 @@ pub struct ClockStats {
     pub packets_out: AtomicU64,
     /// Frames sent late: every session's frame of a tick that started late.
     pub late_frames: AtomicU64,
+    /// Datagrams on a call's port that were not RTP we can read.
+    pub rtp_rejected_malformed: AtomicU64,
+    /// RTP from an address other than the caller's media address (hijack attempts,
+    /// strays): dropped, never learned.
+    pub rtp_rejected_foreign: AtomicU64,
+    /// Keys over a call's per-second bound (a storm of RFC 4733 events).
+    pub keys_dropped: AtomicU64,
     /// The worker sends and reads through io_uring (else `sendto`/`recvfrom`).
     pub uring: AtomicBool,
 }
@@ -336,6 +398,8 @@ impl MediaEngine {
             port,
             sink,
             counted: (0, 0),
+            refused: [0; 3],
+            logged_at: None,
         });
         self.worker(id).send(Command::Add(id, served));
         id
@@ -359,6 +423,19 @@ impl MediaEngine {
     /// Removes the session; its RTP port goes back to the pool.
     pub fn remove(&self, id: SessionId) {
         self.worker(id).send(Command::Remove(id));
+    }
+
+    /// The worst worker's smoothed lateness (see [`ClockStats::lateness_us`]); a few
+    /// atomic loads.
+    pub fn lateness(&self) -> Duration {
+        let us = self
+            .inner
+            .stats
+            .iter()
+            .map(|s| s.lateness_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        Duration::from_micros(us)
     }
 
     pub fn stats(&self) -> &[Arc<ClockStats>] {
@@ -477,6 +554,11 @@ impl Clock {
                 // skipping frames, because skipped frames would be heard as gaps.
                 next += TICK;
                 let after = Instant::now();
+                let sample = after.saturating_duration_since(next).as_micros() as u64;
+                let smoothed = stats.lateness_us.load(Ordering::Relaxed);
+                stats
+                    .lateness_us
+                    .store(smoothed - smoothed / 8 + sample / 8, Ordering::Relaxed);
                 if after > next {
                     let late = after.duration_since(next);
                     stats.late_ticks.fetch_add(1, Ordering::Relaxed);
@@ -540,6 +622,8 @@ impl Clock {
                     if let Some(mut s) = self.sessions.remove(&id) {
                         let _ = self.sockets.delete(s.port.socket.as_fd());
                         self.count_packets(s.uncounted());
+                        s.logged_at = None;
+                        s.publish_refusals(Instant::now(), &self.stats);
                     }
                 }
                 Ok(Command::Bridge(a, b)) => {
@@ -594,6 +678,7 @@ impl Clock {
                 self.held.push(*id);
             }
             s.deliver();
+            s.publish_refusals(now, &self.stats);
             let (i, o) = s.uncounted();
             packets = (packets.0 + i, packets.1 + o);
         }

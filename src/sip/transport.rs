@@ -8,8 +8,8 @@
 //! counted), so no sender ever waits on one slow peer.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,13 +17,18 @@ use thiserror::Error;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
-use tracing::{debug, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
-use crate::config::{Listen, Protocol};
+use crate::config::{ConnectionLimits, Listen, Protocol};
+use crate::metrics::{Metrics, TcpClose};
+use crate::sip::guard::GuardConfig;
 use crate::sip::message::{
-    self, Frame, Limits, Message, StreamFramer, error_response, validate_request, validate_response,
+    self, Frame, Limits, Message, StreamFramer, error_response, too_large_response,
+    validate_request, validate_response,
 };
 
 /// Where a message came from or goes to (plain data, the core's, so pure parts can name it).
@@ -36,16 +41,31 @@ pub struct Inbound {
     pub message: Message,
 }
 
-/// Counters of what the edge refused; visible in logs and the admin API.
+/// Counters of what the edge refused; visible in logs, `/metrics` and the admin API.
 #[derive(Debug, Default)]
 pub struct TransportStats {
     pub received: AtomicU64,
+    /// Malformed requests answered (400, or 413/416/505/513 for their own defects).
     pub answered_400: AtomicU64,
     pub dropped_garbage: AtomicU64,
     pub keepalives: AtomicU64,
     pub send_errors: AtomicU64,
     /// TCP peers disconnected because they stopped reading (their write buffer filled).
     pub tcp_slow_closed: AtomicU64,
+    /// Datagrams over `limits.max_message`, dropped unread.
+    pub oversize_dropped: AtomicU64,
+    /// TCP messages over `limits.max_message` answered 413 (their connection is closed).
+    pub answered_413: AtomicU64,
+    /// TCP connections closed for completing no message within `limits.tcp_idle`.
+    pub tcp_idle_closed: AtomicU64,
+    /// TCP connections refused at accept: their address had `limits.tcp_per_source` open.
+    pub tcp_per_source_refused: AtomicU64,
+    /// TCP connections refused at accept: `limits.tcp_connections` were open.
+    pub tcp_total_refused: AtomicU64,
+    /// TCP connections closed after a message over `limits.max_message`.
+    pub tcp_oversize_closed: AtomicU64,
+    /// TCP connections open now.
+    pub tcp_open: AtomicUsize,
 }
 
 /// Why a message could not be sent.
@@ -61,18 +81,32 @@ pub enum SendError {
     Io(#[from] std::io::Error),
 }
 
-/// An idle TCP connection is closed after this long (AST-2016-005: idle connections must
-/// not pile up).
-const TCP_IDLE: Duration = Duration::from_secs(300);
-/// A cap on open TCP connections, so a flood of idle connects cannot exhaust descriptors
-/// (lowered to a quarter of the descriptor budget when that is smaller, see
-/// [`crate::fd_limit::size_caps`]).
-pub const MAX_TCP_CONNECTIONS: usize = 4096;
 /// Messages waiting for one TCP connection's writer. The kernel's socket buffers absorb
 /// bursts first, so this fills only when the peer has stopped reading for a long while.
 const TCP_WRITE_BUFFER: usize = 256;
 /// How long a closing connection's writer may take to flush what is queued.
 const TCP_FLUSH: Duration = Duration::from_secs(5);
+/// After a 413, what the peer still sends is read and thrown away for at most this long
+/// and this much, so that closing with unread bytes (a reset) does not destroy the answer
+/// before the peer has read it.
+const TCP_LINGER: Duration = Duration::from_secs(1);
+const TCP_LINGER_BYTES: usize = 256 * 1024;
+/// The total cap on TCP connections when `limits.tcp_connections` is not given: a quarter
+/// of the open-files limit (RTP sockets, records and logs need the rest), within these.
+const TCP_CONNECTIONS_FLOOR: usize = 16;
+const TCP_CONNECTIONS_CEILING: usize = 4096;
+/// How long accepting waits after a failing `accept` (out of descriptors), so that the
+/// loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What the listeners are built with.
+#[derive(Clone)]
+pub struct TransportConfig {
+    pub limits: ConnectionLimits,
+    /// Its trusted sources are exempt from `limits.tcp_per_source`.
+    pub guard: GuardConfig,
+    pub metrics: Arc<Metrics>,
+}
 
 /// One open TCP connection as senders see it.
 #[derive(Clone)]
@@ -95,6 +129,121 @@ impl Conn {
 
 type ConnTable = Arc<Mutex<HashMap<SocketAddr, Conn>>>;
 
+/// Open TCP connections, in all and per address, counted from accept to the end of the
+/// connection's task (a [`Slot`] gives its place back when dropped).
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// What the edge shares between its tasks.
+struct Edge {
+    stats: Arc<TransportStats>,
+    metrics: Arc<Metrics>,
+    /// The codec's bounds, from `limits.max_message`.
+    codec: Limits,
+    idle: Duration,
+    per_source: usize,
+    max_connections: usize,
+    guard: GuardConfig,
+    slots: Mutex<Slots>,
+}
+
+/// Why a TCP connection cannot be taken.
+enum Refusal {
+    PerSource,
+    Total,
+}
+
+impl Edge {
+    /// Takes a place for a connection from `ip`, or says which cap is reached.
+    fn take_slot(self: &Arc<Edge>, ip: IpAddr) -> Result<Slot, Refusal> {
+        let ip = ip.to_canonical();
+        let exempt = self.guard.trusted.iter().any(|n| n.contains(&ip));
+        let mut s = self.slots.lock().map_err(|_| Refusal::Total)?;
+        if s.total >= self.max_connections {
+            return Err(Refusal::Total);
+        }
+        let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
+        if !exempt && mine >= self.per_source {
+            return Err(Refusal::PerSource);
+        }
+        s.total += 1;
+        s.per_ip.insert(ip, mine + 1);
+        self.stats.tcp_open.store(s.total, Ordering::Relaxed);
+        Ok(Slot {
+            edge: self.clone(),
+            ip,
+        })
+    }
+
+    fn closed(&self, remote: SocketAddr, reason: TcpClose) {
+        let counter = match reason {
+            TcpClose::Idle => &self.stats.tcp_idle_closed,
+            TcpClose::PerSource => &self.stats.tcp_per_source_refused,
+            TcpClose::Total => &self.stats.tcp_total_refused,
+            TcpClose::Oversize => &self.stats.tcp_oversize_closed,
+            TcpClose::Slow => &self.stats.tcp_slow_closed,
+            TcpClose::Unframable => &self.stats.dropped_garbage,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.tcp_closed(reason);
+        warn!(source = %remote.ip(), port = remote.port(), reason = reason.as_str(),
+            "TCP connection closed");
+    }
+}
+
+/// A connection's place under the caps.
+struct Slot {
+    edge: Arc<Edge>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.edge.slots.lock() {
+            s.total = s.total.saturating_sub(1);
+            if let Some(n) = s.per_ip.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    s.per_ip.remove(&self.ip);
+                }
+            }
+            self.edge.stats.tcp_open.store(s.total, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The codec's bounds for `limits.max_message`: no message, header section or body larger.
+pub fn codec_limits(l: &ConnectionLimits) -> Limits {
+    Limits {
+        max_message_bytes: l.max_message,
+        max_body_bytes: l.max_message,
+        ..Limits::default()
+    }
+}
+
+/// The soft open-files limit of this process, when it can be read.
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    if soft == "unlimited" {
+        return Some(usize::MAX);
+    }
+    soft.parse().ok()
+}
+
+/// The cap on open TCP connections when none is configured: below the open-files limit.
+pub fn default_tcp_connections() -> usize {
+    let nofile = open_files_limit().unwrap_or(1024);
+    (nofile / 4).clamp(TCP_CONNECTIONS_FLOOR, TCP_CONNECTIONS_CEILING)
+}
+
 /// The open listeners. Cheap to clone.
 #[derive(Clone)]
 pub struct Transports {
@@ -109,10 +258,24 @@ impl Transports {
     /// Binds every listener and starts its receive task; parsed messages go to `inbound`.
     pub async fn bind(
         listen: &[Listen],
+        cfg: TransportConfig,
         inbound: mpsc::Sender<Inbound>,
     ) -> std::io::Result<Transports> {
         let stats = Arc::new(TransportStats::default());
-        let limits = Limits::default();
+        let limits = codec_limits(&cfg.limits);
+        let edge = Arc::new(Edge {
+            stats: stats.clone(),
+            metrics: cfg.metrics,
+            codec: limits,
+            idle: cfg.limits.tcp_idle,
+            per_source: cfg.limits.tcp_per_source,
+            max_connections: cfg
+                .limits
+                .tcp_connections
+                .unwrap_or_else(default_tcp_connections),
+            guard: cfg.guard,
+            slots: Mutex::new(Slots::default()),
+        });
         let conns: ConnTable = Arc::new(Mutex::new(HashMap::new()));
         let mut udp = Vec::new();
         let mut tcp_local = Vec::new();
@@ -122,25 +285,21 @@ impl Transports {
                     let sock = Arc::new(UdpSocket::bind(l.addr).await?);
                     let local = sock.local_addr()?;
                     udp.push((local, sock.clone()));
-                    tokio::spawn(udp_loop(
-                        sock,
-                        local,
-                        inbound.clone(),
-                        stats.clone(),
-                        limits,
-                    ));
+                    tokio::spawn(udp_loop(sock, local, inbound.clone(), edge.clone()));
                 }
                 Protocol::Tcp => {
                     let listener = TcpListener::bind(l.addr).await?;
                     let local = listener.local_addr()?;
                     tcp_local.push(local);
+                    info!(address = %local, max_connections = edge.max_connections,
+                        per_source = edge.per_source, idle_secs = edge.idle.as_secs(),
+                        "TCP connection limits");
                     tokio::spawn(tcp_accept(
                         listener,
                         local,
                         inbound.clone(),
                         conns.clone(),
-                        stats.clone(),
-                        limits,
+                        edge.clone(),
                     ));
                 }
             }
@@ -199,11 +358,10 @@ impl Transports {
             return Err(SendError::NoConnection(remote));
         };
         match conn.push(bytes) {
+            // The connection's own task counts and logs the close it was told of.
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 forget(&self.conns, remote, &conn.tx);
-                self.stats.tcp_slow_closed.fetch_add(1, Ordering::Relaxed);
-                warn!(%remote, "TCP peer stopped reading; connection closed");
                 Err(SendError::SlowPeer(remote))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NoConnection(remote)),
@@ -215,32 +373,53 @@ impl Transports {
     }
 }
 
+/// How a transport is named in metrics and log lines.
+fn label(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Udp => "udp",
+        Protocol::Tcp => "tcp",
+    }
+}
+
 /// Parses one message; answers or counts what cannot be parsed. Returns the message when it
 /// should go on to the endpoint, and the bytes of an error response to send back otherwise.
 fn accept(
     data: &[u8],
-    limits: &Limits,
-    stats: &TransportStats,
+    remote: SocketAddr,
+    transport: Protocol,
+    edge: &Edge,
 ) -> Result<Message, Option<Vec<u8>>> {
+    let stats = &edge.stats;
     stats.received.fetch_add(1, Ordering::Relaxed);
-    let err = match message::parse(data, limits) {
+    let err = match message::parse(data, &edge.codec) {
         Ok(Message::Request(req)) => match validate_request(&req) {
+            Ok(()) if hops_exhausted(&req) => {
+                let answer = answer_with(&req, 483);
+                edge.metrics
+                    .sip_refused(label(transport), "max_forwards", Some(483));
+                info!(source = %remote.ip(), port = remote.port(), transport = label(transport),
+                    reason = "max_forwards", status = 483, "SIP message refused");
+                stats.answered_400.fetch_add(1, Ordering::Relaxed);
+                return Err(Some(answer.to_bytes()));
+            }
             Ok(()) => return Ok(Message::Request(req)),
             Err(e) => e,
         },
         Ok(Message::Response(resp)) => match validate_response(&resp) {
             Ok(()) => return Ok(Message::Response(resp)),
-            Err(_) => {
-                stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
-                return Err(None);
-            }
+            Err(e) => e,
         },
         Err(e) => e,
     };
-    match error_response(data, limits, &err, &crate::sip::random_token(10)) {
+    let answer = error_response(data, &edge.codec, &err, &crate::sip::random_token(10));
+    let status = answer.as_ref().map(|r| r.status);
+    edge.metrics
+        .sip_refused(label(transport), "malformed", status);
+    info!(source = %remote.ip(), port = remote.port(), transport = label(transport),
+        reason = "malformed", status, error = %err, "SIP message refused");
+    match answer {
         Some(resp) => {
             stats.answered_400.fetch_add(1, Ordering::Relaxed);
-            debug!(status = resp.status, reason = %resp.reason, "refused a malformed request");
             Err(Some(resp.to_bytes()))
         }
         None => {
@@ -250,27 +429,55 @@ fn accept(
     }
 }
 
+/// A new request (no To tag) that may not travel further: Max-Forwards 0 (RFC 3261
+/// §16.3). OPTIONS is the exception, as it probes the hop that answers it; ACK is never
+/// answered.
+fn hops_exhausted(req: &message::Request) -> bool {
+    !matches!(req.method, message::Method::Ack | message::Method::Options)
+        && matches!(req.headers.max_forwards(), Ok(Some(0)))
+        && req.headers.to_addr().is_ok_and(|to| to.tag().is_none())
+}
+
+/// A stateless answer with `status` and its usual reason, for a request that passed
+/// [`validate_request`].
+fn answer_with(req: &message::Request, status: u16) -> message::Response {
+    let mut resp = message::Response::for_request(req, status, message::default_reason(status));
+    let _ = resp.headers.ensure_to_tag(&crate::sip::random_token(10));
+    resp
+}
+
 async fn udp_loop(
     sock: Arc<UdpSocket>,
     local: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
-    stats: Arc<TransportStats>,
-    limits: Limits,
+    edge: Arc<Edge>,
 ) {
-    let mut buf = vec![0u8; 65_536];
+    // One byte more than the largest message accepted tells an oversize datagram from one
+    // that fits exactly, whatever the kernel cuts off beyond it.
+    let mut buf = vec![0u8; edge.codec.max_message_bytes + 1];
     loop {
         let (len, remote) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
             // ICMP port unreachable from an earlier send shows up here; keep serving.
             Err(_) => continue,
         };
-        let data = &buf[..len];
-        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            // Keep-alive (RFC 5626 CRLF or a NAT pinger's empty datagram): nothing to say.
-            stats.keepalives.fetch_add(1, Ordering::Relaxed);
+        let data = buf.get(..len).unwrap_or_default();
+        if len > edge.codec.max_message_bytes {
+            // No answer: a datagram that large is a flood or a broken peer, and a reply
+            // would only help the first.
+            edge.stats.oversize_dropped.fetch_add(1, Ordering::Relaxed);
+            edge.metrics.sip_refused("udp", "oversize", None);
+            warn!(source = %remote.ip(), port = remote.port(), transport = "udp",
+                reason = "oversize", limit = edge.codec.max_message_bytes,
+                "SIP message refused");
             continue;
         }
-        match accept(data, &limits, &stats) {
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            // Keep-alive (RFC 5626 CRLF or a NAT pinger's empty datagram): nothing to say.
+            edge.stats.keepalives.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        match accept(data, remote, Protocol::Udp, &edge) {
             Ok(message) => {
                 let peer = Peer {
                     transport: Protocol::Udp,
@@ -289,51 +496,36 @@ async fn udp_loop(
     }
 }
 
-const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// An accept error that belongs to the one connection (it went away before we took it),
-/// not to the listener: the next accept may succeed at once.
-fn accept_error_is_the_connections(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        e.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
-    )
-}
-
 async fn tcp_accept(
     listener: TcpListener,
     local: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
     conns: ConnTable,
-    stats: Arc<TransportStats>,
-    limits: Limits,
+    edge: Arc<Edge>,
 ) {
-    // Out of descriptors (EMFILE, ENFILE) or memory, accept fails at once, again and
-    // again: waiting, doubled up to a second, keeps the listener from spinning a core.
-    let mut backoff = ACCEPT_BACKOFF_FIRST;
-    let cap = crate::fd_limit::size_caps(crate::fd_limit::fd_budget(), 0, MAX_TCP_CONNECTIONS).tcp;
     loop {
         let (stream, remote) = match listener.accept().await {
-            Ok(a) => {
-                backoff = ACCEPT_BACKOFF_FIRST;
-                a
-            }
-            Err(e) if accept_error_is_the_connections(&e) => continue,
+            Ok(x) => x,
             Err(e) => {
-                warn!(%local, error = %e, wait_ms = backoff.as_millis() as u64, "TCP accept failed; waiting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                warn!(error = %e, "accepting a TCP connection failed; retrying shortly");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let full = conns.lock().map(|c| c.len() >= cap).unwrap_or(true);
-        if full {
-            warn!(%remote, "too many TCP connections; refusing");
-            drop(stream);
-            continue;
-        }
+        let slot = match edge.take_slot(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                drop(stream);
+                edge.closed(
+                    remote,
+                    match refusal {
+                        Refusal::PerSource => TcpClose::PerSource,
+                        Refusal::Total => TcpClose::Total,
+                    },
+                );
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(tcp_conn(
             stream,
@@ -341,8 +533,7 @@ async fn tcp_accept(
             remote,
             inbound.clone(),
             conns.clone(),
-            stats.clone(),
-            limits,
+            slot,
         ));
     }
 }
@@ -356,15 +547,25 @@ fn forget(conns: &ConnTable, remote: SocketAddr, tx: &mpsc::Sender<Bytes>) {
     }
 }
 
+/// How a connection's read loop ended.
+enum End {
+    /// The peer closed, or the endpoint is gone: flush what is queued.
+    Peer,
+    /// We close it: stop at once.
+    Abort(TcpClose),
+    /// We answered and close it: flush the answer, then read and discard for a moment.
+    Linger(TcpClose),
+}
+
 async fn tcp_conn(
     stream: TcpStream,
     local: SocketAddr,
     remote: SocketAddr,
     inbound: mpsc::Sender<Inbound>,
     conns: ConnTable,
-    stats: Arc<TransportStats>,
-    limits: Limits,
+    slot: Slot,
 ) {
+    let edge = slot.edge.clone();
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(TCP_WRITE_BUFFER);
     let conn = Conn {
@@ -377,76 +578,119 @@ async fn tcp_conn(
     let mut writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
-                break;
+                return;
             }
         }
+        let _ = wr.shutdown().await;
     });
     let peer = Peer {
         transport: Protocol::Tcp,
         remote,
         local,
     };
-    let mut framer = StreamFramer::new(limits);
+    let mut framer = StreamFramer::new(edge.codec);
     let mut buf = vec![0u8; 16 * 1024];
-    let mut closed_by_us = false;
-    'conn: loop {
+    // Only a complete message (or keep-alive) moves this: a peer that trickles bytes, or
+    // sends half a message and stalls, is closed as idle.
+    let mut idle_until = Instant::now() + edge.idle;
+    let end = 'conn: loop {
         let n = tokio::select! {
-            r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                Ok(Ok(n)) => n,
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break End::Peer,
+                Ok(n) => n,
             },
-            _ = conn.close.notified() => {
-                closed_by_us = true;
-                break;
-            }
+            _ = tokio::time::sleep_until(idle_until) => break End::Abort(TcpClose::Idle),
+            _ = conn.close.notified() => break End::Abort(TcpClose::Slow),
         };
-        framer.push(&buf[..n]);
+        framer.push(buf.get(..n).unwrap_or_default());
         loop {
             let answer = match framer.pop() {
                 Ok(None) => break,
-                Ok(Some(Frame::Message(bytes))) => match accept(&bytes, &limits, &stats) {
-                    Ok(message) => {
-                        // Waits only for the endpoint (shared by every peer), never for
-                        // this peer's writer.
-                        if inbound.send(Inbound { peer, message }).await.is_err() {
-                            break 'conn;
+                Ok(Some(Frame::Message(bytes))) => {
+                    idle_until = Instant::now() + edge.idle;
+                    match accept(&bytes, remote, Protocol::Tcp, &edge) {
+                        Ok(message) => {
+                            // Waits only for the endpoint (shared by every peer), never for
+                            // this peer's writer.
+                            if inbound.send(Inbound { peer, message }).await.is_err() {
+                                break 'conn End::Peer;
+                            }
+                            continue;
                         }
-                        continue;
+                        Err(Some(answer)) => Bytes::from(answer),
+                        Err(None) => continue,
                     }
-                    Err(Some(answer)) => Bytes::from(answer),
-                    Err(None) => continue,
-                },
+                }
                 Ok(Some(Frame::Ping)) => {
                     // RFC 5626 §3.5.1: a CRLFCRLF ping is answered with a CRLF pong.
-                    stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                    idle_until = Instant::now() + edge.idle;
+                    edge.stats.keepalives.fetch_add(1, Ordering::Relaxed);
                     Bytes::from_static(b"\r\n")
                 }
                 Ok(Some(Frame::Pong)) => {
-                    stats.keepalives.fetch_add(1, Ordering::Relaxed);
+                    idle_until = Instant::now() + edge.idle;
+                    edge.stats.keepalives.fetch_add(1, Ordering::Relaxed);
                     continue;
+                }
+                Err(e) if e.is_too_large() => {
+                    let answer = framer.refused_head().and_then(|head| {
+                        too_large_response(head, &edge.codec, &crate::sip::random_token(10))
+                    });
+                    let status = answer.as_ref().map(|r| r.status);
+                    edge.metrics.sip_refused("tcp", "oversize", status);
+                    warn!(source = %remote.ip(), port = remote.port(), transport = "tcp",
+                        reason = "oversize", status, error = %e, "SIP message refused");
+                    if let Some(resp) = answer {
+                        edge.stats.answered_413.fetch_add(1, Ordering::Relaxed);
+                        let _ = conn.push(Bytes::from(resp.to_bytes()));
+                    }
+                    break 'conn End::Linger(TcpClose::Oversize);
                 }
                 Err(e) => {
                     // A stream we cannot frame cannot be resynchronised: close it.
-                    debug!(%remote, error = %e, "closing TCP connection");
-                    stats.dropped_garbage.fetch_add(1, Ordering::Relaxed);
-                    break 'conn;
+                    debug!(%remote, error = %e, "unframable TCP stream");
+                    break 'conn End::Abort(TcpClose::Unframable);
                 }
             };
             if let Err(mpsc::error::TrySendError::Full(_)) = conn.push(answer) {
-                stats.tcp_slow_closed.fetch_add(1, Ordering::Relaxed);
-                warn!(%remote, "TCP peer stopped reading; connection closed");
-                closed_by_us = true;
-                break 'conn;
+                break 'conn End::Abort(TcpClose::Slow);
             }
         }
-    }
+    };
     forget(&conns, remote, &conn.tx);
     drop(conn);
-    if closed_by_us {
-        // The writer may be stuck in a write the peer will never read: stop it, which
-        // closes the socket.
-        writer.abort();
-    } else if tokio::time::timeout(TCP_FLUSH, &mut writer).await.is_err() {
-        writer.abort();
+    match end {
+        End::Abort(reason) => {
+            edge.closed(remote, reason);
+            // The writer may be stuck in a write the peer will never read: stop it, which
+            // closes the socket.
+            writer.abort();
+        }
+        End::Peer => {
+            if tokio::time::timeout(TCP_FLUSH, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        }
+        End::Linger(reason) => {
+            edge.closed(remote, reason);
+            if tokio::time::timeout(TCP_FLUSH, &mut writer).await.is_err() {
+                writer.abort();
+            }
+            discard(&mut rd, &mut buf).await;
+        }
+    }
+    drop(slot);
+}
+
+/// Reads and throws away what the peer still sends, for at most [`TCP_LINGER`] and
+/// [`TCP_LINGER_BYTES`], or until it closes.
+async fn discard(rd: &mut OwnedReadHalf, buf: &mut [u8]) {
+    let until = Instant::now() + TCP_LINGER;
+    let mut left = TCP_LINGER_BYTES;
+    while left > 0 {
+        match tokio::time::timeout_at(until, rd.read(buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! tests), `graph` (a flow as a diagram). They run the same interpreter as live calls,
 //! on a virtual phone, and never open a socket.
 
+pub mod capacity; // `hotline capacity`: agents a queue needs, by Erlang C, Erlang A and simulation
 pub mod cli; // the bodies of the simulate, test, graph and schema subcommands
 pub mod demo_shop; // the demonstration order service the sample hotline looks orders up in
 pub mod flowtest; // running flow tests and reporting them
@@ -9,6 +10,7 @@ pub mod graph; // a flow as nodes and edges; mermaid and dot text
 pub mod junit; // a flow test run as JUnit XML, for CI systems
 pub mod layout; // layered layout of a graph, for the SVG
 pub mod phone; // one call on a virtual clock, media simulated from the prompt library
+pub mod replay; // `hotline replay`: a recorded call's keys run again on the flows, paths compared
 pub mod schemas; // the JSON Schemas and the OpenAPI document, and their files
 pub mod sidebyside; // expected and actual transcripts in two columns
 pub mod simulate; // `hotline simulate`: drive a call from keys, print what is heard

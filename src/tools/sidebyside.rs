@@ -18,15 +18,26 @@ pub struct Row {
 /// Renders `rows` under an `expected | actual` header, each line starting with `indent`;
 /// the row at `mark` (the first difference) starts with `>`.
 pub fn render(rows: &[Row], mark: Option<usize>, indent: &str) -> String {
+    render_titled(rows, mark, indent, "expected", "actual")
+}
+
+/// As [`render`], with other column titles (`recorded | replayed`).
+pub fn render_titled(
+    rows: &[Row],
+    mark: Option<usize>,
+    indent: &str,
+    left: &str,
+    right: &str,
+) -> String {
     let width = rows
         .iter()
         .map(|r| r.expected.chars().count())
-        .chain(std::iter::once("expected".len()))
+        .chain(std::iter::once(left.chars().count()))
         .max()
         .unwrap_or(0)
         .min(MAX_LEFT_WIDTH);
     let mut out = String::new();
-    let _ = writeln!(out, "{indent}  {:<width$} | actual", "expected");
+    let _ = writeln!(out, "{indent}  {left:<width$} | {right}");
     for (i, r) in rows.iter().enumerate() {
         let m = if Some(i) == mark { '>' } else { ' ' };
         let left = fit(&r.expected, width);

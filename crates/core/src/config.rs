@@ -23,6 +23,7 @@ use crate::flow::diagnostic::Diagnostic;
 use crate::flow::duration::parse_duration;
 use crate::flow::schedule::Schedule;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
+use crate::sip::admission::{AdmissionConfig, DEFAULT_MAX_CALLS};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 use crate::sip::guard::GuardConfig;
 
@@ -194,7 +195,33 @@ struct RawFile {
     records: Option<serde_json::Value>,
     #[serde(default)]
     limits: RawLimits,
+    cluster: Option<RawCluster>,
 }
+
+/// `cluster:`: this node's part in several nodes sharing one PostgreSQL database
+/// (docs/cluster.md).
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    /// This node's name, unique among the nodes (default: the host's name).
+    node: Option<String>,
+    /// The shared database (default: `records.store` when that is a postgres:// URL).
+    store: Option<String>,
+    /// How long a node that stops renewing its lease is still counted alive (default 5s).
+    lease: Option<String>,
+}
+
+/// `cluster:` as the engine uses it; None: a single node (the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node: String,
+    /// A postgres:// URL.
+    pub store: String,
+    pub lease: Duration,
+}
+
+/// How long a node's lease lasts when `cluster.lease` is not given.
+pub const DEFAULT_CLUSTER_LEASE: Duration = Duration::from_secs(5);
 
 /// `limits:`: who may talk to the engine (see docs/reliability.md).
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -216,6 +243,25 @@ struct RawLimits {
     scanners: Option<Vec<String>>,
     /// The longest a call may last; the engine then hangs it up, legs included (2h).
     max_call: Option<String>,
+    /// Calls in progress beyond which new calls get 503 with Retry-After (1500).
+    max_calls: Option<usize>,
+    /// New calls per second on average, beyond which they get 503 (200).
+    new_calls_per_second: Option<f64>,
+    /// New calls that may arrive at once after a quiet spell (200).
+    burst: Option<u32>,
+    /// The media clock's smoothed lateness beyond which new calls get 503 (10ms).
+    max_media_lateness: Option<String>,
+    /// How long a graceful shutdown waits for calls in progress before ending them (5m).
+    drain: Option<String>,
+    /// The largest SIP message accepted, in bytes or like `16KiB` (16KiB).
+    #[schemars(schema_with = "byte_size_schema")]
+    max_message: Option<serde_json::Value>,
+    /// A TCP connection without a complete message for this long is closed (60s).
+    tcp_idle: Option<String>,
+    /// Open TCP connections from one address (32).
+    tcp_per_source: Option<u32>,
+    /// Open TCP connections in all (sized below the open-files limit).
+    tcp_connections: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -229,6 +275,7 @@ struct RawDemoShop {
 struct RawAdmin {
     listen: Option<String>,
     token: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 /// The admin HTTP API (`admin:` in hotline.yaml); absent: no admin API.
@@ -238,6 +285,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// When set, every request must carry `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// Host names the admin server answers to besides its own address (and `localhost`
+    /// on loopback): a request whose `Host` or `Origin` names another is refused, which
+    /// stops DNS rebinding and other sites' pages.
+    pub hosts: Vec<String>,
 }
 
 impl fmt::Debug for AdminConfig {
@@ -246,6 +297,7 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
@@ -284,9 +336,14 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Who may talk to the engine: flood and login bans, trusted sources, scanners.
     pub guard: GuardConfig,
+    /// Which new calls are taken: the rate and the media lateness (`limits.*`); the
+    /// count of calls is `max_calls`.
+    pub admission: AdmissionConfig,
+    /// How long a graceful shutdown waits for calls in progress before ending them.
+    pub drain: Duration,
     pub listen: Vec<Listen>,
     pub user_agent: String,
-    /// New calls beyond this many get 503 with Retry-After.
+    /// New calls beyond this many get 503 with Retry-After (`limits.max_calls`).
     pub max_calls: usize,
     /// Ring (180) for this long before answering; zero answers at once.
     pub answer_after: Duration,
@@ -333,7 +390,41 @@ pub struct Config {
     pub as_loaded: Option<StartOnly>,
     /// Where call records are kept; None: they are not (`records: off`, or no `records:`).
     pub records: Option<RecordsConfig>,
+    /// This node's part in a cluster; None: a single node.
+    pub cluster: Option<ClusterConfig>,
+    /// How large a message and how many and how idle TCP connections may be.
+    pub connections: ConnectionLimits,
 }
+
+/// `limits.max_message` and `limits.tcp_*`: what one SIP message and the TCP listeners may
+/// take, so that neither memory nor descriptors can be exhausted from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Larger messages are refused: a datagram dropped, a TCP message answered 413 and its
+    /// connection closed.
+    pub max_message: usize,
+    /// A TCP connection that completes no message for this long is closed.
+    pub tcp_idle: Duration,
+    /// Open TCP connections from one address (trusted addresses are exempt).
+    pub tcp_per_source: usize,
+    /// Open TCP connections in all; None: derived from the open-files limit at start.
+    pub tcp_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_message: 16 * 1024,
+            tcp_idle: Duration::from_secs(60),
+            tcp_per_source: 32,
+            tcp_connections: None,
+        }
+    }
+}
+
+/// The bounds of `limits.max_message`: a full Ethernet frame's worth at least, and no more
+/// than the largest datagram.
+const MAX_MESSAGE_RANGE: std::ops::RangeInclusive<usize> = 1024..=65_535;
 
 /// The values the engine reads once, at start: sockets it binds, services it starts and
 /// what the SIP endpoint and registrar are built with. A reload cannot change them.
@@ -350,6 +441,9 @@ pub struct StartOnly {
     digest_algorithms: Vec<Algorithm>,
     records: Option<RecordsConfig>,
     guard: GuardConfig,
+    cluster: Option<ClusterConfig>,
+    admission: AdmissionConfig,
+    connections: ConnectionLimits,
 }
 
 impl StartOnly {
@@ -366,6 +460,9 @@ impl StartOnly {
             digest_algorithms: c.digest_algorithms.clone(),
             records: c.records.clone(),
             guard: c.guard.clone(),
+            cluster: c.cluster.clone(),
+            admission: c.admission.clone(),
+            connections: c.connections,
         }
     }
 
@@ -382,7 +479,7 @@ impl StartOnly {
         check(self.admin != new.admin, "admin");
         check(self.demo_shop != new.demo_shop, "demo_shop");
         check(self.user_agent != new.user_agent, "sip.user_agent");
-        check(self.max_calls != new.max_calls, "sip.max_calls");
+        check(self.max_calls != new.max_calls, "limits.max_calls");
         check(self.t1 != new.t1, "sip.t1");
         check(self.realm != new.realm, "sip.realm");
         check(
@@ -390,7 +487,13 @@ impl StartOnly {
             "sip.digest_algorithms",
         );
         check(self.records != new.records, "records");
-        check(self.guard != new.guard, "limits");
+        check(self.cluster != new.cluster, "cluster");
+        check(
+            self.guard != new.guard
+                || self.admission != new.admission
+                || self.connections != new.connections,
+            "limits",
+        );
         keys
     }
 }
@@ -457,12 +560,14 @@ impl Default for Config {
         Config {
             path: None,
             guard: GuardConfig::default(),
+            admission: AdmissionConfig::default(),
+            drain: DEFAULT_DRAIN,
             listen: vec![
                 "udp:0.0.0.0:5060".parse().expect("static listener"),
                 "tcp:0.0.0.0:5060".parse().expect("static listener"),
             ],
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
-            max_calls: 5000,
+            max_calls: DEFAULT_MAX_CALLS,
             answer_after: Duration::ZERO,
             t1: Duration::from_millis(500),
             realm: "hotline".to_string(),
@@ -489,6 +594,8 @@ impl Default for Config {
             tests_dir: None,
             as_loaded: None,
             records: None,
+            cluster: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -542,7 +649,7 @@ impl Config {
             path: Some(path.to_path_buf()),
             ..Config::default()
         };
-        let Some(raw) = raw else {
+        let Some(mut raw) = raw else {
             return Err(found.into_error(None));
         };
         let p = &mut found;
@@ -727,7 +834,13 @@ impl Config {
                 Err(e) => p.at("limits.max_call", format!("limits.max_call: {e}")),
             }
         }
+        let sip_max_calls = raw.sip.max_calls.is_some();
+        admission_config(&mut raw.limits, sip_max_calls, &mut cfg, p);
+        connection_limits(&raw.limits, &mut cfg.connections, p);
         limits_config(raw.limits, &mut cfg.guard, p);
+        if let Some(c) = raw.cluster {
+            cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
+        }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
             None => Some(cfg.flows_dir.join("tests")).filter(|p| p.is_dir()),
@@ -939,6 +1052,190 @@ fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `cluster:`, with its store defaulting to the records' PostgreSQL database.
+fn cluster_config(
+    raw: RawCluster,
+    records: Option<&RecordsConfig>,
+    p: &mut Found<'_>,
+) -> Option<ClusterConfig> {
+    let node = match raw.node {
+        Some(n) if n.trim().is_empty() || n.len() > 64 => {
+            p.at(
+                "cluster.node",
+                "cluster.node: expected a name of 1 to 64 characters".to_owned(),
+            );
+            return None;
+        }
+        Some(n) => n,
+        None => host_name(),
+    };
+    let store = match (raw.store, records.map(|r| &r.store)) {
+        (Some(s), _) if s.starts_with("postgres://") || s.starts_with("postgresql://") => s,
+        (Some(s), _) => {
+            p.at(
+                "cluster.store",
+                format!("cluster.store: expected a postgres:// URL, found '{s}'"),
+            );
+            return None;
+        }
+        (None, Some(RecordsStore::Postgres(url))) => url.clone(),
+        (None, _) => {
+            p.at(
+                "cluster",
+                "cluster: the nodes share a PostgreSQL database: set cluster.store or a postgres:// records.store"
+                    .to_owned(),
+            );
+            return None;
+        }
+    };
+    let lease = match raw.lease.as_deref().map(parse_duration) {
+        None => DEFAULT_CLUSTER_LEASE,
+        Some(Ok(d)) if d >= Duration::from_secs(1) => d,
+        Some(Ok(_)) => {
+            p.at(
+                "cluster.lease",
+                "cluster.lease: expected at least 1s".to_owned(),
+            );
+            return None;
+        }
+        Some(Err(e)) => {
+            p.at("cluster.lease", format!("cluster.lease: {e}"));
+            return None;
+        }
+    };
+    Some(ClusterConfig { node, store, lease })
+}
+
+/// The host's name, for a node that names none (`cluster.node`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "hotline".to_owned())
+}
+
+/// How long a graceful shutdown waits when `limits.drain` is not given.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(300);
+
+/// `limits:`'s admission keys (taken out of `raw`; the guard's are left for
+/// [`limits_config`]) over the defaults. `sip.max_calls`, the older spelling of
+/// `limits.max_calls`, is still read; both at once is an error.
+fn admission_config(raw: &mut RawLimits, sip_max_calls: bool, cfg: &mut Config, p: &mut Found<'_>) {
+    if let Some(n) = raw.max_calls.take() {
+        if sip_max_calls || n == 0 {
+            let why = if n == 0 {
+                "limits.max_calls: expected at least 1, found 0 (no call could come in)"
+            } else {
+                "limits.max_calls: also given as sip.max_calls; keep one (limits.max_calls)"
+            };
+            p.at("limits.max_calls", why.to_owned());
+        }
+        cfg.max_calls = n.max(1);
+    }
+    if let Some(r) = raw.new_calls_per_second.take() {
+        if r.is_finite() && r > 0.0 {
+            cfg.admission.calls_per_second = r;
+        } else {
+            p.at(
+                "limits.new_calls_per_second",
+                format!("limits.new_calls_per_second: expected a number above 0, found {r}"),
+            );
+        }
+    }
+    if let Some(b) = raw.burst.take() {
+        if b == 0 {
+            p.at(
+                "limits.burst",
+                "limits.burst: expected at least 1, found 0 (no call could come in)".to_owned(),
+            );
+        }
+        cfg.admission.burst = b.max(1);
+    }
+    if let Some(t) = raw.max_media_lateness.take() {
+        match parse_duration(&t) {
+            Ok(d) => cfg.admission.max_lateness = d,
+            Err(e) => p.at(
+                "limits.max_media_lateness",
+                format!("limits.max_media_lateness: {e}"),
+            ),
+        }
+    }
+    if let Some(t) = raw.drain.take() {
+        match parse_duration(&t) {
+            Ok(d) => cfg.drain = d,
+            Err(e) => p.at("limits.drain", format!("limits.drain: {e}")),
+        }
+    }
+}
+
+/// `limits.max_message` and `limits.tcp_*` over their defaults.
+fn connection_limits(raw: &RawLimits, c: &mut ConnectionLimits, p: &mut Found<'_>) {
+    if let Some(v) = &raw.max_message {
+        match byte_size(v) {
+            Some(n) if MAX_MESSAGE_RANGE.contains(&n) => c.max_message = n,
+            _ => p.at(
+                "limits.max_message",
+                format!(
+                    "limits.max_message: expected a size from 1KiB to 65535 bytes like 16KiB or 16384, found {v}"
+                ),
+            ),
+        }
+    }
+    if let Some(t) = &raw.tcp_idle {
+        match parse_duration(t) {
+            Ok(d) if d.is_zero() => p.at(
+                "limits.tcp_idle",
+                "limits.tcp_idle: expected more than 0s".to_string(),
+            ),
+            Ok(d) => c.tcp_idle = d,
+            Err(e) => p.at("limits.tcp_idle", format!("limits.tcp_idle: {e}")),
+        }
+    }
+    let mut count = |key: &str, value: Option<u32>| match value {
+        Some(0) => {
+            p.at(key, format!("{key}: expected at least 1, found 0"));
+            None
+        }
+        n => n.map(|n| n as usize),
+    };
+    if let Some(n) = count("limits.tcp_per_source", raw.tcp_per_source) {
+        c.tcp_per_source = n;
+    }
+    if let Some(n) = count("limits.tcp_connections", raw.tcp_connections) {
+        c.tcp_connections = Some(n);
+    }
+}
+
+/// `16384`, `16KiB`, `16k`, `64 KB`: a number of bytes (kilo meaning 1024).
+fn byte_size(v: &serde_json::Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return usize::try_from(n).ok();
+    }
+    let t = v.as_str()?.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// `limits.max_message` is read by hand (a number or a text), so its shape is written here.
+fn byte_size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "the largest SIP message accepted: bytes, or like 16KiB (1KiB to 65535 bytes; default 16KiB)",
+        "anyOf": [
+            { "type": "null" },
+            { "type": "integer", "minimum": 1024, "maximum": 65535 },
+            { "type": "string", "pattern": "^[0-9]+ *([kK]([iI]?[bB])?|[bB])?$" }
+        ]
+    })
+}
+
 /// `limits:` over the defaults of the guard.
 fn limits_config(raw: RawLimits, guard: &mut GuardConfig, p: &mut Found<'_>) {
     let count = |n: u32, key: &str, p: &mut Found<'_>| {
@@ -1031,7 +1328,27 @@ fn admin_config(raw: RawAdmin) -> Result<AdminConfig, (&'static str, String)> {
             ),
         ));
     }
-    Ok(AdminConfig { listen, token })
+    let mut hosts = Vec::new();
+    for h in raw.hosts.unwrap_or_default() {
+        let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+        let name_like = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !name_like {
+            return Err((
+                "admin.hosts",
+                format!(
+                    "admin.hosts: expected host names without port or scheme (like hotline.example.org), found '{h}'"
+                ),
+            ));
+        }
+        hosts.push(h);
+    }
+    Ok(AdminConfig {
+        listen,
+        token,
+        hosts,
+    })
 }
 
 /// The top-level keys of the file.
@@ -1053,6 +1370,7 @@ const SECTIONS: &[&str] = &[
     "tests",
     "records",
     "limits",
+    "cluster",
 ];
 
 /// The sections flows depend on: while one of them is broken, checking the flows would
@@ -1513,6 +1831,28 @@ agents:
     }
 
     #[test]
+    fn admin_hosts_are_names_without_port() {
+        let cfg = Config::from_str_at(
+            "admin: { hosts: [Hotline.Example.org., wallboard] }",
+            Path::new("h.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin.unwrap().hosts,
+            ["hotline.example.org", "wallboard"]
+        );
+        for bad in ["\"http://x\"", "\"x:8080\"", "\"\""] {
+            let err =
+                Config::from_str_at(&format!("admin: {{ hosts: [{bad}] }}"), Path::new("h.yaml"))
+                    .unwrap_err();
+            assert!(
+                err.to_string().contains("admin.hosts: expected host names"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn the_tests_folder_defaults_to_the_one_beside_the_flows_if_any() {
         let cfg = Config::from_str_at("tests: checks", Path::new("/etc/hotline/h.yaml")).unwrap();
         assert_eq!(cfg.tests_dir, Some(PathBuf::from("/etc/hotline/checks")));
@@ -1619,6 +1959,136 @@ agents:
             found[2].0 == 4 && found[2].1.contains("limits.window"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_cluster_takes_the_records_database_unless_it_names_its_own() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let at = |text: &str| Config::from_str_at(text, path);
+        assert_eq!(at("").unwrap().cluster, None);
+        let shared = "records: { store: \"postgres://h@db/hotline\" }\ncluster: { node: a }\n";
+        let c = at(shared).unwrap().cluster.unwrap();
+        assert_eq!(c.node, "a");
+        assert_eq!(c.store, "postgres://h@db/hotline");
+        assert_eq!(c.lease, DEFAULT_CLUSTER_LEASE);
+        let own = "cluster: { node: b, store: \"postgres://h@other/x\", lease: 3s }\n";
+        let c = at(own).unwrap().cluster.unwrap();
+        assert_eq!(
+            (c.store.as_str(), c.lease),
+            ("postgres://h@other/x", Duration::from_secs(3))
+        );
+        for (bad, says) in [
+            ("cluster: { node: a }\n", "set cluster.store"),
+            (
+                "cluster: { node: a, store: data/x.db }\n",
+                "expected a postgres:// URL",
+            ),
+            (
+                "cluster: { store: \"postgres://d/x\", lease: 0s }\n",
+                "at least 1s",
+            ),
+            (
+                "cluster: { store: \"postgres://d/x\", leese: 3s }\n",
+                "unknown key 'leese'",
+            ),
+        ] {
+            let Err(ConfigError::Invalid { diagnostics, .. }) = at(bad) else {
+                panic!("{bad} refused");
+            };
+            assert!(
+                diagnostics.iter().any(|d| d.message.contains(says)),
+                "{bad}: {diagnostics:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_set_admission_and_drain_with_placed_diagnostics() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let d = Config::from_str_at("", path).unwrap();
+        assert_eq!(d.admission, AdmissionConfig::default());
+        assert_eq!((d.max_calls, d.drain), (DEFAULT_MAX_CALLS, DEFAULT_DRAIN));
+        let text = "limits:\n  max_calls: 40\n  new_calls_per_second: 2.5\n  burst: 7\n  max_media_lateness: 30ms\n  drain: 90s\n";
+        let c = Config::from_str_at(text, path).unwrap();
+        assert_eq!(c.max_calls, 40);
+        assert_eq!(c.admission.calls_per_second, 2.5);
+        assert_eq!(c.admission.burst, 7);
+        assert_eq!(c.admission.max_lateness, Duration::from_millis(30));
+        assert_eq!(c.drain, Duration::from_secs(90));
+        // The older spelling still works alone.
+        let old = Config::from_str_at("sip: { max_calls: 12 }", path).unwrap();
+        assert_eq!(old.max_calls, 12);
+        let bad = "sip: { max_calls: 12 }\nlimits:\n  max_calls: 10\n  new_calls_per_second: 0\n  burst: 0\n  drain: later\n";
+        let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(bad, path) else {
+            panic!("refused");
+        };
+        let found: Vec<(u32, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].0 == 3 && found[0].1.contains("sip.max_calls"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].0 == 4 && found[1].1.contains("above 0"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].0 == 5 && found[2].1.contains("limits.burst"),
+            "{found:?}"
+        );
+        assert!(
+            found[3].0 == 6 && found[3].1.contains("limits.drain"),
+            "{found:?}"
+        );
+        let mut changed = c.clone();
+        changed.as_loaded = None;
+        changed.admission.burst = 8;
+        let mut before = c.clone();
+        before.as_loaded = None;
+        assert_eq!(start_only_changes(&before, &changed), ["limits"]);
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_sizes_and_placed_diagnostics() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        let c = Config::from_str_at("", path).unwrap().connections;
+        assert_eq!(c, ConnectionLimits::default());
+        assert_eq!(c.max_message, 16 * 1024);
+        assert_eq!(c.tcp_idle, Duration::from_secs(60));
+        assert_eq!((c.tcp_per_source, c.tcp_connections), (32, None));
+        let text = "limits:\n  max_message: 32KiB\n  tcp_idle: 5s\n  tcp_per_source: 4\n  tcp_connections: 100\n";
+        let c = Config::from_str_at(text, path).unwrap().connections;
+        assert_eq!(c.max_message, 32 * 1024);
+        assert_eq!(c.tcp_idle, Duration::from_secs(5));
+        assert_eq!((c.tcp_per_source, c.tcp_connections), (4, Some(100)));
+        let bytes = Config::from_str_at("limits: { max_message: 4000 }", path).unwrap();
+        assert_eq!(bytes.connections.max_message, 4000);
+        let bad = "limits:\n  max_message: 1MiB\n  tcp_idle: 0s\n  tcp_per_source: 0\n  tcp_connections: 0\n";
+        let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(bad, path) else {
+            panic!("refused");
+        };
+        let found: Vec<(u32, &str)> = diagnostics
+            .iter()
+            .map(|d| (d.line, d.message.as_str()))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        for (i, key) in [
+            "max_message",
+            "tcp_idle",
+            "tcp_per_source",
+            "tcp_connections",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(found[i].0, i as u32 + 2, "{found:?}");
+            assert!(found[i].1.contains(&format!("limits.{key}")), "{found:?}");
+        }
+        let small = Config::from_str_at("limits: { max_message: 100 }", path);
+        assert!(small.is_err(), "a limit below 1KiB is refused");
     }
 
     #[test]

@@ -23,3 +23,6 @@ pub mod config; // hotline.yaml
 pub mod config_text; // hotline.yaml before serde: ${NAME} and KEY_file substituted, positions kept
 pub mod record; // a call's record and events, as the records store keeps them
 pub mod report; // the contact-centre report, computed from call records
+pub mod cluster; // a node's lease and leadership among nodes sharing one database
+pub mod paths; // prompts, recordings and flow files stay inside their folders
+pub mod capacity; // Erlang C and A, and a simulation of a queue on the ACD: agents needed

@@ -3,8 +3,10 @@
 //! It owns the transaction table, the routing maps (Call-ID to call, a call's outgoing legs
 //! to the call that placed them, INVITE server transactions for CANCEL, client transactions
 //! to the call that started them), merged-request detection (482), the stateless answers to
-//! what belongs to no call (OPTIONS, 481, 405, 501, 503 when `max_calls` is reached), and
-//! the [`Guard`] that drops requests from banned sources and scanners before any of that. The
+//! what belongs to no call (OPTIONS, 481, 405, 501), the [`Admission`] controller that
+//! answers a new INVITE 503 when the engine is full, too fast, late, out of RTP ports or
+//! draining (and OPTIONS 503 meanwhile, so a proxy in front sends elsewhere), and the
+//! [`Guard`] that drops requests from banned sources and scanners before any of that. The
 //! 2xx retransmission of answered INVITEs is not here: it is the UAS core's (`sip::uas`),
 //! whose copies come back as [`CallCommand::SendResponse`].
 //!
@@ -20,10 +22,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Protocol;
 use crate::sip::ALLOW;
+use crate::sip::admission::{Admission, AdmissionConfig, Load, Refusal};
 use crate::sip::guard::{Guard, GuardConfig, GuardEvent, Verdict};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
 use crate::sip::transaction::{
@@ -50,6 +53,9 @@ pub enum ToCall {
     RequestTimeout { key: TransactionKey },
     /// Something for one of the call's outgoing legs (see `SipHandle::open_leg`).
     Leg { call_id: String, msg: Box<ToCall> },
+    /// The engine is stopping and its drain ran out: end the call now (BYE), its record
+    /// `interrupted`.
+    Shutdown,
 }
 
 /// A message as the transaction layer keeps it: parsed, with the peer it came from or goes
@@ -165,6 +171,8 @@ pub struct CoreConfig {
     pub timers: TimerConfig,
     /// Who may send requests that belong to no call (`limits.*`).
     pub guard: GuardConfig,
+    /// Which new calls are taken besides `max_calls` (`limits.*`).
+    pub admission: AdmissionConfig,
 }
 
 /// Counters the shell publishes.
@@ -182,6 +190,10 @@ pub struct CoreCounters {
     pub dropped_scanner: u64,
     /// Sources banned so far.
     pub bans: u64,
+    /// New calls refused with 503, by reason in the order of [`Refusal::ALL`].
+    pub refused: [u64; 5],
+    /// New calls are refused because the engine is stopping.
+    pub draining: bool,
 }
 
 /// A request that carried no To tag, as RFC 3261 §8.2.2.2 compares them: From tag,
@@ -216,6 +228,9 @@ pub struct EndpointCore {
     outputs: VecDeque<Output>,
     counters: CoreCounters,
     guard: Guard,
+    admission: Admission,
+    /// The media clock's lateness and the free RTP ports, as the shell last saw them.
+    load: Load,
 }
 
 fn reliability(peer: &Peer) -> Reliability {
@@ -308,6 +323,15 @@ impl EndpointCore {
         EndpointCore {
             table: TransactionTable::new(cfg.timers),
             guard: Guard::new(cfg.guard.clone()),
+            admission: Admission::new(AdmissionConfig {
+                max_calls: cfg.max_calls,
+                ..cfg.admission.clone()
+            }),
+            load: Load {
+                calls: 0,
+                lateness: std::time::Duration::ZERO,
+                ports_free: usize::MAX,
+            },
             cfg,
             tokens,
             calls: HashSet::new(),
@@ -334,7 +358,40 @@ impl EndpointCore {
             dropped_banned: g.dropped_banned,
             dropped_scanner: g.dropped_scanner,
             bans: g.bans,
+            refused: Refusal::ALL.map(|r| self.admission.refused(r)),
+            draining: self.admission.is_draining(),
             ..self.counters
+        }
+    }
+
+    /// What the engine carries besides its calls, as the shell reads it before each input:
+    /// the media clock's smoothed lateness and the RTP ports still free.
+    pub fn set_load(&mut self, lateness: std::time::Duration, ports_free: usize) {
+        self.load.lateness = lateness;
+        self.load.ports_free = ports_free;
+    }
+
+    /// Starts a drain: from now on every new call and every OPTIONS gets 503; calls in
+    /// progress go on.
+    pub fn start_draining(&mut self) {
+        if !self.admission.is_draining() {
+            info!(
+                calls = self.calls.len(),
+                "draining: new calls are refused, calls in progress go on"
+            );
+        }
+        self.admission.set_draining(true);
+    }
+
+    /// The calls in progress, by Call-ID (the shell ends them when a drain runs out).
+    pub fn call_ids(&self) -> impl Iterator<Item = &str> {
+        self.calls.iter().map(String::as_str)
+    }
+
+    fn current_load(&self) -> Load {
+        Load {
+            calls: self.calls.len(),
+            ..self.load
         }
     }
 
@@ -721,6 +778,18 @@ impl EndpointCore {
 
     /// The answer to a request the core gives itself (it belongs to no call).
     fn answer_request(&mut self, req: &Request, status: u16, reason: &str) -> Response {
+        self.answer_retry(req, status, reason, Refusal::MaxCalls.retry_after())
+    }
+
+    /// [`Self::answer_request`], with a 503's Retry-After drawn from `retry` (seconds,
+    /// both ends included).
+    fn answer_retry(
+        &mut self,
+        req: &Request,
+        status: u16,
+        reason: &str,
+        retry: (u32, u32),
+    ) -> Response {
         let mut resp = Response::for_request(req, status, reason);
         let tag = self.tokens.token(10);
         let _ = resp.headers.ensure_to_tag(&tag);
@@ -737,7 +806,8 @@ impl EndpointCore {
         }
         if status == 503 {
             // Spread the retries of rejected callers over time (RFC 3261 §21.5.4).
-            let secs = 5 + self.tokens.below(25);
+            let (lo, hi) = retry;
+            let secs = lo + self.tokens.below(hi.saturating_sub(lo) + 1);
             resp.headers
                 .push(HeaderName::new("Retry-After"), secs.to_string());
         }
@@ -827,13 +897,13 @@ impl EndpointCore {
                         self.handed.insert(key, msg.peer);
                     }
                 } else if req.method == Method::Options {
-                    self.answer(now, &key, &msg, 200, "OK");
+                    self.on_options(now, &key, &msg);
                 } else {
                     self.answer(now, &key, &msg, 481, "Call/Transaction Does Not Exist");
                 }
             }
             Method::Invite => self.on_invite(now, key, &msg, call_id),
-            Method::Options => self.answer(now, &key, &msg, 200, "OK"),
+            Method::Options => self.on_options(now, &key, &msg),
             Method::Register => self.outputs.push_back(Output::Register {
                 key,
                 peer: msg.peer,
@@ -847,6 +917,23 @@ impl EndpointCore {
         }
     }
 
+    /// OPTIONS outside a dialog: 200 while new calls would be taken, 503 with Retry-After
+    /// while they would not (over a limit, draining), so that a proxy probing with OPTIONS
+    /// (Kamailio's dispatcher) sends its calls elsewhere meanwhile.
+    fn on_options(&mut self, now: Instant, key: &TransactionKey, msg: &Out) {
+        let Message::Request(req) = &msg.message else {
+            return;
+        };
+        let resp = match self.admission.refusing(now, self.current_load()) {
+            None => self.answer_request(req, 200, "OK"),
+            Some(why) => {
+                debug!(source = %msg.peer.remote, reason = why.as_str(), "OPTIONS answered 503");
+                self.answer_retry(req, 503, "Service Unavailable", why.retry_after())
+            }
+        };
+        self.send_response(now, key, msg.peer, resp);
+    }
+
     fn on_invite(&mut self, now: Instant, key: TransactionKey, msg: &Out, call_id: String) {
         let Message::Request(req) = &msg.message else {
             return;
@@ -857,9 +944,14 @@ impl EndpointCore {
             self.answer(now, &key, msg, 482, "Loop Detected");
             return;
         }
-        if self.calls.len() >= self.cfg.max_calls {
+        if let Err(why) = self.admission.admit(now, self.current_load()) {
             self.counters.rejected_busy += 1;
-            self.answer(now, &key, msg, 503, "Service Unavailable");
+            let resp = self.answer_retry(req, 503, "Service Unavailable", why.retry_after());
+            // One line per refusal, for fail2ban and for the operator (`source`, `reason`).
+            info!(source = %msg.peer.remote, reason = why.as_str(), %call_id,
+                retry_after = resp.headers.get(HeaderName::new("Retry-After")).and_then(|v| v.as_str()),
+                "call refused");
+            self.send_response(now, &key, msg.peer, resp);
             return;
         }
         // 100 Trying at once, so the caller's INVITE retransmissions stop (§17.2.1).

@@ -1,8 +1,10 @@
 //! The SIP endpoint's tokio shell: one task that moves messages between the transports,
 //! the calls' inboxes and the pure [`EndpointCore`], which decides everything (transactions,
 //! routing, CANCEL, 481/482/503, out-of-dialog answers). The shell also
-//! runs the registrar service the core hands REGISTER to, and feeds send failures and
-//! closed inboxes back into the core.
+//! runs the registrar service the core hands REGISTER to, feeds send failures and
+//! closed inboxes back into the core, reads the engine's load (the media clock's lateness,
+//! the free RTP ports) for the core's admission decisions, and carries out a drain: new
+//! calls refused, then, when the server says the drain ran out, every call told to end.
 //!
 //! It must not make routing decisions of its own, and must never wait on one peer: sends
 //! to a TCP peer never block (see `transport`), so a peer that stops reading cannot stall
@@ -16,8 +18,8 @@ mod tests;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -25,6 +27,7 @@ use tracing::debug;
 use crate::config::Protocol;
 use crate::mailbox::Mailbox;
 use crate::metrics::Direction;
+use crate::sip::admission::{AdmissionConfig, Refusal};
 use crate::sip::guard::GuardConfig;
 use crate::sip::message::{Host, Request, Response, Transport, Uri, Via};
 use crate::sip::random_token;
@@ -47,6 +50,28 @@ enum FromCall {
         call_id: String,
         inbox: Mailbox<ToCall>,
     },
+    /// From the server: refuse new calls from now on.
+    Drain,
+    /// From the server: tell every call in progress to end.
+    EndCalls,
+}
+
+/// What the server tells the endpoint when it stops (see [`Endpoint::control`]).
+#[derive(Clone)]
+pub struct EndpointControl {
+    tx: mpsc::UnboundedSender<FromCall>,
+}
+
+impl EndpointControl {
+    /// New calls get 503 (and OPTIONS 503) from now on; calls in progress go on.
+    pub fn drain(&self) {
+        let _ = self.tx.send(FromCall::Drain);
+    }
+
+    /// Every call in progress is told to end now ([`ToCall::Shutdown`]).
+    pub fn end_calls(&self) {
+        let _ = self.tx.send(FromCall::EndCalls);
+    }
 }
 
 /// What a call needs to talk SIP: send responses and requests, and build Vias and Contacts
@@ -164,7 +189,7 @@ pub fn our_contact(peer: &Peer, advertised: IpAddr) -> Uri {
 }
 
 /// Settings of the endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EndpointConfig {
     pub user_agent: String,
     pub max_calls: usize,
@@ -172,8 +197,40 @@ pub struct EndpointConfig {
     pub registrar: RegistrarConfig,
     /// Flood and login bans, trusted sources, scanners.
     pub guard: GuardConfig,
+    /// The rate and lateness limits on new calls.
+    pub admission: AdmissionConfig,
+    /// Where the endpoint reads the engine's load before each decision.
+    pub load: LoadSource,
     /// Where the SIP messages that go through the endpoint are counted.
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Where the endpoint reads what the engine carries besides its calls. Each read must be
+/// cheap (atomics, a short lock): it happens before every inbound message.
+pub struct LoadSource {
+    /// The media clock's smoothed lateness.
+    pub lateness: Box<dyn Fn() -> Duration + Send + Sync>,
+    /// RTP ports still free.
+    pub ports_free: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+impl LoadSource {
+    /// No lateness, ports without end (tests of the signalling alone).
+    pub fn unloaded() -> LoadSource {
+        LoadSource {
+            lateness: Box::new(|| Duration::ZERO),
+            ports_free: Box::new(|| usize::MAX),
+        }
+    }
+}
+
+impl std::fmt::Debug for LoadSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadSource")
+            .field("lateness", &(self.lateness)())
+            .field("ports_free", &(self.ports_free)())
+            .finish()
+    }
 }
 
 /// Live numbers the admin API, logs and tests read.
@@ -191,10 +248,35 @@ pub struct EndpointStats {
     pub dropped_scanner: AtomicU64,
     /// Sources banned (for flooding or for failed logins).
     pub bans: AtomicU64,
+    /// New calls refused with 503, by reason in the order of [`Refusal::ALL`].
+    pub refused: [AtomicU64; 5],
+    /// The engine is stopping: new calls are refused.
+    pub draining: AtomicBool,
+    /// Live SIP transactions (back to zero once every exchange has ended).
+    pub transactions: AtomicUsize,
+    /// Calls the endpoint delivers messages to (back to zero once every call has ended).
+    pub inboxes: AtomicUsize,
 }
 
 impl EndpointStats {
-    fn publish(&self, c: &CoreCounters) {
+    /// New calls refused so far for `reason`.
+    pub fn refused(&self, reason: Refusal) -> u64 {
+        let i = Refusal::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.refused[i].load(Ordering::Relaxed)
+    }
+
+    /// Publishes the core's counters, and what moved since the last time to `metrics`.
+    fn publish(&self, c: &CoreCounters, metrics: &crate::metrics::Metrics) {
+        let moved = |a: &AtomicU64, v: u64| v.saturating_sub(a.swap(v, Ordering::Relaxed));
+        for (i, r) in Refusal::ALL.into_iter().enumerate() {
+            metrics.calls_refused(r, moved(&self.refused[i], c.refused[i]));
+        }
+        metrics.sip_dropped("banned", moved(&self.dropped_banned, c.dropped_banned));
+        metrics.sip_dropped("scanner", moved(&self.dropped_scanner, c.dropped_scanner));
+        metrics.sources_banned(moved(&self.bans, c.bans));
+        if self.draining.swap(c.draining, Ordering::Relaxed) != c.draining {
+            metrics.set_draining(c.draining);
+        }
         self.active_calls.store(c.active_calls, Ordering::Relaxed);
         self.calls_total.store(c.calls_total, Ordering::Relaxed);
         self.rejected_busy.store(c.rejected_busy, Ordering::Relaxed);
@@ -202,11 +284,6 @@ impl EndpointStats {
             .store(c.requests_unsent, Ordering::Relaxed);
         self.responses_unsent
             .store(c.responses_unsent, Ordering::Relaxed);
-        self.dropped_banned
-            .store(c.dropped_banned, Ordering::Relaxed);
-        self.dropped_scanner
-            .store(c.dropped_scanner, Ordering::Relaxed);
-        self.bans.store(c.bans, Ordering::Relaxed);
     }
 }
 
@@ -236,6 +313,7 @@ pub struct Endpoint {
     stats: Arc<EndpointStats>,
     registrar: RegistrarService,
     metrics: Arc<crate::metrics::Metrics>,
+    load: LoadSource,
 }
 
 impl Endpoint {
@@ -254,6 +332,7 @@ impl Endpoint {
                 max_calls: cfg.max_calls,
                 timers: cfg.timers,
                 guard: cfg.guard.clone(),
+                admission: cfg.admission.clone(),
             },
             Box::new(RandomTokens),
         );
@@ -268,6 +347,14 @@ impl Endpoint {
             stats: Arc::new(EndpointStats::default()),
             registrar,
             metrics: cfg.metrics,
+            load: cfg.load,
+        }
+    }
+
+    /// A handle for the server to drain the endpoint and end its calls when it stops.
+    pub fn control(&self) -> EndpointControl {
+        EndpointControl {
+            tx: self.handle.tx.clone(),
         }
     }
 
@@ -307,6 +394,7 @@ impl Endpoint {
                 m = self.inbound.recv() => match m {
                     Some(m) => {
                         self.metrics.sip_message(&m.message, Direction::Received);
+                        self.core.set_load((self.load.lateness)(), (self.load.ports_free)());
                         self.core.handle_inbound(Instant::now(), m.peer, m.message)
                     }
                     None => return,
@@ -319,7 +407,13 @@ impl Endpoint {
                 }
             }
             self.carry_out().await;
-            self.stats.publish(&self.core.counters());
+            self.stats.publish(&self.core.counters(), &self.metrics);
+            self.stats
+                .transactions
+                .store(self.core.transactions(), Ordering::Relaxed);
+            self.stats
+                .inboxes
+                .store(self.inboxes.len(), Ordering::Relaxed);
         }
     }
 
@@ -336,6 +430,18 @@ impl Endpoint {
                 self.inboxes.insert(call_id.clone(), inbox);
                 self.core
                     .handle_call(now, CallCommand::Originate { call_id });
+            }
+            FromCall::Drain => self.core.start_draining(),
+            FromCall::EndCalls => {
+                // Every call the engine knows, with or without an inbox of its own (a leg
+                // is ended by the call that placed it).
+                let ids: Vec<String> = self.core.call_ids().map(str::to_owned).collect();
+                tracing::info!(calls = ids.len(), "ending the calls in progress");
+                for id in ids {
+                    if let Some(inbox) = self.inboxes.get(&id) {
+                        let _ = inbox.send(ToCall::Shutdown);
+                    }
+                }
             }
         }
     }

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::core::{CallCommand, CoreConfig, EndpointCore, Origin, Output, ToCall, Tokens};
 use crate::config::Protocol;
+use crate::sip::admission::{AdmissionConfig, Refusal};
 use crate::sip::message::{HeaderName, Limits, Message, Method, Request, Response, parse};
 use crate::sip::transaction::test_support::Clock;
 use crate::sip::transaction::{Role, TimerConfig};
@@ -33,15 +34,28 @@ fn peer() -> Peer {
 }
 
 fn core(max_calls: usize) -> EndpointCore {
+    core_with(max_calls, AdmissionConfig::default())
+}
+
+fn core_with(max_calls: usize, admission: AdmissionConfig) -> EndpointCore {
     EndpointCore::new(
         CoreConfig {
             user_agent: "hotline-test".into(),
             max_calls,
             timers: TimerConfig::default(),
             guard: Default::default(),
+            admission,
         },
         Box::new(Counting(0)),
     )
+}
+
+fn retry_after(r: &Response) -> String {
+    r.headers
+        .get(HeaderName::new("Retry-After"))
+        .expect("Retry-After")
+        .to_str_lossy()
+        .to_string()
 }
 
 fn message(text: &str) -> Message {
@@ -398,6 +412,148 @@ fn max_calls_reached_is_503_with_retry_after() {
         .to_str_lossy();
     assert_eq!(retry, "12", "5 s plus the drawn spread");
     assert_eq!(c.counters().rejected_busy, 1);
+}
+
+#[test]
+fn new_calls_beyond_the_rate_get_503_with_a_short_retry_and_the_bucket_refills() {
+    let clock = Clock::new();
+    let mut c = core_with(
+        100,
+        AdmissionConfig {
+            calls_per_second: 2.0,
+            burst: 3,
+            ..AdmissionConfig::default()
+        },
+    );
+    for i in 0..3 {
+        invite(
+            &mut c,
+            clock.at(0.0),
+            &format!("ok{i}@test"),
+            &format!("ok{i}"),
+        );
+    }
+    // A flood above the rate: every INVITE gets its own 503, none is dropped silently.
+    for i in 0..200 {
+        inbound(
+            &mut c,
+            clock.at(0.1),
+            request("INVITE", &format!("x{i}@test"), &format!("x{i}"), 1, None),
+        );
+        let out = drain(&mut c);
+        assert!(new_calls(&out).is_empty());
+        let r = only_response(&out);
+        assert_eq!(r.status, 503, "INVITE {i}");
+        assert_eq!(retry_after(r), "5", "1 s plus the drawn spread (4 at most)");
+    }
+    assert_eq!(c.counters().refused[1], 200);
+    assert_eq!(Refusal::ALL[1], Refusal::Rate);
+    // Half a second later one token is back.
+    invite(&mut c, clock.at(0.6), "later@test", "later");
+    assert_eq!(c.counters().active_calls, 4);
+}
+
+#[test]
+fn options_answer_503_while_full_and_200_once_a_call_ends() {
+    let clock = Clock::new();
+    let mut c = core(1);
+    let options = |c: &mut EndpointCore, at, branch: &str| {
+        inbound(
+            c,
+            at,
+            request("OPTIONS", &format!("{branch}@test"), branch, 1, None),
+        );
+        let out = drain(c);
+        let r = only_response(&out).clone();
+        r
+    };
+    assert_eq!(options(&mut c, clock.at(0.0), "o1").status, 200);
+    invite(&mut c, clock.at(0.1), "a@test", "inv1");
+    let r = options(&mut c, clock.at(0.2), "o2");
+    assert_eq!(r.status, 503);
+    assert_eq!(retry_after(&r), "12");
+    assert_eq!(
+        c.counters().refused,
+        [0; 5],
+        "a probe is not a refused call"
+    );
+    c.handle_call(
+        clock.at(0.3),
+        CallCommand::Ended {
+            call_id: "a@test".into(),
+        },
+    );
+    drain(&mut c);
+    assert_eq!(options(&mut c, clock.at(0.4), "o3").status, 200);
+}
+
+#[test]
+fn no_free_rtp_port_or_a_late_media_clock_refuse_new_calls_before_they_exist() {
+    let clock = Clock::new();
+    let mut c = core(10);
+    c.set_load(std::time::Duration::ZERO, 0);
+    inbound(
+        &mut c,
+        clock.at(0.0),
+        request("INVITE", "p@test", "p", 1, None),
+    );
+    let out = drain(&mut c);
+    assert!(new_calls(&out).is_empty());
+    assert_eq!(only_response(&out).status, 503);
+    c.set_load(std::time::Duration::from_millis(40), 100);
+    inbound(
+        &mut c,
+        clock.at(0.1),
+        request("INVITE", "l@test", "l", 1, None),
+    );
+    let out = drain(&mut c);
+    assert!(new_calls(&out).is_empty());
+    assert_eq!(only_response(&out).status, 503);
+    let refused = c.counters().refused;
+    assert_eq!(
+        (refused[2], refused[3]),
+        (1, 1),
+        "lateness, ports: {refused:?}"
+    );
+    c.set_load(std::time::Duration::from_millis(2), 100);
+    invite(&mut c, clock.at(0.2), "ok@test", "ok");
+}
+
+#[test]
+fn draining_refuses_new_calls_and_options_while_calls_in_progress_keep_their_requests() {
+    let clock = Clock::new();
+    let mut c = core(10);
+    invite(&mut c, clock.at(0.0), "a@test", "inv1");
+    c.start_draining();
+    assert!(c.counters().draining);
+    inbound(
+        &mut c,
+        clock.at(0.1),
+        request("INVITE", "b@test", "inv2", 1, None),
+    );
+    let out = drain(&mut c);
+    assert!(new_calls(&out).is_empty());
+    let r = only_response(&out);
+    assert_eq!(r.status, 503);
+    assert_eq!(retry_after(r), "67", "60 s plus the drawn spread");
+    inbound(
+        &mut c,
+        clock.at(0.2),
+        request("OPTIONS", "o@test", "o", 1, None),
+    );
+    assert_eq!(only_response(&drain(&mut c)).status, 503);
+    inbound(
+        &mut c,
+        clock.at(0.3),
+        request("BYE", "a@test", "bye1", 2, Some("ours")),
+    );
+    let out = drain(&mut c);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::ToCall { call_id, msg: ToCall::Request { .. } } if call_id == "a@test")),
+        "{out:?}"
+    );
+    assert_eq!(c.call_ids().collect::<Vec<_>>(), ["a@test"]);
+    assert_eq!(c.counters().refused[4], 1);
 }
 
 #[test]

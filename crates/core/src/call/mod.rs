@@ -24,4 +24,6 @@ pub enum Outcome {
     MaxCall,
     /// The call's task failed (a bug in the engine); the engine hung up what it could.
     Failed,
+    /// The engine stopped and ended the call (a drain that ran out, a second stop).
+    Interrupted,
 }

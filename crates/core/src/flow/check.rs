@@ -23,7 +23,7 @@ use super::model::{
 };
 use super::schedule::Schedule;
 use super::story::REASON_TAG;
-use super::template::{TemplateError, Templates};
+use super::template::{TemplateError, Templates, uses_safe_filter};
 
 /// What flows use from the server configuration (hotline.yaml).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -545,6 +545,17 @@ impl<'a> Ctx<'a> {
             });
             return;
         }
+        if crate::paths::climbs_out(name) {
+            self.error(
+                at,
+                format!("'{name}' leads out of the prompts folder"),
+                Some(
+                    "name a prompt inside prompts/<language>/ (e.g. 'menu/main'), without '..' or a leading '/'"
+                        .to_owned(),
+                ),
+            );
+            return;
+        }
         let help = if let Some(stem) = name.strip_suffix(".wav") {
             format!("leave out '.wav': write '{stem}'")
         } else {
@@ -994,6 +1005,27 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// An `http` step's URL: its values are percent-encoded when rendered, except through
+    /// `safe`, which lets a caller's value rewrite the path or query.
+    fn url_template(&mut self, text: &str, at: Location) {
+        match self.templates.add_url(text) {
+            Ok(reads) => self.config_reads(text, at, &reads),
+            Err(e) => return self.template_error(text, at, &e, TEMPLATE_HELP),
+        }
+        if uses_safe_filter(text) {
+            self.warning(
+                at,
+                "the URL inserts a value raw with `safe`: a caller's number or digits \
+                 passed through it can change the URL's path or query",
+                Some(
+                    "drop `| safe` so the value is URL-encoded, or use it only for values \
+                     the caller cannot choose"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+
     fn condition(&mut self, text: &str, at: Location) {
         match self.templates.add_condition(text) {
             Ok(reads) => self.config_reads(text, at, &reads),
@@ -1387,7 +1419,7 @@ impl<'a> Ctx<'a> {
                 None,
             );
         }
-        self.template(url, h.url.referenced);
+        self.url_template(url, h.url.referenced);
         if let Some(hs) = &h.headers {
             for (k, v) in hs.value.iter() {
                 if !is_header_name(&k.value) {

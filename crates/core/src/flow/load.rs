@@ -310,6 +310,14 @@ fn load_flows(
     };
     let mut sources = Vec::new();
     for p in paths {
+        // A symlink in the flow folder that points out of it is not read.
+        if let Err(e) = crate::paths::confined(dir, &p) {
+            diags.push(Diagnostic::error(
+                &p,
+                format!("the flow file is not used: {e}"),
+            ));
+            continue;
+        }
         match read_flow_file(&p) {
             Ok(s) => sources.push(s),
             Err(d) => diags.push(d),

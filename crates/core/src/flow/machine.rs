@@ -1379,7 +1379,7 @@ impl FlowMachine {
     }
 
     fn start_http(&mut self, now: Instant, h: &HttpStep) -> Go {
-        let url = self.with_scope(now, |t, scope| t.render(&h.url, scope));
+        let url = self.with_scope(now, |t, scope| t.render_url(&h.url, scope));
         let Some(url) = self.rendered(now, &h.url, url) else {
             self.note(
                 now,

@@ -14,12 +14,21 @@
 //! Undefined variables render as empty text and are false in conditions (`result.eta`
 //! with no `result` is empty too); the renderer lists the ones a template used, so the
 //! interpreter can note them in the call's story.
+//!
+//! URL templates (an `http` step's `url`) are compiled apart, by [`Templates::add_url`],
+//! in an engine whose every `{{ value }}` is percent-encoded: the caller's number and the
+//! digits they typed reach the URL as one piece of a path or query, never as `/`, `?`,
+//! `#` or `&` that would change which resource the back end serves. Values of
+//! `config.NAME` (written by the admin in hotline.yaml) and values passed through the
+//! `safe` filter are inserted as written; a value that is exactly `.` or `..` fails the
+//! rendering, because no encoding stops a URL parser from reading it as a path step.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::value::{Serde, Value as JinjaValue};
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, Error as JinjaError, ErrorKind, Output, State};
+use minijinja::{UndefinedBehavior, escape_formatter};
 use serde_json::Value;
 
 /// Instructions one template or condition may run; ends a runaway loop in a template.
@@ -59,6 +68,24 @@ impl Scope<'_> {
             .collect();
         map.insert("now".to_owned(), JinjaValue::from(format_now(self.now)));
         map.insert("config".to_owned(), JinjaValue::from(Serde(self.config)));
+        JinjaValue::from(map)
+    }
+
+    /// The scope of a URL template: `config` texts are the admin's own and marked safe, so
+    /// `{{ config.crm_url }}/orders` keeps its `://` and slashes.
+    fn to_url_value(self) -> JinjaValue {
+        let mut map: BTreeMap<String, JinjaValue> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), JinjaValue::from(Serde(v))))
+            .collect();
+        map.insert("now".to_owned(), JinjaValue::from(format_now(self.now)));
+        let config: BTreeMap<String, JinjaValue> = self
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), trusted(v)))
+            .collect();
+        map.insert("config".to_owned(), JinjaValue::from(config));
         JinjaValue::from(map)
     }
 
@@ -138,13 +165,120 @@ fn new_environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_fuel(Some(FUEL));
     env.set_debug(true);
+    // The built-in filter keeps `/`; this one encodes every reserved byte, and its result
+    // is final, so a URL template does not encode it a second time.
+    env.add_filter("urlencode", urlencode_filter);
     env
+}
+
+/// `{{ value | urlencode }}`: a mapping becomes `key=value&...`, anything else its text,
+/// percent-encoded; undefined and none give empty text.
+fn urlencode_filter(value: &JinjaValue) -> Result<JinjaValue, JinjaError> {
+    if value.is_undefined() || value.is_none() {
+        return Ok(JinjaValue::from_safe_string(String::new()));
+    }
+    if value.kind() != minijinja::value::ValueKind::Map {
+        return Ok(JinjaValue::from_safe_string(url_encode(&value.to_string())));
+    }
+    let mut pairs = Vec::new();
+    for k in value.try_iter()? {
+        let v = value.get_item(&k)?;
+        if v.is_none() || v.is_undefined() {
+            continue;
+        }
+        pairs.push(format!(
+            "{}={}",
+            url_encode(&k.to_string()),
+            url_encode(&v.to_string())
+        ));
+    }
+    Ok(JinjaValue::from_safe_string(pairs.join("&")))
+}
+
+/// A config value for a URL template: its texts, at any depth, are inserted unencoded.
+fn trusted(v: &Value) -> JinjaValue {
+    match v {
+        Value::String(s) => JinjaValue::from_safe_string(s.clone()),
+        Value::Array(items) => JinjaValue::from(items.iter().map(trusted).collect::<Vec<_>>()),
+        Value::Object(m) => JinjaValue::from(
+            m.iter()
+                .map(|(k, v)| (k.clone(), trusted(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        other => JinjaValue::from(Serde(other)),
+    }
+}
+
+/// Bytes a URL value keeps as they are: RFC 3986's unreserved characters. Everything else,
+/// `/ ? # & = + % :` and spaces included, is percent-encoded.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Percent-encodes one value for a URL (UTF-8, upper-case hex).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for &b in text.as_bytes() {
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// How a URL template writes `{{ value }}`: percent-encoded unless marked safe.
+fn url_formatter(
+    out: &mut Output,
+    state: &mut State,
+    value: &JinjaValue,
+) -> Result<(), JinjaError> {
+    if value.is_safe() || value.is_undefined() || value.is_none() {
+        return escape_formatter(out, state, value);
+    }
+    let text = value.to_string();
+    // WHATWG URL parsers read `.`, `..`, `%2e` and `%2E%2e` alike as path steps, so no
+    // encoding of these two values keeps them inside their path segment.
+    if text == "." || text == ".." {
+        return Err(JinjaError::new(
+            ErrorKind::InvalidOperation,
+            format!("the value '{text}' would change the URL's path"),
+        ));
+    }
+    out.write_str(&url_encode(&text))
+        .map_err(|e| JinjaError::new(ErrorKind::WriteFailure, e.to_string()))
+}
+
+/// Whether a URL template inserts something raw with the `safe` filter; `hotline check`
+/// warns about it, as a caller's value passed through it can rewrite the URL.
+pub fn uses_safe_filter(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("safe") {
+        let at = from + i;
+        from = at + 4;
+        let before = text[..at].trim_end();
+        let after_ok = b
+            .get(at + 4)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+        if before.ends_with('|') && after_ok {
+            return true;
+        }
+    }
+    false
 }
 
 /// Every template of a flow set, compiled, with the variables each one reads.
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
+    /// The same engine, writing every value percent-encoded: for URL templates.
+    url_env: Environment<'static>,
     /// Template or condition text to the variable paths it reads (`result.eta`).
     reads: HashMap<String, Vec<String>>,
 }
@@ -157,10 +291,48 @@ impl Default for Templates {
 
 impl Templates {
     pub fn new() -> Self {
+        let mut url_env = new_environment();
+        url_env.set_formatter(url_formatter);
         Self {
             env: new_environment(),
+            url_env,
             reads: HashMap::new(),
         }
+    }
+
+    /// Checks a URL template (an `http` step's `url`) and keeps it compiled for
+    /// [`Templates::render_url`]. Returns the variable paths it reads.
+    pub fn add_url(&mut self, source: &str) -> Result<Vec<String>, TemplateError> {
+        let reads = self.add(source)?;
+        if is_template(source) && self.url_env.get_template(source).is_err() {
+            self.url_env
+                .add_template_owned(source.to_owned(), source.to_owned())
+                .map_err(|e| error_in(source, &e, "the template does not parse"))?;
+        }
+        Ok(reads)
+    }
+
+    /// Renders a URL template added by [`Templates::add_url`]: every value is
+    /// percent-encoded except `config.NAME` texts and values passed through `safe`.
+    pub fn render_url(&self, source: &str, scope: Scope<'_>) -> Result<Rendered<String>, String> {
+        if !is_template(source) {
+            return Ok(Rendered {
+                value: source.to_owned(),
+                undefined: Vec::new(),
+            });
+        }
+        let t = self
+            .url_env
+            .get_template(source)
+            .map_err(|e| plain_error(&e))?;
+        let mut text = t
+            .render(scope.to_url_value())
+            .map_err(|e| plain_error(&e))?;
+        truncate(&mut text);
+        Ok(Rendered {
+            value: text,
+            undefined: self.undefined(source, scope),
+        })
     }
 
     /// Checks a template and keeps it compiled. Returns the variable paths it reads.
@@ -516,5 +688,88 @@ mod tests {
         assert_eq!(single_expression("{{ a }}{{ b }}"), None);
         assert_eq!(single_expression("x{{ a }}"), None);
         assert_eq!(single_expression("{{ }}"), None);
+    }
+
+    fn render_url(t: &mut Templates, s: &str, caller: &str) -> Result<String, String> {
+        let (mut v, c) = scope_vars();
+        v.insert("caller".to_owned(), Value::from(caller));
+        t.add_url(s).expect("valid");
+        t.render_url(
+            s,
+            Scope {
+                vars: &v,
+                config: &c,
+                now: at(),
+            },
+        )
+        .map(|r| r.value)
+    }
+
+    #[test]
+    fn url_values_are_percent_encoded_but_config_and_safe_are_not() {
+        let mut t = Templates::new();
+        let url = "{{ config.support_url }}/customers/{{ caller }}/orders?n={{ order }}";
+        assert_eq!(
+            render_url(&mut t, url, "+49 30/../admin?x=1#f&y=%41").as_deref(),
+            Ok(
+                "http://crm.local/customers/%2B49%2030%2F..%2Fadmin%3Fx%3D1%23f%26y%3D%2541/orders?n=12345678"
+            )
+        );
+        // Non-ASCII text is encoded as its UTF-8 bytes.
+        assert_eq!(
+            render_url(&mut t, "{{ config.support_url }}/{{ caller }}", "ü").as_deref(),
+            Ok("http://crm.local/%C3%BC")
+        );
+        // `safe` is the admin's explicit way to insert text raw.
+        assert_eq!(
+            render_url(
+                &mut t,
+                "{{ config.support_url }}/{{ caller | safe }}",
+                "a/b?c"
+            )
+            .as_deref(),
+            Ok("http://crm.local/a/b?c")
+        );
+        // `urlencode` is not encoded a second time, and it encodes `/` too.
+        assert_eq!(
+            render_url(
+                &mut t,
+                "{{ config.support_url }}/{{ caller | urlencode }}",
+                "a/b c"
+            )
+            .as_deref(),
+            Ok("http://crm.local/a%2Fb%20c")
+        );
+        // The same text as an ordinary template is not encoded.
+        assert_eq!(
+            render(&mut t, "{{ config.support_url }}/{{ order }}/x?").value,
+            "http://crm.local/12345678/x?"
+        );
+    }
+
+    #[test]
+    fn a_dot_segment_value_fails_the_url() {
+        let mut t = Templates::new();
+        for hostile in [".", ".."] {
+            let r = render_url(
+                &mut t,
+                "{{ config.support_url }}/customers/{{ caller }}",
+                hostile,
+            );
+            assert!(r.is_err(), "{hostile}: {r:?}");
+        }
+        assert_eq!(
+            render_url(&mut t, "{{ config.support_url }}/c/{{ caller }}", "...").as_deref(),
+            Ok("http://crm.local/c/...")
+        );
+    }
+
+    #[test]
+    fn the_safe_filter_is_found() {
+        assert!(uses_safe_filter("{{ x | safe }}"));
+        assert!(uses_safe_filter("{{ x|safe}}"));
+        assert!(!uses_safe_filter("{{ unsafe_thing }}"));
+        assert!(!uses_safe_filter("{{ x | safe_x }}"));
+        assert!(!uses_safe_filter("http://h/safe"));
     }
 }

@@ -55,6 +55,9 @@ impl PromptError {
 pub enum PromptErrorKind {
     #[error("cannot read: {0}")]
     Io(#[from] std::io::Error),
+    /// A symlink (or a path) that leads out of the prompts folder: never read.
+    #[error("refused: {0}")]
+    Outside(crate::paths::PathError),
     #[error("file is larger than the {max}-byte limit for a prompt")]
     TooLarge { max: u64 },
     #[error("{0}")]
@@ -428,6 +431,10 @@ impl PromptLibrary {
             Err(e) => errors.push(PromptError::new(root, PromptErrorKind::Io(e))),
             Ok(entries) => {
                 for path in entries {
+                    if let Err(e) = crate::paths::confined(root, &path) {
+                        errors.push(PromptError::new(&path, PromptErrorKind::Outside(e)));
+                        continue;
+                    }
                     let is_dir = match std::fs::metadata(&path) {
                         Ok(m) => m.is_dir(),
                         Err(e) => {
@@ -442,7 +449,10 @@ impl PromptLibrary {
                         errors.push(PromptError::new(&path, PromptErrorKind::NonUtf8Name));
                         continue;
                     };
-                    let mut walk = Walk::default();
+                    let mut walk = Walk {
+                        root: root.to_path_buf(),
+                        ..Walk::default()
+                    };
                     walk.dir(&path, "", 0, &mut errors);
                     languages.insert(lang.to_string(), walk.prompts);
                 }
@@ -514,6 +524,8 @@ impl PromptLibrary {
 /// The prompts of one language directory being collected.
 #[derive(Default)]
 struct Walk {
+    /// The prompts folder: every file read must really be inside it.
+    root: PathBuf,
     prompts: BTreeMap<String, Prompt>,
     sources: HashMap<String, PathBuf>,
 }
@@ -539,6 +551,11 @@ impl Walk {
                 errors.push(PromptError::new(&path, PromptErrorKind::NonUtf8Name));
                 continue;
             };
+            // A symlink inside the folder that points out of it is not followed.
+            if let Err(e) = crate::paths::confined(&self.root, &path) {
+                errors.push(PromptError::new(&path, PromptErrorKind::Outside(e)));
+                continue;
+            }
             let is_dir = match std::fs::metadata(&path) {
                 Ok(m) => m.is_dir(),
                 Err(e) => {

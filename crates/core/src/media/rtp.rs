@@ -13,7 +13,7 @@
 //! the test oracle. Per datagram the expected order is `parse_rtp`, then
 //! `SymmetricLatch::handle_packet`, then `RtpReceiver::on_packet` for accepted packets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Length of an RTP header without CSRCs or extension.
@@ -403,10 +403,19 @@ struct Candidate {
 /// Locked: only the locked address is accepted, for the rest of the call. Everything else
 /// is dropped and counted, and never re-latched ("RTP bleed" injection). A re-INVITE that
 /// moves the media calls `reset`.
+///
+/// Restricted ([`SymmetricLatch::with_signalling`]): for a caller from an untrusted source
+/// only two kinds of source are admissible at all, the SDP address itself and the IP
+/// address the signalling came from (the caller behind NAT); a third address is dropped
+/// while learning, after the window and after the lock alike. Without it any source may be
+/// learned during the window, which a proxy in front of the engine needs (its callers'
+/// media comes from addresses the signalling never showed).
 #[derive(Debug, Clone)]
 pub struct SymmetricLatch {
     config: LatchConfig,
     sdp_addr: SocketAddr,
+    /// The signalling source's IP when the latch is restricted.
+    signalling: Option<IpAddr>,
     /// End of the learning window; `None` if the window is too long to represent.
     learn_until: Option<Instant>,
     candidate: Option<Candidate>,
@@ -419,11 +428,36 @@ impl SymmetricLatch {
         Self {
             config,
             sdp_addr,
+            signalling: None,
             learn_until: now.checked_add(config.window),
             candidate: None,
             locked: None,
             dropped: 0,
         }
+    }
+
+    /// Restricts the sources to the SDP address and `signalling_ip` (see the type's doc).
+    pub fn with_signalling(mut self, signalling_ip: IpAddr) -> Self {
+        self.signalling = Some(canonical_ip(signalling_ip));
+        self
+    }
+
+    /// Whether `src` may be learned or accepted at all.
+    pub fn is_admissible(&self, src: SocketAddr) -> bool {
+        match self.signalling {
+            None => true,
+            Some(ip) => src == self.sdp_addr || canonical_ip(src.ip()) == ip,
+        }
+    }
+
+    /// The address the SDP named.
+    pub fn sdp_addr(&self) -> SocketAddr {
+        self.sdp_addr
+    }
+
+    /// The address learned from the caller's packets, if any (a candidate or the lock).
+    pub fn learned(&self) -> Option<SocketAddr> {
+        self.locked.or(self.candidate.map(|c| c.addr))
     }
 
     /// Starts learning afresh for a new SDP address (re-INVITE). The drop count is kept.
@@ -452,6 +486,10 @@ impl SymmetricLatch {
 
     /// Judges a packet from `src` (already parsed as RTP) at `now`.
     pub fn handle_packet(&mut self, src: SocketAddr, ssrc: u32, now: Instant) -> LatchVerdict {
+        if !self.is_admissible(src) {
+            self.dropped = self.dropped.saturating_add(1);
+            return LatchVerdict::DropForeign;
+        }
         if self.locked.is_none() && self.learn_until.is_some_and(|end| now >= end) {
             // Window over: keep what was learned, or take this first late source.
             self.locked = Some(self.candidate.map_or(src, |c| c.addr));
@@ -513,6 +551,15 @@ impl SymmetricLatch {
             self.dropped = self.dropped.saturating_add(1);
             LatchVerdict::DropForeign
         }
+    }
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, a dual-stack socket) is the IPv4
+/// address, so the two forms compare equal.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
     }
 }
 

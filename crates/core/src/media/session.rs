@@ -5,9 +5,16 @@
 //! no timer and reads no clock: time comes in as `now`, so tests drive it with a fake clock.
 //! Prompt frames are shared, pre-encoded slices; nothing here decodes a prompt or allocates
 //! per packet.
+//!
+//! It also guards the call's media against the network: no audio leaves before the caller
+//! has proven its address (the ACK arrived, or RTP came from an admissible source), so a
+//! spoofed INVITE cannot aim the engine's audio at a third party; only the SDP address or,
+//! for a caller behind NAT, the signalling source's IP is ever learned as the caller's
+//! media address (see [`MediaOrigin`]); and keys are bounded per second, decoded audio per
+//! packet, so a flood of events or giant packets costs bounded work.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::media::bridge::BridgeBuffers;
@@ -16,7 +23,8 @@ use crate::media::g711::{Codec, FRAME_SAMPLES};
 use crate::media::prompt::Prompt;
 use crate::media::recorder::{Recorder, Recording, StopReason};
 use crate::media::rtp::{
-    LatchConfig, LatchVerdict, RtpReceiver, RtpSender, SymmetricLatch, TelephoneEvent, parse_rtp,
+    LatchConfig, LatchVerdict, RtpReceiver, RtpSender, SymmetricLatch, TelephoneEvent,
+    canonical_ip, parse_rtp,
 };
 
 /// Where a key came from; kept in the call's story.
@@ -66,6 +74,9 @@ pub enum SessionCommand {
     },
     /// Ends recording `id` now; the session answers with `MediaEvent::Recorded`.
     StopRecording { id: u64 },
+    /// The caller's ACK arrived: the signalling source has proven it receives what is
+    /// sent to it, so media may flow (see [`MediaOrigin`]).
+    Confirmed,
     /// A re-INVITE moved the far end, or put it on hold (`send == false`).
     Update {
         remote: SocketAddr,
@@ -73,6 +84,43 @@ pub enum SessionCommand {
         /// The far end moved: learn its address again.
         reset_latch: bool,
     },
+}
+
+/// Who set the call up, which decides when media may be sent and from where it may come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaOrigin {
+    /// A call the engine placed (a leg to an agent, a transfer target, a callback): the
+    /// answer came to a request of ours, so the address is taken as given and audio flows
+    /// at once; the latch learns as for a trusted source.
+    Placed,
+    /// A call from a trusted source (`limits.trusted`: a trunk, a proxy in front): audio
+    /// waits for the proof (ACK or RTP), then goes to the SDP address or to whatever
+    /// source the latch learns in its window (a proxy's callers send from addresses the
+    /// signalling never showed).
+    Trusted,
+    /// A call from anywhere else, whose signalling came from `signalling`. Audio waits for
+    /// the proof; it goes to the SDP address only when that is the signalling source's IP,
+    /// otherwise to the address the caller's RTP came from. Only the SDP address and the
+    /// signalling IP (with the negotiated payload types) may be learned.
+    Untrusted { signalling: IpAddr },
+}
+
+/// Why a datagram on the call's port was thrown away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtpRejection {
+    /// Not an RTP packet we can read (too short, wrong version, bad padding, RTCP).
+    Malformed,
+    /// From an address that is not the caller's media address.
+    Foreign,
+}
+
+impl RtpRejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtpRejection::Malformed => "malformed",
+            RtpRejection::Foreign => "foreign",
+        }
+    }
 }
 
 /// The negotiated parameters the session needs from SDP.
@@ -86,6 +134,7 @@ pub struct SessionParams {
     pub ssrc: u32,
     pub initial_seq: u16,
     pub initial_timestamp: u32,
+    pub origin: MediaOrigin,
 }
 
 struct Playing {
@@ -103,6 +152,10 @@ pub struct SessionStats {
     pub foreign_dropped: u64,
     pub malformed: u64,
     pub keys: u64,
+    /// Keys over the per-second bound, not reported to the call.
+    pub keys_dropped: u64,
+    /// The source and reason of the last datagram thrown away, for the log.
+    pub last_rejected: Option<(SocketAddr, RtpRejection)>,
 }
 
 /// One packet the session wants sent: the first `len` bytes of the buffer given to
@@ -127,12 +180,9 @@ pub struct Session {
     no_media_reported: bool,
     events: VecDeque<MediaEvent>,
     pub stats: SessionStats,
-    pcm: [i16; FRAME_SAMPLES],
     /// A key being sent as RFC 4733: the key and how many packets of it went out.
     sending_key: Option<(Key, u16)>,
     recorder: Option<Recorder>,
-    /// Audio frames that arrived since the last tick (a recording fills gaps with silence).
-    frames_this_tick: u32,
     /// A key was heard since the last tick.
     key_this_tick: bool,
     /// The current tick's frame has not been taken yet.
@@ -141,10 +191,37 @@ pub struct Session {
     hold_until: Option<Instant>,
     /// Set while this session is bridged to another (see `media::bridge`).
     bridge: Option<Box<BridgeBuffers>>,
+    /// The caller proved its address: audio may be sent.
+    proven: bool,
+    /// Decoded samples of the current packet (a packet may carry up to
+    /// [`MAX_PACKET_SAMPLES`]).
+    decoded: [i16; MAX_PACKET_SAMPLES],
+    /// Samples heard but not yet a whole 20 ms frame (callers with 10 or 30 ms packets).
+    partial: [i16; FRAME_SAMPLES],
+    partial_len: usize,
+    /// Time minus audio heard, in samples, for the recorder: a recording hears silence
+    /// only when the caller is behind by more than a packet (loss, silence suppression),
+    /// not between the packets of a caller whose packets are longer than a tick.
+    behind: i64,
+    /// The largest packet heard, in samples: how far behind a caller may fall normally.
+    packet_samples: usize,
+    /// Keys that may still be reported now (a token bucket) and when it was last filled.
+    key_tokens: u32,
+    key_refill: Instant,
 }
 
 /// A key we send lasts this many frames (100 ms), then three end packets follow.
 const KEY_FRAMES: u16 = 5;
+
+/// The most audio one packet may carry (120 ms, the longest `maxptime` G.711 phones use);
+/// the rest of a giant packet is ignored, so a packet costs bounded work.
+pub const MAX_PACKET_SAMPLES: usize = 960;
+
+/// Keys reported per call: a burst of `KEY_BURST`, then one per `KEY_INTERVAL`. Human
+/// and auto-dialled DTMF is at most about 10 keys a second (ITU-T Q.24: 40 ms tone, 40 ms
+/// pause); more is a storm, and each key costs the flow a step.
+pub const KEY_BURST: u32 = 20;
+pub const KEY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long the frame of a tick that heard a key waits for the call's answer (usually the
 /// next prompt). The answer then starts in this tick instead of the next, and the session
@@ -159,7 +236,10 @@ impl Session {
             params.initial_timestamp,
             params.payload_type,
         );
-        let latch = SymmetricLatch::new(params.remote, now, LatchConfig::default());
+        let mut latch = SymmetricLatch::new(params.remote, now, LatchConfig::default());
+        if let MediaOrigin::Untrusted { signalling } = params.origin {
+            latch = latch.with_signalling(signalling);
+        }
         Session {
             sender,
             latch,
@@ -173,14 +253,20 @@ impl Session {
             no_media_reported: false,
             events: VecDeque::new(),
             stats: SessionStats::default(),
-            pcm: [0; FRAME_SAMPLES],
             sending_key: None,
             recorder: None,
-            frames_this_tick: 0,
             key_this_tick: false,
             frame_due: false,
             hold_until: None,
             bridge: None,
+            proven: params.origin == MediaOrigin::Placed,
+            decoded: [0; MAX_PACKET_SAMPLES],
+            partial: [0; FRAME_SAMPLES],
+            partial_len: 0,
+            behind: 0,
+            packet_samples: FRAME_SAMPLES,
+            key_tokens: KEY_BURST,
+            key_refill: now,
             params,
         }
     }
@@ -222,6 +308,7 @@ impl Session {
                     self.finish_recording(StopReason::Stopped);
                 }
             }
+            SessionCommand::Confirmed => self.proven = true,
             SessionCommand::Update {
                 remote,
                 send,
@@ -245,13 +332,24 @@ impl Session {
             Err(e) => {
                 self.receiver.on_error(&e);
                 self.stats.malformed += 1;
+                self.stats.last_rejected = Some((from, RtpRejection::Malformed));
                 return;
             }
         };
-        if self.latch.handle_packet(from, pkt.ssrc, now) == LatchVerdict::DropForeign {
+        let expected_pt =
+            pkt.pt == self.params.payload_type || Some(pkt.pt) == self.params.telephone_event_pt;
+        // A source other than the SDP address is learned only from media of the negotiated
+        // types: a stray datagram that happens to parse as RTP is not a caller.
+        let learning = !self.latch.is_locked() && from != self.latch.sdp_addr();
+        if (learning && !expected_pt)
+            || self.latch.handle_packet(from, pkt.ssrc, now) == LatchVerdict::DropForeign
+        {
             self.stats.foreign_dropped += 1;
+            self.stats.last_rejected = Some((from, RtpRejection::Foreign));
             return;
         }
+        // RTP from an admissible source proves the caller is there.
+        self.proven = true;
         if self.last_ssrc != Some(pkt.ssrc) {
             // A new source restarts event numbering; old timestamps mean nothing now.
             self.last_ssrc = Some(pkt.ssrc);
@@ -267,19 +365,10 @@ impl Session {
                 .handle(now, pkt.timestamp, pkt.marker, pkt.payload)
                 .map(|k| (k, KeySource::Rfc4733))
         } else if pkt.pt == self.params.payload_type {
-            let n = self.params.codec.decode_into(pkt.payload, &mut self.pcm);
-            self.frames_this_tick += 1;
-            if let Some(b) = self.bridge.as_mut() {
-                b.heard.push(&self.pcm[..n]);
-            }
-            if let Some(r) = self.recorder.as_mut()
-                && let Some(reason) = r.push(&self.pcm[..n])
-            {
-                self.finish_recording(reason);
-            }
-            self.inband
-                .push_frame(&self.pcm[..n])
-                .map(|k| (k, KeySource::Inband))
+            let payload = pkt.payload.get(..MAX_PACKET_SAMPLES).unwrap_or(pkt.payload);
+            let n = self.params.codec.decode_into(payload, &mut self.decoded);
+            self.packet_samples = self.packet_samples.max(n);
+            self.hear_samples(n)
         } else {
             None
         };
@@ -289,8 +378,55 @@ impl Session {
             {
                 b.heard_key = Some(key);
             }
-            self.key_heard(key, source);
+            self.key_heard(now, key, source);
         }
+    }
+
+    /// Cuts the first `n` decoded samples into 20 ms frames for the bridge, the recorder
+    /// and the in-band detector, whatever the caller's packet time: a 10 ms packet waits
+    /// for the next, a 30 ms one leaves half a frame for the next. Returns an in-band key.
+    fn hear_samples(&mut self, n: usize) -> Option<(Key, KeySource)> {
+        let mut key = None;
+        let mut at = 0;
+        while at < n {
+            let take = (FRAME_SAMPLES - self.partial_len).min(n - at);
+            let (Some(dst), Some(src)) = (
+                self.partial
+                    .get_mut(self.partial_len..self.partial_len + take),
+                self.decoded.get(at..at + take),
+            ) else {
+                break;
+            };
+            dst.copy_from_slice(src);
+            self.partial_len += take;
+            at += take;
+            if self.partial_len == FRAME_SAMPLES {
+                self.partial_len = 0;
+                let frame = self.partial;
+                if let Some(k) = self.hear_frame(&frame) {
+                    key = Some(k);
+                }
+            }
+        }
+        key
+    }
+
+    /// One whole 20 ms frame of what the caller said.
+    fn hear_frame(&mut self, frame: &[i16; FRAME_SAMPLES]) -> Option<(Key, KeySource)> {
+        if let Some(b) = self.bridge.as_mut() {
+            b.heard.push(frame);
+        }
+        if let Some(r) = self.recorder.as_mut() {
+            // Ahead of the clock by at most a packet: a burst after jitter is not a credit
+            // that would hide a later gap.
+            self.behind = (self.behind - FRAME_SAMPLES as i64).max(-(self.packet_samples as i64));
+            if let Some(reason) = r.push(frame) {
+                self.finish_recording(reason);
+            }
+        }
+        self.inband
+            .push_frame(frame)
+            .map(|k| (k, KeySource::Inband))
     }
 
     /// Marks a 20 ms tick, after the packets that arrived before it were handled: a
@@ -298,15 +434,20 @@ impl Session {
     /// due (taken by `poll_transmit`). A frame of the last tick still not taken is dropped,
     /// so a late caller never makes the session burst.
     pub fn tick(&mut self, now: Instant) {
-        if self.frames_this_tick == 0
-            && let Some(r) = self.recorder.as_mut()
-        {
-            // Nothing arrived (silence suppression, loss): the message still takes time.
-            if let Some(reason) = r.push(&[0; FRAME_SAMPLES]) {
-                self.finish_recording(reason);
+        if self.recorder.is_some() {
+            self.behind += FRAME_SAMPLES as i64;
+            // Nothing arrived for longer than a packet (silence suppression, loss): the
+            // message still takes time, so it hears silence.
+            let slack = (self.packet_samples + FRAME_SAMPLES) as i64;
+            while self.behind > slack
+                && let Some(r) = self.recorder.as_mut()
+            {
+                self.behind -= FRAME_SAMPLES as i64;
+                if let Some(reason) = r.push(&[0; FRAME_SAMPLES]) {
+                    self.finish_recording(reason);
+                }
             }
         }
-        self.frames_this_tick = 0;
         self.check_liveness(now);
         if self.frame_due {
             self.sender.skip(FRAME_SAMPLES as u32);
@@ -329,14 +470,15 @@ impl Session {
         }
         self.frame_due = false;
         self.hold_until = None;
-        if !self.sending {
+        // Not sending (hold, or no proven address yet) is like hold: what plays waits, so
+        // the caller hears the greeting from its start once its address is known.
+        let Some(remote) = self.destination().filter(|_| self.sending) else {
             self.sender.skip(FRAME_SAMPLES as u32);
             // On hold the prompt still runs by the clock: a menu's timeout starts when it
             // would have ended, so a held or silent caller cannot stall the flow.
             self.advance_unsent();
             return None;
-        }
-        let remote = self.latch.remote();
+        };
         let len = self.next_frame(buf)?;
         if remote.ip().is_unspecified() || remote.port() == 0 {
             return None;
@@ -346,6 +488,22 @@ impl Session {
             destination: remote,
             len,
         })
+    }
+
+    /// Where audio may go now, if anywhere: nothing before the caller proved its address;
+    /// then what the latch learned or, when nothing was learned, the SDP address if the
+    /// origin vouches for it.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        if !self.proven {
+            return None;
+        }
+        match self.params.origin {
+            MediaOrigin::Placed | MediaOrigin::Trusted => Some(self.latch.remote()),
+            MediaOrigin::Untrusted { signalling } => self.latch.learned().or_else(|| {
+                let sdp = self.latch.sdp_addr();
+                (canonical_ip(sdp.ip()) == canonical_ip(signalling)).then_some(sdp)
+            }),
+        }
     }
 
     /// When a held frame must go even if the call has not answered.
@@ -374,7 +532,11 @@ impl Session {
 
     /// Barge-in happens here, in the tick that heard the key, so the caller hears the
     /// prompt stop within one frame rather than after a round trip through the call.
-    fn key_heard(&mut self, key: Key, source: KeySource) {
+    fn key_heard(&mut self, now: Instant, key: Key, source: KeySource) {
+        if !self.take_key_token(now) {
+            self.stats.keys_dropped += 1;
+            return;
+        }
         self.stats.keys += 1;
         self.key_this_tick = true;
         if let Some(reason) = self.recorder.as_ref().and_then(|r| r.key(key)) {
@@ -393,6 +555,25 @@ impl Session {
             source,
             stopped_play,
         });
+    }
+
+    /// Whether one more key may be reported now (see [`KEY_BURST`]).
+    fn take_key_token(&mut self, now: Instant) -> bool {
+        let since = now.saturating_duration_since(self.key_refill);
+        let earned = (since.as_nanos() / KEY_INTERVAL.as_nanos()).min(u128::from(KEY_BURST)) as u32;
+        if earned > 0 {
+            self.key_tokens = (self.key_tokens + earned).min(KEY_BURST);
+            self.key_refill = if self.key_tokens == KEY_BURST {
+                now
+            } else {
+                self.key_refill + KEY_INTERVAL * earned
+            };
+        }
+        if self.key_tokens == 0 {
+            return false;
+        }
+        self.key_tokens -= 1;
+        true
     }
 
     fn finish_recording(&mut self, reason: StopReason) {
@@ -525,6 +706,7 @@ fn silence_frame(codec: Codec) -> [u8; FRAME_SAMPLES] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::rtp::RTP_HEADER_LEN;
     use crate::media::tone::dtmf_tone;
 
     const TICK: Duration = Duration::from_millis(20);
@@ -558,21 +740,31 @@ mod tests {
 
     impl Far {
         fn new(no_media_timeout: Duration) -> Far {
+            Far::with(
+                MediaOrigin::Placed,
+                addr("127.0.0.1:40000"),
+                no_media_timeout,
+            )
+        }
+
+        /// A caller whose SDP names `remote`, sending from there.
+        fn with(origin: MediaOrigin, remote: SocketAddr, no_media_timeout: Duration) -> Far {
             let now = Instant::now();
             let params = SessionParams {
                 codec: Codec::Pcmu,
                 payload_type: 0,
                 telephone_event_pt: Some(101),
-                remote: addr("127.0.0.1:40000"),
+                remote,
                 no_media_timeout,
                 ssrc: 0x1234,
                 initial_seq: 100,
                 initial_timestamp: 1000,
+                origin,
             };
             Far {
                 s: Session::new(params, now),
                 now,
-                from: addr("127.0.0.1:40000"),
+                from: remote,
                 rtp: RtpSender::new(0x9999, 1, 0, 0),
                 buf: [0; 2048],
             }
@@ -1084,5 +1276,434 @@ mod tests {
         let mut want = [0u8; FRAME_SAMPLES];
         Codec::Pcmu.encode_into(&[3000; FRAME_SAMPLES], &mut want);
         assert_eq!(&o.payload[..], &want[..]);
+    }
+
+    // ------------------------------------------------------------ reflection, hijack
+
+    fn untrusted(signalling: &str) -> MediaOrigin {
+        MediaOrigin::Untrusted {
+            signalling: signalling.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_caller_proves_its_address() {
+        for origin in [MediaOrigin::Trusted, untrusted("127.0.0.1")] {
+            let mut f = Far::with(origin, addr("127.0.0.1:40000"), Duration::from_secs(60));
+            let p = prompt(10);
+            f.s.command(play(1, &p, false), f.now);
+            // A spoofed INVITE: no ACK, no RTP. Thirty seconds of ticks send nothing.
+            for _ in 0..1500 {
+                assert!(f.tick().is_none(), "{origin:?}");
+            }
+            assert_eq!(f.s.stats.packets_out, 0);
+            // The ACK proves the signalling address, which is the SDP's: the greeting
+            // starts from its first frame.
+            f.s.command(SessionCommand::Confirmed, f.now);
+            let o = f.tick().expect("audio after the ACK");
+            assert_eq!(o.to, addr("127.0.0.1:40000"));
+            assert_eq!(&o.payload[..], &p.frame(Codec::Pcmu, 0).unwrap()[..]);
+        }
+    }
+
+    #[test]
+    fn rtp_from_the_caller_proves_its_address_without_the_ack() {
+        let mut f = Far::with(
+            untrusted("192.0.2.1"),
+            addr("192.0.2.1:4000"),
+            Duration::from_secs(60),
+        );
+        assert!(f.tick().is_none());
+        let pkt = f.silence();
+        f.hear(&pkt);
+        assert_eq!(
+            f.tick().expect("audio once RTP came").to,
+            addr("192.0.2.1:4000")
+        );
+    }
+
+    #[test]
+    fn an_sdp_address_unlike_the_signalling_source_gets_audio_only_where_rtp_came_from() {
+        // The INVITE came from 192.0.2.1 but names 198.51.100.9 (a victim, or a private
+        // address behind NAT): even after the ACK, nothing goes there.
+        let mut f = Far::with(
+            untrusted("192.0.2.1"),
+            addr("198.51.100.9:4000"),
+            Duration::from_secs(60),
+        );
+        f.s.command(SessionCommand::Confirmed, f.now);
+        for _ in 0..200 {
+            assert!(f.tick().is_none());
+        }
+        // The caller's RTP from its NAT address (the signalling IP) is where audio goes.
+        f.from = addr("192.0.2.1:30000");
+        let pkt = f.silence();
+        f.hear(&pkt);
+        assert_eq!(f.tick().unwrap().to, addr("192.0.2.1:30000"));
+    }
+
+    #[test]
+    fn a_third_address_is_never_learned_early_or_mid_call() {
+        let third = addr("203.0.113.66:5000");
+        let mut f = Far::with(
+            untrusted("192.0.2.1"),
+            addr("10.0.0.5:4000"),
+            Duration::from_millis(400),
+        );
+        f.s.command(SessionCommand::Confirmed, f.now);
+        let spray = |f: &mut Far, n: usize| {
+            let caller = f.from;
+            f.from = third;
+            for i in 0..n {
+                let pkt = if i % 2 == 0 {
+                    f.silence()
+                } else {
+                    f.key_packets(key('9')).remove(0)
+                };
+                f.hear(&pkt);
+            }
+            f.from = caller;
+        };
+        // Right after the 200: the spray comes before the caller's first packet.
+        f.from = addr("192.0.2.1:30000");
+        spray(&mut f, 50);
+        assert!(f.tick().is_none(), "no audio to the sprayer");
+        // The caller's own packets, with a stray of an unexpected type from its IP first.
+        let mut stray = f.silence();
+        stray[1] = 13; // comfort noise is not media to learn an address from
+        let caller = f.from;
+        f.from = addr("192.0.2.1:31000");
+        f.hear(&stray);
+        f.from = caller;
+        let mut keys = Vec::new();
+        for i in 0..300 {
+            let pkt = f.silence();
+            f.hear(&pkt);
+            if i == 150 {
+                // Mid-call, and long after the learning window.
+                spray(&mut f, 50);
+                for k in f.key_packets(key('4')) {
+                    f.hear(&k);
+                }
+            }
+            let o = f.tick();
+            if let Some(o) = o.or_else(|| f.take(f.now + ANSWER_WAIT)) {
+                assert_eq!(o.to, caller);
+            }
+            keys.extend(f.events());
+        }
+        assert_eq!(
+            keys,
+            vec![MediaEvent::Key {
+                key: key('4'),
+                source: KeySource::Rfc4733,
+                stopped_play: None
+            }],
+            "only the caller's key, and no NoMedia"
+        );
+        assert_eq!(f.s.stats.foreign_dropped, 101);
+        assert_eq!(
+            f.s.stats.last_rejected,
+            Some((third, RtpRejection::Foreign))
+        );
+    }
+
+    // ------------------------------------------------------------ abuse
+
+    /// One RFC 4733 packet of `event` at `timestamp`.
+    fn event_packet(f: &mut Far, event: u8, timestamp: u32, end: bool, duration: u16) -> Vec<u8> {
+        let mut b = [0u8; 64];
+        let mut rtp = RtpSender::new(0x9999, f.rtp.seq(), timestamp, 0);
+        let ev = TelephoneEvent {
+            event,
+            end,
+            volume: 10,
+            duration,
+        };
+        let n = rtp.telephone_event_packet(101, ev, &mut b).unwrap();
+        f.rtp = RtpSender::new(0x9999, rtp.seq(), 0, 0);
+        b[..n].to_vec()
+    }
+
+    fn reported_keys(f: &mut Far) -> usize {
+        f.events()
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::Key { .. }))
+            .count()
+    }
+
+    #[test]
+    fn an_event_storm_is_bounded_in_keys_per_second() {
+        let mut f = Far::new(Duration::from_secs(60));
+        let mut reported = 0;
+        // 5000 distinct events in one second: five every millisecond.
+        for ms in 0..1000u32 {
+            for j in 0..5u32 {
+                let pkt = event_packet(&mut f, (j % 10) as u8, ms * 5 + j + 1, false, 160);
+                f.hear(&pkt);
+            }
+            f.now += Duration::from_millis(1);
+            reported += reported_keys(&mut f);
+        }
+        let bound = KEY_BURST as usize + 1000 / KEY_INTERVAL.as_millis() as usize;
+        assert!(reported <= bound, "{reported} keys in one second");
+        assert!(reported >= KEY_BURST as usize);
+        assert_eq!(f.s.stats.keys_dropped as usize, 5000 - reported);
+        // A person pressing keys at a normal pace afterwards is heard in full.
+        f.now += Duration::from_secs(3);
+        let mut heard = 0;
+        for i in 0..40u32 {
+            for p in f.key_packets(key(char::from(b'0' + (i % 10) as u8))) {
+                f.hear(&p);
+                f.tick();
+            }
+            f.tick();
+            heard += reported_keys(&mut f);
+        }
+        assert_eq!(heard, 40);
+    }
+
+    #[test]
+    fn events_that_never_end_overlap_or_rewind_make_no_storm() {
+        let mut f = Far::new(Duration::from_secs(60));
+        // One event updated for a minute without an end: one key.
+        for i in 0..3000u32 {
+            let pkt = event_packet(&mut f, 5, 8000, false, (i.min(400) * 160) as u16);
+            f.hear(&pkt);
+            f.tick();
+        }
+        assert_eq!(reported_keys(&mut f), 1);
+        // Overlapping events and timestamps running backwards, 20 a tick for 10 s.
+        let mut reported = 0;
+        for t in 0..500u32 {
+            for j in 0..20u32 {
+                let ts = 1_000_000u32.wrapping_sub(t * 160 + j * 7);
+                let pkt = event_packet(&mut f, (j % 16) as u8, ts, j % 3 == 0, 320);
+                f.hear(&pkt);
+            }
+            f.tick();
+            reported += reported_keys(&mut f);
+        }
+        // Ten seconds allow at most the burst and one key per interval.
+        assert!(reported <= KEY_BURST as usize + 100, "{reported}");
+    }
+
+    #[test]
+    fn tiny_giant_and_wrong_version_packets_cost_bounded_work_and_no_panic() {
+        let mut f = Far::new(Duration::from_secs(60));
+        f.s.set_bridged(true);
+        f.s.command(record(1, None, None), f.now);
+        let good = f.silence();
+        let mut giant = good.clone();
+        giant.resize(RTP_HEADER_LEN + 65_000, 0x7f);
+        let mut v1 = good.clone();
+        v1[0] = 0x40;
+        let mut v3 = good.clone();
+        v3[0] = 0xc0;
+        let mut short_event = event_packet(&mut f, 1, 5, false, 160);
+        short_event.truncate(RTP_HEADER_LEN + 2);
+        for pkt in [
+            &good[..1],
+            &good[..11],
+            &v1[..],
+            &v3[..],
+            &giant[..],
+            &short_event[..],
+        ] {
+            f.hear(pkt);
+        }
+        assert_eq!(f.s.stats.malformed, 4);
+        f.tick();
+        // The giant packet counts for at most MAX_PACKET_SAMPLES of audio.
+        let b = f.s.bridge_buffers().unwrap();
+        assert!(b.heard.len() <= MAX_PACKET_SAMPLES / FRAME_SAMPLES);
+        f.s.command(SessionCommand::StopRecording { id: 1 }, f.now);
+        match &f.events()[..] {
+            [MediaEvent::Recorded(r)] => {
+                assert!(r.samples.len() <= MAX_PACKET_SAMPLES + FRAME_SAMPLES)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // ------------------------------------------------------------ packet time
+
+    /// A caller with `ptime` ms packets speaking `pcm` in real time; the session ticks every
+    /// 20 ms. Returns per tick what the bridge heard, after `each_tick`.
+    fn speak(f: &mut Far, ptime: u32, pcm: &[i16], mut each_tick: impl FnMut(&mut Far)) {
+        let per = (ptime * 8) as usize;
+        let start = f.now;
+        let mut sent = 0;
+        let mut t = 0u32;
+        let end = (pcm.len() / 8) as u32 + 100;
+        while t <= end {
+            if t % ptime == 0 && sent < pcm.len() {
+                let chunk = &pcm[sent..(sent + per).min(pcm.len())];
+                let mut enc = vec![0u8; chunk.len()];
+                Codec::Pcmu.encode_into(chunk, &mut enc);
+                let mut b = [0u8; 2048];
+                let n = f.rtp.next_packet(&enc, &mut b).unwrap();
+                f.s.handle_packet(start + Duration::from_millis(t.into()), f.from, &b[..n]);
+                sent += chunk.len();
+            }
+            if t % 20 == 0 {
+                f.now = start + Duration::from_millis(t.into());
+                f.s.tick(f.now);
+                let mut buf = [0u8; 2048];
+                let _ = f.s.poll_transmit(f.now, &mut buf);
+                each_tick(f);
+            }
+            t += 10;
+        }
+    }
+
+    fn voice(samples: usize) -> Vec<i16> {
+        (0..samples)
+            .map(|i| ((i as f32 * 0.07).sin() * 6000.0 + (i as f32 * 0.011).sin() * 3000.0) as i16)
+            .collect()
+    }
+
+    fn through_g711(pcm: &[i16]) -> Vec<i16> {
+        pcm.iter()
+            .map(|&s| Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(s)))
+            .collect()
+    }
+
+    #[test]
+    fn recordings_of_10_30_and_40_ms_callers_have_the_right_length_and_content() {
+        for ptime in [10, 20, 30, 40] {
+            let mut f = Far::new(Duration::from_secs(60));
+            f.s.command(
+                SessionCommand::Record {
+                    id: 1,
+                    max_duration: Duration::from_secs(30),
+                    silence_timeout: None,
+                    terminator: None,
+                },
+                f.now,
+            );
+            let said = voice(3 * 8000);
+            speak(&mut f, ptime, &said, |_| {});
+            f.s.command(SessionCommand::StopRecording { id: 1 }, f.now);
+            let r = match &f.events()[..] {
+                [MediaEvent::Recorded(r)] => r.clone(),
+                other => panic!("{other:?}"),
+            };
+            let want = through_g711(&said);
+            // The whole message and only it, plus the silence after it (100 ms).
+            assert!(
+                r.samples.len() >= want.len() && r.samples.len() <= want.len() + 1000,
+                "ptime {ptime}: {} samples for {}",
+                r.samples.len(),
+                want.len()
+            );
+            assert_eq!(&r.samples[..want.len()], &want[..], "ptime {ptime}");
+        }
+    }
+
+    #[test]
+    fn a_bridge_hears_10_30_and_40_ms_callers_without_gaps_or_garbling() {
+        for ptime in [10, 20, 30, 40] {
+            let mut f = Far::new(Duration::from_secs(60));
+            f.s.set_bridged(true);
+            let said = voice(2 * 8000);
+            let mut peer = BridgeBuffers::default();
+            let mut out: Vec<i16> = Vec::new();
+            let mut gaps = 0;
+            let mut ticks = 0;
+            speak(&mut f, ptime, &said, |f| {
+                let b = f.s.bridge_buffers().unwrap();
+                crate::media::bridge::relay(b, &mut peer);
+                ticks += 1;
+                match peer.next_frame() {
+                    Some(fr) => out.extend_from_slice(fr),
+                    // The first ticks fill the jitter room; the last ones follow the end.
+                    None if ticks > 3 && out.len() < said.len() => gaps += 1,
+                    None => {}
+                }
+            });
+            assert_eq!(gaps, 0, "ptime {ptime}");
+            let want = through_g711(&said);
+            assert_eq!(&out[..want.len()], &want[..], "ptime {ptime}");
+        }
+    }
+
+    #[test]
+    fn keys_of_10_30_and_40_ms_callers_are_heard_once() {
+        for ptime in [10, 30, 40] {
+            let mut f = Far::new(Duration::from_secs(60));
+            let mut pcm = vec![0i16; 800];
+            pcm.extend(dtmf_tone(key('7'), Duration::from_millis(120), -10.0));
+            pcm.extend(vec![0i16; 1600]);
+            let mut events = Vec::new();
+            speak(&mut f, ptime, &pcm, |f| events.extend(f.events()));
+            assert_eq!(
+                events,
+                vec![MediaEvent::Key {
+                    key: key('7'),
+                    source: KeySource::Inband,
+                    stopped_play: None
+                }],
+                "ptime {ptime}"
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ faults
+
+    /// A small deterministic generator (xorshift), so a lossy network replays exactly.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    #[test]
+    fn at_5_percent_loss_with_duplicates_and_reordering_no_key_is_lost_or_doubled() {
+        for seed in [1u64, 7, 42, 1234, 99_999] {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut f = Far::new(Duration::from_secs(60));
+            let typed: Vec<Key> = (0..200)
+                .map(|i| key(b"0123456789*#"[i % 12] as char))
+                .collect();
+            let mut heard = Vec::new();
+            for &k in &typed {
+                // Each press, then a pause of audio, on a path that loses 5 %, duplicates
+                // 1 % and swaps neighbours 5 % of the time.
+                let mut pkts = f.key_packets(k);
+                for _ in 0..4 {
+                    pkts.push(f.silence());
+                }
+                let mut on_wire: Vec<Vec<u8>> = Vec::new();
+                for p in pkts {
+                    if rng.below(100) < 5 {
+                        continue;
+                    }
+                    if rng.below(100) < 1 {
+                        on_wire.push(p.clone());
+                    }
+                    on_wire.push(p);
+                }
+                for i in 1..on_wire.len() {
+                    if rng.below(100) < 5 {
+                        on_wire.swap(i - 1, i);
+                    }
+                }
+                for p in &on_wire {
+                    f.hear(p);
+                    f.tick();
+                    heard.extend(f.events().into_iter().filter_map(|e| match e {
+                        MediaEvent::Key { key, .. } => Some(key),
+                        _ => None,
+                    }));
+                }
+            }
+            assert_eq!(heard, typed, "seed {seed}");
+        }
     }
 }

@@ -7,6 +7,8 @@
 //!
 //! The outcome, first rule that holds:
 //!
+//! 0. `interrupted`: the engine ended the call because it stopped (the drain of a graceful
+//!    shutdown ran out);
 //! 1. `transferred`: a transfer connected the caller elsewhere;
 //! 2. `agent`: an agent answered (whatever happened after, the survey included);
 //! 3. `callback`: the caller asked a queue to call back;
@@ -20,8 +22,8 @@
 //! 8. `abandoned_in_menu`: anything else. The caller hung up in the menu, ran out of
 //!    retries, or the flow said goodbye without a resolving step: never self-service.
 //!
-//! `interrupted` is never built here: the store gives it to calls still open after a
-//! restart.
+//! The store also gives `interrupted` to calls still open after a restart (the engine
+//! stopped without ending them).
 //!
 //! An agent's segment runs from the answer to the end of the conversation (either side's
 //! hang-up, the call's end, or a transfer that connected). Its `talk_ms` leaves out the
@@ -57,6 +59,8 @@ pub struct CallFacts {
     pub hung_up_by: Option<HungUpBy>,
     /// An engine or network fault that ended the call (no media, no ACK, refused), if any.
     pub fault: Option<String>,
+    /// The engine ended the call because it stopped.
+    pub interrupted: bool,
 }
 
 /// The row a call is written with when it begins: no end, no outcome yet.
@@ -583,7 +587,9 @@ impl<'a> Builder<'a> {
 
     fn outcome(&self, story: &CallStory) -> CallOutcome {
         let flow_failed = matches!(&story.outcome, Some(Outcome::Failed(r)) if !callers_failure(r));
-        if self.transferred {
+        if self.facts.interrupted {
+            CallOutcome::Interrupted
+        } else if self.transferred {
             CallOutcome::Transferred
         } else if self.answered {
             CallOutcome::Agent
@@ -660,6 +666,7 @@ pub(crate) mod tests {
             ended_ms: START + 60_000,
             hung_up_by: Some(hung_up_by),
             fault: None,
+            interrupted: false,
         }
     }
 
@@ -742,6 +749,29 @@ pub(crate) mod tests {
         assert_eq!(events.last().unwrap().detail["hung_up_by"], "caller");
         let seqs: Vec<u32> = events.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_call_the_engine_ended_when_it_stopped_is_interrupted_even_after_a_resolving_step() {
+        let s = story(
+            vec![
+                (1, step("order_shipped")),
+                (
+                    1,
+                    StoryEvent::Resolved {
+                        reason: "order_status".into(),
+                    },
+                ),
+            ],
+            Outcome::FlowHungUp,
+        );
+        let mut f = facts(HungUpBy::Engine);
+        f.interrupted = true;
+        f.fault = Some("engine stopped".into());
+        let (r, events) = build(&f, &s);
+        assert_eq!(r.outcome, Some(CallOutcome::Interrupted));
+        assert_eq!(events.last().unwrap().detail["outcome"], "interrupted");
+        assert_eq!(events.last().unwrap().detail["fault"], "engine stopped");
     }
 
     #[test]

@@ -1094,4 +1094,62 @@ mod tests {
             assert_eq!(strict, tolerant, "{body}");
         }
     }
+
+    /// The edge cases of a public number's offers, each read by both readers (CRLF for
+    /// the strict one, bare LF and an unknown line for the tolerant one): an answer or a
+    /// refusal with its status, never a panic.
+    #[test]
+    fn edge_offers_get_an_answer_or_their_status_from_both_readers() {
+        let v4 = "c=IN IP4 192.0.2.1";
+        let many: String = (0..129).map(|i| format!(" {}", i % 128)).collect();
+        let all: String = (0..128).map(|i| format!(" {i}")).collect();
+        let cases: Vec<(String, Result<u8, u16>)> = vec![
+            (format!("{v4}\nm=audio 4000 RTP/AVP 0"), Ok(0)),
+            (format!("{v4}\nm=audio 4000 RTP/AVP 128"), Err(400)),
+            (format!("{v4}\nm=audio 4000 RTP/AVP 255 0"), Err(400)),
+            (format!("{v4}\nm=audio 0 RTP/AVP 0"), Err(488)),
+            (format!("{v4}\nm=audio 65536 RTP/AVP 0"), Err(400)),
+            (format!("{v4}\nm=audio 4000 RTP/AVP 8\na=ptime:0"), Ok(8)),
+            (
+                format!("{v4}\nm=audio 4000 RTP/AVP 8\na=ptime:65535"),
+                Ok(8),
+            ),
+            (format!("{v4}\nm=video 4000 RTP/AVP 31"), Err(488)),
+            (v4.to_string(), Err(488)),
+            (format!("{v4}\nm=audio 4000 RTP/AVP{many}"), Err(400)),
+            (format!("{v4}\nm=audio 4000 RTP/AVP{all}"), Ok(0)),
+            (
+                "c=IN IP6 2001:db8::7\nm=audio 4000 RTP/AVP 8".to_string(),
+                Ok(8),
+            ),
+            (format!("{v4}\nm=audio 4000 RTP/AVP 0\0"), Err(400)),
+        ];
+        for (media, want) in cases {
+            let head = "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nt=0 0\n";
+            let strict = format!("{head}{media}\n").replace('\n', "\r\n");
+            let tolerant = format!("{head}y=unknown\n{media}\n");
+            for body in [strict, tolerant] {
+                let got = parse_offer(body.as_bytes())
+                    .and_then(|r| negotiate(&r, &[Codec::Pcmu, Codec::Pcma]))
+                    .map(|n| n.pt)
+                    .map_err(|e| e.status_code());
+                assert_eq!(got, want, "{body:?}");
+                if let Ok(r) = parse_offer(body.as_bytes())
+                    && let Some(ip6) = r.media.first().and_then(|m| m.audio.as_ref())
+                    && ip6.addr.is_ipv6()
+                {
+                    let n = negotiate(&r, &[Codec::Pcma]).expect("answered");
+                    let answer = String::from_utf8(build_answer(
+                        "2001:db8::1".parse().expect("address"),
+                        20000,
+                        &n,
+                        1,
+                        1,
+                    ))
+                    .expect("text");
+                    assert!(answer.contains("c=IN IP6 2001:db8::1"), "{answer}");
+                }
+            }
+        }
+    }
 }

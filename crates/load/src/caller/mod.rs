@@ -343,19 +343,45 @@ Contact: <sip:caller@{local}{tp}>\r\n\
         } else {
             "Content-Type: application/sdp\r\n".to_string()
         };
+        let (target, routes) = if same_transaction {
+            (format!("sip:{user}@{}", self.server), String::new())
+        } else {
+            self.dialog_target(user, resp)
+        };
         format!(
-            "ACK sip:{user}@{server} SIP/2.0\r\n\
+            "ACK {target} SIP/2.0\r\n\
 Via: {via}\r\n\
-Max-Forwards: 70\r\n\
+{routes}Max-Forwards: 70\r\n\
 From: \"Test Caller\" <sip:+4930123456@{local}>;tag={from_tag}\r\n\
 To: {to}\r\n\
 Call-ID: {call_id}\r\n\
 CSeq: {cseq} ACK\r\n\
 {ct}Content-Length: {len}\r\n\r\n{sdp_body}",
-            server = self.server,
             local = self.local,
             len = sdp_body.len(),
         )
+    }
+
+    /// Where requests inside the call answered by `answer` go (RFC 3261 §12.2.1.1): with no
+    /// Record-Route, straight to the server as `user@server` (every request is sent to the
+    /// server anyway); when a proxy record-routed the call, to the answerer's Contact with
+    /// the route set (the Record-Route reversed) as Route lines, so the proxy can pass them
+    /// on to the node that holds the call.
+    fn dialog_target(&self, user: &str, answer: &Response) -> (String, String) {
+        let plain = (format!("sip:{user}@{}", self.server), String::new());
+        let record_route = answer.headers.record_route().unwrap_or_default();
+        if record_route.is_empty() {
+            return plain;
+        }
+        let Ok(Some(contact)) = answer.headers.contact() else {
+            return plain;
+        };
+        let routes: String = record_route
+            .iter()
+            .rev()
+            .map(|r| format!("Route: {r}\r\n"))
+            .collect();
+        (contact.uri.to_string(), routes)
     }
 
     /// A request inside an established call (BYE, INFO, re-INVITE, OPTIONS...).
@@ -367,10 +393,11 @@ CSeq: {cseq} ACK\r\n\
         body: &str,
     ) -> String {
         call.cseq += 1;
+        let (target, routes) = self.dialog_target(&call.user, &call.answer);
         format!(
-            "{method} sip:{user}@{server} SIP/2.0\r\n\
+            "{method} {target} SIP/2.0\r\n\
 Via: {via}\r\n\
-Max-Forwards: 70\r\n\
+{routes}Max-Forwards: 70\r\n\
 From: \"Test Caller\" <sip:+4930123456@{local}>;tag={from}\r\n\
 To: <sip:{user}@{server}>;tag={to}\r\n\
 Call-ID: {cid}\r\n\

@@ -63,6 +63,17 @@ pub enum FramingError {
     },
 }
 
+impl FramingError {
+    /// The message is over a size limit (rather than unframable): it can still be answered
+    /// 413 before the connection is closed.
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::HeaderSectionTooLarge { .. } | Self::MessageTooLarge { .. }
+        )
+    }
+}
+
 /// Cuts a stream into messages. Feed received bytes with [`StreamFramer::push`], then call
 /// [`StreamFramer::pop`] until it returns `Ok(None)`.
 ///
@@ -81,6 +92,9 @@ pub struct StreamFramer {
     /// The last frame was a lone-CRLF pong.
     after_pong: bool,
     failed: Option<FramingError>,
+    /// The start of a message refused as too large (at most `max_message_bytes`), kept so
+    /// that the transport can still address a 413 to its sender.
+    refused_head: Option<Bytes>,
 }
 
 impl StreamFramer {
@@ -93,6 +107,7 @@ impl StreamFramer {
             need: None,
             after_pong: false,
             failed: None,
+            refused_head: None,
         }
     }
 
@@ -116,10 +131,21 @@ impl StreamFramer {
         }
         let r = self.pop_inner();
         if let Err(e) = &r {
+            if e.is_too_large() {
+                let keep = self.buf.len().min(self.limits.max_message_bytes);
+                self.refused_head = Some(self.buf.split_to(keep).freeze());
+            }
             self.failed = Some(e.clone());
             self.buf = BytesMut::new();
         }
         r
+    }
+
+    /// After a [`FramingError::MessageTooLarge`] or [`FramingError::HeaderSectionTooLarge`]:
+    /// the first bytes of the refused message (never more than the limit), from which
+    /// [`too_large_response`](super::too_large_response) can answer it.
+    pub fn refused_head(&self) -> Option<&[u8]> {
+        self.refused_head.as_deref()
     }
 
     fn pop_inner(&mut self) -> Result<Option<Frame>, FramingError> {
@@ -244,4 +270,74 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
         }
     }
     found.ok_or(FramingError::MissingContentLength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::too_large_response;
+
+    const HEAD: &str = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5070;branch=z9hG4bKx\r\n\
+From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: big@test\r\nCSeq: 1 INVITE\r\n";
+
+    fn small() -> Limits {
+        Limits {
+            max_message_bytes: 2048,
+            max_body_bytes: 2048,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_huge_content_length_is_refused_before_any_body_is_buffered_and_answered_413() {
+        let mut f = StreamFramer::new(small());
+        // Past u64: not a length at all.
+        f.push(format!("{HEAD}Content-Length: 18446744073709551616\r\n\r\n").as_bytes());
+        assert!(matches!(
+            f.pop(),
+            Err(FramingError::InvalidContentLength { .. })
+        ));
+        // The largest u64: a length, far too large.
+        let mut f = StreamFramer::new(small());
+        f.push(format!("{HEAD}Content-Length: 18446744073709551615\r\n\r\n").as_bytes());
+        assert!(f.pop().unwrap_err().is_too_large());
+        let mut f = StreamFramer::new(small());
+        f.push(format!("{HEAD}Content-Length: 9000000\r\n\r\nv=0").as_bytes());
+        let e = f.pop().unwrap_err();
+        assert!(e.is_too_large(), "{e}");
+        assert_eq!(f.buffered(), 0, "nothing kept but the head");
+        let head = f.refused_head().expect("head kept");
+        let resp = too_large_response(head, &small(), "t").expect("answerable");
+        assert_eq!(resp.status, 413);
+        assert_eq!(resp.headers.call_id().unwrap(), "big@test");
+        f.push(&[b'x'; 10_000]);
+        assert_eq!(f.buffered(), 0, "a failed framer takes nothing more");
+    }
+
+    #[test]
+    fn a_header_section_over_the_limit_keeps_only_the_limit_and_is_answered_when_it_can_be() {
+        let mut f = StreamFramer::new(small());
+        let big = format!("{HEAD}Subject: {}\r\n", "a".repeat(64 * 1024));
+        f.push(big.as_bytes());
+        let e = f.pop().unwrap_err();
+        assert!(
+            matches!(e, FramingError::HeaderSectionTooLarge { .. }),
+            "{e}"
+        );
+        let head = f.refused_head().unwrap();
+        assert_eq!(head.len(), 2048);
+        assert_eq!(too_large_response(head, &small(), "t").unwrap().status, 413);
+
+        // The same giant header before the Via: nothing to address an answer to.
+        let mut f = StreamFramer::new(small());
+        f.push(
+            format!(
+                "INVITE sip:a@b SIP/2.0\r\nSubject: {}\r\n",
+                "a".repeat(64 * 1024)
+            )
+            .as_bytes(),
+        );
+        assert!(f.pop().is_err());
+        assert!(too_large_response(f.refused_head().unwrap(), &small(), "t").is_none());
+    }
 }

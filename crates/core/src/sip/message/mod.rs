@@ -334,6 +334,19 @@ pub fn validate_response(resp: &Response) -> Result<(), ParseError> {
 /// To header is readable.
 pub fn error_response_for(req: &Request, error: &ParseError, to_tag: &str) -> Option<Response> {
     let status = error.status_code()?;
+    answer_salvaged(req, status, &error.reason_phrase(), to_tag)
+}
+
+/// The `413 Request Entity Too Large` for a message refused for its size, from its first
+/// bytes (a stream framer's [`StreamFramer::refused_head`], or the start of a datagram):
+/// `None` when it is no request or lacks a header a response copies (see
+/// [`error_response_for`]). Only the first `limits.max_message_bytes` bytes are read.
+pub fn too_large_response(head: &[u8], limits: &Limits, to_tag: &str) -> Option<Response> {
+    let req = salvage_request(head, limits)?;
+    answer_salvaged(&req, 413, default_reason(413), to_tag)
+}
+
+fn answer_salvaged(req: &Request, status: u16, reason: &str, to_tag: &str) -> Option<Response> {
     if req.method == Method::Ack {
         return None;
     }
@@ -348,7 +361,7 @@ pub fn error_response_for(req: &Request, error: &ParseError, to_tag: &str) -> Op
     if !needed.into_iter().all(|n| h.contains(n)) {
         return None;
     }
-    let mut resp = Response::for_request(req, status, &error.reason_phrase());
+    let mut resp = Response::for_request(req, status, reason);
     let _ = resp.headers.ensure_to_tag(to_tag);
     Some(resp)
 }

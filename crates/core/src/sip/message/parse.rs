@@ -15,6 +15,17 @@ use super::text::{is_token, is_wsp, snippet_bytes, trim_wsp_bytes};
 use super::uri::Uri;
 use super::{Limits, Message, Request, Response};
 
+/// The headers a response copies from its request (RFC 3261 §8.2.6.2).
+const ANSWER_COPIES: [HeaderName; 5] = [
+    HeaderName::Via,
+    HeaderName::From,
+    HeaderName::To,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+];
+/// How many of those salvage keeps beyond `max_headers` (a few Vias and the other four).
+const SALVAGE_EXTRA: usize = 16;
+
 /// The start line, parsed.
 enum Start {
     Request { method: Method, uri: Uri },
@@ -233,8 +244,12 @@ fn parse_head(buf: &Bytes, limits: &Limits, mode: Mode) -> Result<Head, ParseErr
                     limit: limits.max_headers,
                 });
             }
-            body_start = data.len();
-            break;
+            // Past the cap, salvage keeps only what an answer copies (a few more), so
+            // that a request with too many headers can still be told so.
+            if !ANSWER_COPIES.contains(&name) || headers.len() >= limits.max_headers + SALVAGE_EXTRA
+            {
+                continue;
+            }
         }
         let value = if pieces.iter().all(|p| p.is_empty()) {
             buf.slice(line_start + value_range.start..line_start + value_range.end)

@@ -1,0 +1,378 @@
+//! hotline behind Kamailio: the proxy configuration shipped in `deploy/kamailio/` runs in a
+//! real Kamailio in front of two real `hotline serve` nodes, all on loopback.
+//!
+//! - New calls are spread over both nodes; every call's ACK and BYE reach the node that
+//!   holds it through the proxy's Record-Route (the caller sends them to the proxy only),
+//!   and so does a node's own BYE to the caller.
+//! - A node killed with SIGKILL gets no more calls: the next calls are all answered by the
+//!   node that is left (by the proxy's failover and its OPTIONS probes).
+//! - A node stopped with SIGTERM drains: its call in progress goes on to its end through the
+//!   proxy, new calls all go to the other node (the draining node answers INVITE and
+//!   OPTIONS with 503, and the proxy tries the next node), and the node exits by itself.
+//!
+//! Runs when `kamailio` is installed (Debian's `kamailio` package); with
+//! `HOTLINE_REQUIRE_KAMAILIO=1` (set by CI) a missing Kamailio fails instead of skipping.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{SECOND, prompt, repo};
+use hotline::config::Protocol;
+use hotline_load::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
+use hotline_load::load::engine::Engine;
+
+/// A menu that waits for the caller; `1` leads to an answer, then the node hangs up.
+const FLOW: &str = "start: menu
+steps:
+  menu:
+    menu:
+      prompt: main_menu
+      options:
+        \"1\": { next: answer }
+  answer:
+    play: goodbye
+    next: hangup
+";
+
+/// A child process killed (SIGKILL) when dropped, even on a failed assert.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kamailio() -> Option<PathBuf> {
+    let found = ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("HOTLINE_REQUIRE_KAMAILIO").as_deref() != Ok("1"),
+            "HOTLINE_REQUIRE_KAMAILIO=1 but kamailio is not installed (Debian package `kamailio`)"
+        );
+        eprintln!("skipped: kamailio is not installed (Debian package `kamailio`)");
+    }
+    found
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hotline-kamailio-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// One hotline node: `hotline serve` in its own folder, its RTP ports in `rtp`.
+struct Node {
+    sip: SocketAddr,
+    rtp: std::ops::RangeInclusive<u16>,
+    dir: PathBuf,
+    process: Option<Killed>,
+}
+
+impl Node {
+    async fn start(dir: PathBuf, rtp: std::ops::RangeInclusive<u16>) -> Node {
+        std::fs::create_dir_all(dir.join("flows")).unwrap();
+        std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+        let yaml = format!(
+            "flows: flows\nprompts: {:?}\ndata: data\n",
+            repo().join("prompts").display().to_string(),
+        );
+        std::fs::write(dir.join("hotline.yaml"), yaml).unwrap();
+        let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let log = std::fs::File::create(dir.join("engine.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hotline"))
+            .args(["serve", "--config", "hotline.yaml"])
+            .args(["--admin", "off", "--demo-shop", "off"])
+            .args(["--sip", &format!("udp:{sip}")])
+            .args(["--rtp-ports", &format!("{}-{}", rtp.start(), rtp.end())])
+            .current_dir(&dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("hotline serve starts");
+        let process = Killed(child);
+        let mut probe = Engine::attach(sip, Some(process.0.id()));
+        if let Err(e) = probe.wait_ready(Duration::from_secs(60)).await {
+            panic!(
+                "node {sip} did not answer: {e}\n{}",
+                read(&dir.join("engine.log"))
+            );
+        }
+        Node {
+            sip,
+            rtp,
+            dir,
+            process: Some(process),
+        }
+    }
+
+    fn holds(&self, call: &Established) -> bool {
+        self.rtp.contains(&call.remote_rtp.port())
+    }
+
+    fn kill(&mut self) {
+        self.process.take();
+    }
+
+    /// Asks the node to stop (SIGTERM): it drains.
+    fn terminate(&self) {
+        let pid = self.process.as_ref().expect("running").0.id();
+        let pid = libc::pid_t::try_from(pid).expect("a pid");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    }
+
+    /// Waits (bounded) for the node's process to exit by itself; its exit status.
+    async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let child = &mut self.process.as_mut().expect("running").0;
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the node did not exit within {within:?}\n{}",
+                read(&self.dir.join("engine.log"))
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Kamailio with the shipped configuration, listening on `sip`, in front of `nodes`.
+struct Proxy {
+    sip: SocketAddr,
+    dir: PathBuf,
+    _process: Killed,
+}
+
+impl Proxy {
+    async fn start(binary: &Path, dir: PathBuf, nodes: &[&Node]) -> Proxy {
+        let list: String = nodes
+            .iter()
+            .map(|n| format!("1 sip:{} 0 0\n", n.sip))
+            .collect();
+        let list_file = dir.join("nodes.list");
+        std::fs::write(&list_file, list).unwrap();
+        let run = dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+        let log = std::fs::File::create(dir.join("kamailio.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("-f")
+            .arg(repo().join("deploy/kamailio/kamailio.cfg"))
+            // In the foreground, logging to stderr, two workers, a small shared memory.
+            .args(["-DD", "-E", "-n", "2", "-m", "64", "-M", "8"])
+            .arg("-Y")
+            .arg(&run)
+            .arg("-w")
+            .arg(&dir)
+            .args(["-A", &format!("LISTEN=udp:{sip}")])
+            .args(["-A", &format!("NODES_LIST=\"{}\"", list_file.display())])
+            // Probe every second, and give up on a silent node after one second, so the
+            // test sees the proxy react quickly.
+            .args(["-A", "PROBE_INTERVAL=1", "-A", "NODE_TIMEOUT=1000"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("kamailio starts");
+        let process = Killed(child);
+        // The proxy answers OPTIONS addressed to itself with 200 once it runs.
+        let mut probe = Engine::attach(sip, Some(process.0.id()));
+        if let Err(e) = probe.wait_ready(Duration::from_secs(60)).await {
+            panic!(
+                "kamailio did not answer: {e}\n{}",
+                read(&dir.join("kamailio.log"))
+            );
+        }
+        Proxy {
+            sip,
+            dir,
+            _process: process,
+        }
+    }
+
+    fn log(&self) -> String {
+        read(&self.dir.join("kamailio.log"))
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A call through the proxy, in the menu (its prompt has started).
+struct InMenu {
+    phone: Phone,
+    media: CallMedia,
+    call: Established,
+}
+
+async fn call_through(proxy: &Proxy) -> InMenu {
+    let mut phone = Phone::new(Protocol::Udp, proxy.sip).await.unwrap();
+    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).unwrap();
+    let call = match phone.call("hotline", &media, Offer::Default).await {
+        Ok(c) => c,
+        Err(e) => panic!("a call through the proxy failed: {e}\n{}", proxy.log()),
+    };
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    media
+        .wait_for_prompt(&prompt("en", "main_menu"), 0, 20 * SECOND)
+        .await
+        .expect("the menu prompt starts");
+    InMenu { phone, media, call }
+}
+
+/// The caller hangs up; the BYE reaches the node through the proxy and its 200 comes back.
+async fn hang_up(mut c: InMenu, proxy: &Proxy) {
+    if let Err(e) = c.phone.hang_up(&mut c.call).await {
+        panic!("the BYE through the proxy got no 200: {e}\n{}", proxy.log());
+    }
+    c.media.close();
+}
+
+#[test]
+fn calls_are_spread_over_the_nodes_and_a_killed_node_gets_no_more() {
+    let Some(binary) = kamailio() else {
+        return;
+    };
+    common::logs();
+    let dir = scratch("front");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = Node::start(dir.join("a"), 45_100..=45_199).await;
+        let mut b = Node::start(dir.join("b"), 45_200..=45_299).await;
+        let proxy = Proxy::start(&binary, dir.clone(), &[&a, &b]).await;
+
+        // Spread: eight calls, round-robin gives each node four; each call's BYE reaches
+        // its node.
+        let (mut on_a, mut on_b) = (0, 0);
+        for _ in 0..8 {
+            let c = call_through(&proxy).await;
+            match (a.holds(&c.call), b.holds(&c.call)) {
+                (true, false) => on_a += 1,
+                (false, true) => on_b += 1,
+                _ => panic!("the call's media is on neither node: {}", c.call.remote_rtp),
+            }
+            hang_up(c, &proxy).await;
+        }
+        assert!(
+            on_a == 4 && on_b == 4,
+            "calls were not spread: {on_a} on node a, {on_b} on node b"
+        );
+
+        // The node's own BYE reaches the caller through the proxy too.
+        let mut c = call_through(&proxy).await;
+        c.media.press_all("1", KeyMethod::Rfc4733);
+        if let Err(e) = c.phone.expect_bye(30 * SECOND).await {
+            panic!(
+                "the node's BYE did not come through the proxy: {e}\n{}",
+                proxy.log()
+            );
+        }
+        c.media.close();
+
+        // A node dies: every next call is answered by the other one.
+        b.kill();
+        for i in 0..6 {
+            let c = call_through(&proxy).await;
+            assert!(
+                a.holds(&c.call),
+                "call {i} after node b's death was not answered by node a: {}",
+                c.call.remote_rtp
+            );
+            hang_up(c, &proxy).await;
+        }
+        let _ = (&b.dir, &a.dir);
+    });
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_draining_node_finishes_its_call_and_the_proxy_sends_new_calls_elsewhere() {
+    let Some(binary) = kamailio() else {
+        return;
+    };
+    common::logs();
+    let dir = scratch("drain");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = Node::start(dir.join("a"), 45_300..=45_399).await;
+        let mut b = Node::start(dir.join("b"), 45_400..=45_499).await;
+        let proxy = Proxy::start(&binary, dir.clone(), &[&a, &b]).await;
+
+        // Round-robin: of two calls, one is on node b; that one stays up.
+        let first = call_through(&proxy).await;
+        let second = call_through(&proxy).await;
+        let (mut on_b, on_a) = match (b.holds(&first.call), b.holds(&second.call)) {
+            (true, false) => (first, second),
+            (false, true) => (second, first),
+            _ => panic!("two calls, and not one on each node"),
+        };
+        assert!(a.holds(&on_a.call));
+        hang_up(on_a, &proxy).await;
+
+        // Node b is asked to stop while its call goes on.
+        b.terminate();
+        for i in 0..4 {
+            let c = call_through(&proxy).await;
+            assert!(
+                a.holds(&c.call),
+                "new call {i} during node b's drain was not answered by node a: {}",
+                c.call.remote_rtp
+            );
+            hang_up(c, &proxy).await;
+        }
+
+        // The call on b goes on to its end: its key is heard, and b's BYE reaches the caller.
+        on_b.media.press_all("1", KeyMethod::Rfc4733);
+        if let Err(e) = on_b.phone.expect_bye(30 * SECOND).await {
+            panic!(
+                "the draining node's call did not end through the proxy: {e}\n{}\n{}",
+                proxy.log(),
+                read(&b.dir.join("engine.log"))
+            );
+        }
+        on_b.media.close();
+        // With its last call over, node b exits by itself, cleanly.
+        let status = b.exited(Duration::from_secs(60)).await;
+        assert!(status.success(), "node b exited with {status}");
+    });
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
