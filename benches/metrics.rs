@@ -93,6 +93,11 @@ fn one_scrape() {
         media: &media,
         records: &records,
         queues: Some(&snapshot),
+        resources: hotline::metrics::Resources {
+            call_tasks: 500,
+            tasks: 2_000,
+            rtp_ports: 700,
+        },
     };
     let size = m.render(&scrape).len();
     const N: u32 = 2_000;

@@ -6,6 +6,7 @@
 //! negotiation); the actor only carries messages between them and the clocks.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ use tracing::warn;
 mod actor; // the call's task: one inbox, one sleep, carrying out what the core decides
 mod callback; // calling back a caller who asked to keep their place in a queue
 mod legs; // transfer and agent legs, the bridge
+#[cfg(test)]
+mod fail_tests; // a call whose code panics releases what it held
 mod queue; // the call's time in an agent queue
 pub use actor::{CallMsg, Inbox, run};
 pub use callback::call_back;
@@ -90,6 +93,24 @@ pub struct CallDeps {
     live: RwLock<Arc<Live>>,
     refused: std::sync::Mutex<Option<RefusedEdits>>,
     services: Services,
+    /// Call tasks alive (see [`CallTask`]).
+    call_tasks: AtomicUsize,
+}
+
+/// Counts one call's task while it lives, however it ends (a panic included).
+pub(crate) struct CallTask(Arc<CallDeps>);
+
+impl CallTask {
+    pub(crate) fn new(deps: &Arc<CallDeps>) -> CallTask {
+        deps.call_tasks.fetch_add(1, Ordering::Relaxed);
+        CallTask(deps.clone())
+    }
+}
+
+impl Drop for CallTask {
+    fn drop(&mut self) {
+        self.0.call_tasks.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl CallDeps {
@@ -102,6 +123,19 @@ impl CallDeps {
             live: RwLock::new(Arc::new(live)),
             refused: std::sync::Mutex::new(None),
             services,
+            call_tasks: AtomicUsize::new(0),
+        }
+    }
+
+    /// What the engine holds for calls now: call tasks, runtime tasks, RTP ports.
+    pub fn resources(&self) -> crate::metrics::Resources {
+        let tasks = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_alive_tasks())
+            .unwrap_or(0);
+        crate::metrics::Resources {
+            call_tasks: self.call_tasks.load(Ordering::Relaxed),
+            tasks,
+            rtp_ports: self.ports.in_use(),
         }
     }
 

@@ -24,6 +24,7 @@ pub use hotline_core::config; // hotline.yaml (parsed in the core: plain data)
 pub use hotline_core::config_text; // hotline.yaml before serde: ${NAME} and KEY_file substituted
 pub mod preflight; // load prompts, flows and routes before serving, and report every problem
 pub mod server; // the running hotline
+pub mod fd_limit; // the open-files limit serve raises, and the descriptor budget caps stay under
 pub mod reload; // live reload of flows, prompts and routes
 pub mod admin; // the admin HTTP API: health, calls, flows, reload, metrics
 pub mod metrics; // the Prometheus metrics: counters where events happen, figures read at scrape

@@ -577,6 +577,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             move_listeners(&mut config, admin, demo_shop)?;
             warn_about_ephemeral_rtp(config.rtp_ports);
+            match hotline::fd_limit::raise() {
+                Ok(l) => tracing::info!(
+                    before = l.before,
+                    now = l.now,
+                    hard = l.hard,
+                    budget = hotline::fd_limit::fd_budget(),
+                    "open-files limit"
+                ),
+                Err(e) => tracing::warn!(error = %e, "open-files limit left as it was"),
+            }
+            let caps = hotline::fd_limit::size_caps(
+                hotline::fd_limit::fd_budget(),
+                config.max_calls,
+                config
+                    .connections
+                    .tcp_connections
+                    .unwrap_or_else(hotline::sip::transport::default_tcp_connections),
+            );
+            if caps.max_calls < config.max_calls {
+                tracing::warn!(
+                    configured = config.max_calls,
+                    max_calls = caps.max_calls,
+                    tcp_connections = caps.tcp,
+                    "max_calls lowered to fit the open-files limit"
+                );
+                config.max_calls = caps.max_calls;
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -52,6 +52,45 @@ const AGENT_STATES: [&str; 6] = [
     "paused",
 ];
 
+/// Why the engine itself ended a call: a limit every call is held to, or a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForcedEnd {
+    /// `limits.max_call` was reached.
+    MaxCall,
+    /// Nothing came from the caller (or the bridged far end) for `rtp.no_media_timeout`.
+    NoMedia,
+    /// The call's task failed or panicked; its resources were released.
+    TaskFailed,
+}
+
+impl ForcedEnd {
+    pub const ALL: [ForcedEnd; 3] = [
+        ForcedEnd::MaxCall,
+        ForcedEnd::NoMedia,
+        ForcedEnd::TaskFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForcedEnd::MaxCall => "max_call",
+            ForcedEnd::NoMedia => "no_media",
+            ForcedEnd::TaskFailed => "task_failed",
+        }
+    }
+}
+
+/// What the engine holds for its calls now, read at scrape time: after the calls are
+/// over, each is back where it started (the resource hygiene test compares them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Call tasks alive, of every kind (flows, feature codes, refused calls, call backs).
+    pub call_tasks: usize,
+    /// Tasks alive on the runtime (calls, their IO, the engine's own).
+    pub tasks: usize,
+    /// RTP ports held by calls and legs.
+    pub rtp_ports: usize,
+}
+
 /// Which way a message or packet went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -208,6 +247,7 @@ pub struct Metrics {
     callback_refusals: Family<ReasonLabels, Counter>,
     refer_refusals: Counter,
     auth_failures: Family<ReasonLabels, Counter>,
+    forced_ends: Family<ReasonLabels, Counter>,
     refused: Family<ReasonLabels, Counter>,
     dropped: Family<ReasonLabels, Counter>,
     bans: Counter,
@@ -251,6 +291,7 @@ pub struct Scrape<'a> {
     pub records: &'a SinkCounters,
     /// The queues and agents, when queues are configured and the queue task answered.
     pub queues: Option<&'a Snapshot>,
+    pub resources: Resources,
 }
 
 impl Metrics {
@@ -397,6 +438,15 @@ impl Metrics {
         for result in ["ok", "refused"] {
             reloads.get_or_create_owned(&ResultLabels { result });
         }
+        let forced_ends = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "hotline_calls_forced_end",
+            "Calls the engine ended itself, by reason: max_call (limits.max_call reached), no_media (nothing from the caller or the bridged far end for rtp.no_media_timeout), task_failed (the call's task failed; its resources were released)",
+            forced_ends.clone(),
+        );
+        for r in ForcedEnd::ALL {
+            forced_ends.get_or_create_owned(&ReasonLabels { reason: r.as_str() });
+        }
         Metrics {
             registry,
             calls,
@@ -405,6 +455,7 @@ impl Metrics {
             dtmf_keys,
             queue_wait,
             reloads,
+            forced_ends,
             refused,
             dropped,
             bans,
@@ -493,6 +544,15 @@ impl Metrics {
     pub fn tcp_closed(&self, reason: TcpClose) {
         self.tcp_closed
             .get_or_create(&CloseLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// The engine ended a call itself, for `reason`.
+    pub fn forced_end(&self, reason: ForcedEnd) {
+        self.forced_ends
+            .get_or_create(&ReasonLabels {
                 reason: reason.as_str(),
             })
             .inc();
@@ -624,6 +684,22 @@ fn scraped(s: &Scrape<'_>) -> Registry {
         "Calls in progress that run a flow",
         gauge(s.calls_active as u64),
     );
+    let res = s.resources;
+    r.register(
+        "hotline_call_tasks",
+        "Call tasks alive, of every kind: flows, feature codes, refused calls, call backs",
+        gauge(res.call_tasks as u64),
+    );
+    r.register(
+        "hotline_tasks",
+        "Tasks alive on the engine's async runtime",
+        gauge(res.tasks as u64),
+    );
+    r.register(
+        "hotline_rtp_ports_in_use",
+        "RTP ports held by calls and legs",
+        gauge(res.rtp_ports as u64),
+    );
 
     let sum = |f: fn(&ClockStats) -> u64| s.media.iter().map(|w| f(w)).sum::<u64>();
     let rtp = Family::<DirectionLabels, Counter>::default();
@@ -749,6 +825,11 @@ mod tests {
             media: &[],
             records: &SinkCounters::default(),
             queues: None,
+            resources: Resources {
+                call_tasks: 3,
+                tasks: 40,
+                rtp_ports: 4,
+            },
         })
     }
 
@@ -806,6 +887,28 @@ mod tests {
         assert!(t.contains("hotline_sip_dropped_total{reason=\"banned\"} 2\n"));
         assert!(t.contains("hotline_sources_banned_total 1\n"));
         assert!(t.contains("hotline_draining 1\n"));
+    }
+
+    #[test]
+    fn forced_ends_count_by_reason_and_resources_are_read_at_scrape_time() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for r in ForcedEnd::ALL {
+            let want = format!(
+                "hotline_calls_forced_end_total{{reason=\"{}\"}} 0\n",
+                r.as_str()
+            );
+            assert!(t.contains(&want), "{want}");
+        }
+        m.forced_end(ForcedEnd::MaxCall);
+        m.forced_end(ForcedEnd::NoMedia);
+        m.forced_end(ForcedEnd::NoMedia);
+        let t = render(&m);
+        assert!(t.contains("hotline_calls_forced_end_total{reason=\"max_call\"} 1\n"));
+        assert!(t.contains("hotline_calls_forced_end_total{reason=\"no_media\"} 2\n"));
+        assert!(t.contains("hotline_call_tasks 3\n"));
+        assert!(t.contains("hotline_tasks 40\n"));
+        assert!(t.contains("hotline_rtp_ports_in_use 4\n"));
     }
 
     #[test]

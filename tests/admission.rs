@@ -167,6 +167,7 @@ async fn a_flood_above_the_rate_gets_one_503_per_invite_and_none_is_dropped() {
         media: &[],
         records: &Default::default(),
         queues: None,
+        resources: srv.server.deps.resources(),
     });
     assert!(
         text.contains(&format!(

@@ -34,6 +34,7 @@ async fn metrics(State(s): State<Shared>) -> Response {
         media: deps.media.stats(),
         records: deps.records().counters(),
         queues: queues.as_ref(),
+        resources: deps.resources(),
     });
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }

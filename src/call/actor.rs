@@ -25,6 +25,7 @@ use crate::media::dtmf::Key;
 use crate::media::ports::RtpPort;
 use crate::media::prompt::Prompt;
 use crate::media::session::{MediaEvent, MediaOrigin, SessionCommand};
+use crate::metrics::ForcedEnd;
 use crate::queue::agent::AgentCommand;
 use crate::queue::service::QueueNews;
 use crate::records::{CallKind, HungUpBy, RecordMsg};
@@ -176,6 +177,25 @@ pub(super) struct Call {
     registration: Option<crate::registry::Registration>,
     /// The call's record, for calls that have one (not feature codes).
     pub(super) recorder: Option<Recorder>,
+    /// `finish` ran: everything is released. A call dropped without it failed (its task
+    /// panicked or was cancelled) and releases what it holds in `Drop`.
+    finished: bool,
+}
+
+/// The fault a failed call's record shows.
+const TASK_FAILED: &str = "call task failed";
+
+/// A test call that dials this number panics inside the call's code when its ACK arrives
+/// (compiled into the library's own tests only: the engine that ships has no such number).
+#[cfg(test)]
+pub(crate) const PANIC_NUMBER: &str = "test-panic-in-call";
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fail();
+        }
+    }
 }
 
 /// What a call's record needs beside the core's story, gathered as the call goes.
@@ -244,6 +264,7 @@ pub async fn run(nc: NewCall, inbox: Inbox, deps: Arc<CallDeps>) {
         .unwrap_or_default();
     let dialed = nc.invite.uri.user().unwrap_or_default().to_string();
     let span = info_span!("call", %call_id, %caller, %dialed);
+    let _task = super::CallTask::new(&deps);
     async move {
         let call = match crate::feature::command_for(deps.acd().is_some(), &dialed) {
             Some(command) => Call::feature_code(nc, inbox, deps, call_id, caller, command).await,
@@ -280,6 +301,7 @@ impl Call {
             ended: None,
             registration: s.registration,
             recorder: None,
+            finished: false,
         }
     }
 
@@ -350,6 +372,7 @@ impl Call {
             }
             _ => None,
         };
+        core.limit_length(now, live.config.max_call);
         // Rings first when configured; media starts with the 2xx, or with the ACK that
         // answers a late offer.
         core.answer(now);
@@ -419,6 +442,7 @@ impl Call {
         let (via, branches) = via_and_branches(&nc.peer, advertised);
         let script = Script::Tones(crate::feature::confirmation(applied));
         let mut core = CallCore::new(uas, script, via, branches);
+        core.limit_length(Instant::now(), live.config.max_call);
         core.answer(Instant::now());
         Call::new(Start {
             deps,
@@ -505,7 +529,18 @@ impl Call {
                 UasInput::Request { key, req }
             }
             ToCall::Cancel { key, req } => UasInput::Cancel { key, req },
-            ToCall::Ack(a) => UasInput::Ack(a),
+            ToCall::Ack(a) => {
+                self.input(CallInput::Sip(UasInput::Ack(a)));
+                #[cfg(test)]
+                if self
+                    .recorder
+                    .as_ref()
+                    .is_some_and(|r| r.facts.dialed == PANIC_NUMBER)
+                {
+                    panic!("a test asked this call to fail");
+                }
+                return;
+            }
             ToCall::RequestTimeout { .. } => UasInput::RequestTimeout,
             ToCall::Response(r)
                 if r.headers
@@ -592,6 +627,7 @@ impl Call {
                     self.record_begin(Some(status));
                 }
                 CallOutput::Ended { outcome, story } => {
+                    self.ended_by_engine(outcome);
                     // Written now: the legs' last answers, awaited below, change nothing.
                     self.record_finish(outcome, &story);
                     self.ended = Some((outcome, story));
@@ -606,6 +642,23 @@ impl Call {
             self.torn_down = true;
             self.called_back_ends();
         }
+    }
+
+    /// Counts and logs a call the engine ended by a limit (one line per call a fail2ban
+    /// filter can read: a source whose calls keep hitting the limits is worth a look).
+    fn ended_by_engine(&self, outcome: Option<Outcome>) {
+        let reason = match outcome {
+            Some(Outcome::MaxCall) => ForcedEnd::MaxCall,
+            Some(Outcome::NoMedia) => ForcedEnd::NoMedia,
+            _ => return,
+        };
+        self.deps.metrics().forced_end(reason);
+        warn!(
+            source = %self.peer.remote,
+            reason = reason.as_str(),
+            seconds = self.started.elapsed().as_secs(),
+            "call ended by the engine"
+        );
     }
 
     /// A leg to dial or a queue to join.
@@ -887,6 +940,81 @@ impl Call {
             self.record_finish(outcome, &story);
         }
         self.sip.ended(&self.call_id);
+        self.finished = true;
+    }
+
+    /// The call's task failed before `finish`: the caller and the legs get their BYE or
+    /// CANCEL where the core can still say so, and whatever the call holds is released
+    /// here (media sessions, RTP ports, the place in a queue and the agent it reserved,
+    /// the endpoint's routes); the record ends as failed. Nothing here may panic: it can
+    /// run while the task unwinds.
+    fn fail(&mut self) {
+        warn!(
+            call_id = %self.call_id,
+            source = %self.peer.remote,
+            reason = ForcedEnd::TaskFailed.as_str(),
+            "call task failed; releasing what it held"
+        );
+        self.deps.metrics().forced_end(ForcedEnd::TaskFailed);
+        let in_queue = self.core.in_queue();
+        let mut left_queue = false;
+        // A second panic while unwinding would abort the process: the core, which may be
+        // what failed, is asked only when the task is not unwinding. A panic in the call's
+        // code unwinds through `serve`, which drops the call on the way: such a call's
+        // caller gets no BYE (the caller's own timers end it), but everything below is
+        // released all the same.
+        if !std::thread::panicking() {
+            self.core
+                .handle(Instant::now(), CallInput::HangUp(Outcome::Failed));
+            while let Some(o) = self.core.poll_output() {
+                match o {
+                    CallOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
+                    CallOutput::Respond { key, resp } => {
+                        self.sip.respond(&key, self.peer, &self.call_id, resp)
+                    }
+                    CallOutput::Acd(i) => {
+                        left_queue |= matches!(i, crate::queue::acd::Input::CallerLeft { .. });
+                        if let Some(acd) = self.deps.acd() {
+                            acd.input(i);
+                        }
+                    }
+                    CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
+                    _ => {}
+                }
+            }
+        }
+        if in_queue
+            && !left_queue
+            && let Some(acd) = self.deps.acd()
+        {
+            acd.input(crate::queue::acd::Input::CallerLeft {
+                call: self.call_id.clone(),
+            });
+        }
+        for (_, leg) in &mut self.legs {
+            leg.hang_up();
+        }
+        for (_, mut leg) in std::mem::take(&mut self.legs) {
+            leg.close(&self.deps);
+        }
+        for mut leg in std::mem::take(&mut self.old_legs) {
+            leg.close(&self.deps);
+        }
+        if !self.torn_down {
+            self.torn_down = true;
+            self.called_back_ends();
+        }
+        if let Some(id) = self.session.take() {
+            self.deps.media.remove(id);
+        }
+        self.rtp_port = None;
+        if self.recorder.is_some() {
+            let story = self.core.story();
+            self.record_finish(Some(Outcome::Failed), &story);
+        }
+        self.registration = None;
+        self.sip.ended(&self.call_id);
+        self.finished = true;
     }
 
     /// The call was answered (`None`) or refused with `status`: its record opens. Sent
@@ -927,6 +1055,10 @@ impl Call {
             }
             (Some(Outcome::FlowHungUp), _) => (HungUpBy::Engine, None),
             (Some(Outcome::NoMedia), _) => (HungUpBy::Engine, Some("no media".to_owned())),
+            // The limit is no fault: the record keeps the call's own outcome, and its
+            // events say the limit ended it (`max_call_reached`).
+            (Some(Outcome::MaxCall), _) => (HungUpBy::Engine, None),
+            (Some(Outcome::Failed), _) => (HungUpBy::Engine, Some(TASK_FAILED.to_owned())),
             (Some(Outcome::AckTimeout), _) => (HungUpBy::Engine, Some("no ACK".to_owned())),
             (Some(Outcome::NoUsableAnswer), _) => {
                 (HungUpBy::Engine, Some("no usable answer".to_owned()))
@@ -936,7 +1068,15 @@ impl Call {
         };
         r.facts.hung_up_by = Some(by);
         r.facts.fault = fault;
-        let (record, events) = record_build::build(&r.facts, story);
+        let (mut record, mut events) = record_build::build(&r.facts, story);
+        if outcome == Some(Outcome::Failed) {
+            // The engine failed this call whatever it had reached: no other outcome
+            // would be honest.
+            record.outcome = Some(crate::records::CallOutcome::Failed);
+            if let Some(end) = events.last_mut().filter(|e| e.kind == "ended") {
+                end.detail["outcome"] = "failed".into();
+            }
+        }
         // Counted here, not by the writer: the outcome is the record's even when records
         // are off.
         if let Some(outcome) = record.outcome {

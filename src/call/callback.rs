@@ -68,6 +68,7 @@ pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
         queue = %request.queue,
         call_id = tracing::field::Empty
     );
+    let _task = super::CallTask::new(&deps);
     async move {
         if let Some(call) = Call::call_back(deps, request).await {
             call.serve().await;
@@ -206,6 +207,7 @@ impl Call {
         let (via, branches) = via_and_branches(&answered.peer, advertised);
         let mut core = CallCore::new(answered.uas, Script::Queue, via, branches);
         let now = Instant::now();
+        core.limit_length(now, live.config.max_call);
         core.start(now);
         // A call back is a call of its own in the records, answered from the start and
         // linked to the call that asked.

@@ -32,6 +32,8 @@ pub struct PortPool {
 struct Inner {
     range: PortRange,
     free: Vec<u16>,
+    /// Every port of the range the pool hands out.
+    total: usize,
 }
 
 /// A bound RTP socket whose port goes back to the pool when dropped.
@@ -52,9 +54,10 @@ impl Drop for RtpPort {
 impl PortPool {
     pub fn new(range: PortRange) -> Self {
         let first_even = range.first + (range.first % 2);
-        let free = (first_even..range.last).step_by(2).collect();
+        let free: Vec<u16> = (first_even..range.last).step_by(2).collect();
+        let total = free.len();
         PortPool {
-            inner: Arc::new(Mutex::new(Inner { range, free })),
+            inner: Arc::new(Mutex::new(Inner { range, free, total })),
         }
     }
 
@@ -92,6 +95,12 @@ impl PortPool {
     pub fn free_count(&self) -> usize {
         self.inner.lock().map(|i| i.free.len()).unwrap_or(0)
     }
+
+    /// Ports handed out and not yet back.
+    pub fn in_use(&self) -> usize {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.total - inner.free.len()
+    }
 }
 
 #[cfg(test)]
@@ -109,8 +118,10 @@ mod tests {
         let a = pool.allocate(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
         assert_eq!(a.port % 2, 0);
         assert_eq!(pool.free_count(), 3);
+        assert_eq!(pool.in_use(), 1);
         drop(a);
         assert_eq!(pool.free_count(), 4);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

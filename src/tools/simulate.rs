@@ -468,6 +468,9 @@ fn describe_story(event: &StoryEvent, start_flow: &str) -> Option<String> {
             format!("(template '{template}' failed: {error})")
         }
         StoryEvent::CallerHungUp => "caller hangs up".to_owned(),
+        StoryEvent::MaxCallReached { after } => {
+            format!("(maximum call length reached after {}s)", after.as_secs())
+        }
         StoryEvent::TemplateUndefined {
             template,
             variables,

@@ -241,6 +241,8 @@ struct RawLimits {
     trusted: Option<Vec<String>>,
     /// User-Agent substrings dropped without a reply (known scanners by default).
     scanners: Option<Vec<String>>,
+    /// The longest a call may last; the engine then hangs it up, legs included (2h).
+    max_call: Option<String>,
     /// Calls in progress beyond which new calls get 503 with Retry-After (1500).
     max_calls: Option<usize>,
     /// New calls per second on average, beyond which they get 503 (200).
@@ -300,6 +302,10 @@ impl fmt::Debug for AdminConfig {
     }
 }
 
+/// How long a call may last when `limits.max_call` is not set: longer than any real
+/// conversation with an agent, short enough that a stuck call frees its slot the same day.
+pub const DEFAULT_MAX_CALL: Duration = Duration::from_secs(2 * 3600);
+
 /// Where the admin API listens when `admin:` names no address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8080";
 
@@ -352,6 +358,8 @@ pub struct Config {
     pub public_address: Option<IpAddr>,
     /// A call whose caller sends no RTP for this long is ended.
     pub no_media_timeout: Duration,
+    /// The longest a call may last (`limits.max_call`); the engine then hangs it up.
+    pub max_call: Duration,
     pub flows_dir: PathBuf,
     pub prompts_dir: PathBuf,
     /// Where `record` steps write their WAV files.
@@ -570,6 +578,7 @@ impl Default for Config {
             },
             public_address: None,
             no_media_timeout: Duration::from_secs(30),
+            max_call: DEFAULT_MAX_CALL,
             flows_dir: PathBuf::from("flows"),
             prompts_dir: PathBuf::from("prompts"),
             recordings_dir: PathBuf::from("recordings"),
@@ -813,6 +822,16 @@ impl Config {
                         .to_owned();
                     p.at(&key, message);
                 }
+            }
+        }
+        if let Some(t) = raw.limits.max_call.as_deref() {
+            match parse_duration(t) {
+                Ok(d) if d.is_zero() => p.at(
+                    "limits.max_call",
+                    "limits.max_call: expected more than 0s".to_owned(),
+                ),
+                Ok(d) => cfg.max_call = d,
+                Err(e) => p.at("limits.max_call", format!("limits.max_call: {e}")),
             }
         }
         let sip_max_calls = raw.sip.max_calls.is_some();
@@ -1883,6 +1902,27 @@ agents:
             last: 30099,
         };
         assert_eq!(start_only_changes(&a, &b), ["rtp.ports"]);
+    }
+
+    #[test]
+    fn limits_max_call_defaults_to_two_hours_and_a_bad_one_is_placed() {
+        let path = Path::new("/srv/hotline/hotline.yaml");
+        assert_eq!(
+            Config::from_str_at("", path).unwrap().max_call,
+            Duration::from_secs(7200)
+        );
+        let cfg = Config::from_str_at("limits:\n  max_call: 45m\n", path).unwrap();
+        assert_eq!(cfg.max_call, Duration::from_secs(45 * 60));
+        for bad in ["0s", "forever"] {
+            let text = format!("limits:\n  requests: 20\n  max_call: {bad}\n");
+            let Err(ConfigError::Invalid { diagnostics, .. }) = Config::from_str_at(&text, path)
+            else {
+                panic!("{bad} refused");
+            };
+            assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+            assert_eq!(diagnostics[0].line, 3, "{diagnostics:?}");
+            assert!(diagnostics[0].message.contains("limits.max_call"));
+        }
     }
 
     #[test]

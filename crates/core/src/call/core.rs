@@ -215,6 +215,8 @@ pub struct CallCore {
     /// The leg the caller is bridged to.
     bridged: Option<LegRole>,
     ended: bool,
+    /// The engine's maximum call length and when this call reaches it; set by the shell.
+    max_until: Option<(Instant, Duration)>,
     /// The story of a call that runs no flow (a call back's time in line), and its zero
     /// (the script's start); a flow keeps its own.
     story: CallStory,
@@ -240,12 +242,21 @@ impl CallCore {
             place: None,
             bridged: None,
             ended: false,
+            max_until: None,
             story: CallStory::default(),
             story_zero: None,
             out: VecDeque::new(),
         };
         core.pump(None);
         core
+    }
+
+    /// Bounds the call's length: `max_call` after `now` the engine hangs up the caller and any leg
+    /// (a transfer, an agent), whatever the call is doing, so no call holds its slot,
+    /// port and agent forever.
+    /// A limit too large for the clock is no limit.
+    pub fn limit_length(&mut self, now: Instant, max_call: Duration) {
+        self.max_until = now.checked_add(max_call).map(|t| (t, max_call));
     }
 
     /// Answers (or starts ringing); see [`Uas::answer`].
@@ -532,6 +543,12 @@ impl CallCore {
         }
     }
 
+    /// Whether the caller holds a place in a queue (waiting, being offered, or bridged to
+    /// the agent it reserved).
+    pub fn in_queue(&self) -> bool {
+        self.place.is_some()
+    }
+
     /// Whom the caller is bridged to.
     pub fn bridged(&self) -> Option<&LegRole> {
         self.bridged.as_ref()
@@ -613,13 +630,29 @@ impl CallCore {
             _ => None,
         };
         let rings = self.transfer.and_then(|t| t.rings_until);
-        [self.uas.poll_timeout(), flow, self.recording_until, rings]
-            .into_iter()
-            .flatten()
-            .min()
+        let max = self.max_until.map(|(t, _)| t).filter(|_| !self.is_ending());
+        [
+            self.uas.poll_timeout(),
+            flow,
+            self.recording_until,
+            rings,
+            max,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((until, after)) = self.max_until
+            && until <= now
+            && !self.is_ending()
+        {
+            self.max_until = None;
+            self.note(now, StoryEvent::MaxCallReached { after });
+            self.outcome = Some(Outcome::MaxCall);
+            self.hang_up(now);
+        }
         let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
         self.uas.handle_timeout(now, || branched(via, prefix, n));
         if self.started
@@ -1570,6 +1603,64 @@ Content-Length: {}\r\n\r\n{OFFER}",
             p.core.story().path(),
             vec!["main/welcome", "main/line", "main/survey", "main/bye"]
         );
+    }
+
+    #[test]
+    fn a_call_that_reaches_its_maximum_length_is_hung_up_with_its_story_told() {
+        let mut p = Pair::answered_and_acked(Route::Found);
+        p.core.limit_length(p.now, Duration::from_secs(10));
+        // The prompts never finish (no media): only the limit can end this call.
+        assert!(bye(&p.advance(Duration::from_millis(9_999))).is_none());
+        let out = p.advance(Duration::from_millis(1));
+        let bye = bye(&out).expect("the engine hangs up at the limit");
+        let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
+        let (outcome, story) = ended(&out).expect("ended");
+        assert_eq!(outcome, Some(Outcome::MaxCall));
+        assert!(story.entries.iter().any(|e| e.event
+            == StoryEvent::MaxCallReached {
+                after: Duration::from_secs(10)
+            }));
+        assert!(
+            p.core.poll_timeout().is_none(),
+            "no timer left on an ended call"
+        );
+    }
+
+    #[test]
+    fn the_maximum_length_hangs_up_the_caller_and_the_bridged_agent() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        p.core.limit_length(p.now, Duration::from_secs(60));
+        let role = offer(&mut p, "alice");
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(3),
+            wrap_up: Duration::ZERO,
+        }));
+        assert_eq!(p.core.bridged(), Some(&role));
+        let out = p.advance(Duration::from_secs(60));
+        assert!(bye(&out).is_some(), "the caller gets a BYE: {out:?}");
+        assert!(
+            out.contains(&CallOutput::HangUpLeg { role: role.clone() }),
+            "the agent's leg is hung up: {out:?}"
+        );
+        assert!(p.core.bridged().is_none() || out.contains(&CallOutput::Unbridge));
+        assert_eq!(p.core.outcome(), Some(Outcome::MaxCall));
+    }
+
+    #[test]
+    fn a_call_that_ends_first_never_reaches_its_maximum_length() {
+        let mut p = Pair::answered_and_acked(Route::Found);
+        p.core.limit_length(p.now, Duration::from_secs(10));
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::CallerHungUp));
+        assert!(p.advance(Duration::from_secs(20)).is_empty());
     }
 
     /// The story the core tells of agents and hold becomes the record's events: the

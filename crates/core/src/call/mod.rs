@@ -20,6 +20,10 @@ pub enum Outcome {
     NoUsableAnswer,
     /// A transfer target or agent the caller was bridged to hung up.
     FarEndHungUp,
+    /// The call lasted the engine's maximum call length and the engine hung it up.
+    MaxCall,
+    /// The call's task failed (a bug in the engine); the engine hung up what it could.
+    Failed,
     /// The engine stopped and ended the call (a drain that ran out, a second stop).
     Interrupted,
 }

@@ -228,6 +228,11 @@ pub enum StoryEvent {
         score: u8,
     },
     CallerHungUp,
+    /// The call reached the engine's maximum call length (`limits.max_call`) and the engine
+    /// hung it up.
+    MaxCallReached {
+        after: Duration,
+    },
     Ended {
         outcome: Outcome,
     },

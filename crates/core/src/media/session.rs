@@ -474,6 +474,9 @@ impl Session {
         // the caller hears the greeting from its start once its address is known.
         let Some(remote) = self.destination().filter(|_| self.sending) else {
             self.sender.skip(FRAME_SAMPLES as u32);
+            // On hold the prompt still runs by the clock: a menu's timeout starts when it
+            // would have ended, so a held or silent caller cannot stall the flow.
+            self.advance_unsent();
             return None;
         };
         let len = self.next_frame(buf)?;
@@ -581,12 +584,47 @@ impl Session {
     }
 
     fn check_liveness(&mut self, now: Instant) {
-        if self.no_media_reported || !self.sending {
+        // A far end that talked and then put the call on hold is silent by right; its call
+        // stays bounded by the call's maximum length. One that never sent a packet is not
+        // on hold but absent, whatever its SDP's direction says (an INVITE offering
+        // `a=inactive` must not hold a call slot forever).
+        if self.no_media_reported || (!self.sending && self.stats.packets_in > 0) {
             return;
         }
         if now.saturating_duration_since(self.last_rx) >= self.params.no_media_timeout {
             self.no_media_reported = true;
             self.events.push_back(MediaEvent::NoMedia);
+        }
+    }
+
+    /// This tick's frame is not sent (on hold): the prompt moves on by one frame as if it
+    /// had been, and reports its end on time; a key to send and bridged audio are dropped.
+    fn advance_unsent(&mut self) {
+        self.sending_key = None;
+        if let Some(b) = self.bridge.as_mut() {
+            let _ = b.next_frame();
+        }
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        while let Some(prompt) = p.prompts.front() {
+            if p.frame < prompt.frame_count() {
+                break;
+            }
+            p.prompts.pop_front();
+            p.frame = 0;
+        }
+        if p.prompts.front().is_some() {
+            p.frame += 1;
+        }
+        let last = p.prompts.len() <= 1
+            && p.prompts
+                .front()
+                .is_none_or(|pr| p.frame >= pr.frame_count());
+        if last {
+            let id = p.id;
+            self.playing = None;
+            self.events.push_back(MediaEvent::PlayFinished { id });
         }
     }
 
@@ -1040,38 +1078,76 @@ mod tests {
         assert_eq!(events, vec![MediaEvent::NoMedia]);
     }
 
-    #[test]
-    fn a_caller_on_hold_is_not_dead_and_hears_nothing() {
-        let mut f = Far::new(Duration::from_millis(100));
-        let p = prompt(20);
-        f.s.command(play(1, &p, false), f.now);
-        let before = f.tick().unwrap();
+    fn hold(f: &mut Far, on: bool) {
+        let now = f.now;
         f.s.command(
             SessionCommand::Update {
                 remote: addr("127.0.0.1:40000"),
-                send: false,
+                send: !on,
                 reset_latch: false,
             },
-            f.now,
+            now,
         );
+    }
+
+    #[test]
+    fn a_caller_on_hold_is_not_dead_hears_nothing_and_the_prompt_runs_on() {
+        let mut f = Far::new(Duration::from_millis(100));
+        let p = prompt(40);
+        f.s.command(play(1, &p, false), f.now);
+        let pkt = f.silence();
+        f.hear(&pkt);
+        let before = f.tick().unwrap();
+        hold(&mut f, true);
         for _ in 0..20 {
             assert!(f.tick().is_none(), "nothing is sent on hold");
             assert!(f.take(f.now + TICK / 2).is_none());
         }
         assert!(f.events().is_empty(), "silence on hold is not a dead call");
-        f.s.command(
-            SessionCommand::Update {
-                remote: addr("127.0.0.1:40000"),
-                send: true,
-                reset_latch: false,
-            },
-            f.now,
-        );
+        hold(&mut f, false);
         let after = f.tick().unwrap();
-        // The prompt resumes where it was, and the RTP clock counted the time on hold.
-        assert_eq!(&after.payload[..], &p.frame(Codec::Pcmu, 1).unwrap()[..]);
+        // The prompt went on by the clock while held, and so did the RTP clock; the
+        // sequence numbers have no gap (nothing was lost, nothing was sent).
+        assert_eq!(&after.payload[..], &p.frame(Codec::Pcmu, 21).unwrap()[..]);
         assert_eq!(after.seq, before.seq.wrapping_add(1));
         assert_eq!(after.timestamp, before.timestamp.wrapping_add(21 * 160));
+    }
+
+    #[test]
+    fn a_prompt_to_a_held_call_ends_on_time() {
+        let mut f = Far::new(Duration::from_secs(30));
+        hold(&mut f, true);
+        f.s.command(play(7, &prompt(5), false), f.now);
+        let mut finished_at = None;
+        for tick in 1..=10 {
+            assert!(f.tick().is_none());
+            if f.events().contains(&MediaEvent::PlayFinished { id: 7 }) {
+                finished_at.get_or_insert(tick);
+            }
+        }
+        assert_eq!(
+            finished_at,
+            Some(5),
+            "the fifth frame's tick ends the prompt"
+        );
+    }
+
+    #[test]
+    fn a_far_end_that_never_sent_is_ended_whatever_its_direction() {
+        // An INVITE offering `a=inactive` (or `a=sendonly` and then nothing) starts held.
+        let mut f = Far::new(Duration::from_millis(100));
+        hold(&mut f, true);
+        let mut events = Vec::new();
+        for _ in 0..4 {
+            f.tick();
+            events.extend(f.events());
+        }
+        assert!(events.is_empty(), "not before the timeout");
+        for _ in 0..20 {
+            f.tick();
+            events.extend(f.events());
+        }
+        assert_eq!(events, vec![MediaEvent::NoMedia]);
     }
 
     fn record(id: u64, silence: Option<Duration>, terminator: Option<Key>) -> SessionCommand {

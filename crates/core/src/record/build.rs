@@ -377,6 +377,11 @@ impl<'a> Builder<'a> {
                 );
             }
             StoryEvent::Hold { on, by } => self.hold(at, *on, by),
+            StoryEvent::MaxCallReached { after } => self.push(
+                at,
+                "max_call_reached",
+                json!({ "after_ms": millis(*after) }),
+            ),
             StoryEvent::WrapUp { agent, wrap_up } => {
                 if let Some(v) = self.visit.as_mut()
                     && v.answered.as_ref().is_some_and(|(a, _)| a == agent)
