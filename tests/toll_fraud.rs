@@ -75,6 +75,7 @@ fn metrics(srv: &RunningServer) -> String {
         media: &[],
         records: &SinkCounters::default(),
         queues: None,
+        resources: srv.server.deps.resources(),
     })
 }
 
