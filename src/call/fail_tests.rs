@@ -59,7 +59,7 @@ async fn a_panicking_call_hangs_up_and_releases_what_it_held() {
         r.call_tasks == before.call_tasks
             && r.rtp_ports == before.rtp_ports
             && deps.media.session_count() == 0
-            && deps.registry.len() == 0
+            && deps.registry.is_empty()
     })
     .await;
     let text = deps.metrics().render(&crate::metrics::Scrape {
