@@ -518,7 +518,6 @@ impl Call {
     /// back's own INVITE's.
     fn on_sip(&mut self, m: ToCall) {
         use crate::sip::uas::UasInput;
-        let is_ack = matches!(m, ToCall::Ack(_));
         let input = match m {
             ToCall::Request { key, req } => {
                 if req.method == crate::sip::message::Method::Info && carries_key(&req) {
@@ -531,6 +530,9 @@ impl Call {
             ToCall::Cancel { key, req } => UasInput::Cancel { key, req },
             ToCall::Ack(a) => {
                 self.input(CallInput::Sip(UasInput::Ack(a)));
+                // The caller received our answer where its signalling came from: media
+                // may go.
+                self.media(SessionCommand::Confirmed);
                 #[cfg(test)]
                 if self
                     .recorder
@@ -554,10 +556,6 @@ impl Call {
             ToCall::Shutdown => return self.input(CallInput::HangUp(Outcome::Interrupted)),
         };
         self.input(CallInput::Sip(input));
-        if is_ack {
-            // The caller received our answer where its signalling came from: media may go.
-            self.media(SessionCommand::Confirmed);
-        }
     }
 
     fn on_media(&mut self, ev: MediaEvent) {
