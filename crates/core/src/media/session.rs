@@ -470,13 +470,15 @@ impl Session {
         }
         self.frame_due = false;
         self.hold_until = None;
-        // Not sending (hold, or no proven address yet) is like hold: what plays waits, so
-        // the caller hears the greeting from its start once its address is known.
         let Some(remote) = self.destination().filter(|_| self.sending) else {
             self.sender.skip(FRAME_SAMPLES as u32);
-            // On hold the prompt still runs by the clock: a menu's timeout starts when it
-            // would have ended, so a held or silent caller cannot stall the flow.
-            self.advance_unsent();
+            if self.proven && !self.sending {
+                // On hold the prompt still runs by the clock: a menu's timeout starts when
+                // it would have ended, so a held or silent caller cannot stall the flow.
+                self.advance_unsent();
+            }
+            // Before the caller has proven its address (or while there is nowhere to send
+            // yet) what plays waits, so the caller hears the greeting from its start.
             return None;
         };
         let len = self.next_frame(buf)?;
