@@ -32,7 +32,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let prompts = |_: &str, name: &str| name != "missing";
     let (set, diags) = compile_flows_with(vec![source], &prompts, &config);
-    let lines = text.lines().count() as u32 + 1;
+    // Lines as YAML counts them: a CR alone breaks a line too (a CR LF pair once).
+    let bytes = text.as_bytes();
+    let breaks = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+        .count();
+    let lines = breaks as u32 + 1;
     for d in &diags {
         assert!(
             d.line <= lines,
