@@ -9,77 +9,15 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::postgres::{Schema, postgres_url};
+use common::process::{Killed, free_udp_port};
 use common::repo;
 use hotline_load::load::engine::Engine;
-
-/// A child process killed (SIGKILL) when dropped, even on a failed assert.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("HOTLINE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("HOTLINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "HOTLINE_REQUIRE_POSTGRES=1 but HOTLINE_TEST_POSTGRES (a postgres:// URL) is not set"
-            );
-            eprintln!("skipped: set HOTLINE_TEST_POSTGRES to a postgres:// URL to run this test");
-            None
-        }
-    }
-}
-
-/// A schema of the test's own in the shared database, dropped at the end.
-struct Schema {
-    base: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(base: String, name: &str) -> Schema {
-        let name = format!("t_{name}_{}", std::process::id());
-        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).expect("connect");
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};"
-            ))
-            .expect("a schema of the test's own");
-        Schema { base, name }
-    }
-
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        if let Ok(mut c) = ::postgres::Client::connect(&self.base, ::postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Writes a node's folder: the sample prompts, a one-step flow, and `cluster:` naming it.
 fn node_dir(root: &Path, node: &str, url: &str) -> PathBuf {

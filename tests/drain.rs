@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::free_udp_port;
 use common::{SECOND, prompt, repo};
 use hotline::records::sqlite::SqliteStore;
 use hotline::records::store::Store;
@@ -49,14 +50,6 @@ impl Serve {
         }
         None
     }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -15,11 +15,12 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::process::{Killed, free_udp_port};
 use common::{SECOND, prompt, repo};
 use hotline::config::Protocol;
 use hotline_load::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
@@ -38,16 +39,6 @@ steps:
     next: hangup
 ";
 
-/// A child process killed (SIGKILL) when dropped, even on a failed assert.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn kamailio() -> Option<PathBuf> {
     let found = ["/usr/sbin/kamailio", "/usr/local/sbin/kamailio"]
         .into_iter()
@@ -61,14 +52,6 @@ fn kamailio() -> Option<PathBuf> {
         eprintln!("skipped: kamailio is not installed (Debian package `kamailio`)");
     }
     found
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -10,11 +10,13 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::postgres::{Schema, postgres_url};
+use common::process::free_udp_port;
 use common::{SECOND, prompt, repo};
 use hotline::records::postgres::PostgresStore;
 use hotline::records::sqlite::SqliteStore;
@@ -53,14 +55,6 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `hotline serve` on `dir/hotline.yaml`, its log appended to `dir/engine.log`, and
@@ -354,53 +348,6 @@ fn after_a_kill_ended_calls_are_complete_and_calls_in_progress_interrupted_sqlit
         "records: { store: data/hotline.db }",
         &open,
     );
-}
-
-/// The PostgreSQL URL the tests use, if any (None: skip; fails if it is required).
-fn postgres_url() -> Option<String> {
-    match std::env::var("HOTLINE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("HOTLINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "HOTLINE_REQUIRE_POSTGRES=1 but HOTLINE_TEST_POSTGRES (a postgres:// URL) is not set"
-            );
-            eprintln!("skipped: set HOTLINE_TEST_POSTGRES to a postgres:// URL to run this test");
-            None
-        }
-    }
-}
-
-/// A schema of the test's own in the shared database, dropped at the end.
-struct Schema {
-    base: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(base: String, name: &str) -> Schema {
-        let name = format!("t_{name}_{}", std::process::id());
-        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).expect("connect");
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name};"
-            ))
-            .expect("a schema of the test's own");
-        Schema { base, name }
-    }
-
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        if let Ok(mut c) = ::postgres::Client::connect(&self.base, ::postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
-    }
 }
 
 #[test]

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod postgres;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
