@@ -240,122 +240,125 @@ async fn hang_up(mut c: InMenu, proxy: &Proxy) {
     c.media.close();
 }
 
-#[test]
-fn calls_are_spread_over_the_nodes_and_a_killed_node_gets_no_more() {
+/// Runs `body` with a real Kamailio (the shipped configuration) in front of two fresh
+/// nodes, in a scratch folder of its own; skips without Kamailio.
+fn with_front(
+    name: &str,
+    rtp: [std::ops::RangeInclusive<u16>; 2],
+    body: impl AsyncFnOnce(Node, Node, Proxy),
+) {
     let Some(binary) = kamailio() else {
         return;
     };
     common::logs();
-    let dir = scratch("front");
+    let dir = scratch(name);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let a = Node::start(dir.join("a"), 45_100..=45_199).await;
-        let mut b = Node::start(dir.join("b"), 45_200..=45_299).await;
+        let [rtp_a, rtp_b] = rtp;
+        let a = Node::start(dir.join("a"), rtp_a).await;
+        let b = Node::start(dir.join("b"), rtp_b).await;
         let proxy = Proxy::start(&binary, dir.clone(), &[&a, &b]).await;
-
-        // Spread: eight calls, round-robin gives each node four; each call's BYE reaches
-        // its node.
-        let (mut on_a, mut on_b) = (0, 0);
-        for _ in 0..8 {
-            let c = call_through(&proxy).await;
-            match (a.holds(&c.call), b.holds(&c.call)) {
-                (true, false) => on_a += 1,
-                (false, true) => on_b += 1,
-                _ => panic!("the call's media is on neither node: {}", c.call.remote_rtp),
-            }
-            hang_up(c, &proxy).await;
-        }
-        assert!(
-            on_a == 4 && on_b == 4,
-            "calls were not spread: {on_a} on node a, {on_b} on node b"
-        );
-
-        // The node's own BYE reaches the caller through the proxy too.
-        let mut c = call_through(&proxy).await;
-        c.media.press_all("1", KeyMethod::Rfc4733);
-        if let Err(e) = c.phone.expect_bye(30 * SECOND).await {
-            panic!(
-                "the node's BYE did not come through the proxy: {e}\n{}",
-                proxy.log()
-            );
-        }
-        c.media.close();
-
-        // A node dies: every next call is answered by the other one.
-        b.kill();
-        for i in 0..6 {
-            let c = call_through(&proxy).await;
-            assert!(
-                a.holds(&c.call),
-                "call {i} after node b's death was not answered by node a: {}",
-                c.call.remote_rtp
-            );
-            hang_up(c, &proxy).await;
-        }
-        let _ = (&b.dir, &a.dir);
+        body(a, b, proxy).await;
     });
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
-fn a_draining_node_finishes_its_call_and_the_proxy_sends_new_calls_elsewhere() {
-    let Some(binary) = kamailio() else {
-        return;
-    };
-    common::logs();
-    let dir = scratch("drain");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let a = Node::start(dir.join("a"), 45_300..=45_399).await;
-        let mut b = Node::start(dir.join("b"), 45_400..=45_499).await;
-        let proxy = Proxy::start(&binary, dir.clone(), &[&a, &b]).await;
-
-        // Round-robin: of two calls, one is on node b; that one stays up.
-        let first = call_through(&proxy).await;
-        let second = call_through(&proxy).await;
-        let (mut on_b, on_a) = match (b.holds(&first.call), b.holds(&second.call)) {
-            (true, false) => (first, second),
-            (false, true) => (second, first),
-            _ => panic!("two calls, and not one on each node"),
-        };
-        assert!(a.holds(&on_a.call));
-        hang_up(on_a, &proxy).await;
-
-        // Node b is asked to stop while its call goes on.
-        b.terminate();
-        for i in 0..4 {
-            let c = call_through(&proxy).await;
+fn calls_are_spread_over_the_nodes_and_a_killed_node_gets_no_more() {
+    with_front(
+        "front",
+        [45_100..=45_199, 45_200..=45_299],
+        async |a, mut b, proxy| {
+            // Spread: eight calls, round-robin gives each node four; each call's BYE reaches
+            // its node.
+            let (mut on_a, mut on_b) = (0, 0);
+            for _ in 0..8 {
+                let c = call_through(&proxy).await;
+                match (a.holds(&c.call), b.holds(&c.call)) {
+                    (true, false) => on_a += 1,
+                    (false, true) => on_b += 1,
+                    _ => panic!("the call's media is on neither node: {}", c.call.remote_rtp),
+                }
+                hang_up(c, &proxy).await;
+            }
             assert!(
-                a.holds(&c.call),
-                "new call {i} during node b's drain was not answered by node a: {}",
-                c.call.remote_rtp
+                on_a == 4 && on_b == 4,
+                "calls were not spread: {on_a} on node a, {on_b} on node b"
             );
-            hang_up(c, &proxy).await;
-        }
 
-        // The call on b goes on to its end: its key is heard, and b's BYE reaches the caller.
-        on_b.media.press_all("1", KeyMethod::Rfc4733);
-        if let Err(e) = on_b.phone.expect_bye(30 * SECOND).await {
-            panic!(
-                "the draining node's call did not end through the proxy: {e}\n{}\n{}",
-                proxy.log(),
-                read(&b.dir.join("engine.log"))
-            );
-        }
-        on_b.media.close();
-        // With its last call over, node b exits by itself, cleanly.
-        let status = b.exited(Duration::from_secs(60)).await;
-        assert!(status.success(), "node b exited with {status}");
-    });
-    drop(rt);
-    let _ = std::fs::remove_dir_all(&dir);
+            // The node's own BYE reaches the caller through the proxy too.
+            let mut c = call_through(&proxy).await;
+            c.media.press_all("1", KeyMethod::Rfc4733);
+            if let Err(e) = c.phone.expect_bye(30 * SECOND).await {
+                panic!(
+                    "the node's BYE did not come through the proxy: {e}\n{}",
+                    proxy.log()
+                );
+            }
+            c.media.close();
+
+            // A node dies: every next call is answered by the other one.
+            b.kill();
+            for i in 0..6 {
+                let c = call_through(&proxy).await;
+                assert!(
+                    a.holds(&c.call),
+                    "call {i} after node b's death was not answered by node a: {}",
+                    c.call.remote_rtp
+                );
+                hang_up(c, &proxy).await;
+            }
+        },
+    );
+}
+
+#[test]
+fn a_draining_node_finishes_its_call_and_the_proxy_sends_new_calls_elsewhere() {
+    with_front(
+        "drain",
+        [45_300..=45_399, 45_400..=45_499],
+        async |a, mut b, proxy| {
+            // Round-robin: of two calls, one is on node b; that one stays up.
+            let first = call_through(&proxy).await;
+            let second = call_through(&proxy).await;
+            let (mut on_b, on_a) = match (b.holds(&first.call), b.holds(&second.call)) {
+                (true, false) => (first, second),
+                (false, true) => (second, first),
+                _ => panic!("two calls, and not one on each node"),
+            };
+            assert!(a.holds(&on_a.call));
+            hang_up(on_a, &proxy).await;
+
+            // Node b is asked to stop while its call goes on.
+            b.terminate();
+            for i in 0..4 {
+                let c = call_through(&proxy).await;
+                assert!(
+                    a.holds(&c.call),
+                    "new call {i} during node b's drain was not answered by node a: {}",
+                    c.call.remote_rtp
+                );
+                hang_up(c, &proxy).await;
+            }
+
+            // The call on b goes on to its end: its key is heard, and b's BYE reaches the caller.
+            on_b.media.press_all("1", KeyMethod::Rfc4733);
+            if let Err(e) = on_b.phone.expect_bye(30 * SECOND).await {
+                panic!(
+                    "the draining node's call did not end through the proxy: {e}\n{}\n{}",
+                    proxy.log(),
+                    read(&b.dir.join("engine.log"))
+                );
+            }
+            on_b.media.close();
+            // With its last call over, node b exits by itself, cleanly.
+            let status = b.exited(Duration::from_secs(60)).await;
+            assert!(status.success(), "node b exited with {status}");
+        },
+    );
 }
