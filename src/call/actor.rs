@@ -8,9 +8,11 @@
 //! its core exists (see `callback`), all fed from the same inbox.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -460,9 +462,19 @@ impl Call {
         })
     }
 
+    /// Serves the call to its end. A panic in the call's code is caught here, before the
+    /// task unwinds, so [`Call::fail`] can still ask the core for the caller's BYE and the
+    /// legs' CANCEL or BYE.
+    pub(super) async fn serve(mut self) {
+        let served = AssertUnwindSafe(self.serve_loop()).catch_unwind().await;
+        if served.is_err() {
+            self.fail();
+        }
+    }
+
     /// The one loop: carries out what the core decided, waits for the next message or the
     /// earliest timer, and hands it over, until the call and its legs are over.
-    pub(super) async fn serve(mut self) {
+    async fn serve_loop(&mut self) {
         let mut legs_until = None;
         loop {
             self.carry_out();
@@ -956,29 +968,38 @@ impl Call {
         self.deps.metrics().forced_end(ForcedEnd::TaskFailed);
         let in_queue = self.core.in_queue();
         let mut left_queue = false;
-        // A second panic while unwinding would abort the process: the core, which may be
-        // what failed, is asked only when the task is not unwinding. A panic in the call's
-        // code unwinds through `serve`, which drops the call on the way: such a call's
-        // caller gets no BYE (the caller's own timers end it), but everything below is
-        // released all the same.
-        if !std::thread::panicking() {
-            self.core
-                .handle(Instant::now(), CallInput::HangUp(Outcome::Failed));
-            while let Some(o) = self.core.poll_output() {
-                match o {
-                    CallOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
-                    CallOutput::Respond { key, resp } => {
-                        self.sip.respond(&key, self.peer, &self.call_id, resp)
-                    }
-                    CallOutput::Acd(i) => {
-                        left_queue |= matches!(i, crate::queue::acd::Input::CallerLeft { .. });
-                        if let Some(acd) = self.deps.acd() {
-                            acd.input(i);
-                        }
-                    }
-                    CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
-                    _ => {}
+        // `serve` catches a panic in the call's code, so the core is asked for the
+        // caller's BYE and the legs' CANCEL or BYE; should it fail again, nothing is said
+        // (the caller's own timers end the call) but everything below is released all the
+        // same. A call dropped while its task unwinds never asks the core: a second panic
+        // while unwinding would abort the process.
+        let said = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            let core = &mut self.core;
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                core.handle(Instant::now(), CallInput::HangUp(Outcome::Failed));
+                std::iter::from_fn(|| core.poll_output()).collect::<Vec<_>>()
+            }))
+            .unwrap_or_else(|_| {
+                warn!(call_id = %self.call_id, "the call's core failed again; no BYE sent");
+                Vec::new()
+            })
+        };
+        for o in said {
+            match o {
+                CallOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
+                CallOutput::Respond { key, resp } => {
+                    self.sip.respond(&key, self.peer, &self.call_id, resp)
                 }
+                CallOutput::Acd(i) => {
+                    left_queue |= matches!(i, crate::queue::acd::Input::CallerLeft { .. });
+                    if let Some(acd) = self.deps.acd() {
+                        acd.input(i);
+                    }
+                }
+                CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
+                _ => {}
             }
         }
         if in_queue
