@@ -214,3 +214,58 @@ async fn a_draining_engine_refuses_new_calls_and_options() {
     assert_eq!(s, 503);
     assert!((60..=120).contains(&retry));
 }
+
+/// `hotline load --recovery-calls` against an engine admitting 4 new calls a second, with
+/// 16 calls offered at 32 a second: the calls over the rate are refused with 503 and a
+/// Retry-After (counted apart, none failed, none left unanswered), the admitted ones lose
+/// no key, and once the offered load drops, calls placed after the longest Retry-After
+/// are all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_counts_refusals_and_service_returns_after_one_retry_after() {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: hotline_load::load::LoadArgs,
+    }
+    let srv = server(|c| {
+        c.admission.calls_per_second = 4.0;
+        c.admission.burst = 4;
+    })
+    .await;
+    let sip = addr(&srv, Protocol::Udp).to_string();
+    let config = common::repo().join("hotline.yaml");
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "load",
+        "--target",
+        sip.as_str(),
+        "--calls",
+        "16",
+        "--rate",
+        "32",
+        "--hold",
+        "9",
+        "--recovery-calls",
+        "3",
+        "--recovery-rate",
+        "4",
+        "--config",
+        config.to_str().expect("a UTF-8 path"),
+    ])
+    .expect("the load tool's options");
+    let s = hotline_load::load::measure(cli.load)
+        .await
+        .expect("the load run");
+    let report = s.table();
+    assert_eq!(s.calls_attempted, 16, "{report}");
+    assert_eq!(s.calls_failed, 0, "{report}");
+    assert_eq!(s.calls_set_up + s.calls_refused, 16, "{report}");
+    assert!(s.calls_set_up >= 4, "the burst is admitted: {report}");
+    assert!(s.calls_refused >= 4, "the calls over the rate are refused: {report}");
+    let (lo, hi) = s.retry_after_s.expect("the refusals carry Retry-After");
+    assert!(1 <= lo && hi <= 5, "the rate's Retry-After is 1-5 s: {report}");
+    assert_eq!(s.keys_lost, 0, "{report}");
+    let r = s.recovery.as_ref().expect("the recovery calls ran");
+    assert_eq!((r.calls, r.set_up, r.refused), (3, 3, 0), "{report}");
+    assert!(r.waited_s <= f64::from(hi) + 0.5, "{report}");
+    assert!(s.verdicts.iter().all(|v| !v.contains("refused")), "{report}");
+}

@@ -21,7 +21,9 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::config::Protocol;
-use crate::sip::message::{self, Frame, Limits, Message, Method, Request, Response, StreamFramer};
+use crate::sip::message::{
+    self, Frame, HeaderName, Limits, Message, Method, Request, Response, StreamFramer,
+};
 use crate::sip::random_token;
 use crate::sip::sdp;
 
@@ -37,6 +39,14 @@ pub enum CallerError {
     Unexpected(String),
     #[error("bad SDP in the answer: {0}")]
     Sdp(String),
+    /// The INVITE got a final answer other than 200 (an engine over its limits says 503
+    /// with the seconds to wait in `Retry-After`).
+    #[error("refused: {status} {reason}")]
+    Refused {
+        status: u16,
+        reason: String,
+        retry_after: Option<u32>,
+    },
 }
 
 enum Sock {
@@ -228,10 +238,17 @@ impl Phone {
             // A failed INVITE is acknowledged within its transaction (§17.1.1.3).
             let ack = self.ack_text(user, &call_id, &from_tag, &resp, 1, "", true);
             self.send_raw(ack.as_bytes()).await?;
-            return Err(CallerError::Unexpected(format!(
-                "{} {}",
-                resp.status, resp.reason
-            )));
+            let retry_after = resp
+                .headers
+                .get(HeaderName::RetryAfter)
+                .and_then(|v| v.as_str())
+                .and_then(|v| v.split(';').next())
+                .and_then(|v| v.trim().parse().ok());
+            return Err(CallerError::Refused {
+                status: resp.status,
+                reason: resp.reason.to_string(),
+                retry_after,
+            });
         }
         let to_tag = resp
             .headers

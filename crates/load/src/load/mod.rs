@@ -36,7 +36,7 @@ use crate::media::g711::Codec;
 use crate::media::prompt::{Prompt, PromptLibrary};
 use engine::{Engine, SpawnOptions};
 use procfs::{CpuSnapshot, MachineCpu, Memory};
-use report::{Histogram, Spread, Summary};
+use report::{Histogram, Recovery, Spread, Summary};
 use script::{CallResult, Progress, Script};
 
 /// Options of `hotline load`.
@@ -119,6 +119,15 @@ pub struct LoadArgs {
     /// The queue's strategy in queue mode (longest_idle, round_robin or fewest_calls).
     #[arg(long, default_value = "round_robin", requires = "agents")]
     pub strategy: String,
+    /// Overload mode: the engine may refuse the ramp's calls with 503 (they are counted
+    /// apart, not as failures). Once the ramp is over, the tool waits the longest
+    /// Retry-After those refusals carried, then places this many more calls at
+    /// --recovery-rate, every one of which must be admitted and served.
+    #[arg(long, default_value_t = 0, conflicts_with = "agents")]
+    pub recovery_calls: usize,
+    /// New calls per second of the recovery calls.
+    #[arg(long, default_value_t = 10.0)]
+    pub recovery_rate: f64,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, LoadError> {
@@ -207,16 +216,27 @@ fn script_prompts(
     Ok((welcome, menus))
 }
 
-/// Runs the load; returns whether every check held.
+/// Runs the load and prints its figures; returns whether every check held.
 pub async fn run(args: LoadArgs) -> Result<bool, LoadError> {
     if let Some(agents) = args.agents {
         return queue::run(&args, agents).await;
     }
+    let json = args.json;
+    let summary = measure(args).await?;
+    report::print(&summary.table(), json.then(|| summary.json()))?;
+    Ok(summary.passed)
+}
+
+/// Runs the load of the menu script (not queue mode) and judges it; prints nothing.
+pub async fn measure(args: LoadArgs) -> Result<Summary, LoadError> {
     if args.calls == 0 {
         bail!("--calls must be at least 1");
     }
     if !args.rate.is_finite() || args.rate <= 0.0 {
         bail!("--rate must be a positive number of calls per second");
+    }
+    if !args.recovery_rate.is_finite() || args.recovery_rate <= 0.0 {
+        bail!("--recovery-rate must be a positive number of calls per second");
     }
     let hold = seconds("hold", args.hold)?;
     let first_key_after = seconds("first-key-after", args.first_key_after)?;
@@ -245,7 +265,7 @@ pub async fn run(args: LoadArgs) -> Result<bool, LoadError> {
     let language_keys = parse_language_keys(&args.language_keys)?;
 
     // Each call holds a SIP and an RTP socket here; the engine one RTP socket.
-    let wanted = (args.calls as u64) * 3 + 512;
+    let wanted = ((args.calls + args.recovery_calls) as u64) * 3 + 512;
     let nofile = procfs::raise_open_files(wanted).context("raising the open-files limit")?;
     if nofile < (args.calls as u64) * 2 + 64 {
         bail!(
@@ -340,9 +360,7 @@ pub async fn run(args: LoadArgs) -> Result<bool, LoadError> {
     engine.stop(Duration::from_secs(5)).await;
     let mut summary = outcome?;
     summary.judge();
-
-    report::print(&summary.table(), args.json.then(|| summary.json()))?;
-    Ok(summary.passed)
+    Ok(summary)
 }
 
 /// Ramps the calls, measures the steady-state window, gathers every call's result.
@@ -376,6 +394,16 @@ async fn conduct(
             },
         ))
     };
+
+    let recovery_task = (args.recovery_calls > 0).then(|| {
+        tokio::spawn(recover(
+            args.recovery_calls,
+            args.recovery_rate,
+            start + ramp,
+            script.clone(),
+            progress.clone(),
+        ))
+    });
 
     let mut peak_rss: Option<u64> = None;
     let sample_rss = |peak: &mut Option<u64>| {
@@ -458,6 +486,10 @@ async fn conduct(
     }
 
     let (results, unfinished) = ramp_task.await.context("the call ramp")?;
+    let recovery = match recovery_task {
+        Some(t) => Some(t.await.context("the recovery calls")?),
+        None => None,
+    };
     let hwm = pid.and_then(|p| Memory::read(Some(p))).map(|m| m.hwm_kib);
     let clock = clock_stats();
 
@@ -482,8 +514,11 @@ async fn conduct(
     if unfinished > 0 {
         failures.insert("not finished by the overall deadline".into(), unfinished);
     }
+    let mut retry_after = Vec::new();
     for r in &results {
         s.calls_set_up += usize::from(r.set_up);
+        s.calls_refused += usize::from(r.refused);
+        retry_after.extend(r.retry_after);
         if let Some(f) = &r.failure {
             *failures.entry(f.clone()).or_insert(0) += 1;
         }
@@ -497,6 +532,39 @@ async fn conduct(
         if let Some(us) = r.setup_us {
             setup.record(us);
         }
+    }
+    s.retry_after_s = (!retry_after.is_empty()).then(|| {
+        (
+            retry_after.iter().copied().min().unwrap_or(0),
+            retry_after.iter().copied().max().unwrap_or(0),
+        )
+    });
+    s.overload = args.recovery_calls > 0;
+    if let Some(rec) = recovery {
+        let mut r = Recovery {
+            calls: rec.results.len() + rec.unfinished,
+            waited_s: rec.waited.as_secs_f64(),
+            ..Recovery::default()
+        };
+        if rec.unfinished > 0 {
+            *failures
+                .entry("recovery: not finished by the overall deadline".into())
+                .or_insert(0) += rec.unfinished;
+        }
+        for c in &rec.results {
+            r.set_up += usize::from(c.set_up);
+            r.refused += usize::from(c.refused);
+            if let Some(f) = &c.failure {
+                *failures.entry(format!("recovery: {f}")).or_insert(0) += 1;
+            }
+            s.keys_pressed += c.keys_pressed;
+            s.keys_lost += c.keys_lost;
+            keys.merge(&c.key_latency);
+            if let Some(us) = c.setup_us {
+                setup.record(us);
+            }
+        }
+        s.recovery = Some(r);
     }
     s.calls_failed = failures.values().sum();
     let mut f: Vec<(String, usize)> = failures.into_iter().collect();
@@ -548,6 +616,52 @@ async fn conduct(
     s.caller_tick_max_ms = Some(clock.max_tick_us as f64 / 1000.0);
     s.caller_max_lateness_ms = Some(clock.max_lateness_us as f64 / 1000.0);
     Ok(s)
+}
+
+/// What the recovery calls of an overload run found.
+struct Recovered {
+    results: Vec<CallResult>,
+    unfinished: usize,
+    /// From the end of the ramp to the first recovery call.
+    waited: Duration,
+}
+
+/// The recovery calls of an overload run: at `ramp_end` (the offered load drops back),
+/// waits the longest Retry-After the refusals carried so far, then places `calls` at
+/// `rate`; each must be admitted.
+async fn recover(
+    calls: usize,
+    rate: f64,
+    ramp_end: Instant,
+    script: Arc<Script>,
+    overload: Arc<Progress>,
+) -> Recovered {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(ramp_end)).await;
+    let wait = Duration::from_secs(u64::from(
+        overload.retry_after_max.load(Ordering::Acquire),
+    ));
+    let start = Instant::now() + wait;
+    info!(after = ?wait, calls, "ramp over; recovery calls start after the longest Retry-After");
+    let progress = Arc::new(Progress::default());
+    let ramp = Duration::from_secs_f64(calls.saturating_sub(1) as f64 / rate);
+    let deadline = start + ramp + script.hold + Duration::from_secs(70);
+    let (results, unfinished) = ramp_tasks(
+        calls,
+        rate,
+        start,
+        deadline,
+        move |i| script::place(i, script.clone(), progress.clone()),
+        |why| CallResult {
+            failure: Some(format!("call task failed: {why}")),
+            ..CallResult::default()
+        },
+    )
+    .await;
+    Recovered {
+        results,
+        unfinished,
+        waited: start.saturating_duration_since(ramp_end),
+    }
 }
 
 /// Starts `start_one(i)` at `start + i / rate` for each of `calls` and gathers the

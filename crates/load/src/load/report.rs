@@ -118,6 +118,16 @@ impl From<&Histogram> for Spread {
     }
 }
 
+/// The calls an overload run places once the load has dropped.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    pub calls: usize,
+    pub set_up: usize,
+    pub refused: usize,
+    /// From the end of the overload to the first of these calls (the longest Retry-After).
+    pub waited_s: f64,
+}
+
 /// Everything a run found, as printed and as the JSON line.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -132,6 +142,14 @@ pub struct Summary {
     pub calls_attempted: usize,
     pub calls_set_up: usize,
     pub calls_failed: usize,
+    /// Calls the engine refused with 503 (over its limits).
+    pub calls_refused: usize,
+    /// The shortest and longest `Retry-After` of those refusals, seconds.
+    pub retry_after_s: Option<(u32, u32)>,
+    /// An overload run (`--recovery-calls`): refusals are expected, not failures.
+    pub overload: bool,
+    /// The overload run's calls after the load dropped.
+    pub recovery: Option<Recovery>,
     /// The first few failure reasons with their counts.
     pub failures: Vec<(String, usize)>,
     pub welcome_missing: usize,
@@ -181,6 +199,19 @@ impl Summary {
         if self.calls_failed > 0 {
             v.push(format!("{} call(s) failed", self.calls_failed));
         }
+        if self.calls_refused > 0 && !self.overload {
+            v.push(format!("{} call(s) refused (503)", self.calls_refused));
+        }
+        if let Some(r) = &self.recovery
+            && r.set_up < r.calls
+        {
+            v.push(format!(
+                "{} of {} call(s) after the load dropped were not served ({} refused)",
+                r.calls - r.set_up,
+                r.calls,
+                r.refused
+            ));
+        }
         if self.keys_lost > 0 {
             v.push(format!("{} key(s) lost", self.keys_lost));
         }
@@ -226,6 +257,28 @@ impl Summary {
                 self.calls_attempted, self.calls_set_up, self.calls_failed
             ),
         );
+        if self.calls_refused > 0 || self.overload {
+            row(
+                &mut t,
+                "refused (503)",
+                match self.retry_after_s {
+                    Some((lo, hi)) => {
+                        format!("{}, Retry-After {lo}-{hi} s", self.calls_refused)
+                    }
+                    None => self.calls_refused.to_string(),
+                },
+            );
+        }
+        if let Some(r) = &self.recovery {
+            row(
+                &mut t,
+                "after the load dropped",
+                format!(
+                    "{} / {} set up ({} refused), first {:.1} s after the ramp",
+                    r.set_up, r.calls, r.refused, r.waited_s
+                ),
+            );
+        }
         for (why, n) in &self.failures {
             row(&mut t, "  failure", format!("{n} x {why}"));
         }
@@ -469,5 +522,41 @@ mod tests {
         s.judge();
         assert!(s.passed, "{:?}", s.verdicts);
         assert!(s.json().contains("\"passed\":true"));
+    }
+
+    #[test]
+    fn refusals_fail_a_plain_run_and_an_unserved_recovery_fails_an_overload_run() {
+        let mut s = Summary {
+            calls_refused: 3,
+            max_p99_gap_ms: 25.0,
+            gap: Spread {
+                count: 10,
+                p99_ms: 20.0,
+                ..Spread::default()
+            },
+            ..Summary::default()
+        };
+        s.judge();
+        assert_eq!(s.verdicts, ["3 call(s) refused (503)"]);
+        s.overload = true;
+        s.recovery = Some(Recovery {
+            calls: 5,
+            set_up: 4,
+            refused: 1,
+            waited_s: 2.0,
+        });
+        s.judge();
+        assert_eq!(
+            s.verdicts,
+            ["1 of 5 call(s) after the load dropped were not served (1 refused)"]
+        );
+        s.recovery = Some(Recovery {
+            calls: 5,
+            set_up: 5,
+            refused: 0,
+            waited_s: 2.0,
+        });
+        s.judge();
+        assert!(s.passed, "{:?}", s.verdicts);
     }
 }

@@ -7,14 +7,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::report::Histogram;
 use crate::caller::media::CallMedia;
-use crate::caller::{KeyMethod, Offer, Phone};
+use crate::caller::{CallerError, KeyMethod, Offer, Phone};
 use crate::config::Protocol;
 use crate::media::dtmf::Key;
 use crate::media::prompt::Prompt;
@@ -55,6 +55,8 @@ pub struct Progress {
     pub changed: Notify,
     /// The earliest moment a call will stop listening.
     pub first_end: Mutex<Option<Instant>>,
+    /// The longest `Retry-After` (seconds) a refusal has carried so far.
+    pub retry_after_max: AtomicU32,
 }
 
 impl Progress {
@@ -79,6 +81,11 @@ impl Progress {
 #[derive(Debug, Default)]
 pub struct CallResult {
     pub set_up: bool,
+    /// The engine refused the call with 503 (over its limits): not a failure, when the
+    /// run means to overload it.
+    pub refused: bool,
+    /// The refusal's `Retry-After`, seconds.
+    pub retry_after: Option<u32>,
     /// Why the call failed, if it did.
     pub failure: Option<String>,
     pub setup_us: Option<u32>,
@@ -118,12 +125,25 @@ pub async fn place(index: usize, script: Arc<Script>, progress: Arc<Progress>) -
         let est = phone
             .call(&script.user, &media, Offer::Codecs(vec![0]))
             .await?;
-        Ok::<_, crate::caller::CallerError>((phone, est))
+        Ok::<_, CallerError>((phone, est))
     };
     let outcome = tokio::time::timeout(script.setup_timeout, established).await;
     progress.settle();
     let (mut phone, mut est) = match outcome {
         Ok(Ok(x)) => x,
+        Ok(Err(CallerError::Refused {
+            status: 503,
+            retry_after,
+            ..
+        })) => {
+            media.close();
+            r.refused = true;
+            r.retry_after = retry_after;
+            if let Some(s) = retry_after {
+                progress.retry_after_max.fetch_max(s, Ordering::AcqRel);
+            }
+            return r;
+        }
         Ok(Err(e)) => {
             media.close();
             r.failure = Some(format!("set-up: {}", short(&e.to_string())));
