@@ -342,7 +342,12 @@ impl Hotline {
     /// up to 20 s for `count` of them: the hotline logs a call's end only once its last
     /// transaction is over, which may be just after SIPp exits.
     fn ended_calls(&self, count: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.ended_calls_within(count, Duration::from_secs(20))
+    }
+
+    /// [`Hotline::ended_calls`], waiting up to `timeout`.
+    fn ended_calls_within(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
         loop {
             let lines: Vec<String> = self
                 .log_text()
@@ -903,6 +908,53 @@ fn cancel_while_ringing_gets_200_and_487() {
         return;
     };
     case.sipp(&Run::one("cancel.xml", Protocol::Udp));
+}
+
+/// Six callers walk the sample menu with RFC 4733 keys over a loopback that loses 5 % of
+/// the UDP datagrams it receives and duplicates 2 % of those sent (in a network namespace
+/// the test makes; see `common::netns`). Signalling completes through retransmissions on
+/// both sides (SIPp's INVITE, the engine's 200 until the ACK and its BYE until the 200),
+/// and every call takes exactly the menu path its keys choose: no key lost, none doubled
+/// (a doubled 1 would pick the main menu's first option instead of the advisor).
+#[test]
+fn menu_walks_survive_a_link_that_loses_and_duplicates_datagrams() {
+    let test = "lossy_menu";
+    let Some(net) = common::netns::FaultyNet::create(test, 50, 20) else {
+        return;
+    };
+    net.enter();
+    let Some(case) = Case::start(test, Some(&sample_config(NO_SHOP))) else {
+        return;
+    };
+    let run = Run {
+        scenario: "menu_rfc2833.xml",
+        transport: Protocol::Udp,
+        calls: 6,
+        rate: 1,
+        limit: 6,
+        out_of_call: None,
+    };
+    if !case.sipp(&run) {
+        return;
+    }
+    // A call ends once its last transaction does: a BYE whose 200 was lost is sent again
+    // until timer F (32 s).
+    let ended = case.hotline.ended_calls_within(6, Duration::from_secs(60));
+    assert_eq!(ended.len(), 6, "six calls ended:\n{}", case.hotline.log_text());
+    for story in &ended {
+        assert_eq!(
+            steps(story),
+            MENU_TO_ADVISOR,
+            "a key was lost or doubled on the lossy link:\n{story}"
+        );
+        assert!(story.contains("FlowHungUp"), "{story}");
+    }
+    let faults = net.faults();
+    assert!(
+        faults.dropped > 0 && faults.duplicated > 0,
+        "the link lost and duplicated datagrams: {faults:?}"
+    );
+    eprintln!("{test}: {faults:?}");
 }
 
 #[test]

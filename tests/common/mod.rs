@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod netns;
 pub mod postgres;
 pub mod process;
 
