@@ -260,12 +260,21 @@ async fn the_load_tool_counts_refusals_and_service_returns_after_one_retry_after
     assert_eq!(s.calls_failed, 0, "{report}");
     assert_eq!(s.calls_set_up + s.calls_refused, 16, "{report}");
     assert!(s.calls_set_up >= 4, "the burst is admitted: {report}");
-    assert!(s.calls_refused >= 4, "the calls over the rate are refused: {report}");
+    assert!(
+        s.calls_refused >= 4,
+        "the calls over the rate are refused: {report}"
+    );
     let (lo, hi) = s.retry_after_s.expect("the refusals carry Retry-After");
-    assert!(1 <= lo && hi <= 5, "the rate's Retry-After is 1-5 s: {report}");
+    assert!(
+        1 <= lo && hi <= 5,
+        "the rate's Retry-After is 1-5 s: {report}"
+    );
     assert_eq!(s.keys_lost, 0, "{report}");
     let r = s.recovery.as_ref().expect("the recovery calls ran");
     assert_eq!((r.calls, r.set_up, r.refused), (3, 3, 0), "{report}");
     assert!(r.waited_s <= f64::from(hi) + 0.5, "{report}");
-    assert!(s.verdicts.iter().all(|v| !v.contains("refused")), "{report}");
+    assert!(
+        s.verdicts.iter().all(|v| !v.contains("refused")),
+        "{report}"
+    );
 }

@@ -940,7 +940,12 @@ fn menu_walks_survive_a_link_that_loses_and_duplicates_datagrams() {
     // A call ends once its last transaction does: a BYE whose 200 was lost is sent again
     // until timer F (32 s).
     let ended = case.hotline.ended_calls_within(6, Duration::from_secs(60));
-    assert_eq!(ended.len(), 6, "six calls ended:\n{}", case.hotline.log_text());
+    assert_eq!(
+        ended.len(),
+        6,
+        "six calls ended:\n{}",
+        case.hotline.log_text()
+    );
     for story in &ended {
         assert_eq!(
             steps(story),

@@ -29,6 +29,7 @@ use crate::sip::ALLOW;
 use crate::sip::admission::{Admission, AdmissionConfig, Load, Refusal};
 use crate::sip::guard::{Guard, GuardConfig, GuardEvent, Verdict};
 use crate::sip::message::{HeaderName, Message, Method, Request, Response};
+use crate::sip::overload::OverloadControl;
 use crate::sip::transaction::{
     Output as TableOutput, Reliability, RequestKeyFields, Role, TimerConfig, TransactionError,
     TransactionKey, TransactionTable,
@@ -173,6 +174,9 @@ pub struct CoreConfig {
     pub guard: GuardConfig,
     /// Which new calls are taken besides `max_calls` (`limits.*`).
     pub admission: AdmissionConfig,
+    /// The wall clock's Unix seconds when the engine starts: where RFC 7339's `oc-seq`
+    /// begins, so it grows across restarts too.
+    pub started_unix_secs: u64,
 }
 
 /// Counters the shell publishes.
@@ -229,6 +233,8 @@ pub struct EndpointCore {
     counters: CoreCounters,
     guard: Guard,
     admission: Admission,
+    /// What a proxy supporting RFC 7339 is told to hold back, in its Via.
+    overload: OverloadControl,
     /// The media clock's lateness and the free RTP ports, as the shell last saw them.
     load: Load,
 }
@@ -327,6 +333,7 @@ impl EndpointCore {
                 max_calls: cfg.max_calls,
                 ..cfg.admission.clone()
             }),
+            overload: OverloadControl::new(cfg.started_unix_secs),
             load: Load {
                 calls: 0,
                 lateness: std::time::Duration::ZERO,
@@ -529,6 +536,7 @@ impl EndpointCore {
                 call_id,
             } => {
                 self.sign(&mut resp);
+                self.advise(now, &mut resp);
                 let status = resp.status;
                 let out = printed(peer, Message::Response(resp));
                 if let Err(e) = self.table.send_response(now, &key, status, out) {
@@ -667,6 +675,19 @@ impl EndpointCore {
         if !resp.headers.contains(HeaderName::new("Server")) {
             resp.headers
                 .push(HeaderName::new("Server"), self.cfg.user_agent.clone());
+        }
+    }
+
+    /// RFC 7339: a proxy that announced overload control in its Via hears there how much
+    /// new traffic to hold back (every response, so its view stays fresh).
+    fn advise(&mut self, now: Instant, resp: &mut Response) {
+        let has_oc = resp
+            .headers
+            .top_via()
+            .is_ok_and(|v| v.params.get("oc").is_some());
+        if has_oc {
+            let refusing = self.admission.refusing(now, self.current_load());
+            self.overload.advise(now, refusing, resp);
         }
     }
 
@@ -836,7 +857,14 @@ impl EndpointCore {
         }
     }
 
-    fn send_response(&mut self, now: Instant, key: &TransactionKey, peer: Peer, resp: Response) {
+    fn send_response(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        peer: Peer,
+        mut resp: Response,
+    ) {
+        self.advise(now, &mut resp);
         let status = resp.status;
         let out = printed(peer, Message::Response(resp));
         if let Err(e) = self.table.send_response(now, key, status, out) {
@@ -944,7 +972,9 @@ impl EndpointCore {
             self.answer(now, &key, msg, 482, "Loop Detected");
             return;
         }
-        if let Err(why) = self.admission.admit(now, self.current_load()) {
+        let admitted = self.admission.admit(now, self.current_load());
+        self.overload.count(now, admitted.is_err());
+        if let Err(why) = admitted {
             self.counters.rejected_busy += 1;
             let resp = self.answer_retry(req, 503, "Service Unavailable", why.retry_after());
             // One line per refusal, for fail2ban and for the operator (`source`, `reason`).

@@ -333,6 +333,9 @@ impl Endpoint {
                 timers: cfg.timers,
                 guard: cfg.guard.clone(),
                 admission: cfg.admission.clone(),
+                started_unix_secs: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
             },
             Box::new(RandomTokens),
         );

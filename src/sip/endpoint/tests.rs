@@ -45,6 +45,7 @@ fn core_with(max_calls: usize, admission: AdmissionConfig) -> EndpointCore {
             timers: TimerConfig::default(),
             guard: Default::default(),
             admission,
+            started_unix_secs: 1_700_000_000,
         },
         Box::new(Counting(0)),
     )
@@ -974,4 +975,79 @@ fn five_refused_logins_ban_the_guesser() {
     );
     assert!(drain(&mut c).is_empty(), "the guesser is ignored");
     assert_eq!(c.counters().bans, 1);
+}
+
+/// A request from a proxy at 127.0.0.1:5080 that announces RFC 7339 overload control.
+fn proxied(method: &str, call_id: &str, branch: &str) -> Request {
+    let text = format!(
+        "{method} sip:hotline@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKp{branch};oc;oc-algo=\"loss\"\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{branch}\r\n\
+Max-Forwards: 69\r\nFrom: <sip:alice@127.0.0.1>;tag=from1\r\n\
+To: <sip:hotline@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 {method}\r\n\
+Contact: <sip:alice@127.0.0.1:5070>\r\nContent-Length: 0\r\n\r\n"
+    );
+    match message(&text) {
+        Message::Request(r) => r,
+        Message::Response(_) => unreachable!(),
+    }
+}
+
+fn oc_of(r: &Response) -> (Option<String>, Option<String>) {
+    let via = r.headers.top_via().expect("Via");
+    let get = |n: &str| via.params.get(n).and_then(|p| p.value.clone());
+    (get("oc"), get("oc-validity"))
+}
+
+#[test]
+fn a_proxy_announcing_overload_control_is_told_how_much_to_hold_back() {
+    let clock = Clock::new();
+    let mut c = core_with(
+        100,
+        AdmissionConfig {
+            calls_per_second: 2.0,
+            burst: 2,
+            ..AdmissionConfig::default()
+        },
+    );
+    // Taking calls: the 100 Trying says oc=0 with validity 0 (nothing to hold back).
+    inbound(&mut c, clock.at(0.0), proxied("INVITE", "a@test", "a"));
+    let out = drain(&mut c);
+    let trying = only_response(&out);
+    assert_eq!(trying.status, 100);
+    assert_eq!(oc_of(trying), (Some("0".into()), Some("0".into())));
+    inbound(&mut c, clock.at(0.0), proxied("INVITE", "b@test", "b"));
+    drain(&mut c);
+    // Over the rate: 503 with a loss figure and a validity.
+    inbound(&mut c, clock.at(0.1), proxied("INVITE", "c@test", "c"));
+    let out = drain(&mut c);
+    let refused = only_response(&out);
+    assert_eq!(refused.status, 503);
+    let (loss, validity) = oc_of(refused);
+    let loss: u8 = loss.expect("oc").parse().expect("a number");
+    assert!((1..=100).contains(&loss), "{loss}");
+    assert_eq!(validity.as_deref(), Some("2000"));
+    // The probe of a proxy hears the same while the bucket is empty, and the client's
+    // own Via below is left alone.
+    inbound(&mut c, clock.at(0.2), proxied("OPTIONS", "o1@test", "o1"));
+    let out = drain(&mut c);
+    let probe = only_response(&out);
+    assert_eq!(probe.status, 503);
+    assert!(oc_of(probe).0.is_some_and(|l| l != "0"));
+    let vias = probe.headers.vias().expect("Vias");
+    assert!(vias[1].params.get("oc").is_none());
+    // A request without `oc` gets no advice.
+    inbound(
+        &mut c,
+        clock.at(0.3),
+        request("OPTIONS", "o2@test", "o2", 1, None),
+    );
+    let out = drain(&mut c);
+    assert_eq!(oc_of(only_response(&out)), (None, None));
+    // Two seconds on the bucket is full again: oc=0, validity 0.
+    inbound(&mut c, clock.at(2.5), proxied("OPTIONS", "o3@test", "o3"));
+    let out = drain(&mut c);
+    let probe = only_response(&out);
+    assert_eq!(probe.status, 200);
+    assert_eq!(oc_of(probe), (Some("0".into()), Some("0".into())));
 }

@@ -7,6 +7,7 @@ pub mod leg; // an outgoing leg: the INVITE we place and, once answered, its dia
 pub mod digest;
 pub mod guard; // who may talk to a public number: flood and login bans, trusted sources, scanners
 pub mod admission; // whether the engine takes one more call: max calls, rate, media lateness, draining
+pub mod overload; // RFC 7339: how much new traffic a proxy should hold back, in its Via
 pub mod message;
 pub mod sdp;
 pub mod transaction;

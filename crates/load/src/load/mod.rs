@@ -637,9 +637,7 @@ async fn recover(
     overload: Arc<Progress>,
 ) -> Recovered {
     tokio::time::sleep_until(tokio::time::Instant::from_std(ramp_end)).await;
-    let wait = Duration::from_secs(u64::from(
-        overload.retry_after_max.load(Ordering::Acquire),
-    ));
+    let wait = Duration::from_secs(u64::from(overload.retry_after_max.load(Ordering::Acquire)));
     let start = Instant::now() + wait;
     info!(after = ?wait, calls, "ramp over; recovery calls start after the longest Retry-After");
     let progress = Arc::new(Progress::default());
