@@ -911,8 +911,9 @@ fn cancel_while_ringing_gets_200_and_487() {
 }
 
 /// Six callers walk the sample menu with RFC 4733 keys over a loopback that loses 5 % of
-/// the UDP datagrams it receives and duplicates 2 % of those sent (in a network namespace
-/// the test makes; see `common::netns`). Signalling completes through retransmissions on
+/// the UDP datagrams it receives, duplicates 2 % of those sent, and delays 10 % of the RTP
+/// sent to the engine by about 100 ms, behind later packets (in a network namespace the
+/// test makes; see `common::netns`). Signalling completes through retransmissions on
 /// both sides (SIPp's INVITE, the engine's 200 until the ACK and its BYE until the 200),
 /// and every call takes exactly the menu path its keys choose: no key lost, none doubled
 /// (a doubled 1 would pick the main menu's first option instead of the advisor).
@@ -926,6 +927,9 @@ fn menu_walks_survive_a_link_that_loses_and_duplicates_datagrams() {
     let Some(case) = Case::start(test, Some(&sample_config(NO_SHOP))) else {
         return;
     };
+    let ports = case.hotline.ports;
+    net.delay_some((ports.rtp_first, ports.rtp_last), 100, 16)
+        .expect("delaying some of the callers' RTP");
     let run = Run {
         scenario: "menu_rfc2833.xml",
         transport: Protocol::Udp,
@@ -956,8 +960,8 @@ fn menu_walks_survive_a_link_that_loses_and_duplicates_datagrams() {
     }
     let faults = net.faults();
     assert!(
-        faults.dropped > 0 && faults.duplicated > 0,
-        "the link lost and duplicated datagrams: {faults:?}"
+        faults.dropped > 0 && faults.duplicated > 0 && faults.delayed > 0,
+        "the link lost, duplicated and delayed datagrams: {faults:?}"
     );
     eprintln!("{test}: {faults:?}");
 }

@@ -9,7 +9,10 @@
 //! duplicated on the way out with probability `duplicate`. `tc netem` would also delay and
 //! reorder, but kernels built without `sch_netem` (this project's CI machine among them)
 //! cannot run it; nftables' random numbers and `dup` are in every kernel with nf_tables.
-//! Reordering is covered by the pure machines' fake network (`tests/netem.rs`).
+//! Instead, [`FaultyNet::delay_some`] sends a share of the datagrams to some ports through
+//! a slow HTB class (picked per packet by an nftables rule setting the packet's priority
+//! to that class), so they arrive tens of milliseconds late, behind datagrams sent after
+//! them: delay and reordering.
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). When they are missing the test is
 //! skipped with a notice, unless `HOTLINE_REQUIRE_NETNS` is set (as in CI).
@@ -29,6 +32,8 @@ pub struct FaultyNet {
 pub struct Faults {
     pub dropped: u64,
     pub duplicated: u64,
+    /// Sent through the slow class (see [`FaultyNet::delay_some`]).
+    pub delayed: u64,
 }
 
 fn run(args: &[&str]) -> Result<Output, String> {
@@ -130,7 +135,32 @@ impl FaultyNet {
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
     }
 
-    /// The rules' counters: datagrams dropped and duplicated so far.
+    /// Delays `permille` of the UDP datagrams sent to `ports` (first, last): they go through
+    /// an HTB class limited to `kbit`, so each waits its own length at that rate (a
+    /// 200-byte RTP packet about 100 ms at 16 kbit/s) while the others pass it.
+    pub fn delay_some(&self, ports: (u16, u16), permille: u32, kbit: u32) -> Result<(), String> {
+        let rate = format!("{kbit}kbit");
+        let (first, last) = ports;
+        self.exec(&[
+            "tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10",
+            "r2q", "1000",
+        ])?;
+        self.exec(&[
+            "tc", "class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate",
+            "10gbit",
+        ])?;
+        self.exec(&[
+            "tc", "class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate",
+            &rate, "ceil", &rate, "burst", "10b", "cburst", "10b",
+        ])?;
+        let rule = format!(
+            "add rule ip faults duplicate udp dport {first}-{last} numgen random mod 1000 < {permille} meta priority set 1:20 counter"
+        );
+        let args: Vec<&str> = std::iter::once("nft").chain(rule.split(' ')).collect();
+        self.exec(&args).map(|_| ())
+    }
+
+    /// The rules' counters: datagrams dropped, duplicated and delayed so far.
     pub fn faults(&self) -> Faults {
         let listing = self
             .exec(&["nft", "list", "table", "ip", "faults"])
@@ -148,6 +178,7 @@ impl FaultyNet {
         Faults {
             dropped: packets(" drop"),
             duplicated: packets(" dup to"),
+            delayed: packets("priority set"),
         }
     }
 }
