@@ -382,17 +382,7 @@ async fn conduct(
     let ramp_task = {
         let script = script.clone();
         let progress = progress.clone();
-        tokio::spawn(ramp_tasks(
-            calls,
-            rate,
-            start,
-            deadline,
-            move |i| script::place(i, script.clone(), progress.clone()),
-            |why| CallResult {
-                failure: Some(format!("call task failed: {why}")),
-                ..CallResult::default()
-            },
-        ))
+        tokio::spawn(ramp_script(calls, rate, start, deadline, script, progress))
     };
 
     let recovery_task = (args.recovery_calls > 0).then(|| {
@@ -643,7 +633,24 @@ async fn recover(
     let progress = Arc::new(Progress::default());
     let ramp = Duration::from_secs_f64(calls.saturating_sub(1) as f64 / rate);
     let deadline = start + ramp + script.hold + Duration::from_secs(70);
-    let (results, unfinished) = ramp_tasks(
+    let (results, unfinished) = ramp_script(calls, rate, start, deadline, script, progress).await;
+    Recovered {
+        results,
+        unfinished,
+        waited: start.saturating_duration_since(ramp_end),
+    }
+}
+
+/// Places `calls` scripted calls at `rate` from `start` (see [`ramp_tasks`]).
+async fn ramp_script(
+    calls: usize,
+    rate: f64,
+    start: Instant,
+    deadline: Instant,
+    script: Arc<Script>,
+    progress: Arc<Progress>,
+) -> (Vec<CallResult>, usize) {
+    ramp_tasks(
         calls,
         rate,
         start,
@@ -654,12 +661,7 @@ async fn recover(
             ..CallResult::default()
         },
     )
-    .await;
-    Recovered {
-        results,
-        unfinished,
-        waited: start.saturating_duration_since(ramp_end),
-    }
+    .await
 }
 
 /// Starts `start_one(i)` at `start + i / rate` for each of `calls` and gathers the
