@@ -39,7 +39,7 @@ pub enum StartError {
     #[error("starting the media clock")]
     Media(#[source] std::io::Error),
     #[error("opening the SIP listeners")]
-    Listeners(#[source] std::io::Error),
+    Listeners(#[source] crate::sip::transport::BindError),
     #[error("creating {path}")]
     DataDir {
         path: std::path::PathBuf,
@@ -207,6 +207,7 @@ impl Server {
             limits: config.connections,
             guard: config.guard.clone(),
             metrics: metrics.clone(),
+            tls: config.tls.clone(),
         };
         let transports = Transports::bind(&config.listen, transport_cfg, in_tx)
             .await

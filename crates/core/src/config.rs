@@ -76,12 +76,20 @@ impl ConfigError {
     }
 }
 
-/// The socket protocol one of our listeners speaks (UDP or TCP). A Via hop can name more
-/// (TLS, WS, ...): that wider set is `sip::message::Transport`.
+/// The socket protocol one of our listeners speaks (UDP, TCP, or TLS over TCP). A Via hop
+/// can name more (WS, SCTP...): that wider set is `sip::message::Transport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Udp,
     Tcp,
+    Tls,
+}
+
+impl Protocol {
+    /// Whether messages travel over a connection (TCP or TLS) rather than as datagrams.
+    pub fn is_stream(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Tls)
+    }
 }
 
 impl fmt::Display for Protocol {
@@ -89,12 +97,13 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Udp => "UDP",
             Protocol::Tcp => "TCP",
+            Protocol::Tls => "TLS",
         })
     }
 }
 
-/// One SIP listener, written `udp:127.0.0.1:5060`, `tcp:[::1]:5060` or `127.0.0.1:5060`
-/// (UDP).
+/// One SIP listener, written `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`
+/// or `127.0.0.1:5060` (UDP). A TLS listener needs the `tls:` section's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub transport: Protocol,
@@ -108,11 +117,12 @@ impl FromStr for Listen {
         let (transport, rest) = match s.split_once(':') {
             Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Protocol::Udp, rest),
             Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Protocol::Tcp, rest),
+            Some((t, rest)) if t.eq_ignore_ascii_case("tls") => (Protocol::Tls, rest),
             _ => (Protocol::Udp, s),
         };
         let addr = rest.parse::<SocketAddr>().map_err(|_| {
             ConfigError::Value(format!(
-                "expected a listener like 'udp:0.0.0.0:5060' or 'tcp:[::1]:5060', found '{s}'"
+                "expected a listener like 'udp:0.0.0.0:5060', 'tcp:[::1]:5060' or 'tls:0.0.0.0:5061', found '{s}'"
             ))
         })?;
         Ok(Listen { transport, addr })
@@ -196,6 +206,30 @@ struct RawFile {
     #[serde(default)]
     limits: RawLimits,
     cluster: Option<RawCluster>,
+    tls: Option<RawTls>,
+}
+
+/// `tls:`: the certificate a `tls:` listener presents, and whom connections we open trust.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// The certificate chain (PEM), ours first; needed by a `tls:` listener.
+    cert: Option<String>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    key: Option<String>,
+    /// The certificate authorities (PEM) that servers we connect to must be signed by.
+    ca: Option<String>,
+}
+
+/// `tls:` as the engine uses it: paths made absolute. The files were readable and held
+/// PEM of the right kind when the configuration was loaded; the engine parses them fully
+/// when it opens the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Our certificate chain; None when only `ca` is given (no `tls:` listener then).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 /// `cluster:`: this node's part in several nodes sharing one PostgreSQL database
@@ -394,6 +428,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// How large a message and how many and how idle TCP connections may be.
     pub connections: ConnectionLimits,
+    /// The certificate files of `tls:` listeners and connections; None: no `tls:` section.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `limits.max_message` and `limits.tcp_*`: what one SIP message and the TCP listeners may
@@ -444,6 +480,7 @@ pub struct StartOnly {
     cluster: Option<ClusterConfig>,
     admission: AdmissionConfig,
     connections: ConnectionLimits,
+    tls: Option<TlsConfig>,
 }
 
 impl StartOnly {
@@ -463,6 +500,7 @@ impl StartOnly {
             cluster: c.cluster.clone(),
             admission: c.admission.clone(),
             connections: c.connections,
+            tls: c.tls.clone(),
         }
     }
 
@@ -488,6 +526,7 @@ impl StartOnly {
         );
         check(self.records != new.records, "records");
         check(self.cluster != new.cluster, "cluster");
+        check(self.tls != new.tls, "tls");
         check(
             self.guard != new.guard
                 || self.admission != new.admission
@@ -596,6 +635,7 @@ impl Default for Config {
             records: None,
             cluster: None,
             connections: ConnectionLimits::default(),
+            tls: None,
         }
     }
 }
@@ -840,6 +880,16 @@ impl Config {
         limits_config(raw.limits, &mut cfg.guard, p);
         if let Some(c) = raw.cluster {
             cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
+        }
+        cfg.tls = tls_config(raw.tls, base, sources, p);
+        if cfg.tls.as_ref().is_none_or(|t| t.cert.is_none())
+            && let Some(i) = cfg.listen.iter().position(|l| l.transport == Protocol::Tls)
+        {
+            p.at(
+                &format!("sip.listen.{i}"),
+                "sip.listen: a 'tls:' listener needs a certificate: set tls.cert and tls.key (PEM files)"
+                    .to_owned(),
+            );
         }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
@@ -1113,6 +1163,79 @@ fn host_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "hotline".to_owned())
+}
+
+/// `tls:`: each file given must be readable and hold PEM of its kind; `cert` and `key` go
+/// together.
+fn tls_config(
+    raw: Option<RawTls>,
+    base: &Path,
+    sources: &Sources,
+    p: &mut Found<'_>,
+) -> Option<TlsConfig> {
+    let raw = raw?;
+    let mut ok = true;
+    let mut file = |key: &str, value: Option<String>, kind: PemKind| -> Option<PathBuf> {
+        let path = base.join(value?);
+        if let Err(why) = check_pem(&path, kind, sources) {
+            p.at(&format!("tls.{key}"), format!("tls.{key}: {why}"));
+            ok = false;
+        }
+        Some(path)
+    };
+    let cert = file("cert", raw.cert, PemKind::Certificate);
+    let key = file("key", raw.key, PemKind::PrivateKey);
+    let ca = file("ca", raw.ca, PemKind::Certificate);
+    match (&cert, &key) {
+        (Some(_), None) => {
+            p.at(
+                "tls",
+                "tls: 'cert' needs its private key: set tls.key".to_owned(),
+            );
+            ok = false;
+        }
+        (None, Some(_)) => {
+            p.at(
+                "tls",
+                "tls: 'key' needs its certificate: set tls.cert".to_owned(),
+            );
+            ok = false;
+        }
+        _ => {}
+    }
+    ok.then_some(TlsConfig { cert, key, ca })
+}
+
+/// What a PEM file given in `tls:` must hold.
+#[derive(Debug, Clone, Copy)]
+enum PemKind {
+    Certificate,
+    PrivateKey,
+}
+
+/// Whether `path` can be read and holds at least one PEM block of `kind` (the block's
+/// contents are the engine's to parse).
+fn check_pem(path: &Path, kind: PemKind, sources: &Sources) -> Result<(), String> {
+    let text = (sources.read)(path)
+        .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    let labels: &[&str] = match kind {
+        PemKind::Certificate => &["CERTIFICATE"],
+        PemKind::PrivateKey => &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
+    };
+    let found = text.lines().any(|line| {
+        line.trim()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+            .is_some_and(|label| labels.contains(&label))
+    });
+    if found {
+        return Ok(());
+    }
+    let what = match kind {
+        PemKind::Certificate => "PEM certificate (-----BEGIN CERTIFICATE-----)",
+        PemKind::PrivateKey => "PEM private key (-----BEGIN PRIVATE KEY-----)",
+    };
+    Err(format!("'{}' holds no {what}", path.display()))
 }
 
 /// How long a graceful shutdown waits when `limits.drain` is not given.
