@@ -749,7 +749,8 @@ where
                         too_large_response(head, &edge.codec, &crate::sip::random_token(10))
                     });
                     let status = answer.as_ref().map(|r| r.status);
-                    edge.metrics.sip_refused(label(transport), "oversize", status);
+                    edge.metrics
+                        .sip_refused(label(transport), "oversize", status);
                     warn!(source = %remote.ip(), port = remote.port(), transport = label(transport),
                         reason = "oversize", status, error = %e, "SIP message refused");
                     if let Some(resp) = answer {

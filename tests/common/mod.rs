@@ -6,6 +6,7 @@
 pub mod bridge;
 pub mod postgres;
 pub mod process;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

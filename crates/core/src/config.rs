@@ -1216,8 +1216,8 @@ enum PemKind {
 /// Whether `path` can be read and holds at least one PEM block of `kind` (the block's
 /// contents are the engine's to parse).
 fn check_pem(path: &Path, kind: PemKind, sources: &Sources) -> Result<(), String> {
-    let text = (sources.read)(path)
-        .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    let text =
+        (sources.read)(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
     let labels: &[&str] = match kind {
         PemKind::Certificate => &["CERTIFICATE"],
         PemKind::PrivateKey => &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
