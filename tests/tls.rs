@@ -344,3 +344,131 @@ async fn tls_connections_count_against_tcp_per_source() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Registers `user` over `phone`'s TLS connection with digest authentication; returns the
+/// final status.
+async fn register_over(phone: &mut Phone, user: &str, password: &str) -> u16 {
+    use hotline::sip::digest::{Authorization, Challenge};
+    let call_id = format!("reg-{user}");
+    let uri = "sip:hotline";
+    let local = phone.local;
+    let text = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\n\
+Via: SIP/2.0/TLS {local};branch=z9hG4bKreg{cseq};rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:{user}@hotline>;tag=r{cseq}\r\n\
+To: <sip:{user}@hotline>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} REGISTER\r\n\
+Contact: <sip:{user}@{local};transport=tls>\r\n\
+Expires: 300\r\n\
+{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    phone.send_raw(text(1, "").as_bytes()).await.unwrap();
+    let challenge = phone
+        .response(&call_id, &Method::Register, 200, 10 * SECOND)
+        .await
+        .expect("the challenge");
+    assert_eq!(challenge.status, 401);
+    let header = header(&challenge, HeaderName::new("WWW-Authenticate"));
+    let ch = Challenge::parse(&header).expect("a digest challenge");
+    let auth = Authorization::answer(&ch, user, password, "REGISTER", uri, "0a4f113b", 1);
+    phone
+        .send_raw(text(2, &format!("Authorization: {auth}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    phone
+        .response(&call_id, &Method::Register, 200, 10 * SECOND)
+        .await
+        .expect("the REGISTER answer")
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_registered_over_tls_is_rung_over_its_connection_and_unreachable_without_it() {
+    common::logs();
+    let dir = folder("agent");
+    let certs = make_certificates(&dir);
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(flows.join("main.yaml"), common::QUEUE_FLOW).unwrap();
+    let file = hotline::config::Config::from_str_at(
+        "queues: { support: { ring_timeout: 20s, max_wait: 2m } }\n\
+agents: { alice: { password: \"alice-secret\", queues: { support: 0 } } }\n",
+        &dir.join("hotline.yaml"),
+    )
+    .expect("the test configuration");
+    let srv = common::server(|c| {
+        c.listen = vec![
+            "udp:127.0.0.1:0".parse::<Listen>().unwrap(),
+            "tls:127.0.0.1:0".parse::<Listen>().unwrap(),
+        ];
+        c.tls = Some(certs.config());
+        c.flows_dir = flows.clone();
+        c.queues = file.queues.clone();
+        c.agents = file.agents.clone();
+    })
+    .await;
+    let tls = common::addr(&srv, Protocol::Tls);
+    let udp = common::addr(&srv, Protocol::Udp);
+    let mut alice = tls_phone(&certs, tls).await;
+    assert_eq!(
+        register_over(&mut alice, "alice", "alice-secret").await,
+        200
+    );
+
+    // The queue offers a caller to alice: the INVITE comes over her TLS connection.
+    let (mut caller, _media, mut call) = common::call(udp, "hotline").await;
+    let invite = loop {
+        match alice.recv(20 * SECOND).await {
+            Some(Message::Request(r)) if r.method == Method::Invite => break r,
+            Some(_) => continue,
+            None => panic!("alice was not offered the call over TLS"),
+        }
+    };
+    let via = invite
+        .headers
+        .get(HeaderName::Via)
+        .map(|v| v.to_str_lossy().into_owned())
+        .unwrap_or_default();
+    assert!(via.starts_with("SIP/2.0/TLS "), "Via {via}");
+    assert!(
+        invite.uri.to_string().contains("transport=tls"),
+        "{}",
+        invite.uri
+    );
+    let _ = caller.hang_up(&mut call).await;
+
+    // Her connection closes: the next offer cannot reach her, and fails at once rather
+    // than going anywhere in clear.
+    drop(alice);
+    let stats = srv.server.transport_stats.clone();
+    until(&stats, "alice's connection gone", |s| {
+        s.tcp_open.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    let unsent = srv
+        .server
+        .endpoint_stats
+        .requests_unsent
+        .load(Ordering::Relaxed);
+    let (_caller, _media, _call) = common::call(udp, "hotline").await;
+    let started = Instant::now();
+    let endpoint = srv.server.endpoint_stats.clone();
+    while endpoint.requests_unsent.load(Ordering::Relaxed) == unsent {
+        assert!(
+            started.elapsed() < 10 * SECOND,
+            "the offer to alice did not fail without her connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        stats.tcp_open.load(Ordering::Relaxed),
+        0,
+        "no connection opened"
+    );
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
