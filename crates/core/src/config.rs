@@ -881,9 +881,10 @@ impl Config {
         if let Some(c) = raw.cluster {
             cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
         }
+        // A certificate given but broken is reported at its own line, not here again.
+        let cert_given = raw.tls.as_ref().is_some_and(|t| t.cert.is_some());
         cfg.tls = tls_config(raw.tls, base, sources, p);
-        if cfg.tls.as_ref().is_none_or(|t| t.cert.is_none())
-            && let Some(i) = cfg.listen.iter().position(|l| l.transport == Protocol::Tls)
+        if !cert_given && let Some(i) = cfg.listen.iter().position(|l| l.transport == Protocol::Tls)
         {
             p.at(
                 &format!("sip.listen.{i}"),
@@ -1767,6 +1768,88 @@ fn records_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Loads `text` as /etc/hotline/hotline.yaml, with the files of `files` (path, content)
+    /// as the only ones that can be read.
+    fn with_files(text: &str, files: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = |_: &str| None;
+        let read = |p: &Path| {
+            files
+                .iter()
+                .find(|(name, _)| Path::new(name) == p)
+                .map(|(_, text)| (*text).to_owned())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        Config::from_text(
+            text,
+            Path::new("/etc/hotline/hotline.yaml"),
+            &Sources {
+                env: &env,
+                read: &read,
+            },
+        )
+    }
+
+    fn problems(r: Result<Config, ConfigError>) -> Vec<(u32, String)> {
+        match r {
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+                .into_iter()
+                .map(|d| (d.line, d.message))
+                .collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn a_tls_listener_with_its_certificate_loads_with_paths_relative_to_the_file() {
+        let cfg = with_files(
+            "sip: { listen: [\"tls:0.0.0.0:5061\"] }\ntls: { cert: tls/cert.pem, key: tls/key.pem, ca: /etc/ssl/ca.pem }\n",
+            &[
+                ("/etc/hotline/tls/cert.pem", CERT),
+                ("/etc/hotline/tls/key.pem", KEY),
+                ("/etc/ssl/ca.pem", CERT),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.listen[0].transport, Protocol::Tls);
+        assert_eq!(cfg.listen[0].to_string(), "tls:0.0.0.0:5061");
+        let tls = cfg.tls.unwrap();
+        assert_eq!(tls.cert.unwrap(), Path::new("/etc/hotline/tls/cert.pem"));
+        assert_eq!(tls.key.unwrap(), Path::new("/etc/hotline/tls/key.pem"));
+        assert_eq!(tls.ca.unwrap(), Path::new("/etc/ssl/ca.pem"));
+        assert!(Protocol::Tls.is_stream() && !Protocol::Udp.is_stream());
+    }
+
+    #[test]
+    fn tls_problems_are_reported_at_their_lines() {
+        // A TLS listener without a certificate.
+        let p = problems(with_files("sip: { listen: [\"tls:0.0.0.0:5061\"] }\n", &[]));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, 1);
+        assert!(p[0].1.contains("needs a certificate"), "{p:?}");
+        // Unreadable, and not PEM of its kind.
+        let p = problems(with_files(
+            "sip: { listen: [\"tls:0.0.0.0:5061\"] }\ntls:\n  cert: missing.pem\n  key: cert.pem\n",
+            &[("/etc/hotline/cert.pem", CERT)],
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].0, 3);
+        assert!(p[0].1.contains("tls.cert: cannot read"), "{p:?}");
+        assert_eq!(p[1].0, 4);
+        assert!(
+            p[1].1.contains("tls.key:") && p[1].1.contains("no PEM private key"),
+            "{p:?}"
+        );
+        // A certificate without its key.
+        let p = problems(with_files(
+            "tls:\n  cert: cert.pem\n",
+            &[("/etc/hotline/cert.pem", CERT)],
+        ));
+        assert!(p[0].1.contains("set tls.key"), "{p:?}");
+    }
 
     #[test]
     fn issue_example_parses_with_paths_relative_to_the_file() {
