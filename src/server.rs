@@ -217,6 +217,7 @@ impl Server {
             info!(transport = %t, address = %a, "listening for SIP");
         }
         let transport_stats = transports.stats.clone();
+        let outbound = transports.clone();
         // Calls are created by one spawner task, which holds the services they share. The
         // endpoint and the queues only post to it: they run before the services are whole.
         let (spawn_tx, spawn_rx) = mpsc::unbounded_channel();
@@ -286,6 +287,7 @@ impl Server {
             },
             call::Services {
                 listeners: local_addrs.clone(),
+                transports: outbound,
                 sip: endpoint.handle(),
                 registrations: registrations.clone(),
                 acd,

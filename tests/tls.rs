@@ -472,3 +472,168 @@ agents: { alice: { password: \"alice-secret\", queues: { support: 0 } } }\n",
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The next request on a stream, or None when it closes or `within` passes.
+async fn request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    framer: &mut StreamFramer,
+    within: Duration,
+) -> Option<hotline::sip::message::Request> {
+    let until = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Ok(Some(frame)) = framer.pop() {
+            if let Frame::Message(bytes) = frame
+                && let Ok(Message::Request(r)) = parse_bytes(bytes, &Limits::default())
+            {
+                return Some(r);
+            }
+        }
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => framer.push(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sips_transfer_target_is_called_over_a_verified_tls_connection_that_is_reused() {
+    common::logs();
+    let dir = folder("trunk");
+    let certs = make_certificates(&dir);
+    // The trunk: a TLS server with the test authority's certificate for 127.0.0.1.
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        hotline::sip::tls::server_config(&certs.config()).expect("the trunk's certificate"),
+    );
+    let trunk = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trunk_addr = trunk.local_addr().unwrap();
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("main.yaml"),
+        format!(
+            "start: out\nsteps:\n  out:\n    transfer: \"sips:desk@127.0.0.1:{}\"\n    timeout: 10s\n    on_failure: bye\n  bye:\n    hangup: true\n",
+            trunk_addr.port()
+        ),
+    )
+    .unwrap();
+    let srv = common::server(|c| {
+        c.listen = vec![
+            "udp:127.0.0.1:0".parse::<Listen>().unwrap(),
+            "tls:127.0.0.1:0".parse::<Listen>().unwrap(),
+        ];
+        c.tls = Some(hotline::config::TlsConfig {
+            ca: Some(certs.ca.clone()),
+            ..certs.config()
+        });
+        c.flows_dir = flows.clone();
+    })
+    .await;
+    let udp = common::addr(&srv, Protocol::Udp);
+    let tls = common::addr(&srv, Protocol::Tls);
+
+    let (_caller, _media, _call) = common::call(udp, "hotline").await;
+    let (tcp, _) = timeout(10 * SECOND, trunk.accept())
+        .await
+        .expect("the hotline connects to the trunk")
+        .unwrap();
+    let mut conn = timeout(10 * SECOND, acceptor.accept(tcp))
+        .await
+        .expect("handshake in time")
+        .expect("the hotline completes the handshake, trusting tls.ca");
+    let mut framer = StreamFramer::new(Limits::default());
+    for call in 1..=2 {
+        if call == 2 {
+            let _ = common::call(udp, "hotline").await;
+        }
+        let invite = loop {
+            let r = request(&mut conn, &mut framer, 10 * SECOND)
+                .await
+                .unwrap_or_else(|| panic!("call {call}: no INVITE over the TLS connection"));
+            if r.method == Method::Invite {
+                break r;
+            }
+        };
+        assert_eq!(invite.uri.to_string(), format!("sips:desk@{trunk_addr}"));
+        let via = invite
+            .headers
+            .get(HeaderName::Via)
+            .map(|v| v.to_str_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            via.starts_with(&format!("SIP/2.0/TLS 127.0.0.1:{}", tls.port())),
+            "Via {via}"
+        );
+        let mut busy = hotline::sip::message::Response::for_request(&invite, 486, "Busy Here");
+        busy.headers.ensure_to_tag("trunk1").unwrap();
+        conn.write_all(&busy.to_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        let ack = request(&mut conn, &mut framer, 10 * SECOND)
+            .await
+            .expect("the 486 is acknowledged");
+        assert_eq!(ack.method, Method::Ack);
+    }
+    // The second call reused the connection: no other was opened.
+    assert!(
+        timeout(Duration::from_millis(300), trunk.accept())
+            .await
+            .is_err(),
+        "a second connection to the trunk"
+    );
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_target_whose_certificate_is_not_trusted_is_not_called() {
+    common::logs();
+    let dir = folder("untrusted");
+    let certs = make_certificates(&dir);
+    // The trunk's certificate is from another authority than the hotline's tls.ca.
+    let other = make_certificates(&dir.join("other"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        hotline::sip::tls::server_config(&other.config()).expect("the trunk's certificate"),
+    );
+    let trunk = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trunk_addr = trunk.local_addr().unwrap();
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    std::fs::write(
+        flows.join("main.yaml"),
+        format!(
+            "start: out\nsteps:\n  out:\n    transfer: \"sip:desk@127.0.0.1:{};transport=tls\"\n    timeout: 10s\n    on_failure: bye\n  bye:\n    hangup: true\n",
+            trunk_addr.port()
+        ),
+    )
+    .unwrap();
+    let srv = common::server(|c| {
+        c.tls = Some(hotline::config::TlsConfig {
+            cert: None,
+            key: None,
+            ca: Some(certs.ca.clone()),
+        });
+        c.flows_dir = flows.clone();
+    })
+    .await;
+    let udp = common::addr(&srv, Protocol::Udp);
+    let (mut caller, _media, _call) = common::call(udp, "hotline").await;
+    let (tcp, _) = timeout(10 * SECOND, trunk.accept())
+        .await
+        .expect("the hotline connects")
+        .unwrap();
+    // The hotline refuses the certificate: the handshake fails, nothing is sent, and the
+    // flow goes on (to its hang-up).
+    assert!(acceptor.accept(tcp).await.is_err(), "the handshake fails");
+    let bye = caller.expect_bye(20 * SECOND).await;
+    assert!(
+        bye.is_ok(),
+        "the caller is hung up after the failed transfer: {bye:?}"
+    );
+    let stats = srv.server.transport_stats.clone();
+    until(&stats, "the failed handshake counted", |s| {
+        s.tls_handshake_failed.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,10 @@ use tracing::{debug, info, warn};
 use crate::config::{ConnectionLimits, Listen, Protocol, TlsConfig};
 use crate::metrics::{Metrics, TcpClose};
 use crate::sip::guard::GuardConfig;
+mod connect;
+
+pub use connect::ConnectError;
+
 use crate::sip::message::{
     self, Frame, Limits, Message, StreamFramer, error_response, too_large_response,
     validate_request, validate_response,
@@ -134,11 +138,15 @@ pub enum BindError {
         addr: SocketAddr,
         source: crate::sip::tls::TlsError,
     },
+    #[error("cannot connect out over TLS: {source}")]
+    TlsClient { source: crate::sip::tls::TlsError },
 }
 
 /// One open TCP connection as senders see it.
 #[derive(Clone)]
 struct Conn {
+    /// What our Via and Contact give for it (a listener's address).
+    local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
     /// Tells the connection's tasks to close it now.
     close: Arc<Notify>,
@@ -283,6 +291,11 @@ pub struct Transports {
     conns: ConnTable,
     pub stats: Arc<TransportStats>,
     limits: Limits,
+    /// For the connections we open ([`Transports::connect_tls`]).
+    edge: Arc<Edge>,
+    inbound: mpsc::Sender<Inbound>,
+    /// What servers we connect to are checked with: `tls.ca`; None without it.
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Transports {
@@ -308,6 +321,13 @@ impl Transports {
             slots: Mutex::new(Slots::default()),
         });
         let conns: ConnTable = Arc::new(Mutex::new(HashMap::new()));
+        let tls_client = match cfg.tls.as_ref().and_then(|t| t.ca.as_deref()) {
+            Some(ca) => Some(
+                crate::sip::tls::client_config(ca)
+                    .map_err(|source| BindError::TlsClient { source })?,
+            ),
+            None => None,
+        };
         let mut udp = Vec::new();
         let mut stream_local = Vec::new();
         for l in listen {
@@ -352,11 +372,12 @@ impl Transports {
                         listener,
                         Listener {
                             local,
-                            tls,
+                            transport: l.transport,
                             inbound: inbound.clone(),
                             conns: conns.clone(),
                             edge: edge.clone(),
                         },
+                        tls,
                     ));
                 }
             }
@@ -367,6 +388,9 @@ impl Transports {
             conns,
             stats,
             limits,
+            edge,
+            inbound,
+            tls_client,
         })
     }
 
@@ -562,29 +586,22 @@ async fn udp_loop(
     }
 }
 
-/// What a TCP or TLS listener's tasks share.
+/// What the tasks of a TCP or TLS listener's connections (or of the TLS connections we
+/// open) share.
 #[derive(Clone)]
 struct Listener {
+    /// The address our Via and Contact give for this connection: the listener's.
     local: SocketAddr,
-    /// Some for a `tls:` listener: its connections start with a handshake.
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    transport: Protocol,
     inbound: mpsc::Sender<Inbound>,
     conns: ConnTable,
     edge: Arc<Edge>,
 }
 
-impl Listener {
-    fn transport(&self) -> Protocol {
-        if self.tls.is_some() {
-            Protocol::Tls
-        } else {
-            Protocol::Tcp
-        }
-    }
-}
-
-async fn stream_accept(listener: TcpListener, l: Listener) {
-    let transport = l.transport();
+/// Accepts the connections of a TCP listener, or of a TLS one (`tls` Some), whose
+/// connections start with a handshake.
+async fn stream_accept(listener: TcpListener, l: Listener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let transport = l.transport;
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -614,10 +631,11 @@ async fn stream_accept(listener: TcpListener, l: Listener) {
         };
         let _ = stream.set_nodelay(true);
         let l = l.clone();
-        match l.tls.clone() {
+        match tls.clone() {
             None => {
                 let (rd, wr) = stream.into_split();
-                tokio::spawn(stream_conn(rd, wr, remote, l, slot));
+                let opened = open_conn(&l.conns, (transport, remote), l.local);
+                tokio::spawn(stream_conn(rd, wr, remote, l, slot, opened));
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
@@ -625,7 +643,8 @@ async fn stream_accept(listener: TcpListener, l: Listener) {
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let (rd, wr) = tokio::io::split(tls);
-                            stream_conn(rd, wr, remote, l, slot).await;
+                            let opened = open_conn(&l.conns, (Protocol::Tls, remote), l.local);
+                            stream_conn(rd, wr, remote, l, slot, opened).await;
                         }
                         Ok(Err(e)) => {
                             info!(source = %remote.ip(), port = remote.port(), error = %e,
@@ -663,10 +682,35 @@ enum End {
     Linger(TcpClose),
 }
 
+/// Enters a new connection in the table senders look in (before its task runs, so that a
+/// message sent right after a connect finds it). Returns it with its writer's queue.
+fn open_conn(
+    conns: &ConnTable,
+    key: (Protocol, SocketAddr),
+    local: SocketAddr,
+) -> (Conn, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel::<Bytes>(TCP_WRITE_BUFFER);
+    let conn = Conn {
+        local,
+        tx,
+        close: Arc::new(Notify::new()),
+    };
+    if let Ok(mut c) = conns.lock() {
+        c.insert(key, conn.clone());
+    }
+    (conn, rx)
+}
+
 /// Serves one TCP connection, or one TLS connection past its handshake: `rd` and `wr` are
-/// its two halves.
-async fn stream_conn<R, W>(mut rd: R, mut wr: W, remote: SocketAddr, l: Listener, slot: Slot)
-where
+/// its two halves, `opened` its entry from [`open_conn`].
+async fn stream_conn<R, W>(
+    mut rd: R,
+    mut wr: W,
+    remote: SocketAddr,
+    l: Listener,
+    slot: Slot,
+    opened: (Conn, mpsc::Receiver<Bytes>),
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -674,22 +718,20 @@ where
         local,
         inbound,
         conns,
+        transport,
         ..
     } = &l;
-    let transport = l.transport();
+    let transport = *transport;
     let key = (transport, remote);
     let edge = slot.edge.clone();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(TCP_WRITE_BUFFER);
-    let conn = Conn {
-        tx,
-        close: Arc::new(Notify::new()),
-    };
-    if let Ok(mut c) = conns.lock() {
-        c.insert(key, conn.clone());
-    }
+    let (conn, mut rx) = opened;
     let mut writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
+                return;
+            }
+            // TLS holds records back until flushed; plain TCP has nothing to flush.
+            if rx.is_empty() && wr.flush().await.is_err() {
                 return;
             }
         }
