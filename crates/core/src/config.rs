@@ -85,13 +85,6 @@ pub enum Protocol {
     Tls,
 }
 
-impl Protocol {
-    /// Whether messages travel over a connection (TCP or TLS) rather than as datagrams.
-    pub fn is_stream(self) -> bool {
-        matches!(self, Protocol::Tcp | Protocol::Tls)
-    }
-}
-
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -1820,7 +1813,6 @@ mod tests {
         assert_eq!(tls.cert.unwrap(), Path::new("/etc/hotline/tls/cert.pem"));
         assert_eq!(tls.key.unwrap(), Path::new("/etc/hotline/tls/key.pem"));
         assert_eq!(tls.ca.unwrap(), Path::new("/etc/ssl/ca.pem"));
-        assert!(Protocol::Tls.is_stream() && !Protocol::Udp.is_stream());
     }
 
     #[test]

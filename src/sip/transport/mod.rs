@@ -6,9 +6,11 @@
 //!
 //! TLS is TCP with a handshake first: a `tls:` listener takes its connection under the
 //! same caps, completes the handshake within [`TLS_HANDSHAKE`] (and `limits.tcp_idle`),
-//! then serves it exactly as a TCP one. Each connection has its own writer task behind a
-//! bounded buffer that senders fill with `try_send`: a peer that stops reading fills its
-//! buffer and is disconnected (and counted), so no sender ever waits on one slow peer.
+//! then serves it exactly as a TCP one; the TLS connections the engine opens itself (to a
+//! `sips:` target) are `connect`'s, and are served the same way once open. Each connection
+//! has its own writer task behind a bounded buffer that senders fill with `try_send`: a
+//! peer that stops reading fills its buffer and is disconnected (and counted), so no
+//! sender ever waits on one slow peer.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
