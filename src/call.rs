@@ -66,6 +66,8 @@ pub struct RefusedEdits {
 pub struct Services {
     /// The SIP listeners (outgoing legs leave from one of them).
     pub listeners: Vec<(Protocol, SocketAddr)>,
+    /// The SIP sockets, for the TLS connections legs open to `sips:` targets.
+    pub transports: crate::sip::transport::Transports,
     /// The endpoint, for calls the engine places itself (legs, call backs).
     pub sip: SipHandle,
     /// The registrar's bindings (feature codes check where an agent's phone is).
@@ -165,6 +167,10 @@ impl CallDeps {
 
     pub fn listeners(&self) -> &[(Protocol, SocketAddr)] {
         &self.services.listeners
+    }
+
+    pub fn transports(&self) -> &crate::sip::transport::Transports {
+        &self.services.transports
     }
 
     /// The current version (what a new call gets).

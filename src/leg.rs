@@ -36,8 +36,11 @@ use crate::sip::uas::{LocalMedia, Uas};
 pub enum PlaceError {
     #[error("target '{0}' is not a SIP URI with a host")]
     BadTarget(String),
-    #[error("'{0}' needs TLS, which outgoing legs do not support")]
-    Tls(String),
+    #[error("cannot reach '{target}' over TLS: {source}")]
+    Tls {
+        target: String,
+        source: crate::sip::transport::ConnectError,
+    },
     #[error("cannot resolve '{host}': {why}")]
     Resolve { host: String, why: String },
     #[error("no UDP listener to send from")]
@@ -92,16 +95,23 @@ pub struct Leg {
     pub closing: bool,
 }
 
-/// Finds where a SIP URI's requests go: its host and port (5060 by default), IP literals
-/// as they are, names through the resolver.
+/// Whether requests to `uri` must go over TLS: a `sips:` URI, or `;transport=tls`.
+fn needs_tls(uri: &Uri) -> bool {
+    uri.scheme().eq_ignore_ascii_case("sips")
+        || uri.as_sip().is_some_and(|s| {
+            s.params
+                .value("transport")
+                .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
+        })
+}
+
+/// Finds where a SIP URI's requests go: its host and port (5060 by default, 5061 over
+/// TLS), IP literals as they are, names through the resolver.
 async fn resolve(uri: &Uri) -> Result<SocketAddr, PlaceError> {
     let Some(sip) = uri.as_sip() else {
         return Err(PlaceError::BadTarget(uri.to_string()));
     };
-    if uri.scheme().eq_ignore_ascii_case("sips") {
-        return Err(PlaceError::Tls(uri.to_string()));
-    }
-    let port = sip.port.unwrap_or(5060);
+    let port = sip.port.unwrap_or(if needs_tls(uri) { 5061 } else { 5060 });
     let host = match &sip.host {
         Host::Ipv4(ip) => return Ok(SocketAddr::new(IpAddr::V4(*ip), port)),
         Host::Ipv6(ip) => return Ok(SocketAddr::new(IpAddr::V6(*ip), port)),
@@ -141,6 +151,25 @@ impl Leg {
             return Leg::start(deps, sip, owner, dial, uri, peer);
         }
         let remote = resolve(&uri).await?;
+        if needs_tls(&uri) {
+            // Over TLS or not at all: never the same request in clear.
+            let host = uri
+                .as_sip()
+                .map(|s| match &s.host {
+                    Host::Domain(d) => d.clone(),
+                    other => other.to_string().trim_matches(['[', ']']).to_owned(),
+                })
+                .unwrap_or_default();
+            let peer = deps
+                .transports()
+                .connect_tls(remote, &host)
+                .await
+                .map_err(|source| PlaceError::Tls {
+                    target: dial.target.to_owned(),
+                    source,
+                })?;
+            return Leg::start(deps, sip, owner, dial, uri, peer);
+        }
         let local = match dial.prefer {
             Some(p) if p.transport == Protocol::Udp && p.local.is_ipv4() == remote.is_ipv4() => {
                 p.local

@@ -190,16 +190,20 @@ pub enum TcpClose {
     Slow,
     /// Its bytes could not be cut into messages (no Content-Length, a bad one...).
     Unframable,
+    /// A TLS connection whose handshake failed (not TLS, a version or cipher we do not
+    /// speak) or did not end within the handshake timeout.
+    TlsHandshake,
 }
 
 impl TcpClose {
-    pub const ALL: [TcpClose; 6] = [
+    pub const ALL: [TcpClose; 7] = [
         TcpClose::Idle,
         TcpClose::PerSource,
         TcpClose::Total,
         TcpClose::Oversize,
         TcpClose::Slow,
         TcpClose::Unframable,
+        TcpClose::TlsHandshake,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -210,6 +214,7 @@ impl TcpClose {
             TcpClose::Oversize => "oversize",
             TcpClose::Slow => "slow",
             TcpClose::Unframable => "unframable",
+            TcpClose::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -405,7 +410,7 @@ impl Metrics {
         let tcp_closed = Family::<CloseLabels, Counter>::default();
         registry.register(
             "hotline_tcp_closed",
-            "SIP TCP connections the engine closed or refused, by reason: idle, per_source, total, oversize, slow, unframable",
+            "SIP TCP and TLS connections the engine closed or refused, by reason: idle, per_source, total, oversize, slow, unframable, tls_handshake",
             tcp_closed.clone(),
         );
         // Every value of a fixed label shows from the start, at zero: a rate over a series
@@ -418,8 +423,10 @@ impl Metrics {
         for (transport, reason, status) in [
             ("udp", "oversize", "none"),
             ("tcp", "oversize", "413"),
+            ("tls", "oversize", "413"),
             ("udp", "malformed", "400"),
             ("tcp", "malformed", "400"),
+            ("tls", "malformed", "400"),
         ] {
             sip_refused.get_or_create_owned(&RefusedLabels {
                 transport,

@@ -113,6 +113,7 @@ pub fn load_all(config: &Config) -> Loaded {
         }
     }
     check_queue_prompts(config, &config_file, &placed, &prompts, &mut report);
+    check_tls(config, &config_file, &placed, &mut report);
     Loaded {
         prompts,
         flows,
@@ -153,6 +154,31 @@ impl Placed {
                 None => return d,
             }
         }
+    }
+}
+
+/// The `tls:` files parsed as the transport will parse them (the configuration loader only
+/// checked that they hold PEM of the right kind): a key that does not fit its certificate,
+/// or a broken block, is reported at the key that names the file.
+fn check_tls(config: &Config, file: &Path, placed: &Placed, report: &mut Report) {
+    let Some(tls) = &config.tls else {
+        return;
+    };
+    if let Err(e) = crate::sip::tls::check(tls) {
+        let key = match &e {
+            crate::sip::tls::TlsError::Key { .. } => "tls.key",
+            crate::sip::tls::TlsError::Ca { .. } | crate::sip::tls::TlsError::Client(_) => "tls.ca",
+            crate::sip::tls::TlsError::Certificates { path, .. }
+            | crate::sip::tls::TlsError::NoCertificateIn { path }
+                if Some(path) == tls.ca.as_ref() && Some(path) != tls.cert.as_ref() =>
+            {
+                "tls.ca"
+            }
+            _ => "tls.cert",
+        };
+        report
+            .diagnostics
+            .push(placed.at(key, Diagnostic::error(file, e.to_string())));
     }
 }
 

@@ -39,7 +39,7 @@ pub enum StartError {
     #[error("starting the media clock")]
     Media(#[source] std::io::Error),
     #[error("opening the SIP listeners")]
-    Listeners(#[source] std::io::Error),
+    Listeners(#[source] crate::sip::transport::BindError),
     #[error("creating {path}")]
     DataDir {
         path: std::path::PathBuf,
@@ -207,6 +207,7 @@ impl Server {
             limits: config.connections,
             guard: config.guard.clone(),
             metrics: metrics.clone(),
+            tls: config.tls.clone(),
         };
         let transports = Transports::bind(&config.listen, transport_cfg, in_tx)
             .await
@@ -216,6 +217,7 @@ impl Server {
             info!(transport = %t, address = %a, "listening for SIP");
         }
         let transport_stats = transports.stats.clone();
+        let outbound = transports.clone();
         // Calls are created by one spawner task, which holds the services they share. The
         // endpoint and the queues only post to it: they run before the services are whole.
         let (spawn_tx, spawn_rx) = mpsc::unbounded_channel();
@@ -285,6 +287,7 @@ impl Server {
             },
             call::Services {
                 listeners: local_addrs.clone(),
+                transports: outbound,
                 sip: endpoint.handle(),
                 registrations: registrations.clone(),
                 acd,

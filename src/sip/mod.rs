@@ -2,7 +2,8 @@
 //! with, and the sockets. The pure parts (codec, transactions, dialogs, UAC/UAS, SDP,
 //! digest) are `hotline_core::sip`, re-exported here under their usual paths. Of this
 //! module's own files only `transport`, the endpoint's task (`endpoint/mod.rs`) and the
-//! registrar's task touch sockets; the random tokens are drawn here and passed in.
+//! registrar's task touch sockets (`tls` reads the certificates the transport presents);
+//! the random tokens are drawn here and passed in.
 
 pub use hotline_core::sip::{
     ALLOW, admission, dialog, digest, guard, leg, message, overload, sdp, token, transaction, uac,
@@ -11,6 +12,7 @@ pub use hotline_core::sip::{
 
 pub mod endpoint;
 pub mod registrar;
+pub mod tls;
 pub mod transport;
 
 /// A random token for tags and branches.

@@ -1119,8 +1119,8 @@ mod stored {
 
     /// Writes every UDP binding to `path`: to a temporary file beside it, flushed to disk,
     /// then renamed over it, so a crash leaves the old file or the new one, never half.
-    /// Bindings over TCP are not kept: their connection does not survive the restart, and
-    /// such phones register again when they reconnect.
+    /// Bindings over TCP or TLS are not kept: their connection does not survive the
+    /// restart, and such phones register again when they reconnect.
     pub(super) fn save(
         path: &Path,
         all: &BTreeMap<String, Vec<Binding>>,

@@ -3,10 +3,12 @@
 
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod bridge;
 pub mod netns;
 pub mod postgres;
 pub mod process;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

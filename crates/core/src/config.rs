@@ -76,12 +76,13 @@ impl ConfigError {
     }
 }
 
-/// The socket protocol one of our listeners speaks (UDP or TCP). A Via hop can name more
-/// (TLS, WS, ...): that wider set is `sip::message::Transport`.
+/// The socket protocol one of our listeners speaks (UDP, TCP, or TLS over TCP). A Via hop
+/// can name more (WS, SCTP...): that wider set is `sip::message::Transport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Udp,
     Tcp,
+    Tls,
 }
 
 impl fmt::Display for Protocol {
@@ -89,12 +90,13 @@ impl fmt::Display for Protocol {
         f.write_str(match self {
             Protocol::Udp => "UDP",
             Protocol::Tcp => "TCP",
+            Protocol::Tls => "TLS",
         })
     }
 }
 
-/// One SIP listener, written `udp:127.0.0.1:5060`, `tcp:[::1]:5060` or `127.0.0.1:5060`
-/// (UDP).
+/// One SIP listener, written `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`
+/// or `127.0.0.1:5060` (UDP). A TLS listener needs the `tls:` section's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub transport: Protocol,
@@ -108,11 +110,12 @@ impl FromStr for Listen {
         let (transport, rest) = match s.split_once(':') {
             Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Protocol::Udp, rest),
             Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Protocol::Tcp, rest),
+            Some((t, rest)) if t.eq_ignore_ascii_case("tls") => (Protocol::Tls, rest),
             _ => (Protocol::Udp, s),
         };
         let addr = rest.parse::<SocketAddr>().map_err(|_| {
             ConfigError::Value(format!(
-                "expected a listener like 'udp:0.0.0.0:5060' or 'tcp:[::1]:5060', found '{s}'"
+                "expected a listener like 'udp:0.0.0.0:5060', 'tcp:[::1]:5060' or 'tls:0.0.0.0:5061', found '{s}'"
             ))
         })?;
         Ok(Listen { transport, addr })
@@ -196,6 +199,30 @@ struct RawFile {
     #[serde(default)]
     limits: RawLimits,
     cluster: Option<RawCluster>,
+    tls: Option<RawTls>,
+}
+
+/// `tls:`: the certificate a `tls:` listener presents, and whom connections we open trust.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// The certificate chain (PEM), ours first; needed by a `tls:` listener.
+    cert: Option<String>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    key: Option<String>,
+    /// The certificate authorities (PEM) that servers we connect to must be signed by.
+    ca: Option<String>,
+}
+
+/// `tls:` as the engine uses it: paths made absolute. The files were readable and held
+/// PEM of the right kind when the configuration was loaded; the engine parses them fully
+/// when it opens the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Our certificate chain; None when only `ca` is given (no `tls:` listener then).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 /// `cluster:`: this node's part in several nodes sharing one PostgreSQL database
@@ -394,6 +421,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// How large a message and how many and how idle TCP connections may be.
     pub connections: ConnectionLimits,
+    /// The certificate files of `tls:` listeners and connections; None: no `tls:` section.
+    pub tls: Option<TlsConfig>,
 }
 
 /// `limits.max_message` and `limits.tcp_*`: what one SIP message and the TCP listeners may
@@ -444,6 +473,7 @@ pub struct StartOnly {
     cluster: Option<ClusterConfig>,
     admission: AdmissionConfig,
     connections: ConnectionLimits,
+    tls: Option<TlsConfig>,
 }
 
 impl StartOnly {
@@ -463,6 +493,7 @@ impl StartOnly {
             cluster: c.cluster.clone(),
             admission: c.admission.clone(),
             connections: c.connections,
+            tls: c.tls.clone(),
         }
     }
 
@@ -488,6 +519,7 @@ impl StartOnly {
         );
         check(self.records != new.records, "records");
         check(self.cluster != new.cluster, "cluster");
+        check(self.tls != new.tls, "tls");
         check(
             self.guard != new.guard
                 || self.admission != new.admission
@@ -596,6 +628,7 @@ impl Default for Config {
             records: None,
             cluster: None,
             connections: ConnectionLimits::default(),
+            tls: None,
         }
     }
 }
@@ -840,6 +873,17 @@ impl Config {
         limits_config(raw.limits, &mut cfg.guard, p);
         if let Some(c) = raw.cluster {
             cfg.cluster = cluster_config(c, cfg.records.as_ref(), p);
+        }
+        // A certificate given but broken is reported at its own line, not here again.
+        let cert_given = raw.tls.as_ref().is_some_and(|t| t.cert.is_some());
+        cfg.tls = tls_config(raw.tls, base, sources, p);
+        if !cert_given && let Some(i) = cfg.listen.iter().position(|l| l.transport == Protocol::Tls)
+        {
+            p.at(
+                &format!("sip.listen.{i}"),
+                "sip.listen: a 'tls:' listener needs a certificate: set tls.cert and tls.key (PEM files)"
+                    .to_owned(),
+            );
         }
         cfg.tests_dir = match raw.tests {
             Some(t) => Some(base.join(t)),
@@ -1113,6 +1157,79 @@ fn host_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "hotline".to_owned())
+}
+
+/// `tls:`: each file given must be readable and hold PEM of its kind; `cert` and `key` go
+/// together.
+fn tls_config(
+    raw: Option<RawTls>,
+    base: &Path,
+    sources: &Sources,
+    p: &mut Found<'_>,
+) -> Option<TlsConfig> {
+    let raw = raw?;
+    let mut ok = true;
+    let mut file = |key: &str, value: Option<String>, kind: PemKind| -> Option<PathBuf> {
+        let path = base.join(value?);
+        if let Err(why) = check_pem(&path, kind, sources) {
+            p.at(&format!("tls.{key}"), format!("tls.{key}: {why}"));
+            ok = false;
+        }
+        Some(path)
+    };
+    let cert = file("cert", raw.cert, PemKind::Certificate);
+    let key = file("key", raw.key, PemKind::PrivateKey);
+    let ca = file("ca", raw.ca, PemKind::Certificate);
+    match (&cert, &key) {
+        (Some(_), None) => {
+            p.at(
+                "tls",
+                "tls: 'cert' needs its private key: set tls.key".to_owned(),
+            );
+            ok = false;
+        }
+        (None, Some(_)) => {
+            p.at(
+                "tls",
+                "tls: 'key' needs its certificate: set tls.cert".to_owned(),
+            );
+            ok = false;
+        }
+        _ => {}
+    }
+    ok.then_some(TlsConfig { cert, key, ca })
+}
+
+/// What a PEM file given in `tls:` must hold.
+#[derive(Debug, Clone, Copy)]
+enum PemKind {
+    Certificate,
+    PrivateKey,
+}
+
+/// Whether `path` can be read and holds at least one PEM block of `kind` (the block's
+/// contents are the engine's to parse).
+fn check_pem(path: &Path, kind: PemKind, sources: &Sources) -> Result<(), String> {
+    let text =
+        (sources.read)(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    let labels: &[&str] = match kind {
+        PemKind::Certificate => &["CERTIFICATE"],
+        PemKind::PrivateKey => &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"],
+    };
+    let found = text.lines().any(|line| {
+        line.trim()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+            .is_some_and(|label| labels.contains(&label))
+    });
+    if found {
+        return Ok(());
+    }
+    let what = match kind {
+        PemKind::Certificate => "PEM certificate (-----BEGIN CERTIFICATE-----)",
+        PemKind::PrivateKey => "PEM private key (-----BEGIN PRIVATE KEY-----)",
+    };
+    Err(format!("'{}' holds no {what}", path.display()))
 }
 
 /// How long a graceful shutdown waits when `limits.drain` is not given.
@@ -1644,6 +1761,87 @@ fn records_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Loads `text` as /etc/hotline/hotline.yaml, with the files of `files` (path, content)
+    /// as the only ones that can be read.
+    fn with_files(text: &str, files: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = |_: &str| None;
+        let read = |p: &Path| {
+            files
+                .iter()
+                .find(|(name, _)| Path::new(name) == p)
+                .map(|(_, text)| (*text).to_owned())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        Config::from_text(
+            text,
+            Path::new("/etc/hotline/hotline.yaml"),
+            &Sources {
+                env: &env,
+                read: &read,
+            },
+        )
+    }
+
+    fn problems(r: Result<Config, ConfigError>) -> Vec<(u32, String)> {
+        match r {
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+                .into_iter()
+                .map(|d| (d.line, d.message))
+                .collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn a_tls_listener_with_its_certificate_loads_with_paths_relative_to_the_file() {
+        let cfg = with_files(
+            "sip: { listen: [\"tls:0.0.0.0:5061\"] }\ntls: { cert: tls/cert.pem, key: tls/key.pem, ca: /etc/ssl/ca.pem }\n",
+            &[
+                ("/etc/hotline/tls/cert.pem", CERT),
+                ("/etc/hotline/tls/key.pem", KEY),
+                ("/etc/ssl/ca.pem", CERT),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.listen[0].transport, Protocol::Tls);
+        assert_eq!(cfg.listen[0].to_string(), "tls:0.0.0.0:5061");
+        let tls = cfg.tls.unwrap();
+        assert_eq!(tls.cert.unwrap(), Path::new("/etc/hotline/tls/cert.pem"));
+        assert_eq!(tls.key.unwrap(), Path::new("/etc/hotline/tls/key.pem"));
+        assert_eq!(tls.ca.unwrap(), Path::new("/etc/ssl/ca.pem"));
+    }
+
+    #[test]
+    fn tls_problems_are_reported_at_their_lines() {
+        // A TLS listener without a certificate.
+        let p = problems(with_files("sip: { listen: [\"tls:0.0.0.0:5061\"] }\n", &[]));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, 1);
+        assert!(p[0].1.contains("needs a certificate"), "{p:?}");
+        // Unreadable, and not PEM of its kind.
+        let p = problems(with_files(
+            "sip: { listen: [\"tls:0.0.0.0:5061\"] }\ntls:\n  cert: missing.pem\n  key: cert.pem\n",
+            &[("/etc/hotline/cert.pem", CERT)],
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].0, 3);
+        assert!(p[0].1.contains("tls.cert: cannot read"), "{p:?}");
+        assert_eq!(p[1].0, 4);
+        assert!(
+            p[1].1.contains("tls.key:") && p[1].1.contains("no PEM private key"),
+            "{p:?}"
+        );
+        // A certificate without its key.
+        let p = problems(with_files(
+            "tls:\n  cert: cert.pem\n",
+            &[("/etc/hotline/cert.pem", CERT)],
+        ));
+        assert!(p[0].1.contains("set tls.key"), "{p:?}");
+    }
 
     #[test]
     fn issue_example_parses_with_paths_relative_to_the_file() {

@@ -242,7 +242,7 @@ pub struct EndpointCore {
 fn reliability(peer: &Peer) -> Reliability {
     match peer.transport {
         Protocol::Udp => Reliability::Unreliable,
-        Protocol::Tcp => Reliability::Reliable,
+        Protocol::Tcp | Protocol::Tls => Reliability::Reliable,
     }
 }
 

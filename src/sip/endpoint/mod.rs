@@ -161,6 +161,7 @@ pub fn our_via(peer: &Peer, advertised: IpAddr) -> Via {
     let transport = match peer.transport {
         Protocol::Udp => Transport::Udp,
         Protocol::Tcp => Transport::Tcp,
+        Protocol::Tls => Transport::Tls,
     };
     let branch = format!("{}{}", crate::sip::message::MAGIC_COOKIE, random_token(16));
     let mut via = Via::new(
@@ -180,10 +181,15 @@ pub fn our_contact(peer: &Peer, advertised: IpAddr) -> Uri {
         Host::from(advertised),
         Some(peer.local.port()),
     );
-    if peer.transport == Protocol::Tcp
+    let transport = match peer.transport {
+        Protocol::Udp => None,
+        Protocol::Tcp => Some("tcp"),
+        Protocol::Tls => Some("tls"),
+    };
+    if let Some(t) = transport
         && let Uri::Sip(s) = &mut uri
     {
-        s.params.set("transport", Some("tcp"));
+        s.params.set("transport", Some(t));
     }
     uri
 }

@@ -548,11 +548,11 @@ pub fn check(queues: &QueuesConfig, agents: &AgentsConfig) -> Vec<String> {
                     "{at}.callback.dial: expected '{NUMBER_SLOT}' where the caller's number goes, as in 'sip:{NUMBER_SLOT}@gateway.example.net', found '{}'",
                     cb.dial
                 ));
-            } else if !lower.starts_with("sip:")
+            } else if !(lower.starts_with("sip:") || lower.starts_with("sips:"))
                 || crate::sip::message::Uri::parse(&example).is_err()
             {
                 out.push(format!(
-                    "{at}.callback.dial: expected a SIP URI like 'sip:{NUMBER_SLOT}@gateway.example.net' (TLS 'sips:' is not supported for calls out), found '{}'",
+                    "{at}.callback.dial: expected a SIP URI like 'sip:{NUMBER_SLOT}@gateway.example.net' (or 'sips:' over TLS), found '{}'",
                     cb.dial
                 ));
             }

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
@@ -47,13 +46,20 @@ pub enum CallerError {
         reason: String,
         retry_after: Option<u32>,
     },
+    #[error("a {0} phone needs its connection: use Phone::over_stream")]
+    NeedsStream(Protocol),
 }
+
+/// The reading half of a connection (TCP, or TLS set up by the caller's owner).
+pub type StreamReader = Box<dyn AsyncRead + Unpin + Send>;
+/// The writing half of a connection.
+pub type StreamWriter = Box<dyn AsyncWrite + Unpin + Send>;
 
 enum Sock {
     Udp(UdpSocket),
-    Tcp {
-        rd: OwnedReadHalf,
-        wr: OwnedWriteHalf,
+    Stream {
+        rd: StreamReader,
+        wr: StreamWriter,
         framer: StreamFramer,
     },
 }
@@ -86,15 +92,15 @@ impl Phone {
                 s.set_nodelay(true)?;
                 let local = s.local_addr()?;
                 let (rd, wr) = s.into_split();
-                (
-                    Sock::Tcp {
-                        rd,
-                        wr,
-                        framer: StreamFramer::new(Limits::default()),
-                    },
+                return Ok(Phone::over_stream(
+                    Protocol::Tcp,
+                    server,
                     local,
-                )
+                    Box::new(rd),
+                    Box::new(wr),
+                ));
             }
+            Protocol::Tls => return Err(CallerError::NeedsStream(Protocol::Tls)),
         };
         Ok(Phone {
             sock,
@@ -106,13 +112,39 @@ impl Phone {
         })
     }
 
+    /// A phone on a connection its owner opened (a TLS one, whose handshake is theirs):
+    /// `local` is the connection's own address, written in Via and Contact.
+    pub fn over_stream(
+        transport: Protocol,
+        server: SocketAddr,
+        local: SocketAddr,
+        rd: StreamReader,
+        wr: StreamWriter,
+    ) -> Phone {
+        Phone {
+            sock: Sock::Stream {
+                rd,
+                wr,
+                framer: StreamFramer::new(Limits::default()),
+            },
+            local,
+            server,
+            transport,
+            inbox: VecDeque::new(),
+            buf: vec![0; 65_536],
+        }
+    }
+
     /// Sends raw bytes to the server (tests use this for malformed input).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), CallerError> {
         match &mut self.sock {
             Sock::Udp(s) => {
                 s.send_to(bytes, self.server).await?;
             }
-            Sock::Tcp { wr, .. } => wr.write_all(bytes).await?,
+            Sock::Stream { wr, .. } => {
+                wr.write_all(bytes).await?;
+                wr.flush().await?;
+            }
         }
         Ok(())
     }
@@ -140,7 +172,7 @@ impl Phone {
                         Err(_) => return None,
                     }
                 }
-                Sock::Tcp { rd, framer, .. } => {
+                Sock::Stream { rd, framer, .. } => {
                     if let Ok(Some(Frame::Message(b))) = framer.pop() {
                         if let Ok(m) = message::parse_bytes(b, &Limits::default()) {
                             return Some(m);
@@ -199,6 +231,7 @@ impl Phone {
         let t = match self.transport {
             Protocol::Udp => "UDP",
             Protocol::Tcp => "TCP",
+            Protocol::Tls => "TLS",
         };
         format!(
             "SIP/2.0/{t} {};branch=z9hG4bK{};rport",
@@ -326,6 +359,7 @@ Contact: <sip:caller@{local}{tp}>\r\n\
         match self.transport {
             Protocol::Udp => "",
             Protocol::Tcp => ";transport=tcp",
+            Protocol::Tls => ";transport=tls",
         }
     }
 

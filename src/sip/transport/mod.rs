@@ -1,11 +1,16 @@
-//! SIP over UDP and TCP: the only place SIP touches a socket. Datagrams and stream frames
-//! are parsed here, so a malformed message is answered (400 with the reason) or dropped and
-//! counted right at the edge; what reaches the endpoint is always a parsed message. Sending
-//! is by destination: UDP to an address, TCP over the connection that address opened.
+//! SIP over UDP, TCP and TLS: the only place SIP touches a socket. Datagrams and stream
+//! frames are parsed here, so a malformed message is answered (400 with the reason) or
+//! dropped and counted right at the edge; what reaches the endpoint is always a parsed
+//! message. Sending is by destination: UDP to an address, TCP and TLS over the connection
+//! that address opened (never another: a TLS peer whose connection is gone is unreachable).
 //!
-//! Each TCP connection has its own writer task behind a bounded buffer that senders fill
-//! with `try_send`: a peer that stops reading fills its buffer and is disconnected (and
-//! counted), so no sender ever waits on one slow peer.
+//! TLS is TCP with a handshake first: a `tls:` listener takes its connection under the
+//! same caps, completes the handshake within [`TLS_HANDSHAKE`] (and `limits.tcp_idle`),
+//! then serves it exactly as a TCP one; the TLS connections the engine opens itself (to a
+//! `sips:` target) are `connect`'s, and are served the same way once open. Each connection
+//! has its own writer task behind a bounded buffer that senders fill with `try_send`: a
+//! peer that stops reading fills its buffer and is disconnected (and counted), so no
+//! sender ever waits on one slow peer.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,16 +21,19 @@ use std::time::Duration;
 use thiserror::Error;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::{ConnectionLimits, Listen, Protocol};
+use crate::config::{ConnectionLimits, Listen, Protocol, TlsConfig};
 use crate::metrics::{Metrics, TcpClose};
 use crate::sip::guard::GuardConfig;
+mod connect;
+
+pub use connect::ConnectError;
+
 use crate::sip::message::{
     self, Frame, Limits, Message, StreamFramer, error_response, too_large_response,
     validate_request, validate_response,
@@ -64,7 +72,9 @@ pub struct TransportStats {
     pub tcp_total_refused: AtomicU64,
     /// TCP connections closed after a message over `limits.max_message`.
     pub tcp_oversize_closed: AtomicU64,
-    /// TCP connections open now.
+    /// TLS connections closed because their handshake failed or did not end in time.
+    pub tls_handshake_failed: AtomicU64,
+    /// TCP connections (TLS included) open now.
     pub tcp_open: AtomicUsize,
 }
 
@@ -73,9 +83,12 @@ pub struct TransportStats {
 pub enum SendError {
     #[error("no {transport} listener to send from")]
     NoListener { transport: Protocol },
-    #[error("no open TCP connection to {0}")]
-    NoConnection(SocketAddr),
-    #[error("the TCP peer {0} is not reading: its write buffer is full, the connection is closed")]
+    #[error("no open {transport} connection to {remote}")]
+    NoConnection {
+        transport: Protocol,
+        remote: SocketAddr,
+    },
+    #[error("the peer {0} is not reading: its write buffer is full, the connection is closed")]
     SlowPeer(SocketAddr),
     #[error("send failed: {0}")]
     Io(#[from] std::io::Error),
@@ -98,6 +111,9 @@ const TCP_CONNECTIONS_CEILING: usize = 4096;
 /// How long accepting waits after a failing `accept` (out of descriptors), so that the
 /// loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest a TLS handshake may take (less when `limits.tcp_idle` is shorter): a peer
+/// that connects and never completes one holds a connection slot only this long.
+pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// What the listeners are built with.
 #[derive(Clone)]
@@ -106,11 +122,33 @@ pub struct TransportConfig {
     /// Its trusted sources are exempt from `limits.tcp_per_source`.
     pub guard: GuardConfig,
     pub metrics: Arc<Metrics>,
+    /// The certificate of `tls:` listeners (`tls:` in hotline.yaml).
+    pub tls: Option<TlsConfig>,
+}
+
+/// Why the listeners cannot be opened.
+#[derive(Debug, Error)]
+pub enum BindError {
+    #[error("cannot listen on {transport} {addr}: {source}")]
+    Io {
+        transport: Protocol,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on TLS {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: crate::sip::tls::TlsError,
+    },
+    #[error("cannot connect out over TLS: {source}")]
+    TlsClient { source: crate::sip::tls::TlsError },
 }
 
 /// One open TCP connection as senders see it.
 #[derive(Clone)]
 struct Conn {
+    /// What our Via and Contact give for it (a listener's address).
+    local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
     /// Tells the connection's tasks to close it now.
     close: Arc<Notify>,
@@ -127,7 +165,8 @@ impl Conn {
     }
 }
 
-type ConnTable = Arc<Mutex<HashMap<SocketAddr, Conn>>>;
+/// Open connections by transport (TCP or TLS) and far address.
+type ConnTable = Arc<Mutex<HashMap<(Protocol, SocketAddr), Conn>>>;
 
 /// Open TCP connections, in all and per address, counted from accept to the end of the
 /// connection's task (a [`Slot`] gives its place back when dropped).
@@ -178,7 +217,7 @@ impl Edge {
         })
     }
 
-    fn closed(&self, remote: SocketAddr, reason: TcpClose) {
+    fn closed(&self, transport: Protocol, remote: SocketAddr, reason: TcpClose) {
         let counter = match reason {
             TcpClose::Idle => &self.stats.tcp_idle_closed,
             TcpClose::PerSource => &self.stats.tcp_per_source_refused,
@@ -186,11 +225,12 @@ impl Edge {
             TcpClose::Oversize => &self.stats.tcp_oversize_closed,
             TcpClose::Slow => &self.stats.tcp_slow_closed,
             TcpClose::Unframable => &self.stats.dropped_garbage,
+            TcpClose::TlsHandshake => &self.stats.tls_handshake_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.metrics.tcp_closed(reason);
-        warn!(source = %remote.ip(), port = remote.port(), reason = reason.as_str(),
-            "TCP connection closed");
+        warn!(source = %remote.ip(), port = remote.port(), transport = label(transport),
+            reason = reason.as_str(), "TCP connection closed");
     }
 }
 
@@ -248,10 +288,16 @@ pub fn default_tcp_connections() -> usize {
 #[derive(Clone)]
 pub struct Transports {
     udp: Arc<Vec<(SocketAddr, Arc<UdpSocket>)>>,
-    tcp_local: Arc<Vec<SocketAddr>>,
+    /// The TCP and TLS listeners' addresses.
+    stream_local: Arc<Vec<(Protocol, SocketAddr)>>,
     conns: ConnTable,
     pub stats: Arc<TransportStats>,
     limits: Limits,
+    /// For the connections we open ([`Transports::connect_tls`]).
+    edge: Arc<Edge>,
+    inbound: mpsc::Sender<Inbound>,
+    /// What servers we connect to are checked with: `tls.ca`; None without it.
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Transports {
@@ -260,7 +306,7 @@ impl Transports {
         listen: &[Listen],
         cfg: TransportConfig,
         inbound: mpsc::Sender<Inbound>,
-    ) -> std::io::Result<Transports> {
+    ) -> Result<Transports, BindError> {
         let stats = Arc::new(TransportStats::default());
         let limits = codec_limits(&cfg.limits);
         let edge = Arc::new(Edge {
@@ -277,52 +323,89 @@ impl Transports {
             slots: Mutex::new(Slots::default()),
         });
         let conns: ConnTable = Arc::new(Mutex::new(HashMap::new()));
+        let tls_client = match cfg.tls.as_ref().and_then(|t| t.ca.as_deref()) {
+            Some(ca) => Some(
+                crate::sip::tls::client_config(ca)
+                    .map_err(|source| BindError::TlsClient { source })?,
+            ),
+            None => None,
+        };
         let mut udp = Vec::new();
-        let mut tcp_local = Vec::new();
+        let mut stream_local = Vec::new();
         for l in listen {
+            let io = |source| BindError::Io {
+                transport: l.transport,
+                addr: l.addr,
+                source,
+            };
+            // Read before the socket is bound, so a bad certificate opens nothing.
+            let tls = match l.transport {
+                Protocol::Tls => {
+                    let config = cfg.tls.as_ref().ok_or(BindError::Tls {
+                        addr: l.addr,
+                        source: crate::sip::tls::TlsError::NoCertificate,
+                    })?;
+                    let server = crate::sip::tls::server_config(config).map_err(|source| {
+                        BindError::Tls {
+                            addr: l.addr,
+                            source,
+                        }
+                    })?;
+                    Some(tokio_rustls::TlsAcceptor::from(server))
+                }
+                Protocol::Udp | Protocol::Tcp => None,
+            };
             match l.transport {
                 Protocol::Udp => {
-                    let sock = Arc::new(UdpSocket::bind(l.addr).await?);
-                    let local = sock.local_addr()?;
+                    let sock = Arc::new(UdpSocket::bind(l.addr).await.map_err(io)?);
+                    let local = sock.local_addr().map_err(io)?;
                     udp.push((local, sock.clone()));
                     tokio::spawn(udp_loop(sock, local, inbound.clone(), edge.clone()));
                 }
-                Protocol::Tcp => {
-                    let listener = TcpListener::bind(l.addr).await?;
-                    let local = listener.local_addr()?;
-                    tcp_local.push(local);
-                    info!(address = %local, max_connections = edge.max_connections,
+                Protocol::Tcp | Protocol::Tls => {
+                    let listener = TcpListener::bind(l.addr).await.map_err(io)?;
+                    let local = listener.local_addr().map_err(io)?;
+                    stream_local.push((l.transport, local));
+                    info!(address = %local, transport = label(l.transport),
+                        max_connections = edge.max_connections,
                         per_source = edge.per_source, idle_secs = edge.idle.as_secs(),
                         "TCP connection limits");
-                    tokio::spawn(tcp_accept(
+                    tokio::spawn(stream_accept(
                         listener,
-                        local,
-                        inbound.clone(),
-                        conns.clone(),
-                        edge.clone(),
+                        Listener {
+                            local,
+                            transport: l.transport,
+                            inbound: inbound.clone(),
+                            conns: conns.clone(),
+                            edge: edge.clone(),
+                        },
+                        tls,
                     ));
                 }
             }
         }
         Ok(Transports {
             udp: Arc::new(udp),
-            tcp_local: Arc::new(tcp_local),
+            stream_local: Arc::new(stream_local),
             conns,
             stats,
             limits,
+            edge,
+            inbound,
+            tls_client,
         })
     }
 
     /// The bound addresses, in the order they were configured per transport.
     pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
         let mut v: Vec<_> = self.udp.iter().map(|(a, _)| (Protocol::Udp, *a)).collect();
-        v.extend(self.tcp_local.iter().map(|a| (Protocol::Tcp, *a)));
+        v.extend(self.stream_local.iter().copied());
         v
     }
 
-    /// Sends `bytes` to `peer`. UDP leaves from the listener the peer talked to; TCP uses the
-    /// peer's open connection and never waits: a peer whose write buffer is full is
-    /// disconnected. Failures are counted and returned, so that a transaction can see a
+    /// Sends `bytes` to `peer`. UDP leaves from the listener the peer talked to; TCP and TLS
+    /// use the peer's open connection of that transport and never wait: a peer whose write
+    /// buffer is full is disconnected, and one without a connection is not reached. Failures are counted and returned, so that a transaction can see a
     /// transport error.
     pub async fn send(&self, peer: &Peer, bytes: Bytes) -> Result<(), SendError> {
         let r = match peer.transport {
@@ -344,7 +427,7 @@ impl Transports {
                     }),
                 }
             }
-            Protocol::Tcp => self.send_tcp(peer.remote, bytes),
+            Protocol::Tcp | Protocol::Tls => self.send_stream(peer.transport, peer.remote, bytes),
         };
         if r.is_err() {
             self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -352,19 +435,27 @@ impl Transports {
         r
     }
 
-    fn send_tcp(&self, remote: SocketAddr, bytes: Bytes) -> Result<(), SendError> {
-        let conn = self.conns.lock().ok().and_then(|c| c.get(&remote).cloned());
+    fn send_stream(
+        &self,
+        transport: Protocol,
+        remote: SocketAddr,
+        bytes: Bytes,
+    ) -> Result<(), SendError> {
+        let key = (transport, remote);
+        let conn = self.conns.lock().ok().and_then(|c| c.get(&key).cloned());
         let Some(conn) = conn else {
-            return Err(SendError::NoConnection(remote));
+            return Err(SendError::NoConnection { transport, remote });
         };
         match conn.push(bytes) {
             // The connection's own task counts and logs the close it was told of.
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                forget(&self.conns, remote, &conn.tx);
+                forget(&self.conns, key, &conn.tx);
                 Err(SendError::SlowPeer(remote))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::NoConnection(remote)),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(SendError::NoConnection { transport, remote })
+            }
         }
     }
 
@@ -378,6 +469,7 @@ fn label(p: Protocol) -> &'static str {
     match p {
         Protocol::Udp => "udp",
         Protocol::Tcp => "tcp",
+        Protocol::Tls => "tls",
     }
 }
 
@@ -496,27 +588,40 @@ async fn udp_loop(
     }
 }
 
-async fn tcp_accept(
-    listener: TcpListener,
+/// What the tasks of a TCP or TLS listener's connections (or of the TLS connections we
+/// open) share.
+#[derive(Clone)]
+struct Listener {
+    /// The address our Via and Contact give for this connection: the listener's.
     local: SocketAddr,
+    transport: Protocol,
     inbound: mpsc::Sender<Inbound>,
     conns: ConnTable,
     edge: Arc<Edge>,
-) {
+}
+
+/// Accepts the connections of a TCP listener, or of a TLS one (`tls` Some), whose
+/// connections start with a handshake.
+async fn stream_accept(listener: TcpListener, l: Listener, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let transport = l.transport;
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!(error = %e, "accepting a TCP connection failed; retrying shortly");
+                warn!(error = %e, transport = label(transport),
+                    "accepting a TCP connection failed; retrying shortly");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let slot = match edge.take_slot(remote.ip()) {
+        // A TLS connection takes its place before its handshake: the caps bound the
+        // handshakes in progress as well.
+        let slot = match l.edge.take_slot(remote.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 drop(stream);
-                edge.closed(
+                l.edge.closed(
+                    transport,
                     remote,
                     match refusal {
                         Refusal::PerSource => TcpClose::PerSource,
@@ -527,23 +632,45 @@ async fn tcp_accept(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(tcp_conn(
-            stream,
-            local,
-            remote,
-            inbound.clone(),
-            conns.clone(),
-            slot,
-        ));
+        let l = l.clone();
+        match tls.clone() {
+            None => {
+                let (rd, wr) = stream.into_split();
+                let opened = open_conn(&l.conns, (transport, remote), l.local);
+                tokio::spawn(stream_conn(rd, wr, remote, l, slot, opened));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let limit = l.edge.idle.min(TLS_HANDSHAKE);
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let (rd, wr) = tokio::io::split(tls);
+                            let opened = open_conn(&l.conns, (Protocol::Tls, remote), l.local);
+                            stream_conn(rd, wr, remote, l, slot, opened).await;
+                        }
+                        Ok(Err(e)) => {
+                            info!(source = %remote.ip(), port = remote.port(), error = %e,
+                                "TLS handshake failed");
+                            l.edge.closed(Protocol::Tls, remote, TcpClose::TlsHandshake);
+                        }
+                        Err(_) => {
+                            info!(source = %remote.ip(), port = remote.port(),
+                                limit_secs = limit.as_secs_f32(), "TLS handshake not done in time");
+                            l.edge.closed(Protocol::Tls, remote, TcpClose::TlsHandshake);
+                        }
+                    }
+                });
+            }
+        }
     }
 }
 
-/// Removes `remote`'s entry if it is still the connection `tx` feeds.
-fn forget(conns: &ConnTable, remote: SocketAddr, tx: &mpsc::Sender<Bytes>) {
+/// Removes `key`'s entry if it is still the connection `tx` feeds.
+fn forget(conns: &ConnTable, key: (Protocol, SocketAddr), tx: &mpsc::Sender<Bytes>) {
     if let Ok(mut c) = conns.lock()
-        && c.get(&remote).is_some_and(|t| t.tx.same_channel(tx))
+        && c.get(&key).is_some_and(|t| t.tx.same_channel(tx))
     {
-        c.remove(&remote);
+        c.remove(&key);
     }
 }
 
@@ -557,36 +684,65 @@ enum End {
     Linger(TcpClose),
 }
 
-async fn tcp_conn(
-    stream: TcpStream,
+/// Enters a new connection in the table senders look in (before its task runs, so that a
+/// message sent right after a connect finds it). Returns it with its writer's queue.
+fn open_conn(
+    conns: &ConnTable,
+    key: (Protocol, SocketAddr),
     local: SocketAddr,
-    remote: SocketAddr,
-    inbound: mpsc::Sender<Inbound>,
-    conns: ConnTable,
-    slot: Slot,
-) {
-    let edge = slot.edge.clone();
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(TCP_WRITE_BUFFER);
+) -> (Conn, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel::<Bytes>(TCP_WRITE_BUFFER);
     let conn = Conn {
+        local,
         tx,
         close: Arc::new(Notify::new()),
     };
     if let Ok(mut c) = conns.lock() {
-        c.insert(remote, conn.clone());
+        c.insert(key, conn.clone());
     }
+    (conn, rx)
+}
+
+/// Serves one TCP connection, or one TLS connection past its handshake: `rd` and `wr` are
+/// its two halves, `opened` its entry from [`open_conn`].
+async fn stream_conn<R, W>(
+    mut rd: R,
+    mut wr: W,
+    remote: SocketAddr,
+    l: Listener,
+    slot: Slot,
+    opened: (Conn, mpsc::Receiver<Bytes>),
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Listener {
+        local,
+        inbound,
+        conns,
+        transport,
+        ..
+    } = &l;
+    let transport = *transport;
+    let key = (transport, remote);
+    let edge = slot.edge.clone();
+    let (conn, mut rx) = opened;
     let mut writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
+                return;
+            }
+            // TLS holds records back until flushed; plain TCP has nothing to flush.
+            if rx.is_empty() && wr.flush().await.is_err() {
                 return;
             }
         }
         let _ = wr.shutdown().await;
     });
     let peer = Peer {
-        transport: Protocol::Tcp,
+        transport,
         remote,
-        local,
+        local: *local,
     };
     let mut framer = StreamFramer::new(edge.codec);
     let mut buf = vec![0u8; 16 * 1024];
@@ -608,7 +764,7 @@ async fn tcp_conn(
                 Ok(None) => break,
                 Ok(Some(Frame::Message(bytes))) => {
                     idle_until = Instant::now() + edge.idle;
-                    match accept(&bytes, remote, Protocol::Tcp, &edge) {
+                    match accept(&bytes, remote, transport, &edge) {
                         Ok(message) => {
                             // Waits only for the endpoint (shared by every peer), never for
                             // this peer's writer.
@@ -637,8 +793,9 @@ async fn tcp_conn(
                         too_large_response(head, &edge.codec, &crate::sip::random_token(10))
                     });
                     let status = answer.as_ref().map(|r| r.status);
-                    edge.metrics.sip_refused("tcp", "oversize", status);
-                    warn!(source = %remote.ip(), port = remote.port(), transport = "tcp",
+                    edge.metrics
+                        .sip_refused(label(transport), "oversize", status);
+                    warn!(source = %remote.ip(), port = remote.port(), transport = label(transport),
                         reason = "oversize", status, error = %e, "SIP message refused");
                     if let Some(resp) = answer {
                         edge.stats.answered_413.fetch_add(1, Ordering::Relaxed);
@@ -648,7 +805,7 @@ async fn tcp_conn(
                 }
                 Err(e) => {
                     // A stream we cannot frame cannot be resynchronised: close it.
-                    debug!(%remote, error = %e, "unframable TCP stream");
+                    debug!(%remote, transport = label(transport), error = %e, "unframable stream");
                     break 'conn End::Abort(TcpClose::Unframable);
                 }
             };
@@ -657,11 +814,11 @@ async fn tcp_conn(
             }
         }
     };
-    forget(&conns, remote, &conn.tx);
+    forget(conns, key, &conn.tx);
     drop(conn);
     match end {
         End::Abort(reason) => {
-            edge.closed(remote, reason);
+            edge.closed(transport, remote, reason);
             // The writer may be stuck in a write the peer will never read: stop it, which
             // closes the socket.
             writer.abort();
@@ -672,7 +829,7 @@ async fn tcp_conn(
             }
         }
         End::Linger(reason) => {
-            edge.closed(remote, reason);
+            edge.closed(transport, remote, reason);
             if tokio::time::timeout(TCP_FLUSH, &mut writer).await.is_err() {
                 writer.abort();
             }
@@ -684,7 +841,7 @@ async fn tcp_conn(
 
 /// Reads and throws away what the peer still sends, for at most [`TCP_LINGER`] and
 /// [`TCP_LINGER_BYTES`], or until it closes.
-async fn discard(rd: &mut OwnedReadHalf, buf: &mut [u8]) {
+async fn discard<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut [u8]) {
     let until = Instant::now() + TCP_LINGER;
     let mut left = TCP_LINGER_BYTES;
     while left > 0 {
