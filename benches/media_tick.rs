@@ -119,6 +119,7 @@ fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
             initial_seq: 1,
             initial_timestamp: 0,
             origin: MediaOrigin::Placed,
+            srtp: None,
         };
         sessions.push((port, Session::new(params, now)));
         let sender = RtpSender::new(7_000 + i as u32, 1, 0, 0);
@@ -172,6 +173,7 @@ fn pure_session_tick() {
         initial_seq: 1,
         initial_timestamp: 0,
         origin: MediaOrigin::Placed,
+        srtp: None,
     };
     let mut now = Instant::now();
     let mut s = Session::new(params, now);

@@ -733,12 +733,20 @@ fn scraped(s: &Scrape<'_>) -> Registry {
             "foreign",
             sum(|w| w.rtp_rejected_foreign.load(Ordering::Relaxed)),
         ),
+        (
+            "srtp_auth",
+            sum(|w| w.srtp_auth_failed.load(Ordering::Relaxed)),
+        ),
+        (
+            "srtp_replay",
+            sum(|w| w.srtp_replayed.load(Ordering::Relaxed)),
+        ),
     ] {
         rejected.get_or_create(&ReasonLabels { reason }).inc_by(v);
     }
     r.register(
         "hotline_rtp_rejected",
-        "Datagrams on calls' RTP ports thrown away: not readable RTP (malformed), or from an address that is not the caller's media address (foreign: hijack attempts, strays)",
+        "Datagrams on calls' RTP ports thrown away: not readable RTP (malformed), from an address that is not the caller's media address (foreign: hijack attempts, strays), or on an SRTP leg failing authentication (srtp_auth) or replayed (srtp_replay)",
         rejected,
     );
     r.register(

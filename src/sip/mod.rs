@@ -5,7 +5,7 @@
 //! registrar's task touch sockets; the random tokens are drawn here and passed in.
 
 pub use hotline_core::sip::{
-    ALLOW, admission, dialog, digest, guard, leg, message, sdp, token, transaction, uac, uas,
+    ALLOW, admission, dialog, digest, guard, leg, message, sdes, sdp, token, transaction, uac, uas,
 };
 
 pub mod endpoint;

@@ -45,7 +45,10 @@ pub enum SrtpSuite {
 
 impl SrtpSuite {
     /// Every suite, in our order of preference.
-    pub const ALL: [SrtpSuite; 2] = [SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AesCm128HmacSha1_32];
+    pub const ALL: [SrtpSuite; 2] = [
+        SrtpSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32,
+    ];
 
     /// The suite's name in an SDP `a=crypto` line.
     pub const fn name(self) -> &'static str {
@@ -174,7 +177,11 @@ impl SessionKeys {
             *b ^= s;
         }
         // The 48-bit index sits at bytes 8..14 (shifted left by 16 bits).
-        for (b, s) in iv.iter_mut().skip(8).zip(index.to_be_bytes().into_iter().skip(2)) {
+        for (b, s) in iv
+            .iter_mut()
+            .skip(8)
+            .zip(index.to_be_bytes().into_iter().skip(2))
+        {
             *b ^= s;
         }
         ctr_xor(&self.cipher, &iv, data);
@@ -282,7 +289,9 @@ impl SrtpSender {
         if out_len > capacity {
             return Err(SrtpError::NoRoom { len, capacity });
         }
-        let packet = buf.get_mut(..len).ok_or(SrtpError::NoRoom { len, capacity })?;
+        let packet = buf
+            .get_mut(..len)
+            .ok_or(SrtpError::NoRoom { len, capacity })?;
         let (seq, ssrc) = seq_and_ssrc(packet).ok_or(SrtpError::TooShort { len, tag: 0 })?;
         let head = header_len(packet).ok_or(SrtpError::BadHeader { len })?;
         // Our sender counts up by one: going from the top half back to the bottom is a wrap.
@@ -308,6 +317,8 @@ impl SrtpSender {
 /// The far end's direction: checks and decrypts the packets it sends.
 pub struct SrtpReceiver {
     keys: SessionKeys,
+    /// The SSRC the rollover counter and window belong to.
+    ssrc: u32,
     /// The rollover counter and highest sequence number authenticated (`s_l`), once a
     /// packet has been.
     state: Option<(u32, u16)>,
@@ -319,6 +330,7 @@ impl SrtpReceiver {
     pub fn new(master: &MasterKey, suite: SrtpSuite) -> SrtpReceiver {
         SrtpReceiver {
             keys: SessionKeys::derive(master, suite),
+            ssrc: 0,
             state: None,
             window: 0,
         }
@@ -331,8 +343,8 @@ impl SrtpReceiver {
 
     /// The packet index `seq` most likely has (§3.3.1), with its rollover counter, or
     /// `None` when it would be before index 0.
-    fn estimate(&self, seq: u16) -> Option<(u32, u64)> {
-        let Some((roc, s_l)) = self.state else {
+    fn estimate(&self, seq: u16, ssrc: u32) -> Option<(u32, u64)> {
+        let Some((roc, s_l)) = self.state.filter(|_| ssrc == self.ssrc) else {
             return Some((0, u64::from(seq)));
         };
         let v = if s_l < 0x8000 {
@@ -349,14 +361,19 @@ impl SrtpReceiver {
         Some((v, (u64::from(v) << 16) | u64::from(seq)))
     }
 
-    fn highest(&self) -> Option<u64> {
+    fn highest(&self, ssrc: u32) -> Option<u64> {
         self.state
+            .filter(|_| ssrc == self.ssrc)
             .map(|(roc, s_l)| (u64::from(roc) << 16) | u64::from(s_l))
     }
 
     /// Checks the SRTP packet in `buf` and decrypts it in place; returns the length of the
     /// plain RTP packet (the tag is cut off). A packet that fails is left unusable and
     /// must be dropped: nothing of it may be read.
+    ///
+    /// The far end's stream is tracked for one SSRC at a time: an authenticated packet of
+    /// another SSRC (the far end restarted its stream) starts its rollover counter and
+    /// window afresh.
     pub fn unprotect(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
         let len = buf.len();
         let tag_len = self.keys.tag_len;
@@ -365,9 +382,9 @@ impl SrtpReceiver {
         }
         let plain_len = len - tag_len;
         let (seq, ssrc) = seq_and_ssrc(buf).ok_or(SrtpError::TooShort { len, tag: tag_len })?;
-        let (roc, index) = self.estimate(seq).ok_or(SrtpError::Replayed)?;
+        let (roc, index) = self.estimate(seq, ssrc).ok_or(SrtpError::Replayed)?;
         // Replay check first: it is cheap, and a replay must not cost an HMAC.
-        if let Some(high) = self.highest()
+        if let Some(high) = self.highest(ssrc)
             && index <= high
         {
             let behind = high - index;
@@ -384,14 +401,15 @@ impl SrtpReceiver {
         if let Some(payload) = packet.get_mut(head..) {
             self.keys.apply_keystream(ssrc, index, payload);
         }
-        self.accept(roc, seq, index);
+        self.accept(ssrc, roc, seq, index);
         Ok(plain_len)
     }
 
     /// Moves the window for an authenticated packet.
-    fn accept(&mut self, roc: u32, seq: u16, index: u64) {
-        match self.highest() {
+    fn accept(&mut self, ssrc: u32, roc: u32, seq: u16, index: u64) {
+        match self.highest(ssrc) {
             None => {
+                self.ssrc = ssrc;
                 self.state = Some((roc, seq));
                 self.window = 1;
             }
@@ -464,9 +482,7 @@ mod tests {
         let master_key: [u8; 16] = hex("E1F97A0D3E018BE0D64FA32C06DE4139")
             .try_into()
             .expect("16");
-        let master_salt: [u8; 14] = hex("0EC675AD498AFEEBB6960B3AABE6")
-            .try_into()
-            .expect("14");
+        let master_salt: [u8; 14] = hex("0EC675AD498AFEEBB6960B3AABE6").try_into().expect("14");
         let prf = Aes128::new(&master_key.into());
         let mut enc = [0u8; 16];
         derive_key(&prf, &master_salt, 0, &mut enc);
@@ -478,9 +494,11 @@ mod tests {
         derive_key(&prf, &master_salt, 1, &mut auth);
         assert_eq!(
             auth[..],
-            hex("CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE
+            hex(
+                "CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE
                  E049646C43D9327AD175578EF7227098 6371C10C9A369AC2F94A8C5FBCDDDC25
-                 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2")[..]
+                 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2"
+            )[..]
         );
     }
 
@@ -573,8 +591,29 @@ mod tests {
         assert_eq!(tx.roc(), 1);
         assert_eq!(rx.roc(), 1);
         let mut late = late.expect("kept");
-        let m = rx.unprotect(&mut late).expect("index estimated before the wrap");
+        let m = rx
+            .unprotect(&mut late)
+            .expect("index estimated before the wrap");
         assert_eq!(late[12..m], [5u8; 20]);
+    }
+
+    #[test]
+    fn a_new_ssrc_starts_its_own_window() {
+        let mut rx = SrtpReceiver::new(&master(4), SrtpSuite::AesCm128HmacSha1_80);
+        let mut tx = SrtpSender::new(&master(4), SrtpSuite::AesCm128HmacSha1_80);
+        let mut buf = [0u8; 64];
+        let len = rtp(5000, &[1; 20], &mut buf);
+        let n = tx.protect(&mut buf, len).expect("protected");
+        assert!(rx.unprotect(&mut buf[..n]).is_ok());
+        // The far end restarts with another SSRC and a lower sequence number.
+        let mut tx = SrtpSender::new(&master(4), SrtpSuite::AesCm128HmacSha1_80);
+        let len = rtp(10, &[2; 20], &mut buf);
+        buf[8..12].copy_from_slice(&7u32.to_be_bytes());
+        let n = tx.protect(&mut buf, len).expect("protected");
+        let kept = buf;
+        assert!(rx.unprotect(&mut buf[..n]).is_ok());
+        let mut again = kept;
+        assert_eq!(rx.unprotect(&mut again[..n]), Err(SrtpError::Replayed));
     }
 
     #[test]

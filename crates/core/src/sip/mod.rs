@@ -9,6 +9,7 @@ pub mod guard; // who may talk to a public number: flood and login bans, trusted
 pub mod admission; // whether the engine takes one more call: max calls, rate, media lateness, draining
 pub mod message;
 pub mod sdp;
+pub mod sdes; // SRTP keys in SDP (RFC 4568) and the SRTP policy
 pub mod transaction;
 pub mod uac;
 pub mod uas;

@@ -24,10 +24,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::media::dtmf::Key;
+use crate::media::srtp::MasterKey;
 use crate::sip::ALLOW;
 use crate::sip::dialog::{Dialog, DialogError};
 use crate::sip::message::{ContentType, HeaderName, Method, Request, Response, Uri, Via};
-use crate::sip::sdp::{self, Codec, Negotiated, SdpError};
+use crate::sip::sdes::SrtpPolicy;
+use crate::sip::sdp::{self, Codec, Negotiated, OfferedCrypto, RemoteSdp, SdpError};
 use crate::sip::transaction::{TimerConfig, TransactionKey, Uas2xxAction, Uas2xxRetransmitter};
 
 /// The codecs we answer and offer with, in our order of preference.
@@ -62,6 +64,25 @@ pub struct LocalMedia {
     pub sdp_session_id: u64,
     /// The last SDP version we sent; each new answer is one higher.
     pub sdp_version: u64,
+    /// Whether this leg's media is SRTP. Answering, it decides which offers are taken
+    /// (see [`SrtpPolicy`]); offering (a late offer, an agent leg), `Required` offers
+    /// `RTP/SAVP` with our key and anything else plain `RTP/AVP`.
+    pub srtp: SrtpPolicy,
+    /// Our SRTP master key and salt for this leg, drawn by the shell (unused on plain RTP).
+    pub srtp_key: MasterKey,
+}
+
+impl LocalMedia {
+    /// The crypto line our own offers carry: only when SRTP is required, since one offer
+    /// cannot say "SRTP or not" without capability negotiation (RFC 5939).
+    pub fn offered_crypto(&self) -> Option<OfferedCrypto> {
+        (self.srtp == SrtpPolicy::Required).then(|| OfferedCrypto::new(self.srtp_key.clone()))
+    }
+
+    /// Negotiates a remote offer under this leg's SRTP policy.
+    fn negotiate(&self, remote: &RemoteSdp) -> Result<Negotiated, SdpError> {
+        sdp::negotiate_srtp(remote, &CODECS, self.srtp, &self.srtp_key)
+    }
 }
 
 /// What answering an INVITE needs besides the INVITE.
@@ -330,7 +351,12 @@ impl Uas {
                 let accept = vec![(HeaderName::new("Accept-Encoding"), "identity".to_string())];
                 return Err((415, "Unsupported Media Type", accept));
             }
-            match sdp::parse_offer(&inv.body).and_then(|r| sdp::negotiate(&r, &CODECS)) {
+            let negotiated = sdp::parse_offer(&inv.body).and_then(|r| match &self.media {
+                Some(m) => m.negotiate(&r),
+                // Refused with 503 below whatever the offer.
+                None => sdp::negotiate(&r, &CODECS),
+            });
+            match negotiated {
                 Ok(n) => self.offer = Some(n),
                 Err(e) => {
                     let status = e.status_code();
@@ -519,6 +545,7 @@ impl Uas {
                     media.rtp_port,
                     media.sdp_session_id,
                     media.sdp_version,
+                    media.offered_crypto().as_ref(),
                 )
             }
         };
@@ -613,7 +640,9 @@ impl Uas {
                 self.state = UasState::Confirmed;
                 if self.offer_pending {
                     self.offer_pending = false;
-                    match sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS))
+                    let offered = self.media.as_ref().and_then(LocalMedia::offered_crypto);
+                    match sdp::parse_offer(&ack.body)
+                        .and_then(|r| sdp::accept_answer(&r, &CODECS, offered.as_ref()))
                     {
                         Ok(n) => {
                             self.negotiated = Some(n.clone());
@@ -632,8 +661,10 @@ impl Uas {
             UasState::Confirmed if self.offer_pending => {
                 // The answer to the offer of a re-INVITE without SDP.
                 self.offer_pending = false;
-                if let Ok(n) =
-                    sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS))
+                let offered = self.current_crypto();
+                if let Ok(n) = sdp::parse_offer(&ack.body)
+                    .and_then(|r| sdp::accept_answer(&r, &CODECS, offered.as_ref()))
+                    .and_then(|n| self.same_keys(n))
                 {
                     self.apply(n);
                 }
@@ -749,6 +780,7 @@ impl Uas {
                 media.rtp_port,
                 media.sdp_session_id,
                 media.sdp_version,
+                self.current_crypto().as_ref(),
             )
         } else {
             match self.new_offer(&req.body) {
@@ -795,7 +827,11 @@ impl Uas {
 
     /// Negotiates a new offer and applies it; returns our answer.
     fn new_offer(&mut self, body: &[u8]) -> Result<Vec<u8>, SdpError> {
-        let n = sdp::parse_offer(body).and_then(|r| sdp::negotiate(&r, &CODECS))?;
+        let Some(media) = self.media.as_ref() else {
+            return Err(SdpError::NoAudio);
+        };
+        let n = sdp::parse_offer(body).and_then(|r| media.negotiate(&r))?;
+        let n = self.same_keys(n)?;
         let Some(media) = self.media.as_mut() else {
             return Err(SdpError::NoAudio);
         };
@@ -809,6 +845,37 @@ impl Uas {
         );
         self.apply(n);
         Ok(answer)
+    }
+
+    /// The crypto line of a re-offer of ours: the current call's, if it is SRTP, so the
+    /// media keeps its keys; else what the leg's policy offers.
+    fn current_crypto(&self) -> Option<OfferedCrypto> {
+        match self.negotiated.as_ref().and_then(|n| n.srtp.as_ref()) {
+            Some(k) => Some(OfferedCrypto {
+                tag: k.tag,
+                suite: k.suite,
+                key: k.outbound.clone(),
+            }),
+            None => self.media.as_ref().and_then(LocalMedia::offered_crypto),
+        }
+    }
+
+    /// A new offer or answer inside the dialog must keep the SRTP of the call as it is:
+    /// the media session keeps its keys for the whole call (no re-keying), so plain media
+    /// may not turn into SRTP, nor the reverse, nor the far end's key change. Our own key
+    /// stays the one already agreed.
+    fn same_keys(&self, mut n: Negotiated) -> Result<Negotiated, SdpError> {
+        let Some(old) = self.negotiated.as_ref() else {
+            return Ok(n);
+        };
+        match (&old.srtp, n.srtp.as_mut()) {
+            (None, None) => Ok(n),
+            (Some(o), Some(k)) if o.inbound == k.inbound && o.suite == k.suite => {
+                k.outbound = o.outbound.clone();
+                Ok(n)
+            }
+            _ => Err(SdpError::SrtpRekey),
+        }
     }
 
     /// Makes `n` the media; the session follows a new address, or stops sending on hold.
@@ -1008,6 +1075,8 @@ mod tests {
                 rtp_port: 20000,
                 sdp_session_id: 77,
                 sdp_version: 1,
+                srtp: SrtpPolicy::Optional,
+                srtp_key: MasterKey::from_bytes(&[0; 30]),
             }),
             ring_for,
             timers: TimerConfig::default(),

@@ -249,6 +249,7 @@ impl Phone {
                     crate::media::g711::Codec::Pcmu,
                     crate::media::g711::Codec::Pcma,
                 ],
+                None,
             )
         }
         .map_err(|e| CallerError::Sdp(e.to_string()))?;
