@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod bridge;
 pub mod postgres;
 pub mod process;
