@@ -1708,6 +1708,34 @@ routes: { "*": main, "0800123": sales }
     }
 
     #[test]
+    fn the_srtp_policy_is_read_and_checked() {
+        use crate::sip::sdes::SrtpPolicy;
+        let at = Path::new("h.yaml");
+        let cfg = Config::from_str_at("", at).unwrap();
+        assert_eq!(cfg.srtp, SrtpPolicy::Optional);
+        for (text, policy) in [
+            ("optional", SrtpPolicy::Optional),
+            ("required", SrtpPolicy::Required),
+            ("off", SrtpPolicy::Off),
+        ] {
+            let cfg = Config::from_str_at(&format!("rtp: {{ srtp: {text} }}"), at).unwrap();
+            assert_eq!(cfg.srtp, policy);
+        }
+        let err = Config::from_str_at("rtp: { srtp: mandatory }", at).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rtp.srtp: expected optional, required or off, found 'mandatory'"),
+            "{err}"
+        );
+        let cfg = Config::from_str_at(
+            "queues: { q: {} }\nagents: { a: { uri: \"sip:a@192.0.2.1\", queues: { q: 0 }, srtp: true } }",
+            at,
+        )
+        .unwrap();
+        assert!(cfg.agents["a"].srtp);
+    }
+
+    #[test]
     fn schedules_and_vars_are_read_and_checked() {
         let text = r#"
 schedules:

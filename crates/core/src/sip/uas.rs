@@ -2107,4 +2107,106 @@ Content-Length: 0\r\n\r\n",
         assert_eq!(uas.poll_timeout(), None);
         assert!(uas.is_over());
     }
+
+    const SRTP_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    const OTHER_KEY: &str = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+    fn srtp_offer(key: &str, version: u32) -> String {
+        OFFER
+            .replace("RTP/AVP", "RTP/SAVP")
+            .replace("o=- 1 1", &format!("o=- 1 {version}"))
+            + &format!("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")
+    }
+
+    fn with_policy(policy: SrtpPolicy) -> AnswerParams {
+        let mut p = params(Duration::ZERO);
+        if let Some(m) = p.media.as_mut() {
+            m.srtp = policy;
+            m.srtp_key = MasterKey::from_bytes(&[9; 30]);
+        }
+        p
+    }
+
+    fn crypto_lines(r: &Response) -> Vec<String> {
+        text(r)
+            .lines()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn srtp_offers_are_answered_or_refused_by_the_policy() {
+        let now = Instant::now();
+        let r = refused_with(
+            invite_with("sip:100@h", "", OFFER),
+            with_policy(SrtpPolicy::Required),
+        );
+        assert_eq!(r.status, 488);
+        assert!(text(&r).contains("SRTP"), "{}", text(&r));
+        let r = refused_with(
+            invite_with("sip:100@h", "", &srtp_offer(SRTP_KEY, 1)),
+            with_policy(SrtpPolicy::Off),
+        );
+        assert_eq!(r.status, 488);
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", &srtp_offer(SRTP_KEY, 1)),
+            with_policy(SrtpPolicy::Optional),
+        );
+        uas.answer(now);
+        let out = drain(&mut uas);
+        let ok = response_of(&out, 200);
+        assert!(text(&ok).contains("m=audio 20000 RTP/SAVP 0 101\r\n"));
+        assert_eq!(crypto_lines(&ok).len(), 1);
+        assert!(crypto_lines(&ok)[0].starts_with("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:"));
+        let keys = events(&out)
+            .into_iter()
+            .find_map(|e| match e {
+                UasEvent::Media(n) => n.srtp,
+                _ => None,
+            })
+            .expect("SRTP media");
+        assert_eq!(keys.outbound, MasterKey::from_bytes(&[9; 30]));
+    }
+
+    #[test]
+    fn a_reinvite_keeps_the_srtp_keys_or_is_refused() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@127.0.0.1", "", &srtp_offer(SRTP_KEY, 1)),
+            with_policy(SrtpPolicy::Optional),
+        );
+        uas.answer(now);
+        let first = crypto_lines(&response_of(&drain(&mut uas), 200));
+        uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        drain(&mut uas);
+        let reinvite = |uas: &mut Uas, cseq: u32, body: &str| {
+            let req = in_dialog("INVITE", cseq, "Content-Type: application/sdp\r\n", body);
+            let k = key(&format!("re{cseq}"));
+            uas.handle(now, UasInput::Request { key: k, req }, via);
+            drain(uas)
+        };
+        // Hold with the same key: answered with our same key.
+        let held = srtp_offer(SRTP_KEY, 2).replace(
+            "telephone-event/8000\r\n",
+            "telephone-event/8000\r\na=sendonly\r\n",
+        );
+        let out = reinvite(&mut uas, 2, &held);
+        assert_eq!(crypto_lines(&response_of(&out, 200)), first);
+        // Another key, or plain RTP: refused, the call keeps its keys.
+        for (cseq, body) in [
+            (3, srtp_offer(OTHER_KEY, 3)),
+            (4, OFFER.replace("o=- 1 1", "o=- 1 4")),
+        ] {
+            let out = reinvite(&mut uas, cseq, &body);
+            assert_eq!(responses(&out), vec![("INVITE".into(), 488)], "{body}");
+        }
+        let kept = uas
+            .negotiated()
+            .and_then(|n| n.srtp.as_ref())
+            .expect("still SRTP");
+        assert_eq!(kept.outbound, MasterKey::from_bytes(&[9; 30]));
+    }
 }
