@@ -90,10 +90,11 @@ pub fn parse_crypto(value: &str) -> Result<Crypto, CryptoRefusal> {
         .ok_or(CryptoRefusal::Malformed)?;
     let mut parts = material.split('|');
     let encoded = parts.next().ok_or(CryptoRefusal::Malformed)?;
+    // An MKI (`|value:length`) refuses the line whatever its lifetime says.
+    if parts.clone().any(|p| p.contains(':')) {
+        return Err(CryptoRefusal::Mki);
+    }
     for part in parts {
-        if part.contains(':') {
-            return Err(CryptoRefusal::Mki);
-        }
         let lifetime = match part.strip_prefix("2^") {
             Some(exp) => exp
                 .parse::<u32>()
