@@ -2171,6 +2171,37 @@ Content-Length: 0\r\n\r\n",
     }
 
     #[test]
+    fn a_late_offer_under_required_srtp_is_ours_on_savp_and_needs_an_srtp_answer() {
+        let now = Instant::now();
+        for (answer, media) in [(srtp_offer(SRTP_KEY, 1), true), (OFFER.to_owned(), false)] {
+            let mut uas = Uas::new(
+                key("inv"),
+                invite_with("sip:100@h", "", ""),
+                with_policy(SrtpPolicy::Required),
+            );
+            uas.answer(now);
+            let ok = response_of(&drain(&mut uas), 200);
+            assert!(text(&ok).contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"));
+            let ours = crypto_lines(&ok);
+            assert_eq!(ours.len(), 1);
+            assert!(ours[0].starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+            // The phone answers with our tag 1 and suite, or with plain RTP.
+            let answer = answer.replace("a=crypto:5", "a=crypto:1");
+            let ack = in_dialog("ACK", 1, "Content-Type: application/sdp\r\n", &answer);
+            uas.handle(now, UasInput::Ack(ack), via);
+            let evs = events(&drain(&mut uas));
+            if media {
+                assert!(
+                    matches!(evs.as_slice(), [UasEvent::Media(n)] if n.srtp.is_some()),
+                    "{evs:?}"
+                );
+            } else {
+                assert_eq!(evs, vec![UasEvent::Ended(Ending::NoUsableAnswer)]);
+            }
+        }
+    }
+
+    #[test]
     fn a_reinvite_keeps_the_srtp_keys_or_is_refused() {
         let now = Instant::now();
         let mut uas = Uas::new(
