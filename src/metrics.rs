@@ -828,9 +828,13 @@ mod tests {
     use crate::sip::message::{Request, Response};
 
     fn render(m: &Metrics) -> String {
+        render_with(m, &[])
+    }
+
+    fn render_with(m: &Metrics, media: &[Arc<ClockStats>]) -> String {
         m.render(&Scrape {
             calls_active: 2,
-            media: &[],
+            media,
             records: &SinkCounters::default(),
             queues: None,
             resources: Resources {
@@ -917,6 +921,22 @@ mod tests {
         assert!(t.contains("hotline_call_tasks 3\n"));
         assert!(t.contains("hotline_tasks 40\n"));
         assert!(t.contains("hotline_rtp_ports_in_use 4\n"));
+    }
+
+    #[test]
+    fn srtp_refusals_are_rejected_rtp_by_reason() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for reason in ["malformed", "foreign", "srtp_auth", "srtp_replay"] {
+            let want = format!("hotline_rtp_rejected_total{{reason=\"{reason}\"}} 0\n");
+            assert!(t.contains(&want), "{want}");
+        }
+        let worker = Arc::new(ClockStats::default());
+        worker.srtp_auth_failed.store(3, Ordering::Relaxed);
+        worker.srtp_replayed.store(2, Ordering::Relaxed);
+        let t = render_with(&m, &[worker]);
+        assert!(t.contains("hotline_rtp_rejected_total{reason=\"srtp_auth\"} 3\n"));
+        assert!(t.contains("hotline_rtp_rejected_total{reason=\"srtp_replay\"} 2\n"));
     }
 
     #[test]
