@@ -1,7 +1,7 @@
 //! Micro-measurements of the media clock's per-call work, to explain the load tool's CPU
 //! figures: what one session costs per 20 ms tick, and its parts (the pure session alone,
-//! the in-band DTMF detector on every received frame, an empty receive, one loopback
-//! send). They are tests marked `#[ignore]` so that they run only when asked for:
+//! plain and on an SRTP leg; SRTP protect and unprotect of one packet; the in-band DTMF
+//! detector on every received frame, an empty receive, one loopback send). They are tests marked `#[ignore]` so that they run only when asked for:
 //!
 //! ```text
 //! cargo bench --bench media_tick -- --ignored --nocapture --test-threads 1
@@ -18,6 +18,7 @@ use hotline::media::g711::Codec;
 use hotline::media::ports::PortPool;
 use hotline::media::rtp::RtpSender;
 use hotline::media::session::{MediaOrigin, Session, SessionParams};
+use hotline::media::srtp::{MasterKey, SrtpKeys, SrtpReceiver, SrtpSender, SrtpSuite};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -119,6 +120,7 @@ fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
             initial_seq: 1,
             initial_timestamp: 0,
             origin: MediaOrigin::Placed,
+            srtp: None,
         };
         sessions.push((port, Session::new(params, now)));
         let sender = RtpSender::new(7_000 + i as u32, 1, 0, 0);
@@ -172,6 +174,7 @@ fn pure_session_tick() {
         initial_seq: 1,
         initial_timestamp: 0,
         origin: MediaOrigin::Placed,
+        srtp: None,
     };
     let mut now = Instant::now();
     let mut s = Session::new(params, now);
@@ -192,6 +195,98 @@ fn pure_session_tick() {
     }
     per_op(
         "Session: handle_packet + tick + poll_transmit",
+        n,
+        t.elapsed(),
+    );
+}
+
+/// SRTP (AES-128 counter mode, HMAC-SHA1 80) on one 172-byte PCMU packet: protect, and
+/// unprotect (authenticate, replay check, decrypt).
+#[test]
+#[ignore]
+fn srtp_protect_unprotect() {
+    let key = MasterKey::from_bytes(&[7; 30]);
+    let suite = SrtpSuite::AesCm128HmacSha1_80;
+    let mut tx = SrtpSender::new(&key, suite);
+    let mut rx = SrtpReceiver::new(&key, suite);
+    let mut sender = RtpSender::new(7_000, 1, 0, 0);
+    let mut frame = [0u8; 160];
+    Codec::Pcmu.encode_into(&noise_frame(), &mut frame);
+    let n = 200_000u64;
+    let mut packets = Vec::with_capacity(n as usize);
+    let mut buf = [0u8; 256];
+    let mut protect = Duration::ZERO;
+    for _ in 0..n {
+        let Ok(len) = sender.next_packet(&frame, &mut buf) else {
+            continue;
+        };
+        let t = Instant::now();
+        let out = tx.protect(&mut buf, len);
+        protect += t.elapsed();
+        if let Ok(out) = out {
+            packets.push(buf[..out].to_vec());
+        }
+    }
+    per_op("SRTP protect, 172-byte RTP packet", n, protect);
+    let t = Instant::now();
+    for p in &mut packets {
+        std::hint::black_box(rx.unprotect(p).is_ok());
+    }
+    per_op("SRTP unprotect, 182-byte SRTP packet", n, t.elapsed());
+}
+
+/// [`pure_session_tick`] on an SRTP leg: the same work plus unprotect and protect.
+#[test]
+#[ignore]
+fn pure_srtp_session_tick() {
+    let remote = SocketAddr::new(LOCAL, 40_000);
+    let key = MasterKey::from_bytes(&[7; 30]);
+    let suite = SrtpSuite::AesCm128HmacSha1_80;
+    let params = SessionParams {
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        telephone_event_pt: Some(101),
+        remote,
+        no_media_timeout: Duration::from_secs(3600),
+        ssrc: 1,
+        initial_seq: 1,
+        initial_timestamp: 0,
+        origin: MediaOrigin::Placed,
+        srtp: Some(SrtpKeys {
+            suite,
+            tag: 1,
+            inbound: key.clone(),
+            outbound: key.clone(),
+        }),
+    };
+    let mut now = Instant::now();
+    let mut s = Session::new(params, now);
+    let mut sender = RtpSender::new(7_000, 1, 0, 0);
+    let mut far = SrtpSender::new(&key, suite);
+    let mut frame = [0u8; 160];
+    Codec::Pcmu.encode_into(&noise_frame(), &mut frame);
+    let n = 200_000u64;
+    // Protected beforehand: only the engine's side is timed.
+    let mut packets = Vec::with_capacity(n as usize);
+    let mut pkt = [0u8; 256];
+    for _ in 0..n {
+        if let Ok(len) = sender.next_packet(&frame, &mut pkt)
+            && let Ok(out) = far.protect(&mut pkt, len)
+        {
+            packets.push(pkt[..out].to_vec());
+        }
+    }
+    let mut out = [0u8; 2048];
+    let t = Instant::now();
+    for p in &packets {
+        now += Duration::from_millis(20);
+        s.handle_packet(now, remote, p);
+        s.tick(now);
+        std::hint::black_box(s.poll_transmit(now, &mut out));
+    }
+    assert_eq!(s.stats.srtp_auth_failed, 0);
+    per_op(
+        "SRTP session: handle_packet + tick + poll_transmit",
         n,
         t.elapsed(),
     );

@@ -247,6 +247,7 @@ pub(crate) fn start_session(
         initial_seq: rand::random(),
         initial_timestamp: rand::random(),
         origin,
+        srtp: n.srtp.clone(),
     };
     let session = Session::new(params, Instant::now());
     let id = match beside {
@@ -264,6 +265,12 @@ pub(crate) fn start_session(
         );
     }
     id
+}
+
+/// A fresh SRTP master key and salt for one leg, from the operating system's generator
+/// (drawn for every leg: the policy decides later whether it is used).
+pub(crate) fn fresh_srtp_key() -> crate::media::srtp::MasterKey {
+    crate::media::srtp::MasterKey::from_bytes(&rand::random())
 }
 
 /// How far a caller's media addresses are believed: a trusted source (`limits.trusted`,
@@ -316,6 +323,8 @@ pub(crate) fn answer_params(
             rtp_port: p.port,
             sdp_session_id: rand::random_range(1..u64::from(u32::MAX)),
             sdp_version: 1,
+            srtp: deps.live().config.srtp,
+            srtp_key: fresh_srtp_key(),
         }),
         ring_for,
         timers: crate::sip::transaction::TimerConfig::with_t1(deps.live().config.t1),

@@ -26,6 +26,7 @@ use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
 use crate::sip::leg::{LegCore, LegEvent, LegInput, LegOutput, LegParams};
 use crate::sip::message::{Host, NameAddr, Uri};
 use crate::sip::random_token;
+use crate::sip::sdes::SrtpPolicy;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::Peer;
 use crate::sip::uac::{LegFailure, LegState};
@@ -72,6 +73,9 @@ pub struct Dial<'a> {
     /// Whether the far end may take `caller_user` as vouched for (P-Asserted-Identity):
     /// only for the hotline's own number, or a caller's that came from a trusted source.
     pub assert_identity: bool,
+    /// Offer SRTP (`RTP/SAVP` with an SDES key) and accept only an SRTP answer (an agent
+    /// with `srtp: true`); otherwise plain RTP.
+    pub srtp: bool,
 }
 
 /// An answered leg's parts, for a call that makes the leg its own (see [`Leg::adopt`]).
@@ -231,6 +235,12 @@ impl Leg {
                 rtp_port: port.port,
                 sdp_session_id: rand::random_range(1..u32::MAX as u64),
                 sdp_version: 1,
+                srtp: if dial.srtp {
+                    SrtpPolicy::Required
+                } else {
+                    SrtpPolicy::Off
+                },
+                srtp_key: crate::call::fresh_srtp_key(),
             },
             headers: if dial.assert_identity {
                 vec![("P-Asserted-Identity".into(), format!("<{from_uri}>"))]

@@ -740,12 +740,20 @@ fn scraped(s: &Scrape<'_>) -> Registry {
             "foreign",
             sum(|w| w.rtp_rejected_foreign.load(Ordering::Relaxed)),
         ),
+        (
+            "srtp_auth",
+            sum(|w| w.srtp_auth_failed.load(Ordering::Relaxed)),
+        ),
+        (
+            "srtp_replay",
+            sum(|w| w.srtp_replayed.load(Ordering::Relaxed)),
+        ),
     ] {
         rejected.get_or_create(&ReasonLabels { reason }).inc_by(v);
     }
     r.register(
         "hotline_rtp_rejected",
-        "Datagrams on calls' RTP ports thrown away: not readable RTP (malformed), or from an address that is not the caller's media address (foreign: hijack attempts, strays)",
+        "Datagrams on calls' RTP ports thrown away: not readable RTP (malformed), from an address that is not the caller's media address (foreign: hijack attempts, strays), or on an SRTP leg failing authentication (srtp_auth) or replayed (srtp_replay)",
         rejected,
     );
     r.register(
@@ -827,9 +835,13 @@ mod tests {
     use crate::sip::message::{Request, Response};
 
     fn render(m: &Metrics) -> String {
+        render_with(m, &[])
+    }
+
+    fn render_with(m: &Metrics, media: &[Arc<ClockStats>]) -> String {
         m.render(&Scrape {
             calls_active: 2,
-            media: &[],
+            media,
             records: &SinkCounters::default(),
             queues: None,
             resources: Resources {
@@ -916,6 +928,22 @@ mod tests {
         assert!(t.contains("hotline_call_tasks 3\n"));
         assert!(t.contains("hotline_tasks 40\n"));
         assert!(t.contains("hotline_rtp_ports_in_use 4\n"));
+    }
+
+    #[test]
+    fn srtp_refusals_are_rejected_rtp_by_reason() {
+        let m = Metrics::new();
+        let t = render(&m);
+        for reason in ["malformed", "foreign", "srtp_auth", "srtp_replay"] {
+            let want = format!("hotline_rtp_rejected_total{{reason=\"{reason}\"}} 0\n");
+            assert!(t.contains(&want), "{want}");
+        }
+        let worker = Arc::new(ClockStats::default());
+        worker.srtp_auth_failed.store(3, Ordering::Relaxed);
+        worker.srtp_replayed.store(2, Ordering::Relaxed);
+        let t = render_with(&m, &[worker]);
+        assert!(t.contains("hotline_rtp_rejected_total{reason=\"srtp_auth\"} 3\n"));
+        assert!(t.contains("hotline_rtp_rejected_total{reason=\"srtp_replay\"} 2\n"));
     }
 
     #[test]

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    AGENT_TONE, CALLER_TONE, REGISTER_TIMEOUT, agent_heard, alice_account, baresip_config,
-    baresip_modules, caller_tone, cannot_run, tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT,
+    alice_account, baresip_modules, caller_tone, cannot_run, heard_frames, tone_frames, wait_for,
 };
 use common::bridge::{decoded, payloads};
 use hotline::config::{Config, Protocol};
@@ -30,9 +30,9 @@ use hotline_load::caller::{CallMedia, Offer, Phone};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_as_alice_and_answers_a_queued_call() {
-    let modules = match baresip_modules() {
+    let modules = match baresip_modules(&BASE_MODULES) {
         Ok(m) => m,
-        Err(why) => return cannot_run(&why),
+        Err(why) => return cannot_run("the baresip agent test", &why),
     };
     common::logs();
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -58,9 +58,18 @@ agents: { alice: { password: \"alice-change-me\", queues: { support: 0 } } }\n",
 
     let conf = root.join("baresip");
     let snd = root.join("snd");
-    // As in the README, plus the port and auto answer.
-    baresip_config(&conf, &modules, &alice_account(sip, None), "", &snd);
-    let baresip = common::baresip::start(&conf, root.join("baresip.log"), &[]);
+    // The README's account line, with the test's port and auto answer.
+    BaresipConfig {
+        dir: &conf,
+        modules: &modules,
+        account: alice_account(sip, None),
+        tone: AGENT_TONE as u32,
+        snd: &snd,
+        extra_modules: &[],
+        extra: String::new(),
+    }
+    .write();
+    let baresip = Baresip::start(&conf, &root.join("baresip.log"), &[]);
 
     let registrations = srv.server.deps.registrations().clone();
     let registered = wait_for(REGISTER_TIMEOUT, || {
@@ -107,13 +116,13 @@ agents: { alice: { password: \"alice-change-me\", queues: { support: 0 } } }\n",
     media.close();
     // baresip ends its side of the bridge and closes its recording.
     let agent_heard_tone = wait_for(Duration::from_secs(20), || {
-        tone_frames(&agent_heard(&snd), CALLER_TONE) >= 50
+        tone_frames(&heard_frames(&snd), CALLER_TONE) >= 50
     })
     .await;
     assert!(
         agent_heard_tone,
         "baresip never heard the caller's {CALLER_TONE} Hz tone ({} frames recorded)\n--- baresip ---\n{}",
-        agent_heard(&snd).len(),
+        heard_frames(&snd).len(),
         baresip.log_text()
     );
     let log = baresip.log_text();

@@ -22,8 +22,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    AGENT_TONE, CALLER_TONE, REGISTER_TIMEOUT, agent_heard, alice_account, baresip_config,
-    baresip_modules, caller_tone, cannot_run, tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT,
+    alice_account, baresip_modules, caller_tone, cannot_run, heard_frames, loud_frames,
+    tone_frames, wait_for,
 };
 use common::bridge::{decoded, payloads};
 use common::tls::{Certificates, make_certificates};
@@ -70,9 +71,9 @@ fn trust(certs: &Certificates) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
-    let modules = match baresip_modules() {
+    let modules = match baresip_modules(&BASE_MODULES) {
         Ok(m) => m,
-        Err(why) => return cannot_run(&why),
+        Err(why) => return cannot_run("a baresip TLS test", &why),
     };
     common::logs();
     let root = folder("agent");
@@ -84,14 +85,17 @@ async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
 
     let conf = root.join("baresip");
     let snd = root.join("snd");
-    baresip_config(
-        &conf,
-        &modules,
-        &alice_account(tls, Some("tls")),
-        &trust(&certs),
-        &snd,
-    );
-    let baresip = common::baresip::start(&conf, root.join("baresip.log"), &[]);
+    BaresipConfig {
+        dir: &conf,
+        modules: &modules,
+        account: alice_account(tls, Some("tls")),
+        tone: AGENT_TONE as u32,
+        snd: &snd,
+        extra_modules: &[],
+        extra: trust(&certs),
+    }
+    .write();
+    let baresip = Baresip::start(&conf, &root.join("baresip.log"), &[]);
 
     let registrations = srv.server.deps.registrations().clone();
     let registered = wait_for(REGISTER_TIMEOUT, || {
@@ -139,13 +143,13 @@ async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
     assert_eq!(bye.status, 200);
     media.close();
     let agent_heard_tone = wait_for(Duration::from_secs(20), || {
-        tone_frames(&agent_heard(&snd), CALLER_TONE) >= 50
+        tone_frames(&heard_frames(&snd), CALLER_TONE) >= 50
     })
     .await;
     assert!(
         agent_heard_tone,
         "baresip never heard the caller's {CALLER_TONE} Hz tone ({} frames recorded)\n--- baresip ---\n{}",
-        agent_heard(&snd).len(),
+        heard_frames(&snd).len(),
         baresip.log_text()
     );
     // Nothing went over plain TCP, and no handshake failed.
@@ -156,22 +160,12 @@ async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
     let _ = fs::remove_dir_all(&root);
 }
 
-/// 20 ms frames louder than a whisper: what a caller hears of a spoken prompt.
-fn loud_frames(frames: &[[i16; hotline::media::g711::FRAME_SAMPLES]]) -> usize {
-    frames
-        .iter()
-        .filter(|f| {
-            let energy: f64 = f.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-            (energy / f.len() as f64).sqrt() > 300.0
-        })
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_calls_the_ivr_over_tls() {
-    let modules = match baresip_modules() {
+    let modules = match baresip_modules(&BASE_MODULES) {
         Ok(m) => m,
-        Err(why) => return cannot_run(&why),
+        Err(why) => return cannot_run("a baresip TLS test", &why),
     };
     common::logs();
     let root = folder("caller");
@@ -190,9 +184,18 @@ async fn baresip_calls_the_ivr_over_tls() {
     );
     // `menu` has the dial command.
     let extra = format!("{}module_app\t\tmenu.so\n", trust(&certs));
-    baresip_config(&conf, &modules, &account, &extra, &snd);
+    BaresipConfig {
+        dir: &conf,
+        modules: &modules,
+        account,
+        tone: AGENT_TONE as u32,
+        snd: &snd,
+        extra_modules: &[],
+        extra,
+    }
+    .write();
     let dial = format!("/dial sip:hotline@127.0.0.1:{};transport=tls", tls.port());
-    let baresip = common::baresip::start(&conf, root.join("baresip.log"), &[&dial]);
+    let baresip = Baresip::start(&conf, &root.join("baresip.log"), &[&dial]);
 
     let stats = srv.server.endpoint_stats.clone();
     let answered = wait_for(Duration::from_secs(30), || {
@@ -206,14 +209,14 @@ async fn baresip_calls_the_ivr_over_tls() {
     );
     // The flow plays its prompt and hangs up; baresip then closes its recording.
     let heard = wait_for(Duration::from_secs(40), || {
-        loud_frames(&agent_heard(&snd)) >= 25
+        loud_frames(&heard_frames(&snd)) >= 25
     })
     .await;
     let log = baresip.log_text();
     assert!(
         heard,
         "baresip did not hear the IVR's prompt over the TLS-signalled call ({} frames recorded)\n--- baresip ---\n{log}",
-        agent_heard(&snd).len()
+        heard_frames(&snd).len()
     );
     assert!(
         log.to_lowercase().contains("established"),

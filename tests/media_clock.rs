@@ -76,6 +76,7 @@ fn pcmu_to(peer: &UdpSocket, ssrc: u32) -> SessionParams {
         initial_seq: 1,
         initial_timestamp: 0,
         origin: MediaOrigin::Placed,
+        srtp: None,
     }
 }
 

@@ -233,6 +233,7 @@ fn params_to(peer: SocketAddr, ssrc: u32) -> SessionParams {
         initial_seq: 1,
         initial_timestamp: 0,
         origin: MediaOrigin::Placed,
+        srtp: None,
     }
 }
 

@@ -438,7 +438,7 @@ fn media_level_connection_overrides_session() {
 #[test]
 fn offer_is_exact_and_version_increments() {
     let mut origin = LocalOrigin::new(1000, 1);
-    let first = build_offer(LOCAL, 30000, origin.session_id, origin.version);
+    let first = build_offer(LOCAL, 30000, origin.session_id, origin.version, None);
     assert_eq!(
         String::from_utf8(first.clone()).expect("text"),
         "v=0\r\n\
@@ -456,7 +456,7 @@ fn offer_is_exact_and_version_increments() {
     );
     let v = origin.next_version();
     assert_eq!(v, 2);
-    let second = build_offer(LOCAL, 30000, origin.session_id, v);
+    let second = build_offer(LOCAL, 30000, origin.session_id, v, None);
     let a = parse_offer(&first).expect("parses");
     let b = parse_offer(&second).expect("parses");
     assert!(!a.same_version_as(&b));
@@ -479,7 +479,7 @@ fn late_offer_answer_parse() {
          a=fmtp:101 0-15
          a=ptime:20",
     );
-    let n = accept_answer(&answer, BOTH).expect("accepted");
+    let n = accept_answer(&answer, BOTH, None).expect("accepted");
     assert_eq!(
         (n.codec, n.pt, n.telephone_event_pt),
         (Codec::Pcma, 8, Some(101))
@@ -497,7 +497,7 @@ fn late_offer_answer_parse() {
          m=audio 31000 RTP/AVP 8
          m=video 0 RTP/AVP 31",
     );
-    let e = accept_answer(&two_lines, BOTH).expect_err("answer must mirror our offer");
+    let e = accept_answer(&two_lines, BOTH, None).expect_err("answer must mirror our offer");
     assert_eq!(e.status_code(), 400);
 }
 

@@ -139,6 +139,8 @@ impl Call {
             no_media_timeout: live.config.no_media_timeout,
             // The hotline's own number, from its configuration.
             assert_identity: true,
+            // A caller called back gets plain RTP, as most callers' phones expect.
+            srtp: false,
         };
         let mut leg = match Leg::place(&deps, &sip, &call_id, dial).await {
             Ok(leg) => leg,

@@ -42,6 +42,17 @@ impl Call {
                 .trusted
                 .iter()
                 .any(|n| n.contains(&self.peer.remote.ip())),
+            // An agent with `srtp: true` is offered SRTP; a transfer target plain RTP.
+            // (Agents registered over TLS could default to it: see docs/reliability.md.)
+            srtp: match &role {
+                LegRole::Agent(name) => self
+                    .live
+                    .config
+                    .agents
+                    .get(name.as_str())
+                    .is_some_and(|a| a.srtp),
+                _ => false,
+            },
         };
         let leg = Leg::place(&self.deps, &self.sip, &self.call_id, dial).await?;
         self.legs.push((role, leg));

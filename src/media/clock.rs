@@ -88,8 +88,9 @@ struct Served {
     sink: EventSink,
     /// The session's packet counts already added to the worker's [`ClockStats`].
     counted: (u64, u64),
-    /// The session's refusals (malformed, foreign, keys over the bound) already added.
-    refused: [u64; 3],
+    /// The session's refusals (malformed, foreign, keys over the bound, SRTP
+    /// authentication failures, SRTP replays) already added.
+    refused: [u64; 5],
     /// When refusals of this session were last logged.
     logged_at: Option<Instant>,
 }
@@ -113,14 +114,22 @@ impl Served {
     /// once per [`REFUSAL_LOG_EVERY`] per session, so a flood costs one line a second.
     fn publish_refusals(&mut self, now: Instant, stats: &ClockStats) {
         let st = &self.session.stats;
-        let totals = [st.malformed, st.foreign_dropped, st.keys_dropped];
+        let totals = [
+            st.malformed,
+            st.foreign_dropped,
+            st.keys_dropped,
+            st.srtp_auth_failed,
+            st.srtp_replayed,
+        ];
         if totals == self.refused {
             return;
         }
-        let [m, f, k] = [0, 1, 2].map(|i| totals[i].saturating_sub(self.refused[i]));
+        let [m, f, k, a, r] = [0, 1, 2, 3, 4].map(|i| totals[i].saturating_sub(self.refused[i]));
         stats.rtp_rejected_malformed.fetch_add(m, Ordering::Relaxed);
         stats.rtp_rejected_foreign.fetch_add(f, Ordering::Relaxed);
         stats.keys_dropped.fetch_add(k, Ordering::Relaxed);
+        stats.srtp_auth_failed.fetch_add(a, Ordering::Relaxed);
+        stats.srtp_replayed.fetch_add(r, Ordering::Relaxed);
         if self
             .logged_at
             .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
@@ -128,9 +137,9 @@ impl Served {
             return;
         }
         let logged = std::mem::replace(&mut self.refused, totals);
-        let [m, f, k] = [0, 1, 2].map(|i| totals[i].saturating_sub(logged[i]));
+        let [m, f, k, a, r] = [0, 1, 2, 3, 4].map(|i| totals[i].saturating_sub(logged[i]));
         self.logged_at = Some(now);
-        if m + f > 0
+        if m + f + a + r > 0
             && let Some((source, reason)) = st.last_rejected
         {
             warn!(
@@ -139,6 +148,8 @@ impl Served {
                 port = self.port.port,
                 malformed = m,
                 foreign = f,
+                srtp_auth = a,
+                srtp_replay = r,
                 "RTP rejected"
             );
         }
@@ -239,6 +250,10 @@ pub struct ClockStats {
     pub rtp_rejected_foreign: AtomicU64,
     /// Keys over a call's per-second bound (a storm of RFC 4733 events).
     pub keys_dropped: AtomicU64,
+    /// SRTP packets whose authentication failed: dropped unread.
+    pub srtp_auth_failed: AtomicU64,
+    /// SRTP packets replayed or older than the replay window: dropped unread.
+    pub srtp_replayed: AtomicU64,
     /// The worker sends and reads through io_uring (else `sendto`/`recvfrom`).
     pub uring: AtomicBool,
 }
@@ -398,7 +413,7 @@ impl MediaEngine {
             port,
             sink,
             counted: (0, 0),
-            refused: [0; 3],
+            refused: [0; 5],
             logged_at: None,
         });
         self.worker(id).send(Command::Add(id, served));

@@ -1,6 +1,9 @@
-//! baresip for the interoperability tests: whether it can run here (and what to do when it
-//! cannot: skip, or fail under `HOTLINE_REQUIRE_BARESIP`), its configuration folder, the
-//! process (killed when dropped), and the tones it and a caller exchange.
+//! Driving baresip (Debian's package, 1.0) in the interop tests: finding it and its
+//! modules, a free SIP port, its configuration folder, the process (killed on drop), and
+//! reading what it recorded with `sndfile`. Without baresip a test is skipped with a
+//! notice, unless `HOTLINE_REQUIRE_BARESIP` is set (CI), which makes it a failure.
+
+#![allow(dead_code)]
 
 use std::fs;
 use std::io::Write;
@@ -11,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use hotline::media::g711::FRAME_SAMPLES;
 
-/// The tone baresip's `ausine` source plays (Hz).
+/// The tone an agent's baresip plays (its `ausine` microphone, Hz).
 pub const AGENT_TONE: f32 = 440.0;
 /// The tone the caller plays to the agent (Hz).
 pub const CALLER_TONE: f32 = 1000.0;
-/// baresip retries a failed registration after 30 to 60 s; the first one fails (see the
-/// module comment). Generous for a loaded machine.
+/// baresip retries a failed registration after 30 to 60 s, and its first one may fail.
+/// Generous for a loaded machine.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Where Debian and a source build put baresip's modules.
@@ -25,23 +28,25 @@ const MODULE_DIRS: [&str; 3] = [
     "/usr/lib/x86_64-linux-gnu/baresip/modules",
     "/usr/local/lib/baresip/modules",
 ];
-const MODULES: [&str; 5] = ["g711", "ausine", "aubridge", "sndfile", "account"];
+/// What every test's baresip loads: G.711, a tone as its microphone, no sound card, and
+/// a recording of what it hears.
+pub const BASE_MODULES: [&str; 5] = ["g711", "ausine", "aubridge", "sndfile", "account"];
 
 /// A test that cannot run here fails when `HOTLINE_REQUIRE_BARESIP` is set and is
 /// otherwise skipped with a notice.
-pub fn cannot_run(why: &str) {
+pub fn cannot_run(test: &str, why: &str) {
     if std::env::var_os("HOTLINE_REQUIRE_BARESIP").is_some() {
         panic!("HOTLINE_REQUIRE_BARESIP is set but {why}");
     }
     // Straight to stderr: the harness captures eprintln!, and an unseen skip looks like a pass.
     let _ = writeln!(
         std::io::stderr(),
-        "skipping a baresip test: {why}; set HOTLINE_REQUIRE_BARESIP=1 to make this an error"
+        "skipping {test}: {why}; set HOTLINE_REQUIRE_BARESIP=1 to make this an error"
     );
 }
 
-/// baresip's module folder, if baresip and the modules this test loads are installed.
-pub fn baresip_modules() -> Result<PathBuf, String> {
+/// baresip's module folder, if baresip and `modules` are installed.
+pub fn baresip_modules(modules: &[&str]) -> Result<PathBuf, String> {
     match Command::new("baresip")
         .arg("-h")
         .stdout(Stdio::null())
@@ -58,8 +63,8 @@ pub fn baresip_modules() -> Result<PathBuf, String> {
     MODULE_DIRS
         .iter()
         .map(PathBuf::from)
-        .find(|d| MODULES.iter().all(|m| d.join(format!("{m}.so")).exists()))
-        .ok_or_else(|| format!("baresip's modules {MODULES:?} are not in any of {MODULE_DIRS:?}"))
+        .find(|d| modules.iter().all(|m| d.join(format!("{m}.so")).exists()))
+        .ok_or_else(|| format!("baresip's modules {modules:?} are not in any of {MODULE_DIRS:?}"))
 }
 
 /// A port free on loopback for both UDP and TCP (baresip listens on both).
@@ -74,25 +79,6 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
-/// The baresip process; killed when dropped, whatever happened.
-pub struct Baresip {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Baresip {
-    pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The README's account line for agent `alice` at `hotline`, with auto answer: over UDP
 /// (`transport` None) or with `;transport=tls` and the like.
 pub fn alice_account(hotline: SocketAddr, transport: Option<&str>) -> String {
@@ -105,17 +91,45 @@ pub fn alice_account(hotline: SocketAddr, transport: Option<&str>) -> String {
     )
 }
 
-/// Writes baresip's configuration folder: `account` as its one account line, audio from
-/// `ausine`, no sound card (`aubridge` plays into nothing), `sndfile` writing what it hears
-/// to `snd`, and `extra` configuration lines (TLS files...). `ausine` makes 48 kHz stereo
-/// only; baresip resamples it for PCMU. Returns the port baresip listens on.
-pub fn baresip_config(dir: &Path, modules: &Path, account: &str, extra: &str, snd: &Path) -> u16 {
-    fs::create_dir_all(dir).unwrap();
-    fs::create_dir_all(snd).unwrap();
-    fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
-    let port = free_port();
-    let config = format!(
-        "sip_listen\t\t127.0.0.1:{port}\n\
+/// The caller's tone for an agent to hear: 3 s at [`CALLER_TONE`].
+pub fn caller_tone() -> Vec<i16> {
+    (0..150 * FRAME_SAMPLES)
+        .map(|i| {
+            let t = i as f32 / 8000.0;
+            (6000.0 * (2.0 * std::f32::consts::PI * CALLER_TONE * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// One baresip's configuration folder.
+pub struct BaresipConfig<'a> {
+    /// The folder written.
+    pub dir: &'a Path,
+    /// baresip's module folder (from [`baresip_modules`]).
+    pub modules: &'a Path,
+    /// The `accounts` file's one line.
+    pub account: String,
+    /// The tone its `ausine` microphone plays (Hz).
+    pub tone: u32,
+    /// Where `sndfile` writes what it hears.
+    pub snd: &'a Path,
+    /// Modules besides [`BASE_MODULES`] (such as `srtp`).
+    pub extra_modules: &'a [&'a str],
+    /// More configuration lines.
+    pub extra: String,
+}
+
+impl BaresipConfig<'_> {
+    /// Writes the folder: `ausine` as the microphone (48 kHz stereo only; baresip
+    /// resamples it for PCMU), no sound card (`aubridge` plays into nothing), `sndfile`
+    /// recording. Returns the SIP port baresip listens on.
+    pub fn write(&self) -> u16 {
+        fs::create_dir_all(self.dir).unwrap();
+        fs::create_dir_all(self.snd).unwrap();
+        fs::write(self.dir.join("accounts"), format!("{}\n", self.account)).unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "sip_listen\t\t127.0.0.1:{port}\n\
 audio_player\t\taubridge,nowhere\n\
 audio_alert\t\taubridge,nowhere\n\
 audio_source\t\tausine,{tone}\n\
@@ -127,16 +141,60 @@ module\t\t\tausine.so\n\
 module\t\t\taubridge.so\n\
 module\t\t\tsndfile.so\n\
 module_app\t\taccount.so\n\
-snd_path\t\t{snd}\n\
-{extra}",
-        tone = AGENT_TONE as u32,
-        modules = modules.display(),
-        snd = snd.display(),
-    );
-    fs::write(dir.join("config"), config).unwrap();
-    // baresip asks for a contacts file and writes one if missing; an empty one is enough.
-    fs::write(dir.join("contacts"), "").unwrap();
-    port
+snd_path\t\t{snd}\n",
+            tone = self.tone,
+            modules = self.modules.display(),
+            snd = self.snd.display(),
+        );
+        for m in self.extra_modules {
+            config.push_str(&format!("module\t\t\t{m}.so\n"));
+        }
+        config.push_str(&self.extra);
+        fs::write(self.dir.join("config"), config).unwrap();
+        // baresip asks for a contacts file and writes one if missing; an empty one is enough.
+        fs::write(self.dir.join("contacts"), "").unwrap();
+        port
+    }
+}
+
+/// The baresip process; killed when dropped, whatever happened.
+pub struct Baresip {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Baresip {
+    /// Starts baresip on the configuration folder `conf`, its output to `log`, with the
+    /// commands `-e` runs at start.
+    pub fn start(conf: &Path, log: &Path, commands: &[&str]) -> Baresip {
+        let out = fs::File::create(log).unwrap();
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f").arg(conf);
+        for c in commands {
+            cmd.arg("-e").arg(c);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("baresip starts");
+        Baresip {
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The share of a frame's energy at `hz` (Goertzel), and its RMS.
@@ -173,19 +231,17 @@ pub fn tone_frames(frames: &[[i16; FRAME_SAMPLES]], hz: f32) -> usize {
         .count()
 }
 
-/// The caller's tone: 3 s at CALLER_TONE.
-pub fn caller_tone() -> Vec<i16> {
-    (0..150 * FRAME_SAMPLES)
-        .map(|i| {
-            let t = i as f32 / 8000.0;
-            (6000.0 * (2.0 * std::f32::consts::PI * CALLER_TONE * t).sin()) as i16
-        })
-        .collect()
+/// How many of `frames` are not silence (speech, a prompt).
+pub fn loud_frames(frames: &[[i16; FRAME_SAMPLES]]) -> usize {
+    frames
+        .iter()
+        .filter(|f| tone_share(&f[..], 1.0).1 > 300.0)
+        .count()
 }
 
 /// What baresip's `sndfile` recorded of the call's received audio (the `-dec` file), as
 /// 8 kHz frames.
-pub fn agent_heard(snd: &Path) -> Vec<[i16; FRAME_SAMPLES]> {
+pub fn heard_frames(snd: &Path) -> Vec<[i16; FRAME_SAMPLES]> {
     let mut frames = Vec::new();
     let Ok(dir) = fs::read_dir(snd) else {
         return frames;
@@ -207,23 +263,6 @@ pub fn agent_heard(snd: &Path) -> Vec<[i16; FRAME_SAMPLES]> {
         }
     }
     frames
-}
-
-/// Starts baresip on the configuration folder `conf`, its output going to `log`.
-pub fn start(conf: &Path, log: PathBuf, commands: &[&str]) -> Baresip {
-    let out = fs::File::create(&log).unwrap();
-    let mut cmd = Command::new("baresip");
-    cmd.arg("-f").arg(conf);
-    for c in commands {
-        cmd.arg("-e").arg(c);
-    }
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("baresip starts");
-    Baresip { child, log }
 }
 
 /// Waits until `ok`, checking every 100 ms, for at most `limit`.

@@ -354,6 +354,9 @@ struct RawRtp {
     ports: Option<String>,
     public_address: Option<String>,
     no_media_timeout: Option<String>,
+    /// SRTP for callers (SDES keys, RFC 4568): `optional` (default), `required` or `off`.
+    #[schemars(with = "Option<crate::sip::sdes::SrtpPolicy>")]
+    srtp: Option<String>,
 }
 
 /// The loaded configuration, with defaults filled in and paths made absolute.
@@ -385,6 +388,9 @@ pub struct Config {
     pub public_address: Option<IpAddr>,
     /// A call whose caller sends no RTP for this long is ended.
     pub no_media_timeout: Duration,
+    /// Whether callers' media is SRTP (`rtp.srtp`): which offers are answered, see
+    /// [`SrtpPolicy`](crate::sip::sdes::SrtpPolicy).
+    pub srtp: crate::sip::sdes::SrtpPolicy,
     /// The longest a call may last (`limits.max_call`); the engine then hangs it up.
     pub max_call: Duration,
     pub flows_dir: PathBuf,
@@ -610,6 +616,7 @@ impl Default for Config {
             },
             public_address: None,
             no_media_timeout: Duration::from_secs(30),
+            srtp: crate::sip::sdes::SrtpPolicy::Optional,
             max_call: DEFAULT_MAX_CALL,
             flows_dir: PathBuf::from("flows"),
             prompts_dir: PathBuf::from("prompts"),
@@ -773,6 +780,18 @@ impl Config {
             match parse_duration(&t) {
                 Ok(d) => cfg.no_media_timeout = d,
                 Err(e) => p.at("rtp.no_media_timeout", format!("rtp.no_media_timeout: {e}")),
+            }
+        }
+        if let Some(policy) = raw.rtp.srtp {
+            use crate::sip::sdes::SrtpPolicy;
+            match policy.as_str() {
+                "optional" => cfg.srtp = SrtpPolicy::Optional,
+                "required" => cfg.srtp = SrtpPolicy::Required,
+                "off" => cfg.srtp = SrtpPolicy::Off,
+                other => p.at(
+                    "rtp.srtp",
+                    format!("rtp.srtp: expected optional, required or off, found '{other}'"),
+                ),
             }
         }
         cfg.flows_dir = base.join(raw.flows.unwrap_or_else(|| "flows".into()));
@@ -1884,6 +1903,34 @@ routes: { "*": main, "0800123": sales }
         assert!("30000-30999".parse::<PortRange>().is_ok());
         assert!("300-200".parse::<PortRange>().is_err());
         assert!("abc".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn the_srtp_policy_is_read_and_checked() {
+        use crate::sip::sdes::SrtpPolicy;
+        let at = Path::new("h.yaml");
+        let cfg = Config::from_str_at("", at).unwrap();
+        assert_eq!(cfg.srtp, SrtpPolicy::Optional);
+        for (text, policy) in [
+            ("optional", SrtpPolicy::Optional),
+            ("required", SrtpPolicy::Required),
+            ("off", SrtpPolicy::Off),
+        ] {
+            let cfg = Config::from_str_at(&format!("rtp: {{ srtp: {text} }}"), at).unwrap();
+            assert_eq!(cfg.srtp, policy);
+        }
+        let err = Config::from_str_at("rtp: { srtp: mandatory }", at).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rtp.srtp: expected optional, required or off, found 'mandatory'"),
+            "{err}"
+        );
+        let cfg = Config::from_str_at(
+            "queues: { q: {} }\nagents: { a: { uri: \"sip:a@192.0.2.1\", queues: { q: 0 }, srtp: true } }",
+            at,
+        )
+        .unwrap();
+        assert!(cfg.agents["a"].srtp);
     }
 
     #[test]

@@ -166,6 +166,7 @@ pub fn simulate(p: &SimParams, t0: Instant) -> Result<SimFigures, SimError> {
                 queues: BTreeMap::from([(p.queue.clone(), 0)]),
                 skills: Vec::new(),
                 wrap_up: None,
+                srtp: false,
             };
             (name, cfg)
         })

@@ -9,5 +9,6 @@ pub mod prompt;
 pub mod recorder;
 pub mod rtp;
 pub mod session;
+pub mod srtp;
 pub mod tone;
 pub mod wav;

@@ -12,6 +12,12 @@
 //! for a caller behind NAT, the signalling source's IP is ever learned as the caller's
 //! media address (see [`MediaOrigin`]); and keys are bounded per second, decoded audio per
 //! packet, so a flood of events or giant packets costs bounded work.
+//!
+//! A leg whose offer/answer agreed SRTP (`SessionParams::srtp`) has its own SRTP context
+//! (`media::srtp`): each datagram is authenticated and decrypted before it is read as RTP
+//! (one that fails is counted and dropped, never decoded, and never teaches the latch an
+//! address), and each packet out is protected in the clock's buffer. Bridging works on
+//! decoded audio, so an SRTP leg bridges to a plain one like any other.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +32,7 @@ use crate::media::rtp::{
     LatchConfig, LatchVerdict, RtpReceiver, RtpSender, SymmetricLatch, TelephoneEvent,
     canonical_ip, parse_rtp,
 };
+use crate::media::srtp::{SrtpError, SrtpKeys, SrtpReceiver, SrtpSender};
 
 /// Where a key came from; kept in the call's story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +119,11 @@ pub enum RtpRejection {
     Malformed,
     /// From an address that is not the caller's media address.
     Foreign,
+    /// An SRTP leg's packet whose authentication tag did not match (forged, damaged, or
+    /// sent with another key).
+    SrtpAuth,
+    /// An SRTP leg's packet seen before, or older than the replay window.
+    SrtpReplay,
 }
 
 impl RtpRejection {
@@ -119,6 +131,8 @@ impl RtpRejection {
         match self {
             RtpRejection::Malformed => "malformed",
             RtpRejection::Foreign => "foreign",
+            RtpRejection::SrtpAuth => "srtp_auth",
+            RtpRejection::SrtpReplay => "srtp_replay",
         }
     }
 }
@@ -135,6 +149,19 @@ pub struct SessionParams {
     pub initial_seq: u16,
     pub initial_timestamp: u32,
     pub origin: MediaOrigin,
+    /// The SRTP keys when the leg's media is SRTP; `None` for plain RTP.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// Largest SRTP datagram read: the clock's receive buffers are no larger.
+pub const MAX_SRTP_PACKET: usize = 2048;
+
+/// One SRTP leg's contexts and the buffer a datagram is decrypted in (the clock's own
+/// buffer is shared by every session, and may be the kernel's).
+struct SrtpLeg {
+    tx: SrtpSender,
+    rx: SrtpReceiver,
+    scratch: [u8; MAX_SRTP_PACKET],
 }
 
 struct Playing {
@@ -154,6 +181,10 @@ pub struct SessionStats {
     pub keys: u64,
     /// Keys over the per-second bound, not reported to the call.
     pub keys_dropped: u64,
+    /// SRTP packets whose authentication failed (dropped unread).
+    pub srtp_auth_failed: u64,
+    /// SRTP packets replayed or older than the replay window (dropped unread).
+    pub srtp_replayed: u64,
     /// The source and reason of the last datagram thrown away, for the log.
     pub last_rejected: Option<(SocketAddr, RtpRejection)>,
 }
@@ -208,6 +239,8 @@ pub struct Session {
     /// Keys that may still be reported now (a token bucket) and when it was last filled.
     key_tokens: u32,
     key_refill: Instant,
+    /// Set on an SRTP leg.
+    srtp: Option<Box<SrtpLeg>>,
 }
 
 /// A key we send lasts this many frames (100 ms), then three end packets follow.
@@ -267,6 +300,13 @@ impl Session {
             packet_samples: FRAME_SAMPLES,
             key_tokens: KEY_BURST,
             key_refill: now,
+            srtp: params.srtp.as_ref().map(|k| {
+                Box::new(SrtpLeg {
+                    tx: SrtpSender::new(&k.outbound, k.suite),
+                    rx: SrtpReceiver::new(&k.inbound, k.suite),
+                    scratch: [0; MAX_SRTP_PACKET],
+                })
+            }),
             params,
         }
     }
@@ -324,9 +364,55 @@ impl Session {
         }
     }
 
-    /// One datagram that arrived from `from`. Malformed or foreign input is counted and
-    /// dropped; nothing here panics on what the network sends.
+    /// One datagram that arrived from `from`. Malformed, foreign, forged or replayed input
+    /// is counted and dropped; nothing here panics on what the network sends.
     pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Some(mut leg) = self.srtp.take() else {
+            return self.handle_rtp(now, from, data);
+        };
+        // RTCP (SRTCP here; packet types 192-223 where RTP has marker and payload type) is
+        // not read, as on a plain leg; it is not a failed authentication either. Nothing
+        // on an SRTP leg is ever read without passing authentication.
+        let rtcp = data.get(1).is_some_and(|b| (192..=223).contains(b));
+        match leg.scratch.get_mut(..data.len()) {
+            Some(plain) if !rtcp => {
+                plain.copy_from_slice(data);
+                match leg.rx.unprotect(plain) {
+                    Ok(n) => {
+                        let plain = leg.scratch.get(..n).unwrap_or_default();
+                        self.handle_rtp(now, from, plain);
+                    }
+                    Err(e) => self.srtp_refused(from, e),
+                }
+            }
+            _ => {
+                self.stats.malformed += 1;
+                self.stats.last_rejected = Some((from, RtpRejection::Malformed));
+            }
+        }
+        self.srtp = Some(leg);
+    }
+
+    fn srtp_refused(&mut self, from: SocketAddr, e: SrtpError) {
+        let reason = match e {
+            SrtpError::AuthFailed => {
+                self.stats.srtp_auth_failed += 1;
+                RtpRejection::SrtpAuth
+            }
+            SrtpError::Replayed => {
+                self.stats.srtp_replayed += 1;
+                RtpRejection::SrtpReplay
+            }
+            SrtpError::TooShort { .. } | SrtpError::BadHeader { .. } | SrtpError::NoRoom { .. } => {
+                self.stats.malformed += 1;
+                RtpRejection::Malformed
+            }
+        };
+        self.stats.last_rejected = Some((from, reason));
+    }
+
+    /// One plain RTP packet (decrypted first on an SRTP leg).
+    fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let pkt = match parse_rtp(data) {
             Ok(p) => p,
             Err(e) => {
@@ -485,6 +571,11 @@ impl Session {
         if remote.ip().is_unspecified() || remote.port() == 0 {
             return None;
         }
+        let len = match self.srtp.as_mut() {
+            // The clock's buffer has room for the tag; if not, the frame is lost.
+            Some(leg) => leg.tx.protect(buf, len).ok()?,
+            None => len,
+        };
         self.stats.packets_out += 1;
         Some(Transmit {
             destination: remote,
@@ -762,6 +853,7 @@ mod tests {
                 initial_seq: 100,
                 initial_timestamp: 1000,
                 origin,
+                srtp: None,
             };
             Far {
                 s: Session::new(params, now),

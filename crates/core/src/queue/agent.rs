@@ -240,6 +240,7 @@ mod tests {
             queues: BTreeMap::new(),
             skills: vec![],
             wrap_up: None,
+            srtp: false,
         };
         let mut a = Agent::new("carol", &cfg, t0);
         assert!(a.offerable(t0));

@@ -468,6 +468,10 @@ pub struct AgentConfig {
     #[serde(default, deserialize_with = "de_opt_duration")]
     #[schemars(with = "Option<String>")]
     pub wrap_up: Option<Duration>,
+    /// Offer this agent's phone SRTP: `RTP/SAVP` with an SDES key (RFC 4568). Its answer
+    /// must be SRTP too, or the leg fails. Off by default (plain RTP).
+    #[serde(default)]
+    pub srtp: bool,
 }
 
 impl AgentConfig {

@@ -163,7 +163,13 @@ impl LegCore {
             cseq: 1,
             via: branched(&p.via, &p.branch_prefix, &mut branches),
             contact: p.contact.clone(),
-            sdp: sdp::build_offer(m.advertised, m.rtp_port, m.sdp_session_id, m.sdp_version),
+            sdp: sdp::build_offer(
+                m.advertised,
+                m.rtp_port,
+                m.sdp_session_id,
+                m.sdp_version,
+                m.offered_crypto().as_ref(),
+            ),
             headers: p.headers,
         });
         LegCore {
@@ -346,7 +352,9 @@ impl LegCore {
         let Some(dialog) = self.uac.dialog().cloned() else {
             return;
         };
-        let agreed = sdp::parse_offer(body).and_then(|r| sdp::accept_answer(&r, &CODECS));
+        let offered = self.media.offered_crypto();
+        let agreed =
+            sdp::parse_offer(body).and_then(|r| sdp::accept_answer(&r, &CODECS, offered.as_ref()));
         let uas = Uas::in_dialog(
             dialog,
             self.contact.clone(),
@@ -524,6 +532,8 @@ mod tests {
                 rtp_port: 20000,
                 sdp_session_id: 42,
                 sdp_version: 1,
+                srtp: crate::sip::sdes::SrtpPolicy::Optional,
+                srtp_key: crate::media::srtp::MasterKey::from_bytes(&[0; 30]),
             },
             headers: vec![("P-Asserted-Identity".into(), "<sip:+4930123@x>".into())],
             timers: TimerConfig::default(),

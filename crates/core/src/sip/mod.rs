@@ -10,6 +10,7 @@ pub mod admission; // whether the engine takes one more call: max calls, rate, m
 pub mod overload; // RFC 7339: how much new traffic a proxy should hold back, in its Via
 pub mod message;
 pub mod sdp;
+pub mod sdes; // SRTP keys in SDP (RFC 4568) and the SRTP policy
 pub mod transaction;
 pub mod uac;
 pub mod uas;

@@ -16,10 +16,18 @@
 //! form, so one typed layer interprets the result either way; `RemoteSdp::lenient` says
 //! which reader was used. Strictness lives in the typed layer, on the fields we act on:
 //! the payload types of audio lines we might answer, and their connection address.
+//!
+//! SRTP (RFC 4568 SDES): `RTP/SAVP` audio lines are read with their acceptable `a=crypto`
+//! lines (see `sip::sdes`). [`negotiate`] answers plain `RTP/AVP` only, as a peer without
+//! SRTP does; [`negotiate_srtp`] applies an [`SrtpPolicy`] and answers an `RTP/SAVP` line
+//! with the offer's tag and suite and our own key, which the caller draws and hands in.
 
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::media::srtp::{MasterKey, SrtpKeys, SrtpSuite};
+use crate::sip::sdes::{self, Crypto, SrtpPolicy};
 
 /// Largest body we read. SIP over UDP cannot carry more, and real offers are under 2 KiB.
 pub const MAX_SDP_BYTES: usize = 64 * 1024;
@@ -29,6 +37,8 @@ pub const MAX_MEDIA_LINES: usize = 16;
 pub const MAX_FORMATS: usize = 128;
 /// Packetisation time we send and ask for, in milliseconds (160 samples at 8 kHz).
 pub const PTIME_MS: u32 = 20;
+/// Acceptable `a=crypto` lines kept per media line (offers carry one to four).
+const MAX_CRYPTO_LINES: usize = 8;
 /// Telephone-event payload type we use in our own offers.
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
 /// Events we accept in telephone-event (RFC 4733 §3.2): digits 0-9, `*`, `#`, A-D.
@@ -183,6 +193,22 @@ pub enum SdpError {
     NoAudio,
     #[error("SDP has no common codec: expected PCMU/8000 or PCMA/8000, found {offered}")]
     NoCommonCodec { offered: String },
+    #[error(
+        "SDP offers RTP/SAVP without an acceptable a=crypto line: expected AES_CM_128_HMAC_SHA1_80 or _32 with a 30-byte inline key, no MKI"
+    )]
+    NoUsableCrypto,
+    #[error("SDP offers only plain RTP/AVP audio: SRTP (RTP/SAVP with a=crypto) is required here")]
+    SrtpRequired,
+    #[error("SDP offers only RTP/SAVP audio: SRTP is off here")]
+    SrtpOff,
+    #[error(
+        "SDP changes the call's SRTP (plain to secure, or the key): re-keying is not supported"
+    )]
+    SrtpRekey,
+    #[error(
+        "SDP answer does not keep our SRTP offer: expected RTP/SAVP with a=crypto tag {tag} {suite}"
+    )]
+    SrtpAnswerMismatch { tag: u32, suite: &'static str },
 }
 
 impl SdpError {
@@ -192,7 +218,12 @@ impl SdpError {
         match self {
             SdpError::UnsupportedAddress { .. }
             | SdpError::NoAudio
-            | SdpError::NoCommonCodec { .. } => 488,
+            | SdpError::NoCommonCodec { .. }
+            | SdpError::NoUsableCrypto
+            | SdpError::SrtpRequired
+            | SdpError::SrtpOff
+            | SdpError::SrtpRekey
+            | SdpError::SrtpAnswerMismatch { .. } => 488,
             SdpError::TooLarge { .. }
             | SdpError::Malformed { .. }
             | SdpError::TooManyMedia { .. }
@@ -241,7 +272,7 @@ pub struct MediaLine {
     pub proto: String,
     /// The format tokens as written (payload types for RTP).
     pub formats: Vec<String>,
-    /// Present for audio lines we could answer (RTP/AVP, non-zero port).
+    /// Present for audio lines we could answer (RTP/AVP or RTP/SAVP, non-zero port).
     pub audio: Option<MediaOffer>,
 }
 
@@ -264,6 +295,11 @@ pub struct MediaOffer {
     pub ptime: Option<u32>,
     /// The direction attribute as written (media level, else session level, else sendrecv).
     pub direction: Direction,
+    /// The line is `RTP/SAVP`: its media is SRTP, keyed by one of `crypto`.
+    pub secure: bool,
+    /// The acceptable `a=crypto` lines of an `RTP/SAVP` line, in the offer's order
+    /// (unacceptable ones are skipped, see `sdes::CryptoRefusal`).
+    pub crypto: Vec<Crypto>,
 }
 
 impl MediaOffer {
@@ -320,6 +356,8 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Index of the answered audio line among the remote's `m=` lines.
     pub audio_index: usize,
+    /// The SRTP keys when the answered line is `RTP/SAVP`; `None` for plain RTP.
+    pub srtp: Option<SrtpKeys>,
     /// One entry per remote `m=` line, in order, for the answer.
     pub lines: Vec<AnswerLine>,
 }
@@ -384,14 +422,53 @@ pub fn parse_offer(body: &[u8]) -> Result<RemoteSdp, SdpError> {
     interpret(raw, lenient)
 }
 
-/// Chooses the audio stream and codec for our answer: the first usable audio line with a
-/// codec in `supported`, and on it the first such codec in the remote's order.
+/// Chooses the audio stream and codec for our answer: the first usable plain `RTP/AVP`
+/// audio line with a codec in `supported`, and on it the first such codec in the remote's
+/// order. `RTP/SAVP` lines are refused, as by a peer without SRTP.
 pub fn negotiate(remote: &RemoteSdp, supported: &[Codec]) -> Result<Negotiated, SdpError> {
+    choose(remote, supported, SrtpPolicy::Off, None)
+}
+
+/// [`negotiate`] under an SRTP policy: with `Optional` or `Required`, an `RTP/SAVP` line
+/// with an acceptable `a=crypto` line is usable too, and answering it protects our packets
+/// with `local_key` (drawn by the caller, fresh for the leg); with `Required` plain lines
+/// are not. The first usable line in the remote's order wins.
+pub fn negotiate_srtp(
+    remote: &RemoteSdp,
+    supported: &[Codec],
+    policy: SrtpPolicy,
+    local_key: &MasterKey,
+) -> Result<Negotiated, SdpError> {
+    choose(remote, supported, policy, Some(local_key))
+}
+
+fn choose(
+    remote: &RemoteSdp,
+    supported: &[Codec],
+    policy: SrtpPolicy,
+    local_key: Option<&MasterKey>,
+) -> Result<Negotiated, SdpError> {
     let mut chosen: Option<(usize, &MediaOffer, u8, Codec)> = None;
     let mut offered = String::new();
     let mut saw_audio = false;
+    let (mut saw_plain, mut saw_secure, mut saw_crypto) = (false, false, false);
     for (index, line) in remote.media.iter().enumerate() {
         let Some(audio) = &line.audio else { continue };
+        if audio.secure {
+            saw_secure = true;
+            if policy == SrtpPolicy::Off || local_key.is_none() {
+                continue;
+            }
+            if audio.crypto.is_empty() {
+                continue;
+            }
+            saw_crypto = true;
+        } else {
+            saw_plain = true;
+            if policy == SrtpPolicy::Required {
+                continue;
+            }
+        }
         saw_audio = true;
         if let Some(&(pt, codec)) = audio.codecs.iter().find(|(_, c)| supported.contains(c)) {
             chosen = Some((index, audio, pt, codec));
@@ -401,9 +478,26 @@ pub fn negotiate(remote: &RemoteSdp, supported: &[Codec]) -> Result<Negotiated, 
     }
     let Some((audio_index, audio, pt, codec)) = chosen else {
         if !saw_audio {
-            return Err(SdpError::NoAudio);
+            // Say what kept the offer out, in the order a caller would fix it.
+            return Err(match policy {
+                _ if saw_secure && !saw_crypto && policy != SrtpPolicy::Off => {
+                    SdpError::NoUsableCrypto
+                }
+                SrtpPolicy::Required if saw_plain => SdpError::SrtpRequired,
+                SrtpPolicy::Off if saw_secure && !saw_plain => SdpError::SrtpOff,
+                _ => SdpError::NoAudio,
+            });
         }
         return Err(SdpError::NoCommonCodec { offered });
+    };
+    let srtp = match (audio.secure, audio.crypto.first(), local_key) {
+        (true, Some(c), Some(local)) => Some(SrtpKeys {
+            suite: c.suite,
+            tag: c.tag,
+            inbound: c.key.clone(),
+            outbound: local.clone(),
+        }),
+        _ => None,
     };
     let lines = remote
         .media
@@ -426,21 +520,72 @@ pub fn negotiate(remote: &RemoteSdp, supported: &[Codec]) -> Result<Negotiated, 
         // We always want both ways; the remote's hold narrows it.
         direction: audio.effective_direction().reversed(),
         audio_index,
+        srtp,
         lines,
     })
 }
 
 /// Reads the remote's answer to our offer from `build_offer` (late offer: INVITE without a
-/// body, our offer in the 200, their answer in the ACK). The answer must keep our single
-/// audio line (RFC 3264 §6) and pick from what we offered.
-pub fn accept_answer(answer: &RemoteSdp, offered: &[Codec]) -> Result<Negotiated, SdpError> {
+/// body, our offer in the 200, their answer in the ACK; or an agent leg). The answer must
+/// keep our single audio line (RFC 3264 §6) and pick from what we offered. When we offered
+/// SRTP (`srtp`: our crypto line), the answer must be `RTP/SAVP` with a crypto line of our
+/// tag and suite (RFC 4568 §7.1.2), whose key protects what the remote sends.
+pub fn accept_answer(
+    answer: &RemoteSdp,
+    offered: &[Codec],
+    srtp: Option<&OfferedCrypto>,
+) -> Result<Negotiated, SdpError> {
     if answer.media.len() > 1 {
         return Err(SdpError::Malformed {
             expected: "one m= line answering our single audio offer",
             found: format!("{} m= lines", answer.media.len()),
         });
     }
-    negotiate(answer, offered)
+    let Some(ours) = srtp else {
+        return negotiate(answer, offered);
+    };
+    let mismatch = SdpError::SrtpAnswerMismatch {
+        tag: ours.tag,
+        suite: ours.suite.name(),
+    };
+    let audio = answer
+        .media
+        .first()
+        .and_then(|m| m.audio.as_ref())
+        .ok_or(SdpError::NoAudio)?;
+    let theirs = audio
+        .crypto
+        .iter()
+        .find(|c| c.tag == ours.tag && c.suite == ours.suite)
+        .filter(|_| audio.secure)
+        .ok_or(mismatch)?;
+    let mut n = choose(answer, offered, SrtpPolicy::Required, Some(&ours.key))?;
+    n.srtp = Some(SrtpKeys {
+        suite: ours.suite,
+        tag: ours.tag,
+        inbound: theirs.key.clone(),
+        outbound: ours.key.clone(),
+    });
+    Ok(n)
+}
+
+/// The `a=crypto` line of an SRTP offer of ours: the tag, the suite and our master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedCrypto {
+    pub tag: u32,
+    pub suite: SrtpSuite,
+    pub key: MasterKey,
+}
+
+impl OfferedCrypto {
+    /// The one crypto line we offer: tag 1, the 80-bit tag suite RFC 4568 makes the default.
+    pub fn new(key: MasterKey) -> OfferedCrypto {
+        OfferedCrypto {
+            tag: 1,
+            suite: SrtpSuite::AesCm128HmacSha1_80,
+            key,
+        }
+    }
 }
 
 /// Prints our answer: the chosen codec and telephone-event on the audio line, port 0 for
@@ -458,12 +603,18 @@ pub fn build_answer(
         match line {
             AnswerLine::Audio => {
                 let codecs = [(neg.pt, neg.codec)];
+                let crypto = neg.srtp.as_ref().map(|k| OfferedCrypto {
+                    tag: k.tag,
+                    suite: k.suite,
+                    key: k.outbound.clone(),
+                });
                 write_audio(
                     &mut out,
                     local_port,
                     &codecs,
                     neg.telephone_event_pt,
                     neg.direction,
+                    crypto.as_ref(),
                 );
             }
             AnswerLine::Rejected {
@@ -478,10 +629,17 @@ pub fn build_answer(
     out.into_bytes()
 }
 
-/// Prints our offer for a call that arrived without one: PCMU, PCMA and telephone-event
-/// 101, sendrecv. For a re-offer pass a higher `version` (see `LocalOrigin`).
-pub fn build_offer(local_ip: IpAddr, local_port: u16, session_id: u64, version: u64) -> Vec<u8> {
-    let mut out = String::with_capacity(320);
+/// Prints our offer (for a call that arrived without one, or a leg we place): PCMU, PCMA
+/// and telephone-event 101, sendrecv; `RTP/SAVP` with our crypto line when `srtp` is
+/// given, else `RTP/AVP`. For a re-offer pass a higher `version` (see `LocalOrigin`).
+pub fn build_offer(
+    local_ip: IpAddr,
+    local_port: u16,
+    session_id: u64,
+    version: u64,
+    srtp: Option<&OfferedCrypto>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(400);
     write_session_header(&mut out, local_ip, session_id, version);
     let codecs = [(0, Codec::Pcmu), (8, Codec::Pcma)];
     write_audio(
@@ -490,6 +648,7 @@ pub fn build_offer(local_ip: IpAddr, local_port: u16, session_id: u64, version: 
         &codecs,
         Some(OFFER_TELEPHONE_EVENT_PT),
         Direction::SendRecv,
+        srtp,
     );
     out.into_bytes()
 }
@@ -509,8 +668,14 @@ fn write_audio(
     codecs: &[(u8, Codec)],
     te: Option<u8>,
     direction: Direction,
+    crypto: Option<&OfferedCrypto>,
 ) {
-    let _ = write!(out, "m=audio {port} RTP/AVP");
+    let proto = if crypto.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    let _ = write!(out, "m=audio {port} {proto}");
     for (pt, _) in codecs {
         let _ = write!(out, " {pt}");
     }
@@ -528,6 +693,9 @@ fn write_audio(
         );
     }
     let _ = write!(out, "a=ptime:{PTIME_MS}\r\na={direction}\r\n");
+    if let Some(c) = crypto {
+        sdes::write_crypto(out, c.tag, c.suite, &c.key);
+    }
 }
 
 fn ip_family(ip: IpAddr) -> &'static str {
@@ -838,8 +1006,9 @@ fn interpret(raw: RawSdp, lenient: bool) -> Result<RemoteSdp, SdpError> {
                 max: MAX_FORMATS,
             });
         }
+        let secure = m.proto.eq_ignore_ascii_case("RTP/SAVP");
         let usable = m.media.eq_ignore_ascii_case("audio")
-            && m.proto.eq_ignore_ascii_case("RTP/AVP")
+            && (m.proto.eq_ignore_ascii_case("RTP/AVP") || secure)
             && m.port != 0;
         let audio = if usable {
             let connection = m
@@ -848,7 +1017,7 @@ fn interpret(raw: RawSdp, lenient: bool) -> Result<RemoteSdp, SdpError> {
                 .or(raw.connection.as_ref())
                 .ok_or(SdpError::MissingConnection { index })?;
             let addr = connection_address(connection)?;
-            Some(audio_offer(index, &m, addr, session_direction)?)
+            Some(audio_offer(index, &m, addr, session_direction, secure)?)
         } else {
             None
         };
@@ -872,6 +1041,7 @@ fn audio_offer(
     m: &RawMedia,
     addr: IpAddr,
     session_direction: Option<Direction>,
+    secure: bool,
 ) -> Result<MediaOffer, SdpError> {
     let mut pts = Vec::with_capacity(m.formats.len());
     for f in &m.formats {
@@ -890,6 +1060,7 @@ fn audio_offer(
     let mut rtpmap: [Option<(String, u32, u8)>; 128] = std::array::from_fn(|_| None);
     let mut fmtp: [Option<&str>; 128] = [None; 128];
     let mut ptime = None;
+    let mut crypto = Vec::new();
     for a in &m.attributes {
         let Some(value) = a.value.as_deref() else {
             continue;
@@ -908,6 +1079,15 @@ fn audio_offer(
                 && slot.is_none()
             {
                 *slot = Some(params.trim());
+            }
+        } else if a.key.eq_ignore_ascii_case("crypto") {
+            // Bounded like the formats: a line cannot make us keep many keys.
+            if secure
+                && crypto.len() < MAX_CRYPTO_LINES
+                && let Ok(c) = sdes::parse_crypto(value)
+                && !crypto.iter().any(|o: &Crypto| o.tag == c.tag)
+            {
+                crypto.push(c);
             }
         } else if a.key.eq_ignore_ascii_case("ptime") && ptime.is_none() {
             ptime = value
@@ -968,6 +1148,8 @@ fn audio_offer(
         direction: direction_of(&m.attributes)
             .or(session_direction)
             .unwrap_or_default(),
+        secure,
+        crypto,
     })
 }
 

@@ -24,10 +24,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::media::dtmf::Key;
+use crate::media::srtp::MasterKey;
 use crate::sip::ALLOW;
 use crate::sip::dialog::{Dialog, DialogError};
 use crate::sip::message::{ContentType, HeaderName, Method, Request, Response, Uri, Via};
-use crate::sip::sdp::{self, Codec, Negotiated, SdpError};
+use crate::sip::sdes::SrtpPolicy;
+use crate::sip::sdp::{self, Codec, Negotiated, OfferedCrypto, RemoteSdp, SdpError};
 use crate::sip::transaction::{TimerConfig, TransactionKey, Uas2xxAction, Uas2xxRetransmitter};
 
 /// The codecs we answer and offer with, in our order of preference.
@@ -62,6 +64,25 @@ pub struct LocalMedia {
     pub sdp_session_id: u64,
     /// The last SDP version we sent; each new answer is one higher.
     pub sdp_version: u64,
+    /// Whether this leg's media is SRTP. Answering, it decides which offers are taken
+    /// (see [`SrtpPolicy`]); offering (a late offer, an agent leg), `Required` offers
+    /// `RTP/SAVP` with our key and anything else plain `RTP/AVP`.
+    pub srtp: SrtpPolicy,
+    /// Our SRTP master key and salt for this leg, drawn by the shell (unused on plain RTP).
+    pub srtp_key: MasterKey,
+}
+
+impl LocalMedia {
+    /// The crypto line our own offers carry: only when SRTP is required, since one offer
+    /// cannot say "SRTP or not" without capability negotiation (RFC 5939).
+    pub fn offered_crypto(&self) -> Option<OfferedCrypto> {
+        (self.srtp == SrtpPolicy::Required).then(|| OfferedCrypto::new(self.srtp_key.clone()))
+    }
+
+    /// Negotiates a remote offer under this leg's SRTP policy.
+    fn negotiate(&self, remote: &RemoteSdp) -> Result<Negotiated, SdpError> {
+        sdp::negotiate_srtp(remote, &CODECS, self.srtp, &self.srtp_key)
+    }
 }
 
 /// What answering an INVITE needs besides the INVITE.
@@ -330,7 +351,12 @@ impl Uas {
                 let accept = vec![(HeaderName::new("Accept-Encoding"), "identity".to_string())];
                 return Err((415, "Unsupported Media Type", accept));
             }
-            match sdp::parse_offer(&inv.body).and_then(|r| sdp::negotiate(&r, &CODECS)) {
+            let negotiated = sdp::parse_offer(&inv.body).and_then(|r| match &self.media {
+                Some(m) => m.negotiate(&r),
+                // Refused with 503 below whatever the offer.
+                None => sdp::negotiate(&r, &CODECS),
+            });
+            match negotiated {
                 Ok(n) => self.offer = Some(n),
                 Err(e) => {
                     let status = e.status_code();
@@ -519,6 +545,7 @@ impl Uas {
                     media.rtp_port,
                     media.sdp_session_id,
                     media.sdp_version,
+                    media.offered_crypto().as_ref(),
                 )
             }
         };
@@ -613,7 +640,9 @@ impl Uas {
                 self.state = UasState::Confirmed;
                 if self.offer_pending {
                     self.offer_pending = false;
-                    match sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS))
+                    let offered = self.media.as_ref().and_then(LocalMedia::offered_crypto);
+                    match sdp::parse_offer(&ack.body)
+                        .and_then(|r| sdp::accept_answer(&r, &CODECS, offered.as_ref()))
                     {
                         Ok(n) => {
                             self.negotiated = Some(n.clone());
@@ -632,8 +661,10 @@ impl Uas {
             UasState::Confirmed if self.offer_pending => {
                 // The answer to the offer of a re-INVITE without SDP.
                 self.offer_pending = false;
-                if let Ok(n) =
-                    sdp::parse_offer(&ack.body).and_then(|r| sdp::accept_answer(&r, &CODECS))
+                let offered = self.current_crypto();
+                if let Ok(n) = sdp::parse_offer(&ack.body)
+                    .and_then(|r| sdp::accept_answer(&r, &CODECS, offered.as_ref()))
+                    .and_then(|n| self.same_keys(n))
                 {
                     self.apply(n);
                 }
@@ -749,6 +780,7 @@ impl Uas {
                 media.rtp_port,
                 media.sdp_session_id,
                 media.sdp_version,
+                self.current_crypto().as_ref(),
             )
         } else {
             match self.new_offer(&req.body) {
@@ -795,7 +827,11 @@ impl Uas {
 
     /// Negotiates a new offer and applies it; returns our answer.
     fn new_offer(&mut self, body: &[u8]) -> Result<Vec<u8>, SdpError> {
-        let n = sdp::parse_offer(body).and_then(|r| sdp::negotiate(&r, &CODECS))?;
+        let Some(media) = self.media.as_ref() else {
+            return Err(SdpError::NoAudio);
+        };
+        let n = sdp::parse_offer(body).and_then(|r| media.negotiate(&r))?;
+        let n = self.same_keys(n)?;
         let Some(media) = self.media.as_mut() else {
             return Err(SdpError::NoAudio);
         };
@@ -809,6 +845,37 @@ impl Uas {
         );
         self.apply(n);
         Ok(answer)
+    }
+
+    /// The crypto line of a re-offer of ours: the current call's, if it is SRTP, so the
+    /// media keeps its keys; else what the leg's policy offers.
+    fn current_crypto(&self) -> Option<OfferedCrypto> {
+        match self.negotiated.as_ref().and_then(|n| n.srtp.as_ref()) {
+            Some(k) => Some(OfferedCrypto {
+                tag: k.tag,
+                suite: k.suite,
+                key: k.outbound.clone(),
+            }),
+            None => self.media.as_ref().and_then(LocalMedia::offered_crypto),
+        }
+    }
+
+    /// A new offer or answer inside the dialog must keep the SRTP of the call as it is:
+    /// the media session keeps its keys for the whole call (no re-keying), so plain media
+    /// may not turn into SRTP, nor the reverse, nor the far end's key change. Our own key
+    /// stays the one already agreed.
+    fn same_keys(&self, mut n: Negotiated) -> Result<Negotiated, SdpError> {
+        let Some(old) = self.negotiated.as_ref() else {
+            return Ok(n);
+        };
+        match (&old.srtp, n.srtp.as_mut()) {
+            (None, None) => Ok(n),
+            (Some(o), Some(k)) if o.inbound == k.inbound && o.suite == k.suite => {
+                k.outbound = o.outbound.clone();
+                Ok(n)
+            }
+            _ => Err(SdpError::SrtpRekey),
+        }
     }
 
     /// Makes `n` the media; the session follows a new address, or stops sending on hold.
@@ -1008,6 +1075,8 @@ mod tests {
                 rtp_port: 20000,
                 sdp_session_id: 77,
                 sdp_version: 1,
+                srtp: SrtpPolicy::Optional,
+                srtp_key: MasterKey::from_bytes(&[0; 30]),
             }),
             ring_for,
             timers: TimerConfig::default(),
@@ -2037,5 +2106,138 @@ Content-Length: 0\r\n\r\n",
         assert_eq!(responses(&out), vec![("BYE".into(), 200)]);
         assert_eq!(uas.poll_timeout(), None);
         assert!(uas.is_over());
+    }
+
+    const SRTP_KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    const OTHER_KEY: &str = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+    fn srtp_offer(key: &str, version: u32) -> String {
+        OFFER
+            .replace("RTP/AVP", "RTP/SAVP")
+            .replace("o=- 1 1", &format!("o=- 1 {version}"))
+            + &format!("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n")
+    }
+
+    fn with_policy(policy: SrtpPolicy) -> AnswerParams {
+        let mut p = params(Duration::ZERO);
+        if let Some(m) = p.media.as_mut() {
+            m.srtp = policy;
+            m.srtp_key = MasterKey::from_bytes(&[9; 30]);
+        }
+        p
+    }
+
+    fn crypto_lines(r: &Response) -> Vec<String> {
+        text(r)
+            .lines()
+            .filter(|l| l.starts_with("a=crypto:"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn srtp_offers_are_answered_or_refused_by_the_policy() {
+        let now = Instant::now();
+        let r = refused_with(
+            invite_with("sip:100@h", "", OFFER),
+            with_policy(SrtpPolicy::Required),
+        );
+        assert_eq!(r.status, 488);
+        assert!(text(&r).contains("SRTP"), "{}", text(&r));
+        let r = refused_with(
+            invite_with("sip:100@h", "", &srtp_offer(SRTP_KEY, 1)),
+            with_policy(SrtpPolicy::Off),
+        );
+        assert_eq!(r.status, 488);
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@h", "", &srtp_offer(SRTP_KEY, 1)),
+            with_policy(SrtpPolicy::Optional),
+        );
+        uas.answer(now);
+        let out = drain(&mut uas);
+        let ok = response_of(&out, 200);
+        assert!(text(&ok).contains("m=audio 20000 RTP/SAVP 0 101\r\n"));
+        assert_eq!(crypto_lines(&ok).len(), 1);
+        assert!(crypto_lines(&ok)[0].starts_with("a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:"));
+        let keys = events(&out)
+            .into_iter()
+            .find_map(|e| match e {
+                UasEvent::Media(n) => n.srtp,
+                _ => None,
+            })
+            .expect("SRTP media");
+        assert_eq!(keys.outbound, MasterKey::from_bytes(&[9; 30]));
+    }
+
+    #[test]
+    fn a_late_offer_under_required_srtp_is_ours_on_savp_and_needs_an_srtp_answer() {
+        let now = Instant::now();
+        for (answer, media) in [(srtp_offer(SRTP_KEY, 1), true), (OFFER.to_owned(), false)] {
+            let mut uas = Uas::new(
+                key("inv"),
+                invite_with("sip:100@h", "", ""),
+                with_policy(SrtpPolicy::Required),
+            );
+            uas.answer(now);
+            let ok = response_of(&drain(&mut uas), 200);
+            assert!(text(&ok).contains("m=audio 20000 RTP/SAVP 0 8 101\r\n"));
+            let ours = crypto_lines(&ok);
+            assert_eq!(ours.len(), 1);
+            assert!(ours[0].starts_with("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+            // The phone answers with our tag 1 and suite, or with plain RTP.
+            let answer = answer.replace("a=crypto:5", "a=crypto:1");
+            let ack = in_dialog("ACK", 1, "Content-Type: application/sdp\r\n", &answer);
+            uas.handle(now, UasInput::Ack(ack), via);
+            let evs = events(&drain(&mut uas));
+            if media {
+                assert!(
+                    matches!(evs.as_slice(), [UasEvent::Media(n)] if n.srtp.is_some()),
+                    "{evs:?}"
+                );
+            } else {
+                assert_eq!(evs, vec![UasEvent::Ended(Ending::NoUsableAnswer)]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reinvite_keeps_the_srtp_keys_or_is_refused() {
+        let now = Instant::now();
+        let mut uas = Uas::new(
+            key("inv"),
+            invite_with("sip:100@127.0.0.1", "", &srtp_offer(SRTP_KEY, 1)),
+            with_policy(SrtpPolicy::Optional),
+        );
+        uas.answer(now);
+        let first = crypto_lines(&response_of(&drain(&mut uas), 200));
+        uas.handle(now, UasInput::Ack(in_dialog("ACK", 1, "", "")), via);
+        drain(&mut uas);
+        let reinvite = |uas: &mut Uas, cseq: u32, body: &str| {
+            let req = in_dialog("INVITE", cseq, "Content-Type: application/sdp\r\n", body);
+            let k = key(&format!("re{cseq}"));
+            uas.handle(now, UasInput::Request { key: k, req }, via);
+            drain(uas)
+        };
+        // Hold with the same key: answered with our same key.
+        let held = srtp_offer(SRTP_KEY, 2).replace(
+            "telephone-event/8000\r\n",
+            "telephone-event/8000\r\na=sendonly\r\n",
+        );
+        let out = reinvite(&mut uas, 2, &held);
+        assert_eq!(crypto_lines(&response_of(&out, 200)), first);
+        // Another key, or plain RTP: refused, the call keeps its keys.
+        for (cseq, body) in [
+            (3, srtp_offer(OTHER_KEY, 3)),
+            (4, OFFER.replace("o=- 1 1", "o=- 1 4")),
+        ] {
+            let out = reinvite(&mut uas, cseq, &body);
+            assert_eq!(responses(&out), vec![("INVITE".into(), 488)], "{body}");
+        }
+        let kept = uas
+            .negotiated()
+            .and_then(|n| n.srtp.as_ref())
+            .expect("still SRTP");
+        assert_eq!(kept.outbound, MasterKey::from_bytes(&[9; 30]));
     }
 }

@@ -299,6 +299,7 @@ impl Phone {
                     crate::media::g711::Codec::Pcmu,
                     crate::media::g711::Codec::Pcma,
                 ],
+                None,
             )
         }
         .map_err(|e| CallerError::Sdp(e.to_string()))?;
