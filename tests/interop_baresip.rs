@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT,
-    alice_account, baresip_modules, caller_tone, cannot_run, heard_frames, tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT, alice_account,
+    baresip_modules, caller_tone, cannot_run, heard_frames, tone_frames, wait_for,
 };
 use common::bridge::{decoded, payloads};
 use hotline::config::{Config, Protocol};

@@ -22,9 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT,
-    alice_account, baresip_modules, caller_tone, cannot_run, heard_frames, loud_frames,
-    tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT, alice_account,
+    baresip_modules, caller_tone, cannot_run, heard_frames, loud_frames, tone_frames, wait_for,
 };
 use common::bridge::{decoded, payloads};
 use common::tls::{Certificates, make_certificates};
@@ -159,7 +158,6 @@ async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
     drop(srv);
     let _ = fs::remove_dir_all(&root);
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_calls_the_ivr_over_tls() {
