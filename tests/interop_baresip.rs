@@ -16,17 +16,14 @@
 mod common;
 
 use std::fs;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::baresip::{
-    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT, alice_account,
-    baresip_modules, caller_tone, cannot_run, heard_frames, tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, REGISTER_TIMEOUT, alice_account,
+    baresip_modules, caller_and_agent_hear_each_other, cannot_run, wait_for,
 };
-use common::bridge::{decoded, payloads};
 use hotline::config::{Config, Protocol};
-use hotline_load::caller::{CallMedia, Offer, Phone};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_registers_as_alice_and_answers_a_queued_call() {
@@ -82,49 +79,9 @@ agents: { alice: { password: \"alice-change-me\", queues: { support: 0 } } }\n",
         baresip.log_text()
     );
     // The queue's callers wait for an agent (`when_empty: join`), so the call may come
-    // before the queues have heard of the registration.
-    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("caller");
-    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).expect("caller RTP");
-    let mut call = phone
-        .call("hotline", &media, Offer::Default)
-        .await
-        .expect("the hotline answers");
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
-    // The queue offers the call to baresip, which answers at once: its tone reaches the
-    // caller through the bridge.
-    let codec = call.codec;
-    let heard_tone = wait_for(Duration::from_secs(30), || {
-        tone_frames(&decoded(&payloads(&media), codec), AGENT_TONE) >= 25
-    })
-    .await;
-    assert!(
-        heard_tone,
-        "the caller never heard baresip's {AGENT_TONE} Hz tone ({} frames heard)\n--- baresip ---\n{}",
-        media.heard_len(),
-        baresip.log_text()
-    );
-    // The caller speaks (a tone) while the agent listens.
-    media.say_pcm(&caller_tone());
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let bye = phone.hang_up(&mut call).await.expect("BYE answered");
-    assert_eq!(bye.status, 200);
-    media.close();
-    // baresip ends its side of the bridge and closes its recording.
-    let agent_heard_tone = wait_for(Duration::from_secs(20), || {
-        tone_frames(&heard_frames(&snd), CALLER_TONE) >= 50
-    })
-    .await;
-    assert!(
-        agent_heard_tone,
-        "baresip never heard the caller's {CALLER_TONE} Hz tone ({} frames recorded)\n--- baresip ---\n{}",
-        heard_frames(&snd).len(),
-        baresip.log_text()
-    );
+    // before the queues have heard of the registration. The queue offers the call to
+    // baresip, which answers at once.
+    caller_and_agent_hear_each_other(sip, &baresip, &snd, String::new).await;
     let log = baresip.log_text();
     assert!(log.contains("200 OK"), "baresip's registration: {log}");
     drop(baresip);

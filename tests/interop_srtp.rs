@@ -26,20 +26,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    BASE_MODULES, Baresip, BaresipConfig, baresip_modules, cannot_run, heard_frames, loud_frames,
-    tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, baresip_modules,
+    caller_and_agent_hear_each_other, cannot_run, heard_frames, loud_frames, wait_for,
 };
-use common::bridge::{decoded, payloads};
 use hotline::config::{Config, Protocol};
-use hotline::media::g711::FRAME_SAMPLES;
 use hotline::server::RunningServer;
 use hotline::sip::sdes::SrtpPolicy;
-use hotline_load::caller::{CallMedia, Offer, Phone};
-
-/// The tone baresip's `ausine` source plays (Hz).
-const BARESIP_TONE: f32 = 440.0;
-/// The tone the plain caller plays to the agent (Hz).
-const CALLER_TONE: f32 = 1000.0;
 
 /// A menu whose key 1 says goodbye and hangs up; without a key it waits 30 s.
 const MENU_FLOW: &str = "start: menu
@@ -101,7 +93,7 @@ fn srtp_baresip(conf: &Path, modules: &Path, snd: &Path, account: String) -> (u1
         dir: conf,
         modules,
         account,
-        tone: BARESIP_TONE as u32,
+        tone: AGENT_TONE as u32,
         snd,
         extra_modules: &["srtp", "menu", "cons"],
         extra: format!("cons_listen\t\t{console}\n"),
@@ -188,16 +180,6 @@ fn assert_srtp_enabled(baresip: &Baresip) {
     );
 }
 
-/// The caller's tone: 3 s at CALLER_TONE.
-fn caller_tone() -> Vec<i16> {
-    (0..150 * FRAME_SAMPLES)
-        .map(|i| {
-            let t = i as f32 / 8000.0;
-            (6000.0 * (2.0 * std::f32::consts::PI * CALLER_TONE * t).sin()) as i16
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_srtp_agent_answers_a_plain_caller_through_the_bridge() {
     let Some(modules) = modules() else { return };
@@ -235,45 +217,10 @@ agents: {{ alice: {{ uri: \"sip:alice@127.0.0.1:{port}\", queues: {{ support: 0 
     let baresip = Baresip::start(&conf, &root.join("baresip.log"), &[]);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("caller");
-    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).expect("caller RTP");
-    let mut call = phone
-        .call("hotline", &media, Offer::Default)
-        .await
-        .expect("the hotline answers");
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
-    let codec = call.codec;
-    let heard_tone = wait_for(Duration::from_secs(30), || {
-        tone_frames(&decoded(&payloads(&media), codec), BARESIP_TONE) >= 25
+    caller_and_agent_hear_each_other(sip, &baresip, &snd, || {
+        format!("a plain caller and an SRTP agent, {:?}", srtp_counts(&srv))
     })
     .await;
-    assert!(
-        heard_tone,
-        "the plain caller never heard the SRTP agent's {BARESIP_TONE} Hz tone ({} frames heard, {:?})\n--- baresip ---\n{}",
-        media.heard_len(),
-        srtp_counts(&srv),
-        baresip.log_text()
-    );
-    media.say_pcm(&caller_tone());
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let bye = phone.hang_up(&mut call).await.expect("BYE answered");
-    assert_eq!(bye.status, 200);
-    media.close();
-    let agent_heard_tone = wait_for(Duration::from_secs(20), || {
-        tone_frames(&heard_frames(&snd), CALLER_TONE) >= 50
-    })
-    .await;
-    assert!(
-        agent_heard_tone,
-        "the SRTP agent never heard the caller's {CALLER_TONE} Hz tone ({} frames recorded)\n--- baresip ---\n{}",
-        heard_frames(&snd).len(),
-        baresip.log_text()
-    );
     assert_srtp_enabled(&baresip);
     let (auth, replay, _) = srtp_counts(&srv);
     assert_eq!((auth, replay), (0, 0), "SRTP packets refused here");

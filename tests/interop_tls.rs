@@ -16,21 +16,20 @@
 mod common;
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, CALLER_TONE, REGISTER_TIMEOUT, alice_account,
-    baresip_modules, caller_tone, cannot_run, heard_frames, loud_frames, tone_frames, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, REGISTER_TIMEOUT, alice_account,
+    baresip_modules, caller_and_agent_hear_each_other, cannot_run, heard_frames, loud_frames,
+    wait_for,
 };
-use common::bridge::{decoded, payloads};
 use common::tls::{Certificates, make_certificates};
 use hotline::config::{Config, Listen, Protocol};
 use hotline::server::RunningServer;
 use hotline::sip::digest::Algorithm;
-use hotline_load::caller::{CallMedia, Offer, Phone};
 
 fn folder(test: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -113,44 +112,7 @@ async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
     );
 
     // A caller on UDP; the queue offers the call to baresip over its TLS connection.
-    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("caller");
-    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).expect("caller RTP");
-    let mut call = phone
-        .call("hotline", &media, Offer::Default)
-        .await
-        .expect("the hotline answers");
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
-    let codec = call.codec;
-    let heard_tone = wait_for(Duration::from_secs(30), || {
-        tone_frames(&decoded(&payloads(&media), codec), AGENT_TONE) >= 25
-    })
-    .await;
-    assert!(
-        heard_tone,
-        "the caller never heard baresip's {AGENT_TONE} Hz tone ({} frames heard)\n--- baresip ---\n{}",
-        media.heard_len(),
-        baresip.log_text()
-    );
-    media.say_pcm(&caller_tone());
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let bye = phone.hang_up(&mut call).await.expect("BYE answered");
-    assert_eq!(bye.status, 200);
-    media.close();
-    let agent_heard_tone = wait_for(Duration::from_secs(20), || {
-        tone_frames(&heard_frames(&snd), CALLER_TONE) >= 50
-    })
-    .await;
-    assert!(
-        agent_heard_tone,
-        "baresip never heard the caller's {CALLER_TONE} Hz tone ({} frames recorded)\n--- baresip ---\n{}",
-        heard_frames(&snd).len(),
-        baresip.log_text()
-    );
+    caller_and_agent_hear_each_other(sip, &baresip, &snd, || "over TLS".into()).await;
     // Nothing went over plain TCP, and no handshake failed.
     let stats = &srv.server.transport_stats;
     assert_eq!(stats.tls_handshake_failed.load(Ordering::Relaxed), 0);

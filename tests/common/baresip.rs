@@ -276,3 +276,60 @@ pub async fn wait_for(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     }
     ok()
 }
+
+/// A caller on UDP dials the queue at `sip`, and the agent `baresip` (playing
+/// [`AGENT_TONE`], recording to `snd`) takes the call: the caller must hear the agent's
+/// tone through the bridge, then the agent the caller's [`CALLER_TONE`], after the caller
+/// has hung up (baresip closes its recording then). `context` is added to each failure.
+pub async fn caller_and_agent_hear_each_other(
+    sip: SocketAddr,
+    baresip: &Baresip,
+    snd: &Path,
+    context: impl Fn() -> String,
+) {
+    use super::bridge::{decoded, payloads};
+    use hotline::config::Protocol;
+    use hotline_load::caller::{CallMedia, Offer, Phone};
+
+    let mut phone = Phone::new(Protocol::Udp, sip).await.expect("caller");
+    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).expect("caller RTP");
+    let mut call = phone
+        .call("hotline", &media, Offer::Default)
+        .await
+        .expect("the hotline answers");
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    let codec = call.codec;
+    let heard_tone = wait_for(Duration::from_secs(30), || {
+        tone_frames(&decoded(&payloads(&media), codec), AGENT_TONE) >= 25
+    })
+    .await;
+    assert!(
+        heard_tone,
+        "the caller never heard the agent's {AGENT_TONE} Hz tone ({} frames heard; {})\n--- baresip ---\n{}",
+        media.heard_len(),
+        context(),
+        baresip.log_text()
+    );
+    // The caller speaks (a tone) while the agent listens.
+    media.say_pcm(&caller_tone());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let bye = phone.hang_up(&mut call).await.expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    media.close();
+    let agent_heard_tone = wait_for(Duration::from_secs(20), || {
+        tone_frames(&heard_frames(snd), CALLER_TONE) >= 50
+    })
+    .await;
+    assert!(
+        agent_heard_tone,
+        "the agent never heard the caller's {CALLER_TONE} Hz tone ({} frames recorded; {})\n--- baresip ---\n{}",
+        heard_frames(snd).len(),
+        context(),
+        baresip.log_text()
+    );
+}
