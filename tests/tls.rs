@@ -63,25 +63,40 @@ Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
 }
 
-/// The next response on a stream, or None when it closes or `within` passes.
+/// The next message on a stream, or None when it closes or `within` passes.
+async fn message<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    framer: &mut StreamFramer,
+    within: Duration,
+) -> Option<Message> {
+    let until = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Ok(Some(frame)) = framer.pop() {
+            if let Frame::Message(bytes) = frame
+                && let Ok(m) = parse_bytes(bytes, &Limits::default())
+            {
+                return Some(m);
+            }
+        }
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => framer.push(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
+/// The next response on a stream (requests before it are passed over).
 async fn response<S: AsyncRead + Unpin>(
     stream: &mut S,
     framer: &mut StreamFramer,
     within: Duration,
 ) -> Option<hotline::sip::message::Response> {
     let until = Instant::now() + within;
-    let mut buf = [0u8; 4096];
     loop {
-        while let Ok(Some(frame)) = framer.pop() {
-            if let Frame::Message(bytes) = frame
-                && let Ok(Message::Response(r)) = parse_bytes(bytes, &Limits::default())
-            {
-                return Some(r);
-            }
-        }
-        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => framer.push(&buf[..n]),
-            _ => return None,
+        let left = until.saturating_duration_since(Instant::now());
+        if let Message::Response(r) = message(stream, framer, left).await? {
+            return Some(r);
         }
     }
 }
@@ -473,25 +488,17 @@ agents: { alice: { password: \"alice-secret\", queues: { support: 0 } } }\n",
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The next request on a stream, or None when it closes or `within` passes.
+/// The next request on a stream (responses before it are passed over).
 async fn request<S: AsyncRead + Unpin>(
     stream: &mut S,
     framer: &mut StreamFramer,
     within: Duration,
 ) -> Option<hotline::sip::message::Request> {
     let until = Instant::now() + within;
-    let mut buf = [0u8; 4096];
     loop {
-        while let Ok(Some(frame)) = framer.pop() {
-            if let Frame::Message(bytes) = frame
-                && let Ok(Message::Request(r)) = parse_bytes(bytes, &Limits::default())
-            {
-                return Some(r);
-            }
-        }
-        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => framer.push(&buf[..n]),
-            _ => return None,
+        let left = until.saturating_duration_since(Instant::now());
+        if let Message::Request(r) = message(stream, framer, left).await? {
+            return Some(r);
         }
     }
 }
