@@ -17,11 +17,10 @@ mod common;
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use common::baresip::{
-    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, REGISTER_TIMEOUT, alice_account,
-    baresip_modules, caller_and_agent_hear_each_other, cannot_run, wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, alice_account, baresip_modules,
+    caller_and_agent_hear_each_other, cannot_run, wait_registered,
 };
 use hotline::config::{Config, Protocol};
 
@@ -68,16 +67,7 @@ agents: { alice: { password: \"alice-change-me\", queues: { support: 0 } } }\n",
     .write();
     let baresip = Baresip::start(&conf, &root.join("baresip.log"), &[]);
 
-    let registrations = srv.server.deps.registrations().clone();
-    let registered = wait_for(REGISTER_TIMEOUT, || {
-        registrations.is_registered("alice", Instant::now())
-    })
-    .await;
-    assert!(
-        registered,
-        "baresip did not register as alice within {REGISTER_TIMEOUT:?}\n--- baresip ---\n{}",
-        baresip.log_text()
-    );
+    wait_registered(&srv, &baresip, "alice").await;
     // The queue's callers wait for an agent (`when_empty: join`), so the call may come
     // before the queues have heard of the registration. The queue offers the call to
     // baresip, which answers at once.

@@ -22,9 +22,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::baresip::{
-    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, REGISTER_TIMEOUT, alice_account,
-    baresip_modules, caller_and_agent_hear_each_other, cannot_run, heard_frames, loud_frames,
-    wait_for,
+    AGENT_TONE, BASE_MODULES, Baresip, BaresipConfig, alice_account, baresip_modules,
+    caller_and_agent_hear_each_other, cannot_run, heard_frames, loud_frames, wait_for,
+    wait_registered,
 };
 use common::tls::{Certificates, make_certificates};
 use hotline::config::{Config, Listen, Protocol};
@@ -95,16 +95,8 @@ async fn baresip_registers_over_tls_and_answers_a_queued_call_over_it() {
     .write();
     let baresip = Baresip::start(&conf, &root.join("baresip.log"), &[]);
 
+    wait_registered(&srv, &baresip, "alice").await;
     let registrations = srv.server.deps.registrations().clone();
-    let registered = wait_for(REGISTER_TIMEOUT, || {
-        registrations.is_registered("alice", Instant::now())
-    })
-    .await;
-    assert!(
-        registered,
-        "baresip did not register as alice over TLS within {REGISTER_TIMEOUT:?}\n--- baresip ---\n{}",
-        baresip.log_text()
-    );
     let bindings = registrations.contacts("alice", Instant::now());
     assert!(
         !bindings.is_empty() && bindings.iter().all(|b| b.source.transport == Protocol::Tls),

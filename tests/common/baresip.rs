@@ -333,3 +333,18 @@ pub async fn caller_and_agent_hear_each_other(
         baresip.log_text()
     );
 }
+
+/// Waits up to [`REGISTER_TIMEOUT`] for `baresip` to register as `user` at `srv`, and
+/// fails the test with baresip's log when it does not.
+pub async fn wait_registered(srv: &hotline::server::RunningServer, baresip: &Baresip, user: &str) {
+    let registrations = srv.server.deps.registrations().clone();
+    let registered = wait_for(REGISTER_TIMEOUT, || {
+        registrations.is_registered(user, Instant::now())
+    })
+    .await;
+    assert!(
+        registered,
+        "baresip did not register as {user} within {REGISTER_TIMEOUT:?}\n--- baresip ---\n{}",
+        baresip.log_text()
+    );
+}
