@@ -503,24 +503,31 @@ async fn request<S: AsyncRead + Unpin>(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sips_transfer_target_is_called_over_a_verified_tls_connection_that_is_reused() {
-    common::logs();
-    let dir = folder("trunk");
-    let certs = make_certificates(&dir);
-    // The trunk: a TLS server with the test authority's certificate for 127.0.0.1.
+/// A trunk on loopback speaking TLS with `trunk_certs`' certificate, and an engine with
+/// `engine_certs` (its TLS listener, and `tls.ca`, the authority it trusts) whose flow
+/// transfers every call to `target(trunk's port)`, hanging up when that fails.
+async fn trunk_and_engine(
+    dir: &std::path::Path,
+    engine_certs: &Certificates,
+    trunk_certs: &Certificates,
+    target: impl Fn(u16) -> String,
+) -> (
+    tokio_rustls::TlsAcceptor,
+    tokio::net::TcpListener,
+    RunningServer,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(
-        hotline::sip::tls::server_config(&certs.config()).expect("the trunk's certificate"),
+        hotline::sip::tls::server_config(&trunk_certs.config()).expect("the trunk's certificate"),
     );
     let trunk = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let trunk_addr = trunk.local_addr().unwrap();
+    let port = trunk.local_addr().unwrap().port();
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).unwrap();
     std::fs::write(
         flows.join("main.yaml"),
         format!(
-            "start: out\nsteps:\n  out:\n    transfer: \"sips:desk@127.0.0.1:{}\"\n    timeout: 10s\n    on_failure: bye\n  bye:\n    hangup: true\n",
-            trunk_addr.port()
+            "start: out\nsteps:\n  out:\n    transfer: \"{}\"\n    timeout: 10s\n    on_failure: bye\n  bye:\n    hangup: true\n",
+            target(port)
         ),
     )
     .unwrap();
@@ -530,12 +537,26 @@ async fn a_sips_transfer_target_is_called_over_a_verified_tls_connection_that_is
             "tls:127.0.0.1:0".parse::<Listen>().unwrap(),
         ];
         c.tls = Some(hotline::config::TlsConfig {
-            ca: Some(certs.ca.clone()),
-            ..certs.config()
+            ca: Some(engine_certs.ca.clone()),
+            ..engine_certs.config()
         });
         c.flows_dir = flows.clone();
     })
     .await;
+    (acceptor, trunk, srv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sips_transfer_target_is_called_over_a_verified_tls_connection_that_is_reused() {
+    common::logs();
+    let dir = folder("trunk");
+    let certs = make_certificates(&dir);
+    // The trunk: a TLS server with the test authority's certificate for 127.0.0.1.
+    let (acceptor, trunk, srv) = trunk_and_engine(&dir, &certs, &certs, |port| {
+        format!("sips:desk@127.0.0.1:{port}")
+    })
+    .await;
+    let trunk_addr = trunk.local_addr().unwrap();
     let udp = common::addr(&srv, Protocol::Udp);
     let tls = common::addr(&srv, Protocol::Tls);
 
@@ -598,28 +619,8 @@ async fn a_tls_target_whose_certificate_is_not_trusted_is_not_called() {
     let certs = make_certificates(&dir);
     // The trunk's certificate is from another authority than the hotline's tls.ca.
     let other = make_certificates(&dir.join("other"));
-    let acceptor = tokio_rustls::TlsAcceptor::from(
-        hotline::sip::tls::server_config(&other.config()).expect("the trunk's certificate"),
-    );
-    let trunk = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let trunk_addr = trunk.local_addr().unwrap();
-    let flows = dir.join("flows");
-    std::fs::create_dir_all(&flows).unwrap();
-    std::fs::write(
-        flows.join("main.yaml"),
-        format!(
-            "start: out\nsteps:\n  out:\n    transfer: \"sip:desk@127.0.0.1:{};transport=tls\"\n    timeout: 10s\n    on_failure: bye\n  bye:\n    hangup: true\n",
-            trunk_addr.port()
-        ),
-    )
-    .unwrap();
-    let srv = common::server(|c| {
-        c.tls = Some(hotline::config::TlsConfig {
-            cert: None,
-            key: None,
-            ca: Some(certs.ca.clone()),
-        });
-        c.flows_dir = flows.clone();
+    let (acceptor, trunk, srv) = trunk_and_engine(&dir, &certs, &other, |port| {
+        format!("sip:desk@127.0.0.1:{port};transport=tls")
     })
     .await;
     let udp = common::addr(&srv, Protocol::Udp);
