@@ -159,12 +159,9 @@ fn session_ticks(calls: usize, te: Option<u8>) -> Duration {
     in_tick / (200 * calls as u32)
 }
 
-/// The session alone, without sockets: what the pure state machine costs per tick.
-#[test]
-#[ignore]
-fn pure_session_tick() {
-    let remote = SocketAddr::new(LOCAL, 40_000);
-    let params = SessionParams {
+/// A PCMU session with telephone-events toward `remote`, SRTP when `srtp` is given.
+fn bench_params(remote: SocketAddr, srtp: Option<SrtpKeys>) -> SessionParams {
+    SessionParams {
         codec: Codec::Pcmu,
         payload_type: 0,
         telephone_event_pt: Some(101),
@@ -174,8 +171,16 @@ fn pure_session_tick() {
         initial_seq: 1,
         initial_timestamp: 0,
         origin: MediaOrigin::Placed,
-        srtp: None,
-    };
+        srtp,
+    }
+}
+
+/// The session alone, without sockets: what the pure state machine costs per tick.
+#[test]
+#[ignore]
+fn pure_session_tick() {
+    let remote = SocketAddr::new(LOCAL, 40_000);
+    let params = bench_params(remote, None);
     let mut now = Instant::now();
     let mut s = Session::new(params, now);
     let mut sender = RtpSender::new(7_000, 1, 0, 0);
@@ -242,23 +247,15 @@ fn pure_srtp_session_tick() {
     let remote = SocketAddr::new(LOCAL, 40_000);
     let key = MasterKey::from_bytes(&[7; 30]);
     let suite = SrtpSuite::AesCm128HmacSha1_80;
-    let params = SessionParams {
-        codec: Codec::Pcmu,
-        payload_type: 0,
-        telephone_event_pt: Some(101),
+    let params = bench_params(
         remote,
-        no_media_timeout: Duration::from_secs(3600),
-        ssrc: 1,
-        initial_seq: 1,
-        initial_timestamp: 0,
-        origin: MediaOrigin::Placed,
-        srtp: Some(SrtpKeys {
+        Some(SrtpKeys {
             suite,
             tag: 1,
             inbound: key.clone(),
             outbound: key.clone(),
         }),
-    };
+    );
     let mut now = Instant::now();
     let mut s = Session::new(params, now);
     let mut sender = RtpSender::new(7_000, 1, 0, 0);
