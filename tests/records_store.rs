@@ -7,6 +7,8 @@
 //! locked by another connection, a store that stays down (the spool, replayed by the next
 //! writer), a full queue, shutdown, and a PostgreSQL server that cannot be reached.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,53 +61,17 @@ impl Fixture for Sqlite {
     }
 }
 
-struct Postgres {
-    base: String,
-    schema: String,
-}
-
-/// The PostgreSQL URL the tests use, if any (None: skip; fails if it is required).
-fn postgres_url() -> Option<String> {
-    match std::env::var("HOTLINE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("HOTLINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "HOTLINE_REQUIRE_POSTGRES=1 but HOTLINE_TEST_POSTGRES (a postgres:// URL) is not set"
-            );
-            eprintln!("skipped: set HOTLINE_TEST_POSTGRES to a postgres:// URL to run this test");
-            None
-        }
-    }
-}
+/// A schema of the test's own in the PostgreSQL server the tests use.
+struct Postgres(common::postgres::Schema);
 
 impl Postgres {
     fn new(name: &str) -> Option<Postgres> {
-        let base = postgres_url()?;
-        let schema = format!("t_{name}_{}", std::process::id());
-        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls).expect("connect");
-        admin
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
-            ))
-            .expect("a schema of the test's own");
-        Some(Postgres { base, schema })
+        let base = common::postgres::postgres_url()?;
+        Some(Postgres(common::postgres::Schema::new(base, name)))
     }
 
     fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{sep}options=-c%20search_path%3D{}",
-            self.base, self.schema
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Ok(mut c) = ::postgres::Client::connect(&self.base, ::postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
-        }
+        self.0.url()
     }
 }
 
@@ -618,7 +584,7 @@ fn shutting_down_writes_what_is_queued() {
 
 #[test]
 fn an_unreachable_postgres_is_retried_until_it_answers() {
-    let Some(url) = postgres_url() else {
+    let Some(url) = common::postgres::postgres_url() else {
         return;
     };
     let f = Postgres::new("writer_outage").unwrap();

@@ -171,6 +171,28 @@ struct Playing {
     barge_in: bool,
 }
 
+impl Playing {
+    /// Drops the prompts already played through, so the front one has `frame` left.
+    fn drop_played(&mut self) {
+        while let Some(prompt) = self.prompts.front() {
+            if self.frame < prompt.frame_count() {
+                break;
+            }
+            self.prompts.pop_front();
+            self.frame = 0;
+        }
+    }
+
+    /// Whether the frame just taken was the last of the last prompt.
+    fn is_over(&self) -> bool {
+        self.prompts.len() <= 1
+            && self
+                .prompts
+                .front()
+                .is_none_or(|pr| self.frame >= pr.frame_count())
+    }
+}
+
 /// Counters a session keeps for the call record and for load measurement.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SessionStats {
@@ -700,21 +722,11 @@ impl Session {
         let Some(p) = self.playing.as_mut() else {
             return;
         };
-        while let Some(prompt) = p.prompts.front() {
-            if p.frame < prompt.frame_count() {
-                break;
-            }
-            p.prompts.pop_front();
-            p.frame = 0;
-        }
+        p.drop_played();
         if p.prompts.front().is_some() {
             p.frame += 1;
         }
-        let last = p.prompts.len() <= 1
-            && p.prompts
-                .front()
-                .is_none_or(|pr| p.frame >= pr.frame_count());
-        if last {
+        if p.is_over() {
             let id = p.id;
             self.playing = None;
             self.events.push_back(MediaEvent::PlayFinished { id });
@@ -742,24 +754,14 @@ impl Session {
             frame = &relayed;
         }
         if let Some(p) = self.playing.as_mut() {
-            while let Some(prompt) = p.prompts.front() {
-                if p.frame < prompt.frame_count() {
-                    break;
-                }
-                p.prompts.pop_front();
-                p.frame = 0;
-            }
+            p.drop_played();
             if let Some(f) = p.prompts.front().and_then(|pr| pr.frame(codec, p.frame)) {
                 frame = f;
                 p.frame += 1;
             }
             // Report the end with the last frame, so the caller's timeout starts when the
             // prompt really stops.
-            let last = p.prompts.len() <= 1
-                && p.prompts
-                    .front()
-                    .is_none_or(|pr| p.frame >= pr.frame_count());
-            if last {
+            if p.is_over() {
                 finished = Some(p.id);
             }
         }
