@@ -681,14 +681,10 @@ impl EndpointCore {
     /// RFC 7339: a proxy that announced overload control in its Via hears there how much
     /// new traffic to hold back (every response, so its view stays fresh).
     fn advise(&mut self, now: Instant, resp: &mut Response) {
-        let has_oc = resp
-            .headers
-            .top_via()
-            .is_ok_and(|v| v.params.get("oc").is_some());
-        if has_oc {
-            let refusing = self.admission.refusing(now, self.current_load());
-            self.overload.advise(now, refusing, resp);
-        }
+        let load = self.current_load();
+        let admission = &mut self.admission;
+        self.overload
+            .advise(now, || admission.refusing(now, load), resp);
     }
 
     fn forget_call(&mut self, call_id: &str) {

@@ -90,12 +90,13 @@ impl OverloadControl {
     }
 
     /// Adds the advice to `resp`'s top Via when the proxy announced support there (`oc`,
-    /// and `loss` among its `oc-algo`, or no `oc-algo`: loss is the default). Returns the
-    /// loss given, if any.
+    /// and `loss` among its `oc-algo`, or no `oc-algo`: loss is the default). `refusing`
+    /// (what the admission controller says now) is asked only then. Returns the loss
+    /// given, if any.
     pub fn advise(
         &mut self,
         now: Instant,
-        refusing: Option<Refusal>,
+        refusing: impl FnOnce() -> Option<Refusal>,
         resp: &mut Response,
     ) -> Option<u8> {
         let supports = resp
@@ -106,7 +107,7 @@ impl OverloadControl {
         if !supports {
             return None;
         }
-        let loss = self.loss(now, refusing);
+        let loss = self.loss(now, refusing());
         let since = now.saturating_duration_since(*self.start.get_or_insert(now));
         let seq = format!(
             "{}.{:03}",
@@ -173,7 +174,7 @@ Content-Length: 0\r\n\r\n"
         let t = Instant::now();
         let mut oc = OverloadControl::new(1_700_000_000);
         let mut r = response("");
-        assert_eq!(oc.advise(t, Some(Refusal::MaxCalls), &mut r), None);
+        assert_eq!(oc.advise(t, || Some(Refusal::MaxCalls), &mut r), None);
         assert_eq!(top_param(&r, "oc"), None);
         // Only the top Via counts: the second one's `oc` is not ours to answer.
         assert!(
@@ -184,7 +185,7 @@ Content-Length: 0\r\n\r\n"
         );
         // A proxy offering only another algorithm gets nothing either.
         let mut r = response(";oc;oc-algo=\"rate\"");
-        assert_eq!(oc.advise(t, Some(Refusal::MaxCalls), &mut r), None);
+        assert_eq!(oc.advise(t, || Some(Refusal::MaxCalls), &mut r), None);
     }
 
     #[test]
@@ -198,7 +199,7 @@ Content-Length: 0\r\n\r\n"
             Refusal::Draining,
         ] {
             let mut r = response(";oc;oc-algo=\"loss,rate\"");
-            assert_eq!(oc.advise(t, Some(why), &mut r), Some(100), "{why:?}");
+            assert_eq!(oc.advise(t, || Some(why), &mut r), Some(100), "{why:?}");
             assert_eq!(top_param(&r, "oc").as_deref(), Some("100"));
             assert_eq!(top_param(&r, "oc-algo").as_deref(), Some("\"loss\""));
             assert_eq!(top_param(&r, "oc-validity").as_deref(), Some("2000"));
@@ -217,7 +218,7 @@ Content-Length: 0\r\n\r\n"
         }
         let mut r = response(";oc");
         assert_eq!(
-            oc.advise(at(1_000), Some(Refusal::Rate), &mut r),
+            oc.advise(at(1_000), || Some(Refusal::Rate), &mut r),
             Some(75),
             "the last whole second's share"
         );
@@ -225,7 +226,7 @@ Content-Length: 0\r\n\r\n"
         // Later the engine takes calls again: oc=0 with validity 0 ends the advice, and
         // the sequence has grown.
         let mut r = response(";oc");
-        assert_eq!(oc.advise(at(2_500), None, &mut r), Some(0));
+        assert_eq!(oc.advise(at(2_500), || None, &mut r), Some(0));
         assert_eq!(top_param(&r, "oc-validity").as_deref(), Some("0"));
         assert_eq!(top_param(&r, "oc-seq").as_deref(), Some("1700000001.500"));
         // Refusing for the rate with no count yet still asks for some loss.
