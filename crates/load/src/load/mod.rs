@@ -529,7 +529,6 @@ async fn conduct(
             retry_after.iter().copied().max().unwrap_or(0),
         )
     });
-    s.overload = args.recovery_calls > 0;
     if let Some(rec) = recovery {
         let mut r = Recovery {
             calls: rec.results.len() + rec.unfinished,

@@ -146,9 +146,8 @@ pub struct Summary {
     pub calls_refused: usize,
     /// The shortest and longest `Retry-After` of those refusals, seconds.
     pub retry_after_s: Option<(u32, u32)>,
-    /// An overload run (`--recovery-calls`): refusals are expected, not failures.
-    pub overload: bool,
-    /// The overload run's calls after the load dropped.
+    /// An overload run's (`--recovery-calls`) calls after the load dropped; in such a run
+    /// refusals are expected, not failures.
     pub recovery: Option<Recovery>,
     /// The first few failure reasons with their counts.
     pub failures: Vec<(String, usize)>,
@@ -199,7 +198,7 @@ impl Summary {
         if self.calls_failed > 0 {
             v.push(format!("{} call(s) failed", self.calls_failed));
         }
-        if self.calls_refused > 0 && !self.overload {
+        if self.calls_refused > 0 && self.recovery.is_none() {
             v.push(format!("{} call(s) refused (503)", self.calls_refused));
         }
         if let Some(r) = &self.recovery
@@ -257,7 +256,7 @@ impl Summary {
                 self.calls_attempted, self.calls_set_up, self.calls_failed
             ),
         );
-        if self.calls_refused > 0 || self.overload {
+        if self.calls_refused > 0 || self.recovery.is_some() {
             row(
                 &mut t,
                 "refused (503)",
@@ -538,7 +537,6 @@ mod tests {
         };
         s.judge();
         assert_eq!(s.verdicts, ["3 call(s) refused (503)"]);
-        s.overload = true;
         s.recovery = Some(Recovery {
             calls: 5,
             set_up: 4,
