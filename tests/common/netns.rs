@@ -102,7 +102,7 @@ impl FaultyNet {
                  type filter hook input priority 0; policy accept;\n\
                  meta l4proto udp numgen random mod 1000 < {loss_permille} counter drop\n\
                }}\n\
-               chain duplicate {{\n\
+               chain outgoing {{\n\
                  type filter hook output priority 0; policy accept;\n\
                  meta l4proto udp numgen random mod 1000 < {duplicate_permille} counter dup to 127.0.0.1 device \"lo\"\n\
                }}\n\
@@ -154,7 +154,7 @@ impl FaultyNet {
             &rate, "ceil", &rate, "burst", "10b", "cburst", "10b",
         ])?;
         let rule = format!(
-            "add rule ip faults duplicate udp dport {first}-{last} numgen random mod 1000 < {permille} meta priority set 1:20 counter"
+            "add rule ip faults outgoing udp dport {first}-{last} numgen random mod 1000 < {permille} meta priority set 1:20 counter"
         );
         let args: Vec<&str> = std::iter::once("nft").chain(rule.split(' ')).collect();
         self.exec(&args).map(|_| ())
