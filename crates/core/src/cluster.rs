@@ -127,7 +127,10 @@ impl Membership {
             Event::Lock(true) if !self.leader => {
                 self.leader = true;
                 self.marked.clear();
-                self.next_sweep = now;
+                // Every node gets one whole lease to renew under the new leader before it
+                // can be counted lost: after the database itself was away (restarted),
+                // every lease in the table is as old as the outage.
+                self.next_sweep = now + self.lease;
                 self.changes.push_back(Change::BecameLeader);
             }
             Event::Lock(_) => {}
@@ -245,15 +248,19 @@ mod tests {
         drain(&mut m, t0);
         m.handle(t0, Event::Lock(true));
         assert_eq!(m.poll_change(), Some(Change::BecameLeader));
-        assert_eq!(drain(&mut m, t0), vec![Command::ReadNodes]);
+        // A new leader gives every node one whole lease to renew before it sweeps.
+        assert_eq!(drain(&mut m, t0), vec![]);
+        let ts = t0 + LEASE;
+        assert_eq!(drain(&mut m, ts), vec![Command::Renew, Command::ReadNodes]);
+        m.handle(ts, Event::Renewed);
         let mut gone = seen("c", 60);
         gone.settled = true;
         m.handle(
-            t0,
+            ts,
             Event::Nodes(vec![seen("a", 0), seen("b", 6), gone.clone()]),
         );
-        assert_eq!(drain(&mut m, t0), vec![Command::MarkLost("b".into())]);
-        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(drain(&mut m, ts), vec![Command::MarkLost("b".into())]);
+        let t1 = ts + Duration::from_secs(1);
         m.handle(t1, Event::Renewed);
         assert_eq!(drain(&mut m, t1), vec![Command::Renew, Command::ReadNodes]);
         m.handle(t1, Event::Nodes(vec![seen("a", 0), seen("b", 7), gone]));
