@@ -797,7 +797,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 hotline::cluster::connect(&cluster.store).map_err(anyhow::Error::msg)?;
             let nodes = hotline::cluster::status::read(&mut client, cluster.lease.as_secs_f64())
                 .context("reading the cluster's nodes")?;
-            tools::print(&hotline::cluster::status::render(&nodes))?;
+            let queues = if config.queues.is_empty() {
+                None
+            } else {
+                Some(
+                    hotline::cluster::status::read_queues(&mut client)
+                        .context("reading the shared queues")?,
+                )
+            };
+            tools::print(&hotline::cluster::status::render(&nodes, queues.as_ref()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay {

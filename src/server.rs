@@ -265,10 +265,10 @@ impl Server {
         let control = endpoint.control();
         let registrations = endpoint.registrations();
         let registrar_events = endpoint.registrar_events();
-        let dialer: crate::queue::service::Dialer = Box::new(move |request| {
+        let dialer: crate::queue::deliver::Dialer = Box::new(move |request| {
             let _ = spawn_tx.send(Spawn::CallBack(request));
         });
-        let acd = start_acd(
+        let (acd, relay_link) = start_acd(
             &config,
             &registrations,
             &registrar_events,
@@ -304,7 +304,9 @@ impl Server {
             Some(c) => {
                 let live = Arc::downgrade(&deps);
                 let calls = Arc::new(move || live.upgrade().map_or(0, |d| d.registry.len()));
-                Some(crate::cluster::Cluster::start(c, calls).map_err(StartError::Cluster)?)
+                let queues = relay_link
+                    .map(|link| (link, config.queues.clone(), config.agents.clone()));
+                Some(crate::cluster::Cluster::start(c, calls, queues).map_err(StartError::Cluster)?)
             }
             None => None,
         };
@@ -382,7 +384,7 @@ impl Server {
 #[allow(clippy::large_enum_variant)]
 enum Spawn {
     Incoming(NewCall, call::Inbox),
-    CallBack(crate::queue::service::CallbackDial),
+    CallBack(crate::queue::deliver::CallbackDial),
 }
 
 /// Starts every call on its own task. Weak, so that neither the endpoint nor the queue
@@ -522,19 +524,42 @@ async fn start_admin(config: &Config, deps: &Arc<CallDeps>) -> Option<crate::adm
     }
 }
 
-/// Starts the agent queues when any are configured. Callback requests are kept in SQLite
-/// under the data folder when a queue offers callbacks (so they survive a restart), in
-/// memory otherwise.
+/// The queues' handle for calls, and in a cluster the relay's link for the cluster thread.
+type Queues = (
+    Option<crate::queue::service::AcdHandle>,
+    Option<crate::queue::relay::RelayLink>,
+);
+
+/// Starts the agent queues when any are configured. On one node the ACD runs here;
+/// callback requests are kept in SQLite under the data folder when a queue offers
+/// callbacks (so they survive a restart), in memory otherwise. In a cluster the leader runs
+/// the ACD and this node relays (docs/cluster.md).
 fn start_acd(
     config: &Config,
     registrations: &Registrations,
     registrar_events: &broadcast::Sender<RegistrarEvent>,
-    dialer: crate::queue::service::Dialer,
+    dialer: crate::queue::deliver::Dialer,
     metrics: Arc<crate::metrics::Metrics>,
-) -> Result<Option<crate::queue::service::AcdHandle>, StartError> {
+) -> Result<Queues, StartError> {
     use crate::queue::{Acd, CallbackStore, MemoryStore, SqliteStore};
     if config.queues.is_empty() {
-        return Ok(None);
+        return Ok((None, None));
+    }
+    if config.cluster.is_some() {
+        let (handle, link) = crate::queue::relay::spawn(
+            config.queues.clone(),
+            config.agents.clone(),
+            registrations.clone(),
+            registrar_events.subscribe(),
+            Some(dialer),
+            metrics,
+        );
+        info!(
+            queues = config.queues.len(),
+            agents = config.agents.len(),
+            "agent queues shared with the cluster"
+        );
+        return Ok((Some(handle), Some(link)));
     }
     let durable = config.queues.values().any(|q| q.callback.is_some());
     let store: Box<dyn CallbackStore> = if durable {
@@ -562,13 +587,14 @@ fn start_acd(
         agents = config.agents.len(),
         "agent queues ready"
     );
-    Ok(Some(crate::queue::service::spawn(
+    let handle = crate::queue::service::spawn(
         acd,
         registrations.clone(),
         registrar_events.subscribe(),
         Some(dialer),
         metrics,
-    )))
+    );
+    Ok((Some(handle), None))
 }
 
 /// Where calls send their records: the store's writer, and beside it the webhook when

@@ -25,7 +25,7 @@ use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, SessionCommand};
 use crate::queue::acd::CallbackRefusal;
 use crate::queue::acd::Input;
-use crate::queue::service::CallbackDial;
+use crate::queue::deliver::CallbackDial;
 use crate::queue::store::CallbackId;
 use crate::records::CallKind;
 use crate::sip::endpoint::ToCall;

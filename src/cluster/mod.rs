@@ -8,6 +8,7 @@
 //! (a session-level advisory lock) lives exactly as long as this node's connection: a
 //! killed node's session ends and the lock is free for another node.
 
+pub mod queues;
 pub mod status;
 
 use std::str::FromStr;
@@ -20,6 +21,9 @@ use postgres::{Client, NoTls};
 use tracing::{info, warn};
 
 use crate::config::ClusterConfig;
+use crate::queue::config::{AgentsConfig, QueuesConfig};
+use crate::queue::relay::RelayLink;
+use queues::SharedQueues;
 use crate::records::postgres::{DEFAULT_CONNECT_TIMEOUT, redact};
 use hotline_core::cluster::{Change, Command, Event, Membership, NodeSeen};
 
@@ -71,6 +75,8 @@ pub fn connect(url: &str) -> Result<Client, String> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
         .map_err(|e| e.to_string())?;
     tx.batch_execute(SCHEMA).map_err(|e| e.to_string())?;
+    tx.batch_execute(queues::SCHEMA)
+        .map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())?;
     Ok(client)
 }
@@ -90,14 +96,20 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts the membership thread. `calls` counts this node's calls in progress (shown
-    /// by `cluster status`).
+    /// by `cluster status`); with `queues`, the thread also carries the shared queues
+    /// (the relay's link and the configuration the ACD starts from).
     pub fn start(
         config: &ClusterConfig,
         calls: Arc<dyn Fn() -> usize + Send + Sync>,
+        queues: Option<(RelayLink, QueuesConfig, AgentsConfig)>,
     ) -> std::io::Result<Cluster> {
         let leader = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        let queues = queues.map(|(link, queues, agents)| {
+            SharedQueues::new(&config.node, incarnation(), link, queues, agents)
+        });
         let mut keeper = Keeper {
+            queues,
             config: config.clone(),
             calls,
             client: None,
@@ -133,7 +145,18 @@ impl Drop for Cluster {
     }
 }
 
+/// This process among the node's lives: the start time in nanoseconds with the process id,
+/// so a node restarted within the same nanosecond still differs.
+fn incarnation() -> i64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    nanos ^ i64::from(std::process::id())
+}
+
 struct Keeper {
+    /// The shared queues, when this node has queues.
+    queues: Option<SharedQueues>,
     config: ClusterConfig,
     calls: Arc<dyn Fn() -> usize + Send + Sync>,
     client: Option<Client>,
@@ -157,10 +180,35 @@ impl Keeper {
                 self.report(change);
             }
             self.leader.store(m.is_leader(), Ordering::Relaxed);
-            let wait = m.poll_timeout().saturating_duration_since(Instant::now());
-            std::thread::park_timeout(wait.min(Duration::from_millis(500)));
+            let wait = m
+                .poll_timeout()
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500));
+            if !self.queues_round(&mut m, wait) {
+                std::thread::park_timeout(wait);
+            }
         }
         self.leave();
+    }
+
+    /// The shared queues' round, then the wait for a wake-up (at most `wait`, and at most
+    /// a tick so that the relay's inputs go out promptly). False when there was no round
+    /// (no queues, or no session): the caller waits instead.
+    fn queues_round(&mut self, m: &mut Membership, wait: Duration) -> bool {
+        const TICK: Duration = Duration::from_millis(20);
+        let leader = m.is_leader();
+        let (Some(q), Some(c)) = (self.queues.as_mut(), self.client.as_mut()) else {
+            return false;
+        };
+        let r = q.step(c, leader).and_then(|()| q.wait(c, wait.min(TICK)));
+        if let Err(e) = r {
+            warn!(node = %self.config.node, error = %e, "shared queues: the database failed; reconnecting");
+            q.session_lost();
+            self.client = None;
+            m.handle(Instant::now(), Event::Failed);
+            return false;
+        }
+        true
     }
 
     fn report(&self, change: Change) {
@@ -182,7 +230,13 @@ impl Keeper {
                 let schema = current_schema(&mut c).map_err(|e| e.to_string())?;
                 Ok((c, schema))
             }) {
-                Ok((c, schema)) => {
+                Ok((mut c, schema)) => {
+                    if let Some(q) = self.queues.as_mut()
+                        && let Err(e) = q.prepare(&mut c)
+                    {
+                        warn!(node = %self.config.node, error = %e, "cluster database unavailable");
+                        return None;
+                    }
                     self.key = leader_key(&schema);
                     self.client = Some(c);
                 }

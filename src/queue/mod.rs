@@ -7,7 +7,9 @@
 
 pub use hotline_core::queue::{acd, agent, config, ewt, stats, strategy};
 
-pub mod service; // the ACD's tokio task: routes actions to calls
+pub mod deliver; // carrying out the ACD's actions on this node
+pub mod relay; // a cluster node's queue service: inputs to the leader, its actions here
+pub mod service; // the ACD's tokio task on one node
 pub mod store; // durable callback requests (SQLite), beside the core's interface
 
 pub use acd::{Acd, AcdError, Action, Input, OfferFailure, OverflowReason, Snapshot};

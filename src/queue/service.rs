@@ -16,33 +16,18 @@ use tracing::{debug, info, warn};
 
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
-use crate::queue::acd::{Acd, Action, Input, Snapshot};
+use crate::queue::acd::{Acd, Input, Snapshot};
+use crate::queue::deliver::{Delivery, Dialer};
 use crate::queue::agent::AgentCommand;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::queue::store::CallbackId;
 use crate::sip::registrar::{RegistrarEvent, Registrations};
-use crate::sip::transport::Peer;
 
 /// What the ACD tells a queued call; the vocabulary is the core's, so a call's pure place
 /// in line can follow it.
 pub use hotline_core::queue::news::QueueNews;
 
-/// A callback request to call now (the ACD holds an agent for it meanwhile).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallbackDial {
-    pub id: CallbackId,
-    pub number: String,
-    pub queue: String,
-    /// The call that asked (empty when not known), and this attempt's number from 1.
-    pub for_call: String,
-    pub attempt: u32,
-}
-
-/// Starts a call back; its outcome comes back as `CallbackAnswered` (through
-/// [`AcdHandle::rejoin`]) or `CallbackFailed`.
-pub type Dialer = Box<dyn Fn(CallbackDial) + Send>;
-
-enum Msg {
+pub(crate) enum Msg {
     Join {
         input: Input,
         news: Mailbox<QueueNews>,
@@ -70,6 +55,11 @@ pub struct AcdHandle {
 }
 
 impl AcdHandle {
+    /// A handle on whichever task serves `Msg`s: the one-node service or the cluster relay.
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Msg>) -> AcdHandle {
+        AcdHandle { tx }
+    }
+
     /// Puts `call` in `queue`; its news arrive on `news`.
     #[allow(clippy::too_many_arguments)]
     pub async fn join(
@@ -169,11 +159,7 @@ impl AcdHandle {
 
 struct Service {
     acd: Acd,
-    calls: HashMap<String, Mailbox<QueueNews>>,
-    registrations: Registrations,
-    dialer: Option<Dialer>,
-    /// Where a caller's wait is observed when they leave the line.
-    metrics: Arc<Metrics>,
+    out: Delivery,
 }
 
 /// Starts the ACD task. Registrations of agents' phones come from `registrar`; call
@@ -188,19 +174,21 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut svc = Service {
         acd,
-        calls: HashMap::new(),
-        registrations,
-        dialer,
-        metrics,
+        out: Delivery {
+            calls: HashMap::new(),
+            registrations,
+            dialer,
+            metrics,
+        },
     };
     // Registrations restored at start (kept from before a restart) came before anyone
     // listened to the registrar's events: the agents are reachable at once.
     let now = Instant::now();
-    for user in svc.registrations.snapshot(now).into_keys() {
+    for user in svc.out.registrations.snapshot(now).into_keys() {
         svc.registration_changed(&user);
     }
     tokio::spawn(svc.run(rx, registrar));
-    AcdHandle { tx }
+    AcdHandle::new(tx)
 }
 
 impl Service {
@@ -246,10 +234,10 @@ impl Service {
                     Input::Join { call, .. } | Input::CallbackAnswered { call, .. } => call.clone(),
                     _ => String::new(),
                 };
-                self.calls.insert(call.clone(), news);
+                self.out.calls.insert(call.clone(), news);
                 let r = self.acd.handle(now, input).map_err(|e| e.to_string());
                 if r.is_err() {
-                    self.calls.remove(&call);
+                    self.out.calls.remove(&call);
                 }
                 let _ = reply.send(r);
             }
@@ -264,7 +252,7 @@ impl Service {
                     debug!(error = %e, "queue input not applied");
                 }
                 if let Some(call) = ends {
-                    self.calls.remove(&call);
+                    self.out.calls.remove(&call);
                 }
             }
             Msg::Command {
@@ -314,7 +302,7 @@ impl Service {
             return;
         }
         // The newest live binding is the one calls go to.
-        let input = match self.registrations.contacts(&user, now).first() {
+        let input = match self.out.registrations.contacts(&user, now).first() {
             Some(b) => Input::AgentRegistered {
                 agent: user,
                 contact: b.contact.to_string(),
@@ -327,154 +315,12 @@ impl Service {
         }
     }
 
-    fn send(&mut self, call: &str, news: QueueNews) {
-        let gone = match self.calls.get(call) {
-            Some(tx) => tx.send(news).is_err(),
-            None => true,
-        };
-        if gone {
-            debug!(%call, "queue news for a call that is gone");
-        }
-    }
-
-    /// Where to send an offer to `agent` at `contact`: the source of its registration.
-    fn via(&self, agent: &str, contact: &str) -> Option<Peer> {
-        self.registrations
-            .contacts(agent, Instant::now())
-            .into_iter()
-            .find(|b| b.contact.to_string() == contact)
-            .map(|b| b.source)
-    }
-
     fn drain(&mut self) {
         while let Some(a) = self.acd.poll_action() {
-            match a {
-                Action::Offer {
-                    call,
-                    agent,
-                    contact,
-                    queue,
-                } => {
-                    info!(%call, %agent, %queue, "offering the call");
-                    let via = self.via(&agent, &contact);
-                    self.send(
-                        &call,
-                        QueueNews::Offer {
-                            agent,
-                            contact,
-                            via,
-                        },
-                    );
-                }
-                Action::CancelOffer {
-                    call,
-                    agent,
-                    missed,
-                } => self.send(&call, QueueNews::CancelOffer { agent, missed }),
-                Action::Connect {
-                    call,
-                    agent,
-                    queue,
-                    waited,
-                    wrap_up,
-                } => {
-                    info!(%call, %agent, %queue, waited = ?waited, "caller connected to agent");
-                    self.metrics.queue_left(&queue, waited);
-                    self.send(
-                        &call,
-                        QueueNews::Connect {
-                            agent,
-                            waited,
-                            wrap_up,
-                        },
-                    );
-                }
-                Action::Announce {
-                    call,
-                    prompt,
-                    position,
-                    ewt,
-                    ..
-                } => self.send(
-                    &call,
-                    QueueNews::Announce {
-                        prompt,
-                        position,
-                        ewt,
-                    },
-                ),
-                Action::OfferCallback { call, key } => {
-                    self.send(&call, QueueNews::OfferCallback { key })
-                }
-                Action::CallbackRefused {
-                    call,
-                    queue,
-                    number,
-                    reason,
-                } => {
-                    warn!(source = %number, reason = reason.as_str(), %queue, %call,
-                        "callback refused");
-                    self.metrics.callback_refused(reason.as_str());
-                }
-                Action::Overflow {
-                    call,
-                    queue,
-                    reason,
-                    waited,
-                } => {
-                    info!(%call, %queue, reason = reason.as_str(), "caller leaves the queue");
-                    // A caller turned away as they joined (full, no agents) never waited
-                    // on the line: the ACD says so with a wait of exactly zero.
-                    if !waited.is_zero() {
-                        self.metrics.queue_left(&queue, waited);
-                    }
-                    self.send(&call, QueueNews::Overflow { reason, waited });
-                    self.calls.remove(&call);
-                }
-                Action::Abandoned {
-                    call,
-                    queue,
-                    waited,
-                } => {
-                    info!(%call, %queue, waited = ?waited, "caller abandoned the queue");
-                    self.metrics.queue_left(&queue, waited);
-                }
-                Action::AgentStateChanged {
-                    agent,
-                    state,
-                    reason,
-                } => info!(%agent, state, reason = reason.as_deref().unwrap_or(""), "agent state"),
-                Action::PlaceCallback {
-                    id,
-                    number,
-                    queue,
-                    for_call,
-                    attempt,
-                } => {
-                    info!(id = id.0, %number, %queue, %for_call, attempt, "calling back");
-                    match &self.dialer {
-                        Some(dial) => dial(CallbackDial {
-                            id,
-                            number,
-                            queue,
-                            for_call,
-                            attempt,
-                        }),
-                        None => {
-                            warn!(id = id.0, "no way to call out; callback not placed");
-                            if let Err(e) = self
-                                .acd
-                                .handle(Instant::now(), Input::CallbackFailed { id })
-                            {
-                                debug!(error = %e, "callback failure not applied");
-                            }
-                        }
-                    }
-                }
-                Action::CallbackGivenUp { id, number, queue } => {
-                    warn!(id = id.0, %number, %queue, "callback request given up")
-                }
-                Action::StoreFailed { message } => warn!(%message, "callback store failed"),
+            if let Some(input) = self.out.carry_out(a)
+                && let Err(e) = self.acd.handle(Instant::now(), input)
+            {
+                debug!(error = %e, "queue input not applied");
             }
         }
     }

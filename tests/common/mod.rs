@@ -6,6 +6,7 @@
 pub mod baresip;
 pub mod bridge;
 pub mod netns;
+pub mod pg_server;
 pub mod postgres;
 pub mod process;
 pub mod tls;
