@@ -98,6 +98,15 @@ fn busy(t0: Instant) -> Acd {
         (66, command("dave", AgentCommand::Resume)),
         (80, Input::CallbackFailed { id: CallbackId(1) }),
         (81, join("c3", "sales", 0, "0303333333")),
+        // Dave declines once (a miss) and is rung again: nobody else is free.
+        (
+            82,
+            Input::OfferFailed {
+                call: "c3".into(),
+                agent: "dave".into(),
+                reason: crate::queue::acd::OfferFailure::Declined,
+            },
+        ),
         (82, join("c4", "sales", 5, "0304444444")),
         (83, join("c5", "support", 0, "0305555555")),
         (84, join("c6", "support", 2, "0306666666")),
@@ -165,6 +174,7 @@ fn a_restored_acd_goes_on_exactly_like_the_original() {
     assert_eq!(agent("bob"), Some(("paused".into(), None)));
     assert_eq!(agent("carol"), Some(("wrap_up".into(), None)));
     assert_eq!(agent("dave"), Some(("ringing".into(), None)));
+    assert_eq!(original.agent("dave").map(|a| a.misses()), Some(1));
     let sales = &snap.queues[0];
     assert_eq!(sales.name, "sales");
     let states: Vec<&str> = sales.waiting.iter().map(|w| w.state.as_str()).collect();
@@ -180,7 +190,7 @@ fn a_restored_acd_goes_on_exactly_like_the_original() {
     assert_eq!(restored.poll_timeout(), original.poll_timeout());
 
     let later: Vec<(u64, Option<Input>)> = vec![
-        (96, None),
+        (97, None),
         (100, Some(answered("c4", "dave"))),
         (110, Some(Input::AgentLeft { call: "c1".into() })),
         (125, None),
@@ -260,7 +270,7 @@ fn deadlines_passed_while_no_leader_ran_fire_at_once() {
         "{actions:?}"
     );
     let dave = acd.agent("dave").expect("dave");
-    assert_eq!(dave.misses(), 1);
+    assert_eq!(dave.misses(), 2);
     // Dave is offered the best caller next: c4, priority 5.
     assert!(actions.contains(&Action::Offer {
         call: "c4".into(),
