@@ -92,6 +92,8 @@ struct Leading {
     acd: Acd,
     homes: Homes,
     last_sweep: Option<Instant>,
+    /// Just restored: the first round runs the ACD's timers and offers at once.
+    restored: bool,
 }
 
 /// This node's side of the shared queues.
@@ -301,6 +303,7 @@ impl SharedQueues {
             acd,
             homes,
             last_sweep: None,
+            restored: true,
         });
         Ok(())
     }
@@ -349,7 +352,8 @@ impl SharedQueues {
             return Ok(());
         };
         let sweep_due = l.last_sweep.is_none_or(|t| now.duration_since(t) >= POLL);
-        let timeout_due = l.acd.poll_timeout().is_some_and(|d| d <= now);
+        let timeout_due = l.restored || l.acd.poll_timeout().is_some_and(|d| d <= now);
+        l.restored = false;
         if !(read_due || sweep_due || timeout_due) {
             return Ok(());
         }

@@ -157,6 +157,16 @@ impl Delivery {
                     info!(%call, %queue, waited = ?waited, "caller abandoned the queue");
                     self.metrics.queue_left(&queue, waited);
                 }
+                Action::Lost {
+                    call,
+                    queue,
+                    waited,
+                } => {
+                    // The node holding the caller died: nobody to tell.
+                    info!(%call, %queue, waited = ?waited, "caller lost from the queue");
+                    self.metrics.queue_left(&queue, waited);
+                    self.calls.remove(&call);
+                }
                 Action::AgentStateChanged {
                     agent,
                     state,

@@ -598,7 +598,7 @@ queues:
     let line: Vec<(&str, &str, f64)> = snap.queues[0]
         .waiting
         .iter()
-        .map(|e| (e.caller.as_str(), e.state, e.waited_secs))
+        .map(|e| (e.caller.as_str(), e.state.as_str(), e.waited_secs))
         .collect();
     assert_eq!(
         line,

@@ -330,6 +330,7 @@ pub fn simulate(p: &SimParams, t0: Instant) -> Result<SimFigures, SimError> {
                 | Action::Announce { .. }
                 | Action::CallbackGivenUp { .. }
                 | Action::Abandoned { .. }
+                | Action::Lost { .. }
                 | Action::AgentStateChanged { .. }
                 | Action::StoreFailed { .. } => {}
             }

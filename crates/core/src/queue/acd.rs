@@ -21,7 +21,13 @@
 //! | `OfferCallback` | plays "press KEY to be called back" | `CallbackRequested` when the key comes |
 //! | `PlaceCallback` | calls `number` | `CallbackAnswered` (with the new call's id) or `CallbackFailed` |
 //! | `Overflow` | takes the caller out of the queue to the step's `on_timeout` | nothing |
-//! | `Abandoned`, `CallbackGivenUp`, `AgentStateChanged`, `StoreFailed` | records and logs | nothing |
+//! | `Abandoned`, `Lost`, `CallbackGivenUp`, `AgentStateChanged`, `StoreFailed` | records and logs | nothing |
+//!
+//! `Lost` answers `CallerLost` (the node holding the caller's leg died): the caller left
+//! the line without hanging up, so it is not counted abandoned.
+//!
+//! For a cluster, [`Acd::save`] gives the whole changing state as data and
+//! [`Acd::restore`] rebuilds the ACD from it on another node (see `persist`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -38,10 +44,14 @@ use super::strategy::{Candidate, Strategy, choose};
 mod agents; // commands, registrations, when_empty: leave
 mod callbacks; // callback requests keeping their place
 mod io; // inputs, actions, errors
+mod persist; // the whole state saved as data, and an ACD rebuilt from it
 mod reconfigure; // an edited hotline.yaml taken while calls wait
 mod snapshot; // the live state for the admin API
+#[cfg(test)]
+mod tests; // CallerLost, the vocabulary as JSON
 
 pub use io::{AcdError, Action, CallbackRefusal, Input, OfferFailure, OverflowReason};
+pub use persist::AcdState;
 pub use reconfigure::Refusal;
 pub use snapshot::{AgentSnapshot, QueueAgentSnapshot, QueueSnapshot, Snapshot, WaitingSnapshot};
 
@@ -67,6 +77,9 @@ struct Waiter {
     callback_offered: bool,
     /// The request this caller was called back for.
     from_callback: Option<CallbackId>,
+    /// That request as it was when the call back was answered: back in line, as a failed
+    /// attempt, if the caller is lost.
+    request: Option<Pending>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +177,8 @@ pub struct Acd {
     actions: VecDeque<Action>,
     /// Stored callbacks for queues no longer configured; kept in the store, not served.
     orphans: usize,
+    /// The highest callback id seen (a restored ACD's store starts above it).
+    last_callback_id: u64,
 }
 
 impl std::fmt::Debug for Acd {
@@ -203,8 +218,10 @@ impl Acd {
             next_seq: 0,
             actions: VecDeque::new(),
             orphans: 0,
+            last_callback_id: 0,
         };
         for cb in stored {
+            acd.last_callback_id = acd.last_callback_id.max(cb.id.0);
             // Restored requests keep their places; everyone new comes after them.
             let seq = cb.place;
             acd.next_seq = acd.next_seq.max(seq);
@@ -259,6 +276,11 @@ impl Acd {
         }
     }
 
+    /// Whether `call` is the ACD's: waiting in line or bridged to an agent.
+    pub fn holds(&self, call: &str) -> bool {
+        self.calls.contains_key(call)
+    }
+
     /// The caller's place in line (1 is the front), while it waits.
     pub fn position(&self, call: &str) -> Option<usize> {
         let Some(Place::Waiting { queue }) = self.calls.get(call) else {
@@ -295,6 +317,17 @@ impl Acd {
             Input::CallerLeft { call } => match self.calls.get(&call).cloned() {
                 Some(Place::Waiting { queue }) => {
                     self.abandon(now, &queue, &call);
+                    Ok(())
+                }
+                Some(Place::Bridged { .. }) => {
+                    self.end_bridge(now, &call);
+                    Ok(())
+                }
+                None => Err(AcdError::UnknownCall { call }),
+            },
+            Input::CallerLost { call } => match self.calls.get(&call).cloned() {
+                Some(Place::Waiting { queue }) => {
+                    self.lose(now, &queue, &call);
                     Ok(())
                 }
                 Some(Place::Bridged { .. }) => {
@@ -408,6 +441,7 @@ impl Acd {
                 deadline,
                 callback_offered: false,
                 from_callback: None,
+                request: None,
             })),
         });
         self.calls.insert(call, Place::Waiting { queue });
@@ -432,6 +466,44 @@ impl Acd {
             queue: queue.to_owned(),
             waited,
         });
+    }
+
+    /// The caller's node died while it waited: out of the line, counted as lost (not
+    /// abandoned); its offers are cancelled without a miss. A caller that was called back
+    /// puts its request back in line as a failed attempt (retried, or given up when the
+    /// attempts are used up); it is not counted as lost, since its request goes on.
+    fn lose(&mut self, now: Instant, queue: &str, call: &str) {
+        let Some(mut entry) = self.take_at(now, queue, call) else {
+            return;
+        };
+        let waited = now.saturating_duration_since(entry.joined);
+        let request = match &mut entry.kind {
+            Kind::Caller(w) => w.request.take(),
+            Kind::Callback(_) => None,
+        };
+        self.actions.push_back(Action::Lost {
+            call: call.to_owned(),
+            queue: queue.to_owned(),
+            waited,
+        });
+        match request {
+            Some(mut p) => {
+                let id = p.id;
+                p.dialing = true;
+                p.retry_at = None;
+                entry.kind = Kind::Callback(p);
+                if let Some(q) = self.queues.get_mut(queue) {
+                    q.insert(entry);
+                }
+                // Always found: the request was just put back.
+                let _ = self.callback_failed(now, id);
+            }
+            None => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    q.stats.lose();
+                }
+            }
+        }
     }
 
     fn overflow(&mut self, now: Instant, queue: &str, call: &str, reason: OverflowReason) {

@@ -53,7 +53,8 @@ impl AgentState {
 }
 
 /// What an agent (from its phone or the admin API) asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentCommand {
     Login,
     Logout,
@@ -201,6 +202,23 @@ impl Agent {
             // A fixed address is a login, as at start.
             self.set_state(now, AgentState::Available);
         }
+    }
+
+    /// The registered contact and when it runs out.
+    pub(crate) fn registration(&self) -> Option<(&str, Instant)> {
+        self.registration.as_ref().map(|(c, e)| (c.as_str(), *e))
+    }
+
+    /// Puts back a saved registration, state and its start (an ACD restored elsewhere).
+    pub(crate) fn restore(
+        &mut self,
+        registration: Option<(String, Instant)>,
+        state: AgentState,
+        since: Instant,
+    ) {
+        self.registration = registration;
+        self.state = state;
+        self.since = since;
     }
 
     pub(crate) fn register(&mut self, contact: String, expires: Instant) {

@@ -41,6 +41,11 @@ impl HandleTimes {
         Some(total / n)
     }
 
+    /// The remembered handle times, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.times.iter().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.times.len()
     }

@@ -12,7 +12,7 @@ pub mod stats; // per-queue figures: service level, ASA, AHT
 pub mod store; // the callback store's interface, and one in memory
 pub mod strategy; // which free agent gets the caller
 
-pub use acd::{Acd, AcdError, Action, Input, OfferFailure, OverflowReason, Snapshot};
+pub use acd::{Acd, AcdError, AcdState, Action, Input, OfferFailure, OverflowReason, Snapshot};
 pub use agent::{AgentCommand, AgentState, feature_code};
 pub use config::{AgentConfig, AgentsConfig, QueueConfig, QueuesConfig, Strategy, check};
 pub use store::{CallbackId, CallbackStore, MemoryStore, StoredCallback};

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counters since the engine started.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
     /// Callers who came to the queue (including those sent on at once).
     pub offered: u64,
@@ -21,6 +21,10 @@ pub struct QueueStats {
     /// Sent to `on_timeout`: maximum wait, a full queue or no agent.
     pub overflowed: u64,
     pub callbacks_requested: u64,
+    /// Left the line because the node holding the caller died (not the caller's doing):
+    /// not abandoned, and left out of the service level.
+    #[serde(default)]
+    pub lost: u64,
     /// Calls ended after an agent answered (their handle time is known).
     pub handled: u64,
     total_answer_wait: Duration,
@@ -46,6 +50,10 @@ impl QueueStats {
         self.total_abandon_wait = self.total_abandon_wait.saturating_add(waited);
     }
 
+    pub fn lose(&mut self) {
+        self.lost = self.lost.saturating_add(1);
+    }
+
     pub fn overflow(&mut self) {
         self.overflowed = self.overflowed.saturating_add(1);
     }
@@ -60,7 +68,8 @@ impl QueueStats {
     }
 
     /// Percent of the callers whose wait is over (answered, abandoned or sent on) that
-    /// were answered within the service-level time; `None` before the first.
+    /// were answered within the service-level time; `None` before the first. Lost
+    /// callers are not counted.
     pub fn service_level(&self) -> Option<f64> {
         let done = self
             .answered
@@ -93,6 +102,7 @@ impl QueueStats {
             abandoned: self.abandoned,
             overflowed: self.overflowed,
             callbacks_requested: self.callbacks_requested,
+            lost: self.lost,
             service_level_percent: self.service_level(),
             average_speed_of_answer_secs: self.asa().map(|d| d.as_secs_f64()),
             average_handling_time_secs: self.aht().map(|d| d.as_secs_f64()),
@@ -108,7 +118,7 @@ fn mean(total: Duration, n: u64) -> Option<Duration> {
 }
 
 /// A queue's figures as the admin API shows them.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatsSnapshot {
     pub waiting: usize,
     pub offered: u64,
@@ -116,6 +126,8 @@ pub struct StatsSnapshot {
     pub abandoned: u64,
     pub overflowed: u64,
     pub callbacks_requested: u64,
+    /// Callers whose node died while they waited (not in the service level).
+    pub lost: u64,
     pub service_level_percent: Option<f64>,
     pub average_speed_of_answer_secs: Option<f64>,
     pub average_handling_time_secs: Option<f64>,

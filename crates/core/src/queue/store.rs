@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Identifies one callback request; assigned by the store, increasing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CallbackId(pub u64);
 
 /// A callback request as stored.
@@ -69,6 +69,15 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose first new request gets an id above `id` (for an ACD restored
+    /// from a saved state, whose requests hold ids up to `id`).
+    pub fn starting_after(id: CallbackId) -> Self {
+        MemoryStore {
+            entries: Vec::new(),
+            next: id.0,
+        }
     }
 }
 

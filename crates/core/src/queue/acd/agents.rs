@@ -28,7 +28,7 @@ impl Acd {
         if a.set_state(now, state) {
             self.actions.push_back(Action::AgentStateChanged {
                 agent: agent.to_owned(),
-                state: name,
+                state: name.to_owned(),
                 reason,
             });
         }

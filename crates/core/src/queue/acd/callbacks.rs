@@ -67,6 +67,7 @@ impl Acd {
             return Err(AcdError::CallbackRefused { call, reason });
         }
         let id = self.store.add(&stored)?;
+        self.last_callback_id = self.last_callback_id.max(id.0);
         // Out of the line as a caller, back in at the same place as a request.
         let Some(mut entry) = self.take_at(now, &queue, &call) else {
             return Err(AcdError::UnknownCall { call });
@@ -168,6 +169,7 @@ impl Acd {
             return Err(AcdError::UnknownCallback { id });
         };
         let caller = p.number.clone();
+        let request = Some(p.clone());
         entry.kind = Kind::Caller(Box::new(Waiter {
             call: call.clone(),
             caller,
@@ -179,6 +181,7 @@ impl Acd {
             deadline: None,
             callback_offered: false,
             from_callback: Some(id),
+            request,
         }));
         self.calls.insert(call, Place::Waiting { queue });
         Ok(())

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::queue::agent::AgentCommand;
 use crate::queue::store::{CallbackId, StoreError};
 
 /// Why a caller left the line for the queue step's `on_timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverflowReason {
     /// Waited `max_wait`.
@@ -33,7 +33,7 @@ impl OverflowReason {
 }
 
 /// Why a caller is not offered a callback, or its request is not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackRefusal {
     /// The number matches no `callback.allowed` pattern, or a `denied` one.
@@ -55,7 +55,8 @@ impl CallbackRefusal {
 }
 
 /// Why an agent's leg did not answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OfferFailure {
     Busy,
     Declined,
@@ -63,7 +64,8 @@ pub enum OfferFailure {
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Input {
     /// A caller enters a queue. `caller` is the number to call back.
     Join {
@@ -80,6 +82,14 @@ pub enum Input {
     },
     /// The agent's leg ended (hang-up or transfer): the call is over, the agent wraps up.
     AgentLeft {
+        call: String,
+    },
+    /// The node that held the caller's leg died. A waiting caller leaves the line without
+    /// counting as abandoned (it counts as `lost`, outside the service level); agents
+    /// being rung for it are released without a miss. A caller that was called back
+    /// leaves and its request goes back in line as a failed attempt. When talking to an
+    /// agent, the call is over as with `AgentLeft`.
+    CallerLost {
         call: String,
     },
     /// The caller pressed the callback key: it leaves the line, its place is kept, and it
@@ -124,7 +134,8 @@ pub enum Input {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     /// Ring `agent` at `contact` for `call`. `ring_all` gives several at once.
     Offer {
@@ -197,9 +208,16 @@ pub enum Action {
         queue: String,
         waited: Duration,
     },
+    /// The caller's node died while it waited (`Input::CallerLost`): out of the line,
+    /// not abandoned, after waiting this long.
+    Lost {
+        call: String,
+        queue: String,
+        waited: Duration,
+    },
     AgentStateChanged {
         agent: String,
-        state: &'static str,
+        state: String,
         reason: Option<String>,
     },
     /// The callback store failed; the entry is still served from memory.

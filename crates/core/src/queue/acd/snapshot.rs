@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Acd, Kind};
 use crate::queue::agent::{AfterCall, AgentState};
@@ -32,7 +32,8 @@ impl Acd {
                                     "waiting"
                                 } else {
                                     "ringing"
-                                },
+                                }
+                                .to_owned(),
                                 w.offers.iter().map(|o| o.agent.clone()).collect(),
                                 w.from_callback.map(|id| id.0),
                             ),
@@ -43,7 +44,8 @@ impl Acd {
                                     "calling_back"
                                 } else {
                                     "callback"
-                                },
+                                }
+                                .to_owned(),
                                 Vec::new(),
                                 Some(p.id.0),
                             ),
@@ -71,14 +73,14 @@ impl Acd {
                     .filter_map(|a| {
                         a.queues.get(name).map(|penalty| QueueAgentSnapshot {
                             name: a.name.clone(),
-                            state: a.state().name(),
+                            state: a.state().name().to_owned(),
                             penalty: *penalty,
                         })
                     })
                     .collect();
                 QueueSnapshot {
                     name: name.clone(),
-                    strategy: q.cfg.strategy.as_str(),
+                    strategy: q.cfg.strategy.as_str().to_owned(),
                     service_level_secs: q.cfg.service_level.as_secs_f64(),
                     estimated_wait_secs: estimate(
                         q.handle_times.average(),
@@ -110,15 +112,15 @@ impl Acd {
                 };
                 AgentSnapshot {
                     name: a.name.clone(),
-                    state: a.state().name(),
+                    state: a.state().name().to_owned(),
                     reason,
                     since_secs: now.saturating_duration_since(a.since()).as_secs_f64(),
                     call,
                     wrap_up_left_secs: until,
                     contact: a.contact(now).map(str::to_owned),
                     after_call: a.after_call.as_ref().map(|c| match c {
-                        AfterCall::Pause(_) => "pause",
-                        AfterCall::Logout => "logout",
+                        AfterCall::Pause(_) => "pause".to_owned(),
+                        AfterCall::Logout => "logout".to_owned(),
                     }),
                     queues: a.queues.clone(),
                     answered: a.answered(),
@@ -136,16 +138,16 @@ impl Acd {
 }
 
 /// The live state for the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Snapshot {
     pub queues: Vec<QueueSnapshot>,
     pub agents: Vec<AgentSnapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueSnapshot {
     pub name: String,
-    pub strategy: &'static str,
+    pub strategy: String,
     /// The service level's threshold: `stats.service_level_percent` counts the callers
     /// answered within this many seconds (the queue's `service_level`).
     pub service_level_secs: f64,
@@ -156,7 +158,7 @@ pub struct QueueSnapshot {
     pub stats: StatsSnapshot,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WaitingSnapshot {
     pub position: usize,
     /// The call id; none for a callback request (the caller is not on the line).
@@ -166,23 +168,23 @@ pub struct WaitingSnapshot {
     pub priority: i32,
     pub waited_secs: f64,
     /// `waiting`, `ringing`, `callback` or `calling_back`.
-    pub state: &'static str,
+    pub state: String,
     /// The agents being rung for this caller.
     pub ringing: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueueAgentSnapshot {
     pub name: String,
-    pub state: &'static str,
+    pub state: String,
     pub penalty: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentSnapshot {
     pub name: String,
     /// `logged_out`, `available`, `ringing`, `on_call`, `wrap_up` or `paused`.
-    pub state: &'static str,
+    pub state: String,
     /// Why the agent is paused.
     pub reason: Option<String>,
     /// How long the agent has been in this state.
@@ -192,7 +194,7 @@ pub struct AgentSnapshot {
     pub contact: Option<String>,
     /// What the agent asked for during its call, done when the call ends: `pause` or
     /// `logout`.
-    pub after_call: Option<&'static str>,
+    pub after_call: Option<String>,
     pub queues: BTreeMap<String, u32>,
     pub answered: u64,
     pub misses: u32,
@@ -275,7 +277,10 @@ mod tests {
         .expect("pause");
         let snap = acd.snapshot(t1);
         let alice = &snap.agents[0];
-        assert_eq!((alice.state, alice.after_call), ("on_call", Some("pause")));
+        assert_eq!(
+            (alice.state.as_str(), alice.after_call.as_deref()),
+            ("on_call", Some("pause"))
+        );
         let stats = &snap.queues[0].stats;
         assert_eq!((stats.offered, stats.answered), (1, 1));
         assert_eq!(stats.service_level_percent, Some(100.0));
