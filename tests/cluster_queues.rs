@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -160,9 +161,32 @@ async fn queued_caller(n: &Node) -> Caller {
     Caller { phone, media, call }
 }
 
-/// The next offer to alice, with the node it came from.
-async fn offer(alice: &mut Answerer) -> Incoming {
-    alice.next_invite(LONG).await.expect("an offer reaches alice")
+/// Agent alice's scripted phone, and the calls it was offered.
+struct Alice {
+    phone: Answerer,
+    offered: HashSet<String>,
+}
+
+impl Alice {
+    async fn new() -> Alice {
+        Alice {
+            phone: Answerer::bind(LOCALHOST).await.unwrap(),
+            offered: HashSet::new(),
+        }
+    }
+
+    /// The next new offer (a retransmission of an INVITE taken already is not one).
+    async fn offer(&mut self) -> Incoming {
+        let deadline = Instant::now() + LONG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let inc = self.phone.next_invite(left).await.expect("an offer reaches alice");
+            let id = inc.invite.headers.call_id().unwrap_or_default().to_string();
+            if self.offered.insert(id) {
+                return inc;
+            }
+        }
+    }
 }
 
 async fn take(alice: &mut Answerer, inc: &Incoming) -> (Answered, CallMedia) {
@@ -199,8 +223,9 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
     let c = node(&root, "c", &pg.url(), "47200-47299").await;
 
     // Alice registers once, at node c; every node's view of the queue shows her.
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    let mut alice = Alice::new().await;
     let status = alice
+        .phone
         .register(c.sip, "alice", "alice-secret", 300)
         .await
         .unwrap();
@@ -214,9 +239,9 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
 
     // A caller on a takes her; three more wait, arriving on b, then c, then a.
     let mut first = queued_caller(&a).await;
-    let inc = offer(&mut alice).await;
+    let inc = alice.offer().await;
     assert_eq!(inc.source, a.sip, "the caller's own node rings the agent");
-    let (mut talking, agent_media) = take(&mut alice, &inc).await;
+    let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
     hear_each_other(&first.media, &agent_media).await;
     let mut line = Vec::new();
     for n in [&b, &c, &a] {
@@ -232,14 +257,14 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
     }
 
     // Each hang-up brings the next in the order they arrived, whatever their node.
-    alice.hang_up(&mut talking).await.unwrap();
+    alice.phone.hang_up(&mut talking).await.unwrap();
     thanked(&mut first).await;
     for (sip, mut caller) in line {
-        let inc = offer(&mut alice).await;
+        let inc = alice.offer().await;
         assert_eq!(inc.source, sip, "the next caller in arrival order is offered");
-        let (mut talking, agent_media) = take(&mut alice, &inc).await;
+        let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
         hear_each_other(&caller.media, &agent_media).await;
-        alice.hang_up(&mut talking).await.unwrap();
+        alice.phone.hang_up(&mut talking).await.unwrap();
         thanked(&mut caller).await;
     }
     let q = wait_queue(&b, "all four answered", |q| q["stats"]["answered"] == 4).await;
@@ -257,9 +282,10 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
     let mut a = node(&root, "a", &pg.url(), "47300-47399").await;
     let b = node(&root, "b", &pg.url(), "47400-47499").await;
     let c = node(&root, "c", &pg.url(), "47500-47599").await;
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    let mut alice = Alice::new().await;
     assert_eq!(
         alice
+            .phone
             .register(c.sip, "alice", "alice-secret", 300)
             .await
             .unwrap(),
@@ -272,8 +298,8 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
 
     // Alice talks to a caller on c; one caller waits on a (the leader), then one on b.
     let mut first = queued_caller(&c).await;
-    let inc = offer(&mut alice).await;
-    let (mut talking, agent_media) = take(&mut alice, &inc).await;
+    let inc = alice.offer().await;
+    let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
     let on_a = queued_caller(&a).await;
     let mut on_b = queued_caller(&b).await;
     let (id_a, id_b) = (call_id(&on_a), call_id(&on_b));
@@ -304,13 +330,13 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
     );
 
     // Alice's next call is b's caller.
-    alice.hang_up(&mut talking).await.unwrap();
+    alice.phone.hang_up(&mut talking).await.unwrap();
     thanked(&mut first).await;
-    let inc = offer(&mut alice).await;
+    let inc = alice.offer().await;
     assert_eq!(inc.source, b.sip, "b's caller is offered next");
-    let (mut talking, agent_media) = take(&mut alice, &inc).await;
+    let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
     hear_each_other(&on_b.media, &agent_media).await;
-    alice.hang_up(&mut talking).await.unwrap();
+    alice.phone.hang_up(&mut talking).await.unwrap();
     thanked(&mut on_b).await;
     let q = wait_queue(&b, "two answered, one lost", |q| {
         q["stats"]["answered"] == 2 && agent_state(q, "alice") != "on_call"
@@ -333,9 +359,10 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
     let a = node(&root, "a", &pg.url(), "47600-47699").await;
     let b = node(&root, "b", &pg.url(), "47700-47799").await;
     let c = node(&root, "c", &pg.url(), "47800-47899").await;
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
+    let mut alice = Alice::new().await;
     assert_eq!(
         alice
+            .phone
             .register(a.sip, "alice", "alice-secret", 300)
             .await
             .unwrap(),
@@ -346,8 +373,8 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
     })
     .await;
     let mut first = queued_caller(&b).await;
-    let inc = offer(&mut alice).await;
-    let (mut talking, agent_media) = take(&mut alice, &inc).await;
+    let inc = alice.offer().await;
+    let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
     let mut on_c = queued_caller(&c).await;
     let id_c = call_id(&on_c);
     wait_queue(&a, "c's caller waits", |q| waiting(q) == [id_c.clone()]).await;
@@ -369,14 +396,14 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
     .await;
     assert_eq!((&q["stats"]["lost"], &q["stats"]["abandoned"]), (&Value::from(0), &Value::from(0)), "{q:#}");
 
-    alice.hang_up(&mut talking).await.unwrap();
+    alice.phone.hang_up(&mut talking).await.unwrap();
     thanked(&mut first).await;
     for (sip, caller) in [(c.sip, &mut on_c), (a.sip, &mut on_a)] {
-        let inc = offer(&mut alice).await;
+        let inc = alice.offer().await;
         assert_eq!(inc.source, sip, "the callers are offered in arrival order");
-        let (mut talking, agent_media) = take(&mut alice, &inc).await;
+        let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
         hear_each_other(&caller.media, &agent_media).await;
-        alice.hang_up(&mut talking).await.unwrap();
+        alice.phone.hang_up(&mut talking).await.unwrap();
         thanked(caller).await;
     }
     let q = wait_queue(&b, "three answered", |q| q["stats"]["answered"] == 3).await;
