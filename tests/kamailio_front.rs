@@ -10,6 +10,9 @@
 //!   proxy, new calls all go to the other node (the draining node answers INVITE and
 //!   OPTIONS with 503, and the proxy tries the next node), and the node exits by itself.
 //!
+//! - Three nodes in a cluster share one queue: an agent registers once, through the proxy,
+//!   and takes the callers the proxy spread over the three nodes in the order they came.
+//!
 //! Runs when `kamailio` is installed (Debian's `kamailio` package); with
 //! `HOTLINE_REQUIRE_KAMAILIO=1` (set by CI) a missing Kamailio fails instead of skipping.
 
@@ -20,9 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::bridge::hear_each_other;
+use common::pg_server::PgServer;
 use common::process::{Killed, free_udp_port};
-use common::{SECOND, prompt, repo};
+use common::{QUEUE_FLOW, SECOND, prompt, repo};
 use hotline::config::Protocol;
+use hotline_load::caller::answerer::Answerer;
 use hotline_load::caller::{CallMedia, Established, KeyMethod, Offer, Phone};
 use hotline_load::load::engine::Engine;
 
@@ -71,10 +77,20 @@ struct Node {
 
 impl Node {
     async fn start(dir: PathBuf, rtp: std::ops::RangeInclusive<u16>) -> Node {
+        Node::start_with(dir, rtp, FLOW, "").await
+    }
+
+    /// A node with its own flow and more of hotline.yaml (`more`, whole lines).
+    async fn start_with(
+        dir: PathBuf,
+        rtp: std::ops::RangeInclusive<u16>,
+        flow: &str,
+        more: &str,
+    ) -> Node {
         std::fs::create_dir_all(dir.join("flows")).unwrap();
-        std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+        std::fs::write(dir.join("flows/main.yaml"), flow).unwrap();
         let yaml = format!(
-            "flows: flows\nprompts: {:?}\ndata: data\n",
+            "flows: flows\nprompts: {:?}\ndata: data\n{more}",
             repo().join("prompts").display().to_string(),
         );
         std::fs::write(dir.join("hotline.yaml"), yaml).unwrap();
@@ -361,4 +377,136 @@ fn a_draining_node_finishes_its_call_and_the_proxy_sends_new_calls_elsewhere() {
             assert!(status.success(), "node b exited with {status}");
         },
     );
+}
+
+/// A caller through the proxy who waits in the queue (hears the music).
+async fn queued_through(proxy: &Proxy) -> (Phone, CallMedia, Established) {
+    let mut phone = Phone::new(Protocol::Udp, proxy.sip).await.unwrap();
+    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).unwrap();
+    let call = match phone.call("hotline", &media, Offer::Default).await {
+        Ok(c) => c,
+        Err(e) => panic!("a call through the proxy failed: {e}\n{}", proxy.log()),
+    };
+    media.connect(
+        call.remote_rtp,
+        call.codec,
+        call.payload_type,
+        call.telephone_event_pt,
+    );
+    media
+        .wait_for_prompt(&prompt("en", "hold_music"), 0, 30 * SECOND)
+        .await
+        .expect("the caller waits in the queue with its music");
+    (phone, media, call)
+}
+
+#[test]
+fn an_agent_registered_at_the_proxy_takes_the_callers_of_three_nodes_in_arrival_order() {
+    let Some(binary) = kamailio() else {
+        return;
+    };
+    let Some(pg) = PgServer::start("front") else {
+        return;
+    };
+    common::logs();
+    let dir = scratch("queues");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut nodes = Vec::new();
+        for (name, rtp) in [
+            ("a", 45_500..=45_599),
+            ("b", 45_600..=45_699),
+            ("c", 45_700..=45_799),
+        ] {
+            let more = format!(
+                "records: {{ store: {:?} }}\ncluster: {{ node: {name}, lease: 2s }}\n\
+queues:\n  support: {{ music: hold_music, ring_timeout: 20s, wrap_up: 1s }}\n\
+agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
+                pg.url()
+            );
+            nodes.push(Node::start_with(dir.join(name), rtp, QUEUE_FLOW, &more).await);
+        }
+        let proxy = Proxy::start(&binary, dir.clone(), &nodes.iter().collect::<Vec<_>>()).await;
+
+        // Alice registers once, through the proxy (digest challenge and answer reach the
+        // same node).
+        let mut alice = Answerer::bind(Ipv4Addr::LOCALHOST.into()).await.unwrap();
+        let status = alice
+            .register(proxy.sip, "alice", "alice-secret", 300)
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            200,
+            "alice registers through the proxy\n{}",
+            proxy.log()
+        );
+
+        // The first caller takes her; the next three wait, one on each node.
+        let (mut first_phone, first_media, _first) = queued_through(&proxy).await;
+        let offer = alice
+            .next_invite(30 * SECOND)
+            .await
+            .expect("alice is offered the first call");
+        let agent_media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).unwrap();
+        let mut talking = alice.accept(&offer, &agent_media).await.unwrap();
+        hear_each_other(&first_media, &agent_media).await;
+        let mut line = Vec::new();
+        for _ in 0..3 {
+            line.push(queued_through(&proxy).await);
+        }
+        let homes: Vec<usize> = line
+            .iter()
+            .map(|(_, _, call)| {
+                nodes
+                    .iter()
+                    .position(|n| n.holds(call))
+                    .expect("the call is on a node")
+            })
+            .collect();
+        let mut distinct = homes.clone();
+        distinct.sort();
+        assert_eq!(
+            distinct,
+            [0, 1, 2],
+            "the proxy spread the waiting callers: {homes:?}"
+        );
+
+        // Each time alice is free, the longest waiting caller is hers, whatever its node:
+        // she hears that caller and it hears her.
+        let mut offered =
+            std::collections::HashSet::from([offer.invite.headers.call_id().unwrap().to_string()]);
+        alice.hang_up(&mut talking).await.unwrap();
+        first_phone.expect_bye(30 * SECOND).await.unwrap();
+        for (i, (mut phone, media, _)) in line.into_iter().enumerate() {
+            let offer = loop {
+                let o = alice
+                    .next_invite(30 * SECOND)
+                    .await
+                    .expect("the next offer");
+                if offered.insert(o.invite.headers.call_id().unwrap().to_string()) {
+                    break o;
+                }
+            };
+            let agent_media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).unwrap();
+            let mut talking = alice.accept(&offer, &agent_media).await.unwrap();
+            tokio::time::timeout(60 * SECOND, hear_each_other(&media, &agent_media))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "caller {i} (node {}) and alice do not hear each other",
+                        homes[i]
+                    )
+                });
+            alice.hang_up(&mut talking).await.unwrap();
+            phone.expect_bye(30 * SECOND).await.unwrap();
+        }
+        drop(nodes);
+    });
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&dir);
 }

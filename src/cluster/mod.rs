@@ -18,14 +18,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::ClusterConfig;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::queue::relay::RelayLink;
-use queues::SharedQueues;
 use crate::records::postgres::{DEFAULT_CONNECT_TIMEOUT, redact};
 use hotline_core::cluster::{Change, Command, Event, Membership, NodeSeen};
+use queues::SharedQueues;
 
 /// Serialises the creation of the cluster's tables by nodes starting together.
 const SCHEMA_LOCK: i64 = 0x6863_6c75_7374_6572;
@@ -115,6 +115,7 @@ impl Cluster {
             client: None,
             key: 0,
             fresh: true,
+            unreachable: false,
             leader: leader.clone(),
         };
         let stopping = stop.clone();
@@ -163,6 +164,8 @@ struct Keeper {
     key: i64,
     /// No lease written by this process yet: the first one also sets `started_at`.
     fresh: bool,
+    /// The last connection attempt failed (logged once per outage).
+    unreachable: bool,
     leader: Arc<AtomicBool>,
 }
 
@@ -239,9 +242,17 @@ impl Keeper {
                     }
                     self.key = leader_key(&schema);
                     self.client = Some(c);
+                    if std::mem::take(&mut self.unreachable) {
+                        info!(node = %self.config.node, "cluster database reachable again");
+                    }
                 }
                 Err(e) => {
-                    warn!(node = %self.config.node, error = %e, "cluster database unavailable");
+                    if !self.unreachable {
+                        self.unreachable = true;
+                        warn!(node = %self.config.node, error = %e, "cluster database unavailable");
+                    } else {
+                        debug!(node = %self.config.node, error = %e, "cluster database still unavailable");
+                    }
                     return None;
                 }
             }

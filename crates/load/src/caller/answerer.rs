@@ -206,6 +206,8 @@ Expires: {expires}\r\n\
         let mut r = Response::for_request(&inc.invite, status, reason);
         let _ = r.headers.ensure_to_tag(&inc.to_tag);
         if (180..300).contains(&status) {
+            // A proxy on the way asked to stay in the dialog (RFC 3261 §12.1.1).
+            r.copy_record_route(&inc.invite);
             r.headers
                 .push(HeaderName::Contact, format!("<sip:agent@{}>", self.local));
         }
@@ -397,7 +399,9 @@ From: {to};tag={tag}\r\n\
 To: {from}\r\n\
 Call-ID: {cid}\r\n\
 CSeq: {cseq} BYE\r\n\
+{routes}\
 Content-Length: 0\r\n\r\n",
+            routes = route_lines(inv),
             local = self.local,
             branch = random_token(12),
             tag = call.incoming.to_tag,
@@ -460,6 +464,17 @@ fn in_dialog(call: &Answered) -> Result<(String, String, String, String), Caller
         .to_addr()
         .map_err(|e| CallerError::Unexpected(e.to_string()))?;
     Ok((target, from.to_string(), to.to_string(), call_id(inv)))
+}
+
+/// The route set of the dialog an INVITE made, as the callee keeps it (the Record-Route
+/// in order, RFC 3261 §12.1.1), one `Route:` line each.
+fn route_lines(inv: &Request) -> String {
+    inv.headers
+        .record_route()
+        .unwrap_or_default()
+        .iter()
+        .map(|rr| format!("Route: {rr}\r\n"))
+        .collect()
 }
 
 fn call_id(req: &Request) -> String {
