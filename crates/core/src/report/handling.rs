@@ -21,6 +21,9 @@ pub enum WaitEnd {
     Overflowed,
     /// The caller left a callback request.
     Callback,
+    /// The engine stopped, or in a cluster the caller's node died, while the caller
+    /// waited (the record says `interrupted`): never the caller's doing.
+    Lost,
     /// The queue could not serve the call, or the call ended for another reason.
     Failed,
     /// Still waiting: the call has not ended.
@@ -190,6 +193,8 @@ pub fn read(call: &Call<'_>) -> Handling {
             WaitEnd::Abandoned
         } else if record.outcome == Some(CallOutcome::Callback) {
             WaitEnd::Callback
+        } else if record.outcome == Some(CallOutcome::Interrupted) {
+            WaitEnd::Lost
         } else {
             WaitEnd::Failed
         };

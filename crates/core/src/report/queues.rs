@@ -32,6 +32,9 @@ pub struct QueueFigures {
     pub overflowed: u64,
     /// Left the queue with a callback request.
     pub left_for_callback: u64,
+    /// Waits cut because the engine stopped or, in a cluster, the caller's node died
+    /// (the record's outcome is `interrupted`): reported apart, never abandoned.
+    pub lost: u64,
     /// Waits that ended any other way (the queue failed, the call failed or was cut).
     pub failed: u64,
     /// Callers still waiting when the records were read.
@@ -89,6 +92,7 @@ pub fn compute(
                     WaitEnd::Abandoned => f.abandoned += 1,
                     WaitEnd::Overflowed => f.overflowed += 1,
                     WaitEnd::Callback => f.left_for_callback += 1,
+                    WaitEnd::Lost => f.lost += 1,
                     WaitEnd::Failed => f.failed += 1,
                     WaitEnd::Waiting => f.waiting += 1,
                 }

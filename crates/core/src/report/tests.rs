@@ -997,3 +997,21 @@ fn agent_no_answers_hold_and_wrap_up_from_built_records() {
     assert_eq!(v["agents"][1]["no_answers"], 1);
     assert!(text::render(&r).contains("no_answers"));
 }
+
+/// A caller whose engine stopped (or whose node died) while waiting is lost: reported
+/// apart, never abandoned, and left out of the service level.
+#[test]
+fn a_wait_cut_by_the_engine_is_lost_not_abandoned() {
+    let j = 10 * SECOND;
+    let lost = call("l1", "301", 0)
+        .joined(j, "support")
+        .outcome(CallOutcome::Interrupted);
+    let gave_up = call("l2", "302", 0)
+        .joined(j, "support")
+        .ended(90 * SECOND, CallOutcome::AbandonedInQueue);
+    let r = Set::of(vec![lost, gave_up]).report(&ReportParams::default());
+    let q = &r.queues[0];
+    assert_eq!((q.offered, q.lost, q.abandoned, q.failed), (2, 1, 1, 0));
+    assert_close(q.abandon_rate, 1.0 / 2.0);
+    assert_eq!(q.service_level, Some(0.0));
+}
