@@ -304,9 +304,12 @@ impl Server {
             Some(c) => {
                 let live = Arc::downgrade(&deps);
                 let calls = Arc::new(move || live.upgrade().map_or(0, |d| d.registry.len()));
-                let queues = relay_link
-                    .map(|link| (link, config.queues.clone(), config.agents.clone()));
-                Some(crate::cluster::Cluster::start(c, calls, queues).map_err(StartError::Cluster)?)
+                let queues =
+                    relay_link.map(|link| (link, config.queues.clone(), config.agents.clone()));
+                Some(
+                    crate::cluster::Cluster::start(c, calls, queues)
+                        .map_err(StartError::Cluster)?,
+                )
             }
             None => None,
         };

@@ -180,7 +180,11 @@ impl Alice {
         let deadline = Instant::now() + LONG;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let inc = self.phone.next_invite(left).await.expect("an offer reaches alice");
+            let inc = self
+                .phone
+                .next_invite(left)
+                .await
+                .expect("an offer reaches alice");
             let id = inc.invite.headers.call_id().unwrap_or_default().to_string();
             if self.offered.insert(id) {
                 return inc;
@@ -248,7 +252,10 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
         let caller = queued_caller(n).await;
         let id = call_id(&caller);
         line.push((n.sip, caller));
-        wait_queue(n, "the caller should be in line", |q| waiting(q).contains(&id)).await;
+        wait_queue(n, "the caller should be in line", |q| {
+            waiting(q).contains(&id)
+        })
+        .await;
     }
     let order: Vec<String> = line.iter().map(|(_, c)| call_id(c)).collect();
     for n in [&a, &b, &c] {
@@ -261,7 +268,10 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
     thanked(&mut first).await;
     for (sip, mut caller) in line {
         let inc = alice.offer().await;
-        assert_eq!(inc.source, sip, "the next caller in arrival order is offered");
+        assert_eq!(
+            inc.source, sip,
+            "the next caller in arrival order is offered"
+        );
         let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
         hear_each_other(&caller.media, &agent_media).await;
         alice.phone.hang_up(&mut talking).await.unwrap();
@@ -303,7 +313,10 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
     let on_a = queued_caller(&a).await;
     let mut on_b = queued_caller(&b).await;
     let (id_a, id_b) = (call_id(&on_a), call_id(&on_b));
-    wait_queue(&c, "two callers wait", |q| waiting(q) == [id_a.clone(), id_b.clone()]).await;
+    wait_queue(&c, "two callers wait", |q| {
+        waiting(q) == [id_a.clone(), id_b.clone()]
+    })
+    .await;
 
     // The leader dies without a word.
     a.kill();
@@ -314,7 +327,10 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
         waiting(q) == [id_b.clone()] && q["stats"]["lost"] == 1
     })
     .await;
-    assert_eq!(q["stats"]["abandoned"], 0, "a lost caller is never abandoned: {q:#}");
+    assert_eq!(
+        q["stats"]["abandoned"], 0,
+        "a lost caller is never abandoned: {q:#}"
+    );
     assert_eq!(agent_state(&q, "alice"), "on_call", "{q:#}");
 
     // Nobody on the surviving nodes noticed: the call in progress still carries audio,
@@ -394,7 +410,11 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
         waiting(q) == [id_c.clone(), id_a.clone()]
     })
     .await;
-    assert_eq!((&q["stats"]["lost"], &q["stats"]["abandoned"]), (&Value::from(0), &Value::from(0)), "{q:#}");
+    assert_eq!(
+        (&q["stats"]["lost"], &q["stats"]["abandoned"]),
+        (&Value::from(0), &Value::from(0)),
+        "{q:#}"
+    );
 
     alice.phone.hang_up(&mut talking).await.unwrap();
     thanked(&mut first).await;

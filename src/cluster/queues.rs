@@ -172,8 +172,12 @@ impl SharedQueues {
                 ToCluster::Reconfigure { queues, agents } => {
                     if let Some(l) = self.leading.as_mut() {
                         match l.acd.reconfigure(Instant::now(), &queues, &agents) {
-                            Ok(notes) => info!(?notes, "the shared queues took the new configuration"),
-                            Err(e) => warn!(error = %e, "the shared queues kept their configuration"),
+                            Ok(notes) => {
+                                info!(?notes, "the shared queues took the new configuration")
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "the shared queues kept their configuration")
+                            }
                         }
                     }
                     self.queues = queues;
@@ -238,9 +242,8 @@ impl SharedQueues {
             return Ok(());
         }
         let mut tx = client.transaction()?;
-        let insert = tx.prepare(
-            "INSERT INTO acd_inputs (node, incarnation, body) VALUES ($1, $2, $3)",
-        )?;
+        let insert =
+            tx.prepare("INSERT INTO acd_inputs (node, incarnation, body) VALUES ($1, $2, $3)")?;
         for input in &self.pending {
             let body = match input {
                 Some(i) => Some(serde_json::to_string(i).unwrap_or_default()),
@@ -256,9 +259,7 @@ impl SharedQueues {
     }
 
     fn read_actions(&mut self, client: &mut Client) -> Result<(), postgres::Error> {
-        let due = self
-            .last_actions_read
-            .is_none_or(|t| t.elapsed() >= POLL);
+        let due = self.last_actions_read.is_none_or(|t| t.elapsed() >= POLL);
         if !(self.wake_actions || due) {
             return Ok(());
         }
@@ -310,7 +311,12 @@ impl SharedQueues {
 
     fn fresh(&self, now: Instant) -> Acd {
         // The configuration was checked before the engine started.
-        match Acd::new(&self.queues, &self.agents, Box::new(MemoryStore::new()), now) {
+        match Acd::new(
+            &self.queues,
+            &self.agents,
+            Box::new(MemoryStore::new()),
+            now,
+        ) {
             Ok(a) => a,
             Err(e) => panic!("the checked queue configuration was refused: {e}"),
         }
@@ -338,7 +344,10 @@ impl SharedQueues {
             )
             .map_err(|e| e.to_string())?;
         match row {
-            Some(r) => Ok(self.restore(&r.get::<_, String>(0), r.get(1), now)?.0.snapshot(now)),
+            Some(r) => Ok(self
+                .restore(&r.get::<_, String>(0), r.get(1), now)?
+                .0
+                .snapshot(now)),
             None => Ok(self.fresh(now).snapshot(now)),
         }
     }
@@ -347,7 +356,8 @@ impl SharedQueues {
     fn lead(&mut self, client: &mut Client) -> Result<(), postgres::Error> {
         let now = Instant::now();
         let node = self.node.clone();
-        let read_due = self.wake_inputs || self.last_inputs_read.is_none_or(|t| t.elapsed() >= POLL);
+        let read_due =
+            self.wake_inputs || self.last_inputs_read.is_none_or(|t| t.elapsed() >= POLL);
         let Some(l) = self.leading.as_mut() else {
             return Ok(());
         };
@@ -442,7 +452,9 @@ impl Leading {
         let known = self.homes.nodes.insert(home.node.clone(), home.incarnation);
         if known.is_some_and(|i| i != home.incarnation) {
             info!(node = %home.node, "a node started again: its earlier calls are gone");
-            self.lose(now, |h| h.node == home.node && h.incarnation != home.incarnation);
+            self.lose(now, |h| {
+                h.node == home.node && h.incarnation != home.incarnation
+            });
         }
     }
 
@@ -480,7 +492,10 @@ impl Leading {
             .collect();
         for call in &calls {
             self.homes.calls.remove(call);
-            if let Err(e) = self.acd.handle(now, Input::CallerLost { call: call.clone() }) {
+            if let Err(e) = self
+                .acd
+                .handle(now, Input::CallerLost { call: call.clone() })
+            {
                 debug!(error = %e, %call, "lost call no longer queued");
             }
         }
@@ -498,7 +513,11 @@ impl Leading {
 
     /// Writes each action for the node that holds its call, and returns this node's own.
     /// Calls the ACD no longer holds are forgotten.
-    fn route(&mut self, me: &str, tx: &mut Transaction<'_>) -> Result<Vec<Action>, postgres::Error> {
+    fn route(
+        &mut self,
+        me: &str,
+        tx: &mut Transaction<'_>,
+    ) -> Result<Vec<Action>, postgres::Error> {
         let mut own = Vec::new();
         let mut woken = HashSet::new();
         let insert = tx.prepare("INSERT INTO acd_actions (node, body) VALUES ($1, $2)")?;
@@ -515,7 +534,9 @@ impl Leading {
                     None
                 }
                 Action::Lost { .. } => None,
-                other => action_call(other).and_then(|c| self.homes.calls.get(c)).map(|h| h.node.clone()),
+                other => action_call(other)
+                    .and_then(|c| self.homes.calls.get(c))
+                    .map(|h| h.node.clone()),
             };
             match to {
                 Some(node) if node != me => {

@@ -35,7 +35,9 @@ pub struct QueuesStatus {
 
 /// Reads the backlog of the shared queues.
 pub fn read_queues(client: &mut Client) -> Result<QueuesStatus, postgres::Error> {
-    let inputs_waiting = client.query_one("SELECT count(*) FROM acd_inputs", &[])?.get(0);
+    let inputs_waiting = client
+        .query_one("SELECT count(*) FROM acd_inputs", &[])?
+        .get(0);
     let saved = client
         .query_opt(
             "SELECT leader, EXTRACT(EPOCH FROM now() - saved_at)::float8 FROM acd_state",
@@ -155,8 +157,14 @@ mod tests {
             behind: 7,
         };
         let t = render(&[a.clone(), b.clone()], None);
-        assert!(t.contains("node-a  alive       0.4s     12  yes          0"), "{t}");
-        assert!(t.contains("b       lost       31.0s      3               7"), "{t}");
+        assert!(
+            t.contains("node-a  alive       0.4s     12  yes          0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("b       lost       31.0s      3               7"),
+            "{t}"
+        );
         assert!(!t.contains("no node leads"), "{t}");
         let t = render(&[b], None);
         assert!(t.ends_with("no node leads right now\n"), "{t}");

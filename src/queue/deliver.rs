@@ -13,9 +13,9 @@ use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::queue::acd::{Action, Input};
 use crate::queue::store::CallbackId;
-use hotline_core::queue::news::QueueNews;
 use crate::sip::registrar::Registrations;
 use crate::sip::transport::Peer;
+use hotline_core::queue::news::QueueNews;
 
 /// A callback request to call now (the ACD holds an agent for it meanwhile).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,9 @@ use tracing::{debug, info, warn};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::queue::acd::{Acd, Input, Snapshot};
-use crate::queue::deliver::{Delivery, Dialer};
 use crate::queue::agent::AgentCommand;
 use crate::queue::config::{AgentsConfig, QueuesConfig};
+use crate::queue::deliver::{Delivery, Dialer};
 use crate::queue::store::CallbackId;
 use crate::sip::registrar::{RegistrarEvent, Registrations};
 

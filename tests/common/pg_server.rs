@@ -118,7 +118,10 @@ impl PgServer {
         );
         let log = self.dir.join("server.log").display().to_string();
         let data = self.data().display().to_string();
-        self.run("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        );
     }
 
     /// Stops the server (fast: sessions are ended, as in a restart).
