@@ -203,7 +203,9 @@ impl Keeper {
         let (Some(q), Some(c)) = (self.queues.as_mut(), self.client.as_mut()) else {
             return false;
         };
-        let r = q.step(c, leader).and_then(|()| q.wait(c, wait.min(TICK)));
+        let r = q
+            .step(c, leader)
+            .and_then(|()| Ok(q.wait(c, wait.min(TICK))?));
         if let Err(e) = r {
             warn!(node = %self.config.node, error = %e, "shared queues: the database failed; reconnecting");
             q.session_lost();

@@ -24,7 +24,7 @@ use postgres::{Client, Transaction};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::queue::acd::{Acd, AcdState, Action, Input, Snapshot};
+use crate::queue::acd::{Acd, AcdError, AcdState, Action, Input, Snapshot};
 use crate::queue::config::{AgentsConfig, QueuesConfig};
 use crate::queue::relay::{RelayLink, ToCluster};
 use crate::queue::store::MemoryStore;
@@ -64,6 +64,17 @@ const BATCH: i64 = 1000;
 /// Inputs kept in memory while the database is away; beyond, the oldest are dropped.
 const MAX_PENDING: usize = 100_000;
 
+/// Why a round of the shared queues did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum QueuesError {
+    #[error("the cluster database: {0}")]
+    Database(#[from] postgres::Error),
+    /// The configuration was checked before the engine started, so this is the engine's
+    /// fault; the round is tried again.
+    #[error("the queue configuration was refused: {0}")]
+    Refused(AcdError),
+}
+
 /// One process of one node: a node that restarts is a new incarnation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Home {
@@ -92,8 +103,9 @@ struct Leading {
     acd: Acd,
     homes: Homes,
     last_sweep: Option<Instant>,
-    /// Just restored: the first round runs the ACD's timers and offers at once.
-    restored: bool,
+    /// Changed outside a round (just restored, or reconfigured): the next round runs the
+    /// ACD's timers and offers at once, and saves.
+    dirty: bool,
 }
 
 /// This node's side of the shared queues.
@@ -157,7 +169,7 @@ impl SharedQueues {
 
     /// One round: the relay's requests, the inputs written, the actions for this node
     /// read, and when `leader`, the ACD's round. An error means the session is unusable.
-    pub fn step(&mut self, client: &mut Client, leader: bool) -> Result<(), postgres::Error> {
+    pub fn step(&mut self, client: &mut Client, leader: bool) -> Result<(), QueuesError> {
         let mut snapshots = Vec::new();
         while let Ok(r) = self.link.requests.try_recv() {
             match r {
@@ -171,6 +183,7 @@ impl SharedQueues {
                 ToCluster::Snapshot(tx) => snapshots.push(tx),
                 ToCluster::Reconfigure { queues, agents } => {
                     if let Some(l) = self.leading.as_mut() {
+                        l.dirty = true;
                         match l.acd.reconfigure(Instant::now(), &queues, &agents) {
                             Ok(notes) => {
                                 info!(?notes, "the shared queues took the new configuration")
@@ -196,7 +209,7 @@ impl SharedQueues {
             if let Err(e) = self.lead(client) {
                 // The round did not commit: the ACD in memory may be ahead of the tables.
                 self.leading = None;
-                return Err(e);
+                return Err(e.into());
             }
         }
         for tx in snapshots {
@@ -245,10 +258,9 @@ impl SharedQueues {
         let insert =
             tx.prepare("INSERT INTO acd_inputs (node, incarnation, body) VALUES ($1, $2, $3)")?;
         for input in &self.pending {
-            let body = match input {
-                Some(i) => Some(serde_json::to_string(i).unwrap_or_default()),
-                None => None,
-            };
+            let body = input
+                .as_ref()
+                .map(|i| serde_json::to_string(i).unwrap_or_default());
             tx.execute(&insert, &[&self.node, &self.incarnation, &body])?;
         }
         tx.execute("SELECT pg_notify($1, '')", &[&INPUTS])?;
@@ -283,7 +295,7 @@ impl SharedQueues {
     }
 
     /// Becomes the ACD's leader: the last committed state, or a fresh ACD in a new cluster.
-    fn take_over(&mut self, client: &mut Client) -> Result<(), postgres::Error> {
+    fn take_over(&mut self, client: &mut Client) -> Result<(), QueuesError> {
         let now = Instant::now();
         let row = client.query_opt(
             "SELECT body, EXTRACT(EPOCH FROM now() - saved_at)::float8 FROM acd_state",
@@ -294,32 +306,30 @@ impl SharedQueues {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(error = %e, "the saved queue state is unusable; starting the queues afresh");
-                    (self.fresh(now), Homes::default())
+                    (self.fresh(now)?, Homes::default())
                 }
             },
-            None => (self.fresh(now), Homes::default()),
+            None => (self.fresh(now)?, Homes::default()),
         };
         info!(node = %self.node, calls = homes.calls.len(), "this node leads the queues");
         self.leading = Some(Leading {
             acd,
             homes,
             last_sweep: None,
-            restored: true,
+            dirty: true,
         });
         Ok(())
     }
 
-    fn fresh(&self, now: Instant) -> Acd {
-        // The configuration was checked before the engine started.
-        match Acd::new(
+    /// A new ACD, as the first leader of a new cluster starts it.
+    fn fresh(&self, now: Instant) -> Result<Acd, QueuesError> {
+        Acd::new(
             &self.queues,
             &self.agents,
             Box::new(MemoryStore::new()),
             now,
-        ) {
-            Ok(a) => a,
-            Err(e) => panic!("the checked queue configuration was refused: {e}"),
-        }
+        )
+        .map_err(QueuesError::Refused)
     }
 
     fn restore(&self, body: &str, age_secs: f64, now: Instant) -> Result<(Acd, Homes), String> {
@@ -348,7 +358,7 @@ impl SharedQueues {
                 .restore(&r.get::<_, String>(0), r.get(1), now)?
                 .0
                 .snapshot(now)),
-            None => Ok(self.fresh(now).snapshot(now)),
+            None => Ok(self.fresh(now).map_err(|e| e.to_string())?.snapshot(now)),
         }
     }
 
@@ -362,8 +372,8 @@ impl SharedQueues {
             return Ok(());
         };
         let sweep_due = l.last_sweep.is_none_or(|t| now.duration_since(t) >= POLL);
-        let timeout_due = l.restored || l.acd.poll_timeout().is_some_and(|d| d <= now);
-        l.restored = false;
+        let timeout_due = l.dirty || l.acd.poll_timeout().is_some_and(|d| d <= now);
+        l.dirty = false;
         if !(read_due || sweep_due || timeout_due) {
             return Ok(());
         }
