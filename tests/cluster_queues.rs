@@ -47,16 +47,24 @@ impl Node {
     }
 }
 
+/// The queue of most tests: music, a long ring, a short wrap-up.
+const QUEUE: &str = "{ strategy: longest_idle, music: hold_music, ring_timeout: 20s, wrap_up: 1s }";
+
 /// Writes a node's folder (the queue flow, the sample prompts, one queue, agent alice)
 /// and starts it.
 async fn node(root: &Path, name: &str, url: &str, rtp: &str) -> Node {
+    node_with(root, name, url, rtp, QUEUE_FLOW, QUEUE).await
+}
+
+/// A node with its own flow and `support` queue.
+async fn node_with(root: &Path, name: &str, url: &str, rtp: &str, flow: &str, queue: &str) -> Node {
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("flows")).unwrap();
-    std::fs::write(dir.join("flows/main.yaml"), QUEUE_FLOW).unwrap();
+    std::fs::write(dir.join("flows/main.yaml"), flow).unwrap();
     let yaml = format!(
         "flows: flows\nprompts: {:?}\ndata: data\nrecords: {{ store: {url:?} }}\n\
 cluster: {{ node: {name}, lease: 2s }}\n\
-queues:\n  support: {{ strategy: longest_idle, music: hold_music, ring_timeout: 20s, wrap_up: 1s }}\n\
+queues:\n  support: {queue}\n\
 agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
         repo().join("prompts").display().to_string(),
     );
@@ -428,4 +436,127 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
     }
     let q = wait_queue(&b, "three answered", |q| q["stats"]["answered"] == 3).await;
     assert_eq!(q["stats"]["lost"], 0, "{q:#}\n{}", pg.log());
+}
+
+/// The flow of the callback test: the queue, and a goodbye once a callback is asked for.
+const CALLBACK_FLOW: &str = "start: q
+steps:
+  q:
+    queue: support
+    on_timeout: sorry
+    on_callback: noted
+    after: thanks
+  sorry:
+    play: advisors_busy
+    next: hangup
+  noted:
+    play: goodbye
+    next: hangup
+  thanks:
+    play: survey_thanks
+    next: hangup
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_asked_for_on_one_node_is_placed_after_the_leader_died() {
+    let Some(pg) = PgServer::start("callback") else {
+        return;
+    };
+    let root = root("callback");
+    // The telephone network: the callers' numbers are reached through this phone.
+    let mut network = Answerer::bind(LOCALHOST).await.unwrap();
+    let queue = format!(
+        "{{ music: hold_music, ring_timeout: 20s, wrap_up: 1s, callback: {{ key: \"1\", \
+offer_after_wait: 0s, dial: \"sip:{{number}}@{}\", caller_id: \"+18005550100\", \
+ring_timeout: 20s, attempts: 3, retry_after: 1s, allowed: [\"+49[1-8]X.\"] }} }}",
+        network.local
+    );
+    let mut a = node_with(&root, "a", &pg.url(), "47900-47949", CALLBACK_FLOW, &queue).await;
+    let b = node_with(&root, "b", &pg.url(), "47950-47999", CALLBACK_FLOW, &queue).await;
+    let c = node_with(&root, "c", &pg.url(), "48000-48049", CALLBACK_FLOW, &queue).await;
+    let mut alice = Alice::new().await;
+    assert_eq!(
+        alice
+            .phone
+            .register(b.sip, "alice", "alice-secret", 300)
+            .await
+            .unwrap(),
+        200
+    );
+    wait_queue(&b, "alice should be available", |q| {
+        agent_state(q, "alice") == "available"
+    })
+    .await;
+
+    // One call handled (so the queue can estimate a wait), then alice talks to a caller
+    // on b while a caller on c asks to be called back and hangs up.
+    let mut served = queued_caller(&c).await;
+    let inc = alice.offer().await;
+    let (mut talking, _agent_media) = take(&mut alice.phone, &inc).await;
+    alice.phone.hang_up(&mut talking).await.unwrap();
+    thanked(&mut served).await;
+    let first = queued_caller(&b).await;
+    let inc = alice.offer().await;
+    let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
+    hear_each_other(&first.media, &agent_media).await;
+    let Caller {
+        mut phone, media, ..
+    } = queued_caller(&c).await;
+    media
+        .wait_for_prompt(&prompt("en", "queue_callback_offer"), 0, LONG)
+        .await
+        .expect("the callback is offered");
+    let from = media.heard_len();
+    media.press(
+        hotline::media::dtmf::Key::from_char('1').unwrap(),
+        hotline_load::caller::KeyMethod::Rfc4733,
+    );
+    assert!(
+        media
+            .wait_for_prompt(&prompt("en", "goodbye"), from, LONG)
+            .await
+            .is_some(),
+        "the flow's on_callback step confirms"
+    );
+    phone.expect_bye(LONG).await.unwrap();
+    wait_queue(&b, "the request waits in line", |q| {
+        q["waiting"][0]["state"] == "callback"
+    })
+    .await;
+
+    // The leader dies; the request is in the state it saved, so the next leader places
+    // the call back once alice is free.
+    a.kill();
+    wait_queue(&b, "another node leads with the request in line", |q| {
+        q["waiting"][0]["state"] == "callback" && q["stats"]["lost"] == 0
+    })
+    .await;
+    alice.phone.hang_up(&mut talking).await.unwrap();
+    let call_back = network
+        .next_invite(LONG)
+        .await
+        .expect("the caller is called back");
+    let text = String::from_utf8_lossy(&call_back.invite.to_bytes()).into_owned();
+    assert!(text.starts_with("INVITE sip:+4930123456@"), "{text}");
+    let caller_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let mut caller = network.accept(&call_back, &caller_media).await.unwrap();
+    assert!(
+        caller_media
+            .wait_for_prompt(&prompt("en", "queue_callback_intro"), 0, LONG)
+            .await
+            .is_some(),
+        "the caller hears who calls and why"
+    );
+    let inc = alice.offer().await;
+    let (mut talking, agent_media) = take(&mut alice.phone, &inc).await;
+    hear_each_other(&caller_media, &agent_media).await;
+    alice.phone.hang_up(&mut talking).await.unwrap();
+    let _ = network.expect_bye(&caller, LONG).await;
+    let _ = network.hang_up(&mut caller).await;
+    let q = wait_queue(&c, "the callback was completed", |q| {
+        q["stats"]["answered"] == 3 && waiting(q).is_empty()
+    })
+    .await;
+    assert_eq!(q["stats"]["abandoned"], 0, "{q:#}");
+    drop(first);
 }

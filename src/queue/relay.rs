@@ -138,15 +138,18 @@ impl Relay {
                 let _ = reply.send(Ok(()));
             }
             Msg::Input(input) => {
-                let ends = match &input {
-                    Input::CallerLeft { call }
-                    | Input::AgentLeft { call }
-                    | Input::CallbackRequested { call, .. } => Some(call.clone()),
-                    _ => None,
-                };
+                let ends = matches!(
+                    input,
+                    Input::CallerLeft { .. }
+                        | Input::AgentLeft { .. }
+                        | Input::CallbackRequested { .. }
+                );
                 self.write(input);
-                if let Some(call) = ends {
-                    self.out.calls.remove(&call);
+                // The leader's answer to what the call said before may still be on its
+                // way (a Connect to an agent who has just hung up): a call keeps its
+                // mailbox for as long as it reads it.
+                if ends {
+                    self.out.calls.retain(|_, m| m.is_open());
                 }
             }
             Msg::Command {
