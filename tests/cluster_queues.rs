@@ -288,6 +288,27 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
     let q = wait_queue(&b, "all four answered", |q| q["stats"]["answered"] == 4).await;
     assert_eq!(q["stats"]["abandoned"], 0, "{q:#}");
     assert!(waiting(&q).is_empty(), "{q:#}");
+
+    // `cluster status` as an admin reads it: the leader, nothing waiting for any node,
+    // and the queues' state saved by the leader.
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["cluster", "status", "--config", "hotline.yaml"])
+        .current_dir(&c.dir)
+        .output()
+        .expect("hotline cluster status runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let leader = text
+        .lines()
+        .find(|l| l.contains(" yes "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no leader shown:\n{text}"))
+        .to_string();
+    assert!(
+        text.contains(&format!("queues: state saved by {leader} ")),
+        "{text}"
+    );
+    assert!(text.contains("0 input(s) not yet applied"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
