@@ -226,7 +226,7 @@ fn call_id(c: &Caller) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_registered_once() {
-    let Some(pg) = PgServer::start("order") else {
+    let Some(pg) = PgServer::start_or_skip("order") else {
         return;
     };
     let root = root("order");
@@ -313,7 +313,7 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_their_places() {
-    let Some(pg) = PgServer::start("kill") else {
+    let Some(pg) = PgServer::start_or_skip("kill") else {
         return;
     };
     let root = root("kill");
@@ -397,7 +397,7 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls() {
-    let Some(pg) = PgServer::start("restart") else {
+    let Some(pg) = PgServer::start_or_skip("restart") else {
         return;
     };
     let root = root("restart");
@@ -426,11 +426,11 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
 
     // The database goes away for a few seconds; meanwhile a caller joins on a, and the
     // calls in progress go on.
-    pg.down();
+    pg.stop().unwrap();
     let mut on_a = queued_caller(&a).await;
     hear_each_other(&first.media, &agent_media).await;
     tokio::time::sleep(3 * SECOND).await;
-    pg.up();
+    pg.start().unwrap();
 
     // The queues resume where they were: the caller who joined during the outage is in
     // line behind c's, nobody was lost or abandoned.
@@ -480,7 +480,7 @@ steps:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_asked_for_on_one_node_is_placed_after_the_leader_died() {
-    let Some(pg) = PgServer::start("callback") else {
+    let Some(pg) = PgServer::start_or_skip("callback") else {
         return;
     };
     let root = root("callback");

@@ -2,7 +2,7 @@
 //! is killed with SIGKILL, and is started again on the same store. Every call that had
 //! ended at least one second before the kill must have its complete record (outcome, end,
 //! its events), and every call in progress at the kill a record with outcome
-//! `interrupted`: none missing, none left open.
+//! `interrupted`, even one answered an instant before it: none missing, none left open.
 //!
 //! Runs against an SQLite file always, and against PostgreSQL when `HOTLINE_TEST_POSTGRES`
 //! holds a connection URL (in a schema of the test's own); with `HOTLINE_REQUIRE_POSTGRES=1`
@@ -46,6 +46,8 @@ const IN_PROGRESS: usize = 10;
 const SELF_SERVED: usize = 10;
 const ABANDONED: usize = 10;
 const ENDING_AT_THE_KILL: usize = 5;
+/// Answered a moment before the kill: their records' first write is still being batched.
+const ANSWERED_AT_THE_KILL: usize = 5;
 
 /// The engine as a child process; killed (SIGKILL) when dropped, even on a failed assert.
 struct Serve(Child);
@@ -163,6 +165,8 @@ struct Run {
     in_progress: Vec<String>,
     /// Calls whose BYE was sent less than a second before the kill.
     at_the_kill: Vec<String>,
+    /// Calls answered right before the kill.
+    answered_at_the_kill: Vec<String>,
     /// The engine started again on the same store.
     restarted: Serve,
 }
@@ -232,8 +236,23 @@ async fn first_run_killed(dir: &Path, rtp: &str, records_yaml: &str) -> Run {
         c.media.close();
     }
     tokio::time::sleep_until(kill_at.into()).await;
+    // The last calls are answered, and the engine is killed as soon as they are: well
+    // within the writer's batching delay (200 ms).
+    let last: Vec<_> = (0..ANSWERED_AT_THE_KILL)
+        .map(|_| tokio::spawn(common::call(sip, "hotline")))
+        .collect();
+    let mut answered_at_the_kill = Vec::new();
+    let mut last_calls = Vec::new();
+    for t in last {
+        let (phone, media, call) = t.await.unwrap();
+        answered_at_the_kill.push(call.call_id.clone());
+        last_calls.push((phone, media));
+    }
     let killed_at = Instant::now();
     drop(engine);
+    for (_, media) in &last_calls {
+        media.close();
+    }
     assert!(ended.iter().all(|e| killed_at >= e.2 + SECOND));
     let in_progress: Vec<String> = kept.iter().map(|c| c.call.call_id.clone()).collect();
     for c in &kept {
@@ -247,6 +266,7 @@ async fn first_run_killed(dir: &Path, rtp: &str, records_yaml: &str) -> Run {
         ended: ended.into_iter().map(|(id, o, _)| (id, o)).collect(),
         in_progress,
         at_the_kill,
+        answered_at_the_kill,
         restarted,
     }
 }
@@ -270,9 +290,35 @@ fn check(dir: &Path, run: &mut Run, open: &dyn Fn() -> Box<dyn Store>) {
         std::thread::sleep(Duration::from_millis(100));
     };
     let ids: Vec<&str> = all.iter().map(|r| r.call_id.as_str()).collect();
+    let missing: Vec<(&str, &str)> = run
+        .ended
+        .iter()
+        .map(|(id, _)| ("ended", id.as_str()))
+        .chain(
+            run.in_progress
+                .iter()
+                .map(|id| ("in progress", id.as_str())),
+        )
+        .chain(
+            run.at_the_kill
+                .iter()
+                .map(|id| ("ended at the kill", id.as_str())),
+        )
+        .chain(
+            run.answered_at_the_kill
+                .iter()
+                .map(|id| ("answered at the kill", id.as_str())),
+        )
+        .filter(|(_, id)| !ids.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "calls without a record: {missing:?}\n{}",
+        engine_log(dir)
+    );
     assert_eq!(
         all.len(),
-        IN_PROGRESS + SELF_SERVED + ABANDONED + ENDING_AT_THE_KILL,
+        IN_PROGRESS + SELF_SERVED + ABANDONED + ENDING_AT_THE_KILL + ANSWERED_AT_THE_KILL,
         "one record per call, none missing, none extra: {ids:?}"
     );
 
@@ -308,6 +354,16 @@ fn check(dir: &Path, run: &mut Run, open: &dyn Fn() -> Box<dyn Store>) {
             r.ended_ms.unwrap() >= r.answered_ms.expect("answered"),
             "{r:?}"
         );
+    }
+    // Answered an instant before the kill: the journal of calls begun kept them.
+    for id in &run.answered_at_the_kill {
+        let r = store.call(id).unwrap().unwrap_or_else(|| {
+            panic!(
+                "no record of {id}, answered at the kill\n{}",
+                engine_log(dir)
+            )
+        });
+        assert_eq!(r.outcome, Some(CallOutcome::Interrupted), "{r:?}");
     }
     // Ended less than a second before the kill: complete or interrupted, never open.
     for id in &run.at_the_kill {

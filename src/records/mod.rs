@@ -6,10 +6,12 @@
 //! talk to a database on a call's task (the writer does, on its own thread).
 //!
 //! The rooms: `store` (the interface both back ends implement, and the schema),
-//! `sqlite` and `postgres` (the back ends), `spool` (what could not be written, on disk)
+//! `sqlite` and `postgres` (the back ends), `spool` (what could not be written, on disk),
+//! `journal` (the calls begun, so a kill loses none of them)
 //! `writer` (the thread between the sink and the store), `webhook` (every ended call POSTed
 //! to a receiver, beside the store) and `listing` (`hotline records`).
 
+pub mod journal;
 pub mod listing;
 pub mod postgres;
 pub mod spool;

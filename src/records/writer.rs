@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::{error, info, warn};
 
+use super::journal::{Journal, begins};
 use super::spool::Spool;
 use super::store::{Store, StoreError};
 use super::{Deliver, RecordMsg, RecordSink, SinkCounters};
@@ -49,6 +50,8 @@ pub struct WriterConfig {
     pub retention_batch: usize,
     /// The spool file.
     pub spool: PathBuf,
+    /// The journal of calls begun (beside the spool: `records.journal`).
+    pub journal: PathBuf,
 }
 
 impl WriterConfig {
@@ -63,6 +66,7 @@ impl WriterConfig {
             keep: None,
             retention_every: Duration::from_secs(3600),
             retention_batch: 1_000,
+            journal: spool.with_extension("journal"),
             spool,
         }
     }
@@ -75,6 +79,8 @@ pub struct Startup {
     pub replayed: u64,
     /// Calls an earlier run left open, now `interrupted`.
     pub interrupted: u64,
+    /// Calls an earlier run journalled as begun (some of them in the store already).
+    pub journalled: u64,
 }
 
 enum Cmd {
@@ -95,6 +101,7 @@ pub struct Writer {
     thread: Option<JoinHandle<()>>,
     counters: Arc<SinkCounters>,
     spool: Arc<Spool>,
+    journal: Arc<Journal>,
     ready: Mutex<Receiver<Result<Startup, String>>>,
 }
 
@@ -105,11 +112,21 @@ struct Queue {
     closed: Arc<RwLock<bool>>,
     counters: Arc<SinkCounters>,
     spool: Arc<Spool>,
+    journal: Arc<Journal>,
 }
 
 impl Deliver for Queue {
     fn deliver(&self, msg: RecordMsg) {
         self.counters.pending.fetch_add(1, Ordering::Relaxed);
+        // A Begin is journalled first, and queued while the journal is held.
+        let _journal = match self.journal.begin(&msg) {
+            Ok(held) => Some(held),
+            Err(e) => {
+                warn!(journal = %self.journal.path().display(), error = %e,
+                    "cannot journal a call's begin; a kill now would lose its record");
+                None
+            }
+        };
         let msg = {
             // Held across the send, so the thread's last look cannot miss this message.
             let closed = self.closed.read().unwrap_or_else(|p| p.into_inner());
@@ -125,12 +142,20 @@ impl Deliver for Queue {
                 }
             }
         };
-        spool_or_count(&self.spool, &self.counters, std::slice::from_ref(&msg));
+        drop(_journal);
+        spool_or_count(
+            &self.spool,
+            &self.counters,
+            &self.journal,
+            std::slice::from_ref(&msg),
+        );
     }
 }
 
-/// Puts messages in the spool; if even that fails they are lost, and said so.
-fn spool_or_count(spool: &Spool, counters: &SinkCounters, msgs: &[RecordMsg]) {
+/// Puts messages in the spool; if even that fails they are lost, and said so. Either way
+/// their Begins are settled in the journal (the spool is on disk; what is lost is counted).
+fn spool_or_count(spool: &Spool, counters: &SinkCounters, journal: &Journal, msgs: &[RecordMsg]) {
+    settle(journal, msgs);
     let n = msgs.len() as u64;
     match spool.append(msgs) {
         Ok(()) => {
@@ -143,6 +168,13 @@ fn spool_or_count(spool: &Spool, counters: &SinkCounters, msgs: &[RecordMsg]) {
         }
     }
     counters.pending.fetch_sub(n, Ordering::Relaxed);
+}
+
+/// The Begins of `msgs` reached the store or the spool: the journal may forget them.
+fn settle(journal: &Journal, msgs: &[RecordMsg]) {
+    if let Err(e) = journal.settled(begins(msgs)) {
+        warn!(journal = %journal.path().display(), error = %e, "cannot empty the journal of calls begun");
+    }
 }
 
 fn now_ms() -> i64 {
@@ -161,6 +193,7 @@ impl Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SinkCounters::default());
         let spool = Arc::new(Spool::new(config.spool.clone()));
+        let journal = Arc::new(Journal::new(config.journal.clone()));
         let now = Instant::now();
         let closed = Arc::new(RwLock::new(false));
         let worker = Worker {
@@ -169,6 +202,8 @@ impl Writer {
             stop: stop.clone(),
             counters: counters.clone(),
             spool: spool.clone(),
+            journal: journal.clone(),
+            journal_replayed: false,
             opener,
             store: None,
             started_ms,
@@ -191,6 +226,7 @@ impl Writer {
             thread: Some(thread),
             counters,
             spool,
+            journal,
             ready: Mutex::new(ready_rx),
         })
     }
@@ -207,6 +243,7 @@ impl Writer {
             closed: self.closed.clone(),
             counters: self.counters.clone(),
             spool: self.spool.clone(),
+            journal: self.journal.clone(),
         })
     }
 
@@ -271,6 +308,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     counters: Arc<SinkCounters>,
     spool: Arc<Spool>,
+    journal: Arc<Journal>,
+    /// Whether the journal an earlier run left is in the store.
+    journal_replayed: bool,
     opener: Opener,
     store: Option<Box<dyn Store>>,
     started_ms: i64,
@@ -407,6 +447,7 @@ impl Worker {
                 let store = self.store.as_mut().expect("ensure() opened the store");
                 match store.write(&batch) {
                     Ok(()) => {
+                        settle(&self.journal, &batch);
                         self.counters.written.fetch_add(n, Ordering::Relaxed);
                         self.counters.pending.fetch_sub(n, Ordering::Relaxed);
                         self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -424,7 +465,7 @@ impl Worker {
                         "records store still failing; spooling until it answers");
                 }
                 self.down = true;
-                spool_or_count(&self.spool, &self.counters, &batch);
+                spool_or_count(&self.spool, &self.counters, &self.journal, &batch);
                 return;
             }
             // Sleep in slices, so a stop is not kept waiting.
@@ -473,6 +514,9 @@ impl Worker {
         if self.spool.has_messages() && !self.replay() {
             return false;
         }
+        if !self.journal_replayed && !self.replay_journal() {
+            return false;
+        }
         if !self.interrupted {
             let store = self.store.as_mut().expect("opened above");
             match store.interrupt_open(self.started_ms) {
@@ -492,6 +536,57 @@ impl Worker {
                 }
             }
         }
+        true
+    }
+
+    /// Writes the Begins an earlier run journalled (rows the store has already are left
+    /// as they are: a Begin never reopens an ended call), so that the calls it began
+    /// moments before it was killed are marked interrupted with the others. False if the
+    /// store failed.
+    fn replay_journal(&mut self) -> bool {
+        let path = match self.journal.take() {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.journal_replayed = true;
+                return true;
+            }
+            Err(e) => {
+                error!(journal = %self.journal.path().display(), error = %e, "cannot take the journal of calls begun");
+                self.journal_replayed = true;
+                return true;
+            }
+        };
+        let read = match Journal::read(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(journal = %path.display(), error = %e, "cannot read the journal of calls begun");
+                self.journal_replayed = true;
+                return true;
+            }
+        };
+        let Some(store) = self.store.as_mut() else {
+            return false;
+        };
+        let begins: Vec<RecordMsg> = read
+            .messages
+            .into_iter()
+            .filter(|m| matches!(m, RecordMsg::Begin(_)))
+            .collect();
+        for chunk in begins.chunks(1_000) {
+            if let Err(e) = store.write(chunk) {
+                self.failed(&e);
+                return false;
+            }
+        }
+        self.startup.journalled = begins.len() as u64;
+        info!(
+            calls = begins.len(),
+            "calls begun before the engine last stopped, read from its journal"
+        );
+        if let Err(e) = Journal::done(&path) {
+            warn!(journal = %path.display(), error = %e, "cannot remove the replayed journal");
+        }
+        self.journal_replayed = true;
         true
     }
 

@@ -1,98 +1,109 @@
-//! A PostgreSQL server of the test's own, for tests that stop and restart the database
-//! under a running cluster: Debian's server binaries, a data folder in the temp dir, a free
-//! loopback port. Run as the `postgres` user when the tests run as root (the server refuses
-//! root).
+//! A PostgreSQL server of the test's own, for tests that stop and start the database under
+//! the engine: Debian's server programs (`initdb`, `pg_ctl`), a data folder in a temporary
+//! folder, a free loopback port. Run as the `postgres` user when the tests run as root (the
+//! server refuses root).
 
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 
+/// The folder of PostgreSQL's server programs: the newest of Debian's, else `pg_config`'s.
+fn postgres_bin() -> Option<PathBuf> {
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .max();
+    if let Some((_, bin)) = newest {
+        return Some(bin);
+    }
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    bin.join("initdb").exists().then_some(bin)
+}
+
+fn id_of(args: &[&str]) -> Option<u32> {
+    let out = Command::new("id").args(args).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// A PostgreSQL server of the test's own, in a temporary folder, on a free loopback port.
+/// Dropping it stops the server and removes the folder, also when the test fails.
 pub struct PgServer {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    /// Whether its programs run as the `postgres` user (we are root).
     as_postgres: bool,
 }
 
-/// The newest installed server's binaries.
-fn binaries() -> Option<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("pg_ctl").exists().then_some((v, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, b)| b)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 impl PgServer {
-    /// A new server, started; None (the test skips) when PostgreSQL is not installed,
-    /// unless `HOTLINE_REQUIRE_POSTGRES=1`.
-    pub fn start(name: &str) -> Option<PgServer> {
-        let Some(bin) = binaries() else {
-            assert!(
-                std::env::var("HOTLINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "HOTLINE_REQUIRE_POSTGRES=1 but no PostgreSQL server is installed under /usr/lib/postgresql"
-            );
-            eprintln!("skipped: install PostgreSQL (Debian: postgresql) to run this test");
-            return None;
+    pub fn new(name: &str) -> Result<PgServer, String> {
+        let bin = postgres_bin().ok_or("no PostgreSQL server programs (initdb) found")?;
+        let as_postgres = id_of(&["-u"]) == Some(0);
+        // The `postgres` user must reach it, which a TMPDIR under /root would not allow.
+        let base = if as_postgres {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
         };
-        let dir = std::env::temp_dir().join(format!("hotline-pg-{name}-{}", std::process::id()));
+        let dir = base.join(format!("hotline-pg-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let as_postgres = is_root();
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         if as_postgres {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown of the test's database folder");
+            let uid = id_of(&["-u", "postgres"]).ok_or("no postgres user")?;
+            let gid = id_of(&["-g", "postgres"]).ok_or("no postgres group")?;
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
         }
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
             .port();
-        let server = PgServer {
+        let pg = PgServer {
             dir,
             bin,
             port,
             as_postgres,
         };
-        server.run(
+        let data = pg.data();
+        pg.run(
             "initdb",
             &[
                 "-D",
-                &server.data().display().to_string(),
+                &data,
+                "-U",
+                "postgres",
                 "-A",
                 "trust",
-                "-U",
-                "hotline",
+                "--no-locale",
+                "-E",
+                "UTF8",
                 "--no-sync",
             ],
-        );
-        server.up();
-        Some(server)
+        )?;
+        pg.start()?;
+        Ok(pg)
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
-        let exe = self.bin.join(tool);
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=5",
+            self.port
+        )
+    }
+
+    /// Runs one of PostgreSQL's programs (as `postgres` when we are root).
+    fn run(&self, program: &str, args: &[&str]) -> Result<Output, String> {
+        let exe = self.bin.join(program);
         let mut cmd = if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
@@ -100,63 +111,96 @@ impl PgServer {
         } else {
             Command::new(&exe)
         };
-        let out = cmd.args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = cmd
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{program} {args:?}: {}\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(out)
     }
 
-    /// Starts the server and waits until it takes connections.
-    pub fn up(&self) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+    pub fn start(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
             self.port,
             self.dir.display()
         );
         let log = self.dir.join("server.log").display().to_string();
-        let data = self.data().display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
-        );
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        .map(drop)
     }
 
-    /// Stops the server (fast: sessions are ended, as in a restart).
-    pub fn down(&self) {
-        let data = self.data().display().to_string();
-        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://hotline@127.0.0.1:{}/postgres", self.port)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// A fast shutdown: open connections are cut, as when the database is restarted.
+    pub fn stop(&self) -> Result<(), String> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "fast", "-w", "-t", "60", "stop"],
+        )
+        .map(drop)
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let data = self.data().display().to_string();
-        let exe = self.bin.join("pg_ctl");
-        let args = ["-D", &data, "-m", "immediate", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&exe).args(args).output()
-        };
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl PgServer {
+    /// A new server for a test that needs one: None (the test skips) when PostgreSQL's
+    /// server programs are missing, unless `HOTLINE_REQUIRE_POSTGRES=1`, which fails.
+    pub fn start_or_skip(name: &str) -> Option<PgServer> {
+        match PgServer::new(name) {
+            Ok(pg) => Some(pg),
+            Err(e) => {
+                assert!(
+                    std::env::var("HOTLINE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                    "HOTLINE_REQUIRE_POSTGRES=1 but no PostgreSQL server of the test's own: {e}"
+                );
+                eprintln!("skipped: no PostgreSQL server of the test's own: {e}");
+                None
+            }
+        }
+    }
+
+    /// The server's log, for a failing test's message.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 }

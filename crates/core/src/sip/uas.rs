@@ -551,13 +551,15 @@ impl Uas {
         };
         let mut resp = self.invite_response(200, "OK");
         resp.set_body(&ContentType::new("application", "sdp"), body);
+        // Said before the 2xx is handed out, so the shell opens the call's record before
+        // the caller can learn that it was answered (a kill just after loses no call).
+        self.event(UasEvent::Answered);
         if let Some((key, _)) = &self.invite {
             let key = key.clone();
             self.send_invite_2xx(now, key, resp);
         }
         self.state = UasState::Answered;
         self.deadline = None;
-        self.event(UasEvent::Answered);
         if let Some(n) = self.offer.clone() {
             self.negotiated = Some(n.clone());
             self.event(UasEvent::Media(n));
@@ -1970,7 +1972,12 @@ Content-Length: 0\r\n\r\n",
         uas.answer(t0);
         assert_eq!(responses(&drain(&mut uas)), vec![("INVITE".into(), 180)]);
         let seen = run_timers(&mut uas, t0, 2.4);
-        let ok = match &seen[0] {
+        // The answer is announced first (the shell opens the record), then the 2xx.
+        assert!(
+            matches!(&seen[0], (t, UasOutput::Event(UasEvent::Answered)) if *t == 2.0),
+            "{seen:?}"
+        );
+        let ok = match &seen[1] {
             (t, UasOutput::Respond { resp, .. }) if *t == 2.0 && resp.status == 200 => resp.clone(),
             other => panic!("{other:?}"),
         };
