@@ -231,7 +231,7 @@ fn carries_key(req: &crate::sip::message::Request) -> bool {
 }
 
 /// Milliseconds since the Unix epoch, now.
-fn wall_ms() -> i64 {
+pub(super) fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

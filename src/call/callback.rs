@@ -86,6 +86,51 @@ fn attempt_failed(deps: &CallDeps, id: CallbackId, why: &str) {
     }
 }
 
+/// An attempt that was dialled and not answered: a record of its own (`kind: callback`,
+/// never answered, outcome `failed` with the reason as its fault), so the records show
+/// every call placed. Reports count these apart from the calls (see docs/reports.md).
+struct Attempt<'a> {
+    call_id: &'a str,
+    number: &'a str,
+    target: &'a str,
+    queue: &'a str,
+    request: CallbackId,
+    for_call: &'a str,
+    attempt: u32,
+    started_ms: i64,
+}
+
+impl Attempt<'_> {
+    fn unanswered(&self, deps: &CallDeps, why: &str) {
+        let records = deps.records();
+        if !records.is_enabled() {
+            return;
+        }
+        let mut recorder =
+            Recorder::new(CallKind::Callback, self.call_id, self.number, self.target);
+        recorder.facts.started_ms = self.started_ms;
+        recorder.facts.ended_ms = super::actor::wall_ms();
+        recorder.facts.fault = Some(why.to_owned());
+        let story = crate::flow::story::CallStory {
+            call_id: self.call_id.to_owned(),
+            flow: String::new(),
+            entries: vec![crate::flow::story::StoryEntry {
+                at: Duration::ZERO,
+                event: StoryEvent::CallbackPlaced {
+                    queue: self.queue.to_owned(),
+                    request: self.request.0,
+                    for_call: self.for_call.to_owned(),
+                    attempt: self.attempt,
+                },
+            }],
+            tags: Vec::new(),
+            outcome: None,
+        };
+        let (record, events) = hotline_core::record::build::build(&recorder.facts, &story);
+        records.send(crate::records::RecordMsg::Finish(record, events));
+    }
+}
+
 impl Call {
     /// Places the call and waits for the answer (the queue's `callback.ring_timeout`).
     /// Returns the answered call, introduction playing; `None` when nobody answered
@@ -142,11 +187,22 @@ impl Call {
             // A caller called back gets plain RTP, as most callers' phones expect.
             srtp: false,
         };
+        let placed = Attempt {
+            call_id: &call_id,
+            number: &number,
+            target: &target,
+            queue: &queue,
+            request: id,
+            for_call: &for_call,
+            attempt,
+            started_ms: super::actor::wall_ms(),
+        };
         let mut leg = match Leg::place(&deps, &sip, &call_id, dial).await {
             Ok(leg) => leg,
             Err(e) => {
                 warn!(%target, error = %e, "call back not placed");
                 sip.ended(&call_id);
+                placed.unanswered(&deps, "not placed");
                 attempt_failed(&deps, id, "not placed");
                 return None;
             }
@@ -164,6 +220,7 @@ impl Call {
                 None if Instant::now() >= rings_until => {
                     leg.hang_up();
                     close_attempt(&deps, &mut leg, &mut inbox, &media).await;
+                    placed.unanswered(&deps, "no answer in time");
                     attempt_failed(&deps, id, "no answer in time");
                     return None;
                 }
@@ -173,11 +230,13 @@ impl Call {
                 Some(LegNews::Answered) => break,
                 Some(LegNews::Failed(why)) => {
                     close_attempt(&deps, &mut leg, &mut inbox, &media).await;
+                    placed.unanswered(&deps, &why.to_string());
                     attempt_failed(&deps, id, &why.to_string());
                     return None;
                 }
                 Some(LegNews::HungUp) => {
                     close_attempt(&deps, &mut leg, &mut inbox, &media).await;
+                    placed.unanswered(&deps, "hung up at once");
                     attempt_failed(&deps, id, "hung up at once");
                     return None;
                 }
@@ -188,6 +247,7 @@ impl Call {
         let Some(answered) = leg.adopt() else {
             leg.hang_up();
             close_attempt(&deps, &mut leg, &mut inbox, &media).await;
+            placed.unanswered(&deps, "answered without media");
             attempt_failed(&deps, id, "answered without media");
             return None;
         };

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::record::{CallEvent, CallRecord};
+use crate::record::{CallEvent, CallKind, CallRecord};
 
 use super::agents::{self, AgentFigures};
 use super::handling::{self, Handling};
@@ -55,7 +55,15 @@ pub struct Period {
 
 impl Report {
     pub fn compute(records: &[CallRecord], events: &[CallEvent], params: &ReportParams) -> Report {
-        let calls = select::select(records, events, params);
+        // A call back the caller never answered is a record of its own but no call: it
+        // counts only in its queue's `callbacks_unanswered`.
+        let (unanswered, calls): (Vec<_>, Vec<_>) = select::select(records, events, params)
+            .into_iter()
+            .partition(|c| {
+                c.record.kind == CallKind::Callback
+                    && c.record.answered_ms.is_none()
+                    && c.record.outcome.is_some()
+            });
         let handling: Vec<Handling> = calls.iter().map(handling::read).collect();
         let (outcomes, in_progress) = outcomes::count(&calls);
         Report {
@@ -74,7 +82,7 @@ impl Report {
             outcomes,
             steps: steps::compute(&calls),
             tags: tags::compute(&calls),
-            queues: queues::compute(&calls, &handling, params),
+            queues: queues::compute(&calls, &handling, &unanswered, params),
             agents: agents::compute(&handling, params),
             survey: survey::compute(&calls, params),
             repeat_callers: repeat::compute(&calls),

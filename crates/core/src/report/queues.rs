@@ -14,7 +14,7 @@ use crate::record::{CallKind, CallOutcome};
 
 use super::handling::{Handling, WaitEnd};
 use super::params::ReportParams;
-use super::select::{Call, ratio, seconds};
+use super::select::{Call, ratio, seconds, text};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct QueueFigures {
@@ -54,6 +54,9 @@ pub struct QueueFigures {
     pub callbacks_requested: u64,
     /// Callback calls an agent answered.
     pub callbacks_completed: u64,
+    /// Call-back attempts the caller did not answer (each a record of its own, kind
+    /// `callback`, outcome `failed`; not counted among the calls).
+    pub callbacks_unanswered: u64,
 }
 
 #[derive(Default)]
@@ -67,6 +70,7 @@ struct Sums {
 pub fn compute(
     calls: &[Call<'_>],
     handling: &[Handling],
+    unanswered_callbacks: &[Call<'_>],
     params: &ReportParams,
 ) -> Vec<QueueFigures> {
     let mut queues: BTreeMap<&str, Sums> = BTreeMap::new();
@@ -132,6 +136,16 @@ pub fn compute(
         }
         for q in completed {
             queues.entry(q).or_default().figures.callbacks_completed += 1;
+        }
+    }
+    for c in unanswered_callbacks {
+        let queue = c
+            .events
+            .iter()
+            .find(|e| e.kind == "callback_placed")
+            .and_then(|e| text(e, "queue"));
+        if let Some(q) = queue.filter(|q| params.wants_queue(q)) {
+            queues.entry(q).or_default().figures.callbacks_unanswered += 1;
         }
     }
     queues

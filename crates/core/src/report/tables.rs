@@ -168,6 +168,7 @@ pub fn tables(r: &Report) -> Vec<Table> {
             "longest_wait_seconds",
             "callbacks_requested",
             "callbacks_completed",
+            "callbacks_unanswered",
         ],
         rows: r
             .queues
@@ -193,6 +194,7 @@ pub fn tables(r: &Report) -> Vec<Table> {
                     Cell::Seconds(q.longest_wait_seconds),
                     Cell::Count(q.callbacks_requested),
                     Cell::Count(q.callbacks_completed),
+                    Cell::Count(q.callbacks_unanswered),
                 ]
             })
             .collect(),

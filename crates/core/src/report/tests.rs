@@ -1015,3 +1015,40 @@ fn a_wait_cut_by_the_engine_is_lost_not_abandoned() {
     assert_close(q.abandon_rate, 1.0 / 2.0);
     assert_eq!(q.service_level, Some(0.0));
 }
+
+/// A call back the caller did not answer is a record (kind callback, never answered,
+/// outcome failed) but no call: it counts only in its queue's `callbacks_unanswered`.
+#[test]
+fn an_unanswered_call_back_is_counted_in_its_queue_and_nowhere_else() {
+    let j = 10 * SECOND;
+    let asked = call("a1", "401", 0)
+        .joined(j, "support")
+        .event(
+            j + 5000,
+            "callback_requested",
+            json!({ "queue": "support" }),
+        )
+        .left(j + 5000, "support", "callback", 5000)
+        .ended(j + 8000, CallOutcome::Callback);
+    let mut tried = call("a1-try1", "401", HOUR)
+        .kind(CallKind::Callback)
+        .event(
+            0,
+            "callback_placed",
+            json!({ "queue": "support", "request": 1, "for_call": "a1", "attempt": 1 }),
+        )
+        .outcome(CallOutcome::Failed);
+    tried.record.answered_ms = None;
+    let r = Set::of(vec![asked, tried]).report(&ReportParams::default());
+    assert_eq!(r.calls, 1, "the attempt is not a call");
+    assert_eq!(r.outcomes.get(CallOutcome::Failed), 0);
+    let q = &r.queues[0];
+    assert_eq!(
+        (
+            q.callbacks_requested,
+            q.callbacks_completed,
+            q.callbacks_unanswered
+        ),
+        (1, 0, 1)
+    );
+}
