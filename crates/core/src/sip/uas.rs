@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::media::dtmf::Key;
@@ -28,6 +29,7 @@ use crate::media::srtp::MasterKey;
 use crate::sip::ALLOW;
 use crate::sip::dialog::{Dialog, DialogError};
 use crate::sip::message::{ContentType, HeaderName, Method, Request, Response, Uri, Via};
+use crate::sip::refer::{TransferTargets, sipfrag, subscription_state};
 use crate::sip::sdes::SrtpPolicy;
 use crate::sip::sdp::{self, Codec, Negotiated, OfferedCrypto, RemoteSdp, SdpError};
 use crate::sip::transaction::{TimerConfig, TransactionKey, Uas2xxAction, Uas2xxRetransmitter};
@@ -164,6 +166,10 @@ pub enum UasEvent {
     },
     /// A key in a SIP INFO.
     Key(Key),
+    /// A REFER this dialog accepts (see [`Uas::accept_refer`]) was answered 202: the far
+    /// end asks for a blind transfer to `target` (the URI to dial, already checked).
+    /// Report how it goes with [`Uas::notify_refer`].
+    Refer { target: String },
     /// The dialog ended by the far end or by a failed answer; a BYE of ours, when needed,
     /// is already out (see `Closed`).
     Ended(Ending),
@@ -215,6 +221,10 @@ pub struct Uas {
     timers: TimerConfig,
     /// Our latest 2xx to an INVITE while its ACK is awaited.
     unacked: Option<Unacked>,
+    /// Whom a REFER may name; `None`: every REFER is refused (405).
+    refer: Option<Arc<TransferTargets>>,
+    /// A REFER was accepted and its final NOTIFY is not out yet.
+    refer_active: bool,
     out: VecDeque<UasOutput>,
 }
 
@@ -246,6 +256,8 @@ impl Uas {
             deadline: None,
             timers: p.timers,
             unacked: None,
+            refer: None,
+            refer_active: false,
             out: VecDeque::new(),
         };
         if broken {
@@ -282,12 +294,47 @@ impl Uas {
             deadline: None,
             timers,
             unacked: None,
+            refer: None,
+            refer_active: false,
             out: VecDeque::new(),
         }
     }
 
     pub fn state(&self) -> UasState {
         self.state
+    }
+
+    /// Lets the far end ask for a blind transfer (REFER) to a target `targets` allows: an
+    /// agent's leg when `agent_transfers` is configured. Without it every REFER gets 405.
+    pub fn accept_refer(&mut self, targets: Arc<TransferTargets>) {
+        self.refer = Some(targets);
+    }
+
+    /// Reports how the transfer the far end asked for goes (RFC 3515 §2.4.4): a NOTIFY
+    /// with the target's `status` as a sipfrag; a final status (≥ 200) ends the implicit
+    /// subscription. Nothing is sent without an accepted REFER, or once the dialog ends.
+    pub fn notify_refer(&mut self, status: u16, reason: &str, via: Via) {
+        if !self.refer_active || self.state != UasState::Confirmed {
+            return;
+        }
+        let Some(dialog) = self.dialog.as_mut() else {
+            return;
+        };
+        let contact = self.contact.clone();
+        let mut req = dialog.request(Method::Notify, via, Some(&contact));
+        req.headers.push(HeaderName::Event, "refer");
+        req.headers.push(
+            HeaderName::new("Subscription-State"),
+            subscription_state(status),
+        );
+        req.set_body(
+            &ContentType::new("message", "sipfrag"),
+            sipfrag(status, reason).into_bytes(),
+        );
+        self.out.push_back(UasOutput::Request(req));
+        if status >= 200 {
+            self.refer_active = false;
+        }
     }
 
     /// True once nothing more will happen in this dialog.
@@ -702,8 +749,41 @@ impl Uas {
                 r.headers.push(HeaderName::Accept, "application/sdp");
                 self.out.push_back(UasOutput::Respond { key, resp: r });
             }
+            Method::Refer if self.refer.is_some() => self.on_refer(key, req),
             Method::Other(_) => self.refuse_method(key, &req, 501, "Not Implemented"),
             _ => self.refuse_method(key, &req, 405, "Method Not Allowed"),
+        }
+    }
+
+    /// A REFER on a dialog that accepts them: 202 and the target for the call, or a
+    /// refusal (400 malformed, 403 not allowed, 491 while one is in progress).
+    fn on_refer(&mut self, key: TransactionKey, req: Request) {
+        let Some(targets) = self.refer.as_ref() else {
+            return;
+        };
+        if self.refer_active || self.state != UasState::Confirmed {
+            tracing::info!(reason = "refer", "REFER refused: a transfer is in progress");
+            return self.respond(key, &req, 491, "Request Pending");
+        }
+        match targets.target(&req) {
+            Ok(target) => {
+                let mut r = self.response(&req, 202, "Accepted");
+                r.headers
+                    .push(HeaderName::Contact, format!("<{}>", self.contact));
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+                self.refer_active = true;
+                self.event(UasEvent::Refer { target });
+            }
+            Err(e) => {
+                let (status, reason) = e.status();
+                tracing::warn!(reason = "refer", status, why = %e, "REFER refused");
+                let mut r = self.response(&req, status, reason);
+                r.headers.push(
+                    HeaderName::Warning,
+                    format!("399 hotline \"{}\"", e.to_string().replace('"', "'")),
+                );
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+            }
         }
     }
 
