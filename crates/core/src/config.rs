@@ -869,7 +869,7 @@ impl Config {
                 if let Err(e) = TransferTargets::check(pattern) {
                     fine = false;
                     p.at(
-                        &format!("agent_transfers.allowed[{i}]"),
+                        &format!("agent_transfers.allowed.{i}"),
                         format!("agent_transfers.allowed[{i}]: {e}, found '{pattern}'"),
                     );
                 }
@@ -1871,6 +1871,43 @@ mod tests {
         assert_eq!(tls.cert.unwrap(), Path::new("/etc/hotline/tls/cert.pem"));
         assert_eq!(tls.key.unwrap(), Path::new("/etc/hotline/tls/key.pem"));
         assert_eq!(tls.ca.unwrap(), Path::new("/etc/ssl/ca.pem"));
+    }
+
+    #[test]
+    fn agent_transfers_read_their_patterns_and_report_bad_ones_at_their_place() {
+        let at = Path::new("h.yaml");
+        let cfg = Config::from_str_at("", at).unwrap();
+        assert!(cfg.agent_transfers.is_none(), "no key: no REFER accepted");
+        let cfg = Config::from_str_at(
+            "agent_transfers:\n  allowed: [\"2XX\", \"0800X.@gw.example.net\"]\n",
+            at,
+        )
+        .unwrap();
+        let targets = cfg.agent_transfers.expect("transfers");
+        let uri = crate::sip::message::Uri::parse("sip:201@pbx").unwrap();
+        assert_eq!(targets.allows(&uri), Ok("sip:201@pbx".into()));
+        let err = Config::from_str_at(
+            "agent_transfers:\n  allowed:\n    - \"2XX\"\n    - \"2X?\"\n",
+            at,
+        )
+        .unwrap_err();
+        let p = problems(Err(err));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, 4, "{p:?}");
+        assert!(p[0].1.starts_with("agent_transfers.allowed[1]: "), "{p:?}");
+        let p = problems(Config::from_str_at(
+            "agent_transfers: { allowed: [] }\n",
+            at,
+        ));
+        assert!(
+            p[0].1.contains("no target could be transferred to"),
+            "{p:?}"
+        );
+        let p = problems(Config::from_str_at(
+            "agent_transfers: { allow: [\"2XX\"] }\n",
+            at,
+        ));
+        assert_eq!(p[0].0, 1, "{p:?}");
     }
 
     #[test]

@@ -1856,6 +1856,200 @@ Content-Length: {}\r\n\r\n{OFFER}",
         );
     }
 
+    /// A queued call connected to alice (bridged), and alice's role.
+    fn talking_to_alice() -> (Pair, LegRole) {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "alice");
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::from_secs(10),
+        }));
+        assert_eq!(p.core.bridged(), Some(&role));
+        (p, role)
+    }
+
+    fn notified(out: &[CallOutput]) -> Vec<(LegRole, u16)> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::NotifyLeg { role, status, .. } => Some((role.clone(), *status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn refer(p: &mut Pair, role: &LegRole) -> Vec<CallOutput> {
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Refer {
+                target: "sip:201@192.0.2.9".into(),
+            },
+        })
+    }
+
+    fn story_has(p: &Pair, want: &StoryEvent) -> bool {
+        p.core.story().entries.iter().any(|e| &e.event == want)
+    }
+
+    #[test]
+    fn an_agents_refer_dials_the_target_and_its_answer_hands_the_caller_over() {
+        let (mut p, alice) = talking_to_alice();
+        let out = refer(&mut p, &alice);
+        assert_eq!(notified(&out), vec![(alice.clone(), 100)]);
+        assert!(out.contains(&CallOutput::Dial {
+            role: LegRole::Referred,
+            target: "sip:201@192.0.2.9".into(),
+            via: None,
+        }));
+        // Agent and caller go on talking while the target rings.
+        assert!(!out.contains(&CallOutput::Unbridge));
+        assert_eq!(p.core.bridged(), Some(&alice));
+        p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Ringing,
+        });
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Answered,
+        });
+        assert_eq!(notified(&out), vec![(alice.clone(), 200)]);
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::HangUpLeg {
+            role: alice.clone()
+        }));
+        assert!(out.contains(&CallOutput::Bridge {
+            role: LegRole::Referred
+        }));
+        assert_eq!(p.core.bridged(), Some(&LegRole::Referred));
+        assert!(!p.core.in_queue());
+        // The flow is not told: no survey, the call goes on with the target.
+        assert!(plays(&out).is_empty(), "{out:?}");
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferStarted {
+                target: "sip:201@192.0.2.9".into()
+            }
+        ));
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferFinished {
+                outcome: "connected".into()
+            }
+        ));
+        // The target hangs up: the call ends.
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::HungUp,
+        });
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(bye(&out).is_some());
+        assert_eq!(p.core.outcome(), Some(Outcome::FarEndHungUp));
+    }
+
+    #[test]
+    fn a_busy_target_is_notified_and_the_caller_stays_with_the_agent() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Failed(LegFailure::Busy),
+        });
+        assert_eq!(notified(&out), vec![(alice.clone(), 486)]);
+        assert!(acd(&out).is_empty());
+        assert_eq!(p.core.bridged(), Some(&alice));
+        assert!(p.core.in_queue());
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferFinished {
+                outcome: "busy".into()
+            }
+        ));
+        // The agent may try again.
+        let out = refer(&mut p, &alice);
+        assert_eq!(notified(&out), vec![(alice, 100)]);
+    }
+
+    #[test]
+    fn a_second_refer_or_one_from_an_agent_not_talking_is_refused_and_nothing_is_dialled() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = refer(&mut p, &alice);
+        assert_eq!(notified(&out), vec![(alice, 503)]);
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+        let bob = LegRole::Agent("bob".into());
+        let out = refer(&mut p, &bob);
+        assert_eq!(notified(&out), vec![(bob, 503)]);
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+    }
+
+    #[test]
+    fn the_agent_hanging_up_first_leaves_the_caller_with_ringback_until_the_answer() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = p.input(CallInput::Leg {
+            role: alice.clone(),
+            news: LegNews::HungUp,
+        });
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, CallOutput::Media(MediaCommand::Ringback { .. })))
+        );
+        // The flow is not sent on (no survey): the transfer proceeds.
+        assert!(plays(&out).is_empty(), "{out:?}");
+        assert!(bye(&out).is_none());
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Answered,
+        });
+        assert!(notified(&out).is_empty());
+        assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: RINGBACK_PLAY })));
+        assert!(out.contains(&CallOutput::Bridge {
+            role: LegRole::Referred
+        }));
+    }
+
+    #[test]
+    fn an_unanswered_target_after_the_agent_left_ends_the_call_on_the_fake_clock() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        p.input(CallInput::Leg {
+            role: alice,
+            news: LegNews::HungUp,
+        });
+        assert!(bye(&p.advance(REFER_RING - Duration::from_millis(1))).is_none());
+        let out = p.advance(Duration::from_millis(1));
+        assert!(out.contains(&CallOutput::HangUpLeg {
+            role: LegRole::Referred
+        }));
+        assert!(bye(&out).is_some(), "{out:?}");
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferFinished {
+                outcome: "no answer".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn the_caller_hanging_up_mid_transfer_hangs_up_the_target_and_the_agent() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert!(out.contains(&CallOutput::HangUpLeg {
+            role: LegRole::Referred
+        }));
+        assert!(out.contains(&CallOutput::HangUpLeg { role: alice }));
+    }
+
     #[test]
     fn a_call_that_reaches_its_maximum_length_is_hung_up_with_its_story_told() {
         let mut p = Pair::answered_and_acked(Route::Found);

@@ -1236,6 +1236,106 @@ mod tests {
         resp.clone()
     }
 
+    fn refer_to(uas: &mut Uas, now: Instant, cseq: u32, refer_to: &str) -> Vec<UasOutput> {
+        let extra = if refer_to.is_empty() {
+            String::new()
+        } else {
+            format!("Refer-To: {refer_to}\r\n")
+        };
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key(&format!("refer{cseq}")),
+                req: in_dialog("REFER", cseq, &extra, ""),
+            },
+            via,
+        );
+        drain(uas)
+    }
+
+    fn agent_leg(now: Instant) -> Uas {
+        let mut uas = confirmed(now);
+        let allowed = vec!["2XX".to_string()];
+        uas.accept_refer(Arc::new(TransferTargets::new(&allowed).expect("patterns")));
+        uas
+    }
+
+    #[test]
+    fn a_refer_is_refused_with_405_unless_the_dialog_accepts_them() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let out = refer_to(&mut uas, now, 2, "<sip:201@192.0.2.9>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 405)]);
+        assert!(events(&out).is_empty());
+    }
+
+    #[test]
+    fn an_accepted_refer_gets_202_and_its_target_then_notifies_follow_rfc_3515() {
+        let now = Instant::now();
+        let mut uas = agent_leg(now);
+        let out = refer_to(&mut uas, now, 2, "<sip:201@192.0.2.9:5070;transport=udp>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 202)]);
+        assert_eq!(
+            events(&out),
+            vec![UasEvent::Refer {
+                target: "sip:201@192.0.2.9:5070".into()
+            }]
+        );
+        // A second REFER while this one runs.
+        let out = refer_to(&mut uas, now, 3, "<sip:202@192.0.2.9>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 491)]);
+        uas.notify_refer(100, "Trying", via());
+        uas.notify_refer(486, "Busy Here", via());
+        // Nothing more once the subscription is over.
+        uas.notify_refer(200, "OK", via());
+        let notifies: Vec<Request> = drain(&mut uas)
+            .into_iter()
+            .filter_map(|o| match o {
+                UasOutput::Request(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notifies.len(), 2);
+        for (n, (state, body)) in notifies.iter().zip([
+            ("active;expires=60", "SIP/2.0 100 Trying\r\n"),
+            ("terminated;reason=noresource", "SIP/2.0 486 Busy Here\r\n"),
+        ]) {
+            let text = String::from_utf8(n.to_bytes()).expect("utf-8");
+            assert_eq!(n.method, Method::Notify);
+            assert!(text.contains("Event: refer\r\n"), "{text}");
+            assert!(
+                text.contains(&format!("Subscription-State: {state}\r\n")),
+                "{text}"
+            );
+            assert!(text.contains("Content-Type: message/sipfrag\r\n"), "{text}");
+            assert_eq!(&n.body[..], body.as_bytes());
+            assert_eq!(n.headers.to_addr().expect("to").tag(), Some("theirs"));
+        }
+        // After the final NOTIFY a new REFER is taken.
+        let out = refer_to(&mut uas, now, 4, "<sip:202@192.0.2.9>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 202)]);
+    }
+
+    #[test]
+    fn a_refer_without_one_target_is_400_and_one_not_allowed_403_with_no_event() {
+        let now = Instant::now();
+        let mut uas = agent_leg(now);
+        for (cseq, refer, status) in [
+            (2, "", 400),
+            (3, "<sip:201@a>, <sip:202@a>", 400),
+            (4, "<sip:900@192.0.2.9>", 403),
+            (5, "<sip:alice@192.0.2.9>", 403),
+            (6, "<sip:201@192.0.2.9?Replaces=abc>", 403),
+        ] {
+            let out = refer_to(&mut uas, now, cseq, refer);
+            assert_eq!(responses(&out), vec![("REFER".into(), status)], "{refer}");
+            assert!(events(&out).is_empty(), "{refer}");
+        }
+        // No NOTIFY without an accepted REFER.
+        uas.notify_refer(200, "OK", via());
+        assert!(drain(&mut uas).is_empty());
+    }
+
     #[test]
     fn an_offer_is_answered_with_200_our_contact_and_the_media_at_once() {
         let now = Instant::now();
