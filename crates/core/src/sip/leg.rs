@@ -986,6 +986,51 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
     }
 
     #[test]
+    fn an_agents_leg_told_to_accept_refer_before_the_answer_reports_it_and_notifies() {
+        let now = Instant::now();
+        let (mut core, invite) = leg();
+        let allowed = vec!["2XX".to_string()];
+        core.accept_refer(Arc::new(TransferTargets::new(&allowed).expect("patterns")));
+        core.handle(now, LegInput::Response(reply(&invite, 200, ANSWER)));
+        drain(&mut core);
+        let refer = |cseq: u32| LegInput::Request {
+            key: key(&format!("r{cseq}"), "REFER"),
+            req: from_far("REFER", cseq, "Refer-To: <sip:201@192.0.2.9>\r\n", ""),
+        };
+        core.handle(now, refer(1));
+        let out = drain(&mut core);
+        assert!(matches!(&out[0], LegOutput::Respond { resp, .. } if resp.status == 202));
+        assert_eq!(
+            events(&out),
+            vec![LegEvent::Refer {
+                target: "sip:201@192.0.2.9".into()
+            }]
+        );
+        core.notify_refer(100, "Trying");
+        let notify = requests(&drain(&mut core));
+        assert_eq!(notify.len(), 1);
+        assert_eq!(notify[0].method, Method::Notify);
+        assert_eq!(notify[0].uri.to_string(), "sip:agent@192.0.2.5:5070");
+        assert_ne!(branch(&notify[0]), branch(&invite));
+    }
+
+    #[test]
+    fn a_leg_not_told_to_accept_refer_answers_405() {
+        let now = Instant::now();
+        let (mut core, _) = answered(now);
+        core.handle(
+            now,
+            LegInput::Request {
+                key: key("r", "REFER"),
+                req: from_far("REFER", 1, "Refer-To: <sip:201@192.0.2.9>\r\n", ""),
+            },
+        );
+        let out = drain(&mut core);
+        assert!(matches!(&out[0], LegOutput::Respond { resp, .. } if resp.status == 405));
+        assert!(events(&out).is_empty());
+    }
+
+    #[test]
     fn info_keys_from_the_far_end_are_answered_and_told() {
         let now = Instant::now();
         let (mut core, _) = answered(now);
