@@ -158,6 +158,38 @@ async fn alice_transfers_the_caller_to_bob_who_answers_and_her_leg_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alice_may_hang_up_before_bob_answers_and_the_caller_is_handed_to_bob() {
+    let dir = scratch("blind");
+    let (srv, records) = serve(&dir, "49160-49199", ALLOWED).await;
+    let addr = common::addr(&srv, Protocol::Udp);
+    let (mut phone, media, mut call, mut alice, _alice_media, mut leg) =
+        talking_to_alice(addr).await;
+    let mut bob = Answerer::bind(LOCALHOST).await.unwrap();
+
+    assert_eq!(alice.refer(&mut leg, &bob.uri("203")).await.unwrap(), 202);
+    let (status, _) = alice.expect_notify(&leg, 10 * SECOND).await.unwrap();
+    assert_eq!(status, 100);
+    let offer = bob.next_invite(10 * SECOND).await.unwrap();
+    bob.ring(&offer).await.unwrap();
+    // Alice is done: she hangs up while bob's phone rings.
+    alice.hang_up(&mut leg).await.unwrap();
+    let bob_media = CallMedia::bind(LOCALHOST, true).unwrap();
+    let bob_leg = bob.accept(&offer, &bob_media).await.unwrap();
+    hear_each_other(&media, &bob_media).await;
+    // The caller hangs up: bob's leg is ended too.
+    phone.hang_up(&mut call).await.unwrap();
+    bob.expect_bye(&bob_leg, 10 * SECOND).await.unwrap();
+    let (record, events) = records.first(20 * SECOND).await;
+    assert_eq!(record.outcome, Some(CallOutcome::Transferred), "{record:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "transfer" && e.detail["outcome"] == "connected"),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_not_allowed_gets_403_and_the_caller_stays_with_alice() {
     let dir = scratch("forbidden");
     let (srv, _records) = serve(&dir, "49040-49079", ALLOWED).await;

@@ -1951,6 +1951,18 @@ Content-Length: {}\r\n\r\n{OFFER}",
     }
 
     #[test]
+    fn a_refer_from_the_caller_is_refused_even_while_talking_to_an_agent() {
+        let (mut p, alice) = talking_to_alice();
+        let out = p.sip(UasInput::Request {
+            key: key("refer"),
+            req: in_dialog("REFER", 2, "Refer-To: <sip:201@192.0.2.9>\r\n", ""),
+        });
+        assert_eq!(statuses(&out), vec![405]);
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+        assert_eq!(p.core.bridged(), Some(&alice));
+    }
+
+    #[test]
     fn a_busy_target_is_notified_and_the_caller_stays_with_the_agent() {
         let (mut p, alice) = talking_to_alice();
         refer(&mut p, &alice);
