@@ -429,6 +429,7 @@ impl Leg {
                 Some(LegNews::HungUp)
             }
             // Keys from the far end travel in its RTP, relayed by the bridge.
+            LegEvent::Refer { target } => Some(LegNews::Refer { target }),
             LegEvent::Key(k) => {
                 debug!(leg = %self.call_id, key = %k.as_char(), "INFO key on a leg; not relayed");
                 None
@@ -457,6 +458,19 @@ impl Leg {
         }
         self.closing = self.core.is_closing();
         events
+    }
+
+    /// Lets the answered far end transfer the call by REFER to what `targets` allows.
+    pub fn accept_refer(&mut self, targets: std::sync::Arc<crate::sip::refer::TransferTargets>) {
+        self.core.accept_refer(targets);
+    }
+
+    /// Tells the far end how the transfer it asked for goes (a NOTIFY with `status`).
+    pub fn notify_refer(&mut self, status: u16, reason: &str) {
+        self.core.notify_refer(status, reason);
+        for ev in self.send() {
+            debug!(leg = %self.call_id, ?ev, "leg event on notify");
+        }
     }
 
     /// Ends the leg whatever its state: CANCEL while it rings, BYE once answered.

@@ -347,7 +347,7 @@ impl Metrics {
         let refer_refusals = Counter::default();
         registry.register(
             "hotline_refer_refusals",
-            "REFER requests refused: the engine never transfers a call where a peer asks",
+            "REFER requests refused (answered 4xx-6xx, retransmissions included): callers' always, agents' unless agent_transfers.allowed names the target",
             refer_refusals.clone(),
         );
         let auth_failures = Family::<ReasonLabels, Counter>::default();
@@ -570,11 +570,6 @@ impl Metrics {
         let direction = direction.as_str();
         match message {
             Message::Request(r) => {
-                // The engine acts on no REFER (in a dialog the call answers 405, outside
-                // one the endpoint does): each one received is one refused.
-                if r.method == Method::Refer && direction == "received" {
-                    self.refer_refusals.inc();
-                }
                 self.sip_requests
                     .get_or_create(&RequestLabels {
                         method: method_label(&r.method),
@@ -583,6 +578,14 @@ impl Metrics {
                     .inc();
             }
             Message::Response(r) => {
+                // A REFER refused: callers' always (405), agents' when not allowed (403,
+                // 400) or without agent_transfers (405); an accepted one gets 202.
+                if direction == "sent"
+                    && r.status >= 300
+                    && r.headers.cseq().is_ok_and(|c| c.method == Method::Refer)
+                {
+                    self.refer_refusals.inc();
+                }
                 // The parser keeps codes to three digits; anything else is one series, so
                 // that no peer can make the series grow.
                 let code = if (100..=699).contains(&r.status) {

@@ -618,6 +618,11 @@ impl Call {
                     self.pending.push_back(Pending::Dial(role, target, via))
                 }
                 CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
+                CallOutput::NotifyLeg {
+                    role,
+                    status,
+                    reason,
+                } => self.notify_leg(&role, status, &reason),
                 CallOutput::Bridge { role } => {
                     if !self.bridge_to(&role) {
                         debug!(?role, "nothing to bridge to");

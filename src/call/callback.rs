@@ -241,7 +241,7 @@ impl Call {
                     return None;
                 }
                 Some(LegNews::Ringing) => debug!("the caller's phone rings"),
-                Some(LegNews::Hold { .. }) | None => {}
+                Some(LegNews::Hold { .. } | LegNews::Refer { .. }) | None => {}
             }
         }
         let Some(answered) = leg.adopt() else {

@@ -1,7 +1,8 @@
 //! The call's outgoing legs: a transfer's target, or the agents a queue offers the call
 //! to (several at once with `ring_all`). Places them, routes what the endpoint sends
-//! them, bridges the caller to the one the core names, and hangs them up. What a leg's
-//! news mean (for the flow, the queue place, the ACD) is the core's.
+//! them, bridges the caller to the one the core names, and hangs them up; an agent's leg
+//! accepts REFER when `agent_transfers` is configured, and the target it names is a leg
+//! too. What a leg's news mean (for the flow, the queue place, the ACD) is the core's.
 
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,12 @@ impl Call {
                 _ => false,
             },
         };
-        let leg = Leg::place(&self.deps, &self.sip, &self.call_id, dial).await?;
+        let mut leg = Leg::place(&self.deps, &self.sip, &self.call_id, dial).await?;
+        // Agents' phones may transfer the caller (REFER) where the configuration allows;
+        // nobody else may ever make the engine call somewhere.
+        if let (LegRole::Agent(_), Some(targets)) = (&role, &self.live.config.agent_transfers) {
+            leg.accept_refer(targets.clone());
+        }
         self.legs.push((role, leg));
         Ok(())
     }
@@ -146,7 +152,7 @@ impl Call {
 
     fn leg_news(&mut self, role: LegRole, news: LegNews) {
         match role {
-            LegRole::Transfer(_) => self.transfer_news(role, news),
+            LegRole::Transfer(_) | LegRole::Referred => self.transfer_news(role, news),
             LegRole::Agent(_) => self.agent_news(role, news),
         }
     }
@@ -164,6 +170,7 @@ impl Call {
                 self.retire_leg(&role);
             }
             LegNews::Hold { on } => debug!(on, "transfer target holds"),
+            LegNews::Refer { .. } => {}
         }
         self.input(CallInput::Leg { role, news });
     }
@@ -173,6 +180,7 @@ impl Call {
             LegNews::Ringing => debug!(?role, "agent rings"),
             LegNews::Answered => debug!(?role, "agent answered"),
             LegNews::Hold { on } => debug!(?role, on, "agent holds"),
+            LegNews::Refer { target } => info!(?role, %target, "agent transfers the caller"),
             LegNews::Failed(_) | LegNews::HungUp => self.retire_leg(&role),
         }
         self.input(CallInput::Leg { role, news });
@@ -211,6 +219,14 @@ impl Call {
             && let Some(a) = self.session
         {
             self.deps.media.unbridge(a);
+        }
+    }
+
+    /// Tells the leg of `role` how the transfer its phone asked for goes (a NOTIFY).
+    pub(super) fn notify_leg(&mut self, role: &LegRole, status: u16, reason: &str) {
+        match self.legs.iter_mut().find(|(r, _)| r == role) {
+            Some((_, leg)) => leg.notify_refer(status, reason),
+            None => debug!(?role, status, "no leg to notify"),
         }
     }
 

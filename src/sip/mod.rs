@@ -6,8 +6,8 @@
 //! the random tokens are drawn here and passed in.
 
 pub use hotline_core::sip::{
-    ALLOW, admission, dialog, digest, guard, leg, message, overload, sdes, sdp, token, transaction,
-    uac, uas,
+    ALLOW, admission, dialog, digest, guard, leg, message, overload, refer, sdes, sdp, token,
+    transaction, uac, uas,
 };
 
 pub mod endpoint;

@@ -200,6 +200,18 @@ struct RawFile {
     limits: RawLimits,
     cluster: Option<RawCluster>,
     tls: Option<RawTls>,
+    agent_transfers: Option<RawAgentTransfers>,
+}
+
+/// `agent_transfers:`: where agents' phones may transfer callers (REFER). Absent: every
+/// REFER is refused, as from callers always.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawAgentTransfers {
+    /// Targets agents may transfer callers to: a number pattern for the user part of the
+    /// Refer-To URI (`2XX`, `0800X.`), optionally with `@host` or `@host:port` it must
+    /// name (`2XX@pbx.example.net`). See docs/queues.md.
+    allowed: Vec<String>,
 }
 
 /// `tls:`: the certificate a `tls:` listener presents, and whom connections we open trust.
@@ -429,6 +441,9 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// The certificate files of `tls:` listeners and connections; None: no `tls:` section.
     pub tls: Option<TlsConfig>,
+    /// Where agents' phones may transfer callers (`agent_transfers.allowed`); None: no
+    /// REFER is accepted.
+    pub agent_transfers: Option<std::sync::Arc<crate::sip::refer::TransferTargets>>,
 }
 
 /// `limits.max_message` and `limits.tcp_*`: what one SIP message and the TCP listeners may
@@ -636,6 +651,7 @@ impl Default for Config {
             cluster: None,
             connections: ConnectionLimits::default(),
             tls: None,
+            agent_transfers: None,
         }
     }
 }
@@ -846,6 +862,29 @@ impl Config {
         }
         cfg.queues = raw.queues;
         cfg.agents = raw.agents;
+        if let Some(t) = raw.agent_transfers {
+            use crate::sip::refer::TransferTargets;
+            let mut fine = true;
+            for (i, pattern) in t.allowed.iter().enumerate() {
+                if let Err(e) = TransferTargets::check(pattern) {
+                    fine = false;
+                    p.at(
+                        &format!("agent_transfers.allowed.{i}"),
+                        format!("agent_transfers.allowed[{i}]: {e}, found '{pattern}'"),
+                    );
+                }
+            }
+            if t.allowed.is_empty() {
+                fine = false;
+                p.at(
+                    "agent_transfers.allowed",
+                    "agent_transfers.allowed: no target could be transferred to; leave agent_transfers out to refuse every REFER".to_owned(),
+                );
+            }
+            if fine && let Ok(targets) = TransferTargets::new(&t.allowed) {
+                cfg.agent_transfers = Some(std::sync::Arc::new(targets));
+            }
+        }
         if let Some(shop) = raw.demo_shop {
             let listen = shop.listen.unwrap_or_else(|| DEMO_SHOP_LISTEN.to_owned());
             match listen.parse() {
@@ -1832,6 +1871,43 @@ mod tests {
         assert_eq!(tls.cert.unwrap(), Path::new("/etc/hotline/tls/cert.pem"));
         assert_eq!(tls.key.unwrap(), Path::new("/etc/hotline/tls/key.pem"));
         assert_eq!(tls.ca.unwrap(), Path::new("/etc/ssl/ca.pem"));
+    }
+
+    #[test]
+    fn agent_transfers_read_their_patterns_and_report_bad_ones_at_their_place() {
+        let at = Path::new("h.yaml");
+        let cfg = Config::from_str_at("", at).unwrap();
+        assert!(cfg.agent_transfers.is_none(), "no key: no REFER accepted");
+        let cfg = Config::from_str_at(
+            "agent_transfers:\n  allowed: [\"2XX\", \"0800X.@gw.example.net\"]\n",
+            at,
+        )
+        .unwrap();
+        let targets = cfg.agent_transfers.expect("transfers");
+        let uri = crate::sip::message::Uri::parse("sip:201@pbx").unwrap();
+        assert_eq!(targets.allows(&uri), Ok("sip:201@pbx".into()));
+        let err = Config::from_str_at(
+            "agent_transfers:\n  allowed:\n    - \"2XX\"\n    - \"2X?\"\n",
+            at,
+        )
+        .unwrap_err();
+        let p = problems(Err(err));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, 4, "{p:?}");
+        assert!(p[0].1.starts_with("agent_transfers.allowed[1]: "), "{p:?}");
+        let p = problems(Config::from_str_at(
+            "agent_transfers: { allowed: [] }\n",
+            at,
+        ));
+        assert!(
+            p[0].1.contains("no target could be transferred to"),
+            "{p:?}"
+        );
+        let p = problems(Config::from_str_at(
+            "agent_transfers: { allow: [\"2XX\"] }\n",
+            at,
+        ));
+        assert_eq!(p[0].0, 1, "{p:?}");
     }
 
     #[test]

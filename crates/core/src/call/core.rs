@@ -16,6 +16,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use tracing::info;
+
 use super::Outcome;
 use super::place::{Handled, PlaceInput, PlaceOutput, PlaceParams, QueuePlace};
 use crate::flow::machine::{
@@ -43,6 +45,22 @@ pub enum LegRole {
     Transfer(RequestId),
     /// An offer of the queued call to this agent.
     Agent(String),
+    /// The target an agent's REFER named (a blind transfer by the agent's phone).
+    Referred,
+}
+
+/// How long the target of an agent's transfer may ring before it counts as unanswered:
+/// the agent may have hung up already, and then nobody else would end the ringing.
+pub const REFER_RING: Duration = Duration::from_secs(60);
+
+/// A blind transfer an agent asked for (REFER) while talking to the caller: the agent,
+/// the target, until when it may ring (none once answered), and whether the agent hung
+/// up meanwhile (then the caller hears ringback).
+#[derive(Debug, Clone)]
+struct Referral {
+    agent: String,
+    rings_until: Option<Instant>,
+    agent_gone: bool,
 }
 
 /// A transfer in progress: its step, and until when the target may ring (none once
@@ -184,6 +202,13 @@ pub enum CallOutput {
     },
     /// Disconnect the bridge.
     Unbridge,
+    /// Tell the (answered) leg of `role`, whose phone asked for a transfer, how it goes:
+    /// a NOTIFY with this status line as its sipfrag.
+    NotifyLeg {
+        role: LegRole,
+        status: u16,
+        reason: String,
+    },
     /// The call was answered (the flow starts with its media).
     Answered,
     /// The INVITE was refused with this status, or cancelled (487).
@@ -211,6 +236,8 @@ pub struct CallCore {
     recording: Option<u64>,
     recording_until: Option<Instant>,
     transfer: Option<Transfer>,
+    /// An agent's transfer of the caller (REFER), from its 202 until it connects or fails.
+    referral: Option<Referral>,
     place: Option<QueuePlace>,
     /// The leg the caller is bridged to.
     bridged: Option<LegRole>,
@@ -239,6 +266,7 @@ impl CallCore {
             recording: None,
             recording_until: None,
             transfer: None,
+            referral: None,
             place: None,
             bridged: None,
             ended: false,
@@ -382,10 +410,37 @@ impl CallCore {
             }
             CallInput::Leg {
                 role: LegRole::Agent(agent),
+                news: LegNews::Refer { target },
+            } => self.refer(now, agent, target),
+            CallInput::Leg {
+                role: LegRole::Agent(agent),
+                news: LegNews::HungUp,
+            } if self
+                .referral
+                .as_ref()
+                .is_some_and(|r| r.agent == agent && !r.agent_gone) =>
+            {
+                self.referrer_gone(now, agent)
+            }
+            CallInput::Leg {
+                role: LegRole::Agent(agent),
                 news,
             } => {
                 let _ = self.place_input(now, PlaceInput::AgentLeg { agent, news });
             }
+            CallInput::Leg {
+                role: LegRole::Referred,
+                news,
+            } => self.referred_news(now, news),
+            CallInput::LegNotPlaced {
+                role: LegRole::Referred,
+                why,
+            } => self.referral_failed(
+                now,
+                503,
+                "Service Unavailable",
+                TransferOutcome::Failed(why),
+            ),
             CallInput::LegNotPlaced {
                 role: LegRole::Agent(agent),
                 ..
@@ -431,6 +486,11 @@ impl CallCore {
                     if let Some(t) = self.transfer.take() {
                         self.out.push_back(CallOutput::HangUpLeg {
                             role: LegRole::Transfer(t.id),
+                        });
+                    }
+                    if self.referral.take().is_some() {
+                        self.out.push_back(CallOutput::HangUpLeg {
+                            role: LegRole::Referred,
                         });
                     }
                     self.outcome.get_or_insert(Outcome::NoMedia);
@@ -541,6 +601,176 @@ impl CallCore {
             }
             self.out.push_back(CallOutput::HangUpLeg { role });
         }
+        if self.referral.take().is_some() {
+            if self.bridged.take().is_some() {
+                self.out.push_back(CallOutput::Unbridge);
+            }
+            self.out.push_back(CallOutput::HangUpLeg {
+                role: LegRole::Referred,
+            });
+        }
+    }
+
+    /// The connected agent's phone asked (REFER, answered 202) to hand the caller to
+    /// `target`: the target is dialled while agent and caller go on talking, and the
+    /// agent hears `100 Trying`. Anything but the agent talking to the caller, with no
+    /// other transfer under way, is refused with a final NOTIFY (nothing is dialled).
+    fn refer(&mut self, now: Instant, agent: String, target: String) {
+        let role = LegRole::Agent(agent.clone());
+        let talking = self.place.as_ref().and_then(QueuePlace::agent) == Some(agent.as_str());
+        if !talking || self.referral.is_some() || self.transfer.is_some() || self.is_ending() {
+            info!(%agent, %target, "agent's transfer refused: not talking to the caller");
+            self.out.push_back(CallOutput::NotifyLeg {
+                role,
+                status: 503,
+                reason: "Service Unavailable".into(),
+            });
+            return;
+        }
+        info!(%agent, %target, "the agent transfers the caller");
+        self.note(
+            now,
+            StoryEvent::TransferStarted {
+                target: target.clone(),
+            },
+        );
+        self.referral = Some(Referral {
+            agent,
+            rings_until: Some(now + REFER_RING),
+            agent_gone: false,
+        });
+        self.out.push_back(CallOutput::NotifyLeg {
+            role,
+            status: 100,
+            reason: "Trying".into(),
+        });
+        self.out.push_back(CallOutput::Dial {
+            role: LegRole::Referred,
+            target,
+            via: None,
+        });
+    }
+
+    /// The agent hung up before the target answered: that is a blind transfer going on.
+    /// The agent leaves the queue's call (wrap-up) and the caller hears ringback.
+    fn referrer_gone(&mut self, now: Instant, agent: String) {
+        info!(%agent, "the agent hung up; the transfer goes on");
+        let rings_until = match self.referral.as_mut() {
+            Some(r) => {
+                r.agent_gone = true;
+                r.rings_until
+            }
+            None => return,
+        };
+        let _ = self.place_input(now, PlaceInput::Transferred { agent });
+        let ring_for = rings_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        self.out
+            .push_back(CallOutput::Media(MediaCommand::Ringback { ring_for }));
+    }
+
+    /// News of the leg to the target an agent transferred the caller to.
+    fn referred_news(&mut self, now: Instant, news: LegNews) {
+        let Some(r) = self.referral.clone() else {
+            return;
+        };
+        match news {
+            LegNews::Ringing | LegNews::Hold { .. } | LegNews::Refer { .. } => {}
+            LegNews::Answered => {
+                let Some(referral) = self.referral.as_mut() else {
+                    return;
+                };
+                referral.rings_until = None;
+                if r.agent_gone {
+                    self.stop_ringback();
+                } else {
+                    self.out.push_back(CallOutput::NotifyLeg {
+                        role: LegRole::Agent(r.agent.clone()),
+                        status: 200,
+                        reason: "OK".into(),
+                    });
+                    // The agent leaves: the bridge ends, the leg is hung up, wrap-up.
+                    let _ = self.place_input(
+                        now,
+                        PlaceInput::Transferred {
+                            agent: r.agent.clone(),
+                        },
+                    );
+                }
+                self.bridged = Some(LegRole::Referred);
+                self.out.push_back(CallOutput::Bridge {
+                    role: LegRole::Referred,
+                });
+                info!(agent = %r.agent, "the agent's transfer connected");
+                self.note(
+                    now,
+                    StoryEvent::TransferFinished {
+                        outcome: TransferOutcome::Connected.to_string(),
+                    },
+                );
+            }
+            LegNews::Failed(f) => {
+                let (status, reason, outcome) = match f {
+                    LegFailure::Busy => (486, "Busy Here".to_owned(), TransferOutcome::Busy),
+                    LegFailure::Declined => (
+                        603,
+                        "Decline".to_owned(),
+                        TransferOutcome::Failed("declined".into()),
+                    ),
+                    LegFailure::NoAnswer => (
+                        480,
+                        "Temporarily Unavailable".to_owned(),
+                        TransferOutcome::NoAnswer,
+                    ),
+                    LegFailure::Error { status, reason } => {
+                        let outcome = TransferOutcome::Failed(format!("{status} {reason}"));
+                        (status, reason, outcome)
+                    }
+                };
+                self.referral_failed(now, status, &reason, outcome);
+            }
+            LegNews::HungUp => {
+                // The target hung up after answering: the call is over.
+                self.referral = None;
+                if self.bridged.take().is_some() {
+                    self.out.push_back(CallOutput::Unbridge);
+                }
+                self.outcome.get_or_insert(Outcome::FarEndHungUp);
+                self.hang_up(now);
+            }
+        }
+    }
+
+    /// The target of an agent's transfer did not answer: the agent hears why and the
+    /// caller stays with the agent; if the agent is gone, nobody is left and the call
+    /// ends.
+    fn referral_failed(
+        &mut self,
+        now: Instant,
+        status: u16,
+        reason: &str,
+        outcome: TransferOutcome,
+    ) {
+        let Some(r) = self.referral.take() else {
+            return;
+        };
+        info!(agent = %r.agent, %outcome, "the agent's transfer failed");
+        self.note(
+            now,
+            StoryEvent::TransferFinished {
+                outcome: outcome.to_string(),
+            },
+        );
+        if r.agent_gone {
+            self.stop_ringback();
+            self.outcome.get_or_insert(Outcome::FarEndHungUp);
+            self.hang_up(now);
+        } else {
+            self.out.push_back(CallOutput::NotifyLeg {
+                role: LegRole::Agent(r.agent),
+                status,
+                reason: reason.to_owned(),
+            });
+        }
     }
 
     /// Whether the caller holds a place in a queue (waiting, being offered, or bridged to
@@ -562,7 +792,7 @@ impl CallCore {
             return;
         }
         match news {
-            LegNews::Ringing | LegNews::Hold { .. } => {}
+            LegNews::Ringing | LegNews::Hold { .. } | LegNews::Refer { .. } => {}
             LegNews::Answered => {
                 self.transfer = Some(Transfer {
                     id,
@@ -630,12 +860,14 @@ impl CallCore {
             _ => None,
         };
         let rings = self.transfer.and_then(|t| t.rings_until);
+        let referral = self.referral.as_ref().and_then(|r| r.rings_until);
         let max = self.max_until.map(|(t, _)| t).filter(|_| !self.is_ending());
         [
             self.uas.poll_timeout(),
             flow,
             self.recording_until,
             rings,
+            referral,
             max,
         ]
         .into_iter()
@@ -673,6 +905,21 @@ impl CallCore {
                 role: LegRole::Transfer(t.id),
             });
             self.transfer_failed(now, t.id, TransferOutcome::NoAnswer);
+        }
+        if self
+            .referral
+            .as_ref()
+            .is_some_and(|r| r.rings_until.is_some_and(|u| u <= now))
+        {
+            self.out.push_back(CallOutput::HangUpLeg {
+                role: LegRole::Referred,
+            });
+            self.referral_failed(
+                now,
+                480,
+                "Temporarily Unavailable",
+                TransferOutcome::NoAnswer,
+            );
         }
         self.pump(Some(now));
     }
@@ -755,7 +1002,7 @@ impl CallCore {
         }
         if self.outcome.is_some()
             && let Some(now) = now
-            && (self.place.is_some() || self.transfer.is_some())
+            && (self.place.is_some() || self.transfer.is_some() || self.referral.is_some())
         {
             self.let_go(now);
         }
@@ -827,6 +1074,8 @@ impl CallCore {
                 }
             }
             UasEvent::Answered => self.out.push_back(CallOutput::Answered),
+            // Only agents' legs accept REFER; the caller's dialog never does (405).
+            UasEvent::Refer { .. } => {}
             UasEvent::Refused { status } => self.out.push_back(CallOutput::Refused { status }),
             UasEvent::Cancelled => self.out.push_back(CallOutput::Refused { status: 487 }),
             UasEvent::Closed => {}
@@ -1605,6 +1854,212 @@ Content-Length: {}\r\n\r\n{OFFER}",
             p.core.story().path(),
             vec!["main/welcome", "main/line", "main/survey", "main/bye"]
         );
+    }
+
+    /// A queued call connected to alice (bridged), and alice's role.
+    fn talking_to_alice() -> (Pair, LegRole) {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let role = offer(&mut p, "alice");
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Answered,
+        });
+        p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::from_secs(10),
+        }));
+        assert_eq!(p.core.bridged(), Some(&role));
+        (p, role)
+    }
+
+    fn notified(out: &[CallOutput]) -> Vec<(LegRole, u16)> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::NotifyLeg { role, status, .. } => Some((role.clone(), *status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn refer(p: &mut Pair, role: &LegRole) -> Vec<CallOutput> {
+        p.input(CallInput::Leg {
+            role: role.clone(),
+            news: LegNews::Refer {
+                target: "sip:201@192.0.2.9".into(),
+            },
+        })
+    }
+
+    fn story_has(p: &Pair, want: &StoryEvent) -> bool {
+        p.core.story().entries.iter().any(|e| &e.event == want)
+    }
+
+    #[test]
+    fn an_agents_refer_dials_the_target_and_its_answer_hands_the_caller_over() {
+        let (mut p, alice) = talking_to_alice();
+        let out = refer(&mut p, &alice);
+        assert_eq!(notified(&out), vec![(alice.clone(), 100)]);
+        assert!(out.contains(&CallOutput::Dial {
+            role: LegRole::Referred,
+            target: "sip:201@192.0.2.9".into(),
+            via: None,
+        }));
+        // Agent and caller go on talking while the target rings.
+        assert!(!out.contains(&CallOutput::Unbridge));
+        assert_eq!(p.core.bridged(), Some(&alice));
+        p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Ringing,
+        });
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Answered,
+        });
+        assert_eq!(notified(&out), vec![(alice.clone(), 200)]);
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::HangUpLeg {
+            role: alice.clone()
+        }));
+        assert!(out.contains(&CallOutput::Bridge {
+            role: LegRole::Referred
+        }));
+        assert_eq!(p.core.bridged(), Some(&LegRole::Referred));
+        assert!(!p.core.in_queue());
+        // The flow is not told: no survey, the call goes on with the target.
+        assert!(plays(&out).is_empty(), "{out:?}");
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferStarted {
+                target: "sip:201@192.0.2.9".into()
+            }
+        ));
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferFinished {
+                outcome: "connected".into()
+            }
+        ));
+        // The target hangs up: the call ends.
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::HungUp,
+        });
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(bye(&out).is_some());
+        assert_eq!(p.core.outcome(), Some(Outcome::FarEndHungUp));
+    }
+
+    #[test]
+    fn a_refer_from_the_caller_is_refused_even_while_talking_to_an_agent() {
+        let (mut p, alice) = talking_to_alice();
+        let out = p.sip(UasInput::Request {
+            key: key("refer"),
+            req: in_dialog("REFER", 2, "Refer-To: <sip:201@192.0.2.9>\r\n", ""),
+        });
+        assert_eq!(statuses(&out), vec![405]);
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+        assert_eq!(p.core.bridged(), Some(&alice));
+    }
+
+    #[test]
+    fn a_busy_target_is_notified_and_the_caller_stays_with_the_agent() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Failed(LegFailure::Busy),
+        });
+        assert_eq!(notified(&out), vec![(alice.clone(), 486)]);
+        assert!(acd(&out).is_empty());
+        assert_eq!(p.core.bridged(), Some(&alice));
+        assert!(p.core.in_queue());
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferFinished {
+                outcome: "busy".into()
+            }
+        ));
+        // The agent may try again.
+        let out = refer(&mut p, &alice);
+        assert_eq!(notified(&out), vec![(alice, 100)]);
+    }
+
+    #[test]
+    fn a_second_refer_or_one_from_an_agent_not_talking_is_refused_and_nothing_is_dialled() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = refer(&mut p, &alice);
+        assert_eq!(notified(&out), vec![(alice, 503)]);
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+        let bob = LegRole::Agent("bob".into());
+        let out = refer(&mut p, &bob);
+        assert_eq!(notified(&out), vec![(bob, 503)]);
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+    }
+
+    #[test]
+    fn the_agent_hanging_up_first_leaves_the_caller_with_ringback_until_the_answer() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = p.input(CallInput::Leg {
+            role: alice.clone(),
+            news: LegNews::HungUp,
+        });
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, CallOutput::Media(MediaCommand::Ringback { .. })))
+        );
+        // The flow is not sent on (no survey): the transfer proceeds.
+        assert!(plays(&out).is_empty(), "{out:?}");
+        assert!(bye(&out).is_none());
+        let out = p.input(CallInput::Leg {
+            role: LegRole::Referred,
+            news: LegNews::Answered,
+        });
+        assert!(notified(&out).is_empty());
+        assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: RINGBACK_PLAY })));
+        assert!(out.contains(&CallOutput::Bridge {
+            role: LegRole::Referred
+        }));
+    }
+
+    #[test]
+    fn an_unanswered_target_after_the_agent_left_ends_the_call_on_the_fake_clock() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        p.input(CallInput::Leg {
+            role: alice,
+            news: LegNews::HungUp,
+        });
+        assert!(bye(&p.advance(REFER_RING - Duration::from_millis(1))).is_none());
+        let out = p.advance(Duration::from_millis(1));
+        assert!(out.contains(&CallOutput::HangUpLeg {
+            role: LegRole::Referred
+        }));
+        assert!(bye(&out).is_some(), "{out:?}");
+        assert!(story_has(
+            &p,
+            &StoryEvent::TransferFinished {
+                outcome: "no answer".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn the_caller_hanging_up_mid_transfer_hangs_up_the_target_and_the_agent() {
+        let (mut p, alice) = talking_to_alice();
+        refer(&mut p, &alice);
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert!(out.contains(&CallOutput::HangUpLeg {
+            role: LegRole::Referred
+        }));
+        assert!(out.contains(&CallOutput::HangUpLeg { role: alice }));
     }
 
     #[test]

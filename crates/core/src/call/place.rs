@@ -75,6 +75,10 @@ pub enum PlaceInput {
     CallerHold { on: bool },
     /// The caller leaves the line: the flow's `LeaveQueue`, or the call is ending.
     Leave,
+    /// The connected `agent` transferred the caller elsewhere (a REFER whose target
+    /// answered): the agent leaves (wrap-up), the bridge ends and the agent's leg is hung
+    /// up; the flow is not told (the call goes on with the target).
+    Transferred { agent: String },
 }
 
 /// Whether an input was the place's. A key or a play end that is not goes to the flow.
@@ -241,6 +245,17 @@ impl QueuePlace {
             }
             PlaceInput::Leave => {
                 self.acd(Input::CallerLeft {
+                    call: self.call.clone(),
+                });
+                self.end(None);
+                Handled::Consumed
+            }
+            PlaceInput::Transferred { agent } => {
+                if self.agent() != Some(agent.as_str()) {
+                    return Handled::NotMine;
+                }
+                info!(%agent, "the agent transferred the caller");
+                self.acd(Input::AgentLeft {
                     call: self.call.clone(),
                 });
                 self.end(None);
@@ -461,6 +476,8 @@ impl QueuePlace {
                     self.hold(true, on);
                 }
             }
+            // A transfer is the call's (it places the target's leg): not the place's.
+            LegNews::Refer { .. } => return Handled::NotMine,
         }
         Handled::Consumed
     }

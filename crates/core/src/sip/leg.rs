@@ -15,10 +15,12 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::media::dtmf::Key;
 use crate::sip::message::{Method, NameAddr, Request, Response, Uri, Via};
+use crate::sip::refer::TransferTargets;
 use crate::sip::sdp::{self, Negotiated};
 use crate::sip::transaction::{TimerConfig, TransactionKey};
 use crate::sip::uac::{
@@ -40,6 +42,11 @@ pub enum LegNews {
     /// `inactive`) or took it off hold.
     Hold {
         on: bool,
+    },
+    /// The answered far end (an agent's phone) asks, by REFER, to transfer the call to
+    /// `target` (allowed, answered 202); report how it goes with a NOTIFY.
+    Refer {
+        target: String,
     },
 }
 
@@ -116,6 +123,8 @@ pub enum LegEvent {
     },
     /// A key in a SIP INFO.
     Key(Key),
+    /// The far end asks for a blind transfer to `target` (see [`LegCore::accept_refer`]).
+    Refer { target: String },
     /// The answered far end is gone: its BYE, or it never acknowledged our 2xx to its
     /// re-INVITE (then our BYE is out).
     HungUp,
@@ -131,6 +140,8 @@ pub struct LegCore {
     /// the dialog as its own.
     uas: Option<Uas>,
     adopted: bool,
+    /// Whom the far end may transfer the call to once answered; `None`: no REFER.
+    refer: Option<Arc<TransferTargets>>,
     contact: Uri,
     media: LocalMedia,
     timers: TimerConfig,
@@ -178,6 +189,7 @@ impl LegCore {
             uac,
             uas: None,
             adopted: false,
+            refer: None,
             contact: p.contact,
             media: p.media,
             timers: p.timers,
@@ -199,6 +211,25 @@ impl LegCore {
 
     pub fn state(&self) -> LegState {
         self.uac.state()
+    }
+
+    /// Lets the answered far end transfer the call by REFER to what `targets` allows (an
+    /// agent's leg with `agent_transfers` configured).
+    pub fn accept_refer(&mut self, targets: Arc<TransferTargets>) {
+        if let Some(uas) = self.uas.as_mut() {
+            uas.accept_refer(targets.clone());
+        }
+        self.refer = Some(targets);
+    }
+
+    /// Tells the far end how the transfer it asked for goes (a NOTIFY; see
+    /// [`Uas::notify_refer`]).
+    pub fn notify_refer(&mut self, status: u16, reason: &str) {
+        if let Some(uas) = self.uas.as_mut() {
+            let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
+            uas.notify_refer(status, reason, branched(via, prefix, n));
+        }
+        self.settle();
     }
 
     /// The answered dialog's server side.
@@ -355,13 +386,16 @@ impl LegCore {
         let offered = self.media.offered_crypto();
         let agreed =
             sdp::parse_offer(body).and_then(|r| sdp::accept_answer(&r, &CODECS, offered.as_ref()));
-        let uas = Uas::in_dialog(
+        let mut uas = Uas::in_dialog(
             dialog,
             self.contact.clone(),
             self.media.clone(),
             agreed.as_ref().ok().cloned(),
             self.timers,
         );
+        if let Some(targets) = &self.refer {
+            uas.accept_refer(targets.clone());
+        }
         self.uas = Some(uas);
         match agreed {
             Ok(n) => self.event(LegEvent::Answered(n)),
@@ -475,6 +509,7 @@ impl LegCore {
                 reset_latch,
             }),
             UasEvent::Key(k) => self.event(LegEvent::Key(k)),
+            UasEvent::Refer { target } => self.event(LegEvent::Refer { target }),
             // A dialog we created has no INVITE of its own to answer, refuse or cancel,
             // and its media was agreed with the answer.
             UasEvent::Refused { .. }
@@ -948,6 +983,51 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         assert!(core.is_closing());
         core.handle(t0, LegInput::Response(reply(&byes[0], 200, "")));
         assert_eq!(events(&drain(&mut core)), vec![LegEvent::Closed]);
+    }
+
+    #[test]
+    fn an_agents_leg_told_to_accept_refer_before_the_answer_reports_it_and_notifies() {
+        let now = Instant::now();
+        let (mut core, invite) = leg();
+        let allowed = vec!["2XX".to_string()];
+        core.accept_refer(Arc::new(TransferTargets::new(&allowed).expect("patterns")));
+        core.handle(now, LegInput::Response(reply(&invite, 200, ANSWER)));
+        drain(&mut core);
+        let refer = |cseq: u32| LegInput::Request {
+            key: key(&format!("r{cseq}"), "REFER"),
+            req: from_far("REFER", cseq, "Refer-To: <sip:201@192.0.2.9>\r\n", ""),
+        };
+        core.handle(now, refer(1));
+        let out = drain(&mut core);
+        assert!(matches!(&out[0], LegOutput::Respond { resp, .. } if resp.status == 202));
+        assert_eq!(
+            events(&out),
+            vec![LegEvent::Refer {
+                target: "sip:201@192.0.2.9".into()
+            }]
+        );
+        core.notify_refer(100, "Trying");
+        let notify = requests(&drain(&mut core));
+        assert_eq!(notify.len(), 1);
+        assert_eq!(notify[0].method, Method::Notify);
+        assert_eq!(notify[0].uri.to_string(), "sip:agent@192.0.2.5:5070");
+        assert_ne!(branch(&notify[0]), branch(&invite));
+    }
+
+    #[test]
+    fn a_leg_not_told_to_accept_refer_answers_405() {
+        let now = Instant::now();
+        let (mut core, _) = answered(now);
+        core.handle(
+            now,
+            LegInput::Request {
+                key: key("r", "REFER"),
+                req: from_far("REFER", 1, "Refer-To: <sip:201@192.0.2.9>\r\n", ""),
+            },
+        );
+        let out = drain(&mut core);
+        assert!(matches!(&out[0], LegOutput::Respond { resp, .. } if resp.status == 405));
+        assert!(events(&out).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod transaction;
 pub mod uac;
 pub mod uas;
 pub mod peer; // where a message came from or goes to
+pub mod refer; // blind transfer by an agent's phone (RFC 3515): allowed targets, Refer-To, NOTIFY bodies
 
 /// The methods we answer, for Allow headers (RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";

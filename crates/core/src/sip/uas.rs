@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::media::dtmf::Key;
@@ -28,6 +29,7 @@ use crate::media::srtp::MasterKey;
 use crate::sip::ALLOW;
 use crate::sip::dialog::{Dialog, DialogError};
 use crate::sip::message::{ContentType, HeaderName, Method, Request, Response, Uri, Via};
+use crate::sip::refer::{TransferTargets, sipfrag, subscription_state};
 use crate::sip::sdes::SrtpPolicy;
 use crate::sip::sdp::{self, Codec, Negotiated, OfferedCrypto, RemoteSdp, SdpError};
 use crate::sip::transaction::{TimerConfig, TransactionKey, Uas2xxAction, Uas2xxRetransmitter};
@@ -164,6 +166,10 @@ pub enum UasEvent {
     },
     /// A key in a SIP INFO.
     Key(Key),
+    /// A REFER this dialog accepts (see [`Uas::accept_refer`]) was answered 202: the far
+    /// end asks for a blind transfer to `target` (the URI to dial, already checked).
+    /// Report how it goes with [`Uas::notify_refer`].
+    Refer { target: String },
     /// The dialog ended by the far end or by a failed answer; a BYE of ours, when needed,
     /// is already out (see `Closed`).
     Ended(Ending),
@@ -215,6 +221,10 @@ pub struct Uas {
     timers: TimerConfig,
     /// Our latest 2xx to an INVITE while its ACK is awaited.
     unacked: Option<Unacked>,
+    /// Whom a REFER may name; `None`: every REFER is refused (405).
+    refer: Option<Arc<TransferTargets>>,
+    /// A REFER was accepted and its final NOTIFY is not out yet.
+    refer_active: bool,
     out: VecDeque<UasOutput>,
 }
 
@@ -246,6 +256,8 @@ impl Uas {
             deadline: None,
             timers: p.timers,
             unacked: None,
+            refer: None,
+            refer_active: false,
             out: VecDeque::new(),
         };
         if broken {
@@ -282,12 +294,47 @@ impl Uas {
             deadline: None,
             timers,
             unacked: None,
+            refer: None,
+            refer_active: false,
             out: VecDeque::new(),
         }
     }
 
     pub fn state(&self) -> UasState {
         self.state
+    }
+
+    /// Lets the far end ask for a blind transfer (REFER) to a target `targets` allows: an
+    /// agent's leg when `agent_transfers` is configured. Without it every REFER gets 405.
+    pub fn accept_refer(&mut self, targets: Arc<TransferTargets>) {
+        self.refer = Some(targets);
+    }
+
+    /// Reports how the transfer the far end asked for goes (RFC 3515 §2.4.4): a NOTIFY
+    /// with the target's `status` as a sipfrag; a final status (≥ 200) ends the implicit
+    /// subscription. Nothing is sent without an accepted REFER, or once the dialog ends.
+    pub fn notify_refer(&mut self, status: u16, reason: &str, via: Via) {
+        if !self.refer_active || self.state != UasState::Confirmed {
+            return;
+        }
+        let Some(dialog) = self.dialog.as_mut() else {
+            return;
+        };
+        let contact = self.contact.clone();
+        let mut req = dialog.request(Method::Notify, via, Some(&contact));
+        req.headers.push(HeaderName::Event, "refer");
+        req.headers.push(
+            HeaderName::new("Subscription-State"),
+            subscription_state(status),
+        );
+        req.set_body(
+            &ContentType::new("message", "sipfrag"),
+            sipfrag(status, reason).into_bytes(),
+        );
+        self.out.push_back(UasOutput::Request(req));
+        if status >= 200 {
+            self.refer_active = false;
+        }
     }
 
     /// True once nothing more will happen in this dialog.
@@ -704,8 +751,41 @@ impl Uas {
                 r.headers.push(HeaderName::Accept, "application/sdp");
                 self.out.push_back(UasOutput::Respond { key, resp: r });
             }
+            Method::Refer if self.refer.is_some() => self.on_refer(key, req),
             Method::Other(_) => self.refuse_method(key, &req, 501, "Not Implemented"),
             _ => self.refuse_method(key, &req, 405, "Method Not Allowed"),
+        }
+    }
+
+    /// A REFER on a dialog that accepts them: 202 and the target for the call, or a
+    /// refusal (400 malformed, 403 not allowed, 491 while one is in progress).
+    fn on_refer(&mut self, key: TransactionKey, req: Request) {
+        let Some(targets) = self.refer.as_ref() else {
+            return;
+        };
+        if self.refer_active || self.state != UasState::Confirmed {
+            tracing::info!(reason = "refer", "REFER refused: a transfer is in progress");
+            return self.respond(key, &req, 491, "Request Pending");
+        }
+        match targets.target(&req) {
+            Ok(target) => {
+                let mut r = self.response(&req, 202, "Accepted");
+                r.headers
+                    .push(HeaderName::Contact, format!("<{}>", self.contact));
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+                self.refer_active = true;
+                self.event(UasEvent::Refer { target });
+            }
+            Err(e) => {
+                let (status, reason) = e.status();
+                tracing::warn!(reason = "refer", status, why = %e, "REFER refused");
+                let mut r = self.response(&req, status, reason);
+                r.headers.push(
+                    HeaderName::Warning,
+                    format!("399 hotline \"{}\"", e.to_string().replace('"', "'")),
+                );
+                self.out.push_back(UasOutput::Respond { key, resp: r });
+            }
         }
     }
 
@@ -1156,6 +1236,106 @@ mod tests {
         assert_eq!(resp.status, *status);
         assert_eq!(resp.headers.to_addr().expect("to").tag(), Some("ours"));
         resp.clone()
+    }
+
+    fn refer_to(uas: &mut Uas, now: Instant, cseq: u32, refer_to: &str) -> Vec<UasOutput> {
+        let extra = if refer_to.is_empty() {
+            String::new()
+        } else {
+            format!("Refer-To: {refer_to}\r\n")
+        };
+        uas.handle(
+            now,
+            UasInput::Request {
+                key: key(&format!("refer{cseq}")),
+                req: in_dialog("REFER", cseq, &extra, ""),
+            },
+            via,
+        );
+        drain(uas)
+    }
+
+    fn agent_leg(now: Instant) -> Uas {
+        let mut uas = confirmed(now);
+        let allowed = vec!["2XX".to_string()];
+        uas.accept_refer(Arc::new(TransferTargets::new(&allowed).expect("patterns")));
+        uas
+    }
+
+    #[test]
+    fn a_refer_is_refused_with_405_unless_the_dialog_accepts_them() {
+        let now = Instant::now();
+        let mut uas = confirmed(now);
+        let out = refer_to(&mut uas, now, 2, "<sip:201@192.0.2.9>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 405)]);
+        assert!(events(&out).is_empty());
+    }
+
+    #[test]
+    fn an_accepted_refer_gets_202_and_its_target_then_notifies_follow_rfc_3515() {
+        let now = Instant::now();
+        let mut uas = agent_leg(now);
+        let out = refer_to(&mut uas, now, 2, "<sip:201@192.0.2.9:5070;transport=udp>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 202)]);
+        assert_eq!(
+            events(&out),
+            vec![UasEvent::Refer {
+                target: "sip:201@192.0.2.9:5070".into()
+            }]
+        );
+        // A second REFER while this one runs.
+        let out = refer_to(&mut uas, now, 3, "<sip:202@192.0.2.9>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 491)]);
+        uas.notify_refer(100, "Trying", via());
+        uas.notify_refer(486, "Busy Here", via());
+        // Nothing more once the subscription is over.
+        uas.notify_refer(200, "OK", via());
+        let notifies: Vec<Request> = drain(&mut uas)
+            .into_iter()
+            .filter_map(|o| match o {
+                UasOutput::Request(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notifies.len(), 2);
+        for (n, (state, body)) in notifies.iter().zip([
+            ("active;expires=60", "SIP/2.0 100 Trying\r\n"),
+            ("terminated;reason=noresource", "SIP/2.0 486 Busy Here\r\n"),
+        ]) {
+            let text = String::from_utf8(n.to_bytes()).expect("utf-8");
+            assert_eq!(n.method, Method::Notify);
+            assert!(text.contains("Event: refer\r\n"), "{text}");
+            assert!(
+                text.contains(&format!("Subscription-State: {state}\r\n")),
+                "{text}"
+            );
+            assert!(text.contains("Content-Type: message/sipfrag\r\n"), "{text}");
+            assert_eq!(&n.body[..], body.as_bytes());
+            assert_eq!(n.headers.to_addr().expect("to").tag(), Some("theirs"));
+        }
+        // After the final NOTIFY a new REFER is taken.
+        let out = refer_to(&mut uas, now, 4, "<sip:202@192.0.2.9>");
+        assert_eq!(responses(&out), vec![("REFER".into(), 202)]);
+    }
+
+    #[test]
+    fn a_refer_without_one_target_is_400_and_one_not_allowed_403_with_no_event() {
+        let now = Instant::now();
+        let mut uas = agent_leg(now);
+        for (cseq, refer, status) in [
+            (2, "", 400),
+            (3, "<sip:201@a>, <sip:202@a>", 400),
+            (4, "<sip:900@192.0.2.9>", 403),
+            (5, "<sip:alice@192.0.2.9>", 403),
+            (6, "<sip:201@192.0.2.9?Replaces=abc>", 403),
+        ] {
+            let out = refer_to(&mut uas, now, cseq, refer);
+            assert_eq!(responses(&out), vec![("REFER".into(), status)], "{refer}");
+            assert!(events(&out).is_empty(), "{refer}");
+        }
+        // No NOTIFY without an accepted REFER.
+        uas.notify_refer(200, "OK", via());
+        assert!(drain(&mut uas).is_empty());
     }
 
     #[test]

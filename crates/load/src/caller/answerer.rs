@@ -423,6 +423,89 @@ Content-Length: 0\r\n\r\n",
         }
     }
 
+    /// Asks the hotline to transfer the call to `target` (a blind transfer, RFC 3515: an
+    /// in-dialog REFER with `Refer-To: <target>`, as a desk phone's transfer key sends).
+    /// Returns the REFER's final status (202 when accepted).
+    pub async fn refer(&mut self, call: &mut Answered, target: &str) -> Result<u16, CallerError> {
+        let inv = &call.incoming.invite;
+        let (uri, from, to, cid) = in_dialog(call)?;
+        call.cseq += 1;
+        let cseq = call.cseq;
+        let refer = format!(
+            "REFER {uri} SIP/2.0
+Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch};rport
+Max-Forwards: 70
+From: {to};tag={tag}
+To: {from}
+Call-ID: {cid}
+CSeq: {cseq} REFER
+{routes}Contact: <sip:agent@{local}>
+Refer-To: <{target}>
+Referred-By: <sip:agent@{local}>
+Content-Length: 0
+
+",
+            routes = route_lines(inv),
+            local = self.local,
+            branch = random_token(12),
+            tag = call.incoming.to_tag,
+        );
+        self.send_to(refer.into_bytes(), call.incoming.source)
+            .await?;
+        let (m, _) = self
+            .wait_for(Duration::from_secs(10), "the answer to our REFER", |m| {
+                matches!(m, Message::Response(r) if r.status >= 200
+                    && r.headers.call_id().is_ok_and(|c| c == cid)
+                    && r.headers.cseq().is_ok_and(|c| c.method == Method::Refer && c.seq == cseq))
+            })
+            .await?;
+        match m {
+            Message::Response(r) => Ok(r.status),
+            Message::Request(_) => Err(CallerError::Unexpected("not a response".into())),
+        }
+    }
+
+    /// Waits for a NOTIFY about our REFER on an answered call and answers it 200. Returns
+    /// the status of its `message/sipfrag` body (100, 200, 486...) and its
+    /// `Subscription-State`.
+    pub async fn expect_notify(
+        &mut self,
+        call: &Answered,
+        timeout: Duration,
+    ) -> Result<(u16, String), CallerError> {
+        let cid = call_id(&call.incoming.invite);
+        let (m, from) = self
+            .wait_for(timeout, "a NOTIFY", |m| is_request(m, Method::Notify, &cid))
+            .await?;
+        let Message::Request(notify) = m else {
+            return Err(CallerError::Unexpected("not a request".into()));
+        };
+        let ok = Response::for_request(&notify, 200, "OK");
+        self.send_to(ok.to_bytes(), from).await?;
+        let event = notify
+            .headers
+            .get(HeaderName::Event)
+            .map(|v| v.to_str_lossy().into_owned())
+            .unwrap_or_default();
+        if event.trim() != "refer" {
+            return Err(CallerError::Unexpected(format!(
+                "a NOTIFY for event '{event}'"
+            )));
+        }
+        let state = notify
+            .headers
+            .get(HeaderName::new("Subscription-State"))
+            .map(|v| v.to_str_lossy().into_owned())
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&notify.body).into_owned();
+        let status = body
+            .strip_prefix("SIP/2.0 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| CallerError::Unexpected(format!("a sipfrag body '{body}'")))?;
+        Ok((status, state))
+    }
+
     /// Waits for the hotline's BYE on an answered call and answers it 200.
     pub async fn expect_bye(
         &mut self,
