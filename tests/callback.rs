@@ -4,7 +4,8 @@
 //! `callback.dial` route (a scripted phone on loopback plays the telephone network),
 //! introduces the call, and connects the agent, audio checked both ways. The request is
 //! kept in SQLite: a second server on the same data folder calls back after a restart,
-//! and an unanswered attempt is tried again.
+//! and an unanswered attempt is tried again (and is on record as a call back never
+//! answered).
 
 mod common;
 
@@ -308,7 +309,7 @@ async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
     }
     assert!(dir.join("data/callbacks.sqlite").exists());
 
-    let srv = serve(&dir, "46520-46579", network.local).await;
+    let (srv, records) = serve_recorded(&dir, "46520-46579", network.local).await;
     let addr = common::addr(&srv, Protocol::Udp);
     // Nobody can take the call yet: nothing is dialled.
     assert!(network.next_invite(2 * SECOND).await.is_err());
@@ -319,6 +320,27 @@ async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
     check_call_back(&first);
     network.refuse(&first, 486, "Busy Here").await.unwrap();
     let refused = tokio::time::Instant::now();
+    // The attempt the caller did not take is on record: a call back never answered.
+    let first_id = first.invite.headers.call_id().unwrap().to_string();
+    let (r, events) = records.find(20 * SECOND, |r| r.call_id == first_id).await;
+    assert_eq!(
+        (r.kind, r.answered_ms, r.outcome),
+        (CallKind::Callback, None, Some(CallOutcome::Failed)),
+        "{r:?}"
+    );
+    assert_eq!(r.caller, CALLER_NUMBER);
+    let placed = events
+        .iter()
+        .find(|e| e.kind == "callback_placed")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(placed.detail["attempt"], 1, "{events:?}");
+    assert!(
+        events.iter().any(|e| e.kind == "ended"
+            && e.detail["fault"]
+                .as_str()
+                .is_some_and(|f| f.contains("busy"))),
+        "{events:?}"
+    );
     let again = network.next_invite(20 * SECOND).await.unwrap();
     assert!(refused.elapsed() >= Duration::from_millis(900));
     check_call_back(&again);
