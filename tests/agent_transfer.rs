@@ -10,13 +10,13 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use common::bridge::hear_each_other;
+use common::records::Records;
 use common::{SECOND, repo};
 use hotline::config::{Config, Protocol};
-use hotline::records::{CallEvent, CallOutcome, CallRecord, Deliver, RecordMsg, RecordSink};
+use hotline::records::{CallOutcome, RecordSink};
 use hotline::server::{RunningServer, Server};
 use hotline_load::caller::CallMedia;
 use hotline_load::caller::answerer::{Answered, Answerer};
@@ -28,31 +28,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("flows")).unwrap();
     d
-}
-
-/// Keeps the finished records the calls send.
-#[derive(Default)]
-struct Records(Mutex<Vec<(CallRecord, Vec<CallEvent>)>>);
-
-impl Deliver for Records {
-    fn deliver(&self, msg: RecordMsg) {
-        if let RecordMsg::Finish(r, e) = msg {
-            self.0.lock().unwrap().push((r, e));
-        }
-    }
-}
-
-impl Records {
-    async fn first(&self, within: Duration) -> (CallRecord, Vec<CallEvent>) {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(found) = self.0.lock().unwrap().first() {
-                return found.clone();
-            }
-            assert!(std::time::Instant::now() < deadline, "no record");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// A hotline with one queue and one agent, alice; `transfers` is the `agent_transfers`

@@ -11,15 +11,16 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::bridge::hear_each_other;
+use common::records::Records;
 use common::{SECOND, prompt, repo};
 use hotline::config::{Config, Protocol};
 use hotline::flow::model::SayKind;
 use hotline::media::dtmf::Key;
-use hotline::records::{CallKind, CallOutcome, CallRecord, Deliver, RecordMsg, RecordSink};
+use hotline::records::{CallKind, CallOutcome, RecordSink};
 use hotline::server::{RunningServer, Server};
 use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
 use hotline_load::caller::{CallMedia, Established, KeyMethod, Phone};
@@ -31,59 +32,11 @@ const CALLER_NUMBER: &str = "+4930123456";
 /// The hotline's number, shown to the caller called back.
 const HOTLINE_NUMBER: &str = "+18005550100";
 
-const FLOW: &str = "start: q
-steps:
-  q:
-    queue: support
-    on_timeout: sorry
-    on_callback: noted
-    after: thanks
-  sorry:
-    play: advisors_busy
-    next: hangup
-  noted:
-    play: goodbye
-    next: hangup
-  thanks:
-    play: survey_thanks
-    next: hangup
-";
-
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hotline-callback-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("flows")).unwrap();
     d
-}
-
-/// Keeps the finished records the calls send.
-#[derive(Default)]
-struct Records(Mutex<Vec<(CallRecord, Vec<hotline::records::CallEvent>)>>);
-
-impl Deliver for Records {
-    fn deliver(&self, msg: RecordMsg) {
-        if let RecordMsg::Finish(r, e) = msg {
-            self.0.lock().unwrap().push((r, e));
-        }
-    }
-}
-
-impl Records {
-    /// The first finished record that `want` picks, waiting for it up to `within`.
-    async fn find(
-        &self,
-        within: Duration,
-        want: impl Fn(&CallRecord) -> bool,
-    ) -> (CallRecord, Vec<hotline::records::CallEvent>) {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(found) = self.0.lock().unwrap().iter().find(|(r, _)| want(r)) {
-                return found.clone();
-            }
-            assert!(std::time::Instant::now() < deadline, "no such record");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// A hotline whose `support` queue calls back through `network` (the callers' side).
@@ -97,7 +50,7 @@ async fn serve_recorded(
     rtp: &str,
     network: SocketAddr,
 ) -> (RunningServer, Arc<Records>) {
-    std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+    std::fs::write(dir.join("flows/main.yaml"), common::CALLBACK_FLOW).unwrap();
     std::fs::write(
         dir.join("hotline.yaml"),
         format!(

@@ -11,13 +11,12 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::postgres::{Schema, postgres_url};
-use common::process::{Killed, free_udp_port};
+use common::process::{Killed, free_udp_port, serve_in};
 use common::repo;
-use hotline_load::load::engine::Engine;
 
 /// Writes a node's folder: the sample prompts, a one-step flow, and `cluster:` naming it.
 fn node_dir(root: &Path, node: &str, url: &str) -> PathBuf {
@@ -38,28 +37,7 @@ fn node_dir(root: &Path, node: &str, url: &str) -> PathBuf {
 
 async fn serve(dir: &Path, rtp: &str) -> Killed {
     let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-    let log = std::fs::File::create(dir.join("engine.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["serve", "--config", "hotline.yaml"])
-        .args(["--admin", "off", "--demo-shop", "off"])
-        .args(["--sip", &format!("udp:{sip}"), "--rtp-ports", rtp])
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("hotline serve starts");
-    let process = Killed(child);
-    let mut probe = Engine::attach(sip, Some(process.0.id()));
-    if let Err(e) = probe.wait_ready(Duration::from_secs(60)).await {
-        panic!("the node did not answer: {e}\n{}", log_of(dir));
-    }
-    process
-}
-
-fn log_of(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default()
+    serve_in(dir, sip, &["--admin", "off", "--rtp-ports", rtp]).await
 }
 
 /// `hotline cluster status` as an admin runs it, in `dir`.

@@ -13,16 +13,15 @@ mod common;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::bridge::hear_each_other;
 use common::pg_server::PgServer;
-use common::process::{Killed, free_udp_port};
+use common::process::{Killed, free_udp_port, serve_in};
 use common::{QUEUE_FLOW, SECOND, prompt, repo};
 use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
 use hotline_load::caller::{CallMedia, Established, Phone};
-use hotline_load::load::engine::Engine;
 use serde_json::Value;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -71,30 +70,14 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
     std::fs::write(dir.join("hotline.yaml"), yaml).unwrap();
     let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
     let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-    let log = std::fs::File::create(dir.join("engine.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .args(["serve", "--config", "hotline.yaml", "--demo-shop", "off"])
-        .args(["--admin", &admin.to_string()])
-        .args(["--sip", &format!("udp:{sip}"), "--rtp-ports", rtp])
-        .current_dir(&dir)
-        .env("RUST_LOG", "info,hotline::cluster=debug")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("hotline serve starts");
-    let process = Killed(child);
-    let mut probe = Engine::attach(sip, Some(process.0.id()));
-    let node = Node {
+    let admin_at = admin.to_string();
+    let process = serve_in(&dir, sip, &["--admin", &admin_at, "--rtp-ports", rtp]).await;
+    Node {
         dir,
         sip,
         admin,
         process: Some(process),
-    };
-    if let Err(e) = probe.wait_ready(Duration::from_secs(60)).await {
-        panic!("node {name} did not answer: {e}\n{}", node.log());
     }
-    node
 }
 
 fn root(name: &str) -> PathBuf {
@@ -459,25 +442,6 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
     assert_eq!(q["stats"]["lost"], 0, "{q:#}\n{}", pg.log());
 }
 
-/// The flow of the callback test: the queue, and a goodbye once a callback is asked for.
-const CALLBACK_FLOW: &str = "start: q
-steps:
-  q:
-    queue: support
-    on_timeout: sorry
-    on_callback: noted
-    after: thanks
-  sorry:
-    play: advisors_busy
-    next: hangup
-  noted:
-    play: goodbye
-    next: hangup
-  thanks:
-    play: survey_thanks
-    next: hangup
-";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_asked_for_on_one_node_is_placed_after_the_leader_died() {
     let Some(pg) = PgServer::start_or_skip("callback") else {
@@ -492,9 +456,33 @@ offer_after_wait: 0s, dial: \"sip:{{number}}@{}\", caller_id: \"+18005550100\", 
 ring_timeout: 20s, attempts: 3, retry_after: 1s, allowed: [\"+49[1-8]X.\"] }} }}",
         network.local
     );
-    let mut a = node_with(&root, "a", &pg.url(), "47900-47949", CALLBACK_FLOW, &queue).await;
-    let b = node_with(&root, "b", &pg.url(), "47950-47999", CALLBACK_FLOW, &queue).await;
-    let c = node_with(&root, "c", &pg.url(), "48000-48049", CALLBACK_FLOW, &queue).await;
+    let mut a = node_with(
+        &root,
+        "a",
+        &pg.url(),
+        "47900-47949",
+        common::CALLBACK_FLOW,
+        &queue,
+    )
+    .await;
+    let b = node_with(
+        &root,
+        "b",
+        &pg.url(),
+        "47950-47999",
+        common::CALLBACK_FLOW,
+        &queue,
+    )
+    .await;
+    let c = node_with(
+        &root,
+        "c",
+        &pg.url(),
+        "48000-48049",
+        common::CALLBACK_FLOW,
+        &queue,
+    )
+    .await;
     let mut alice = Alice::new().await;
     assert_eq!(
         alice

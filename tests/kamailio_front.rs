@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use common::bridge::hear_each_other;
 use common::pg_server::PgServer;
-use common::process::{Killed, free_udp_port};
+use common::process::{Killed, free_udp_port, serve_in};
 use common::{QUEUE_FLOW, SECOND, prompt, repo};
 use hotline::config::Protocol;
 use hotline_load::caller::answerer::Answerer;
@@ -95,27 +95,8 @@ impl Node {
         );
         std::fs::write(dir.join("hotline.yaml"), yaml).unwrap();
         let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-        let log = std::fs::File::create(dir.join("engine.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hotline"))
-            .args(["serve", "--config", "hotline.yaml"])
-            .args(["--admin", "off", "--demo-shop", "off"])
-            .args(["--sip", &format!("udp:{sip}")])
-            .args(["--rtp-ports", &format!("{}-{}", rtp.start(), rtp.end())])
-            .current_dir(&dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("hotline serve starts");
-        let process = Killed(child);
-        let mut probe = Engine::attach(sip, Some(process.0.id()));
-        if let Err(e) = probe.wait_ready(Duration::from_secs(60)).await {
-            panic!(
-                "node {sip} did not answer: {e}\n{}",
-                read(&dir.join("engine.log"))
-            );
-        }
+        let ports = format!("{}-{}", rtp.start(), rtp.end());
+        let process = serve_in(&dir, sip, &["--admin", "off", "--rtp-ports", &ports]).await;
         Node {
             sip,
             rtp,
@@ -229,6 +210,12 @@ struct InMenu {
 }
 
 async fn call_through(proxy: &Proxy) -> InMenu {
+    let (phone, media, call) = call_hearing(proxy, "main_menu").await;
+    InMenu { phone, media, call }
+}
+
+/// A call through the proxy, once the caller hears the start of `prompt`.
+async fn call_hearing(proxy: &Proxy, prompt_name: &str) -> (Phone, CallMedia, Established) {
     let mut phone = Phone::new(Protocol::Udp, proxy.sip).await.unwrap();
     let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).unwrap();
     let call = match phone.call("hotline", &media, Offer::Default).await {
@@ -242,10 +229,10 @@ async fn call_through(proxy: &Proxy) -> InMenu {
         call.telephone_event_pt,
     );
     media
-        .wait_for_prompt(&prompt("en", "main_menu"), 0, 20 * SECOND)
+        .wait_for_prompt(&prompt("en", prompt_name), 0, 30 * SECOND)
         .await
-        .expect("the menu prompt starts");
-    InMenu { phone, media, call }
+        .unwrap_or_else(|| panic!("the caller hears {prompt_name}"));
+    (phone, media, call)
 }
 
 /// The caller hangs up; the BYE reaches the node through the proxy and its 200 comes back.
@@ -379,27 +366,6 @@ fn a_draining_node_finishes_its_call_and_the_proxy_sends_new_calls_elsewhere() {
     );
 }
 
-/// A caller through the proxy who waits in the queue (hears the music).
-async fn queued_through(proxy: &Proxy) -> (Phone, CallMedia, Established) {
-    let mut phone = Phone::new(Protocol::Udp, proxy.sip).await.unwrap();
-    let media = CallMedia::bind(Ipv4Addr::LOCALHOST.into(), true).unwrap();
-    let call = match phone.call("hotline", &media, Offer::Default).await {
-        Ok(c) => c,
-        Err(e) => panic!("a call through the proxy failed: {e}\n{}", proxy.log()),
-    };
-    media.connect(
-        call.remote_rtp,
-        call.codec,
-        call.payload_type,
-        call.telephone_event_pt,
-    );
-    media
-        .wait_for_prompt(&prompt("en", "hold_music"), 0, 30 * SECOND)
-        .await
-        .expect("the caller waits in the queue with its music");
-    (phone, media, call)
-}
-
 #[test]
 fn an_agent_registered_at_the_proxy_takes_the_callers_of_three_nodes_in_arrival_order() {
     let Some(binary) = kamailio() else {
@@ -447,7 +413,7 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
         );
 
         // The first caller takes her; the next three wait, one on each node.
-        let (mut first_phone, first_media, _first) = queued_through(&proxy).await;
+        let (mut first_phone, first_media, _first) = call_hearing(&proxy, "hold_music").await;
         let offer = alice
             .next_invite(30 * SECOND)
             .await
@@ -457,7 +423,7 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
         hear_each_other(&first_media, &agent_media).await;
         let mut line = Vec::new();
         for _ in 0..3 {
-            line.push(queued_through(&proxy).await);
+            line.push(call_hearing(&proxy, "hold_music").await);
         }
         let homes: Vec<usize> = line
             .iter()

@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod netns;
 pub mod pg_server;
 pub mod postgres;
+pub mod records;
 pub mod process;
 pub mod tls;
 
@@ -111,6 +112,25 @@ steps:
     after: thanks
   sorry:
     play: advisors_busy
+    next: hangup
+  thanks:
+    play: survey_thanks
+    next: hangup
+";
+
+/// The queue flow with a callback: `on_callback` confirms with a goodbye.
+pub const CALLBACK_FLOW: &str = "start: q
+steps:
+  q:
+    queue: support
+    on_timeout: sorry
+    on_callback: noted
+    after: thanks
+  sorry:
+    play: advisors_busy
+    next: hangup
+  noted:
+    play: goodbye
     next: hangup
   thanks:
     play: survey_thanks

@@ -21,3 +21,31 @@ pub fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts the `hotline serve` binary in `dir` (on its `hotline.yaml`, the log in
+/// `dir/engine.log`) with SIP on `sip` over UDP and `args` more (`--admin`, `--rtp-ports`,
+/// ...; the demo shop is off), and waits (generously) until it answers.
+pub async fn serve_in(dir: &std::path::Path, sip: std::net::SocketAddr, args: &[&str]) -> Killed {
+    let log = std::fs::File::create(dir.join("engine.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["serve", "--config", "hotline.yaml", "--demo-shop", "off"])
+        .args(["--sip", &format!("udp:{sip}")])
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("hotline serve starts");
+    let process = Killed(child);
+    let mut probe = hotline_load::load::engine::Engine::attach(sip, Some(process.0.id()));
+    if let Err(e) = probe.wait_ready(std::time::Duration::from_secs(60)).await {
+        panic!(
+            "hotline serve in {} did not answer: {e}\n{}",
+            dir.display(),
+            std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default()
+        );
+    }
+    process
+}
