@@ -143,3 +143,33 @@ fn postgres_writer_throughput() {
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the journal of calls begun costs a call: appending one `Begin` (and queueing it,
+/// here nothing) on the call's task, the file emptied every 100 calls as the writer's
+/// commits would.
+#[test]
+#[ignore]
+fn journal_begin_cost() {
+    use hotline::records::journal::Journal;
+    const BEGINS: usize = 100_000;
+    let dir = std::env::temp_dir().join(format!("hotline-journal-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = Journal::new(dir.join("records.journal"));
+    let msgs: Vec<RecordMsg> = (0..BEGINS)
+        .map(|i| RecordMsg::Begin(record(&format!("call-{i:06}@bench"), 1_700_000_000_000)))
+        .collect();
+    let bytes = serde_json::to_vec(&msgs[0]).unwrap().len() + 1;
+    let start = Instant::now();
+    for (i, m) in msgs.iter().enumerate() {
+        drop(journal.begin(m).expect("journalled"));
+        if i % 100 == 99 {
+            journal.settled(100).expect("emptied");
+        }
+    }
+    let per = start.elapsed() / BEGINS as u32;
+    println!(
+        "journal    {BEGINS} begins, {bytes} bytes each: {:.2} µs per begin",
+        per.as_secs_f64() * 1e6
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
