@@ -145,25 +145,9 @@ mod tests {
         RecordMsg::Begin(CallRecord {
             call_id: id.into(),
             kind: CallKind::Inbound,
-            caller: "+4930".into(),
-            dialed: "100".into(),
             started_ms: 1,
             answered_ms: Some(2),
-            ended_ms: None,
-            flow: "main".into(),
-            flow_version: "v1".into(),
-            language: "en".into(),
-            outcome: None,
-            hung_up_by: None,
-            last_step: None,
-            reason: None,
-            tags: vec![],
-            queue: None,
-            agent: None,
-            wait_ms: None,
-            talk_ms: None,
-            survey: vec![],
-            recordings: vec![],
+            ..CallRecord::default()
         })
     }
 

@@ -136,7 +136,7 @@ pub enum CallKind {
 /// One call, as one row. Written when the call starts (with `ended_ms` and `outcome`
 /// empty) and again, whole, when it ends; a row still open at the next start was
 /// interrupted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CallRecord {
     pub call_id: String,
     pub kind: CallKind,

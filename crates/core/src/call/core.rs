@@ -588,6 +588,16 @@ impl CallCore {
         );
     }
 
+    /// The far end the caller was bridged to (a transfer's or a referral's target) hung
+    /// up: the call is over.
+    fn far_end_hung_up(&mut self, now: Instant) {
+        if self.bridged.take().is_some() {
+            self.out.push_back(CallOutput::Unbridge);
+        }
+        self.outcome.get_or_insert(Outcome::FarEndHungUp);
+        self.hang_up(now);
+    }
+
     /// The call is ending: it leaves the line, and the transfer being rung is hung up.
     fn let_go(&mut self, now: Instant) {
         if self.place.is_some() {
@@ -731,11 +741,7 @@ impl CallCore {
             LegNews::HungUp => {
                 // The target hung up after answering: the call is over.
                 self.referral = None;
-                if self.bridged.take().is_some() {
-                    self.out.push_back(CallOutput::Unbridge);
-                }
-                self.outcome.get_or_insert(Outcome::FarEndHungUp);
-                self.hang_up(now);
+                self.far_end_hung_up(now);
             }
         }
     }
@@ -814,11 +820,7 @@ impl CallCore {
             LegNews::HungUp => {
                 // The target hung up after answering: the call is over.
                 self.transfer = None;
-                if self.bridged.take().is_some() {
-                    self.out.push_back(CallOutput::Unbridge);
-                }
-                self.outcome.get_or_insert(Outcome::FarEndHungUp);
-                self.hang_up(now);
+                self.far_end_hung_up(now);
             }
         }
     }
