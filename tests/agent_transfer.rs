@@ -15,9 +15,9 @@ use std::sync::Arc;
 use common::bridge::hear_each_other;
 use common::records::Records;
 use common::{SECOND, repo};
-use hotline::config::{Config, Protocol};
-use hotline::records::{CallOutcome, RecordSink};
-use hotline::server::{RunningServer, Server};
+use hotline::config::Protocol;
+use hotline::records::CallOutcome;
+use hotline::server::RunningServer;
 use hotline_load::caller::CallMedia;
 use hotline_load::caller::answerer::{Answered, Answerer};
 
@@ -45,13 +45,7 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n{trans
         ),
     )
     .unwrap();
-    let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
-    let records = Arc::new(Records::default());
-    let srv = Server::start_with_records(cfg, 1, RecordSink::new(records.clone()))
-        .await
-        .unwrap()
-        .spawn();
-    (srv, records)
+    common::records::serve_recorded(dir).await
 }
 
 const ALLOWED: &str = "agent_transfers: { allowed: [\"2XX@127.0.0.1\"] }\n";
@@ -68,14 +62,7 @@ async fn talking_to_alice(
     CallMedia,
     Answered,
 ) {
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
-    assert_eq!(
-        alice
-            .register(addr, "alice", "alice-secret", 300)
-            .await
-            .unwrap(),
-        200
-    );
+    let mut alice = common::alice_at(addr).await;
     let (phone, media, call) = common::call(addr, "hotline").await;
     let offer = alice.next_invite(20 * SECOND).await.unwrap();
     let alice_media = CallMedia::bind(LOCALHOST, true).unwrap();

@@ -17,11 +17,11 @@ use std::time::Duration;
 use common::bridge::hear_each_other;
 use common::records::Records;
 use common::{SECOND, prompt, repo};
-use hotline::config::{Config, Protocol};
+use hotline::config::Protocol;
 use hotline::flow::model::SayKind;
 use hotline::media::dtmf::Key;
-use hotline::records::{CallKind, CallOutcome, RecordSink};
-use hotline::server::{RunningServer, Server};
+use hotline::records::{CallKind, CallOutcome};
+use hotline::server::RunningServer;
 use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
 use hotline_load::caller::{CallMedia, Established, KeyMethod, Phone};
 
@@ -66,23 +66,7 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
         ),
     )
     .unwrap();
-    let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
-    let records = Arc::new(Records::default());
-    let srv = Server::start_with_records(cfg, 1, RecordSink::new(records.clone()))
-        .await
-        .unwrap()
-        .spawn();
-    (srv, records)
-}
-
-async fn agent(server: SocketAddr) -> Answerer {
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
-    let status = alice
-        .register(server, "alice", "alice-secret", 300)
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    alice
+    common::records::serve_recorded(dir).await
 }
 
 /// What stays up while the callback request waits: the agent talking to a second caller.
@@ -204,7 +188,7 @@ async fn the_caller_is_called_back_when_the_agent_frees_up_and_is_connected() {
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     let (srv, records) = serve_recorded(&dir, "46400-46459", network.local).await;
     let addr = common::addr(&srv, Protocol::Udp);
-    let mut alice = agent(addr).await;
+    let mut alice = common::alice_at(addr).await;
     let mut busy = request_a_callback(addr, &mut alice).await;
 
     // Nothing is dialled while alice is busy: the request waits at its place.
@@ -256,7 +240,7 @@ async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
     {
         let srv = serve(&dir, "46460-46519", network.local).await;
         let addr = common::addr(&srv, Protocol::Udp);
-        let mut alice = agent(addr).await;
+        let mut alice = common::alice_at(addr).await;
         let _busy = request_a_callback(addr, &mut alice).await;
         // The engine stops with the request still waiting.
     }
@@ -266,7 +250,7 @@ async fn a_callback_request_survives_a_restart_and_an_unanswered_attempt() {
     let addr = common::addr(&srv, Protocol::Udp);
     // Nobody can take the call yet: nothing is dialled.
     assert!(network.next_invite(2 * SECOND).await.is_err());
-    let mut alice = agent(addr).await;
+    let mut alice = common::alice_at(addr).await;
 
     // The first attempt is refused (busy); the next comes after `retry_after`.
     let first = network.next_invite(20 * SECOND).await.unwrap();

@@ -159,9 +159,10 @@ struct Alice {
 }
 
 impl Alice {
-    async fn new() -> Alice {
+    /// Her phone, registered once, at `sip`.
+    async fn at(sip: SocketAddr) -> Alice {
         Alice {
-            phone: Answerer::bind(LOCALHOST).await.unwrap(),
+            phone: common::alice_at(sip).await,
             offered: HashSet::new(),
         }
     }
@@ -218,13 +219,7 @@ async fn callers_on_three_nodes_are_answered_in_arrival_order_by_an_agent_regist
     let c = node(&root, "c", &pg.url(), "47200-47299").await;
 
     // Alice registers once, at node c; every node's view of the queue shows her.
-    let mut alice = Alice::new().await;
-    let status = alice
-        .phone
-        .register(c.sip, "alice", "alice-secret", 300)
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    let mut alice = Alice::at(c.sip).await;
     for n in [&a, &b, &c] {
         wait_queue(n, "alice should be available", |q| {
             agent_state(q, "alice") == "available"
@@ -304,15 +299,7 @@ async fn the_leader_killed_mid_queue_loses_only_its_callers_and_the_others_keep_
     let mut a = node(&root, "a", &pg.url(), "47300-47399").await;
     let b = node(&root, "b", &pg.url(), "47400-47499").await;
     let c = node(&root, "c", &pg.url(), "47500-47599").await;
-    let mut alice = Alice::new().await;
-    assert_eq!(
-        alice
-            .phone
-            .register(c.sip, "alice", "alice-secret", 300)
-            .await
-            .unwrap(),
-        200
-    );
+    let mut alice = Alice::at(c.sip).await;
     wait_queue(&c, "alice should be available", |q| {
         agent_state(q, "alice") == "available"
     })
@@ -387,15 +374,7 @@ async fn the_queues_resume_after_the_database_is_stopped_and_started_under_calls
     let a = node(&root, "a", &pg.url(), "47600-47699").await;
     let b = node(&root, "b", &pg.url(), "47700-47799").await;
     let c = node(&root, "c", &pg.url(), "47800-47899").await;
-    let mut alice = Alice::new().await;
-    assert_eq!(
-        alice
-            .phone
-            .register(a.sip, "alice", "alice-secret", 300)
-            .await
-            .unwrap(),
-        200
-    );
+    let mut alice = Alice::at(a.sip).await;
     wait_queue(&a, "alice should be available", |q| {
         agent_state(q, "alice") == "available"
     })
@@ -483,15 +462,7 @@ ring_timeout: 20s, attempts: 3, retry_after: 1s, allowed: [\"+49[1-8]X.\"] }} }}
         &queue,
     )
     .await;
-    let mut alice = Alice::new().await;
-    assert_eq!(
-        alice
-            .phone
-            .register(b.sip, "alice", "alice-secret", 300)
-            .await
-            .unwrap(),
-        200
-    );
+    let mut alice = Alice::at(b.sip).await;
     wait_queue(&b, "alice should be available", |q| {
         agent_state(q, "alice") == "available"
     })

@@ -213,14 +213,7 @@ async fn wrap_up_holds_the_next_call_back_from_the_agent() {
     let dir = scratch("wrapup");
     let srv = serve(&dir, "46340-46379", "{ ring_timeout: 20s, wrap_up: 3s }").await;
     let addr = common::addr(&srv, Protocol::Udp);
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
-    assert_eq!(
-        alice
-            .register(addr, "alice", "alice-secret", 300)
-            .await
-            .unwrap(),
-        200
-    );
+    let mut alice = common::alice_at(addr).await;
     let (_p1, _m1, _c1) = common::call(addr, "hotline").await;
     let offer = alice.next_invite(10 * SECOND).await.unwrap();
     let agent_media = CallMedia::bind(LOCALHOST, false).unwrap();

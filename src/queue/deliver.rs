@@ -43,6 +43,22 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// What the ACD must hear of `agent`'s phones on this node now: its newest live
+    /// binding (the one calls go to), or that it has none.
+    pub fn registration(&self, agent: &str) -> Input {
+        let now = Instant::now();
+        match self.registrations.contacts(agent, now).first() {
+            Some(b) => Input::AgentRegistered {
+                agent: agent.to_string(),
+                contact: b.contact.to_string(),
+                expires: b.expires_at.saturating_duration_since(now),
+            },
+            None => Input::AgentUnregistered {
+                agent: agent.to_string(),
+            },
+        }
+    }
+
     pub fn send(&mut self, call: &str, news: QueueNews) {
         let gone = match self.calls.get(call) {
             Some(tx) => tx.send(news).is_err(),

@@ -202,17 +202,7 @@ impl Relay {
         if !self.agents.contains_key(user) {
             return;
         }
-        let now = Instant::now();
-        let input = match self.out.registrations.contacts(user, now).first() {
-            Some(b) => Input::AgentRegistered {
-                agent: user.to_string(),
-                contact: b.contact.to_string(),
-                expires: b.expires_at.saturating_duration_since(now),
-            },
-            None => Input::AgentUnregistered {
-                agent: user.to_string(),
-            },
-        };
+        let input = self.out.registration(user);
         debug!(agent = user, "registration to the cluster's leader");
         self.write(input);
     }

@@ -296,21 +296,11 @@ impl Service {
     }
 
     fn registration_changed(&mut self, user: &str) {
-        let now = Instant::now();
-        let user = user.to_string();
-        if self.acd.agent(&user).is_none() {
+        if self.acd.agent(user).is_none() {
             return;
         }
-        // The newest live binding is the one calls go to.
-        let input = match self.out.registrations.contacts(&user, now).first() {
-            Some(b) => Input::AgentRegistered {
-                agent: user,
-                contact: b.contact.to_string(),
-                expires: b.expires_at.saturating_duration_since(now),
-            },
-            None => Input::AgentUnregistered { agent: user },
-        };
-        if let Err(e) = self.acd.handle(now, input) {
+        let input = self.out.registration(user);
+        if let Err(e) = self.acd.handle(Instant::now(), input) {
             debug!(error = %e, "registration not applied");
         }
     }

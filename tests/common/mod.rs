@@ -137,6 +137,21 @@ steps:
     next: hangup
 ";
 
+/// Agent `alice`'s scripted phone on loopback, registered at `server` (with the password
+/// the tests' configurations give her).
+pub async fn alice_at(server: SocketAddr) -> hotline_load::caller::answerer::Answerer {
+    let mut alice =
+        hotline_load::caller::answerer::Answerer::bind(std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .unwrap();
+    let status = alice
+        .register(server, "alice", "alice-secret", 300)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "alice registers at {server}");
+    alice
+}
+
 /// A caller on UDP from loopback calls `dialed` at `sip`; its media sends to the hotline.
 pub async fn call(sip: SocketAddr, dialed: &str) -> (Phone, CallMedia, Established) {
     let mut phone = Phone::new(Protocol::Udp, sip).await.unwrap();

@@ -1,10 +1,13 @@
 //! The finished call records a test's engine hands its record sink, kept in memory for
 //! the test to look at.
 
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hotline::records::{CallEvent, CallRecord, Deliver, RecordMsg};
+use hotline::config::Config;
+use hotline::records::{CallEvent, CallRecord, Deliver, RecordMsg, RecordSink};
+use hotline::server::{RunningServer, Server};
 
 /// Keeps every finished record (with its events) the calls send.
 #[derive(Default)]
@@ -39,4 +42,15 @@ impl Records {
     pub async fn first(&self, within: Duration) -> (CallRecord, Vec<CallEvent>) {
         self.find(within, |_| true).await
     }
+}
+
+/// A hotline on `dir/hotline.yaml`, whose calls' finished records are kept for the test.
+pub async fn serve_recorded(dir: &Path) -> (RunningServer, Arc<Records>) {
+    let cfg = Config::load(&dir.join("hotline.yaml")).unwrap();
+    let records = Arc::new(Records::default());
+    let srv = Server::start_with_records(cfg, 1, RecordSink::new(records.clone()))
+        .await
+        .unwrap()
+        .spawn();
+    (srv, records)
 }
