@@ -79,16 +79,6 @@ fn metrics(srv: &RunningServer) -> String {
     })
 }
 
-async fn agent(server: SocketAddr) -> Answerer {
-    let mut alice = Answerer::bind(LOCALHOST).await.unwrap();
-    let status = alice
-        .register(server, "alice", "alice-secret", 300)
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    alice
-}
-
 async fn call(
     sip: SocketAddr,
     dialed: &str,
@@ -110,7 +100,7 @@ async fn a_caller_number_outside_callback_allowed_is_never_called_back() {
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     let srv = serve(&dir, "46600-46639", network.local).await;
     let addr = common::addr(&srv, Protocol::Udp);
-    let mut alice = agent(addr).await;
+    let mut alice = common::alice_at(addr).await;
 
     // One call handled (the queue then has a handling time to estimate waits from),
     // a second talking to alice, so that the third waits with an estimate.
@@ -216,7 +206,7 @@ async fn a_redirect_from_an_agent_is_not_followed() {
     let mut network = Answerer::bind(LOCALHOST).await.unwrap();
     let srv = serve(&dir, "46680-46699", network.local).await;
     let addr = common::addr(&srv, Protocol::Udp);
-    let mut alice = agent(addr).await;
+    let mut alice = common::alice_at(addr).await;
     let (_phone, _media, _c) = call(addr, "100").await;
     let offer = alice.next_invite(20 * SECOND).await.unwrap();
     // A 302 naming a premium number behind the network: sent from another socket, as
@@ -255,7 +245,7 @@ async fn the_callers_number_is_asserted_only_when_the_call_came_from_a_trusted_s
         let dir = scratch(name);
         let srv = serve_with(&dir, rtp, network.local, extra).await;
         let addr = common::addr(&srv, Protocol::Udp);
-        let mut alice = agent(addr).await;
+        let mut alice = common::alice_at(addr).await;
         let (_phone, _media, _c) = call(addr, "100").await;
         let offer = alice.next_invite(20 * SECOND).await.unwrap();
         let text = String::from_utf8_lossy(&offer.invite.to_bytes()).into_owned();
