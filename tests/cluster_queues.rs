@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::bridge::hear_each_other;
 use common::pg_server::PgServer;
-use common::process::{Killed, free_udp_port, serve_in};
+use common::process::{Killed, free_tcp_port, free_udp_port, serve_in};
 use common::{QUEUE_FLOW, SECOND, prompt, repo};
 use hotline_load::caller::answerer::{Answered, Answerer, Incoming};
 use hotline_load::caller::{CallMedia, Established, Phone};
@@ -69,7 +69,7 @@ agents:\n  alice: {{ password: alice-secret, queues: {{ support: 0 }} }}\n",
     );
     std::fs::write(dir.join("hotline.yaml"), yaml).unwrap();
     let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
-    let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()));
+    let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
     let admin_at = admin.to_string();
     let process = serve_in(&dir, sip, &["--admin", &admin_at, "--rtp-ports", rtp]).await;
     Node {

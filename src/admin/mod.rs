@@ -120,6 +120,9 @@ pub async fn start(config: &AdminConfig, deps: Arc<CallDeps>) -> std::io::Result
     let live = deps.live();
     let records = live.config.records.clone();
     let recordings_dir = live.config.recordings_dir.clone();
+    // Bound first: a port in use fails here, before a store connection is opened that
+    // would then be dropped on this async task (a blocking client must not be).
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let state = Arc::new(AdminState::new(config, deps));
     let mut parts = parts();
     // Reports and the records routes read the store on a connection of their own.
@@ -139,12 +142,16 @@ pub async fn start(config: &AdminConfig, deps: Arc<CallDeps>) -> std::io::Result
             Err(e) => tracing::warn!(error = %e, "GET /reports and /records are off"),
         }
     }
-    serve(config.listen, build(state, parts)).await
+    serve_on(listener, build(state, parts))
 }
 
 /// Binds `listen` and serves `router` there (for an API built from more parts).
 pub async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<AdminServer> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    serve_on(tokio::net::TcpListener::bind(listen).await?, router)
+}
+
+/// Serves `router` on a bound listener.
+fn serve_on(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<AdminServer> {
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         warn!(address = %addr, "the admin API is reachable from other hosts");

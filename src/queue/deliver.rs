@@ -43,6 +43,19 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// After an input that may end a call's business with the ACD (it left, its agent
+    /// left, it asked for a call back): forgets the calls that no longer read their
+    /// mailbox. A call still reading keeps it, since an answer to what it said before may
+    /// still be on its way (in a cluster, a Connect to an agent who has just hung up).
+    pub fn after_input(&mut self, input: &Input) {
+        if matches!(
+            input,
+            Input::CallerLeft { .. } | Input::AgentLeft { .. } | Input::CallbackRequested { .. }
+        ) {
+            self.calls.retain(|_, m| m.is_open());
+        }
+    }
+
     /// What the ACD must hear of `agent`'s phones on this node now: its newest live
     /// binding (the one calls go to), or that it has none.
     pub fn registration(&self, agent: &str) -> Input {

@@ -138,19 +138,8 @@ impl Relay {
                 let _ = reply.send(Ok(()));
             }
             Msg::Input(input) => {
-                let ends = matches!(
-                    input,
-                    Input::CallerLeft { .. }
-                        | Input::AgentLeft { .. }
-                        | Input::CallbackRequested { .. }
-                );
+                self.out.after_input(&input);
                 self.write(input);
-                // The leader's answer to what the call said before may still be on its
-                // way (a Connect to an agent who has just hung up): a call keeps its
-                // mailbox for as long as it reads it.
-                if ends {
-                    self.out.calls.retain(|_, m| m.is_open());
-                }
             }
             Msg::Command {
                 agent,

@@ -242,17 +242,9 @@ impl Service {
                 let _ = reply.send(r);
             }
             Msg::Input(input) => {
-                let ends = match &input {
-                    Input::CallerLeft { call }
-                    | Input::AgentLeft { call }
-                    | Input::CallbackRequested { call, .. } => Some(call.clone()),
-                    _ => None,
-                };
+                self.out.after_input(&input);
                 if let Err(e) = self.acd.handle(now, input) {
                     debug!(error = %e, "queue input not applied");
-                }
-                if let Some(call) = ends {
-                    self.out.calls.remove(&call);
                 }
             }
             Msg::Command {

@@ -49,3 +49,13 @@ pub async fn serve_in(dir: &std::path::Path, sip: std::net::SocketAddr, args: &[
     }
     process
 }
+
+/// A TCP port on loopback that was free a moment ago (for a listener such as the admin
+/// API: a free UDP port says nothing of TCP).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
