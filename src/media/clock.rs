@@ -2,12 +2,15 @@
 //! it serves and drives those pure sessions (`media::session`) every 20 ms. Ten thousand
 //! calls cost one wake-up per tick, not one timer each.
 //!
-//! Each tick the worker asks epoll which sockets have data and reads only those, hands the
-//! datagrams to their sessions, ticks every session, moves bridged audio, then sends the
-//! one packet each session owes. Reads and sends go through io_uring (`media::uring`):
-//! one system call for the tick's reads and one for its sends, across all the worker's
-//! sockets; `HOTLINE_MEDIA_IO=sendto`, or a kernel without io_uring, gives one system
-//! call per packet instead. The worker also wakes when a command arrives (an eventfd
+//! Each tick the worker reads what its sockets received, hands the datagrams to their
+//! sessions, ticks every session, moves bridged audio, then sends the one packet each
+//! session owes. Reads and sends go through io_uring (`media::uring`): one system call
+//! for the tick's reads and one for its sends, across all the worker's sockets. The read
+//! asks every socket once, without epoll (a socket watched by epoll makes every packet it
+//! sends and receives wake the watcher), and asks again only a socket whose datagram
+//! arrived more than a tick ago, which may have more behind it. `HOTLINE_MEDIA_IO=sendto`,
+//! or a kernel without io_uring, gives one system call per packet instead, with epoll
+//! saying which sockets have data. The worker also wakes when a command arrives (an eventfd
 //! in the same wait), so the call's answer to a key (its next `Play`) goes out in the tick
 //! that heard the key: a session holds that tick's frame for a moment (see
 //! `session::ANSWER_WAIT`) instead of sending silence and then the prompt a tick later.
@@ -35,7 +38,7 @@ use tracing::{info, warn};
 use crate::media::bridge::relay;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, Session, SessionCommand};
-use crate::media::uring::{MediaIo, Uring};
+use crate::media::uring::{MediaIo, Uring, watch_arrivals};
 
 /// The media clock's period.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -54,6 +57,13 @@ const TIMER_TOKEN: u64 = 1;
 /// cannot stall the clock (the kernel drops what its buffer cannot hold). A caller sends
 /// one or two packets a tick; 64 absorbs a second of jitter-delayed audio in a few ticks.
 const MAX_READS_PER_SOCKET: usize = 64;
+
+/// Two datagrams closer together than this are a burst: the socket is read again.
+const BURST_SPACING: Duration = Duration::from_millis(15);
+
+/// Every this many ticks each socket is read until it is empty, whatever the arrival times
+/// say: a backlog the times did not reveal lasts at most this long.
+const DRAIN_EVERY: u64 = 5;
 
 /// How often one session's refused packets are logged (they are counted every tick).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -93,9 +103,25 @@ struct Served {
     refused: [u64; 5],
     /// When refusals of this session were last logged.
     logged_at: Option<Instant>,
+    /// When the last datagram read from its socket arrived (kernel time, io_uring path).
+    last_arrival: Option<Duration>,
 }
 
 impl Served {
+    /// Whether the socket may hold more after a datagram that arrived at `arrived` was
+    /// read at `read_at` (both kernel real time). A caller sends a packet per 20 ms or
+    /// slower, so a datagram that arrived less than a tick ago, a normal spacing after
+    /// the one before it, is the newest there is. One older than a tick, one close behind
+    /// the previous (a burst after jitter, or a 10 ms packet time), or one without a time
+    /// may have others behind it.
+    fn may_hold_more(&mut self, arrived: Option<Duration>, read_at: Duration) -> bool {
+        let prev = self.last_arrival;
+        if arrived.is_some() {
+            self.last_arrival = arrived;
+        }
+        may_hold_more(prev, arrived, read_at)
+    }
+
     /// The packets received and sent since the last call.
     fn uncounted(&mut self) -> (u64, u64) {
         let now = (
@@ -181,13 +207,15 @@ impl Served {
         }
     }
 
-    /// Queues the packet the session owes now, if any, for the tick's batched send.
-    fn queue_transmit(&mut self, now: Instant, buf: &mut [u8], ring: &mut Uring) {
-        if let Some(t) = self.session.poll_transmit(now, buf)
-            && let Some(pkt) = buf.get(..t.len)
-        {
-            ring.queue_send(self.port.socket.as_raw_fd(), t.destination, pkt);
-        }
+    /// Queues the packet the session owes now, if any, for the tick's batched send,
+    /// written straight into the ring's send buffer.
+    fn queue_transmit(&mut self, now: Instant, ring: &mut Uring) {
+        let session = &mut self.session;
+        ring.queue_send_with(self.port.socket.as_raw_fd(), |buf| {
+            session
+                .poll_transmit(now, buf)
+                .map(|t| (t.len, t.destination))
+        });
     }
 
     /// Reads what is waiting on the socket: one datagram, or all of them when `drain`.
@@ -209,6 +237,14 @@ impl Served {
             }
         }
     }
+}
+
+/// See `Served::may_hold_more`; `prev` is when the datagram read before this one arrived.
+fn may_hold_more(prev: Option<Duration>, arrived: Option<Duration>, read_at: Duration) -> bool {
+    let Some(a) = arrived else {
+        return true;
+    };
+    read_at.saturating_sub(a) >= TICK || prev.is_some_and(|p| a.saturating_sub(p) < BURST_SPACING)
 }
 
 enum Command {
@@ -415,6 +451,7 @@ impl MediaEngine {
             counted: (0, 0),
             refused: [0; 5],
             logged_at: None,
+            last_arrival: None,
         });
         self.worker(id).send(Command::Add(id, served));
         id
@@ -473,8 +510,13 @@ struct Clock {
     /// Waits for a command or the timer; never for a socket, so packets cost no wake-up.
     wake: Epoll,
     timer: TimerFd,
-    /// Every session socket; asked once per tick which have data.
+    /// Every session socket when the worker sends with `sendto`; asked once per tick
+    /// which have data. A worker with a ring reads every socket without it.
     sockets: Epoll,
+    /// Sockets to read again in the next pass of a tick's batched read.
+    again: Vec<SessionId>,
+    /// Ticks since the batched read last read every socket until it was empty.
+    since_drain: u64,
     ready: Vec<EpollEvent>,
     sessions: HashMap<SessionId, Served>,
     bridges: Vec<(SessionId, SessionId)>,
@@ -514,6 +556,8 @@ impl Clock {
             wake,
             timer,
             sockets: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            again: Vec::new(),
+            since_drain: 0,
             ready: vec![EpollEvent::empty(); 64],
             sessions: HashMap::new(),
             bridges: Vec::new(),
@@ -548,6 +592,17 @@ impl Clock {
         warn!(error = %e, "io_uring failed; the media worker falls back to sendto");
         self.failed_ring = self.ring.take();
         self.stats.uring.store(false, Ordering::Relaxed);
+        for (id, s) in &self.sessions {
+            self.watch(*id, s);
+        }
+    }
+
+    /// Adds a session's socket to the epoll set the `sendto` path reads by.
+    fn watch(&self, id: SessionId, s: &Served) {
+        let ev = EpollEvent::new(EpollFlags::EPOLLIN, id);
+        if let Err(e) = self.sockets.add(s.port.socket.as_fd(), ev) {
+            warn!(port = s.port.port, error = %e, "RTP socket not watched; its audio is not heard");
+        }
     }
 
     fn run(mut self, io: MediaIo) {
@@ -626,16 +681,20 @@ impl Clock {
         loop {
             match self.rx.try_recv() {
                 Ok(Command::Add(id, s)) => {
-                    let ev = EpollEvent::new(EpollFlags::EPOLLIN, id);
-                    if let Err(e) = self.sockets.add(s.port.socket.as_fd(), ev) {
-                        warn!(port = s.port.port, error = %e, "RTP socket not watched; its audio is not heard");
+                    if self.ring.is_none() {
+                        self.watch(id, &s);
+                    } else if let Err(e) = watch_arrivals(s.port.socket.as_raw_fd()) {
+                        // Without arrival times the socket is read twice a tick.
+                        warn!(port = s.port.port, error = %e, "RTP arrivals not timed");
                     }
                     self.sessions.insert(id, *s);
                 }
                 Ok(Command::Remove(id)) => {
                     self.unbridge(id);
                     if let Some(mut s) = self.sessions.remove(&id) {
-                        let _ = self.sockets.delete(s.port.socket.as_fd());
+                        if self.ring.is_none() {
+                            let _ = self.sockets.delete(s.port.socket.as_fd());
+                        }
                         self.count_packets(s.uncounted());
                         s.logged_at = None;
                         s.publish_refusals(Instant::now(), &self.stats);
@@ -686,7 +745,7 @@ impl Clock {
         let mut packets = (0, 0);
         for (id, s) in self.sessions.iter_mut() {
             match self.ring.as_mut() {
-                Some(ring) => s.queue_transmit(now, &mut self.buf, ring),
+                Some(ring) => s.queue_transmit(now, ring),
                 None => s.transmit(now, &mut self.buf, &self.stats),
             }
             if s.session.poll_timeout().is_some() {
@@ -721,19 +780,20 @@ impl Clock {
         }
     }
 
-    /// Reads the sockets that have data. The first pass takes one datagram from each, which
-    /// is nearly always all there is (one frame per tick); a socket still readable in the
-    /// second pass had a burst and is drained. Idle sockets cost nothing.
+    /// Reads what the sockets received: with a ring, every socket (see
+    /// `receive_batched`); otherwise the sockets epoll says have data. The first pass
+    /// takes one datagram from each, which is nearly always all there is (one frame per
+    /// tick); a socket still readable in the second pass had a burst and is drained.
     fn receive(&mut self, now: Instant) {
-        let want = self.sessions.len().max(64);
-        if self.ready.len() < want {
-            self.ready.resize(want, EpollEvent::empty());
-        }
         if self.ring.is_some() {
             if let Err(e) = self.receive_batched(now) {
                 self.ring_failed(&e);
             }
             return;
+        }
+        let want = self.sessions.len().max(64);
+        if self.ready.len() < want {
+            self.ready.resize(want, EpollEvent::empty());
         }
         for drain in [false, true] {
             let n = match self.sockets.wait(&mut self.ready, EpollTimeout::ZERO) {
@@ -751,37 +811,50 @@ impl Clock {
         }
     }
 
-    /// The batched form of `receive`: each pass reads one datagram from every socket epoll
-    /// reports readable, all in one submission. The first pass is nearly always all there
-    /// is; a socket that had a burst stays readable and is read again in the next pass.
-    /// A socket is read at most `MAX_READS_PER_SOCKET` times per tick.
+    /// The batched form of `receive`: each pass reads one datagram from every socket it
+    /// asks, all in one submission. The first pass asks every socket: an empty one costs
+    /// a failed read inside the submission, not a system call, and no epoll means no
+    /// wake-up work on every packet the socket sends or receives. A later pass asks only
+    /// the sockets whose datagram may have others behind it (`Served::may_hold_more`),
+    /// and every `DRAIN_EVERY` ticks every socket that gave one. A socket is read at
+    /// most `MAX_READS_PER_SOCKET` times per tick.
     fn receive_batched(&mut self, now: Instant) -> std::io::Result<()> {
         let Some(ring) = self.ring.as_mut() else {
             return Ok(());
         };
+        let (sessions, again) = (&mut self.sessions, &mut self.again);
+        self.since_drain += 1;
+        let drain = self.since_drain >= DRAIN_EVERY;
+        if drain {
+            self.since_drain = 0;
+        }
+        let read_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        again.clear();
+        again.extend(sessions.keys().copied());
         for _ in 0..MAX_READS_PER_SOCKET {
-            let n = match self.sockets.wait(&mut self.ready, EpollTimeout::ZERO) {
-                Ok(n) => n,
-                Err(_) => return Ok(()),
-            };
-            if n == 0 {
-                return Ok(());
+            if again.is_empty() {
+                break;
             }
             ring.clear_recvs();
-            for e in &self.ready[..n] {
-                if let Some(s) = self.sessions.get(&e.data()) {
-                    ring.queue_recv(e.data(), s.port.socket.as_raw_fd());
+            for id in again.drain(..) {
+                if let Some(s) = sessions.get(&id) {
+                    ring.queue_recv(id, s.port.socket.as_raw_fd());
                 }
             }
             // The sockets are the sessions', and no session leaves before this returns.
             ring.receive()?;
             for r in ring.received() {
-                if let Some(s) = self.sessions.get_mut(&r.token) {
+                if let Some(s) = sessions.get_mut(&r.token) {
                     s.session.handle_packet(now, r.from, r.data);
+                    if s.may_hold_more(r.arrived, read_at) || drain {
+                        again.push(r.token);
+                    }
                 }
             }
-            ring.clear_recvs();
         }
+        ring.clear_recvs();
         Ok(())
     }
 
@@ -865,6 +938,23 @@ mod tests {
             readable(&w),
             "a command queued after the drain must wake the worker"
         );
+    }
+
+    #[test]
+    fn a_socket_is_read_again_after_an_old_datagram_a_burst_or_one_without_a_time() {
+        let ms = Duration::from_millis;
+        let read_at = ms(10_000);
+        // The newest of a steady 20 ms stream, and of a slower one: nothing behind it.
+        assert!(!may_hold_more(Some(ms(9_975)), Some(ms(9_995)), read_at));
+        assert!(!may_hold_more(Some(ms(9_955)), Some(ms(9_985)), read_at));
+        assert!(!may_hold_more(None, Some(ms(9_990)), read_at));
+        // Older than a tick: the next may have come.
+        assert!(may_hold_more(Some(ms(9_960)), Some(ms(9_980)), read_at));
+        // Close behind the one before: a burst after jitter, or 10 ms packets.
+        assert!(may_hold_more(Some(ms(9_995)), Some(ms(9_996)), read_at));
+        assert!(may_hold_more(Some(ms(9_985)), Some(ms(9_995)), read_at));
+        // No arrival time: read until empty.
+        assert!(may_hold_more(Some(ms(9_995)), None, read_at));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Batched datagram IO for a media worker over io_uring: every RTP packet of a tick, for
-//! all of the worker's sockets, goes to the kernel in one `io_uring_enter`, and the
-//! datagrams waiting on the sockets epoll reported readable come back in one. With one
-//! socket per call (its port is in the SDP) `sendmmsg`/`recvmmsg` cannot batch across
-//! calls; a ring can.
+//! all of the worker's sockets, goes to the kernel in one `io_uring_enter`, and one
+//! datagram from each socket the worker reads comes back in one, with the kernel's
+//! arrival time (`SO_TIMESTAMPNS`, which [`watch_arrivals`] turns on). With one socket
+//! per call (its port is in the SDP) `sendmmsg`/`recvmmsg` cannot batch across calls; a
+//! ring can.
 //!
 //! This module only moves bytes: it owns the ring and the buffers the kernel reads from
 //! and writes into, never a socket and never a session. Every submission is waited for
@@ -18,6 +19,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
 use nix::libc;
@@ -85,6 +87,53 @@ pub struct Received<'a> {
     pub token: u64,
     pub from: SocketAddr,
     pub data: &'a [u8],
+    /// When the kernel received it (`CLOCK_REALTIME`, since the epoch), if the socket
+    /// stamps arrivals (see [`watch_arrivals`]).
+    pub arrived: Option<Duration>,
+}
+
+/// Room for one `SCM_TIMESTAMPNS` control message (a `timespec` after its header).
+const CMSG_SLOT: usize = 64;
+
+/// Asks the kernel to stamp every datagram `fd` receives with its arrival time, which
+/// [`Received::arrived`] then reports.
+pub fn watch_arrivals(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt with a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&raw const on).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The arrival time in the control messages `m` points to, if there is one.
+fn arrival(m: &libc::msghdr) -> Option<Duration> {
+    // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; the CMSG macros walk
+    // only inside that.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(m);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
+                let ts = libc::CMSG_DATA(c).cast::<libc::timespec>().read_unaligned();
+                return Some(Duration::new(
+                    u64::try_from(ts.tv_sec).ok()?,
+                    u32::try_from(ts.tv_nsec).ok()?,
+                ));
+            }
+            c = libc::CMSG_NXTHDR(m, c);
+        }
+    }
+    None
 }
 
 /// What a batch of sends did.
@@ -115,8 +164,13 @@ impl Headers {
         self.msgs.reserve(n);
     }
 
-    /// One header per name and iovec pushed, each pointing at its own pair.
-    fn build_msgs(&mut self, namelens: impl Iterator<Item = libc::socklen_t>) {
+    /// One header per name and iovec pushed, each pointing at its own pair, and with
+    /// `control`, at its own `CMSG_SLOT` bytes of that buffer.
+    fn build_msgs(
+        &mut self,
+        namelens: impl Iterator<Item = libc::socklen_t>,
+        control: Option<*mut u8>,
+    ) {
         let names = self.names.as_mut_ptr();
         let iovs = self.iovs.as_mut_ptr();
         for (i, namelen) in namelens.enumerate().take(self.names.len()) {
@@ -128,15 +182,25 @@ impl Headers {
             m.msg_namelen = namelen;
             m.msg_iov = unsafe { iovs.add(i) };
             m.msg_iovlen = 1;
+            if let Some(base) = control {
+                // SAFETY: the caller's buffer holds CMSG_SLOT bytes per header.
+                m.msg_control = unsafe { base.add(i * CMSG_SLOT) }.cast();
+                m.msg_controllen = CMSG_SLOT as _;
+            }
             self.msgs.push(m);
         }
     }
 }
 
+/// Room a session may fill with one packet (a frame, its RTP header, an SRTP tag).
+pub const SEND_SLOT: usize = 2048;
+
 pub struct Uring {
     ring: IoUring,
-    /// Bytes of the queued packets, back to back.
+    /// Bytes of the queued packets, back to back, from 0 to `used`. Never shrinks, so
+    /// a tick's packets are written in place without zeroing it again.
     out: Vec<u8>,
+    used: usize,
     outgoing: Vec<Outgoing>,
     /// Sockets to read in the next [`Uring::receive`], with their tokens.
     incoming: Vec<(u64, RawFd)>,
@@ -146,6 +210,10 @@ pub struct Uring {
     got: Vec<Option<(usize, SocketAddr)>>,
     /// Bytes read per socket of one submission.
     lens: Vec<Option<usize>>,
+    /// When each datagram of the last `receive` arrived.
+    arrivals: Vec<Option<Duration>>,
+    /// `CMSG_SLOT` bytes of control messages per socket of one submission.
+    control: Vec<u8>,
     headers: Headers,
 }
 
@@ -167,11 +235,14 @@ impl Uring {
         let mut u = Uring {
             ring,
             out: Vec::new(),
+            used: 0,
             outgoing: Vec::new(),
             incoming: Vec::new(),
             inbuf: Vec::new(),
             got: Vec::new(),
             lens: Vec::new(),
+            arrivals: Vec::new(),
+            control: Vec::new(),
             headers: Headers::default(),
         };
         let nop = opcode::Nop::new().build().user_data(0);
@@ -188,15 +259,41 @@ impl Uring {
 
     /// Queues `data` to be sent from `fd` to `to` by the next `flush_sends`.
     pub fn queue_send(&mut self, fd: RawFd, to: SocketAddr, data: &[u8]) {
-        let offset = self.out.len();
-        self.out.extend_from_slice(data);
+        self.queue_send_with(fd, |buf| {
+            let b = buf.get_mut(..data.len())?;
+            b.copy_from_slice(data);
+            Some((data.len(), to))
+        });
+    }
+
+    /// Queues the packet `fill` writes (into [`SEND_SLOT`] bytes; it returns the length
+    /// and where the packet goes, or `None` to send nothing) to be sent from `fd` by the
+    /// next `flush_sends`. The packet is written where the kernel will read it: no copy.
+    pub fn queue_send_with(
+        &mut self,
+        fd: RawFd,
+        fill: impl FnOnce(&mut [u8]) -> Option<(usize, SocketAddr)>,
+    ) {
+        let offset = self.used;
+        if self.out.len() < offset + SEND_SLOT {
+            self.out.resize(offset + SEND_SLOT, 0);
+        }
+        let Some((len, to)) = self
+            .out
+            .get_mut(offset..offset + SEND_SLOT)
+            .and_then(fill)
+            .filter(|&(l, _)| l <= SEND_SLOT)
+        else {
+            return;
+        };
+        self.used += len;
         let (to, to_len) = sockaddr(to);
         self.outgoing.push(Outgoing {
             fd,
             to,
             to_len,
             offset,
-            len: data.len(),
+            len,
         });
     }
 
@@ -212,22 +309,16 @@ impl Uring {
         while start < total && result.is_ok() {
             let end = (start + RING_ENTRIES as usize).min(total);
             let batch = &self.outgoing[start..end];
-            let h = &mut self.headers;
-            h.reset(batch.len());
-            for o in batch {
-                h.names.push(o.to);
-                h.iovs.push(libc::iovec {
-                    // The kernel only reads through this pointer (a send).
-                    iov_base: self.out[o.offset..].as_ptr() as *mut libc::c_void,
-                    iov_len: o.len,
-                });
-            }
-            h.build_msgs(batch.iter().map(|o| o.to_len));
-            let msgs = h.msgs.as_ptr();
+            let out = self.out.as_ptr();
             let entries = batch.iter().enumerate().map(|(i, o)| {
-                // SAFETY: i < batch.len(), the number of headers built above.
-                opcode::SendMsg::new(types::Fd(o.fd), unsafe { msgs.add(i) })
-                    .flags(libc::MSG_DONTWAIT as u32)
+                // A send with its destination in the entry: no msghdr for the kernel to
+                // copy in. The kernel only reads through these pointers, which stay
+                // valid until `submit_each` has reaped every completion.
+                // SAFETY: offset + len <= used <= out.len() (queue_send_with).
+                opcode::Send::new(types::Fd(o.fd), unsafe { out.add(o.offset) }, o.len as u32)
+                    .dest_addr((&raw const o.to).cast())
+                    .dest_addr_len(o.to_len)
+                    .flags(libc::MSG_DONTWAIT)
                     .build()
                     .user_data(i as u64)
             });
@@ -241,7 +332,7 @@ impl Uring {
             start = end;
         }
         self.outgoing.clear();
-        self.out.clear();
+        self.used = 0;
         result.map(|()| report)
     }
 
@@ -259,8 +350,14 @@ impl Uring {
         let n = self.incoming.len();
         self.got.clear();
         self.got.resize(n, None);
+        self.arrivals.clear();
+        self.arrivals.resize(n, None);
         if self.inbuf.len() < n * RECV_SLOT {
             self.inbuf.resize(n * RECV_SLOT, 0);
+        }
+        let slots = (n.min(RING_ENTRIES as usize)) * CMSG_SLOT;
+        if self.control.len() < slots {
+            self.control.resize(slots, 0);
         }
         let mut start = 0;
         while start < n {
@@ -279,7 +376,7 @@ impl Uring {
                 });
             }
             let full = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.build_msgs(std::iter::repeat(full));
+            h.build_msgs(std::iter::repeat(full), Some(self.control.as_mut_ptr()));
             let msgs = h.msgs.as_mut_ptr();
             let entries = self.incoming[start..end]
                 .iter()
@@ -302,6 +399,9 @@ impl Uring {
             // Only now, with every read complete, are the addresses ours to look at.
             for (i, len) in self.lens.iter().enumerate() {
                 self.got[start + i] = len.zip(from_sockaddr(&self.headers.names[i]));
+                if len.is_some() {
+                    self.arrivals[start + i] = self.headers.msgs.get(i).and_then(arrival);
+                }
             }
             start = end;
         }
@@ -310,12 +410,18 @@ impl Uring {
 
     /// The datagrams the last `receive` read, in the order their sockets were queued.
     pub fn received(&self) -> impl Iterator<Item = Received<'_>> {
-        let inbuf = &self.inbuf;
+        let (inbuf, arrivals) = (&self.inbuf, &self.arrivals);
         self.incoming.iter().zip(&self.got).enumerate().filter_map(
             move |(i, (&(token, _), got))| {
                 let (len, from) = (*got)?;
                 let data = inbuf.get(i * RECV_SLOT..i * RECV_SLOT + len)?;
-                Some(Received { token, from, data })
+                let arrived = arrivals.get(i).copied().flatten();
+                Some(Received {
+                    token,
+                    from,
+                    data,
+                    arrived,
+                })
             },
         )
     }
@@ -324,6 +430,7 @@ impl Uring {
     pub fn clear_recvs(&mut self) {
         self.incoming.clear();
         self.got.clear();
+        self.arrivals.clear();
     }
 }
 
@@ -542,6 +649,35 @@ mod tests {
         ring.receive().expect("receive");
         let again: Vec<Vec<u8>> = ring.received().map(|r| r.data.to_vec()).collect();
         assert_eq!(again, vec![vec![9; 2]]);
+    }
+
+    #[test]
+    fn a_watched_socket_reports_when_each_datagram_arrived() {
+        let Some(mut ring) = ring() else { return };
+        let (watched, plain, peer) = (bind(), bind(), bind());
+        watch_arrivals(watched.as_raw_fd()).expect("SO_TIMESTAMPNS");
+        let realtime = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+        };
+        let before = realtime();
+        for s in [&watched, &plain] {
+            peer.send_to(b"rtp", s.local_addr().expect("addr"))
+                .expect("send");
+            let mut b = [0u8; 4];
+            s.peek_from(&mut b).expect("queued");
+        }
+        let after = realtime();
+        ring.queue_recv(1, watched.as_raw_fd());
+        ring.queue_recv(2, plain.as_raw_fd());
+        ring.receive().expect("receive");
+        let got: Vec<(u64, Option<Duration>)> =
+            ring.received().map(|r| (r.token, r.arrived)).collect();
+        assert_eq!(got.len(), 2);
+        let arrived = got[0].1.expect("the watched socket's arrival time");
+        assert!(before <= arrived && arrived <= after, "{arrived:?}");
+        assert_eq!(got[1], (2, None), "an unwatched socket has no time");
     }
 
     #[test]
