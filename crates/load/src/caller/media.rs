@@ -2,7 +2,9 @@
 //! (the same one-tick-serves-all design as the engine's media clock, so a load of a thousand
 //! callers costs one wake-up per 20 ms). Every tick it reads what the hotline sent, with the
 //! kernel's arrival timestamps so the measured gaps are the engine's and not this thread's,
-//! and sends one frame: silence, a DTMF tone, or an RFC 4733 event.
+//! and sends one frame: silence, a DTMF tone, or an RFC 4733 event. Reads and sends go
+//! through the batched ring of `hotline-uring` (one system call for every call's frame of
+//! a tick), or, where io_uring is missing, one `recvmsg`/`sendto` per packet.
 
 use std::collections::VecDeque;
 use std::io::IoSliceMut;
@@ -13,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use hotline_uring::Uring;
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
@@ -58,7 +61,8 @@ struct State {
     audio: Vec<Heard>,
     /// Inter-arrival gaps of audio packets, in microseconds (kernel timestamps).
     gaps_us: Vec<u32>,
-    last_arrival: Option<TimeSpec>,
+    /// When the last audio packet arrived (kernel real time).
+    last_arrival: Option<Duration>,
     /// A frame to look for (the start of an expected prompt) and when it was seen.
     watch: Option<([u8; FRAME_SAMPLES], Option<Instant>)>,
     packets_in: u64,
@@ -424,6 +428,9 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
     let mut calls: Vec<Arc<Mutex<State>>> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let mut cmsg = nix::cmsg_space!(TimeSpec);
+    // Where io_uring is missing (or fails), one system call per packet.
+    let mut ring = Uring::new().ok();
+    let mut failed_ring = None;
     let tick = Duration::from_millis(20);
     let mut next = Instant::now() + tick;
     loop {
@@ -439,16 +446,30 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
         COUNTERS.max_lateness_us.fetch_max(late, Ordering::Relaxed);
         let fresh_after = clock_gettime(ClockId::CLOCK_REALTIME)
             .ok()
-            .map(|t| t - TimeSpec::from_duration(tick));
+            .map(|t| realtime(t).saturating_sub(tick));
         calls.retain(|c| {
-            let mut s = lock(c);
-            if s.closed || Arc::strong_count(c) == 1 {
-                return false;
-            }
-            receive(&mut s, &mut buf, &mut cmsg, now, fresh_after);
-            send(&mut s, &mut buf);
-            true
+            let s = lock(c);
+            !s.closed && Arc::strong_count(c) > 1
         });
+        match ring.as_mut() {
+            Some(r) => {
+                if serve_batched(r, &calls, now, fresh_after).is_err() {
+                    // Kept, never used again: the kernel may still hold its buffers.
+                    failed_ring = ring.take();
+                }
+            }
+            None => {
+                for c in &calls {
+                    let mut s = lock(c);
+                    receive(&mut s, &mut buf, &mut cmsg, now, fresh_after);
+                    if let Some((len, remote)) = next_packet(&mut s, &mut buf)
+                        && s.socket.send_to(&buf[..len], remote).is_ok()
+                    {
+                        s.packets_out += 1;
+                    }
+                }
+            }
+        }
         let after = Instant::now();
         let work = micros(after.saturating_duration_since(now));
         COUNTERS.calls.store(calls.len() as u64, Ordering::Relaxed);
@@ -461,7 +482,60 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
             next = after;
         }
         next += tick;
+        let _ = &failed_ring;
     }
+}
+
+/// One tick of every call through the ring: each pass reads one datagram from every
+/// socket it asks (the first asks all; later ones only those whose datagram was not the
+/// newest, see `hear`), then every call's frame goes out in one submission.
+fn serve_batched(
+    ring: &mut Uring,
+    calls: &[Arc<Mutex<State>>],
+    now: Instant,
+    fresh_after: Option<Duration>,
+) -> std::io::Result<()> {
+    let mut again: Vec<usize> = (0..calls.len()).collect();
+    for _ in 0..64 {
+        if again.is_empty() {
+            break;
+        }
+        ring.clear_recvs();
+        for i in again.drain(..) {
+            ring.queue_recv(i as u64, lock(&calls[i]).socket.as_raw_fd());
+        }
+        // The sockets are the calls', which `calls` keeps alive until this returns.
+        ring.receive()?;
+        for r in ring.received() {
+            let i = r.token as usize;
+            if !hear(&mut lock(&calls[i]), r.data, r.arrived, now, fresh_after) {
+                again.push(i);
+            }
+        }
+    }
+    ring.clear_recvs();
+    for c in calls {
+        let mut s = lock(c);
+        let fd = s.socket.as_raw_fd();
+        let mut queued = false;
+        ring.queue_send_with(fd, |buf| {
+            let p = next_packet(&mut s, buf);
+            queued = p.is_some();
+            p
+        });
+        if queued {
+            s.packets_out += 1;
+        }
+    }
+    ring.flush_sends().map(|_| ())
+}
+
+/// A kernel timestamp as time since the epoch.
+fn realtime(t: TimeSpec) -> Duration {
+    Duration::new(
+        u64::try_from(t.tv_sec()).unwrap_or(0),
+        u32::try_from(t.tv_nsec()).unwrap_or(0),
+    )
 }
 
 fn micros(d: Duration) -> u64 {
@@ -478,7 +552,7 @@ fn receive(
     buf: &mut [u8],
     cmsg: &mut Vec<u8>,
     now: Instant,
-    fresh_after: Option<TimeSpec>,
+    fresh_after: Option<Duration>,
 ) {
     loop {
         let fd = s.socket.as_raw_fd();
@@ -493,61 +567,75 @@ fn receive(
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
                     if let ControlMessageOwned::ScmTimestampns(t) = c {
-                        ts = Some(t);
+                        ts = Some(realtime(t));
                     }
                 }
             }
             (msg.bytes, ts)
         };
-        let newest = matches!((ts, fresh_after), (Some(t), Some(f)) if t > f);
-        let Ok(pkt) = parse_rtp(&buf[..len]) else {
-            continue;
-        };
-        s.packets_in += 1;
-        if Some(pkt.pt) == s.te_pt {
-            // One key per event (RFC 4733 keeps the timestamp for all packets of an event).
-            if let Some(&code) = pkt.payload.first()
-                && s.last_event_ts != Some(pkt.timestamp)
-                && let Some(k) = Key::from_event_code(code)
-            {
-                s.last_event_ts = Some(pkt.timestamp);
-                s.keys_heard.push(k.as_char());
-            }
-            continue;
-        }
-        if pkt.pt != s.pt || pkt.payload.len() != FRAME_SAMPLES {
-            continue;
-        }
-        if let Some(t) = ts {
-            if let Some(prev) = s.last_arrival {
-                let d = t - prev;
-                let us = d.tv_sec() * 1_000_000 + d.tv_nsec() / 1000;
-                s.gaps_us.push(us.clamp(0, u32::MAX as i64) as u32);
-            }
-            s.last_arrival = Some(t);
-        }
-        let mut payload = [0u8; FRAME_SAMPLES];
-        payload.copy_from_slice(pkt.payload);
-        if let Some((frame, seen)) = s.watch.as_mut()
-            && seen.is_none()
-            && *frame == payload
-        {
-            *seen = Some(now);
-        }
-        if s.keep_audio {
-            s.audio.push(Heard {
-                seq: pkt.seq,
-                payload,
-            });
-        }
-        if newest {
+        if hear(s, &buf[..len], ts, now, fresh_after) {
             return;
         }
     }
 }
 
-fn send(s: &mut State, buf: &mut [u8]) {
-    let Some(remote) = s.remote else { return };
+/// Takes in one datagram that arrived at `arrived` (kernel real time). Returns true when
+/// it is the newest the socket can hold (see `receive`), false when more may wait.
+fn hear(
+    s: &mut State,
+    data: &[u8],
+    arrived: Option<Duration>,
+    now: Instant,
+    fresh_after: Option<Duration>,
+) -> bool {
+    let newest = matches!((arrived, fresh_after), (Some(t), Some(f)) if t > f);
+    let Ok(pkt) = parse_rtp(data) else {
+        return newest;
+    };
+    s.packets_in += 1;
+    if Some(pkt.pt) == s.te_pt {
+        // One key per event (RFC 4733 keeps the timestamp for all packets of an event).
+        if let Some(&code) = pkt.payload.first()
+            && s.last_event_ts != Some(pkt.timestamp)
+            && let Some(k) = Key::from_event_code(code)
+        {
+            s.last_event_ts = Some(pkt.timestamp);
+            s.keys_heard.push(k.as_char());
+        }
+        return newest;
+    }
+    if pkt.pt != s.pt || pkt.payload.len() != FRAME_SAMPLES {
+        return newest;
+    }
+    if let Some(t) = arrived {
+        if let Some(prev) = s.last_arrival {
+            let us = micros(t.saturating_sub(prev));
+            s.gaps_us.push(us.min(u64::from(u32::MAX)) as u32);
+        }
+        s.last_arrival = Some(t);
+    }
+    let mut payload = [0u8; FRAME_SAMPLES];
+    payload.copy_from_slice(pkt.payload);
+    if let Some((frame, seen)) = s.watch.as_mut()
+        && seen.is_none()
+        && *frame == payload
+    {
+        *seen = Some(now);
+    }
+    if s.keep_audio {
+        s.audio.push(Heard {
+            seq: pkt.seq,
+            payload,
+        });
+    }
+    newest
+}
+
+/// Writes the call's next frame into `buf`: what it was asked to say or press, else
+/// silence. Returns its length and where it goes, or `None` before the call has somewhere
+/// to send.
+fn next_packet(s: &mut State, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    let remote = s.remote?;
     let len = match s.out.pop_front() {
         Some(Out::Event(ev, last)) => {
             let te = s.te_pt.unwrap_or(101);
@@ -564,9 +652,5 @@ fn send(s: &mut State, buf: &mut [u8]) {
             s.sender.next_packet(&f, buf)
         }
     };
-    if let Ok(len) = len
-        && s.socket.send_to(&buf[..len], remote).is_ok()
-    {
-        s.packets_out += 1;
-    }
+    len.ok().map(|len| (len, remote))
 }
