@@ -591,6 +591,9 @@ impl Clock {
     fn ring_failed(&mut self, e: &std::io::Error) {
         warn!(error = %e, "io_uring failed; the media worker falls back to sendto");
         self.failed_ring = self.ring.take();
+        if let Some(r) = self.failed_ring.as_mut() {
+            r.unregister_all();
+        }
         self.stats.uring.store(false, Ordering::Relaxed);
         for (id, s) in &self.sessions {
             self.watch(*id, s);
@@ -681,19 +684,28 @@ impl Clock {
         loop {
             match self.rx.try_recv() {
                 Ok(Command::Add(id, s)) => {
-                    if self.ring.is_none() {
-                        self.watch(id, &s);
-                    } else if let Err(e) = watch_arrivals(s.port.socket.as_raw_fd()) {
-                        // Without arrival times the socket is read twice a tick.
-                        warn!(port = s.port.port, error = %e, "RTP arrivals not timed");
+                    match self.ring.as_mut() {
+                        None => self.watch(id, &s),
+                        Some(ring) => {
+                            let fd = s.port.socket.as_raw_fd();
+                            ring.register(fd);
+                            if let Err(e) = watch_arrivals(fd) {
+                                // Without arrival times the socket is read twice a tick.
+                                warn!(port = s.port.port, error = %e, "RTP arrivals not timed");
+                            }
+                        }
                     }
                     self.sessions.insert(id, *s);
                 }
                 Ok(Command::Remove(id)) => {
                     self.unbridge(id);
                     if let Some(mut s) = self.sessions.remove(&id) {
-                        if self.ring.is_none() {
-                            let _ = self.sockets.delete(s.port.socket.as_fd());
+                        match self.ring.as_mut() {
+                            // Before the socket closes: a registered socket stays open.
+                            Some(ring) => ring.unregister(s.port.socket.as_raw_fd()),
+                            None => {
+                                let _ = self.sockets.delete(s.port.socket.as_fd());
+                            }
                         }
                         self.count_packets(s.uncounted());
                         s.logged_at = None;

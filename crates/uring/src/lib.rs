@@ -20,6 +20,27 @@ use std::time::Duration;
 
 use io_uring::{IoUring, opcode, squeue, types};
 
+/// Slots in the kernel's table of registered sockets ([`Uring::register`]). A socket
+/// beyond them is named by its descriptor, which costs the kernel a lookup per operation.
+const FIXED_FILES: u32 = 16_384;
+
+/// No slot: the socket is named by its descriptor.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The sockets registered with the ring, by descriptor, and the free slots.
+#[derive(Default)]
+struct FixedFiles {
+    slot_of: Vec<u32>,
+    free: Vec<u32>,
+}
+
+/// How an entry names its socket: a registered slot, or the descriptor.
+#[derive(Clone, Copy)]
+enum Target {
+    Fixed(u32),
+    Fd(RawFd),
+}
+
 /// Submission queue size. A tick with more packets than this is sent in several
 /// submissions of this size.
 const RING_ENTRIES: u32 = 2048;
@@ -172,6 +193,8 @@ pub struct Uring {
     /// `CMSG_SLOT` bytes of control messages per socket of one submission.
     control: Vec<u8>,
     headers: Headers,
+    /// `None` where the kernel has no registered-file table for us.
+    fixed: Option<FixedFiles>,
 }
 
 // SAFETY: the raw pointers inside (the headers' `msghdr`s and `iovec`s) point only into
@@ -201,6 +224,7 @@ impl Uring {
             arrivals: Vec::new(),
             control: Vec::new(),
             headers: Headers::default(),
+            fixed: None,
         };
         let nop = opcode::Nop::new().build().user_data(0);
         let mut result = None;
@@ -208,9 +232,76 @@ impl Uring {
             result = Some(r)
         })?;
         match result {
-            Some(r) if r >= 0 => Ok(u),
-            Some(r) => Err(io::Error::from_raw_os_error(-r)),
-            None => Err(io::Error::other("io_uring gave no completion")),
+            Some(r) if r >= 0 => {}
+            Some(r) => return Err(io::Error::from_raw_os_error(-r)),
+            None => return Err(io::Error::other("io_uring gave no completion")),
+        }
+        if u.ring
+            .submitter()
+            .register_files_sparse(FIXED_FILES)
+            .is_ok()
+        {
+            u.fixed = Some(FixedFiles {
+                slot_of: Vec::new(),
+                free: (0..FIXED_FILES).rev().collect(),
+            });
+        }
+        Ok(u)
+    }
+
+    /// Registers a socket with the ring, so its operations skip the kernel's descriptor
+    /// lookup. The ring then holds the socket open: [`Uring::unregister`] it before
+    /// closing it, or its port stays bound. Without a free slot (or a table) nothing
+    /// happens and the socket is named by its descriptor.
+    pub fn register(&mut self, fd: RawFd) {
+        let (Some(f), Ok(i)) = (self.fixed.as_mut(), usize::try_from(fd)) else {
+            return;
+        };
+        if f.slot_of.get(i).is_some_and(|&s| s != NO_SLOT) {
+            return;
+        }
+        let Some(slot) = f.free.pop() else {
+            return;
+        };
+        if self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[fd])
+            .is_err()
+        {
+            f.free.push(slot);
+            return;
+        }
+        if f.slot_of.len() <= i {
+            f.slot_of.resize(i + 1, NO_SLOT);
+        }
+        f.slot_of[i] = slot;
+    }
+
+    /// Lets go of every registered socket (a ring that failed must not keep them open).
+    pub fn unregister_all(&mut self) {
+        if self.fixed.take().is_some() {
+            let _ = self.ring.submitter().unregister_files();
+        }
+    }
+
+    /// Lets go of a socket [`Uring::register`] registered (nothing if it did not).
+    pub fn unregister(&mut self, fd: RawFd) {
+        let (Some(f), Ok(i)) = (self.fixed.as_mut(), usize::try_from(fd)) else {
+            return;
+        };
+        let Some(slot) = f.slot_of.get_mut(i).filter(|s| **s != NO_SLOT) else {
+            return;
+        };
+        let freed = std::mem::replace(slot, NO_SLOT);
+        // Failing, the slot stays taken: the socket stays open but is never used again.
+        if self
+            .ring
+            .submitter()
+            .register_files_update(freed, &[-1])
+            .is_ok()
+        {
+            f.free.push(freed);
         }
     }
 
@@ -267,19 +358,25 @@ impl Uring {
             let end = (start + RING_ENTRIES as usize).min(total);
             let batch = &self.outgoing[start..end];
             let out = self.out.as_ptr();
+            let (fixed, ring) = (&self.fixed, &mut self.ring);
+            let target = |fd| target_in(fixed, fd);
             let entries = batch.iter().enumerate().map(|(i, o)| {
                 // A send with its destination in the entry: no msghdr for the kernel to
                 // copy in. The kernel only reads through these pointers, which stay
                 // valid until `submit_each` has reaped every completion.
                 // SAFETY: offset + len <= used <= out.len() (queue_send_with).
-                opcode::Send::new(types::Fd(o.fd), unsafe { out.add(o.offset) }, o.len as u32)
-                    .dest_addr((&raw const o.to).cast())
+                let data = unsafe { out.add(o.offset) };
+                let send = match target(o.fd) {
+                    Target::Fixed(s) => opcode::Send::new(types::Fixed(s), data, o.len as u32),
+                    Target::Fd(fd) => opcode::Send::new(types::Fd(fd), data, o.len as u32),
+                };
+                send.dest_addr((&raw const o.to).cast())
                     .dest_addr_len(o.to_len)
                     .flags(libc::MSG_DONTWAIT)
                     .build()
                     .user_data(i as u64)
             });
-            result = submit_each(&mut self.ring, entries, batch.len(), |_, res| {
+            result = submit_each(ring, entries, batch.len(), |_, res| {
                 if res >= 0 {
                     report.sent += 1;
                 } else {
@@ -335,13 +432,18 @@ impl Uring {
             let full = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.build_msgs(std::iter::repeat(full), Some(self.control.as_mut_ptr()));
             let msgs = h.msgs.as_mut_ptr();
+            let fixed = &self.fixed;
             let entries = self.incoming[start..end]
                 .iter()
                 .enumerate()
                 .map(|(i, &(_, fd))| {
                     // SAFETY: i < end - start, the number of headers built above.
-                    opcode::RecvMsg::new(types::Fd(fd), unsafe { msgs.add(i) })
-                        .flags(libc::MSG_DONTWAIT as u32)
+                    let msg = unsafe { msgs.add(i) };
+                    let recv = match target_in(fixed, fd) {
+                        Target::Fixed(s) => opcode::RecvMsg::new(types::Fixed(s), msg),
+                        Target::Fd(fd) => opcode::RecvMsg::new(types::Fd(fd), msg),
+                    };
+                    recv.flags(libc::MSG_DONTWAIT as u32)
                         .build()
                         .user_data(i as u64)
                 });
@@ -389,6 +491,15 @@ impl Uring {
         self.got.clear();
         self.arrivals.clear();
     }
+}
+
+/// How an entry names `fd`: its registered slot if it has one.
+fn target_in(fixed: &Option<FixedFiles>, fd: RawFd) -> Target {
+    fixed
+        .as_ref()
+        .and_then(|f| f.slot_of.get(usize::try_from(fd).ok()?))
+        .filter(|&&s| s != NO_SLOT)
+        .map_or(Target::Fd(fd), |&s| Target::Fixed(s))
 }
 
 /// Pushes `n` (at most the ring's size) entries, submits them with one `io_uring_enter`
@@ -606,6 +717,36 @@ mod tests {
         ring.receive().expect("receive");
         let again: Vec<Vec<u8>> = ring.received().map(|r| r.data.to_vec()).collect();
         assert_eq!(again, vec![vec![9; 2]]);
+    }
+
+    #[test]
+    fn a_registered_socket_sends_and_reads_and_is_closed_once_let_go() {
+        let Some(mut ring) = ring() else { return };
+        let (ours, peer) = (bind(), bind());
+        let (at, to) = (
+            ours.local_addr().expect("addr"),
+            peer.local_addr().expect("addr"),
+        );
+        ring.register(ours.as_raw_fd());
+        ring.queue_send(ours.as_raw_fd(), to, b"out");
+        assert_eq!(ring.flush_sends().expect("flush").sent, 1);
+        let mut b = [0u8; 8];
+        let (n, from) = peer.recv_from(&mut b).expect("sent");
+        assert_eq!((&b[..n], from), (&b"out"[..], at));
+        peer.send_to(b"in", at).expect("send");
+        ours.peek_from(&mut b).expect("queued");
+        ring.queue_recv(7, ours.as_raw_fd());
+        ring.receive().expect("receive");
+        let got: Vec<(u64, Vec<u8>)> = ring
+            .received()
+            .map(|r| (r.token, r.data.to_vec()))
+            .collect();
+        assert_eq!(got, vec![(7, b"in".to_vec())]);
+        ring.clear_recvs();
+        // Let go of, then closed: the port is free again.
+        ring.unregister(ours.as_raw_fd());
+        drop(ours);
+        UdpSocket::bind(at).expect("the port was given back");
     }
 
     #[test]

@@ -435,6 +435,9 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
     let mut next = Instant::now() + tick;
     loop {
         while let Ok(s) = rx.try_recv() {
+            if let Some(r) = ring.as_mut() {
+                r.register(lock(&s).socket.as_raw_fd());
+            }
             calls.push(s);
         }
         let now = Instant::now();
@@ -449,12 +452,18 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
             .map(|t| realtime(t).saturating_sub(tick));
         calls.retain(|c| {
             let s = lock(c);
-            !s.closed && Arc::strong_count(c) > 1
+            let keep = !s.closed && Arc::strong_count(c) > 1;
+            if !keep && let Some(r) = ring.as_mut() {
+                // Before the socket closes: a registered socket stays open.
+                r.unregister(s.socket.as_raw_fd());
+            }
+            keep
         });
         match ring.as_mut() {
             Some(r) => {
                 if serve_batched(r, &calls, now, fresh_after).is_err() {
                     // Kept, never used again: the kernel may still hold its buffers.
+                    r.unregister_all();
                     failed_ring = ring.take();
                 }
             }

@@ -247,11 +247,16 @@ impl InbandDetector {
     /// Only pushes of more than 30 ms can complete two keys; the extra one is returned by
     /// the next call.
     pub fn push_frame(&mut self, samples: &[i16]) -> Option<Key> {
-        for &s in samples {
-            if let Some(slot) = self.incoming.get_mut(self.filled) {
+        let mut rest = samples;
+        while !rest.is_empty() {
+            // A hop's worth at a time: a plain conversion loop the compiler vectorises.
+            let take = (HOP - self.filled).min(rest.len());
+            let (now, later) = rest.split_at(take);
+            for (slot, &s) in self.incoming[self.filled..].iter_mut().zip(now) {
                 *slot = f32::from(s);
             }
-            self.filled += 1;
+            self.filled += take;
+            rest = later;
             if self.filled >= HOP {
                 self.filled = 0;
                 self.process_hop();
