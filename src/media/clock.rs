@@ -391,7 +391,9 @@ impl MediaEngine {
             let clock = Clock::new(rx, waker.clone(), st.clone())?;
             let handle = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || clock.run(io))?;
+                // Workers tick out of phase (worker i of n starts i/n of a tick later), so
+                // on a machine with few cores they do not all wake at the same instant.
+                .spawn(move || clock.run(io, TICK * i as u32 / workers.max(1) as u32))?;
             ws.push(Worker {
                 tx,
                 waker,
@@ -608,10 +610,10 @@ impl Clock {
         }
     }
 
-    fn run(mut self, io: MediaIo) {
+    fn run(mut self, io: MediaIo, phase: Duration) {
         self.choose_io(io);
         let stats = self.stats.clone();
-        let mut next = Instant::now() + TICK;
+        let mut next = Instant::now() + TICK + phase;
         let mut woke = [EpollEvent::empty(); 2];
         loop {
             if !self.commands() {
