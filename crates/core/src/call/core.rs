@@ -3362,4 +3362,217 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         }
         assert_eq!(ended(&out).expect("ended").0, Some(Outcome::AckTimeout));
     }
+
+    /// The `LegSend`s of `out` with their Call-IDs and where they go.
+    fn leg_sends(out: &[CallOutput]) -> Vec<(String, Peer, LegOutput)> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::LegSend { call_id, peer, out } => {
+                    Some((call_id.clone(), *peer, out.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leg_over(out: &[CallOutput], call_id: &str) -> bool {
+        out.contains(&CallOutput::LegOver {
+            call_id: call_id.into(),
+        })
+    }
+
+    #[test]
+    fn an_agents_leg_rings_answers_is_bridged_and_its_bye_is_answered_by_the_core() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let out = p.input(CallInput::Queue(QueueNews::Offer {
+            agent: "alice".into(),
+            contact: "sip:alice@192.0.2.7".into(),
+            via: None,
+        }));
+        let alice = LegRole::Agent("alice".into());
+        let id = p.id(&alice);
+        // The shell placed the leg; the core's own machine sends its INVITE to the peer.
+        let sends = leg_sends(&out);
+        let [(sent_id, peer, LegOutput::Request(invite))] = sends.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!((sent_id.as_str(), *peer), (id.as_str(), far_peer()));
+        assert_eq!(invite.method, Method::Invite);
+        assert_eq!(p.core.leg_call_id(&alice), Some(id.as_str()));
+        assert!(p.far_answers(&id, 180).is_empty(), "ringing is the place's");
+        let out = p.far_answers(&id, 200);
+        assert_eq!(leg_methods(&out), vec![(id.clone(), Method::Ack)]);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            CallOutput::LegMedia { call_id, media: LegMedia::Start(_) } if *call_id == id
+        )));
+        assert_eq!(
+            acd(&out),
+            vec![AcdInput::OfferAnswered {
+                call: "c1".into(),
+                agent: "alice".into()
+            }]
+        );
+        let out = p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::ZERO,
+        }));
+        assert!(out.contains(&CallOutput::Bridge {
+            role: alice.clone()
+        }));
+        // The agent hangs up: the leg answers its BYE, the bridge ends, the leg is over.
+        let out = p.far_request(&id, "BYE", "", "");
+        assert_eq!(leg_statuses(&out), vec![200]);
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(leg_over(&out, &id));
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert_eq!(p.core.leg_call_id(&alice), None);
+        assert!(!p.core.legs_closing());
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("survey_question")
+        );
+    }
+
+    #[test]
+    fn a_busy_agent_fails_the_offer_and_its_leg_is_over() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let alice = offer(&mut p, "alice");
+        let id = p.id(&alice);
+        let out = p.far_answers(&id, 486);
+        // The INVITE's transaction acknowledges a non-2xx itself: nothing for the leg to send.
+        assert!(leg_methods(&out).is_empty(), "{out:?}");
+        assert!(acd(&out).iter().any(|i| matches!(
+            i,
+            AcdInput::OfferFailed { agent, .. } if agent == "alice"
+        )));
+        assert!(leg_over(&out, &id));
+        assert_eq!(p.core.leg_call_id(&alice), None);
+        // Still in line.
+        assert!(p.core.in_queue());
+    }
+
+    #[test]
+    fn a_ringing_agent_of_a_caller_who_hangs_up_is_cancelled_and_its_487_ends_the_leg() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let alice = offer(&mut p, "alice");
+        let id = p.id(&alice);
+        p.far_answers(&id, 180);
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        let cancel = leg_requests(&out, &id)
+            .into_iter()
+            .find(|r| r.method == Method::Cancel)
+            .expect("a CANCEL");
+        let invite = p.invite_of(&id);
+        assert_eq!(
+            cancel.headers.top_via().expect("via").branch(),
+            invite.headers.top_via().expect("via").branch(),
+            "a CANCEL matches its INVITE"
+        );
+        assert!(p.core.legs_closing(), "the INVITE's answer is awaited");
+        assert!(!leg_over(&out, &id));
+        // The call is over, but its leg still hears its answers.
+        assert!(ended(&p.out).is_some() || p.core.is_ending());
+        let out = p.leg_sip(&id, LegInput::Response(far_reply(&cancel, 200)));
+        assert!(!leg_over(&out, &id));
+        let out = p.far_answers(&id, 487);
+        assert!(leg_methods(&out).is_empty(), "the transaction ACKs the 487");
+        assert!(leg_over(&out, &id));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn a_transfer_connects_over_sip_and_the_callers_bye_ends_the_leg_with_ours() {
+        let (mut p, role, out) = transferring();
+        let id = p.id(&role);
+        assert!(
+            leg_methods(&out).contains(&(id.clone(), Method::Invite)),
+            "{out:?}"
+        );
+        p.far_answers(&id, 100);
+        p.far_answers(&id, 183);
+        let out = p.far_answers(&id, 200);
+        assert_eq!(leg_methods(&out), vec![(id.clone(), Method::Ack)]);
+        assert!(ringback_stopped(&out));
+        assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
+        assert!(
+            p.core
+                .story()
+                .entries
+                .iter()
+                .any(|e| matches!(&e.event, StoryEvent::TransferFinished { outcome } if outcome == "connected"))
+        );
+        // The caller hangs up: the bridge ends and the target gets our BYE.
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert!(out.contains(&CallOutput::Unbridge));
+        let bye = leg_requests(&out, &id)
+            .into_iter()
+            .find(|r| r.method == Method::Bye)
+            .expect("our BYE to the target");
+        assert!(ended(&out).is_some());
+        assert!(p.core.legs_closing());
+        let out = p.leg_sip(&id, LegInput::Response(far_reply(&bye, 200)));
+        assert!(leg_over(&out, &id));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn a_cancelled_transfer_never_answered_is_given_up_on_the_calls_timer() {
+        let (mut p, role, _) = transferring();
+        let id = p.id(&role);
+        p.far_answers(&id, 180);
+        // The ring time runs out: CANCEL.
+        let out = p.advance(Duration::from_secs(20));
+        assert!(leg_methods(&out).contains(&(id.clone(), Method::Cancel)));
+        let at = p.now;
+        assert!(p.core.legs_closing());
+        // No final answer ever: 64*T1 later the leg gives up, on the call's own timer.
+        assert_eq!(
+            p.core.poll_timeout(),
+            Some(at + Duration::from_secs(32)),
+            "the leg's timer is the call's"
+        );
+        assert!(!leg_over(&p.advance(Duration::from_secs(31)), &id));
+        let out = p.advance(Duration::from_secs(1));
+        assert!(leg_over(&out, &id));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn an_agents_reinvite_is_answered_and_its_2xx_repeated_on_the_calls_timer() {
+        let (mut p, alice) = talking_to_alice();
+        let id = p.id(&alice);
+        let hold = LEG_ANSWER.replace("c=IN IP4 192.0.2.5", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
+        let out = p.far_request(&id, "INVITE", "Content-Type: application/sdp\r\n", &hold);
+        assert_eq!(leg_statuses(&out), vec![200]);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            CallOutput::LegMedia {
+                media: LegMedia::Update { send: false, .. },
+                ..
+            }
+        )));
+        let ok = leg_sends(&out)
+            .into_iter()
+            .find_map(|(_, _, o)| match o {
+                LegOutput::Respond { resp, .. } => Some(resp),
+                _ => None,
+            })
+            .expect("the 200");
+        // No ACK: the call's timer repeats the 200 (T1), as the leg's machine asks.
+        let out = p.advance(Duration::from_millis(500));
+        assert!(
+            leg_sends(&out)
+                .iter()
+                .any(|(i, _, o)| *i == id && *o == LegOutput::Retransmit(ok.clone())),
+            "{out:?}"
+        );
+    }
 }
