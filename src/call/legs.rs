@@ -74,7 +74,11 @@ impl Call {
                 info!(%target, ?role, "leg placed");
                 let peer = leg.peer;
                 self.legs.push(leg);
-                self.input(CallInput::LegPlaced { role, params, peer });
+                self.input(CallInput::LegPlaced {
+                    role,
+                    params: Box::new(params),
+                    peer,
+                });
             }
             Err(e) => {
                 warn!(%target, error = %e, "leg not placed");

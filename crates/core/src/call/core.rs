@@ -127,7 +127,7 @@ pub enum CallInput {
     /// and drew the random ids), `peer` where its messages go.
     LegPlaced {
         role: LegRole,
-        params: LegParams,
+        params: Box<LegParams>,
         peer: Peer,
     },
     /// What the endpoint routed to the leg with this Call-ID.
@@ -442,7 +442,7 @@ impl CallCore {
                     }
                     None => false,
                 };
-                let mut sip = LegCore::new(params);
+                let mut sip = LegCore::new(*params);
                 if !wanted {
                     // Hung up while it was being placed: CANCEL it at once.
                     sip.hang_up(now);
@@ -1679,7 +1679,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
                     {
                         let call_id = format!("leg{}", self.placed.len() + 1);
                         self.placed.push((role.clone(), call_id.clone()));
-                        let params = leg_params(role, &call_id);
+                        let params = Box::new(leg_params(role, &call_id));
                         self.core.handle(
                             self.now,
                             CallInput::LegPlaced {
