@@ -860,11 +860,6 @@ impl CallCore {
         self.legs.iter().any(|l| l.sip.is_closing())
     }
 
-    /// The Call-IDs of every leg the core still holds, in use or closing.
-    pub fn leg_call_ids(&self) -> impl Iterator<Item = &str> {
-        self.legs.iter().map(|l| l.sip.call_id())
-    }
-
     /// Hangs up every leg (CANCEL or BYE), whatever it was for: a call whose task failed.
     pub fn hang_up_legs(&mut self, now: Instant) {
         self.dialling.clear();
