@@ -1,18 +1,17 @@
-//! An outgoing call leg placed by a call task: the B2BUA's second half, used by `transfer`
-//! (and by agent offers and call backs). Every SIP decision is the pure
-//! [`LegCore`](crate::sip::leg::LegCore)'s; this shell finds where to send (DNS), takes the
-//! leg's RTP port, sends what the core decides through the endpoint, and once answered
-//! runs its media session on the same media worker as the caller's, so the two can be
-//! bridged on the media clock.
-//!
-//! The owning call task feeds it what the endpoint routes to the leg (`ToCall::Leg`) and
-//! its due timers (the call's one sleep covers the legs' [`Leg::poll_timeout`]), and acts
-//! on what it reports; the leg never talks to the caller's side itself, and never sets a
-//! timer of its own.
+//! The IO of an outgoing call leg (the B2BUA's second half: a transfer's target, an
+//! agent's phone, a caller called back). Every SIP decision is the pure
+//! [`LegCore`](crate::sip::leg::LegCore)'s, held by the call's core (or, for a call back
+//! before its call exists, by `call::callback`); this shell places the leg: it finds
+//! where to send (DNS, a TLS connection, a listener), takes the leg's RTP port, draws its
+//! random Call-ID, tag, branch prefix and SDP ids and routes the leg's messages to its
+//! call ([`Leg::place`] returns the [`LegParams`] to build the machine from). It sends the
+//! machine's messages through the endpoint ([`send`]), and once answered runs the leg's
+//! media session on the same media worker as the caller's, so the two can be bridged on
+//! the media clock. It makes no decision and sets no timer of its own.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
@@ -22,15 +21,15 @@ use crate::mailbox::Mailbox;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, SessionCommand};
-use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
-use crate::sip::leg::{LegCore, LegEvent, LegInput, LegOutput, LegParams};
+use crate::sip::endpoint::{SipHandle, our_contact, our_via};
+use crate::sip::leg::{LegOutput, LegParams};
 use crate::sip::message::{Host, NameAddr, Uri};
 use crate::sip::random_token;
 use crate::sip::sdes::SrtpPolicy;
+use crate::sip::sdp::Negotiated;
 use crate::sip::transaction::TimerConfig;
 use crate::sip::transport::Peer;
-use crate::sip::uac::{LegFailure, LegState};
-use crate::sip::uas::{LocalMedia, Uas};
+use crate::sip::uas::LocalMedia;
 
 /// Why a leg could not be placed at all.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +48,6 @@ pub enum PlaceError {
     #[error("no RTP port free: {0}")]
     NoPort(String),
 }
-
-pub use crate::sip::leg::LegNews;
 
 /// Where and how to call.
 pub struct Dial<'a> {
@@ -78,25 +75,28 @@ pub struct Dial<'a> {
     pub srtp: bool,
 }
 
-/// An answered leg's parts, for a call that makes the leg its own (see [`Leg::adopt`]).
-pub(crate) struct Adopted {
-    /// The leg's dialog, served as the call's own.
-    pub uas: Uas,
-    pub session: SessionId,
-    pub peer: Peer,
-}
-
+/// What a placed leg holds for its IO: where its messages go, its RTP port until the
+/// answer, then its media session.
 pub struct Leg {
     pub call_id: String,
-    core: LegCore,
-    peer: Peer,
+    pub peer: Peer,
     port: Option<RtpPort>,
     session: Option<SessionId>,
     no_media_timeout: Duration,
     sip: SipHandle,
     owner: String,
-    /// Our BYE or CANCEL went out and the leg's end is awaited.
-    pub closing: bool,
+}
+
+/// Sends a message of the leg `call_id` to `peer` through the endpoint, as its SIP
+/// machine asked (an event is not a message: nothing is sent).
+pub fn send(sip: &SipHandle, call_id: &str, peer: Peer, out: LegOutput) {
+    match out {
+        LegOutput::Request(r) => sip.request(call_id, peer, r),
+        LegOutput::Ack(ack) => sip.ack(peer, ack),
+        LegOutput::Respond { key, resp } => sip.respond(&key, peer, call_id, resp),
+        LegOutput::Retransmit(resp) => sip.send_response(peer, resp),
+        LegOutput::Event(_) => {}
+    }
 }
 
 /// Whether requests to `uri` must go over TLS: a `sips:` URI, or `;transport=tls`.
@@ -143,13 +143,15 @@ async fn resolve(uri: &Uri) -> Result<SocketAddr, PlaceError> {
 }
 
 impl Leg {
-    /// Sends the INVITE. The endpoint routes the leg's messages to call `owner`'s inbox.
+    /// Gets the leg ready to call: its target resolved, its port taken, its ids drawn, and
+    /// the endpoint told to route its messages to call `owner`. Returns what its SIP
+    /// machine is built from (the machine's first output is the INVITE).
     pub async fn place(
         deps: &Arc<CallDeps>,
         sip: &SipHandle,
         owner: &str,
         dial: Dial<'_>,
-    ) -> Result<Leg, PlaceError> {
+    ) -> Result<(Leg, LegParams), PlaceError> {
         let uri = Uri::parse(dial.target).map_err(|_| PlaceError::BadTarget(dial.target.into()))?;
         if let Some(peer) = dial.via {
             return Leg::start(deps, sip, owner, dial, uri, peer);
@@ -201,7 +203,7 @@ impl Leg {
         dial: Dial<'_>,
         uri: Uri,
         peer: Peer,
-    ) -> Result<Leg, PlaceError> {
+    ) -> Result<(Leg, LegParams), PlaceError> {
         let (local, remote) = (peer.local, peer.remote);
         let advertised = crate::call::advertised_ip(dial.public_address, local, remote);
         let port = deps
@@ -222,7 +224,7 @@ impl Leg {
         // A fresh random branch is the prefix of every branch of the leg.
         let via = our_via(&peer, advertised);
         let branch_prefix = via.branch().unwrap_or_default().to_string();
-        let core = LegCore::new(LegParams {
+        let params = LegParams {
             target: uri,
             from,
             call_id: call_id.clone(),
@@ -248,241 +250,82 @@ impl Leg {
                 Vec::new()
             },
             timers: TimerConfig::with_t1(deps.live().config.t1),
-        });
+            refer: None,
+        };
         if call_id != owner {
             sip.open_leg(&call_id, owner);
         }
-        let mut leg = Leg {
+        let leg = Leg {
             call_id,
-            core,
             peer,
             port: Some(port),
             session: None,
             no_media_timeout: dial.no_media_timeout,
             sip: sip.clone(),
             owner: owner.to_string(),
-            closing: false,
         };
-        for ev in leg.send() {
-            debug!(leg = %leg.call_id, ?ev, "leg event while placing");
-        }
         info!(leg = %leg.call_id, target = %dial.target, %remote, "leg placed");
-        Ok(leg)
-    }
-
-    /// Hands an answered leg's dialog and media to a call that carries on with them as
-    /// its own (a call back); the leg keeps its INVITE's side, to acknowledge a repeated
-    /// 2xx. `None` before the answer or if it was taken already.
-    pub(crate) fn adopt(&mut self) -> Option<Adopted> {
-        if self.session.is_none() || self.core.uas().is_none() {
-            return None;
-        }
-        let uas = self.core.take_dialog()?;
-        self.closing = false;
-        Some(Adopted {
-            uas,
-            session: self.session.take()?,
-            peer: self.peer,
-        })
-    }
-
-    pub fn state(&self) -> LegState {
-        self.core.state()
+        Ok((leg, params))
     }
 
     pub fn session(&self) -> Option<SessionId> {
         self.session
     }
 
-    /// Something the endpoint routed to this leg. `beside` is the caller's media session,
-    /// so an answered leg's session lands on the same media worker.
-    pub fn on_sip(
+    /// Sends a message of the leg's SIP machine to its peer (see [`send`]).
+    pub fn send(&self, out: LegOutput) {
+        send(&self.sip, &self.call_id, self.peer, out)
+    }
+
+    /// Hands the leg's media session to a call that carries on with it as its own (a call
+    /// back answered).
+    pub(crate) fn take_session(&mut self) -> Option<SessionId> {
+        self.session.take()
+    }
+
+    /// The leg was answered with `agreed`: its media session starts on the RTP port taken
+    /// when it was placed, on the same media worker as `beside` (the caller's session),
+    /// and reports to `media_tx`. False if it has no port (any more).
+    pub fn start_media(
         &mut self,
         deps: &CallDeps,
-        msg: ToCall,
+        agreed: &Negotiated,
         beside: Option<SessionId>,
         media_tx: &Mailbox<MediaEvent>,
-    ) -> Option<LegNews> {
-        let now = Instant::now();
-        let input = match msg {
-            ToCall::Response(resp) => LegInput::Response(resp),
-            ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
-            ToCall::Request { key, req } => LegInput::Request { key, req },
-            ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
-            ToCall::Ack(ack) => LegInput::Ack(ack),
-            // Never routed to a leg: the call that placed it ends it.
-            ToCall::Leg { .. } | ToCall::Shutdown => return None,
+    ) -> bool {
+        let Some(port) = self.port.take() else {
+            warn!(leg = %self.call_id, "answered, but no RTP port");
+            return false;
         };
-        self.core.handle(now, input);
-        self.carry_out(deps, beside, media_tx)
+        self.session = Some(crate::call::start_session(
+            deps,
+            port,
+            agreed,
+            self.no_media_timeout,
+            crate::call::media_sink(media_tx.clone()),
+            beside,
+            crate::media::session::MediaOrigin::Placed,
+        ));
+        debug!(leg = %self.call_id, "leg answered");
+        true
     }
 
-    /// When the leg's next SIP timer is due (a copy of a 2xx to the far end's re-INVITE,
-    /// giving up on a cancelled INVITE). The owning call sleeps until the earliest of its
-    /// own timers and its legs', and then calls [`Leg::handle_timeout`].
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.core.poll_timeout()
-    }
-
-    /// The leg's timers that are due at `now` fire; returns the news for the call, as
-    /// [`Leg::on_sip`] does.
-    pub fn handle_timeout(
-        &mut self,
-        deps: &CallDeps,
-        now: Instant,
-        beside: Option<SessionId>,
-        media_tx: &Mailbox<MediaEvent>,
-    ) -> Option<LegNews> {
-        if self.core.poll_timeout().is_none_or(|t| t > now) {
-            return None;
-        }
-        self.core.handle_timeout(now);
-        self.carry_out(deps, beside, media_tx)
-    }
-
-    /// Sends what the core decided and acts on what it reported; returns the news for the
-    /// call (the last, when there are several).
-    fn carry_out(
-        &mut self,
-        deps: &CallDeps,
-        beside: Option<SessionId>,
-        media_tx: &Mailbox<MediaEvent>,
-    ) -> Option<LegNews> {
-        let mut news = None;
-        // An event may make the core say more (a hang-up for want of a port): loop.
-        loop {
-            let events = self.send();
-            if events.is_empty() {
-                break;
-            }
-            for ev in events {
-                if let Some(n) = self.on_event(deps, ev, beside, media_tx) {
-                    news = Some(n);
-                }
-            }
-        }
-        news
-    }
-
-    fn on_event(
-        &mut self,
-        deps: &CallDeps,
-        ev: LegEvent,
-        beside: Option<SessionId>,
-        media_tx: &Mailbox<MediaEvent>,
-    ) -> Option<LegNews> {
-        match ev {
-            LegEvent::Ringing => Some(LegNews::Ringing),
-            LegEvent::Failed(f) => {
-                if let LegFailure::Error {
-                    status: 488,
-                    reason,
-                } = &f
-                {
-                    warn!(leg = %self.call_id, %reason, "answer without usable SDP; hanging up");
-                }
-                self.port = None;
-                Some(LegNews::Failed(f))
-            }
-            LegEvent::Answered(n) => {
-                let Some(port) = self.port.take() else {
-                    self.hang_up();
-                    return Some(LegNews::Failed(LegFailure::Error {
-                        status: 500,
-                        reason: "no RTP port".into(),
-                    }));
-                };
-                self.session = Some(crate::call::start_session(
-                    deps,
-                    port,
-                    &n,
-                    self.no_media_timeout,
-                    crate::call::media_sink(media_tx.clone()),
-                    beside,
-                    crate::media::session::MediaOrigin::Placed,
-                ));
-                debug!(leg = %self.call_id, "leg answered");
-                Some(LegNews::Answered)
-            }
-            LegEvent::MediaUpdate {
-                remote,
-                send,
-                reset_latch,
-            } => {
-                // Hold from the far end: the bridge keeps running, this side just stops
-                // sending.
-                if let Some(s) = self.session {
-                    deps.media.command(
-                        s,
-                        SessionCommand::Update {
-                            remote,
-                            send,
-                            reset_latch,
-                        },
-                    );
-                }
-                // Whether this is a change of hold is the call's to judge.
-                Some(LegNews::Hold { on: !send })
-            }
-            LegEvent::HungUp => {
-                info!(leg = %self.call_id, "far end hung up");
-                Some(LegNews::HungUp)
-            }
-            // Keys from the far end travel in its RTP, relayed by the bridge.
-            LegEvent::Refer { target } => Some(LegNews::Refer { target }),
-            LegEvent::Key(k) => {
-                debug!(leg = %self.call_id, key = %k.as_char(), "INFO key on a leg; not relayed");
-                None
-            }
-            LegEvent::Closed => {
-                debug!(leg = %self.call_id, "leg's SIP is over");
-                None
-            }
+    /// The far end moved or held its media (hold from the far end: the bridge keeps
+    /// running, this side just stops sending).
+    pub fn update_media(&self, deps: &CallDeps, remote: SocketAddr, send: bool, reset_latch: bool) {
+        if let Some(s) = self.session {
+            deps.media.command(
+                s,
+                SessionCommand::Update {
+                    remote,
+                    send,
+                    reset_latch,
+                },
+            );
         }
     }
 
-    /// Sends the core's messages through the endpoint; returns its events. Then notes
-    /// whether the leg is closing.
-    fn send(&mut self) -> Vec<LegEvent> {
-        let mut events = Vec::new();
-        while let Some(o) = self.core.poll_output() {
-            match o {
-                LegOutput::Request(r) => self.sip.request(&self.call_id, self.peer, r),
-                LegOutput::Ack(ack) => self.sip.ack(self.peer, ack),
-                LegOutput::Respond { key, resp } => {
-                    self.sip.respond(&key, self.peer, &self.call_id, resp)
-                }
-                LegOutput::Retransmit(resp) => self.sip.send_response(self.peer, resp),
-                LegOutput::Event(e) => events.push(e),
-            }
-        }
-        self.closing = self.core.is_closing();
-        events
-    }
-
-    /// Lets the answered far end transfer the call by REFER to what `targets` allows.
-    pub fn accept_refer(&mut self, targets: std::sync::Arc<crate::sip::refer::TransferTargets>) {
-        self.core.accept_refer(targets);
-    }
-
-    /// Tells the far end how the transfer it asked for goes (a NOTIFY with `status`).
-    pub fn notify_refer(&mut self, status: u16, reason: &str) {
-        self.core.notify_refer(status, reason);
-        for ev in self.send() {
-            debug!(leg = %self.call_id, ?ev, "leg event on notify");
-        }
-    }
-
-    /// Ends the leg whatever its state: CANCEL while it rings, BYE once answered.
-    pub fn hang_up(&mut self) {
-        self.core.hang_up(Instant::now());
-        for ev in self.send() {
-            debug!(leg = %self.call_id, ?ev, "leg event on hang-up");
-        }
-    }
-
-    /// Frees the leg's media and its routing; call after `hang_up` and once its answer
-    /// came (or was given up on).
+    /// Frees the leg's media, its port and its routing: its SIP is over.
     pub fn close(&mut self, deps: &CallDeps) {
         if let Some(s) = self.session.take() {
             deps.media.remove(s);

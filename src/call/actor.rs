@@ -1,7 +1,8 @@
 //! A call's task: one inbox that every source posts to ([`CallMsg`]), one sleep (until the
-//! earliest of the core's timers, its legs' and the shell's own), and a loop that carries out what the
-//! [`CallCore`] decides: SIP through the endpoint, media commands to the media clock, HTTP
-//! and recordings as IO whose results come back to the same inbox.
+//! earliest of the core's timers, which cover its legs', and a call back's dialling
+//! leg's), and a loop that carries out what the [`CallCore`] decides: SIP through the
+//! endpoint (the caller's and the legs'), media commands to the media clock, HTTP and
+//! recordings as IO whose results come back to the same inbox.
 //!
 //! What the core asks that waits on the network (placing a leg, joining a queue) is
 //! carried out between messages (see `legs`, `queue`), and a call back's dialling before
@@ -165,12 +166,11 @@ pub(super) struct Call {
     /// Legs to dial and queue steps, carried out by the loop (placing a leg may need a
     /// DNS lookup, joining a queue waits for the ACD's answer).
     pending: VecDeque<Pending>,
-    /// The legs the call placed (a transfer's, or agents' during a queue).
-    pub(super) legs: Vec<(LegRole, Leg)>,
-    /// Legs hung up whose last answers are awaited.
-    pub(super) old_legs: Vec<Leg>,
-    /// The leg the caller is bridged to.
-    pub(super) bridged_to: Option<LegRole>,
+    /// The IO of the legs the call placed (a transfer's, or agents' during a queue),
+    /// until the core says each is over; their SIP machines are the core's.
+    pub(super) legs: Vec<Leg>,
+    /// The Call-ID of the leg the caller's media is bridged to.
+    pub(super) bridged_to: Option<String>,
     /// The call back's dialling leg was let go (the call is ending).
     torn_down: bool,
     /// The core ended the call; its outcome and story.
@@ -297,7 +297,6 @@ impl Call {
             caller_display: s.caller_display,
             pending: VecDeque::new(),
             legs: Vec::new(),
-            old_legs: Vec::new(),
             bridged_to: None,
             torn_down: false,
             ended: None,
@@ -483,7 +482,7 @@ impl Call {
                 self.carry_out();
             }
             if self.ended.is_some() {
-                if self.old_legs.is_empty() {
+                if !self.core.legs_closing() {
                     break;
                 }
                 let until = *legs_until.get_or_insert(Instant::now() + LEGS_CLOSE_AT_MOST);
@@ -491,10 +490,14 @@ impl Call {
                     break;
                 }
             }
-            let deadline = [self.core.poll_timeout(), self.legs_timeout(), legs_until]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.core.poll_timeout(),
+                self.callback_leg_timeout(),
+                legs_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             match self.inbox.next(deadline).await {
                 Some(m) => self.on_message(m).await,
                 None => self.on_timeout(),
@@ -503,13 +506,14 @@ impl Call {
         self.finish();
     }
 
-    /// The sleep is over: the core's timers and the legs' that are due fire.
+    /// The sleep is over: the core's timers (its legs' among them) and a call back's
+    /// dialling leg's that are due fire.
     fn on_timeout(&mut self) {
         let now = Instant::now();
         if self.core.poll_timeout().is_some_and(|d| d <= now) {
             self.core.handle_timeout(now);
         }
-        self.legs_due(now);
+        self.callback_leg_due(now);
     }
 
     async fn on_message(&mut self, m: CallMsg) {
@@ -617,12 +621,11 @@ impl Call {
                 CallOutput::Dial { role, target, via } => {
                     self.pending.push_back(Pending::Dial(role, target, via))
                 }
-                CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
-                CallOutput::NotifyLeg {
-                    role,
-                    status,
-                    reason,
-                } => self.notify_leg(&role, status, &reason),
+                CallOutput::LegSend { call_id, peer, out } => {
+                    crate::leg::send(&self.sip, &call_id, peer, out)
+                }
+                CallOutput::LegMedia { call_id, media } => self.leg_media_command(&call_id, media),
+                CallOutput::LegOver { call_id } => self.leg_over(&call_id),
                 CallOutput::Bridge { role } => {
                     if !self.bridge_to(&role) {
                         debug!(?role, "nothing to bridge to");
@@ -936,9 +939,7 @@ impl Call {
 
     /// The call and its legs are over: frees what is left and records the call's story.
     fn finish(&mut self) {
-        for mut leg in self.old_legs.drain(..) {
-            leg.close(&self.deps);
-        }
+        self.close_legs();
         if let Some(id) = self.session.take() {
             self.deps.media.remove(id);
         }
@@ -983,7 +984,9 @@ impl Call {
         } else {
             let core = &mut self.core;
             std::panic::catch_unwind(AssertUnwindSafe(|| {
-                core.handle(Instant::now(), CallInput::HangUp(Outcome::Failed));
+                let now = Instant::now();
+                core.handle(now, CallInput::HangUp(Outcome::Failed));
+                core.hang_up_legs(now);
                 std::iter::from_fn(|| core.poll_output()).collect::<Vec<_>>()
             }))
             .unwrap_or_else(|_| {
@@ -1003,7 +1006,9 @@ impl Call {
                         acd.input(i);
                     }
                 }
-                CallOutput::HangUpLeg { role } => self.hang_up_leg(&role),
+                CallOutput::LegSend { call_id, peer, out } => {
+                    crate::leg::send(&self.sip, &call_id, peer, out)
+                }
                 _ => {}
             }
         }
@@ -1015,15 +1020,7 @@ impl Call {
                 call: self.call_id.clone(),
             });
         }
-        for (_, leg) in &mut self.legs {
-            leg.hang_up();
-        }
-        for (_, mut leg) in std::mem::take(&mut self.legs) {
-            leg.close(&self.deps);
-        }
-        for mut leg in std::mem::take(&mut self.old_legs) {
-            leg.close(&self.deps);
-        }
+        self.close_legs();
         if !self.torn_down {
             self.torn_down = true;
             self.called_back_ends();

@@ -4,6 +4,11 @@
 //! answers, says who is calling, puts the call back in line at its place and carries on
 //! as a queued call: the agent is offered, bridged, and either side's hang-up ends both.
 //!
+//! Until the caller answers there is no call core yet: the dialling leg's SIP machine
+//! ([`LegCore`]) is driven here ([`Dialling`]), the one place outside a call's core that
+//! holds one; once answered, the call takes the leg's dialog as its own and the leg only
+//! acknowledges a repeated 2xx.
+//!
 //! A call back runs no flow. Its story is the queue's: rung, answered or not, connected,
 //! who hung up. What it reports to the ACD: `CallbackAnswered` (through
 //! [`AcdHandle::rejoin`](crate::queue::service::AcdHandle::rejoin)) once the caller has
@@ -20,7 +25,7 @@ use super::actor::{Call, CallMsg, Inbox, Origin, Pending, Recorder, Start, via_a
 use super::core::{CallCore, Script};
 use crate::flow::machine::{Audio, PromptRef, RequestId};
 use crate::flow::story::StoryEvent;
-use crate::leg::{Dial, Leg, LegNews};
+use crate::leg::{Dial, Leg};
 use crate::mailbox::Mailbox;
 use crate::media::session::{MediaEvent, SessionCommand};
 use crate::queue::acd::CallbackRefusal;
@@ -29,8 +34,12 @@ use crate::queue::deliver::CallbackDial;
 use crate::queue::store::CallbackId;
 use crate::records::CallKind;
 use crate::sip::endpoint::ToCall;
+use crate::sip::leg::{LegCore, LegEvent, LegInput, LegNews};
 use crate::sip::message::Method;
 use crate::sip::random_token;
+use crate::sip::transport::Peer;
+use crate::sip::uac::LegFailure;
+use crate::sip::uas::Uas;
 
 /// The play id of the introduction ("this is your call back"); the flow never sees it.
 pub(super) const INTRO_PLAY: u64 = u64::MAX - 4;
@@ -44,7 +53,7 @@ const CLOSING: Duration = Duration::from_secs(5);
 /// What a call back keeps of its beginning.
 pub(super) struct CalledBack {
     /// The leg that placed the call: it acknowledges a repeated 2xx.
-    leg: Leg,
+    leg: Dialling,
     id: CallbackId,
     queue: String,
     /// The ACD was told the caller answered (the call is back in line).
@@ -52,9 +61,187 @@ pub(super) struct CalledBack {
 }
 
 impl CalledBack {
-    /// The dialling leg's next timer (see [`Leg::poll_timeout`]).
-    pub(super) fn leg_timeout(&self) -> Option<Instant> {
+    /// The dialling leg's next timer (see [`Dialling::poll_timeout`]).
+    fn leg_timeout(&self) -> Option<Instant> {
         self.leg.poll_timeout()
+    }
+}
+
+/// An answered call back's parts, for the call that makes the leg its own (see
+/// [`Dialling::adopt`]).
+struct Adopted {
+    /// The leg's dialog, served as the call's own.
+    uas: Uas,
+    session: crate::media::clock::SessionId,
+    peer: Peer,
+}
+
+/// The leg that calls the caller back: its SIP machine and its IO, driven here before the
+/// call's core exists, and after the answer only to acknowledge a repeated 2xx.
+struct Dialling {
+    io: Leg,
+    sip: LegCore,
+    /// Our BYE or CANCEL went out and the leg's end is awaited.
+    closing: bool,
+}
+
+impl Dialling {
+    fn new(io: Leg, params: crate::sip::leg::LegParams) -> Dialling {
+        let mut leg = Dialling {
+            io,
+            sip: LegCore::new(params),
+            closing: false,
+        };
+        for ev in leg.send() {
+            debug!(leg = %leg.io.call_id, ?ev, "leg event while placing");
+        }
+        leg
+    }
+
+    fn call_id(&self) -> &str {
+        &self.io.call_id
+    }
+
+    /// Hands the answered leg's dialog and media to the call; the leg keeps its INVITE's
+    /// side, to acknowledge a repeated 2xx. `None` before the answer.
+    fn adopt(&mut self) -> Option<Adopted> {
+        if self.io.session().is_none() || self.sip.uas().is_none() {
+            return None;
+        }
+        let uas = self.sip.take_dialog()?;
+        self.closing = false;
+        Some(Adopted {
+            uas,
+            session: self.io.take_session()?,
+            peer: self.io.peer,
+        })
+    }
+
+    /// Something the endpoint routed to the leg; returns its news (the last, when there
+    /// are several).
+    fn on_sip(
+        &mut self,
+        deps: &CallDeps,
+        msg: ToCall,
+        media_tx: &Mailbox<MediaEvent>,
+    ) -> Option<LegNews> {
+        let input = match msg {
+            ToCall::Response(resp) => LegInput::Response(resp),
+            ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
+            ToCall::Request { key, req } => LegInput::Request { key, req },
+            ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
+            ToCall::Ack(ack) => LegInput::Ack(ack),
+            ToCall::Leg { .. } | ToCall::Shutdown => return None,
+        };
+        self.sip.handle(Instant::now(), input);
+        self.carry_out(deps, media_tx)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.sip.poll_timeout()
+    }
+
+    /// The leg's timers due at `now` fire; returns its news as [`Dialling::on_sip`] does.
+    fn handle_timeout(
+        &mut self,
+        deps: &CallDeps,
+        now: Instant,
+        media_tx: &Mailbox<MediaEvent>,
+    ) -> Option<LegNews> {
+        if self.sip.poll_timeout().is_none_or(|t| t > now) {
+            return None;
+        }
+        self.sip.handle_timeout(now);
+        self.carry_out(deps, media_tx)
+    }
+
+    /// Ends the leg whatever its state: CANCEL while it rings, BYE once answered.
+    fn hang_up(&mut self) {
+        self.sip.hang_up(Instant::now());
+        for ev in self.send() {
+            debug!(leg = %self.io.call_id, ?ev, "leg event on hang-up");
+        }
+    }
+
+    fn close(&mut self, deps: &CallDeps) {
+        self.io.close(deps);
+    }
+
+    /// Sends what the machine decided and acts on what it reported; returns the news.
+    fn carry_out(&mut self, deps: &CallDeps, media_tx: &Mailbox<MediaEvent>) -> Option<LegNews> {
+        let mut news = None;
+        // An event may make the machine say more (a hang-up for want of a port): loop.
+        loop {
+            let events = self.send();
+            if events.is_empty() {
+                break;
+            }
+            for ev in events {
+                if let Some(n) = self.on_event(deps, ev, media_tx) {
+                    news = Some(n);
+                }
+            }
+        }
+        news
+    }
+
+    fn on_event(
+        &mut self,
+        deps: &CallDeps,
+        ev: LegEvent,
+        media_tx: &Mailbox<MediaEvent>,
+    ) -> Option<LegNews> {
+        match ev {
+            LegEvent::Ringing => Some(LegNews::Ringing),
+            LegEvent::Failed(f) => {
+                if let LegFailure::Error {
+                    status: 488,
+                    reason,
+                } = &f
+                {
+                    warn!(leg = %self.io.call_id, %reason, "answer without usable SDP; hanging up");
+                }
+                Some(LegNews::Failed(f))
+            }
+            LegEvent::Answered(n) => {
+                if !self.io.start_media(deps, &n, None, media_tx) {
+                    self.hang_up();
+                    return Some(LegNews::Failed(LegFailure::Error {
+                        status: 500,
+                        reason: "no RTP port".into(),
+                    }));
+                }
+                Some(LegNews::Answered)
+            }
+            LegEvent::MediaUpdate {
+                remote,
+                send,
+                reset_latch,
+            } => {
+                self.io.update_media(deps, remote, send, reset_latch);
+                Some(LegNews::Hold { on: !send })
+            }
+            LegEvent::HungUp => {
+                info!(leg = %self.io.call_id, "far end hung up");
+                Some(LegNews::HungUp)
+            }
+            LegEvent::Refer { target } => Some(LegNews::Refer { target }),
+            LegEvent::Key(_) | LegEvent::Closed => None,
+        }
+    }
+
+    /// Sends the machine's messages through the endpoint; returns its events. Then notes
+    /// whether the leg is closing.
+    fn send(&mut self) -> Vec<LegEvent> {
+        let mut events = Vec::new();
+        while let Some(o) = self.sip.poll_output() {
+            match o {
+                crate::sip::leg::LegOutput::Event(e) => events.push(e),
+                out => self.io.send(out),
+            }
+        }
+        self.closing = self.sip.is_closing();
+        events
     }
 }
 
@@ -198,7 +385,7 @@ impl Call {
             started_ms: super::actor::wall_ms(),
         };
         let mut leg = match Leg::place(&deps, &sip, &call_id, dial).await {
-            Ok(leg) => leg,
+            Ok((io, params)) => Dialling::new(io, params),
             Err(e) => {
                 warn!(%target, error = %e, "call back not placed");
                 sip.ended(&call_id);
@@ -215,7 +402,7 @@ impl Call {
                 .poll_timeout()
                 .map_or(rings_until, |t| t.min(rings_until));
             let news = match inbox.next(Some(wake)).await {
-                Some(CallMsg::Sip(msg)) => leg.on_sip(&deps, msg, None, &media),
+                Some(CallMsg::Sip(msg)) => leg.on_sip(&deps, msg, &media),
                 Some(_) => continue,
                 None if Instant::now() >= rings_until => {
                     leg.hang_up();
@@ -224,7 +411,7 @@ impl Call {
                     attempt_failed(&deps, id, "no answer in time");
                     return None;
                 }
-                None => leg.handle_timeout(&deps, Instant::now(), None, &media),
+                None => leg.handle_timeout(&deps, Instant::now(), &media),
             };
             match news {
                 Some(LegNews::Answered) => break,
@@ -367,9 +554,15 @@ impl Call {
             .cseq()
             .is_ok_and(|c| c.method == Method::Invite)
         {
-            let _ = cb
-                .leg
-                .on_sip(&self.deps, ToCall::Response(resp), None, &media);
+            let _ = cb.leg.on_sip(&self.deps, ToCall::Response(resp), &media);
+        }
+    }
+
+    /// The call back's dialling leg's next timer: the call sleeps until then at the latest.
+    pub(super) fn callback_leg_timeout(&self) -> Option<Instant> {
+        match &self.origin {
+            Origin::CalledBack(cb) => cb.leg_timeout(),
+            Origin::Called => None,
         }
     }
 
@@ -378,7 +571,7 @@ impl Call {
     pub(super) fn callback_leg_due(&mut self, now: Instant) {
         let media = self.inbox.media();
         if let Origin::CalledBack(cb) = &mut self.origin {
-            let _ = cb.leg.handle_timeout(&self.deps, now, None, &media);
+            let _ = cb.leg.handle_timeout(&self.deps, now, &media);
         }
     }
 
@@ -402,7 +595,7 @@ impl Call {
 /// Waits (briefly) for a given-up attempt's last answers, then frees it.
 async fn close_attempt(
     deps: &CallDeps,
-    leg: &mut Leg,
+    leg: &mut Dialling,
     inbox: &mut Inbox,
     media: &Mailbox<MediaEvent>,
 ) {
@@ -411,15 +604,15 @@ async fn close_attempt(
         let wake = leg.poll_timeout().map_or(until, |t| t.min(until));
         match inbox.next(Some(wake)).await {
             Some(CallMsg::Sip(m)) => {
-                let _ = leg.on_sip(deps, m, None, media);
+                let _ = leg.on_sip(deps, m, media);
             }
             Some(_) => {}
             None if Instant::now() >= until => break,
             None => {
-                let _ = leg.handle_timeout(deps, Instant::now(), None, media);
+                let _ = leg.handle_timeout(deps, Instant::now(), media);
             }
         }
     }
     leg.close(deps);
-    deps.sip().ended(&leg.call_id);
+    deps.sip().ended(leg.call_id());
 }

@@ -1,29 +1,32 @@
-//! The call's outgoing legs: a transfer's target, or the agents a queue offers the call
-//! to (several at once with `ring_all`). Places them, routes what the endpoint sends
-//! them, bridges the caller to the one the core names, and hangs them up; an agent's leg
-//! accepts REFER when `agent_transfers` is configured, and the target it names is a leg
-//! too. What a leg's news mean (for the flow, the queue place, the ACD) is the core's.
+//! The IO of the call's outgoing legs (a transfer's target, the agents a queue offers
+//! the call to, the target an agent's REFER names): their SIP machines and every decision
+//! about them are the core's. This places the legs the core asks for
+//! ([`CallOutput::Dial`](super::core::CallOutput::Dial)) and tells it what it needs to
+//! build their machines, hands it what the endpoint routes to them, sends their messages,
+//! runs their media sessions, bridges the caller to the one the core names, and frees a
+//! leg once the core says it is over.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use super::actor::{Call, Origin};
-use super::core::{CallInput, LegRole};
-use crate::leg::{Dial, Leg, LegNews};
+use super::actor::Call;
+use super::core::{CallInput, LegMedia, LegRole};
+use crate::leg::{Dial, Leg};
 use crate::media::prompt::Prompt;
 use crate::media::session::MediaEvent;
 use crate::sip::endpoint::ToCall;
+use crate::sip::leg::{LegInput, LegParams};
 use crate::sip::transport::Peer;
 
 impl Call {
     /// Places a leg for `role` to `target` (sent to `via` when given).
-    pub(super) async fn place_leg(
+    async fn place_leg(
         &mut self,
-        role: LegRole,
+        role: &LegRole,
         target: &str,
         via: Option<Peer>,
-    ) -> Result<(), crate::leg::PlaceError> {
+    ) -> Result<(Leg, LegParams), crate::leg::PlaceError> {
         let dial = Dial {
             target,
             call_id: None,
@@ -45,7 +48,7 @@ impl Call {
                 .any(|n| n.contains(&self.peer.remote.ip())),
             // An agent with `srtp: true` is offered SRTP; a transfer target plain RTP.
             // (Agents registered over TLS could default to it: see docs/reliability.md.)
-            srtp: match &role {
+            srtp: match role {
                 LegRole::Agent(name) => self
                     .live
                     .config
@@ -55,20 +58,28 @@ impl Call {
                 _ => false,
             },
         };
-        let mut leg = Leg::place(&self.deps, &self.sip, &self.call_id, dial).await?;
+        let (leg, mut params) = Leg::place(&self.deps, &self.sip, &self.call_id, dial).await?;
         // Agents' phones may transfer the caller (REFER) where the configuration allows;
         // nobody else may ever make the engine call somewhere.
-        if let (LegRole::Agent(_), Some(targets)) = (&role, &self.live.config.agent_transfers) {
-            leg.accept_refer(targets.clone());
+        if let LegRole::Agent(_) = role {
+            params.refer = self.live.config.agent_transfers.clone();
         }
-        self.legs.push((role, leg));
-        Ok(())
+        Ok((leg, params))
     }
 
-    /// Places the leg the core asked for; tells it when that fails.
+    /// Places the leg the core asked for, and tells the core whether it could.
     pub(super) async fn dial(&mut self, role: LegRole, target: String, via: Option<Peer>) {
-        match self.place_leg(role.clone(), &target, via).await {
-            Ok(()) => info!(%target, ?role, "leg placed"),
+        match self.place_leg(&role, &target, via).await {
+            Ok((leg, params)) => {
+                info!(%target, ?role, "leg placed");
+                let peer = leg.peer;
+                self.legs.push(leg);
+                self.input(CallInput::LegPlaced {
+                    role,
+                    params: Box::new(params),
+                    peer,
+                });
+            }
             Err(e) => {
                 warn!(%target, error = %e, "leg not placed");
                 self.input(CallInput::LegNotPlaced {
@@ -79,124 +90,76 @@ impl Call {
         }
     }
 
+    /// What the endpoint routed to the leg `leg_id`: for the core, which holds its SIP
+    /// machine.
     pub(super) fn on_leg_sip(&mut self, leg_id: &str, msg: ToCall) {
-        let (beside, media) = (self.session, self.leg_media());
-        if let Some(i) = self.legs.iter().position(|(_, l)| l.call_id == leg_id) {
-            let news = self.legs[i].1.on_sip(&self.deps, msg, beside, &media);
-            if let Some(news) = news {
-                let role = self.legs[i].0.clone();
-                self.leg_news(role, news);
-            }
-            return;
-        }
-        if let Some(leg) = self.old_legs.iter_mut().find(|l| l.call_id == leg_id) {
-            leg.on_sip(&self.deps, msg, None, &media);
-            if !leg.closing {
-                leg.close(&self.deps);
-                self.old_legs.retain(|l| l.call_id != leg_id);
-            }
-        }
-    }
-
-    /// The earliest timer of the call's legs (those in use, those hung up and awaiting
-    /// their last answers, and a call back's dialling leg): the call sleeps until then at
-    /// the latest.
-    pub(super) fn legs_timeout(&self) -> Option<Instant> {
-        let callback = match &self.origin {
-            Origin::CalledBack(cb) => cb.leg_timeout(),
-            Origin::Called => None,
+        let input = match msg {
+            ToCall::Response(resp) => LegInput::Response(resp),
+            ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
+            ToCall::Request { key, req } => LegInput::Request { key, req },
+            ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
+            ToCall::Ack(ack) => LegInput::Ack(ack),
+            // Never routed to a leg: the call that placed it ends it.
+            ToCall::Leg { .. } | ToCall::Shutdown => return,
         };
-        self.legs
-            .iter()
-            .map(|(_, l)| l)
-            .chain(self.old_legs.iter())
-            .filter_map(Leg::poll_timeout)
-            .chain(callback)
-            .min()
-    }
-
-    /// Hands `now` to every leg whose timer is due, and acts on what they report as on
-    /// their SIP.
-    pub(super) fn legs_due(&mut self, now: Instant) {
-        let (beside, media) = (self.session, self.leg_media());
-        let due: Vec<String> = self
-            .legs
-            .iter()
-            .filter(|(_, l)| l.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(_, l)| l.call_id.clone())
-            .collect();
-        for id in due {
-            // An earlier leg's news may have retired this one.
-            let Some(i) = self.legs.iter().position(|(_, l)| l.call_id == id) else {
-                continue;
-            };
-            if let Some(news) = self.legs[i]
-                .1
-                .handle_timeout(&self.deps, now, beside, &media)
-            {
-                let role = self.legs[i].0.clone();
-                self.leg_news(role, news);
-            }
-        }
-        let deps = self.deps.clone();
-        self.old_legs.retain_mut(|leg| {
-            leg.handle_timeout(&deps, now, None, &media);
-            if leg.closing {
-                return true;
-            }
-            leg.close(&deps);
-            false
+        self.input(CallInput::LegSip {
+            call_id: leg_id.to_owned(),
+            input,
         });
-        self.callback_leg_due(now);
     }
 
-    fn leg_news(&mut self, role: LegRole, news: LegNews) {
-        match role {
-            LegRole::Transfer(_) | LegRole::Referred => self.transfer_news(role, news),
-            LegRole::Agent(_) => self.agent_news(role, news),
-        }
-    }
-
-    fn transfer_news(&mut self, role: LegRole, news: LegNews) {
-        match &news {
-            LegNews::Ringing => debug!("transfer target rings"),
-            LegNews::Answered => info!("transfer answered"),
-            LegNews::Failed(f) => {
-                info!(why = %f, "transfer failed");
-                self.retire_leg(&role);
+    /// What the core wants of the media of the leg `call_id`.
+    pub(super) fn leg_media_command(&mut self, call_id: &str, media: LegMedia) {
+        let (beside, media_tx) = (self.session, self.leg_media());
+        let Some(leg) = self.legs.iter_mut().find(|l| l.call_id == call_id) else {
+            debug!(leg = %call_id, "media for no leg");
+            return;
+        };
+        match media {
+            LegMedia::Start(agreed) => {
+                leg.start_media(&self.deps, &agreed, beside, &media_tx);
             }
-            LegNews::HungUp => {
-                info!("transfer target hung up; ending the call");
-                self.retire_leg(&role);
-            }
-            LegNews::Hold { on } => debug!(on, "transfer target holds"),
-            LegNews::Refer { .. } => {}
+            LegMedia::Update {
+                remote,
+                send,
+                reset_latch,
+            } => leg.update_media(&self.deps, remote, send, reset_latch),
         }
-        self.input(CallInput::Leg { role, news });
     }
 
-    fn agent_news(&mut self, role: LegRole, news: LegNews) {
-        match &news {
-            LegNews::Ringing => debug!(?role, "agent rings"),
-            LegNews::Answered => debug!(?role, "agent answered"),
-            LegNews::Hold { on } => debug!(?role, on, "agent holds"),
-            LegNews::Refer { target } => info!(?role, %target, "agent transfers the caller"),
-            LegNews::Failed(_) | LegNews::HungUp => self.retire_leg(&role),
+    /// The leg `call_id` is over: its media, port and routing are freed.
+    pub(super) fn leg_over(&mut self, call_id: &str) {
+        if self.bridged_to.as_deref() == Some(call_id) {
+            self.end_bridge();
         }
-        self.input(CallInput::Leg { role, news });
+        if let Some(i) = self.legs.iter().position(|l| l.call_id == call_id) {
+            let mut leg = self.legs.remove(i);
+            leg.close(&self.deps);
+        }
+    }
+
+    /// Frees every leg left (the call's task is over).
+    pub(super) fn close_legs(&mut self) {
+        self.end_bridge();
+        for mut leg in std::mem::take(&mut self.legs) {
+            leg.close(&self.deps);
+        }
     }
 
     /// Bridges the caller's media to the leg of `role` (which has answered).
     pub(super) fn bridge_to(&mut self, role: &LegRole) -> bool {
+        let Some(call_id) = self.core.leg_call_id(role).map(str::to_owned) else {
+            return false;
+        };
         let leg_session = self
             .legs
             .iter()
-            .find(|(r, _)| r == role)
-            .and_then(|(_, l)| l.session());
+            .find(|l| l.call_id == call_id)
+            .and_then(Leg::session);
         match (self.session, leg_session) {
             (Some(a), Some(b)) => {
                 self.deps.media.bridge(a, b);
-                self.bridged_to = Some(role.clone());
+                self.bridged_to = Some(call_id);
                 true
             }
             _ => false,
@@ -204,7 +167,7 @@ impl Call {
     }
 
     /// A leg's media session's news. Silence from the bridged leg is the core's to act on
-    /// (it ends the bridge and the call, and names the legs to hang up).
+    /// (it ends the bridge and the call, and hangs up the legs).
     pub(super) fn on_leg_media(&mut self, ev: MediaEvent) {
         if let MediaEvent::NoMedia = ev {
             if self.bridged_to.is_some() {
@@ -219,37 +182,6 @@ impl Call {
             && let Some(a) = self.session
         {
             self.deps.media.unbridge(a);
-        }
-    }
-
-    /// Tells the leg of `role` how the transfer its phone asked for goes (a NOTIFY).
-    pub(super) fn notify_leg(&mut self, role: &LegRole, status: u16, reason: &str) {
-        match self.legs.iter_mut().find(|(r, _)| r == role) {
-            Some((_, leg)) => leg.notify_refer(status, reason),
-            None => debug!(?role, status, "no leg to notify"),
-        }
-    }
-
-    /// Hangs up the leg of `role` (CANCEL or BYE) and keeps it until its last answer.
-    pub(super) fn hang_up_leg(&mut self, role: &LegRole) {
-        if let Some((_, leg)) = self.legs.iter_mut().find(|(r, _)| r == role) {
-            leg.hang_up();
-        }
-        self.retire_leg(role);
-    }
-
-    fn retire_leg(&mut self, role: &LegRole) {
-        let Some(i) = self.legs.iter().position(|(r, _)| r == role) else {
-            return;
-        };
-        let (_, mut leg) = self.legs.remove(i);
-        if self.bridged_to.as_ref() == Some(role) {
-            self.end_bridge();
-        }
-        if leg.closing {
-            self.old_legs.push(leg);
-        } else {
-            leg.close(&self.deps);
         }
     }
 }

@@ -6,11 +6,24 @@
 //!
 //! Pure: no sockets, no tasks, no clock, no randomness (the Via branches of our requests
 //! are a prefix drawn by the shell and a counter). It does not resolve prompts (the shell
-//! has the library) and does not hold the outgoing legs themselves: it asks the shell to
-//! dial, hang up and bridge them by role ([`LegRole`]) and hears their news. A transfer is
-//! the core's (ringback, the ring time, bridging, what the flow is told), and so is the
-//! call's place in a queue ([`QueuePlace`]): the shell only puts the call in line with the
-//! ACD ([`CallOutput::JoinQueue`]) and passes the ACD's news in.
+//! has the library).
+//!
+//! It also holds the SIP machine ([`LegCore`]) of every outgoing leg the call placed, by
+//! role ([`LegRole`]): a transfer's target, the agents a queue offers the call to, the
+//! target an agent's REFER named. What needs IO to place a leg is the shell's: it is
+//! asked to ([`CallOutput::Dial`]), resolves the target, takes an RTP port, draws the
+//! leg's random ids, and answers with [`CallInput::LegPlaced`] (or
+//! [`CallInput::LegNotPlaced`]); the core then builds the leg's machine. What the
+//! endpoint routes to a leg comes in as [`CallInput::LegSip`], the leg's messages go out
+//! as [`CallOutput::LegSend`], its timers are the core's, and its events become the news
+//! (`LegNews`) the transfer, the referral and the queue place act on. The shell runs the
+//! leg's media session ([`CallOutput::LegMedia`]), bridges it ([`CallOutput::Bridge`]) and
+//! frees it once the leg is over ([`CallOutput::LegOver`]). A leg hung up is kept until
+//! its last answer (its CANCEL's INVITE, its BYE), even after the call ended.
+//!
+//! A transfer is the core's (ringback, the ring time, bridging, what the flow is told),
+//! and so is the call's place in a queue ([`QueuePlace`]): the shell only puts the call in
+//! line with the ACD ([`CallOutput::JoinQueue`]) and passes the ACD's news in.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,7 +39,7 @@ use crate::flow::machine::{
 use crate::flow::story::{CallStory, StoryEntry, StoryEvent};
 use crate::queue::acd::Input as AcdInput;
 use crate::queue::news::QueueNews;
-use crate::sip::leg::LegNews;
+use crate::sip::leg::{LegCore, LegEvent, LegInput, LegNews, LegOutput, LegParams};
 use crate::sip::message::{Request, Response, Via};
 use crate::sip::peer::Peer;
 use crate::sip::sdp::Negotiated;
@@ -109,9 +122,16 @@ pub enum CallInput {
     /// The shell ends the call (the far end of a bridge hung up or went silent, a call back
     /// is over).
     HangUp(Outcome),
-    /// News of the leg of `role` (the shell has already let go of a leg that failed or
-    /// hung up).
-    Leg { role: LegRole, news: LegNews },
+    /// The leg the core asked for ([`CallOutput::Dial`]) is ready to call: `params` is
+    /// everything its SIP machine needs (the shell resolved the target, took the RTP port
+    /// and drew the random ids), `peer` where its messages go.
+    LegPlaced {
+        role: LegRole,
+        params: Box<LegParams>,
+        peer: Peer,
+    },
+    /// What the endpoint routed to the leg with this Call-ID.
+    LegSip { call_id: String, input: LegInput },
     /// The leg of `role` could not be placed at all.
     LegNotPlaced { role: LegRole, why: String },
     /// Nothing arrives any more from the leg the caller is bridged to.
@@ -160,6 +180,30 @@ pub enum MediaCommand {
     },
 }
 
+/// What a leg's media session should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegMedia {
+    /// The leg was answered: start its session for what was agreed, on the caller's media
+    /// worker, so that the two can be bridged.
+    Start(Negotiated),
+    /// The far end moved or held its media: the bridge keeps running, this side just
+    /// stops sending (`send: false`) or sends again.
+    Update {
+        remote: SocketAddr,
+        send: bool,
+        reset_latch: bool,
+    },
+}
+
+/// An outgoing leg's SIP machine, and where its messages go.
+struct Leg {
+    /// Why it was placed; `None` once let go (hung up, failed, or the far end hung up),
+    /// kept only until its last answers.
+    role: Option<LegRole>,
+    peer: Peer,
+    sip: LegCore,
+}
+
 /// What the call wants done.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallOutput {
@@ -185,30 +229,38 @@ pub enum CallOutput {
     },
     /// Tell the ACD.
     Acd(AcdInput),
-    /// Place an outgoing leg for `role` to `target` (sent to `via` when given); its news
-    /// come back as [`CallInput::Leg`] (or [`CallInput::LegNotPlaced`]).
+    /// Get an outgoing leg for `role` to `target` ready (sent to `via` when given):
+    /// answer with [`CallInput::LegPlaced`] or [`CallInput::LegNotPlaced`].
     Dial {
         role: LegRole,
         target: String,
         via: Option<Peer>,
     },
-    /// CANCEL or BYE the leg of `role`.
-    HangUpLeg {
-        role: LegRole,
+    /// Send this message of the leg with this Call-ID to `peer`: a request through a new
+    /// client transaction, an ACK or a copy of a 2xx as it is, a response to a server
+    /// transaction. Never a [`LegOutput::Event`].
+    LegSend {
+        call_id: String,
+        peer: Peer,
+        out: LegOutput,
     },
-    /// Connect the caller's media to the (answered) leg of `role`.
+    /// What the media session of the leg with this Call-ID should do.
+    LegMedia {
+        call_id: String,
+        media: LegMedia,
+    },
+    /// The leg with this Call-ID is over: free its media session, its RTP port and its
+    /// routing.
+    LegOver {
+        call_id: String,
+    },
+    /// Connect the caller's media to the (answered) leg of `role` (see
+    /// [`CallCore::leg_call_id`]).
     Bridge {
         role: LegRole,
     },
     /// Disconnect the bridge.
     Unbridge,
-    /// Tell the (answered) leg of `role`, whose phone asked for a transfer, how it goes:
-    /// a NOTIFY with this status line as its sipfrag.
-    NotifyLeg {
-        role: LegRole,
-        status: u16,
-        reason: String,
-    },
     /// The call was answered (the flow starts with its media).
     Answered,
     /// The INVITE was refused with this status, or cancelled (487).
@@ -241,6 +293,11 @@ pub struct CallCore {
     place: Option<QueuePlace>,
     /// The leg the caller is bridged to.
     bridged: Option<LegRole>,
+    /// The outgoing legs, in use or let go and awaiting their last answers.
+    legs: Vec<Leg>,
+    /// The roles asked for by [`CallOutput::Dial`] and not placed yet; a role hung up
+    /// meanwhile is no longer here, and its leg is hung up as soon as it is placed.
+    dialling: Vec<LegRole>,
     ended: bool,
     /// The engine's maximum call length and when this call reaches it; set by the shell.
     max_until: Option<(Instant, Duration)>,
@@ -269,6 +326,8 @@ impl CallCore {
             referral: None,
             place: None,
             bridged: None,
+            legs: Vec::new(),
+            dialling: Vec::new(),
             ended: false,
             max_until: None,
             story: CallStory::default(),
@@ -366,10 +425,41 @@ impl CallCore {
     }
 
     pub fn handle(&mut self, now: Instant, input: CallInput) {
-        if self.ended {
-            return;
+        match input {
+            // A leg's last answers are awaited even once the call is over.
+            CallInput::LegSip { call_id, input } => {
+                if let Some(leg) = self.legs.iter_mut().find(|l| l.sip.call_id() == call_id) {
+                    leg.sip.handle(now, input);
+                }
+                self.pump(Some(now));
+                return;
+            }
+            CallInput::LegPlaced { role, params, peer } => {
+                let wanted = match self.dialling.iter().position(|r| *r == role) {
+                    Some(i) => {
+                        self.dialling.remove(i);
+                        !self.ended
+                    }
+                    None => false,
+                };
+                let mut sip = LegCore::new(*params);
+                if !wanted {
+                    // Hung up while it was being placed: CANCEL it at once.
+                    sip.hang_up(now);
+                }
+                self.legs.push(Leg {
+                    role: wanted.then_some(role),
+                    peer,
+                    sip,
+                });
+                self.pump(Some(now));
+                return;
+            }
+            _ if self.ended => return,
+            _ => {}
         }
         match input {
+            CallInput::LegSip { .. } | CallInput::LegPlaced { .. } => {}
             CallInput::Sip(s) => {
                 let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
                 self.uas.handle(now, s, || branched(via, prefix, n));
@@ -408,54 +498,35 @@ impl CallCore {
                 self.outcome.get_or_insert(why);
                 self.hang_up(now);
             }
-            CallInput::Leg {
-                role: LegRole::Agent(agent),
-                news: LegNews::Refer { target },
-            } => self.refer(now, agent, target),
-            CallInput::Leg {
-                role: LegRole::Agent(agent),
-                news: LegNews::HungUp,
-            } if self
-                .referral
-                .as_ref()
-                .is_some_and(|r| r.agent == agent && !r.agent_gone) =>
-            {
-                self.referrer_gone(now, agent)
-            }
-            CallInput::Leg {
-                role: LegRole::Agent(agent),
-                news,
-            } => {
-                let _ = self.place_input(now, PlaceInput::AgentLeg { agent, news });
-            }
-            CallInput::Leg {
-                role: LegRole::Referred,
-                news,
-            } => self.referred_news(now, news),
             CallInput::LegNotPlaced {
                 role: LegRole::Referred,
                 why,
-            } => self.referral_failed(
+            } if self.dialled(&LegRole::Referred) => self.referral_failed(
                 now,
                 503,
                 "Service Unavailable",
                 TransferOutcome::Failed(why),
             ),
             CallInput::LegNotPlaced {
-                role: LegRole::Agent(agent),
+                role: role @ LegRole::Agent(_),
                 ..
-            } => {
-                let _ = self.place_input(now, PlaceInput::AgentNotPlaced { agent });
+            } if self.dialled(&role) => {
+                if let LegRole::Agent(agent) = role {
+                    let _ = self.place_input(now, PlaceInput::AgentNotPlaced { agent });
+                }
             }
-            CallInput::Leg { role, news } => self.leg_news(now, role, news),
             CallInput::LegNotPlaced {
-                role: LegRole::Transfer(id),
+                role: role @ LegRole::Transfer(_),
                 why,
-            } => {
-                if self.transfer.is_some_and(|t| t.id == id) {
+            } if self.dialled(&role) => {
+                if let LegRole::Transfer(id) = role
+                    && self.transfer.is_some_and(|t| t.id == id)
+                {
                     self.transfer_failed(now, id, TransferOutcome::Failed(why));
                 }
             }
+            // A leg hung up while it was being placed: nobody waits for it any more.
+            CallInput::LegNotPlaced { .. } => {}
             CallInput::Joined(params) => {
                 if self.is_ending() {
                     // The caller hung up while the ACD took them: out again at once.
@@ -484,14 +555,10 @@ impl CallCore {
                 if self.bridged.take().is_some() {
                     self.out.push_back(CallOutput::Unbridge);
                     if let Some(t) = self.transfer.take() {
-                        self.out.push_back(CallOutput::HangUpLeg {
-                            role: LegRole::Transfer(t.id),
-                        });
+                        self.hang_up_leg(now, &LegRole::Transfer(t.id));
                     }
                     if self.referral.take().is_some() {
-                        self.out.push_back(CallOutput::HangUpLeg {
-                            role: LegRole::Referred,
-                        });
+                        self.hang_up_leg(now, &LegRole::Referred);
                     }
                     self.outcome.get_or_insert(Outcome::NoMedia);
                     self.hang_up(now);
@@ -530,14 +597,8 @@ impl CallCore {
                     agent,
                     contact,
                     via,
-                } => self.out.push_back(CallOutput::Dial {
-                    role: LegRole::Agent(agent),
-                    target: contact,
-                    via,
-                }),
-                PlaceOutput::HangUpAgent { agent } => self.out.push_back(CallOutput::HangUpLeg {
-                    role: LegRole::Agent(agent),
-                }),
+                } => self.dial(LegRole::Agent(agent), contact, via),
+                PlaceOutput::HangUpAgent { agent } => self.hang_up_leg(now, &LegRole::Agent(agent)),
                 PlaceOutput::Bridge { agent } => {
                     let role = LegRole::Agent(agent);
                     self.bridged = Some(role.clone());
@@ -609,15 +670,13 @@ impl CallCore {
             if self.bridged.take().is_some() {
                 self.out.push_back(CallOutput::Unbridge);
             }
-            self.out.push_back(CallOutput::HangUpLeg { role });
+            self.hang_up_leg(now, &role);
         }
         if self.referral.take().is_some() {
             if self.bridged.take().is_some() {
                 self.out.push_back(CallOutput::Unbridge);
             }
-            self.out.push_back(CallOutput::HangUpLeg {
-                role: LegRole::Referred,
-            });
+            self.hang_up_leg(now, &LegRole::Referred);
         }
     }
 
@@ -630,11 +689,7 @@ impl CallCore {
         let talking = self.place.as_ref().and_then(QueuePlace::agent) == Some(agent.as_str());
         if !talking || self.referral.is_some() || self.transfer.is_some() || self.is_ending() {
             info!(%agent, %target, "agent's transfer refused: not talking to the caller");
-            self.out.push_back(CallOutput::NotifyLeg {
-                role,
-                status: 503,
-                reason: "Service Unavailable".into(),
-            });
+            self.notify_leg(&role, 503, "Service Unavailable");
             return;
         }
         info!(%agent, %target, "the agent transfers the caller");
@@ -649,16 +704,8 @@ impl CallCore {
             rings_until: Some(now + REFER_RING),
             agent_gone: false,
         });
-        self.out.push_back(CallOutput::NotifyLeg {
-            role,
-            status: 100,
-            reason: "Trying".into(),
-        });
-        self.out.push_back(CallOutput::Dial {
-            role: LegRole::Referred,
-            target,
-            via: None,
-        });
+        self.notify_leg(&role, 100, "Trying");
+        self.dial(LegRole::Referred, target, None);
     }
 
     /// The agent hung up before the target answered: that is a blind transfer going on.
@@ -693,11 +740,7 @@ impl CallCore {
                 if r.agent_gone {
                     self.stop_ringback();
                 } else {
-                    self.out.push_back(CallOutput::NotifyLeg {
-                        role: LegRole::Agent(r.agent.clone()),
-                        status: 200,
-                        reason: "OK".into(),
-                    });
+                    self.notify_leg(&LegRole::Agent(r.agent.clone()), 200, "OK");
                     // The agent leaves: the bridge ends, the leg is hung up, wrap-up.
                     let _ = self.place_input(
                         now,
@@ -771,11 +814,7 @@ impl CallCore {
             self.outcome.get_or_insert(Outcome::FarEndHungUp);
             self.hang_up(now);
         } else {
-            self.out.push_back(CallOutput::NotifyLeg {
-                role: LegRole::Agent(r.agent),
-                status,
-                reason: reason.to_owned(),
-            });
+            self.notify_leg(&LegRole::Agent(r.agent), status, reason);
         }
     }
 
@@ -790,7 +829,206 @@ impl CallCore {
         self.bridged.as_ref()
     }
 
+    /// Asks the shell for a leg for `role` to `target`.
+    fn dial(&mut self, role: LegRole, target: String, via: Option<Peer>) {
+        self.dialling.push(role.clone());
+        self.out.push_back(CallOutput::Dial { role, target, via });
+    }
+
+    /// Whether the leg of `role` is still waited for (not hung up while being placed).
+    fn dialled(&mut self, role: &LegRole) -> bool {
+        match self.dialling.iter().position(|r| r == role) {
+            Some(i) => {
+                self.dialling.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The Call-ID of the leg of `role`, while it is in use.
+    pub fn leg_call_id(&self, role: &LegRole) -> Option<&str> {
+        self.legs
+            .iter()
+            .find(|l| l.role.as_ref() == Some(role))
+            .map(|l| l.sip.call_id())
+    }
+
+    /// True while a leg still waits for the answers to its CANCEL or BYE: the shell keeps
+    /// the call's task for them once the call is over.
+    pub fn legs_closing(&self) -> bool {
+        self.legs.iter().any(|l| l.sip.is_closing())
+    }
+
+    /// Hangs up every leg (CANCEL or BYE), whatever it was for: a call whose task failed.
+    pub fn hang_up_legs(&mut self, now: Instant) {
+        self.dialling.clear();
+        let roles: Vec<LegRole> = self.legs.iter().filter_map(|l| l.role.clone()).collect();
+        for role in roles {
+            self.hang_up_leg(now, &role);
+        }
+        self.pump(Some(now));
+    }
+
+    /// Ends the leg of `role` (CANCEL or BYE) and lets it go; a leg still being placed is
+    /// hung up as soon as it is.
+    fn hang_up_leg(&mut self, now: Instant, role: &LegRole) {
+        if let Some(i) = self.dialling.iter().position(|r| r == role) {
+            self.dialling.remove(i);
+        }
+        if let Some(leg) = self.legs.iter_mut().find(|l| l.role.as_ref() == Some(role)) {
+            leg.sip.hang_up(now);
+        }
+        self.let_go_leg(role);
+    }
+
+    /// The leg of `role` is no longer in use: the bridge to it ends, and it is kept only
+    /// until its last answers (see [`CallCore::drain_legs`]).
+    fn let_go_leg(&mut self, role: &LegRole) {
+        let Some(leg) = self.legs.iter_mut().find(|l| l.role.as_ref() == Some(role)) else {
+            return;
+        };
+        leg.role = None;
+        if self.bridged.as_ref() == Some(role) {
+            self.bridged = None;
+            self.out.push_back(CallOutput::Unbridge);
+        }
+    }
+
+    /// Tells the (answered) leg of `role`, whose phone asked for a transfer, how it goes:
+    /// a NOTIFY with this status line as its sipfrag.
+    fn notify_leg(&mut self, role: &LegRole, status: u16, reason: &str) {
+        match self.legs.iter_mut().find(|l| l.role.as_ref() == Some(role)) {
+            Some(leg) => leg.sip.notify_refer(status, reason),
+            None => tracing::debug!(?role, status, "no leg to notify"),
+        }
+    }
+
+    /// Moves what the legs' machines decided to the outputs and acts on their events;
+    /// frees the legs let go that wait for nothing more. True if anything moved.
+    fn drain_legs(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        let mut events = Vec::new();
+        for leg in &mut self.legs {
+            while let Some(o) = leg.sip.poll_output() {
+                moved = true;
+                match o {
+                    LegOutput::Event(e) => {
+                        events.push((leg.role.clone(), leg.sip.call_id().to_owned(), e))
+                    }
+                    out => self.out.push_back(CallOutput::LegSend {
+                        call_id: leg.sip.call_id().to_owned(),
+                        peer: leg.peer,
+                        out,
+                    }),
+                }
+            }
+        }
+        for (role, call_id, e) in events {
+            self.leg_event(now, role, call_id, e);
+        }
+        let out = &mut self.out;
+        self.legs.retain(|l| {
+            let keep = l.role.is_some() || l.sip.is_closing();
+            if !keep {
+                out.push_back(CallOutput::LegOver {
+                    call_id: l.sip.call_id().to_owned(),
+                });
+            }
+            keep
+        });
+        moved
+    }
+
+    /// What an event of a leg means: its media for the shell, its news for whoever placed
+    /// it (a leg let go, or of a call that is over, has no news).
+    fn leg_event(&mut self, now: Instant, role: Option<LegRole>, call_id: String, e: LegEvent) {
+        let news = match e {
+            LegEvent::Ringing => LegNews::Ringing,
+            LegEvent::Answered(n) => {
+                if role.is_some() {
+                    self.out.push_back(CallOutput::LegMedia {
+                        call_id,
+                        media: LegMedia::Start(n),
+                    });
+                }
+                LegNews::Answered
+            }
+            LegEvent::Failed(f) => {
+                if let LegFailure::Error {
+                    status: 488,
+                    reason,
+                } = &f
+                {
+                    tracing::warn!(leg = %call_id, %reason, "answer without usable SDP; hanging up");
+                }
+                if let Some(role) = &role {
+                    self.let_go_leg(role);
+                }
+                LegNews::Failed(f)
+            }
+            LegEvent::MediaUpdate {
+                remote,
+                send,
+                reset_latch,
+            } => {
+                self.out.push_back(CallOutput::LegMedia {
+                    call_id,
+                    media: LegMedia::Update {
+                        remote,
+                        send,
+                        reset_latch,
+                    },
+                });
+                // Whether this is a change of hold is for whoever placed the leg to judge.
+                LegNews::Hold { on: !send }
+            }
+            LegEvent::HungUp => {
+                info!(leg = %call_id, "far end hung up");
+                if let Some(role) = &role {
+                    self.let_go_leg(role);
+                }
+                LegNews::HungUp
+            }
+            LegEvent::Refer { target } => LegNews::Refer { target },
+            // Keys from the far end travel in its RTP, relayed by the bridge.
+            LegEvent::Key(k) => {
+                tracing::debug!(leg = %call_id, key = %k.as_char(), "INFO key on a leg; not relayed");
+                return;
+            }
+            LegEvent::Closed => {
+                tracing::debug!(leg = %call_id, "leg's SIP is over");
+                return;
+            }
+        };
+        if let Some(role) = role
+            && !self.ended
+        {
+            self.leg_news(now, role, news);
+        }
+    }
+
+    /// What the news of the leg of `role` means for the call.
     fn leg_news(&mut self, now: Instant, role: LegRole, news: LegNews) {
+        match (role, news) {
+            (LegRole::Agent(agent), LegNews::Refer { target }) => self.refer(now, agent, target),
+            (LegRole::Agent(agent), LegNews::HungUp)
+                if self
+                    .referral
+                    .as_ref()
+                    .is_some_and(|r| r.agent == agent && !r.agent_gone) =>
+            {
+                self.referrer_gone(now, agent)
+            }
+            (LegRole::Agent(agent), news) => {
+                let _ = self.place_input(now, PlaceInput::AgentLeg { agent, news });
+            }
+            (LegRole::Referred, news) => self.referred_news(now, news),
+            (role @ LegRole::Transfer(_), news) => self.transfer_news(now, role, news),
+        }
+    }
+
+    fn transfer_news(&mut self, now: Instant, role: LegRole, news: LegNews) {
         let LegRole::Transfer(id) = role else {
             return;
         };
@@ -847,11 +1085,7 @@ impl CallCore {
             id,
             rings_until: Some(now + ring_for),
         });
-        self.out.push_back(CallOutput::Dial {
-            role,
-            target,
-            via: None,
-        });
+        self.dial(role, target, None);
         self.out
             .push_back(CallOutput::Media(MediaCommand::Ringback { ring_for }));
     }
@@ -864,6 +1098,7 @@ impl CallCore {
         let rings = self.transfer.and_then(|t| t.rings_until);
         let referral = self.referral.as_ref().and_then(|r| r.rings_until);
         let max = self.max_until.map(|(t, _)| t).filter(|_| !self.is_ending());
+        let legs = self.legs.iter().filter_map(|l| l.sip.poll_timeout()).min();
         [
             self.uas.poll_timeout(),
             flow,
@@ -871,6 +1106,7 @@ impl CallCore {
             rings,
             referral,
             max,
+            legs,
         ]
         .into_iter()
         .flatten()
@@ -899,13 +1135,16 @@ impl CallCore {
             self.recording = None;
             self.recording_until = None;
         }
+        for leg in &mut self.legs {
+            if leg.sip.poll_timeout().is_some_and(|t| t <= now) {
+                leg.sip.handle_timeout(now);
+            }
+        }
         if let Some(t) = self.transfer
             && t.rings_until.is_some_and(|u| u <= now)
         {
             // The target did not answer in time: CANCEL it.
-            self.out.push_back(CallOutput::HangUpLeg {
-                role: LegRole::Transfer(t.id),
-            });
+            self.hang_up_leg(now, &LegRole::Transfer(t.id));
             self.transfer_failed(now, t.id, TransferOutcome::NoAnswer);
         }
         if self
@@ -913,9 +1152,7 @@ impl CallCore {
             .as_ref()
             .is_some_and(|r| r.rings_until.is_some_and(|u| u <= now))
         {
-            self.out.push_back(CallOutput::HangUpLeg {
-                role: LegRole::Referred,
-            });
+            self.hang_up_leg(now, &LegRole::Referred);
             self.referral_failed(
                 now,
                 480,
@@ -976,10 +1213,30 @@ impl CallCore {
         }
     }
 
-    /// Moves what the UAS and the machine produced to the outputs, until both are quiet.
+    /// Moves what the legs, the UAS and the flow machine produced to the outputs, lets go
+    /// of what a call on its way out holds, and ends the call once it is over.
     fn pump(&mut self, now: Option<Instant>) {
         loop {
-            let mut moved = false;
+            self.pump_once(now);
+            // A call on its way out leaves the line and hangs up its transfer; what that
+            // makes the legs say is moved out too.
+            if self.outcome.is_some()
+                && let Some(now) = now
+                && (self.place.is_some() || self.transfer.is_some() || self.referral.is_some())
+            {
+                self.let_go(now);
+                continue;
+            }
+            break;
+        }
+        self.end_if_over(now);
+    }
+
+    /// Moves what the legs, the UAS and the machine produced to the outputs, until all
+    /// are quiet.
+    fn pump_once(&mut self, now: Option<Instant>) {
+        loop {
+            let mut moved = now.is_some_and(|now| self.drain_legs(now));
             while let Some(o) = self.uas.poll_output() {
                 moved = true;
                 match o {
@@ -1002,12 +1259,10 @@ impl CallCore {
                 break;
             }
         }
-        if self.outcome.is_some()
-            && let Some(now) = now
-            && (self.place.is_some() || self.transfer.is_some() || self.referral.is_some())
-        {
-            self.let_go(now);
-        }
+    }
+
+    /// The call is over once its dialog is and no recording waits to be saved.
+    fn end_if_over(&mut self, now: Option<Instant>) {
         if self.ended || !self.uas.is_over() {
             return;
         }
@@ -1174,7 +1429,8 @@ mod tests {
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
     use crate::flow::story::{KeyUse, StoryEvent};
-    use crate::sip::message::{Host, Method, Transport, Uri};
+    use crate::sip::message::{ContentType, HeaderName, Host, Method, NameAddr, Transport, Uri};
+    use crate::sip::refer::TransferTargets;
     use crate::sip::uac::LegFailure;
     use crate::sip::uas::test_requests::{OFFER, in_dialog, invite_with, request};
     use crate::sip::uas::{AnswerParams, LocalMedia, Route, UasState};
@@ -1244,6 +1500,114 @@ Content-Length: {}\r\n\r\n{OFFER}",
         now: Instant,
         /// Everything the core put out, in order.
         out: Vec<CallOutput>,
+        /// The legs placed, in order: their role and Call-ID. The harness places every
+        /// leg the core dials at once (`CallInput::LegPlaced`), as a shell whose DNS and
+        /// ports never fail.
+        placed: Vec<(LegRole, String)>,
+        /// The CSeq of the legs' far ends' next request.
+        far_cseq: u32,
+        /// Whether legs dialled are placed (a shell that cannot place them says nothing
+        /// until the test does).
+        place_legs: bool,
+    }
+
+    /// The far end of every leg: an agent's phone or a transfer's target.
+    fn far_peer() -> Peer {
+        Peer {
+            transport: crate::config::Protocol::Udp,
+            remote: "192.0.2.5:5070".parse().expect("addr"),
+            local: "127.0.0.1:5060".parse().expect("addr"),
+        }
+    }
+
+    /// What a shell draws and looks up to place a leg, fixed; agents' phones may transfer
+    /// the caller to `2XX`.
+    fn leg_params(role: &LegRole, call_id: &str) -> LegParams {
+        LegParams {
+            target: Uri::parse("sip:far@192.0.2.5:5070").expect("uri"),
+            from: NameAddr::new(Uri::parse("sip:alice@127.0.0.1").expect("uri")),
+            call_id: call_id.into(),
+            local_tag: "ours".into(),
+            via: Via::new(
+                Transport::Udp,
+                Host::parse("127.0.0.1").expect("host"),
+                Some(5060),
+                "unused",
+            ),
+            branch_prefix: format!("z9hG4bK-{call_id}"),
+            contact: Uri::parse("sip:hotline@127.0.0.1:5060").expect("uri"),
+            media: LocalMedia {
+                advertised: "127.0.0.1".parse().expect("ip"),
+                rtp_port: 20002,
+                sdp_session_id: 7,
+                sdp_version: 1,
+                srtp: crate::sip::sdes::SrtpPolicy::Optional,
+                srtp_key: crate::media::srtp::MasterKey::from_bytes(&[0; 30]),
+            },
+            headers: Vec::new(),
+            timers: crate::sip::transaction::TimerConfig::default(),
+            refer: matches!(role, LegRole::Agent(_))
+                .then(|| Arc::new(TransferTargets::new(&["2XX".to_string()]).expect("patterns"))),
+        }
+    }
+
+    /// The far end's SDP answer.
+    const LEG_ANSWER: &str = "v=0\r\no=- 9 9 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+    /// The far end's response to `req` (a leg's INVITE, CANCEL or BYE), from its tag `far`.
+    fn far_reply(req: &Request, status: u16) -> Response {
+        let mut r = Response::for_request(req, status, "Reason");
+        r.headers.ensure_to_tag("far").expect("tag");
+        if (200..300).contains(&status) && req.method == Method::Invite {
+            r.headers
+                .push(HeaderName::Contact, "<sip:far@192.0.2.5:5070>");
+            r.set_body(
+                &ContentType::new("application", "sdp"),
+                LEG_ANSWER.as_bytes().to_vec(),
+            );
+        }
+        r
+    }
+
+    /// The requests of the leg `call_id` in `out`.
+    fn leg_requests(out: &[CallOutput], call_id: &str) -> Vec<Request> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::LegSend {
+                    call_id: id,
+                    out: LegOutput::Request(r) | LegOutput::Ack(r),
+                    ..
+                } if id == call_id => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The methods of the requests the legs sent in `out`, with their Call-IDs.
+    fn leg_methods(out: &[CallOutput]) -> Vec<(String, Method)> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::LegSend {
+                    call_id,
+                    out: LegOutput::Request(r) | LegOutput::Ack(r),
+                    ..
+                } => Some((call_id.clone(), r.method.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The statuses the legs answered the far ends' requests with in `out`.
+    fn leg_statuses(out: &[CallOutput]) -> Vec<u16> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::LegSend {
+                    out: LegOutput::Respond { resp, .. },
+                    ..
+                } => Some(resp.status),
+                _ => None,
+            })
+            .collect()
     }
 
     impl Pair {
@@ -1286,15 +1650,134 @@ Content-Length: {}\r\n\r\n{OFFER}",
                 core: CallCore::new(uas, script, via, "z9hG4bK-call".into()),
                 now,
                 out: Vec::new(),
+                placed: Vec::new(),
+                far_cseq: 1,
+                place_legs: true,
             };
             pair.drain();
             pair
         }
 
+        /// What the core put out; a leg it dials is placed at once, and what that makes
+        /// it say follows.
         fn drain(&mut self) -> Vec<CallOutput> {
-            let new: Vec<CallOutput> = std::iter::from_fn(|| self.core.poll_output()).collect();
-            self.out.extend(new.iter().cloned());
-            new
+            let mut all = Vec::new();
+            loop {
+                let new: Vec<CallOutput> = std::iter::from_fn(|| self.core.poll_output()).collect();
+                if new.is_empty() {
+                    break;
+                }
+                self.out.extend(new.iter().cloned());
+                for o in &new {
+                    if let CallOutput::Dial { role, .. } = o
+                        && self.place_legs
+                    {
+                        let call_id = format!("leg{}", self.placed.len() + 1);
+                        self.placed.push((role.clone(), call_id.clone()));
+                        let params = Box::new(leg_params(role, &call_id));
+                        self.core.handle(
+                            self.now,
+                            CallInput::LegPlaced {
+                                role: role.clone(),
+                                params,
+                                peer: far_peer(),
+                            },
+                        );
+                    }
+                }
+                all.extend(new);
+            }
+            all
+        }
+
+        /// The Call-ID of the last leg placed for `role`.
+        fn id(&self, role: &LegRole) -> String {
+            self.placed
+                .iter()
+                .rev()
+                .find(|(r, _)| r == role)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_else(|| panic!("no leg for {role:?}"))
+        }
+
+        /// The INVITE the leg `call_id` sent.
+        fn invite_of(&self, call_id: &str) -> Request {
+            leg_requests(&self.out, call_id)
+                .into_iter()
+                .find(|r| r.method == Method::Invite)
+                .expect("the leg's INVITE")
+        }
+
+        /// Hands the leg `call_id` what its far end sent.
+        fn leg_sip(&mut self, call_id: &str, input: LegInput) -> Vec<CallOutput> {
+            self.input(CallInput::LegSip {
+                call_id: call_id.into(),
+                input,
+            })
+        }
+
+        /// The far end of the leg `call_id` answers its INVITE with `status`.
+        fn far_answers(&mut self, call_id: &str, status: u16) -> Vec<CallOutput> {
+            let resp = far_reply(&self.invite_of(call_id), status);
+            self.leg_sip(call_id, LegInput::Response(resp))
+        }
+
+        /// The far end of the leg `call_id` sends `method` in the dialog.
+        fn far_request(
+            &mut self,
+            call_id: &str,
+            method: &str,
+            extra: &str,
+            body: &str,
+        ) -> Vec<CallOutput> {
+            let cseq = self.far_cseq;
+            self.far_cseq += 1;
+            let req = far_request(call_id, method, cseq, extra, body);
+            let key = TransactionKey::client(&format!("far-{method}-{cseq}"), method);
+            self.leg_sip(call_id, LegInput::Request { key, req })
+        }
+
+        /// The far end of the leg of `role` does what makes the leg report `news`, over
+        /// SIP into the leg's own machine: 180, 200 (with its SDP), a failure's status,
+        /// BYE, a re-INVITE (acknowledged), REFER. A role with no leg hears the news
+        /// directly, as if a leg of its own had sent it.
+        fn leg(&mut self, role: LegRole, news: LegNews) -> Vec<CallOutput> {
+            if !self.placed.iter().any(|(r, _)| *r == role) {
+                self.core.leg_news(self.now, role, news);
+                self.core.pump(Some(self.now));
+                return self.drain();
+            }
+            let id = self.id(&role);
+            match news {
+                LegNews::Ringing => self.far_answers(&id, 180),
+                LegNews::Answered => self.far_answers(&id, 200),
+                LegNews::Failed(f) => {
+                    let status = match f {
+                        LegFailure::Busy => 486,
+                        LegFailure::Declined => 603,
+                        LegFailure::NoAnswer => 480,
+                        LegFailure::Error { status, .. } => status,
+                    };
+                    self.far_answers(&id, status)
+                }
+                LegNews::HungUp => self.far_request(&id, "BYE", "", ""),
+                LegNews::Hold { on } => {
+                    let sdp = if on {
+                        LEG_ANSWER.replace("c=IN IP4 192.0.2.5", "c=IN IP4 0.0.0.0")
+                            + "a=sendonly\r\n"
+                    } else {
+                        LEG_ANSWER.to_owned()
+                    };
+                    let mut out =
+                        self.far_request(&id, "INVITE", "Content-Type: application/sdp\r\n", &sdp);
+                    let ack = far_request(&id, "ACK", self.far_cseq - 1, "", "");
+                    out.extend(self.leg_sip(&id, LegInput::Ack(ack)));
+                    out
+                }
+                LegNews::Refer { target } => {
+                    self.far_request(&id, "REFER", &format!("Refer-To: <{target}>\r\n"), "")
+                }
+            }
         }
 
         fn input(&mut self, i: CallInput) -> Vec<CallOutput> {
@@ -1329,6 +1812,31 @@ Content-Length: {}\r\n\r\n{OFFER}",
             p.sip(UasInput::Ack(in_dialog("ACK", 1, "", "")));
             p
         }
+    }
+
+    /// A request the far end of the leg `call_id` sends in its dialog.
+    fn far_request(call_id: &str, method: &str, cseq: u32, extra: &str, body: &str) -> Request {
+        request(&format!(
+            "{method} sip:hotline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5:5070;branch=z9hG4bK-f{method}{cseq}\r\n\
+From: <sip:far@192.0.2.5:5070>;tag=far\r\nTo: <sip:alice@127.0.0.1>;tag=ours\r\nCall-ID: {call_id}\r\n\
+CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    }
+
+    /// Whether the leg of `role` was let go and hung up: its CANCEL or BYE is out, or
+    /// waits for a provisional response (§9.1).
+    fn hung_up(p: &Pair, role: &LegRole) -> bool {
+        let id = p.id(role);
+        let sent = leg_methods(&p.out)
+            .iter()
+            .any(|(i, m)| *i == id && matches!(m, Method::Cancel | Method::Bye));
+        let waiting = p
+            .core
+            .legs
+            .iter()
+            .any(|l| l.sip.call_id() == id && l.role.is_none() && l.sip.is_closing());
+        p.core.leg_call_id(role).is_none() && (sent || waiting)
     }
 
     fn statuses(out: &[CallOutput]) -> Vec<u16> {
@@ -1541,17 +2049,8 @@ Content-Length: {}\r\n\r\n{OFFER}",
     #[test]
     fn a_transfer_rings_then_bridges_keys_go_to_the_far_end_and_its_hang_up_ends_the_call() {
         let (mut p, role, _) = transferring();
-        assert!(
-            p.input(CallInput::Leg {
-                role: role.clone(),
-                news: LegNews::Ringing
-            })
-            .is_empty()
-        );
-        let out = p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Answered,
-        });
+        assert!(p.leg(role.clone(), LegNews::Ringing).is_empty());
+        let out = p.leg(role.clone(), LegNews::Answered);
         assert!(ringback_stopped(&out));
         assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
         assert_eq!(p.core.bridged(), Some(&role));
@@ -1559,10 +2058,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         assert!(p.input(CallInput::Key('1')).is_empty());
         // The ring time no longer runs once answered.
         assert!(p.advance(Duration::from_secs(60)).is_empty());
-        let out = p.input(CallInput::Leg {
-            role,
-            news: LegNews::HungUp,
-        });
+        let out = p.leg(role, LegNews::HungUp);
         assert!(out.contains(&CallOutput::Unbridge));
         let bye = bye(&out).expect("BYE to the caller");
         let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
@@ -1574,10 +2070,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
     #[test]
     fn a_busy_transfer_target_sends_the_caller_to_on_failure() {
         let (mut p, role, _) = transferring();
-        let out = p.input(CallInput::Leg {
-            role,
-            news: LegNews::Failed(LegFailure::Busy),
-        });
+        let out = p.leg(role, LegNews::Failed(LegFailure::Busy));
         assert!(ringback_stopped(&out));
         assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
         assert!(p.core.bridged().is_none());
@@ -1588,22 +2081,37 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let (mut p, role, _) = transferring();
         assert!(p.advance(Duration::from_millis(19_999)).is_empty());
         let out = p.advance(Duration::from_millis(1));
-        assert!(out.contains(&CallOutput::HangUpLeg { role: role.clone() }));
+        assert!(hung_up(&p, &role));
         assert!(ringback_stopped(&out));
         assert_eq!(plays(&out).last().map(|p| p.1.as_str()), Some("thanks"));
-        // A late answer of the cancelled leg changes nothing.
+        // A late answer of the cancelled leg changes nothing for the call: the leg
+        // acknowledges it and hangs it up (§9.1).
+        let id = p.id(&role);
+        let out = p.leg(role, LegNews::Answered);
+        assert_eq!(
+            leg_methods(&out),
+            vec![(id.clone(), Method::Ack), (id, Method::Bye)]
+        );
         assert!(
-            p.input(CallInput::Leg {
-                role,
-                news: LegNews::Answered
-            })
-            .is_empty()
+            !out.iter()
+                .any(|o| matches!(o, CallOutput::Bridge { .. } | CallOutput::Media(_))),
+            "{out:?}"
         );
     }
 
     #[test]
     fn a_transfer_that_cannot_be_placed_goes_to_on_failure() {
-        let (mut p, role, _) = transferring();
+        let mut p = Pair::acked(Pair::with_flow(TRANSFER, Route::Found, Duration::ZERO));
+        p.place_legs = false;
+        let welcome = plays(&p.out)[0].0;
+        let out = p.input(CallInput::PlayFinished { id: welcome });
+        let role = out
+            .iter()
+            .find_map(|o| match o {
+                CallOutput::Dial { role, .. } => Some(role.clone()),
+                _ => None,
+            })
+            .expect("a dial");
         let out = p.input(CallInput::LegNotPlaced {
             role,
             why: "cannot resolve".into(),
@@ -1614,13 +2122,10 @@ Content-Length: {}\r\n\r\n{OFFER}",
     #[test]
     fn silence_from_the_bridged_leg_ends_both_sides() {
         let (mut p, role, _) = transferring();
-        p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Answered,
-        });
+        p.leg(role.clone(), LegNews::Answered);
         let out = p.input(CallInput::LegNoMedia);
         assert!(out.contains(&CallOutput::Unbridge));
-        assert!(out.contains(&CallOutput::HangUpLeg { role }));
+        assert!(hung_up(&p, &role));
         let bye = bye(&out).expect("BYE to the caller");
         let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
         assert_eq!(ended(&out).expect("ended").0, Some(Outcome::NoMedia));
@@ -1818,10 +2323,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
     fn queue_then_agent_then_bridge_then_the_survey_after_the_agent_hangs_up() {
         let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
         let role = offer(&mut p, "alice");
-        let out = p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Answered,
-        });
+        let out = p.leg(role.clone(), LegNews::Answered);
         assert_eq!(
             acd(&out),
             vec![AcdInput::OfferAnswered {
@@ -1839,10 +2341,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         assert_eq!(p.core.bridged(), Some(&role));
         // Talking to the agent: keys are relayed by the media, the flow hears none.
         assert!(p.input(CallInput::Key('1')).is_empty());
-        let out = p.input(CallInput::Leg {
-            role,
-            news: LegNews::HungUp,
-        });
+        let out = p.leg(role, LegNews::HungUp);
         assert!(out.contains(&CallOutput::Unbridge));
         assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
         assert_eq!(
@@ -1862,10 +2361,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
     fn talking_to_alice() -> (Pair, LegRole) {
         let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
         let role = offer(&mut p, "alice");
-        p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Answered,
-        });
+        p.leg(role.clone(), LegNews::Answered);
         p.input(CallInput::Queue(QueueNews::Connect {
             agent: "alice".into(),
             waited: Duration::from_secs(30),
@@ -1875,22 +2371,33 @@ Content-Length: {}\r\n\r\n{OFFER}",
         (p, role)
     }
 
-    fn notified(out: &[CallOutput]) -> Vec<(LegRole, u16)> {
-        out.iter()
-            .filter_map(|o| match o {
-                CallOutput::NotifyLeg { role, status, .. } => Some((role.clone(), *status)),
-                _ => None,
-            })
-            .collect()
+    /// The NOTIFYs the legs sent in `out`: to whose leg, and the status of their sipfrag.
+    fn notified(p: &Pair, out: &[CallOutput]) -> Vec<(LegRole, u16)> {
+        let mut got = Vec::new();
+        for (role, id) in &p.placed {
+            for r in leg_requests(out, id) {
+                if r.method != Method::Notify {
+                    continue;
+                }
+                let body = String::from_utf8_lossy(&r.body).into_owned();
+                let status = body
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .expect("a sipfrag status line");
+                got.push((role.clone(), status));
+            }
+        }
+        got
     }
 
     fn refer(p: &mut Pair, role: &LegRole) -> Vec<CallOutput> {
-        p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Refer {
+        p.leg(
+            role.clone(),
+            LegNews::Refer {
                 target: "sip:201@192.0.2.9".into(),
             },
-        })
+        )
     }
 
     fn story_has(p: &Pair, want: &StoryEvent) -> bool {
@@ -1901,7 +2408,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
     fn an_agents_refer_dials_the_target_and_its_answer_hands_the_caller_over() {
         let (mut p, alice) = talking_to_alice();
         let out = refer(&mut p, &alice);
-        assert_eq!(notified(&out), vec![(alice.clone(), 100)]);
+        assert_eq!(notified(&p, &out), vec![(alice.clone(), 100)]);
         assert!(out.contains(&CallOutput::Dial {
             role: LegRole::Referred,
             target: "sip:201@192.0.2.9".into(),
@@ -1910,19 +2417,11 @@ Content-Length: {}\r\n\r\n{OFFER}",
         // Agent and caller go on talking while the target rings.
         assert!(!out.contains(&CallOutput::Unbridge));
         assert_eq!(p.core.bridged(), Some(&alice));
-        p.input(CallInput::Leg {
-            role: LegRole::Referred,
-            news: LegNews::Ringing,
-        });
-        let out = p.input(CallInput::Leg {
-            role: LegRole::Referred,
-            news: LegNews::Answered,
-        });
-        assert_eq!(notified(&out), vec![(alice.clone(), 200)]);
+        p.leg(LegRole::Referred, LegNews::Ringing);
+        let out = p.leg(LegRole::Referred, LegNews::Answered);
+        assert_eq!(notified(&p, &out), vec![(alice.clone(), 200)]);
         assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
-        assert!(out.contains(&CallOutput::HangUpLeg {
-            role: alice.clone()
-        }));
+        assert!(hung_up(&p, &alice));
         assert!(out.contains(&CallOutput::Bridge {
             role: LegRole::Referred
         }));
@@ -1943,10 +2442,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
             }
         ));
         // The target hangs up: the call ends.
-        let out = p.input(CallInput::Leg {
-            role: LegRole::Referred,
-            news: LegNews::HungUp,
-        });
+        let out = p.leg(LegRole::Referred, LegNews::HungUp);
         assert!(out.contains(&CallOutput::Unbridge));
         assert!(bye(&out).is_some());
         assert_eq!(p.core.outcome(), Some(Outcome::FarEndHungUp));
@@ -1968,11 +2464,8 @@ Content-Length: {}\r\n\r\n{OFFER}",
     fn a_busy_target_is_notified_and_the_caller_stays_with_the_agent() {
         let (mut p, alice) = talking_to_alice();
         refer(&mut p, &alice);
-        let out = p.input(CallInput::Leg {
-            role: LegRole::Referred,
-            news: LegNews::Failed(LegFailure::Busy),
-        });
-        assert_eq!(notified(&out), vec![(alice.clone(), 486)]);
+        let out = p.leg(LegRole::Referred, LegNews::Failed(LegFailure::Busy));
+        assert_eq!(notified(&p, &out), vec![(alice.clone(), 486)]);
         assert!(acd(&out).is_empty());
         assert_eq!(p.core.bridged(), Some(&alice));
         assert!(p.core.in_queue());
@@ -1984,19 +2477,33 @@ Content-Length: {}\r\n\r\n{OFFER}",
         ));
         // The agent may try again.
         let out = refer(&mut p, &alice);
-        assert_eq!(notified(&out), vec![(alice, 100)]);
+        assert_eq!(notified(&p, &out), vec![(alice, 100)]);
     }
 
     #[test]
     fn a_second_refer_or_one_from_an_agent_not_talking_is_refused_and_nothing_is_dialled() {
         let (mut p, alice) = talking_to_alice();
         refer(&mut p, &alice);
+        // The phone's dialog refuses a second REFER while its first is under way.
         let out = refer(&mut p, &alice);
-        assert_eq!(notified(&out), vec![(alice, 503)]);
+        assert_eq!(leg_statuses(&out), vec![491]);
+        assert!(notified(&p, &out).is_empty());
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
+        // Should one reach the call all the same, the call refuses it with a NOTIFY.
+        p.core.leg_news(
+            p.now,
+            alice.clone(),
+            LegNews::Refer {
+                target: "sip:202@192.0.2.9".into(),
+            },
+        );
+        p.core.pump(Some(p.now));
+        let out = p.drain();
+        assert_eq!(notified(&p, &out), vec![(alice, 503)]);
         assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
         let bob = LegRole::Agent("bob".into());
         let out = refer(&mut p, &bob);
-        assert_eq!(notified(&out), vec![(bob, 503)]);
+        assert!(notified(&p, &out).is_empty(), "bob has no leg to tell");
         assert!(!out.iter().any(|o| matches!(o, CallOutput::Dial { .. })));
     }
 
@@ -2004,10 +2511,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
     fn the_agent_hanging_up_first_leaves_the_caller_with_ringback_until_the_answer() {
         let (mut p, alice) = talking_to_alice();
         refer(&mut p, &alice);
-        let out = p.input(CallInput::Leg {
-            role: alice.clone(),
-            news: LegNews::HungUp,
-        });
+        let out = p.leg(alice.clone(), LegNews::HungUp);
         assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
         assert!(out.contains(&CallOutput::Unbridge));
         assert!(
@@ -2017,11 +2521,8 @@ Content-Length: {}\r\n\r\n{OFFER}",
         // The flow is not sent on (no survey): the transfer proceeds.
         assert!(plays(&out).is_empty(), "{out:?}");
         assert!(bye(&out).is_none());
-        let out = p.input(CallInput::Leg {
-            role: LegRole::Referred,
-            news: LegNews::Answered,
-        });
-        assert!(notified(&out).is_empty());
+        let out = p.leg(LegRole::Referred, LegNews::Answered);
+        assert!(notified(&p, &out).is_empty());
         assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: RINGBACK_PLAY })));
         assert!(out.contains(&CallOutput::Bridge {
             role: LegRole::Referred
@@ -2032,15 +2533,10 @@ Content-Length: {}\r\n\r\n{OFFER}",
     fn an_unanswered_target_after_the_agent_left_ends_the_call_on_the_fake_clock() {
         let (mut p, alice) = talking_to_alice();
         refer(&mut p, &alice);
-        p.input(CallInput::Leg {
-            role: alice,
-            news: LegNews::HungUp,
-        });
+        p.leg(alice, LegNews::HungUp);
         assert!(bye(&p.advance(REFER_RING - Duration::from_millis(1))).is_none());
         let out = p.advance(Duration::from_millis(1));
-        assert!(out.contains(&CallOutput::HangUpLeg {
-            role: LegRole::Referred
-        }));
+        assert!(hung_up(&p, &LegRole::Referred));
         assert!(bye(&out).is_some(), "{out:?}");
         assert!(story_has(
             &p,
@@ -2058,10 +2554,10 @@ Content-Length: {}\r\n\r\n{OFFER}",
             key: key("bye"),
             req: in_dialog("BYE", 2, "", ""),
         });
-        assert!(out.contains(&CallOutput::HangUpLeg {
-            role: LegRole::Referred
-        }));
-        assert!(out.contains(&CallOutput::HangUpLeg { role: alice }));
+        assert!(hung_up(&p, &LegRole::Referred));
+        assert!(hung_up(&p, &alice));
+        // The agent's BYE goes out at once; the target's CANCEL waits for its ringing.
+        assert!(leg_methods(&out).contains(&(p.id(&alice), Method::Bye)));
     }
 
     #[test]
@@ -2090,10 +2586,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
         p.core.limit_length(p.now, Duration::from_secs(60));
         let role = offer(&mut p, "alice");
-        p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Answered,
-        });
+        p.leg(role.clone(), LegNews::Answered);
         p.input(CallInput::Queue(QueueNews::Connect {
             agent: "alice".into(),
             waited: Duration::from_secs(3),
@@ -2102,10 +2595,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         assert_eq!(p.core.bridged(), Some(&role));
         let out = p.advance(Duration::from_secs(60));
         assert!(bye(&out).is_some(), "the caller gets a BYE: {out:?}");
-        assert!(
-            out.contains(&CallOutput::HangUpLeg { role: role.clone() }),
-            "the agent's leg is hung up: {out:?}"
-        );
+        assert!(hung_up(&p, &role), "the agent's leg is hung up: {out:?}");
         assert!(p.core.bridged().is_none() || out.contains(&CallOutput::Unbridge));
         assert_eq!(p.core.outcome(), Some(Outcome::MaxCall));
     }
@@ -2130,10 +2620,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
         let role = offer(&mut p, "alice");
         p.advance(Duration::from_secs(3));
-        p.input(CallInput::Leg {
-            role: role.clone(),
-            news: LegNews::Answered,
-        });
+        p.leg(role.clone(), LegNews::Answered);
         p.input(CallInput::Queue(QueueNews::Connect {
             agent: "alice".into(),
             waited: Duration::from_secs(30),
@@ -2153,10 +2640,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         });
         p.sip(UasInput::Ack(in_dialog("ACK", 3, "", "")));
         p.advance(Duration::from_secs(4));
-        p.input(CallInput::Leg {
-            role,
-            news: LegNews::HungUp,
-        });
+        p.leg(role, LegNews::HungUp);
         let facts = CallFacts {
             call_id: "c1".into(),
             started_ms: 0,
@@ -2192,7 +2676,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         });
         assert_eq!(statuses(&out), vec![200]);
         assert_eq!(acd(&out), vec![AcdInput::CallerLeft { call: "c1".into() }]);
-        assert!(out.contains(&CallOutput::HangUpLeg { role }));
+        assert!(hung_up(&p, &role));
         assert_eq!(ended(&out).expect("ended").0, Some(Outcome::CallerHungUp));
     }
 
@@ -2748,7 +3232,7 @@ Content-Length: {}\r\n\r\n{OFFER}",
         let role = offer(&mut p, "carol");
         let out = p.input(CallInput::Key('2'));
         assert_eq!(acd(&out), vec![AcdInput::CallerLeft { call: "c1".into() }]);
-        assert!(out.contains(&CallOutput::HangUpLeg { role }), "{out:?}");
+        assert!(hung_up(&p, &role), "{out:?}");
         assert!(stops(&out).contains(&MUSIC_PLAY), "{out:?}");
         assert_eq!(
             plays(&out).last().map(|p| p.1.as_str()),
@@ -2872,5 +3356,218 @@ Content-Length: {}\r\n\r\n{OFFER}",
             out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
         }
         assert_eq!(ended(&out).expect("ended").0, Some(Outcome::AckTimeout));
+    }
+
+    /// The `LegSend`s of `out` with their Call-IDs and where they go.
+    fn leg_sends(out: &[CallOutput]) -> Vec<(String, Peer, LegOutput)> {
+        out.iter()
+            .filter_map(|o| match o {
+                CallOutput::LegSend { call_id, peer, out } => {
+                    Some((call_id.clone(), *peer, out.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leg_over(out: &[CallOutput], call_id: &str) -> bool {
+        out.contains(&CallOutput::LegOver {
+            call_id: call_id.into(),
+        })
+    }
+
+    #[test]
+    fn an_agents_leg_rings_answers_is_bridged_and_its_bye_is_answered_by_the_core() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let out = p.input(CallInput::Queue(QueueNews::Offer {
+            agent: "alice".into(),
+            contact: "sip:alice@192.0.2.7".into(),
+            via: None,
+        }));
+        let alice = LegRole::Agent("alice".into());
+        let id = p.id(&alice);
+        // The shell placed the leg; the core's own machine sends its INVITE to the peer.
+        let sends = leg_sends(&out);
+        let [(sent_id, peer, LegOutput::Request(invite))] = sends.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!((sent_id.as_str(), *peer), (id.as_str(), far_peer()));
+        assert_eq!(invite.method, Method::Invite);
+        assert_eq!(p.core.leg_call_id(&alice), Some(id.as_str()));
+        assert!(p.far_answers(&id, 180).is_empty(), "ringing is the place's");
+        let out = p.far_answers(&id, 200);
+        assert_eq!(leg_methods(&out), vec![(id.clone(), Method::Ack)]);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            CallOutput::LegMedia { call_id, media: LegMedia::Start(_) } if *call_id == id
+        )));
+        assert_eq!(
+            acd(&out),
+            vec![AcdInput::OfferAnswered {
+                call: "c1".into(),
+                agent: "alice".into()
+            }]
+        );
+        let out = p.input(CallInput::Queue(QueueNews::Connect {
+            agent: "alice".into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::ZERO,
+        }));
+        assert!(out.contains(&CallOutput::Bridge {
+            role: alice.clone()
+        }));
+        // The agent hangs up: the leg answers its BYE, the bridge ends, the leg is over.
+        let out = p.far_request(&id, "BYE", "", "");
+        assert_eq!(leg_statuses(&out), vec![200]);
+        assert!(out.contains(&CallOutput::Unbridge));
+        assert!(leg_over(&out, &id));
+        assert_eq!(acd(&out), vec![AcdInput::AgentLeft { call: "c1".into() }]);
+        assert_eq!(p.core.leg_call_id(&alice), None);
+        assert!(!p.core.legs_closing());
+        assert_eq!(
+            plays(&out).last().map(|p| p.1.as_str()),
+            Some("survey_question")
+        );
+    }
+
+    #[test]
+    fn a_busy_agent_fails_the_offer_and_its_leg_is_over() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let alice = offer(&mut p, "alice");
+        let id = p.id(&alice);
+        let out = p.far_answers(&id, 486);
+        // The INVITE's transaction acknowledges a non-2xx itself: nothing for the leg to send.
+        assert!(leg_methods(&out).is_empty(), "{out:?}");
+        assert!(acd(&out).iter().any(|i| matches!(
+            i,
+            AcdInput::OfferFailed { agent, .. } if agent == "alice"
+        )));
+        assert!(leg_over(&out, &id));
+        assert_eq!(p.core.leg_call_id(&alice), None);
+        // Still in line.
+        assert!(p.core.in_queue());
+    }
+
+    #[test]
+    fn a_ringing_agent_of_a_caller_who_hangs_up_is_cancelled_and_its_487_ends_the_leg() {
+        let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
+        let alice = offer(&mut p, "alice");
+        let id = p.id(&alice);
+        p.far_answers(&id, 180);
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        let cancel = leg_requests(&out, &id)
+            .into_iter()
+            .find(|r| r.method == Method::Cancel)
+            .expect("a CANCEL");
+        let invite = p.invite_of(&id);
+        assert_eq!(
+            cancel.headers.top_via().expect("via").branch(),
+            invite.headers.top_via().expect("via").branch(),
+            "a CANCEL matches its INVITE"
+        );
+        assert!(p.core.legs_closing(), "the INVITE's answer is awaited");
+        assert!(!leg_over(&out, &id));
+        // The call is over, but its leg still hears its answers.
+        assert!(ended(&p.out).is_some() || p.core.is_ending());
+        let out = p.leg_sip(&id, LegInput::Response(far_reply(&cancel, 200)));
+        assert!(!leg_over(&out, &id));
+        let out = p.far_answers(&id, 487);
+        assert!(leg_methods(&out).is_empty(), "the transaction ACKs the 487");
+        assert!(leg_over(&out, &id));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn a_transfer_connects_over_sip_and_the_callers_bye_ends_the_leg_with_ours() {
+        let (mut p, role, out) = transferring();
+        let id = p.id(&role);
+        assert!(
+            leg_methods(&out).contains(&(id.clone(), Method::Invite)),
+            "{out:?}"
+        );
+        p.far_answers(&id, 100);
+        p.far_answers(&id, 183);
+        let out = p.far_answers(&id, 200);
+        assert_eq!(leg_methods(&out), vec![(id.clone(), Method::Ack)]);
+        assert!(ringback_stopped(&out));
+        assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
+        assert!(
+            p.core
+                .story()
+                .entries
+                .iter()
+                .any(|e| matches!(&e.event, StoryEvent::TransferFinished { outcome } if outcome == "connected"))
+        );
+        // The caller hangs up: the bridge ends and the target gets our BYE.
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: in_dialog("BYE", 2, "", ""),
+        });
+        assert!(out.contains(&CallOutput::Unbridge));
+        let bye = leg_requests(&out, &id)
+            .into_iter()
+            .find(|r| r.method == Method::Bye)
+            .expect("our BYE to the target");
+        assert!(ended(&out).is_some());
+        assert!(p.core.legs_closing());
+        let out = p.leg_sip(&id, LegInput::Response(far_reply(&bye, 200)));
+        assert!(leg_over(&out, &id));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn a_cancelled_transfer_never_answered_is_given_up_on_the_calls_timer() {
+        let (mut p, role, _) = transferring();
+        let id = p.id(&role);
+        p.far_answers(&id, 180);
+        // The ring time runs out: CANCEL.
+        let out = p.advance(Duration::from_secs(20));
+        assert!(leg_methods(&out).contains(&(id.clone(), Method::Cancel)));
+        let at = p.now;
+        assert!(p.core.legs_closing());
+        // No final answer ever: 64*T1 later the leg gives up, on the call's own timer.
+        assert_eq!(
+            p.core.poll_timeout(),
+            Some(at + Duration::from_secs(32)),
+            "the leg's timer is the call's"
+        );
+        assert!(!leg_over(&p.advance(Duration::from_secs(31)), &id));
+        let out = p.advance(Duration::from_secs(1));
+        assert!(leg_over(&out, &id));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn an_agents_reinvite_is_answered_and_its_2xx_repeated_on_the_calls_timer() {
+        let (mut p, alice) = talking_to_alice();
+        let id = p.id(&alice);
+        let hold = LEG_ANSWER.replace("c=IN IP4 192.0.2.5", "c=IN IP4 0.0.0.0") + "a=sendonly\r\n";
+        let out = p.far_request(&id, "INVITE", "Content-Type: application/sdp\r\n", &hold);
+        assert_eq!(leg_statuses(&out), vec![200]);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            CallOutput::LegMedia {
+                media: LegMedia::Update { send: false, .. },
+                ..
+            }
+        )));
+        let ok = leg_sends(&out)
+            .into_iter()
+            .find_map(|(_, _, o)| match o {
+                LegOutput::Respond { resp, .. } => Some(resp),
+                _ => None,
+            })
+            .expect("the 200");
+        // No ACK: the call's timer repeats the 200 (T1), as the leg's machine asks.
+        let out = p.advance(Duration::from_millis(500));
+        assert!(
+            leg_sends(&out)
+                .iter()
+                .any(|(i, _, o)| *i == id && *o == LegOutput::Retransmit(ok.clone())),
+            "{out:?}"
+        );
     }
 }

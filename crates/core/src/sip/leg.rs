@@ -11,7 +11,9 @@
 //! the SDP session id and the branch prefix (each request's branch is `<prefix>-<n>`) are
 //! drawn by the shell. What it decides comes out of [`LegCore::poll_output`]: requests for
 //! new client transactions, ACKs and 2xx copies to send as they are, responses for server
-//! transactions, and [`LegEvent`]s for whoever placed the leg.
+//! transactions, and [`LegEvent`]s for whoever placed the leg. The call core
+//! (`call::core::CallCore`) holds one per leg a call placed; a call back's shell drives
+//! the one that dials the caller back, before that call's core exists.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -28,8 +30,8 @@ use crate::sip::uac::{
 };
 use crate::sip::uas::{CODECS, Ending, LocalMedia, Uas, UasEvent, UasInput, UasOutput};
 
-/// What a leg means to the call that placed it, once its shell has set up what the answer
-/// needs (the media session): the call decides what follows.
+/// What a leg means to the call that placed it (made from the leg's [`LegEvent`]s, once
+/// the media session of an answer was asked for): the call decides what follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LegNews {
     Ringing,
@@ -70,6 +72,9 @@ pub struct LegParams {
     pub headers: Vec<(String, String)>,
     /// T1 and T2: our 2xx copies, and how long a cancelled INVITE is waited for.
     pub timers: TimerConfig,
+    /// Whom the far end may transfer the call to by REFER once answered (an agent's leg
+    /// with `agent_transfers` configured); `None`: no REFER (405).
+    pub refer: Option<Arc<TransferTargets>>,
 }
 
 /// What the endpoint reports for the leg.
@@ -189,7 +194,7 @@ impl LegCore {
             uac,
             uas: None,
             adopted: false,
-            refer: None,
+            refer: p.refer,
             contact: p.contact,
             media: p.media,
             timers: p.timers,
@@ -572,6 +577,7 @@ mod tests {
             },
             headers: vec![("P-Asserted-Identity".into(), "<sip:+4930123@x>".into())],
             timers: TimerConfig::default(),
+            refer: None,
         });
         let out = drain(&mut core);
         let [LegOutput::Request(invite)] = out.as_slice() else {
