@@ -21,8 +21,8 @@ use crate::mailbox::Mailbox;
 use crate::media::clock::SessionId;
 use crate::media::ports::RtpPort;
 use crate::media::session::{MediaEvent, SessionCommand};
-use crate::sip::endpoint::{SipHandle, our_contact, our_via};
-use crate::sip::leg::{LegOutput, LegParams};
+use crate::sip::endpoint::{SipHandle, ToCall, our_contact, our_via};
+use crate::sip::leg::{LegInput, LegOutput, LegParams};
 use crate::sip::message::{Host, NameAddr, Uri};
 use crate::sip::random_token;
 use crate::sip::sdes::SrtpPolicy;
@@ -97,6 +97,19 @@ pub fn send(sip: &SipHandle, call_id: &str, peer: Peer, out: LegOutput) {
         LegOutput::Retransmit(resp) => sip.send_response(peer, resp),
         LegOutput::Event(_) => {}
     }
+}
+
+/// What the endpoint routed to a leg, as its SIP machine's input; `None` for what is
+/// never routed to a leg (the call that placed it ends it).
+pub fn leg_input(msg: ToCall) -> Option<LegInput> {
+    Some(match msg {
+        ToCall::Response(resp) => LegInput::Response(resp),
+        ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
+        ToCall::Request { key, req } => LegInput::Request { key, req },
+        ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
+        ToCall::Ack(ack) => LegInput::Ack(ack),
+        ToCall::Leg { .. } | ToCall::Shutdown => return None,
+    })
 }
 
 /// Whether requests to `uri` must go over TLS: a `sips:` URI, or `;transport=tls`.

@@ -34,7 +34,7 @@ use crate::queue::deliver::CallbackDial;
 use crate::queue::store::CallbackId;
 use crate::records::CallKind;
 use crate::sip::endpoint::ToCall;
-use crate::sip::leg::{LegCore, LegEvent, LegInput, LegNews};
+use crate::sip::leg::{LegCore, LegEvent, LegNews};
 use crate::sip::message::Method;
 use crate::sip::random_token;
 use crate::sip::transport::Peer;
@@ -125,14 +125,7 @@ impl Dialling {
         msg: ToCall,
         media_tx: &Mailbox<MediaEvent>,
     ) -> Option<LegNews> {
-        let input = match msg {
-            ToCall::Response(resp) => LegInput::Response(resp),
-            ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
-            ToCall::Request { key, req } => LegInput::Request { key, req },
-            ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
-            ToCall::Ack(ack) => LegInput::Ack(ack),
-            ToCall::Leg { .. } | ToCall::Shutdown => return None,
-        };
+        let input = crate::leg::leg_input(msg)?;
         self.sip.handle(Instant::now(), input);
         self.carry_out(deps, media_tx)
     }

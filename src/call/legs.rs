@@ -16,7 +16,7 @@ use crate::leg::{Dial, Leg};
 use crate::media::prompt::Prompt;
 use crate::media::session::MediaEvent;
 use crate::sip::endpoint::ToCall;
-use crate::sip::leg::{LegInput, LegParams};
+use crate::sip::leg::LegParams;
 use crate::sip::transport::Peer;
 
 impl Call {
@@ -93,14 +93,8 @@ impl Call {
     /// What the endpoint routed to the leg `leg_id`: for the core, which holds its SIP
     /// machine.
     pub(super) fn on_leg_sip(&mut self, leg_id: &str, msg: ToCall) {
-        let input = match msg {
-            ToCall::Response(resp) => LegInput::Response(resp),
-            ToCall::RequestTimeout { key } => LegInput::RequestTimeout { key },
-            ToCall::Request { key, req } => LegInput::Request { key, req },
-            ToCall::Cancel { key, req } => LegInput::Cancel { key, req },
-            ToCall::Ack(ack) => LegInput::Ack(ack),
-            // Never routed to a leg: the call that placed it ends it.
-            ToCall::Leg { .. } | ToCall::Shutdown => return,
+        let Some(input) = crate::leg::leg_input(msg) else {
+            return;
         };
         self.input(CallInput::LegSip {
             call_id: leg_id.to_owned(),

@@ -1429,7 +1429,7 @@ mod tests {
     use crate::flow::load::{AnyPrompt, FlowSource, compile_flows};
     use crate::flow::machine::CallContext;
     use crate::flow::story::{KeyUse, StoryEvent};
-    use crate::sip::message::{ContentType, HeaderName, Host, Method, NameAddr, Transport, Uri};
+    use crate::sip::message::{ContentType, HeaderName, Host, Method, Transport, Uri};
     use crate::sip::refer::TransferTargets;
     use crate::sip::uac::LegFailure;
     use crate::sip::uas::test_requests::{OFFER, in_dialog, invite_with, request};
@@ -1524,35 +1524,17 @@ Content-Length: {}\r\n\r\n{OFFER}",
     /// the caller to `2XX`.
     fn leg_params(role: &LegRole, call_id: &str) -> LegParams {
         LegParams {
-            target: Uri::parse("sip:far@192.0.2.5:5070").expect("uri"),
-            from: NameAddr::new(Uri::parse("sip:alice@127.0.0.1").expect("uri")),
-            call_id: call_id.into(),
-            local_tag: "ours".into(),
-            via: Via::new(
-                Transport::Udp,
-                Host::parse("127.0.0.1").expect("host"),
-                Some(5060),
-                "unused",
-            ),
-            branch_prefix: format!("z9hG4bK-{call_id}"),
-            contact: Uri::parse("sip:hotline@127.0.0.1:5060").expect("uri"),
-            media: LocalMedia {
-                advertised: "127.0.0.1".parse().expect("ip"),
-                rtp_port: 20002,
-                sdp_session_id: 7,
-                sdp_version: 1,
-                srtp: crate::sip::sdes::SrtpPolicy::Optional,
-                srtp_key: crate::media::srtp::MasterKey::from_bytes(&[0; 30]),
-            },
-            headers: Vec::new(),
-            timers: crate::sip::transaction::TimerConfig::default(),
             refer: matches!(role, LegRole::Agent(_))
                 .then(|| Arc::new(TransferTargets::new(&["2XX".to_string()]).expect("patterns"))),
+            ..crate::sip::leg::fixtures::params(
+                call_id,
+                "sip:far@192.0.2.5:5070",
+                "sip:alice@127.0.0.1",
+            )
         }
     }
 
-    /// The far end's SDP answer.
-    const LEG_ANSWER: &str = "v=0\r\no=- 9 9 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    use crate::sip::leg::fixtures::ANSWER as LEG_ANSWER;
 
     /// The far end's response to `req` (a leg's INVITE, CANCEL or BYE), from its tag `far`.
     fn far_reply(req: &Request, status: u16) -> Response {

@@ -538,26 +538,22 @@ fn branched(via: &Via, prefix: &str, n: &mut u64) -> Via {
     via
 }
 
+/// A leg with every id fixed and a far end's answer, for the tests of a leg and of the
+/// call core that holds legs.
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
+pub(crate) mod fixtures {
     use super::*;
-    use crate::sip::message::{ContentType, Host, Transport};
-    use crate::sip::uas::test_requests::request;
+    use crate::sip::message::{Host, Transport};
 
     /// The far end's SDP answer.
-    const ANSWER: &str = "v=0\r\no=- 9 9 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    pub const ANSWER: &str = "v=0\r\no=- 9 9 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 
-    fn key(name: &str, method: &str) -> TransactionKey {
-        TransactionKey::client(name, method)
-    }
-
-    fn leg() -> (LegCore, Request) {
-        let mut core = LegCore::new(LegParams {
-            target: Uri::parse("sip:agent@192.0.2.5:5070").expect("uri"),
-            from: NameAddr::new(Uri::parse("sip:+4930123@127.0.0.1").expect("uri")),
-            call_id: "leg-1".into(),
+    /// A leg `call_id` from `from` to `target`, over UDP from 127.0.0.1:5060.
+    pub fn params(call_id: &str, target: &str, from: &str) -> LegParams {
+        LegParams {
+            target: Uri::parse(target).expect("uri"),
+            from: NameAddr::new(Uri::parse(from).expect("uri")),
+            call_id: call_id.into(),
             local_tag: "ours".into(),
             via: Via::new(
                 Transport::Udp,
@@ -565,7 +561,7 @@ mod tests {
                 Some(5060),
                 "unused",
             ),
-            branch_prefix: "z9hG4bK-leg".into(),
+            branch_prefix: format!("z9hG4bK-{call_id}"),
             contact: Uri::parse("sip:hotline@127.0.0.1:5060").expect("uri"),
             media: LocalMedia {
                 advertised: "127.0.0.1".parse().expect("ip"),
@@ -575,9 +571,36 @@ mod tests {
                 srtp: crate::sip::sdes::SrtpPolicy::Optional,
                 srtp_key: crate::media::srtp::MasterKey::from_bytes(&[0; 30]),
             },
-            headers: vec![("P-Asserted-Identity".into(), "<sip:+4930123@x>".into())],
+            headers: Vec::new(),
             timers: TimerConfig::default(),
             refer: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sip::message::ContentType;
+    use crate::sip::uas::test_requests::request;
+
+    use super::fixtures::ANSWER;
+
+    fn key(name: &str, method: &str) -> TransactionKey {
+        TransactionKey::client(name, method)
+    }
+
+    fn leg() -> (LegCore, Request) {
+        let mut core = LegCore::new(LegParams {
+            branch_prefix: "z9hG4bK-leg".into(),
+            headers: vec![("P-Asserted-Identity".into(), "<sip:+4930123@x>".into())],
+            ..fixtures::params(
+                "leg-1",
+                "sip:agent@192.0.2.5:5070",
+                "sip:+4930123@127.0.0.1",
+            )
         });
         let out = drain(&mut core);
         let [LegOutput::Request(invite)] = out.as_slice() else {
