@@ -22,20 +22,6 @@ use hotline_load::caller::{CallMedia, KeyMethod, Offer, Phone};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-const FLOW: &str = "start: q
-steps:
-  q:
-    queue: support
-    on_timeout: sorry
-    on_callback: noted
-  sorry:
-    play: advisors_busy
-    next: hangup
-  noted:
-    play: goodbye
-    next: hangup
-";
-
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hotline-fraud-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -51,7 +37,7 @@ async fn serve(dir: &Path, rtp: &str, network: SocketAddr) -> RunningServer {
 
 /// `serve`, with `extra` added to hotline.yaml.
 async fn serve_with(dir: &Path, rtp: &str, network: SocketAddr, extra: &str) -> RunningServer {
-    std::fs::write(dir.join("flows/main.yaml"), FLOW).unwrap();
+    std::fs::write(dir.join("flows/main.yaml"), common::CALLBACK_FLOW).unwrap();
     std::fs::write(
         dir.join("hotline.yaml"),
         format!(

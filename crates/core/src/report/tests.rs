@@ -144,6 +144,13 @@ impl CallBuilder {
             json!({ "queue": queue, "outcome": outcome, "wait_ms": wait_ms }),
         )
     }
+    /// The caller asks to be called back `wait_ms` after joining at `joined_at`:
+    /// `callback_requested`, then `queue_left` with outcome `callback`.
+    fn asked_callback(self, joined_at: i64, queue: &str, wait_ms: i64) -> Self {
+        let at = joined_at + wait_ms;
+        self.event(at, "callback_requested", json!({ "queue": queue }))
+            .left(at, queue, "callback", wait_ms)
+    }
     /// An agent answers after `wait_ms` in the queue, joined at `joined_at`, and talks
     /// `talk_ms`: `agent_answered`, `queue_left`, then `agent_ended`.
     fn served(
@@ -423,12 +430,7 @@ fn queue_set() -> Set {
     // Asked to be called back after 30 s.
     let c8 = call("c8", "208", t)
         .joined(j, "support")
-        .event(
-            j + 30000,
-            "callback_requested",
-            json!({ "queue": "support" }),
-        )
-        .left(j + 30000, "support", "callback", 30000)
+        .asked_callback(j, "support", 30000)
         .ended(j + 40000, Callback);
     // The call back for c8: answered by bob after 2 s, 40 s talk. Not offered again.
     let c9 = call("c9", "208", t + HOUR)
@@ -1023,12 +1025,7 @@ fn an_unanswered_call_back_is_counted_in_its_queue_and_nowhere_else() {
     let j = 10 * SECOND;
     let asked = call("a1", "401", 0)
         .joined(j, "support")
-        .event(
-            j + 5000,
-            "callback_requested",
-            json!({ "queue": "support" }),
-        )
-        .left(j + 5000, "support", "callback", 5000)
+        .asked_callback(j, "support", 5000)
         .ended(j + 8000, CallOutcome::Callback);
     let mut tried = call("a1-try1", "401", HOUR)
         .kind(CallKind::Callback)

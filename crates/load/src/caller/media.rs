@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -425,20 +425,23 @@ fn clock() -> &'static Sender<Arc<Mutex<State>>> {
 }
 
 fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
-    let mut calls: Vec<Arc<Mutex<State>>> = Vec::new();
+    // Each call with its socket's descriptor (fixed for the call's life).
+    let mut calls: Vec<(RawFd, Arc<Mutex<State>>)> = Vec::new();
     let mut buf = vec![0u8; 2048];
     let mut cmsg = nix::cmsg_space!(TimeSpec);
     // Where io_uring is missing (or fails), one system call per packet.
     let mut ring = Uring::new().ok();
-    let mut failed_ring = None;
+    // A ring that failed is kept, never used again: the kernel may still hold its buffers.
+    let mut _failed_ring = None;
     let tick = Duration::from_millis(20);
     let mut next = Instant::now() + tick;
     loop {
         while let Ok(s) = rx.try_recv() {
+            let fd = lock(&s).socket.as_raw_fd();
             if let Some(r) = ring.as_mut() {
-                r.register(lock(&s).socket.as_raw_fd());
+                r.register(fd);
             }
-            calls.push(s);
+            calls.push((fd, s));
         }
         let now = Instant::now();
         let due = next - tick;
@@ -450,25 +453,23 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
         let fresh_after = clock_gettime(ClockId::CLOCK_REALTIME)
             .ok()
             .map(|t| realtime(t).saturating_sub(tick));
-        calls.retain(|c| {
-            let s = lock(c);
-            let keep = !s.closed && Arc::strong_count(c) > 1;
+        calls.retain(|(fd, c)| {
+            let keep = !lock(c).closed && Arc::strong_count(c) > 1;
             if !keep && let Some(r) = ring.as_mut() {
                 // Before the socket closes: a registered socket stays open.
-                r.unregister(s.socket.as_raw_fd());
+                r.unregister(*fd);
             }
             keep
         });
         match ring.as_mut() {
             Some(r) => {
                 if serve_batched(r, &calls, now, fresh_after).is_err() {
-                    // Kept, never used again: the kernel may still hold its buffers.
                     r.unregister_all();
-                    failed_ring = ring.take();
+                    _failed_ring = ring.take();
                 }
             }
             None => {
-                for c in &calls {
+                for (_, c) in &calls {
                     let mut s = lock(c);
                     receive(&mut s, &mut buf, &mut cmsg, now, fresh_after);
                     if let Some((len, remote)) = next_packet(&mut s, &mut buf)
@@ -491,7 +492,6 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
             next = after;
         }
         next += tick;
-        let _ = &failed_ring;
     }
 }
 
@@ -500,7 +500,7 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
 /// newest, see `hear`), then every call's frame goes out in one submission.
 fn serve_batched(
     ring: &mut Uring,
-    calls: &[Arc<Mutex<State>>],
+    calls: &[(RawFd, Arc<Mutex<State>>)],
     now: Instant,
     fresh_after: Option<Duration>,
 ) -> std::io::Result<()> {
@@ -511,23 +511,22 @@ fn serve_batched(
         }
         ring.clear_recvs();
         for i in again.drain(..) {
-            ring.queue_recv(i as u64, lock(&calls[i]).socket.as_raw_fd());
+            ring.queue_recv(i as u64, calls[i].0);
         }
         // The sockets are the calls', which `calls` keeps alive until this returns.
         ring.receive()?;
         for r in ring.received() {
             let i = r.token as usize;
-            if !hear(&mut lock(&calls[i]), r.data, r.arrived, now, fresh_after) {
+            if !hear(&mut lock(&calls[i].1), r.data, r.arrived, now, fresh_after) {
                 again.push(i);
             }
         }
     }
     ring.clear_recvs();
-    for c in calls {
+    for (fd, c) in calls {
         let mut s = lock(c);
-        let fd = s.socket.as_raw_fd();
         let mut queued = false;
-        ring.queue_send_with(fd, |buf| {
+        ring.queue_send_with(*fd, |buf| {
             let p = next_packet(&mut s, buf);
             queued = p.is_some();
             p
