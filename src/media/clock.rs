@@ -846,15 +846,20 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         again.clear();
-        again.extend(sessions.keys().copied());
-        for _ in 0..MAX_READS_PER_SOCKET {
-            if again.is_empty() {
-                break;
-            }
-            ring.clear_recvs();
-            for id in again.drain(..) {
-                if let Some(s) = sessions.get(&id) {
-                    ring.queue_recv(id, s.port.socket.as_raw_fd());
+        ring.clear_recvs();
+        for (id, s) in sessions.iter() {
+            ring.queue_recv(*id, s.port.socket.as_raw_fd());
+        }
+        for pass in 0..MAX_READS_PER_SOCKET {
+            if pass > 0 {
+                if again.is_empty() {
+                    break;
+                }
+                ring.clear_recvs();
+                for id in again.drain(..) {
+                    if let Some(s) = sessions.get(&id) {
+                        ring.queue_recv(id, s.port.socket.as_raw_fd());
+                    }
                 }
             }
             // The sockets are the sessions', and no session leaves before this returns.
