@@ -290,10 +290,10 @@ impl Leg {
         send(&self.sip, &self.call_id, self.peer, out)
     }
 
-    /// Hands the leg's media session to a call that carries on with it as its own (a call
-    /// back answered).
-    pub(crate) fn take_session(&mut self) -> Option<SessionId> {
-        self.session.take()
+    /// Hands the leg's RTP port to a call that makes the leg's media its own (a call back,
+    /// whose caller's media is the call's).
+    pub(crate) fn take_port(&mut self) -> Option<RtpPort> {
+        self.port.take()
     }
 
     /// The leg was answered with `agreed`: its media session starts on the RTP port taken

@@ -1,12 +1,11 @@
 //! A call's task: one inbox that every source posts to ([`CallMsg`]), one sleep (until the
-//! earliest of the core's timers, which cover its legs', and a call back's dialling
-//! leg's), and a loop that carries out what the [`CallCore`] decides: SIP through the
-//! endpoint (the caller's and the legs'), media commands to the media clock, HTTP and
-//! recordings as IO whose results come back to the same inbox.
+//! earliest of the core's timers, which cover its legs'), and a loop that carries out what
+//! the [`CallCore`] decides: SIP through the endpoint (the caller's and the legs'), media
+//! commands to the media clock, HTTP and recordings as IO whose results come back to the
+//! same inbox.
 //!
 //! What the core asks that waits on the network (placing a leg, joining a queue) is
-//! carried out between messages (see `legs`, `queue`), and a call back's dialling before
-//! its core exists (see `callback`), all fed from the same inbox.
+//! carried out between messages (see `legs`, `queue`), fed from the same inbox.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -18,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::core::{CallCore, CallInput, CallOutput, LegRole, MediaCommand, RINGBACK_PLAY, Script};
-use super::{CallDeps, Live, Outcome, advertised_ip, answer_params, callback};
+use super::{CallDeps, Live, Outcome, advertised_ip, answer_params};
 use crate::flow::machine::{Action, Audio, CallContext, Event, FlowMachine, HttpFailure};
 use crate::flow::machine::{RecordEnd, RequestId};
 use crate::leg::Leg;
@@ -111,7 +110,7 @@ impl Inbox {
 const LEGS_CLOSE_AT_MOST: Duration = Duration::from_secs(34);
 
 /// What the loop carries out between messages (it may wait on the network).
-pub(super) enum Pending {
+enum Pending {
     Dial(LegRole, String, Option<Peer>),
     Join {
         id: RequestId,
@@ -127,7 +126,16 @@ pub(super) enum Origin {
     /// The caller called (the call's UAS answers its INVITE).
     Called,
     /// hotline called the caller back (see `callback`).
-    CalledBack(callback::CalledBack),
+    CalledBack(CalledBack),
+}
+
+/// What a call back keeps of its beginning (see `callback`).
+pub(super) struct CalledBack {
+    pub(super) id: crate::queue::store::CallbackId,
+    /// How the call is listed for the admin once the caller answers.
+    pub(super) listing: Option<crate::registry::NewLiveCall>,
+    /// The ACD knows how the attempt went: the caller is back in line, or it failed.
+    pub(super) settled: bool,
 }
 
 /// What a call is made of when it starts; the rest of [`Call`] starts empty.
@@ -171,12 +179,12 @@ pub(super) struct Call {
     pub(super) legs: Vec<Leg>,
     /// The Call-ID of the leg the caller's media is bridged to.
     pub(super) bridged_to: Option<String>,
-    /// The call back's dialling leg was let go (the call is ending).
+    /// What ends with the call was let go (a call back's attempt settled with the ACD).
     torn_down: bool,
     /// The core ended the call; its outcome and story.
     ended: Option<(Option<Outcome>, crate::flow::story::CallStory)>,
     /// Lists the call for the admin until the call is dropped.
-    registration: Option<crate::registry::Registration>,
+    pub(super) registration: Option<crate::registry::Registration>,
     /// The call's record, for calls that have one (not feature codes).
     pub(super) recorder: Option<Recorder>,
     /// `finish` ran: everything is released. A call dropped without it failed (its task
@@ -346,8 +354,8 @@ impl Call {
         let (via, branches) = via_and_branches(&nc.peer, advertised);
         let (script, broken) = match machine {
             Some(Ok(m)) => (Script::Flow(m), None),
-            Some(Err(e)) => (Script::Queue, Some(e)),
-            None => (Script::Queue, None),
+            Some(Err(e)) => (Script::Nothing, Some(e)),
+            None => (Script::Nothing, None),
         };
         let mut core = CallCore::new(uas, script, via, branches);
         let mut recorder = Recorder::new(CallKind::Inbound, &call_id, &caller, &dialed);
@@ -355,7 +363,7 @@ impl Call {
         recorder.facts.flow_version = live.version.to_string();
         recorder.facts.language = core.language().unwrap_or_default().to_owned();
         let registration = match (&flow_name, broken) {
-            (Some(flow), None) if !core.uas().is_over() => {
+            (Some(flow), None) if !core.uas().is_some_and(Uas::is_over) => {
                 Some(deps.registry.register(crate::registry::NewLiveCall {
                     call_id: call_id.clone(),
                     caller: caller.clone(),
@@ -490,14 +498,10 @@ impl Call {
                     break;
                 }
             }
-            let deadline = [
-                self.core.poll_timeout(),
-                self.callback_leg_timeout(),
-                legs_until,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let deadline = [self.core.poll_timeout(), legs_until]
+                .into_iter()
+                .flatten()
+                .min();
             match self.inbox.next(deadline).await {
                 Some(m) => self.on_message(m).await,
                 None => self.on_timeout(),
@@ -506,14 +510,12 @@ impl Call {
         self.finish();
     }
 
-    /// The sleep is over: the core's timers (its legs' among them) and a call back's
-    /// dialling leg's that are due fire.
+    /// The sleep is over: the core's timers (its legs' among them) that are due fire.
     fn on_timeout(&mut self) {
         let now = Instant::now();
         if self.core.poll_timeout().is_some_and(|d| d <= now) {
             self.core.handle_timeout(now);
         }
-        self.callback_leg_due(now);
     }
 
     async fn on_message(&mut self, m: CallMsg) {
@@ -531,9 +533,23 @@ impl Call {
     }
 
     /// What the endpoint routed to the call: the caller's dialog's, a leg's, or a call
-    /// back's own INVITE's.
+    /// back's own leg's (everything while it rings, the answers to its INVITE after).
     fn on_sip(&mut self, m: ToCall) {
         use crate::sip::uas::UasInput;
+        let own_leg = match &m {
+            ToCall::Leg { .. } | ToCall::Shutdown => false,
+            ToCall::Response(r) => {
+                self.core.uas().is_none()
+                    || r.headers
+                        .cseq()
+                        .is_ok_and(|c| c.method == crate::sip::message::Method::Invite)
+            }
+            _ => self.core.uas().is_none(),
+        };
+        if own_leg {
+            let id = self.call_id.clone();
+            return self.on_leg_sip(&id, m);
+        }
         let input = match m {
             ToCall::Request { key, req } => {
                 if req.method == crate::sip::message::Method::Info && carries_key(&req) {
@@ -560,13 +576,6 @@ impl Call {
                 return;
             }
             ToCall::RequestTimeout { .. } => UasInput::RequestTimeout,
-            ToCall::Response(r)
-                if r.headers
-                    .cseq()
-                    .is_ok_and(|c| c.method == crate::sip::message::Method::Invite) =>
-            {
-                return self.called_back_response(r);
-            }
             ToCall::Response(r) => UasInput::Response(r),
             ToCall::Leg { call_id, msg } => return self.on_leg_sip(&call_id, *msg),
             ToCall::Shutdown => return self.input(CallInput::HangUp(Outcome::Interrupted)),
@@ -581,7 +590,6 @@ impl Call {
                 self.deps.metrics().key(source);
                 self.input(CallInput::Key(key.as_char()));
             }
-            MediaEvent::PlayFinished { id } if id == callback::INTRO_PLAY => self.intro_finished(),
             MediaEvent::PlayFinished { id } => self.input(CallInput::PlayFinished { id }),
             MediaEvent::Recorded(rec) => self.recorded(rec),
             MediaEvent::NoMedia => {
@@ -633,7 +641,11 @@ impl Call {
                 }
                 CallOutput::Unbridge => self.end_bridge(),
                 CallOutput::Answered => {
-                    info!(late_offer = self.core.uas().offer().is_none(), "answered");
+                    info!(
+                        late_offer = self.core.uas().is_some_and(|u| u.offer().is_none()),
+                        "answered"
+                    );
+                    self.called_back_answered();
                     self.record_begin(None);
                 }
                 CallOutput::Refused { status: 487 } => {
@@ -644,6 +656,7 @@ impl Call {
                     info!(status, "call refused");
                     self.record_begin(Some(status));
                 }
+                CallOutput::Unreached { why } => self.called_back_unreached(&why),
                 CallOutput::Ended { outcome, story } => {
                     self.ended_by_engine(outcome);
                     // Written now: the legs' last answers, awaited below, change nothing.
@@ -716,7 +729,11 @@ impl Call {
                 );
                 self.session = Some(id);
                 // A late offer's media starts with the ACK that has already arrived.
-                if self.core.uas().state() == crate::sip::uas::UasState::Confirmed {
+                if self
+                    .core
+                    .uas()
+                    .is_some_and(|u| u.state() == crate::sip::uas::UasState::Confirmed)
+                {
                     self.media(SessionCommand::Confirmed);
                 }
             }
@@ -767,7 +784,7 @@ impl Call {
             }
             MediaCommand::Ringback { ring_for } => self.media(SessionCommand::Play {
                 id: RINGBACK_PLAY,
-                prompts: super::legs::ringback(ring_for),
+                prompts: Prompt::ringback(ring_for),
                 barge_in: false,
             }),
             MediaCommand::StopRecording { id } => self.media(SessionCommand::StopRecording { id }),
@@ -920,11 +937,6 @@ impl Call {
             }
             .in_current_span(),
         );
-    }
-
-    /// Something for the loop to carry out next.
-    pub(super) fn push_pending(&mut self, p: Pending) {
-        self.pending.push_back(p);
     }
 
     /// Where a leg's media events go (the call's inbox).

@@ -6,14 +6,11 @@
 //! runs their media sessions, bridges the caller to the one the core names, and frees a
 //! leg once the core says it is over.
 
-use std::time::Duration;
-
 use tracing::{debug, info, warn};
 
 use super::actor::Call;
 use super::core::{CallInput, LegMedia, LegRole};
 use crate::leg::{Dial, Leg};
-use crate::media::prompt::Prompt;
 use crate::media::session::MediaEvent;
 use crate::sip::endpoint::ToCall;
 use crate::sip::leg::LegParams;
@@ -178,15 +175,4 @@ impl Call {
             self.deps.media.unbridge(a);
         }
     }
-}
-
-/// A ringback cadence (425 Hz, one second on, four off) long enough for `timeout`.
-pub(super) fn ringback(timeout: Duration) -> Vec<Prompt> {
-    let cycles = (timeout.as_secs() / 5 + 1).min(120);
-    let mut out = Vec::with_capacity(cycles as usize * 2);
-    for _ in 0..cycles {
-        out.push(Prompt::tone(425.0, Duration::from_secs(1), -13.0));
-        out.push(Prompt::silence(Duration::from_secs(4)));
-    }
-    out
 }

@@ -24,6 +24,12 @@
 //! A transfer is the core's (ringback, the ring time, bridging, what the flow is told),
 //! and so is the call's place in a queue ([`QueuePlace`]): the shell only puts the call in
 //! line with the ACD ([`CallOutput::JoinQueue`]) and passes the ACD's news in.
+//!
+//! A call back ([`CallCore::call_back`]) begins as a leg of its own ([`LegRole::CallBack`])
+//! that rings the caller until the queue's ring time is up. Once the caller answers, the
+//! leg's dialog becomes the call's (the leg only acknowledges a repeated 2xx), the caller
+//! hears who is calling and the call goes back in line; an attempt that is not answered
+//! ends with [`CallOutput::Unreached`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -60,6 +66,8 @@ pub enum LegRole {
     Agent(String),
     /// The target an agent's REFER named (a blind transfer by the agent's phone).
     Referred,
+    /// The caller, called back: once answered, its dialog is the call's own.
+    CallBack,
 }
 
 /// How long the target of an agent's transfer may ring before it counts as unanswered:
@@ -84,6 +92,10 @@ struct Transfer {
     rings_until: Option<Instant>,
 }
 
+/// The play id of a call back's introduction ("this is your call back"), said to the
+/// caller who answers before the call goes back in line.
+pub const INTRO_PLAY: u64 = u64::MAX - 4;
+
 /// The play id of a feature code's tones (a flow's plays count up from 1 too, but a call
 /// runs one or the other).
 pub const TONES_PLAY: u64 = 1;
@@ -100,9 +112,55 @@ pub enum Script {
     Flow(FlowMachine),
     /// These sounds, then hang up (a feature code's confirmation).
     Tones(Vec<Audio>),
-    /// Nothing of its own but a place in a queue (a call back); the call ends when its
-    /// time in line does.
-    Queue,
+    /// A call back: the introduction, then back in line in `queue`; the call ends when
+    /// its time in line does.
+    CallBack { queue: String, intro: Vec<Audio> },
+    /// Nothing: a call refused before it could run anything (no route, a flow that is not
+    /// loaded).
+    Nothing,
+}
+
+/// What a call back is placed with (see [`CallCore::call_back`]).
+#[derive(Debug, Clone)]
+pub struct CallBack {
+    /// Everything the leg's SIP machine needs (the shell resolved the caller's number,
+    /// took the RTP port and drew the random ids), and where its messages go.
+    pub leg: LegParams,
+    pub peer: Peer,
+    /// How long the caller's phone may ring.
+    pub ring_for: Duration,
+    /// The queue the caller goes back to.
+    pub queue: String,
+    /// What the caller hears first once they answer.
+    pub intro: Vec<Audio>,
+}
+
+/// The caller's side of the call. One per call, in place: the variants' sizes do not
+/// matter.
+#[allow(clippy::large_enum_variant)]
+enum Caller {
+    /// The caller's dialog: the INVITE they sent, or a call back's once answered.
+    Dialog(Uas),
+    /// A call back rings the caller (its leg has [`LegRole::CallBack`]) until then.
+    Ringing(Instant),
+    /// The call back was not answered; the call is over.
+    Unreached,
+}
+
+impl Caller {
+    fn uas(&self) -> Option<&Uas> {
+        match self {
+            Caller::Dialog(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    fn uas_mut(&mut self) -> Option<&mut Uas> {
+        match self {
+            Caller::Dialog(u) => Some(u),
+            _ => None,
+        }
+    }
 }
 
 /// What the call hears.
@@ -267,6 +325,11 @@ pub enum CallOutput {
     Refused {
         status: u16,
     },
+    /// The call back was not answered (or not usable): the attempt failed, for `why`.
+    /// [`CallOutput::Ended`] follows.
+    Unreached {
+        why: String,
+    },
     /// The call is over; nothing more comes out.
     Ended {
         outcome: Option<Outcome>,
@@ -275,7 +338,7 @@ pub enum CallOutput {
 }
 
 pub struct CallCore {
-    uas: Uas,
+    caller: Caller,
     script: Script,
     /// Our Via without its branch, and the branch prefix the shell drew.
     via: Via,
@@ -312,8 +375,38 @@ impl CallCore {
     /// A call for the INVITE `uas` was made from, running `script` once answered. `via`
     /// is our Via for requests; each gets the branch `<branch_prefix>-<n>`.
     pub fn new(uas: Uas, script: Script, via: Via, branch_prefix: String) -> CallCore {
-        let mut core = CallCore {
-            uas,
+        let mut core = CallCore::with(Caller::Dialog(uas), script, via, branch_prefix);
+        core.pump(None);
+        core
+    }
+
+    /// A call back: its leg rings the caller (its INVITE is the first output) for at most
+    /// `p.ring_for`; once answered, the caller hears `p.intro` and goes back in line in
+    /// `p.queue`. `via` and `branch_prefix` are for the call's own requests once the
+    /// dialog is its own, as in [`CallCore::new`].
+    pub fn call_back(now: Instant, p: CallBack, via: Via, branch_prefix: String) -> CallCore {
+        let script = Script::CallBack {
+            queue: p.queue,
+            intro: p.intro,
+        };
+        let mut core = CallCore::with(
+            Caller::Ringing(now + p.ring_for),
+            script,
+            via,
+            branch_prefix,
+        );
+        core.legs.push(Leg {
+            role: Some(LegRole::CallBack),
+            peer: p.peer,
+            sip: LegCore::new(p.leg),
+        });
+        core.pump(Some(now));
+        core
+    }
+
+    fn with(caller: Caller, script: Script, via: Via, branch_prefix: String) -> CallCore {
+        CallCore {
+            caller,
             script,
             via,
             branch_prefix,
@@ -333,9 +426,7 @@ impl CallCore {
             story: CallStory::default(),
             story_zero: None,
             out: VecDeque::new(),
-        };
-        core.pump(None);
-        core
+        }
     }
 
     /// Bounds the call's length: `max_call` after `now` the engine hangs up the caller and any leg
@@ -348,25 +439,24 @@ impl CallCore {
 
     /// Answers (or starts ringing); see [`Uas::answer`].
     pub fn answer(&mut self, now: Instant) {
-        self.uas.answer(now);
+        if let Some(uas) = self.caller.uas_mut() {
+            uas.answer(now);
+        }
         self.pump(Some(now));
     }
 
     /// Refuses the INVITE (before the answer), say when its flow cannot run.
     pub fn refuse(&mut self, now: Instant, status: u16, reason: &str) {
-        self.uas.refuse(status, reason);
+        if let Some(uas) = self.caller.uas_mut() {
+            uas.refuse(status, reason);
+        }
         self.pump(Some(now));
     }
 
-    /// Starts the script of a call whose dialog is already up (a call back the caller
-    /// answered) and whose media the shell set up.
-    pub fn start(&mut self, now: Instant) {
-        self.begin(now);
-        self.pump(Some(now));
-    }
-
-    pub fn uas(&self) -> &Uas {
-        &self.uas
+    /// The caller's dialog; `None` while a call back rings (what arrives for the call's
+    /// Call-ID is then its leg's: [`CallInput::LegSip`]) and once it went unanswered.
+    pub fn uas(&self) -> Option<&Uas> {
+        self.caller.uas()
     }
 
     /// The call's story so far: the flow's, or for a call back its time in line (empty
@@ -396,7 +486,7 @@ impl CallCore {
     /// Whether the story is told here rather than by a flow machine (which notes the
     /// queue's steps itself).
     fn tells_queue_story(&self) -> bool {
-        matches!(self.script, Script::Queue)
+        matches!(self.script, Script::CallBack { .. })
     }
 
     /// Where the flow is: (flow, step).
@@ -462,7 +552,9 @@ impl CallCore {
             CallInput::LegSip { .. } | CallInput::LegPlaced { .. } => {}
             CallInput::Sip(s) => {
                 let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
-                self.uas.handle(now, s, || branched(via, prefix, n));
+                if let Some(uas) = self.caller.uas_mut() {
+                    uas.handle(now, s, || branched(via, prefix, n));
+                }
             }
             // Keys while bridged belong to the far end (the media clock relays them).
             CallInput::Key(_) if self.bridged.is_some() => {}
@@ -627,7 +719,7 @@ impl CallCore {
 
     /// The time in line is over: the flow goes on; a call back, which runs no flow, ends.
     fn queue_done(&mut self, now: Instant, id: RequestId, outcome: QueueOutcome, waited: Duration) {
-        if matches!(self.script, Script::Queue) {
+        if matches!(self.script, Script::CallBack { .. }) {
             self.note(
                 now,
                 StoryEvent::QueueFinished {
@@ -946,11 +1038,16 @@ impl CallCore {
         let news = match e {
             LegEvent::Ringing => LegNews::Ringing,
             LegEvent::Answered(n) => {
-                if role.is_some() {
-                    self.out.push_back(CallOutput::LegMedia {
+                match role {
+                    // The caller called back answered: the media is the call's own.
+                    Some(LegRole::CallBack) => self
+                        .out
+                        .push_back(CallOutput::Media(MediaCommand::Start(n))),
+                    Some(_) => self.out.push_back(CallOutput::LegMedia {
                         call_id,
                         media: LegMedia::Start(n),
-                    });
+                    }),
+                    None => {}
                 }
                 LegNews::Answered
             }
@@ -1025,7 +1122,51 @@ impl CallCore {
             }
             (LegRole::Referred, news) => self.referred_news(now, news),
             (role @ LegRole::Transfer(_), news) => self.transfer_news(now, role, news),
+            (LegRole::CallBack, news) => self.callback_news(now, news),
         }
+    }
+
+    /// News of the leg that calls the caller back, while it rings (once answered, the
+    /// dialog is the call's and the leg has no more news).
+    fn callback_news(&mut self, now: Instant, news: LegNews) {
+        if !matches!(self.caller, Caller::Ringing(_)) {
+            return;
+        }
+        match news {
+            LegNews::Answered => {
+                let dialog = self
+                    .legs
+                    .iter_mut()
+                    .find(|l| l.role == Some(LegRole::CallBack))
+                    .and_then(|l| l.sip.take_dialog());
+                match dialog {
+                    Some(uas) => {
+                        info!("the caller answered the call back");
+                        self.caller = Caller::Dialog(uas);
+                        self.out.push_back(CallOutput::Answered);
+                        self.begin(now);
+                    }
+                    None => {
+                        self.hang_up_leg(now, &LegRole::CallBack);
+                        self.unreached("answered without a dialog");
+                    }
+                }
+            }
+            LegNews::Failed(f) => self.unreached(&f.to_string()),
+            LegNews::HungUp => self.unreached("hung up at once"),
+            LegNews::Ringing | LegNews::Hold { .. } | LegNews::Refer { .. } => {}
+        }
+    }
+
+    /// The call back was not answered: the call is over (`end_if_over`).
+    fn unreached(&mut self, why: &str) {
+        if !matches!(self.caller, Caller::Ringing(_)) {
+            return;
+        }
+        info!(why, "the call back was not answered");
+        self.caller = Caller::Unreached;
+        self.out
+            .push_back(CallOutput::Unreached { why: why.into() });
     }
 
     fn transfer_news(&mut self, now: Instant, role: LegRole, news: LegNews) {
@@ -1099,8 +1240,13 @@ impl CallCore {
         let referral = self.referral.as_ref().and_then(|r| r.rings_until);
         let max = self.max_until.map(|(t, _)| t).filter(|_| !self.is_ending());
         let legs = self.legs.iter().filter_map(|l| l.sip.poll_timeout()).min();
+        let caller = match &self.caller {
+            Caller::Dialog(uas) => uas.poll_timeout(),
+            Caller::Ringing(until) => Some(*until),
+            Caller::Unreached => None,
+        };
         [
-            self.uas.poll_timeout(),
+            caller,
             flow,
             self.recording_until,
             rings,
@@ -1124,7 +1270,15 @@ impl CallCore {
             self.hang_up(now);
         }
         let (via, prefix, n) = (&self.via, &self.branch_prefix, &mut self.branches);
-        self.uas.handle_timeout(now, || branched(via, prefix, n));
+        match &mut self.caller {
+            Caller::Dialog(uas) => uas.handle_timeout(now, || branched(via, prefix, n)),
+            Caller::Ringing(until) if *until <= now => {
+                // The caller did not answer in time: CANCEL the call back.
+                self.hang_up_leg(now, &LegRole::CallBack);
+                self.unreached("no answer in time");
+            }
+            Caller::Ringing(_) | Caller::Unreached => {}
+        }
         if self.started
             && let Script::Flow(m) = &mut self.script
             && m.poll_timeout().is_some_and(|d| d <= now)
@@ -1167,9 +1321,28 @@ impl CallCore {
         self.out.pop_front()
     }
 
+    /// Hangs up the caller: BYE (or the UAS's own way out before the answer), or a call
+    /// back still ringing is cancelled.
     fn hang_up(&mut self, now: Instant) {
-        let via = branched(&self.via, &self.branch_prefix, &mut self.branches);
-        self.uas.hang_up(now, via);
+        match &mut self.caller {
+            Caller::Dialog(uas) => {
+                uas.hang_up(
+                    now,
+                    branched(&self.via, &self.branch_prefix, &mut self.branches),
+                );
+            }
+            Caller::Ringing(_) => {
+                self.hang_up_leg(now, &LegRole::CallBack);
+                let why = match self.outcome {
+                    Some(Outcome::Interrupted) => "engine stopped",
+                    Some(Outcome::MaxCall) => "maximum call length",
+                    Some(Outcome::Failed) => "call task failed",
+                    _ => "hung up by the engine",
+                };
+                self.unreached(why);
+            }
+            Caller::Unreached => {}
+        }
     }
 
     fn flow(&mut self, now: Instant, ev: Event) {
@@ -1189,7 +1362,16 @@ impl CallCore {
                 self.outcome = Some(Outcome::FlowHungUp);
                 self.hang_up(now);
             }
-            Script::Tones(_) | Script::Queue => {}
+            Script::CallBack { ref queue, .. } if id == INTRO_PLAY && self.outcome.is_none() => {
+                // Back in line, at the place the request kept (the shell rejoins).
+                self.out.push_back(CallOutput::JoinQueue {
+                    id: RequestId(0),
+                    queue: queue.clone(),
+                    priority: 0,
+                    skills: Vec::new(),
+                })
+            }
+            Script::Tones(_) | Script::CallBack { .. } | Script::Nothing => {}
         }
     }
 
@@ -1209,7 +1391,15 @@ impl CallCore {
                     barge_in: false,
                 }));
             }
-            Script::Queue => {}
+            Script::CallBack { intro, .. } => {
+                let audio = std::mem::take(intro);
+                self.out.push_back(CallOutput::Media(MediaCommand::Play {
+                    id: INTRO_PLAY,
+                    audio,
+                    barge_in: false,
+                }));
+            }
+            Script::Nothing => {}
         }
     }
 
@@ -1237,7 +1427,7 @@ impl CallCore {
     fn pump_once(&mut self, now: Option<Instant>) {
         loop {
             let mut moved = now.is_some_and(|now| self.drain_legs(now));
-            while let Some(o) = self.uas.poll_output() {
+            while let Some(o) = self.caller.uas_mut().and_then(Uas::poll_output) {
                 moved = true;
                 match o {
                     UasOutput::Respond { key, resp } => {
@@ -1263,7 +1453,12 @@ impl CallCore {
 
     /// The call is over once its dialog is and no recording waits to be saved.
     fn end_if_over(&mut self, now: Option<Instant>) {
-        if self.ended || !self.uas.is_over() {
+        let over = match &self.caller {
+            Caller::Dialog(uas) => uas.is_over(),
+            Caller::Ringing(_) => false,
+            Caller::Unreached => true,
+        };
+        if self.ended || !over {
             return;
         }
         if let Some(id) = self.recording
@@ -1926,7 +2121,7 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         assert_eq!(statuses(&out), vec![200, 487]);
         assert!(ended(&out).is_some());
         assert!(plays(&p.out).is_empty());
-        assert_eq!(p.core.uas().state(), UasState::Terminated);
+        assert_eq!(p.core.uas().map(Uas::state), Some(UasState::Terminated));
     }
 
     #[test]
@@ -2693,24 +2888,164 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         assert!(!plays(&out).is_empty(), "the flow went on: {out:?}");
     }
 
-    #[test]
-    fn a_call_back_ends_when_its_time_in_line_does() {
+    // ------------------------------------------------------------- call backs
+
+    /// A call back to the caller, ringing for at most `ring_for`: its leg is `cb1`.
+    fn calling_back(ring_for: Duration) -> Pair {
         let now = Instant::now();
-        let mut p = Pair::acked(Pair::with_script(
-            Script::Queue,
-            Route::Found,
-            Duration::ZERO,
+        let role = LegRole::CallBack;
+        let via = Via::new(
+            Transport::Udp,
+            Host::parse("127.0.0.1").expect("host"),
+            Some(5060),
+            "z9hG4bK-x",
+        );
+        let core = CallCore::call_back(
             now,
-        ));
+            CallBack {
+                leg: leg_params(&role, "cb1"),
+                peer: far_peer(),
+                ring_for,
+                queue: "support".into(),
+                intro: vec![Audio::Prompt(crate::flow::machine::PromptRef {
+                    language: "en".into(),
+                    fallback_language: "en".into(),
+                    name: "callback_intro".into(),
+                })],
+            },
+            via,
+            "z9hG4bK-call".into(),
+        );
+        let mut p = Pair {
+            core,
+            now,
+            out: Vec::new(),
+            placed: vec![(role, "cb1".into())],
+            far_cseq: 1,
+            place_legs: true,
+        };
+        p.drain();
+        p
+    }
+
+    fn unreached(out: &[CallOutput]) -> Option<String> {
+        out.iter().find_map(|o| match o {
+            CallOutput::Unreached { why } => Some(why.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_call_back_rings_the_caller_says_who_calls_and_goes_back_in_line_until_its_time_there_ends()
+    {
+        let mut p = calling_back(Duration::from_secs(30));
+        // The leg's INVITE goes out; the call has no dialog of its own yet.
+        assert_eq!(leg_methods(&p.out), vec![("cb1".into(), Method::Invite)]);
+        assert!(p.core.uas().is_none());
+        assert!(p.far_answers("cb1", 180).is_empty());
+        let out = p.far_answers("cb1", 200);
+        assert_eq!(leg_methods(&out), vec![("cb1".into(), Method::Ack)]);
+        // The caller's media is the call's own, not a leg's to bridge.
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, CallOutput::Media(MediaCommand::Start(_))))
+        );
+        assert!(!out.iter().any(|o| matches!(o, CallOutput::LegMedia { .. })));
+        assert!(out.contains(&CallOutput::Answered));
+        assert_eq!(
+            plays(&out),
+            vec![(INTRO_PLAY, "callback_intro".to_string())]
+        );
+        assert!(p.core.uas().is_some(), "the leg's dialog is the call's");
+        // A repeated 2xx is acknowledged again by the leg, and changes nothing else.
+        let out = p.far_answers("cb1", 200);
+        assert_eq!(leg_methods(&out), vec![("cb1".into(), Method::Ack)]);
+        assert!(plays(&out).is_empty() && !out.contains(&CallOutput::Answered));
+        // The introduction over, the call goes back in line.
+        let out = p.input(CallInput::PlayFinished { id: INTRO_PLAY });
+        assert_eq!(
+            out,
+            vec![CallOutput::JoinQueue {
+                id: RequestId(0),
+                queue: "support".into(),
+                priority: 0,
+                skills: Vec::new(),
+            }]
+        );
         let out = p.input(CallInput::Joined(place_params(RequestId(0))));
         assert_eq!(plays(&out), vec![(MUSIC_PLAY, "hold_music".to_string())]);
         let out = p.input(CallInput::Queue(QueueNews::Overflow {
             reason: crate::queue::acd::OverflowReason::NoAgents,
             waited: Duration::from_secs(5),
         }));
+        // Our BYE goes in the dialog the leg set up.
         let bye = bye(&out).expect("BYE");
+        assert_eq!(bye.headers.call_id().expect("call id"), "cb1");
         let out = p.sip(UasInput::Response(Response::for_request(&bye, 200, "OK")));
-        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::FarEndHungUp));
+        let (outcome, story) = ended(&out).expect("ended");
+        assert_eq!(outcome, Some(Outcome::FarEndHungUp));
+        assert!(matches!(
+            story.entries.first().map(|e| &e.event),
+            Some(StoryEvent::QueueJoined { queue }) if queue == "support"
+        ));
+        assert!(unreached(&p.out).is_none());
+    }
+
+    #[test]
+    fn a_busy_caller_is_not_reached_and_the_call_back_ends() {
+        let mut p = calling_back(Duration::from_secs(30));
+        let out = p.far_answers("cb1", 486);
+        // The INVITE's transaction acknowledges a non-2xx itself.
+        assert!(leg_methods(&out).is_empty(), "{out:?}");
+        assert_eq!(unreached(&out).as_deref(), Some("busy"));
+        assert_eq!(ended(&out).expect("ended").0, None);
+        assert!(!p.core.legs_closing());
+        assert!(plays(&p.out).is_empty(), "nobody to say anything to");
+    }
+
+    #[test]
+    fn a_call_back_not_answered_in_time_is_cancelled_and_waits_for_its_487() {
+        let mut p = calling_back(Duration::from_secs(30));
+        p.far_answers("cb1", 180);
+        assert!(p.advance(Duration::from_secs(29)).is_empty());
+        let out = p.advance(Duration::from_secs(1));
+        let cancel = leg_requests(&out, "cb1")
+            .into_iter()
+            .find(|r| r.method == Method::Cancel)
+            .expect("a CANCEL");
+        assert_eq!(unreached(&out).as_deref(), Some("no answer in time"));
+        assert!(ended(&out).is_some());
+        assert!(p.core.legs_closing(), "the INVITE's answer is awaited");
+        p.leg_sip("cb1", LegInput::Response(far_reply(&cancel, 200)));
+        let out = p.far_answers("cb1", 487);
+        assert!(leg_over(&out, "cb1"));
+        assert!(!p.core.legs_closing());
+    }
+
+    #[test]
+    fn an_engine_that_stops_cancels_a_ringing_call_back() {
+        let mut p = calling_back(Duration::from_secs(30));
+        p.far_answers("cb1", 180);
+        let out = p.input(CallInput::HangUp(Outcome::Interrupted));
+        assert!(leg_methods(&out).contains(&("cb1".into(), Method::Cancel)));
+        assert_eq!(unreached(&out).as_deref(), Some("engine stopped"));
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::Interrupted));
+    }
+
+    #[test]
+    fn a_caller_who_hangs_up_during_the_introduction_never_goes_back_in_line() {
+        let mut p = calling_back(Duration::from_secs(30));
+        p.far_answers("cb1", 200);
+        // The caller's BYE comes in the call's own dialog now.
+        let bye = far_request("cb1", "BYE", 1, "", "");
+        let out = p.sip(UasInput::Request {
+            key: key("bye"),
+            req: bye,
+        });
+        assert_eq!(statuses(&out), vec![200]);
+        assert_eq!(ended(&out).expect("ended").0, Some(Outcome::CallerHungUp));
+        let out = p.input(CallInput::PlayFinished { id: INTRO_PLAY });
+        assert!(out.is_empty(), "{out:?}");
     }
 
     // ------------------------------------------------------------- answer checks

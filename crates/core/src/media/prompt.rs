@@ -159,6 +159,18 @@ impl Prompt {
         Prompt::from_samples(format!("tone {freq_hz} Hz"), samples)
     }
 
+    /// A ringback cadence (425 Hz, one second on, four off) long enough for `ring_for`
+    /// (at most ten minutes of it).
+    pub fn ringback(ring_for: Duration) -> Vec<Prompt> {
+        let cycles = (ring_for.as_secs() / 5 + 1).min(120);
+        let mut out = Vec::with_capacity(cycles as usize * 2);
+        for _ in 0..cycles {
+            out.push(Prompt::tone(425.0, Duration::from_secs(1), -13.0));
+            out.push(Prompt::silence(Duration::from_secs(4)));
+        }
+        out
+    }
+
     /// Loads a WAV file and the transcript beside it (`<same name>.txt`), if there is one.
     /// A transcript that cannot be read is an error too.
     pub fn load(name: impl Into<String>, path: &Path) -> Result<Prompt, PromptError> {
