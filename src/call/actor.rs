@@ -121,13 +121,14 @@ pub(super) enum Pending {
     },
 }
 
-/// How the call began. One per call, made once: the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
+/// How the call began. Kept for the whole call, inside the call's task: a call back's
+/// beginning (its dialling leg's SIP machine, kilobytes) is boxed, so that the calls that
+/// called in do not carry its room.
 pub(super) enum Origin {
     /// The caller called (the call's UAS answers its INVITE).
     Called,
     /// hotline called the caller back (see `callback`).
-    CalledBack(callback::CalledBack),
+    CalledBack(Box<callback::CalledBack>),
 }
 
 /// What a call is made of when it starts; the rest of [`Call`] starts empty.
@@ -269,7 +270,14 @@ pub async fn run(nc: NewCall, inbox: Inbox, deps: Arc<CallDeps>) {
     let _task = super::CallTask::new(&deps);
     async move {
         let call = match crate::feature::command_for(deps.acd().is_some(), &dialed) {
-            Some(command) => Call::feature_code(nc, inbox, deps, call_id, caller, command).await,
+            // Boxed: a feature code's wait for the queues would otherwise be room in every
+            // call's task.
+            Some(command) => {
+                Box::pin(Call::feature_code(
+                    nc, inbox, deps, call_id, caller, command,
+                ))
+                .await
+            }
             None => Call::incoming(nc, inbox, deps, call_id, caller, dialed),
         };
         call.serve().await;
@@ -279,8 +287,11 @@ pub async fn run(nc: NewCall, inbox: Inbox, deps: Arc<CallDeps>) {
 }
 
 impl Call {
-    pub(super) fn new(s: Start) -> Call {
-        Call {
+    /// The call, on the heap: its task's future holds only a pointer to it. An `async fn`
+    /// taking the call by value would keep room for it twice (once for the argument, once
+    /// for the local it becomes), for the whole call.
+    pub(super) fn new(s: Start) -> Box<Call> {
+        Box::new(Call {
             sip: s.deps.sip().clone(),
             deps: s.deps,
             live: s.live,
@@ -303,7 +314,7 @@ impl Call {
             registration: s.registration,
             recorder: None,
             finished: false,
-        }
+        })
     }
 
     /// A call that dialled in: its UAS checks the INVITE (and refuses it with the right
@@ -315,7 +326,7 @@ impl Call {
         call_id: String,
         caller: String,
         dialed: String,
-    ) -> Call {
+    ) -> Box<Call> {
         let now = Instant::now();
         let live = deps.live();
         let flow_name = live.config.route(&dialed).map(str::to_string);
@@ -405,7 +416,7 @@ impl Call {
         call_id: String,
         caller: String,
         command: AgentCommand,
-    ) -> Call {
+    ) -> Box<Call> {
         let live = deps.live();
         let bindings = deps.registrations().contacts(&caller, Instant::now());
         let allowed = live.config.agents.get(&caller).is_some_and(|a| {
@@ -464,7 +475,7 @@ impl Call {
     /// Serves the call to its end. A panic in the call's code is caught here, before the
     /// task unwinds, so [`Call::fail`] can still ask the core for the caller's BYE and the
     /// legs' CANCEL or BYE.
-    pub(super) async fn serve(mut self) {
+    pub(super) async fn serve(mut self: Box<Self>) {
         let served = AssertUnwindSafe(self.serve_loop()).catch_unwind().await;
         if served.is_err() {
             self.fail();
@@ -679,19 +690,21 @@ impl Call {
         );
     }
 
-    /// A leg to dial or a queue to join.
+    /// A leg to dial or a queue to join. Each waits on its own boxed future: placing a
+    /// leg (a DNS lookup, a TLS connection) takes kilobytes of state that would otherwise
+    /// be part of every call's task for its whole life, though most calls never dial.
     async fn carry_pending(&mut self, p: Pending) {
         if self.core.is_ending() {
             return;
         }
         match p {
-            Pending::Dial(role, target, via) => self.dial(role, target, via).await,
+            Pending::Dial(role, target, via) => Box::pin(self.dial(role, target, via)).await,
             Pending::Join {
                 id,
                 queue,
                 priority,
                 skills,
-            } => self.join_queue(id, queue, priority, skills).await,
+            } => Box::pin(self.join_queue(id, queue, priority, skills)).await,
         }
     }
 

@@ -250,7 +250,8 @@ pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
     );
     let _task = super::CallTask::new(&deps);
     async move {
-        if let Some(call) = Call::call_back(deps, request).await {
+        // Boxed: the dialling's state is not kept beside the call for its whole life.
+        if let Some(call) = Box::pin(Call::call_back(deps, request)).await {
             call.serve().await;
         }
     }
@@ -315,7 +316,7 @@ impl Call {
     /// Places the call and waits for the answer (the queue's `callback.ring_timeout`).
     /// Returns the answered call, introduction playing; `None` when nobody answered
     /// (the ACD has been told).
-    async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) -> Option<Call> {
+    async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) -> Option<Box<Call>> {
         let CallbackDial {
             id,
             number,
@@ -474,12 +475,12 @@ impl Call {
             inbox,
             rtp_port: None,
             session: Some(answered.session),
-            origin: Origin::CalledBack(CalledBack {
+            origin: Origin::CalledBack(Box::new(CalledBack {
                 leg,
                 id,
                 queue,
                 rejoined: false,
-            }),
+            })),
             caller: number,
             caller_display: None,
             registration: Some(registration),
