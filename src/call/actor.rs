@@ -40,16 +40,20 @@ use crate::sip::uas::{Route, Uas};
 use hotline_core::record::build::{self as record_build, CallFacts};
 
 /// Everything a call hears, from every source, in one inbox.
+///
+/// The inbox's channel keeps room for 32 messages at a time, from the call's start to its
+/// end, so every variant is kept small: a SIP message (over 200 bytes) and the queues'
+/// news, both rare beside media events, are boxed.
 #[derive(Debug)]
 pub enum CallMsg {
     /// From the endpoint: the caller's dialog, the legs' messages.
-    Sip(ToCall),
+    Sip(Box<ToCall>),
     /// From the caller's media session.
     Media(MediaEvent),
     /// From a leg's media session.
     LegMedia(MediaEvent),
     /// From the agent queues.
-    Queue(QueueNews),
+    Queue(Box<QueueNews>),
     /// The IO the call started (an HTTP answer, a saved recording).
     Io(Event),
 }
@@ -74,7 +78,7 @@ impl Inbox {
 
     /// Where the endpoint posts what arrives for the call.
     pub fn sip(&self) -> Mailbox<ToCall> {
-        Mailbox::wrapping(self.tx.clone(), CallMsg::Sip)
+        Mailbox::wrapping(self.tx.clone(), |m| CallMsg::Sip(Box::new(m)))
     }
 
     /// Where the caller's media session posts.
@@ -87,7 +91,7 @@ impl Inbox {
     }
 
     fn queue(&self) -> Mailbox<QueueNews> {
-        Mailbox::wrapping(self.tx.clone(), CallMsg::Queue)
+        Mailbox::wrapping(self.tx.clone(), |m| CallMsg::Queue(Box::new(m)))
     }
 
     fn io(&self) -> Mailbox<Event> {
@@ -529,10 +533,10 @@ impl Call {
 
     async fn on_message(&mut self, m: CallMsg) {
         match m {
-            CallMsg::Sip(m) => self.on_sip(m),
+            CallMsg::Sip(m) => self.on_sip(*m),
             CallMsg::Media(ev) => self.on_media(ev),
             CallMsg::LegMedia(ev) => self.on_leg_media(ev),
-            CallMsg::Queue(news) => self.input(CallInput::Queue(news)),
+            CallMsg::Queue(news) => self.input(CallInput::Queue(*news)),
             CallMsg::Io(ev) => self.input(CallInput::Io(ev)),
         }
     }

@@ -396,7 +396,7 @@ impl Call {
                 .poll_timeout()
                 .map_or(rings_until, |t| t.min(rings_until));
             let news = match inbox.next(Some(wake)).await {
-                Some(CallMsg::Sip(msg)) => leg.on_sip(&deps, msg, &media),
+                Some(CallMsg::Sip(msg)) => leg.on_sip(&deps, *msg, &media),
                 Some(_) => continue,
                 None if Instant::now() >= rings_until => {
                     leg.hang_up();
@@ -598,7 +598,7 @@ async fn close_attempt(
         let wake = leg.poll_timeout().map_or(until, |t| t.min(until));
         match inbox.next(Some(wake)).await {
             Some(CallMsg::Sip(m)) => {
-                let _ = leg.on_sip(deps, m, media);
+                let _ = leg.on_sip(deps, *m, media);
             }
             Some(_) => {}
             None if Instant::now() >= until => break,
