@@ -563,8 +563,14 @@ impl Uas {
         self.out.push_back(UasOutput::Respond { key, resp });
     }
 
+    /// The next thing to do; once all are out, the queue's room is let go (a dialog is
+    /// idle most of its life).
     pub fn poll_output(&mut self) -> Option<UasOutput> {
-        self.out.pop_front()
+        let o = self.out.pop_front();
+        if o.is_none() && self.out.capacity() > 0 {
+            self.out = VecDeque::new();
+        }
+        o
     }
 
     fn close(&mut self) {
