@@ -1123,3 +1123,26 @@ impl Call {
         self.deps.records().send(RecordMsg::Finish(record, events));
     }
 }
+
+/// What every call keeps for its whole life stays small: its task's future (tokio keeps
+/// it in the task's allocation) and its inbox's messages (the channel keeps room for 32).
+/// Each bound is about twice today's size, far below what a future that holds the call by
+/// value, or a message that holds a SIP request inline, would take.
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// The size of the future `f` returns.
+    fn future_size<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn a_calls_task_and_its_inbox_messages_stay_small() {
+        // 18,776 bytes when `serve` took the call by value and dialling was inline.
+        assert!(future_size(run) <= 4096, "run: {}", future_size(run));
+        // 224 bytes when a SIP message was inline: 7 KiB of channel per call.
+        let msg = std::mem::size_of::<CallMsg>();
+        assert!(msg <= 96, "CallMsg: {msg}");
+    }
+}

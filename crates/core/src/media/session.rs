@@ -807,6 +807,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Every call has a session (two when bridged) for its whole life: no scratch of a
+    /// whole packet is kept in it (it was 4,272 bytes with a 1,920-byte decode buffer).
+    #[test]
+    fn a_session_keeps_no_packet_sized_scratch() {
+        let size = std::mem::size_of::<Session>();
+        assert!(size <= 3072, "Session: {size} bytes");
+    }
+
     fn key(c: char) -> Key {
         Key::from_char(c).unwrap()
     }
