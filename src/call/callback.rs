@@ -47,7 +47,8 @@ pub async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) {
     );
     let _task = super::CallTask::new(&deps);
     async move {
-        if let Some(call) = Call::call_back(deps, request).await {
+        // Boxed: the dialling's state is not kept beside the call for its whole life.
+        if let Some(call) = Box::pin(Call::call_back(deps, request)).await {
             call.serve().await;
         }
     }
@@ -82,7 +83,7 @@ impl Call {
     /// Gets the call to the caller ready and starts it: its core rings the caller for the
     /// queue's `callback.ring_timeout`. `None` when it could not be placed at all (the
     /// ACD has been told).
-    async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) -> Option<Call> {
+    async fn call_back(deps: Arc<CallDeps>, request: CallbackDial) -> Option<Box<Call>> {
         let CallbackDial {
             id,
             number,
@@ -203,11 +204,11 @@ impl Call {
             // The leg's port: once the caller answers, the media is the call's own.
             rtp_port: leg.take_port(),
             session: None,
-            origin: Origin::CalledBack(CalledBack {
+            origin: Origin::CalledBack(Box::new(CalledBack {
                 id,
                 listing: Some(listing),
                 settled: false,
-            }),
+            })),
             caller: number,
             caller_display: None,
             registration: None,

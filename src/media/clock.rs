@@ -520,7 +520,8 @@ struct Clock {
     /// Ticks since the batched read last read every socket until it was empty.
     since_drain: u64,
     ready: Vec<EpollEvent>,
-    sessions: HashMap<SessionId, Served>,
+    /// Boxed: a map keeps room for up to twice its entries, and a session is kilobytes.
+    sessions: HashMap<SessionId, Box<Served>>,
     bridges: Vec<(SessionId, SessionId)>,
     /// Sessions whose frame of this tick waits for the call's answer to a key.
     held: Vec<SessionId>,
@@ -697,7 +698,7 @@ impl Clock {
                             }
                         }
                     }
-                    self.sessions.insert(id, *s);
+                    self.sessions.insert(id, s);
                 }
                 Ok(Command::Remove(id)) => {
                     self.unbridge(id);

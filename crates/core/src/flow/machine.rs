@@ -562,9 +562,14 @@ impl FlowMachine {
         }
     }
 
-    /// The next thing for the shell to do.
+    /// The next thing for the shell to do; once all are out, the queue's room is let go
+    /// (a call waits far longer than it works).
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let a = self.actions.pop_front();
+        if a.is_none() && self.actions.capacity() > 0 {
+            self.actions = VecDeque::new();
+        }
+        a
     }
 
     /// When the machine wants `handle_timeout` (no-input and inter-digit timers, and the

@@ -246,9 +246,6 @@ pub struct Session {
     bridge: Option<Box<BridgeBuffers>>,
     /// The caller proved its address: audio may be sent.
     proven: bool,
-    /// Decoded samples of the current packet (a packet may carry up to
-    /// [`MAX_PACKET_SAMPLES`]).
-    decoded: [i16; MAX_PACKET_SAMPLES],
     /// Samples heard but not yet a whole 20 ms frame (callers with 10 or 30 ms packets).
     partial: [i16; FRAME_SAMPLES],
     partial_len: usize,
@@ -315,7 +312,6 @@ impl Session {
             hold_until: None,
             bridge: None,
             proven: params.origin == MediaOrigin::Placed,
-            decoded: [0; MAX_PACKET_SAMPLES],
             partial: [0; FRAME_SAMPLES],
             partial_len: 0,
             behind: 0,
@@ -474,9 +470,8 @@ impl Session {
                 .map(|k| (k, KeySource::Rfc4733))
         } else if pkt.pt == self.params.payload_type {
             let payload = pkt.payload.get(..MAX_PACKET_SAMPLES).unwrap_or(pkt.payload);
-            let n = self.params.codec.decode_into(payload, &mut self.decoded);
-            self.packet_samples = self.packet_samples.max(n);
-            self.hear_samples(n)
+            self.packet_samples = self.packet_samples.max(payload.len());
+            self.hear_payload(payload)
         } else {
             None
         };
@@ -490,10 +485,12 @@ impl Session {
         }
     }
 
-    /// Cuts the first `n` decoded samples into 20 ms frames for the bridge, the recorder
-    /// and the in-band detector, whatever the caller's packet time: a 10 ms packet waits
-    /// for the next, a 30 ms one leaves half a frame for the next. Returns an in-band key.
-    fn hear_samples(&mut self, n: usize) -> Option<(Key, KeySource)> {
+    /// Decodes a packet's audio (one code word a sample) straight into 20 ms frames for
+    /// the bridge, the recorder and the in-band detector, whatever the caller's packet
+    /// time: a 10 ms packet waits for the next, a 30 ms one leaves half a frame for the
+    /// next. Returns an in-band key. No buffer of a whole packet is kept per session.
+    fn hear_payload(&mut self, payload: &[u8]) -> Option<(Key, KeySource)> {
+        let n = payload.len();
         let mut key = None;
         let mut at = 0;
         while at < n {
@@ -501,11 +498,11 @@ impl Session {
             let (Some(dst), Some(src)) = (
                 self.partial
                     .get_mut(self.partial_len..self.partial_len + take),
-                self.decoded.get(at..at + take),
+                payload.get(at..at + take),
             ) else {
                 break;
             };
-            dst.copy_from_slice(src);
+            self.params.codec.decode_into(src, dst);
             self.partial_len += take;
             at += take;
             if self.partial_len == FRAME_SAMPLES {
@@ -808,6 +805,14 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    /// Every call has a session (two when bridged) for its whole life: no scratch of a
+    /// whole packet is kept in it (it was 4,272 bytes with a 1,920-byte decode buffer).
+    #[test]
+    fn a_session_keeps_no_packet_sized_scratch() {
+        let size = std::mem::size_of::<Session>();
+        assert!(size <= 3072, "Session: {size} bytes");
     }
 
     fn key(c: char) -> Key {

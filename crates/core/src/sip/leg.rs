@@ -264,8 +264,14 @@ impl LegCore {
         Some(uas)
     }
 
+    /// The next thing to do; once all are out, the queue's room is let go (a leg is idle
+    /// most of its life).
     pub fn poll_output(&mut self) -> Option<LegOutput> {
-        self.out.pop_front()
+        let o = self.out.pop_front();
+        if o.is_none() && self.out.capacity() > 0 {
+            self.out = VecDeque::new();
+        }
+        o
     }
 
     /// When [`LegCore::handle_timeout`] wants to be called.

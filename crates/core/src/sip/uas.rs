@@ -202,8 +202,12 @@ pub struct Uas {
     local_tag: String,
     /// `None` when the INVITE was too broken to make a dialog (it is refused at once).
     dialog: Option<Dialog>,
-    /// The INVITE we answer and its transaction; `None` for a dialog we created.
-    invite: Option<(TransactionKey, Request)>,
+    /// The transaction of the INVITE we answer; `None` for a dialog we created.
+    invite_key: Option<TransactionKey>,
+    /// The INVITE we answer, until the ACK of our 2xx: nothing answers it after that, and
+    /// the caller's whole request (its headers, its SDP) need not be kept to the call's
+    /// end.
+    invite: Option<Request>,
     contact: Uri,
     media: Option<LocalMedia>,
     ring_for: Duration,
@@ -245,7 +249,8 @@ impl Uas {
             state: UasState::Checked,
             local_tag: p.local_tag,
             dialog,
-            invite: Some((key, invite)),
+            invite_key: Some(key),
+            invite: Some(invite),
             contact: p.contact,
             media: p.media,
             ring_for: p.ring_for,
@@ -283,6 +288,7 @@ impl Uas {
             state: UasState::Confirmed,
             local_tag: dialog.local_tag.clone(),
             dialog: Some(dialog),
+            invite_key: None,
             invite: None,
             contact,
             media: Some(media),
@@ -363,7 +369,7 @@ impl Uas {
 
     /// The order RFC 3261 §8.2 and the call's needs ask for.
     fn check(&mut self, route: Route) -> Result<(), Refusal> {
-        let Some((_, inv)) = &self.invite else {
+        let Some(inv) = &self.invite else {
             return Ok(());
         };
         // §8.2.2.3: we support no extension a caller could require.
@@ -557,8 +563,14 @@ impl Uas {
         self.out.push_back(UasOutput::Respond { key, resp });
     }
 
+    /// The next thing to do; once all are out, the queue's room is let go (a dialog is
+    /// idle most of its life).
     pub fn poll_output(&mut self) -> Option<UasOutput> {
-        self.out.pop_front()
+        let o = self.out.pop_front();
+        if o.is_none() && self.out.capacity() > 0 {
+            self.out = VecDeque::new();
+        }
+        o
     }
 
     fn close(&mut self) {
@@ -601,7 +613,7 @@ impl Uas {
         // Said before the 2xx is handed out, so the shell opens the call's record before
         // the caller can learn that it was answered (a kill just after loses no call).
         self.event(UasEvent::Answered);
-        if let Some((key, _)) = &self.invite {
+        if let Some(key) = &self.invite_key {
             let key = key.clone();
             self.send_invite_2xx(now, key, resp);
         }
@@ -617,7 +629,7 @@ impl Uas {
     /// Record-Route and our Contact (§12.1.1), a 2xx what we allow.
     fn invite_response(&self, status: u16, reason: &str) -> Response {
         let mut resp = match &self.invite {
-            Some((_, inv)) => Response::for_request(inv, status, reason),
+            Some(inv) => Response::for_request(inv, status, reason),
             // Unused: only an INVITE we answer has responses of its own.
             None => Response::for_request(
                 &Request::new(Method::Invite, self.contact.clone()),
@@ -626,7 +638,7 @@ impl Uas {
             ),
         };
         let _ = resp.headers.ensure_to_tag(&self.local_tag);
-        let Some((_, inv)) = &self.invite else {
+        let Some(inv) = &self.invite else {
             return resp;
         };
         if (180..300).contains(&status) {
@@ -642,7 +654,7 @@ impl Uas {
     }
 
     fn respond_invite(&mut self, resp: Response) {
-        if let Some((key, _)) = &self.invite {
+        if let Some(key) = &self.invite_key {
             self.out.push_back(UasOutput::Respond {
                 key: key.clone(),
                 resp,
@@ -662,7 +674,7 @@ impl Uas {
     }
 
     fn on_cancel(&mut self, key: TransactionKey, req: Request) {
-        if self.invite.is_none() {
+        if self.invite_key.is_none() {
             // Nobody may cancel an INVITE we did not receive.
             return self.respond(key, &req, 481, "Call/Transaction Does Not Exist");
         }
@@ -687,6 +699,8 @@ impl Uas {
         match self.state {
             UasState::Answered => {
                 self.state = UasState::Confirmed;
+                // The INVITE is answered for good: nothing more is said in answer to it.
+                self.invite = None;
                 if self.offer_pending {
                     self.offer_pending = false;
                     let offered = self.media.as_ref().and_then(LocalMedia::offered_crypto);
