@@ -140,7 +140,8 @@ impl Call {
             for_call,
             attempt,
         };
-        let mut recorder = Recorder::new(CallKind::Callback, &call_id, &number, &target);
+        // `caller` and `dialed` are both the number called (docs/records.md).
+        let mut recorder = Recorder::new(CallKind::Callback, &call_id, &number, &number);
         let (mut leg, params) = match Leg::place(&deps, &sip, &call_id, dial).await {
             Ok(placed) => placed,
             Err(e) => {
