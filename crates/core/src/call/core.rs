@@ -525,13 +525,7 @@ impl CallCore {
                 return;
             }
             CallInput::LegPlaced { role, params, peer } => {
-                let wanted = match self.dialling.iter().position(|r| *r == role) {
-                    Some(i) => {
-                        self.dialling.remove(i);
-                        !self.ended
-                    }
-                    None => false,
-                };
+                let wanted = self.dialled(&role) && !self.ended;
                 let mut sip = LegCore::new(*params);
                 if !wanted {
                     // Hung up while it was being placed: CANCEL it at once.
@@ -927,7 +921,8 @@ impl CallCore {
         self.out.push_back(CallOutput::Dial { role, target, via });
     }
 
-    /// Whether the leg of `role` is still waited for (not hung up while being placed).
+    /// Whether the leg of `role` is still waited for (not hung up while being placed);
+    /// it is not any more after this.
     fn dialled(&mut self, role: &LegRole) -> bool {
         match self.dialling.iter().position(|r| r == role) {
             Some(i) => {
@@ -965,9 +960,8 @@ impl CallCore {
     /// Ends the leg of `role` (CANCEL or BYE) and lets it go; a leg still being placed is
     /// hung up as soon as it is.
     fn hang_up_leg(&mut self, now: Instant, role: &LegRole) {
-        if let Some(i) = self.dialling.iter().position(|r| r == role) {
-            self.dialling.remove(i);
-        }
+        // Still being placed: no longer waited for.
+        self.dialled(role);
         if let Some(leg) = self.legs.iter_mut().find(|l| l.role.as_ref() == Some(role)) {
             leg.sip.hang_up(now);
         }
@@ -2503,23 +2497,29 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         role
     }
 
+    /// `answered` (what `agent`'s answer put out) told the ACD; the ACD connects the
+    /// caller to `agent` (no wrap-up). Returns what that put out.
+    fn connect(p: &mut Pair, answered: &[CallOutput], agent: &str) -> Vec<CallOutput> {
+        assert_eq!(
+            acd(answered),
+            vec![AcdInput::OfferAnswered {
+                call: "c1".into(),
+                agent: agent.into()
+            }]
+        );
+        p.input(CallInput::Queue(QueueNews::Connect {
+            agent: agent.into(),
+            waited: Duration::from_secs(30),
+            wrap_up: Duration::ZERO,
+        }))
+    }
+
     #[test]
     fn queue_then_agent_then_bridge_then_the_survey_after_the_agent_hangs_up() {
         let mut p = queued(Pair::with_flow(QUEUE, Route::Found, Duration::ZERO));
         let role = offer(&mut p, "alice");
         let out = p.leg(role.clone(), LegNews::Answered);
-        assert_eq!(
-            acd(&out),
-            vec![AcdInput::OfferAnswered {
-                call: "c1".into(),
-                agent: "alice".into()
-            }]
-        );
-        let out = p.input(CallInput::Queue(QueueNews::Connect {
-            agent: "alice".into(),
-            waited: Duration::from_secs(30),
-            wrap_up: Duration::ZERO,
-        }));
+        let out = connect(&mut p, &out, "alice");
         assert!(out.contains(&CallOutput::Media(MediaCommand::Stop { id: MUSIC_PLAY })));
         assert!(out.contains(&CallOutput::Bridge { role: role.clone() }));
         assert_eq!(p.core.bridged(), Some(&role));
@@ -3725,18 +3725,7 @@ CSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             o,
             CallOutput::LegMedia { call_id, media: LegMedia::Start(_) } if *call_id == id
         )));
-        assert_eq!(
-            acd(&out),
-            vec![AcdInput::OfferAnswered {
-                call: "c1".into(),
-                agent: "alice".into()
-            }]
-        );
-        let out = p.input(CallInput::Queue(QueueNews::Connect {
-            agent: "alice".into(),
-            waited: Duration::from_secs(30),
-            wrap_up: Duration::ZERO,
-        }));
+        let out = connect(&mut p, &out, "alice");
         assert!(out.contains(&CallOutput::Bridge {
             role: alice.clone()
         }));
