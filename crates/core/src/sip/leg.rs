@@ -12,8 +12,8 @@
 //! drawn by the shell. What it decides comes out of [`LegCore::poll_output`]: requests for
 //! new client transactions, ACKs and 2xx copies to send as they are, responses for server
 //! transactions, and [`LegEvent`]s for whoever placed the leg. The call core
-//! (`call::core::CallCore`) holds one per leg a call placed; a call back's shell drives
-//! the one that dials the caller back, before that call's core exists.
+//! (`call::core::CallCore`) holds one per leg a call placed, a call back's own leg to the
+//! caller among them.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
