@@ -551,16 +551,10 @@ impl Call {
     /// back's own leg's (everything while it rings, the answers to its INVITE after).
     fn on_sip(&mut self, m: ToCall) {
         use crate::sip::uas::UasInput;
-        let own_leg = match &m {
-            ToCall::Leg { .. } | ToCall::Shutdown => false,
-            ToCall::Response(r) => {
-                self.core.uas().is_none()
-                    || r.headers
-                        .cseq()
-                        .is_ok_and(|c| c.method == crate::sip::message::Method::Invite)
-            }
-            _ => self.core.uas().is_none(),
-        };
+        let invite_answer = matches!(&m, ToCall::Response(r)
+            if r.headers.cseq().is_ok_and(|c| c.method == crate::sip::message::Method::Invite));
+        let own_leg = !matches!(m, ToCall::Leg { .. } | ToCall::Shutdown)
+            && (self.core.uas().is_none() || invite_answer);
         if own_leg {
             let id = self.call_id.clone();
             return self.on_leg_sip(&id, m);
