@@ -53,6 +53,7 @@ pub const RECV_SLOT: usize = 1500;
 /// A packet queued for the next [`Uring::flush_sends`].
 struct Outgoing {
     fd: RawFd,
+    /// Where it goes; a length of 0 means the socket's connected peer.
     to: libc::sockaddr_storage,
     to_len: libc::socklen_t,
     offset: usize,
@@ -322,6 +323,25 @@ impl Uring {
         fd: RawFd,
         fill: impl FnOnce(&mut [u8]) -> Option<(usize, SocketAddr)>,
     ) {
+        self.queue(fd, |buf| fill(buf).map(|(len, to)| (len, Some(to))));
+    }
+
+    /// As [`Uring::queue_send_with`], for a socket connected to its one peer: the packet
+    /// names no destination, so the kernel neither copies an address nor looks a route
+    /// up for it (the connected socket keeps both).
+    pub fn queue_send_connected_with(
+        &mut self,
+        fd: RawFd,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) {
+        self.queue(fd, |buf| fill(buf).map(|len| (len, None)));
+    }
+
+    fn queue(
+        &mut self,
+        fd: RawFd,
+        fill: impl FnOnce(&mut [u8]) -> Option<(usize, Option<SocketAddr>)>,
+    ) {
         let offset = self.used;
         if self.out.len() < offset + SEND_SLOT {
             self.out.resize(offset + SEND_SLOT, 0);
@@ -335,7 +355,11 @@ impl Uring {
             return;
         };
         self.used += len;
-        let (to, to_len) = sockaddr(to);
+        let (to, to_len) = match to {
+            Some(to) => sockaddr(to),
+            // SAFETY: all-zero is a valid sockaddr_storage; with length 0 it is not read.
+            None => (unsafe { mem::zeroed() }, 0),
+        };
         self.outgoing.push(Outgoing {
             fd,
             to,
@@ -370,11 +394,11 @@ impl Uring {
                     Target::Fixed(s) => opcode::Send::new(types::Fixed(s), data, o.len as u32),
                     Target::Fd(fd) => opcode::Send::new(types::Fd(fd), data, o.len as u32),
                 };
-                send.dest_addr((&raw const o.to).cast())
-                    .dest_addr_len(o.to_len)
-                    .flags(libc::MSG_DONTWAIT)
-                    .build()
-                    .user_data(i as u64)
+                let send = match o.to_len {
+                    0 => send,
+                    len => send.dest_addr((&raw const o.to).cast()).dest_addr_len(len),
+                };
+                send.flags(libc::MSG_DONTWAIT).build().user_data(i as u64)
             });
             result = submit_each(ring, entries, batch.len(), |_, res| {
                 if res >= 0 {
@@ -652,6 +676,41 @@ mod tests {
                 assert_eq!(from, s.local_addr().expect("addr"));
             }
         }
+    }
+
+    #[test]
+    fn a_connected_socket_sends_to_its_peer_without_naming_it() {
+        let Some(mut ring) = ring() else { return };
+        let (ours, peer, unconnected) = (bind(), bind(), bind());
+        ours.connect(peer.local_addr().expect("addr"))
+            .expect("connect");
+        ring.queue_send_connected_with(ours.as_raw_fd(), |buf| {
+            buf[..2].copy_from_slice(&[7, 7]);
+            Some(2)
+        });
+        // One that is not connected has nowhere to send it: refused, counted, the rest go.
+        ring.queue_send_connected_with(unconnected.as_raw_fd(), |buf| {
+            buf[0] = 1;
+            Some(1)
+        });
+        ring.queue_send(
+            unconnected.as_raw_fd(),
+            peer.local_addr().expect("addr"),
+            &[9],
+        );
+        let report = ring.flush_sends().expect("flush");
+        assert_eq!(report, SendReport { sent: 2, failed: 1 });
+        let mut buf = [0u8; 8];
+        let (n, from) = peer.recv_from(&mut buf).expect("the connected send");
+        assert_eq!(
+            (&buf[..n], from),
+            (&[7u8, 7][..], ours.local_addr().expect("addr"))
+        );
+        let (n, from) = peer.recv_from(&mut buf).expect("the addressed send");
+        assert_eq!(
+            (&buf[..n], from),
+            (&[9u8][..], unconnected.local_addr().expect("addr"))
+        );
     }
 
     #[test]
