@@ -4,7 +4,7 @@
 //! detector on every received frame, an empty receive, one loopback send). They are tests marked `#[ignore]` so that they run only when asked for:
 //!
 //! ```text
-//! cargo bench --bench media_tick -- --ignored --nocapture --test-threads 1
+//! cargo test --release --bench media_tick -- --ignored --nocapture --test-threads 1
 //! ```
 //!
 //! Figures print as nanoseconds per operation; nothing is asserted about them.
