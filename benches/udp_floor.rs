@@ -5,7 +5,10 @@
 //! reads each of its sockets once (arrival times on, as both real ones do) and sends one
 //! 172-byte packet (a 20 ms G.711 frame with its RTP header) from each to its peer, in
 //! one batched submission: the IO the engine does per call, done the cheapest way it
-//! does it. What each thread is charged (user and system time, which on loopback
+//! does it. As in the real pair, the callers' sockets are connected to their peers and
+//! the engine's are not (`HOTLINE_FLOOR_ENGINE_CONNECTED=1` connects them too, to show
+//! what that would save: the engine keeps them unconnected so that RTP from a foreign
+//! address still reaches the session, which counts and logs it). What each thread is charged (user and system time, which on loopback
 //! includes the delivery into the receiver's socket, paid by the sender) is the least
 //! any engine built on one socket per call pays on this kernel.
 //!
@@ -55,6 +58,8 @@ fn thread_cpu() -> Duration {
 struct Side {
     sockets: Vec<UdpSocket>,
     peers: Vec<SocketAddr>,
+    /// Whether each socket is connected to its peer (its sends then name no address).
+    connected: bool,
 }
 
 struct Measured {
@@ -107,7 +112,14 @@ fn run(side: Side, start: Instant, end: Instant, ready: Arc<Barrier>) -> Option<
         received += ring.received().count() as u64;
         ring.clear_recvs();
         for (s, &to) in side.sockets.iter().zip(&side.peers) {
-            ring.queue_send(s.as_raw_fd(), to, &payload);
+            if side.connected {
+                ring.queue_send_connected_with(s.as_raw_fd(), |buf| {
+                    buf.get_mut(..PACKET)?.copy_from_slice(&payload);
+                    Some(PACKET)
+                });
+            } else {
+                ring.queue_send(s.as_raw_fd(), to, &payload);
+            }
         }
         sent += ring.flush_sends().expect("send pass").sent as u64;
         next += TICK;
@@ -144,6 +156,17 @@ fn the_kernels_share_of_a_calls_rtp() {
             .collect()
     };
     let (engine_addrs, caller_addrs) = (addrs(&engine), addrs(&callers));
+    let engine_connected = setting("HOTLINE_FLOOR_ENGINE_CONNECTED", 0) == 1;
+    for ((e, c), (&ea, &ca)) in engine
+        .iter()
+        .zip(&callers)
+        .zip(engine_addrs.iter().zip(&caller_addrs))
+    {
+        c.connect(ea).expect("connect a caller's socket");
+        if engine_connected {
+            e.connect(ca).expect("connect an engine socket");
+        }
+    }
     let start = Instant::now() + WARM_UP;
     let end = start + Duration::from_secs(seconds);
     let ready = Arc::new(Barrier::new(2));
@@ -158,6 +181,7 @@ fn the_kernels_share_of_a_calls_rtp() {
         Side {
             sockets: engine,
             peers: caller_addrs,
+            connected: engine_connected,
         },
         ready.clone(),
     );
@@ -166,6 +190,7 @@ fn the_kernels_share_of_a_calls_rtp() {
         Side {
             sockets: callers,
             peers: engine_addrs,
+            connected: true,
         },
         ready,
     );
@@ -177,7 +202,15 @@ fn the_kernels_share_of_a_calls_rtp() {
         println!("io_uring is unavailable here: nothing measured");
         return;
     };
-    println!("calls {calls}, {seconds} s measured, one packet each way per call per 20 ms");
+    println!(
+        "calls {calls}, {seconds} s measured, one packet each way per call per 20 ms; \
+         engine sockets {}",
+        if engine_connected {
+            "connected"
+        } else {
+            "unconnected"
+        }
+    );
     for (name, m) in [("engine side", e), ("caller side", c)] {
         let share = 100.0 * m.cpu.as_secs_f64() / m.wall.as_secs_f64();
         println!(
