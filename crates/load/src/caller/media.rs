@@ -52,8 +52,9 @@ pub struct Heard {
 struct State {
     socket: UdpSocket,
     remote: Option<SocketAddr>,
-    /// Whether the socket is connected to `remote` (sends then name no address, and the
-    /// kernel keeps the route: a sixth cheaper per packet on loopback).
+    /// Whether the socket is connected to `remote`: sends then name no address, the kernel
+    /// keeps the route, and datagrams from elsewhere are not delivered (the load tool
+    /// costs about a fifth less; see docs/performance.md, "The floor under CPU per call").
     connected: bool,
     codec: Codec,
     pt: u8,
