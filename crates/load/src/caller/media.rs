@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -52,9 +52,7 @@ pub struct Heard {
 struct State {
     socket: UdpSocket,
     remote: Option<SocketAddr>,
-    /// Whether the socket is connected to `remote`: sends then name no address, the kernel
-    /// keeps the route, and datagrams from elsewhere are not delivered (the load tool
-    /// costs about a fifth less; see docs/performance.md, "The floor under CPU per call").
+    /// Whether the socket is connected to `remote` (see [`connect_sockets`]).
     connected: bool,
     codec: Codec,
     pt: u8,
@@ -156,12 +154,12 @@ m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
         )
     }
 
-    /// Starts sending to the hotline with the negotiated codec. The socket is connected
-    /// to `remote`, so it hears only the hotline's media address from then on.
+    /// Starts sending to the hotline with the negotiated codec. Where the callers'
+    /// sockets are connected ([`connect_sockets`]), it hears only `remote` from then on.
     pub fn connect(&self, remote: SocketAddr, codec: Codec, pt: u8, te_pt: Option<u8>) {
         let mut s = lock(&self.state);
         s.remote = Some(remote);
-        s.connected = s.socket.connect(remote).is_ok();
+        s.connected = CONNECT_SOCKETS.load(Ordering::Relaxed) && s.socket.connect(remote).is_ok();
         s.codec = codec;
         s.pt = pt;
         s.te_pt = te_pt;
@@ -411,6 +409,21 @@ pub fn clock_stats() -> CallerClockStats {
         busy_us: c.busy_us.load(Ordering::Relaxed),
         max_tick_us: c.max_tick_us.load(Ordering::Relaxed),
     }
+}
+
+/// Whether callers connect their RTP sockets to the hotline's media address.
+static CONNECT_SOCKETS: AtomicBool = AtomicBool::new(false);
+
+/// Makes every caller connect its RTP socket to the hotline's media address once the SDP
+/// answer names it: sends then name no address, the kernel keeps the route, and
+/// datagrams from anywhere else are not delivered. The load tool turns it on (it costs
+/// about a fifth less; see docs/performance.md, "The floor under CPU per call"). Tests
+/// leave it off, keeping callers that hear any source: on loopback a caller's ephemeral
+/// port may have been another peer's a moment before (Kamailio was seen sending late SIP
+/// datagrams to one, which a connected socket answers with ICMP errors), and with it on
+/// one Kamailio test lost its bridged audio in 2 runs of 23, for a reason not found.
+pub fn connect_sockets(on: bool) {
+    CONNECT_SOCKETS.store(on, Ordering::Relaxed);
 }
 
 /// Starts the shared caller clock now rather than with the first call (so that its thread

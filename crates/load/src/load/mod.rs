@@ -218,6 +218,7 @@ fn script_prompts(
 
 /// Runs the load and prints its figures; returns whether every check held.
 pub async fn run(args: LoadArgs) -> Result<bool, LoadError> {
+    crate::caller::media::connect_sockets(true);
     if let Some(agents) = args.agents {
         return queue::run(&args, agents).await;
     }
