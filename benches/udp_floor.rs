@@ -121,7 +121,7 @@ fn run(side: Side, start: Instant, end: Instant, ready: Arc<Barrier>) -> Option<
                 ring.queue_send(s.as_raw_fd(), to, &payload);
             }
         }
-        sent += ring.flush_sends().expect("send pass").sent as u64;
+        sent += ring.flush_sends().expect("send pass").sent;
         next += TICK;
         match next.checked_duration_since(Instant::now()) {
             Some(wait) => thread::sleep(wait),
