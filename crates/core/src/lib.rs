@@ -14,6 +14,7 @@
 // Tests build their instants from a real one: the rule holds for the library, not its tests.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod outputs; // the pure machines' output queues let their room go once drained
 pub mod sip; // SIP codec, transactions, dialogs, UAC/UAS, SDP, digest
 pub mod call; // one call as pure state: its core (UAS, flow, transfer, recordings) and queue place
 pub mod flow; // the call-flow language: model, loading, checking, interpreter

@@ -1311,15 +1311,9 @@ impl CallCore {
         self.pump(Some(now));
     }
 
-    /// The next thing for the shell to do. Once all are out the queue's room is let go:
-    /// a call waits far longer than it works, and would otherwise keep the room of its
-    /// busiest moment (outputs are hundreds of bytes each) to its end.
+    /// The next thing for the shell to do (the queue's room is let go once drained).
     pub fn poll_output(&mut self) -> Option<CallOutput> {
-        let o = self.out.pop_front();
-        if o.is_none() && self.out.capacity() > 0 {
-            self.out = VecDeque::new();
-        }
-        o
+        crate::outputs::pop_releasing(&mut self.out)
     }
 
     /// Hangs up the caller: BYE (or the UAS's own way out before the answer), or a call

@@ -562,14 +562,9 @@ impl FlowMachine {
         }
     }
 
-    /// The next thing for the shell to do; once all are out, the queue's room is let go
-    /// (a call waits far longer than it works).
+    /// The next thing for the shell to do (the queue's room is let go once drained).
     pub fn poll_action(&mut self) -> Option<Action> {
-        let a = self.actions.pop_front();
-        if a.is_none() && self.actions.capacity() > 0 {
-            self.actions = VecDeque::new();
-        }
-        a
+        crate::outputs::pop_releasing(&mut self.actions)
     }
 
     /// When the machine wants `handle_timeout` (no-input and inter-digit timers, and the

@@ -264,14 +264,9 @@ impl LegCore {
         Some(uas)
     }
 
-    /// The next thing to do; once all are out, the queue's room is let go (a leg is idle
-    /// most of its life).
+    /// The next thing to do (the queue's room is let go once drained).
     pub fn poll_output(&mut self) -> Option<LegOutput> {
-        let o = self.out.pop_front();
-        if o.is_none() && self.out.capacity() > 0 {
-            self.out = VecDeque::new();
-        }
-        o
+        crate::outputs::pop_releasing(&mut self.out)
     }
 
     /// When [`LegCore::handle_timeout`] wants to be called.

@@ -563,14 +563,9 @@ impl Uas {
         self.out.push_back(UasOutput::Respond { key, resp });
     }
 
-    /// The next thing to do; once all are out, the queue's room is let go (a dialog is
-    /// idle most of its life).
+    /// The next thing to do (the queue's room is let go once drained).
     pub fn poll_output(&mut self) -> Option<UasOutput> {
-        let o = self.out.pop_front();
-        if o.is_none() && self.out.capacity() > 0 {
-            self.out = VecDeque::new();
-        }
-        o
+        crate::outputs::pop_releasing(&mut self.out)
     }
 
     fn close(&mut self) {
