@@ -144,23 +144,7 @@ impl Node {
 struct Proxy {
     sip: SocketAddr,
     dir: PathBuf,
-    _process: KilledGroup,
-}
-
-/// Kamailio in its own process group, killed whole when dropped: its worker processes
-/// outlive a killed main process, and left running they would go on probing the dead
-/// nodes' ports, which later tests' sockets reuse.
-struct KilledGroup(std::process::Child);
-
-impl Drop for KilledGroup {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: a plain kill(2) of the process group this test started (its leader
-            // is the child, not yet reaped, so the group id is still ours).
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
-        let _ = self.0.wait();
-    }
+    _process: Killed,
 }
 
 impl Proxy {
@@ -189,13 +173,14 @@ impl Proxy {
             // Probe every second, and give up on a silent node after one second, so the
             // test sees the proxy react quickly.
             .args(["-A", "PROBE_INTERVAL=1", "-A", "NODE_TIMEOUT=1000"])
+            // Its own process group, so that `Killed` takes its workers with it.
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("kamailio starts");
-        let process = KilledGroup(child);
+        let process = Killed(child);
         // The proxy answers OPTIONS addressed to itself with 200 once it runs.
         let mut probe = Engine::attach(sip, Some(process.0.id()));
         if let Err(e) = probe.wait_ready(Duration::from_secs(60)).await {

@@ -3,11 +3,18 @@
 use std::net::{Ipv4Addr, UdpSocket};
 use std::process::Child;
 
-/// A child process killed (SIGKILL) when dropped, even on a failed assert.
+/// A child process killed (SIGKILL) when dropped, even on a failed assert. A child
+/// started as the leader of its own process group (`CommandExt::process_group(0)`, as
+/// Kamailio is, whose workers outlive a killed main process) is killed with its group.
 pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: a plain kill(2). The child is not reaped yet, so a group whose id is
+            // its pid can only be the one it leads; without one this fails with ESRCH.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
