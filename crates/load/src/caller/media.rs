@@ -493,9 +493,10 @@ fn run_clock(rx: Receiver<Arc<Mutex<State>>>) {
                     let mut s = lock(c);
                     receive(&mut s, &mut buf, &mut cmsg, now, fresh_after);
                     if let Some((len, remote)) = next_packet(&mut s, &mut buf)
-                        && match s.connected {
-                            true => s.socket.send(&buf[..len]),
-                            false => s.socket.send_to(&buf[..len], remote),
+                        && if s.connected {
+                            s.socket.send(&buf[..len])
+                        } else {
+                            s.socket.send_to(&buf[..len], remote)
                         }
                         .is_ok()
                     {
