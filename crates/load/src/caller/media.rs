@@ -418,10 +418,9 @@ static CONNECT_SOCKETS: AtomicBool = AtomicBool::new(false);
 /// answer names it: sends then name no address, the kernel keeps the route, and
 /// datagrams from anywhere else are not delivered. The load tool turns it on (it costs
 /// about a fifth less; see docs/performance.md, "The floor under CPU per call"). Tests
-/// leave it off, keeping callers that hear any source: on loopback a caller's ephemeral
-/// port may have been another peer's a moment before (Kamailio was seen sending late SIP
-/// datagrams to one, which a connected socket answers with ICMP errors), and with it on
-/// one Kamailio test lost its bridged audio in 2 runs of 23, for a reason not found.
+/// leave it off, keeping callers that hear any source as they were written for: with it
+/// on, one Kamailio test lost its bridged audio in 2 runs of 23, for a reason not found
+/// (leftover Kamailio workers, since stopped, were then sending SIP to the tests' ports).
 pub fn connect_sockets(on: bool) {
     CONNECT_SOCKETS.store(on, Ordering::Relaxed);
 }
