@@ -10,9 +10,10 @@ pub struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: a plain kill(2). The child is not reaped yet, so a group whose id is
-            // its pid can only be the one it leads; without one this fails with ESRCH.
+        // Only while the child is unreaped: until then its pid is not reused, so a group
+        // whose id is that pid can only be the one it leads.
+        if let (Ok(None), Ok(pid)) = (self.0.try_wait(), i32::try_from(self.0.id())) {
+            // SAFETY: a plain kill(2); without such a group it fails with ESRCH.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
         let _ = self.0.kill();
