@@ -75,20 +75,19 @@ async fn udp_call_walks_the_menu_with_rfc4733_keys() {
         .wait_for_prompt(&busy, m, 5 * SECOND)
         .await
         .expect("the global key 0 leads to the advisors");
-    assert!(
-        media.wait_for_whole_prompt(&busy, b, 10 * SECOND).await,
-        "the whole advisors-busy message is heard, frame for frame"
-    );
+    media
+        .wait_for_whole_prompt(&busy, b, 10 * SECOND)
+        .await
+        .expect("the whole advisors-busy message is heard, frame for frame");
     let bye_prompt = prompt("en", "goodbye");
     let g = media
         .wait_for_prompt(&bye_prompt, b, 5 * SECOND)
         .await
         .expect("goodbye");
-    assert!(
-        media
-            .wait_for_whole_prompt(&bye_prompt, g, 10 * SECOND)
-            .await
-    );
+    media
+        .wait_for_whole_prompt(&bye_prompt, g, 10 * SECOND)
+        .await
+        .expect("the whole goodbye is heard, frame for frame");
     phone
         .expect_bye(10 * SECOND)
         .await

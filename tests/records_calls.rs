@@ -246,11 +246,10 @@ async fn a_message_left_out_of_hours_is_voicemail() {
     let w = hears(&media, "welcome", 0, 5 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
     let l = hears(&media, "leave_a_message", w, 30 * SECOND).await;
-    assert!(
-        media
-            .wait_for_whole_prompt(&prompt("en", "leave_a_message"), l, 20 * SECOND)
-            .await
-    );
+    media
+        .wait_for_whole_prompt(&prompt("en", "leave_a_message"), l, 20 * SECOND)
+        .await
+        .expect("the prompt is heard to its end, frame for frame");
     tokio::time::sleep(SECOND).await;
     media.say_pcm(&tone(2.0));
     media.press_all("#", KeyMethod::Rfc4733);

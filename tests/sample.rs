@@ -86,12 +86,10 @@ async fn a_shipped_order_is_read_out_from_the_demo_shop() {
         .await
         .expect("the order number is read back");
     let s = hears(&media, "order_shipped", one, 10 * SECOND).await;
-    assert!(
-        media
-            .wait_for_whole_prompt(&prompt("en", "order_shipped"), s, 10 * SECOND)
-            .await,
-        "the shipped prompt plays to its end, frame for frame"
-    );
+    media
+        .wait_for_whole_prompt(&prompt("en", "order_shipped"), s, 10 * SECOND)
+        .await
+        .expect("the shipped prompt plays to its end, frame for frame");
     let thursday = media
         .wait_for_prompt(&fragment("en", "thursday"), s, 5 * SECOND)
         .await
@@ -158,12 +156,10 @@ async fn out_of_hours_the_caller_leaves_a_voicemail() {
     );
     let h = hears(&media, "opening_hours_info", c, 10 * SECOND).await;
     let l = hears(&media, "leave_a_message", h, 15 * SECOND).await;
-    assert!(
-        media
-            .wait_for_whole_prompt(&prompt("en", "leave_a_message"), l, 20 * SECOND)
-            .await,
-        "the voicemail prompt is heard to its end"
-    );
+    media
+        .wait_for_whole_prompt(&prompt("en", "leave_a_message"), l, 20 * SECOND)
+        .await
+        .expect("the voicemail prompt is heard to its end");
     // The beep lasts half a second; speak after it.
     tokio::time::sleep(SECOND).await;
     media.say_pcm(&tone(2.0));

@@ -226,11 +226,10 @@ async fn voicemail_is_recorded_to_the_terminator_and_on_hang_up() {
         .wait_for_prompt(&prompt("en", "please_choose"), 0, 5 * SECOND)
         .await
         .unwrap();
-    assert!(
-        media
-            .wait_for_whole_prompt(&prompt("en", "please_choose"), p, 10 * SECOND)
-            .await
-    );
+    media
+        .wait_for_whole_prompt(&prompt("en", "please_choose"), p, 10 * SECOND)
+        .await
+        .expect("the prompt is heard to its end, frame for frame");
     tokio::time::sleep(SECOND).await; // the beep
     media.say_pcm(&tone(2.0));
     media.press_all("#", KeyMethod::Rfc4733);
@@ -256,11 +255,10 @@ async fn voicemail_is_recorded_to_the_terminator_and_on_hang_up() {
         .wait_for_prompt(&prompt("en", "please_choose"), 0, 5 * SECOND)
         .await
         .unwrap();
-    assert!(
-        media
-            .wait_for_whole_prompt(&prompt("en", "please_choose"), p, 10 * SECOND)
-            .await
-    );
+    media
+        .wait_for_whole_prompt(&prompt("en", "please_choose"), p, 10 * SECOND)
+        .await
+        .expect("the prompt is heard to its end, frame for frame");
     tokio::time::sleep(SECOND).await;
     media.say_pcm(&tone(1.5));
     tokio::time::sleep(SECOND * 2).await;

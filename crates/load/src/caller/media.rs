@@ -260,14 +260,7 @@ m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
     /// How many of `prompt`'s frames were heard in order from frame `at`.
     pub fn frames_matching(&self, prompt: &Prompt, at: usize) -> usize {
         let s = lock(&self.state);
-        let codec = s.codec;
-        s.audio
-            .get(at..)
-            .unwrap_or(&[])
-            .iter()
-            .zip(prompt.frames(codec))
-            .take_while(|(h, f)| &h.payload == *f)
-            .count()
+        matching(&s.audio, prompt, s.codec, at)
     }
 
     /// Waits until `prompt` starts (at or after frame `from`); returns where.
@@ -290,22 +283,34 @@ m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
     }
 
     /// Waits until `prompt`, started at frame `at`, has been heard to its last frame.
+    /// Fails, saying what was heard instead, when a frame other than the prompt's next
+    /// arrives before its end (it was cut off) or when `timeout` passes.
     pub async fn wait_for_whole_prompt(
         &self,
         prompt: &Prompt,
         at: usize,
         timeout: Duration,
-    ) -> bool {
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let n = self.frames_matching(prompt, at);
-            if n >= prompt.frame_count() {
-                return true;
-            }
-            let heard = self.heard_len();
-            // A mismatch before the end means the prompt was cut off.
-            if heard > at + n || Instant::now() >= deadline {
-                return false;
+            // The count and what follows it are read under one lock: a frame arriving
+            // between two looks would pass for a mismatch.
+            let n = {
+                let s = lock(&self.state);
+                let n = matching(&s.audio, prompt, s.codec, at);
+                if n >= prompt.frame_count() {
+                    return Ok(());
+                }
+                if let Some(other) = s.audio.get(at + n) {
+                    return Err(cut_off(&s.audio, prompt, s.codec, at, n, other));
+                }
+                n
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{n} of {} frames heard from frame {at} in {timeout:?}, then nothing more",
+                    prompt.frame_count()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -342,6 +347,46 @@ impl Drop for State {
     fn drop(&mut self) {
         self.closed = true;
     }
+}
+
+/// How many of `prompt`'s frames `audio` holds in order from frame `at`.
+fn matching(audio: &[Heard], prompt: &Prompt, codec: Codec, at: usize) -> usize {
+    audio
+        .get(at..)
+        .unwrap_or(&[])
+        .iter()
+        .zip(prompt.frames(codec))
+        .take_while(|(h, f)| &h.payload == *f)
+        .count()
+}
+
+/// What was heard where frame `n` of `prompt` (started at frame `at`) was due: which
+/// packet, and whether it is another frame of the prompt (one lost or repeated), silence,
+/// or something else.
+fn cut_off(
+    audio: &[Heard],
+    prompt: &Prompt,
+    codec: Codec,
+    at: usize,
+    n: usize,
+    other: &Heard,
+) -> String {
+    let what = if let Some(k) = prompt.frames(codec).position(|f| *f == other.payload) {
+        format!("the prompt's frame {k}")
+    } else if other.payload.iter().all(|&b| b == codec.silence_byte()) {
+        "silence".to_string()
+    } else {
+        "audio not of the prompt".to_string()
+    };
+    let after = match n.checked_sub(1).and_then(|i| audio.get(at + i)) {
+        Some(prev) => format!(" (after seq {})", prev.seq),
+        None => String::new(),
+    };
+    format!(
+        "cut off after {n} of {} frames from frame {at}: seq {}{after} was {what}",
+        prompt.frame_count(),
+        other.seq
+    )
 }
 
 fn find_frames(
@@ -691,4 +736,49 @@ fn next_packet(s: &mut State, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
         }
     };
     len.ok().map(|len| (len, remote))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a caller heard: `frames` of `prompt` by index (`None` for silence), with
+    /// sequence numbers from 100.
+    fn heard(prompt: &Prompt, frames: &[Option<usize>]) -> Vec<Heard> {
+        let codec = Codec::Pcmu;
+        frames
+            .iter()
+            .zip(100u16..)
+            .map(|(f, seq)| Heard {
+                seq,
+                payload: match f {
+                    Some(i) => *prompt.frame(codec, *i).expect("frame"),
+                    None => [codec.silence_byte(); FRAME_SAMPLES],
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_prompt_cut_off_says_what_came_in_its_place() {
+        let p = Prompt::tone(440.0, Duration::from_millis(100), -10.0);
+        assert_eq!(p.frame_count(), 5);
+        let c = Codec::Pcmu;
+
+        let whole = heard(&p, &[None, Some(0), Some(1), Some(2), Some(3), Some(4), None]);
+        assert_eq!(matching(&whole, &p, c, 1), 5);
+
+        let lost = heard(&p, &[None, Some(0), Some(1), Some(3)]);
+        assert_eq!(matching(&lost, &p, c, 1), 2);
+        assert_eq!(
+            cut_off(&lost, &p, c, 1, 2, &lost[3]),
+            "cut off after 2 of 5 frames from frame 1: seq 103 (after seq 102) was the prompt's frame 3"
+        );
+
+        let silenced = heard(&p, &[Some(0), None]);
+        assert_eq!(
+            cut_off(&silenced, &p, c, 0, 1, &silenced[1]),
+            "cut off after 1 of 5 frames from frame 0: seq 101 (after seq 100) was silence"
+        );
+    }
 }
