@@ -338,3 +338,73 @@ fn a_flood_at_one_port_does_not_stall_another_call_on_the_same_worker() {
     );
     assert!(keys_dropped > 0, "the key storm was bounded");
 }
+
+/// The caller of a call that just ended may go on sending to its port for a while (a phone
+/// slow to stop, a media relay in front of it). The next call does not get that port, so
+/// the stale stream cannot be latched as the next caller: that caller hears the welcome
+/// from its start though it speaks only after the stale stream had time to be latched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_still_sending_after_its_call_ended_does_not_take_the_next_call() {
+    // Two RTP ports: a port handed straight back would go to every other next call.
+    let srv = server(|c| {
+        c.rtp_ports = PortRange {
+            first: 49700,
+            last: 49703,
+        }
+    })
+    .await;
+    let ports = srv.server.deps.ports.clone();
+    let mut phone = Phone::new(Protocol::Udp, addr(&srv, Protocol::Udp))
+        .await
+        .unwrap();
+    let welcome = prompt("en", "welcome");
+    for round in 0..3 {
+        let stale = CallMedia::bind(LOCALHOST, true).unwrap();
+        let mut ended = phone
+            .call("hotline", &stale, Offer::Default)
+            .await
+            .expect("call answered");
+        stale.connect(
+            ended.remote_rtp,
+            ended.codec,
+            ended.payload_type,
+            ended.telephone_event_pt,
+        );
+        stale
+            .wait_for_prompt(&welcome, 0, 5 * SECOND)
+            .await
+            .expect("the first caller hears the welcome");
+        phone.hang_up(&mut ended).await.expect("BYE answered");
+        let deadline = Instant::now() + 10 * SECOND;
+        while ports.in_use() > 0 {
+            assert!(Instant::now() < deadline, "the ended call's port came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // The first caller goes on sending to its port all through the next call.
+        let media = CallMedia::bind(LOCALHOST, true).unwrap();
+        let mut next = phone
+            .call("hotline", &media, Offer::Default)
+            .await
+            .expect("call answered");
+        assert_ne!(
+            next.remote_rtp, ended.remote_rtp,
+            "round {round}: the port that just came back went to the next call"
+        );
+        // Fifteen stale packets' head start before the next caller's first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        media.connect(
+            next.remote_rtp,
+            next.codec,
+            next.payload_type,
+            next.telephone_event_pt,
+        );
+        let at = media
+            .wait_for_prompt(&welcome, 0, 5 * SECOND)
+            .await
+            .expect("the next caller hears the welcome");
+        assert!(at < 10, "round {round}: the welcome started at frame {at}");
+        phone.hang_up(&mut next).await.expect("BYE answered");
+        stale.close();
+    }
+}

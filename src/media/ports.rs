@@ -6,7 +6,16 @@
 //! nothing about the next call's, so nobody can aim RTP at a call about to start. A draw is
 //! O(1) (swap-remove from a list), and one allocation binds at most [`MAX_ATTEMPTS`] ports,
 //! so a range mostly held by other programs costs a refused call, not a long scan.
+//!
+//! A port that comes back rests before it is drawn again: the far end of the call that
+//! just ended (or a media relay in front of it) may still be sending to it for a while, and
+//! on a port handed straight to the next call that stale stream could reach the new call
+//! before its own caller does, and be latched as its caller. The most recently returned
+//! half of the free ports rest, oldest first; the draw is from the other half, so it
+//! stays as unpredictable as before. Only when nothing else is free is the port that
+//! rested longest handed out.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 
@@ -31,9 +40,39 @@ pub struct PortPool {
 
 struct Inner {
     range: PortRange,
+    /// Free ports the next call's is drawn from.
     free: Vec<u16>,
+    /// Free ports that came back lately, oldest first (see the module comment).
+    resting: VecDeque<u16>,
     /// Every port of the range the pool hands out.
     total: usize,
+}
+
+impl Inner {
+    /// Takes a free port out: drawn at random from those not resting, else the one that
+    /// rested longest.
+    fn draw(&mut self) -> Option<u16> {
+        if self.free.is_empty() {
+            return self.resting.pop_front();
+        }
+        let i = rand::random_range(0..self.free.len());
+        Some(self.free.swap_remove(i))
+    }
+
+    /// A port comes back. It rests while it is among the newest half of the free ports.
+    fn give_back(&mut self, port: u16) {
+        self.resting.push_back(port);
+        while self.resting.len() > self.total / 2 {
+            let Some(rested) = self.resting.pop_front() else {
+                break;
+            };
+            self.free.push(rested);
+        }
+    }
+
+    fn free_count(&self) -> usize {
+        self.free.len() + self.resting.len()
+    }
 }
 
 /// A bound RTP socket whose port goes back to the pool when dropped.
@@ -46,7 +85,7 @@ pub struct RtpPort {
 impl Drop for RtpPort {
     fn drop(&mut self) {
         if let Ok(mut inner) = self.pool.inner.lock() {
-            inner.free.push(self.port);
+            inner.give_back(self.port);
         }
     }
 }
@@ -57,7 +96,12 @@ impl PortPool {
         let free: Vec<u16> = (first_even..range.last).step_by(2).collect();
         let total = free.len();
         PortPool {
-            inner: Arc::new(Mutex::new(Inner { range, free, total })),
+            inner: Arc::new(Mutex::new(Inner {
+                range,
+                free,
+                resting: VecDeque::new(),
+                total,
+            })),
         }
     }
 
@@ -65,13 +109,12 @@ impl PortPool {
     pub fn allocate(&self, ip: IpAddr) -> Result<RtpPort, PortError> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let range = inner.range;
-        let attempts = inner.free.len().min(MAX_ATTEMPTS);
+        let attempts = inner.free_count().min(MAX_ATTEMPTS);
         // Ports another program holds wait here, so this allocation never draws them twice.
         let mut busy = Vec::new();
         let mut found = None;
         for _ in 0..attempts {
-            let i = rand::random_range(0..inner.free.len());
-            let port = inner.free.swap_remove(i);
+            let Some(port) = inner.draw() else { break };
             match UdpSocket::bind(SocketAddr::new(ip, port)) {
                 Ok(socket) if socket.set_nonblocking(true).is_ok() => {
                     found = Some((socket, port));
@@ -93,13 +136,13 @@ impl PortPool {
     }
 
     pub fn free_count(&self) -> usize {
-        self.inner.lock().map(|i| i.free.len()).unwrap_or(0)
+        self.inner.lock().map(|i| i.free_count()).unwrap_or(0)
     }
 
     /// Ports handed out and not yet back.
     pub fn in_use(&self) -> usize {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.total - inner.free.len()
+        inner.total - inner.free_count()
     }
 }
 
@@ -136,6 +179,29 @@ mod tests {
         assert!(pool.allocate(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_err());
         // The held port stays in the pool for when its holder lets go.
         assert_eq!(pool.free_count(), 1);
+    }
+
+    #[test]
+    fn a_port_that_came_back_rests_until_half_the_free_ports_came_back_after_it() {
+        let pool = PortPool::new(PortRange {
+            first: 41300,
+            last: 41307,
+        });
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut held: Vec<RtpPort> = (0..4).map(|_| pool.allocate(ip).unwrap()).collect();
+        let order: Vec<u16> = held.iter().map(|p| p.port).collect();
+        // Back in this order: the first rests until two others came back after it.
+        for _ in 0..3 {
+            drop(held.remove(0));
+        }
+        assert_eq!(pool.free_count(), 3);
+        assert_eq!(pool.allocate(ip).unwrap().port, order[0], "the one rested");
+        // Nothing else free: the longest-resting of the two still resting.
+        let next = pool.allocate(ip).unwrap();
+        assert_eq!(next.port, order[1]);
+        // The port that just came back is not handed to the next call.
+        drop(next);
+        assert_ne!(pool.allocate(ip).unwrap().port, order[1]);
     }
 
     #[test]
