@@ -186,6 +186,12 @@ impl Browser {
 
     /// Sends a command and waits for its reply's result.
     fn send(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
+        let reply = self.reply(method, params, session);
+        result_of(method, reply)
+    }
+
+    /// Sends a command and waits for its whole reply: a result or an error.
+    fn reply(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({ "id": id, "method": method, "params": params });
@@ -198,7 +204,7 @@ impl Browser {
         let deadline = Instant::now() + LIMIT;
         loop {
             if let Some(v) = self.pending.remove(&id) {
-                return result_of(method, v);
+                return v;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let v = self
@@ -206,7 +212,7 @@ impl Browser {
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("no reply to {method} within {LIMIT:?}"));
             match v["id"].as_u64() {
-                Some(n) if n == id => return result_of(method, v),
+                Some(n) if n == id => return v,
                 Some(n) => {
                     self.pending.insert(n, v);
                 }
@@ -228,12 +234,23 @@ impl Browser {
         );
     }
 
-    /// The value of a JavaScript expression on the page (awaited if a promise).
+    /// The value of a JavaScript expression on the page (awaited if a promise). An
+    /// expression the page's navigation cut short (a form it submitted, or one evaluated
+    /// while the next page loads) is worth `{"navigated": true}`: a wait asks again.
     fn eval(&mut self, expr: &str) -> Value {
-        let r = self.page(
+        let session = self.session.clone();
+        let reply = self.reply(
             "Runtime.evaluate",
             json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }),
+            Some(&session),
         );
+        let navigated = reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("navigated or closed"));
+        if navigated {
+            return json!({ "navigated": true });
+        }
+        let r = result_of("Runtime.evaluate", reply);
         if let Some(e) = r.get("exceptionDetails") {
             return json!({ "exception": e.to_string() });
         }
