@@ -765,7 +765,10 @@ mod tests {
         assert_eq!(p.frame_count(), 5);
         let c = Codec::Pcmu;
 
-        let whole = heard(&p, &[None, Some(0), Some(1), Some(2), Some(3), Some(4), None]);
+        let whole = heard(
+            &p,
+            &[None, Some(0), Some(1), Some(2), Some(3), Some(4), None],
+        );
         assert_eq!(matching(&whole, &p, c, 1), 5);
 
         let lost = heard(&p, &[None, Some(0), Some(1), Some(3)]);
