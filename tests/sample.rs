@@ -56,7 +56,12 @@ async fn hears(media: &CallMedia, name: &str, from: usize, within: Duration) -> 
     media
         .wait_for_prompt(&prompt("en", name), from, within)
         .await
-        .unwrap_or_else(|| panic!("expected to hear '{name}' after frame {from}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "expected to hear '{name}' after frame {from}: {}",
+                media.search_report(&prompt("en", name), from)
+            )
+        })
 }
 
 /// Open hours: English, option 2, order 123456 of the demo shop (shipped, arriving on
@@ -140,6 +145,7 @@ async fn wait_for_wav(dir: &Path, within: Duration) -> Option<PathBuf> {
 /// goodbye. The message is a playable 8 kHz WAV file holding the caller's speech.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_hours_the_caller_leaves_a_voicemail() {
+    common::logs();
     let dir = scratch("closed");
     // No shop: the closed path never looks anything up.
     let srv = serve_sample(&dir, NEVER_OPEN, "http://127.0.0.1:9", "43500-43599").await;

@@ -263,6 +263,47 @@ m=audio {port} RTP/AVP {fmts}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n",
         matching(&s.audio, prompt, s.codec, at)
     }
 
+    /// Why `prompt` was not found from frame `from`, for a failing test to say: how much
+    /// was heard, where its first frame came and how far it matched, or else which of
+    /// its frames came first (its start was lost).
+    pub fn search_report(&self, prompt: &Prompt, from: usize) -> String {
+        let s = lock(&self.state);
+        let codec = s.codec;
+        let heard = s.audio.len().saturating_sub(from);
+        let first = prompt.frame(codec, 0);
+        let starts: Vec<String> = (from..s.audio.len())
+            .filter(|&i| Some(&s.audio[i].payload) == first)
+            .take(5)
+            .map(|i| {
+                format!(
+                    "frame {i} (seq {}): {} matching",
+                    s.audio[i].seq,
+                    matching(&s.audio, prompt, codec, i)
+                )
+            })
+            .collect();
+        if !starts.is_empty() {
+            return format!(
+                "{heard} frames heard from frame {from}; the prompt's first frame at {}",
+                starts.join(", ")
+            );
+        }
+        let later = (from..s.audio.len()).find_map(|i| {
+            prompt
+                .frames(codec)
+                .position(|f| *f == s.audio[i].payload)
+                .filter(|&k| k > 0)
+                .map(|k| (i, k))
+        });
+        match later {
+            Some((i, k)) => format!(
+                "{heard} frames heard from frame {from}; not the prompt's first frame, but its frame {k} at frame {i} (seq {})",
+                s.audio[i].seq
+            ),
+            None => format!("{heard} frames heard from frame {from}; none of the prompt's"),
+        }
+    }
+
     /// Waits until `prompt` starts (at or after frame `from`); returns where.
     pub async fn wait_for_prompt(
         &self,
