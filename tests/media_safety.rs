@@ -359,22 +359,13 @@ async fn a_caller_still_sending_after_its_call_ended_does_not_take_the_next_call
         .unwrap();
     let welcome = prompt("en", "welcome");
     for round in 0..3 {
-        let stale = CallMedia::bind(LOCALHOST, true).unwrap();
-        let mut ended = phone
-            .call("hotline", &stale, Offer::Default)
-            .await
-            .expect("call answered");
-        stale.connect(
-            ended.remote_rtp,
-            ended.codec,
-            ended.payload_type,
-            ended.telephone_event_pt,
-        );
+        let (mut first, stale, mut ended) =
+            common::call(addr(&srv, Protocol::Udp), "hotline").await;
         stale
             .wait_for_prompt(&welcome, 0, 5 * SECOND)
             .await
             .expect("the first caller hears the welcome");
-        phone.hang_up(&mut ended).await.expect("BYE answered");
+        first.hang_up(&mut ended).await.expect("BYE answered");
         let deadline = Instant::now() + 10 * SECOND;
         while ports.in_use() > 0 {
             assert!(Instant::now() < deadline, "the ended call's port came back");
