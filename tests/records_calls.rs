@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{SECOND, prompt, repo};
+use common::{SECOND, hears, prompt, repo};
 use hotline::config::{Config, Protocol};
 use hotline::records::{
     CallEvent, CallKind, CallOutcome, CallRecord, Deliver, RecordMsg, RecordSink,
@@ -122,13 +122,6 @@ async fn serve_flow(
 ) -> (RunningServer, Arc<Collected>) {
     std::fs::write(dir.join("flows/main.yaml"), flow).unwrap();
     serve(dir, rtp, &format!("flows: flows\ndata: data\n{more}")).await
-}
-
-async fn hears(media: &CallMedia, name: &str, from: usize, within: Duration) -> usize {
-    media
-        .wait_for_prompt(&prompt("en", name), from, within)
-        .await
-        .unwrap_or_else(|| panic!("expected to hear '{name}' after frame {from}"))
 }
 
 fn kinds(events: &[CallEvent]) -> Vec<&str> {

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{SECOND, prompt, repo};
+use common::{SECOND, hears, repo};
 use hotline::config::{Config, Protocol};
 use hotline::records::store::{CallFilter, Store};
 use hotline::records::{CallOutcome, CallRecord};
 use hotline::server::Server;
-use hotline_load::caller::{CallMedia, KeyMethod};
+use hotline_load::caller::KeyMethod;
 
 const FLOW: &str = "start: hi
 defaults: { language: en, timeout: 5s, retries: 2 }
@@ -45,13 +45,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("flows")).unwrap();
     d
-}
-
-async fn hears(media: &CallMedia, name: &str, from: usize) -> usize {
-    media
-        .wait_for_prompt(&prompt("en", name), from, 10 * SECOND)
-        .await
-        .unwrap_or_else(|| panic!("expected to hear '{name}' after frame {from}"))
 }
 
 /// The one call in the store, once its row has ended (the writer works on its own thread).
@@ -105,14 +98,14 @@ records: {{ store: {:?} }}\n",
     // The caller: 1 during the menu, then 9 after "anything else"; the flow says goodbye.
     let (mut phone, media, _call) =
         common::call(common::addr(&srv, Protocol::Udp), "hotline").await;
-    let w = hears(&media, "welcome", 0).await;
-    let m = hears(&media, "main_menu", w).await;
+    let w = hears(&media, "welcome", 0, 10 * SECOND).await;
+    let m = hears(&media, "main_menu", w, 10 * SECOND).await;
     media.press_all("1", KeyMethod::Rfc4733);
-    let h = hears(&media, "opening_hours_info", m).await;
-    let a = hears(&media, "anything_else", h).await;
+    let h = hears(&media, "opening_hours_info", m, 10 * SECOND).await;
+    let a = hears(&media, "anything_else", h, 10 * SECOND).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     media.press_all("9", KeyMethod::Rfc4733);
-    hears(&media, "goodbye", a).await;
+    hears(&media, "goodbye", a, 10 * SECOND).await;
     phone
         .expect_bye(30 * SECOND)
         .await

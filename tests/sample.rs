@@ -9,12 +9,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{SECOND, prompt, prompts, repo};
+use common::{SECOND, hears, prompt, prompts, repo};
 use hotline::config::{Config, Protocol};
 use hotline::media::prompt::Prompt;
 use hotline::server::{RunningServer, Server};
 use hotline::tools::demo_shop::DemoShop;
-use hotline_load::caller::{CallMedia, KeyMethod};
+use hotline_load::caller::KeyMethod;
 
 const ALWAYS_OPEN: &str = "{ timezone: Europe/Berlin, weekly: { mon-sun: 00:00-24:00 } }";
 const NEVER_OPEN: &str = "{ timezone: Europe/Berlin }";
@@ -49,19 +49,6 @@ fn fragment(lang: &str, name: &str) -> Prompt {
         .get_exact(lang, &format!("say/{name}"))
         .unwrap_or_else(|| panic!("say fragment {lang}/{name}"))
         .clone()
-}
-
-/// Waits for `name` from frame `from`, and returns where it starts.
-async fn hears(media: &CallMedia, name: &str, from: usize, within: Duration) -> usize {
-    media
-        .wait_for_prompt(&prompt("en", name), from, within)
-        .await
-        .unwrap_or_else(|| {
-            panic!(
-                "expected to hear '{name}' after frame {from}: {}",
-                media.search_report(&prompt("en", name), from)
-            )
-        })
 }
 
 /// Open hours: English, option 2, order 123456 of the demo shop (shipped, arriving on

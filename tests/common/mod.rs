@@ -164,6 +164,21 @@ pub async fn call(sip: SocketAddr, dialed: &str) -> (Phone, CallMedia, Establish
     (phone, media, c)
 }
 
+/// Waits for the English prompt `name` from frame `from` and returns where it starts; a
+/// failure says what was heard instead.
+pub async fn hears(media: &CallMedia, name: &str, from: usize, within: Duration) -> usize {
+    let p = prompt("en", name);
+    media
+        .wait_for_prompt(&p, from, within)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "expected to hear '{name}' after frame {from}: {}",
+                media.search_report(&p, from)
+            )
+        })
+}
+
 /// Shows the engine's log in a failing test's output, at the level `RUST_LOG` says
 /// (nothing unless it is set).
 pub fn logs() {
